@@ -1,0 +1,70 @@
+# Dodo Payments -> Customer.io bridge. `make run` and `make test` work on a fresh clone.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Lambda runs python3.13; use it here too when this machine has it (pyenv or PATH), else python3.
+PY313 := $(shell PYENV_VERSION=3.13.0 pyenv which python3.13 2>/dev/null || command -v python3.13 2>/dev/null)
+PYTHON ?= $(if $(PY313),$(PY313),python3)
+PY313_BIN := $(if $(PY313),$(dir $(PY313)),)
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CHECKOV_VENV := .venv-checkov
+SAM_VENV := .venv-sam
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help install run test lint typecheck unit scan build clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml layers/dodo_cio/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# checkov pins old boto3/packaging and would break the main venv, so it gets its own.
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q -U pip
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov==3.3.30'
+	touch $@
+
+# SAM CLI pins boto3/pydantic/click; kept apart from the runtime packages.
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q -U pip
+	$(SAM_VENV)/bin/pip install -q 'aws-sam-cli==1.170.0'
+	touch $@
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+run: $(STAMP) ## run the bridge locally (moto + local Customer.io sandbox unless real credentials are set)
+	$(BIN)/dodo-cio local
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy layers/dodo_cio/dodo_cio tools/dodo_cio_tools functions/ingest/app.py
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit -q
+
+test: $(STAMP) $(CHECKOV_VENV)/.installed ## lint, type-check and run every test (template checks included)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy layers/dodo_cio/dodo_cio tools/dodo_cio_tools functions/ingest/app.py
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(BIN)/pytest -q
+
+scan: $(CHECKOV_VENV)/.installed ## checkov on the template
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --skip-download --quiet
+
+build: $(SAM_VENV)/.installed ## sam build for the real target (arm64, python3.13)
+	SAM_CLI_TELEMETRY=0 PATH="$(PY313_BIN):$$PATH" $(SAM_VENV)/bin/sam build
+
+clean:
+	rm -rf .aws-sam $(VENV) $(CHECKOV_VENV) $(SAM_VENV)

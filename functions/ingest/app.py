@@ -1,0 +1,50 @@
+"""Ingest Lambda: API Gateway (HTTP API) -> dodo_cio.ingest. Wiring only; the logic is in the layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from customize import build_mapping
+from dodo_cio.config import ConfigError, SecretStore, Settings
+from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
+from dodo_cio.mapping import MappingConfig
+
+logger = Logger()
+metrics = Metrics()
+_service: IngestService | None = None
+
+
+def _sqs_client() -> Any:
+    import boto3  # noqa: PLC0415 - only a failed delivery needs SQS
+
+    return boto3.client("sqs")
+
+
+def service() -> IngestService:
+    """Built on the first invocation (not at import) so a bad setting is answered, not a crash loop."""
+    global _service  # noqa: PLW0603 - one service per Lambda container
+    if _service is None:
+        settings = Settings.from_env()
+        _service = IngestService(
+            settings=settings,
+            secrets=SecretStore(settings),
+            mapping=build_mapping(MappingConfig(identifier=settings.identifier)),
+            metrics=metrics,
+            logger=logger,
+            sqs_factory=_sqs_client,
+        )
+    return _service
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        ingest = service()
+    except ConfigError as exc:
+        metrics.add_metric(name="ConfigError", unit="Count", value=1)
+        logger.error("bridge misconfigured: %s", exc)
+        return HttpResponse(500, {"error": "bridge misconfigured"}).to_apigw()
+    return ingest.handle(request_from_apigw(event)).to_apigw()

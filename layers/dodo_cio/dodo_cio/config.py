@@ -1,0 +1,136 @@
+"""Configuration contract: environment variables set by template.yaml, secrets from SSM.
+
+Environment (documented in the README, "Configuration"):
+  SSM_PARAMETER_PATH      e.g. /dodo-customerio; secrets live under it (see SECRET_NAMES)
+  CUSTOMERIO_REGION       us | eu
+  CUSTOMERIO_TRACK_URL    optional base URL override (tests, proxies)
+  CUSTOMERIO_IDENTIFIER   customer_id | email | metadata:<key>
+  RETRY_QUEUE_URL         SQS queue for deliveries that did not succeed at once
+  CUSTOMERIO_CONNECT_TIMEOUT / CUSTOMERIO_READ_TIMEOUT   seconds (defaults 2 / 5)
+  SECRETS_MAX_AGE         seconds a fetched secret is trusted (default 300: rotation within 5 min)
+
+Nothing here calls AWS at import time; the SSM read happens on first use and is cached.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from dodo_cio.customerio import track_base_url
+from dodo_cio.mapping import IdentifierStrategy, MappingConfigError
+from dodo_cio.signature import parse_secrets
+
+SECRET_NAMES: Final = ("webhook-secret", "customerio-site-id", "customerio-api-key")
+
+
+class ConfigError(RuntimeError):
+    """The deployment is misconfigured; the message says what to fix and never holds a secret."""
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    ssm_path: str
+    region: str
+    track_url: str
+    identifier: IdentifierStrategy
+    retry_queue_url: str | None
+    connect_timeout: float = 2.0
+    read_timeout: float = 5.0
+    secrets_max_age: int = 300
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        path = env.get("SSM_PARAMETER_PATH", "/dodo-customerio").strip().rstrip("/")
+        if not path.startswith("/"):
+            raise ConfigError(f"SSM_PARAMETER_PATH must start with '/', not {path!r}")
+        region = env.get("CUSTOMERIO_REGION", "us").strip().lower() or "us"
+        try:
+            track_url = track_base_url(region, env.get("CUSTOMERIO_TRACK_URL"))
+            identifier = IdentifierStrategy.parse(env.get("CUSTOMERIO_IDENTIFIER"))
+        except (ValueError, MappingConfigError) as exc:
+            raise ConfigError(str(exc)) from None
+        return cls(
+            ssm_path=path,
+            region=region,
+            track_url=track_url,
+            identifier=identifier,
+            retry_queue_url=env.get("RETRY_QUEUE_URL", "").strip() or None,
+            connect_timeout=_float(env, "CUSTOMERIO_CONNECT_TIMEOUT", 2.0),
+            read_timeout=_float(env, "CUSTOMERIO_READ_TIMEOUT", 5.0),
+            secrets_max_age=int(_float(env, "SECRETS_MAX_AGE", 300)),
+        )
+
+    def parameter_name(self, secret: str) -> str:
+        return f"{self.ssm_path}/{secret}"
+
+
+@dataclass(frozen=True, slots=True)
+class Secrets:
+    webhook_secrets: tuple[bytes, ...]
+    site_id: str | None
+    api_key: str | None
+
+    def require_customerio(self) -> tuple[str, str]:
+        if not self.site_id or not self.api_key:
+            raise ConfigError(
+                "Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)"
+            )
+        return self.site_id, self.api_key
+
+
+Fetcher = Callable[[list[str], int, bool], Mapping[str, str]]
+
+
+def ssm_fetcher(names: list[str], max_age: int, force: bool) -> Mapping[str, str]:
+    """Powertools Parameters: one GetParameters call, decrypted, cached for `max_age` seconds."""
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - pulls in boto3
+
+    if force:
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
+    values = parameters.get_parameters_by_name(
+        parameters={name: {} for name in names}, decrypt=True, max_age=max_age, raise_on_error=False
+    )
+    return {k: v for k, v in values.items() if k != "_errors" and isinstance(v, str)}
+
+
+class SecretStore:
+    """The three secrets, re-read at most every `max_age` seconds so a rotation needs no redeploy."""
+
+    def __init__(self, settings: Settings, fetch: Fetcher = ssm_fetcher) -> None:
+        self._settings = settings
+        self._fetch = fetch
+
+    def load(self, *, force: bool = False) -> Secrets:
+        names = [self._settings.parameter_name(n) for n in SECRET_NAMES]
+        try:
+            values = self._fetch(names, self._settings.secrets_max_age, force)
+        except Exception as exc:
+            raise ConfigError(
+                f"could not read SSM parameters under {self._settings.ssm_path}: {type(exc).__name__}"
+            ) from exc
+        secret_name, site_name, key_name = names
+        raw_secret = values.get(secret_name)
+        if not raw_secret:
+            raise ConfigError(f"SSM parameter {secret_name} is missing or empty")
+        try:
+            webhook_secrets = parse_secrets(raw_secret)
+        except ValueError as exc:
+            raise ConfigError(f"SSM parameter {secret_name}: {exc}") from None
+        return Secrets(webhook_secrets, values.get(site_name) or None, values.get(key_name) or None)

@@ -1,0 +1,185 @@
+"""Customer.io Track API v2 client and the classification of its answers.
+
+One HTTPS request per call: `/api/v2/entity` for a single op, `/api/v2/batch` otherwise. The
+session is kept by the caller across warm invocations so the TLS connection is reused.
+Classification (what each op's fate is) is a pure function so both paths and the tests share it.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from dodo_cio.limits import encoded_size
+
+if TYPE_CHECKING:  # requests is imported lazily: the ingest path may never need it on a bad request
+    import requests
+
+Outcome = Literal["delivered", "transient", "permanent", "config"]
+
+TRACK_HOSTS: Final = {"us": "https://track.customer.io", "eu": "https://track-eu.customer.io"}
+_TRANSIENT_STATUSES: Final = frozenset({408, 409, 425, 429})
+_CONFIG_STATUSES: Final = frozenset({401, 403, 404})
+_MAX_REASON: Final = 300
+
+
+def track_base_url(region: str, override: str | None = None) -> str:
+    if override and override.strip():
+        return override.strip().rstrip("/")
+    try:
+        return TRACK_HOSTS[region.strip().lower()]
+    except KeyError:
+        raise ValueError(f"CUSTOMERIO_REGION must be 'us' or 'eu', not {region!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class OpResult:
+    outcome: Outcome
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """Fate of each op of one request, in order, plus what the caller needs to back off."""
+
+    results: tuple[OpResult, ...]
+    status: int | None  # HTTP status; None when no answer arrived
+    retry_after: float | None = None
+    elapsed_ms: float = 0.0
+
+    @property
+    def delivered(self) -> bool:
+        return all(r.outcome == "delivered" for r in self.results)
+
+    def failed_indexes(self) -> list[int]:
+        return [i for i, r in enumerate(self.results) if r.outcome != "delivered"]
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds or an HTTP date; None when absent or unreadable."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _reason(status: int, body: bytes) -> str:
+    text = body[:_MAX_REASON].decode("utf-8", errors="replace").strip()
+    return f"HTTP {status}" + (f": {text}" if text else "")
+
+
+def _all(n: int, outcome: Outcome, reason: str) -> tuple[OpResult, ...]:
+    return tuple(OpResult(outcome, reason) for _ in range(n))
+
+
+def classify_response(
+    status: int, body: bytes, headers: Any, n_ops: int, *, batch: bool
+) -> tuple[tuple[OpResult, ...], float | None]:
+    """Each op's outcome from one HTTP answer, and the server's requested wait if any."""
+    retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
+    if status == 207 and batch:
+        try:
+            doc = json.loads(body)
+            errors = doc["errors"]
+            by_index: dict[int, str] = {}
+            for err in errors:
+                idx = err.get("batch_index")
+                if isinstance(idx, int) and not isinstance(idx, bool) and 0 <= idx < n_ops:
+                    detail = "; ".join(str(err[k]) for k in ("field", "reason", "message") if err.get(k))
+                    by_index[idx] = f"HTTP 207: {detail}"[:_MAX_REASON]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            # Cannot tell which items failed: resend all; event ids make that safe.
+            return _all(n_ops, "transient", _reason(status, body) + " (unreadable 207)"), retry_after
+        return tuple(
+            OpResult("permanent", by_index[i]) if i in by_index else OpResult("delivered")
+            for i in range(n_ops)
+        ), retry_after
+    if 200 <= status < 300:
+        return _all(n_ops, "delivered", ""), None
+    reason = _reason(status, body)
+    if status in _CONFIG_STATUSES:
+        return _all(n_ops, "config", reason), retry_after
+    if status in _TRANSIENT_STATUSES or status == 413 or status >= 500:
+        # 413: the retry path splits the request; a single op never gets here (fit_op caps its size).
+        return _all(n_ops, "transient", reason), retry_after
+    return _all(n_ops, "permanent", reason), retry_after
+
+
+def auth_header(site_id: str, api_key: str) -> str:
+    token = base64.b64encode(f"{site_id}:{api_key}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+class TrackClient:
+    """A Track v2 sender bound to one workspace's credentials and one HTTP session."""
+
+    def __init__(
+        self,
+        base_url: str,
+        site_id: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        import requests  # noqa: PLC0415 - lazy: only paths that deliver pay for it
+
+        self.base_url = base_url.rstrip("/")
+        self._timeout = (connect_timeout, read_timeout)
+        self._session = session or requests.Session()
+        self._headers = {
+            "Authorization": auth_header(site_id, api_key),
+            "Content-Type": "application/json",
+            "User-Agent": "dodo-customerio-bridge",
+        }
+
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        import requests  # noqa: PLC0415
+
+        if not ops:
+            return DeliveryResult((), None)
+        batch = len(ops) > 1
+        url = f"{self.base_url}/api/v2/batch" if batch else f"{self.base_url}/api/v2/entity"
+        payload = {"batch": list(ops)} if batch else ops[0]
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        start = time.perf_counter()
+        try:
+            response = self._session.post(url, data=data, headers=self._headers, timeout=self._timeout)
+            body = response.content
+        except requests.Timeout as exc:
+            return self._failed(ops, f"timeout: {type(exc).__name__}", start)
+        except requests.RequestException as exc:
+            return self._failed(ops, f"connection error: {type(exc).__name__}", start)
+        results, retry_after = classify_response(
+            response.status_code, body, response.headers, len(ops), batch=batch
+        )
+        return DeliveryResult(
+            results, response.status_code, retry_after, (time.perf_counter() - start) * 1000
+        )
+
+    @staticmethod
+    def _failed(ops: Sequence[dict[str, Any]], reason: str, start: float) -> DeliveryResult:
+        return DeliveryResult(
+            _all(len(ops), "transient", reason), None, None, (time.perf_counter() - start) * 1000
+        )
+
+    def close(self) -> None:
+        self._session.close()
+
+
+def request_size(ops: Sequence[dict[str, Any]]) -> int:
+    return encoded_size({"batch": list(ops)}) if len(ops) > 1 else encoded_size(ops[0])

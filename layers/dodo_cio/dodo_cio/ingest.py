@@ -1,0 +1,300 @@
+"""The ingest path: verify -> parse -> map -> deliver -> (park), and the HTTP answer Dodo gets.
+
+Answers, and why:
+  200 delivered / ignored   nothing left to do
+  202 queued                some ops failed and are durably on the retry queue
+  400 bad payload           Dodo sent something unusable (names the field); nothing queued
+  401 bad signature         before the body is parsed
+  413 body too large        over 256 KB, before anything else
+  500                       the event could be neither delivered nor queued (or the bridge is
+                            misconfigured): Dodo retries it on its own schedule
+Bad input never gets a 5xx.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from dodo_cio.config import ConfigError, SecretStore, Settings
+from dodo_cio.customerio import DeliveryResult, OpResult, TrackClient
+from dodo_cio.limits import fit_op
+from dodo_cio.mapping import MappingConfig, Op, map_event
+from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
+from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
+from dodo_cio.signature import SignatureError, VerifiedWebhook, verify
+
+MAX_BODY_BYTES: Final = 256 * 1024
+# A failed signature check re-reads the secret (a rotation may have just happened), at most this often.
+SECRET_REFRESH_INTERVAL: Final = 30.0
+
+
+class Metrics(Protocol):
+    def add_metric(self, name: str, unit: Any, value: float) -> None: ...
+
+
+class Log(Protocol):
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
+    def exception(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
+    def append_keys(self, **additional_keys: object) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRequest:
+    headers: Mapping[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResponse:
+    status: int
+    body: dict[str, Any]
+
+    def to_apigw(self) -> dict[str, Any]:
+        return {
+            "statusCode": self.status,
+            "headers": {"content-type": "application/json"},
+            "body": json.dumps(self.body, separators=(",", ":")),
+        }
+
+
+def request_from_apigw(event: Mapping[str, Any]) -> WebhookRequest:
+    """Raw body bytes exactly as signed: API Gateway base64-encodes some bodies."""
+    headers = event.get("headers") or {}
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            raw = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b"\x00invalid-base64"  # cannot match any signature -> 401, never a crash
+    else:
+        raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+    return WebhookRequest({str(k): str(v) for k, v in headers.items()}, raw)
+
+
+def _error(status: int, error: str, **extra: Any) -> HttpResponse:
+    return HttpResponse(status, {"error": error, **extra})
+
+
+@dataclass
+class IngestService:
+    """Everything the ingest handler needs, built once per Lambda container."""
+
+    settings: Settings
+    secrets: SecretStore
+    mapping: MappingConfig
+    metrics: Metrics
+    logger: Log
+    sqs_factory: Callable[[], SqsSender]
+    session_factory: Callable[[], Any] | None = None
+    clock: Callable[[], float] = time.time
+    _client: TrackClient | None = field(default=None, init=False)
+    _client_key: tuple[str, str, str] | None = field(default=None, init=False)
+    _sqs: SqsSender | None = field(default=None, init=False)
+    _last_forced_refresh: float = field(default=0.0, init=False)
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _count(self, name: str, value: float = 1) -> None:
+        self.metrics.add_metric(name=name, unit="Count", value=value)
+
+    def _track_client(self, site_id: str, api_key: str) -> TrackClient:
+        key = (self.settings.track_url, site_id, api_key)
+        if self._client is None or self._client_key != key:
+            if self._client is not None:
+                self._client.close()
+            self._client = TrackClient(
+                self.settings.track_url,
+                site_id,
+                api_key,
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
+                session=self.session_factory() if self.session_factory else None,
+            )
+            self._client_key = key
+        return self._client
+
+    def _sqs_client(self) -> SqsSender:
+        if self._sqs is None:
+            self._sqs = self.sqs_factory()
+        return self._sqs
+
+    # -- the flow -------------------------------------------------------------------------------
+
+    def handle(self, request: WebhookRequest) -> HttpResponse:
+        self._count("WebhookReceived")
+        if len(request.body) > MAX_BODY_BYTES:
+            self._count("InvalidPayload")
+            self.logger.warning("body too large", extra={"bytes": len(request.body)})
+            return _error(413, "body too large", limit_bytes=MAX_BODY_BYTES)
+
+        try:
+            secrets = self.secrets.load()
+        except ConfigError as exc:
+            self._count("ConfigError")
+            self.logger.error("cannot verify webhooks: %s", exc)
+            return _error(500, "bridge misconfigured")
+
+        try:
+            verified = self._verify(request, secrets.webhook_secrets)
+        except SignatureError as exc:
+            self._count("InvalidSignature")
+            self.logger.warning("signature rejected", extra={"reason": exc.reason})
+            return _error(401, "invalid signature", reason=exc.reason)
+        except ConfigError as exc:
+            self._count("ConfigError")
+            self.logger.error("cannot verify webhooks: %s", exc)
+            return _error(500, "bridge misconfigured")
+        self.logger.append_keys(webhook_id=verified.webhook_id)
+
+        try:
+            envelope = parse_envelope(parse_json(request.body))
+            self.logger.append_keys(event_type=envelope.type)
+            payload = parse_payload(envelope)
+        except PayloadError as exc:
+            self._count("InvalidPayload")
+            self.logger.warning("payload rejected", extra={"field": exc.field, "problem": exc.problem})
+            return _error(400, "invalid payload", field=exc.field, detail=exc.problem)
+
+        if payload is None:
+            self._count("IgnoredEvent")
+            self.logger.info("unknown event type acknowledged, not delivered")
+            return HttpResponse(200, {"status": "ignored", "reason": "unknown event type"})
+
+        event = DodoEvent(verified.webhook_id, envelope, payload)
+        try:
+            ops = map_event(event, self.mapping)
+        except Exception:  # a merchant's transform failed: let Dodo retry once it is fixed
+            self._count("TransformError")
+            self.logger.exception("mapping failed")
+            return _error(500, "mapping failed")
+        if not ops:
+            reason = (
+                "event type not sent"
+                if event.type in self.mapping.ignored_types
+                else "no customer to address"
+            )
+            self._count("IgnoredEvent")
+            self.logger.info("nothing to deliver", extra={"reason": reason})
+            return HttpResponse(200, {"status": "ignored", "reason": reason})
+        return self._deliver(event, ops, secrets.site_id, secrets.api_key)
+
+    def _verify(self, request: WebhookRequest, webhook_secrets: tuple[bytes, ...]) -> VerifiedWebhook:
+        now = self.clock()
+        try:
+            return verify(request.headers, request.body, webhook_secrets, now=now)
+        except SignatureError as first:
+            # The secret may have been rotated in SSM within the cache window: re-read once.
+            if now - self._last_forced_refresh < SECRET_REFRESH_INTERVAL:
+                raise
+            self._last_forced_refresh = now
+            fresh = self.secrets.load(force=True).webhook_secrets
+            if fresh == webhook_secrets:
+                raise first from None
+            return verify(request.headers, request.body, fresh, now=now)
+
+    def _deliver(
+        self, event: DodoEvent, ops: list[Op], site_id: str | None, api_key: str | None
+    ) -> HttpResponse:
+        now = int(self.clock())
+        sendable: list[Op] = []
+        unfixable: list[tuple[Op, str]] = []
+        for op in ops:
+            fitted = fit_op(op)
+            for warning in fitted.warnings:
+                self.logger.warning("op adjusted to Customer.io limits: %s", warning)
+            if fitted.unfixable:
+                unfixable.append((fitted.op, fitted.unfixable))
+            else:
+                sendable.append(fitted.op)
+        if unfixable:
+            self._count("OpUnfixable", len(unfixable))
+
+        result: DeliveryResult | None = None
+        if sendable:
+            if not site_id or not api_key:
+                self._count("ConfigError")
+                self.logger.error("Customer.io credentials missing in SSM; parking the delivery")
+                reason = "Customer.io credentials missing in SSM"
+                result = DeliveryResult(tuple(OpResult("config", reason) for _ in sendable), None)
+            else:
+                result = self._track_client(site_id, api_key).send(sendable)
+                self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
+
+        failed: dict[str, list[Op]] = {}
+        reasons: dict[str, str] = {}
+        delivered = 0
+        if result is not None:
+            for op, op_result in zip(sendable, result.results, strict=True):
+                if op_result.outcome == "delivered":
+                    delivered += 1
+                else:
+                    failed.setdefault(op_result.outcome, []).append(op)
+                    reasons.setdefault(op_result.outcome, op_result.reason)
+        for op, why in unfixable:
+            failed.setdefault("permanent", []).append(op)
+            reasons.setdefault("permanent", why)
+
+        if delivered:
+            self._count("OpsDelivered", delivered)
+        if not failed:
+            self._count("WebhookDelivered")
+            self.logger.info(
+                "delivered", extra={"ops": delivered, "status": result.status if result else None}
+            )
+            return HttpResponse(200, {"status": "delivered"})
+
+        customer_id = _customer_id(event)
+        try:
+            for kind, kind_ops in failed.items():
+                attempted = kind != "permanent" or result is not None
+                parked = ParkedDelivery(
+                    webhook_id=event.webhook_id,
+                    event_type=event.type,
+                    event_time=event.envelope.timestamp,
+                    first_seen=now,
+                    attempts=1 if attempted else 0,
+                    ops=kind_ops,
+                    last_error=LastError(
+                        kind=kind,
+                        reason=reasons[kind],
+                        status=result.status if result else None,
+                        at=now,
+                        retry_after=result.retry_after if result else None,
+                    ),
+                    customer_id=customer_id,
+                )
+                if not self.settings.retry_queue_url:
+                    raise ConfigError("RETRY_QUEUE_URL is not set")
+                park(self._sqs_client(), self.settings.retry_queue_url, parked)
+                self._count("WebhookParked")
+                self.logger.warning(
+                    "parked for retry",
+                    extra={
+                        "kind": kind,
+                        "ops": len(kind_ops),
+                        "reason": reasons[kind],
+                        "status": parked.last_error.status,
+                    },
+                )
+        except Exception as exc:  # noqa: BLE001 - SQS or config failure: Dodo must retry
+            self._count("ParkFailed")
+            self.logger.error("could not queue the failed delivery: %s", type(exc).__name__)
+            return _error(500, "delivery failed and could not be queued")
+        return HttpResponse(202, {"status": "queued"})
+
+
+def _customer_id(event: DodoEvent) -> str | None:
+    payload = event.payload
+    customer = getattr(payload, "customer", None)
+    if customer is not None:
+        return str(customer.customer_id)
+    value = getattr(payload, "customer_id", None)
+    return value if isinstance(value, str) else None

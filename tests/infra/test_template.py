@@ -1,0 +1,355 @@
+"""template.yaml: linted, scanned, and checked property by property on the translated CloudFormation.
+
+Assertions run on the output of the SAM translator (see conftest.py), not on the raw YAML, so they see
+what CloudFormation will actually create: the generated role, stage, API body and layer version.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.cfn import (
+    REPO_ROOT,
+    TEMPLATE_PATH,
+    as_list,
+    getatt,
+    only_resource_of_type,
+    ref_name,
+    resources_of_type,
+    role_of_function,
+    statements_with_action,
+    sub_template,
+)
+
+# The retry Lambda (a later issue) will run with this timeout; the queue is sized for it now.
+RETRY_FUNCTION_TIMEOUT_S = 30
+WEBHOOK_PATH = "/webhooks/dodo"
+SSM_PARAMETER_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/*"
+
+# cfn-lint findings we accept on the translated template, each with its reason.
+CFN_LINT_IGNORED = {
+    # Raised on action names inside SAM's own generated policies, not on anything this template writes.
+    "W3037": "comes from SAM-generated policies",
+}
+
+
+def _cfn_lint(path: Path, *ignore: str) -> list[dict[str, Any]]:
+    args = [sys.executable, "-m", "cfnlint", "--format", "json"]
+    if ignore:
+        args += ["--ignore-checks", *ignore]
+    proc = subprocess.run([*args, "--", str(path)], capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+    assert proc.stdout.strip(), f"cfn-lint produced no output (rc={proc.returncode}): {proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def _describe(findings: list[dict[str, Any]]) -> str:
+    return "\n".join(
+        f"{f['Rule']['Id']} {f['Location']['Path']}: {f['Message']}"
+        for f in findings  # cfn-lint's JSON: Rule.Id, Location.Path, Message
+    )
+
+
+def _ingest(cfn: dict[str, Any]) -> dict[str, Any]:
+    return cfn["Resources"]["IngestFunction"]
+
+
+# --- lint ---------------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_raw_template_is_clean() -> None:
+    findings = _cfn_lint(TEMPLATE_PATH)
+    assert findings == [], _describe(findings)
+
+
+def test_cfn_lint_translated_template_is_clean(translated_path: Path) -> None:
+    findings = _cfn_lint(translated_path, *CFN_LINT_IGNORED)
+    assert findings == [], _describe(findings)
+
+
+# --- checkov ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkov_results() -> dict[str, list[dict[str, Any]]]:
+    checkov = os.environ.get("CHECKOV")
+    if not checkov:
+        pytest.skip("CHECKOV is not set: `make test` sets it to .venv-checkov/bin/checkov (own venv)")
+    # Without --quiet: checkov's JSON then also lists skipped checks, whose comments are tested below.
+    proc = subprocess.run(
+        [checkov, "-f", "template.yaml", "--framework", "cloudformation", "--compact", "--skip-download"]
+        + ["-o", "json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert proc.returncode in (0, 1), f"checkov crashed (rc={proc.returncode}): {proc.stderr}"
+    report = json.loads(proc.stdout)
+    reports = [r for r in as_list(report) if r.get("check_type") == "cloudformation"]
+    assert len(reports) == 1, f"expected one cloudformation report from checkov, got: {proc.stdout[:2000]}"
+    results: dict[str, list[dict[str, Any]]] = reports[0]["results"]
+    assert results["parsing_errors"] == [], results["parsing_errors"]
+    return results
+
+
+def test_checkov_has_no_failed_checks(checkov_results: dict[str, list[dict[str, Any]]]) -> None:
+    failed = [f"{c['check_id']} {c['resource']}: {c['check_name']}" for c in checkov_results["failed_checks"]]
+    assert failed == []
+
+
+def test_checkov_skips_are_all_justified(checkov_results: dict[str, list[dict[str, Any]]]) -> None:
+    skipped = checkov_results["skipped_checks"]
+    unjustified = [
+        f"{c['check_id']} {c['resource']}"
+        for c in skipped
+        # checkov fills in "No comment provided" when a skip has no comment.
+        if not str(c["check_result"].get("suppress_comment", "")).strip()
+        or c["check_result"]["suppress_comment"] == "No comment provided"
+    ]
+    assert unjustified == []
+
+
+def test_every_checkov_skip_in_the_template_is_used(
+    sam_template: dict[str, Any], checkov_results: dict[str, list[dict[str, Any]]]
+) -> None:
+    """A skip for a check that does not run on that resource is dead text: remove it."""
+    declared = {
+        (name, skip["id"])
+        for name, res in sam_template["Resources"].items()
+        for skip in (res.get("Metadata") or {}).get("checkov", {}).get("skip", [])
+    }
+    used = {(c["resource"].split(".")[-1], c["check_id"]) for c in checkov_results["skipped_checks"]}
+    assert declared - used == set()
+
+
+# --- functions and layer ------------------------------------------------------------------------------
+
+
+def test_every_function_runs_python313_on_arm64(cfn: dict[str, Any]) -> None:
+    functions = resources_of_type(cfn, "AWS::Lambda::Function")
+    assert functions, "no Lambda functions in the translated template"
+    for name, fn in functions.items():
+        assert fn["Properties"]["Runtime"] == "python3.13", name
+        assert fn["Properties"]["Architectures"] == ["arm64"], name
+
+
+def test_every_function_has_active_tracing_and_a_timeout_under_dodos_15s(cfn: dict[str, Any]) -> None:
+    ingest = _ingest(cfn)["Properties"]
+    assert ingest["TracingConfig"] == {"Mode": "Active"}
+    assert ingest["Timeout"] < 15
+    assert ingest["Handler"] == "app.lambda_handler"
+
+
+def test_bridge_layer_is_built_for_the_function_platform(cfn: dict[str, Any], sam_template: dict[str, Any]) -> None:
+    layer_id, layer = only_resource_of_type(cfn, "AWS::Lambda::LayerVersion")
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer.get("DeletionPolicy") == "Delete"  # SAM's RetentionPolicy: Delete
+    assert [ref_name(x) for x in _ingest(cfn)["Properties"]["Layers"]] == [layer_id]
+    # Build metadata lives only in the SAM template (the translator drops it); sam build reads it there.
+    sam_layer = sam_template["Resources"]["BridgeLayer"]
+    assert sam_layer["Properties"]["ContentUri"] == "layers/dodo_cio"
+    assert sam_layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert (REPO_ROOT / "layers/dodo_cio/requirements.txt").is_file()
+    assert (REPO_ROOT / "layers/dodo_cio/dodo_cio").is_dir()
+
+
+def test_ingest_environment(cfn: dict[str, Any]) -> None:
+    env = _ingest(cfn)["Properties"]["Environment"]["Variables"]
+    assert env["POWERTOOLS_SERVICE_NAME"] == "dodo-customerio-bridge"
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "DodoCustomerioBridge"
+    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
+    assert env["SSM_PARAMETER_PATH"] == {"Ref": "SsmParameterPath"}
+    assert env["CUSTOMERIO_REGION"] == {"Ref": "CustomerioRegion"}
+    assert env["CUSTOMERIO_TRACK_URL"] == {"Ref": "CustomerioTrackUrl"}
+    assert env["CUSTOMERIO_IDENTIFIER"] == {"Ref": "CustomerioIdentifier"}
+    assert env["RETRY_QUEUE_URL"] == {"Ref": "RetryQueue"}  # Ref of a queue is its URL
+
+
+def test_ingest_logs_to_its_own_log_group(cfn: dict[str, Any]) -> None:
+    logging = _ingest(cfn)["Properties"]["LoggingConfig"]
+    group = cfn["Resources"][ref_name(logging["LogGroup"]) or ""]
+    assert group["Type"] == "AWS::Logs::LogGroup"
+
+
+def test_every_log_group_has_retention(cfn: dict[str, Any]) -> None:
+    groups = resources_of_type(cfn, "AWS::Logs::LogGroup")
+    assert len(groups) >= 2  # the API's access log and the ingest function's
+    for name, group in groups.items():
+        assert group["Properties"].get("RetentionInDays") == {"Ref": "LogRetentionInDays"}, name
+
+
+# --- IAM ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def ingest_role(cfn: dict[str, Any]) -> dict[str, Any]:
+    return role_of_function(cfn, _ingest(cfn))[1]
+
+
+@pytest.mark.parametrize("action", ["ssm:GetParameter", "ssm:GetParameters"])
+def test_ssm_reads_are_scoped_to_the_parameter_path(ingest_role: dict[str, Any], action: str) -> None:
+    statements = statements_with_action(ingest_role, action)
+    assert statements, f"no statement grants {action}"
+    for stmt in statements:
+        resources = [sub_template(r) for r in as_list(stmt["Resource"])]
+        assert resources == [SSM_PARAMETER_ARN], stmt
+
+
+def test_no_ssm_action_on_a_wildcard_resource(ingest_role: dict[str, Any]) -> None:
+    for stmt in statements_with_action(ingest_role, "ssm:GetParameter") + statements_with_action(
+        ingest_role, "ssm:GetParameters"
+    ):
+        assert "*" not in as_list(stmt["Resource"])
+    wildcard_actions = [
+        a
+        for stmt in ingest_role["Properties"]["Policies"]
+        for s in as_list(stmt["PolicyDocument"]["Statement"])
+        for a in as_list(s["Action"])
+        if a in ("*", "ssm:*", "kms:*", "sqs:*")
+    ]
+    assert wildcard_actions == []
+
+
+def test_kms_decrypt_only_through_ssm(ingest_role: dict[str, Any]) -> None:
+    statements = statements_with_action(ingest_role, "kms:Decrypt")
+    assert len(statements) == 1
+    condition = statements[0]["Condition"]
+    assert sub_template(condition["StringEquals"]["kms:ViaService"]) == "ssm.${AWS::Region}.amazonaws.com"
+    assert sub_template(condition["StringLike"]["kms:EncryptionContext:PARAMETER_ARN"]) == SSM_PARAMETER_ARN
+
+
+def test_sqs_send_only_to_the_retry_queue(ingest_role: dict[str, Any]) -> None:
+    statements = statements_with_action(ingest_role, "sqs:SendMessage")
+    assert len(statements) == 1
+    assert [getatt(r) for r in as_list(statements[0]["Resource"])] == [("RetryQueue", "Arn")]
+
+
+def test_only_the_expected_managed_policies(ingest_role: dict[str, Any]) -> None:
+    arns = ingest_role["Properties"].get("ManagedPolicyArns", [])
+    names = sorted(a.rsplit("/", 1)[-1] for a in arns)
+    # Added by SAM: CloudWatch Logs writes, and X-Ray segments for Tracing: Active.
+    assert names == ["AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"]
+
+
+# --- HTTP API -----------------------------------------------------------------------------------------
+
+
+def test_http_api_routes_post_webhooks_dodo_to_ingest(cfn: dict[str, Any]) -> None:
+    api_id, api = only_resource_of_type(cfn, "AWS::ApiGatewayV2::Api")
+    assert api_id == "WebhookApi"
+    paths = api["Properties"]["Body"]["paths"]
+    assert list(paths) == [WEBHOOK_PATH]
+    assert list(paths[WEBHOOK_PATH]) == ["post"]
+    uri = sub_template(paths[WEBHOOK_PATH]["post"]["x-amazon-apigateway-integration"]["uri"]) or ""
+    assert "${IngestFunction.Arn}" in uri
+
+
+def test_http_api_stage_throttling_and_json_access_log(cfn: dict[str, Any]) -> None:
+    _, stage = only_resource_of_type(cfn, "AWS::ApiGatewayV2::Stage")
+    props = stage["Properties"]
+    assert props["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    assert props["DefaultRouteSettings"]["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    log = props["AccessLogSettings"]
+    target = getatt(log["DestinationArn"])
+    assert target is not None
+    assert cfn["Resources"][target[0]]["Type"] == "AWS::Logs::LogGroup"
+    assert target[0] != ref_name(_ingest(cfn)["Properties"]["LoggingConfig"]["LogGroup"])
+    fields = json.loads(log["Format"])
+    assert {"requestId", "status", "routeKey"} <= fields.keys()
+
+
+# --- queues -------------------------------------------------------------------------------------------
+
+
+def _queue(cfn: dict[str, Any], name: str) -> dict[str, Any]:
+    queue = cfn["Resources"][name]
+    assert queue["Type"] == "AWS::SQS::Queue"
+    return queue["Properties"]
+
+
+@pytest.mark.parametrize("name", ["RetryQueue", "RetryDeadLetterQueue"])
+def test_queues_are_encrypted(cfn: dict[str, Any], name: str) -> None:
+    props = _queue(cfn, name)
+    assert props.get("SqsManagedSseEnabled") is True or props.get("KmsMasterKeyId")
+
+
+def test_retry_queue_redrives_to_the_dlq(cfn: dict[str, Any]) -> None:
+    redrive = _queue(cfn, "RetryQueue")["RedrivePolicy"]
+    assert getatt(redrive["deadLetterTargetArn"]) == ("RetryDeadLetterQueue", "Arn")
+    assert int(redrive["maxReceiveCount"]) >= 5
+
+
+def test_retry_queue_visibility_covers_six_retry_timeouts(cfn: dict[str, Any]) -> None:
+    assert int(_queue(cfn, "RetryQueue")["VisibilityTimeout"]) >= 6 * RETRY_FUNCTION_TIMEOUT_S
+
+
+def test_dlq_keeps_messages_longer_than_the_retry_queue(cfn: dict[str, Any]) -> None:
+    # A message moved to a DLQ keeps its original enqueue time, so equal retention would expire it at once.
+    retry = int(_queue(cfn, "RetryQueue")["MessageRetentionPeriod"])
+    dlq = int(_queue(cfn, "RetryDeadLetterQueue")["MessageRetentionPeriod"])
+    assert dlq > retry
+
+
+def test_dlq_accepts_only_the_retry_queue(cfn: dict[str, Any]) -> None:
+    allow = _queue(cfn, "RetryDeadLetterQueue")["RedriveAllowPolicy"]
+    assert allow["redrivePermission"] == "byQueue"
+    retry_name = sub_template(_queue(cfn, "RetryQueue")["QueueName"])
+    arns = [sub_template(a) for a in allow["sourceQueueArns"]]
+    assert arns == [f"arn:${{AWS::Partition}}:sqs:${{AWS::Region}}:${{AWS::AccountId}}:{retry_name}"]
+
+
+# --- parameters and outputs ---------------------------------------------------------------------------
+
+
+def _pattern(cfn: dict[str, Any], name: str) -> re.Pattern[str]:
+    return re.compile(cfn["Parameters"][name]["AllowedPattern"])
+
+
+@pytest.mark.parametrize(
+    ("name", "good", "bad"),
+    [
+        ("SsmParameterPath", ["/dodo-customerio", "/a/b.c_d-e"], ["dodo", "/", "/a/", "//a", "/a b"]),
+        ("CustomerioIdentifier", ["customer_id", "email", "metadata:crm.id"], ["", "phone", "metadata:", "Email"]),
+        ("CustomerioTrackUrl", ["", "https://track-eu.customer.io"], ["http://track.customer.io", "track"]),
+    ],
+)
+def test_parameter_patterns(cfn: dict[str, Any], name: str, good: list[str], bad: list[str]) -> None:
+    pattern = _pattern(cfn, name)
+    assert pattern.fullmatch(cfn["Parameters"][name]["Default"])
+    assert [v for v in good if not pattern.fullmatch(v)] == []
+    assert [v for v in bad if pattern.fullmatch(v)] == []
+
+
+def test_parameter_defaults(cfn: dict[str, Any]) -> None:
+    params = cfn["Parameters"]
+    assert params["SsmParameterPath"]["Default"] == "/dodo-customerio"
+    assert params["CustomerioRegion"]["AllowedValues"] == ["us", "eu"]
+    assert params["CustomerioRegion"]["Default"] == "us"
+    assert params["CustomerioTrackUrl"]["Default"] == ""
+    assert params["CustomerioIdentifier"]["Default"] == "customer_id"
+    assert int(params["ApiThrottlingRateLimit"]["Default"]) == 50
+    assert int(params["ApiThrottlingBurstLimit"]["Default"]) == 100
+    assert int(params["LogRetentionInDays"]["Default"]) == 30
+    assert params["LogLevel"]["Default"] == "INFO"
+
+
+def test_outputs(cfn: dict[str, Any]) -> None:
+    outputs = cfn["Outputs"]
+    url = sub_template(outputs["WebhookUrl"]["Value"]) or ""
+    assert url.startswith("https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}")
+    assert url.endswith(WEBHOOK_PATH)
+    assert outputs["RetryQueueUrl"]["Value"] == {"Ref": "RetryQueue"}
+    assert outputs["DeadLetterQueueUrl"]["Value"] == {"Ref": "RetryDeadLetterQueue"}
+    assert outputs["IngestFunctionName"]["Value"] == {"Ref": "IngestFunction"}
+    layer_id, _ = only_resource_of_type(cfn, "AWS::Lambda::LayerVersion")
+    assert outputs["BridgeLayerArn"]["Value"] == {"Ref": layer_id}
