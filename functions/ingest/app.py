@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from customize import build_mapping
 from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw

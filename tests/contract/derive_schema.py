@@ -148,7 +148,7 @@ def main(argv: list[str]) -> int:
     Draft202012Validator.check_schema(schema)
     output.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {output} ({len(schema['$defs'])} $defs)", file=sys.stderr)
-    print("dropped keywords: " + ", ".join(f"{k}×{n}" for k, n in sorted(dropped.items())), file=sys.stderr)
+    print("dropped keywords: " + ", ".join(f"{k} x{n}" for k, n in sorted(dropped.items())), file=sys.stderr)
     return 0
 
 

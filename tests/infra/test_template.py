@@ -32,7 +32,9 @@ from infra.cfn import (
 # The retry Lambda (a later issue) will run with this timeout; the queue is sized for it now.
 RETRY_FUNCTION_TIMEOUT_S = 30
 WEBHOOK_PATH = "/webhooks/dodo"
-SSM_PARAMETER_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/*"
+SSM_PARAMETER_ARN = (
+    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/*"
+)
 
 # cfn-lint findings we accept on the translated template, each with its reason.
 CFN_LINT_IGNORED = {
@@ -41,11 +43,17 @@ CFN_LINT_IGNORED = {
 }
 
 
+_CFN_LINT_MAIN = "import sys; from cfnlint.runner import main; sys.argv[0] = 'cfn-lint'; sys.exit(main())"
+
+
 def _cfn_lint(path: Path, *ignore: str) -> list[dict[str, Any]]:
-    args = [sys.executable, "-m", "cfnlint", "--format", "json"]
+    # cfnlint has no __main__; call its console-script entry point with this interpreter.
+    args = [sys.executable, "-c", _CFN_LINT_MAIN, "--format", "json"]
     if ignore:
         args += ["--ignore-checks", *ignore]
-    proc = subprocess.run([*args, "--", str(path)], capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+    proc = subprocess.run(
+        [*args, "--", str(path)], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    )
     assert proc.stdout.strip(), f"cfn-lint produced no output (rc={proc.returncode}): {proc.stderr}"
     return json.loads(proc.stdout)
 
@@ -84,8 +92,10 @@ def checkov_results() -> dict[str, list[dict[str, Any]]]:
         pytest.skip("CHECKOV is not set: `make test` sets it to .venv-checkov/bin/checkov (own venv)")
     # Without --quiet: checkov's JSON then also lists skipped checks, whose comments are tested below.
     proc = subprocess.run(
-        [checkov, "-f", "template.yaml", "--framework", "cloudformation", "--compact", "--skip-download"]
-        + ["-o", "json"],
+        [
+            *(checkov, "-f", "template.yaml", "--framework", "cloudformation"),
+            *("--compact", "--skip-download", "-o", "json"),
+        ],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -141,14 +151,20 @@ def test_every_function_runs_python313_on_arm64(cfn: dict[str, Any]) -> None:
         assert fn["Properties"]["Architectures"] == ["arm64"], name
 
 
-def test_every_function_has_active_tracing_and_a_timeout_under_dodos_15s(cfn: dict[str, Any]) -> None:
+def test_every_function_has_active_tracing(cfn: dict[str, Any]) -> None:
+    for name, fn in resources_of_type(cfn, "AWS::Lambda::Function").items():
+        assert fn["Properties"].get("TracingConfig") == {"Mode": "Active"}, name
+
+
+def test_ingest_answers_before_dodo_gives_up(cfn: dict[str, Any]) -> None:
     ingest = _ingest(cfn)["Properties"]
-    assert ingest["TracingConfig"] == {"Mode": "Active"}
-    assert ingest["Timeout"] < 15
+    assert ingest["Timeout"] < 15  # Dodo waits 15 s for the response
     assert ingest["Handler"] == "app.lambda_handler"
 
 
-def test_bridge_layer_is_built_for_the_function_platform(cfn: dict[str, Any], sam_template: dict[str, Any]) -> None:
+def test_bridge_layer_is_built_for_the_function_platform(
+    cfn: dict[str, Any], sam_template: dict[str, Any]
+) -> None:
     layer_id, layer = only_resource_of_type(cfn, "AWS::Lambda::LayerVersion")
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
@@ -319,7 +335,11 @@ def _pattern(cfn: dict[str, Any], name: str) -> re.Pattern[str]:
     ("name", "good", "bad"),
     [
         ("SsmParameterPath", ["/dodo-customerio", "/a/b.c_d-e"], ["dodo", "/", "/a/", "//a", "/a b"]),
-        ("CustomerioIdentifier", ["customer_id", "email", "metadata:crm.id"], ["", "phone", "metadata:", "Email"]),
+        (
+            "CustomerioIdentifier",
+            ["customer_id", "email", "metadata:crm.id"],
+            ["", "phone", "metadata:", "Email"],
+        ),
         ("CustomerioTrackUrl", ["", "https://track-eu.customer.io"], ["http://track.customer.io", "track"]),
     ],
 )

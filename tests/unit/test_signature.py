@@ -7,6 +7,7 @@ import dataclasses
 import os
 import re
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -37,9 +38,16 @@ def _headers(signature: str, *, msg_id: str = MSG_ID, ts: int = NOW) -> dict[str
     return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": signature}
 
 
-def _reason(headers: dict[str, str] | None, body: bytes = BODY, secrets=(KEY,), **kw) -> str:
+def _reason(
+    headers: dict[str, str] | None,
+    body: bytes = BODY,
+    secrets: Sequence[bytes] = (KEY,),
+    *,
+    now: float = NOW,
+    tolerance_seconds: int = 300,
+) -> str:
     with pytest.raises(SignatureError) as info:
-        verify(headers, body, secrets, now=kw.pop("now", NOW), **kw)
+        verify(headers, body, secrets, now=now, tolerance_seconds=tolerance_seconds)
     assert str(info.value) == info.value.reason
     return info.value.reason
 
@@ -230,7 +238,7 @@ def test_webhook_id_too_long() -> None:
 
 
 @pytest.mark.parametrize("secrets", [(), [], [b""]])
-def test_no_secret_configured(secrets) -> None:
+def test_no_secret_configured(secrets: Sequence[bytes]) -> None:
     assert _reason(_headers(sign(KEY, MSG_ID, NOW, BODY)), secrets=secrets) == "no webhook secret configured"
     assert _reason(None, secrets=secrets) == "no webhook secret configured"
 
@@ -240,6 +248,10 @@ def test_reasons_never_contain_secret_or_signature() -> None:
     reason = _reason(_headers(signature))
     for secret_text in (WHSEC, WHSEC[6:], signature, signature[3:]):
         assert secret_text not in reason
+
+
+def test_unencodable_webhook_id() -> None:
+    assert _reason(_headers("v1,AAAA", msg_id="msg_\udc80")) == "invalid webhook-id header"
 
 
 def test_non_utf8_body() -> None:

@@ -29,12 +29,12 @@ _MAX_REASON: Final = 300
 
 
 def track_base_url(region: str, override: str | None = None) -> str:
+    host = TRACK_HOSTS.get(region.strip().lower())
+    if host is None:  # checked even with an override: a typo here would bite after the proxy is gone
+        raise ValueError(f"CUSTOMERIO_REGION must be 'us' or 'eu', not {region!r}")
     if override and override.strip():
         return override.strip().rstrip("/")
-    try:
-        return TRACK_HOSTS[region.strip().lower()]
-    except KeyError:
-        raise ValueError(f"CUSTOMERIO_REGION must be 'us' or 'eu', not {region!r}") from None
+    return host
 
 
 @dataclass(frozen=True, slots=True)

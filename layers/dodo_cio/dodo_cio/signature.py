@@ -149,6 +149,15 @@ def _v1_signatures(value: str) -> list[str]:
     return found
 
 
+def _encodable(text: str) -> bool:
+    """Lone surrogates (possible in hand-built events) cannot be signed; reject instead of crashing."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _digest(secret: bytes, webhook_id: str, timestamp: int, body: bytes) -> bytes:
     signed = f"{webhook_id}.{timestamp}.".encode() + body
     return hmac.new(secret, signed, hashlib.sha256).digest()
@@ -172,6 +181,8 @@ def verify(
     raw_signature = _required(headers, SIGNATURE_HEADER)
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
         raise SignatureError(f"{ID_HEADER} header too long")
+    if not _encodable(webhook_id):
+        raise SignatureError(f"invalid {ID_HEADER} header")
 
     timestamp = _parse_timestamp(raw_timestamp)
     current = time.time() if now is None else now

@@ -1,0 +1,18 @@
+"""Fixtures shared by every suite. Unit tests run with sockets disabled; others may use loopback only."""
+
+from __future__ import annotations
+
+import pytest
+from pytest_socket import disable_socket, socket_allow_hosts
+
+
+@pytest.fixture(autouse=True)
+def _network_guard(request: pytest.FixtureRequest) -> None:
+    """Unit tests never open a socket; other tests may reach loopback and nothing else.
+
+    pytest-socket lifts the restriction itself after each test.
+    """
+    if "/tests/unit/" in str(request.node.path).replace("\\", "/"):
+        disable_socket(allow_unix_socket=True)
+    else:
+        socket_allow_hosts(["127.0.0.1", "localhost", "::1"], allow_unix_socket=True)

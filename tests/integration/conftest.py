@@ -1,0 +1,99 @@
+"""The ingest handler in-process: moto for AWS, the local Customer.io sandbox on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from support.apigw import signed_event
+from support.aws import SSM_PATH, create_queues, drain, put_secrets
+from support.lambda_context import FakeLambdaContext
+
+SECRET_BYTES = b"integration-test-secret-0123456789"
+SECRET = "whsec_" + base64.b64encode(SECRET_BYTES).decode()
+SITE_ID = "it-site"
+API_KEY = "it-api-key-9f8e7d"
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Any]:
+    from dodo_cio_tools.sandbox import TrackSandbox
+
+    box = TrackSandbox(site_id=SITE_ID, api_key=API_KEY)
+    box.start()
+    yield box
+    box.stop()
+
+
+@dataclass
+class Bridge:
+    """One warm ingest container wired to moto and the sandbox."""
+
+    app: Any
+    sqs: Any
+    ssm: Any
+    queue_url: str
+    dlq_url: str
+    sandbox: Any
+    secret: bytes = SECRET_BYTES
+
+    def invoke(self, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        response = self.app.lambda_handler(event, FakeLambdaContext())
+        return response["statusCode"], json.loads(response["body"])
+
+    def send(self, body: bytes, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        return self.invoke(signed_event(body, self.secret, **kwargs))
+
+    def parked(self) -> list[dict[str, Any]]:
+        return drain(self.sqs, self.queue_url)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bridge]:
+    from aws_lambda_powertools.utilities import parameters
+
+    sqs = boto3.client("sqs")
+    ssm = boto3.client("ssm")
+    queue_url, dlq_url = create_queues(sqs)
+    put_secrets(ssm, webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
+    env = {
+        "SSM_PARAMETER_PATH": SSM_PATH,
+        "CUSTOMERIO_REGION": "us",
+        "CUSTOMERIO_TRACK_URL": sandbox.base_url,
+        "CUSTOMERIO_IDENTIFIER": "customer_id",
+        "RETRY_QUEUE_URL": queue_url,
+        "POWERTOOLS_SERVICE_NAME": "dodo-customerio-bridge",
+        "POWERTOOLS_METRICS_NAMESPACE": "DodoCustomerioBridge",
+        "CUSTOMERIO_READ_TIMEOUT": "1",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    import app  # after the environment is set: Logger and Metrics read it at import, as in Lambda
+
+    parameters.clear_caches()
+    sandbox.reset()
+    monkeypatch.setattr(app, "_service", None)
+    yield Bridge(app, sqs, ssm, queue_url, dlq_url, sandbox)
+    parameters.clear_caches()

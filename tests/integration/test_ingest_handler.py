@@ -1,0 +1,332 @@
+"""The ingest handler end to end in-process: every answer the issue promises, and what reaches Customer.io."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dodo_cio.signature import sign
+from support.apigw import http_api_event, sample_paths, signed_event
+
+pytestmark = pytest.mark.network
+
+SAMPLES = {p.name: p.read_bytes() for p in sample_paths()}
+PAYMENT = SAMPLES["payment.succeeded.json"]
+
+
+def _body(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def _mutate(raw: bytes, fn) -> bytes:
+    doc = json.loads(raw)
+    fn(doc)
+    return _body(doc)
+
+
+# -- happy path -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_every_sample_is_delivered_in_one_request(bridge, name: str) -> None:
+    status, body = bridge.send(SAMPLES[name])
+    assert (status, body) == (200, {"status": "delivered"})
+    requests = bridge.sandbox.requests
+    assert len(requests) == 1, "one HTTPS request per webhook"
+    assert requests[0].status == 200
+    assert bridge.parked() == []
+
+
+def test_identify_and_event_go_in_one_batch(bridge) -> None:
+    bridge.send(SAMPLES["subscription.active.json"], webhook_id="msg_batch1")
+    (request,) = bridge.sandbox.requests
+    assert request.path == "/api/v2/batch"
+    actions = [op["action"] for op in request.json["batch"]]
+    assert actions == ["identify", "event"]
+
+
+def test_license_key_is_a_single_entity_op_without_the_key(bridge) -> None:
+    raw = SAMPLES["license_key.created.json"]
+    bridge.send(raw)
+    (request,) = bridge.sandbox.requests
+    assert request.path == "/api/v2/entity"
+    assert json.loads(raw)["data"]["key"].encode() not in request.body
+
+
+def test_redelivery_carries_the_same_event_id(bridge) -> None:
+    bridge.send(PAYMENT, webhook_id="msg_same")
+    bridge.send(PAYMENT, webhook_id="msg_same")
+    bridge.send(PAYMENT, webhook_id="msg_other")
+    ids = [op["id"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]
+    assert len(ids) == 3 and ids[0] == ids[1] != ids[2]
+
+
+def test_base64_encoded_body_is_verified_on_the_raw_bytes(bridge) -> None:
+    status, _ = bridge.invoke(signed_event(PAYMENT, bridge.secret, base64_body=True))
+    assert status == 200
+
+
+def test_header_names_in_any_case(bridge) -> None:
+    event = signed_event(PAYMENT, bridge.secret)
+    event["headers"] = {k.upper() if k.startswith("webhook") else k: v for k, v in event["headers"].items()}
+    assert bridge.invoke(event)[0] == 200
+
+
+def test_rotation_two_secrets_in_ssm(bridge) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    new = b"the-new-secret-after-rotation-123"
+    old_value = "whsec_" + base64.b64encode(bridge.secret).decode()
+    new_value = "whsec_" + base64.b64encode(new).decode()
+    bridge.ssm.put_parameter(
+        Name="/dodo-customerio/webhook-secret",
+        Value=f"{old_value}, {new_value}",
+        Type="SecureString",
+        Overwrite=True,
+    )
+    parameters.clear_caches()
+    assert bridge.invoke(signed_event(PAYMENT, new))[0] == 200
+    assert bridge.invoke(signed_event(PAYMENT, bridge.secret))[0] == 200
+
+
+def test_rotated_secret_is_picked_up_without_waiting_for_the_cache(bridge) -> None:
+    assert bridge.send(PAYMENT)[0] == 200  # secrets now cached
+    new = b"rotated-in-ssm-while-warm-0000000"
+    bridge.ssm.put_parameter(
+        Name="/dodo-customerio/webhook-secret",
+        Value="whsec_" + base64.b64encode(new).decode(),
+        Type="SecureString",
+        Overwrite=True,
+    )
+    assert bridge.invoke(signed_event(PAYMENT, new))[0] == 200
+
+
+# -- bad input: each answer, a JSON error, nothing queued, nothing sent ------------------------
+
+
+def _assert_rejected(bridge, event: dict[str, Any], status: int) -> dict[str, Any]:
+    got_status, body = bridge.invoke(event)
+    assert got_status == status, body
+    assert "error" in body
+    assert bridge.sandbox.requests == []
+    assert bridge.parked() == []
+    return body
+
+
+def test_missing_signature_headers(bridge) -> None:
+    _assert_rejected(bridge, http_api_event(PAYMENT, {}), 401)
+
+
+def test_signature_not_base64(bridge) -> None:
+    event = signed_event(PAYMENT, bridge.secret)
+    event["headers"]["webhook-signature"] = "v1,!!!not-base64!!!"
+    _assert_rejected(bridge, event, 401)
+
+
+def test_wrong_secret(bridge) -> None:
+    _assert_rejected(bridge, signed_event(PAYMENT, b"some-other-secret-entirely"), 401)
+
+
+def test_only_v2_entries(bridge) -> None:
+    event = signed_event(PAYMENT, bridge.secret)
+    event["headers"]["webhook-signature"] = event["headers"]["webhook-signature"].replace("v1,", "v2,")
+    _assert_rejected(bridge, event, 401)
+
+
+def test_timestamp_not_a_number(bridge) -> None:
+    event = signed_event(PAYMENT, bridge.secret)
+    event["headers"]["webhook-timestamp"] = "yesterday"
+    _assert_rejected(bridge, event, 401)
+
+
+@pytest.mark.parametrize("offset", [-360, 360])
+def test_timestamp_six_minutes_off(bridge, offset: int) -> None:
+    _assert_rejected(bridge, signed_event(PAYMENT, bridge.secret, timestamp=int(time.time()) + offset), 401)
+
+
+def test_body_changed_after_signing(bridge) -> None:
+    event = signed_event(PAYMENT, bridge.secret)
+    event["body"] = event["body"].replace("4900", "4901")
+    _assert_rejected(bridge, event, 401)
+
+
+def test_verification_happens_before_parsing(bridge) -> None:
+    # A body that is not even JSON, with a bad signature, is a 401 (not a 400).
+    _assert_rejected(bridge, signed_event(b"{not json", b"wrong-secret-wrong-secret"), 401)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"", "body"),
+        (b"   ", "body"),
+        (b"{not json", "body"),
+        (b"[1, 2]", "body"),
+        (b'"payment.succeeded"', "body"),
+        (_body({"data": {}, "timestamp": "2026-10-14T09:21:47Z"}), "body.type"),
+        (_body({"type": "payment.succeeded", "timestamp": "2026-10-14T09:21:47Z"}), "body.data"),
+        (_mutate(PAYMENT, lambda d: d["data"].pop("payment_id")), "data.payment_id"),
+        (_mutate(PAYMENT, lambda d: d["data"].update(total_amount="4900")), "data.total_amount"),
+        (_mutate(PAYMENT, lambda d: d["data"]["customer"].pop("customer_id")), "data.customer.customer_id"),
+        (_mutate(SAMPLES["subscription.active.json"], lambda d: d["data"].pop("status")), "data.status"),
+    ],
+)
+def test_bad_bodies_get_400_naming_the_field(bridge, body: bytes, field: str) -> None:
+    answer = _assert_rejected(bridge, signed_event(body, bridge.secret), 400)
+    assert answer["field"] == field
+
+
+def test_body_over_256_kb(bridge) -> None:
+    body = _mutate(PAYMENT, lambda d: d["data"]["metadata"].update(pad="x" * (257 * 1024)))
+    answer = _assert_rejected(bridge, signed_event(body, bridge.secret), 413)
+    assert answer["limit_bytes"] == 256 * 1024
+
+
+def test_unknown_type_is_acknowledged_and_not_delivered(bridge) -> None:
+    body = _mutate(PAYMENT, lambda d: d.update(type="payment.teleported"))
+    status, answer = bridge.send(body)
+    assert (status, answer["status"]) == (200, "ignored")
+    assert bridge.sandbox.requests == [] and bridge.parked() == []
+
+
+def test_payout_is_ignored_by_default(bridge) -> None:
+    body = _body(
+        {"type": "payout.success", "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1"}}
+    )
+    status, answer = bridge.send(body)
+    assert (status, answer["status"]) == (200, "ignored")
+    assert bridge.sandbox.requests == []
+
+
+def test_dispute_with_null_customer_is_acknowledged(bridge) -> None:
+    body = _mutate(SAMPLES["dispute.opened.json"], lambda d: d["data"].update(customer=None))
+    status, answer = bridge.send(body)
+    assert (status, answer["status"]) == (200, "ignored")
+
+
+def test_refund_with_null_amount_is_delivered_without_amount(bridge) -> None:
+    body = _mutate(SAMPLES["refund.succeeded.json"], lambda d: d["data"].update(amount=None))
+    assert bridge.send(body)[0] == 200
+    (event_op,) = [op for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]
+    assert "amount" not in event_op["attributes"]
+    assert event_op["attributes"]["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
+
+
+def test_unicode_and_very_long_names_are_delivered_within_limits(bridge) -> None:
+    long_name = "Zoë 山田 🚀 " * 200
+
+    def change(d: dict[str, Any]) -> None:
+        d["data"]["customer"]["name"] = long_name
+        d["data"]["metadata"]["note"] = "ü" * 2000
+
+    assert bridge.send(_mutate(PAYMENT, change))[0] == 200
+    identify = next(op for op in bridge.sandbox.accepted_ops() if op["action"] == "identify")
+    assert identify["attributes"]["name"].startswith("Zoë 山田 🚀")
+    assert len(json.dumps(identify["attributes"]["name"], ensure_ascii=False).encode()) <= 1000
+
+
+# -- failures downstream -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+def test_customerio_down_parks_the_event_and_answers_2xx(bridge, status: int) -> None:
+    bridge.sandbox.script(status)
+    code, body = bridge.send(PAYMENT, webhook_id="msg_parked")
+    assert (code, body) == (202, {"status": "queued"})
+    (message,) = bridge.parked()
+    parked = message["body"]
+    assert parked["webhook_id"] == "msg_parked"
+    assert parked["event_type"] == "payment.succeeded"
+    assert parked["attempts"] == 1
+    assert parked["last_error"]["kind"] == "transient" and parked["last_error"]["status"] == status
+    assert [op["action"] for op in parked["ops"]] == ["identify", "event"]
+    assert parked["customer_id"] == "cus_2RfYk8HcWq5NzT1mLb9Xe"
+    assert "maya" not in json.dumps(message["attributes"]).lower()
+
+
+def test_read_timeout_parks_the_event(bridge) -> None:
+    from dodo_cio_tools.sandbox import ScriptedResponse
+
+    bridge.sandbox.script(ScriptedResponse(200, action="stall", delay=2.0))
+    code, _ = bridge.send(PAYMENT)
+    assert code == 202
+    (message,) = bridge.parked()
+    assert message["body"]["last_error"]["status"] is None
+    assert "timeout" in message["body"]["last_error"]["reason"]
+
+
+def test_bad_credentials_park_as_config_error(bridge) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    bridge.ssm.put_parameter(
+        Name="/dodo-customerio/customerio-api-key", Value="wrong", Type="SecureString", Overwrite=True
+    )
+    parameters.clear_caches()
+    code, _ = bridge.send(PAYMENT)
+    assert code == 202
+    (message,) = bridge.parked()
+    assert message["body"]["last_error"]["kind"] == "config"
+    assert message["body"]["last_error"]["status"] == 401
+
+
+def test_207_parks_only_the_failed_op_as_permanent(bridge) -> None:
+    from dodo_cio_tools.sandbox import ScriptedResponse
+
+    bridge.sandbox.script(
+        ScriptedResponse(
+            207, body={"errors": [{"batch_index": 0, "reason": "invalid", "field": "attributes"}]}
+        )
+    )
+    code, _ = bridge.send(SAMPLES["subscription.active.json"])
+    assert code == 202
+    (message,) = bridge.parked()
+    assert message["body"]["last_error"]["kind"] == "permanent"
+    assert [op["action"] for op in message["body"]["ops"]] == ["identify"]
+
+
+def test_customerio_and_sqs_both_failing_answers_5xx(bridge) -> None:
+    bridge.sandbox.script(503)
+    bridge.sqs.delete_queue(QueueUrl=bridge.queue_url)
+    code, body = bridge.send(PAYMENT)
+    assert code == 500
+    assert "error" in body
+
+
+def test_missing_webhook_secret_is_a_5xx_not_a_crash(bridge) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    bridge.ssm.delete_parameter(Name="/dodo-customerio/webhook-secret")
+    parameters.clear_caches()
+    code, body = bridge.send(PAYMENT)
+    assert (code, body) == (500, {"error": "bridge misconfigured"})
+
+
+def test_missing_customerio_credentials_park_the_event(bridge) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    bridge.ssm.delete_parameter(Name="/dodo-customerio/customerio-api-key")
+    parameters.clear_caches()
+    code, _ = bridge.send(PAYMENT)
+    assert code == 202
+    (message,) = bridge.parked()
+    assert message["body"]["last_error"]["kind"] == "config"
+    assert bridge.sandbox.requests == []
+
+
+def test_bad_setting_is_answered_with_5xx(bridge, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUSTOMERIO_REGION", "mars")
+    code, body = bridge.send(PAYMENT)
+    assert (code, body) == (500, {"error": "bridge misconfigured"})
+
+
+def test_signing_helper_matches_header_format() -> None:
+    assert sign(b"k", "msg_1", 1, b"{}").startswith("v1,")
+
+
+def test_samples_dir_is_in_the_project() -> None:
+    assert Path("events/dodo/payment.succeeded.json").exists() or SAMPLES

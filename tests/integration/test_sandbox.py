@@ -1,0 +1,308 @@
+"""The local Customer.io Track sandbox answers like the real API and obeys its test scripts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from dodo_cio_tools.sandbox import ScriptedResponse, TrackSandbox
+
+pytestmark = pytest.mark.network
+
+ULID = "01HGW2N7YQ8ZK3M4P5R6S7T8V9"
+EVENT: dict[str, Any] = {
+    "type": "person",
+    "identifiers": {"id": "cus_1"},
+    "action": "event",
+    "name": "payment.succeeded",
+    "id": ULID,
+    "timestamp": 1700000000,
+    "attributes": {"amount": 12.5},
+}
+IDENTIFY: dict[str, Any] = {
+    "type": "person",
+    "identifiers": {"email": "alice@example.com"},
+    "action": "identify",
+    "attributes": {"plan": "pro"},
+}
+AUTH = ("sandbox-site", "sandbox-key")
+
+
+@pytest.fixture(scope="module")
+def shared_sandbox() -> Iterator[TrackSandbox]:
+    with TrackSandbox(region="eu") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox(shared_sandbox: TrackSandbox) -> Iterator[TrackSandbox]:
+    shared_sandbox.reset()
+    yield shared_sandbox
+    shared_sandbox.reset()
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.auth = AUTH
+        yield session
+
+
+def post(http: requests.Session, sandbox: TrackSandbox, path: str, body: Any, **kw: Any) -> requests.Response:
+    kw.setdefault("timeout", 5)
+    return http.post(sandbox.base_url + path, json=body, **kw)
+
+
+# --- auth, routing, region ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/api/v2/entity"), ("POST", "/api/v2/batch"), ("GET", "/api/v1/accounts/region")],
+)
+@pytest.mark.parametrize("auth", [None, ("sandbox-site", "wrong-key")], ids=["none", "wrong"])
+def test_every_endpoint_requires_basic_auth(
+    sandbox: TrackSandbox, method: str, path: str, auth: tuple[str, str] | None
+) -> None:
+    resp = requests.request(method, sandbox.base_url + path, json=EVENT, auth=auth, timeout=5)
+    assert resp.status_code == 401
+    assert resp.json() == {"meta": {"error": "Unauthorized request"}}
+    assert sandbox.accepted_ops() == []
+
+
+def test_region_endpoint(sandbox: TrackSandbox, http: requests.Session) -> None:
+    resp = http.get(sandbox.base_url + "/api/v1/accounts/region", timeout=5)
+    assert resp.status_code == 200
+    assert resp.json() == {"url": sandbox.base_url, "region": "eu", "environment_id": 1}
+
+
+def test_unknown_path_and_wrong_method(sandbox: TrackSandbox, http: requests.Session) -> None:
+    assert http.get(sandbox.base_url + "/api/v2/entity", timeout=5).status_code == 405
+    assert post(http, sandbox, "/api/v1/nope", {}).status_code == 404
+
+
+# --- /api/v2/entity ----------------------------------------------------------------------------
+
+
+def test_valid_entity_is_accepted_and_recorded(sandbox: TrackSandbox, http: requests.Session) -> None:
+    resp = post(http, sandbox, "/api/v2/entity", EVENT)
+    assert resp.status_code == 200
+    assert resp.json() == {}
+    assert sandbox.accepted_ops() == [EVENT]
+    [rec] = sandbox.requests
+    assert (rec.method, rec.path, rec.status, rec.json) == ("POST", "/api/v2/entity", 200, EVENT)
+    assert rec.headers["Authorization"].startswith("Basic ")
+
+
+def test_invalid_entity_is_400_naming_the_field(sandbox: TrackSandbox, http: requests.Session) -> None:
+    op = {k: v for k, v in EVENT.items() if k != "name"}
+    resp = post(http, sandbox, "/api/v2/entity", op)
+    assert resp.status_code == 400
+    assert resp.json()["errors"] == [{"reason": "required", "field": "name", "message": "'name' is required"}]
+    resp = post(http, sandbox, "/api/v2/entity", {**EVENT, "identifiers": {"id": "a", "email": "b@c.d"}})
+    assert resp.status_code == 400
+    assert [e["field"] for e in resp.json()["errors"]] == ["identifiers"]
+    assert sandbox.accepted_ops() == []
+
+
+def test_entity_that_is_not_json_is_400(sandbox: TrackSandbox, http: requests.Session) -> None:
+    resp = http.post(sandbox.base_url + "/api/v2/entity", data=b"{nope", timeout=5)
+    assert resp.status_code == 400
+    assert resp.json()["errors"][0]["reason"] == "invalid_json"
+
+
+def test_oversize_entity_is_413(sandbox: TrackSandbox, http: requests.Session) -> None:
+    resp = post(http, sandbox, "/api/v2/entity", {**EVENT, "attributes": {"blob": "x" * 33_000}})
+    assert resp.status_code == 413
+    assert resp.json()["errors"][0]["reason"] == "payload_too_large"
+
+
+# --- /api/v2/batch -----------------------------------------------------------------------------
+
+
+def test_mixed_batch_is_207_with_batch_index(sandbox: TrackSandbox, http: requests.Session) -> None:
+    bad_name = {k: v for k, v in EVENT.items() if k != "name"}
+    bad_action = {**EVENT, "action": "payment_completed"}
+    body = {"batch": [EVENT, bad_name, IDENTIFY, bad_action]}
+    resp = post(http, sandbox, "/api/v2/batch", body)
+    assert resp.status_code == 207
+    errors = resp.json()["errors"]
+    assert [(e["batch_index"], e["field"]) for e in errors] == [(1, "name"), (3, "action")]
+    assert all({"batch_index", "reason", "field", "message"} <= set(e) for e in errors)
+    assert sandbox.accepted_ops() == [EVENT, IDENTIFY]
+
+
+def test_all_valid_batch_is_200(sandbox: TrackSandbox, http: requests.Session) -> None:
+    resp = post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY]})
+    assert (resp.status_code, resp.json()) == (200, {})
+    assert sandbox.accepted_ops() == [EVENT, IDENTIFY]
+
+
+@pytest.mark.parametrize("body", [{}, {"batch": EVENT}, [EVENT]], ids=["no-batch", "not-array", "bare-list"])
+def test_malformed_batch_envelope_is_400(sandbox: TrackSandbox, http: requests.Session, body: Any) -> None:
+    resp = post(http, sandbox, "/api/v2/batch", body)
+    assert resp.status_code == 400
+    assert "batch_index" not in resp.json()["errors"][0]
+
+
+def test_oversize_batch_and_oversize_item_are_413(sandbox: TrackSandbox, http: requests.Session) -> None:
+    chunk = {**EVENT, "attributes": {"blob": "x" * 20_000}}
+    resp = post(http, sandbox, "/api/v2/batch", {"batch": [chunk] * 26})  # ~520 kB
+    assert resp.status_code == 413
+    big = {**EVENT, "attributes": {"blob": "x" * 33_000}}
+    resp = post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, big]})
+    assert resp.status_code == 413
+    assert [e["batch_index"] for e in resp.json()["errors"]] == [1]
+    assert sandbox.accepted_ops() == []
+
+
+# --- scripted answers --------------------------------------------------------------------------
+
+
+def test_scripted_statuses_come_in_order_then_normal(sandbox: TrackSandbox, http: requests.Session) -> None:
+    sandbox.script(
+        503, ScriptedResponse(429, headers={"Retry-After": "2"}), ScriptedResponse(500, body=b"oops")
+    )
+    first = post(http, sandbox, "/api/v2/entity", EVENT)
+    second = post(http, sandbox, "/api/v2/entity", EVENT)
+    third = post(http, sandbox, "/api/v2/entity", EVENT)
+    fourth = post(http, sandbox, "/api/v2/entity", EVENT)
+    assert [r.status_code for r in (first, second, third, fourth)] == [503, 429, 500, 200]
+    assert second.headers["Retry-After"] == "2"
+    assert third.content == b"oops"
+    assert [r.scripted for r in sandbox.requests] == ["respond", "respond", "respond", None]
+    assert sandbox.accepted_ops() == [EVENT]
+
+
+def test_scripted_answers_precede_auth_and_validation(sandbox: TrackSandbox) -> None:
+    sandbox.script(200)
+    resp = requests.post(sandbox.base_url + "/api/v2/entity", json={"junk": 1}, timeout=5)
+    assert resp.status_code == 200
+
+
+def test_scripted_207_is_honoured_by_accepted_ops(sandbox: TrackSandbox, http: requests.Session) -> None:
+    errors = [{"batch_index": 0, "reason": "x", "field": "", "message": "scripted"}]
+    sandbox.script(ScriptedResponse(207, body={"errors": errors}))
+    assert post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY]}).status_code == 207
+    assert sandbox.accepted_ops() == [IDENTIFY]
+
+
+def test_close_drops_the_connection(sandbox: TrackSandbox, http: requests.Session) -> None:
+    sandbox.script(ScriptedResponse(0, action="close"))
+    with pytest.raises(requests.ConnectionError):
+        post(http, sandbox, "/api/v2/entity", EVENT)
+    assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 200  # same session recovers
+    assert sandbox.requests[0].status == 0
+    assert sandbox.accepted_ops() == [EVENT]
+
+
+def test_reset_sends_a_truncated_answer(sandbox: TrackSandbox, http: requests.Session) -> None:
+    sandbox.script(ScriptedResponse(200, action="reset"))
+    with pytest.raises(requests.RequestException):
+        post(http, sandbox, "/api/v2/entity", EVENT)
+    assert sandbox.accepted_ops() == []
+
+
+def test_stall_outlasts_the_client_read_timeout(sandbox: TrackSandbox, http: requests.Session) -> None:
+    sandbox.script(ScriptedResponse(200, action="stall", delay=0.6))
+    with pytest.raises(requests.ReadTimeout):
+        post(http, sandbox, "/api/v2/entity", EVENT, timeout=(2, 0.15))
+    # The server still processed it: a retry now would duplicate it, as in real life.
+    assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 200
+
+
+def test_stall_longer_than_delay_timeout_answers(sandbox: TrackSandbox, http: requests.Session) -> None:
+    sandbox.script(ScriptedResponse(503, action="stall", delay=0.1))
+    assert post(http, sandbox, "/api/v2/entity", EVENT, timeout=2).status_code == 503
+
+
+# --- fail_rate ---------------------------------------------------------------------------------
+
+
+def _statuses(sandbox: TrackSandbox, n: int) -> list[int]:
+    with requests.Session() as session:
+        session.auth = AUTH
+        return [post(session, sandbox, "/api/v2/entity", EVENT).status_code for _ in range(n)]
+
+
+def test_fail_rate_is_seeded_and_repeatable() -> None:
+    with TrackSandbox(fail_rate=0.3, seed=7) as one, TrackSandbox(fail_rate=0.3, seed=7) as two:
+        first = _statuses(one, 30)
+        assert first == _statuses(two, 30)
+        assert set(first) == {200, 503}
+        assert 3 <= first.count(503) <= 18
+        one.reset()  # re-seeds: the same sequence again
+        assert _statuses(one, 30) == first
+        assert len(one.accepted_ops()) == first.count(200)
+
+
+def test_fail_rate_one_fails_everything() -> None:
+    with TrackSandbox(fail_rate=1.0, seed=1) as sandbox:
+        assert _statuses(sandbox, 3) == [503, 503, 503]
+        assert sandbox.accepted_ops() == []
+
+
+# --- control endpoints, logging ----------------------------------------------------------------
+
+
+def test_control_endpoints(sandbox: TrackSandbox, http: requests.Session) -> None:
+    base = sandbox.base_url
+    resp = requests.post(
+        base + "/__sandbox/script", json={"responses": [{"status": 503}, 502, {"action": "close"}]}, timeout=5
+    )
+    assert resp.json() == {"queued": 3}
+    assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 503
+    requests.post(base + "/__sandbox/reset", timeout=5).raise_for_status()
+    assert sandbox.requests == []
+    assert post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY]}).status_code == 200
+
+    summary = requests.get(base + "/__sandbox/requests", timeout=5).json()
+    assert len(summary) == 1
+    assert summary[0]["method"] == "POST"
+    assert summary[0]["status"] == 200
+    assert summary[0]["op_count"] == 2
+    assert summary[0]["ops"][1] == {
+        "type": "person",
+        "action": "identify",
+        "identifier": "email=a***@example.com",
+    }
+    assert "alice" not in str(summary)
+
+    assert requests.post(base + "/__sandbox/config", json={"fail_rate": 1}, timeout=5).json() == {
+        "fail_rate": 1.0,
+        "seed": None,
+    }
+    try:
+        assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 503
+    finally:
+        requests.post(base + "/__sandbox/config", json={"fail_rate": 0}, timeout=5).raise_for_status()
+    assert requests.post(base + "/__sandbox/config", json={"fail_rate": 3}, timeout=5).status_code == 400
+    assert (
+        requests.post(
+            base + "/__sandbox/script", json={"responses": [{"action": "x"}]}, timeout=5
+        ).status_code
+        == 400
+    )
+
+
+def test_each_request_is_logged_as_one_masked_line(
+    sandbox: TrackSandbox, http: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="dodo_cio_tools.sandbox"):
+        post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY, {**EVENT, "action": "nope"}]})
+    [line] = [r.getMessage() for r in caplog.records if r.name == "dodo_cio_tools.sandbox"]
+    assert "POST /api/v2/batch -> 207" in line
+    assert "a***@example.com" in line
+    assert "alice" not in line
+    assert "12.5" not in line  # no bodies
+    assert "\n" not in line
+
+
+def test_missing_schema_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        TrackSandbox(schema_path=tmp_path / "missing.json")

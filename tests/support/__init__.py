@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: fake Lambda context, signed API Gateway events, AWS seeding."""

@@ -1,0 +1,539 @@
+"""Lenient Dodo payload models: what is required fails loudly and names the field, the rest passes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dodo_cio import events
+from dodo_cio.models import (
+    CustomerRef,
+    Dispute,
+    Envelope,
+    LicenseKey,
+    Payload,
+    PayloadError,
+    Payment,
+    Payout,
+    Refund,
+    Subscription,
+    parse_envelope,
+    parse_json,
+    parse_payload,
+)
+
+SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
+SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
+
+EXPECTED_CLASS = {
+    events.PAYMENT: Payment,
+    events.SUBSCRIPTION: Subscription,
+    events.REFUND: Refund,
+    events.DISPUTE: Dispute,
+    events.LICENSE_KEY: LicenseKey,
+    events.CUSTOMER_REF: CustomerRef,
+    events.PAYOUT: Payout,
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((SAMPLES / name).read_text(encoding="utf-8"))
+    return doc
+
+
+def body(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode("utf-8")
+
+
+def parse(doc: dict[str, Any]) -> Payload | None:
+    return parse_payload(parse_envelope(parse_json(body(doc))))
+
+
+def unix(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def payload_error(doc: dict[str, Any]) -> PayloadError:
+    with pytest.raises(PayloadError) as info:
+        parse(doc)
+    return info.value
+
+
+# -------------------------------------------------------------------------------------------------
+# every sample parses
+
+
+def test_samples_are_present() -> None:
+    assert len(SAMPLE_FILES) >= 10
+
+
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_every_sample_parses_into_its_family(path: Path) -> None:
+    raw = path.read_bytes()
+    doc = json.loads(raw)
+    envelope = parse_envelope(parse_json(raw))
+    assert isinstance(envelope, Envelope)
+    assert envelope.type == doc["type"]
+    assert envelope.timestamp == unix(doc["timestamp"])
+    assert envelope.timestamp_ms // 1000 == envelope.timestamp
+    assert envelope.business_id == doc["business_id"]
+    assert envelope.data == doc["data"]
+    payload = parse_payload(envelope)
+    family = events.family(doc["type"])
+    assert family is not None
+    assert type(payload) is EXPECTED_CLASS[family]
+
+
+def test_envelope_timestamp_ms_keeps_milliseconds() -> None:
+    doc = load("payment.succeeded.json")  # 2026-10-14T09:21:47.512304Z
+    envelope = parse_envelope(doc)
+    assert envelope.timestamp_ms == unix(doc["timestamp"]) * 1000 + 512
+
+
+def test_payment_sample_fields() -> None:
+    doc = load("payment.succeeded.json")
+    payment = parse(doc)
+    assert isinstance(payment, Payment)
+    assert payment.payment_id == "pay_8fTq2WbXn4LcRk7YvP1sD"
+    assert payment.total_amount == 4900
+    assert payment.currency == "USD"
+    assert payment.customer.customer_id == "cus_2RfYk8HcWq5NzT1mLb9Xe"
+    assert payment.customer.email == "maya.fernandes@example.com"
+    assert payment.customer.name == "Maya Fernandes"
+    assert payment.customer.phone_number is None
+    assert payment.customer.metadata == {}
+    assert payment.raw["metadata"] == {"app_user_id": "usr_01927", "utm_source": "newsletter"}
+
+
+def test_subscription_sample_fields() -> None:
+    sub = parse(load("subscription.on_hold.json"))
+    assert isinstance(sub, Subscription)
+    assert (sub.subscription_id, sub.status, sub.product_id) == (
+        "sub_6HkWz3RqLb9XmT2vNc5Yd",
+        "on_hold",
+        "pdt_2XcRm8TzWq4KbL7nYd1Vs",
+    )
+    assert sub.customer.phone_number == "+447700900481"
+
+
+def test_refund_dispute_license_sample_fields() -> None:
+    refund = parse(load("refund.succeeded.json"))
+    assert isinstance(refund, Refund)
+    assert (refund.refund_id, refund.payment_id, refund.amount, refund.currency) == (
+        "ref_7YbLq4WzTn1KcR9mXd3Vs",
+        "pay_8fTq2WbXn4LcRk7YvP1sD",
+        2450,
+        "USD",
+    )
+    dispute = parse(load("dispute.opened.json"))
+    assert isinstance(dispute, Dispute)
+    assert dispute.amount == 4900  # sent as the string "4900"
+    assert dispute.customer is not None
+    assert dispute.customer.customer_id == "cus_2RfYk8HcWq5NzT1mLb9Xe"
+    lk = parse(load("license_key.created.json"))
+    assert isinstance(lk, LicenseKey)
+    assert (lk.license_key_id, lk.customer_id) == ("lic_9RxTm2QbWk6NzL3cYd8Vs", "cus_2RfYk8HcWq5NzT1mLb9Xe")
+
+
+# -------------------------------------------------------------------------------------------------
+# the body and the envelope
+
+
+@pytest.mark.parametrize("raw", [b"", b"   ", b"\n\t"])
+def test_empty_body(raw: bytes) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_json(raw)
+    assert info.value.field == "body"
+    assert "empty" in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"{'type': 'x'}", b"\xff\xfe{}", b'{"a": 1', b"nul"])
+def test_not_json(raw: bytes) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_json(raw)
+    assert info.value.field == "body"
+    assert "JSON" in info.value.problem
+
+
+def test_deeply_nested_json_is_a_payload_error() -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_json(b"[" * 100_000 + b"]" * 100_000)
+    assert info.value.field == "body"
+
+
+def test_integer_with_too_many_digits_is_a_payload_error() -> None:
+    # Python refuses to convert > 4300 digits (ValueError, not JSONDecodeError): still bad input.
+    with pytest.raises(PayloadError) as info:
+        parse_json(b'{"type": "payment.succeeded", "n": ' + b"9" * 5000 + b"}")
+    assert info.value.field == "body"
+
+
+@pytest.mark.parametrize(
+    "raw", [b"[]", b'[{"type": "payment.succeeded"}]', b'"payment.succeeded"', b"42", b"null"]
+)
+def test_json_that_is_not_an_object(raw: bytes) -> None:
+    with pytest.raises(PayloadError) as info:
+        parse_json(raw)
+    assert info.value.field == "body"
+    assert "object" in info.value.problem
+
+
+def test_parse_json_returns_the_object() -> None:
+    assert parse_json(b' {"a": [1, "\xc3\xa9"]} ') == {"a": [1, "é"]}
+
+
+def _without(doc: dict[str, Any], *path: str) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    target = out
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return out
+
+
+def _with(doc: dict[str, Any], value: Any, *path: str) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    target = out
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return out
+
+
+def test_missing_type() -> None:
+    err = payload_error(_without(load("payment.succeeded.json"), "type"))
+    assert err.field == "body.type"
+    assert "required" in err.problem
+
+
+@pytest.mark.parametrize("value", [42, ["payment.succeeded"], {"t": 1}, True])
+def test_type_not_a_string(value: Any) -> None:
+    err = payload_error(_with(load("payment.succeeded.json"), value, "type"))
+    assert err.field == "body.type"
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_type_empty(value: str) -> None:
+    err = payload_error(_with(load("payment.succeeded.json"), value, "type"))
+    assert err.field == "body.type"
+    assert "empty" in err.problem
+
+
+def test_missing_data() -> None:
+    err = payload_error(_without(load("payment.succeeded.json"), "data"))
+    assert err.field == "body.data"
+    assert "required" in err.problem
+
+
+@pytest.mark.parametrize("value", ["{}", [], 1, True])
+def test_data_not_an_object(value: Any) -> None:
+    err = payload_error(_with(load("payment.succeeded.json"), value, "data"))
+    assert err.field == "body.data"
+    assert "object" in err.problem
+
+
+def test_missing_timestamp() -> None:
+    err = payload_error(_without(load("payment.succeeded.json"), "timestamp"))
+    assert err.field == "body.timestamp"
+    assert "required" in err.problem
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2026-13-01T00:00:00Z", "2026-10-14T25:00:00Z", "x" * 200])
+def test_unparseable_timestamp(value: str) -> None:
+    err = payload_error(_with(load("payment.succeeded.json"), value, "timestamp"))
+    assert err.field == "body.timestamp"
+    assert "ISO-8601" in err.problem
+
+
+def test_timestamp_of_wrong_type() -> None:
+    err = payload_error(_with(load("payment.succeeded.json"), {"at": 1}, "timestamp"))
+    assert err.field == "body.timestamp"
+
+
+def test_timestamp_with_offset_is_converted_to_utc() -> None:
+    doc = _with(load("payment.succeeded.json"), "2026-10-14T11:21:47+02:00", "timestamp")
+    envelope = parse_envelope(doc)
+    assert envelope.timestamp == unix("2026-10-14T09:21:47Z")
+
+
+def test_type_is_stripped_and_business_id_optional() -> None:
+    doc = _with(load("payment.succeeded.json"), " payment.succeeded ", "type")
+    doc = _with(doc, 123, "business_id")  # wrong type for an optional field: treated as absent
+    envelope = parse_envelope(doc)
+    assert envelope.type == "payment.succeeded"
+    assert envelope.business_id is None
+    assert isinstance(parse_payload(envelope), Payment)
+
+
+def test_error_message_names_the_field() -> None:
+    err = payload_error(_without(load("payment.succeeded.json"), "data", "customer", "customer_id"))
+    assert str(err).startswith("data.customer.customer_id: ")
+    assert isinstance(err, ValueError)
+
+
+# -------------------------------------------------------------------------------------------------
+# required fields per family
+
+
+PAYMENT = "payment.succeeded.json"
+SUBSCRIPTION = "subscription.active.json"
+REFUND = "refund.succeeded.json"
+DISPUTE = "dispute.opened.json"
+LICENSE = "license_key.created.json"
+
+
+@pytest.mark.parametrize(
+    ("sample", "path", "field"),
+    [
+        (PAYMENT, ("payment_id",), "data.payment_id"),
+        (PAYMENT, ("total_amount",), "data.total_amount"),
+        (PAYMENT, ("currency",), "data.currency"),
+        (PAYMENT, ("customer",), "data.customer"),
+        (PAYMENT, ("customer", "customer_id"), "data.customer.customer_id"),
+        (SUBSCRIPTION, ("subscription_id",), "data.subscription_id"),
+        (SUBSCRIPTION, ("status",), "data.status"),
+        (SUBSCRIPTION, ("product_id",), "data.product_id"),
+        (SUBSCRIPTION, ("customer",), "data.customer"),
+        (SUBSCRIPTION, ("customer", "customer_id"), "data.customer.customer_id"),
+        (REFUND, ("refund_id",), "data.refund_id"),
+        (REFUND, ("payment_id",), "data.payment_id"),
+        (REFUND, ("customer",), "data.customer"),
+        (REFUND, ("customer", "customer_id"), "data.customer.customer_id"),
+        (DISPUTE, ("dispute_id",), "data.dispute_id"),
+        (DISPUTE, ("payment_id",), "data.payment_id"),
+        (LICENSE, ("id",), "data.id"),
+        (LICENSE, ("customer_id",), "data.customer_id"),
+    ],
+)
+@pytest.mark.parametrize("how", ["missing", "null"])
+def test_required_field_missing(sample: str, path: tuple[str, ...], field: str, how: str) -> None:
+    doc = load(sample)
+    doc = _without(doc, "data", *path) if how == "missing" else _with(doc, None, "data", *path)
+    err = payload_error(doc)
+    assert err.field == field
+    assert "required" in err.problem
+
+
+@pytest.mark.parametrize(
+    ("sample", "path", "value", "field"),
+    [
+        (PAYMENT, ("payment_id",), 123, "data.payment_id"),
+        (PAYMENT, ("payment_id",), "", "data.payment_id"),
+        (PAYMENT, ("total_amount",), "4900", "data.total_amount"),
+        (PAYMENT, ("total_amount",), True, "data.total_amount"),
+        (PAYMENT, ("total_amount",), False, "data.total_amount"),
+        (PAYMENT, ("total_amount",), 49.0, "data.total_amount"),
+        (PAYMENT, ("currency",), 840, "data.currency"),
+        (PAYMENT, ("currency",), " ", "data.currency"),
+        (PAYMENT, ("customer",), "cus_2RfYk8HcWq5NzT1mLb9Xe", "data.customer"),
+        (PAYMENT, ("customer",), ["cus_2RfYk8HcWq5NzT1mLb9Xe"], "data.customer"),
+        (PAYMENT, ("customer", "customer_id"), 7, "data.customer.customer_id"),
+        (SUBSCRIPTION, ("subscription_id",), ["sub"], "data.subscription_id"),
+        (SUBSCRIPTION, ("status",), 1, "data.status"),
+        (SUBSCRIPTION, ("product_id",), {"id": "pdt"}, "data.product_id"),
+        (SUBSCRIPTION, ("customer",), 1, "data.customer"),
+        (REFUND, ("refund_id",), 1, "data.refund_id"),
+        (REFUND, ("payment_id",), False, "data.payment_id"),
+        (REFUND, ("customer",), "x", "data.customer"),
+        (DISPUTE, ("dispute_id",), 5, "data.dispute_id"),
+        (DISPUTE, ("payment_id",), [], "data.payment_id"),
+        (DISPUTE, ("customer",), "cus_x", "data.customer"),
+        (DISPUTE, ("customer", "customer_id"), None, "data.customer.customer_id"),
+        (LICENSE, ("id",), 9, "data.id"),
+        (LICENSE, ("customer_id",), {"customer_id": "cus"}, "data.customer_id"),
+    ],
+)
+def test_required_field_of_wrong_type(sample: str, path: tuple[str, ...], value: Any, field: str) -> None:
+    err = payload_error(_with(load(sample), value, "data", *path))
+    assert err.field == field
+
+
+def test_other_families_share_the_rules() -> None:
+    # payment.failed / subscription.cancelled use the same models as the samples above
+    doc = _without(load("payment.failed.json"), "data", "total_amount")
+    assert payload_error(doc).field == "data.total_amount"
+    doc = _with(load("subscription.cancelled.json"), 3, "data", "status")
+    assert payload_error(doc).field == "data.status"
+
+
+# -------------------------------------------------------------------------------------------------
+# CustomerRef: credit / dunning / abandoned checkout / entitlements
+
+
+def _customer_ref_doc(data: dict[str, Any], event_type: str = "credit.added") -> dict[str, Any]:
+    return {"business_id": "bus_1", "type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": data}
+
+
+@pytest.mark.parametrize("event_type", events.types_of(events.CUSTOMER_REF))
+def test_customer_ref_top_level_id(event_type: str) -> None:
+    ref = parse(_customer_ref_doc({"customer_id": "cus_A", "amount": 10}, event_type))
+    assert isinstance(ref, CustomerRef)
+    assert ref.customer_id == "cus_A"
+    assert ref.raw["amount"] == 10
+
+
+def test_customer_ref_nested_id() -> None:
+    ref = parse(_customer_ref_doc({"customer": {"customer_id": "cus_N", "email": "n@example.com"}}))
+    assert isinstance(ref, CustomerRef)
+    assert ref.customer_id == "cus_N"
+
+
+def test_customer_ref_top_level_wins_over_nested() -> None:
+    ref = parse(_customer_ref_doc({"customer_id": "cus_TOP", "customer": {"customer_id": "cus_NESTED"}}))
+    assert isinstance(ref, CustomerRef)
+    assert ref.customer_id == "cus_TOP"
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({}, "data.customer_id"),
+        ({"customer_id": None}, "data.customer_id"),
+        ({"customer_id": 5}, "data.customer_id"),
+        ({"customer_id": ""}, "data.customer_id"),
+        ({"customer": {}}, "data.customer.customer_id"),
+        ({"customer": {"customer_id": 5}}, "data.customer.customer_id"),
+        ({"customer": "cus_A"}, "data.customer_id"),  # not an object: the top-level id is required
+    ],
+)
+def test_customer_ref_errors(data: dict[str, Any], field: str) -> None:
+    err = payload_error(_customer_ref_doc(data))
+    assert err.field == field
+
+
+# -------------------------------------------------------------------------------------------------
+# leniency
+
+
+def test_unknown_fields_pass() -> None:
+    doc = load(PAYMENT)
+    doc["brand_new_envelope_field"] = {"x": 1}
+    doc["data"]["brand_new_field"] = [1, 2, 3]
+    doc["data"]["customer"]["loyalty_tier"] = "gold"
+    payment = parse(doc)
+    assert isinstance(payment, Payment)
+    assert payment.raw["brand_new_field"] == [1, 2, 3]
+
+
+def test_unknown_enum_values_pass() -> None:
+    doc = load(SUBSCRIPTION)
+    doc["data"]["status"] = "hibernating"
+    doc["data"]["payment_frequency_interval"] = "Fortnight"
+    doc["data"]["currency"] = "XYZ"
+    sub = parse(doc)
+    assert isinstance(sub, Subscription)
+    assert sub.status == "hibernating"
+    pay = load(PAYMENT)
+    pay["data"]["status"] = "requires_interpretive_dance"
+    pay["data"]["currency"] = "ZZZ"
+    payment = parse(pay)
+    assert isinstance(payment, Payment)
+    assert payment.currency == "ZZZ"
+
+
+@pytest.mark.parametrize("event_type", ["payment.teleported", "invoice.created", "Payment.Succeeded", "x"])
+def test_unknown_type_gives_none(event_type: str) -> None:
+    doc = _with(load(PAYMENT), event_type, "type")
+    envelope = parse_envelope(doc)
+    assert envelope.type == event_type
+    assert parse_payload(envelope) is None
+
+
+def test_unknown_type_does_not_validate_data() -> None:
+    doc = {"type": "brand.new", "timestamp": "2026-10-14T09:21:47Z", "data": {}}
+    assert parse(doc) is None
+
+
+@pytest.mark.parametrize("event_type", sorted(events.PAYOUT_TYPES))
+def test_payouts_parse_without_a_customer(event_type: str) -> None:
+    doc = {"type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1"}}
+    payout = parse(doc)
+    assert isinstance(payout, Payout)
+    assert payout.raw == {"payout_id": "po_1"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("4900", 4900),
+        (" 4900 ", 4900),
+        ("0", 0),
+        ("-4900", -4900),
+        (4900, 4900),
+        ("abc", None),
+        ("49.00", None),
+        ("4,900", None),
+        ("", None),
+        ("-", None),
+        ("--5", None),
+        ("²", None),
+        ("1e3", None),
+        (None, None),
+        (True, None),
+        (49.5, None),
+        ({"value": 4900}, None),
+    ],
+)
+def test_dispute_amount(value: Any, expected: int | None) -> None:
+    doc = _with(load(DISPUTE), value, "data", "amount")
+    dispute = parse(doc)
+    assert isinstance(dispute, Dispute)
+    assert dispute.amount == expected
+    assert dispute.amount is None or type(dispute.amount) is int
+
+
+def test_dispute_without_customer() -> None:
+    for doc in (_with(load(DISPUTE), None, "data", "customer"), _without(load(DISPUTE), "data", "customer")):
+        dispute = parse(doc)
+        assert isinstance(dispute, Dispute)
+        assert dispute.customer is None
+
+
+@pytest.mark.parametrize("value", [None, "2450", 24.5, True])
+def test_refund_amount_absent_or_wrong_type_is_none(value: Any) -> None:
+    refund = parse(_with(load(REFUND), value, "data", "amount"))
+    assert isinstance(refund, Refund)
+    assert refund.amount is None
+    assert refund.currency == "USD"
+
+
+def test_refund_currency_null() -> None:
+    refund = parse(_with(load(REFUND), None, "data", "currency"))
+    assert isinstance(refund, Refund)
+    assert refund.currency is None
+    assert refund.amount == 2450
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("email", 42), ("name", ["Maya"]), ("phone_number", {"n": 1}), ("metadata", "not-an-object")],
+)
+def test_optional_customer_field_of_wrong_type_is_absent(key: str, value: Any) -> None:
+    payment = parse(_with(load(PAYMENT), value, "data", "customer", key))
+    assert isinstance(payment, Payment)
+    got = getattr(payment.customer, "phone_number" if key == "phone_number" else key)
+    assert got == ({} if key == "metadata" else None)
+    assert payment.customer.customer_id == "cus_2RfYk8HcWq5NzT1mLb9Xe"
+
+
+def test_optional_field_of_wrong_type_elsewhere_is_absent() -> None:
+    dispute = parse(_with(load(DISPUTE), 840, "data", "currency"))
+    assert isinstance(dispute, Dispute)
+    assert dispute.currency is None
+    refund = parse(_with(load(REFUND), ["USD"], "data", "currency"))
+    assert isinstance(refund, Refund)
+    assert refund.currency is None
+
+
+def test_customer_metadata_is_copied() -> None:
+    doc = _with(load(PAYMENT), {"plan": "pro"}, "data", "customer", "metadata")
+    envelope = parse_envelope(doc)
+    payment = parse_payload(envelope)
+    assert isinstance(payment, Payment)
+    assert payment.customer.metadata == {"plan": "pro"}
+    payment.customer.metadata["plan"] = "changed"
+    assert envelope.data["customer"]["metadata"] == {"plan": "pro"}
