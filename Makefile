@@ -49,7 +49,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/dodo_cio/dodo_cio tools/dodo_cio_tools functions/ingest/app.py
+	$(BIN)/mypy layers/dodo_cio/dodo_cio tools/dodo_cio_tools functions/ingest
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit -q
@@ -57,7 +57,7 @@ unit: $(STAMP)
 test: $(STAMP) $(CHECKOV_VENV)/.installed ## lint, type-check and run every test (template checks included)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/dodo_cio/dodo_cio tools/dodo_cio_tools functions/ingest/app.py
+	$(BIN)/mypy layers/dodo_cio/dodo_cio tools/dodo_cio_tools functions/ingest
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(BIN)/pytest -q
 
 scan: $(CHECKOV_VENV)/.installed ## checkov on the template

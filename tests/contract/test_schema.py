@@ -195,7 +195,7 @@ def test_fixture_rejects_and_names_the_field(
 ) -> None:
     errors = track_v2_validator.entity_errors(op)
     assert (field, reason) in {(e.field, e.reason) for e in errors}, errors
-    with pytest.raises(AssertionError, match=field.split(".")[0]):
+    with pytest.raises(AssertionError, match=field.split(".", maxsplit=1)[0]):
         track_v2_validator.validate_entity(op)
 
 

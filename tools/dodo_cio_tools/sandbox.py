@@ -676,7 +676,8 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like the real API; clients pool connections
     server: _Server
     timeout = 60  # idle keep-alive connections give their thread back eventually
-    disable_nagle_algorithm = True  # headers and body go out in separate writes; avoid 40 ms stalls
+    disable_nagle_algorithm = True
+    _started = 0.0  # headers and body go out in separate writes; avoid 40 ms stalls
     server_version = "dodo-cio-track-sandbox/1"
 
     def setup(self) -> None:
@@ -705,7 +706,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- request handling
     def _dispatch(self) -> None:
-        started = time.monotonic()
+        self._started = time.monotonic()
         sandbox = self.server.sandbox
         try:
             path = urlsplit(self.path).path
@@ -725,11 +726,10 @@ class _Handler(BaseHTTPRequestHandler):
             )
             sandbox._record(rec)
             if body is None:  # too large to read: answered without reading, connection dropped
-                self._finish(rec, 413, _too_large_body(int(self.headers["Content-Length"] or 0), path))
                 self.close_connection = True
+                self._finish(rec, 413, _too_large_body(int(self.headers["Content-Length"] or 0), path))
             else:
                 self._answer(rec)
-            sandbox._log(rec, (time.monotonic() - started) * 1000)
         except (ConnectionError, TimeoutError, OSError):
             self.close_connection = True
 
@@ -751,6 +751,7 @@ class _Handler(BaseHTTPRequestHandler):
         rec.scripted = scripted.action
         if scripted.action == "close":
             rec.status = 0
+            self._log(rec)
             self._drop()
             return
         if scripted.delay and sandbox._stopping.wait(scripted.delay):
@@ -759,6 +760,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = scripted.body_bytes()
         rec.status = scripted.status
         rec.response = _try_json(body)
+        self._log(rec)
         if scripted.action == "reset":
             body = body if len(body) >= 2 else b'{"meta":{"error":"sandbox reset"}}'
             self._send(scripted.status, body[: len(body) // 2], scripted.headers, content_length=len(body))
@@ -769,7 +771,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _finish(self, rec: ReceivedRequest, status: int, payload: Any) -> None:
         rec.status = status
         rec.response = payload
+        self._log(rec)
         self._send(status, json.dumps(payload).encode())
+
+    def _log(self, rec: ReceivedRequest) -> None:
+        # Logged before the answer is written, so the line exists by the time the client has it.
+        self.server.sandbox._log(rec, (time.monotonic() - self._started) * 1000)
 
     def _send(
         self,

@@ -9,6 +9,7 @@ A problem raises `PayloadError` naming the field (e.g. `data.customer.customer_i
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -168,7 +169,7 @@ class Dispute:
         amount: int | None = None
         if _is(raw_amount, int):
             amount = raw_amount
-        elif isinstance(raw_amount, str) and raw_amount.strip().lstrip("-").isdigit():
+        elif isinstance(raw_amount, str) and re.fullmatch(r"-?[0-9]{1,18}", raw_amount.strip()):
             amount = int(raw_amount.strip())
         return cls(
             dispute_id=_req(data, "dispute_id", str, "data"),
@@ -265,7 +266,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise PayloadError("body", "is empty")
     try:
         doc = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError also covers ints over 4300 digits
         raise PayloadError("body", f"is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
         raise PayloadError("body", "must be a JSON object")

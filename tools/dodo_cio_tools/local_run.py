@@ -1,0 +1,833 @@
+"""`make run`: the real ingest handler behind a local HTTP endpoint, AWS emulated in-process by moto.
+
+Why not `sam local start-api`: it needs Docker and real (or LocalStack) AWS for SSM and SQS. Here the
+same `functions/ingest/app.py:lambda_handler` runs in this process; moto answers its boto3 calls; the
+queues are created with the attributes template.yaml gives them; Customer.io is the local Track
+sandbox unless real credentials are given. Each HTTP request becomes an API Gateway HTTP API v2
+event, built as API Gateway builds it (see `apigw.py`).
+
+Only stdlib is imported at module level: `cli.py` imports this to build its argument parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import importlib
+import importlib.util
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType, ModuleType
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
+
+from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET, ROUTE_KEY, WEBHOOK_PATH, http_api_event, request_id
+
+if TYPE_CHECKING:
+    from dodo_cio_tools.sandbox import TrackSandbox
+
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE: Final = REPO_ROOT / "template.yaml"
+INGEST_DIR: Final = REPO_ROOT / "functions" / "ingest"
+STACK_NAME: Final = "dodo-cio-local"
+REGION: Final = "us-east-1"
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 3000
+DEFAULT_SANDBOX_PORT: Final = 4010
+# Local sandbox credentials; only the sandbox accepts them.
+SANDBOX_SITE_ID: Final = "local-site"
+SANDBOX_API_KEY: Final = "local-api-key"
+# API Gateway HTTP APIs accept payloads up to 10 MB; anything larger never reaches Lambda.
+MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024
+# Environment that would send boto3 somewhere other than moto (or carry real credentials into it).
+_AWS_ENV_TO_CLEAR: Final = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_SQS",
+    "AWS_ENDPOINT_URL_SSM",
+)
+# The ingest function's variables the user may override from the shell, like `sam local --env-vars`.
+_USER_OVERRIDABLE: Final = (
+    "SSM_PARAMETER_PATH",
+    "CUSTOMERIO_REGION",
+    "CUSTOMERIO_IDENTIFIER",
+    "CUSTOMERIO_CONNECT_TIMEOUT",
+    "CUSTOMERIO_READ_TIMEOUT",
+    "SECRETS_MAX_AGE",
+    "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_LOGGER_LOG_EVENT",
+    "POWERTOOLS_METRICS_DISABLED",
+)
+
+
+class LocalRunError(RuntimeError):
+    """The local run cannot start; the message says what to fix."""
+
+
+# --- template.yaml -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    name: str
+    attributes: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateSettings:
+    """What the local run takes from template.yaml, so it cannot drift from the deployed stack."""
+
+    retry_queue: QueueSpec
+    dead_letter_queue: QueueSpec
+    max_receive_count: int
+    environment: dict[str, str]
+    timeout_seconds: int
+    memory_mb: int
+
+
+def _resolve(value: Any, params: Mapping[str, Any], where: str) -> Any:
+    """Plain values, `!Ref Parameter` (its Default) and `!Sub` on pseudo parameters; nothing more."""
+    if isinstance(value, dict) and set(value) == {"Ref"}:
+        name = value["Ref"]
+        if name == "AWS::StackName":
+            return STACK_NAME
+        if name == "AWS::Region":
+            return REGION
+        if name in params and "Default" in params[name]:
+            return params[name]["Default"]
+        raise LocalRunError(f"template.yaml {where}: cannot resolve !Ref {name} locally")
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        text: str = value["Fn::Sub"]
+        for pseudo, replacement in (("AWS::StackName", STACK_NAME), ("AWS::Region", REGION)):
+            text = text.replace("${" + pseudo + "}", replacement)
+        if "${" in text:
+            raise LocalRunError(f"template.yaml {where}: cannot resolve !Sub {value['Fn::Sub']!r} locally")
+        return text
+    if isinstance(value, dict | list):
+        raise LocalRunError(f"template.yaml {where}: unsupported value {value!r}")
+    return value
+
+
+def _get(doc: Any, *path: str) -> Any:
+    node = doc
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            raise LocalRunError(f"template.yaml has no {'.'.join(path)}")
+        node = node[key]
+    return node
+
+
+def _as_int(value: Any, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise LocalRunError(f"template.yaml {where} must be a number, not {value!r}") from None
+
+
+def _queue_spec(resource: Any, params: Mapping[str, Any], logical_id: str, default_name: str) -> QueueSpec:
+    props = _get(resource, "Properties")
+    name = props.get("QueueName")
+    attributes: dict[str, str] = {}
+    for key in ("VisibilityTimeout", "MessageRetentionPeriod"):
+        if key in props:
+            attributes[key] = str(_as_int(_resolve(props[key], params, f"{logical_id}.{key}"), key))
+    if "SqsManagedSseEnabled" in props:
+        sse = _resolve(props["SqsManagedSseEnabled"], params, f"{logical_id}.SqsManagedSseEnabled")
+        attributes["SqsManagedSseEnabled"] = str(sse).lower()
+    resolved = _resolve(name, params, f"{logical_id}.QueueName") if name is not None else default_name
+    return QueueSpec(str(resolved), attributes)
+
+
+def read_template(path: Path = DEFAULT_TEMPLATE) -> TemplateSettings:
+    """Queue attributes, the ingest function's environment and limits, from the SAM template."""
+    from samtranslator.yaml_helper import yaml_parse  # noqa: PLC0415 - dev dependency, local run only
+
+    if not path.is_file():
+        raise LocalRunError(f"{path} not found: run from a checkout of the repository (or pass --template)")
+    doc = yaml_parse(path.read_text(encoding="utf-8"))
+    params: Mapping[str, Any] = doc.get("Parameters") or {}
+    resources = _get(doc, "Resources")
+    retry = _get(resources, "RetryQueue")
+    dlq = _get(resources, "RetryDeadLetterQueue")
+    redrive = _get(retry, "Properties", "RedrivePolicy")
+    max_receive = _as_int(
+        _resolve(_get(redrive, "maxReceiveCount"), params, "RetryQueue.RedrivePolicy.maxReceiveCount"),
+        "RetryQueue.RedrivePolicy.maxReceiveCount",
+    )
+    retry_spec = _queue_spec(retry, params, "RetryQueue", f"{STACK_NAME}-retry")
+    for key in ("VisibilityTimeout", "MessageRetentionPeriod"):
+        if key not in retry_spec.attributes:
+            raise LocalRunError(f"template.yaml has no RetryQueue.Properties.{key}")
+
+    globals_fn = (doc.get("Globals") or {}).get("Function") or {}
+    function = _get(resources, "IngestFunction", "Properties")
+    environment: dict[str, str] = {}
+    for source, where in ((globals_fn, "Globals.Function"), (function, "IngestFunction")):
+        variables = ((source.get("Environment") or {}).get("Variables")) or {}
+        for key, value in variables.items():
+            if key == "RETRY_QUEUE_URL":  # a !Ref to the queue: the local run sets the moto URL
+                continue
+            resolved = _resolve(value, params, f"{where}.Environment.Variables.{key}")
+            environment[key] = "" if resolved is None else str(resolved)
+    timeout = _as_int(function.get("Timeout", globals_fn.get("Timeout", 3)), "Timeout")
+    memory = _as_int(function.get("MemorySize", globals_fn.get("MemorySize", 128)), "MemorySize")
+    return TemplateSettings(
+        retry_queue=retry_spec,
+        dead_letter_queue=_queue_spec(dlq, params, "RetryDeadLetterQueue", f"{STACK_NAME}-retry-dlq"),
+        max_receive_count=max_receive,
+        environment=environment,
+        timeout_seconds=timeout,
+        memory_mb=memory,
+    )
+
+
+# --- The bridge ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LocalBridgeInfo:
+    webhook_url: str
+    status_url: str
+    sandbox_url: str | None  # None when real Customer.io credentials are used
+    track_url: str
+    secret: str
+    queue_url: str
+    dlq_url: str
+
+
+class FakeLambdaContext:
+    """The attributes Powertools reads from a LambdaContext, for one invocation."""
+
+    def __init__(self, function_name: str, memory_mb: int, timeout_seconds: int) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
+        self.memory_limit_in_mb = memory_mb
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{STACK_NAME}/IngestFunction"
+        self.log_stream_name = "local"
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    elapsed_ms: float
+
+
+def _load_ingest_module() -> ModuleType:
+    """functions/ingest/app.py itself (it imports its sibling `customize`, so that dir goes on sys.path)."""
+    if str(INGEST_DIR) not in sys.path:
+        sys.path.insert(0, str(INGEST_DIR))
+    target = (INGEST_DIR / "app.py").resolve()
+    existing = sys.modules.get("app")
+    if existing is None:
+        return importlib.import_module("app")
+    if Path(getattr(existing, "__file__", "") or "").resolve() == target:
+        return existing
+    # Another `app` (e.g. functions/retry) is loaded: load ours under a private name.
+    name = "dodo_cio_local_ingest_app"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, target)
+    if spec is None or spec.loader is None:
+        raise LocalRunError(f"cannot load {target}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _reset_handler_state(module: ModuleType | None) -> None:
+    """Drop the warm container's cached service and Powertools' cached parameters."""
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+
+    if module is not None:
+        service = getattr(module, "_service", None)
+        client = getattr(service, "_client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
+        module._service = None  # type: ignore[attr-defined]
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+class LocalBridge:
+    """moto + queues + SSM + (sandbox) + HTTP endpoint around the real ingest handler.
+
+    `start()` then `stop()`; tests run it on port 0. Environment variables it sets are restored by
+    `stop()`, and the handler module's cached service is reset on both ends.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        sandbox_port: int = DEFAULT_SANDBOX_PORT,
+        secret: str = DEV_WEBHOOK_SECRET,
+        template: Path = DEFAULT_TEMPLATE,
+        customerio_site_id: str | None = None,
+        customerio_api_key: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if bool(customerio_site_id) != bool(customerio_api_key):
+            raise LocalRunError("set both CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY, or neither")
+        self.host = host
+        self.port = port
+        self.sandbox_port = sandbox_port
+        self.secret = secret
+        self.template = template
+        self.real_customerio = bool(customerio_site_id)
+        self._site_id = customerio_site_id or SANDBOX_SITE_ID
+        self._api_key = customerio_api_key or SANDBOX_API_KEY
+        self._log = log
+        # One invocation at a time: a single warm Lambda container never runs two events at once,
+        # and moto's in-memory backends are not meant for concurrent mutation. The status page and
+        # the (future) retry drain take the same lock.
+        self.lock = threading.Lock()
+        self.sandbox: TrackSandbox | None = None
+        self.info: LocalBridgeInfo | None = None
+        self.settings: TemplateSettings | None = None
+        self.handler_module: ModuleType | None = None
+        self._mock: Any = None
+        self._saved_env: dict[str, str | None] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> LocalBridgeInfo:
+        if self.info is not None:
+            raise RuntimeError("the local bridge is already running")
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalBridgeInfo:
+        from dodo_cio.signature import parse_secrets  # noqa: PLC0415
+
+        try:
+            parse_secrets(self.secret)
+        except ValueError as exc:
+            raise LocalRunError(f"webhook secret: {exc}") from None
+        settings = self.settings = read_template(self.template)
+
+        for key in _AWS_ENV_TO_CLEAR:
+            self._setenv(key, None)
+        self._setenv("AWS_DEFAULT_REGION", REGION)
+        self._setenv("AWS_REGION", REGION)
+        # Saved before moto writes its fake credentials, so stop() puts the user's back.
+        self._saved_env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID"))
+        self._saved_env.setdefault("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY"))
+
+        from moto import mock_aws  # noqa: PLC0415 - heavy, and only `local` needs it
+
+        self._mock = mock_aws()
+        self._mock.start()
+
+        function_env = dict(settings.environment)
+        for key in _USER_OVERRIDABLE:
+            if os.environ.get(key):
+                function_env[key] = os.environ[key]
+        ssm_path = (function_env.get("SSM_PARAMETER_PATH") or "/dodo-customerio").rstrip("/")
+        queue_url, dlq_url = self._create_queues(settings)
+        self._seed_ssm(ssm_path)
+
+        if self.real_customerio:
+            from dodo_cio.customerio import track_base_url  # noqa: PLC0415
+
+            region = function_env.get("CUSTOMERIO_REGION") or "us"
+            try:
+                track_url = track_base_url(region, os.environ.get("CUSTOMERIO_TRACK_URL"))
+            except ValueError as exc:
+                raise LocalRunError(str(exc)) from None
+            sandbox_url = None
+        else:
+            from dodo_cio_tools.sandbox import TrackSandbox  # noqa: PLC0415
+
+            self.sandbox = TrackSandbox(
+                site_id=self._site_id, api_key=self._api_key, host="127.0.0.1", port=self.sandbox_port
+            )
+            try:
+                sandbox_url = track_url = self.sandbox.start()
+            except OSError as exc:
+                self.sandbox = None
+                raise LocalRunError(
+                    f"cannot listen on 127.0.0.1:{self.sandbox_port} for the Customer.io sandbox ({exc}); "
+                    "pass --sandbox-port"
+                ) from None
+
+        function_env.update(
+            SSM_PARAMETER_PATH=ssm_path,
+            CUSTOMERIO_TRACK_URL=track_url,
+            RETRY_QUEUE_URL=queue_url,
+        )
+        function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")
+        function_env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DodoCustomerioBridge")
+        for key, value in function_env.items():
+            self._setenv(key, value)
+
+        # Imported after the environment is set: Powertools reads its namespace at import time.
+        self.handler_module = _load_ingest_module()
+        metrics = getattr(self.handler_module, "metrics", None)
+        if metrics is not None and not metrics.namespace:
+            # Imported earlier (by a test) without the variable: give it what Lambda would have.
+            metrics.namespace = function_env["POWERTOOLS_METRICS_NAMESPACE"]
+        _reset_handler_state(self.handler_module)
+
+        try:
+            server = ThreadingHTTPServer((self.host, self.port), _Handler)
+        except OSError as exc:
+            raise LocalRunError(f"cannot listen on {self.host}:{self.port} ({exc}); pass --port") from None
+        server.daemon_threads = True
+        server.bridge = self  # type: ignore[attr-defined]
+        self._server = server
+        bound_host, bound_port = server.server_address[:2]
+        shown_host = "127.0.0.1" if bound_host in {"0.0.0.0", ""} else str(bound_host)  # noqa: S104
+        base = f"http://{shown_host}:{bound_port}"
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="dodo-cio-local", daemon=True
+        )
+        self._thread.start()
+        # Retry drain hook (the retry issue): a worker thread that receives from `queue_url`, turns the
+        # messages into an SQS event for functions/retry/app.py and invokes it under `self.lock`, as
+        # the SQS event source mapping would. Until then parked deliveries stay on the moto queue
+        # (visible on the status page).
+        self.info = LocalBridgeInfo(
+            webhook_url=base + WEBHOOK_PATH,
+            status_url=base + "/__local",
+            sandbox_url=sandbox_url,
+            track_url=track_url,
+            secret=self.secret,
+            queue_url=queue_url,
+            dlq_url=dlq_url,
+        )
+        return self.info
+
+    def stop(self) -> None:
+        """Idempotent; safe after a failed start."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        if self.sandbox is not None:
+            self.sandbox.stop()
+            self.sandbox = None
+        if self.handler_module is not None or self._mock is not None:
+            _reset_handler_state(self.handler_module)
+        if self._mock is not None:
+            mock, self._mock = self._mock, None
+            mock.stop()
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved_env.clear()
+        self.info = None
+
+    def __enter__(self) -> LocalBridgeInfo:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _setenv(self, key: str, value: str | None) -> None:
+        self._saved_env.setdefault(key, os.environ.get(key))
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+    # -- AWS (moto) -----------------------------------------------------------------------------
+
+    def _create_queues(self, settings: TemplateSettings) -> tuple[str, str]:
+        import boto3  # noqa: PLC0415
+
+        sqs = boto3.client("sqs", region_name=REGION)
+        dlq = settings.dead_letter_queue
+        dlq_url = sqs.create_queue(QueueName=dlq.name, Attributes=dlq.attributes)["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        retry = settings.retry_queue
+        attributes = dict(retry.attributes)
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receive_count}
+        )
+        queue_url = sqs.create_queue(QueueName=retry.name, Attributes=attributes)["QueueUrl"]
+        return queue_url, dlq_url
+
+    def _seed_ssm(self, path: str) -> None:
+        import boto3  # noqa: PLC0415
+
+        ssm = boto3.client("ssm", region_name=REGION)
+        for name, value in (
+            ("webhook-secret", self.secret),
+            ("customerio-site-id", self._site_id),
+            ("customerio-api-key", self._api_key),
+        ):
+            ssm.put_parameter(Name=f"{path}/{name}", Value=value, Type="SecureString", Overwrite=True)
+
+    def queue_depths(self) -> dict[str, dict[str, int]]:
+        """Visible / in-flight / delayed message counts of the retry queue and its DLQ."""
+        import boto3  # noqa: PLC0415
+
+        if self.info is None:
+            raise RuntimeError("the local bridge is not running")
+        names = [
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ]
+        sqs = boto3.client("sqs", region_name=REGION)
+        depths: dict[str, dict[str, int]] = {}
+        with self.lock:
+            for label, url in (("retry_queue", self.info.queue_url), ("dead_letter_queue", self.info.dlq_url)):
+                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]  # type: ignore[arg-type]
+                depths[label] = {
+                    "visible": int(attrs.get("ApproximateNumberOfMessages", 0)),
+                    "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                    "delayed": int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
+                }
+        return depths
+
+    # -- invoking the handler -------------------------------------------------------------------
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        """Call lambda_handler as Lambda would and turn its answer into HTTP, as API Gateway would."""
+        module = self.handler_module
+        settings = self.settings
+        if module is None or settings is None:
+            raise RuntimeError("the local bridge is not running")
+        context = FakeLambdaContext(f"{STACK_NAME}-IngestFunction", settings.memory_mb, settings.timeout_seconds)
+        start = time.perf_counter()
+        with self.lock:
+            try:
+                result = module.lambda_handler(event, context)
+            except Exception:  # noqa: BLE001 - API Gateway answers 500 when the function errors
+                traceback.print_exc()
+                result = None
+                failed = True
+            else:
+                failed = False
+        elapsed = (time.perf_counter() - start) * 1000
+        if failed:
+            body = b'{"message":"Internal Server Error"}'
+            return Invocation(500, {"content-type": "application/json"}, body, elapsed)
+        return _integration_response(result, elapsed)
+
+
+def _integration_response(result: Any, elapsed_ms: float) -> Invocation:
+    """HTTP API v2 rules: a dict with statusCode is used as is; anything else is a 200 JSON body."""
+    if isinstance(result, dict) and "statusCode" in result:
+        headers = {str(k).lower(): str(v) for k, v in (result.get("headers") or {}).items()}
+        raw = result.get("body")
+        text = "" if raw is None else raw if isinstance(raw, str) else json.dumps(raw)
+        body = base64.b64decode(text) if result.get("isBase64Encoded") else text.encode("utf-8")
+        return Invocation(int(result["statusCode"]), headers, body, elapsed_ms)
+    body = json.dumps(result).encode("utf-8")
+    return Invocation(200, {"content-type": "application/json"}, body, elapsed_ms)
+
+
+# --- HTTP ----------------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "dodo-cio-local"
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def bridge(self) -> LocalBridge:
+        bridge: LocalBridge = self.server.bridge  # type: ignore[attr-defined]
+        return bridge
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        """Silenced: the bridge prints its own one-line summary per request."""
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        start = time.perf_counter()
+        path = urlsplit(self.path).path
+        body = self._read_body()
+        note = ""
+        if body is None:
+            status = self._json(413, {"message": "Request Entity Too Large"})
+        elif path == WEBHOOK_PATH:
+            if self.command == "POST":
+                status, note = self._webhook(body)
+            else:
+                status = self._json(405, {"message": "Method Not Allowed"}, {"Allow": "POST"})
+        elif path in {"/", "/__local"} and self.command in {"GET", "HEAD"}:
+            status = self._json(200, self._status_page())
+        else:
+            status = self._json(404, {"message": "Not Found"})
+        elapsed = (time.perf_counter() - start) * 1000
+        self._log_line(f"{self.command} {self.path} -> {status} ({elapsed:.0f} ms){note}")
+
+    def _webhook(self, body: bytes) -> tuple[int, str]:
+        bridge = self.bridge
+        settings = bridge.settings
+        parts = urlsplit(self.path)
+        req_id = request_id()
+        client_ip = self.client_address[0]
+        headers = list(self.headers.items())
+        # Added by API Gateway in front of every integration.
+        headers += [
+            ("x-amzn-trace-id", f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"),
+            ("x-forwarded-for", client_ip),
+            ("x-forwarded-port", str(self.server.server_address[1])),
+            ("x-forwarded-proto", "http"),
+        ]
+        event = http_api_event(
+            method="POST",
+            path=parts.path,
+            query=parts.query,
+            headers=headers,
+            body=body,
+            source_ip=client_ip,
+            protocol=self.request_version,
+            domain=self.headers.get("Host") or None,
+            req_id=req_id,
+        )
+        assert event["routeKey"] == ROUTE_KEY
+        result = bridge.invoke(event)
+        response_headers = dict(result.headers)
+        response_headers["apigw-requestid"] = req_id
+        self._send(result.status, result.body, response_headers)
+        note = " " + result.body[:200].decode("utf-8", errors="replace") if result.body else ""
+        if settings is not None and result.elapsed_ms > settings.timeout_seconds * 1000:
+            note += f"  [slower than the {settings.timeout_seconds} s Lambda timeout]"
+        return result.status, note
+
+    def _status_page(self) -> dict[str, Any]:
+        bridge = self.bridge
+        info = bridge.info
+        if info is None:
+            return {"status": "stopping"}
+        page: dict[str, Any] = {
+            "webhook_url": info.webhook_url,
+            "customerio": "real Track API" if info.sandbox_url is None else "local sandbox",
+            "track_url": info.track_url,
+            "queues": bridge.queue_depths(),
+            "retry_drain": "not running yet: parked deliveries stay on the retry queue",
+            "send_sample": f"dodo-cio send events/dodo/payment.succeeded.json --url {info.webhook_url} "
+            "--secret <printed at start>",
+        }
+        if info.sandbox_url is not None:
+            page["sandbox_url"] = info.sandbox_url
+            page["sandbox_requests"] = info.sandbox_url + "/__sandbox/requests"
+        return page
+
+    # -- plumbing
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None when it exceeds what API Gateway accepts."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():  # trailers
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_REQUEST_BYTES:
+                    self.close_connection = True
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if length > MAX_REQUEST_BYTES:
+            self.close_connection = True
+            return None
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _json(self, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> int:
+        body = json.dumps(payload, indent=2 if status == 200 else None).encode("utf-8")
+        self._send(status, body, {"content-type": "application/json", **(headers or {})})
+        return status
+
+    def _send(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            if key.lower() not in {"content-length", "connection", "transfer-encoding"}:
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _log_line(self, text: str) -> None:
+        log = self.bridge._log
+        if log is not None:
+            log(f"{time.strftime('%H:%M:%S')} local {text}")
+
+
+# --- Command line --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default=DEFAULT_HOST, help="interface to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="webhook port (default %(default)s)")
+    parser.add_argument(
+        "--sandbox-port",
+        type=int,
+        default=DEFAULT_SANDBOX_PORT,
+        help="Customer.io sandbox port (default %(default)s; unused with real credentials)",
+    )
+    parser.add_argument(
+        "--secret",
+        default=None,
+        help="webhook secret (whsec_...); default: $DODO_WEBHOOK_SECRET, else the development secret",
+    )
+    parser.add_argument(
+        "--template", type=Path, default=DEFAULT_TEMPLATE, help="SAM template to follow (default: the repo's)"
+    )
+
+
+def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
+    settings = bridge.settings
+    assert settings is not None
+    send = f".venv/bin/dodo-cio send events/dodo/payment.succeeded.json --url {info.webhook_url} --secret {info.secret}"
+    lines = [
+        "",
+        "Dodo -> Customer.io bridge, running locally (AWS emulated in-process by moto)",
+        f"  webhook URL     POST {info.webhook_url}",
+        f"  webhook secret  {info.secret}",
+        f"  status page     {info.status_url}",
+    ]
+    if info.sandbox_url is not None:
+        lines += [
+            f"  Customer.io     local sandbox at {info.sandbox_url}  (site id {SANDBOX_SITE_ID!r})",
+            f"                  received requests: {info.sandbox_url}/__sandbox/requests",
+        ]
+    else:
+        lines += [
+            f"  Customer.io     REAL Track API at {info.track_url}",
+            "  WARNING: deliveries go to your real Customer.io workspace (CUSTOMERIO_SITE_ID/API_KEY are set).",
+        ]
+    lines += [
+        f"  retry queue     {info.queue_url}",
+        f"                  visibility {settings.retry_queue.attributes['VisibilityTimeout']} s, "
+        f"maxReceiveCount {settings.max_receive_count} -> {info.dlq_url}",
+        "                  (no retry drain yet: parked deliveries stay queued)",
+        "",
+        "Send a signed sample:",
+        f"  {send}",
+        "",
+        "Ctrl-C to stop.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM both end the run cleanly (`make run &` ignores SIGINT)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`dodo-cio local`: start, print how to use it, serve until Ctrl-C or SIGTERM."""
+    secret = args.secret or os.environ.get("DODO_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET
+    site_id = os.environ.get("CUSTOMERIO_SITE_ID") or None
+    api_key = os.environ.get("CUSTOMERIO_API_KEY") or None
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        bridge = LocalBridge(
+            host=args.host,
+            port=args.port,
+            sandbox_port=args.sandbox_port,
+            secret=secret,
+            template=args.template,
+            customerio_site_id=site_id,
+            customerio_api_key=api_key,
+            log=log,
+        )
+        info = bridge.start()
+    except LocalRunError as exc:
+        print(f"dodo-cio local: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    try:
+        with _stop_on_signals(stop):
+            print(_banner(info, bridge), flush=True)
+            while not stop.wait(0.5):
+                pass
+    finally:
+        print("stopping...", flush=True)
+        bridge.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dodo-cio local", description=__doc__.split("\n\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
