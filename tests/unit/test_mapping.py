@@ -1,0 +1,763 @@
+"""The default Dodo -> Track v2 mapping over the sample bodies, and every customisation knob."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dodo_cio import events
+from dodo_cio.mapping import IdentifierStrategy, MappingConfig, MappingConfigError, Op, map_event
+from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
+
+SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
+SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
+WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0"
+OTHER_WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC1"
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+ULID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# samples whose customer is a full object (identify expected)
+WITH_CUSTOMER = {
+    "dispute.opened.json",
+    "payment.failed.json",
+    "payment.succeeded.jpy.json",
+    "payment.succeeded.json",
+    "refund.succeeded.json",
+    "subscription.active.json",
+    "subscription.cancelled.json",
+    "subscription.on_hold.json",
+    "subscription.renewed.json",
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((SAMPLES / name).read_text(encoding="utf-8"))
+    return doc
+
+
+def event_of(doc: dict[str, Any], webhook_id: str = WEBHOOK_ID) -> DodoEvent:
+    envelope = parse_envelope(parse_json(json.dumps(doc).encode("utf-8")))
+    payload = parse_payload(envelope)
+    assert payload is not None
+    return DodoEvent(webhook_id, envelope, payload)
+
+
+def ops_of(doc: dict[str, Any], config: MappingConfig | None = None, webhook_id: str = WEBHOOK_ID) -> list[Op]:
+    return map_event(event_of(doc, webhook_id), config or MappingConfig())
+
+
+def unix(text: str) -> int:
+    """Independent of dodo_cio.times: floor of the ISO instant in Unix seconds."""
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (when - EPOCH) // timedelta(seconds=1)
+
+
+def unix_ms(text: str) -> int:
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (when - EPOCH) // timedelta(milliseconds=1)
+
+
+def ulid_time(value: str) -> int:
+    number = 0
+    for char in value[:10]:
+        number = number * 32 + CROCKFORD.index(char)
+    return number
+
+
+def event_ops(ops: list[Op]) -> list[Op]:
+    return [op for op in ops if op["action"] == "event"]
+
+
+def the_event(ops: list[Op]) -> Op:
+    found = event_ops(ops)
+    assert len(found) == 1
+    return found[0]
+
+
+def customer_id_of(doc: dict[str, Any]) -> str:
+    data = doc["data"]
+    if isinstance(data.get("customer"), dict):
+        return str(data["customer"]["customer_id"])
+    return str(data["customer_id"])
+
+
+# -------------------------------------------------------------------------------------------------
+# shape of the ops, every sample
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_op_shape(name: str) -> None:
+    doc = load(name)
+    ops = ops_of(doc)
+    expected_actions = ["identify", "event"] if name in WITH_CUSTOMER else ["event"]
+    assert [op["action"] for op in ops] == expected_actions
+    ts = unix(doc["timestamp"])
+    for op in ops:
+        assert op["type"] == "person"
+        assert op["identifiers"] == {"id": customer_id_of(doc)}
+        assert op["timestamp"] == ts
+        assert type(op["timestamp"]) is int
+        assert isinstance(op["attributes"], dict)
+    event = ops[-1]
+    assert event["name"] == doc["type"]
+    assert ULID_RE.fullmatch(event["id"])
+    assert ulid_time(event["id"]) == unix_ms(doc["timestamp"])
+    if name in WITH_CUSTOMER:
+        identify = ops[0]
+        assert "name" not in identify
+        assert "id" not in identify
+        assert identify["attributes"]["dodo_customer_id"] == customer_id_of(doc)
+    json.dumps(ops, allow_nan=False)  # plain JSON, nothing exotic
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_event_id_is_stable_per_webhook_id(name: str) -> None:
+    doc = load(name)
+    first = the_event(ops_of(doc))["id"]
+    again = the_event(ops_of(copy.deepcopy(doc)))["id"]
+    other = the_event(ops_of(doc, webhook_id=OTHER_WEBHOOK_ID))["id"]
+    assert first == again
+    assert first != other
+    assert ulid_time(first) == ulid_time(other)  # same event time, different entropy
+
+
+def test_event_ids_differ_between_samples_with_different_webhook_ids() -> None:
+    ids = {the_event(ops_of(load(n), webhook_id=f"msg_{i}"))["id"] for i, n in enumerate(SAMPLE_NAMES)}
+    assert len(ids) == len(SAMPLE_NAMES)
+
+
+def _date_like(key: str) -> bool:
+    return key.endswith(("_at", "_date", "_start"))
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_dates_are_integer_unix_seconds(name: str) -> None:
+    seen = 0
+    for op in ops_of(load(name)):
+        for key, value in op["attributes"].items():
+            if _date_like(key):
+                seen += 1
+                assert type(value) is int, (key, value)
+                assert 1_700_000_000 < value < 1_900_000_000, (key, value)
+    assert seen >= 1
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_no_raw_card_or_holder_data(name: str) -> None:
+    dump = json.dumps(ops_of(load(name)))
+    for needle in ("card_holder_name", "card_exp", "Congress Ave", "Torstrasse", "Meguro", "three_ds"):
+        assert needle not in dump
+
+
+# -------------------------------------------------------------------------------------------------
+# payments and money
+
+
+def test_payment_succeeded_full_mapping() -> None:
+    doc = load("payment.succeeded.json")
+    identify, event = ops_of(doc)
+    assert identify["attributes"] == {
+        "email": "maya.fernandes@example.com",
+        "name": "Maya Fernandes",
+        "dodo_customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
+    }
+    assert event["attributes"] == {
+        "payment_id": "pay_8fTq2WbXn4LcRk7YvP1sD",
+        "status": "succeeded",
+        "amount": 49.0,
+        "amount_minor": 4900,
+        "amount_currency": "USD",
+        "tax": 0.0,
+        "tax_minor": 0,
+        "tax_currency": "USD",
+        "settlement_amount": 49.0,
+        "settlement_amount_minor": 4900,
+        "settlement_amount_currency": "USD",
+        "payment_method": "card",
+        "card_last_four": "4242",
+        "card_network": "visa",
+        "card_type": "credit",
+        "product_ids": ["pdt_7LpQz3VbKx9MwR2sYd4Tn"],
+        "retry_attempt": 0,
+        "is_update_payment_method": False,
+        "invoice_id": "inv_4KdPz7WnRb2YqT9sLm1Xc",
+        "payment_link": "https://checkout.dodopayments.com/session/cks_5GhWm1PzQ8sVd3LxN7oTb",
+        "billing_country": "US",
+        "created_at": unix("2026-10-14T09:21:31.884120Z"),
+        "metadata": {"app_user_id": "usr_01927", "utm_source": "newsletter"},
+    }
+    assert type(event["attributes"]["amount"]) is float
+    assert type(event["attributes"]["amount_minor"]) is int
+
+
+def test_payment_failed_mapping() -> None:
+    identify, event = ops_of(load("payment.failed.json"))
+    assert identify["attributes"]["phone"] == "+4915112345678"
+    attrs = event["attributes"]
+    assert (attrs["amount"], attrs["amount_minor"], attrs["amount_currency"]) == (19.0, 1900, "EUR")
+    assert (attrs["tax"], attrs["tax_currency"]) == (3.61, "EUR")
+    assert (attrs["settlement_amount"], attrs["settlement_amount_currency"]) == (20.54, "USD")
+    assert attrs["error_code"] == "INSUFFICIENT_FUNDS"
+    assert attrs["error_message"].startswith("The card has insufficient funds")
+    assert attrs["charge_type"] == "new"
+    assert attrs["subscription_id"] == "sub_3QwLz8NbVk5TrY2mHd7Xc"
+    assert attrs["card_type"] == "debit"
+    assert "product_ids" not in attrs  # product_cart is null
+    assert "metadata" not in attrs  # empty metadata is not sent
+    assert "invoice_id" not in attrs  # null values are dropped
+
+
+def test_jpy_is_not_divided() -> None:
+    attrs = the_event(ops_of(load("payment.succeeded.jpy.json")))["attributes"]
+    assert attrs["amount"] == 4980
+    assert type(attrs["amount"]) is int
+    assert attrs["amount_minor"] == 4980
+    assert attrs["amount_currency"] == "JPY"
+    assert attrs["tax"] == 453
+    assert type(attrs["tax"]) is int
+    assert attrs["settlement_amount"] == 33.21  # the settlement currency is USD
+    assert attrs["settlement_amount_currency"] == "USD"
+
+
+@pytest.mark.parametrize(
+    ("currency", "minor", "expected"),
+    [
+        ("KWD", 1250, 1.25),  # 3 decimals: fils
+        ("BHD", 1, 0.001),
+        ("MGA", 123456, 1234.56),  # ISO 4217 says 2 decimals (Stripe says 0)
+        ("MGA", 1000, 10.0),
+        ("usd", 1999, 19.99),  # lower-case code still resolves, and goes out upper-case
+        ("KRW", 50000, 50000),
+        ("XYZ", 1999, 19.99),  # unknown code: 2 decimals
+    ],
+)
+def test_currency_exponents(currency: str, minor: int, expected: float) -> None:
+    doc = load("payment.succeeded.json")
+    doc["data"]["currency"] = currency
+    doc["data"]["total_amount"] = minor
+    attrs = the_event(ops_of(doc))["attributes"]
+    assert attrs["amount"] == expected
+    assert type(attrs["amount"]) is type(expected)
+    assert attrs["amount_minor"] == minor
+    assert attrs["amount_currency"] == currency.upper()
+
+
+def test_exponent_override() -> None:
+    doc = load("payment.succeeded.json")
+    doc["data"]["currency"] = "MGA"
+    doc["data"]["total_amount"] = 123456
+    attrs = the_event(ops_of(doc, MappingConfig(exponents={"MGA": 0})))["attributes"]
+    assert attrs["amount"] == 123456
+    assert type(attrs["amount"]) is int
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("4111111111111111", "1111"),
+        ("4111 1111 1111 4242", "4242"),
+        ("**** **** **** 0119", "0119"),
+        ("4242", "4242"),
+        ("12", "12"),
+    ],
+)
+def test_only_last_four_card_digits_survive(raw: str, expected: str) -> None:
+    doc = load("payment.succeeded.json")
+    doc["data"]["card_last_four"] = raw
+    ops = ops_of(doc)
+    assert the_event(ops)["attributes"]["card_last_four"] == expected
+    digits = "".join(c for c in raw if c.isdigit())
+    if len(digits) > 4:
+        assert digits[:-4] not in json.dumps(ops)
+
+
+@pytest.mark.parametrize("raw", ["", "****", None, 4242])
+def test_card_last_four_without_digits_is_absent(raw: Any) -> None:
+    doc = load("payment.succeeded.json")
+    doc["data"]["card_last_four"] = raw
+    assert "card_last_four" not in the_event(ops_of(doc))["attributes"]
+
+
+def test_secret_metadata_keys_are_removed() -> None:
+    doc = load("payment.succeeded.json")
+    doc["data"]["metadata"] = {
+        "app_user_id": "usr_01927",
+        "utm_source": "newsletter",
+        "seats": 3,
+        "api_key": "sk_live_AAAA1111",
+        "API_KEY": "sk_live_AAAA2222",
+        "apiKey": "sk_live_AAAA3333",
+        "x-api-key": "sk_live_AAAA4444",
+        "secret_token": "tok_BBBB",
+        "client_secret": "cs_CCCC",
+        "password": "hunter2-DDDD",
+        "card_number": "4111111111111111",
+        "cvv": "123",
+        "key": "KEY_EEEE",
+        "nested": {"x": 1},
+    }
+    ops = ops_of(doc)
+    assert the_event(ops)["attributes"]["metadata"] == {
+        "app_user_id": "usr_01927",
+        "utm_source": "newsletter",
+        "seats": 3,
+    }
+    dump = json.dumps(ops)
+    for leaked in ("AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "4111111111111111"):
+        assert leaked not in dump
+
+
+def test_only_secret_metadata_means_no_metadata_attribute() -> None:
+    doc = load("payment.succeeded.json")
+    doc["data"]["metadata"] = {"api_key": "sk_live_x"}
+    assert "metadata" not in the_event(ops_of(doc))["attributes"]
+
+
+# -------------------------------------------------------------------------------------------------
+# subscriptions
+
+
+def test_subscription_active_identify() -> None:
+    doc = load("subscription.active.json")
+    identify, event = ops_of(doc)
+    assert identify["attributes"] == {
+        "email": "priya.raman@example.co.uk",
+        "name": "Priya Raman",
+        "phone": "+447700900481",
+        "dodo_customer_id": "cus_4PwLx9QmTz2NbK6cYr8Vd",
+        "subscription_id": "sub_6HkWz3RqLb9XmT2vNc5Yd",
+        "subscription_status": "active",
+        "subscription_product_id": "pdt_2XcRm8TzWq4KbL7nYd1Vs",
+        "subscription_quantity": 1,
+        "subscription_amount": 15.0,
+        "subscription_amount_minor": 1500,
+        "subscription_amount_currency": "USD",
+        "subscription_tax_inclusive": False,
+        "subscription_billing_interval": "month",
+        "subscription_billing_interval_count": 1,
+        "subscription_next_billing_date": unix("2026-10-03T14:06:18.532741Z"),
+        "subscription_current_period_start": unix("2026-09-03T14:06:18.532741Z"),
+        "subscription_cancel_at_period_end": False,
+        "subscription_expires_at": unix("2027-09-03T14:06:18.532741Z"),
+        "subscription_trial_period_days": 0,
+        "subscription_started_at": unix("2026-09-03T14:06:18.532741Z"),
+    }
+    attrs = event["attributes"]
+    assert attrs["status"] == "active"
+    assert attrs["billing_interval"] == "month"
+    assert attrs["billing_interval_count"] == 1
+    assert attrs["next_billing_date"] == unix("2026-10-03T14:06:18.532741Z")
+    assert attrs["cancel_at_period_end"] is False
+    assert attrs["metadata"] == {"app_user_id": "usr_04411", "plan": "pro_monthly"}
+
+
+def test_subscription_cancelled() -> None:
+    identify, event = ops_of(load("subscription.cancelled.json"))
+    assert identify["attributes"]["subscription_status"] == "cancelled"
+    assert identify["attributes"]["subscription_cancelled_at"] == unix("2026-11-10T08:15:36.482771Z")
+    attrs = event["attributes"]
+    assert attrs["cancelled_at"] == unix("2026-11-10T08:15:36.482771Z")
+    assert attrs["cancelled_by"] == "customer"
+    assert attrs["cancellation_feedback"] == "too_expensive"
+    assert attrs["cancellation_comment"] == "Switching to the annual plan next quarter"
+    # the canceller's own contact data is not copied into the event
+    assert "cancelled_by_email" not in attrs
+    assert json.dumps(attrs).count("priya.raman@example.co.uk") == 0
+
+
+def test_subscription_renewed_and_on_hold() -> None:
+    _, renewed = ops_of(load("subscription.renewed.json"))
+    assert renewed["attributes"]["payment_id"] == "pay_3LmTq7XbWz1KcR5nYd9Vh"
+    identify, on_hold = ops_of(load("subscription.on_hold.json"))
+    assert identify["attributes"]["subscription_status"] == "on_hold"
+    assert on_hold["name"] == "subscription.on_hold"
+    assert "payment_id" not in on_hold["attributes"]
+
+
+def test_subscription_scheduled_change_and_cancel_at_period_end() -> None:
+    doc = load("subscription.active.json")
+    doc["data"]["cancel_at_next_billing_date"] = True
+    doc["data"]["payment_frequency_interval"] = "Year"
+    doc["data"]["payment_frequency_count"] = 2
+    doc["data"]["scheduled_change"] = {"product_id": "pdt_NEW", "effective_at": "2026-10-03T14:06:18Z"}
+    identify, event = ops_of(doc)
+    assert identify["attributes"]["subscription_cancel_at_period_end"] is True
+    assert identify["attributes"]["subscription_billing_interval"] == "year"
+    assert identify["attributes"]["subscription_billing_interval_count"] == 2
+    assert event["attributes"]["scheduled_product_id"] == "pdt_NEW"
+    assert event["attributes"]["scheduled_change_at"] == unix("2026-10-03T14:06:18Z")
+
+
+def test_bad_dates_are_dropped_not_fatal() -> None:
+    doc = load("subscription.active.json")
+    doc["data"]["next_billing_date"] = "soon"
+    doc["data"]["expires_at"] = 12  # numbers are read as Unix seconds
+    identify, event = ops_of(doc)
+    assert "subscription_next_billing_date" not in identify["attributes"]
+    assert "next_billing_date" not in event["attributes"]
+    assert event["attributes"]["expires_at"] == 12
+
+
+# -------------------------------------------------------------------------------------------------
+# refunds, disputes, license keys, customer refs, payouts
+
+
+def test_refund_mapping() -> None:
+    identify, event = ops_of(load("refund.succeeded.json"))
+    assert identify["attributes"]["email"] == "maya.fernandes@example.com"
+    attrs = event["attributes"]
+    assert (attrs["amount"], attrs["amount_minor"], attrs["amount_currency"]) == (24.5, 2450, "USD")
+    assert attrs["is_partial"] is True
+    assert attrs["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
+    assert attrs["reason"] == "Customer requested a partial refund for an unused seat"
+
+
+@pytest.mark.parametrize("field", ["amount", "currency"])
+def test_refund_without_amount_still_sends_the_event(field: str) -> None:
+    doc = load("refund.succeeded.json")
+    doc["data"][field] = None
+    ops = ops_of(doc)
+    event = the_event(ops)
+    assert event["name"] == "refund.succeeded"
+    for key in ("amount", "amount_minor", "amount_currency"):
+        assert key not in event["attributes"]
+    assert event["attributes"]["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
+
+
+def test_dispute_mapping() -> None:
+    identify, event = ops_of(load("dispute.opened.json"))
+    assert identify["identifiers"] == {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}
+    attrs = event["attributes"]
+    assert (attrs["amount"], attrs["amount_minor"], attrs["amount_currency"]) == (49.0, 4900, "USD")
+    assert attrs["dispute_stage"] == "dispute"
+    assert attrs["dispute_status"] == "dispute_opened"
+    assert attrs["reason"] == "product_not_received"
+    assert "remarks" not in attrs
+
+
+@pytest.mark.parametrize("how", ["null", "missing"])
+def test_dispute_without_customer_maps_to_nothing(how: str) -> None:
+    doc = load("dispute.opened.json")
+    if how == "null":
+        doc["data"]["customer"] = None
+    else:
+        del doc["data"]["customer"]
+    assert ops_of(doc) == []
+
+
+def test_license_key_never_carries_the_key() -> None:
+    doc = load("license_key.created.json")
+    key = doc["data"]["key"]
+    ops = ops_of(doc)
+    assert [op["action"] for op in ops] == ["event"]
+    dump = json.dumps(ops)
+    assert key not in dump
+    assert key.replace("-", "") not in dump
+    attrs = ops[0]["attributes"]
+    assert "key" not in attrs
+    assert attrs["license_key_id"] == "lic_9RxTm2QbWk6NzL3cYd8Vs"
+    assert attrs["activations_limit"] == 3
+    assert attrs["instances_count"] == 0
+    assert attrs["status"] == "active"
+    assert "expires_at" not in attrs
+
+
+def test_license_key_not_leaked_by_any_customisation_default() -> None:
+    doc = load("license_key.created.json")
+    key = doc["data"]["key"]
+    for config in (
+        MappingConfig(identifier=IdentifierStrategy.parse("email")),
+        MappingConfig(identifier=IdentifierStrategy.parse("metadata:app_user_id")),
+        MappingConfig(send_identify=False),
+    ):
+        assert key not in json.dumps(ops_of(doc, config))
+
+
+def _customer_ref(data: dict[str, Any], event_type: str = "credit.added") -> dict[str, Any]:
+    return {"business_id": "bus_1", "type": event_type, "timestamp": "2026-10-14T09:21:47.250Z", "data": data}
+
+
+def test_customer_ref_mapping() -> None:
+    doc = _customer_ref(
+        {
+            "payload_type": "CreditLedgerEntry",
+            "business_id": "bus_1",
+            "customer_id": "cus_A",
+            "amount": 100,
+            "balance": 12.5,
+            "is_expired": False,
+            "created_at": "2026-10-14T09:21:40Z",
+            "expiry_date": "not a date",
+            "secret_token": "tok_SHOULD_NOT_LEAK",
+            "nested": {"x": 1},
+            "items": [1, 2],
+        }
+    )
+    ops = ops_of(doc)
+    assert len(ops) == 1
+    event = ops[0]
+    assert event["identifiers"] == {"id": "cus_A"}
+    assert event["name"] == "credit.added"
+    assert event["timestamp"] == unix("2026-10-14T09:21:47.250Z")
+    assert event["attributes"] == {
+        "customer_id": "cus_A",
+        "amount": 100,
+        "balance": 12.5,
+        "is_expired": False,
+        "created_at": unix("2026-10-14T09:21:40Z"),
+        "expiry_date": "not a date",
+    }
+
+
+def test_customer_ref_nested_customer() -> None:
+    doc = _customer_ref({"customer": {"customer_id": "cus_N", "email": "n@example.com"}}, "dunning.started")
+    ops = ops_of(doc)
+    assert [op["action"] for op in ops] == ["event"]
+    assert ops[0]["identifiers"] == {"id": "cus_N"}
+    assert "customer" not in ops[0]["attributes"]
+
+
+@pytest.mark.parametrize("event_type", sorted(events.PAYOUT_TYPES))
+def test_payouts_map_to_nothing(event_type: str) -> None:
+    doc = {"type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1", "amount": 1}}
+    assert ops_of(doc) == []
+    # even if a merchant stops ignoring them, there is nobody to address
+    assert ops_of(doc, MappingConfig(ignored_types=frozenset())) == []
+
+
+# -------------------------------------------------------------------------------------------------
+# identifier strategies
+
+
+def test_email_identifier() -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse("email"))
+    for op in ops_of(load("payment.succeeded.json"), config):
+        assert op["identifiers"] == {"email": "maya.fernandes@example.com"}
+
+
+def test_email_identifier_falls_back_to_customer_id() -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse("email"))
+    ops = ops_of(load("license_key.created.json"), config)  # license keys carry no email
+    assert [op["identifiers"] for op in ops] == [{"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}]
+    doc = load("payment.succeeded.json")
+    doc["data"]["customer"]["email"] = "   "
+    for op in ops_of(doc, config):
+        assert op["identifiers"] == {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}
+
+
+def test_email_identifier_is_trimmed() -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse("email"))
+    doc = load("payment.succeeded.json")
+    doc["data"]["customer"]["email"] = "  maya@example.com "
+    for op in ops_of(doc, config):
+        assert op["identifiers"] == {"email": "maya@example.com"}
+
+
+def test_metadata_identifier() -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse("metadata:app_user_id"))
+    for op in ops_of(load("payment.succeeded.json"), config):
+        assert op["identifiers"] == {"id": "usr_01927"}
+    for op in ops_of(load("subscription.renewed.json"), config):
+        assert op["identifiers"] == {"id": "usr_04411"}
+    # payment.failed has empty metadata: falls back to the Dodo customer id
+    for op in ops_of(load("payment.failed.json"), config):
+        assert op["identifiers"] == {"id": "cus_6MbWq2TzKn8RyH4dXc1Lp"}
+
+
+def test_metadata_identifier_from_customer_metadata_and_numbers() -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse("metadata: app_user_id "))
+    doc = load("payment.failed.json")
+    doc["data"]["customer"]["metadata"] = {"app_user_id": 1927}
+    for op in ops_of(doc, config):
+        assert op["identifiers"] == {"id": "1927"}
+    doc["data"]["customer"]["metadata"] = {"app_user_id": True}  # not an id
+    for op in ops_of(doc, config):
+        assert op["identifiers"] == {"id": "cus_6MbWq2TzKn8RyH4dXc1Lp"}
+    doc["data"]["customer"]["metadata"] = {"app_user_id": "  "}
+    for op in ops_of(doc, config):
+        assert op["identifiers"] == {"id": "cus_6MbWq2TzKn8RyH4dXc1Lp"}
+
+
+@pytest.mark.parametrize("text", [None, "", "  ", "customer_id", "id"])
+def test_default_identifier_strategy(text: str | None) -> None:
+    assert IdentifierStrategy.parse(text) == IdentifierStrategy()
+    assert IdentifierStrategy.parse(text).kind == "customer_id"
+
+
+@pytest.mark.parametrize("text", ["phone", "cio_id", "metadata:", "metadata:   ", "e-mail", "customer"])
+def test_invalid_identifier_strategy(text: str) -> None:
+    with pytest.raises(MappingConfigError) as info:
+        IdentifierStrategy.parse(text)
+    assert text.strip() in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+# -------------------------------------------------------------------------------------------------
+# customisation
+
+
+def test_event_names_rename() -> None:
+    config = MappingConfig(event_names={"payment.succeeded": "Purchase Completed"})
+    assert the_event(ops_of(load("payment.succeeded.json"), config))["name"] == "Purchase Completed"
+    assert the_event(ops_of(load("payment.failed.json"), config))["name"] == "payment.failed"
+    # the rename does not change the dedup id
+    assert (
+        the_event(ops_of(load("payment.succeeded.json"), config))["id"]
+        == the_event(ops_of(load("payment.succeeded.json")))["id"]
+    )
+
+
+def test_ignored_types() -> None:
+    config = MappingConfig(ignored_types=frozenset({"payment.succeeded"}))
+    assert ops_of(load("payment.succeeded.json"), config) == []
+    assert ops_of(load("payment.succeeded.jpy.json"), config) == []
+    assert len(ops_of(load("payment.failed.json"), config)) == 2
+
+
+def test_send_identify_false() -> None:
+    ops = ops_of(load("subscription.active.json"), MappingConfig(send_identify=False))
+    assert [op["action"] for op in ops] == ["event"]
+
+
+def test_extra_attributes_star_and_type() -> None:
+    calls: list[str] = []
+
+    def everywhere(event: DodoEvent) -> dict[str, Any]:
+        calls.append(event.type)
+        return {"source": "dodo", "env": "prod"}
+
+    config = MappingConfig(
+        extra_attributes={
+            "*": everywhere,
+            "payment.succeeded": lambda e: {"env": "staging", "webhook": e.webhook_id},
+        }
+    )
+    identify, event = ops_of(load("payment.succeeded.json"), config)
+    assert event["attributes"]["source"] == "dodo"
+    assert event["attributes"]["env"] == "staging"  # the type-specific hook runs after "*"
+    assert event["attributes"]["webhook"] == WEBHOOK_ID
+    assert event["attributes"]["payment_id"] == "pay_8fTq2WbXn4LcRk7YvP1sD"
+    assert not {"source", "env", "webhook"} & set(identify["attributes"])
+    _, other = ops_of(load("refund.succeeded.json"), config)
+    assert other["attributes"]["env"] == "prod"
+    assert "webhook" not in other["attributes"]
+    assert calls == ["payment.succeeded", "refund.succeeded"]
+
+
+def test_removed_attributes() -> None:
+    config = MappingConfig(
+        removed_attributes={
+            "*": frozenset({"name", "metadata"}),
+            "payment.succeeded": frozenset({"card_last_four", "phone"}),
+        }
+    )
+    identify, event = ops_of(load("payment.succeeded.json"), config)
+    assert "name" not in identify["attributes"]
+    assert "metadata" not in event["attributes"]
+    assert "card_last_four" not in event["attributes"]
+    assert identify["attributes"]["email"] == "maya.fernandes@example.com"
+    identify, event = ops_of(load("payment.failed.json"), config)
+    assert "name" not in identify["attributes"]
+    assert identify["attributes"]["phone"] == "+4915112345678"
+    assert event["attributes"]["card_last_four"] == "0119"
+
+
+def test_transform_added_event_gets_its_own_id() -> None:
+    def add_first_purchase(event: DodoEvent, ops: list[Op]) -> list[Op]:
+        base = ops[-1]
+        return [
+            *ops,
+            {
+                "type": "person",
+                "identifiers": dict(base["identifiers"]),
+                "action": "event",
+                "name": "first_purchase",
+                "timestamp": base["timestamp"],
+                "attributes": {"payment_id": base["attributes"]["payment_id"]},
+            },
+        ]
+
+    config = MappingConfig(transforms={"payment.succeeded": add_first_purchase})
+    ops = ops_of(load("payment.succeeded.json"), config)
+    assert [op.get("name") for op in ops] == [None, "payment.succeeded", "first_purchase"]
+    default_id, added_id = ops[1]["id"], ops[2]["id"]
+    assert ULID_RE.fullmatch(added_id)
+    assert added_id != default_id
+    assert default_id == the_event(ops_of(load("payment.succeeded.json")))["id"]
+    assert ulid_time(added_id) == ulid_time(default_id)
+    again = ops_of(load("payment.succeeded.json"), config)
+    assert again[2]["id"] == added_id  # still deterministic for retries
+    other = ops_of(load("payment.succeeded.json"), config, webhook_id=OTHER_WEBHOOK_ID)
+    assert other[2]["id"] != added_id
+
+
+def test_transforms_run_star_first_and_may_drop_everything() -> None:
+    order: list[str] = []
+
+    def star(event: DodoEvent, ops: list[Op]) -> list[Op]:
+        order.append("*")
+        return ops
+
+    def typed(event: DodoEvent, ops: list[Op]) -> list[Op]:
+        order.append(event.type)
+        return []
+
+    config = MappingConfig(transforms={"*": star, "payment.succeeded": typed})
+    assert ops_of(load("payment.succeeded.json"), config) == []
+    assert order == ["*", "payment.succeeded"]
+
+
+def test_transform_keeps_an_id_it_set_itself() -> None:
+    def with_id(event: DodoEvent, ops: list[Op]) -> list[Op]:
+        return [*ops, {**ops[-1], "name": "copy", "id": "01JB0000000000000000000000"}]
+
+    ops = ops_of(load("refund.succeeded.json"), MappingConfig(transforms={"*": with_id}))
+    assert ops[-1]["id"] == "01JB0000000000000000000000"
+
+
+def test_with_changes_returns_a_new_config() -> None:
+    base = MappingConfig()
+    changed = base.with_changes(send_identify=False)
+    assert base.send_identify is True
+    assert changed.send_identify is False
+    assert changed.ignored_types == events.PAYOUT_TYPES
+
+
+def test_unicode_and_long_names_pass_through_mapping() -> None:
+    long_name = "支払い完了 💳 " * 40  # far over Customer.io's 100 bytes: limits.py deals with that
+    long_key = "ключ_" * 60
+    config = MappingConfig(
+        event_names={"payment.succeeded": long_name},
+        extra_attributes={"*": lambda e: {long_key: "値" * 2000, "émoji 🎉": "✓"}},
+    )
+    event = the_event(ops_of(load("payment.succeeded.json"), config))
+    assert event["name"] == long_name
+    assert event["attributes"][long_key] == "値" * 2000
+    assert event["attributes"]["émoji 🎉"] == "✓"
+
+
+def test_unicode_customer_data() -> None:
+    doc = load("payment.succeeded.json")
+    doc["data"]["customer"]["name"] = "  Zoë Ångström-Łukasz 山田  "
+    identify, _ = ops_of(doc)
+    assert identify["attributes"]["name"] == "Zoë Ångström-Łukasz 山田"
+
+
+def test_mapping_does_not_mutate_the_payload() -> None:
+    doc = load("payment.succeeded.json")
+    event = event_of(doc)
+    before = copy.deepcopy(dict(event.data))
+    config = MappingConfig(
+        removed_attributes={"*": frozenset({"metadata"})},
+        extra_attributes={"*": lambda e: {"x": 1}},
+    )
+    map_event(event, config)
+    map_event(event, config)
+    assert dict(event.data) == before
