@@ -10,9 +10,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from customize import build_mapping
 from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
+from dodo_cio.logmask import MaskingFormatter
 from dodo_cio.mapping import MappingConfig
 
-logger = Logger()
+logger = Logger(logger_formatter=MaskingFormatter())
 metrics = Metrics()
 _service: IngestService | None = None
 

@@ -330,3 +330,19 @@ def test_signing_helper_matches_header_format() -> None:
 
 def test_samples_dir_is_in_the_project() -> None:
     assert Path("events/dodo/payment.succeeded.json").exists() or SAMPLES
+
+
+def test_logs_hold_no_email_and_no_secret(bridge, capsys: pytest.CaptureFixture[str]) -> None:
+    bridge.sandbox.script(503)
+    for raw in SAMPLES.values():
+        bridge.send(raw)
+    bridge.invoke(signed_event(PAYMENT, b"wrong-secret-wrong-secret"))
+    out = capsys.readouterr()
+    logs = out.out + out.err
+    assert '"webhook_id"' in logs and '"event_type"' in logs
+    for raw in SAMPLES.values():
+        customer = json.loads(raw)["data"].get("customer") or {}
+        if customer.get("email"):
+            assert customer["email"] not in logs
+    assert base64.b64encode(bridge.secret).decode() not in logs
+    assert "it-api-key" not in logs
