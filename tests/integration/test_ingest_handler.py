@@ -332,13 +332,19 @@ def test_samples_dir_is_in_the_project() -> None:
     assert Path("events/dodo/payment.succeeded.json").exists() or SAMPLES
 
 
-def test_logs_hold_no_email_and_no_secret(bridge, capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_hold_no_email_and_no_secret(
+    bridge, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    stream = io.StringIO()
+    monkeypatch.setattr(bridge.app.logger.registered_handler, "stream", stream)
     bridge.sandbox.script(503)
     for raw in SAMPLES.values():
         bridge.send(raw)
     bridge.invoke(signed_event(PAYMENT, b"wrong-secret-wrong-secret"))
     out = capsys.readouterr()
-    logs = out.out + out.err
+    logs = stream.getvalue() + out.out + out.err
     assert '"webhook_id"' in logs and '"event_type"' in logs
     for raw in SAMPLES.values():
         customer = json.loads(raw)["data"].get("customer") or {}
