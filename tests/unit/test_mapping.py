@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from dodo_cio import events
 from dodo_cio.mapping import IdentifierStrategy, MappingConfig, MappingConfigError, Op, map_event
 from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
@@ -49,7 +50,9 @@ def event_of(doc: dict[str, Any], webhook_id: str = WEBHOOK_ID) -> DodoEvent:
     return DodoEvent(webhook_id, envelope, payload)
 
 
-def ops_of(doc: dict[str, Any], config: MappingConfig | None = None, webhook_id: str = WEBHOOK_ID) -> list[Op]:
+def ops_of(
+    doc: dict[str, Any], config: MappingConfig | None = None, webhook_id: str = WEBHOOK_ID
+) -> list[Op]:
     return map_event(event_of(doc, webhook_id), config or MappingConfig())
 
 
@@ -295,6 +298,7 @@ def test_secret_metadata_keys_are_removed() -> None:
         "API_KEY": "sk_live_AAAA2222",
         "apiKey": "sk_live_AAAA3333",
         "x-api-key": "sk_live_AAAA4444",
+        "private_key": "-----BEGIN FFFF",
         "secret_token": "tok_BBBB",
         "client_secret": "cs_CCCC",
         "password": "hunter2-DDDD",
@@ -310,7 +314,7 @@ def test_secret_metadata_keys_are_removed() -> None:
         "seats": 3,
     }
     dump = json.dumps(ops)
-    for leaked in ("AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "4111111111111111"):
+    for leaked in ("AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "FFFF", "4111111111111111"):
         assert leaked not in dump
 
 
@@ -526,7 +530,11 @@ def test_customer_ref_nested_customer() -> None:
 
 @pytest.mark.parametrize("event_type", sorted(events.PAYOUT_TYPES))
 def test_payouts_map_to_nothing(event_type: str) -> None:
-    doc = {"type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1", "amount": 1}}
+    doc = {
+        "type": event_type,
+        "timestamp": "2026-10-14T09:21:47Z",
+        "data": {"payout_id": "po_1", "amount": 1},
+    }
     assert ops_of(doc) == []
     # even if a merchant stops ignoring them, there is nobody to address
     assert ops_of(doc, MappingConfig(ignored_types=frozenset())) == []

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from dodo_cio import events
 from dodo_cio.models import (
     CustomerRef,
@@ -538,3 +539,19 @@ def test_customer_metadata_is_copied() -> None:
     assert payment.customer.metadata == {"plan": "pro"}
     payment.customer.metadata["plan"] = "changed"
     assert envelope.data["customer"]["metadata"] == {"plan": "pro"}
+
+
+def test_nan_and_infinity_are_rejected() -> None:
+    for constant in (b"NaN", b"Infinity", b"-Infinity"):
+        with pytest.raises(PayloadError) as err:
+            parse_json(b'{"type": "credit.added", "data": {"x": ' + constant + b"}}")
+        assert err.value.field == "body"
+
+
+def test_lone_surrogates_are_replaced_so_the_text_can_be_sent() -> None:
+    doc = parse_json(
+        b'{"type": "payment.succeeded", "data": {"name": "ab\\ud83dcd", "ok": "\\ud83d\\ude80"}}'
+    )
+    assert doc["data"]["name"] == "ab?cd"
+    assert doc["data"]["ok"] == "\U0001f680"
+    doc["data"]["name"].encode("utf-8")

@@ -5,9 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from dodo_cio.money import EXPONENTS, exponent, is_known_currency, to_major
 from hypothesis import given
 from hypothesis import strategies as st
+
+from dodo_cio.money import EXPONENTS, exponent, is_known_currency, to_major
 
 
 @pytest.mark.parametrize(

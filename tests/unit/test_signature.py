@@ -11,6 +11,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
 from dodo_cio.signature import (
     MAX_SIGNATURE_ENTRIES,
     SignatureError,
@@ -21,9 +25,6 @@ from dodo_cio.signature import (
     signature_headers,
     verify,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 KEY = bytes(range(32))
 OLD_KEY = bytes(range(100, 132))

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from dodo_cio.times import to_unix_ms, to_unix_seconds
 from hypothesis import given
 from hypothesis import strategies as st
+
+from dodo_cio.times import to_unix_ms, to_unix_seconds
 
 BASE = 1_754_285_400  # 2025-08-04T05:30:00Z
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from dodo_cio.ulid import deterministic_ulid, is_ulid, ulid_time_ms
 from hypothesis import given
 from hypothesis import strategies as st
+
+from dodo_cio.ulid import deterministic_ulid, is_ulid, ulid_time_ms
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 MAX_TIME = 2**48 - 1

@@ -38,8 +38,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive")
+    if not 0 < value < float("inf"):  # also rejects nan and inf, which float() accepts
+        raise ConfigError(f"{name} must be a positive, finite number of seconds, not {raw!r}")
     return value
 
 

@@ -51,7 +51,7 @@ def _fit_value(name: str, value: Any, warnings: list[str]) -> tuple[bool, Any]:
         budget = MAX_ATTRIBUTE_VALUE_BYTES - 2
         cut = truncate_utf8(value, budget, _ELLIPSIS)
         while encoded_size(cut) > MAX_ATTRIBUTE_VALUE_BYTES and budget > 0:
-            budget -= max(1, encoded_size(cut) - MAX_ATTRIBUTE_VALUE_BYTES)
+            budget -= max(1, (encoded_size(cut) - MAX_ATTRIBUTE_VALUE_BYTES) // 6)  # \u0001 is 6 bytes
             cut = truncate_utf8(value, budget, _ELLIPSIS)
         warnings.append(f"attribute {name!r} truncated to {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
         return True, cut

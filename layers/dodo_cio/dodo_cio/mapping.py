@@ -39,7 +39,9 @@ Transform = Callable[[DodoEvent, list[Op]], list[Op]]
 AttributeHook = Callable[[DodoEvent], Mapping[str, Any]]
 
 # Keys never forwarded, wherever they appear (top level or metadata): secrets and card data.
-_SECRET_KEY = re.compile(r"(^key$|secret|token|password|passwd|api_key|card_number|^pan$|cvv|cvc)", re.I)
+_SECRET_KEY = re.compile(
+    r"(^key$|secret|token|password|passwd|api[_-]?key|private[_-]?key|card_number|^pan$|cvv|cvc)", re.I
+)
 
 
 class MappingConfigError(ValueError):
@@ -439,8 +441,8 @@ def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
 
     ops: list[Op] = []
     if config.send_identify and profile:
-        ops.append(identify_op(event, identifiers, profile))
-    ops.append(event_op(event, identifiers, config.event_name(event.type), attrs))
+        ops.append(identify_op(event, dict(identifiers), profile))
+    ops.append(event_op(event, dict(identifiers), config.event_name(event.type), attrs))
     return ops
 
 

@@ -265,12 +265,40 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise PayloadError("body", "is empty")
     try:
-        doc = json.loads(body)
+        doc = json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # ValueError also covers ints over 4300 digits
         raise PayloadError("body", f"is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
         raise PayloadError("body", "must be a JSON object")
+    if b"\\u" in body and _has_lone_surrogate(doc):
+        doc = _replace_lone_surrogates(doc)
     return doc
+
+
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON; passing them on would make Customer.io reject the request."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return any("\ud800" <= ch <= "\udfff" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """An escaped half of a surrogate pair cannot be encoded as UTF-8: keep the text, mark the gap."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    return value
 
 
 def parse_envelope(doc: Mapping[str, Any]) -> Envelope:

@@ -1,0 +1,366 @@
+"""Customer.io Track limits: what does not fit is truncated or dropped, with a warning each time.
+
+The limits are restated here on purpose (from Customer.io's Track v2 documentation) rather than
+imported, so a wrong constant in limits.py fails these tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dodo_cio.limits import FitResult, encoded_size, fit_op, truncate_utf8
+
+EVENT_NAME_BYTES = 100
+ATTRIBUTE_NAME_BYTES = 150
+ATTRIBUTE_VALUE_BYTES = 1000
+MAX_ATTRIBUTES = 300
+IDENTIFIER_BYTES = 150
+OP_BYTES = 32 * 1024
+ELLIPSIS = "…"
+
+
+def utf8_len(text: str) -> int:
+    return len(text.encode("utf-8"))
+
+
+def json_len(value: Any) -> int:
+    """Bytes as sent on the wire: compact JSON, UTF-8, non-ASCII not escaped."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def make_op(
+    attributes: dict[str, Any] | None = None, name: str = "payment.succeeded", **extra: Any
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "type": "person",
+        "identifiers": {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"},
+        "action": "event",
+        "name": name,
+        "id": "01JB8Z6Q2W3E4R5T6Y7V8X9M0P",
+        "timestamp": 1792055307,
+        "attributes": {} if attributes is None else attributes,
+    }
+    op.update(extra)
+    return op
+
+
+def fit(op: dict[str, Any]) -> FitResult:
+    before = copy.deepcopy(op)
+    result = fit_op(op)
+    assert op == before, "fit_op mutated its input"
+    return result
+
+
+def assert_within_limits(op: dict[str, Any]) -> None:
+    name = op.get("name")
+    if isinstance(name, str):
+        assert utf8_len(name) <= EVENT_NAME_BYTES
+    for value in op.get("identifiers", {}).values():
+        assert utf8_len(str(value)) <= IDENTIFIER_BYTES
+    attrs = op.get("attributes", {})
+    assert len(attrs) <= MAX_ATTRIBUTES
+    for key, value in attrs.items():
+        assert utf8_len(key) <= ATTRIBUTE_NAME_BYTES
+        assert json_len(value) <= ATTRIBUTE_VALUE_BYTES, (key, json_len(value))
+    assert json_len(op) <= OP_BYTES
+
+
+# -------------------------------------------------------------------------------------------------
+# helpers
+
+
+def test_encoded_size_is_utf8_compact_json() -> None:
+    value = {"a": ["é", 1], "b": '"'}
+    assert encoded_size(value) == len('{"a":["é",1],"b":"\\""}'.encode())
+    assert encoded_size("😀") == 6  # 2 quotes + 4 bytes, not the 14 of \ud83d\ude00
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("hello", 10, "hello"),
+        ("hello", 5, "hello"),
+        ("hello", 4, "hell"),
+        ("éé", 3, "é"),  # never half a character
+        ("💳💳", 7, "💳"),
+        ("💳", 3, ""),
+    ],
+)
+def test_truncate_utf8(text: str, limit: int, expected: str) -> None:
+    assert truncate_utf8(text, limit) == expected
+
+
+def test_truncate_utf8_with_marker() -> None:
+    out = truncate_utf8("abcdefghij", 6, ELLIPSIS)
+    assert out == "abc" + ELLIPSIS
+    assert utf8_len(out) == 6
+    assert truncate_utf8("abc", 6, ELLIPSIS) == "abc"
+
+
+# -------------------------------------------------------------------------------------------------
+# a valid op is left alone
+
+
+def test_valid_op_unchanged() -> None:
+    op = make_op({"amount": 49.0, "tags": ["a", "b"], "note": "x" * 998, "ok": True, "n": None})
+    result = fit(op)
+    assert result.op == op
+    assert result.warnings == []
+    assert result.unfixable is None
+
+
+def test_result_is_a_copy() -> None:
+    op = make_op({"a": 1})
+    result = fit(op)
+    result.op["attributes"]["b"] = 2
+    result.op["name"] = "changed"
+    assert op["attributes"] == {"a": 1}
+    assert op["name"] == "payment.succeeded"
+
+
+# -------------------------------------------------------------------------------------------------
+# event name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a" * 101,
+        "é" * 51,  # 102 bytes, 2-byte characters
+        "a" + "💳" * 30,  # 1 + 120 bytes: the cut falls inside an emoji
+        "支払い" * 12,  # 108 bytes, 3-byte characters; 100 is not a multiple of 3
+    ],
+)
+def test_long_event_name_truncated_on_a_character_boundary(name: str) -> None:
+    result = fit(make_op(name=name))
+    out = result.op["name"]
+    assert utf8_len(out) <= EVENT_NAME_BYTES
+    assert name.startswith(out)
+    # as long as possible: one more character would not fit
+    assert utf8_len(name[: len(out) + 1]) > EVENT_NAME_BYTES
+    assert len(result.warnings) == 1
+    assert "name" in result.warnings[0]
+    assert result.unfixable is None
+
+
+def test_event_name_of_exactly_100_bytes_is_kept() -> None:
+    name = "é" * 50
+    result = fit(make_op(name=name))
+    assert result.op["name"] == name
+    assert result.warnings == []
+
+
+# -------------------------------------------------------------------------------------------------
+# attribute names and values
+
+
+def test_long_attribute_name_dropped() -> None:
+    too_long = "ключ" * 19  # 152 bytes in 76 characters
+    exact = "k" * 150
+    result = fit(make_op({too_long: 1, exact: 2, "short": 3}))
+    assert result.op["attributes"] == {exact: 2, "short": 3}
+    assert len(result.warnings) == 1
+    assert "150" in result.warnings[0]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "x" * 5000,
+        "x" * 999,  # 1001 bytes once quoted
+        '"' * 2000,  # every quote doubles when escaped
+        "\n" * 2000,
+        'say "hi"\n' * 300,
+        "\\" * 700,  # 700 raw bytes, 1402 escaped
+        "😀" * 400,
+        "a😀" * 300,
+        "\x01" * 500,  # escaped as \u0001: 6 bytes each
+        "é" * 600,
+        "\u2028" * 400,
+    ],
+)
+def test_long_string_value_truncated_to_fit_as_json(value: str) -> None:
+    assert json_len(value) > ATTRIBUTE_VALUE_BYTES  # the case is really over the limit
+    result = fit(make_op({"note": value, "other": "kept"}))
+    out = result.op["attributes"]["note"]
+    assert isinstance(out, str)
+    assert json_len(out) <= ATTRIBUTE_VALUE_BYTES
+    assert out.endswith(ELLIPSIS)
+    assert value.startswith(out[: -len(ELLIPSIS)])
+    assert json_len(out) >= 0.8 * ATTRIBUTE_VALUE_BYTES, "truncated far more than needed"
+    assert result.op["attributes"]["other"] == "kept"
+    assert len(result.warnings) == 1
+    assert "note" in result.warnings[0]
+
+
+def test_string_of_exactly_1000_bytes_as_json_is_kept() -> None:
+    value = "x" * 998
+    assert json_len(value) == ATTRIBUTE_VALUE_BYTES
+    result = fit(make_op({"note": value}))
+    assert result.op["attributes"]["note"] == value
+    assert result.warnings == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["x" * 100] * 10,
+        list(range(400)),
+        {"k": "v" * 1000},
+        {"nested": [{"a": "b" * 60}] * 20},
+    ],
+)
+def test_long_list_or_object_value_dropped(value: Any) -> None:
+    assert json_len(value) > ATTRIBUTE_VALUE_BYTES
+    small_list = ["a", "b"]
+    result = fit(make_op({"big": value, "small": small_list}))
+    assert result.op["attributes"] == {"small": small_list}
+    assert len(result.warnings) == 1
+    assert "big" in result.warnings[0]
+
+
+def test_more_than_300_attributes() -> None:
+    attrs = {f"attr_{i:03d}": i for i in range(350)}
+    result = fit(make_op(attrs))
+    kept = result.op["attributes"]
+    assert len(kept) == MAX_ATTRIBUTES
+    assert kept == {f"attr_{i:03d}": i for i in range(300)}  # the first 300, in order
+    assert any("300" in w for w in result.warnings)
+
+
+def test_dropped_attributes_do_not_count_towards_300() -> None:
+    attrs = {"k" * 200: 0, "big": list(range(500)), **{f"a{i}": i for i in range(300)}}
+    result = fit(make_op(attrs))
+    assert result.op["attributes"] == {f"a{i}": i for i in range(300)}
+    assert len(result.warnings) == 2
+
+
+def test_op_over_32kb_drops_largest_attributes_first() -> None:
+    # 60 strings of 300..890 bytes: ~35 KB in all, each one valid on its own
+    attrs = {f"a{i:02d}": "v" * (300 + 10 * i) for i in range(60)}
+    op = make_op(attrs)
+    assert json_len(op) > OP_BYTES
+    result = fit(op)
+    out = result.op
+    assert json_len(out) <= OP_BYTES
+    kept = out["attributes"]
+    dropped = [k for k in attrs if k not in kept]
+    assert dropped, "something had to go"
+    assert all(kept[k] == attrs[k] for k in kept)  # the rest untouched
+    assert min(len(attrs[k]) for k in dropped) >= max(len(v) for v in kept.values())
+    # no more than needed: putting back the smallest dropped one breaks the limit again
+    smallest = min(dropped, key=lambda k: len(attrs[k]))
+    assert json_len({**out, "attributes": {**kept, smallest: attrs[smallest]}}) > OP_BYTES
+    assert len(result.warnings) == len(dropped)
+    assert all("32768" in w for w in result.warnings)
+    assert result.unfixable is None
+
+
+def test_op_over_32kb_after_value_truncation() -> None:
+    # 40 values truncated to ~1000 bytes each is still ~40 KB
+    attrs = {f"a{i:02d}": "é" * 900 for i in range(40)}
+    result = fit(make_op(attrs))
+    assert_within_limits(result.op)
+    assert len(result.op["attributes"]) < 40
+    assert result.unfixable is None
+
+
+# -------------------------------------------------------------------------------------------------
+# what cannot be fixed
+
+
+@pytest.mark.parametrize(
+    "identifiers",
+    [{"id": "c" * 151}, {"email": "ü" * 70 + "@example.com"}, {"id": "💳" * 38}],
+)
+def test_identifier_over_150_bytes_is_unfixable(identifiers: dict[str, str]) -> None:
+    result = fit(make_op({"a": 1}, identifiers=identifiers))
+    assert result.unfixable is not None
+    assert "identifier" in result.unfixable
+    assert next(iter(identifiers)) in result.unfixable
+
+
+def test_identifier_of_exactly_150_bytes_is_fine() -> None:
+    result = fit(make_op({"a": 1}, identifiers={"id": "c" * 150}))
+    assert result.unfixable is None
+    assert result.warnings == []
+
+
+def test_op_too_big_outside_attributes_is_unfixable() -> None:
+    op = make_op({"a": "b"}, cio_relationships=[{"identifiers": {"object_id": "x" * 100}}] * 400)
+    result = fit(op)
+    assert result.unfixable is not None
+    assert "32768" in result.unfixable
+
+
+def test_identify_op_without_name() -> None:
+    op = make_op({"email": "a@example.com"})
+    del op["name"]
+    del op["id"]
+    op["action"] = "identify"
+    result = fit(op)
+    assert result.op == op
+    assert "name" not in result.op
+
+
+def test_several_changes_give_several_warnings() -> None:
+    attrs = {"n" * 151: 1, "long": "x" * 2000, "list": list(range(500)), "fine": 1}
+    result = fit(make_op(attrs, name="e" * 120))
+    assert len(result.warnings) == 4
+    assert set(result.op["attributes"]) == {"long", "fine"}
+
+
+# -------------------------------------------------------------------------------------------------
+# property: whatever goes in, what comes out respects every limit
+
+scalars = st.one_of(
+    st.text(max_size=1200),
+    st.integers(min_value=-(2**63), max_value=2**63),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.none(),
+)
+values = st.one_of(scalars, st.lists(st.one_of(st.text(max_size=60), st.integers()), max_size=40))
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+@given(
+    attributes=st.dictionaries(st.text(max_size=80), values, max_size=60),
+    name=st.text(max_size=60),
+    identifier=st.text(min_size=1, max_size=60),
+)
+def test_fitted_op_always_within_limits(attributes: dict[str, Any], name: str, identifier: str) -> None:
+    op = make_op(attributes, name=name, identifiers={"id": identifier})
+    result = fit(op)
+    if result.unfixable is not None:
+        assert utf8_len(identifier) > IDENTIFIER_BYTES
+        return
+    assert utf8_len(identifier) <= IDENTIFIER_BYTES
+    out = result.op
+    assert_within_limits(out)
+    # nothing invented: each kept attribute is the original or a truncated prefix of it
+    for key, value in out["attributes"].items():
+        original = attributes[key]
+        if value != original:
+            assert isinstance(original, str)
+            assert value.endswith(ELLIPSIS)
+            assert original.startswith(value[: -len(ELLIPSIS)])
+    assert name.startswith(out["name"])
+    # a change always comes with a warning, and an op that already fits is left as it is
+    if out != op:
+        assert result.warnings
+    if result.warnings == []:
+        assert out == op
+    again = fit_op(out)
+    assert again.op == out
+    assert again.warnings == []
