@@ -6,6 +6,9 @@ Environment (documented in the README, "Configuration"):
   CUSTOMERIO_TRACK_URL    optional base URL override (tests, proxies)
   CUSTOMERIO_IDENTIFIER   customer_id | email | metadata:<key>
   RETRY_QUEUE_URL         SQS queue for deliveries that did not succeed at once
+  DEAD_LETTER_QUEUE_URL   where the retry function puts what it gives up on, with the reason
+  CUSTOMERIO_RATE_LIMIT_RPS  Track API requests per second the retry path may use in all (default 100)
+  RETRY_MAX_CONCURRENCY   the retry event source's MaximumConcurrency; each container takes its share
   CUSTOMERIO_CONNECT_TIMEOUT / CUSTOMERIO_READ_TIMEOUT   seconds (defaults 2 / 5)
   SECRETS_MAX_AGE         seconds a fetched secret is trusted (default 300: rotation within 5 min)
 
@@ -50,6 +53,9 @@ class Settings:
     track_url: str
     identifier: IdentifierStrategy
     retry_queue_url: str | None
+    dead_letter_queue_url: str | None = None
+    rate_limit_rps: float = 100.0
+    retry_max_concurrency: int = 2
     connect_timeout: float = 2.0
     read_timeout: float = 5.0
     secrets_max_age: int = 300
@@ -72,6 +78,9 @@ class Settings:
             track_url=track_url,
             identifier=identifier,
             retry_queue_url=env.get("RETRY_QUEUE_URL", "").strip() or None,
+            dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip() or None,
+            rate_limit_rps=_float(env, "CUSTOMERIO_RATE_LIMIT_RPS", 100.0),
+            retry_max_concurrency=max(1, int(_float(env, "RETRY_MAX_CONCURRENCY", 2))),
             connect_timeout=_float(env, "CUSTOMERIO_CONNECT_TIMEOUT", 2.0),
             read_timeout=_float(env, "CUSTOMERIO_READ_TIMEOUT", 5.0),
             secrets_max_age=int(_float(env, "SECRETS_MAX_AGE", 300)),
@@ -79,6 +88,11 @@ class Settings:
 
     def parameter_name(self, secret: str) -> str:
         return f"{self.ssm_path}/{secret}"
+
+    @property
+    def rate_per_container(self) -> float:
+        """Each concurrent retry container gets an equal share of the workspace's request rate."""
+        return self.rate_limit_rps / self.retry_max_concurrency
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,14 +131,23 @@ class SecretStore:
         self._settings = settings
         self._fetch = fetch
 
-    def load(self, *, force: bool = False) -> Secrets:
-        names = [self._settings.parameter_name(n) for n in SECRET_NAMES]
+    def _values(self, names: list[str], force: bool) -> Mapping[str, str]:
         try:
-            values = self._fetch(names, self._settings.secrets_max_age, force)
+            return self._fetch(names, self._settings.secrets_max_age, force)
         except Exception as exc:
             raise ConfigError(
                 f"could not read SSM parameters under {self._settings.ssm_path}: {type(exc).__name__}"
             ) from exc
+
+    def customerio(self) -> tuple[str | None, str | None]:
+        """Site id and API key only: the retry path never needs the webhook secret."""
+        names = [self._settings.parameter_name(n) for n in SECRET_NAMES[1:]]
+        values = self._values(names, False)
+        return values.get(names[0]) or None, values.get(names[1]) or None
+
+    def load(self, *, force: bool = False) -> Secrets:
+        names = [self._settings.parameter_name(n) for n in SECRET_NAMES]
+        values = self._values(names, force)
         secret_name, site_name, key_name = names
         raw_secret = values.get(secret_name)
         if not raw_secret:

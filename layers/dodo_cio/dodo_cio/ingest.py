@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from dodo_cio.config import ConfigError, SecretStore, Settings
-from dodo_cio.customerio import DeliveryResult, OpResult, TrackClient
+from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
 from dodo_cio.limits import fit_op
 from dodo_cio.mapping import MappingConfig, Op, map_event
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
@@ -95,8 +95,7 @@ class IngestService:
     sqs_factory: Callable[[], SqsSender]
     session_factory: Callable[[], Any] | None = None
     clock: Callable[[], float] = time.time
-    _client: TrackClient | None = field(default=None, init=False)
-    _client_key: tuple[str, str, str] | None = field(default=None, init=False)
+    _clients: ClientCache | None = field(default=None, init=False)
     _sqs: SqsSender | None = field(default=None, init=False)
     _last_forced_refresh: float = field(default=0.0, init=False)
 
@@ -104,22 +103,6 @@ class IngestService:
 
     def _count(self, name: str, value: float = 1) -> None:
         self.metrics.add_metric(name=name, unit="Count", value=value)
-
-    def _track_client(self, site_id: str, api_key: str) -> TrackClient:
-        key = (self.settings.track_url, site_id, api_key)
-        if self._client is None or self._client_key != key:
-            if self._client is not None:
-                self._client.close()
-            self._client = TrackClient(
-                self.settings.track_url,
-                site_id,
-                api_key,
-                connect_timeout=self.settings.connect_timeout,
-                read_timeout=self.settings.read_timeout,
-                session=self.session_factory() if self.session_factory else None,
-            )
-            self._client_key = key
-        return self._client
 
     def _sqs_client(self) -> SqsSender:
         if self._sqs is None:
@@ -200,10 +183,8 @@ class IngestService:
                 raise first from None
             return verify(request.headers, request.body, fresh, now=now)
 
-    def _deliver(
-        self, event: DodoEvent, ops: list[Op], site_id: str | None, api_key: str | None
-    ) -> HttpResponse:
-        now = int(self.clock())
+    def _fit(self, ops: list[Op]) -> tuple[list[Op], list[tuple[Op, str]]]:
+        """Ops adjusted to Customer.io's limits, and the ones no adjustment can make valid."""
         sendable: list[Op] = []
         unfixable: list[tuple[Op, str]] = []
         for op in ops:
@@ -216,17 +197,30 @@ class IngestService:
                 sendable.append(fitted.op)
         if unfixable:
             self._count("OpUnfixable", len(unfixable))
+        return sendable, unfixable
 
-        result: DeliveryResult | None = None
-        if sendable:
-            if not site_id or not api_key:
-                self._count("ConfigError")
-                self.logger.error("Customer.io credentials missing in SSM; parking the delivery")
-                reason = "Customer.io credentials missing in SSM"
-                result = DeliveryResult(tuple(OpResult("config", reason) for _ in sendable), None)
-            else:
-                result = self._track_client(site_id, api_key).send(sendable)
-                self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
+    def _send(self, ops: list[Op], site_id: str | None, api_key: str | None) -> DeliveryResult:
+        if not site_id or not api_key:
+            self._count("ConfigError")
+            self.logger.error("Customer.io credentials missing in SSM; parking the delivery")
+            reason = "Customer.io credentials missing in SSM"
+            return DeliveryResult(tuple(OpResult("config", reason) for _ in ops), None)
+        if self._clients is None:
+            self._clients = ClientCache(
+                self.settings.track_url,
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
+                session_factory=self.session_factory,
+            )
+        result = self._clients.get(site_id, api_key).send(ops)
+        self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
+        return result
+
+    def _deliver(
+        self, event: DodoEvent, ops: list[Op], site_id: str | None, api_key: str | None
+    ) -> HttpResponse:
+        sendable, unfixable = self._fit(ops)
+        result = self._send(sendable, site_id, api_key) if sendable else None
 
         failed: dict[str, list[Op]] = {}
         reasons: dict[str, str] = {}
@@ -250,17 +244,25 @@ class IngestService:
                 "delivered", extra={"ops": delivered, "status": result.status if result else None}
             )
             return HttpResponse(200, {"status": "delivered"})
+        return self._park(event, failed, reasons, result)
 
-        customer_id = _customer_id(event)
+    def _park(
+        self,
+        event: DodoEvent,
+        failed: dict[str, list[Op]],
+        reasons: dict[str, str],
+        result: DeliveryResult | None,
+    ) -> HttpResponse:
+        """One message per kind of failure; 202 once all are durably queued, 500 otherwise."""
+        now = int(self.clock())
         try:
             for kind, kind_ops in failed.items():
-                attempted = kind != "permanent" or result is not None
                 parked = ParkedDelivery(
                     webhook_id=event.webhook_id,
                     event_type=event.type,
                     event_time=event.envelope.timestamp,
                     first_seen=now,
-                    attempts=1 if attempted else 0,
+                    attempts=0 if result is None else 1,
                     ops=kind_ops,
                     last_error=LastError(
                         kind=kind,
@@ -269,7 +271,7 @@ class IngestService:
                         at=now,
                         retry_after=result.retry_after if result else None,
                     ),
-                    customer_id=customer_id,
+                    customer_id=_customer_id(event),
                 )
                 if not self.settings.retry_queue_url:
                     raise ConfigError("RETRY_QUEUE_URL is not set")

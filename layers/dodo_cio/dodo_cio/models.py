@@ -271,7 +271,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise PayloadError("body", "must be a JSON object")
     if b"\\u" in body and _has_lone_surrogate(doc):
-        doc = _replace_lone_surrogates(doc)
+        cleaned: dict[str, Any] = _replace_lone_surrogates(doc)
+        return cleaned
     return doc
 
 

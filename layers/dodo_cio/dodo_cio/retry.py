@@ -1,0 +1,344 @@
+"""The retry path: parked deliveries from SQS go back to Customer.io in as few requests as possible.
+
+Per invocation, the ops of every message are packed into `/api/v2/batch` requests within the byte
+limits (a message's ops stay together), sent through the same `TrackClient` and classification
+as the ingest path, and each op's fate is mapped back to its message (a 207's `batch_index` names
+an op of the request, which names a message). A 413 splits the request in halves.
+
+Then each message gets one verdict:
+  delivered      every op accepted -> deleted
+  retry          transient/config failure within the horizon -> its visibility is set to the
+                 backoff delay and it is reported as a batch item failure (SQS counts the attempt)
+  repark         some ops were delivered or dead-lettered, the rest must wait -> a new message with
+                 only the remaining ops (delay <= 15 min), the original deleted
+  dead_letter    permanent failure, unreadable body, or past the horizon -> sent to the DLQ with
+                 the reason, the time and the attempt count; the original deleted
+If sending to the DLQ or re-parking fails, the message is retried instead: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal, Protocol
+
+from dodo_cio.backoff import BackoffPolicy
+from dodo_cio.customerio import DeliveryResult, OpResult
+from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
+from dodo_cio.parking import LastError, ParkedDelivery, ParkedFormatError
+
+Verdict = Literal["delivered", "retry", "repark", "dead_letter"]
+_BATCH_OVERHEAD: Final = len('{"batch":[]}')
+MAX_OPS_PER_REQUEST: Final = 1000
+
+
+class Sqs(Protocol):
+    def send_message(self, **kwargs: Any) -> Mapping[str, Any]: ...
+    def change_message_visibility(self, **kwargs: Any) -> Mapping[str, Any]: ...
+
+
+class Sender(Protocol):
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SqsRecord:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+
+    @classmethod
+    def from_lambda(cls, record: Mapping[str, Any]) -> SqsRecord:
+        attributes = record.get("attributes") or {}
+        try:
+            count = int(attributes.get("ApproximateReceiveCount", "1"))
+        except (TypeError, ValueError):
+            count = 1
+        return cls(
+            message_id=str(record.get("messageId", "")),
+            receipt_handle=str(record.get("receiptHandle", "")),
+            body=str(record.get("body", "")),
+            receive_count=max(1, count),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OpFate:
+    result: OpResult
+    status: int | None
+    retry_after: float | None
+
+
+@dataclass(slots=True)
+class MessageOutcome:
+    record: SqsRecord
+    verdict: Verdict
+    reason: str = ""
+    delay: int | None = None
+    delivered_ops: int = 0
+
+
+class RateLimiter:
+    """Spaces requests evenly so a container never exceeds its share of Customer.io's rate."""
+
+    def __init__(
+        self,
+        per_second: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._interval = 1.0 / per_second if per_second > 0 else 0.0
+        self._clock = clock
+        self._sleep = sleep
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            wait = self._next - now
+            self._next = max(now, self._next) + self._interval
+        if wait > 0:
+            self._sleep(wait)
+
+
+def plan_requests(
+    messages: Sequence[list[dict[str, Any]]],
+    *,
+    max_bytes: int = MAX_BATCH_BYTES,
+    max_ops: int = MAX_OPS_PER_REQUEST,
+) -> list[list[tuple[int, int]]]:
+    """Pack (message index, op index) pairs into requests under the byte and count limits.
+
+    A message's ops go into one request whenever they fit together, so one answer decides the
+    message; only a message too big for one request is spread over several.
+    """
+    requests: list[list[tuple[int, int]]] = []
+    current: list[tuple[int, int]] = []
+    size = _BATCH_OVERHEAD
+    for m_index, ops in enumerate(messages):
+        sizes = [encoded_size(op) + 1 for op in ops]  # +1 for the comma
+        if current and (size + sum(sizes) > max_bytes or len(current) + len(ops) > max_ops):
+            requests.append(current)
+            current, size = [], _BATCH_OVERHEAD
+        for o_index, op_size in enumerate(sizes):
+            if current and (size + op_size > max_bytes or len(current) >= max_ops):
+                requests.append(current)
+                current, size = [], _BATCH_OVERHEAD
+            current.append((m_index, o_index))
+            size += op_size
+    if current:
+        requests.append(current)
+    return requests
+
+
+def send_with_split(
+    sender: Sender, ops: Sequence[dict[str, Any]], on_request: Callable[[], None]
+) -> list[OpFate]:
+    """Send ops; on 413 split in halves until each part fits (a single op that never fits is permanent)."""
+    on_request()
+    result = sender.send(ops)
+    if result.status == 413:
+        if len(ops) == 1:
+            return [OpFate(OpResult("permanent", "HTTP 413: op too large for Customer.io"), 413, None)]
+        middle = len(ops) // 2
+        return send_with_split(sender, ops[:middle], on_request) + send_with_split(
+            sender, ops[middle:], on_request
+        )
+    return [OpFate(r, result.status, result.retry_after) for r in result.results]
+
+
+@dataclass
+class RetryProcessor:
+    """One invocation's worth of parked messages: deliver, then decide each message's fate."""
+
+    sqs: Sqs
+    retry_queue_url: str
+    dead_letter_queue_url: str
+    policy: BackoffPolicy = field(default_factory=BackoffPolicy)
+    clock: Callable[[], float] = time.time
+    rng: Callable[[], float] = random.random
+
+    def process(
+        self,
+        records: Sequence[SqsRecord],
+        sender: Sender | None,
+        *,
+        on_request: Callable[[], None] = lambda: None,
+        missing_credentials: str = "Customer.io credentials missing in SSM",
+    ) -> list[MessageOutcome]:
+        now = self.clock()
+        outcomes: list[MessageOutcome] = []
+        readable: list[tuple[SqsRecord, ParkedDelivery]] = []
+        for record in records:
+            try:
+                readable.append((record, ParkedDelivery.from_json(record.body)))
+            except ParkedFormatError as exc:
+                outcomes.append(self._dead_letter_raw(record, f"unreadable parked message: {exc}", now))
+
+        fates: list[list[OpFate]] = [[] for _ in readable]
+        if sender is None:
+            for i, (_, parked) in enumerate(readable):
+                fates[i] = [OpFate(OpResult("config", missing_credentials), None, None) for _ in parked.ops]
+        else:
+            plan = plan_requests([parked.ops for _, parked in readable])
+            slots: list[list[OpFate | None]] = [[None] * len(p.ops) for _, p in readable]
+            for request in plan:
+                ops = [readable[m][1].ops[o] for m, o in request]
+                for (m, o), fate in zip(request, send_with_split(sender, ops, on_request), strict=True):
+                    slots[m][o] = fate
+            fates = [[f for f in row if f is not None] for row in slots]
+
+        for (record, parked), message_fates in zip(readable, fates, strict=True):
+            outcomes.append(self._decide(record, parked, message_fates, now))
+        return outcomes
+
+    # -- verdicts -------------------------------------------------------------------------------
+
+    def _decide(
+        self, record: SqsRecord, parked: ParkedDelivery, fates: list[OpFate], now: float
+    ) -> MessageOutcome:
+        attempts = parked.attempts + record.receive_count
+        delivered = [op for op, f in zip(parked.ops, fates, strict=True) if f.result.outcome == "delivered"]
+        permanent = [
+            (op, f) for op, f in zip(parked.ops, fates, strict=True) if f.result.outcome == "permanent"
+        ]
+        waiting = [
+            (op, f)
+            for op, f in zip(parked.ops, fates, strict=True)
+            if f.result.outcome in ("transient", "config")
+        ]
+        if not permanent and not waiting:
+            return MessageOutcome(record, "delivered", delivered_ops=len(delivered))
+
+        if permanent:
+            op_fate = permanent[0][1]
+            dead = self._with_error(parked, [op for op, _ in permanent], op_fate, "permanent", attempts, now)
+            if not self._send(self.dead_letter_queue_url, dead):
+                return self._retry(
+                    record, parked, attempts, "transient", None, "could not reach the DLQ", len(delivered)
+                )
+
+        if not waiting:
+            return MessageOutcome(
+                record, "dead_letter", permanent[0][1].result.reason, delivered_ops=len(delivered)
+            )
+
+        kind = "config" if all(f.result.outcome == "config" for _, f in waiting) else "transient"
+        fate = waiting[0][1]
+        retry_after = max((f.retry_after for _, f in waiting if f.retry_after is not None), default=None)
+        if self.policy.expired(kind=kind, first_seen=parked.first_seen, now=now):
+            hours = (now - parked.first_seen) / 3600
+            expired = self._with_error(parked, [op for op, _ in waiting], fate, kind, attempts, now)
+            expired = replace(
+                expired,
+                last_error=replace(
+                    expired.last_error, reason=f"gave up after {hours:.1f} h: {fate.result.reason}"
+                ),
+            )
+            if self._send(self.dead_letter_queue_url, expired):
+                return MessageOutcome(
+                    record, "dead_letter", expired.last_error.reason, delivered_ops=len(delivered)
+                )
+            return self._retry(
+                record, parked, attempts, kind, retry_after, "could not reach the DLQ", len(delivered)
+            )
+
+        delay = self.policy.delay(attempts, kind=kind, retry_after=retry_after, rng=self.rng)
+        if delivered or permanent:
+            remaining = self._with_error(parked, [op for op, _ in waiting], fate, kind, attempts, now)
+            if self._send(self.retry_queue_url, remaining, delay=min(delay, 900)):
+                return MessageOutcome(record, "repark", fate.result.reason, delay, len(delivered))
+        return self._retry(
+            record, parked, attempts, kind, retry_after, fate.result.reason, len(delivered), delay
+        )
+
+    def _retry(
+        self,
+        record: SqsRecord,
+        parked: ParkedDelivery,
+        attempts: int,
+        kind: str,
+        retry_after: float | None,
+        reason: str,
+        delivered_ops: int,
+        delay: int | None = None,
+    ) -> MessageOutcome:
+        if delay is None:
+            delay = self.policy.delay(attempts, kind=kind, retry_after=retry_after, rng=self.rng)
+        try:
+            self.sqs.change_message_visibility(
+                QueueUrl=self.retry_queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay
+            )
+        except Exception:  # noqa: BLE001 - the queue's own visibility timeout still brings it back
+            delay = None
+        return MessageOutcome(record, "retry", reason, delay, delivered_ops)
+
+    @staticmethod
+    def _with_error(
+        parked: ParkedDelivery, ops: list[dict[str, Any]], fate: OpFate, kind: str, attempts: int, now: float
+    ) -> ParkedDelivery:
+        return replace(
+            parked,
+            ops=ops,
+            attempts=attempts,
+            last_error=LastError(
+                kind=kind,
+                reason=fate.result.reason,
+                status=fate.status,
+                at=int(now),
+                retry_after=fate.retry_after,
+            ),
+        )
+
+    def _send(self, queue_url: str, parked: ParkedDelivery, *, delay: int = 0) -> bool:
+        try:
+            self.sqs.send_message(
+                QueueUrl=queue_url,
+                MessageBody=parked.to_json(),
+                DelaySeconds=max(0, min(delay, 900)),
+                MessageAttributes={
+                    "event_type": {"DataType": "String", "StringValue": parked.event_type},
+                    "error_kind": {"DataType": "String", "StringValue": parked.last_error.kind},
+                },
+            )
+        except Exception:  # noqa: BLE001 - the caller keeps the original message instead
+            return False
+        return True
+
+    def _dead_letter_raw(self, record: SqsRecord, reason: str, now: float) -> MessageOutcome:
+        """A body this version cannot read goes to the DLQ untouched, the reason in its attributes."""
+        try:
+            self.sqs.send_message(
+                QueueUrl=self.dead_letter_queue_url,
+                MessageBody=record.body or "(empty)",
+                MessageAttributes={
+                    "error_kind": {"DataType": "String", "StringValue": "unreadable"},
+                    "reason": {"DataType": "String", "StringValue": reason[:256]},
+                    "dead_lettered_at": {"DataType": "Number", "StringValue": str(int(now))},
+                },
+            )
+        except Exception:  # noqa: BLE001
+            return MessageOutcome(record, "retry", reason)
+        return MessageOutcome(record, "dead_letter", reason)
+
+
+def summarise(outcomes: Sequence[MessageOutcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.verdict] = counts.get(outcome.verdict, 0) + 1
+    return counts
+
+
+def failed_message_ids(outcomes: Sequence[MessageOutcome]) -> set[str]:
+    return {o.record.message_id for o in outcomes if o.verdict == "retry"}
+
+
+def describe(outcome: MessageOutcome) -> str:
+    return json.dumps({"verdict": outcome.verdict, "reason": outcome.reason[:200], "delay": outcome.delay})
