@@ -18,7 +18,6 @@ If sending to the DLQ or re-parking fails, the message is retried instead: nothi
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -27,7 +26,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 
 from dodo_cio.backoff import BackoffPolicy
-from dodo_cio.customerio import DeliveryResult, OpResult
+from dodo_cio.config import ConfigError, SecretStore, Settings
+from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
 from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.parking import LastError, ParkedDelivery, ParkedFormatError
 
@@ -340,5 +340,108 @@ def failed_message_ids(outcomes: Sequence[MessageOutcome]) -> set[str]:
     return {o.record.message_id for o in outcomes if o.verdict == "retry"}
 
 
-def describe(outcome: MessageOutcome) -> str:
-    return json.dumps({"verdict": outcome.verdict, "reason": outcome.reason[:200], "delay": outcome.delay})
+class Metrics(Protocol):
+    def add_metric(self, name: str, unit: Any, value: float) -> None: ...
+
+
+class Log(Protocol):
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
+
+
+_VERDICT_METRICS: Final = {
+    "delivered": "RetryDelivered",
+    "retry": "RetryScheduled",
+    "repark": "RetryReparked",
+    "dead_letter": "DeadLettered",
+}
+
+
+@dataclass
+class RetryService:
+    """Everything the retry handler needs, built once per Lambda container."""
+
+    settings: Settings
+    secrets: SecretStore
+    metrics: Metrics
+    logger: Log
+    sqs_factory: Callable[[], Sqs]
+    session_factory: Callable[[], Any] | None = None
+    policy: BackoffPolicy = field(default_factory=BackoffPolicy)
+    clock: Callable[[], float] = time.time
+    rng: Callable[[], float] = random.random
+    limiter: RateLimiter | None = None
+    _clients: ClientCache | None = field(default=None, init=False)
+    _processor: RetryProcessor | None = field(default=None, init=False)
+
+    def _processor_for_queues(self) -> RetryProcessor:
+        if self._processor is None:
+            if not self.settings.retry_queue_url or not self.settings.dead_letter_queue_url:
+                raise ConfigError("RETRY_QUEUE_URL and DEAD_LETTER_QUEUE_URL must both be set")
+            self._processor = RetryProcessor(
+                self.sqs_factory(),
+                self.settings.retry_queue_url,
+                self.settings.dead_letter_queue_url,
+                self.policy,
+                self.clock,
+                self.rng,
+            )
+        return self._processor
+
+    def _sender(self) -> tuple[Sender | None, str]:
+        try:
+            site_id, api_key = self.secrets.customerio()
+        except ConfigError as exc:
+            return None, str(exc)
+        if not site_id or not api_key:
+            return None, "Customer.io credentials missing in SSM"
+        if self._clients is None:
+            self._clients = ClientCache(
+                self.settings.track_url,
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
+                session_factory=self.session_factory,
+            )
+        return self._clients.get(site_id, api_key), ""
+
+    def handle(self, records: Sequence[Mapping[str, Any]]) -> list[MessageOutcome]:
+        processor = self._processor_for_queues()
+        sender, why_not = self._sender()
+        if sender is None:
+            self.metrics.add_metric(name="ConfigError", unit="Count", value=1)
+            self.logger.error("cannot deliver parked messages: %s", why_not)
+        if self.limiter is None:
+            self.limiter = RateLimiter(self.settings.rate_per_container)
+        requests = 0
+
+        def on_request() -> None:
+            nonlocal requests
+            requests += 1
+            assert self.limiter is not None
+            self.limiter.acquire()
+
+        outcomes = processor.process(
+            [SqsRecord.from_lambda(r) for r in records],
+            sender,
+            on_request=on_request,
+            missing_credentials=why_not or "Customer.io credentials missing in SSM",
+        )
+        self.metrics.add_metric(name="RetryRequests", unit="Count", value=requests)
+        for verdict, count in summarise(outcomes).items():
+            self.metrics.add_metric(name=_VERDICT_METRICS[verdict], unit="Count", value=count)
+        for outcome in outcomes:
+            if outcome.verdict != "delivered":
+                self.logger.warning(
+                    "parked message not delivered",
+                    extra={
+                        "message_id": outcome.record.message_id,
+                        "verdict": outcome.verdict,
+                        "reason": outcome.reason[:300],
+                        "delay": outcome.delay,
+                    },
+                )
+        self.logger.info(
+            "retry batch done", extra={"messages": len(outcomes), "requests": requests, **summarise(outcomes)}
+        )
+        return outcomes
