@@ -1,0 +1,288 @@
+"""Batch planning for the retry path, the 413 split, and the per-container rate limiter."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dodo_cio.customerio import DeliveryResult, OpResult
+from dodo_cio.limits import MAX_BATCH_BYTES
+from dodo_cio.retry import MAX_OPS_PER_REQUEST, RateLimiter, plan_requests, send_with_split
+
+
+def op(tag: str, pad: int = 0) -> dict[str, Any]:
+    """An event op; `pad` characters of filler make it as large as a test needs."""
+    return {
+        "type": "person",
+        "identifiers": {"id": f"cus_{tag}"},
+        "action": "event",
+        "name": "payment.succeeded",
+        "id": f"evt_{tag}",
+        "timestamp": 1792055307,
+        "attributes": {"note": "é" * pad},  # 2 bytes per character in UTF-8
+    }
+
+
+def wire_bytes(ops: Sequence[dict[str, Any]]) -> int:
+    return len(json.dumps({"batch": list(ops)}, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def flatten(plan: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
+    return [pair for request in plan for pair in request]
+
+
+def all_pairs(messages: Sequence[Sequence[Any]]) -> list[tuple[int, int]]:
+    return [(m, o) for m, ops in enumerate(messages) for o in range(len(ops))]
+
+
+def request_ops(messages: Sequence[list[dict[str, Any]]], request: list[tuple[int, int]]) -> list[dict]:
+    return [messages[m][o] for m, o in request]
+
+
+# -- plan_requests ----------------------------------------------------------------------------
+
+
+def test_empty_input_plans_nothing() -> None:
+    assert plan_requests([]) == []
+
+
+def test_the_defaults_are_customerio_limits() -> None:
+    assert MAX_BATCH_BYTES == 500_000
+    assert MAX_OPS_PER_REQUEST == 1000
+
+
+def test_small_messages_share_one_request_in_order() -> None:
+    messages = [[op("a1"), op("a2")], [op("b1")], [op("c1"), op("c2"), op("c3")]]
+    assert plan_requests(messages) == [[(0, 0), (0, 1), (1, 0), (2, 0), (2, 1), (2, 2)]]
+
+
+def test_a_message_stays_whole_when_the_next_one_does_not_fit() -> None:
+    # Each op is ~5 kB; 30 kB per request holds five of them.
+    messages = [[op(f"{m}{o}", 2500) for o in range(3)] for m in range(4)]
+    limit = 30_000
+    plan = plan_requests(messages, max_bytes=limit)
+    single = wire_bytes([messages[0][0]])
+    assert 5 * single < limit < 6 * single  # the premise: 5 ops fit, 6 do not
+    # 3 + 3 would be 6 ops: every request holds exactly one whole message.
+    assert plan == [[(m, 0), (m, 1), (m, 2)] for m in range(4)]
+    for request in plan:
+        assert wire_bytes(request_ops(messages, request)) < limit
+
+
+def test_byte_limit_is_respected_for_every_request() -> None:
+    messages = [[op(f"{m}_{o}", pad=(m * 37 + o * 101) % 1500) for o in range(1 + m % 3)] for m in range(40)]
+    limit = 12_000
+    plan = plan_requests(messages, max_bytes=limit)
+    assert flatten(plan) == all_pairs(messages)
+    assert len(plan) > 1
+    for request in plan:
+        assert wire_bytes(request_ops(messages, request)) < limit
+
+
+def test_count_limit_is_respected() -> None:
+    messages = [[op(f"{m}_{o}") for o in range(3)] for m in range(7)]  # 21 ops
+    plan = plan_requests(messages, max_ops=7)
+    assert flatten(plan) == all_pairs(messages)
+    # Whole messages of 3: two per request (6 ops), never 9.
+    assert [len(r) for r in plan] == [6, 6, 6, 3]
+    for request in plan:
+        assert len({m for m, _ in request}) * 3 == len(request)
+
+
+def test_a_message_too_big_for_one_request_is_spread_in_order() -> None:
+    big = [op(f"big{o}", 2500) for o in range(8)]  # ~40 kB
+    messages = [[op("before")], big, [op("after")]]
+    limit = 20_000
+    plan = plan_requests(messages, max_bytes=limit)
+    assert flatten(plan) == all_pairs(messages)
+    assert len(plan) >= 3
+    for request in plan:
+        assert wire_bytes(request_ops(messages, request)) < limit
+    big_positions = [pair for pair in flatten(plan) if pair[0] == 1]
+    assert big_positions == [(1, o) for o in range(8)]
+
+
+def test_a_message_with_more_ops_than_the_count_limit_is_spread() -> None:
+    messages = [[op(f"x{o}") for o in range(5)]]
+    assert plan_requests(messages, max_ops=2) == [[(0, 0), (0, 1)], [(0, 2), (0, 3)], [(0, 4)]]
+
+
+def test_an_op_over_the_byte_limit_still_gets_a_request_of_its_own() -> None:
+    huge = op("huge", 10_000)
+    messages = [[op("a")], [huge], [op("b")]]
+    plan = plan_requests(messages, max_bytes=5_000)
+    assert plan == [[(0, 0)], [(1, 0)], [(2, 0)]]
+
+
+def test_exact_fit_at_the_byte_limit() -> None:
+    # A request exactly one byte under the limit is fine; the planner must not overshoot by the comma.
+    ops = [op("p"), op("q"), op("r")]
+    exact = wire_bytes(ops)
+    assert plan_requests([ops], max_bytes=exact + 1) == [[(0, 0), (0, 1), (0, 2)]]
+    tight = plan_requests([ops], max_bytes=exact)
+    assert flatten(tight) == [(0, 0), (0, 1), (0, 2)]
+    for request in tight:
+        assert wire_bytes(request_ops([ops], request)) < exact
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.lists(st.lists(st.integers(min_value=0, max_value=900), min_size=1, max_size=6), max_size=12),
+    max_bytes=st.integers(min_value=1500, max_value=6000),
+    max_ops=st.integers(min_value=1, max_value=8),
+)
+def test_planning_properties(shape: list[list[int]], max_bytes: int, max_ops: int) -> None:
+    messages = [[op(f"{m}_{o}", pad) for o, pad in enumerate(pads)] for m, pads in enumerate(shape)]
+    plan = plan_requests(messages, max_bytes=max_bytes, max_ops=max_ops)
+    assert flatten(plan) == all_pairs(messages), "every op once, in order"
+    assert all(request for request in plan)
+    for request in plan:
+        ops = request_ops(messages, request)
+        assert len(ops) <= max_ops
+        if len(ops) > 1:
+            assert wire_bytes(ops) < max_bytes
+    for m, ops in enumerate(messages):
+        if len(ops) <= max_ops and wire_bytes(ops) < max_bytes:
+            holding = [i for i, request in enumerate(plan) if any(pair[0] == m for pair in request)]
+            assert len(holding) == 1, f"message {m} fits in one request but was spread"
+
+
+# -- send_with_split --------------------------------------------------------------------------
+
+
+class SplitSender:
+    """Answers 413 to requests of more than `max_ops` ops, 200 otherwise; records every request."""
+
+    def __init__(self, max_ops: int) -> None:
+        self.max_ops = max_ops
+        self.requests: list[list[str]] = []
+
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        self.requests.append([o["id"] for o in ops])
+        if len(ops) > self.max_ops:
+            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
+        # The reason carries the op's id so the test can check each fate lines up with its op.
+        return DeliveryResult(tuple(OpResult("delivered", o["id"]) for o in ops), 200)
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+
+
+@pytest.mark.parametrize(
+    ("n_ops", "max_ops", "expected_requests"),
+    [
+        (4, 4, 1),  # fits at once
+        (8, 2, 7),  # 8 -> 4,4 -> 2,2,2,2
+        (5, 2, 5),  # 5 -> 2 | 3 -> 3 splits into 1 | 2
+        (3, 1, 5),  # 3 -> 1 | 2 -> 2 splits into 1 | 1
+        (6, 3, 3),  # 6 -> 3,3
+    ],
+)
+def test_413_halves_until_every_part_is_delivered(n_ops: int, max_ops: int, expected_requests: int) -> None:
+    ops = [op(f"s{i}") for i in range(n_ops)]
+    sender = SplitSender(max_ops)
+    counter = Counter()
+    fates = send_with_split(sender, ops, counter)
+    assert counter.calls == expected_requests == len(sender.requests)
+    assert [f.result.outcome for f in fates] == ["delivered"] * n_ops
+    assert [f.result.reason for f in fates] == [o["id"] for o in ops], "fates in op order"
+    assert all(f.status == 200 for f in fates)
+    delivered_parts = [r for r in sender.requests if len(r) <= max_ops]
+    assert [i for part in delivered_parts for i in part] == [o["id"] for o in ops]
+
+
+def test_a_single_op_answered_413_is_permanent() -> None:
+    sender = SplitSender(max_ops=0)
+    counter = Counter()
+    (fate,) = send_with_split(sender, [op("alone")], counter)
+    assert fate.result.outcome == "permanent"
+    assert "413" in fate.result.reason
+    assert fate.status == 413
+    assert counter.calls == 1
+
+
+def test_every_op_answered_413_ends_permanent_after_splitting_down_to_one() -> None:
+    sender = SplitSender(max_ops=0)
+    counter = Counter()
+    fates = send_with_split(sender, [op("x"), op("y"), op("z")], counter)
+    assert [f.result.outcome for f in fates] == ["permanent"] * 3
+    assert counter.calls == 5  # 3 -> 1 | 2 -> 1 | 1
+
+
+def test_non_413_answers_pass_through_with_status_and_retry_after() -> None:
+    class Busy:
+        def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+            return DeliveryResult(tuple(OpResult("transient", "HTTP 429") for _ in ops), 429, 30.0)
+
+    fates = send_with_split(Busy(), [op("a"), op("b")], lambda: None)
+    assert [(f.result.outcome, f.status, f.retry_after) for f in fates] == [("transient", 429, 30.0)] * 2
+
+
+# -- RateLimiter ------------------------------------------------------------------------------
+
+
+class FakeTime:
+    """A clock that only moves when the limiter sleeps (requests themselves take no time)."""
+
+    def __init__(self, start: float = 5000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_n_acquires_are_spaced_by_the_interval() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(4.0, clock=fake.clock, sleep=fake.sleep)
+    starts = []
+    for _ in range(9):
+        limiter.acquire()
+        starts.append(fake.now)
+    # 4 per second: the first goes at once, each next one 0.25 s after the previous.
+    assert sum(fake.sleeps) == pytest.approx(8 * 0.25)
+    assert starts == pytest.approx([5000.0 + 0.25 * i for i in range(9)])
+
+
+def test_time_already_spent_counts_towards_the_interval() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(2.0, clock=fake.clock, sleep=fake.sleep)
+    limiter.acquire()
+    fake.now += 0.2  # the request took 0.2 s
+    limiter.acquire()
+    assert fake.sleeps == [pytest.approx(0.3)]
+    fake.now += 10  # idle for a while: no debt, no burst credit beyond one request
+    limiter.acquire()
+    limiter.acquire()
+    assert fake.sleeps[1:] == [pytest.approx(0.5)]
+
+
+def test_back_to_back_acquires_with_a_frozen_clock_accumulate() -> None:
+    sleeps: list[float] = []
+    limiter = RateLimiter(10.0, clock=lambda: 100.0, sleep=sleeps.append)
+    for _ in range(4):
+        limiter.acquire()
+    assert sleeps == pytest.approx([0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0])
+def test_rate_zero_never_sleeps(rate: float) -> None:
+    sleeps: list[float] = []
+    limiter = RateLimiter(rate, clock=lambda: 0.0, sleep=sleeps.append)
+    for _ in range(50):
+        limiter.acquire()
+    assert sleeps == []

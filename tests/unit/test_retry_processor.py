@@ -1,0 +1,614 @@
+"""RetryProcessor: one verdict per parked message, and what reaches SQS for each verdict."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from dodo_cio.backoff import BackoffPolicy
+from dodo_cio.customerio import DeliveryResult, OpResult
+from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.retry import RetryProcessor, SqsRecord, failed_message_ids, summarise
+
+RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
+NOW = 1_800_000_000.75
+HOUR = 3600
+CAP = 900
+
+
+# -- fakes ------------------------------------------------------------------------------------
+
+
+class FakeSqs:
+    def __init__(self, *, failing_queues: Sequence[str] = (), visibility_fails: bool = False) -> None:
+        self.failing_queues = set(failing_queues)
+        self.visibility_fails = visibility_fails
+        self.sent: list[dict[str, Any]] = []
+        self.visibility: list[dict[str, Any]] = []
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        if kwargs["QueueUrl"] in self.failing_queues:
+            raise RuntimeError("SQS is unavailable")
+        self.sent.append(kwargs)
+        return {"MessageId": f"new-{len(self.sent)}"}
+
+    def change_message_visibility(self, **kwargs: Any) -> dict[str, Any]:
+        if self.visibility_fails:
+            raise RuntimeError("receipt handle expired")
+        self.visibility.append(kwargs)
+        return {}
+
+    def sent_to(self, url: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["QueueUrl"] == url]
+
+    def delay_for(self, receipt_handle: str) -> int:
+        (call,) = [c for c in self.visibility if c["ReceiptHandle"] == receipt_handle]
+        assert call["QueueUrl"] == RETRY_URL
+        return int(call["VisibilityTimeout"])
+
+
+Answer = Callable[[Sequence[dict[str, Any]]], DeliveryResult]
+
+
+class FakeSender:
+    """Answers each request with the next scripted answer (the last one repeats); records the ops."""
+
+    def __init__(self, *answers: Answer) -> None:
+        self.answers = list(answers)
+        self.requests: list[list[dict[str, Any]]] = []
+
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        self.requests.append(list(ops))
+        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
+        return answer(ops)
+
+
+def every_op(outcome: str, status: int | None, reason: str = "", retry_after: float | None = None) -> Answer:
+    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        return DeliveryResult(tuple(OpResult(outcome, reason) for _ in ops), status, retry_after)  # type: ignore[arg-type]
+
+    return answer
+
+
+OK = every_op("delivered", 200)
+
+
+def partial_207(failures: dict[int, str]) -> Answer:
+    """A 207 naming some batch indexes as rejected, the rest accepted."""
+
+    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        return DeliveryResult(
+            tuple(
+                OpResult("permanent", failures[i]) if i in failures else OpResult("delivered")
+                for i in range(len(ops))
+            ),
+            207,
+        )
+
+    return answer
+
+
+def by_op(statuses: dict[str, tuple[str, int | None]], max_ops: int = 1) -> Answer:
+    """413 for requests of more than `max_ops` ops; otherwise each op's outcome by its id."""
+
+    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        if len(ops) > max_ops:
+            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
+        fates = [statuses.get(o["id"], ("delivered", 200)) for o in ops]
+        results = tuple(OpResult(outcome, f"HTTP {status}") for outcome, status in fates)  # type: ignore[arg-type]
+        return DeliveryResult(results, fates[0][1])
+
+    return answer
+
+
+# -- builders ---------------------------------------------------------------------------------
+
+
+def wire_bytes(ops: Sequence[dict[str, Any]]) -> int:
+    return len(json.dumps({"batch": list(ops)}, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def op(tag: str, action: str = "event") -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "type": "person",
+        "identifiers": {"id": f"cus_{tag}"},
+        "action": action,
+        "timestamp": 1792055307,
+        "attributes": {"plan": "pro"},
+    }
+    if action == "event":
+        doc["name"] = "payment.succeeded"
+    doc["id"] = f"op_{tag}"  # also how the fakes tell ops apart
+    return doc
+
+
+def parked(
+    tag: str,
+    n_ops: int = 1,
+    *,
+    attempts: int = 1,
+    first_seen: float = NOW - 600,
+    kind: str = "transient",
+) -> ParkedDelivery:
+    return ParkedDelivery(
+        webhook_id=f"msg_{tag}",
+        event_type="payment.succeeded",
+        event_time=int(first_seen) - 5,
+        first_seen=int(first_seen),
+        attempts=attempts,
+        ops=[op(f"{tag}{i}") for i in range(n_ops)],
+        last_error=LastError(kind=kind, reason="HTTP 503", status=503, at=int(first_seen) + 1),
+        customer_id=f"cus_{tag}",
+    )
+
+
+def record(tag: str, body: ParkedDelivery | str, receive_count: int = 1) -> SqsRecord:
+    text = body if isinstance(body, str) else body.to_json()
+    return SqsRecord(
+        message_id=f"id-{tag}", receipt_handle=f"rh-{tag}", body=text, receive_count=receive_count
+    )
+
+
+def processor(sqs: FakeSqs, rng: float = 0.5, clock: float = NOW) -> RetryProcessor:
+    return RetryProcessor(sqs, RETRY_URL, DLQ_URL, BackoffPolicy(), clock=lambda: clock, rng=lambda: rng)
+
+
+def outcome_of(outcomes: Sequence[Any], message_id: str) -> Any:
+    (found,) = [o for o in outcomes if o.record.message_id == message_id]
+    return found
+
+
+def dlq_bodies(sqs: FakeSqs) -> list[ParkedDelivery]:
+    return [ParkedDelivery.from_json(m["MessageBody"]) for m in sqs.sent_to(DLQ_URL)]
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attributes", "expected"),
+    [
+        ({"ApproximateReceiveCount": "5"}, 5),
+        ({}, 1),
+        ({"ApproximateReceiveCount": "x"}, 1),
+        ({"ApproximateReceiveCount": "0"}, 1),
+        (None, 1),
+    ],
+)
+def test_sqs_record_from_lambda(attributes: dict[str, str] | None, expected: int) -> None:
+    raw = {"messageId": "m-1", "receiptHandle": "rh-1", "body": "{}", "attributes": attributes}
+    assert SqsRecord.from_lambda(raw) == SqsRecord("m-1", "rh-1", "{}", expected)
+
+
+# -- delivered --------------------------------------------------------------------------------
+
+
+def test_all_delivered_in_one_request_without_touching_sqs() -> None:
+    sqs = FakeSqs()
+    sender = FakeSender(OK)
+    messages = [parked("a", 2), parked("b"), parked("c", 3)]
+    records = [record(p.webhook_id, p) for p in messages]
+    outcomes = processor(sqs).process(records, sender)
+    assert len(sender.requests) == 1
+    assert sender.requests[0] == [o for p in messages for o in p.ops]
+    assert [o.verdict for o in outcomes] == ["delivered"] * 3
+    assert [o.delivered_ops for o in outcomes] == [2, 1, 3]
+    assert sqs.sent == [] and sqs.visibility == []
+    assert failed_message_ids(outcomes) == set()
+    assert summarise(outcomes) == {"delivered": 3}
+
+
+def test_on_request_is_called_once_per_request() -> None:
+    calls: list[int] = []
+    sender = FakeSender(OK)
+    processor(FakeSqs()).process(
+        [record("a", parked("a")), record("b", parked("b"))], sender, on_request=lambda: calls.append(1)
+    )
+    assert len(calls) == len(sender.requests) == 1
+
+
+def test_no_records_no_requests() -> None:
+    sender = FakeSender(OK)
+    assert processor(FakeSqs()).process([], sender) == []
+    assert sender.requests == []
+
+
+# -- permanent failures -----------------------------------------------------------------------
+
+
+def test_207_dead_letters_the_named_messages_with_only_their_failed_ops() -> None:
+    sqs = FakeSqs()
+    a, b, c = parked("a", attempts=1), parked("b", 2, attempts=3), parked("c")
+    # Request order: a0, b0, b1, c0. Index 2 is b's second op.
+    sender = FakeSender(partial_207({2: "HTTP 207: attributes.plan; invalid value"}))
+    records = [record("a", a), record("b", b, receive_count=4), record("c", c)]
+    outcomes = processor(sqs).process(records, sender)
+
+    assert len(sender.requests) == 1
+    assert [o.verdict for o in outcomes] == ["delivered", "dead_letter", "delivered"]
+    dead = outcome_of(outcomes, "id-b")
+    assert dead.reason == "HTTP 207: attributes.plan; invalid value"
+    assert dead.delivered_ops == 1
+
+    (message,) = sqs.sent_to(DLQ_URL)
+    body = ParkedDelivery.from_json(message["MessageBody"])
+    assert body.ops == [b.ops[1]], "only the failed op"
+    assert body.last_error.kind == "permanent"
+    assert body.last_error.reason == "HTTP 207: attributes.plan; invalid value"
+    assert body.last_error.status == 207
+    assert body.last_error.at == 1_800_000_000
+    assert body.attempts == 3 + 4
+    assert (body.webhook_id, body.first_seen, body.event_time) == (b.webhook_id, b.first_seen, b.event_time)
+    assert json.loads(message["MessageBody"])["last_error"]["permanent"] is True
+    assert message["MessageAttributes"]["error_kind"]["StringValue"] == "permanent"
+    assert message["MessageAttributes"]["event_type"]["StringValue"] == "payment.succeeded"
+    assert sqs.sent_to(RETRY_URL) == [] and sqs.visibility == []
+    assert failed_message_ids(outcomes) == set()
+
+
+def test_207_failing_every_op_of_a_message_dead_letters_all_of_them() -> None:
+    sqs = FakeSqs()
+    a, b = parked("a", 2), parked("b")
+    sender = FakeSender(partial_207({0: "HTTP 207: bad", 1: "HTTP 207: worse"}))
+    outcomes = processor(sqs).process([record("a", a), record("b", b)], sender)
+    assert [o.verdict for o in outcomes] == ["dead_letter", "delivered"]
+    (body,) = dlq_bodies(sqs)
+    assert body.ops == a.ops
+    assert body.last_error.reason == "HTTP 207: bad"
+
+
+def test_400_dead_letters_the_whole_message() -> None:
+    sqs = FakeSqs()
+    p = parked("a", 2, attempts=1)
+    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(every_op("permanent", 400, "HTTP 400")))
+    assert outcomes[0].verdict == "dead_letter"
+    (body,) = dlq_bodies(sqs)
+    assert body.ops == p.ops and body.attempts == 3 and body.last_error.status == 400
+
+
+def test_dlq_send_failing_keeps_the_message_for_retry() -> None:
+    sqs = FakeSqs(failing_queues=[DLQ_URL])
+    outcomes = processor(sqs).process(
+        [record("a", parked("a"))], FakeSender(every_op("permanent", 400, "HTTP 400"))
+    )
+    assert outcomes[0].verdict == "retry"
+    assert failed_message_ids(outcomes) == {"id-a"}
+    assert sqs.sent == []
+    assert len(sqs.visibility) == 1
+
+
+# -- transient and config failures ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(500, "HTTP 500"), (503, "HTTP 503: busy"), (429, "HTTP 429"), (None, "timeout: ReadTimeout")],
+)
+def test_transient_failures_are_retried_with_the_backoff_of_each_message(
+    status: int | None, reason: str
+) -> None:
+    sqs = FakeSqs()
+    # attempts + receive count: a -> 1 + 1 = 2 (ceiling 60), b -> 4 + 3 = 7 (ceiling 900),
+    # c -> 2 + 2 = 4 (ceiling 240). rng() = 0.5 waits half the ceiling.
+    a, b, c = parked("a", attempts=1), parked("b", attempts=4), parked("c", 2, attempts=2)
+    records = [record("a", a, 1), record("b", b, 3), record("c", c, 2)]
+    outcomes = processor(sqs, rng=0.5).process(records, FakeSender(every_op("transient", status, reason)))
+    assert [o.verdict for o in outcomes] == ["retry"] * 3
+    assert [sqs.delay_for(f"rh-{t}") for t in "abc"] == [30, 450, 120]
+    assert [o.delay for o in outcomes] == [30, 450, 120]
+    assert all(o.reason == reason for o in outcomes)
+    assert failed_message_ids(outcomes) == {"id-a", "id-b", "id-c"}
+    assert sqs.sent == [], "a retried message is neither re-sent nor dead-lettered"
+
+
+def test_429_retry_after_raises_the_delay() -> None:
+    sqs = FakeSqs()
+    p = parked("a", attempts=1)  # attempt 2: jitter alone would give 0.5 * 60 = 30
+    outcomes = processor(sqs, rng=0.5).process(
+        [record("a", p)], FakeSender(every_op("transient", 429, "HTTP 429", retry_after=120))
+    )
+    assert outcomes[0].verdict == "retry"
+    assert sqs.delay_for("rh-a") == 120
+
+
+def test_retry_after_does_not_shorten_a_longer_backoff() -> None:
+    sqs = FakeSqs()
+    p = parked("a", attempts=9)  # ceiling 900: 0.5 -> 450
+    processor(sqs, rng=0.5).process(
+        [record("a", p)], FakeSender(every_op("transient", 429, "HTTP 429", retry_after=120))
+    )
+    assert sqs.delay_for("rh-a") == 450
+
+
+def test_401_is_a_config_error_that_waits_the_cap() -> None:
+    sqs = FakeSqs()
+    outcomes = processor(sqs, rng=0.0).process(
+        [record("a", parked("a", attempts=1))], FakeSender(every_op("config", 401, "HTTP 401: unauthorized"))
+    )
+    assert outcomes[0].verdict == "retry"
+    assert outcomes[0].reason == "HTTP 401: unauthorized"
+    assert sqs.delay_for("rh-a") == CAP
+
+
+def test_a_mix_of_config_and_transient_ops_backs_off_as_transient() -> None:
+    sqs = FakeSqs()
+    p = parked("a", 2, attempts=1)
+    answer = by_op({"op_a0": ("config", 401), "op_a1": ("transient", 503)}, max_ops=1)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p)], FakeSender(answer))
+    assert outcomes[0].verdict == "retry"
+    assert sqs.delay_for("rh-a") == 30  # attempt 2, not the config cap
+
+
+def test_visibility_change_failing_still_retries() -> None:
+    sqs = FakeSqs(visibility_fails=True)
+    outcomes = processor(sqs).process(
+        [record("a", parked("a"))], FakeSender(every_op("transient", 503, "HTTP 503"))
+    )
+    assert outcomes[0].verdict == "retry"
+    assert outcomes[0].delay is None  # the queue's own visibility timeout brings it back
+    assert failed_message_ids(outcomes) == {"id-a"}
+    assert sqs.sent == []
+
+
+def test_no_sender_means_every_message_waits_the_config_cap() -> None:
+    sqs = FakeSqs()
+    records = [record("a", parked("a", 2)), record("b", parked("b", attempts=7))]
+    outcomes = processor(sqs, rng=0.0).process(records, None, missing_credentials="no API key in SSM")
+    assert [o.verdict for o in outcomes] == ["retry", "retry"]
+    assert [o.reason for o in outcomes] == ["no API key in SSM"] * 2
+    assert [sqs.delay_for("rh-a"), sqs.delay_for("rh-b")] == [CAP, CAP]
+    assert sqs.sent == []
+
+
+# -- horizons ---------------------------------------------------------------------------------
+
+
+def test_transient_failure_past_36_hours_is_dead_lettered() -> None:
+    sqs = FakeSqs()
+    p = parked("a", 2, attempts=250, first_seen=NOW - 37 * HOUR)
+    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(every_op("transient", 503, "HTTP 503")))
+    (outcome,) = outcomes
+    assert outcome.verdict == "dead_letter"
+    assert outcome.reason.startswith("gave up after")
+    assert "37.0 h" in outcome.reason and "HTTP 503" in outcome.reason
+    (body,) = dlq_bodies(sqs)
+    assert body.ops == p.ops
+    assert body.last_error.reason == outcome.reason
+    assert body.last_error.kind == "transient"
+    assert body.attempts == 252
+    assert body.last_error.at == int(NOW)
+    assert sqs.visibility == []
+
+
+def test_transient_failure_just_inside_36_hours_is_retried() -> None:
+    sqs = FakeSqs()
+    p = parked("a", attempts=250, first_seen=NOW - 35 * HOUR)
+    outcomes = processor(sqs).process([record("a", p)], FakeSender(every_op("transient", 503, "HTTP 503")))
+    assert outcomes[0].verdict == "retry"
+    assert sqs.sent == []
+
+
+def test_config_error_within_7_days_is_retried_past_them_dead_lettered() -> None:
+    sqs = FakeSqs()
+    inside = parked("in", attempts=100, first_seen=NOW - 6 * 24 * HOUR)
+    outside = parked("out", attempts=100, first_seen=NOW - 7 * 24 * HOUR - 60)
+    sender = FakeSender(every_op("config", 401, "HTTP 401: unauthorized"))
+    outcomes = processor(sqs).process([record("in", inside), record("out", outside)], sender)
+    assert [o.verdict for o in outcomes] == ["retry", "dead_letter"]
+    assert sqs.delay_for("rh-in") == CAP
+    (body,) = dlq_bodies(sqs)
+    assert body.webhook_id == "msg_out"
+    assert body.last_error.kind == "config"
+    assert body.last_error.reason.startswith("gave up after")
+
+
+def test_expired_message_whose_dlq_send_fails_is_kept() -> None:
+    sqs = FakeSqs(failing_queues=[DLQ_URL])
+    p = parked("a", first_seen=NOW - 40 * HOUR)
+    outcomes = processor(sqs).process([record("a", p)], FakeSender(every_op("transient", 503, "HTTP 503")))
+    assert outcomes[0].verdict == "retry"
+    assert failed_message_ids(outcomes) == {"id-a"}
+
+
+# -- unreadable bodies ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "this is not json",
+        json.dumps({**json.loads(parked("x").to_json()), "version": 2}),
+        json.dumps([1, 2, 3]),
+        json.dumps({**json.loads(parked("x").to_json()), "ops": []}),
+        "",
+    ],
+    ids=["not-json", "version-2", "not-an-object", "no-ops", "empty"],
+)
+def test_unreadable_body_goes_to_the_dlq_untouched(body: str) -> None:
+    sqs = FakeSqs()
+    sender = FakeSender(OK)
+    good = parked("good")
+    outcomes = processor(sqs).process([record("bad", body), record("good", good)], sender)
+    assert outcome_of(outcomes, "id-bad").verdict == "dead_letter"
+    assert outcome_of(outcomes, "id-good").verdict == "delivered"
+    assert sender.requests == [good.ops], "the unreadable message sends nothing"
+    (message,) = sqs.sent_to(DLQ_URL)
+    assert message["MessageBody"] == (body or "(empty)")
+    attributes = message["MessageAttributes"]
+    assert attributes["error_kind"] == {"DataType": "String", "StringValue": "unreadable"}
+    assert attributes["reason"]["StringValue"].startswith("unreadable parked message")
+    assert attributes["dead_lettered_at"]["StringValue"] == str(int(NOW))
+    assert outcome_of(outcomes, "id-bad").reason == attributes["reason"]["StringValue"]
+
+
+def test_unreadable_body_whose_dlq_send_fails_is_retried() -> None:
+    sqs = FakeSqs(failing_queues=[DLQ_URL])
+    outcomes = processor(sqs).process([record("bad", "{")], FakeSender(OK))
+    assert outcomes[0].verdict == "retry"
+    assert failed_message_ids(outcomes) == {"id-bad"}
+
+
+# -- partial deliveries -----------------------------------------------------------------------
+
+
+def test_half_delivered_message_is_reparked_with_the_remaining_ops() -> None:
+    sqs = FakeSqs()
+    p = parked("a", 2, attempts=2)  # + receive count 3 = attempt 5: ceiling 480, 0.5 -> 240
+    sender = FakeSender(by_op({"op_a1": ("transient", 503)}, max_ops=1))
+    outcomes = processor(sqs, rng=0.5).process([record("a", p, 3)], sender)
+    assert [len(r) for r in sender.requests] == [2, 1, 1]  # 413, then each half
+    (outcome,) = outcomes
+    assert outcome.verdict == "repark"
+    assert outcome.delivered_ops == 1
+    assert failed_message_ids(outcomes) == set(), "the original is deleted, not retried"
+    assert sqs.visibility == []
+    (message,) = sqs.sent_to(RETRY_URL)
+    assert message["DelaySeconds"] == 240
+    body = ParkedDelivery.from_json(message["MessageBody"])
+    assert body.ops == [p.ops[1]]
+    assert body.attempts == 5
+    assert body.first_seen == p.first_seen, "the horizon still counts from the first sighting"
+    assert (body.last_error.kind, body.last_error.status) == ("transient", 503)
+    assert message["MessageAttributes"]["error_kind"]["StringValue"] == "transient"
+    assert sqs.sent_to(DLQ_URL) == []
+
+
+def test_repark_delay_never_exceeds_sqs_maximum() -> None:
+    sqs = FakeSqs()
+    p = parked("a", 2, attempts=20)
+    sender = FakeSender(by_op({"op_a0": ("config", 401)}, max_ops=1))
+    outcomes = processor(sqs, rng=0.99).process([record("a", p)], sender)
+    assert outcomes[0].verdict == "repark"
+    (message,) = sqs.sent_to(RETRY_URL)
+    assert message["DelaySeconds"] == 900
+    assert ParkedDelivery.from_json(message["MessageBody"]).ops == [p.ops[0]]
+
+
+def test_permanent_and_waiting_ops_split_between_dlq_and_retry_queue() -> None:
+    sqs = FakeSqs()
+    p = parked("a", 3, attempts=1)
+    sender = FakeSender(by_op({"op_a0": ("permanent", 400), "op_a2": ("transient", 503)}, max_ops=1))
+    outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
+    assert outcomes[0].verdict == "repark"
+    (dead,) = dlq_bodies(sqs)
+    assert dead.ops == [p.ops[0]] and dead.last_error.kind == "permanent"
+    (retry,) = sqs.sent_to(RETRY_URL)
+    assert ParkedDelivery.from_json(retry["MessageBody"]).ops == [p.ops[2]]
+
+
+def test_permanent_op_beside_a_waiting_one_is_not_resent() -> None:
+    # Nothing delivered, one op rejected for good: the rejected op goes to the DLQ once, and only
+    # the waiting op is re-parked, so the next attempt does not dead-letter it a second time.
+    sqs = FakeSqs()
+    p = parked("a", 2, attempts=1)
+    sender = FakeSender(by_op({"op_a0": ("permanent", 400), "op_a1": ("transient", 503)}, max_ops=1))
+    outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
+    assert outcomes[0].verdict == "repark"
+    assert outcomes[0].delivered_ops == 0
+    assert [b.ops for b in dlq_bodies(sqs)] == [[p.ops[0]]]
+    (retry,) = sqs.sent_to(RETRY_URL)
+    assert ParkedDelivery.from_json(retry["MessageBody"]).ops == [p.ops[1]]
+    assert retry["DelaySeconds"] == 30
+    assert failed_message_ids(outcomes) == set()
+
+
+def test_the_longest_retry_after_of_a_message_wins() -> None:
+    sqs = FakeSqs()
+    p = parked("a", 2, attempts=1)
+
+    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        if len(ops) > 1:
+            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
+        wait = {"op_a0": 60.0, "op_a1": 300.0}[ops[0]["id"]]
+        return DeliveryResult((OpResult("transient", "HTTP 429"),), 429, wait)
+
+    outcomes = processor(sqs, rng=0.0).process([record("a", p)], FakeSender(answer))
+    assert outcomes[0].verdict == "retry"
+    assert sqs.delay_for("rh-a") == 300
+
+
+def test_repark_failing_falls_back_to_retrying_the_whole_message() -> None:
+    sqs = FakeSqs(failing_queues=[RETRY_URL])
+    p = parked("a", 2, attempts=1)
+    sender = FakeSender(by_op({"op_a1": ("transient", 503)}, max_ops=1))
+    outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
+    assert outcomes[0].verdict == "retry"
+    assert sqs.delay_for("rh-a") == 30
+    assert failed_message_ids(outcomes) == {"id-a"}
+
+
+def test_a_message_spread_over_two_requests_is_reparked_with_the_undelivered_part() -> None:
+    sqs = FakeSqs()
+    big = parked("big", 20, attempts=1)
+    for i, o in enumerate(big.ops):
+        o["attributes"] = {"blob": f"{i:02d}" + "x" * 29_998}  # ~30 kB per op: 20 ops exceed 500 kB
+    # The largest prefix of ops that fits in one request, found independently of the planner.
+    fits = max(k for k in range(1, 21) if wire_bytes(big.ops[:k]) < 500_000)
+    assert 1 < fits < 20
+    sender = FakeSender(OK, every_op("transient", 503, "HTTP 503"))
+    outcomes = processor(sqs, rng=0.5).process([record("big", big)], sender)
+    assert [len(r) for r in sender.requests] == [fits, 20 - fits]
+    (outcome,) = outcomes
+    assert outcome.verdict == "repark"
+    assert outcome.delivered_ops == fits
+    (message,) = sqs.sent_to(RETRY_URL)
+    assert ParkedDelivery.from_json(message["MessageBody"]).ops == big.ops[fits:]
+
+
+def test_207_indexes_are_relative_to_each_half_after_a_413() -> None:
+    sqs = FakeSqs()
+    a, b, c = parked("a"), parked("b"), parked("c", 2)
+
+    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        if len(ops) > 2:
+            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
+        return partial_207({1: "HTTP 207: second item rejected"})(ops)
+
+    sender = FakeSender(answer)
+    outcomes = processor(sqs).process([record("a", a), record("b", b), record("c", c)], sender)
+    # [a0 b0 c0 c1] -> 413 -> [a0 b0] and [c0 c1]; index 1 of each half is b0 and c1.
+    assert [[o["id"] for o in r] for r in sender.requests] == [
+        ["op_a0", "op_b0", "op_c0", "op_c1"],
+        ["op_a0", "op_b0"],
+        ["op_c0", "op_c1"],
+    ]
+    assert [o.verdict for o in outcomes] == ["delivered", "dead_letter", "dead_letter"]
+    assert [body.ops for body in dlq_bodies(sqs)] == [b.ops, [c.ops[1]]]
+
+
+# -- a whole outage, driven through the processor ---------------------------------------------
+
+
+def test_outage_longer_than_the_horizon_ends_in_the_dlq_well_before_the_receive_backstop() -> None:
+    """Redeliver one message after each visibility delay until the processor gives up on it."""
+    rng = random.Random(42)
+    clock = {"now": NOW}
+    sqs = FakeSqs()
+    proc = RetryProcessor(sqs, RETRY_URL, DLQ_URL, clock=lambda: clock["now"], rng=rng.random)
+    p = parked("a", attempts=1, first_seen=NOW)
+    sender = FakeSender(every_op("transient", 503, "HTTP 503"))
+    receives = 0
+    while True:
+        receives += 1
+        (outcome,) = proc.process([record("a", p, receives)], sender)
+        if outcome.verdict != "retry":
+            break
+        clock["now"] += sqs.visibility[-1]["VisibilityTimeout"] + 1  # + 1 s for the Lambda run
+        assert receives < 1000
+    print(f"dead-lettered after {receives} receives, {(clock['now'] - NOW) / HOUR:.1f} h")
+    assert outcome.verdict == "dead_letter"
+    assert 36 * HOUR <= clock["now"] - NOW <= 36 * HOUR + CAP + 1
+    (body,) = dlq_bodies(sqs)
+    assert body.attempts == 1 + receives
+    assert 50 < receives < 1000
+
+
+def test_parked_fixture_round_trips() -> None:
+    # Guard for the builders above: what the tests send is what ParkedDelivery reads back.
+    p = parked("z", 3, attempts=4)
+    assert ParkedDelivery.from_json(p.to_json()) == p

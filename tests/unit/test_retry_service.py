@@ -1,0 +1,473 @@
+"""RetryService and the retry Lambda handler, with the real TrackClient over a fake HTTP session."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import requests
+from requests.structures import CaseInsensitiveDict
+
+from dodo_cio import retry as retry_module
+from dodo_cio.config import ConfigError, Settings
+from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.retry import RetryService
+from support.lambda_context import FakeLambdaContext
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACK = "https://track.example.test"
+RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
+NOW = 1_800_000_000
+CAP = 900
+ENV = {
+    "POWERTOOLS_SERVICE_NAME": "dodo-customerio-retry-test",
+    "POWERTOOLS_METRICS_NAMESPACE": "DodoCustomerioTest",
+    "SSM_PARAMETER_PATH": "/dodo-customerio",
+    "CUSTOMERIO_REGION": "us",
+    "CUSTOMERIO_TRACK_URL": TRACK,
+    "RETRY_QUEUE_URL": RETRY_URL,
+    "DEAD_LETTER_QUEUE_URL": DLQ_URL,
+}
+
+
+# -- fakes ------------------------------------------------------------------------------------
+
+
+class FakeSqs:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.visibility: list[dict[str, Any]] = []
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        self.sent.append(kwargs)
+        return {"MessageId": f"new-{len(self.sent)}"}
+
+    def change_message_visibility(self, **kwargs: Any) -> dict[str, Any]:
+        self.visibility.append(kwargs)
+        return {}
+
+    def sent_to(self, url: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["QueueUrl"] == url]
+
+
+class FakeSecrets:
+    def __init__(self, site_id: str | None = "site-1", api_key: str | None = "key-1") -> None:
+        self.value: tuple[str | None, str | None] | ConfigError = (site_id, api_key)
+
+    def customerio(self) -> tuple[str | None, str | None]:
+        if isinstance(self.value, ConfigError):
+            raise self.value
+        return self.value
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, float]] = []
+
+    def add_metric(self, name: str, unit: Any, value: float) -> None:
+        self.calls.append((name, unit, value))
+
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, unit, value in self.calls:
+            assert unit == "Count"
+            out[name] = out.get(name, 0) + value
+        return out
+
+
+class FakeLogger:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, object, dict[str, Any]]] = []
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(("info", msg, kwargs))
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(("warning", msg, kwargs))
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(("error", msg % args if args else msg, kwargs))
+
+
+class CountingLimiter:
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    def acquire(self) -> None:
+        self.acquired += 1
+
+
+class FakeResponse:
+    def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+        self.status_code = status
+        self.content = body
+        self.headers = CaseInsensitiveDict(headers or {})
+
+
+class FakeSession:
+    """Customer.io stand-in: 413 for requests of more than `max_ops` ops, else a status per op id.
+
+    Records each request (path, ops, headers); `scripted` answers take precedence, in order.
+    """
+
+    def __init__(
+        self,
+        statuses: dict[str, int] | None = None,
+        *,
+        max_ops: int = 1000,
+        scripted: Sequence[FakeResponse | Exception] = (),
+    ) -> None:
+        self.statuses = statuses or {}
+        self.max_ops = max_ops
+        self.scripted = list(scripted)
+        self.requests: list[tuple[str, list[dict[str, Any]], dict[str, str]]] = []
+        self.closed = False
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any) -> FakeResponse:
+        doc = json.loads(data)
+        path = url.removeprefix(TRACK)
+        ops = doc["batch"] if path == "/api/v2/batch" else [doc]
+        self.requests.append((path, ops, headers))
+        if self.scripted:
+            answer = self.scripted.pop(0)
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+        if len(ops) > self.max_ops:
+            return FakeResponse(413, b"Request Entity Too Large")
+        status = self.statuses.get(ops[0]["id"], 200)
+        return FakeResponse(status, b"" if status < 300 else f"status {status}".encode())
+
+    def close(self) -> None:
+        self.closed = True
+
+
+# -- builders ---------------------------------------------------------------------------------
+
+
+def parked(tag: str, n_ops: int = 1, *, attempts: int = 1, first_seen: int = NOW - 600) -> ParkedDelivery:
+    return ParkedDelivery(
+        webhook_id=f"msg_{tag}",
+        event_type="subscription.active",
+        event_time=first_seen - 2,
+        first_seen=first_seen,
+        attempts=attempts,
+        ops=[
+            {
+                "type": "person",
+                "identifiers": {"id": f"cus_{tag}"},
+                "action": "event",
+                "name": "subscription.active",
+                "id": f"op_{tag}{i}",
+                "timestamp": first_seen - 2,
+                "attributes": {"plan": "pro"},
+            }
+            for i in range(n_ops)
+        ],
+        last_error=LastError(kind="transient", reason="HTTP 503", status=503, at=first_seen + 1),
+    )
+
+
+def lambda_record(tag: str, body: ParkedDelivery | str, receive_count: int = 1) -> dict[str, Any]:
+    """An SQS record as Lambda's event source mapping delivers it."""
+    return {
+        "messageId": f"id-{tag}",
+        "receiptHandle": f"rh-{tag}",
+        "body": body if isinstance(body, str) else body.to_json(),
+        "attributes": {
+            "ApproximateReceiveCount": str(receive_count),
+            "SentTimestamp": str((NOW - 600) * 1000),
+            "SenderId": "AROAEXAMPLE:dodo-customerio-ingest",
+            "ApproximateFirstReceiveTimestamp": str((NOW - 590) * 1000),
+        },
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bridge-retry",
+        "awsRegion": "us-east-1",
+    }
+
+
+def settings(**overrides: str) -> Settings:
+    env = {k: v for k, v in {**ENV, **overrides}.items() if v is not None}
+    return Settings.from_env(env)
+
+
+class Harness:
+    def __init__(
+        self,
+        session: FakeSession | None = None,
+        secrets: FakeSecrets | None = None,
+        settings_: Settings | None = None,
+        rng: float = 0.5,
+    ) -> None:
+        self.sqs = FakeSqs()
+        self.session = session or FakeSession()
+        self.secrets = secrets or FakeSecrets()
+        self.metrics = FakeMetrics()
+        self.logger = FakeLogger()
+        self.limiter = CountingLimiter()
+        self.sessions_made = 0
+
+        def session_factory() -> FakeSession:
+            self.sessions_made += 1
+            return self.session
+
+        self.service = RetryService(
+            settings=settings_ or settings(),
+            secrets=self.secrets,  # type: ignore[arg-type]
+            metrics=self.metrics,
+            logger=self.logger,
+            sqs_factory=lambda: self.sqs,
+            session_factory=session_factory,
+            clock=lambda: float(NOW),
+            rng=lambda: rng,
+            limiter=self.limiter,  # type: ignore[arg-type]
+        )
+
+    def delay_for(self, receipt_handle: str) -> int:
+        (call,) = [c for c in self.sqs.visibility if c["ReceiptHandle"] == receipt_handle]
+        return int(call["VisibilityTimeout"])
+
+
+# -- RetryService -----------------------------------------------------------------------------
+
+
+def test_one_request_delivers_the_whole_batch() -> None:
+    h = Harness()
+    records = [
+        lambda_record("a", parked("a", 2)),
+        lambda_record("b", parked("b")),
+        lambda_record("c", parked("c")),
+    ]
+    outcomes = h.service.handle(records)
+    assert [o.verdict for o in outcomes] == ["delivered"] * 3
+    ((path, ops, headers),) = h.session.requests
+    assert path == "/api/v2/batch"
+    assert [o["id"] for o in ops] == ["op_a0", "op_a1", "op_b0", "op_c0"]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"site-1:key-1").decode()
+    assert h.metrics.totals() == {"RetryRequests": 1, "RetryDelivered": 3}
+    assert h.limiter.acquired == 1
+    assert h.sqs.sent == [] and h.sqs.visibility == []
+
+
+def test_a_207_dead_letters_the_named_op_and_delivers_the_rest() -> None:
+    body = json.dumps({"errors": [{"batch_index": 2, "reason": "invalid", "field": "name"}]}).encode()
+    h = Harness(FakeSession(scripted=[FakeResponse(207, body)]))
+    records = [lambda_record("a", parked("a")), lambda_record("b", parked("b", 2), receive_count=3)]
+    outcomes = h.service.handle(records)
+    assert [o.verdict for o in outcomes] == ["delivered", "dead_letter"]
+    assert h.metrics.totals() == {"RetryRequests": 1, "RetryDelivered": 1, "DeadLettered": 1}
+    (message,) = h.sqs.sent_to(DLQ_URL)
+    dead = ParkedDelivery.from_json(message["MessageBody"])
+    assert [o["id"] for o in dead.ops] == ["op_b1"]
+    assert dead.last_error.kind == "permanent"
+    assert "invalid" in dead.last_error.reason and "name" in dead.last_error.reason
+    assert dead.attempts == 1 + 3
+
+
+def test_mixed_fates_count_every_request_and_verdict() -> None:
+    # One op per request: the 3-message batch is split by 413s into 5 requests.
+    session = FakeSession({"op_b0": 503, "op_c0": 400}, max_ops=1)
+    h = Harness(session, rng=0.5)
+    records = [lambda_record(t, parked(t)) for t in "abc"]
+    outcomes = h.service.handle(records)
+    assert [o.verdict for o in outcomes] == ["delivered", "retry", "dead_letter"]
+    assert [len(ops) for _, ops, _ in session.requests] == [3, 1, 2, 1, 1]
+    assert h.metrics.totals() == {
+        "RetryRequests": 5,
+        "RetryDelivered": 1,
+        "RetryScheduled": 1,
+        "DeadLettered": 1,
+    }
+    assert h.limiter.acquired == 5
+    assert h.delay_for("rh-b") == 30  # attempt 1 + 1 = 2: ceiling 60, rng 0.5
+    warned = [kw["extra"] for level, _, kw in h.logger.lines if level == "warning"]
+    assert {(w["message_id"], w["verdict"]) for w in warned} == {("id-b", "retry"), ("id-c", "dead_letter")}
+
+
+def test_a_partial_delivery_is_counted_as_reparked() -> None:
+    session = FakeSession({"op_a1": 503}, max_ops=1)
+    h = Harness(session)
+    outcomes = h.service.handle([lambda_record("a", parked("a", 2))])
+    assert outcomes[0].verdict == "repark"
+    assert h.metrics.totals() == {"RetryRequests": 3, "RetryReparked": 1}
+    (message,) = h.sqs.sent_to(RETRY_URL)
+    assert [o["id"] for o in ParkedDelivery.from_json(message["MessageBody"]).ops] == ["op_a1"]
+
+
+def test_a_429_with_retry_after_sets_at_least_that_delay() -> None:
+    h = Harness(FakeSession(scripted=[FakeResponse(429, b"slow down", {"retry-after": "120"})]), rng=0.0)
+    outcomes = h.service.handle([lambda_record("a", parked("a")), lambda_record("b", parked("b"))])
+    assert [o.verdict for o in outcomes] == ["retry", "retry"]
+    assert h.delay_for("rh-a") == h.delay_for("rh-b") == 120
+
+
+def test_a_timeout_is_retried() -> None:
+    h = Harness(FakeSession(scripted=[requests.ReadTimeout("read timed out")]), rng=0.5)
+    outcomes = h.service.handle([lambda_record("a", parked("a", attempts=3), receive_count=2)])
+    assert outcomes[0].verdict == "retry"
+    assert outcomes[0].reason.startswith("timeout")
+    assert h.delay_for("rh-a") == 240  # attempt 5: ceiling 480
+
+
+def test_401_retries_every_message_with_the_cap() -> None:
+    h = Harness(FakeSession(scripted=[FakeResponse(401, b"unauthorized")]), rng=0.0)
+    outcomes = h.service.handle([lambda_record("a", parked("a")), lambda_record("b", parked("b"))])
+    assert [o.verdict for o in outcomes] == ["retry", "retry"]
+    assert [h.delay_for("rh-a"), h.delay_for("rh-b")] == [CAP, CAP]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [(None, None), ("site-1", None), (None, "key-1"), ConfigError("could not read SSM parameters: Boom")],
+    ids=["both-missing", "no-key", "no-site", "ssm-error"],
+)
+def test_missing_credentials_retry_everything_with_the_cap(secret: Any) -> None:
+    secrets = FakeSecrets()
+    secrets.value = secret
+    h = Harness(secrets=secrets, rng=0.0)
+    outcomes = h.service.handle([lambda_record("a", parked("a")), lambda_record("b", parked("b", 2))])
+    assert [o.verdict for o in outcomes] == ["retry", "retry"]
+    assert [h.delay_for("rh-a"), h.delay_for("rh-b")] == [CAP, CAP]
+    assert h.session.requests == [] and h.sessions_made == 0
+    assert h.metrics.totals() == {"ConfigError": 1, "RetryRequests": 0, "RetryScheduled": 2}
+    expected = str(secret) if isinstance(secret, ConfigError) else "Customer.io credentials missing in SSM"
+    assert {o.reason for o in outcomes} == {expected}
+    assert any(level == "error" and expected in str(msg) for level, msg, _ in h.logger.lines)
+
+
+@pytest.mark.parametrize("missing", ["DEAD_LETTER_QUEUE_URL", "RETRY_QUEUE_URL"])
+def test_missing_queue_urls_raise_config_error(missing: str) -> None:
+    env = {k: v for k, v in ENV.items() if k != missing}
+    h = Harness(settings_=Settings.from_env(env))
+    with pytest.raises(ConfigError, match="DEAD_LETTER_QUEUE_URL"):
+        h.service.handle([lambda_record("a", parked("a"))])
+    assert h.session.requests == []
+
+
+def test_the_client_is_kept_across_invocations_and_rebuilt_on_rotation() -> None:
+    h = Harness()
+    h.service.handle([lambda_record("a", parked("a"))])
+    h.service.handle([lambda_record("b", parked("b"))])
+    assert h.sessions_made == 1
+    h.secrets.value = ("site-1", "key-2")
+    h.service.handle([lambda_record("c", parked("c"))])
+    assert h.sessions_made == 2
+    assert h.session.requests[-1][2]["Authorization"] == "Basic " + base64.b64encode(b"site-1:key-2").decode()
+
+
+def test_the_default_limiter_paces_to_the_container_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+    real = retry_module.RateLimiter
+
+    def frozen_clock_limiter(per_second: float) -> Any:
+        # The real limiter, on a clock that does not move: each sleep is the pacing it imposes.
+        return real(per_second, clock=lambda: 0.0, sleep=sleeps.append)
+
+    monkeypatch.setattr(retry_module, "RateLimiter", frozen_clock_limiter)
+    session = FakeSession(max_ops=1)
+    h = Harness(session, settings_=settings(CUSTOMERIO_RATE_LIMIT_RPS="10", RETRY_MAX_CONCURRENCY="4"))
+    h.service.limiter = None
+    h.service.handle([lambda_record(t, parked(t)) for t in "ab"])  # 3 requests: 413, then one each
+    assert len(session.requests) == 3
+    # 10 rps shared by 4 containers: one request per 0.4 s.
+    assert sleeps == [pytest.approx(0.4), pytest.approx(0.8)]
+
+
+# -- the Lambda handler -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retry_app() -> Iterator[ModuleType]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        spec = importlib.util.spec_from_file_location("retry_app", ROOT / "functions" / "retry" / "app.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+
+
+def emitted_metrics(stdout: str) -> dict[str, float]:
+    """Metric values from the EMF documents Powertools printed."""
+    out: dict[str, float] = {}
+    for line in stdout.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "_aws" in doc:
+            for directive in doc["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = doc[metric["Name"]]
+                    out[metric["Name"]] = out.get(metric["Name"], 0) + (
+                        sum(value) if isinstance(value, list) else value
+                    )
+    return out
+
+
+def install(retry_app: ModuleType, session: FakeSession) -> Harness:
+    h = Harness(session)
+    h.service.metrics = retry_app.metrics  # the handler's own Metrics: flushed by @log_metrics
+    retry_app._service = h.service
+    return h
+
+
+@pytest.fixture(autouse=True)
+def _reset_service(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "retry_app" in request.fixturenames:
+        request.getfixturevalue("retry_app")._service = None
+
+
+def test_handler_reports_only_the_retried_message(
+    retry_app: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    h = install(retry_app, FakeSession({"op_b0": 503, "op_c0": 400}, max_ops=1))
+    event = {"Records": [lambda_record(t, parked(t)) for t in "abc"]}
+    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "id-b"}]}
+    assert len(h.sqs.sent_to(DLQ_URL)) == 1
+    assert [c["ReceiptHandle"] for c in h.sqs.visibility] == ["rh-b"]
+    assert emitted_metrics(capsys.readouterr().out) == {
+        "RetryRequests": 5,
+        "RetryDelivered": 1,
+        "RetryScheduled": 1,
+        "DeadLettered": 1,
+    }
+
+
+def test_handler_all_failed_batch_does_not_raise(retry_app: ModuleType) -> None:
+    install(retry_app, FakeSession(scripted=[FakeResponse(503, b"down")]))
+    event = {"Records": [lambda_record(t, parked(t)) for t in "abc"]}
+    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": f"id-{t}"} for t in "abc"]}
+
+
+def test_handler_all_delivered_reports_no_failures(retry_app: ModuleType) -> None:
+    h = install(retry_app, FakeSession())
+    event = {"Records": [lambda_record(t, parked(t)) for t in "ab"]}
+    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
+    assert response == {"batchItemFailures": []}
+    assert len(h.session.requests) == 1
+
+
+def test_handler_builds_its_service_from_the_environment(
+    retry_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    retry_app._service = None
+    service = retry_app.service()
+    assert service is retry_app.service(), "one service per container"
+    assert (service.settings.retry_queue_url, service.settings.dead_letter_queue_url) == (RETRY_URL, DLQ_URL)
+    assert service.settings.track_url == TRACK
