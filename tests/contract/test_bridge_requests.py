@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -29,7 +29,7 @@ class _Recorder:
         class _Response:
             status_code = 200
             content = b"{}"
-            headers: dict[str, str] = {}
+            headers: ClassVar[dict[str, str]] = {}
 
         return _Response()
 

@@ -73,21 +73,23 @@ def send_webhook(
     """POST `body` signed like a Dodo delivery; raises requests.RequestException on no answer."""
     import requests  # noqa: PLC0415
 
-    from dodo_cio_tools.apigw import first_secret  # noqa: PLC0415
     from dodo_cio.signature import signature_headers  # noqa: PLC0415
+    from dodo_cio_tools.apigw import first_secret  # noqa: PLC0415
 
     all_headers = {"content-type": "application/json", "user-agent": "dodo-cio-tools"}
-    all_headers.update(signature_headers(first_secret(secret), body, webhook_id=webhook_id, timestamp=timestamp))
+    all_headers.update(
+        signature_headers(first_secret(secret), body, webhook_id=webhook_id, timestamp=timestamp)
+    )
     all_headers.update(headers or {})  # last, so a test can deliberately break a signature header
     return requests.post(url, data=body, headers=all_headers, timeout=timeout)
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    import requests  # noqa: PLC0415
-
     secret = _secret(args.secret)
     body = _read_body(args.body)
     extra = _extra_headers(args.header or [])
+    import requests  # noqa: PLC0415 - after the cheap checks: a usage error needs no HTTP stack
+
     try:
         response = send_webhook(
             body,
@@ -171,7 +173,8 @@ def _parser() -> argparse.ArgumentParser:
         help="print an API Gateway HTTP API v2 event for `sam local invoke -e`",
         description="Print an API Gateway HTTP API (payload 2.0) event carrying BODY_FILE, freshly "
         "signed. Signatures are valid for 5 minutes around --timestamp, so regenerate stored events "
-        "before invoking: dodo-cio event events/dodo/payment.succeeded.json --secret whsec_... > /tmp/ev.json",
+        "before invoking: dodo-cio event events/dodo/payment.succeeded.json --secret whsec_... "
+        "> /tmp/ev.json",
     )
     event.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
     event.add_argument("--secret", help="webhook secret whsec_... (default: $DODO_WEBHOOK_SECRET)")

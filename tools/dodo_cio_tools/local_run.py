@@ -35,6 +35,8 @@ from urllib.parse import urlsplit
 from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET, ROUTE_KEY, WEBHOOK_PATH, http_api_event, request_id
 
 if TYPE_CHECKING:
+    from mypy_boto3_sqs.literals import QueueAttributeNameType as QueueAttributeName
+
     from dodo_cio_tools.sandbox import TrackSandbox
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
@@ -83,7 +85,7 @@ class LocalRunError(RuntimeError):
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
     name: str
-    attributes: dict[str, str]
+    attributes: dict[QueueAttributeName, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +142,9 @@ def _as_int(value: Any, where: str) -> int:
 def _queue_spec(resource: Any, params: Mapping[str, Any], logical_id: str, default_name: str) -> QueueSpec:
     props = _get(resource, "Properties")
     name = props.get("QueueName")
-    attributes: dict[str, str] = {}
-    for key in ("VisibilityTimeout", "MessageRetentionPeriod"):
+    attributes: dict[QueueAttributeName, str] = {}
+    keys: tuple[QueueAttributeName, ...] = ("VisibilityTimeout", "MessageRetentionPeriod")
+    for key in keys:
         if key in props:
             attributes[key] = str(_as_int(_resolve(props[key], params, f"{logical_id}.{key}"), key))
     if "SqsManagedSseEnabled" in props:
@@ -312,6 +315,7 @@ class LocalBridge:
         self._saved_env: dict[str, str | None] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.bound_port = 0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -332,84 +336,23 @@ class LocalBridge:
         except ValueError as exc:
             raise LocalRunError(f"webhook secret: {exc}") from None
         settings = self.settings = read_template(self.template)
-
-        for key in _AWS_ENV_TO_CLEAR:
-            self._setenv(key, None)
-        self._setenv("AWS_DEFAULT_REGION", REGION)
-        self._setenv("AWS_REGION", REGION)
-        # Saved before moto writes its fake credentials, so stop() puts the user's back.
-        self._saved_env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID"))
-        self._saved_env.setdefault("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY"))
-
-        from moto import mock_aws  # noqa: PLC0415 - heavy, and only `local` needs it
-
-        self._mock = mock_aws()
-        self._mock.start()
-
         function_env = dict(settings.environment)
         for key in _USER_OVERRIDABLE:
             if os.environ.get(key):
                 function_env[key] = os.environ[key]
         ssm_path = (function_env.get("SSM_PARAMETER_PATH") or "/dodo-customerio").rstrip("/")
-        queue_url, dlq_url = self._create_queues(settings)
-        self._seed_ssm(ssm_path)
 
-        if self.real_customerio:
-            from dodo_cio.customerio import track_base_url  # noqa: PLC0415
-
-            region = function_env.get("CUSTOMERIO_REGION") or "us"
-            try:
-                track_url = track_base_url(region, os.environ.get("CUSTOMERIO_TRACK_URL"))
-            except ValueError as exc:
-                raise LocalRunError(str(exc)) from None
-            sandbox_url = None
-        else:
-            from dodo_cio_tools.sandbox import TrackSandbox  # noqa: PLC0415
-
-            self.sandbox = TrackSandbox(
-                site_id=self._site_id, api_key=self._api_key, host="127.0.0.1", port=self.sandbox_port
-            )
-            try:
-                sandbox_url = track_url = self.sandbox.start()
-            except OSError as exc:
-                self.sandbox = None
-                raise LocalRunError(
-                    f"cannot listen on 127.0.0.1:{self.sandbox_port} for the Customer.io sandbox ({exc}); "
-                    "pass --sandbox-port"
-                ) from None
-
+        queue_url, dlq_url = self._start_aws(settings, ssm_path)
+        track_url, sandbox_url = self._start_customerio(function_env.get("CUSTOMERIO_REGION") or "us")
         function_env.update(
-            SSM_PARAMETER_PATH=ssm_path,
-            CUSTOMERIO_TRACK_URL=track_url,
-            RETRY_QUEUE_URL=queue_url,
+            SSM_PARAMETER_PATH=ssm_path, CUSTOMERIO_TRACK_URL=track_url, RETRY_QUEUE_URL=queue_url
         )
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")
         function_env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DodoCustomerioBridge")
         for key, value in function_env.items():
             self._setenv(key, value)
-
-        # Imported after the environment is set: Powertools reads its namespace at import time.
-        self.handler_module = _load_ingest_module()
-        metrics = getattr(self.handler_module, "metrics", None)
-        if metrics is not None and not metrics.namespace:
-            # Imported earlier (by a test) without the variable: give it what Lambda would have.
-            metrics.namespace = function_env["POWERTOOLS_METRICS_NAMESPACE"]
-        _reset_handler_state(self.handler_module)
-
-        try:
-            server = ThreadingHTTPServer((self.host, self.port), _Handler)
-        except OSError as exc:
-            raise LocalRunError(f"cannot listen on {self.host}:{self.port} ({exc}); pass --port") from None
-        server.daemon_threads = True
-        server.bridge = self  # type: ignore[attr-defined]
-        self._server = server
-        bound_host, bound_port = server.server_address[:2]
-        shown_host = "127.0.0.1" if bound_host in {"0.0.0.0", ""} else str(bound_host)  # noqa: S104
-        base = f"http://{shown_host}:{bound_port}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="dodo-cio-local", daemon=True
-        )
-        self._thread.start()
+        self._load_handler(function_env["POWERTOOLS_METRICS_NAMESPACE"])
+        base = self._start_http()
         # Retry drain hook (the retry issue): a worker thread that receives from `queue_url`, turns the
         # messages into an SQS event for functions/retry/app.py and invokes it under `self.lock`, as
         # the SQS event source mapping would. Until then parked deliveries stay on the moto queue
@@ -424,6 +367,74 @@ class LocalBridge:
             dlq_url=dlq_url,
         )
         return self.info
+
+    def _start_aws(self, settings: TemplateSettings, ssm_path: str) -> tuple[str, str]:
+        """moto on, with only moto reachable: no profile, no endpoint override, no real credentials."""
+        for key in _AWS_ENV_TO_CLEAR:
+            self._setenv(key, None)
+        self._setenv("AWS_DEFAULT_REGION", REGION)
+        self._setenv("AWS_REGION", REGION)
+        # Saved before moto writes its fake credentials, so stop() puts the user's back.
+        self._saved_env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID"))
+        self._saved_env.setdefault("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY"))
+
+        from moto import mock_aws  # noqa: PLC0415 - heavy, and only `local` needs it
+
+        self._mock = mock_aws()
+        self._mock.start()
+        queue_url, dlq_url = self._create_queues(settings)
+        self._seed_ssm(ssm_path)
+        return queue_url, dlq_url
+
+    def _start_customerio(self, region: str) -> tuple[str, str | None]:
+        """(Track base URL, sandbox URL or None): the sandbox unless real credentials were given."""
+        if self.real_customerio:
+            from dodo_cio.customerio import track_base_url  # noqa: PLC0415
+
+            try:
+                return track_base_url(region, os.environ.get("CUSTOMERIO_TRACK_URL")), None
+            except ValueError as exc:
+                raise LocalRunError(str(exc)) from None
+        from dodo_cio_tools.sandbox import TrackSandbox  # noqa: PLC0415
+
+        sandbox = TrackSandbox(
+            site_id=self._site_id, api_key=self._api_key, host="127.0.0.1", port=self.sandbox_port
+        )
+        try:
+            url = sandbox.start()
+        except OSError as exc:
+            raise LocalRunError(
+                f"cannot listen on 127.0.0.1:{self.sandbox_port} for the Customer.io sandbox ({exc}); "
+                "pass --sandbox-port"
+            ) from None
+        self.sandbox = sandbox
+        return url, url
+
+    def _load_handler(self, metrics_namespace: str) -> None:
+        # Imported after the environment is set: Powertools reads its namespace at import time.
+        self.handler_module = _load_ingest_module()
+        metrics = getattr(self.handler_module, "metrics", None)
+        if metrics is not None and not metrics.namespace:
+            # Imported earlier (by a test) without the variable: give it what Lambda would have.
+            metrics.namespace = metrics_namespace
+        _reset_handler_state(self.handler_module)
+
+    def _start_http(self) -> str:
+        """Serve in a daemon thread; returns the base URL (port 0 resolved)."""
+        try:
+            server = ThreadingHTTPServer((self.host, self.port), _Handler)
+        except OSError as exc:
+            raise LocalRunError(f"cannot listen on {self.host}:{self.port} ({exc}); pass --port") from None
+        server.daemon_threads = True
+        server.bridge = self  # type: ignore[attr-defined]
+        self._server = server
+        self.bound_port = server.server_port
+        shown_host = "127.0.0.1" if self.host in {"0.0.0.0", ""} else self.host
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="dodo-cio-local", daemon=True
+        )
+        self._thread.start()
+        return f"http://{shown_host}:{self.bound_port}"
 
     def stop(self) -> None:
         """Idempotent; safe after a failed start."""
@@ -499,7 +510,7 @@ class LocalBridge:
 
         if self.info is None:
             raise RuntimeError("the local bridge is not running")
-        names = [
+        names: list[QueueAttributeName] = [
             "ApproximateNumberOfMessages",
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
@@ -507,8 +518,11 @@ class LocalBridge:
         sqs = boto3.client("sqs", region_name=REGION)
         depths: dict[str, dict[str, int]] = {}
         with self.lock:
-            for label, url in (("retry_queue", self.info.queue_url), ("dead_letter_queue", self.info.dlq_url)):
-                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]  # type: ignore[arg-type]
+            for label, url in (
+                ("retry_queue", self.info.queue_url),
+                ("dead_letter_queue", self.info.dlq_url),
+            ):
+                attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
                 depths[label] = {
                     "visible": int(attrs.get("ApproximateNumberOfMessages", 0)),
                     "in_flight": int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0)),
@@ -524,7 +538,9 @@ class LocalBridge:
         settings = self.settings
         if module is None or settings is None:
             raise RuntimeError("the local bridge is not running")
-        context = FakeLambdaContext(f"{STACK_NAME}-IngestFunction", settings.memory_mb, settings.timeout_seconds)
+        context = FakeLambdaContext(
+            f"{STACK_NAME}-IngestFunction", settings.memory_mb, settings.timeout_seconds
+        )
         start = time.perf_counter()
         with self.lock:
             try:
@@ -566,7 +582,7 @@ class _Handler(BaseHTTPRequestHandler):
         bridge: LocalBridge = self.server.bridge  # type: ignore[attr-defined]
         return bridge
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the bridge prints its own one-line summary per request."""
 
     def do_POST(self) -> None:
@@ -620,7 +636,7 @@ class _Handler(BaseHTTPRequestHandler):
         headers += [
             ("x-amzn-trace-id", f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]}"),
             ("x-forwarded-for", client_ip),
-            ("x-forwarded-port", str(self.server.server_address[1])),
+            ("x-forwarded-port", str(bridge.bound_port)),
             ("x-forwarded-proto", "http"),
         ]
         event = http_api_event(
@@ -739,7 +755,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
     settings = bridge.settings
     assert settings is not None
-    send = f".venv/bin/dodo-cio send events/dodo/payment.succeeded.json --url {info.webhook_url} --secret {info.secret}"
+    send = (
+        ".venv/bin/dodo-cio send events/dodo/payment.succeeded.json "
+        f"--url {info.webhook_url} --secret {info.secret}"
+    )
     lines = [
         "",
         "Dodo -> Customer.io bridge, running locally (AWS emulated in-process by moto)",
@@ -755,7 +774,7 @@ def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
     else:
         lines += [
             f"  Customer.io     REAL Track API at {info.track_url}",
-            "  WARNING: deliveries go to your real Customer.io workspace (CUSTOMERIO_SITE_ID/API_KEY are set).",
+            "  WARNING: real data goes to your Customer.io workspace (CUSTOMERIO_SITE_ID/API_KEY are set).",
         ]
     lines += [
         f"  retry queue     {info.queue_url}",

@@ -1,0 +1,304 @@
+"""Alarms, their SNS topic and the dashboard in template.yaml, on the translated CloudFormation.
+
+Custom metrics are checked against the code: every name must be one the bridge emits, in the namespace
+and with the `service` dimension Powertools derives from the functions' environment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from infra.cfn import REPO_ROOT, ref_name, resources_of_type, sub_template
+
+CODE_DIRS = (REPO_ROOT / "layers/dodo_cio/dodo_cio", REPO_ROOT / "functions")
+
+
+class Metric(NamedTuple):
+    namespace: str
+    name: str
+    dimensions: frozenset[tuple[str, str]]
+
+
+def _powertools(cfn: dict[str, Any]) -> tuple[str, str]:
+    """(namespace, service) as Powertools will emit them, read from the functions' environment."""
+    env = cfn["Resources"]["RetryFunction"]["Properties"]["Environment"]["Variables"]
+    ingest = cfn["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
+    for key in ("POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_SERVICE_NAME"):
+        assert env[key] == ingest[key], key
+    return env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
+
+
+def _custom(cfn: dict[str, Any], name: str) -> Metric:
+    namespace, service = _powertools(cfn)
+    return Metric(namespace, name, frozenset({("service", service)}))
+
+
+def _dims(**dims: str) -> frozenset[tuple[str, str]]:
+    return frozenset(dims.items())
+
+
+INGEST_METRICS = (
+    "WebhookReceived",
+    "WebhookDelivered",
+    "WebhookParked",
+    "IgnoredEvent",
+    "InvalidSignature",
+    "InvalidPayload",
+)
+RETRY_METRICS = ("RetryDelivered", "RetryScheduled", "RetryReparked", "DeadLettered", "RetryRequests")
+
+
+# --- SNS ----------------------------------------------------------------------------------------------
+
+
+def test_alarm_topic_and_conditional_email_subscription(cfn: dict[str, Any]) -> None:
+    assert cfn["Resources"]["AlarmTopic"]["Type"] == "AWS::SNS::Topic"
+    subscriptions = resources_of_type(cfn, "AWS::SNS::Subscription")
+    assert list(subscriptions) == ["AlarmEmailSubscription"]
+    subscription = subscriptions["AlarmEmailSubscription"]
+    assert subscription["Properties"] == {
+        "TopicArn": {"Ref": "AlarmTopic"},
+        "Protocol": "email",
+        "Endpoint": {"Ref": "AlarmEmail"},
+    }
+    condition = subscription.get("Condition")
+    assert condition, "the email subscription must only exist when AlarmEmail is set"
+    assert cfn["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    assert cfn["Parameters"]["AlarmEmail"]["Default"] == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("", True),
+        ("ops@example.com", True),
+        ("a.b+alerts@sub.example.co", True),
+        ("ops", False),
+        ("ops@example", False),
+        ("a b@example.com", False),
+    ],
+)
+def test_alarm_email_pattern(cfn: dict[str, Any], value: str, ok: bool) -> None:
+    pattern = re.compile(cfn["Parameters"]["AlarmEmail"]["AllowedPattern"])
+    assert bool(pattern.fullmatch(value)) is ok
+
+
+def test_alarm_topic_is_not_encrypted_with_the_aws_managed_sns_key(
+    cfn: dict[str, Any], sam_template: dict[str, Any]
+) -> None:
+    """CloudWatch cannot publish to a topic under alias/aws/sns: alarms would be dropped silently.
+
+    Either a customer-managed key (whose policy lets cloudwatch.amazonaws.com use it) or no SSE-KMS with
+    the checkov finding skipped and justified.
+    """
+    key = cfn["Resources"]["AlarmTopic"]["Properties"].get("KmsMasterKeyId")
+    assert key != "alias/aws/sns"
+    if key is None:
+        skips = sam_template["Resources"]["AlarmTopic"]["Metadata"]["checkov"]["skip"]
+        assert any(s["id"] == "CKV_AWS_26" and "CloudWatch" in s["comment"] for s in skips)
+
+
+# --- alarms -------------------------------------------------------------------------------------------
+
+
+def _alarms(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: res["Properties"] for name, res in resources_of_type(cfn, "AWS::CloudWatch::Alarm").items()}
+
+
+def _alarm_metric(props: dict[str, Any]) -> Metric:
+    # Values that reference a resource (Ref, GetAtt) are compared by its logical id.
+    dims = frozenset((d["Name"], ref_name(d["Value"]) or d["Value"]) for d in props.get("Dimensions", []))
+    return Metric(props["Namespace"], props["MetricName"], dims)
+
+
+def _find_alarm(cfn: dict[str, Any], metric: Metric) -> dict[str, Any]:
+    found = [props for props in _alarms(cfn).values() if _alarm_metric(props) == metric]
+    assert len(found) == 1, f"expected one alarm on {metric}, found {len(found)}"
+    return found[0]
+
+
+def _expected_alarms(cfn: dict[str, Any]) -> list[tuple[Metric, str, Any]]:
+    """(metric, statistic, threshold) of every alarm the bridge must have; dimensions name logical ids."""
+    lambda_alarms = [
+        (Metric("AWS/Lambda", metric, _dims(FunctionName=fn)), "Sum", 0)
+        for fn in ("IngestFunction", "RetryFunction")
+        for metric in ("Errors", "Throttles")
+    ]
+    return [
+        (
+            Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName="RetryDeadLetterQueue")),
+            "Maximum",
+            0,
+        ),
+        (
+            Metric("AWS/SQS", "ApproximateAgeOfOldestMessage", _dims(QueueName="RetryQueue")),
+            "Maximum",
+            {"Ref": "OldestMessageAgeAlarmSeconds"},
+        ),
+        *lambda_alarms,
+        # HTTP APIs publish 4xx/5xx (REST APIs: 4XXError/5XXError), dimensions ApiId or ApiId+Stage.
+        (Metric("AWS/ApiGateway", "5xx", _dims(ApiId="WebhookApi")), "Sum", 0),
+        (_custom(cfn, "InvalidSignature"), "Sum", {"Ref": "InvalidSignatureAlarmThreshold"}),
+        (_custom(cfn, "ConfigError"), "Sum", 0),
+    ]
+
+
+def test_every_expected_alarm_exists_with_its_metric_statistic_and_threshold(cfn: dict[str, Any]) -> None:
+    for metric, statistic, threshold in _expected_alarms(cfn):
+        props = _find_alarm(cfn, metric)
+        assert props["Statistic"] == statistic, metric
+        assert props["ComparisonOperator"] == "GreaterThanThreshold", metric
+        assert props["Threshold"] == threshold, metric
+        assert int(props["Period"]) == 300, metric
+        assert int(props["EvaluationPeriods"]) == 1, metric
+    assert len(_alarms(cfn)) == len(_expected_alarms(cfn))
+
+
+def test_alarm_dimensions_point_at_the_right_attributes(cfn: dict[str, Any]) -> None:
+    """SQS alarms need the queue *name* (GetAtt QueueName; Ref is the URL); Lambda and API need Ref."""
+    for props in _alarms(cfn).values():
+        for dim in props["Dimensions"]:
+            value = dim["Value"]
+            if dim["Name"] == "QueueName":
+                assert value == {"Fn::GetAtt": [ref_name(value), "QueueName"]}, value
+            elif dim["Name"] in ("FunctionName", "ApiId"):
+                assert set(value) == {"Ref"}, value
+
+
+def test_every_alarm_notifies_the_topic_and_explains_itself(cfn: dict[str, Any]) -> None:
+    for name, props in _alarms(cfn).items():
+        assert {"Ref": "AlarmTopic"} in props["AlarmActions"], name
+        assert {"Ref": "AlarmTopic"} in props["OKActions"], name
+        assert props["TreatMissingData"] == "notBreaching", name
+        description = props.get("AlarmDescription", "")
+        assert 80 <= len(description) <= 1024, name  # what it means and what to do; CloudWatch's limit
+
+
+def test_alarm_parameters(cfn: dict[str, Any]) -> None:
+    from dodo_cio.backoff import CAP_SECONDS
+
+    params = cfn["Parameters"]
+    assert int(params["OldestMessageAgeAlarmSeconds"]["Default"]) == 3600
+    # Below the backoff cap, the age alarm would fire on ordinary retries.
+    assert int(params["OldestMessageAgeAlarmSeconds"]["MinValue"]) >= CAP_SECONDS
+    assert int(params["InvalidSignatureAlarmThreshold"]["Default"]) == 20
+
+
+# --- dashboard ----------------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+def _dashboard_body(cfn: dict[str, Any]) -> str:
+    _, dashboard = next(iter(resources_of_type(cfn, "AWS::CloudWatch::Dashboard").items()))
+    body = sub_template(dashboard["Properties"]["DashboardBody"])
+    assert body is not None, "DashboardBody must be a string or an Fn::Sub of one"
+    return body
+
+
+def _substitute(cfn: dict[str, Any], body: str) -> str:
+    """Replace each ${...} by a sample value: a parameter's default, or the placeholder's own name."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        base = name.split(".", 1)[0]
+        if base in cfn["Parameters"]:
+            return str(cfn["Parameters"][base]["Default"])
+        assert name.startswith("AWS::") or base in cfn["Resources"], f"unknown placeholder ${{{name}}}"
+        return name.replace(":", "_")
+
+    return _PLACEHOLDER.sub(value, body)
+
+
+@pytest.fixture
+def dashboard(cfn: dict[str, Any]) -> dict[str, Any]:
+    assert len(resources_of_type(cfn, "AWS::CloudWatch::Dashboard")) == 1
+    return json.loads(_substitute(cfn, _dashboard_body(cfn)))
+
+
+def _dashboard_metrics(dashboard: dict[str, Any]) -> set[Metric]:
+    found: set[Metric] = set()
+    for widget in dashboard["widgets"]:
+        for row in widget.get("properties", {}).get("metrics", []):
+            fields = [f for f in row if not isinstance(f, dict)]  # a trailing dict holds render options
+            assert "..." not in fields and len(fields) % 2 == 0, f"write metric rows out in full: {row}"
+            namespace, name, *dims = fields
+            found.add(Metric(namespace, name, frozenset(zip(dims[::2], dims[1::2], strict=True))))
+    return found
+
+
+def test_dashboard_body_is_valid_json_with_widgets(dashboard: dict[str, Any]) -> None:
+    assert dashboard["widgets"]
+    for widget in dashboard["widgets"]:
+        assert {"type", "x", "y", "width", "height", "properties"} <= widget.keys()
+        assert widget["properties"]["region"] == "AWS__Region"
+
+
+def test_dashboard_shows_every_custom_metric(cfn: dict[str, Any], dashboard: dict[str, Any]) -> None:
+    shown = _dashboard_metrics(dashboard)
+    missing = [m for m in (*INGEST_METRICS, *RETRY_METRICS) if _custom(cfn, m) not in shown]
+    assert missing == []
+
+
+def test_dashboard_shows_queues_functions_and_api(dashboard: dict[str, Any]) -> None:
+    shown = _dashboard_metrics(dashboard)
+    expected = [
+        Metric("AWS/SQS", metric, _dims(QueueName=f"{queue}.QueueName"))
+        for queue in ("RetryQueue", "RetryDeadLetterQueue")
+        for metric in (
+            "ApproximateNumberOfMessagesVisible",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateAgeOfOldestMessage",
+        )
+    ]
+    expected += [
+        Metric("AWS/Lambda", metric, _dims(FunctionName=fn))
+        for fn in ("IngestFunction", "RetryFunction")
+        for metric in ("Errors", "Throttles", "Duration")
+    ]
+    expected += [
+        Metric("AWS/ApiGateway", metric, _dims(ApiId="WebhookApi"))
+        for metric in ("Count", "4xx", "5xx", "Latency")
+    ]
+    assert [m for m in expected if m not in shown] == []
+
+
+def _emitted_by_code() -> str:
+    return "\n".join(p.read_text(encoding="utf-8") for d in CODE_DIRS for p in Path(d).rglob("*.py"))
+
+
+def test_custom_metrics_on_dashboard_and_alarms_are_emitted_by_the_code(
+    cfn: dict[str, Any], dashboard: dict[str, Any]
+) -> None:
+    namespace, _ = _powertools(cfn)
+    names = {m.name for m in _dashboard_metrics(dashboard) if m.namespace == namespace}
+    names |= {p["MetricName"] for p in _alarms(cfn).values() if p["Namespace"] == namespace}
+    code = _emitted_by_code()
+    # Every name appears in the code as a string literal (add_metric / _count / the verdict table).
+    assert sorted(n for n in names if f'"{n}"' not in code) == []
+    # And every custom metric on the dashboard carries exactly the service dimension.
+    for metric in _dashboard_metrics(dashboard):
+        if metric.namespace == namespace:
+            assert metric == _custom(cfn, metric.name), metric
+
+
+def test_dashboard_error_log_widget_reads_both_function_log_groups(cfn: dict[str, Any]) -> None:
+    body = _dashboard_body(cfn)
+    for function in ("IngestFunction", "RetryFunction"):
+        group = ref_name(cfn["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"])
+        assert f"SOURCE '${{{group}}}'" in body, function
+
+
+# --- outputs ------------------------------------------------------------------------------------------
+
+
+def test_monitoring_outputs(cfn: dict[str, Any]) -> None:
+    outputs = cfn["Outputs"]
+    assert outputs["RetryFunctionName"]["Value"] == {"Ref": "RetryFunction"}
+    assert outputs["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}  # Ref of a topic is its ARN
+    assert outputs["DashboardName"]["Value"] == {"Ref": "Dashboard"}

@@ -1,0 +1,142 @@
+"""`make run` end to end: LocalBridge (moto + sandbox + HTTP) driven over real loopback HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import requests
+
+from dodo_cio_tools import cli
+from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET
+from dodo_cio_tools.local_run import LocalBridge, LocalBridgeInfo, read_template
+
+pytestmark = pytest.mark.network
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = sorted((ROOT / "events" / "dodo").glob("*.json"))
+PAYMENT = ROOT / "events" / "dodo" / "payment.succeeded.json"
+WRONG_SECRET = "whsec_" + "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZyE="
+
+
+def _environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.fixture
+def local(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalBridge, LocalBridgeInfo]]:
+    # The sandbox is used only when no real credentials are given; make sure none leak in.
+    for key in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY", "CUSTOMERIO_TRACK_URL", "SSM_PARAMETER_PATH"):
+        monkeypatch.delenv(key, raising=False)
+    before = _environ()
+    bridge = LocalBridge(port=0, sandbox_port=0, secret=DEV_WEBHOOK_SECRET)
+    info = bridge.start()
+    try:
+        yield bridge, info
+    finally:
+        bridge.stop()
+    assert _environ() == before, "LocalBridge.stop() must restore the environment"
+    assert bridge.handler_module is not None
+    assert bridge.handler_module._service is None
+
+
+def _send(info: LocalBridgeInfo, path: Path, secret: str = DEV_WEBHOOK_SECRET) -> requests.Response:
+    return cli.send_webhook(path.read_bytes(), url=info.webhook_url, secret=secret)
+
+
+def test_every_sample_reaches_the_sandbox(local, capsys) -> None:
+    bridge, info = local
+    sandbox = bridge.sandbox
+    assert sandbox is not None and info.sandbox_url == sandbox.base_url
+    assert cli.main(["send", str(PAYMENT), "--url", info.webhook_url, "--secret", info.secret]) == 0
+    assert "HTTP 200" in capsys.readouterr().out
+    for sample in SAMPLES:
+        seen = len(sandbox.requests)
+        response = _send(info, sample)
+        assert response.status_code == 200, (sample.name, response.text)
+        assert response.headers["apigw-requestid"]
+        if response.json() == {"status": "delivered"}:
+            new = sandbox.requests[seen:]
+            assert new, sample.name
+            assert all(200 <= r.status < 300 and r.scripted is None for r in new), sample.name
+    assert sandbox.accepted_ops()
+    assert bridge.queue_depths()["retry_queue"]["visible"] == 0
+
+
+def test_wrong_secret_is_401_and_nothing_is_sent(local, capsys) -> None:
+    bridge, info = local
+    code = cli.main(["send", str(PAYMENT), "--url", info.webhook_url, "--secret", WRONG_SECRET])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "HTTP 401" in out
+    assert bridge.sandbox is not None and bridge.sandbox.requests == []
+    assert bridge.queue_depths()["retry_queue"]["visible"] == 0
+
+
+def test_customerio_outage_parks_on_the_retry_queue(local) -> None:
+    bridge, info = local
+    assert bridge.sandbox is not None
+    bridge.sandbox.script(503)
+    response = _send(info, PAYMENT)
+    assert (response.status_code, response.json()) == (202, {"status": "queued"})
+    assert [r.status for r in bridge.sandbox.requests] == [503]
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    attrs = sqs.get_queue_attributes(QueueUrl=info.queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert attrs["Attributes"]["ApproximateNumberOfMessages"] == "1"
+    (message,) = sqs.receive_message(QueueUrl=info.queue_url, MaxNumberOfMessages=10)["Messages"]
+    assert json.loads(message["Body"])["event_type"] == "payment.succeeded"
+
+
+def test_queues_follow_the_template(local) -> None:
+    _, info = local
+    template = read_template()
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    attrs = sqs.get_queue_attributes(QueueUrl=info.queue_url, AttributeNames=["All"])["Attributes"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=info.dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    assert attrs["VisibilityTimeout"] == template.retry_queue.attributes["VisibilityTimeout"]
+    assert attrs["MessageRetentionPeriod"] == template.retry_queue.attributes["MessageRetentionPeriod"]
+    redrive = json.loads(attrs["RedrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq_arn
+    assert int(redrive["maxReceiveCount"]) == template.max_receive_count
+
+
+def test_routes_status_page_and_binary_bodies(local) -> None:
+    bridge, info = local
+    base = info.webhook_url.rsplit("/webhooks/dodo", 1)[0]
+    assert requests.get(base + "/nope", timeout=5).status_code == 404
+    wrong_method = requests.get(info.webhook_url, timeout=5)
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
+    page = requests.get(info.status_url, timeout=5).json()
+    assert page["webhook_url"] == info.webhook_url
+    assert page["sandbox_url"] == info.sandbox_url
+    assert page["queues"]["retry_queue"]["visible"] == 0
+    assert page["queues"]["dead_letter_queue"]["visible"] == 0
+    # Not UTF-8: travels base64-encoded in the event, verifies, then fails JSON parsing -> 400.
+    response = cli.send_webhook(b"\xff\xfe not json", url=info.webhook_url, secret=info.secret)
+    assert response.status_code == 400
+    assert bridge.sandbox is not None and bridge.sandbox.requests == []
+
+
+def test_real_credentials_skip_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With credentials the bridge uses the Track URL it is given (here a stand-in, never the internet)."""
+    from dodo_cio_tools.sandbox import TrackSandbox
+
+    with TrackSandbox(site_id="real-site", api_key="real-key") as stand_in:
+        url = stand_in.base_url
+        monkeypatch.setenv("CUSTOMERIO_TRACK_URL", url)
+        bridge = LocalBridge(port=0, customerio_site_id="real-site", customerio_api_key="real-key")
+        info = bridge.start()
+        try:
+            assert bridge.sandbox is None and info.sandbox_url is None
+            assert info.track_url == url
+            assert _send(info, PAYMENT).json() == {"status": "delivered"}
+            assert [r.status for r in stand_in.requests] == [200]
+        finally:
+            bridge.stop()
+    assert os.environ["CUSTOMERIO_TRACK_URL"] == url  # the user's setting is left alone
