@@ -22,7 +22,10 @@ def test_every_variable_the_template_sets_is_documented() -> None:
     section = _readme_section("Configuration")
     resources = template()["Resources"]
     env = dict(template()["Globals"]["Function"]["Environment"]["Variables"])
-    env.update(resources["IngestFunction"]["Properties"]["Environment"]["Variables"])
+    for resource in resources.values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            env.update(resource["Properties"].get("Environment", {}).get("Variables", {}))
+    assert "DEAD_LETTER_QUEUE_URL" in env
     for name in env:
         assert f"`{name}`" in section, f"{name} is set by template.yaml but not in the README's Configuration"
 

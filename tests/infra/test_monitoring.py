@@ -107,7 +107,12 @@ def test_alarm_topic_is_not_encrypted_with_the_aws_managed_sns_key(
 
 
 def _alarms(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: res["Properties"] for name, res in resources_of_type(cfn, "AWS::CloudWatch::Alarm").items()}
+    """Single-metric alarms; metric-math ones (the retry backlog) have their own test."""
+    return {
+        name: res["Properties"]
+        for name, res in resources_of_type(cfn, "AWS::CloudWatch::Alarm").items()
+        if "MetricName" in res["Properties"]
+    }
 
 
 def _alarm_metric(props: dict[str, Any]) -> Metric:
@@ -302,3 +307,21 @@ def test_monitoring_outputs(cfn: dict[str, Any]) -> None:
     assert outputs["RetryFunctionName"]["Value"] == {"Ref": "RetryFunction"}
     assert outputs["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}  # Ref of a topic is its ARN
     assert outputs["DashboardName"]["Value"] == {"Ref": "Dashboard"}
+
+
+def test_a_backlog_waiting_an_hour_raises_an_alarm(cfn) -> None:
+    """Retried messages drop out of ApproximateAgeOfOldestMessage, so a long outage needs its own alarm."""
+    alarm = cfn["Resources"]["RetryBacklogAlarm"]["Properties"]
+    queries = {m["Id"]: m for m in alarm["Metrics"]}
+    names = {q["MetricStat"]["Metric"]["MetricName"] for q in queries.values() if "MetricStat" in q}
+    assert names == {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
+    for q in queries.values():
+        if "MetricStat" in q:
+            assert q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] == {
+                "Fn::GetAtt": ["RetryQueue", "QueueName"]
+            }
+    window = alarm["EvaluationPeriods"] * next(
+        q["MetricStat"]["Period"] for q in queries.values() if "MetricStat" in q
+    )
+    assert window == 3600 and alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
