@@ -11,13 +11,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    import requests
+    pass
 
 DEFAULT_URL: Final = "http://127.0.0.1:3000/webhooks/dodo"
-SEND_TIMEOUT: Final = 15.0  # Dodo gives up on an endpoint after 15 s; so do we
+SEND_TIMEOUT: Final = 15.0  # as dodo_cio_tools.sender; kept here so usage errors need no import
 EXIT_OK: Final = 0
 EXIT_HTTP_ERROR: Final = 1
 EXIT_USAGE: Final = 2
@@ -60,38 +60,16 @@ def _extra_headers(items: Sequence[str]) -> dict[str, str]:
     return headers
 
 
-def send_webhook(
-    body: bytes,
-    *,
-    url: str,
-    secret: str,
-    webhook_id: str | None = None,
-    timestamp: int | None = None,
-    headers: dict[str, str] | None = None,
-    timeout: float = SEND_TIMEOUT,
-) -> requests.Response:
-    """POST `body` signed like a Dodo delivery; raises requests.RequestException on no answer."""
-    import requests  # noqa: PLC0415
-
-    from dodo_cio.signature import signature_headers  # noqa: PLC0415
-    from dodo_cio_tools.apigw import first_secret  # noqa: PLC0415
-
-    all_headers = {"content-type": "application/json", "user-agent": "dodo-cio-tools"}
-    all_headers.update(
-        signature_headers(first_secret(secret), body, webhook_id=webhook_id, timestamp=timestamp)
-    )
-    all_headers.update(headers or {})  # last, so a test can deliberately break a signature header
-    return requests.post(url, data=body, headers=all_headers, timeout=timeout)
-
-
 def _cmd_send(args: argparse.Namespace) -> int:
     secret = _secret(args.secret)
     body = _read_body(args.body)
     extra = _extra_headers(args.header or [])
     import requests  # noqa: PLC0415 - after the cheap checks: a usage error needs no HTTP stack
 
+    from dodo_cio_tools import sender  # noqa: PLC0415
+
     try:
-        response = send_webhook(
+        response = sender.send_webhook(
             body,
             url=args.url,
             secret=secret,
@@ -129,6 +107,81 @@ def _cmd_local(args: argparse.Namespace) -> int:
     from dodo_cio_tools import local_run  # noqa: PLC0415
 
     return local_run.run(args)
+
+
+def _aws(service: str, region: str | None) -> Any:
+    import boto3  # noqa: PLC0415 - only the AWS-facing commands pay for it
+
+    client: Any = boto3.client  # one helper for every service the commands touch
+    return client(service, region_name=region) if region else client(service)
+
+
+def _outputs(args: argparse.Namespace, *keys: str) -> dict[str, str]:
+    """Stack outputs when --stack is given, else nothing (the caller then needs explicit options)."""
+    from dodo_cio_tools import operator  # noqa: PLC0415
+
+    if not getattr(args, "stack", None):
+        return {}
+    return operator.resolve_stack_outputs(_aws("cloudformation", args.region), args.stack, required=keys)
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    from dodo_cio_tools import operator  # noqa: PLC0415
+
+    url = args.queue_url or _outputs(args, "DeadLetterQueueUrl").get("DeadLetterQueueUrl")
+    if not url:
+        raise UsageError("pass --stack NAME or --queue-url URL of the dead-letter queue")
+    items = operator.list_dead_letters(_aws("sqs", args.region), url, limit=args.limit)
+    print(operator.dead_letters_json(items) if args.json else operator.format_dead_letters(items, limit=args.limit))
+    return EXIT_OK
+
+
+def _cmd_redrive(args: argparse.Namespace) -> int:
+    from dodo_cio_tools import operator  # noqa: PLC0415
+
+    outputs = _outputs(args, "DeadLetterQueueArn", "RetryQueueArn")
+    dlq_arn = args.dlq_arn or outputs.get("DeadLetterQueueArn")
+    if not dlq_arn:
+        raise UsageError("pass --stack NAME or --dlq-arn ARN")
+    sqs = _aws("sqs", args.region)
+    if args.status:
+        print(operator.format_redrive_status(operator.redrive_status(sqs, dlq_arn)))
+        return EXIT_OK
+    if args.cancel:
+        left = operator.cancel_redrive(sqs, args.cancel)
+        print(f"cancelled; {left if left is not None else 'an unknown number of'} message(s) were already moved")
+        return EXIT_OK
+    # Always name the retry queue: the retry function sends its dead letters itself, so SQS cannot
+    # infer their source queue on its own.
+    destination = args.to_arn or outputs.get("RetryQueueArn")
+    if not destination:
+        raise UsageError("pass --stack NAME or --to-arn ARN of the retry queue")
+    handle = operator.start_redrive(sqs, dlq_arn, destination_arn=destination, rate=args.rate)
+    print(f"redrive started (task {handle}); check progress with: dodo-cio redrive --status")
+    return EXIT_OK
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from dodo_cio_tools import operator  # noqa: PLC0415
+
+    body = _read_body(args.body)
+    outputs = _outputs(args, "WebhookUrl")
+    url = args.url or outputs.get("WebhookUrl") or DEFAULT_URL
+    secret = args.secret or os.environ.get("DODO_WEBHOOK_SECRET", "")
+    if not secret and (args.ssm_path or args.stack):
+        path = (
+            args.ssm_path
+            or operator.resolve_stack_parameters(
+                _aws("cloudformation", args.region), args.stack, required=("SsmParameterPath",)
+            )["SsmParameterPath"]
+        )
+        secret = operator.read_secret_from_ssm(_aws("ssm", args.region), path)
+    secret = _secret(secret)
+    status, text = operator.replay(body, url=url, secret=secret, webhook_id=args.webhook_id)
+    print(f"HTTP {status}")
+    if text:
+        print(text)
+    return EXIT_OK if 200 <= status < 300 else EXIT_HTTP_ERROR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -184,15 +237,62 @@ def _parser() -> argparse.ArgumentParser:
         "--base64", action="store_true", help="base64-encode the body (isBase64Encoded), as for binary bodies"
     )
     event.set_defaults(func=_cmd_event)
+
+    def aws_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stack", help="CloudFormation stack name: read queue URLs/ARNs from its outputs")
+        p.add_argument("--region", help="AWS region (default: your AWS configuration)")
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="list what is on the dead-letter queue (type, customer id, reason, age; never emails)",
+        description="Peek at dead-lettered deliveries without consuming them. Listing briefly hides "
+        "each message and bumps its receive count, which is harmless on a DLQ.",
+    )
+    aws_options(dlq)
+    dlq.add_argument("--queue-url", help="dead-letter queue URL (instead of --stack)")
+    dlq.add_argument("--limit", type=int, default=100, help="at most this many messages (default %(default)s)")
+    dlq.add_argument("--json", action="store_true", help="machine-readable output")
+    dlq.set_defaults(func=_cmd_dlq)
+
+    redrive = sub.add_parser(
+        "redrive",
+        help="move dead-lettered deliveries back to the retry queue (after fixing the cause)",
+        description="Start an SQS message move task from the DLQ to the retry queue at a chosen rate. "
+        "Fix the cause first: a delivery past its retry horizon that fails again goes straight back.",
+    )
+    aws_options(redrive)
+    redrive.add_argument("--dlq-arn", help="dead-letter queue ARN (instead of --stack)")
+    redrive.add_argument("--to-arn", help="retry queue ARN (instead of --stack)")
+    redrive.add_argument("--rate", type=int, help="messages per second, 1-500 (default: as fast as SQS allows)")
+    redrive.add_argument("--status", action="store_true", help="show running and recent redrives instead")
+    redrive.add_argument("--cancel", metavar="TASK_HANDLE", help="cancel a running redrive")
+    redrive.set_defaults(func=_cmd_redrive)
+
+    replay = sub.add_parser(
+        "replay",
+        help="send a saved Dodo webhook body through the bridge again (signed now)",
+        description="Sign BODY_FILE now and POST it to the bridge, through the same path as a Dodo "
+        "delivery. Pass the original --webhook-id so Customer.io deduplicates an event it already has. "
+        "Exit 0 on 2xx, 1 on another HTTP answer, 2 on usage or connection errors.",
+    )
+    aws_options(replay)
+    replay.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
+    replay.add_argument("--url", help=f"webhook endpoint (default: the stack's WebhookUrl, else {DEFAULT_URL})")
+    replay.add_argument("--webhook-id", help="the original webhook-id (keeps Customer.io's dedup id)")
+    replay.add_argument("--secret", help="webhook secret (default: $DODO_WEBHOOK_SECRET, else read from SSM)")
+    replay.add_argument("--ssm-path", help="SSM path holding webhook-secret (default: the stack's parameter)")
+    replay.set_defaults(func=_cmd_replay)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
+    from dodo_cio_tools.operator import OperatorError  # noqa: PLC0415 - stdlib + boto3 types only
+
     try:
         code: int = args.func(args)
-    except UsageError as exc:
+    except (UsageError, OperatorError) as exc:
         print(f"dodo-cio {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     return code
