@@ -58,6 +58,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItem
         if record.message_id in failed:
             raise RetryLater(record.message_id)
 
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

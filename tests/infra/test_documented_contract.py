@@ -32,12 +32,8 @@ def test_every_variable_the_template_sets_is_documented() -> None:
 
 def test_every_variable_the_code_reads_is_documented() -> None:
     section = _readme_section("Configuration")
-    read = set(
-        re.findall(r"env\.get\(\"([A-Z_]+)\"", (ROOT / "layers/dodo_cio/dodo_cio/config.py").read_text())
-    )
-    read |= set(
-        re.findall(r"_float\(env, \"([A-Z_]+)\"", (ROOT / "layers/dodo_cio/dodo_cio/config.py").read_text())
-    )
+    read = set(re.findall(r"env\.get\(\"([A-Z_]+)\"", (ROOT / "layers/dodo_cio/dodo_cio/config.py").read_text()))
+    read |= set(re.findall(r"_float\(env, \"([A-Z_]+)\"", (ROOT / "layers/dodo_cio/dodo_cio/config.py").read_text()))
     assert read, "the pattern found nothing: update this test"
     for name in read:
         assert name in section, f"{name} is read by config.py but not documented"

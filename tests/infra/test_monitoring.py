@@ -267,8 +267,7 @@ def test_dashboard_shows_queues_functions_and_api(dashboard: dict[str, Any]) -> 
         for metric in ("Errors", "Throttles", "Duration")
     ]
     expected += [
-        Metric("AWS/ApiGateway", metric, _dims(ApiId="WebhookApi"))
-        for metric in ("Count", "4xx", "5xx", "Latency")
+        Metric("AWS/ApiGateway", metric, _dims(ApiId="WebhookApi")) for metric in ("Count", "4xx", "5xx", "Latency")
     ]
     assert [m for m in expected if m not in shown] == []
 
@@ -317,11 +316,7 @@ def test_a_backlog_waiting_an_hour_raises_an_alarm(cfn) -> None:
     assert names == {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
     for q in queries.values():
         if "MetricStat" in q:
-            assert q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] == {
-                "Fn::GetAtt": ["RetryQueue", "QueueName"]
-            }
-    window = alarm["EvaluationPeriods"] * next(
-        q["MetricStat"]["Period"] for q in queries.values() if "MetricStat" in q
-    )
+            assert q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["RetryQueue", "QueueName"]}
+    window = alarm["EvaluationPeriods"] * next(q["MetricStat"]["Period"] for q in queries.values() if "MetricStat" in q)
     assert window == 3600 and alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]

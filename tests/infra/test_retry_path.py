@@ -24,9 +24,7 @@ from infra.cfn import (
     sub_template,
 )
 
-SSM_PARAMETER_ARN = (
-    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/*"
-)
+SSM_PARAMETER_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/*"
 # SQS limits: RedrivePolicy.maxReceiveCount is 1..1000; ScalingConfig.MaximumConcurrency is 2..1000.
 SQS_MAX_RECEIVE_COUNT = 1000
 MIN_MAXIMUM_CONCURRENCY = 2
@@ -62,9 +60,7 @@ def retry_role(cfn: dict[str, Any]) -> dict[str, Any]:
 # --- the function -------------------------------------------------------------------------------------
 
 
-def test_retry_function_code_handler_timeout_and_layer(
-    cfn: dict[str, Any], sam_template: dict[str, Any]
-) -> None:
+def test_retry_function_code_handler_timeout_and_layer(cfn: dict[str, Any], sam_template: dict[str, Any]) -> None:
     props = _retry(cfn)["Properties"]
     assert props["Handler"] == "app.lambda_handler"
     assert int(props["Timeout"]) == 30
@@ -132,9 +128,7 @@ def test_event_source_batching(cfn: dict[str, Any], esm: dict[str, Any]) -> None
     assert int(esm["MaximumBatchingWindowInSeconds"]) == 5
 
 
-def test_event_source_caps_concurrency_and_the_function_knows_the_cap(
-    cfn: dict[str, Any], esm: dict[str, Any]
-) -> None:
+def test_event_source_caps_concurrency_and_the_function_knows_the_cap(cfn: dict[str, Any], esm: dict[str, Any]) -> None:
     assert esm["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RetryMaxConcurrency"}
     # Each container paces itself to CUSTOMERIO_RATE_LIMIT_RPS / RETRY_MAX_CONCURRENCY: same value.
     env = _retry(cfn)["Properties"]["Environment"]["Variables"]
@@ -216,17 +210,13 @@ def _sqs_grants(role: dict[str, Any]) -> dict[str, set[Any]]:
     return grants
 
 
-def test_retry_role_is_written_out_without_managed_policies(
-    cfn: dict[str, Any], retry_role: dict[str, Any]
-) -> None:
+def test_retry_role_is_written_out_without_managed_policies(cfn: dict[str, Any], retry_role: dict[str, Any]) -> None:
     """SAM's generated role would carry AWSLambdaSQSQueueExecutionRole: sqs:ReceiveMessage on every queue."""
     role_id, _ = role_of_function(cfn, _retry(cfn))
     assert role_id == "RetryFunctionRole"
     assert retry_role["Properties"].get("ManagedPolicyArns", []) == []
     trust = as_list(retry_role["Properties"]["AssumeRolePolicyDocument"]["Statement"])
-    assert trust == [
-        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
-    ]
+    assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 
 
 def test_retry_role_sqs_grants_are_exactly_its_two_queues(retry_role: dict[str, Any]) -> None:

@@ -30,9 +30,7 @@ from infra.cfn import (
 )
 
 WEBHOOK_PATH = "/webhooks/dodo"
-SSM_PARAMETER_ARN = (
-    "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/*"
-)
+SSM_PARAMETER_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/*"
 
 # cfn-lint findings we accept on the translated template, each with its reason.
 CFN_LINT_IGNORED = {
@@ -49,9 +47,7 @@ def _cfn_lint(path: Path, *ignore: str) -> list[dict[str, Any]]:
     args = [sys.executable, "-c", _CFN_LINT_MAIN, "--format", "json"]
     if ignore:
         args += ["--ignore-checks", *ignore]
-    proc = subprocess.run(
-        [*args, "--", str(path)], capture_output=True, text=True, cwd=REPO_ROOT, check=False
-    )
+    proc = subprocess.run([*args, "--", str(path)], capture_output=True, text=True, cwd=REPO_ROOT, check=False)
     assert proc.stdout.strip(), f"cfn-lint produced no output (rc={proc.returncode}): {proc.stderr}"
     return json.loads(proc.stdout)
 
@@ -132,14 +128,10 @@ def test_checkov_has_no_failed_checks(checkov_results: Results) -> None:
 
 def test_checkov_translated_template_has_no_failed_checks(checkov_translated_results: Results) -> None:
     assert _failed(checkov_translated_results) == []
-    assert len(checkov_translated_results["passed_checks"]) > len(
-        checkov_translated_results["skipped_checks"]
-    )
+    assert len(checkov_translated_results["passed_checks"]) > len(checkov_translated_results["skipped_checks"])
 
 
-def test_checkov_skips_are_all_justified(
-    checkov_results: Results, checkov_translated_results: Results
-) -> None:
+def test_checkov_skips_are_all_justified(checkov_results: Results, checkov_translated_results: Results) -> None:
     skipped = checkov_results["skipped_checks"] + checkov_translated_results["skipped_checks"]
     unjustified = [
         f"{c['check_id']} {c['resource']}"
@@ -151,9 +143,7 @@ def test_checkov_skips_are_all_justified(
     assert unjustified == []
 
 
-def test_every_checkov_skip_in_the_template_is_used(
-    sam_template: dict[str, Any], checkov_results: Results
-) -> None:
+def test_every_checkov_skip_in_the_template_is_used(sam_template: dict[str, Any], checkov_results: Results) -> None:
     """A skip for a check that does not run on that resource is dead text: remove it."""
     declared = {
         (name, skip["id"])
@@ -186,9 +176,7 @@ def test_ingest_answers_before_dodo_gives_up(cfn: dict[str, Any]) -> None:
     assert ingest["Handler"] == "app.lambda_handler"
 
 
-def test_bridge_layer_is_built_for_the_function_platform(
-    cfn: dict[str, Any], sam_template: dict[str, Any]
-) -> None:
+def test_bridge_layer_is_built_for_the_function_platform(cfn: dict[str, Any], sam_template: dict[str, Any]) -> None:
     layer_id, layer = only_resource_of_type(cfn, "AWS::Lambda::LayerVersion")
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]

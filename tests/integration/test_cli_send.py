@@ -98,9 +98,7 @@ def test_send_signs_the_exact_body(receiver: Receiver) -> None:
     assert verify(headers, body, parse_secrets(SECRET)).webhook_id == "msg_fixed"
 
 
-def test_send_reads_stdin_and_the_secret_from_env(
-    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_send_reads_stdin_and_the_secret_from_env(receiver: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DODO_WEBHOOK_SECRET", SECRET)
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b'{"x": 1}')))
     assert cli.main(["send", "-", "--url", receiver.url]) == 0

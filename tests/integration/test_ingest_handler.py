@@ -195,9 +195,7 @@ def test_unknown_type_is_acknowledged_and_not_delivered(bridge) -> None:
 
 
 def test_payout_is_ignored_by_default(bridge) -> None:
-    body = _body(
-        {"type": "payout.success", "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1"}}
-    )
+    body = _body({"type": "payout.success", "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1"}})
     status, answer = bridge.send(body)
     assert (status, answer["status"]) == (200, "ignored")
     assert bridge.sandbox.requests == []
@@ -278,9 +276,7 @@ def test_207_parks_only_the_failed_op_as_permanent(bridge) -> None:
     from dodo_cio_tools.sandbox import ScriptedResponse
 
     bridge.sandbox.script(
-        ScriptedResponse(
-            207, body={"errors": [{"batch_index": 0, "reason": "invalid", "field": "attributes"}]}
-        )
+        ScriptedResponse(207, body={"errors": [{"batch_index": 0, "reason": "invalid", "field": "attributes"}]})
     )
     code, _ = bridge.send(SAMPLES["subscription.active.json"])
     assert code == 202

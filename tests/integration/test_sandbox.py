@@ -165,9 +165,7 @@ def test_oversize_batch_and_oversize_item_are_413(sandbox: TrackSandbox, http: r
 
 
 def test_scripted_statuses_come_in_order_then_normal(sandbox: TrackSandbox, http: requests.Session) -> None:
-    sandbox.script(
-        503, ScriptedResponse(429, headers={"Retry-After": "2"}), ScriptedResponse(500, body=b"oops")
-    )
+    sandbox.script(503, ScriptedResponse(429, headers={"Retry-After": "2"}), ScriptedResponse(500, body=b"oops"))
     first = post(http, sandbox, "/api/v2/entity", EVENT)
     second = post(http, sandbox, "/api/v2/entity", EVENT)
     third = post(http, sandbox, "/api/v2/entity", EVENT)
@@ -283,10 +281,7 @@ def test_control_endpoints(sandbox: TrackSandbox, http: requests.Session) -> Non
         requests.post(base + "/__sandbox/config", json={"fail_rate": 0}, timeout=5).raise_for_status()
     assert requests.post(base + "/__sandbox/config", json={"fail_rate": 3}, timeout=5).status_code == 400
     assert (
-        requests.post(
-            base + "/__sandbox/script", json={"responses": [{"action": "x"}]}, timeout=5
-        ).status_code
-        == 400
+        requests.post(base + "/__sandbox/script", json={"responses": [{"action": "x"}]}, timeout=5).status_code == 400
     )
 
 

@@ -29,9 +29,7 @@ def create_queues(sqs: Any) -> tuple[str, str]:
         QueueName="dodo-cio-dlq",
         Attributes={"MessageRetentionPeriod": str(dlq_props.get("MessageRetentionPeriod", 1209600))},
     )["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     props = queue_properties("RetryQueue")
     redrive = props.get("RedrivePolicy") or {}
     queue_url = sqs.create_queue(
@@ -65,6 +63,4 @@ def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
         messages = got.get("Messages", [])
         if not messages:
             return out
-        out.extend(
-            {"body": json.loads(m["Body"]), "attributes": m.get("MessageAttributes", {})} for m in messages
-        )
+        out.extend({"body": json.loads(m["Body"]), "attributes": m.get("MessageAttributes", {})} for m in messages)

@@ -320,9 +320,7 @@ def test_no_ops_no_request(mock_http: Any) -> None:
 
 
 class FakeResponse:
-    def __init__(
-        self, status: int = 200, content: bytes = b"", headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int = 200, content: bytes = b"", headers: dict[str, str] | None = None) -> None:
         self.status_code = status
         self.content = content
         self.headers = headers or {}

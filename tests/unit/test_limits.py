@@ -34,9 +34,7 @@ def json_len(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
-def make_op(
-    attributes: dict[str, Any] | None = None, name: str = "payment.succeeded", **extra: Any
-) -> dict[str, Any]:
+def make_op(attributes: dict[str, Any] | None = None, name: str = "payment.succeeded", **extra: Any) -> dict[str, Any]:
     op: dict[str, Any] = {
         "type": "person",
         "identifiers": {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"},

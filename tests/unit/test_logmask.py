@@ -11,9 +11,7 @@ from dodo_cio.logmask import MaskingFormatter, mask_emails
 
 
 def test_mask_emails_keeps_first_letter_and_domain() -> None:
-    assert (
-        mask_emails("to maya.fernandes@example.com and x@y.co.uk") == "to m***@example.com and x***@y.co.uk"
-    )
+    assert mask_emails("to maya.fernandes@example.com and x@y.co.uk") == "to m***@example.com and x***@y.co.uk"
     assert mask_emails("no address here") == "no address here"
 
 

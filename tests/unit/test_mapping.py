@@ -50,9 +50,7 @@ def event_of(doc: dict[str, Any], webhook_id: str = WEBHOOK_ID) -> DodoEvent:
     return DodoEvent(webhook_id, envelope, payload)
 
 
-def ops_of(
-    doc: dict[str, Any], config: MappingConfig | None = None, webhook_id: str = WEBHOOK_ID
-) -> list[Op]:
+def ops_of(doc: dict[str, Any], config: MappingConfig | None = None, webhook_id: str = WEBHOOK_ID) -> list[Op]:
     return map_event(event_of(doc, webhook_id), config or MappingConfig())
 
 

@@ -173,9 +173,7 @@ def test_integer_with_too_many_digits_is_a_payload_error() -> None:
     assert info.value.field == "body"
 
 
-@pytest.mark.parametrize(
-    "raw", [b"[]", b'[{"type": "payment.succeeded"}]', b'"payment.succeeded"', b"42", b"null"]
-)
+@pytest.mark.parametrize("raw", [b"[]", b'[{"type": "payment.succeeded"}]', b'"payment.succeeded"', b"42", b"null"])
 def test_json_that_is_not_an_object(raw: bytes) -> None:
     with pytest.raises(PayloadError) as info:
         parse_json(raw)
@@ -549,9 +547,7 @@ def test_nan_and_infinity_are_rejected() -> None:
 
 
 def test_lone_surrogates_are_replaced_so_the_text_can_be_sent() -> None:
-    doc = parse_json(
-        b'{"type": "payment.succeeded", "data": {"name": "ab\\ud83dcd", "ok": "\\ud83d\\ude80"}}'
-    )
+    doc = parse_json(b'{"type": "payment.succeeded", "data": {"name": "ab\\ud83dcd", "ok": "\\ud83d\\ude80"}}')
     assert doc["data"]["name"] == "ab?cd"
     assert doc["data"]["ok"] == "\U0001f680"
     doc["data"]["name"].encode("utf-8")

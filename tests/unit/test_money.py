@@ -118,9 +118,7 @@ def test_rejects_non_int(bad: object) -> None:
         to_major(bad, "USD")  # type: ignore[arg-type]
 
 
-@given(
-    minor=st.integers(min_value=-(10**15) + 1, max_value=10**15 - 1), code=st.sampled_from(sorted(EXPONENTS))
-)
+@given(minor=st.integers(min_value=-(10**15) + 1, max_value=10**15 - 1), code=st.sampled_from(sorted(EXPONENTS)))
 def test_matches_decimal_division(minor: int, code: str) -> None:
     places = EXPONENTS[code]
     result = to_major(minor, code)

@@ -45,9 +45,7 @@ def parked(**changes: Any) -> ParkedDelivery:
         "first_seen": 1792055310,
         "attempts": 1,
         "ops": OPS,
-        "last_error": LastError(
-            kind="transient", reason="HTTP 503: busy", status=503, at=1792055311, retry_after=30.0
-        ),
+        "last_error": LastError(kind="transient", reason="HTTP 503: busy", status=503, at=1792055311, retry_after=30.0),
         "customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
     }
     fields.update(changes)
@@ -102,9 +100,7 @@ def test_round_trip(item: ParkedDelivery) -> None:
     assert ParkedDelivery.from_json(text.encode("utf-8")) == item
 
 
-@pytest.mark.parametrize(
-    ("kind", "permanent"), [("permanent", True), ("transient", False), ("config", False)]
-)
+@pytest.mark.parametrize(("kind", "permanent"), [("permanent", True), ("transient", False), ("config", False)])
 def test_permanent_flag(kind: str, permanent: bool) -> None:
     item = parked(last_error=LastError(kind=kind, reason="r"))
     assert item.last_error.permanent is permanent

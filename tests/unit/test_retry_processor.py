@@ -84,8 +84,7 @@ def partial_207(failures: dict[int, str]) -> Answer:
     def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
         return DeliveryResult(
             tuple(
-                OpResult("permanent", failures[i]) if i in failures else OpResult("delivered")
-                for i in range(len(ops))
+                OpResult("permanent", failures[i]) if i in failures else OpResult("delivered") for i in range(len(ops))
             ),
             207,
         )
@@ -149,9 +148,7 @@ def parked(
 
 def record(tag: str, body: ParkedDelivery | str, receive_count: int = 1) -> SqsRecord:
     text = body if isinstance(body, str) else body.to_json()
-    return SqsRecord(
-        message_id=f"id-{tag}", receipt_handle=f"rh-{tag}", body=text, receive_count=receive_count
-    )
+    return SqsRecord(message_id=f"id-{tag}", receipt_handle=f"rh-{tag}", body=text, receive_count=receive_count)
 
 
 def processor(sqs: FakeSqs, rng: float = 0.5, clock: float = NOW) -> RetryProcessor:
@@ -273,9 +270,7 @@ def test_400_dead_letters_the_whole_message() -> None:
 
 def test_dlq_send_failing_keeps_the_message_for_retry() -> None:
     sqs = FakeSqs(failing_queues=[DLQ_URL])
-    outcomes = processor(sqs).process(
-        [record("a", parked("a"))], FakeSender(every_op("permanent", 400, "HTTP 400"))
-    )
+    outcomes = processor(sqs).process([record("a", parked("a"))], FakeSender(every_op("permanent", 400, "HTTP 400")))
     assert outcomes[0].verdict == "retry"
     assert failed_message_ids(outcomes) == {"id-a"}
     assert sqs.sent == []
@@ -289,9 +284,7 @@ def test_dlq_send_failing_keeps_the_message_for_retry() -> None:
     ("status", "reason"),
     [(500, "HTTP 500"), (503, "HTTP 503: busy"), (429, "HTTP 429"), (None, "timeout: ReadTimeout")],
 )
-def test_transient_failures_are_retried_with_the_backoff_of_each_message(
-    status: int | None, reason: str
-) -> None:
+def test_transient_failures_are_retried_with_the_backoff_of_each_message(status: int | None, reason: str) -> None:
     sqs = FakeSqs()
     # attempts + receive count: a -> 1 + 1 = 2 (ceiling 60), b -> 4 + 3 = 7 (ceiling 900),
     # c -> 2 + 2 = 4 (ceiling 240). rng() = 0.5 waits half the ceiling.
@@ -346,9 +339,7 @@ def test_a_mix_of_config_and_transient_ops_backs_off_as_transient() -> None:
 
 def test_visibility_change_failing_still_retries() -> None:
     sqs = FakeSqs(visibility_fails=True)
-    outcomes = processor(sqs).process(
-        [record("a", parked("a"))], FakeSender(every_op("transient", 503, "HTTP 503"))
-    )
+    outcomes = processor(sqs).process([record("a", parked("a"))], FakeSender(every_op("transient", 503, "HTTP 503")))
     assert outcomes[0].verdict == "retry"
     assert outcomes[0].delay is None  # the queue's own visibility timeout brings it back
     assert failed_message_ids(outcomes) == {"id-a"}

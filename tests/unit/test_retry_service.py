@@ -429,9 +429,7 @@ def _reset_service(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("retry_app")._service = None
 
 
-def test_handler_reports_only_the_retried_message(
-    retry_app: ModuleType, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_handler_reports_only_the_retried_message(retry_app: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
     h = install(retry_app, FakeSession({"op_b0": 503, "op_c0": 400}, max_ops=1))
     event = {"Records": [lambda_record(t, parked(t)) for t in "abc"]}
     response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))

@@ -330,9 +330,7 @@ def test_signature_headers_defaults() -> None:
     assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature"}
     assert re.fullmatch(r"msg_[0-9A-Za-z]{27}", headers["webhook-id"])
     assert before <= int(headers["webhook-timestamp"]) <= after
-    assert headers["webhook-signature"] == sign(
-        KEY, headers["webhook-id"], int(headers["webhook-timestamp"]), BODY
-    )
+    assert headers["webhook-signature"] == sign(KEY, headers["webhook-id"], int(headers["webhook-timestamp"]), BODY)
     assert signature_headers(KEY, BODY)["webhook-id"] != headers["webhook-id"]
 
 

@@ -16,9 +16,7 @@ MAX_TIME = 2**48 - 1
 
 def reference_ulid(seed: str, time_ms: int) -> str:
     """Bit string -> 5-bit groups: a different route from the module's shift-and-mask loop."""
-    bits = format(time_ms, "048b") + "".join(
-        format(b, "08b") for b in hashlib.sha256(seed.encode()).digest()[:10]
-    )
+    bits = format(time_ms, "048b") + "".join(format(b, "08b") for b in hashlib.sha256(seed.encode()).digest()[:10])
     bits = "00" + bits  # 128 bits padded to 130 = 26 * 5
     return "".join(CROCKFORD[int(bits[i : i + 5], 2)] for i in range(0, 130, 5))
 

@@ -103,9 +103,7 @@ class Secrets:
 
     def require_customerio(self) -> tuple[str, str]:
         if not self.site_id or not self.api_key:
-            raise ConfigError(
-                "Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)"
-            )
+            raise ConfigError("Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)")
         return self.site_id, self.api_key
 
 

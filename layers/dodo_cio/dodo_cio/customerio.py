@@ -104,8 +104,7 @@ def classify_response(
             # Cannot tell which items failed: resend all; event ids make that safe.
             return _all(n_ops, "transient", _reason(status, body) + " (unreadable 207)"), retry_after
         return tuple(
-            OpResult("permanent", by_index[i]) if i in by_index else OpResult("delivered")
-            for i in range(n_ops)
+            OpResult("permanent", by_index[i]) if i in by_index else OpResult("delivered") for i in range(n_ops)
         ), retry_after
     if 200 <= status < 300:
         return _all(n_ops, "delivered", ""), None
@@ -164,18 +163,12 @@ class TrackClient:
             return self._failed(ops, f"timeout: {type(exc).__name__}", start)
         except requests.RequestException as exc:
             return self._failed(ops, f"connection error: {type(exc).__name__}", start)
-        results, retry_after = classify_response(
-            response.status_code, body, response.headers, len(ops), batch=batch
-        )
-        return DeliveryResult(
-            results, response.status_code, retry_after, (time.perf_counter() - start) * 1000
-        )
+        results, retry_after = classify_response(response.status_code, body, response.headers, len(ops), batch=batch)
+        return DeliveryResult(results, response.status_code, retry_after, (time.perf_counter() - start) * 1000)
 
     @staticmethod
     def _failed(ops: Sequence[dict[str, Any]], reason: str, start: float) -> DeliveryResult:
-        return DeliveryResult(
-            _all(len(ops), "transient", reason), None, None, (time.perf_counter() - start) * 1000
-        )
+        return DeliveryResult(_all(len(ops), "transient", reason), None, None, (time.perf_counter() - start) * 1000)
 
     def close(self) -> None:
         self._session.close()

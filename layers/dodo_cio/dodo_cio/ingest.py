@@ -159,11 +159,7 @@ class IngestService:
             self.logger.exception("mapping failed")
             return _error(500, "mapping failed")
         if not ops:
-            reason = (
-                "event type not sent"
-                if event.type in self.mapping.ignored_types
-                else "no customer to address"
-            )
+            reason = "event type not sent" if event.type in self.mapping.ignored_types else "no customer to address"
             self._count("IgnoredEvent")
             self.logger.info("nothing to deliver", extra={"reason": reason})
             return HttpResponse(200, {"status": "ignored", "reason": reason})
@@ -216,9 +212,7 @@ class IngestService:
         self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
         return result
 
-    def _deliver(
-        self, event: DodoEvent, ops: list[Op], site_id: str | None, api_key: str | None
-    ) -> HttpResponse:
+    def _deliver(self, event: DodoEvent, ops: list[Op], site_id: str | None, api_key: str | None) -> HttpResponse:
         sendable, unfixable = self._fit(ops)
         result = self._send(sendable, site_id, api_key) if sendable else None
 
@@ -240,9 +234,7 @@ class IngestService:
             self._count("OpsDelivered", delivered)
         if not failed:
             self._count("WebhookDelivered")
-            self.logger.info(
-                "delivered", extra={"ops": delivered, "status": result.status if result else None}
-            )
+            self.logger.info("delivered", extra={"ops": delivered, "status": result.status if result else None})
             return HttpResponse(200, {"status": "delivered"})
         return self._park(event, failed, reasons, result)
 

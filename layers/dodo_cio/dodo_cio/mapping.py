@@ -64,9 +64,7 @@ class IdentifierStrategy:
             return cls(kind="email")
         if value.startswith("metadata:") and value[len("metadata:") :].strip():
             return cls(kind="metadata", metadata_key=value[len("metadata:") :].strip())
-        raise MappingConfigError(
-            f"identifier strategy {value!r} is not one of customer_id, email, metadata:<key>"
-        )
+        raise MappingConfigError(f"identifier strategy {value!r} is not one of customer_id, email, metadata:<key>")
 
     def resolve(
         self, customer_id: str, email: str | None, metadata: Iterable[Mapping[str, Any]] = ()
@@ -150,9 +148,7 @@ def _time(raw: Mapping[str, Any], key: str) -> int | None:
     return to_unix_seconds(raw.get(key))
 
 
-def money(
-    prefix: str, minor: int | None, currency: str | None, exponents: Mapping[str, int]
-) -> dict[str, Any]:
+def money(prefix: str, minor: int | None, currency: str | None, exponents: Mapping[str, int]) -> dict[str, Any]:
     """`{prefix: 19.99, prefix_minor: 1999, prefix_currency: "USD"}`; empty when unknown."""
     if minor is None or not currency:
         return {}
@@ -193,9 +189,7 @@ def subscription_profile(sub: Subscription, exponents: Mapping[str, int]) -> dic
             "subscription_status": sub.status,
             "subscription_product_id": sub.product_id,
             "subscription_quantity": _int(raw, "quantity"),
-            **money(
-                "subscription_amount", _int(raw, "recurring_pre_tax_amount"), _str(raw, "currency"), exponents
-            ),
+            **money("subscription_amount", _int(raw, "recurring_pre_tax_amount"), _str(raw, "currency"), exponents),
             "subscription_tax_inclusive": _bool(raw, "tax_inclusive"),
             "subscription_billing_interval": interval,
             "subscription_billing_interval_count": count,
@@ -253,9 +247,7 @@ def payment_attributes(p: Payment, exponents: Mapping[str, int]) -> dict[str, An
             "payment_link": _str(raw, "payment_link"),
             "billing_country": _str(billing, "country"),
             "created_at": _time(raw, "created_at"),
-            "metadata": _safe_metadata(
-                raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None
-            ),
+            "metadata": _safe_metadata(raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None),
         }
     )
 
@@ -299,9 +291,7 @@ def subscription_attributes(s: Subscription, exponents: Mapping[str, int]) -> di
             "scheduled_product_id": _str(change, "product_id") if change else None,
             "scheduled_change_at": _time(change, "effective_at") if change else None,
             "created_at": _time(raw, "created_at"),
-            "metadata": _safe_metadata(
-                raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None
-            ),
+            "metadata": _safe_metadata(raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None),
         }
     )
 
@@ -317,9 +307,7 @@ def refund_attributes(r: Refund, exponents: Mapping[str, int]) -> dict[str, Any]
             "is_partial": _bool(raw, "is_partial"),
             "reason": _str(raw, "reason"),
             "created_at": _time(raw, "created_at"),
-            "metadata": _safe_metadata(
-                raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None
-            ),
+            "metadata": _safe_metadata(raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None),
         }
     )
 
@@ -435,9 +423,7 @@ def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
         customer_id = customer.customer_id
         metadata_sources.append(customer.metadata)
         profile = {**customer_profile(customer), **profile}
-    identifiers = config.identifier.resolve(
-        customer_id, customer.email if customer else None, metadata_sources
-    )
+    identifiers = config.identifier.resolve(customer_id, customer.email if customer else None, metadata_sources)
 
     ops: list[Op] = []
     if config.send_identify and profile:
@@ -458,9 +444,7 @@ def map_event(event: DodoEvent, config: MappingConfig) -> list[Op]:
             for op in ops:
                 if op["action"] == "event":
                     op["attributes"] = {**op["attributes"], **extra}
-    removed = config.removed_attributes.get("*", frozenset()) | config.removed_attributes.get(
-        event.type, frozenset()
-    )
+    removed = config.removed_attributes.get("*", frozenset()) | config.removed_attributes.get(event.type, frozenset())
     if removed:
         for op in ops:
             op["attributes"] = {k: v for k, v in op.get("attributes", {}).items() if k not in removed}

@@ -138,9 +138,7 @@ def plan_requests(
     return requests
 
 
-def send_with_split(
-    sender: Sender, ops: Sequence[dict[str, Any]], on_request: Callable[[], None]
-) -> list[OpFate]:
+def send_with_split(sender: Sender, ops: Sequence[dict[str, Any]], on_request: Callable[[], None]) -> list[OpFate]:
     """Send ops; on 413 split in halves until each part fits (a single op that never fits is permanent)."""
     on_request()
     result = sender.send(ops)
@@ -148,9 +146,7 @@ def send_with_split(
         if len(ops) == 1:
             return [OpFate(OpResult("permanent", "HTTP 413: op too large for Customer.io"), 413, None)]
         middle = len(ops) // 2
-        return send_with_split(sender, ops[:middle], on_request) + send_with_split(
-            sender, ops[middle:], on_request
-        )
+        return send_with_split(sender, ops[:middle], on_request) + send_with_split(sender, ops[middle:], on_request)
     return [OpFate(r, result.status, result.retry_after) for r in result.results]
 
 
@@ -201,18 +197,12 @@ class RetryProcessor:
 
     # -- verdicts -------------------------------------------------------------------------------
 
-    def _decide(
-        self, record: SqsRecord, parked: ParkedDelivery, fates: list[OpFate], now: float
-    ) -> MessageOutcome:
+    def _decide(self, record: SqsRecord, parked: ParkedDelivery, fates: list[OpFate], now: float) -> MessageOutcome:
         attempts = parked.attempts + record.receive_count
         delivered = [op for op, f in zip(parked.ops, fates, strict=True) if f.result.outcome == "delivered"]
-        permanent = [
-            (op, f) for op, f in zip(parked.ops, fates, strict=True) if f.result.outcome == "permanent"
-        ]
+        permanent = [(op, f) for op, f in zip(parked.ops, fates, strict=True) if f.result.outcome == "permanent"]
         waiting = [
-            (op, f)
-            for op, f in zip(parked.ops, fates, strict=True)
-            if f.result.outcome in ("transient", "config")
+            (op, f) for op, f in zip(parked.ops, fates, strict=True) if f.result.outcome in ("transient", "config")
         ]
         if not permanent and not waiting:
             return MessageOutcome(record, "delivered", delivered_ops=len(delivered))
@@ -226,9 +216,7 @@ class RetryProcessor:
                 )
 
         if not waiting:
-            return MessageOutcome(
-                record, "dead_letter", permanent[0][1].result.reason, delivered_ops=len(delivered)
-            )
+            return MessageOutcome(record, "dead_letter", permanent[0][1].result.reason, delivered_ops=len(delivered))
 
         kind = "config" if all(f.result.outcome == "config" for _, f in waiting) else "transient"
         fate = waiting[0][1]
@@ -238,26 +226,18 @@ class RetryProcessor:
             expired = self._with_error(parked, [op for op, _ in waiting], fate, kind, attempts, now)
             expired = replace(
                 expired,
-                last_error=replace(
-                    expired.last_error, reason=f"gave up after {hours:.1f} h: {fate.result.reason}"
-                ),
+                last_error=replace(expired.last_error, reason=f"gave up after {hours:.1f} h: {fate.result.reason}"),
             )
             if self._send(self.dead_letter_queue_url, expired):
-                return MessageOutcome(
-                    record, "dead_letter", expired.last_error.reason, delivered_ops=len(delivered)
-                )
-            return self._retry(
-                record, parked, attempts, kind, retry_after, "could not reach the DLQ", len(delivered)
-            )
+                return MessageOutcome(record, "dead_letter", expired.last_error.reason, delivered_ops=len(delivered))
+            return self._retry(record, parked, attempts, kind, retry_after, "could not reach the DLQ", len(delivered))
 
         delay = self.policy.delay(attempts, kind=kind, retry_after=retry_after, rng=self.rng)
         if delivered or permanent:
             remaining = self._with_error(parked, [op for op, _ in waiting], fate, kind, attempts, now)
             if self._send(self.retry_queue_url, remaining, delay=min(delay, 900)):
                 return MessageOutcome(record, "repark", fate.result.reason, delay, len(delivered))
-        return self._retry(
-            record, parked, attempts, kind, retry_after, fate.result.reason, len(delivered), delay
-        )
+        return self._retry(record, parked, attempts, kind, retry_after, fate.result.reason, len(delivered), delay)
 
     def _retry(
         self,
