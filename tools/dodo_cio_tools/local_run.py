@@ -6,6 +6,12 @@ queues are created with the attributes template.yaml gives them; Customer.io is 
 sandbox unless real credentials are given. Each HTTP request becomes an API Gateway HTTP API v2
 event, built as API Gateway builds it (see `apigw.py`).
 
+Parked deliveries are drained as the deployed stack drains them: `functions/retry/app.py` runs in a
+background thread fed by `event_source.SqsEventSource` (Lambda's SQS poller, which moto does not
+emulate), with the batch size and partial-batch setting of the template's RetryFunction event. The
+backoff runs `--backoff-scale` times the real schedule (default 0.01: waits of 1-9 s instead of up to
+15 min; horizons scaled alike), so a demo sees retries in seconds; `--backoff-scale 1` is production.
+
 Only stdlib is imported at module level: `cli.py` imports this to build its argument parser.
 """
 
@@ -25,7 +31,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, ModuleType
@@ -37,16 +43,24 @@ from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET, ROUTE_KEY, WEBHOOK_PATH, ht
 if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType as QueueAttributeName
 
+    from dodo_cio.backoff import BackoffPolicy
+    from dodo_cio_tools.event_source import PollResult
     from dodo_cio_tools.sandbox import TrackSandbox
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_TEMPLATE: Final = REPO_ROOT / "template.yaml"
 INGEST_DIR: Final = REPO_ROOT / "functions" / "ingest"
+RETRY_APP: Final = REPO_ROOT / "functions" / "retry" / "app.py"
+RETRY_MODULE_NAME: Final = "retry_app"  # both handlers are modules named `app`
 STACK_NAME: Final = "dodo-cio-local"
 REGION: Final = "us-east-1"
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 3000
 DEFAULT_SANDBOX_PORT: Final = 4010
+# The local run's retry schedule: this fraction of the real one (base, cap and horizons alike).
+BACKOFF_SCALE_ENV: Final = "DODO_CIO_BACKOFF_SCALE"
+DEFAULT_BACKOFF_SCALE: Final = 0.01
+DEFAULT_DRAIN_INTERVAL: Final = 1.0  # seconds between polls of an empty retry queue
 # Local sandbox credentials; only the sandbox accepts them.
 SANDBOX_SITE_ID: Final = "local-site"
 SANDBOX_API_KEY: Final = "local-api-key"
@@ -98,6 +112,12 @@ class TemplateSettings:
     environment: dict[str, str]
     timeout_seconds: int
     memory_mb: int
+    # The retry function and its SQS event source.
+    retry_environment: dict[str, str] = field(default_factory=dict)
+    retry_timeout_seconds: int = 30
+    retry_memory_mb: int = 256
+    retry_batch_size: int = 10
+    retry_reports_batch_item_failures: bool = True
 
 
 def _resolve(value: Any, params: Mapping[str, Any], where: str) -> Any:
@@ -177,16 +197,11 @@ def read_template(path: Path = DEFAULT_TEMPLATE) -> TemplateSettings:
 
     globals_fn = (doc.get("Globals") or {}).get("Function") or {}
     function = _get(resources, "IngestFunction", "Properties")
-    environment: dict[str, str] = {}
-    for source, where in ((globals_fn, "Globals.Function"), (function, "IngestFunction")):
-        variables = ((source.get("Environment") or {}).get("Variables")) or {}
-        for key, value in variables.items():
-            if key == "RETRY_QUEUE_URL":  # a !Ref to the queue: the local run sets the moto URL
-                continue
-            resolved = _resolve(value, params, f"{where}.Environment.Variables.{key}")
-            environment[key] = "" if resolved is None else str(resolved)
+    environment = _function_environment(globals_fn, function, params, "IngestFunction")
     timeout = _as_int(function.get("Timeout", globals_fn.get("Timeout", 3)), "Timeout")
     memory = _as_int(function.get("MemorySize", globals_fn.get("MemorySize", 128)), "MemorySize")
+    retry_fn = _get(resources, "RetryFunction", "Properties")
+    batch_size, report_failures = _retry_event_source(retry_fn, params)
     return TemplateSettings(
         retry_queue=retry_spec,
         dead_letter_queue=_queue_spec(dlq, params, "RetryDeadLetterQueue", f"{STACK_NAME}-retry-dlq"),
@@ -194,7 +209,46 @@ def read_template(path: Path = DEFAULT_TEMPLATE) -> TemplateSettings:
         environment=environment,
         timeout_seconds=timeout,
         memory_mb=memory,
+        retry_environment=_function_environment(globals_fn, retry_fn, params, "RetryFunction"),
+        retry_timeout_seconds=_as_int(retry_fn.get("Timeout", globals_fn.get("Timeout", 3)), "RetryFunction.Timeout"),
+        retry_memory_mb=_as_int(
+            retry_fn.get("MemorySize", globals_fn.get("MemorySize", 128)), "RetryFunction.MemorySize"
+        ),
+        retry_batch_size=batch_size,
+        retry_reports_batch_item_failures=report_failures,
     )
+
+
+# Queue URLs are `!Ref`s to the queues: the local run sets moto's URLs instead.
+_QUEUE_URL_VARIABLES: Final = frozenset({"RETRY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL"})
+
+
+def _function_environment(
+    globals_fn: Mapping[str, Any], function: Mapping[str, Any], params: Mapping[str, Any], logical_id: str
+) -> dict[str, str]:
+    environment: dict[str, str] = {}
+    for source, where in ((globals_fn, "Globals.Function"), (function, logical_id)):
+        variables = ((source.get("Environment") or {}).get("Variables")) or {}
+        for key, value in variables.items():
+            if key in _QUEUE_URL_VARIABLES:
+                continue
+            resolved = _resolve(value, params, f"{where}.Environment.Variables.{key}")
+            environment[key] = "" if resolved is None else str(resolved)
+    return environment
+
+
+def _retry_event_source(function: Mapping[str, Any], params: Mapping[str, Any]) -> tuple[int, bool]:
+    """(BatchSize, ReportBatchItemFailures) of the RetryFunction's SQS event on the RetryQueue."""
+    events = function.get("Events") or {}
+    sqs_events = [(name, e) for name, e in events.items() if isinstance(e, dict) and e.get("Type") == "SQS"]
+    if len(sqs_events) != 1:
+        raise LocalRunError("template.yaml: RetryFunction must have exactly one SQS event (the retry queue)")
+    name, event = sqs_events[0]
+    props = event.get("Properties") or {}
+    where = f"RetryFunction.Events.{name}.BatchSize"
+    batch_size = _as_int(_resolve(props.get("BatchSize", 10), params, where), where)
+    report = "ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or [])
+    return batch_size, report
 
 
 # --- The bridge ----------------------------------------------------------------------------------
@@ -214,13 +268,15 @@ class LocalBridgeInfo:
 class FakeLambdaContext:
     """The attributes Powertools reads from a LambdaContext, for one invocation."""
 
-    def __init__(self, function_name: str, memory_mb: int, timeout_seconds: int) -> None:
+    def __init__(
+        self, function_name: str, memory_mb: int, timeout_seconds: int, logical_id: str = "IngestFunction"
+    ) -> None:
         self.function_name = function_name
         self.function_version = "$LATEST"
         self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
         self.memory_limit_in_mb = memory_mb
         self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{STACK_NAME}/IngestFunction"
+        self.log_group_name = f"/aws/lambda/{STACK_NAME}/{logical_id}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_seconds
 
@@ -259,25 +315,98 @@ def _load_ingest_module() -> ModuleType:
     return module
 
 
+def load_retry_module() -> ModuleType:
+    """functions/retry/app.py under its own name (`retry_app`): both handlers are modules named `app`.
+
+    Loaded once per process, like a warm container; import it after setting the environment
+    (Powertools reads its service name and namespace at import time).
+    """
+    target = RETRY_APP.resolve()
+    existing = sys.modules.get(RETRY_MODULE_NAME)
+    if existing is not None and Path(getattr(existing, "__file__", "") or "").resolve() == target:
+        return existing
+    spec = importlib.util.spec_from_file_location(RETRY_MODULE_NAME, target)
+    if spec is None or spec.loader is None:
+        raise LocalRunError(f"cannot load {target}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[RETRY_MODULE_NAME] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(RETRY_MODULE_NAME, None)
+        raise
+    return module
+
+
 def _reset_handler_state(module: ModuleType | None) -> None:
     """Drop the warm container's cached service and Powertools' cached parameters."""
     from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
 
     if module is not None:
         service = getattr(module, "_service", None)
-        client = getattr(service, "_client", None)
-        if client is not None:
-            with contextlib.suppress(Exception):
-                client.close()
+        # IngestService and RetryService keep their TrackClient in a ClientCache (`_clients`).
+        cache = getattr(service, "_clients", None)
+        for client in (getattr(service, "_client", None), getattr(cache, "_client", None)):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
         module._service = None  # type: ignore[attr-defined]
     parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+def backoff_scale_from_env(env: Mapping[str, str] | None = None) -> float:
+    """$DODO_CIO_BACKOFF_SCALE, else the local default; must be in (0, 1]."""
+    raw = (os.environ if env is None else env).get(BACKOFF_SCALE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BACKOFF_SCALE
+    try:
+        return _check_scale(float(raw))
+    except ValueError:
+        raise LocalRunError(f"{BACKOFF_SCALE_ENV} must be a number in (0, 1], not {raw!r}") from None
+
+
+def _check_scale(scale: float) -> float:
+    if not 0 < scale <= 1:  # also rejects nan
+        raise ValueError(f"the backoff scale must be in (0, 1], not {scale!r}")
+    return scale
+
+
+def scaled_backoff(scale: float) -> BackoffPolicy:
+    """The production BackoffPolicy with base, cap and both horizons multiplied by `scale`.
+
+    Scaling all four keeps the schedule's proportions, including the template's arithmetic that a
+    delivery reaches its horizon long before maxReceiveCount (SQS's 1 s minimum visibility aside).
+    """
+    from dodo_cio.backoff import BackoffPolicy  # noqa: PLC0415
+
+    real = BackoffPolicy()
+    if scale == 1:
+        return real
+    return BackoffPolicy(
+        base=real.base * scale,
+        cap=real.cap * scale,
+        transient_horizon=max(1, round(real.transient_horizon * scale)),
+        config_horizon=max(1, round(real.config_horizon * scale)),
+    )
+
+
+def describe_backoff(policy: BackoffPolicy) -> str:
+    return (
+        f"waits 1-{max(1, int(policy.cap))} s, gives up after {policy.transient_horizon / 3600:.3g} h "
+        f"(transient) / {policy.config_horizon / 3600:.3g} h (configuration errors)"
+    )
 
 
 class LocalBridge:
     """moto + queues + SSM + (sandbox) + HTTP endpoint around the real ingest handler.
 
     `start()` then `stop()`; tests run it on port 0. Environment variables it sets are restored by
-    `stop()`, and the handler module's cached service is reset on both ends.
+    `stop()`, and the handler modules' cached services are reset on both ends.
+
+    With `drain` (the default) the retry function drains the retry queue in a background thread,
+    as its SQS event source would; `backoff_scale` (default: $DODO_CIO_BACKOFF_SCALE, else 0.01)
+    shrinks its schedule so retries happen in seconds; `drain_interval` is the pause after a poll
+    that found nothing visible.
     """
 
     def __init__(
@@ -291,9 +420,18 @@ class LocalBridge:
         customerio_site_id: str | None = None,
         customerio_api_key: str | None = None,
         log: Callable[[str], None] | None = None,
+        drain: bool = True,
+        backoff_scale: float | None = None,
+        drain_interval: float = DEFAULT_DRAIN_INTERVAL,
     ) -> None:
         if bool(customerio_site_id) != bool(customerio_api_key):
             raise LocalRunError("set both CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY, or neither")
+        try:
+            self.backoff_scale = backoff_scale_from_env() if backoff_scale is None else _check_scale(backoff_scale)
+        except ValueError as exc:
+            raise LocalRunError(str(exc)) from None
+        self.drain = drain
+        self.drain_interval = drain_interval
         self.host = host
         self.port = port
         self.sandbox_port = sandbox_port
@@ -311,6 +449,10 @@ class LocalBridge:
         self.info: LocalBridgeInfo | None = None
         self.settings: TemplateSettings | None = None
         self.handler_module: ModuleType | None = None
+        self.retry_module: ModuleType | None = None
+        self.backoff: BackoffPolicy | None = None
+        self._drain_stop = threading.Event()
+        self._drain_thread: threading.Thread | None = None
         self._mock: Any = None
         self._saved_env: dict[str, str | None] = {}
         self._server: ThreadingHTTPServer | None = None
@@ -344,19 +486,17 @@ class LocalBridge:
 
         queue_url, dlq_url = self._start_aws(settings, ssm_path)
         track_url, sandbox_url = self._start_customerio(function_env.get("CUSTOMERIO_REGION") or "us")
-        function_env.update(
-            SSM_PARAMETER_PATH=ssm_path, CUSTOMERIO_TRACK_URL=track_url, RETRY_QUEUE_URL=queue_url
-        )
+        function_env.update(SSM_PARAMETER_PATH=ssm_path, CUSTOMERIO_TRACK_URL=track_url, RETRY_QUEUE_URL=queue_url)
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")
         function_env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DodoCustomerioBridge")
+        if self.drain:
+            self._merge_retry_environment(function_env, settings, queue_url, dlq_url)
         for key, value in function_env.items():
             self._setenv(key, value)
         self._load_handler(function_env["POWERTOOLS_METRICS_NAMESPACE"])
+        if self.drain:
+            self._load_retry_handler(function_env["POWERTOOLS_METRICS_NAMESPACE"])
         base = self._start_http()
-        # Retry drain hook (the retry issue): a worker thread that receives from `queue_url`, turns the
-        # messages into an SQS event for functions/retry/app.py and invokes it under `self.lock`, as
-        # the SQS event source mapping would. Until then parked deliveries stay on the moto queue
-        # (visible on the status page).
         self.info = LocalBridgeInfo(
             webhook_url=base + WEBHOOK_PATH,
             status_url=base + "/__local",
@@ -366,6 +506,8 @@ class LocalBridge:
             queue_url=queue_url,
             dlq_url=dlq_url,
         )
+        if self.drain:
+            self._start_drain(settings, queue_url)
         return self.info
 
     def _start_aws(self, settings: TemplateSettings, ssm_path: str) -> tuple[str, str]:
@@ -397,9 +539,7 @@ class LocalBridge:
                 raise LocalRunError(str(exc)) from None
         from dodo_cio_tools.sandbox import TrackSandbox  # noqa: PLC0415
 
-        sandbox = TrackSandbox(
-            site_id=self._site_id, api_key=self._api_key, host="127.0.0.1", port=self.sandbox_port
-        )
+        sandbox = TrackSandbox(site_id=self._site_id, api_key=self._api_key, host="127.0.0.1", port=self.sandbox_port)
         try:
             url = sandbox.start()
         except OSError as exc:
@@ -418,6 +558,102 @@ class LocalBridge:
             # Imported earlier (by a test) without the variable: give it what Lambda would have.
             metrics.namespace = metrics_namespace
         _reset_handler_state(self.handler_module)
+
+    # -- the retry drain ------------------------------------------------------------------------
+
+    def _merge_retry_environment(
+        self, function_env: dict[str, str], settings: TemplateSettings, queue_url: str, dlq_url: str
+    ) -> None:
+        """Add the RetryFunction's variables: both handlers live in this process, with one environment."""
+        retry_env = dict(settings.retry_environment)
+        for key in _USER_OVERRIDABLE:
+            if key in retry_env and os.environ.get(key):
+                retry_env[key] = os.environ[key]
+        for key in ("SSM_PARAMETER_PATH", "CUSTOMERIO_TRACK_URL", "RETRY_QUEUE_URL"):
+            retry_env[key] = function_env[key]
+        retry_env["DEAD_LETTER_QUEUE_URL"] = dlq_url
+        for key, value in retry_env.items():
+            if function_env.setdefault(key, value) != value:
+                raise LocalRunError(
+                    f"template.yaml gives IngestFunction and RetryFunction different {key} "
+                    f"({function_env[key]!r} / {value!r}); the local run hosts both in one process"
+                )
+
+    def _load_retry_handler(self, metrics_namespace: str) -> None:
+        """functions/retry/app.py with its service built now, on the (scaled) local backoff."""
+        from dodo_cio.config import ConfigError  # noqa: PLC0415
+
+        module = self.retry_module = load_retry_module()
+        metrics = getattr(module, "metrics", None)
+        if metrics is not None and not metrics.namespace:
+            metrics.namespace = metrics_namespace
+        _reset_handler_state(module)
+        self.backoff = scaled_backoff(self.backoff_scale)
+        try:
+            service = module.service()  # the handler's own construction, from the environment
+        except ConfigError as exc:
+            raise LocalRunError(f"retry function: {exc}") from None
+        # RetryService.policy is the documented way to choose a schedule; nothing ran with the old one.
+        service.policy = self.backoff
+
+    def _start_drain(self, settings: TemplateSettings, queue_url: str) -> None:
+        import boto3  # noqa: PLC0415
+
+        from dodo_cio_tools.event_source import SqsEventSource  # noqa: PLC0415
+
+        module = self.retry_module
+        assert module is not None
+
+        def context() -> FakeLambdaContext:
+            return FakeLambdaContext(
+                f"{STACK_NAME}-RetryFunction",
+                settings.retry_memory_mb,
+                settings.retry_timeout_seconds,
+                logical_id="RetryFunction",
+            )
+
+        source = SqsEventSource(
+            boto3.client("sqs", region_name=REGION),
+            queue_url,
+            module.lambda_handler,
+            batch_size=settings.retry_batch_size,
+            context_factory=context,
+            report_batch_item_failures=settings.retry_reports_batch_item_failures,
+            lock=self.lock,
+        )
+        self._drain_stop.clear()
+        self._drain_thread = threading.Thread(
+            target=source.run,
+            args=(self._drain_stop,),
+            kwargs={"idle_sleep": self.drain_interval, "on_poll": self._log_poll},
+            name="dodo-cio-retry-drain",
+            daemon=True,
+        )
+        self._drain_thread.start()
+
+    def _stop_drain(self) -> None:
+        self._drain_stop.set()
+        thread, self._drain_thread = self._drain_thread, None
+        if thread is not None:
+            # A poll in progress finishes first: at most one retry invocation (Customer.io timeouts).
+            thread.join(timeout=30)
+
+    def _log_poll(self, result: PollResult) -> None:
+        if result.error is not None and result.received:
+            traceback.print_exception(result.error)
+        if self._log is not None:
+            self._log(f"{time.strftime('%H:%M:%S')} retry {result.summary()}")
+
+    @property
+    def drain_status(self) -> str:
+        if not self.drain:
+            return "off (--no-drain): parked deliveries stay on the retry queue"
+        running = self._drain_thread is not None and self._drain_thread.is_alive()
+        settings = self.settings
+        batch = settings.retry_batch_size if settings is not None else "?"
+        schedule = describe_backoff(self.backoff) if self.backoff is not None else ""
+        scale = f"backoff x{self.backoff_scale:g}: {schedule}"
+        return f"{'running' if running else 'stopped'}, batch size {batch}, {scale}"
 
     def _start_http(self) -> str:
         """Serve in a daemon thread; returns the base URL (port 0 resolved)."""
@@ -445,11 +681,14 @@ class LocalBridge:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._stop_drain()  # before the sandbox and moto it talks to
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
         if self.handler_module is not None or self._mock is not None:
             _reset_handler_state(self.handler_module)
+        if self.retry_module is not None:
+            _reset_handler_state(self.retry_module)
         if self._mock is not None:
             mock, self._mock = self._mock, None
             mock.stop()
@@ -482,9 +721,7 @@ class LocalBridge:
         sqs = boto3.client("sqs", region_name=REGION)
         dlq = settings.dead_letter_queue
         dlq_url = sqs.create_queue(QueueName=dlq.name, Attributes=dlq.attributes)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         retry = settings.retry_queue
         attributes = dict(retry.attributes)
         attributes["RedrivePolicy"] = json.dumps(
@@ -538,9 +775,7 @@ class LocalBridge:
         settings = self.settings
         if module is None or settings is None:
             raise RuntimeError("the local bridge is not running")
-        context = FakeLambdaContext(
-            f"{STACK_NAME}-IngestFunction", settings.memory_mb, settings.timeout_seconds
-        )
+        context = FakeLambdaContext(f"{STACK_NAME}-IngestFunction", settings.memory_mb, settings.timeout_seconds)
         start = time.perf_counter()
         with self.lock:
             try:
@@ -670,7 +905,7 @@ class _Handler(BaseHTTPRequestHandler):
             "customerio": "real Track API" if info.sandbox_url is None else "local sandbox",
             "track_url": info.track_url,
             "queues": bridge.queue_depths(),
-            "retry_drain": "not running yet: parked deliveries stay on the retry queue",
+            "retry_drain": bridge.drain_status,
             "send_sample": f"dodo-cio send events/dodo/payment.succeeded.json --url {info.webhook_url} "
             "--secret <printed at start>",
         }
@@ -750,15 +985,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template", type=Path, default=DEFAULT_TEMPLATE, help="SAM template to follow (default: the repo's)"
     )
+    parser.add_argument(
+        "--no-drain",
+        dest="drain",
+        action="store_false",
+        help="do not run the retry function: parked deliveries stay on the retry queue "
+        f"(otherwise it drains them, on the real schedule times ${BACKOFF_SCALE_ENV}, "
+        f"default {DEFAULT_BACKOFF_SCALE:g})",
+    )
 
 
 def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
     settings = bridge.settings
     assert settings is not None
-    send = (
-        ".venv/bin/dodo-cio send events/dodo/payment.succeeded.json "
-        f"--url {info.webhook_url} --secret {info.secret}"
-    )
+    send = f".venv/bin/dodo-cio send events/dodo/payment.succeeded.json --url {info.webhook_url} --secret {info.secret}"
     lines = [
         "",
         "Dodo -> Customer.io bridge, running locally (AWS emulated in-process by moto)",
@@ -780,7 +1020,7 @@ def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
         f"  retry queue     {info.queue_url}",
         f"                  visibility {settings.retry_queue.attributes['VisibilityTimeout']} s, "
         f"maxReceiveCount {settings.max_receive_count} -> {info.dlq_url}",
-        "                  (no retry drain yet: parked deliveries stay queued)",
+        f"  retry drain     {bridge.drain_status}",
         "",
         "Send a signed sample:",
         f"  {send}",
@@ -825,6 +1065,7 @@ def run(args: argparse.Namespace) -> int:
             customerio_site_id=site_id,
             customerio_api_key=api_key,
             log=log,
+            drain=getattr(args, "drain", True),
         )
         info = bridge.start()
     except LocalRunError as exc:
