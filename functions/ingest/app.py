@@ -9,6 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customize import build_mapping
 from dodo_cio.config import ConfigError, SecretStore, Settings
+from dodo_cio.freshness import FreshnessGuard
+from dodo_cio.idempotency import WebhookDeduplicator
 from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
 from dodo_cio.logmask import MaskingFormatter
 from dodo_cio.mapping import MappingConfig
@@ -16,26 +18,33 @@ from dodo_cio.mapping import MappingConfig
 logger = Logger(logger_formatter=MaskingFormatter())
 metrics = Metrics()
 _service: IngestService | None = None
+_dedupe: WebhookDeduplicator | None = None
 
 
-def _sqs_client() -> Any:
-    import boto3  # noqa: PLC0415 - only a failed delivery needs SQS
+def _client(service: str) -> Any:
+    import boto3  # noqa: PLC0415 - only the paths that need AWS pay for it
 
-    return boto3.client("sqs")
+    return boto3.client(service)  # type: ignore[call-overload]
 
 
 def service() -> IngestService:
     """Built on the first invocation (not at import) so a bad setting is answered, not a crash loop."""
-    global _service  # noqa: PLW0603 - one service per Lambda container
+    global _service, _dedupe  # noqa: PLW0603 - one service per Lambda container
     if _service is None:
         settings = Settings.from_env()
+        freshness = None
+        if settings.state_table:
+            _dedupe = WebhookDeduplicator(settings.state_table)
+            freshness = FreshnessGuard(settings.state_table, lambda: _client("dynamodb"))
         _service = IngestService(
             settings=settings,
             secrets=SecretStore(settings),
             mapping=build_mapping(MappingConfig(identifier=settings.identifier)),
             metrics=metrics,
             logger=logger,
-            sqs_factory=_sqs_client,
+            sqs_factory=lambda: _client("sqs"),
+            dedupe=_dedupe,
+            freshness=freshness,
         )
     return _service
 
@@ -49,4 +58,6 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics.add_metric(name="ConfigError", unit="Count", value=1)
         logger.error("bridge misconfigured: %s", exc)
         return HttpResponse(500, {"error": "bridge misconfigured"}).to_apigw()
+    if _dedupe is not None:
+        _dedupe.register_context(context)
     return ingest.handle(request_from_apigw(event)).to_apigw()

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from dodo_cio.config import SecretStore, Settings
+from dodo_cio.freshness import FreshnessGuard
 from dodo_cio.logmask import MaskingFormatter
 from dodo_cio.retry import RetryService, failed_message_ids
 
@@ -29,10 +30,10 @@ class RetryLater(Exception):
     """Marks a message for SQS to deliver again after the visibility delay already set on it."""
 
 
-def _sqs_client() -> Any:
+def _client(service: str) -> Any:
     import boto3  # noqa: PLC0415
 
-    return boto3.client("sqs")
+    return boto3.client(service)  # type: ignore[call-overload]
 
 
 def service() -> RetryService:
@@ -44,7 +45,10 @@ def service() -> RetryService:
             secrets=SecretStore(settings),
             metrics=metrics,
             logger=logger,
-            sqs_factory=_sqs_client,
+            sqs_factory=lambda: _client("sqs"),
+            freshness=(
+                FreshnessGuard(settings.state_table, lambda: _client("dynamodb")) if settings.state_table else None
+            ),
         )
     return _service
 

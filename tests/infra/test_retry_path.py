@@ -90,6 +90,7 @@ def test_retry_function_environment(cfn: dict[str, Any]) -> None:
         "DEAD_LETTER_QUEUE_URL": {"Ref": "RetryDeadLetterQueue"},
         "CUSTOMERIO_RATE_LIMIT_RPS": {"Ref": "CustomerioRequestsPerSecond"},
         "RETRY_MAX_CONCURRENCY": {"Ref": "RetryMaxConcurrency"},
+        "STATE_TABLE_NAME": {"Ref": "StateTable"},
     }
 
 

@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from support.apigw import signed_event
-from support.aws import SSM_PATH, create_queues, drain, put_secrets
+from support.aws import SSM_PATH, create_queues, create_state_table, drain, put_secrets
 from support.lambda_context import FakeLambdaContext
 
 SECRET_BYTES = b"integration-test-secret-0123456789"
@@ -77,6 +77,7 @@ def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
     sqs = boto3.client("sqs")
     ssm = boto3.client("ssm")
     queue_url, dlq_url = create_queues(sqs)
+    table = create_state_table(boto3.client("dynamodb"))
     put_secrets(ssm, webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     env = {
         "SSM_PARAMETER_PATH": SSM_PATH,
@@ -84,6 +85,7 @@ def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
         "CUSTOMERIO_TRACK_URL": sandbox.base_url,
         "CUSTOMERIO_IDENTIFIER": "customer_id",
         "RETRY_QUEUE_URL": queue_url,
+        "STATE_TABLE_NAME": table,
         "POWERTOOLS_SERVICE_NAME": "dodo-customerio-bridge",
         "POWERTOOLS_METRICS_NAMESPACE": "DodoCustomerioBridge",
         "CUSTOMERIO_READ_TIMEOUT": "1",

@@ -58,12 +58,124 @@ def test_license_key_is_a_single_entity_op_without_the_key(bridge) -> None:
     assert json.loads(raw)["data"]["key"].encode() not in request.body
 
 
-def test_redelivery_carries_the_same_event_id(bridge) -> None:
-    bridge.send(PAYMENT, webhook_id="msg_same")
-    bridge.send(PAYMENT, webhook_id="msg_same")
+def test_a_redelivered_webhook_is_answered_from_the_first_time_and_not_sent_again(bridge) -> None:
+    first = bridge.send(PAYMENT, webhook_id="msg_same")
+    again = bridge.send(PAYMENT, webhook_id="msg_same")
+    assert first == again == (200, {"status": "delivered"})
     bridge.send(PAYMENT, webhook_id="msg_other")
     ids = [op["id"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]
-    assert len(ids) == 3 and ids[0] == ids[1] != ids[2]
+    assert len(ids) == 2 and ids[0] != ids[1]
+    assert len(bridge.sandbox.requests) == 2
+
+
+def test_a_redelivery_of_a_parked_webhook_queues_nothing_more(bridge) -> None:
+    bridge.sandbox.script(503)
+    assert bridge.send(PAYMENT, webhook_id="msg_parked_once")[0] == 202
+    assert bridge.send(PAYMENT, webhook_id="msg_parked_once") == (202, {"status": "queued"})
+    assert len(bridge.parked()) == 1
+    assert len(bridge.sandbox.requests) == 1
+
+
+def test_a_5xx_answer_is_not_remembered(bridge) -> None:
+    bridge.sandbox.script(503)
+    bridge.sqs.delete_queue(QueueUrl=bridge.queue_url)
+    assert bridge.send(PAYMENT, webhook_id="msg_retry_me")[0] == 500
+    bridge.sqs.create_queue(QueueName=bridge.queue_url.rsplit("/", 1)[1])
+    assert bridge.send(PAYMENT, webhook_id="msg_retry_me") == (200, {"status": "delivered"})
+
+
+def test_duplicate_check_is_keyed_on_the_header_whatever_its_case(bridge) -> None:
+    bridge.send(PAYMENT, webhook_id="msg_case")
+    event = signed_event(PAYMENT, bridge.secret, webhook_id="msg_case")
+    event["headers"] = {("Webhook-Id" if k == "webhook-id" else k): v for k, v in event["headers"].items()}
+    assert bridge.invoke(event) == (200, {"status": "delivered"})
+    assert len(bridge.sandbox.requests) == 1
+
+
+def test_a_concurrent_duplicate_gets_409_not_2xx(bridge) -> None:
+    import threading
+
+    from dodo_cio_tools.sandbox import ScriptedResponse
+
+    bridge.sandbox.script(ScriptedResponse(200, action="stall", delay=0.8))
+    results: list[tuple[int, dict[str, Any]]] = []
+    first = threading.Thread(target=lambda: results.append(bridge.send(PAYMENT, webhook_id="msg_concurrent")))
+    first.start()
+    time.sleep(0.3)
+    second = bridge.send(PAYMENT, webhook_id="msg_concurrent")
+    first.join()
+    assert second[0] == 409 and "error" in second[1]
+    assert results == [(200, {"status": "delivered"})]
+    assert len(bridge.sandbox.requests) == 1
+
+
+def test_state_table_unreachable_is_a_503_and_nothing_is_sent(bridge) -> None:
+    import boto3
+
+    boto3.client("dynamodb").delete_table(TableName="dodo-cio-state")
+    assert bridge.send(PAYMENT)[0] == 503
+    assert bridge.sandbox.requests == [] and bridge.parked() == []
+
+
+def _at(raw: bytes, timestamp: str) -> bytes:
+    return _mutate(raw, lambda d: d.update(timestamp=timestamp))
+
+
+def test_an_older_event_arriving_late_does_not_roll_the_profile_back(bridge) -> None:
+    newer = _at(SAMPLES["subscription.cancelled.json"], "2026-10-20T10:00:00Z")
+    older = _at(SAMPLES["subscription.active.json"], "2026-10-01T10:00:00Z")
+    assert bridge.send(newer)[0] == 200
+    assert bridge.send(older)[0] == 200
+    ops = bridge.sandbox.accepted_ops()
+    identifies = [op for op in ops if op["action"] == "identify"]
+    events = [op for op in ops if op["action"] == "event"]
+    assert [op["attributes"]["subscription_status"] for op in identifies] == ["cancelled"]
+    # The older event is still delivered, with its own (older) time.
+    from datetime import UTC, datetime
+
+    def unix(text: str) -> int:
+        return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
+
+    assert [(op["name"], op["timestamp"]) for op in events] == [
+        ("subscription.cancelled", unix("2026-10-20T10:00:00")),
+        ("subscription.active", unix("2026-10-01T10:00:00")),
+    ]
+
+
+def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bridge) -> None:
+    import boto3
+
+    from dodo_cio.freshness import FreshnessGuard
+    from dodo_cio.parking import ParkedDelivery
+    from dodo_cio.retry import RetryProcessor, SqsRecord
+
+    older = _at(SAMPLES["subscription.active.json"], "2026-10-01T10:00:00Z")
+    newer = _at(SAMPLES["subscription.cancelled.json"], "2026-10-20T10:00:00Z")
+    bridge.sandbox.script(503)
+    assert bridge.send(older)[0] == 202  # parked
+    assert bridge.send(newer)[0] == 200  # went straight through
+    (message,) = bridge.parked()
+    processor = RetryProcessor(
+        bridge.sqs,
+        bridge.queue_url,
+        bridge.dlq_url,
+        freshness=FreshnessGuard("dodo-cio-state", lambda: boto3.client("dynamodb")),
+    )
+    from dodo_cio.customerio import TrackClient
+
+    client = TrackClient(bridge.sandbox.base_url, "it-site", "it-api-key-9f8e7d")
+    body = json.dumps(message["body"])
+    (outcome,) = processor.process([SqsRecord("m1", "rh", body, 1)], client)
+    assert outcome.verdict == "delivered"
+    assert ParkedDelivery.from_json(body).ops[0]["action"] == "identify"
+    statuses = [
+        op["attributes"]["subscription_status"] for op in bridge.sandbox.accepted_ops() if op["action"] == "identify"
+    ]
+    assert statuses == ["cancelled"]
+    assert [op["name"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"] == [
+        "subscription.cancelled",
+        "subscription.active",
+    ]
 
 
 def test_base64_encoded_body_is_verified_on_the_raw_bytes(bridge) -> None:

@@ -133,7 +133,7 @@ def retry(bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPat
         secrets=SecretStore(settings),
         metrics=module.metrics,
         logger=module.logger,
-        sqs_factory=module._sqs_client,
+        sqs_factory=lambda: module._client("sqs"),
         policy=FAST,
         clock=clock,
         rng=lambda: 0.0,  # no jitter: transient waits are SQS's 1 s minimum

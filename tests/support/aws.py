@@ -64,3 +64,10 @@ def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
         if not messages:
             return out
         out.extend({"body": json.loads(m["Body"]), "attributes": m.get("MessageAttributes", {})} for m in messages)
+
+
+def create_state_table(dynamodb: Any, name: str = "dodo-cio-state") -> str:
+    """The StateTable as template.yaml defines it (the local run's own reader, so both follow the template)."""
+    from dodo_cio_tools import local_run
+
+    return local_run.create_state_table(dynamodb, local_run.state_table_spec(template()["Resources"]), name)

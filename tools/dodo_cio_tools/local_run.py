@@ -118,6 +118,8 @@ class TemplateSettings:
     retry_memory_mb: int = 256
     retry_batch_size: int = 10
     retry_reports_batch_item_failures: bool = True
+    # The StateTable's key schema and attribute definitions (idempotency + freshness records).
+    state_table: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve(value: Any, params: Mapping[str, Any], where: str) -> Any:
@@ -195,6 +197,7 @@ def read_template(path: Path = DEFAULT_TEMPLATE) -> TemplateSettings:
         if key not in retry_spec.attributes:
             raise LocalRunError(f"template.yaml has no RetryQueue.Properties.{key}")
 
+    state_table = state_table_spec(resources)
     globals_fn = (doc.get("Globals") or {}).get("Function") or {}
     function = _get(resources, "IngestFunction", "Properties")
     environment = _function_environment(globals_fn, function, params, "IngestFunction")
@@ -216,11 +219,28 @@ def read_template(path: Path = DEFAULT_TEMPLATE) -> TemplateSettings:
         ),
         retry_batch_size=batch_size,
         retry_reports_batch_item_failures=report_failures,
+        state_table=state_table,
     )
 
 
-# Queue URLs are `!Ref`s to the queues: the local run sets moto's URLs instead.
-_QUEUE_URL_VARIABLES: Final = frozenset({"RETRY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL"})
+# `!Ref`s to the queues and the table: the local run sets moto's URLs and table name instead.
+_QUEUE_URL_VARIABLES: Final = frozenset({"RETRY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL", "STATE_TABLE_NAME"})
+STATE_TABLE: Final = f"{STACK_NAME}-state"
+
+
+def state_table_spec(resources: Mapping[str, Any]) -> dict[str, Any]:
+    """CreateTable arguments from the template's StateTable (key schema, attributes, billing)."""
+    props = _get(resources, "StateTable", "Properties")
+    return {
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+    }
+
+
+def create_state_table(dynamodb: Any, spec: Mapping[str, Any], name: str = STATE_TABLE) -> str:
+    dynamodb.create_table(TableName=name, **spec)
+    return name
 
 
 def _function_environment(
@@ -486,7 +506,12 @@ class LocalBridge:
 
         queue_url, dlq_url = self._start_aws(settings, ssm_path)
         track_url, sandbox_url = self._start_customerio(function_env.get("CUSTOMERIO_REGION") or "us")
-        function_env.update(SSM_PARAMETER_PATH=ssm_path, CUSTOMERIO_TRACK_URL=track_url, RETRY_QUEUE_URL=queue_url)
+        function_env.update(
+            SSM_PARAMETER_PATH=ssm_path,
+            CUSTOMERIO_TRACK_URL=track_url,
+            RETRY_QUEUE_URL=queue_url,
+            STATE_TABLE_NAME=STATE_TABLE,
+        )
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")
         function_env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DodoCustomerioBridge")
         if self.drain:
@@ -525,6 +550,9 @@ class LocalBridge:
         self._mock = mock_aws()
         self._mock.start()
         queue_url, dlq_url = self._create_queues(settings)
+        import boto3  # noqa: PLC0415
+
+        create_state_table(boto3.client("dynamodb", region_name=REGION), settings.state_table)
         self._seed_ssm(ssm_path)
         return queue_url, dlq_url
 
@@ -569,7 +597,7 @@ class LocalBridge:
         for key in _USER_OVERRIDABLE:
             if key in retry_env and os.environ.get(key):
                 retry_env[key] = os.environ[key]
-        for key in ("SSM_PARAMETER_PATH", "CUSTOMERIO_TRACK_URL", "RETRY_QUEUE_URL"):
+        for key in ("SSM_PARAMETER_PATH", "CUSTOMERIO_TRACK_URL", "RETRY_QUEUE_URL", "STATE_TABLE_NAME"):
             retry_env[key] = function_env[key]
         retry_env["DEAD_LETTER_QUEUE_URL"] = dlq_url
         for key, value in retry_env.items():

@@ -6,6 +6,7 @@ Environment (documented in the README, "Configuration"):
   CUSTOMERIO_TRACK_URL    optional base URL override (tests, proxies)
   CUSTOMERIO_IDENTIFIER   customer_id | email | metadata:<key>
   RETRY_QUEUE_URL         SQS queue for deliveries that did not succeed at once
+  STATE_TABLE_NAME        DynamoDB table for exactly-once per webhook id and the stale-profile check
   DEAD_LETTER_QUEUE_URL   where the retry function puts what it gives up on, with the reason
   CUSTOMERIO_RATE_LIMIT_RPS  Track API requests per second the retry path may use in all (default 100)
   RETRY_MAX_CONCURRENCY   the retry event source's MaximumConcurrency; each container takes its share
@@ -54,6 +55,7 @@ class Settings:
     identifier: IdentifierStrategy
     retry_queue_url: str | None
     dead_letter_queue_url: str | None = None
+    state_table: str | None = None
     rate_limit_rps: float = 100.0
     retry_max_concurrency: int = 2
     connect_timeout: float = 2.0
@@ -79,6 +81,7 @@ class Settings:
             identifier=identifier,
             retry_queue_url=env.get("RETRY_QUEUE_URL", "").strip() or None,
             dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip() or None,
+            state_table=env.get("STATE_TABLE_NAME", "").strip() or None,
             rate_limit_rps=_float(env, "CUSTOMERIO_RATE_LIMIT_RPS", 100.0),
             retry_max_concurrency=max(1, int(_float(env, "RETRY_MAX_CONCURRENCY", 2))),
             connect_timeout=_float(env, "CUSTOMERIO_CONNECT_TIMEOUT", 2.0),

@@ -21,8 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from dodo_cio.config import ConfigError, SecretStore, Settings
+from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
 from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
+from dodo_cio.freshness import FreshnessGuard, identify_timestamp
 from dodo_cio.limits import fit_op
 from dodo_cio.mapping import MappingConfig, Op, map_event
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
@@ -95,6 +96,10 @@ class IngestService:
     sqs_factory: Callable[[], SqsSender]
     session_factory: Callable[[], Any] | None = None
     clock: Callable[[], float] = time.time
+    # Exactly-once per webhook id (dodo_cio.idempotency) and the stale-profile check
+    # (dodo_cio.freshness); both optional so the flow can run without a state table.
+    dedupe: Callable[[str, Callable[[], HttpResponse]], HttpResponse] | None = None
+    freshness: FreshnessGuard | None = None
     _clients: ClientCache | None = field(default=None, init=False)
     _sqs: SqsSender | None = field(default=None, init=False)
     _last_forced_refresh: float = field(default=0.0, init=False)
@@ -136,7 +141,15 @@ class IngestService:
             self.logger.error("cannot verify webhooks: %s", exc)
             return _error(500, "bridge misconfigured")
         self.logger.append_keys(webhook_id=verified.webhook_id)
+        if self.dedupe is None:
+            return self._process(verified, request, secrets)
+        response = self.dedupe(verified.webhook_id, lambda: self._process(verified, request, secrets))
+        if response.status in (409, 503):
+            self._count("DuplicateInProgress" if response.status == 409 else "StateTableError")
+            self.logger.warning("duplicate check answered %s", response.status)
+        return response
 
+    def _process(self, verified: VerifiedWebhook, request: WebhookRequest, secrets: Secrets) -> HttpResponse:
         try:
             envelope = parse_envelope(parse_json(request.body))
             self.logger.append_keys(event_type=envelope.type)
@@ -212,8 +225,33 @@ class IngestService:
         self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
         return result
 
+    def _fresh(self, ops: list[Op]) -> tuple[list[Op], list[Op]]:
+        """Ops still worth sending, and identifies that could not be checked (table unreachable)."""
+        if self.freshness is None:
+            return ops, []
+        keep: list[Op] = []
+        unchecked: list[Op] = []
+        for op in ops:
+            ts = identify_timestamp(op)
+            if ts is None:
+                keep.append(op)
+                continue
+            try:
+                admitted = self.freshness.admit(op["identifiers"], ts)
+            except Exception as exc:  # noqa: BLE001 - park it; the retry path checks again
+                self.logger.error("freshness check failed: %s", type(exc).__name__)
+                unchecked.append(op)
+                continue
+            if admitted:
+                keep.append(op)
+            else:
+                self._count("StaleIdentifySkipped")
+                self.logger.info("identify skipped: a newer one was already applied for this person")
+        return keep, unchecked
+
     def _deliver(self, event: DodoEvent, ops: list[Op], site_id: str | None, api_key: str | None) -> HttpResponse:
-        sendable, unfixable = self._fit(ops)
+        fitted, unfixable = self._fit(ops)
+        sendable, unchecked = self._fresh(fitted)
         result = self._send(sendable, site_id, api_key) if sendable else None
 
         failed: dict[str, list[Op]] = {}
@@ -229,6 +267,9 @@ class IngestService:
         for op, why in unfixable:
             failed.setdefault("permanent", []).append(op)
             reasons.setdefault("permanent", why)
+        for op in unchecked:
+            failed.setdefault("transient", []).append(op)
+            reasons.setdefault("transient", "state table unreachable for the freshness check")
 
         if delivered:
             self._count("OpsDelivered", delivered)

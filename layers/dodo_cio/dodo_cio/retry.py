@@ -28,6 +28,7 @@ from typing import Any, Final, Literal, Protocol
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
+from dodo_cio.freshness import FreshnessGuard, identify_timestamp
 from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.parking import LastError, ParkedDelivery, ParkedFormatError
 
@@ -160,6 +161,25 @@ class RetryProcessor:
     policy: BackoffPolicy = field(default_factory=BackoffPolicy)
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
+    freshness: FreshnessGuard | None = None
+
+    def _freshness_fates(self, ops: list[dict[str, Any]]) -> list[OpFate | None]:
+        """Pre-decided fates: a stale identify counts as done, an unchecked one must wait."""
+        fates: list[OpFate | None] = [None] * len(ops)
+        if self.freshness is None:
+            return fates
+        for index, op in enumerate(ops):
+            ts = identify_timestamp(op)
+            if ts is None:
+                continue
+            try:
+                if not self.freshness.admit(op["identifiers"], ts):
+                    fates[index] = OpFate(OpResult("delivered", "skipped: a newer identify was applied"), None, None)
+            except Exception:  # noqa: BLE001 - cannot tell; try again later rather than risk going back
+                fates[index] = OpFate(
+                    OpResult("transient", "state table unreachable for the freshness check"), None, None
+                )
+        return fates
 
     def process(
         self,
@@ -183,12 +203,13 @@ class RetryProcessor:
             for i, (_, parked) in enumerate(readable):
                 fates[i] = [OpFate(OpResult("config", missing_credentials), None, None) for _ in parked.ops]
         else:
-            plan = plan_requests([parked.ops for _, parked in readable])
-            slots: list[list[OpFate | None]] = [[None] * len(p.ops) for _, p in readable]
+            slots = [self._freshness_fates(p.ops) for _, p in readable]
+            pending = [[o for o, fate in enumerate(row) if fate is None] for row in slots]
+            plan = plan_requests([[p.ops[o] for o in pending[m]] for m, (_, p) in enumerate(readable)])
             for request in plan:
-                ops = [readable[m][1].ops[o] for m, o in request]
-                for (m, o), fate in zip(request, send_with_split(sender, ops, on_request), strict=True):
-                    slots[m][o] = fate
+                ops = [readable[m][1].ops[pending[m][k]] for m, k in request]
+                for (m, k), fate in zip(request, send_with_split(sender, ops, on_request), strict=True):
+                    slots[m][pending[m][k]] = fate
             fates = [[f for f in row if f is not None] for row in slots]
 
         for (record, parked), message_fates in zip(readable, fates, strict=True):
@@ -352,6 +373,7 @@ class RetryService:
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
     limiter: RateLimiter | None = None
+    freshness: FreshnessGuard | None = None
     _clients: ClientCache | None = field(default=None, init=False)
     _processor: RetryProcessor | None = field(default=None, init=False)
 
@@ -366,6 +388,7 @@ class RetryService:
                 self.policy,
                 self.clock,
                 self.rng,
+                self.freshness,
             )
         return self._processor
 
