@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customize import build_mapping
-from dodo_cio.config import ConfigError, SecretStore, Settings
+from dodo_cio.config import ConfigError, SecretStore, Settings, aws_config
 from dodo_cio.freshness import FreshnessGuard
 from dodo_cio.idempotency import WebhookDeduplicator
 from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
@@ -24,7 +24,7 @@ _dedupe: WebhookDeduplicator | None = None
 def _client(service: str) -> Any:
     import boto3  # noqa: PLC0415 - only the paths that need AWS pay for it
 
-    return boto3.client(service)  # type: ignore[call-overload]
+    return boto3.client(service, config=aws_config())  # type: ignore[call-overload]
 
 
 def service() -> IngestService:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from dodo_cio.customerio import track_base_url
 from dodo_cio.mapping import IdentifierStrategy, MappingConfigError
@@ -113,12 +113,26 @@ class Secrets:
 Fetcher = Callable[[list[str], int, bool], Mapping[str, str]]
 
 
+def aws_config() -> Any:
+    """Short timeouts and few retries for every AWS call on a request path.
+
+    botocore's defaults (60 s connect and read timeouts) would let one unreachable service eat
+    the whole 12 s the ingest function has, turning a clean 5xx into a Lambda timeout.
+    """
+    from botocore.config import Config  # noqa: PLC0415
+
+    return Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 3, "mode": "standard"})
+
+
 def ssm_fetcher(names: list[str], max_age: int, force: bool) -> Mapping[str, str]:
     """Powertools Parameters: one GetParameters call, decrypted, cached for `max_age` seconds."""
     from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - pulls in boto3
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS  # noqa: PLC0415
 
     if force:
         parameters.clear_caches()  # type: ignore[no-untyped-call]
+    if "ssm" not in DEFAULT_PROVIDERS:  # the default provider, with our timeouts
+        DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto_config=aws_config())
     values = parameters.get_parameters_by_name(
         parameters={name: {} for name in names}, decrypt=True, max_age=max_age, raise_on_error=False
     )
