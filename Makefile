@@ -14,7 +14,7 @@ CHECKOV_VENV := .venv-checkov
 SAM_VENV := .venv-sam
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install run test lint typecheck unit scan build clean
+.PHONY: help install run load test lint typecheck unit scan build clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 
 run: $(STAMP) ## run the bridge locally (moto + local Customer.io sandbox unless real credentials are set)
 	$(BIN)/dodo-cio local
+
+load: $(STAMP) ## load test: 2,000 signed webhooks, 20 senders, sandbox failing 20 %; fails on any loss or double
+	$(BIN)/python -m dodo_cio_tools.loadtest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,129 @@
+"""The load test (`make load`), small: 200 webhooks from 10 senders, nothing lost, nothing doubled.
+
+The full run (2,000 webhooks, 20 senders) is `make load`; this one runs the same code in ~15 s.
+The checker itself is tested on made-up sandbox answers, so a PASS cannot come from a blind check.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+import sys
+
+import pytest
+
+from dodo_cio.models import parse_envelope
+from dodo_cio.ulid import deterministic_ulid
+from dodo_cio_tools.loadtest import (
+    AcceptedEvent,
+    LoadConfig,
+    Webhook,
+    check_events,
+    load_samples,
+    make_webhooks,
+    plan_deliveries,
+    run_load,
+)
+
+
+def _environ() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@pytest.mark.network
+def test_200_webhooks_under_load_none_lost_none_doubled(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY", "CUSTOMERIO_TRACK_URL", "DODO_WEBHOOK_SECRET"):
+        monkeypatch.delenv(key, raising=False)
+    before, stdout = _environ(), sys.stdout
+    out = io.StringIO()
+    report = run_load(LoadConfig(webhooks=200, concurrency=10, seed=7), out)
+    summary = out.getvalue() + report.format()
+    assert _environ() == before, "the local run must restore the environment"
+    assert sys.stdout is stdout, "the load test must give stdout back"
+
+    assert report.ok, summary
+    assert (report.webhooks, report.duplicates) == (200, 10), summary
+    assert report.lost == 0 and report.doubled == 0, summary
+    assert report.events_delivered == 200, summary
+    assert report.dlq_depth == 0 and report.drained, summary
+    assert report.unacknowledged == 0, summary
+    # The failure path really ran: injected 503s, deliveries parked and then delivered by the retry drain.
+    assert report.injected_503 > 0, summary
+    assert report.answers.get("202 queued", 0) > 0, summary
+    assert report.wire_requests > report.webhooks, summary
+    assert report.latency_p50_ms > 0, summary
+
+
+# --- The parts, without sockets --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def webhooks() -> list[Webhook]:
+    return make_webhooks(30, "t0ken123", load_samples())
+
+
+def test_every_webhook_is_a_distinct_event_for_a_distinct_person(webhooks: list[Webhook]) -> None:
+    assert len({w.webhook_id for w in webhooks}) == 30
+    assert len({w.event_id for w in webhooks}) == 30
+    assert len({w.customer_id for w in webhooks}) == 30
+    for webhook in webhooks:
+        doc = json.loads(webhook.body)
+        expected = deterministic_ulid(webhook.webhook_id, parse_envelope(doc).timestamp_ms)
+        assert webhook.event_id == expected  # what the mapping computes
+        data = doc["data"]
+        assert webhook.customer_id in (data.get("customer") or {}).get("customer_id", data.get("customer_id"))
+        if isinstance(data.get("payment_id"), str):
+            assert data["payment_id"].startswith("pay_load")
+    # The samples are rotated: every type appears.
+    assert {w.event_type for w in webhooks} == {doc["type"] for _, doc in load_samples()}
+
+
+def test_duplicates_follow_their_original(webhooks: list[Webhook]) -> None:
+    plan = plan_deliveries(webhooks, 0.1, 4, random.Random(1))
+    assert len(plan) == 33
+    assert sum(1 for _, dup in plan if dup) == 3
+    position = {w.webhook_id: i for i, (w, dup) in enumerate(plan) if not dup}
+    for i, (webhook, duplicate) in enumerate(plan):
+        if duplicate:
+            assert position[webhook.webhook_id] < i
+
+
+def _accepted(webhook: Webhook, event_id: str | None = "same") -> AcceptedEvent:
+    return AcceptedEvent(webhook.event_id if event_id == "same" else event_id, webhook.customer_id, webhook.event_type)
+
+
+def test_check_counts_wire_duplicates_apart(webhooks: list[Webhook]) -> None:
+    events = [_accepted(w) for w in webhooks] + [_accepted(webhooks[0])]
+    verdict = check_events(webhooks, events)
+    assert (verdict.delivered, verdict.wire_duplicates, verdict.lost, verdict.doubled) == (30, 1, [], [])
+
+
+def test_check_finds_a_lost_webhook(webhooks: list[Webhook]) -> None:
+    verdict = check_events(webhooks, [_accepted(w) for w in webhooks[1:]])
+    assert verdict.lost == [webhooks[0]]
+    assert verdict.delivered == 29
+
+
+def test_check_finds_a_second_event_id_for_one_webhook(webhooks: list[Webhook]) -> None:
+    other_id = deterministic_ulid("msg_redelivered_as_new", 1_800_000_000_000)
+    events = [_accepted(w) for w in webhooks] + [_accepted(webhooks[3], other_id)]
+    verdict = check_events(webhooks, events)
+    assert verdict.doubled == [webhooks[3]]
+    assert verdict.lost == []
+
+
+def test_check_finds_an_event_id_on_another_webhooks_customer(webhooks: list[Webhook]) -> None:
+    crossed = AcceptedEvent(webhooks[1].event_id, webhooks[2].customer_id, webhooks[1].event_type)
+    verdict = check_events(webhooks, [*(_accepted(w) for w in webhooks), crossed])
+    assert verdict.doubled == [webhooks[1], webhooks[2]]
+
+
+def test_check_without_event_ids_counts_by_customer(webhooks: list[Webhook]) -> None:
+    unrelated = AcceptedEvent(None, "cus_someone_else", "payment.succeeded")
+    events = [_accepted(w, None) for w in webhooks[1:]] + [_accepted(webhooks[5], None), unrelated]
+    verdict = check_events(webhooks, events)
+    assert verdict.doubled is None  # cannot tell a double from a wire duplicate without ids
+    assert verdict.lost == [webhooks[0]]
+    assert (verdict.wire_duplicates, verdict.other) == (1, 1)
