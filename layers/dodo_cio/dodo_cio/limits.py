@@ -90,11 +90,12 @@ def fit_op(op: dict[str, Any]) -> FitResult:
                 kept[str(key)] = fitted
         out["attributes"] = kept
         # Still too big as a whole: drop the largest attributes first, they carry the least signal.
-        while encoded_size(out) > MAX_OP_BYTES and kept:
+        # `>=`: an /entity body must be *under* 32 KiB, so exactly 32768 bytes is already too big.
+        while encoded_size(out) >= MAX_OP_BYTES and kept:
             largest = max(kept, key=lambda k: encoded_size(kept[k]))
             del kept[largest]
             warnings.append(f"attribute {largest!r} dropped to keep the op under {MAX_OP_BYTES} bytes")
 
-    if encoded_size(out) > MAX_OP_BYTES:
+    if encoded_size(out) >= MAX_OP_BYTES:
         return FitResult(out, warnings, f"op is over {MAX_OP_BYTES} bytes even without attributes")
     return FitResult(out, warnings)

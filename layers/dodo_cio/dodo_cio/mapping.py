@@ -13,6 +13,7 @@ minor-unit integer and the currency code beside it. Dates go out as integer Unix
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -41,6 +42,12 @@ AttributeHook = Callable[[DodoEvent], Mapping[str, Any]]
 # Keys never forwarded, wherever they appear (top level or metadata): secrets and card data.
 _SECRET_KEY = re.compile(
     r"(^key$|secret|token|password|passwd|api[_-]?key|private[_-]?key|card_number|^pan$|cvv|cvc)", re.I
+)
+
+
+# Envelope plumbing, and event attribute names Track v2 reserves for message overrides.
+_NOT_FORWARDED = frozenset(
+    {"customer", "payload_type", "business_id", "brand_id", "recipient", "from_address", "reply_to"}
 )
 
 
@@ -153,8 +160,11 @@ def money(prefix: str, minor: int | None, currency: str | None, exponents: Mappi
     if minor is None or not currency:
         return {}
     code = currency.upper()
+    major = to_major(minor, code, exponents or None)
+    if isinstance(major, float) and math.isinf(major):  # an absurd amount overflows; JSON has no Infinity
+        return {}
     return {
-        prefix: to_major(minor, code, exponents or None),
+        prefix: major,
         f"{prefix}_minor": minor,
         f"{prefix}_currency": code,
     }
@@ -347,11 +357,19 @@ def license_key_attributes(lk: LicenseKey) -> dict[str, Any]:
     )
 
 
-def generic_attributes(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Families whose shape Dodo documents loosely: scalar fields only, dates as Unix seconds."""
+def generic_attributes(raw: Mapping[str, Any], event_type: str = "") -> dict[str, Any]:
+    """Families whose shape Dodo documents loosely: scalar fields only, dates as Unix seconds.
+
+    A bare `id` (a ledger entry's, a grant's) is renamed after the family, `credit_id`, so it
+    cannot be mistaken for the person's id in Customer.io.
+    """
     out: dict[str, Any] = {}
+    id_name = f"{event_type.split('.', 1)[0]}_id" if event_type else "object_id"
     for key, value in raw.items():
-        if key in ("customer", "payload_type", "business_id", "brand_id") or _SECRET_KEY.search(key):
+        if key == "id" and id_name not in raw:
+            key = id_name  # noqa: PLW2901 - renamed on purpose
+        # recipient/from_address/reply_to are Customer.io message overrides (must be emails), never payload data.
+        if key in _NOT_FORWARDED or _SECRET_KEY.search(key):
             continue
         if isinstance(value, str) and (key.endswith("_at") or key.endswith("_date")):
             out[key] = to_unix_seconds(value) if to_unix_seconds(value) is not None else value
@@ -413,7 +431,7 @@ def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
     elif isinstance(p, LicenseKey):
         customer_id, attrs = p.customer_id, license_key_attributes(p)
     elif isinstance(p, CustomerRef):
-        customer_id, attrs = p.customer_id, generic_attributes(p.raw)
+        customer_id, attrs = p.customer_id, generic_attributes(p.raw, event.type)
     else:  # pragma: no cover - exhaustive over Payload
         return []
 

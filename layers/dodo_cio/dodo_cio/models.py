@@ -9,6 +9,7 @@ A problem raises `PayloadError` naming the field (e.g. `data.customer.customer_i
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -265,7 +266,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     if not body.strip():
         raise PayloadError("body", "is empty")
     try:
-        doc = json.loads(body, parse_constant=_reject_constant)
+        doc = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:  # ValueError also covers ints over 4300 digits
         raise PayloadError("body", f"is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(doc, dict):
@@ -279,6 +280,14 @@ def parse_json(body: bytes) -> dict[str, Any]:
 def _reject_constant(name: str) -> Any:
     """NaN and Infinity are not JSON; passing them on would make Customer.io reject the request."""
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    """`1e400` is JSON syntax but reads as inf, which would reach Customer.io as `Infinity`."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -308,7 +317,8 @@ def parse_envelope(doc: Mapping[str, Any]) -> Envelope:
     raw_ts = _req(doc, "timestamp", str, "body")
     ts = to_unix_seconds(raw_ts)
     ts_ms = to_unix_ms(raw_ts)
-    if ts is None or ts_ms is None:
+    # Past 1e11 s (the year 5138) Customer.io reads a timestamp as milliseconds and rejects the op.
+    if ts is None or ts_ms is None or ts >= 10**11:
         raise PayloadError("body.timestamp", "must be an ISO-8601 date-time")
     return Envelope(
         type=event_type.strip(),
