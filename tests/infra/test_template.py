@@ -256,10 +256,14 @@ def test_kms_decrypt_only_through_ssm(ingest_role: dict[str, Any]) -> None:
     assert sub_template(condition["StringLike"]["kms:EncryptionContext:PARAMETER_ARN"]) == SSM_PARAMETER_ARN
 
 
-def test_sqs_send_only_to_the_retry_queue(ingest_role: dict[str, Any]) -> None:
+def test_sqs_send_only_to_the_retry_queue_and_the_dlq(ingest_role: dict[str, Any]) -> None:
+    """Transient failures are parked on the retry queue, permanent ones go straight to the DLQ."""
     statements = statements_with_action(ingest_role, "sqs:SendMessage")
     assert len(statements) == 1
-    assert [getatt(r) for r in as_list(statements[0]["Resource"])] == [("RetryQueue", "Arn")]
+    assert [getatt(r) for r in as_list(statements[0]["Resource"])] == [
+        ("RetryQueue", "Arn"),
+        ("RetryDeadLetterQueue", "Arn"),
+    ]
 
 
 def test_only_the_expected_managed_policies(ingest_role: dict[str, Any]) -> None:

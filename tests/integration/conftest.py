@@ -54,6 +54,9 @@ class Bridge:
     def parked(self) -> list[dict[str, Any]]:
         return drain(self.sqs, self.queue_url)
 
+    def dead_lettered(self) -> list[dict[str, Any]]:
+        return drain(self.sqs, self.dlq_url)
+
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -85,6 +88,7 @@ def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
         "CUSTOMERIO_TRACK_URL": sandbox.base_url,
         "CUSTOMERIO_IDENTIFIER": "customer_id",
         "RETRY_QUEUE_URL": queue_url,
+        "DEAD_LETTER_QUEUE_URL": dlq_url,
         "STATE_TABLE_NAME": table,
         "POWERTOOLS_SERVICE_NAME": "dodo-customerio-bridge",
         "POWERTOOLS_METRICS_NAMESPACE": "DodoCustomerioBridge",

@@ -384,7 +384,7 @@ def test_bad_credentials_park_as_config_error(bridge) -> None:
     assert message["body"]["last_error"]["status"] == 401
 
 
-def test_207_parks_only_the_failed_op_as_permanent(bridge) -> None:
+def test_207_dead_letters_only_the_failed_op_at_once(bridge) -> None:
     from dodo_cio_tools.sandbox import ScriptedResponse
 
     bridge.sandbox.script(
@@ -392,9 +392,31 @@ def test_207_parks_only_the_failed_op_as_permanent(bridge) -> None:
     )
     code, _ = bridge.send(SAMPLES["subscription.active.json"])
     assert code == 202
-    (message,) = bridge.parked()
+    assert bridge.parked() == []  # permanent: not retried
+    (message,) = bridge.dead_lettered()
     assert message["body"]["last_error"]["kind"] == "permanent"
+    assert message["body"]["last_error"]["status"] == 207
+    assert "attributes" in message["body"]["last_error"]["reason"]
     assert [op["action"] for op in message["body"]["ops"]] == ["identify"]
+
+
+def test_400_goes_to_the_dlq_with_its_reason(bridge) -> None:
+    bridge.sandbox.script(400)
+    assert bridge.send(PAYMENT)[0] == 202
+    assert bridge.parked() == []
+    (message,) = bridge.dead_lettered()
+    assert (message["body"]["last_error"]["status"], message["body"]["attempts"]) == (400, 1)
+    assert message["attributes"]["error_kind"]["StringValue"] == "permanent"
+
+
+def test_retry_after_answered_to_ingest_delays_the_parked_message(bridge) -> None:
+    from dodo_cio_tools.sandbox import ScriptedResponse
+
+    bridge.sandbox.script(ScriptedResponse(429, headers={"Retry-After": "120"}))
+    assert bridge.send(PAYMENT)[0] == 202
+    assert bridge.parked() == []  # invisible: delayed by the Retry-After
+    attributes = bridge.sqs.get_queue_attributes(QueueUrl=bridge.queue_url, AttributeNames=["All"])["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
 
 
 def test_customerio_and_sqs_both_failing_answers_5xx(bridge) -> None:

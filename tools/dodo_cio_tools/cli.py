@@ -184,6 +184,77 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     return EXIT_OK if 200 <= status < 300 else EXIT_HTTP_ERROR
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from dodo_cio_tools import check, operator  # noqa: PLC0415
+
+    parameters: dict[str, str] = {}
+    outputs: dict[str, str] | None = None
+    if args.stack:
+        cfn = _aws("cloudformation", args.region)
+        parameters = operator.resolve_stack_parameters(cfn, args.stack, required=("SsmParameterPath",))
+        outputs = operator.resolve_stack_outputs(cfn, args.stack)
+    ssm_path = args.ssm_path or parameters.get("SsmParameterPath")
+    if not ssm_path:
+        raise UsageError("pass --stack NAME or --ssm-path PATH (e.g. /dodo-customerio)")
+    if not ssm_path.startswith("/"):
+        raise UsageError(f"--ssm-path must start with '/', like /dodo-customerio, not {ssm_path!r}")
+    region = (args.region_cio or parameters.get("CustomerioRegion") or "us").lower()
+    track_url = args.track_url or parameters.get("CustomerioTrackUrl") or None
+    findings = check.run_checks(
+        ssm=_aws("ssm", args.region),
+        ssm_path=ssm_path.rstrip("/"),
+        region=region,
+        track_url=track_url,
+        sqs=_aws("sqs", args.region) if outputs is not None else None,
+        outputs=outputs,
+        stack=args.stack or "",
+    )
+    if args.json:
+        print(check.findings_json(findings))
+    else:
+        where = f"stack {args.stack}, " if args.stack else ""
+        target = f", track URL {track_url}" if track_url else ""
+        header = f"checking {where}SSM path {ssm_path}, Customer.io region {region}{target}"
+        print(check.format_report(findings, header=header))
+    return check.exit_code(findings)
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    from dodo_cio_tools import backfill  # noqa: PLC0415
+
+    return backfill.command(args, _aws)
+
+
+def _add_check_and_backfill(sub: Any) -> None:
+    """`check` and `backfill`: their options live beside their code."""
+    from dodo_cio_tools import backfill  # noqa: PLC0415 - stdlib and dodo_cio only at import time
+    from dodo_cio_tools import check as check_module  # noqa: PLC0415
+
+    check = sub.add_parser(
+        "check",
+        help="verify a deployment's configuration: SSM secrets, Customer.io credentials and region, queues",
+        description="Check that the SSM parameters exist and decrypt, the webhook secret is well-formed, the "
+        "Customer.io credentials are accepted and belong to the configured region (GET /api/v1/accounts/region) "
+        "and, with --stack, that the queues exist and the dead-letter queue is empty. Prints ok/FAIL per check "
+        "with a hint. Exit 0 when all pass, 1 on any FAIL, 2 on usage errors or when your AWS credentials "
+        "cannot read what is checked.",
+    )
+    check_module.add_arguments(check)
+    check.set_defaults(func=_cmd_check)
+
+    backfill_parser = sub.add_parser(
+        "backfill",
+        help="send existing Dodo customers and live subscriptions to Customer.io (identify; resumable)",
+        description="Read customers and subscriptions from the Dodo Payments API, map them with the bridge's "
+        "mapping (identify only unless --events) and send them in /api/v2/batch requests within Customer.io's "
+        "limits. Progress is saved after each page in --state; run the same command again to resume. Try "
+        "--dry-run first. Exit 0 when everything was delivered, 1 when some objects were rejected or the run "
+        "stopped early (rerun to resume), 2 on usage or credential errors.",
+    )
+    backfill.add_arguments(backfill_parser)
+    backfill_parser.set_defaults(func=_cmd_backfill)
+
+
 def _parser() -> argparse.ArgumentParser:
     from dodo_cio_tools import local_run  # noqa: PLC0415 - stdlib-only at import time
 
@@ -282,6 +353,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--secret", help="webhook secret (default: $DODO_WEBHOOK_SECRET, else read from SSM)")
     replay.add_argument("--ssm-path", help="SSM path holding webhook-secret (default: the stack's parameter)")
     replay.set_defaults(func=_cmd_replay)
+    _add_check_and_backfill(sub)
     return parser
 
 

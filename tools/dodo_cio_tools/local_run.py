@@ -510,6 +510,7 @@ class LocalBridge:
             SSM_PARAMETER_PATH=ssm_path,
             CUSTOMERIO_TRACK_URL=track_url,
             RETRY_QUEUE_URL=queue_url,
+            DEAD_LETTER_QUEUE_URL=dlq_url,
             STATE_TABLE_NAME=STATE_TABLE,
         )
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")

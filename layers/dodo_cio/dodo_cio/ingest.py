@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -255,21 +256,27 @@ class IngestService:
         result = self._send(sendable, site_id, api_key) if sendable else None
 
         failed: dict[str, list[Op]] = {}
-        reasons: dict[str, str] = {}
+        errors: dict[str, LastError] = {}  # the first error of each kind, as the parked message records it
+        now = int(self.clock())
+
+        def fail(op: Op, kind: str, reason: str, sent: bool) -> None:
+            failed.setdefault(kind, []).append(op)
+            if kind not in errors:
+                status = result.status if sent and result else None
+                retry_after = result.retry_after if sent and result else None
+                errors[kind] = LastError(kind=kind, reason=reason, status=status, at=now, retry_after=retry_after)
+
         delivered = 0
         if result is not None:
             for op, op_result in zip(sendable, result.results, strict=True):
                 if op_result.outcome == "delivered":
                     delivered += 1
                 else:
-                    failed.setdefault(op_result.outcome, []).append(op)
-                    reasons.setdefault(op_result.outcome, op_result.reason)
+                    fail(op, op_result.outcome, op_result.reason, sent=True)
         for op, why in unfixable:
-            failed.setdefault("permanent", []).append(op)
-            reasons.setdefault("permanent", why)
+            fail(op, "permanent", why, sent=False)
         for op in unchecked:
-            failed.setdefault("transient", []).append(op)
-            reasons.setdefault("transient", "state table unreachable for the freshness check")
+            fail(op, "transient", "state table unreachable for the freshness check", sent=False)
 
         if delivered:
             self._count("OpsDelivered", delivered)
@@ -277,47 +284,39 @@ class IngestService:
             self._count("WebhookDelivered")
             self.logger.info("delivered", extra={"ops": delivered, "status": result.status if result else None})
             return HttpResponse(200, {"status": "delivered"})
-        return self._park(event, failed, reasons, result)
+        return self._park(event, failed, errors, attempted=result is not None)
 
     def _park(
-        self,
-        event: DodoEvent,
-        failed: dict[str, list[Op]],
-        reasons: dict[str, str],
-        result: DeliveryResult | None,
+        self, event: DodoEvent, failed: dict[str, list[Op]], errors: dict[str, LastError], *, attempted: bool
     ) -> HttpResponse:
-        """One message per kind of failure; 202 once all are durably queued, 500 otherwise."""
-        now = int(self.clock())
+        """One message per kind of failure; 202 once all are durably queued, 500 otherwise.
+
+        Permanent failures go straight to the DLQ (retrying cannot fix them); the rest wait on
+        the retry queue, not before a `Retry-After` Customer.io asked for has passed.
+        """
         try:
             for kind, kind_ops in failed.items():
+                error = errors[kind]
                 parked = ParkedDelivery(
                     webhook_id=event.webhook_id,
                     event_type=event.type,
                     event_time=event.envelope.timestamp,
-                    first_seen=now,
-                    attempts=0 if result is None else 1,
+                    first_seen=error.at,
+                    attempts=1 if attempted else 0,
                     ops=kind_ops,
-                    last_error=LastError(
-                        kind=kind,
-                        reason=reasons[kind],
-                        status=result.status if result else None,
-                        at=now,
-                        retry_after=result.retry_after if result else None,
-                    ),
+                    last_error=error,
                     customer_id=_customer_id(event),
                 )
-                if not self.settings.retry_queue_url:
-                    raise ConfigError("RETRY_QUEUE_URL is not set")
-                park(self._sqs_client(), self.settings.retry_queue_url, parked)
-                self._count("WebhookParked")
+                permanent = kind == "permanent"
+                queue_url = self.settings.dead_letter_queue_url if permanent else self.settings.retry_queue_url
+                if not queue_url:
+                    raise ConfigError("DEAD_LETTER_QUEUE_URL is not set" if permanent else "RETRY_QUEUE_URL is not set")
+                delay = math.ceil(min(error.retry_after, 900)) if error.retry_after and not permanent else 0
+                park(self._sqs_client(), queue_url, parked, delay_seconds=delay)
+                self._count("DeadLettered" if permanent else "WebhookParked")
                 self.logger.warning(
-                    "parked for retry",
-                    extra={
-                        "kind": kind,
-                        "ops": len(kind_ops),
-                        "reason": reasons[kind],
-                        "status": parked.last_error.status,
-                    },
+                    "dead-lettered" if permanent else "parked for retry",
+                    extra={"kind": kind, "ops": len(kind_ops), "reason": error.reason, "status": error.status},
                 )
         except Exception as exc:  # noqa: BLE001 - SQS or config failure: Dodo must retry
             self._count("ParkFailed")

@@ -1,0 +1,182 @@
+"""`dodo-cio check` end to end: SSM in moto, Customer.io as the local Track sandbox on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from dodo_cio_tools import cli
+from dodo_cio_tools.sandbox import TrackSandbox
+from support.aws import SSM_PATH, create_queues, put_secrets
+
+pytestmark = pytest.mark.network
+
+SECRET = "whsec_" + base64.b64encode(b"integration-check-secret-000001").decode()
+SITE_ID = "check-site"
+API_KEY = "check-api-key-5e6f"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture(scope="module")
+def us_sandbox() -> Iterator[TrackSandbox]:
+    with TrackSandbox(site_id=SITE_ID, api_key=API_KEY) as box:
+        yield box
+
+
+@pytest.fixture(scope="module")
+def eu_sandbox() -> Iterator[TrackSandbox]:
+    with TrackSandbox(site_id=SITE_ID, api_key=API_KEY, region="eu") as box:
+        yield box
+
+
+def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = cli.main(["check", "--ssm-path", SSM_PATH, *argv])
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def _line(out: str, name: str) -> str:
+    return next(line for line in out.splitlines() if name in line and line.strip().split()[0] in {"ok", "FAIL", "skip"})
+
+
+def test_a_correct_deployment_passes(aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
+    code, out = _check(capsys, "--track-url", us_sandbox.base_url)
+    assert code == 0, out
+    for name in ("webhook-secret", "customerio-site-id", "customerio-api-key"):
+        assert _line(out, name).split()[0] == "ok"
+    assert "1 secret, well-formed" in _line(out, "webhook secret")
+    assert "workspace region us" in _line(out, "Customer.io credentials")
+    assert out.rstrip().endswith("all checks passed")
+    assert SECRET not in out and API_KEY not in out  # never printed
+    probe = us_sandbox.requests[-1]
+    assert (probe.method, probe.path, probe.status) == ("GET", "/api/v1/accounts/region", 200)
+
+
+def test_eu_workspace_configured_as_us(aws: None, eu_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
+    code, out = _check(capsys, "--track-url", eu_sandbox.base_url, "--region-cio", "us")
+    assert code == 1
+    line = _line(out, "Customer.io credentials")
+    assert line.split()[0] == "FAIL"
+    assert "your workspace is in eu; set CustomerioRegion=eu" in line
+    assert "1 problem found" in out
+    code, _ = _check(capsys, "--track-url", eu_sandbox.base_url, "--region-cio", "eu")
+    assert code == 0
+
+
+def test_wrong_api_key(aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key="an-old-key")
+    code, out = _check(capsys, "--track-url", us_sandbox.base_url)
+    assert code == 1
+    assert "rejected the site id / API key (HTTP 401)" in _line(out, "Customer.io credentials")
+    assert "hint:" in out and "an-old-key" not in out
+
+
+def test_missing_plaintext_and_malformed_parameters(
+    aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ssm = boto3.client("ssm")
+    ssm.put_parameter(Name=f"{SSM_PATH}/webhook-secret", Value="whsec_%%%not-base64", Type="SecureString")
+    ssm.put_parameter(Name=f"{SSM_PATH}/customerio-site-id", Value=SITE_ID, Type="String")
+    code, out = _check(capsys, "--track-url", us_sandbox.base_url)
+    assert code == 1
+    assert _line(out, "customerio-site-id").split()[0] == "FAIL" and "String" in _line(out, "customerio-site-id")
+    assert "not found" in _line(out, "customerio-api-key")
+    assert "aws ssm put-parameter --type SecureString --name /dodo-customerio/customerio-api-key" in out
+    assert "webhook secret #1 is not valid base64" in _line(out, "webhook secret")
+    assert _line(out, "Customer.io credentials").split()[0] == "skip"
+    assert "%%%not-base64" not in out
+
+
+def test_json_output(aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
+    code, out = _check(capsys, "--track-url", us_sandbox.base_url, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"] is True
+    assert [c["status"] for c in doc["checks"]] == ["ok"] * 5
+
+
+class FakeCloudFormation:
+    """describe_stacks for one deployed stack (moto's CloudFormation extra is not installed)."""
+
+    def __init__(self, parameters: dict[str, str], outputs: dict[str, str]) -> None:
+        self.stack = {
+            "StackName": "bridge",
+            "StackStatus": "UPDATE_COMPLETE",
+            "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
+        }
+
+    def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs == {"StackName": "bridge"}
+        return {"Stacks": [self.stack]}
+
+
+def test_stack_settings_queues_and_dead_letters(
+    aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
+    sqs = boto3.client("sqs")
+    retry_url, dlq_url = create_queues(sqs)
+    cfn = FakeCloudFormation(
+        {"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", "CustomerioTrackUrl": us_sandbox.base_url},
+        {"RetryQueueUrl": retry_url, "DeadLetterQueueUrl": dlq_url},
+    )
+
+    def clients(service: str, region: str | None) -> Any:
+        return cfn if service == "cloudformation" else boto3.client(service)
+
+    monkeypatch.setattr(cli, "_aws", clients)
+    assert cli.main(["check", "--stack", "bridge"]) == 0
+    out = capsys.readouterr().out
+    assert "checking stack bridge, SSM path /dodo-customerio, Customer.io region us" in out
+    assert "exists, empty" in _line(out, "dead-letter queue")
+
+    sqs.send_message(QueueUrl=dlq_url, MessageBody="{}")
+    assert cli.main(["check", "--stack", "bridge"]) == 1
+    out = capsys.readouterr().out
+    assert "1 undelivered delivery waiting" in _line(out, "dead-letter queue")
+    assert "dodo-cio dlq --stack bridge" in out
+
+    # The stack says eu; the sandbox workspace is us: the stack's region is what is checked.
+    cfn.stack["Parameters"][1]["ParameterValue"] = "eu"
+    sqs.purge_queue(QueueUrl=dlq_url)
+    assert cli.main(["check", "--stack", "bridge"]) == 1
+    assert "your workspace is in us; set CustomerioRegion=us" in capsys.readouterr().out
+
+
+def test_unknown_stack_is_exit_2(
+    aws: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class NoStack:
+        def describe_stacks(self, **kwargs: Any) -> Any:
+            from botocore.exceptions import ClientError
+
+            raise ClientError(
+                {"Error": {"Code": "ValidationError", "Message": "Stack with id nope does not exist"}}, "DescribeStacks"
+            )
+
+    monkeypatch.setattr(cli, "_aws", lambda service, region: NoStack())
+    assert cli.main(["check", "--stack", "nope"]) == 2
+    assert "stack 'nope' not found" in capsys.readouterr().err

@@ -1,0 +1,449 @@
+"""`dodo-cio backfill` without a network: the op building, the paging, checkpointing and delivery
+rules with an in-memory Dodo source and a scripted Customer.io sender."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dodo_cio.customerio import DeliveryResult, classify_response
+from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
+from dodo_cio.mapping import IdentifierStrategy, MappingConfig, map_event
+from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.ulid import deterministic_ulid, ulid_time_ms
+from dodo_cio_tools import backfill, cli
+from dodo_cio_tools.backfill import (
+    Backfill,
+    BackfillError,
+    BackfillOptions,
+    Listing,
+    OpBuilder,
+    State,
+)
+from support.fake_dodo import make_customer, make_subscription
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW = 1_800_000_000
+CUSTOMERS = Listing("customers", "customers")
+ACTIVE = Listing("subscriptions:active", "subscriptions", "active")
+
+
+# -- building ops -----------------------------------------------------------------------------------
+
+
+def test_customer_becomes_one_identify_stamped_with_the_read_time() -> None:
+    built = OpBuilder(MappingConfig()).build(CUSTOMERS, make_customer(3), NOW)
+    assert built.problem is None
+    (op,) = built.ops
+    assert op == {
+        "type": "person",
+        "identifiers": {"id": "cus_00003"},
+        "action": "identify",
+        "timestamp": NOW,
+        "attributes": {
+            "email": "customer3@example.com",
+            "name": "Customer 3",
+            "phone": "+15550000003",
+            "dodo_customer_id": "cus_00003",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("strategy", "customer", "expected"),
+    [
+        ("email", 3, {"email": "customer3@example.com"}),
+        ("metadata:app_user_id", 4, {"id": "user-4"}),
+        ("metadata:app_user_id", 3, {"id": "cus_00003"}),  # key absent: falls back like the bridge
+    ],
+)
+def test_customer_identifier_follows_the_bridge_strategy(
+    strategy: str, customer: int, expected: dict[str, str]
+) -> None:
+    mapping = MappingConfig(identifier=IdentifierStrategy.parse(strategy))
+    (op,) = OpBuilder(mapping).build(CUSTOMERS, make_customer(customer), NOW).ops
+    assert op["identifiers"] == expected
+
+
+def test_removed_attributes_apply_to_customers_too() -> None:
+    mapping = MappingConfig(removed_attributes={"*": frozenset({"phone", "name"})})
+    (op,) = OpBuilder(mapping).build(CUSTOMERS, make_customer(3), NOW).ops
+    assert set(op["attributes"]) == {"email", "dodo_customer_id"}
+
+
+def test_subscription_identify_matches_what_the_webhook_would_set() -> None:
+    """Parity: the backfilled profile equals the one a subscription.active webhook produces."""
+    body = (ROOT / "events/dodo/subscription.active.json").read_bytes()
+    envelope = parse_envelope(parse_json(body))
+    payload = parse_payload(envelope)
+    assert payload is not None
+    webhook_ops = map_event(DodoEvent("msg_1", envelope, payload), MappingConfig())
+    webhook_identify = next(op for op in webhook_ops if op["action"] == "identify")
+    listed = {k: v for k, v in envelope.data.items() if k != "payload_type"}  # what GET /subscriptions returns
+    (op,) = OpBuilder(MappingConfig()).build(ACTIVE, listed, NOW).ops
+    assert op["action"] == "identify"
+    assert op["timestamp"] == NOW
+    assert op["identifiers"] == webhook_identify["identifiers"]
+    assert op["attributes"] == webhook_identify["attributes"]
+    assert op["attributes"]["subscription_status"] == "active"
+
+
+def test_events_only_when_asked_with_a_stable_dedup_id() -> None:
+    sub = make_subscription(5, "on_hold", make_customer(5))
+    assert [op["action"] for op in OpBuilder(MappingConfig()).build(ACTIVE, sub, NOW).ops] == ["identify"]
+    first = OpBuilder(MappingConfig(), events=True).build(ACTIVE, sub, NOW).ops
+    again = OpBuilder(MappingConfig(), events=True).build(ACTIVE, sub, NOW + 3600).ops
+    event = next(op for op in first if op["action"] == "event")
+    assert event["name"] == "subscription.on_hold"
+    assert event["attributes"]["backfill"] is True
+    created_ms = 1_735_689_600_000 + 5 * 86_400_000 + 5 * 60_000
+    assert event["id"] == deterministic_ulid("backfill:sub_00005", created_ms)
+    assert ulid_time_ms(event["id"]) == created_ms
+    assert event["timestamp"] == created_ms // 1000
+    assert event == next(op for op in again if op["action"] == "event")  # rerun: same id, same event
+
+
+def test_renamed_events_and_statuses_without_a_webhook_type() -> None:
+    mapping = MappingConfig(event_names={"subscription.active": "subscription_started"})
+    ops = OpBuilder(mapping, events=True).build(ACTIVE, make_subscription(1, "active", make_customer(1)), NOW).ops
+    assert [op.get("name") for op in ops] == [None, "subscription_started"]
+    pending = OpBuilder(mapping, events=True).build(ACTIVE, make_subscription(2, "pending", make_customer(2)), NOW)
+    assert [op["action"] for op in pending.ops] == ["identify"]  # no subscription.pending webhook: no event
+
+
+def test_a_failing_transform_or_an_unusable_object_is_reported_not_raised() -> None:
+    def broken(event: Any, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise KeyError("plan for someone@example.com")
+
+    mapping = MappingConfig(transforms={"*": broken})
+    built = OpBuilder(mapping).build(ACTIVE, make_subscription(1, "active", make_customer(1)), NOW)
+    assert built.problem is not None and "KeyError" in built.problem and "someone@example.com" not in built.problem
+    nobody = OpBuilder(MappingConfig()).build(CUSTOMERS, {"email": "x@example.com"}, NOW)
+    assert nobody.problem is not None and "customer_id" in nobody.problem
+
+
+def test_ops_are_fitted_to_the_limits_and_unfixable_ones_reported() -> None:
+    customer = make_customer(1) | {"name": "n" * 5000}
+    built = OpBuilder(MappingConfig()).build(CUSTOMERS, customer, NOW)
+    assert built.problem is None and built.warnings
+    assert len(built.ops[0]["attributes"]["name"].encode()) <= 1000
+    long_id = make_customer(2) | {"customer_id": "c" * 200}
+    assert "cannot be sent" in (OpBuilder(MappingConfig()).build(CUSTOMERS, long_id, NOW).problem or "")
+
+
+def test_mask_op_hides_emails_phones_and_names() -> None:
+    (op,) = (
+        OpBuilder(MappingConfig(identifier=IdentifierStrategy.parse("email")))
+        .build(CUSTOMERS, make_customer(3), NOW)
+        .ops
+    )
+    masked = backfill.mask_op(op)
+    text = json.dumps(masked)
+    assert "customer3@example.com" not in text and "c***@example.com" in text
+    assert masked["attributes"]["phone"].endswith("03") and "5550" not in masked["attributes"]["phone"]
+    assert masked["attributes"]["name"] == "C*** 3***"
+    assert op["identifiers"] == {"email": "customer3@example.com"}  # the original is untouched
+
+
+def test_statuses_are_checked() -> None:
+    assert backfill.parse_statuses("active, on_hold,active") == ("active", "on_hold")
+    with pytest.raises(BackfillError, match="unknown trialing"):
+        backfill.parse_statuses("active,trialing")
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+class MemorySource:
+    """Dodo listings in memory, 0-based pages; `fail_at` raises at a (listing key, page)."""
+
+    def __init__(self, customers: int, active: int = 0, *, fail_at: tuple[str, int, BaseException] | None = None):
+        self.data = {
+            "customers": [make_customer(n) for n in range(customers)],
+            "subscriptions:active": [make_subscription(n, "active", make_customer(n)) for n in range(active)],
+        }
+        self.fail_at = fail_at
+        self.reads: list[tuple[str, int]] = []
+
+    def page(self, listing: Listing, page_number: int, page_size: int) -> list[dict[str, Any]]:
+        if self.fail_at and self.fail_at[:2] == (listing.key, page_number):
+            raise self.fail_at[2]
+        self.reads.append((listing.key, page_number))
+        items = self.data.get(listing.key, [])
+        return items[page_number * page_size : (page_number + 1) * page_size]
+
+
+class ScriptedSender:
+    """Answers with scripted HTTP statuses (then 200), classified like the real client."""
+
+    def __init__(self, *answers: tuple[int, bytes] | int) -> None:
+        self.answers = [a if isinstance(a, tuple) else (a, b"") for a in answers]
+        self.requests: list[list[dict[str, Any]]] = []
+
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        self.requests.append(list(ops))
+        status, body = self.answers.pop(0) if self.answers else (200, b"{}")
+        headers = {"Retry-After": "7"} if status == 429 else {}
+        results, retry_after = classify_response(status, body, headers, len(ops), batch=len(ops) > 1)
+        return DeliveryResult(results, status, retry_after)
+
+    def delivered_ids(self) -> list[str]:
+        return [op["identifiers"]["id"] for request in self.requests for op in request]
+
+
+def _run(
+    source: Any,
+    sender: Any,
+    tmp_path: Path,
+    *,
+    state: State | None = None,
+    sleeps: list[float] | None = None,
+    **options: Any,
+) -> tuple[backfill.Report, State, str]:
+    opts = BackfillOptions(**({"statuses": ("active",), "page_size": 10, "rate": 1e6, "progress": False} | options))
+    state = state or State(fingerprint={"test": 1})
+    err = io.StringIO()
+    job = Backfill(
+        source,
+        sender,
+        OpBuilder(MappingConfig(), events=opts.events),
+        opts,
+        state=state,
+        state_path=tmp_path / "state.json",
+        err=err,
+        clock=lambda: NOW,
+        sleep=(sleeps.append if sleeps is not None else lambda s: None),
+    )
+    return job.run(), state, err.getvalue()
+
+
+def test_reads_every_page_until_an_empty_one_and_checkpoints(tmp_path: Path) -> None:
+    source, sender = MemorySource(25, active=12), ScriptedSender()
+    report, _, _ = _run(source, sender, tmp_path)
+    assert report.code == 0
+    assert source.reads == [("customers", p) for p in range(4)] + [("subscriptions:active", p) for p in range(3)]
+    assert sorted(sender.delivered_ids()) == sorted(
+        [f"cus_{n:05d}" for n in range(25)] + [f"cus_{n:05d}" for n in range(12)]
+    )
+    saved = State.load(tmp_path / "state.json")
+    assert saved is not None and saved.completed_at == NOW
+    assert (saved.listings["customers"].next_page, saved.listings["customers"].done) == (3, True)
+    assert saved.listings["customers"].delivered == 25
+    assert saved.listings["subscriptions:active"].delivered == 12
+
+
+def test_interrupted_run_resumes_without_resending_completed_pages(tmp_path: Path) -> None:
+    source = MemorySource(35, fail_at=("customers", 2, KeyboardInterrupt()))
+    sender = ScriptedSender()
+    report, _, _ = _run(source, sender, tmp_path, statuses=())
+    assert report.code == 1 and "interrupted" in report.message and "customers from page 2" in report.message
+    assert len(sender.delivered_ids()) == 20
+    saved = State.load(tmp_path / "state.json")
+    assert saved is not None and saved.listings["customers"].next_page == 2 and not saved.completed_at
+
+    resumed_source, resumed_sender = MemorySource(35), ScriptedSender()
+    report, _, _ = _run(resumed_source, resumed_sender, tmp_path, state=saved, statuses=())
+    assert report.code == 0
+    assert resumed_source.reads == [("customers", 2), ("customers", 3), ("customers", 4)]
+    assert sorted(sender.delivered_ids() + resumed_sender.delivered_ids()) == [f"cus_{n:05d}" for n in range(35)]
+
+
+def test_a_dodo_failure_stops_with_the_page_to_resume_from(tmp_path: Path) -> None:
+    failure = BackfillError("Dodo Payments answered HTTP 500 reading customers page 1", code=1)
+    report, state, _ = _run(MemorySource(30, fail_at=("customers", 1, failure)), ScriptedSender(), tmp_path)
+    assert report.code == 1
+    assert "HTTP 500" in report.message and "run the same command again to resume" in report.message
+    assert state.listings["customers"].next_page == 1
+
+
+def test_transient_failures_are_retried_with_backoff_and_retry_after(tmp_path: Path) -> None:
+    sleeps: list[float] = []
+    sender = ScriptedSender(503, 429, 200)
+    report, _, err = _run(MemorySource(5), sender, tmp_path, statuses=(), sleeps=sleeps)
+    assert report.code == 0 and len(sender.requests) == 3
+    assert sleeps == [1.0, 7.0]  # 1 s backoff, then the 7 s Retry-After of the 429
+    assert "retrying in 1.0 s" in err
+
+
+def test_persistent_failure_stops_after_max_attempts_without_advancing(tmp_path: Path) -> None:
+    sender = ScriptedSender(*([503] * 10))
+    report, state, _ = _run(MemorySource(15), sender, tmp_path, statuses=(), max_attempts=3)
+    assert report.code == 1 and "still failing after 3 attempts" in report.message
+    assert len(sender.requests) == 3
+    assert state.listings["customers"].next_page == 0 and state.listings["customers"].delivered == 0
+
+
+def test_credentials_rejected_mid_run_is_exit_2(tmp_path: Path) -> None:
+    sender = ScriptedSender(200, (401, b'{"meta":{"error":"Unauthorized request"}}'))
+    report, state, _ = _run(MemorySource(25), sender, tmp_path, statuses=())
+    assert report.code == 2
+    assert "HTTP 401" in report.message and "site id and API key" in report.message
+    assert state.listings["customers"].next_page == 1  # the first page went through
+
+
+def test_207_reports_the_rejected_objects_and_delivers_the_rest(tmp_path: Path) -> None:
+    body = json.dumps({"errors": [{"batch_index": 1, "reason": "invalid", "field": "identifiers", "message": "bad"}]})
+    report, state, _ = _run(MemorySource(5), ScriptedSender((207, body.encode())), tmp_path, statuses=())
+    assert report.code == 1
+    listing = state.listings["customers"]
+    assert (listing.delivered, listing.failed, listing.done) == (4, 1, True)
+    assert listing.failures == [{"id": "cus_00001", "reason": "HTTP 207: identifiers; invalid; bad"}]
+    summary = backfill.format_summary(report, BackfillOptions(), elapsed=1.0)
+    assert "1 failed" in summary and "cus_00001" in summary
+
+
+def test_large_pages_are_split_into_requests_within_the_byte_limit(tmp_path: Path) -> None:
+    class FatSource(MemorySource):
+        def page(self, listing: Listing, page_number: int, page_size: int) -> list[dict[str, Any]]:
+            items = super().page(listing, page_number, page_size)
+            return [item | {"name": "x" * 900, "metadata": {}} for item in items]
+
+    sender = ScriptedSender()
+    report, _, _ = _run(FatSource(100), sender, tmp_path, statuses=(), page_size=100)
+    assert report.code == 0
+    assert all(encoded_size({"batch": request}) < MAX_BATCH_BYTES for request in sender.requests)
+    assert sum(len(r) for r in sender.requests) == 100
+
+
+def test_rate_limit_paces_requests(tmp_path: Path) -> None:
+    sleeps: list[float] = []
+    source = MemorySource(30)
+    _run(source, ScriptedSender(), tmp_path, statuses=(), rate=2.0, sleeps=sleeps)
+    assert len(sleeps) >= 2  # three requests at 2 per second: the limiter waited between them
+
+
+def test_dry_run_sends_nothing_and_writes_no_state(tmp_path: Path) -> None:
+    report, _, _ = _run(MemorySource(12, active=3), None, tmp_path, dry_run=True, sample=2)
+    assert report.code == 0 and report.ops == 15 and report.requests == 3
+    assert len(report.samples) == 2 and "@example.com" in json.dumps(report.samples)
+    assert "customer0@example.com" not in json.dumps(report.samples)
+    assert not (tmp_path / "state.json").exists()
+    summary = backfill.format_summary(report, BackfillOptions(dry_run=True), elapsed=0.1)
+    assert summary.startswith("dry run: nothing was sent") and "12 would send" in summary
+
+
+def test_a_server_repeating_its_last_page_does_not_loop_forever(tmp_path: Path) -> None:
+    class Stuck(MemorySource):
+        def page(self, listing: Listing, page_number: int, page_size: int) -> list[dict[str, Any]]:
+            self.reads.append((listing.key, page_number))
+            return self.data["customers"][:page_size]
+
+    source = Stuck(5)
+    report, _, err = _run(source, ScriptedSender(), tmp_path, statuses=())
+    assert report.code == 0 and len(source.reads) == 2 and "repeats the previous page" in err
+
+
+# -- state ------------------------------------------------------------------------------------------
+
+
+def test_state_round_trip_and_unreadable_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    assert State.load(path) is None
+    state = State(fingerprint={"a": 1}, started_at=5)
+    state.listing("customers").next_page = 4
+    state.save(path)
+    loaded = State.load(path)
+    assert loaded is not None and loaded.listings["customers"].next_page == 4 and loaded.fingerprint == {"a": 1}
+    assert not list(tmp_path.glob("*.tmp"))
+    path.write_text("{not json")
+    with pytest.raises(BackfillError, match="unreadable"):
+        State.load(path)
+
+
+def test_a_state_file_from_another_backfill_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.json"
+    State(fingerprint={"identifier": "email", "page_size": 100}).save(path)
+    with pytest.raises(BackfillError, match=r"different backfill \(identifier changed\)"):
+        backfill._open_state(path, {"identifier": "customer_id", "page_size": 100}, restart=False)
+    fresh = backfill._open_state(path, {"identifier": "customer_id", "page_size": 100}, restart=True)
+    assert fresh.listings == {}
+
+
+def test_fingerprint_hides_the_site_id() -> None:
+    doc = backfill.fingerprint(
+        dodo="https://live.dodopayments.com",
+        customerio_url="https://track.customer.io",
+        site_id="secret-site",
+        identifier="customer_id",
+        events=False,
+        page_size=100,
+    )
+    assert "secret-site" not in json.dumps(doc)
+
+
+# -- customize.py and the command line --------------------------------------------------------------
+
+
+def test_load_mapping_uses_the_merchants_customize(tmp_path: Path) -> None:
+    (tmp_path / "recipes_here.py").write_text("DROP = frozenset({'phone'})\n")
+    (tmp_path / "customize.py").write_text(
+        "from recipes_here import DROP\n"
+        "def build_mapping(defaults):\n"
+        "    return defaults.with_changes(removed_attributes={'*': DROP})\n"
+    )
+    mapping, source = backfill.load_mapping(IdentifierStrategy.parse("email"), str(tmp_path / "customize.py"))
+    assert mapping.removed_attributes == {"*": frozenset({"phone"})}
+    assert mapping.identifier.kind == "email" and source.endswith("customize.py")
+    (tmp_path / "bad.py").write_text("def build_mapping(defaults):\n    return 42\n")
+    with pytest.raises(BackfillError, match="must return a MappingConfig"):
+        backfill.load_mapping(IdentifierStrategy(), str(tmp_path / "bad.py"))
+    with pytest.raises(BackfillError, match="no file"):
+        backfill.load_mapping(IdentifierStrategy(), str(tmp_path / "missing.py"))
+
+
+def test_repository_customize_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    mapping, source = backfill.load_mapping(IdentifierStrategy(), None)
+    assert source == "functions/ingest/customize.py" and isinstance(mapping, MappingConfig)
+
+
+def test_cli_without_an_api_key_is_a_clear_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DODO_PAYMENTS_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["backfill", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "no Dodo Payments API key: set $DODO_PAYMENTS_API_KEY" in err and "--stack/--ssm-path" in err
+
+
+def test_cli_without_customerio_credentials_suggests_dry_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MY_DODO_KEY", "k")
+    for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["backfill", "--api-key-env", "MY_DODO_KEY"]) == 2
+    assert "no Customer.io credentials" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--page-size", "500"], "--page-size must be 1 to 100"),
+        (["--rate", "0"], "--rate must be a positive"),
+        (["--statuses", "active,bogus"], "unknown bogus"),
+        (["--identifier", "phone"], "identifier strategy 'phone'"),
+        (["--no-customers", "--statuses", ""], "nothing to backfill"),
+    ],
+)
+def test_cli_usage_errors(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["backfill", "--dry-run", *argv]) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_cli_backfill_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["backfill", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--dry-run" in out and "--state" in out and "--events" in out

@@ -1,0 +1,458 @@
+"""`dodo-cio check`: is this deployment configured so that webhooks can reach Customer.io?
+
+Each check gives one `Finding`: `ok`, `FAIL` (the deployment has a problem; exit 1) or `skip`
+(could not be checked because an earlier check failed), with a one-line reason and a hint saying
+what to do. A finding that failed because *your* AWS credentials may not read something (access
+denied, KMS) is marked `access_error`: the exit code is then 2, since the deployment itself may be
+fine. Nothing printed or returned holds a secret: the webhook secret is reported as a count, the
+Customer.io credentials not at all.
+
+Checks, in order:
+  1. the three SSM parameters under the path exist, are SecureString, decrypt and are not empty;
+  2. the webhook secret is well-formed (`whsec_` + base64; several allowed during a rotation);
+  3. the Customer.io site id and API key are accepted by `GET /api/v1/accounts/region`, and the
+     workspace's region is the configured one (a US workspace cannot use the EU host and an EU
+     one must not rely on the US host's redirect, which drops the credentials);
+  4. with `--stack`: the retry queue and the dead-letter queue exist, and the DLQ is empty.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+from dodo_cio.config import SECRET_NAMES
+from dodo_cio.customerio import TRACK_HOSTS, auth_header, track_base_url
+from dodo_cio.signature import SECRET_PREFIX, parse_secrets
+
+if TYPE_CHECKING:
+    import requests
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
+
+__all__ = [
+    "REGION_PATH",
+    "Finding",
+    "RegionAnswer",
+    "add_arguments",
+    "check_customerio",
+    "check_parameters",
+    "check_queues",
+    "check_webhook_secret",
+    "exit_code",
+    "findings_json",
+    "format_report",
+    "probe_region",
+    "run_checks",
+]
+
+REGION_PATH: Final = "/api/v1/accounts/region"
+PROBE_TIMEOUT: Final = 10.0
+WEBHOOK_SECRET, SITE_ID, API_KEY = SECRET_NAMES
+_ACCESS_CODES: Final = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "KMSAccessDeniedException",
+        "KMSDisabledException",
+        "KMSInvalidStateException",
+        "KMSNotFoundException",
+        "InvalidKeyId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "RequestThrottled",
+        "ThrottlingException",
+    }
+)
+
+Status = Literal["ok", "FAIL", "skip"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """The verdict of one check, worded for the person at the terminal."""
+
+    name: str
+    status: Status
+    reason: str
+    hint: str = ""
+    access_error: bool = False  # could not look (our credentials), rather than found a problem
+
+
+def exit_code(findings: Sequence[Finding]) -> int:
+    """2 when something could not be checked for lack of AWS access, else 1 on any FAIL, else 0."""
+    if any(f.access_error for f in findings):
+        return 2
+    return 1 if any(f.status == "FAIL" for f in findings) else 0
+
+
+# -- SSM --------------------------------------------------------------------------------------------
+
+
+def _error_parts(exc: Exception) -> tuple[str, str]:
+    error = getattr(exc, "response", {}).get("Error", {})
+    return str(error.get("Code", "")), str(error.get("Message", "")).strip()
+
+
+def check_parameters(ssm: SSMClient, path: str) -> tuple[list[Finding], dict[str, str]]:
+    """One finding per SSM parameter, and the decrypted values of the ones that are usable.
+
+    Read one at a time so that one missing or undecryptable parameter does not hide the others.
+    Raises `OperatorError` (exit 2) when AWS cannot be reached at all (no credentials, no region).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - keep import cheap
+
+    from dodo_cio_tools.operator import OperatorError  # noqa: PLC0415
+
+    base = path.rstrip("/")
+    findings: list[Finding] = []
+    values: dict[str, str] = {}
+    for secret in SECRET_NAMES:
+        name = f"{base}/{secret}"
+        label = f"SSM {name}"
+        put = f"aws ssm put-parameter --type SecureString --name {name} --value '…'"
+        try:
+            parameter = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
+        except ClientError as exc:
+            code, message = _error_parts(exc)
+            if code == "ParameterNotFound":
+                findings.append(Finding(label, "FAIL", "not found", f"create it: {put}"))
+            elif code in _ACCESS_CODES or code.startswith("KMS"):
+                findings.append(
+                    Finding(
+                        label,
+                        "FAIL",
+                        f"cannot read or decrypt it with your AWS credentials ({code}: {message})".rstrip(": "),
+                        "your credentials need ssm:GetParameter on it and kms:Decrypt on its key "
+                        "(the functions' roles have their own)",
+                        access_error=True,
+                    )
+                )
+            else:
+                findings.append(
+                    Finding(label, "FAIL", f"{code or 'error'}: {message}", "check the path and region", True)
+                )
+            continue
+        except BotoCoreError as exc:  # no credentials, no region, endpoint unreachable
+            raise OperatorError(f"reading SSM parameter {name} failed: {exc}") from None
+        value = str(parameter.get("Value", ""))
+        kind = str(parameter.get("Type", ""))
+        if kind != "SecureString":
+            findings.append(
+                Finding(
+                    label,
+                    "FAIL",
+                    f"is a {kind or 'non-SecureString'} parameter: readable by anyone with ssm:GetParameter, "
+                    "unencrypted",
+                    f"delete it and put it again as a SecureString: aws ssm delete-parameter --name {name} && {put}",
+                )
+            )
+        elif not value.strip():
+            findings.append(Finding(label, "FAIL", "is empty", f"put the value: {put} --overwrite"))
+        else:
+            findings.append(Finding(label, "ok", "SecureString, decrypts"))
+        if value.strip():
+            values[secret] = value.strip()
+    return findings, values
+
+
+def check_webhook_secret(value: str | None) -> Finding:
+    """Well-formed webhook secret(s): reported as a count, never shown."""
+    name = "webhook secret"
+    if value is None:
+        return Finding(name, "skip", "not readable from SSM (see above)")
+    try:
+        keys = parse_secrets(value)
+    except ValueError as exc:  # names the position only, never the value
+        return Finding(
+            name,
+            "FAIL",
+            str(exc),
+            "copy it again from Dodo's dashboard (Developer → Webhooks → your endpoint → Signing secret); "
+            "it looks like whsec_ followed by base64; several may be listed separated by spaces",
+        )
+    parts = [p for p in value.replace(",", " ").split() if p]
+    unprefixed = sum(1 for p in parts if not p.startswith(SECRET_PREFIX))
+    count = f"{len(keys)} secret{'s' if len(keys) != 1 else ''}"
+    reason = f"{count}, well-formed"
+    if unprefixed:
+        reason += f" ({unprefixed} without the {SECRET_PREFIX} prefix, accepted)"
+    hint = (
+        "several secrets are for a rotation window: remove the old one once Dodo signs with the new one"
+        if len(keys) > 1
+        else ""
+    )
+    return Finding(name, "ok", reason, hint)
+
+
+# -- Customer.io ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RegionAnswer:
+    """What `GET /api/v1/accounts/region` said: status None when no answer arrived."""
+
+    status: int | None
+    region: str | None = None
+    url: str | None = None
+    location: str | None = None  # a redirect's target
+    error: str = ""
+
+
+def probe_region(
+    base_url: str,
+    site_id: str,
+    api_key: str,
+    *,
+    session: requests.Session | None = None,
+    timeout: float = PROBE_TIMEOUT,
+) -> RegionAnswer:
+    """Ask Customer.io which region these Track credentials belong to (no redirects followed).
+
+    A redirect is reported rather than followed: requests drops the Authorization header when a
+    redirect changes host, which would turn a region mismatch into a misleading 401.
+    """
+    import requests  # noqa: PLC0415 - only the probes need HTTP
+
+    getter: Any = session if session is not None else requests
+    url = f"{base_url.rstrip('/')}{REGION_PATH}"
+    headers = {"Authorization": auth_header(site_id, api_key), "User-Agent": "dodo-cio-tools (check)"}
+    try:
+        response = getter.get(url, headers=headers, timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        return RegionAnswer(None, error=f"no answer from {url} within {timeout:g} s")
+    except requests.RequestException as exc:
+        return RegionAnswer(None, error=f"cannot reach {url}: {type(exc).__name__}")
+    status = int(response.status_code)
+    if 300 <= status < 400:
+        return RegionAnswer(status, location=str(response.headers.get("Location", "")))
+    if status != 200:
+        return RegionAnswer(status, error=_short_body(response))
+    try:
+        doc = response.json()
+    except ValueError:
+        return RegionAnswer(status, error="the answer is not JSON")
+    if not isinstance(doc, dict):
+        return RegionAnswer(status, error="the answer is not a JSON object")
+    region = doc.get("region")
+    return RegionAnswer(
+        status,
+        region=str(region).lower() if isinstance(region, str) else None,
+        url=str(doc["url"]) if isinstance(doc.get("url"), str) else None,
+    )
+
+
+def _short_body(response: Any) -> str:
+    text = str(getattr(response, "text", "") or "").strip().replace("\n", " ")
+    return text[:200]
+
+
+def _region_of_host(location: str) -> str | None:
+    for region, host in TRACK_HOSTS.items():
+        if location.startswith(host):
+            return region
+    return None
+
+
+def _wrong_region(actual: str) -> Finding:
+    return Finding(
+        "Customer.io credentials",
+        "FAIL",
+        f"your workspace is in {actual}; set CustomerioRegion={actual}",
+        f"sam deploy --parameter-overrides CustomerioRegion={actual} (or run sam deploy --guided again); "
+        f"locally, CUSTOMERIO_REGION={actual}",
+    )
+
+
+def check_customerio(
+    region: str,
+    track_url: str | None,
+    site_id: str | None,
+    api_key: str | None,
+    *,
+    session: requests.Session | None = None,
+    timeout: float = PROBE_TIMEOUT,
+    probe: Callable[..., RegionAnswer] = probe_region,
+) -> Finding:
+    """The credentials work, against the configured host, for a workspace in the configured region."""
+    name = "Customer.io credentials"
+    try:
+        base_url = track_base_url(region, track_url)
+    except ValueError as exc:
+        return Finding(name, "FAIL", str(exc), "set CustomerioRegion to us or eu")
+    if not site_id or not api_key:
+        return Finding(name, "skip", "site id or API key not readable from SSM (see above)")
+    answer = probe(base_url, site_id, api_key, session=session, timeout=timeout)
+    hint_creds = (
+        "in Customer.io: Settings → Workspace settings → API and webhook credentials → Track API keys; "
+        "put the Site ID into customerio-site-id and the API key into customerio-api-key"
+    )
+    if answer.status == 200:
+        if answer.region is None:
+            return Finding(name, "FAIL", f"{base_url}{REGION_PATH} answered without a region", "")
+        if answer.region != region:
+            return _wrong_region(answer.region)
+        return Finding(name, "ok", f"accepted by {base_url}; workspace region {answer.region}")
+    if answer.status is not None and 300 <= answer.status < 400:
+        moved_to = _region_of_host(answer.location or "")
+        if moved_to and moved_to != region:
+            return _wrong_region(moved_to)
+        return Finding(name, "FAIL", f"{base_url} redirects to {answer.location or '?'}", "check CustomerioTrackUrl")
+    if answer.status in (401, 403):
+        other = "eu" if region == "us" else "us"
+        if not (track_url and track_url.strip()):
+            # A workspace in the other region is rejected by this host; ask the other one.
+            elsewhere = probe(TRACK_HOSTS[other], site_id, api_key, session=session, timeout=timeout)
+            if elsewhere.status == 200 and elsewhere.region:
+                return _wrong_region(elsewhere.region)
+        return Finding(
+            name,
+            "FAIL",
+            f"Customer.io rejected the site id / API key (HTTP {answer.status})",
+            hint_creds,
+        )
+    if answer.status is None:
+        return Finding(name, "FAIL", answer.error, "check your network, or CustomerioTrackUrl if you set one")
+    detail = f": {answer.error}" if answer.error else ""
+    return Finding(
+        name,
+        "FAIL",
+        f"{base_url}{REGION_PATH} answered HTTP {answer.status}{detail}",
+        "try again in a minute; https://status.customer.io shows outages"
+        if answer.status >= 500
+        else "check CustomerioTrackUrl",
+    )
+
+
+# -- queues -----------------------------------------------------------------------------------------
+
+
+def check_queues(sqs: SQSClient, outputs: Mapping[str, str], *, stack: str = "") -> list[Finding]:
+    """The stack's retry queue and DLQ exist; the DLQ is empty (anything on it was not delivered)."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    findings: list[Finding] = []
+    stack_flag = f" --stack {stack}" if stack else ""
+    for key, label in (("RetryQueueUrl", "retry queue"), ("DeadLetterQueueUrl", "dead-letter queue")):
+        url = outputs.get(key)
+        if not url:
+            findings.append(Finding(label, "FAIL", f"the stack has no output {key}", "is the stack fully deployed?"))
+            continue
+        try:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            ).get("Attributes", {})
+        except ClientError as exc:
+            code, message = _error_parts(exc)
+            code = code.removeprefix("AWS.SimpleQueueService.")
+            if code in {"QueueDoesNotExist", "NonExistentQueue"}:
+                findings.append(Finding(label, "FAIL", f"{url} does not exist", "redeploy the stack (sam deploy)"))
+            else:
+                findings.append(
+                    Finding(label, "FAIL", f"cannot read it: {code}: {message}", "needs sqs:GetQueueAttributes", True)
+                )
+            continue
+        except BotoCoreError as exc:
+            findings.append(Finding(label, "FAIL", f"cannot read it: {exc}", "check your AWS configuration", True))
+            continue
+        waiting = sum(
+            int(attributes.get(a, "0") or 0)
+            for a in (
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            )
+        )
+        if key == "DeadLetterQueueUrl" and waiting:
+            findings.append(
+                Finding(
+                    label,
+                    "FAIL",
+                    f"{waiting} undelivered deliver{'ies' if waiting != 1 else 'y'} waiting",
+                    f"see why: dodo-cio dlq{stack_flag}; after fixing the cause: dodo-cio redrive{stack_flag}",
+                )
+            )
+        elif key == "DeadLetterQueueUrl":
+            findings.append(Finding(label, "ok", "exists, empty"))
+        else:
+            findings.append(Finding(label, "ok", f"exists, {waiting} waiting for a retry"))
+    return findings
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stack", help="CloudFormation stack name: read the settings from its parameters and outputs")
+    parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    parser.add_argument("--ssm-path", help="SSM path of the secrets (default: the stack's SsmParameterPath)")
+    parser.add_argument(
+        "--region-cio", choices=("us", "eu"), help="Customer.io region (default: the stack's CustomerioRegion, else us)"
+    )
+    parser.add_argument("--track-url", help="Customer.io Track base URL override (default: the stack's, if any)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+# -- the whole run ----------------------------------------------------------------------------------
+
+
+def run_checks(
+    *,
+    ssm: SSMClient,
+    ssm_path: str,
+    region: str,
+    track_url: str | None,
+    sqs: SQSClient | None = None,
+    outputs: Mapping[str, str] | None = None,
+    stack: str = "",
+    session: requests.Session | None = None,
+    timeout: float = PROBE_TIMEOUT,
+) -> list[Finding]:
+    """Every check, in order; later checks are skipped when what they need could not be read."""
+    findings, values = check_parameters(ssm, ssm_path)
+    findings.append(check_webhook_secret(values.get(WEBHOOK_SECRET)))
+    findings.append(
+        check_customerio(region, track_url, values.get(SITE_ID), values.get(API_KEY), session=session, timeout=timeout)
+    )
+    if sqs is not None and outputs is not None:
+        findings.extend(check_queues(sqs, outputs, stack=stack))
+    return findings
+
+
+def format_report(findings: Sequence[Finding], *, header: str = "") -> str:
+    """`ok`/`FAIL`/`skip` lines with the reason, hints indented below, and a summary line."""
+    width = max((len(f.name) for f in findings), default=0)
+    lines = [header] if header else []
+    for f in findings:
+        lines.append(f"  {f.status:<4}  {f.name:<{width}}  {f.reason}".rstrip())
+        if f.hint and f.status != "ok":
+            lines.append(f"        {'':<{width}}  hint: {f.hint}")
+        elif f.hint:
+            lines.append(f"        {'':<{width}}  note: {f.hint}")
+    failed = sum(1 for f in findings if f.status == "FAIL")
+    skipped = sum(1 for f in findings if f.status == "skip")
+    if failed:
+        summary = f"{failed} problem{'s' if failed != 1 else ''} found"
+    else:
+        summary = "all checks passed" if not skipped else "no problem found"
+    if skipped:
+        summary += f", {skipped} check{'s' if skipped != 1 else ''} skipped"
+    if any(f.access_error for f in findings):
+        summary += " (some could not be checked with your AWS credentials)"
+    lines.append(summary)
+    return "\n".join(lines)
+
+
+def findings_json(findings: Sequence[Finding]) -> str:
+    return json.dumps({"ok": exit_code(findings) == 0, "checks": [asdict(f) for f in findings]}, indent=2)
