@@ -77,7 +77,8 @@ def request_from_apigw(event: Mapping[str, Any]) -> WebhookRequest:
         except (binascii.Error, ValueError):
             raw = b"\x00invalid-base64"  # cannot match any signature -> 401, never a crash
     else:
-        raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        # surrogatepass: a lone surrogate cannot be what Dodo signed; it fails verification, not the handler
+        raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else bytes(body)
     return WebhookRequest({str(k): str(v) for k, v in headers.items()}, raw)
 
 
