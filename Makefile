@@ -14,7 +14,7 @@ CHECKOV_VENV := .venv-checkov
 SAM_VENV := .venv-sam
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install run load test lint typecheck unit scan build clean
+.PHONY: help install run load test lint typecheck unit scan build bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ scan: $(CHECKOV_VENV)/.installed ## checkov on the template
 
 build: $(SAM_VENV)/.installed ## sam build for the real target (arm64, python3.13)
 	SAM_CLI_TELEMETRY=0 PATH="$(PY313_BIN):$$PATH" $(SAM_VENV)/bin/sam build
+
+bench: $(STAMP) ## benchmarks vs their floors (~6 min), writes bench/RESULTS.md; not run by make test
+	$(BIN)/python bench/run.py
 
 clean:
 	rm -rf .aws-sam $(VENV) $(CHECKOV_VENV) $(SAM_VENV)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import http.client
 import io
 import json
 import logging
@@ -26,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import requests
 
 from dodo_cio.signature import SECRET_PREFIX
 from dodo_cio_tools.event_source import SqsEventSource
@@ -126,7 +126,7 @@ class Capture:
 
 @pytest.fixture
 def capture(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
-    """Both handlers' log streams into one buffer, and every request the `requests` adapter sends."""
+    """Both handlers' log streams into one buffer, and every HTTP request the bridge sends."""
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
     retry_module = load_retry_module()
     monkeypatch.setattr(retry_module, "_service", None)  # a cold retry container, built from the environment
@@ -134,21 +134,24 @@ def capture(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
     for module in (bridge.app, retry_module):
         monkeypatch.setattr(module.logger.registered_handler, "stream", stream)
     cap = Capture(stream)
-    real_send = requests.adapters.HTTPAdapter.send
+    real_request = http.client.HTTPConnection.request
 
-    def spy(adapter: Any, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> Any:
-        body = request.body or b""
+    def spy(
+        conn: http.client.HTTPConnection, method: str, url: str, body: Any = None, headers: Any = None, **kw: Any
+    ) -> Any:
+        raw = body or b""
         cap.http.append(
             Outgoing(
-                str(request.method),
-                str(request.url),
-                dict(request.headers),
-                body.encode() if isinstance(body, str) else bytes(body),
+                method,
+                f"{'https' if isinstance(conn, http.client.HTTPSConnection) else 'http'}://{conn.host}:{conn.port}{url}",
+                dict(headers or {}),
+                raw.encode() if isinstance(raw, str) else bytes(raw),
             )
         )
-        return real_send(adapter, request, *args, **kwargs)
+        return real_request(conn, method, url, body=body, headers=headers or {})
 
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", spy)
+    # Every HTTP request the bridge makes goes through http.client (the Track client's transport).
+    monkeypatch.setattr(http.client.HTTPConnection, "request", spy)
     cap.retry_module = retry_module  # type: ignore[attr-defined]
     yield cap
 

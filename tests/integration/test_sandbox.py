@@ -301,3 +301,41 @@ def test_each_request_is_logged_as_one_masked_line(
 def test_missing_schema_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         TrackSandbox(schema_path=tmp_path / "missing.json")
+
+
+# --- rate limit ----------------------------------------------------------------------------------
+
+
+def test_rate_limit_answers_429_with_retry_after_beyond_the_bucket() -> None:
+    # 0.5 request/s and a bucket of 3: three requests pass at once, the next ones are refused
+    # until a token comes back (2 s later), so none of the quick follow-ups can slip through.
+    with TrackSandbox(rate_limit=0.5, rate_limit_burst=3) as sandbox, requests.Session() as http:
+        http.auth = AUTH
+        answers = [post(http, sandbox, "/api/v2/entity", EVENT) for _ in range(5)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+        retry_after = int(answers[3].headers["Retry-After"])
+        assert 1 <= retry_after <= 2
+        assert answers[3].json() == {"meta": {"error": "Too Many Requests (sandbox rate_limit)"}}
+        assert [r.scripted for r in sandbox.requests] == [None, None, None, "rate_limit", "rate_limit"]
+        assert len(sandbox.accepted_ops()) == 3
+        sandbox.reset()  # a full bucket again
+        assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 200
+
+
+def test_rate_limit_is_off_by_default_and_checks_its_arguments(sandbox: TrackSandbox, http: requests.Session) -> None:
+    assert sandbox.rate_limit is None
+    assert {post(http, sandbox, "/api/v2/entity", EVENT).status_code for _ in range(30)} == {200}
+    with pytest.raises(ValueError, match="rate_limit"):
+        TrackSandbox(rate_limit=0)
+    with pytest.raises(ValueError, match="rate_limit_burst"):
+        TrackSandbox(rate_limit_burst=5)
+
+
+def test_validate_false_skips_op_validation_but_not_auth_or_shape() -> None:
+    with TrackSandbox(validate=False) as sandbox, requests.Session() as http:
+        http.auth = AUTH
+        invalid = {k: v for k, v in EVENT.items() if k != "name"}
+        assert post(http, sandbox, "/api/v2/entity", invalid).status_code == 200
+        assert post(http, sandbox, "/api/v2/batch", {"batch": [invalid, IDENTIFY]}).status_code == 200
+        assert post(http, sandbox, "/api/v2/batch", {"nope": []}).status_code == 400
+        assert requests.post(sandbox.base_url + "/api/v2/entity", json=EVENT, timeout=5).status_code == 401

@@ -226,6 +226,7 @@ def mock_http() -> Any:
 
 
 def client(base: str = BASE, **kwargs: Any) -> TrackClient:
+    kwargs.setdefault("session", requests.Session())  # the responses library mocks requests
     return TrackClient(base, "site", "key", **kwargs)
 
 

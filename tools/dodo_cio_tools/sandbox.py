@@ -26,6 +26,15 @@ Test hooks: :meth:`TrackSandbox.script` queues canned answers (including dropped
 stalls), ``fail_rate`` answers a seeded random fraction of requests with 503, and the
 unauthenticated ``/__sandbox/*`` endpoints expose the same controls over HTTP for a sandbox
 running in another process (``make run``).
+
+Rate limit (off by default): ``rate_limit`` requests per second over all API requests, as a token
+bucket holding ``rate_limit_burst`` tokens (default: one second's worth); a request that finds
+the bucket empty is answered 429 with a ``Retry-After`` (whole seconds until the next token,
+at least 1) and is recorded with ``scripted == "rate_limit"``. Customer.io asks Track API
+clients to stay near 100 requests per second; the benchmarks use this to check the retry path
+keeps to it. ``validate=False`` skips the schema and limit checks of each op (auth, JSON, body
+sizes and the batch shape are still checked) for load tests where validation would cost more
+than the client under test.
 """
 
 from __future__ import annotations
@@ -37,6 +46,7 @@ import copy
 import hmac
 import json
 import logging
+import math
 import random
 import re
 import socket
@@ -119,7 +129,7 @@ class ReceivedRequest:
     ``status``/``response`` are filled in just before the answer is written, so they are final
     by the time the client sees the response. ``status`` is 0 for a scripted ``close``.
     ``scripted`` names the scripted action that answered it (``None`` when processed normally,
-    ``"fail_rate"`` for a random 503).
+    ``"fail_rate"`` for a random 503, ``"rate_limit"`` for a 429 from the rate limit).
     """
 
     method: str
@@ -732,6 +742,13 @@ class _Handler(BaseHTTPRequestHandler):
         if scripted is not None:
             self._play(rec, scripted)
             return
+        wait = sandbox._rate_limited()
+        if wait is not None:
+            rec.scripted = "rate_limit"
+            retry_after = str(max(1, math.ceil(wait)))
+            body = {"meta": {"error": "Too Many Requests (sandbox rate_limit)"}}
+            self._finish(rec, 429, body, {"Retry-After": retry_after})
+            return
         if sandbox._roll_failure():
             rec.scripted = "fail_rate"
             self._finish(rec, 503, {"meta": {"error": "Service Unavailable (sandbox fail_rate)"}})
@@ -761,11 +778,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(scripted.status, body, scripted.headers)
 
-    def _finish(self, rec: ReceivedRequest, status: int, payload: Any) -> None:
+    def _finish(
+        self, rec: ReceivedRequest, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
         rec.status = status
         rec.response = payload
         self._log(rec)
-        self._send(status, json.dumps(payload).encode())
+        self._send(status, json.dumps(payload).encode(), headers)
 
     def _log(self, rec: ReceivedRequest) -> None:
         # Logged before the answer is written, so the line exists by the time the client has it.
@@ -873,6 +892,26 @@ def _bad_request(reason: str, field_name: str, message: str) -> tuple[int, dict[
 
 
 # --- The sandbox --------------------------------------------------------------------------------
+class _TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` kept; each request takes one or is refused."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._at = time.monotonic()
+
+    def take(self) -> float | None:
+        """``None`` when a token was taken, else the seconds until the next one. Caller holds the lock."""
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return None
+        return (1 - self._tokens) / self.rate
+
+
 class TrackSandbox:
     """A Customer.io Track API look-alike on loopback, run in a background thread.
 
@@ -892,9 +931,16 @@ class TrackSandbox:
         region: str = "us",
         fail_rate: float = 0.0,
         seed: int | None = None,
+        rate_limit: float | None = None,
+        rate_limit_burst: int | None = None,
+        validate: bool = True,
     ) -> None:
         if not 0.0 <= fail_rate <= 1.0:
             raise ValueError("fail_rate must be between 0 and 1")
+        if rate_limit is not None and not 0 < rate_limit < float("inf"):
+            raise ValueError("rate_limit must be a positive number of requests per second, or None")
+        if rate_limit_burst is not None and (rate_limit is None or rate_limit_burst < 1):
+            raise ValueError("rate_limit_burst needs a rate_limit and must be at least 1")
         if region not in {"us", "eu"}:
             raise ValueError("region must be 'us' or 'eu'")
         self.site_id = site_id
@@ -904,6 +950,10 @@ class TrackSandbox:
         self.region = region
         self.fail_rate = fail_rate
         self.seed = seed
+        self.rate_limit = rate_limit
+        self.rate_limit_burst = rate_limit_burst if rate_limit_burst is not None else max(1, round(rate_limit or 1))
+        self.validate = validate
+        self._bucket = _TokenBucket(rate_limit, self.rate_limit_burst) if rate_limit is not None else None
         self.schema_path = schema_path if schema_path is not None else default_schema_path()
         self.validator = TrackV2Validator.from_path(self.schema_path)
         self.requests: list[ReceivedRequest] = []
@@ -998,11 +1048,14 @@ class TrackSandbox:
         return accepted
 
     def reset(self) -> None:
-        """Forget recorded requests and queued scripts; re-seed so fail_rate repeats its sequence."""
+        """Forget recorded requests and queued scripts; re-seed so fail_rate repeats its sequence;
+        refill the rate limit's bucket."""
         with self._lock:
             self.requests.clear()
             self._script.clear()
             self._rng.seed(self.seed)
+            if self.rate_limit is not None:
+                self._bucket = _TokenBucket(self.rate_limit, self.rate_limit_burst)
 
     def summaries(self) -> list[dict[str, Any]]:
         """The ``/__sandbox/requests`` view: no bodies or headers, emails masked."""
@@ -1031,6 +1084,13 @@ class TrackSandbox:
     def _script_depth(self) -> int:
         with self._lock:
             return len(self._script)
+
+    def _rate_limited(self) -> float | None:
+        """``None`` when the request may proceed, else the seconds until the rate limit allows one."""
+        if self._bucket is None:
+            return None
+        with self._lock:
+            return self._bucket.take()
 
     def _roll_failure(self) -> bool:
         with self._lock:
@@ -1085,6 +1145,8 @@ class TrackSandbox:
             return 413, _too_large_body(len(rec.body), ENTITY_PATH)
         if rec.json is None:
             return _bad_request("invalid_json", "", "the body must be a JSON object")
+        if not self.validate:
+            return 200, {}
         errors = self.validator.entity_errors(rec.json)
         if errors:
             return 400, {"errors": [e.as_json() for e in errors]}
@@ -1095,6 +1157,10 @@ class TrackSandbox:
             return 413, _too_large_body(len(rec.body), BATCH_PATH)
         if rec.json is None:
             return _bad_request("invalid_json", "", 'the body must be a JSON object {"batch": [...]}')
+        if not self.validate:
+            if not isinstance(rec.json, dict) or not isinstance(rec.json.get("batch"), list):
+                return _bad_request("invalid_type", "batch", 'the body must be a JSON object {"batch": [...]}')
+            return 200, {}
         errors = self.validator.batch_errors(rec.json)
         if any(e.batch_index is None for e in errors):
             return 400, {"errors": [e.as_json() for e in errors]}

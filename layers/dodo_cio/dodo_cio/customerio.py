@@ -13,12 +13,10 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
+from dodo_cio.http import KeepAliveClient, TransportError, TransportTimeout
 from dodo_cio.limits import encoded_size
-
-if TYPE_CHECKING:  # requests is imported lazily: the ingest path may never need it on a bad request
-    import requests
 
 Outcome = Literal["delivered", "transient", "permanent", "config"]
 
@@ -122,8 +120,15 @@ def auth_header(site_id: str, api_key: str) -> str:
     return f"Basic {token}"
 
 
+class Session(Protocol):
+    """A requests-style session; tests inject one, production uses the stdlib transport."""
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any) -> Any: ...
+    def close(self) -> None: ...
+
+
 class TrackClient:
-    """A Track v2 sender bound to one workspace's credentials and one HTTP session."""
+    """A Track v2 sender bound to one workspace's credentials and one kept-alive connection."""
 
     def __init__(
         self,
@@ -133,13 +138,16 @@ class TrackClient:
         *,
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
-        session: requests.Session | None = None,
+        session: Session | None = None,
     ) -> None:
-        import requests  # noqa: PLC0415 - lazy: only paths that deliver pay for it
-
         self.base_url = base_url.rstrip("/")
         self._timeout = (connect_timeout, read_timeout)
-        self._session = session or requests.Session()
+        self._session = session
+        self._transport = (
+            None
+            if session is not None
+            else KeepAliveClient(self.base_url, connect_timeout=connect_timeout, read_timeout=read_timeout)
+        )
         self._headers = {
             "Authorization": auth_header(site_id, api_key),
             "Content-Type": "application/json",
@@ -147,31 +155,46 @@ class TrackClient:
         }
 
     def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        import requests  # noqa: PLC0415
-
         if not ops:
             return DeliveryResult((), None)
         batch = len(ops) > 1
-        url = f"{self.base_url}/api/v2/batch" if batch else f"{self.base_url}/api/v2/entity"
+        path = "/api/v2/batch" if batch else "/api/v2/entity"
         payload = {"batch": list(ops)} if batch else ops[0]
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         start = time.perf_counter()
         try:
-            response = self._session.post(url, data=data, headers=self._headers, timeout=self._timeout)
-            body = response.content
+            status, headers, body = self._post(path, data)
+        except TransportTimeout as exc:
+            return self._failed(ops, f"timeout: {exc}", start)
+        except TransportError as exc:
+            return self._failed(ops, f"connection error: {exc}", start)
+        results, retry_after = classify_response(status, body, headers, len(ops), batch=batch)
+        return DeliveryResult(results, status, retry_after, (time.perf_counter() - start) * 1000)
+
+    def _post(self, path: str, data: bytes) -> tuple[int, Any, bytes]:
+        if self._transport is not None:
+            answer = self._transport.post(path, data, self._headers)
+            return answer.status, answer.headers, answer.body
+        assert self._session is not None
+        import requests  # noqa: PLC0415 - only an injected requests-style session needs it
+
+        try:
+            response = self._session.post(self.base_url + path, data=data, headers=self._headers, timeout=self._timeout)
+            return int(response.status_code), response.headers, bytes(response.content)
         except requests.Timeout as exc:
-            return self._failed(ops, f"timeout: {type(exc).__name__}", start)
+            raise TransportTimeout(type(exc).__name__) from None
         except requests.RequestException as exc:
-            return self._failed(ops, f"connection error: {type(exc).__name__}", start)
-        results, retry_after = classify_response(response.status_code, body, response.headers, len(ops), batch=batch)
-        return DeliveryResult(results, response.status_code, retry_after, (time.perf_counter() - start) * 1000)
+            raise TransportError(type(exc).__name__) from None
 
     @staticmethod
     def _failed(ops: Sequence[dict[str, Any]], reason: str, start: float) -> DeliveryResult:
         return DeliveryResult(_all(len(ops), "transient", reason), None, None, (time.perf_counter() - start) * 1000)
 
     def close(self) -> None:
-        self._session.close()
+        if self._transport is not None:
+            self._transport.close()
+        if self._session is not None:
+            self._session.close()
 
 
 class ClientCache:
@@ -183,7 +206,7 @@ class ClientCache:
         *,
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
-        session_factory: Callable[[], requests.Session] | None = None,
+        session_factory: Callable[[], Session] | None = None,
     ) -> None:
         self._base_url = base_url
         self._timeouts = (connect_timeout, read_timeout)

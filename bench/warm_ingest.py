@@ -1,0 +1,67 @@
+"""Warm ingest: the real ingest handler (`functions/ingest/app.py`) called in-process, per-webhook time.
+
+Set-up, identical for the floor (`floor_ingest.py`):
+  * signed webhooks cycling through events/dodo, each with its own webhook id and a later event
+    time (so the freshness check admits every identify: the happy path);
+  * Customer.io = `stub_http.py` on loopback (keep-alive HTTP/1.1, answers 200 `{}`), in its own process;
+  * AWS = `fakeaws.FakeAws` in memory: the bridge reaches it through boto3 (patched) and Powertools
+    exactly as it would reach AWS (SSM GetParameters, DynamoDB PutItem/UpdateItem for idempotency,
+    UpdateItem for freshness); the floor makes the same calls on the same fake;
+  * stdout (Powertools' JSON logs and EMF metrics) goes to /dev/null.
+The first `--warmup` webhooks (imports, client creation, the first TCP connection) are not timed.
+
+    .venv/bin/python bench/warm_ingest.py [--n 2000] [--track-url URL] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import Any
+
+from common import INGEST_DIR, LAYER, SECRET_VALUES, drive, ingest_environment, signed_events, write_json
+
+
+def run(track_url: str, n: int, warmup: int) -> dict[str, Any]:
+    os.environ.update(ingest_environment(track_url))
+    sys.path[:0] = [str(INGEST_DIR), str(LAYER)]  # as in Lambda: the function, then the layer
+    from fakeaws import botocore_fake, install_into_boto3
+
+    fake = botocore_fake(SECRET_VALUES)
+    install_into_boto3(fake)
+    events = signed_events(warmup + n)
+    import app  # after the environment: Powertools reads it at import, as in Lambda
+
+    result = drive(app.lambda_handler, events, warmup)
+    calls = {k: round(v / (warmup + n), 3) for k, v in sorted(fake.calls.items())}
+    return {**result, "aws_calls_per_webhook": calls, "impl": "bridge"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=2000, help="timed webhooks")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--track-url", help="a running stub (default: start one)")
+    parser.add_argument("--json", help="write the result here instead of stdout")
+    args = parser.parse_args()
+    from common import silence_stdout
+
+    with tempfile.NamedTemporaryFile(prefix="bench-stdout-") as log:
+        real_stdout = silence_stdout(log.name)
+        if args.track_url:
+            result = run(args.track_url, args.n, args.warmup)
+        else:
+            import stub_http
+
+            with stub_http.start() as url:
+                result = run(url, args.n, args.warmup)
+        sys.stdout.flush()
+        result["stdout_bytes_per_webhook"] = os.path.getsize(log.name) / (args.n + args.warmup)
+        sys.stdout = real_stdout
+    write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()
