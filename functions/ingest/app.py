@@ -8,7 +8,8 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customize import build_mapping
-from dodo_cio.config import ConfigError, SecretStore, Settings, aws_config
+from dodo_cio import aws
+from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.freshness import FreshnessGuard
 from dodo_cio.idempotency import WebhookDeduplicator
 from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
@@ -22,9 +23,7 @@ _dedupe: WebhookDeduplicator | None = None
 
 
 def _client(service: str) -> Any:
-    import boto3  # noqa: PLC0415 - only the paths that need AWS pay for it
-
-    return boto3.client(service, config=aws_config())  # type: ignore[call-overload]
+    return aws.client(service)  # one session per container, created on the first AWS call
 
 
 def service() -> IngestService:

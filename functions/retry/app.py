@@ -14,7 +14,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dodo_cio.config import SecretStore, Settings, aws_config
+from dodo_cio import aws
+from dodo_cio.config import SecretStore, Settings
 from dodo_cio.freshness import FreshnessGuard
 from dodo_cio.logmask import MaskingFormatter
 from dodo_cio.retry import RetryService, failed_message_ids
@@ -31,9 +32,7 @@ class RetryLater(Exception):
 
 
 def _client(service: str) -> Any:
-    import boto3  # noqa: PLC0415
-
-    return boto3.client(service, config=aws_config())  # type: ignore[call-overload]
+    return aws.client(service)  # one session per container, created on the first AWS call
 
 
 def service() -> RetryService:

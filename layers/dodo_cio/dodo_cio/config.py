@@ -131,8 +131,10 @@ def ssm_fetcher(names: list[str], max_age: int, force: bool) -> Mapping[str, str
 
     if force:
         parameters.clear_caches()  # type: ignore[no-untyped-call]
-    if "ssm" not in DEFAULT_PROVIDERS:  # the default provider, with our timeouts
-        DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto_config=aws_config())
+    if "ssm" not in DEFAULT_PROVIDERS:  # the default provider, on the container's shared session
+        from dodo_cio.aws import client  # noqa: PLC0415 - imports this module; see dodo_cio.aws
+
+        DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider(boto3_client=client("ssm"))
     values = parameters.get_parameters_by_name(
         parameters={name: {} for name in names}, decrypt=True, max_age=max_age, raise_on_error=False
     )

@@ -51,6 +51,10 @@ class WebhookDeduplicator:
             raise_on_no_idempotency_key=True,
             expires_after_seconds=expires_after_seconds,
         )
+        if boto3_client is None:
+            from dodo_cio.aws import client  # noqa: PLC0415
+
+            boto3_client = client("dynamodb")
         self._persistence = DynamoDBPersistenceLayer(table_name=table_name, boto3_client=boto3_client)
         self._work: Callable[[], HttpResponse] | None = None
         self._finished: HttpResponse | None = None

@@ -22,6 +22,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 
@@ -35,6 +36,7 @@ from dodo_cio.parking import LastError, ParkedDelivery, ParkedFormatError
 Verdict = Literal["delivered", "retry", "repark", "dead_letter"]
 _BATCH_OVERHEAD: Final = len('{"batch":[]}')
 MAX_OPS_PER_REQUEST: Final = 1000
+FRESHNESS_WORKERS: Final = 16  # concurrent freshness checks per invocation (DynamoDB on-demand takes it)
 
 
 class Sqs(Protocol):
@@ -163,22 +165,39 @@ class RetryProcessor:
     rng: Callable[[], float] = random.random
     freshness: FreshnessGuard | None = None
 
-    def _freshness_fates(self, ops: list[dict[str, Any]]) -> list[OpFate | None]:
-        """Pre-decided fates: a stale identify counts as done, an unchecked one must wait."""
-        fates: list[OpFate | None] = [None] * len(ops)
+    def _freshness_fates(self, messages: list[list[dict[str, Any]]]) -> list[list[OpFate | None]]:
+        """Pre-decided fates: a stale identify counts as done, an unchecked one must wait.
+
+        The checks of a whole batch run concurrently: made one after another they, not
+        Customer.io's rate limit, set the pace of a backlog drain (bench/RESULTS.md).
+        """
+        fates: list[list[OpFate | None]] = [[None] * len(ops) for ops in messages]
         if self.freshness is None:
             return fates
-        for index, op in enumerate(ops):
-            ts = identify_timestamp(op)
-            if ts is None:
-                continue
+        guard = self.freshness
+        checks = [
+            (m, o, op, ts)
+            for m, ops in enumerate(messages)
+            for o, op in enumerate(ops)
+            if (ts := identify_timestamp(op)) is not None
+        ]
+
+        def check(item: tuple[int, int, dict[str, Any], int]) -> OpFate | None:
+            _, _, op, ts = item
             try:
-                if not self.freshness.admit(op["identifiers"], ts):
-                    fates[index] = OpFate(OpResult("delivered", "skipped: a newer identify was applied"), None, None)
+                if guard.admit(op["identifiers"], ts):
+                    return None
+                return OpFate(OpResult("delivered", "skipped: a newer identify was applied"), None, None)
             except Exception:  # noqa: BLE001 - cannot tell; try again later rather than risk going back
-                fates[index] = OpFate(
-                    OpResult("transient", "state table unreachable for the freshness check"), None, None
-                )
+                return OpFate(OpResult("transient", "state table unreachable for the freshness check"), None, None)
+
+        if len(checks) <= 1:
+            results = [check(item) for item in checks]
+        else:
+            with ThreadPoolExecutor(max_workers=min(FRESHNESS_WORKERS, len(checks))) as pool:
+                results = list(pool.map(check, checks))
+        for (m, o, _, _), fate in zip(checks, results, strict=True):
+            fates[m][o] = fate
         return fates
 
     def process(
@@ -203,7 +222,7 @@ class RetryProcessor:
             for i, (_, parked) in enumerate(readable):
                 fates[i] = [OpFate(OpResult("config", missing_credentials), None, None) for _ in parked.ops]
         else:
-            slots = [self._freshness_fates(p.ops) for _, p in readable]
+            slots = self._freshness_fates([p.ops for _, p in readable])
             pending = [[o for o, fate in enumerate(row) if fate is None] for row in slots]
             plan = plan_requests([[p.ops[o] for o in pending[m]] for m, (_, p) in enumerate(readable)])
             for request in plan:
