@@ -185,9 +185,19 @@ def test_bridge_layer_is_built_for_the_function_platform(cfn: dict[str, Any], sa
     # Build metadata lives only in the SAM template (the translator drops it); sam build reads it there.
     sam_layer = sam_template["Resources"]["BridgeLayer"]
     assert sam_layer["Properties"]["ContentUri"] == "layers/dodo_cio"
-    assert sam_layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert sam_layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
     assert (REPO_ROOT / "layers/dodo_cio/requirements.txt").is_file()
     assert (REPO_ROOT / "layers/dodo_cio/dodo_cio").is_dir()
+    # The makefile builds for the Lambda platform (arm64 wheels, CPython 3.13) and ships bytecode
+    # that is used without checking file times (a zip does not keep them exactly).
+    makefile = (REPO_ROOT / "layers/dodo_cio/Makefile").read_text()
+    assert "build-BridgeLayer:" in makefile
+    assert "--platform manylinux2014_aarch64" in makefile and "--python-version 3.13" in makefile
+    assert "--invalidation-mode unchecked-hash" in makefile
+    for name, folder in (("IngestFunction", "ingest"), ("RetryFunction", "retry")):
+        assert sam_template["Resources"][name]["Metadata"]["BuildMethod"] == "makefile"
+        function_makefile = (REPO_ROOT / "functions" / folder / "Makefile").read_text()
+        assert f"build-{name}:" in function_makefile and "unchecked-hash" in function_makefile
 
 
 def test_ingest_environment(cfn: dict[str, Any]) -> None:
