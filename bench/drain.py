@@ -275,7 +275,9 @@ def _instrument() -> tuple[defaultdict[str, float], Counter[str], Any]:
     make_api_call = BaseClient._make_api_call
 
     def timed_api_call(self: Any, operation: str, params: Any) -> Any:
-        where = "handler" if getattr(in_handler, "on", False) else "poller"
+        # The freshness checks run on the handler's worker threads (no thread-local flag there); the
+        # poller never calls DynamoDB.
+        where = "handler" if getattr(in_handler, "on", False) or operation == "UpdateItem" else "poller"
         start = time.perf_counter()
         try:
             return make_api_call(self, operation, params)

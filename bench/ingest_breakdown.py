@@ -40,7 +40,7 @@ ORDER = (
     ("map", "mapping (map_event)"),
     ("fit", "limits fitting (fit_op)"),
     ("freshness", "freshness check (UpdateItem on the fake)"),
-    ("http", "Customer.io request (requests -> stub)"),
+    ("http", "Customer.io request (http.client -> stub)"),
     ("other", "everything else (logging calls, metrics, glue)"),
 )
 

@@ -136,14 +136,11 @@ def warm_section(r: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     requests_cpu = clients["requests.Session (TrackClient today)"]["cpu_p50_ms"]
     httpclient_cpu = clients["http.client.HTTPConnection"]["cpu_p50_ms"]
     top = sorted(((v, k) for k, v in cpu.items() if k != "total"), reverse=True)[:4]
-    floor_cpu = f["cpu_p50_ms"]["median"]
-    without_requests = cpu["total"] - (requests_cpu - httpclient_cpu)
     in_way = (
         f"CPU per webhook {ms(cpu['total'])} ms, of which "
         + ", ".join(f"{labels[k]} {ms(v)}" for v, k in top)
-        + f"; requests costs {ms(requests_cpu)} ms CPU a POST where http.client costs {ms(httpclient_cpu)}: "
-        f"with http.client the bridge would be ~{ms(without_requests)} ms CPU, "
-        f"{without_requests / floor_cpu:.1f}x the floor"
+        + f" (for scale: one POST costs {ms(httpclient_cpu)} ms CPU on http.client, {ms(requests_cpu)} on requests,"
+        " which the Track client no longer uses)"
     )
     summary = []
     for label, key in (("p50", "p50_ms"), ("p99", "p99_ms")):
@@ -340,8 +337,9 @@ def drain_section(r: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     way = (
         f"not the rate limit (peak {sb['peak_requests_per_second']} req/s of {d['rate_limit_rps']:.0f}): the "
         f"{d['concurrency']} containers were busy {busy:.0f} s in all, {update:.0f} s of it in "
-        f"{updates:,} freshness UpdateItems ({update / max(1, updates) * 1000:.1f} ms each, "
-        f"one per identify, serial), {track:.1f} s in {calls.get('handler Track request', 0)} Track requests, "
+        f"{updates:,} freshness UpdateItems ({update / max(1, updates) * 1000:.1f} ms each, summed over the "
+        f"threads that run them concurrently), {track:.1f} s in "
+        f"{calls.get('handler Track request', 0)} Track requests, "
         f"{poller:.0f} s in the poller's SQS calls. At {d['events_per_request']:.0f} events a request the rate "
         f"limit allows {d['rate_limit_rps'] * d['events_per_request']:,.0f} events/s; per-event AWS work, not "
         "Customer.io, sets the pace"
