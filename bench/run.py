@@ -301,7 +301,11 @@ def cold_section(r: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 f"{ms(e['total_ms']['median'] - floor_first[variant])} ms over the floor: "
                 f"import {ms(imp)} ms, first event {ms(first)} ms, which includes importing boto3 "
                 f"(~{ms(boto3_import[variant])} ms, paid by the floor too)"
-                + (" and creating the SSM, DynamoDB and SQS botocore clients (one shared session)" if subject == "ingest_endpoint" else "")
+                + (
+                    " and creating the SSM, DynamoDB and SQS botocore clients (one shared session)"
+                    if subject == "ingest_endpoint"
+                    else ""
+                )
             )
             if variant == "lambda":
                 pre = res["lambda_precompiled"][subject]["total_ms"]["median"]
