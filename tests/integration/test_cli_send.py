@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from dodo_cio.signature import parse_secrets, verify
 from dodo_cio_tools import cli
+from support.receiver import Receiver, loopback_receiver
 
 pytestmark = pytest.mark.network
 
@@ -25,43 +21,10 @@ PAYMENT = ROOT / "events" / "dodo" / "payment.succeeded.json"
 SECRET = "whsec_" + base64.b64encode(b"unit-test-secret-for-the-cli-0001").decode()
 
 
-@dataclass
-class Receiver:
-    """A tiny HTTP server answering every POST with `status`, keeping what it received."""
-
-    url: str
-    status: int = 200
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    box: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            box[0].received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            payload = json.dumps({"answer": box[0].status}).encode()
-            self.send_response(box[0].status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/webhooks/dodo"))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield box[0]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with loopback_receiver() as box:
+        yield box
 
 
 @pytest.fixture(autouse=True)

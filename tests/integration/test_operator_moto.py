@@ -9,11 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -26,6 +23,7 @@ from dodo_cio.signature import parse_secrets, verify
 from dodo_cio_tools import operator
 from dodo_cio_tools.operator import OperatorError
 from support.aws import SSM_PATH, create_queues, put_secrets
+from support.receiver import Receiver, loopback_receiver
 
 EMAIL = "maya.fernandes@example.com"
 SECRET = "whsec_" + base64.b64encode(b"integration-secret-for-operator-01").decode()
@@ -184,41 +182,11 @@ def test_read_secret_from_moto_ssm(aws_env: None) -> None:
 # -- replay over loopback ----------------------------------------------------------------------------
 
 
-@dataclass
-class Receiver:
-    url: str
-    status: int = 202
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    box: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            box[0].received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            payload = json.dumps({"status": "accepted"}).encode()
-            self.send_response(box[0].status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/webhooks/dodo"))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield box[0]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with loopback_receiver() as box:
+        box.status = 202
+        yield box
 
 
 BODY = (
@@ -231,7 +199,7 @@ BODY = (
 @pytest.mark.network
 def test_replay_posts_the_same_bytes_with_a_valid_signature(receiver: Receiver) -> None:
     status, text = operator.replay(BODY, url=receiver.url, secret=SECRET, webhook_id=WEBHOOK_ID)
-    assert (status, json.loads(text)) == (202, {"status": "accepted"})
+    assert (status, json.loads(text)) == (202, {"answer": 202})
     [(headers, body)] = receiver.received
     assert body == BODY
     verified = verify(headers, body, parse_secrets(SECRET))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -19,26 +17,6 @@ SECRET = "whsec_" + base64.b64encode(b"unit-test-secret-for-check-0001").decode(
 SECRET_2 = "whsec_" + base64.b64encode(b"the-next-secret-after-rotation").decode()
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-dlq"
 RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
-
-
-def _client(service: str) -> Any:
-    return boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
-
-
-@pytest.fixture
-def ssm() -> Iterator[tuple[Any, Stubber]]:
-    client = _client("ssm")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def sqs() -> Iterator[tuple[Any, Stubber]]:
-    client = _client("sqs")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 def _parameter(name: str, value: str, kind: str = "SecureString") -> dict[str, Any]:

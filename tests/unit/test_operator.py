@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from botocore.stub import Stubber
 
@@ -27,35 +25,6 @@ DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
 EMAIL = "maya.fernandes@example.com"
 SECRET = "whsec_" + base64.b64encode(b"unit-test-secret-for-operator-01").decode()
 NOW = 1_792_100_000
-
-
-def _client(service: str) -> Any:
-    # Explicit credentials: resolving them could reach for the instance metadata endpoint.
-    return boto3.client(service, region_name=REGION, aws_access_key_id="testing", aws_secret_access_key="testing")
-
-
-@pytest.fixture
-def sqs() -> Iterator[tuple[Any, Stubber]]:
-    client = _client("sqs")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def cfn() -> Iterator[tuple[Any, Stubber]]:
-    client = _client("cloudformation")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def ssm() -> Iterator[tuple[Any, Stubber]]:
-    client = _client("ssm")
-    with Stubber(client) as stubber:
-        yield client, stubber
-        stubber.assert_no_pending_responses()
 
 
 # -- start_redrive ---------------------------------------------------------------------------------
