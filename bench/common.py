@@ -318,3 +318,29 @@ def drive(handler: Any, events: Sequence[dict[str, Any]], warmup: int, *, expect
         "statuses": statuses,
         "peak_rss_mb": peak_rss_mb(),
     }
+
+
+def ingest_main(run: Any, description: str) -> None:
+    """The command line both warm-ingest scripts share (the bridge and its floor): same options, same stub."""
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--n", type=int, default=2000, help="timed webhooks")
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--track-url", help="a running stub (default: start one)")
+    parser.add_argument("--json", help="write the result here instead of stdout")
+    args = parser.parse_args()
+    with tempfile.NamedTemporaryFile(prefix="bench-stdout-") as log:
+        real_stdout = silence_stdout(log.name)
+        if args.track_url:
+            result = run(args.track_url, args.n, args.warmup)
+        else:
+            import stub_http
+
+            with stub_http.start() as url:
+                result = run(url, args.n, args.warmup)
+        sys.stdout.flush()
+        result["stdout_bytes_per_webhook"] = os.path.getsize(log.name) / (args.n + args.warmup)
+        sys.stdout = real_stdout
+    write_json(args.json, result)

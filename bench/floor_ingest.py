@@ -15,21 +15,17 @@ limits fitting, PII scrubbing rules, metrics, error paths.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import datetime as dt
 import hashlib
 import hmac
 import http.client
 import json
-import os
-import sys
-import tempfile
 import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from common import SECRET_VALUES, SSM_PATH, STATE_TABLE, drive, signed_events, write_json
+from common import SECRET_VALUES, SSM_PATH, STATE_TABLE, drive, signed_events
 from fakeaws import FakeAws
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -236,27 +232,9 @@ def run(track_url: str, n: int, warmup: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="timed webhooks")
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--track-url", help="a running stub (default: start one)")
-    parser.add_argument("--json", help="write the result here instead of stdout")
-    args = parser.parse_args()
-    from common import silence_stdout
+    from common import ingest_main
 
-    with tempfile.NamedTemporaryFile(prefix="bench-stdout-") as log:
-        real_stdout = silence_stdout(log.name)
-        if args.track_url:
-            result = run(args.track_url, args.n, args.warmup)
-        else:
-            import stub_http
-
-            with stub_http.start() as url:
-                result = run(url, args.n, args.warmup)
-        sys.stdout.flush()
-        result["stdout_bytes_per_webhook"] = os.path.getsize(log.name) / (args.n + args.warmup)
-        sys.stdout = real_stdout
-    write_json(args.json, result)
+    ingest_main(run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

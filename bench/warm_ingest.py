@@ -15,13 +15,11 @@ The first `--warmup` webhooks (imports, client creation, the first TCP connectio
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 from typing import Any
 
-from common import INGEST_DIR, LAYER, SECRET_VALUES, drive, ingest_environment, signed_events, write_json
+from common import INGEST_DIR, LAYER, SECRET_VALUES, drive, ingest_environment, signed_events
 
 
 def run(track_url: str, n: int, warmup: int) -> dict[str, Any]:
@@ -40,27 +38,9 @@ def run(track_url: str, n: int, warmup: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2000, help="timed webhooks")
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--track-url", help="a running stub (default: start one)")
-    parser.add_argument("--json", help="write the result here instead of stdout")
-    args = parser.parse_args()
-    from common import silence_stdout
+    from common import ingest_main
 
-    with tempfile.NamedTemporaryFile(prefix="bench-stdout-") as log:
-        real_stdout = silence_stdout(log.name)
-        if args.track_url:
-            result = run(args.track_url, args.n, args.warmup)
-        else:
-            import stub_http
-
-            with stub_http.start() as url:
-                result = run(url, args.n, args.warmup)
-        sys.stdout.flush()
-        result["stdout_bytes_per_webhook"] = os.path.getsize(log.name) / (args.n + args.warmup)
-        sys.stdout = real_stdout
-    write_json(args.json, result)
+    ingest_main(run, __doc__.splitlines()[0])
 
 
 if __name__ == "__main__":

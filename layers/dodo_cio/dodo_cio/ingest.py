@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
 from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
@@ -30,22 +30,11 @@ from dodo_cio.mapping import MappingConfig, Op, map_event
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
 from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
 from dodo_cio.signature import SignatureError, VerifiedWebhook, verify
+from dodo_cio.telemetry import Log, Metrics
 
 MAX_BODY_BYTES: Final = 256 * 1024
 # A failed signature check re-reads the secret (a rotation may have just happened), at most this often.
 SECRET_REFRESH_INTERVAL: Final = 30.0
-
-
-class Metrics(Protocol):
-    def add_metric(self, name: str, unit: Any, value: float) -> None: ...
-
-
-class Log(Protocol):
-    def info(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
-    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
-    def error(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
-    def exception(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
-    def append_keys(self, **additional_keys: object) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
 from dodo_cio.freshness import FreshnessGuard, identify_timestamp
 from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.parking import LastError, ParkedDelivery, ParkedFormatError
+from dodo_cio.telemetry import Log, Metrics
 
 Verdict = Literal["delivered", "retry", "repark", "dead_letter"]
 _BATCH_OVERHEAD: Final = len('{"batch":[]}')
@@ -358,16 +359,6 @@ def summarise(outcomes: Sequence[MessageOutcome]) -> dict[str, int]:
 
 def failed_message_ids(outcomes: Sequence[MessageOutcome]) -> set[str]:
     return {o.record.message_id for o in outcomes if o.verdict == "retry"}
-
-
-class Metrics(Protocol):
-    def add_metric(self, name: str, unit: Any, value: float) -> None: ...
-
-
-class Log(Protocol):
-    def info(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
-    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
-    def error(self, msg: object, *args: Any, **kwargs: Any) -> None: ...
 
 
 _VERDICT_METRICS: Final = {
