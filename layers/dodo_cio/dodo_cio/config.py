@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from dodo_cio.customerio import track_base_url
+from dodo_cio.customerio import ClientCache, track_base_url
 from dodo_cio.mapping import IdentifierStrategy, MappingConfigError
 from dodo_cio.signature import parse_secrets
 
@@ -91,6 +91,15 @@ class Settings:
 
     def parameter_name(self, secret: str) -> str:
         return f"{self.ssm_path}/{secret}"
+
+    def track_clients(self, session_factory: Callable[[], Any] | None = None) -> ClientCache:
+        """The container's Track client cache, bound to this deployment's URL and timeouts."""
+        return ClientCache(
+            self.track_url,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            session_factory=session_factory,
+        )
 
     @property
     def rate_per_container(self) -> float:

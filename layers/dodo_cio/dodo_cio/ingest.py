@@ -206,12 +206,7 @@ class IngestService:
             reason = "Customer.io credentials missing in SSM"
             return DeliveryResult(tuple(OpResult("config", reason) for _ in ops), None)
         if self._clients is None:
-            self._clients = ClientCache(
-                self.settings.track_url,
-                connect_timeout=self.settings.connect_timeout,
-                read_timeout=self.settings.read_timeout,
-                session_factory=self.session_factory,
-            )
+            self._clients = self.settings.track_clients(self.session_factory)
         result = self._clients.get(site_id, api_key).send(ops)
         self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
         return result

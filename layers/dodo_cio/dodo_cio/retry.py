@@ -410,12 +410,7 @@ class RetryService:
         if not site_id or not api_key:
             return None, "Customer.io credentials missing in SSM"
         if self._clients is None:
-            self._clients = ClientCache(
-                self.settings.track_url,
-                connect_timeout=self.settings.connect_timeout,
-                read_timeout=self.settings.read_timeout,
-                session_factory=self.session_factory,
-            )
+            self._clients = self.settings.track_clients(self.session_factory)
         return self._clients.get(site_id, api_key), ""
 
     def handle(self, records: Sequence[Mapping[str, Any]]) -> list[MessageOutcome]:
