@@ -13,12 +13,11 @@ minor-unit integer and the currency code beside it. Dates go out as integer Unix
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Final
 
+from dodo_cio import attributes as attrs
 from dodo_cio import events
 from dodo_cio.models import (
     Customer,
@@ -27,28 +26,14 @@ from dodo_cio.models import (
     DodoEvent,
     LicenseKey,
     Payment,
-    Payout,
     Refund,
     Subscription,
 )
-from dodo_cio.money import to_major
-from dodo_cio.times import to_unix_seconds
 from dodo_cio.ulid import deterministic_ulid
 
 Op = dict[str, Any]
 Transform = Callable[[DodoEvent, list[Op]], list[Op]]
 AttributeHook = Callable[[DodoEvent], Mapping[str, Any]]
-
-# Keys never forwarded, wherever they appear (top level or metadata): secrets and card data.
-_SECRET_KEY = re.compile(
-    r"(^key$|secret|token|password|passwd|api[_-]?key|private[_-]?key|card_number|^pan$|cvv|cvc)", re.I
-)
-
-
-# Envelope plumbing, and event attribute names Track v2 reserves for message overrides.
-_NOT_FORWARDED = frozenset(
-    {"customer", "payload_type", "business_id", "brand_id", "recipient", "from_address", "reply_to"}
-)
 
 
 class MappingConfigError(ValueError):
@@ -74,17 +59,23 @@ class IdentifierStrategy:
         raise MappingConfigError(f"identifier strategy {value!r} is not one of customer_id, email, metadata:<key>")
 
     def resolve(
-        self, customer_id: str, email: str | None, metadata: Iterable[Mapping[str, Any]] = ()
-    ) -> dict[str, str]:
-        """One identifier; falls back to the customer id when the chosen one is missing."""
-        if self.kind == "email" and email and email.strip():
-            return {"email": email.strip()}
+        self, customer_id: str | None, email: str | None, metadata: Iterable[Mapping[str, Any]] = ()
+    ) -> dict[str, str] | None:
+        """The one identifier this strategy gives a customer, or None when the data at hand lacks it.
+
+        None never means "use the customer id instead": that would create a second person in a
+        workspace keyed by email or by the merchant's own user id. The caller resolves it from
+        what the bridge has seen before (`dodo_cio.identity`) or parks the op until it can.
+        """
+        if self.kind == "email":
+            return {"email": email.strip()} if email and email.strip() else None
         if self.kind == "metadata" and self.metadata_key:
             for source in metadata:
                 value = source.get(self.metadata_key)
                 if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
                     return {"id": str(value).strip()}
-        return {"id": customer_id}
+            return None
+        return {"id": customer_id} if customer_id else None
 
 
 @dataclass(frozen=True)
@@ -98,6 +89,11 @@ class MappingConfig:
     removed_attributes: Dodo type (or "*") -> attribute names removed from every op of that type.
     transforms:         Dodo type (or "*") -> your own function (event, default ops) -> ops.
     exponents:          currency -> minor-unit exponent, overriding the ISO 4217 table.
+    subscription_object_type_id:
+                        when set, each subscription is a Customer.io object of this type related to
+                        its person, instead of `subscription_*` attributes on the person.
+    profile_metadata:   how the customer's Dodo metadata reaches the profile: "prefixed" puts each
+                        key as `metadata_<key>`, "none" leaves it off the profile.
     """
 
     identifier: IdentifierStrategy = field(default_factory=IdentifierStrategy)
@@ -108,6 +104,8 @@ class MappingConfig:
     removed_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     transforms: Mapping[str, Transform] = field(default_factory=dict)
     exponents: Mapping[str, int] = field(default_factory=dict)
+    subscription_object_type_id: str | None = None
+    profile_metadata: str = "prefixed"
 
     def with_changes(self, **changes: Any) -> MappingConfig:
         return replace(self, **changes)
@@ -117,336 +115,144 @@ class MappingConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# small helpers
-
-
-def _compact(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop None: Customer.io would store an empty attribute, which only clutters profiles."""
-    return {k: v for k, v in attrs.items() if v is not None}
-
-
-def _safe_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    if not metadata:
-        return None
-    cleaned = {
-        str(k): v
-        for k, v in metadata.items()
-        if not _SECRET_KEY.search(str(k)) and isinstance(v, str | int | float | bool)
-    }
-    return cleaned or None
-
-
-def _str(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    return value if isinstance(value, str) and value != "" else None
-
-
-def _int(raw: Mapping[str, Any], key: str) -> int | None:
-    value = raw.get(key)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _bool(raw: Mapping[str, Any], key: str) -> bool | None:
-    value = raw.get(key)
-    return value if isinstance(value, bool) else None
-
-
-def _time(raw: Mapping[str, Any], key: str) -> int | None:
-    return to_unix_seconds(raw.get(key))
-
-
-def money(prefix: str, minor: int | None, currency: str | None, exponents: Mapping[str, int]) -> dict[str, Any]:
-    """`{prefix: 19.99, prefix_minor: 1999, prefix_currency: "USD"}`; empty when unknown."""
-    if minor is None or not currency:
-        return {}
-    code = currency.upper()
-    major = to_major(minor, code, exponents or None)
-    if isinstance(major, float) and math.isinf(major):  # an absurd amount overflows; JSON has no Infinity
-        return {}
-    return {
-        prefix: major,
-        f"{prefix}_minor": minor,
-        f"{prefix}_currency": code,
-    }
-
-
-def _interval(raw: Mapping[str, Any], interval_key: str, count_key: str) -> tuple[str | None, int | None]:
-    interval = _str(raw, interval_key)
-    return (interval.lower() if interval else None), _int(raw, count_key)
-
-
-# ---------------------------------------------------------------------------------------------
-# profile attributes (identify)
-
-
-def customer_profile(customer: Customer) -> dict[str, Any]:
-    return _compact(
-        {
-            "email": customer.email.strip() if customer.email and customer.email.strip() else None,
-            "name": customer.name.strip() if customer.name and customer.name.strip() else None,
-            "phone": customer.phone_number or None,
-            "dodo_customer_id": customer.customer_id,
-        }
-    )
-
-
-def subscription_profile(sub: Subscription, exponents: Mapping[str, int]) -> dict[str, Any]:
-    raw = sub.raw
-    interval, count = _interval(raw, "payment_frequency_interval", "payment_frequency_count")
-    return _compact(
-        {
-            "subscription_id": sub.subscription_id,
-            "subscription_status": sub.status,
-            "subscription_product_id": sub.product_id,
-            "subscription_quantity": _int(raw, "quantity"),
-            **money("subscription_amount", _int(raw, "recurring_pre_tax_amount"), _str(raw, "currency"), exponents),
-            "subscription_tax_inclusive": _bool(raw, "tax_inclusive"),
-            "subscription_billing_interval": interval,
-            "subscription_billing_interval_count": count,
-            "subscription_next_billing_date": _time(raw, "next_billing_date"),
-            "subscription_current_period_start": _time(raw, "previous_billing_date"),
-            "subscription_cancel_at_period_end": _bool(raw, "cancel_at_next_billing_date"),
-            "subscription_cancelled_at": _time(raw, "cancelled_at"),
-            "subscription_expires_at": _time(raw, "expires_at"),
-            "subscription_paused_at": _time(raw, "paused_at"),
-            "subscription_past_due_ends_at": _time(raw, "past_due_ends_at"),
-            "subscription_trial_period_days": _int(raw, "trial_period_days"),
-            "subscription_started_at": _time(raw, "created_at"),
-        }
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# event attributes
-
-
-def payment_attributes(p: Payment, exponents: Mapping[str, int]) -> dict[str, Any]:
-    raw = p.raw
-    cart = raw.get("product_cart")
-    product_ids = (
-        [i["product_id"] for i in cart if isinstance(i, dict) and isinstance(i.get("product_id"), str)]
-        if isinstance(cart, list)
-        else []
-    )
-    billing = raw.get("billing") if isinstance(raw.get("billing"), dict) else {}
-    assert isinstance(billing, dict)
-    return _compact(
-        {
-            "payment_id": p.payment_id,
-            "status": _str(raw, "status"),
-            **money("amount", p.total_amount, p.currency, exponents),
-            **money("tax", _int(raw, "tax"), p.currency, exponents),
-            **money(
-                "settlement_amount",
-                _int(raw, "settlement_amount"),
-                _str(raw, "settlement_currency"),
-                exponents,
-            ),
-            "payment_method": _str(raw, "payment_method"),
-            "card_last_four": _last_four(_str(raw, "card_last_four")),
-            "card_network": (_str(raw, "card_network") or "").lower() or None,
-            "card_type": (_str(raw, "card_type") or "").lower() or None,
-            "product_ids": product_ids or None,
-            "subscription_id": _str(raw, "subscription_id"),
-            "charge_type": _str(raw, "charge_type"),
-            "retry_attempt": _int(raw, "retry_attempt"),
-            "is_update_payment_method": _bool(raw, "is_update_payment_method"),
-            "error_code": _str(raw, "error_code"),
-            "error_message": _str(raw, "error_message"),
-            "invoice_id": _str(raw, "invoice_id"),
-            "payment_link": _str(raw, "payment_link"),
-            "billing_country": _str(billing, "country"),
-            "created_at": _time(raw, "created_at"),
-            "metadata": _safe_metadata(raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None),
-        }
-    )
-
-
-def _last_four(value: str | None) -> str | None:
-    """Dodo sends only the last four; keep it that way even if a longer number ever appears."""
-    if not value:
-        return None
-    digits = "".join(ch for ch in value if ch.isdigit())
-    return digits[-4:] or None
-
-
-def subscription_attributes(s: Subscription, exponents: Mapping[str, int]) -> dict[str, Any]:
-    raw = s.raw
-    interval, count = _interval(raw, "payment_frequency_interval", "payment_frequency_count")
-    change = raw.get("scheduled_change") if isinstance(raw.get("scheduled_change"), dict) else None
-    cancelled_by = raw.get("cancelled_by") if isinstance(raw.get("cancelled_by"), dict) else None
-    return _compact(
-        {
-            "subscription_id": s.subscription_id,
-            "status": s.status,
-            "product_id": s.product_id,
-            "quantity": _int(raw, "quantity"),
-            **money("amount", _int(raw, "recurring_pre_tax_amount"), _str(raw, "currency"), exponents),
-            "tax_inclusive": _bool(raw, "tax_inclusive"),
-            "billing_interval": interval,
-            "billing_interval_count": count,
-            "next_billing_date": _time(raw, "next_billing_date"),
-            "previous_billing_date": _time(raw, "previous_billing_date"),
-            "cancel_at_period_end": _bool(raw, "cancel_at_next_billing_date"),
-            "cancelled_at": _time(raw, "cancelled_at"),
-            "cancelled_by": _str(cancelled_by, "actor_type") if cancelled_by else None,
-            "cancellation_feedback": _str(raw, "cancellation_feedback"),
-            "cancellation_comment": _str(raw, "cancellation_comment"),
-            "expires_at": _time(raw, "expires_at"),
-            "paused_at": _time(raw, "paused_at"),
-            "past_due_ends_at": _time(raw, "past_due_ends_at"),
-            "trial_period_days": _int(raw, "trial_period_days"),
-            "on_demand": _bool(raw, "on_demand"),
-            "payment_id": _str(raw, "payment_id"),
-            "scheduled_product_id": _str(change, "product_id") if change else None,
-            "scheduled_change_at": _time(change, "effective_at") if change else None,
-            "created_at": _time(raw, "created_at"),
-            "metadata": _safe_metadata(raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None),
-        }
-    )
-
-
-def refund_attributes(r: Refund, exponents: Mapping[str, int]) -> dict[str, Any]:
-    raw = r.raw
-    return _compact(
-        {
-            "refund_id": r.refund_id,
-            "payment_id": r.payment_id,
-            "status": _str(raw, "status"),
-            **money("amount", r.amount, r.currency, exponents),
-            "is_partial": _bool(raw, "is_partial"),
-            "reason": _str(raw, "reason"),
-            "created_at": _time(raw, "created_at"),
-            "metadata": _safe_metadata(raw.get("metadata") if isinstance(raw.get("metadata"), dict) else None),
-        }
-    )
-
-
-def dispute_attributes(d: Dispute, exponents: Mapping[str, int]) -> dict[str, Any]:
-    raw = d.raw
-    return _compact(
-        {
-            "dispute_id": d.dispute_id,
-            "payment_id": d.payment_id,
-            **money("amount", d.amount, d.currency, exponents),
-            "dispute_stage": _str(raw, "dispute_stage"),
-            "dispute_status": _str(raw, "dispute_status"),
-            "reason": _str(raw, "reason"),
-            "remarks": _str(raw, "remarks"),
-            "created_at": _time(raw, "created_at"),
-        }
-    )
-
-
-def license_key_attributes(lk: LicenseKey) -> dict[str, Any]:
-    """Never the `key` itself: it is the customer's secret."""
-    raw = lk.raw
-    return _compact(
-        {
-            "license_key_id": lk.license_key_id,
-            "product_id": _str(raw, "product_id"),
-            "payment_id": _str(raw, "payment_id"),
-            "subscription_id": _str(raw, "subscription_id"),
-            "status": _str(raw, "status"),
-            "source": _str(raw, "source"),
-            "activations_limit": _int(raw, "activations_limit"),
-            "instances_count": _int(raw, "instances_count"),
-            "expires_at": _time(raw, "expires_at"),
-            "created_at": _time(raw, "created_at"),
-        }
-    )
-
-
-def generic_attributes(raw: Mapping[str, Any], event_type: str = "") -> dict[str, Any]:
-    """Families whose shape Dodo documents loosely: scalar fields only, dates as Unix seconds.
-
-    A bare `id` (a ledger entry's, a grant's) is renamed after the family, `credit_id`, so it
-    cannot be mistaken for the person's id in Customer.io.
-    """
-    out: dict[str, Any] = {}
-    id_name = f"{event_type.split('.', 1)[0]}_id" if event_type else "object_id"
-    for key, value in raw.items():
-        if key == "id" and id_name not in raw:
-            key = id_name  # noqa: PLW2901 - renamed on purpose
-        # recipient/from_address/reply_to are Customer.io message overrides (must be emails), never payload data.
-        if key in _NOT_FORWARDED or _SECRET_KEY.search(key):
-            continue
-        if isinstance(value, str) and (key.endswith("_at") or key.endswith("_date")):
-            out[key] = to_unix_seconds(value) if to_unix_seconds(value) is not None else value
-        elif isinstance(value, str | int | float | bool):
-            out[key] = value
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # ops
+#
+# Keys starting with "_" are the bridge's own notes on an op. They travel with it (also in parked
+# messages) and are stripped before anything is sent (`dodo_cio.customerio.wire_op`):
+#   _customer_id  the Dodo customer the op is about (identity resolution, state records)
+#   _payment_id   a dispute that names only its payment: resolved to a customer through it
+#   _state        the piece of state an identify carries ("customer", "subscription",
+#                 "subscription:<id>"), so freshness is decided per piece, not per person
+# An op without `identifiers` is not resolved yet: it is never sent as it is.
+
+CUSTOMER_ID: Final = "_customer_id"
+PAYMENT_ID: Final = "_payment_id"
+STATE: Final = "_state"
+CUSTOMER_STATE: Final = "customer"
+SUBSCRIPTION_STATE: Final = "subscription"
+PROFILE_METADATA_MODES: Final = ("prefixed", "none")
 
 
-def event_op(event: DodoEvent, identifiers: dict[str, str], name: str, attributes: dict[str, Any]) -> Op:
-    return {
-        "type": "person",
-        "identifiers": identifiers,
-        "action": "event",
-        "name": name,
-        "id": deterministic_ulid(event.webhook_id, event.envelope.timestamp_ms),
-        "timestamp": event.envelope.timestamp,
-        "attributes": attributes,
-    }
+def _who(op: Op, identifiers: Mapping[str, str] | None, customer_id: str | None, payment_id: str | None) -> Op:
+    if identifiers:
+        op["identifiers"] = dict(identifiers)
+    if customer_id:
+        op[CUSTOMER_ID] = customer_id
+    elif payment_id:
+        op[PAYMENT_ID] = payment_id
+    return op
 
 
-def identify_op(event: DodoEvent, identifiers: dict[str, str], attributes: dict[str, Any]) -> Op:
+def event_op(event: DodoEvent, identifiers: Mapping[str, str] | None, name: str, attributes: dict[str, Any]) -> Op:
+    op: Op = {"type": "person", "action": "event", "name": name}
+    if identifiers:
+        op["identifiers"] = dict(identifiers)
+    op["id"] = deterministic_ulid(event.webhook_id, event.envelope.timestamp_ms)
+    op["timestamp"] = event.envelope.timestamp
+    op["attributes"] = attributes
+    return op
+
+
+def identify_op(event: DodoEvent, identifiers: Mapping[str, str] | None, attributes: dict[str, Any], state: str) -> Op:
+    """`None` attribute values are removals: Dodo cleared the field, so Customer.io must drop it."""
     # The timestamp lets Customer.io order attribute updates by when they happened at Dodo.
-    return {
-        "type": "person",
-        "identifiers": identifiers,
+    op: Op = {"type": "person", "action": "identify", "timestamp": event.envelope.timestamp}
+    if identifiers:
+        op["identifiers"] = dict(identifiers)
+    op["attributes"] = attributes
+    op[STATE] = state
+    return op
+
+
+def subscription_object_op(
+    event: DodoEvent, object_type_id: str, sub: Subscription, person: Mapping[str, str] | None, state: dict[str, Any]
+) -> Op:
+    """The subscription as an object, related to its person (whose identifiers may come later)."""
+    op: Op = {
+        "type": "object",
+        "identifiers": {"object_type_id": object_type_id, "object_id": sub.subscription_id},
         "action": "identify",
-        "timestamp": event.envelope.timestamp,
-        "attributes": attributes,
+        "attributes": {"subscription_id": sub.subscription_id, "dodo_customer_id": sub.customer.customer_id, **state},
+        "cio_relationships": [{"identifiers": dict(person)}] if person else [],
+        STATE: f"{SUBSCRIPTION_STATE}:{sub.subscription_id}",
     }
+    return op
+
+
+def _subject(event: DodoEvent) -> tuple[Customer | None, str | None, str | None]:
+    """The customer object (when the payload has one), the customer id, and a payment to resolve through."""
+    p = event.payload
+    if isinstance(p, Payment | Subscription | Refund):
+        return p.customer, p.customer.customer_id, None
+    if isinstance(p, Dispute):
+        if p.customer is not None:
+            return p.customer, p.customer.customer_id, None
+        return None, None, p.payment_id
+    if isinstance(p, LicenseKey | CustomerRef):
+        return None, p.customer_id, None
+    return None, None, None
+
+
+def _event_attributes(event: DodoEvent, exponents: Mapping[str, int]) -> dict[str, Any] | None:
+    p = event.payload
+    if isinstance(p, Payment):
+        return attrs.payment_attributes(p, exponents)
+    if isinstance(p, Subscription):
+        return attrs.subscription_attributes(p, exponents)
+    if isinstance(p, Refund):
+        return attrs.refund_attributes(p, exponents)
+    if isinstance(p, Dispute):
+        return attrs.dispute_attributes(p, exponents)
+    if isinstance(p, LicenseKey):
+        return attrs.license_key_attributes(p)
+    if isinstance(p, CustomerRef):
+        return attrs.generic_attributes(p.raw, event.type)
+    return None  # payouts: nobody to address
+
+
+def payload_identifiers(event: DodoEvent, config: MappingConfig) -> dict[str, str] | None:
+    """The person's identifiers as far as this payload alone tells them (None: resolve them later)."""
+    customer, customer_id, _ = _subject(event)
+    sources: list[Mapping[str, Any]] = []
+    metadata = event.payload.raw.get("metadata")
+    if isinstance(metadata, dict):
+        sources.append(metadata)
+    if customer is not None:
+        sources.append(customer.metadata)
+    if config.identifier.kind == "customer_id":
+        return config.identifier.resolve(customer_id, None)
+    return config.identifier.resolve(customer_id, customer.email if customer else None, sources)
 
 
 def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
-    """The mapping a careful Customer.io admin would write by hand; [] when nothing should be sent."""
-    p = event.payload
-    exp = config.exponents
-    customer: Customer | None = None
-    customer_id: str
-    profile: dict[str, Any] = {}
-    attrs: dict[str, Any]
-    metadata_sources: list[Mapping[str, Any]] = []
+    """The mapping a careful Customer.io admin would write by hand; [] when nothing should be sent.
 
-    if isinstance(p, Payout):
+    Per webhook, in this order: the customer's profile (when the payload carries the customer),
+    the subscription's state (on the profile, or as its own object), then the event.
+    """
+    attributes = _event_attributes(event, config.exponents)
+    if attributes is None:
         return []
-    if isinstance(p, Payment):
-        customer, attrs = p.customer, payment_attributes(p, exp)
-    elif isinstance(p, Subscription):
-        customer, attrs = p.customer, subscription_attributes(p, exp)
-        profile = subscription_profile(p, exp)
-    elif isinstance(p, Refund):
-        customer, attrs = p.customer, refund_attributes(p, exp)
-    elif isinstance(p, Dispute):
-        if p.customer is None:
-            return []  # nobody to address; the caller logs and counts it as unroutable
-        customer, attrs = p.customer, dispute_attributes(p, exp)
-    elif isinstance(p, LicenseKey):
-        customer_id, attrs = p.customer_id, license_key_attributes(p)
-    elif isinstance(p, CustomerRef):
-        customer_id, attrs = p.customer_id, generic_attributes(p.raw, event.type)
-    else:  # pragma: no cover - exhaustive over Payload
-        return []
-
-    if isinstance(p.raw.get("metadata"), dict):
-        metadata_sources.append(p.raw["metadata"])
-    if customer is not None:
-        customer_id = customer.customer_id
-        metadata_sources.append(customer.metadata)
-        profile = {**customer_profile(customer), **profile}
-    identifiers = config.identifier.resolve(customer_id, customer.email if customer else None, metadata_sources)
-
+    customer, customer_id, payment_id = _subject(event)
+    identifiers = payload_identifiers(event, config)
     ops: list[Op] = []
-    if config.send_identify and profile:
-        ops.append(identify_op(event, dict(identifiers), profile))
-    ops.append(event_op(event, dict(identifiers), config.event_name(event.type), attrs))
+    if config.send_identify and customer is not None:
+        profile = attrs.customer_profile(customer, metadata=config.profile_metadata)
+        ops.append(_who(identify_op(event, identifiers, profile, CUSTOMER_STATE), identifiers, customer_id, None))
+    p = event.payload
+    if config.send_identify and isinstance(p, Subscription):
+        state = attrs.subscription_profile(p, config.exponents)
+        if config.subscription_object_type_id:
+            op = subscription_object_op(event, config.subscription_object_type_id, p, identifiers, state)
+            ops.append(_who(op, None, customer_id, None))
+        else:
+            on_profile = {"subscription_id": p.subscription_id, **{f"subscription_{k}": v for k, v in state.items()}}
+            ops.append(
+                _who(identify_op(event, identifiers, on_profile, SUBSCRIPTION_STATE), identifiers, customer_id, None)
+            )
+    ops.append(
+        _who(event_op(event, identifiers, config.event_name(event.type), attributes), None, customer_id, payment_id)
+    )
     return ops
 
 
