@@ -8,13 +8,11 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customize import build_mapping
-from dodo_cio import aws
+from dodo_cio import aws, wiring
 from dodo_cio.config import ConfigError, SecretStore, Settings
-from dodo_cio.freshness import FreshnessGuard
 from dodo_cio.idempotency import WebhookDeduplicator
 from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
 from dodo_cio.logmask import MaskingFormatter
-from dodo_cio.mapping import MappingConfig
 
 logger = Logger(logger_formatter=MaskingFormatter())
 metrics = Metrics()
@@ -31,19 +29,20 @@ def service() -> IngestService:
     global _service, _dedupe  # noqa: PLW0603 - one service per Lambda container
     if _service is None:
         settings = Settings.from_env()
-        freshness = None
+        secrets = SecretStore(settings)
+        state = wiring.state_table(settings, lambda: _client("dynamodb"))
         if settings.state_table:
-            _dedupe = WebhookDeduplicator(settings.state_table)
-            freshness = FreshnessGuard(settings.state_table, lambda: _client("dynamodb"))
+            _dedupe = WebhookDeduplicator(settings.state_table, state=state)
         _service = IngestService(
             settings=settings,
-            secrets=SecretStore(settings),
-            mapping=build_mapping(MappingConfig(identifier=settings.identifier)),
+            secrets=secrets,
+            mapping=build_mapping(settings.mapping()),
             metrics=metrics,
             logger=logger,
             sqs_factory=lambda: _client("sqs"),
             dedupe=_dedupe,
-            freshness=freshness,
+            state=state,
+            resolver=wiring.resolver(settings, secrets, state),
         )
     return _service
 

@@ -14,9 +14,8 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dodo_cio import aws
+from dodo_cio import aws, wiring
 from dodo_cio.config import SecretStore, Settings
-from dodo_cio.freshness import FreshnessGuard
 from dodo_cio.logmask import MaskingFormatter
 from dodo_cio.retry import RetryService, failed_message_ids
 
@@ -39,15 +38,16 @@ def service() -> RetryService:
     global _service  # noqa: PLW0603 - one service per Lambda container
     if _service is None:
         settings = Settings.from_env()
+        secrets = SecretStore(settings)
+        state = wiring.state_table(settings, lambda: _client("dynamodb"))
         _service = RetryService(
             settings=settings,
-            secrets=SecretStore(settings),
+            secrets=secrets,
             metrics=metrics,
             logger=logger,
             sqs_factory=lambda: _client("sqs"),
-            freshness=(
-                FreshnessGuard(settings.state_table, lambda: _client("dynamodb")) if settings.state_table else None
-            ),
+            state=state,
+            resolver=wiring.resolver(settings, secrets, state),
         )
     return _service
 

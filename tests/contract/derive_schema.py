@@ -59,6 +59,24 @@ ENTRY_POINTS = {
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "track_v2.schema.json"
 
 
+def _require_the_one_property(branch: Any) -> Any:
+    """Spec quirk: `v2_cio_relationships` offers id / email / cio_id branches that require nothing.
+
+    Any object then matches all three, so the `oneOf` can never hold and every relationship sent
+    from the object side would be rejected. The evident intent (as in `person_common.identifiers`,
+    whose branches do require their one key) is "exactly one of these identifiers": a branch that
+    is an object with a single property and no `required` is read as requiring that property.
+    """
+    if (
+        isinstance(branch, dict)
+        and branch.get("type") == "object"
+        and "required" not in branch
+        and len(branch.get("properties", {})) == 1
+    ):
+        return {**branch, "required": list(branch["properties"])}
+    return branch
+
+
 class Deriver:
     """Walks schema nodes, keeping structural keywords and collecting referenced components."""
 
@@ -95,6 +113,8 @@ class Deriver:
                 out[key] = {name: self.clean(sub) for name, sub in value.items()}
             elif key in SCHEMA_LISTS:
                 out[key] = [self.clean(sub) for sub in value]
+                if key == "oneOf":
+                    out[key] = [_require_the_one_property(branch) for branch in out[key]]
             elif key in {"items", "additionalProperties"}:
                 out[key] = self.clean(value)
             else:  # type, required, enum, const, format: plain values

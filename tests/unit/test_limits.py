@@ -1,7 +1,8 @@
-"""Customer.io Track limits: what does not fit is truncated or dropped, with a warning each time.
+"""Customer.io Track limits: what does not fit is truncated, trimmed or dropped, with a warning each time.
 
 The limits are restated here on purpose (from Customer.io's Track v2 documentation) rather than
-imported, so a wrong constant in limits.py fails these tests.
+imported, so a wrong constant in limits.py fails these tests. Profile data (identify, for a person
+or an object) has per-attribute limits; event data has only the op's 32 KB.
 """
 
 from __future__ import annotations
@@ -48,6 +49,23 @@ def make_op(attributes: dict[str, Any] | None = None, name: str = "payment.succe
     return op
 
 
+def make_identify(attributes: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "type": "person",
+        "identifiers": {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"},
+        "action": "identify",
+        "timestamp": 1792055307,
+        "attributes": {} if attributes is None else attributes,
+    }
+    op.update(extra)
+    return op
+
+
+def wire(op: dict[str, Any]) -> dict[str, Any]:
+    """The op as sent: the bridge's own `_` keys are stripped before sending."""
+    return {k: v for k, v in op.items() if not k.startswith("_")}
+
+
 def fit(op: dict[str, Any]) -> FitResult:
     before = copy.deepcopy(op)
     result = fit_op(op)
@@ -62,11 +80,12 @@ def assert_within_limits(op: dict[str, Any]) -> None:
     for value in op.get("identifiers", {}).values():
         assert utf8_len(str(value)) <= IDENTIFIER_BYTES
     attrs = op.get("attributes", {})
-    assert len(attrs) <= MAX_ATTRIBUTES
-    for key, value in attrs.items():
-        assert utf8_len(key) <= ATTRIBUTE_NAME_BYTES
-        assert json_len(value) <= ATTRIBUTE_VALUE_BYTES, (key, json_len(value))
-    assert json_len(op) <= OP_BYTES
+    if op.get("action") == "identify":
+        assert len(attrs) <= MAX_ATTRIBUTES
+        for key, value in attrs.items():
+            assert utf8_len(key) <= ATTRIBUTE_NAME_BYTES
+            assert json_len(value) <= ATTRIBUTE_VALUE_BYTES, (key, json_len(value))
+    assert json_len(wire(op)) < OP_BYTES
 
 
 # -------------------------------------------------------------------------------------------------
@@ -161,7 +180,7 @@ def test_event_name_of_exactly_100_bytes_is_kept() -> None:
 def test_long_attribute_name_dropped() -> None:
     too_long = "ключ" * 19  # 152 bytes in 76 characters
     exact = "k" * 150
-    result = fit(make_op({too_long: 1, exact: 2, "short": 3}))
+    result = fit(make_identify({too_long: 1, exact: 2, "short": 3}))
     assert result.op["attributes"] == {exact: 2, "short": 3}
     assert len(result.warnings) == 1
     assert "150" in result.warnings[0]
@@ -185,7 +204,7 @@ def test_long_attribute_name_dropped() -> None:
 )
 def test_long_string_value_truncated_to_fit_as_json(value: str) -> None:
     assert json_len(value) > ATTRIBUTE_VALUE_BYTES  # the case is really over the limit
-    result = fit(make_op({"note": value, "other": "kept"}))
+    result = fit(make_identify({"note": value, "other": "kept"}))
     out = result.op["attributes"]["note"]
     assert isinstance(out, str)
     assert json_len(out) <= ATTRIBUTE_VALUE_BYTES
@@ -200,7 +219,7 @@ def test_long_string_value_truncated_to_fit_as_json(value: str) -> None:
 def test_string_of_exactly_1000_bytes_as_json_is_kept() -> None:
     value = "x" * 998
     assert json_len(value) == ATTRIBUTE_VALUE_BYTES
-    result = fit(make_op({"note": value}))
+    result = fit(make_identify({"note": value}))
     assert result.op["attributes"]["note"] == value
     assert result.warnings == []
 
@@ -210,14 +229,14 @@ def test_string_of_exactly_1000_bytes_as_json_is_kept() -> None:
     [
         ["x" * 100] * 10,
         list(range(400)),
-        {"k": "v" * 1000},
+        {"k": "v" * 1000},  # an object none of whose keys fits
         {"nested": [{"a": "b" * 60}] * 20},
     ],
 )
 def test_long_list_or_object_value_dropped(value: Any) -> None:
     assert json_len(value) > ATTRIBUTE_VALUE_BYTES
     small_list = ["a", "b"]
-    result = fit(make_op({"big": value, "small": small_list}))
+    result = fit(make_identify({"big": value, "small": small_list}))
     assert result.op["attributes"] == {"small": small_list}
     assert len(result.warnings) == 1
     assert "big" in result.warnings[0]
@@ -225,7 +244,7 @@ def test_long_list_or_object_value_dropped(value: Any) -> None:
 
 def test_more_than_300_attributes() -> None:
     attrs = {f"attr_{i:03d}": i for i in range(350)}
-    result = fit(make_op(attrs))
+    result = fit(make_identify(attrs))
     kept = result.op["attributes"]
     assert len(kept) == MAX_ATTRIBUTES
     assert kept == {f"attr_{i:03d}": i for i in range(300)}  # the first 300, in order
@@ -234,7 +253,7 @@ def test_more_than_300_attributes() -> None:
 
 def test_dropped_attributes_do_not_count_towards_300() -> None:
     attrs = {"k" * 200: 0, "big": list(range(500)), **{f"a{i}": i for i in range(300)}}
-    result = fit(make_op(attrs))
+    result = fit(make_identify(attrs))
     assert result.op["attributes"] == {f"a{i}": i for i in range(300)}
     assert len(result.warnings) == 2
 
@@ -263,7 +282,7 @@ def test_op_over_32kb_drops_largest_attributes_first() -> None:
 def test_op_over_32kb_after_value_truncation() -> None:
     # 40 values truncated to ~1000 bytes each is still ~40 KB
     attrs = {f"a{i:02d}": "é" * 900 for i in range(40)}
-    result = fit(make_op(attrs))
+    result = fit(make_identify(attrs))
     assert_within_limits(result.op)
     assert len(result.op["attributes"]) < 40
     assert result.unfixable is None
@@ -309,9 +328,12 @@ def test_identify_op_without_name() -> None:
 
 def test_several_changes_give_several_warnings() -> None:
     attrs = {"n" * 151: 1, "long": "x" * 2000, "list": list(range(500)), "fine": 1}
-    result = fit(make_op(attrs, name="e" * 120))
-    assert len(result.warnings) == 4
+    result = fit(make_identify(attrs))
+    assert len(result.warnings) == 3
     assert set(result.op["attributes"]) == {"long", "fine"}
+    result = fit(make_op(attrs, name="e" * 120))  # an event: only the name is over a limit
+    assert len(result.warnings) == 1
+    assert result.op["attributes"] == attrs
 
 
 # -------------------------------------------------------------------------------------------------
@@ -336,9 +358,13 @@ values = st.one_of(scalars, st.lists(st.one_of(st.text(max_size=60), st.integers
     attributes=st.dictionaries(st.text(max_size=80), values, max_size=60),
     name=st.text(max_size=60),
     identifier=st.text(min_size=1, max_size=60),
+    identify=st.booleans(),
 )
-def test_fitted_op_always_within_limits(attributes: dict[str, Any], name: str, identifier: str) -> None:
-    op = make_op(attributes, name=name, identifiers={"id": identifier})
+def test_fitted_op_always_within_limits(attributes: dict[str, Any], name: str, identifier: str, identify: bool) -> None:
+    if identify:
+        op = make_identify(attributes, identifiers={"id": identifier})
+    else:
+        op = make_op(attributes, name=name, identifiers={"id": identifier})
     result = fit(op)
     if result.unfixable is not None:
         assert utf8_len(identifier) > IDENTIFIER_BYTES
@@ -350,10 +376,12 @@ def test_fitted_op_always_within_limits(attributes: dict[str, Any], name: str, i
     for key, value in out["attributes"].items():
         original = attributes[key]
         if value != original:
+            assert identify
             assert isinstance(original, str)
             assert value.endswith(ELLIPSIS)
             assert original.startswith(value[: -len(ELLIPSIS)])
-    assert name.startswith(out["name"])
+    if not identify:
+        assert name.startswith(out["name"])
     # a change always comes with a warning, and an op that already fits is left as it is
     if out != op:
         assert result.warnings

@@ -1,14 +1,29 @@
-"""ISO 4217 minor units: Dodo amounts are integers in the currency's smallest unit."""
+"""ISO 4217 minor units: Dodo amounts are integers in the currency's smallest unit.
+
+Amounts leave as JSON numbers a template prints as a person writes them (`49`, `19.99`, never
+`49.0`), with a display string beside them (`$49.00`, `KWD 1.250`).
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dodo_cio.money import EXPONENTS, exponent, is_known_currency, to_major
+from dodo_cio.money import (
+    EXPONENTS,
+    SYMBOLS,
+    decimal_number,
+    exponent,
+    format_amount,
+    is_known_currency,
+    json_number,
+    to_major,
+)
 
 
 @pytest.mark.parametrize(
@@ -16,16 +31,19 @@ from dodo_cio.money import EXPONENTS, exponent, is_known_currency, to_major
     [
         (1999, "USD", 19.99),
         (5, "USD", 0.05),
-        (0, "USD", 0.0),
+        (0, "USD", 0),
+        (4900, "USD", 49),  # whole amounts are ints: a template prints 49, not 49.0
         (-1999, "EUR", -19.99),
         (4980, "JPY", 4980),
         (1250, "KWD", 1.25),
         (1, "BHD", 0.001),
         (123456, "KRW", 123456),
-        (1000, "MGA", 10.0),  # ISO: 2 decimals (Stripe treats MGA as zero-decimal)
-        (1000, "HUF", 10.0),
-        (1000, "TWD", 10.0),
-        (1000, "IDR", 10.0),
+        (1050, "MGA", 10.5),  # ISO: 2 decimals (Stripe treats MGA as zero-decimal)
+        (1000, "MGA", 10),
+        (1000, "HUF", 10),
+        (1000, "TWD", 10),
+        (1000, "IDR", 10),
+        (1250, "EUR", 12.5),
         (1000, "CLF", 0.1),
     ],
 )
@@ -35,10 +53,30 @@ def test_to_major(minor: int, currency: str, expected: float) -> None:
     assert type(result) is type(expected)
 
 
-def test_zero_decimal_returns_int_others_float() -> None:
+def test_whole_amounts_are_ints_others_floats() -> None:
     assert type(to_major(4980, "JPY")) is int
-    assert type(to_major(100, "USD")) is float  # whole values stay float outside 0-decimal currencies
-    assert to_major(100, "USD") == 1.0
+    assert type(to_major(100, "USD")) is int
+    assert json.dumps(to_major(4900, "USD")) == "49"
+    assert json.dumps(to_major(1000, "KWD")) == "1"
+    assert type(to_major(1999, "USD")) is float
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "text"),
+    [
+        (1999, "USD", "19.99"),
+        (1001, "USD", "10.01"),
+        (1, "USD", "0.01"),
+        (110, "USD", "1.1"),
+        (1250, "KWD", "1.25"),
+        (1, "KWD", "0.001"),
+        (-1999, "GBP", "-19.99"),
+        (123456789012345, "USD", "1234567890123.45"),
+    ],
+)
+def test_fractional_amounts_print_as_the_exact_decimal(minor: int, currency: str, text: str) -> None:
+    """No binary noise in the JSON (19.99, never 19.990000000000002)."""
+    assert json.dumps(to_major(minor, currency)) == text
 
 
 def test_lowercase_and_whitespace_codes() -> None:
@@ -92,6 +130,7 @@ def test_override_table() -> None:
     stripe_style = {"MGA": 0, "usd": 3}
     assert to_major(1000, "MGA", stripe_style) == 1000
     assert type(to_major(1000, "mga", stripe_style)) is int
+    assert format_amount(1000, "MGA", stripe_style) == "MGA 1,000"
     assert to_major(1999, "USD", stripe_style) == 1.999
     assert to_major(1250, "KWD", stripe_style) == 1.25  # untouched codes keep the table value
     assert to_major(1999, "USD", {}) == 19.99
@@ -109,7 +148,9 @@ def test_large_values_are_exact() -> None:
     assert to_major(123456789012345, "USD") == 1234567890123.45
     assert repr(to_major(123456789012345, "USD")) == "1234567890123.45"
     assert to_major(123456789012345678, "JPY") == 123456789012345678
+    # 16 significant digits have no exact float: the nearest one (the minor integer stays exact)
     assert to_major(9007199254740993, "KWD") == float(Decimal("9007199254740.993"))
+    assert type(to_major(10**22, "USD")) is float  # whole, but past 2**63: the nearest float
 
 
 @pytest.mark.parametrize("bad", [True, False, 19.99, "1999", None, Decimal(1999)])
@@ -122,10 +163,132 @@ def test_rejects_non_int(bad: object) -> None:
 def test_matches_decimal_division(minor: int, code: str) -> None:
     places = EXPONENTS[code]
     result = to_major(minor, code)
-    if places == 0:
-        assert result == minor and type(result) is int
+    exact = Decimal(minor) / Decimal(10**places)
+    if exact == exact.to_integral_value():
+        assert result == exact and type(result) is int
     else:
         assert type(result) is float
-        assert result == float(Decimal(minor) / Decimal(10**places))
-        # the float round-trips to the same minor amount
-        assert round(Decimal(repr(result)) * 10**places) == minor
+        assert result == float(exact)
+        # printed, the float is the exact decimal, so it round-trips to the same minor amount
+        assert Decimal(repr(result)) == exact
+
+
+# -------------------------------------------------------------------------------------------------
+# display strings
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "display"),
+    [
+        (4900, "USD", "$49.00"),
+        (1999, "USD", "$19.99"),
+        (5, "USD", "$0.05"),
+        (0, "USD", "$0.00"),
+        (4980, "JPY", "¥4,980"),
+        (1250, "KWD", "KWD 1.250"),
+        (1250, "EUR", "€12.50"),
+        (123456789, "USD", "$1,234,567.89"),
+        (123456789, "JPY", "¥123,456,789"),
+        (1234567, "BHD", "BHD 1,234.567"),
+        (-4900, "USD", "-$49.00"),
+        (-1250, "KWD", "-KWD 1.250"),
+        (-1, "EUR", "-€0.01"),
+        (1999, "GBP", "£19.99"),
+        (1999, "INR", "₹19.99"),
+        (1999, "CAD", "CA$19.99"),
+        (1999, "AUD", "A$19.99"),
+        (1999, "CHF", "CHF 19.99"),
+        (1999, "SEK", "SEK 19.99"),
+        (1050, "MGA", "MGA 10.50"),
+        (123456, "KRW", "₩123,456"),
+        (1999, "usd", "$19.99"),
+        (1999, "XYZ", "XYZ 19.99"),  # unknown code: 2 decimals, as the number
+    ],
+)
+def test_format_amount(minor: int, currency: str, display: str) -> None:
+    assert format_amount(minor, currency) == display
+
+
+def test_format_amount_follows_the_exponent_override() -> None:
+    assert format_amount(1999, "USD", {"USD": 3}) == "$1.999"
+    assert format_amount(1000, "XBT", {"XBT": 8}) == "XBT 0.00001000"
+
+
+def test_every_symbol_is_for_a_known_code() -> None:
+    assert all(code in EXPONENTS for code in SYMBOLS)
+    assert list(SYMBOLS.values()).count("$") == 1  # only the US dollar is a bare "$"
+
+
+@pytest.mark.parametrize("bad", [True, 19.99, "1999", None])
+def test_format_amount_rejects_non_int(bad: object) -> None:
+    with pytest.raises(TypeError):
+        format_amount(bad, "USD")  # type: ignore[arg-type]
+
+
+@given(minor=st.integers(min_value=-(10**15) + 1, max_value=10**15 - 1), code=st.sampled_from(sorted(EXPONENTS)))
+def test_display_carries_the_exact_amount(minor: int, code: str) -> None:
+    shown = format_amount(minor, code)
+    places = EXPONENTS[code]
+    prefix = SYMBOLS.get(code, f"{code} ")
+    assert shown == ("-" if minor < 0 else "") + prefix + shown.removeprefix("-").removeprefix(prefix)
+    digits = shown.removeprefix("-").removeprefix(prefix)
+    assert re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})*" + (rf"\.[0-9]{{{places}}}" if places else ""), digits), shown
+    assert Decimal(digits.replace(",", "")) == abs(Decimal(minor).scaleb(-places))
+
+
+# -------------------------------------------------------------------------------------------------
+# decimal strings as numbers (credit balances)
+
+
+@pytest.mark.parametrize(
+    ("text", "number"),
+    [
+        ("1000", 1000),
+        ("0", 0),
+        ("-250", -250),
+        ("12.5", 12.5),
+        ("1000.00", 1000),  # trailing zeros are formatting, not a fraction
+        (" 180 ", 180),
+        ("0.1", 0.1),
+        ("+7", 7),
+        ("007", 7),
+        (42, 42),
+    ],
+)
+def test_decimal_number(text: object, number: int | float) -> None:
+    result = decimal_number(text)
+    assert result == number
+    assert type(result) is type(number)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "abc",
+        "1e3",
+        "12,5",
+        "1,000",
+        "NaN",
+        "Infinity",
+        ".5",
+        "5.",
+        "0x10",
+        "99999999999999999999",  # whole, but past 2**63
+        "0.1000000000000000055511151231257827",  # no float carries it exactly
+        None,
+        True,
+        1.5,
+        [],
+    ],
+)
+def test_decimal_number_refuses_what_it_cannot_carry_exactly(text: object) -> None:
+    assert decimal_number(text) is None
+
+
+def test_json_number() -> None:
+    assert json_number(Decimal("19.990")) == 19.99
+    assert type(json_number(Decimal("49.00"))) is int
+    assert json_number(Decimal("NaN")) is None
+    assert json_number(Decimal("Infinity")) is None
+    assert json_number(Decimal("-0")) == 0

@@ -61,7 +61,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol, TextIO, cast
 
 from dodo_cio import events as event_catalogue
-from dodo_cio.mapping import IdentifierStrategy, MappingConfig, MappingConfigError, customer_profile, map_event
+from dodo_cio.attributes import customer_profile
+from dodo_cio.mapping import (
+    CUSTOMER_ID,
+    CUSTOMER_STATE,
+    STATE,
+    TIMESTAMP,
+    IdentifierStrategy,
+    MappingConfig,
+    MappingConfigError,
+    map_event,
+)
 from dodo_cio.models import Customer, DodoEvent, Envelope, PayloadError, Subscription
 from dodo_cio.times import to_unix_ms
 
@@ -254,14 +264,19 @@ class OpBuilder:
         if not self.mapping.send_identify:
             return Built(object_id)
         removed = self.mapping.removed_attributes.get("*", frozenset())
-        attributes = {k: v for k, v in customer_profile(customer).items() if k not in removed}
+        profile = customer_profile(customer, metadata=self.mapping.profile_metadata)
+        attributes = {k: v for k, v in profile.items() if k not in removed}
         identifiers = self.mapping.identifier.resolve(customer.customer_id, customer.email, [customer.metadata])
+        if identifiers is None:  # a fallback id would make a second person; the webhooks would not find it
+            return Built(object_id, problem=f"no {self.mapping.identifier.text} for this customer: not sent")
         op: Op = {
             "type": "person",
             "identifiers": identifiers,
             "action": "identify",
             "timestamp": now,
             "attributes": attributes,
+            CUSTOMER_ID: customer.customer_id,
+            STATE: CUSTOMER_STATE,
         }
         return Built(object_id, [op])
 
@@ -290,10 +305,12 @@ class OpBuilder:
             mapped = map_event(event, self.mapping)
         except Exception as exc:  # noqa: BLE001 - the merchant's transform; report it, carry on
             return Built(object_id, problem=f"the mapping failed: {type(exc).__name__}: {_redact(str(exc))[:200]}")
+        if any(not op.get("identifiers") and op.get("type") != "object" for op in mapped):
+            return Built(object_id, problem=f"no {self.mapping.identifier.text} for its customer: not sent")
         ops: list[Op] = []
         for op in mapped:
             if op.get("action") == "identify":
-                ops.append({**op, "timestamp": now})
+                ops.append({**op, TIMESTAMP: now} if op.get("type") == "object" else {**op, "timestamp": now})
             elif self.events and event_type == own_type:
                 marked = op.get("action") == "event"
                 ops.append({**op, "attributes": {**op.get("attributes", {}), "backfill": True}} if marked else op)

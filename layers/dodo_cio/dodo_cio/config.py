@@ -12,6 +12,10 @@ Environment (documented in the README, "Configuration"):
   RETRY_MAX_CONCURRENCY   the retry event source's MaximumConcurrency; each container takes its share
   CUSTOMERIO_CONNECT_TIMEOUT / CUSTOMERIO_READ_TIMEOUT   seconds (defaults 2 / 5)
   SECRETS_MAX_AGE         seconds a fetched secret is trusted (default 300: rotation within 5 min)
+  CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID  optional: each subscription becomes an object of this type
+  CUSTOMERIO_PROFILE_METADATA  prefixed (default: customer metadata as metadata_<key>) | none
+  DODO_API_MODE           live_mode (default) | test_mode: where unknown customers are looked up
+  DODO_API_URL            optional base URL override for those lookups (tests, proxies)
 
 Nothing here calls AWS at import time; the SSM read happens on first use and is cached.
 """
@@ -24,10 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from dodo_cio.customerio import ClientCache, track_base_url
-from dodo_cio.mapping import IdentifierStrategy, MappingConfigError
+from dodo_cio.dodo_api import dodo_api_base_url
+from dodo_cio.mapping import PROFILE_METADATA_MODES, IdentifierStrategy, MappingConfig, MappingConfigError
 from dodo_cio.signature import parse_secrets
 
 SECRET_NAMES: Final = ("webhook-secret", "customerio-site-id", "customerio-api-key")
+DODO_API_KEY_NAME: Final = "dodo-api-key"  # optional; read only when a customer must be looked up
 
 
 class ConfigError(RuntimeError):
@@ -61,6 +67,9 @@ class Settings:
     connect_timeout: float = 2.0
     read_timeout: float = 5.0
     secrets_max_age: int = 300
+    subscription_object_type_id: str | None = None
+    profile_metadata: str = "prefixed"
+    dodo_api_url: str = "https://live.dodopayments.com"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -72,8 +81,19 @@ class Settings:
         try:
             track_url = track_base_url(region, env.get("CUSTOMERIO_TRACK_URL"))
             identifier = IdentifierStrategy.parse(env.get("CUSTOMERIO_IDENTIFIER"))
+            dodo_api_url = dodo_api_base_url(
+                env.get("DODO_API_MODE", "").strip() or "live_mode", env.get("DODO_API_URL")
+            )
         except (ValueError, MappingConfigError) as exc:
             raise ConfigError(str(exc)) from None
+        object_type = env.get("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "").strip()
+        if object_type and not object_type.isdigit():
+            raise ConfigError(
+                f"CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID must be the object type's number (e.g. 1), not {object_type!r}"
+            )
+        profile_metadata = env.get("CUSTOMERIO_PROFILE_METADATA", "").strip().lower() or "prefixed"
+        if profile_metadata not in PROFILE_METADATA_MODES:
+            raise ConfigError(f"CUSTOMERIO_PROFILE_METADATA must be prefixed or none, not {profile_metadata!r}")
         return cls(
             ssm_path=path,
             region=region,
@@ -87,6 +107,17 @@ class Settings:
             connect_timeout=_float(env, "CUSTOMERIO_CONNECT_TIMEOUT", 2.0),
             read_timeout=_float(env, "CUSTOMERIO_READ_TIMEOUT", 5.0),
             secrets_max_age=int(_float(env, "SECRETS_MAX_AGE", 300)),
+            subscription_object_type_id=object_type or None,
+            profile_metadata=profile_metadata,
+            dodo_api_url=dodo_api_url,
+        )
+
+    def mapping(self) -> MappingConfig:
+        """The default mapping for this deployment, before the merchant's customize.py."""
+        return MappingConfig(
+            identifier=self.identifier,
+            subscription_object_type_id=self.subscription_object_type_id,
+            profile_metadata=self.profile_metadata,
         )
 
     def parameter_name(self, secret: str) -> str:
@@ -170,6 +201,11 @@ class SecretStore:
         names = [self._settings.parameter_name(n) for n in SECRET_NAMES[1:]]
         values = self._values(names, False)
         return values.get(names[0]) or None, values.get(names[1]) or None
+
+    def dodo_api_key(self) -> str | None:
+        """The optional Dodo API key, for looking up customers the bridge has not seen."""
+        name = self._settings.parameter_name(DODO_API_KEY_NAME)
+        return self._values([name], False).get(name) or None
 
     def load(self, *, force: bool = False) -> Secrets:
         names = [self._settings.parameter_name(n) for n in SECRET_NAMES]

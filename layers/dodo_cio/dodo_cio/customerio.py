@@ -11,7 +11,7 @@ import base64
 import email.utils
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
@@ -77,6 +77,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def _reason(status: int, body: bytes) -> str:
     text = body[:_MAX_REASON].decode("utf-8", errors="replace").strip()
     return f"HTTP {status}" + (f": {text}" if text else "")
+
+
+def wire_op(op: Mapping[str, Any]) -> dict[str, Any]:
+    """The op as Customer.io receives it: without the bridge's own notes (keys starting with "_").
+
+    `None` attribute values stay: they are JSON null, which removes the attribute (documented for
+    objects and relationships; shown for people by a v1 integration that reads the profile back).
+    """
+    return {k: v for k, v in op.items() if not k.startswith("_")}
 
 
 def _all(n: int, outcome: Outcome, reason: str) -> tuple[OpResult, ...]:
@@ -159,7 +168,7 @@ class TrackClient:
             return DeliveryResult((), None)
         batch = len(ops) > 1
         path = "/api/v2/batch" if batch else "/api/v2/entity"
-        payload = {"batch": list(ops)} if batch else ops[0]
+        payload = {"batch": [wire_op(op) for op in ops]} if batch else wire_op(ops[0])
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         start = time.perf_counter()
         try:

@@ -1,16 +1,21 @@
-"""A kept-alive HTTPS POST on the standard library: the one transport the Track client needs.
+"""A kept-alive HTTPS client on the standard library: POST for the Track client, GET for Dodo's API.
 
 `requests` cost about 1.1 ms of CPU per POST here against 0.3 ms for `http.client`, and ~110 ms
 of imports at every cold start (bench/RESULTS.md), for features this path does not use (redirects
 must not be followed anyway: they would drop the Authorization header). What it did that matters
 is kept: separate connect and read timeouts, connection reuse, and one transparent reconnect when
 a kept-alive connection turns out to have been closed by the server while idle.
+
+`get` adds what a lookup on the webhook's request path needs: an optional absolute deadline
+(`time.monotonic()`) that caps the connect timeout and every wait for bytes at the time left, and an
+optional cap on the size of the answer. `post` behaves exactly as before.
 """
 
 from __future__ import annotations
 
 import http.client
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
@@ -18,6 +23,7 @@ from urllib.parse import urlsplit
 # A kept-alive connection the server closed while idle fails like this before any answer arrives;
 # sending again on a fresh connection is safe (Customer.io deduplicates events by id).
 _STALE: Final = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+_CHUNK: Final = 64 * 1024
 
 
 class TransportTimeout(Exception):
@@ -49,25 +55,49 @@ class KeepAliveClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._conn: http.client.HTTPConnection | None = None
+        self._sock_timeout: float | None = None
         self._context = ssl.create_default_context() if self._https else None
 
-    def _connect(self) -> http.client.HTTPConnection:
+    def _connect(self, deadline: float | None) -> http.client.HTTPConnection:
+        timeout = self._connect_timeout if deadline is None else _bounded(self._connect_timeout, deadline)
         conn: http.client.HTTPConnection
         if self._https:
-            conn = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self._connect_timeout, context=self._context
-            )
+            conn = http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._context)
         else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self._connect_timeout)
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
         conn.connect()
         assert conn.sock is not None
         conn.sock.settimeout(self._read_timeout)
+        self._sock_timeout = self._read_timeout
         return conn
 
     def post(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+        return self._request("POST", path, body, headers, None, None)
+
+    def get(
+        self, path: str, headers: dict[str, str], *, deadline: float | None = None, max_bytes: int | None = None
+    ) -> Answer:
+        """GET `path`; safe to send twice, so a stale kept-alive connection is retried like a POST.
+
+        `deadline` is an absolute `time.monotonic()` value: the connect timeout and each wait for
+        bytes are at most the time left, and :class:`TransportTimeout` is raised once it has passed
+        (before connecting, if it already has). Name resolution is not bounded by it. An answer
+        whose body is larger than `max_bytes` is a :class:`TransportError`.
+        """
+        return self._request("GET", path, None, headers, deadline, max_bytes)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        deadline: float | None,
+        max_bytes: int | None,
+    ) -> Answer:
         reused = self._conn is not None
         try:
-            return self._exchange(path, body, headers)
+            return self._exchange(method, path, body, headers, deadline, max_bytes)
         except _STALE:
             self.close()
             if not reused:
@@ -76,7 +106,7 @@ class KeepAliveClient:
             self.close()
             raise
         try:  # once more, on a fresh connection
-            return self._exchange(path, body, headers)
+            return self._exchange(method, path, body, headers, deadline, max_bytes)
         except _STALE:
             self.close()
             raise TransportError("connection closed before an answer") from None
@@ -84,13 +114,26 @@ class KeepAliveClient:
             self.close()
             raise
 
-    def _exchange(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        deadline: float | None,
+        max_bytes: int | None,
+    ) -> Answer:
         try:
             if self._conn is None:
-                self._conn = self._connect()
-            self._conn.request("POST", self._prefix + path, body=body, headers=headers)
-            response = self._conn.getresponse()
-            data = response.read()
+                self._conn = self._connect(deadline)
+            conn = self._conn
+            self._arm(conn, self._read_timeout if deadline is None else _bounded(self._read_timeout, deadline))
+            conn.request(method, self._prefix + path, body=body, headers=headers)
+            response = conn.getresponse()
+            if deadline is None and max_bytes is None:
+                data = response.read()
+            else:
+                data = self._read_bounded(conn, response, deadline, max_bytes)
         except _STALE:
             raise
         except TimeoutError as exc:
@@ -101,7 +144,46 @@ class KeepAliveClient:
             self.close()
         return Answer(response.status, response.headers, data)
 
+    def _arm(self, conn: http.client.HTTPConnection, timeout: float) -> None:
+        """Set the socket's timeout for the next waits, skipping the call when it is already so."""
+        if conn.sock is not None and timeout != self._sock_timeout:
+            conn.sock.settimeout(timeout)
+            self._sock_timeout = timeout
+
+    def _read_bounded(
+        self,
+        conn: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        deadline: float | None,
+        max_bytes: int | None,
+    ) -> bytes:
+        if max_bytes is not None and response.length is not None and response.length > max_bytes:
+            raise TransportError(f"answer larger than {max_bytes} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if deadline is not None:
+                self._arm(conn, _bounded(self._read_timeout, deadline))
+            chunk = response.read1(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise TransportError(f"answer larger than {max_bytes} bytes")
+            chunks.append(chunk)
+        if response.length:  # read1 ends quietly where read() raises: the server hung up mid-body
+            raise http.client.IncompleteRead(b"".join(chunks), response.length)
+        return b"".join(chunks)
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _bounded(limit: float, deadline: float) -> float:
+    """`limit`, or the time left before `deadline` if that is shorter; TransportTimeout once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TransportTimeout("deadline reached")
+    return min(limit, left)

@@ -20,16 +20,17 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
 from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
-from dodo_cio.freshness import FreshnessGuard, identify_timestamp
+from dodo_cio.identity import Resolver, Unresolved, event_facts
 from dodo_cio.limits import fit_op
 from dodo_cio.mapping import MappingConfig, Op, map_event
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
 from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
 from dodo_cio.signature import SignatureError, VerifiedWebhook, verify
+from dodo_cio.state import StatePlan, StateTable, StateUnavailable, is_stale, plan_for, state_claim
 from dodo_cio.telemetry import Log, Metrics
 
 MAX_BODY_BYTES: Final = 256 * 1024
@@ -75,6 +76,23 @@ def _error(status: int, error: str, **extra: Any) -> HttpResponse:
     return HttpResponse(status, {"error": error, **extra})
 
 
+class Dedupe(Protocol):
+    def __call__(
+        self, webhook_id: str, work: Callable[[], HttpResponse], plan: StatePlan | None = None
+    ) -> HttpResponse: ...
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A verified webhook, mapped and resolved: what is left is to commit its state and deliver."""
+
+    event: DodoEvent
+    ops: list[Op]
+    unresolved: list[Unresolved]
+    plan: StatePlan
+    secrets: Secrets
+
+
 @dataclass
 class IngestService:
     """Everything the ingest handler needs, built once per Lambda container."""
@@ -87,10 +105,11 @@ class IngestService:
     sqs_factory: Callable[[], SqsSender]
     session_factory: Callable[[], Any] | None = None
     clock: Callable[[], float] = time.time
-    # Exactly-once per webhook id (dodo_cio.idempotency) and the stale-profile check
-    # (dodo_cio.freshness); both optional so the flow can run without a state table.
-    dedupe: Callable[[str, Callable[[], HttpResponse]], HttpResponse] | None = None
-    freshness: FreshnessGuard | None = None
+    # Exactly-once per webhook id (dodo_cio.idempotency), the identity directory and per-piece
+    # freshness (dodo_cio.state, dodo_cio.identity); optional so the flow can run without a table.
+    dedupe: Dedupe | None = None
+    state: StateTable | None = None
+    resolver: Resolver | None = None
     _clients: ClientCache | None = field(default=None, init=False)
     _sqs: SqsSender | None = field(default=None, init=False)
     _last_forced_refresh: float = field(default=0.0, init=False)
@@ -132,15 +151,20 @@ class IngestService:
             self.logger.error("cannot verify webhooks: %s", exc)
             return _error(500, "bridge misconfigured")
         self.logger.append_keys(webhook_id=verified.webhook_id)
+        prepared = self._prepare(verified, request, secrets)
+        if isinstance(prepared, HttpResponse):
+            return prepared
         if self.dedupe is None:
-            return self._process(verified, request, secrets)
-        response = self.dedupe(verified.webhook_id, lambda: self._process(verified, request, secrets))
+            return self._deliver(prepared)
+        # The state writes ride in the duplicate check's own DynamoDB call (dodo_cio.idempotency).
+        response = self.dedupe(verified.webhook_id, lambda: self._deliver(prepared), prepared.plan or None)
         if response.status in (409, 503):
             self._count("DuplicateInProgress" if response.status == 409 else "StateTableError")
             self.logger.warning("duplicate check answered %s", response.status)
         return response
 
-    def _process(self, verified: VerifiedWebhook, request: WebhookRequest, secrets: Secrets) -> HttpResponse:
+    def _prepare(self, verified: VerifiedWebhook, request: WebhookRequest, secrets: Secrets) -> Prepared | HttpResponse:
+        """Parse, map and resolve: pure but for directory reads, so it runs before the duplicate check."""
         try:
             envelope = parse_envelope(parse_json(request.body))
             self.logger.append_keys(event_type=envelope.type)
@@ -167,7 +191,19 @@ class IngestService:
             self._count("IgnoredEvent")
             self.logger.info("nothing to deliver", extra={"reason": reason})
             return HttpResponse(200, {"status": "ignored", "reason": reason})
-        return self._deliver(event, ops, secrets.site_id, secrets.api_key)
+
+        known = event_facts(event, self.mapping)
+        stated = dict(known.customers)
+        if self.resolver is None:
+            self.resolver = Resolver(self.mapping.identifier)
+        ops, unresolved = self.resolver.resolve(ops, known)
+        if unresolved:
+            self._count("IdentityUnresolved", len(unresolved))
+            self.logger.warning("ops parked until their person is known", extra={"reason": unresolved[0].reason})
+        plan = StatePlan()
+        if self.state is not None:
+            plan = plan_for(ops, customers=stated, learned=known.learned, payments=known.payments)
+        return Prepared(event, ops, unresolved, plan, secrets)
 
     def _verify(self, request: WebhookRequest, webhook_secrets: tuple[bytes, ...]) -> VerifiedWebhook:
         now = self.clock()
@@ -211,34 +247,30 @@ class IngestService:
         self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
         return result
 
-    def _fresh(self, ops: list[Op]) -> tuple[list[Op], list[Op]]:
+    def _fresh(self, prepared: Prepared) -> tuple[list[Op], list[Op]]:
         """Ops still worth sending, and identifies that could not be checked (table unreachable)."""
-        if self.freshness is None:
-            return ops, []
+        plan = prepared.plan
+        if self.state is not None and plan and not plan.committed:
+            try:  # no duplicate check to carry the writes: commit them on their own
+                self.state.commit(plan)
+            except StateUnavailable as exc:
+                self.logger.error("freshness check failed: %s", exc)
+                claims = [op for op in prepared.ops if state_claim(op) is not None]
+                return [op for op in prepared.ops if state_claim(op) is None], claims
         keep: list[Op] = []
-        unchecked: list[Op] = []
-        for op in ops:
-            ts = identify_timestamp(op)
-            if ts is None:
-                keep.append(op)
-                continue
-            try:
-                admitted = self.freshness.admit(op["identifiers"], ts)
-            except Exception as exc:  # noqa: BLE001 - park it; the retry path checks again
-                self.logger.error("freshness check failed: %s", type(exc).__name__)
-                unchecked.append(op)
-                continue
-            if admitted:
-                keep.append(op)
-            else:
+        for op in prepared.ops:
+            if is_stale(op, plan, plan.stale):
                 self._count("StaleIdentifySkipped")
-                self.logger.info("identify skipped: a newer one was already applied for this person")
-        return keep, unchecked
+                self.logger.info("identify skipped: newer state was already applied", extra={"state": op.get("_state")})
+            else:
+                keep.append(op)
+        return keep, []
 
-    def _deliver(self, event: DodoEvent, ops: list[Op], site_id: str | None, api_key: str | None) -> HttpResponse:
-        fitted, unfixable = self._fit(ops)
-        sendable, unchecked = self._fresh(fitted)
-        result = self._send(sendable, site_id, api_key) if sendable else None
+    def _deliver(self, prepared: Prepared) -> HttpResponse:
+        event = prepared.event
+        fresh, unchecked = self._fresh(prepared)
+        sendable, unfixable = self._fit(fresh)
+        result = self._send(sendable, prepared.secrets.site_id, prepared.secrets.api_key) if sendable else None
 
         failed: dict[str, list[Op]] = {}
         errors: dict[str, LastError] = {}  # the first error of each kind, as the parked message records it
@@ -262,6 +294,8 @@ class IngestService:
             fail(op, "permanent", why, sent=False)
         for op in unchecked:
             fail(op, "transient", "state table unreachable for the freshness check", sent=False)
+        for item in prepared.unresolved:
+            fail(item.op, item.kind, item.reason, sent=False)
 
         if delivered:
             self._count("OpsDelivered", delivered)

@@ -1,25 +1,40 @@
 """Customer.io Track limits, applied before sending so that an oversize value never fails a request.
 
-What does not fit is truncated (strings, event names) or dropped (names too long, values that are
-not strings, attributes past the 300th), each with a warning the caller logs. An op that cannot be
-made valid at all (identifier too long) is reported as unfixable; the caller parks it as a
-permanent failure rather than dropping it.
+Customer.io documents different limits for profile data and for event data, so they are applied
+apart:
+
+* identify (a person's or an object's attributes): names up to 150 bytes, at most 300 attributes,
+  each value up to 1000 bytes. A long text is truncated; a long identity value (an email, an id:
+  truncated it would name someone else, or be an invalid address) and any other long value are
+  dropped; an object value (metadata) is trimmed key by key, largest first, until it fits.
+* event (and page/screen) data: no per-attribute limit in Track v2, only the op's.
+* every op: under 32 KB as sent; the largest attributes go first when it is not.
+
+Each change comes with a warning the caller logs. An op that cannot be made valid at all (a person
+identifier too long, an op too big without its attributes) is reported as unfixable; the caller
+parks it as a permanent failure rather than dropping it. Keys starting with `_` are the bridge's own
+notes on an op (stripped before sending): they pass through as they are and do not count towards
+the size. An object op's identifiers and relationships pass through as they are too.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 MAX_OP_BYTES: Final = 32 * 1024  # per /entity request and per /batch item
 MAX_BATCH_BYTES: Final = 500 * 1000  # the spec says "500 KB"; stay on the safe side of both readings
-MAX_ATTRIBUTE_VALUE_BYTES: Final = 1000
-MAX_NAME_BYTES: Final = 150
+MAX_ATTRIBUTE_VALUE_BYTES: Final = 1000  # identify only
+MAX_NAME_BYTES: Final = 150  # identify only
 MAX_EVENT_NAME_BYTES: Final = 100
-MAX_ATTRIBUTES: Final = 300
+MAX_ATTRIBUTES: Final = 300  # identify only
 MAX_IDENTIFIER_BYTES: Final = 150
 
+EVENT_ACTIONS: Final = frozenset({"event", "page", "screen"})
+_IDENTITY_NAMES: Final = frozenset({"id", "email", "phone", "cio_id"})
+_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+")
 _ELLIPSIS = "…"
 
 
@@ -35,6 +50,11 @@ def encoded_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
+def wire_size(op: dict[str, Any]) -> int:
+    """Bytes of the op as sent: without the bridge's own `_` keys."""
+    return encoded_size({k: v for k, v in op.items() if not str(k).startswith("_")})
+
+
 def truncate_utf8(text: str, max_bytes: int, marker: str = "") -> str:
     raw = text.encode("utf-8")
     if len(raw) <= max_bytes:
@@ -43,59 +63,105 @@ def truncate_utf8(text: str, max_bytes: int, marker: str = "") -> str:
     return raw[: max(budget, 0)].decode("utf-8", errors="ignore") + marker
 
 
-def _fit_value(name: str, value: Any, warnings: list[str]) -> tuple[bool, Any]:
+def is_identity_value(name: str, value: str, identifiers: frozenset[str] = frozenset()) -> bool:
+    """An attribute whose text names someone: an email, an id, a phone, or one of the op's identifiers.
+
+    Truncating such a value would not shorten it but change it into another, invalid one.
+    """
+    return (
+        name in _IDENTITY_NAMES
+        or name.endswith(("_email", "_id"))
+        or value in identifiers
+        or _EMAIL.fullmatch(value.strip()) is not None
+    )
+
+
+def _truncate(value: str) -> str:
+    # Leave room for the JSON quotes and escapes: shrink until the encoded form fits.
+    budget = MAX_ATTRIBUTE_VALUE_BYTES - 2
+    cut = truncate_utf8(value, budget, _ELLIPSIS)
+    while encoded_size(cut) > MAX_ATTRIBUTE_VALUE_BYTES and budget > 0:
+        budget -= max(1, (encoded_size(cut) - MAX_ATTRIBUTE_VALUE_BYTES) // 6)  # \u0001 is 6 bytes
+        cut = truncate_utf8(value, budget, _ELLIPSIS)
+    return cut
+
+
+def _trim_object(name: str, value: dict[str, Any], warnings: list[str]) -> tuple[bool, Any]:
+    """Drop the largest keys until the object fits: the rest of the metadata is still worth having."""
+    kept = dict(value)
+    dropped: list[str] = []
+    while kept and encoded_size(kept) > MAX_ATTRIBUTE_VALUE_BYTES:
+        largest = max(kept, key=lambda k: encoded_size({k: kept[k]}))
+        del kept[largest]
+        dropped.append(str(largest))
+    if not kept:
+        warnings.append(f"attribute {name!r} dropped: no key of it fits {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
+        return False, None
+    warnings.append(f"attribute {name!r} trimmed to {MAX_ATTRIBUTE_VALUE_BYTES} bytes: keys {dropped} dropped")
+    return True, kept
+
+
+def _fit_value(name: str, value: Any, identifiers: frozenset[str], warnings: list[str]) -> tuple[bool, Any]:
     if encoded_size(value) <= MAX_ATTRIBUTE_VALUE_BYTES:
         return True, value
+    if isinstance(value, str) and is_identity_value(name, value, identifiers):
+        warnings.append(f"attribute {name!r} dropped: an identity value over {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
+        return False, None
     if isinstance(value, str):
-        # Leave room for the JSON quotes and escapes: shrink until the encoded form fits.
-        budget = MAX_ATTRIBUTE_VALUE_BYTES - 2
-        cut = truncate_utf8(value, budget, _ELLIPSIS)
-        while encoded_size(cut) > MAX_ATTRIBUTE_VALUE_BYTES and budget > 0:
-            budget -= max(1, (encoded_size(cut) - MAX_ATTRIBUTE_VALUE_BYTES) // 6)  # \u0001 is 6 bytes
-            cut = truncate_utf8(value, budget, _ELLIPSIS)
         warnings.append(f"attribute {name!r} truncated to {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
-        return True, cut
+        return True, _truncate(value)
+    if isinstance(value, dict):
+        return _trim_object(name, value, warnings)
     warnings.append(f"attribute {name!r} dropped: value over {MAX_ATTRIBUTE_VALUE_BYTES} bytes")
     return False, None
 
 
+def _fit_profile(attrs: dict[str, Any], identifiers: frozenset[str], warnings: list[str]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if len(str(key).encode("utf-8")) > MAX_NAME_BYTES:
+            warnings.append(f"attribute name over {MAX_NAME_BYTES} bytes dropped")
+            continue
+        if len(kept) >= MAX_ATTRIBUTES:
+            warnings.append(f"attributes past the {MAX_ATTRIBUTES}th dropped")
+            break
+        ok, fitted = _fit_value(str(key), value, identifiers, warnings)
+        if ok:
+            kept[str(key)] = fitted
+    return kept
+
+
 def fit_op(op: dict[str, Any]) -> FitResult:
-    """Return a copy of `op` that fits every per-op limit, with what was changed."""
+    """Return a copy of `op` that fits every limit that applies to it, with what was changed."""
     out = dict(op)
     warnings: list[str] = []
+    person = out.get("type") != "object"
 
     identifiers = out.get("identifiers")
+    values: frozenset[str] = frozenset()
     if isinstance(identifiers, dict):
+        values = frozenset(v for v in identifiers.values() if isinstance(v, str))
         for key, value in identifiers.items():
-            if isinstance(value, str) and len(value.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
+            if person and isinstance(value, str) and len(value.encode("utf-8")) > MAX_IDENTIFIER_BYTES:
                 return FitResult(out, warnings, f"identifier {key!r} is over {MAX_IDENTIFIER_BYTES} bytes")
 
     name = out.get("name")
-    if isinstance(name, str) and len(name.encode("utf-8")) > MAX_EVENT_NAME_BYTES:
+    if person and isinstance(name, str) and len(name.encode("utf-8")) > MAX_EVENT_NAME_BYTES:
         out["name"] = truncate_utf8(name, MAX_EVENT_NAME_BYTES)
         warnings.append(f"event name truncated to {MAX_EVENT_NAME_BYTES} bytes")
 
     attrs = out.get("attributes")
     if isinstance(attrs, dict):
-        kept: dict[str, Any] = {}
-        for key, value in attrs.items():
-            if len(str(key).encode("utf-8")) > MAX_NAME_BYTES:
-                warnings.append(f"attribute name over {MAX_NAME_BYTES} bytes dropped")
-                continue
-            if len(kept) >= MAX_ATTRIBUTES:
-                warnings.append(f"attributes past the {MAX_ATTRIBUTES}th dropped")
-                break
-            ok, fitted = _fit_value(str(key), value, warnings)
-            if ok:
-                kept[str(key)] = fitted
+        event = person and out.get("action") in EVENT_ACTIONS
+        kept = dict(attrs) if event else _fit_profile(attrs, values, warnings)
         out["attributes"] = kept
         # Still too big as a whole: drop the largest attributes first, they carry the least signal.
         # `>=`: an /entity body must be *under* 32 KiB, so exactly 32768 bytes is already too big.
-        while encoded_size(out) >= MAX_OP_BYTES and kept:
+        while wire_size(out) >= MAX_OP_BYTES and kept:
             largest = max(kept, key=lambda k: encoded_size(kept[k]))
             del kept[largest]
             warnings.append(f"attribute {largest!r} dropped to keep the op under {MAX_OP_BYTES} bytes")
 
-    if encoded_size(out) >= MAX_OP_BYTES:
+    if wire_size(out) >= MAX_OP_BYTES:
         return FitResult(out, warnings, f"op is over {MAX_OP_BYTES} bytes even without attributes")
     return FitResult(out, warnings)

@@ -47,6 +47,11 @@ class IdentifierStrategy:
     kind: str = "customer_id"
     metadata_key: str | None = None
 
+    @property
+    def text(self) -> str:
+        """The strategy as CUSTOMERIO_IDENTIFIER spells it."""
+        return f"metadata:{self.metadata_key}" if self.kind == "metadata" else self.kind
+
     @classmethod
     def parse(cls, text: str | None) -> IdentifierStrategy:
         value = (text or "customer_id").strip()
@@ -123,11 +128,13 @@ class MappingConfig:
 #   _payment_id   a dispute that names only its payment: resolved to a customer through it
 #   _state        the piece of state an identify carries ("customer", "subscription",
 #                 "subscription:<id>"), so freshness is decided per piece, not per person
+#   _timestamp    the Dodo event time of an object op (Track v2 objects have no timestamp field)
 # An op without `identifiers` is not resolved yet: it is never sent as it is.
 
 CUSTOMER_ID: Final = "_customer_id"
 PAYMENT_ID: Final = "_payment_id"
 STATE: Final = "_state"
+TIMESTAMP: Final = "_timestamp"
 CUSTOMER_STATE: Final = "customer"
 SUBSCRIPTION_STATE: Final = "subscription"
 PROFILE_METADATA_MODES: Final = ("prefixed", "none")
@@ -175,6 +182,7 @@ def subscription_object_op(
         "attributes": {"subscription_id": sub.subscription_id, "dodo_customer_id": sub.customer.customer_id, **state},
         "cio_relationships": [{"identifiers": dict(person)}] if person else [],
         STATE: f"{SUBSCRIPTION_STATE}:{sub.subscription_id}",
+        TIMESTAMP: event.envelope.timestamp,  # object ops carry no timestamp of their own
     }
     return op
 
@@ -213,12 +221,12 @@ def _event_attributes(event: DodoEvent, exponents: Mapping[str, int]) -> dict[st
 def payload_identifiers(event: DodoEvent, config: MappingConfig) -> dict[str, str] | None:
     """The person's identifiers as far as this payload alone tells them (None: resolve them later)."""
     customer, customer_id, _ = _subject(event)
-    sources: list[Mapping[str, Any]] = []
+    # The customer's own metadata first: it names the customer; a payment's or subscription's
+    # metadata (from the checkout) is only a fallback.
+    sources: list[Mapping[str, Any]] = [customer.metadata] if customer is not None else []
     metadata = event.payload.raw.get("metadata")
     if isinstance(metadata, dict):
         sources.append(metadata)
-    if customer is not None:
-        sources.append(customer.metadata)
     if config.identifier.kind == "customer_id":
         return config.identifier.resolve(customer_id, None)
     return config.identifier.resolve(customer_id, customer.email if customer else None, sources)

@@ -22,22 +22,21 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
-from dodo_cio.freshness import FreshnessGuard, identify_timestamp
-from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
+from dodo_cio.identity import Known, Resolver, needs_resolution
+from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size, fit_op
 from dodo_cio.parking import LastError, ParkedDelivery, ParkedFormatError
+from dodo_cio.state import StateTable, StateUnavailable, is_stale, plan_for, state_claim
 from dodo_cio.telemetry import Log, Metrics
 
 Verdict = Literal["delivered", "retry", "repark", "dead_letter"]
 _BATCH_OVERHEAD: Final = len('{"batch":[]}')
 MAX_OPS_PER_REQUEST: Final = 1000
-FRESHNESS_WORKERS: Final = 16  # concurrent freshness checks per invocation (DynamoDB on-demand takes it)
 
 
 class Sqs(Protocol):
@@ -164,41 +163,52 @@ class RetryProcessor:
     policy: BackoffPolicy = field(default_factory=BackoffPolicy)
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
-    freshness: FreshnessGuard | None = None
+    state: StateTable | None = None
+    resolver: Resolver | None = None
 
     def _freshness_fates(self, messages: list[list[dict[str, Any]]]) -> list[list[OpFate | None]]:
-        """Pre-decided fates: a stale identify counts as done, an unchecked one must wait.
+        """Pre-decided fates: who each op is for, whether it fits, whether newer state was applied.
 
-        The checks of a whole batch run concurrently: made one after another they, not
-        Customer.io's rate limit, set the pace of a backlog drain (bench/RESULTS.md).
+        Per batch, not per op: one directory read for the ops that still need their person
+        (`dodo_cio.identity`), then one transaction that moves every piece of state forward
+        (`dodo_cio.state`); a stale identify counts as done, one that could not be checked waits.
+        Ops are fitted to Customer.io's limits here too, since a parked op may have been resolved
+        only now.
         """
         fates: list[list[OpFate | None]] = [[None] * len(ops) for ops in messages]
-        if self.freshness is None:
+        flat = [(m, o, op) for m, ops in enumerate(messages) for o, op in enumerate(ops)]
+        pending = [op for _, _, op in flat if needs_resolution(op)]
+        unresolved: dict[int, OpFate] = {}
+        known = Known()
+        if pending and self.resolver is None:
+            why = OpFate(OpResult("config", "no identity resolver: cannot address this op"), None, None)
+            unresolved = {id(op): why for op in pending}
+        elif pending and self.resolver is not None:
+            _, missing = self.resolver.resolve(pending, known)
+            unresolved = {id(u.op): OpFate(OpResult(u.kind, u.reason), None, None) for u in missing}
+        for m, o, op in flat:
+            if id(op) in unresolved:
+                fates[m][o] = unresolved[id(op)]
+                continue
+            fitted = fit_op(op)
+            if fitted.unfixable:
+                fates[m][o] = OpFate(OpResult("permanent", fitted.unfixable), None, None)
+            messages[m][o] = fitted.op
+        if self.state is None:
             return fates
-        guard = self.freshness
-        checks = [
-            (m, o, op, ts)
-            for m, ops in enumerate(messages)
-            for o, op in enumerate(ops)
-            if (ts := identify_timestamp(op)) is not None
-        ]
-
-        def check(item: tuple[int, int, dict[str, Any], int]) -> OpFate | None:
-            _, _, op, ts = item
-            try:
-                if guard.admit(op["identifiers"], ts):
-                    return None
-                return OpFate(OpResult("delivered", "skipped: a newer identify was applied"), None, None)
-            except Exception:  # noqa: BLE001 - cannot tell; try again later rather than risk going back
-                return OpFate(OpResult("transient", "state table unreachable for the freshness check"), None, None)
-
-        if len(checks) <= 1:
-            results = [check(item) for item in checks]
-        else:
-            with ThreadPoolExecutor(max_workers=min(FRESHNESS_WORKERS, len(checks))) as pool:
-                results = list(pool.map(check, checks))
-        for (m, o, _, _), fate in zip(checks, results, strict=True):
-            fates[m][o] = fate
+        admitted = [messages[m][o] for m, o, _ in flat if fates[m][o] is None]
+        plan = plan_for(admitted, learned=known.learned, payments=known.payments)
+        try:
+            self.state.commit(plan)
+        except StateUnavailable:  # cannot tell; try again later rather than risk going back
+            waiting = OpFate(OpResult("transient", "state table unreachable for the freshness check"), None, None)
+            for m, o, _ in flat:
+                if fates[m][o] is None and state_claim(messages[m][o]) is not None:
+                    fates[m][o] = waiting
+            return fates
+        for m, o, _ in flat:
+            if fates[m][o] is None and is_stale(messages[m][o], plan, plan.stale):
+                fates[m][o] = OpFate(OpResult("delivered", "skipped: newer state was already applied"), None, None)
         return fates
 
     def process(
@@ -383,7 +393,8 @@ class RetryService:
     clock: Callable[[], float] = time.time
     rng: Callable[[], float] = random.random
     limiter: RateLimiter | None = None
-    freshness: FreshnessGuard | None = None
+    state: StateTable | None = None
+    resolver: Resolver | None = None
     _clients: ClientCache | None = field(default=None, init=False)
     _processor: RetryProcessor | None = field(default=None, init=False)
 
@@ -398,7 +409,8 @@ class RetryService:
                 self.policy,
                 self.clock,
                 self.rng,
-                self.freshness,
+                self.state,
+                self.resolver or Resolver(self.settings.identifier, self.state),
             )
         return self._processor
 

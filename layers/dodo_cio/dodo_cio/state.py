@@ -1,0 +1,382 @@
+"""Per-customer records in the state table: who a customer is, and how new each piece of their state is.
+
+One item per Dodo customer, `cust#<customer_id>`, holds
+  ident:<strategy>  the customer's Customer.io identifiers under that strategy (JSON), so a
+                  webhook that names only the customer id reaches the same person;
+  t#<piece>       the Dodo event time of the newest identify applied for each piece of state:
+                  `t#customer` (the person's own fields), `t#subscription` (the subscription
+                  attributes on the profile) or `t#subscription:<id>` (one subscription object).
+One item per payment seen, `pay#<payment_id>` -> `customer_id`, lets a dispute (which names only its
+payment) find its customer.
+
+Freshness is per piece, not per person: a payment stamped a second after the subscription renewal
+it paid for must not stop the renewal's new billing date, and an older retry of either must never
+overwrite what is newer. Each piece's time moves forward with a conditional write
+(`attribute_not_exists(t) OR t <= :t`); ties are admitted (two events in one second both apply).
+
+All of a webhook's writes go in one `TransactWriteItems` call, together with the idempotency record
+on the ingest path, so the directory and the freshness checks add no DynamoDB round trip there. A
+condition that fails cancels the transaction; the cancellation reasons carry the item as it was
+(`ReturnValuesOnConditionCheckFailure=ALL_OLD`), which names the stale pieces, and the call is made
+again without them (the uncommon case costs one more round trip).
+
+Records are kept for 400 days after the last write: a customer may come back after months, and a
+directory entry lost to expiry only costs a lookup in Dodo's API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+CUSTOMER_PREFIX: Final = "cust#"
+PAYMENT_PREFIX: Final = "pay#"
+LEGACY_PREFIX: Final = "who#"  # identifies parked before per-piece state existed: one piece per person
+LEGACY_PIECE: Final = "profile"
+PIECE_PREFIX: Final = "t#"
+RECORD_TTL_SECONDS: Final = 400 * 24 * 3600
+MAX_TRANSACTION_ITEMS: Final = 100
+_MAX_ROUNDS: Final = 4  # each round removes at least one stale piece; more means something is wrong
+_BATCH_GET_KEYS: Final = 100
+
+
+class StateUnavailable(Exception):
+    """The state table could not be read or written (unreachable, throttled, conflicting writes)."""
+
+
+class ExtraItemFailed(Exception):
+    """A condition on one of the caller's own transaction items failed (e.g. the idempotency record)."""
+
+    def __init__(self, index: int, item: Mapping[str, Any] | None) -> None:
+        super().__init__(f"transaction item {index} failed its condition")
+        self.index = index
+        self.item = item
+
+
+@dataclass
+class RecordWrite:
+    """What one webhook (or one retry batch) sets on one customer's record."""
+
+    key: str
+    pieces: dict[str, int] = field(default_factory=dict)  # piece -> Dodo event time (Unix seconds)
+    identifiers: dict[str, str] | None = None  # set with the "customer" piece: newest wins
+    learned: dict[str, str] | None = None  # from a lookup: set only if the record has none
+
+
+@dataclass
+class StatePlan:
+    records: dict[str, RecordWrite] = field(default_factory=dict)
+    payments: dict[str, str] = field(default_factory=dict)  # payment_id -> customer_id
+    stale: set[tuple[str, str]] = field(default_factory=set)  # filled in by whoever commits the plan
+    committed: bool = False
+
+    def record(self, key: str) -> RecordWrite:
+        return self.records.setdefault(key, RecordWrite(key))
+
+    def claim(self, key: str, piece: str, timestamp: int) -> None:
+        pieces = self.record(key).pieces
+        pieces[piece] = max(timestamp, pieces.get(piece, timestamp))
+
+    def __bool__(self) -> bool:
+        return bool(self.payments) or any(r.pieces or r.identifiers or r.learned for r in self.records.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the directory knows: customer id -> identifiers, payment id -> customer id."""
+
+    customers: Mapping[str, Mapping[str, str]]
+    payments: Mapping[str, str]
+
+
+def customer_key(customer_id: str) -> str:
+    return CUSTOMER_PREFIX + customer_id
+
+
+def legacy_key(identifiers: Mapping[str, Any]) -> str:
+    return LEGACY_PREFIX + json.dumps(dict(identifiers), sort_keys=True, separators=(",", ":"))
+
+
+class StateTable:
+    """Reads and transactional writes of the per-customer records; one client per container."""
+
+    def __init__(
+        self,
+        table_name: str,
+        client_factory: Callable[[], Any],
+        *,
+        ident: str = "ident:customer_id",
+        clock: Callable[[], float] = time.time,
+        ttl_seconds: int = RECORD_TTL_SECONDS,
+    ) -> None:
+        self.table_name = table_name
+        self._ident = ident
+        self._factory = client_factory
+        self._client: Any = None
+        self._clock = clock
+        self._ttl = ttl_seconds
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self._factory()
+        return self._client
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def lookup(self, customer_ids: Iterable[str], payment_ids: Iterable[str]) -> Lookup:
+        """One BatchGetItem per 100 keys; a payment's customer is looked up in a second call if needed."""
+        payments: dict[str, str] = {}
+        for key, item in self._get(PAYMENT_PREFIX + p for p in set(payment_ids)).items():
+            customer_id = _s(item, "customer_id")
+            if customer_id:
+                payments[key.removeprefix(PAYMENT_PREFIX)] = customer_id
+        wanted = set(customer_ids) | set(payments.values())
+        customers: dict[str, Mapping[str, str]] = {}
+        for key, item in self._get(customer_key(c) for c in wanted).items():
+            ident = _identifiers(_s(item, self._ident))
+            if ident:
+                customers[key.removeprefix(CUSTOMER_PREFIX)] = ident
+        return Lookup(customers, payments)
+
+    def _get(self, keys: Iterable[str]) -> dict[str, Mapping[str, Any]]:
+        pending = sorted(set(keys))
+        found: dict[str, Mapping[str, Any]] = {}
+        try:
+            while pending:
+                chunk, pending = pending[:_BATCH_GET_KEYS], pending[_BATCH_GET_KEYS:]
+                request: dict[str, Any] = {self.table_name: {"Keys": [{"id": {"S": k}} for k in chunk]}}
+                for _ in range(_MAX_ROUNDS):
+                    answer = self.client.batch_get_item(RequestItems=request)
+                    for item in answer.get("Responses", {}).get(self.table_name, []):
+                        found[item["id"]["S"]] = item
+                    request = answer.get("UnprocessedKeys") or {}
+                    if not request:
+                        break
+                else:
+                    raise StateUnavailable("state table kept keys unprocessed")
+        except StateUnavailable:
+            raise
+        except Exception as exc:
+            raise StateUnavailable(type(exc).__name__) from exc
+        return found
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def commit(self, plan: StatePlan, extra_items: Sequence[Mapping[str, Any]] = ()) -> set[tuple[str, str]]:
+        """Write the plan (and the caller's own items, all-or-nothing); return the stale (record, piece)s.
+
+        Raises `ExtraItemFailed` when one of `extra_items` fails its condition (nothing is written),
+        `StateUnavailable` for anything else that stops the write.
+        """
+        stale: set[tuple[str, str]] = set()
+        records = {k: RecordWrite(r.key, dict(r.pieces), r.identifiers, r.learned) for k, r in plan.records.items()}
+        payments = dict(plan.payments)
+        extras = [dict(item) for item in extra_items]
+        for _ in range(_MAX_ROUNDS):
+            items = self._items(records, payments)
+            if not items and not extras:
+                plan.committed, plan.stale = True, stale
+                return stale
+            chunks = _chunks(items, MAX_TRANSACTION_ITEMS - len(extras))
+            if extras and len(chunks) > 1:  # the caller's items must be all-or-nothing with the plan
+                raise ValueError(f"a plan with extra items must fit one transaction ({MAX_TRANSACTION_ITEMS} items)")
+            newly: set[tuple[str, str]] = set()
+            for n, chunk in enumerate(chunks or [[]]):
+                found = self._transact([*(extras if n == 0 else []), *chunk], len(extras) if n == 0 else 0)
+                newly |= found
+            if not newly:
+                plan.committed, plan.stale = True, stale
+                return stale
+            # Only the chunks that failed need another round, but a retry of the whole plan is
+            # harmless: the pieces that were written are now equal, and equal times are admitted.
+            stale |= newly
+            for key, piece in newly:
+                record = records.get(key)
+                if record is not None:
+                    record.pieces.pop(piece, None)
+                    if piece == "customer":
+                        record.identifiers = None
+        raise StateUnavailable("state records kept failing their conditions")
+
+    def _transact(self, items: list[dict[str, Any]], n_extra: int) -> set[tuple[str, str]]:
+        """One TransactWriteItems; the stale pieces if it was cancelled by them, else nothing."""
+        if not items:
+            return set()
+        client = self.client
+        try:
+            client.transact_write_items(TransactItems=items)
+        except client.exceptions.TransactionCanceledException as exc:
+            reasons = exc.response.get("CancellationReasons") or []
+            stale: set[tuple[str, str]] = set()
+            for index, reason in enumerate(reasons):
+                if reason.get("Code") != "ConditionalCheckFailed":
+                    continue
+                if index < n_extra:
+                    raise ExtraItemFailed(index, reason.get("Item")) from None
+                stale |= _stale_pieces(items[index], reason.get("Item") or {})
+            if not stale:  # cancelled for another reason (a concurrent write, throttling)
+                codes = sorted({str(r.get("Code")) for r in reasons if r.get("Code") not in (None, "None")})
+                raise StateUnavailable("transaction cancelled: " + ", ".join(codes)) from None
+            return stale
+        except Exception as exc:
+            raise StateUnavailable(type(exc).__name__) from exc
+        return set()
+
+    def _items(self, records: Mapping[str, RecordWrite], payments: Mapping[str, str]) -> list[dict[str, Any]]:
+        expiration = {"N": str(int(self._clock()) + self._ttl)}
+        items: list[dict[str, Any]] = []
+        for record in records.values():
+            names: dict[str, str] = {"#e": "expiration"}
+            values: dict[str, Any] = {":e": expiration}
+            sets = ["#e = :e"]
+            conditions: list[str] = []
+            for n, (piece, ts) in enumerate(sorted(record.pieces.items())):
+                names[f"#p{n}"] = PIECE_PREFIX + piece
+                values[f":t{n}"] = {"N": str(int(ts))}
+                sets.append(f"#p{n} = :t{n}")
+                conditions.append(f"(attribute_not_exists(#p{n}) OR #p{n} <= :t{n})")
+            if record.identifiers:
+                names["#i"] = self._ident
+                values[":i"] = {"S": _dump(record.identifiers)}
+                sets.append("#i = :i")
+            elif record.learned:
+                names["#i"] = self._ident
+                values[":i"] = {"S": _dump(record.learned)}
+                sets.append("#i = if_not_exists(#i, :i)")
+            update: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Key": {"id": {"S": record.key}},
+                "UpdateExpression": "SET " + ", ".join(sets),
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+            if conditions:
+                update["ConditionExpression"] = " AND ".join(conditions)
+                update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+            items.append({"Update": update})
+        for payment_id, customer_id in sorted(payments.items()):
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": {
+                            "id": {"S": PAYMENT_PREFIX + payment_id},
+                            "customer_id": {"S": customer_id},
+                            "expiration": expiration,
+                        },
+                    }
+                }
+            )
+        return items
+
+
+def _stale_pieces(item: Mapping[str, Any], old: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The pieces of an update whose stored time is newer than the one being written."""
+    update = item.get("Update")
+    if not update:
+        return set()
+    key = update["Key"]["id"]["S"]
+    names, values = update["ExpressionAttributeNames"], update["ExpressionAttributeValues"]
+    stale: set[tuple[str, str]] = set()
+    for alias, attribute in names.items():
+        if not attribute.startswith(PIECE_PREFIX):
+            continue
+        stored = (old.get(attribute) or {}).get("N")
+        mine = values[":t" + alias.removeprefix("#p")]["N"]
+        if stored is not None and int(stored) > int(mine):
+            stale.add((key, attribute.removeprefix(PIECE_PREFIX)))
+    return stale
+
+
+def _chunks(items: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    size = max(1, size)
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _s(item: Mapping[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value.get("S") if isinstance(value, dict) else None
+
+
+def _dump(identifiers: Mapping[str, str]) -> str:
+    return json.dumps(dict(identifiers), sort_keys=True, separators=(",", ":"))
+
+
+def _identifiers(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and len(doc) == 1 and all(isinstance(v, str) and v for v in doc.values()):
+        return {str(k): str(v) for k, v in doc.items()}
+    return None
+
+
+# -- from ops to a plan -------------------------------------------------------------------------
+
+
+def ident_attribute(strategy_text: str) -> str:
+    """The directory attribute for one identifier strategy: switching strategy never reads old entries."""
+    return "ident:" + strategy_text
+
+
+def state_claim(op: Mapping[str, Any]) -> tuple[str, str, int] | None:
+    """(record key, piece, Dodo event time) an op claims, or None for ops freshness does not apply to."""
+    ts = op.get("timestamp", op.get("_timestamp"))
+    if op.get("action") != "identify" or not isinstance(ts, int) or isinstance(ts, bool):
+        return None
+    piece, customer_id = op.get("_state"), op.get("_customer_id")
+    if isinstance(piece, str) and isinstance(customer_id, str):
+        return customer_key(customer_id), piece, ts
+    if op.get("type", "person") == "person" and isinstance(op.get("identifiers"), dict):
+        return legacy_key(op["identifiers"]), LEGACY_PIECE, ts  # parked by an earlier version
+    return None
+
+
+def plan_for(
+    ops: Iterable[Mapping[str, Any]],
+    *,
+    customers: Mapping[str, Mapping[str, str]] | None = None,
+    learned: Mapping[str, Mapping[str, str]] | None = None,
+    payments: Mapping[str, str] | None = None,
+) -> StatePlan:
+    """The writes a set of ops needs: each piece's newest time, plus what the directory should learn.
+
+    `customers`: identifiers a payload stated (set with the customer piece, newest wins);
+    `learned`: identifiers looked up in Dodo's API (set only where the directory has none).
+    """
+    plan = StatePlan()
+    for op in ops:
+        claim = state_claim(op)
+        if claim is not None:
+            plan.claim(*claim)
+    for customer_id, identifiers in (customers or {}).items():
+        record = plan.record(customer_key(customer_id))
+        if "customer" in record.pieces:
+            record.identifiers = dict(identifiers)
+        else:
+            record.learned = dict(identifiers)
+    for customer_id, identifiers in (learned or {}).items():
+        record = plan.record(customer_key(customer_id))
+        if record.identifiers is None:
+            record.learned = dict(identifiers)
+    plan.payments.update(payments or {})
+    return plan
+
+
+def is_stale(op: Mapping[str, Any], plan: StatePlan, stale: set[tuple[str, str]]) -> bool:
+    """True when a newer update of the op's piece was applied, or is in the same batch."""
+    claim = state_claim(op)
+    if claim is None:
+        return False
+    key, piece, ts = claim
+    if (key, piece) in stale:
+        return True
+    record = plan.records.get(key)
+    return record is not None and ts < record.pieces.get(piece, ts)

@@ -1,0 +1,270 @@
+"""What a Customer.io workspace ends up holding after realistic sequences of Dodo webhooks.
+
+Each sequence is sent through the real ingest handler (moto for AWS, the local Track sandbox for
+Customer.io), parked deliveries are drained by the real retry handler, and every request the
+sandbox accepted is replayed, in order, into a model of a workspace (`support.workspace`). The
+assertions are about the final state a marketer sees: one person per Dodo customer under every
+identifier strategy, the current state of every subscription, cleared fields gone, events on the
+right person. Every sequence runs under each identifier strategy and both subscription modes
+(attributes on the profile, or one Customer.io object per subscription), and with the model both
+ordering attribute updates by their timestamp and ignoring it (last arrival wins), since
+Customer.io does not promise to discard an older update that arrives later.
+
+Bodies start from the samples in `events/dodo/` (shaped like `dodopayments` 1.123.0) with the
+fields each step changes; disputes lose the `customer` that Dodo's schema does not have.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dodo_cio.backoff import BackoffPolicy
+from dodo_cio_tools.event_source import SqsEventSource
+from dodo_cio_tools.local_run import load_retry_module
+from support.lambda_context import FakeLambdaContext
+from support.workspace import PersonView, Workspace
+
+SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
+CUSTOMER = {
+    "customer_id": "cus_maya",
+    "email": "maya@example.com",
+    "name": "Maya Fernandes",
+    "phone_number": None,
+    "metadata": {"app_user_id": "user-42"},
+}
+IDENTIFIERS = {
+    "customer_id": {"id": "cus_maya"},
+    "email": {"email": "maya@example.com"},
+    "metadata:app_user_id": {"id": "user-42"},
+}
+OBJECT_TYPE = "3"
+T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
+DAY = 86400
+_ids = itertools.count(1)
+
+
+def iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class World:
+    bridge: Any
+    retry: SqsEventSource
+    strategy: str
+    object_type: str | None
+    sent: list[str] = field(default_factory=list)
+
+    # -- Dodo's side ----------------------------------------------------------------------------
+
+    def body(self, event_type: str, at: int, **data: Any) -> bytes:
+        sample = SAMPLES / f"{event_type}.json"
+        if not sample.exists():
+            sample = next(SAMPLES.glob(f"{event_type.split('.')[0]}.*.json"))
+        doc = json.loads(sample.read_text())
+        doc["type"], doc["timestamp"] = event_type, iso(at)
+        payload = doc["data"]
+        if "customer" in payload or event_type.startswith(("payment.", "subscription.", "refund.")):
+            payload["customer"] = copy.deepcopy(CUSTOMER)
+        elif "customer_id" in payload:
+            payload["customer_id"] = CUSTOMER["customer_id"]
+        if event_type.startswith("dispute."):
+            payload.pop("customer", None)  # Dodo's schema and SDK model: a dispute names only its payment
+            payload.pop("reason", None)
+        for key, value in data.items():
+            if value is _DROP:
+                payload.pop(key, None)
+            else:
+                payload[key] = value
+        return json.dumps(doc).encode()
+
+    def send(self, event_type: str, at: int, **data: Any) -> int:
+        webhook_id = f"msg_seq_{next(_ids)}"
+        status, _ = self.bridge.send(self.body(event_type, at, **data), webhook_id=webhook_id, timestamp=None)
+        self.sent.append(event_type)
+        assert status in (200, 202), (event_type, status)
+        return status
+
+    def drain(self) -> None:
+        self.retry.drain(max_polls=10)
+
+    # -- Customer.io's side ---------------------------------------------------------------------
+
+    def workspace(self, *, ordered: bool = True) -> Workspace:
+        ws = Workspace(order_by_timestamp=ordered)
+        for request in self.bridge.sandbox.requests:
+            if not 200 <= request.status < 300:
+                continue
+            rejected = {e["batch_index"] for e in (request.response or {}).get("errors", [])}
+            assert not rejected, f"Customer.io rejected ops: {request.response}"
+            ws.apply_request(request.json)
+        assert self.bridge.dead_lettered() == [], "nothing may reach the DLQ in these sequences"
+        return ws
+
+    def person(self, ws: Workspace) -> PersonView:
+        assert len(ws.people) == 1, f"expected one person, found {[p.identifiers for p in ws.people]}"
+        person = ws.person(**IDENTIFIERS[self.strategy])
+        assert person is not None
+        return person
+
+    def subscription(self, ws: Workspace, subscription_id: str) -> dict[str, Any]:
+        """The subscription's attributes as a marketer reads them, in either mode."""
+        person = self.person(ws)
+        if self.object_type is None:
+            attrs = dict(person.attributes)
+            assert attrs.get("subscription_id") == subscription_id
+            return {k.removeprefix("subscription_"): v for k, v in attrs.items() if k.startswith("subscription_")}
+        obj = ws.object(self.object_type, subscription_id)
+        assert obj is not None, f"no object for {subscription_id}"
+        assert ws.relationship(person, self.object_type, subscription_id) is not None
+        return dict(obj.attributes)
+
+
+_DROP = object()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param((strategy, mode), id=f"{strategy}-{'objects' if mode else 'profile'}")
+        for strategy in IDENTIFIERS
+        for mode in (None, OBJECT_TYPE)
+    ]
+)
+def world(bridge: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[World]:
+    strategy, mode = request.param
+    monkeypatch.setenv("CUSTOMERIO_IDENTIFIER", strategy)
+    if mode:
+        monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", mode)
+    else:
+        monkeypatch.delenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", raising=False)
+    module = load_retry_module()
+    monkeypatch.setattr(module, "_service", None)
+    service = module.service()
+    service.policy = BackoffPolicy(base=1, cap=1)
+    service.rng = lambda: 0.0
+    source = SqsEventSource(
+        bridge.sqs,
+        bridge.queue_url,
+        module.lambda_handler,
+        context_factory=lambda: FakeLambdaContext(function_name="dodo-customerio-retry"),
+    )
+    yield World(bridge, source, strategy, mode)
+
+
+def both_orderings(world: World) -> list[Workspace]:
+    return [world.workspace(ordered=True), world.workspace(ordered=False)]
+
+
+# -- sequences ------------------------------------------------------------------------------------
+
+
+def test_renewal_with_the_payment_stamped_later_keeps_the_new_billing_date(world: World) -> None:
+    old_next, new_next = T0 + 30 * DAY, T0 + 60 * DAY
+    world.send("subscription.active", T0, subscription_id="sub_1", next_billing_date=iso(old_next))
+    # The renewal: Dodo stamps the payment a second after the subscription event, and sends it first.
+    world.send("payment.succeeded", T0 + 30 * DAY + 1, subscription_id="sub_1", payment_id="pay_2")
+    world.send("subscription.renewed", T0 + 30 * DAY, subscription_id="sub_1", next_billing_date=iso(new_next))
+    for ws in both_orderings(world):
+        sub = world.subscription(ws, "sub_1")
+        assert sub["next_billing_date"] == new_next
+        assert [e.name for e in ws.events(world.person(ws))] == [
+            "subscription.active",
+            "payment.succeeded",
+            "subscription.renewed",
+        ]
+
+
+def test_an_older_subscription_update_arriving_late_never_wins(world: World) -> None:
+    world.send("subscription.on_hold", T0 + 10, subscription_id="sub_1")
+    world.send("subscription.active", T0, subscription_id="sub_1")  # a Dodo retry of an older event
+    for ws in both_orderings(world):
+        assert world.subscription(ws, "sub_1")["status"] == "on_hold"
+
+
+def test_pause_then_unpause_removes_paused_at(world: World) -> None:
+    world.send("subscription.paused", T0, subscription_id="sub_1", status="paused", paused_at=iso(T0))
+    paused = world.subscription(world.workspace(), "sub_1")
+    assert paused["paused_at"] == T0 and paused["status"] == "paused"
+    world.send("subscription.unpaused", T0 + DAY, subscription_id="sub_1", status="active", paused_at=None)
+    for ws in both_orderings(world):
+        sub = world.subscription(ws, "sub_1")
+        assert "paused_at" not in sub and sub["status"] == "active"
+
+
+def test_plan_change_moves_the_product_and_clears_the_scheduled_change(world: World) -> None:
+    change = {"product_id": "pdt_team", "effective_at": iso(T0 + DAY), "product_name": "Team"}
+    world.send("subscription.active", T0, subscription_id="sub_1", product_id="pdt_solo", scheduled_change=change)
+    world.send(
+        "subscription.plan_changed", T0 + DAY, subscription_id="sub_1", product_id="pdt_team", scheduled_change=None
+    )
+    for ws in both_orderings(world):
+        sub = world.subscription(ws, "sub_1")
+        assert sub["product_id"] == "pdt_team"
+
+
+def test_two_subscriptions(world: World) -> None:
+    world.send("subscription.active", T0, subscription_id="sub_plan", product_id="pdt_plan")
+    world.send("subscription.active", T0 + 5, subscription_id="sub_addon", product_id="pdt_addon")
+    world.send("subscription.on_hold", T0 + 10, subscription_id="sub_plan", product_id="pdt_plan")
+    ws = world.workspace()
+    person = world.person(ws)
+    if world.object_type is None:  # one set of attributes: the most recent subscription's state wins
+        assert world.subscription(ws, "sub_plan")["status"] == "on_hold"
+    else:  # each subscription is its own object, related to the one person
+        assert world.subscription(ws, "sub_plan")["status"] == "on_hold"
+        assert world.subscription(ws, "sub_addon")["status"] == "active"
+        assert {o.object_id for o in ws.related_objects(person)} == {"sub_plan", "sub_addon"}
+
+
+def test_dunning_then_recovery_reaches_the_one_person(world: World) -> None:
+    world.send("subscription.active", T0, subscription_id="sub_1")
+    world.send("payment.failed", T0 + 30 * DAY, subscription_id="sub_1", payment_id="pay_f", status="failed")
+    world.send(
+        "subscription.past_due", T0 + 30 * DAY + 1, subscription_id="sub_1", status="past_due",
+        past_due_ends_at=iso(T0 + 37 * DAY),
+    )  # fmt: skip
+    world.send("dunning.started", T0 + 30 * DAY + 2, subscription_id="sub_1")  # names only the customer id
+    world.send("payment.succeeded", T0 + 32 * DAY, subscription_id="sub_1", payment_id="pay_ok")
+    world.send("subscription.active", T0 + 32 * DAY, subscription_id="sub_1", status="active", past_due_ends_at=None)
+    world.send("dunning.recovered", T0 + 32 * DAY + 1, subscription_id="sub_1")
+    world.drain()
+    for ws in both_orderings(world):
+        person = world.person(ws)
+        assert person.attributes.get("email") == "maya@example.com"
+        names = [e.name for e in ws.events(person)]
+        assert "dunning.started" in names and "dunning.recovered" in names
+        sub = world.subscription(ws, "sub_1")
+        assert sub["status"] == "active" and "past_due_ends_at" not in sub
+
+
+def test_dispute_lifecycle_that_names_only_its_payment(world: World) -> None:
+    world.send("payment.succeeded", T0, payment_id="pay_d")
+    world.send("dispute.opened", T0 + DAY, payment_id="pay_d", dispute_id="dp_1", dispute_status="dispute_opened")
+    world.send("dispute.won", T0 + 9 * DAY, payment_id="pay_d", dispute_id="dp_1", dispute_status="dispute_won")
+    for ws in both_orderings(world):
+        events = ws.events(world.person(ws))
+        disputes = [e for e in events if e.name.startswith("dispute.")]
+        assert [e.name for e in disputes] == ["dispute.opened", "dispute.won"]
+        assert all(e.attributes.get("payment_id") == "pay_d" for e in disputes)
+
+
+def test_a_customer_never_seen_is_parked_not_made_a_second_person(world: World) -> None:
+    world.send("dunning.started", T0, subscription_id="sub_1")
+    ws = world.workspace()
+    if world.strategy == "customer_id":  # the customer id is the identifier: nothing to resolve
+        assert [e.name for e in ws.events(world.person(ws))] == ["dunning.started"]
+        return
+    assert ws.people == []  # no {"id": "cus_maya"} stray: the op waits on the retry queue
+    world.send("payment.succeeded", T0 + 60, payment_id="pay_1")
+    world.drain()
+    ws = world.workspace()
+    assert {e.name for e in ws.events(world.person(ws))} == {"dunning.started", "payment.succeeded"}

@@ -1,0 +1,393 @@
+"""An in-memory Customer.io workspace: replay the Track v2 ops the bridge sent, then assert on the end state.
+
+Tests that push a realistic run of Dodo webhooks through the bridge care about what the workspace ends up
+holding (people, attributes, events, objects, relationships), not about request bytes. The model takes ops
+exactly as sent and raises `WorkspaceError` for one Customer.io's schema would reject, so a malformed op fails
+the test instead of vanishing. Ops Customer.io accepts but does nothing with are listed in `dropped`.
+
+[spec] = Customer.io's Track OpenAPI (v2 op schemas, v1 identify text); [assumed] = our reading.
+- [spec] A person op names exactly one of id/email/cio_id/phone (a non-empty string); merge takes `primary`
+  and `secondary` (id/email/cio_id) and no `identifiers`; event needs `name`; add/delete_relationships need
+  `cio_relationships`. [assumed] Valid but unmodeled actions (page, screen, devices, suppress) and
+  `cio_object_id` raise too, so a test never silently skips them.
+- [spec] `email` matches case-insensitively; `cio_id` is generated on creation and never changes.
+- [spec] identify creates the person unless `attributes._update` is true. If the op's identifier matches
+  nobody but the body's `id`/`email` matches someone, that person is updated and gets the op's identifier.
+  An `id`/`email` attribute held by a different person is not applied and goes to `conflicts` (Customer.io
+  answers 200 and logs an "Attribute Update Failure"). [spec, opt-in `strict_identifier_changes`] changing an
+  id/email already set also conflicts unless the op addresses the person by cio_id.
+- [spec for objects and relationships; assumed for people] an attribute set to None or "" is removed.
+- [spec] `timestamp` (integer Unix seconds) orders rapid attribute updates. [assumed] With
+  `order_by_timestamp`, a write or removal is ignored when that attribute was last written by a strictly
+  newer op; no timestamp means "now", newer than any; ties go to the later arrival. Object and relationship
+  attributes use the same clock (their schemas have no timestamp, so it is usually "now").
+- [spec] An event whose `id` was already seen in the workspace is ignored. [assumed] No dedup window.
+- [spec] merge: `primary` must exist; the secondary is deleted. [assumed] Secondary attributes fill only
+  what the primary lacks; its events and relationships move over (the primary's relationship attributes win).
+- [spec] delete removes a person or object with its relationships.
+- [assumed] event, add_relationships and relationships named from either side create an unknown person
+  addressed by id/email/phone, and any missing object; an unknown cio_id is dropped (the spec says so for
+  identify).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from types import MappingProxyType
+from typing import Any
+
+PERSON_IDS = ("id", "email", "cio_id", "phone")
+NO_PHONE_IDS = ("id", "email", "cio_id")  # what merge and v2_cio_relationships accept
+PERSON_ACTIONS = ("identify", "event", "delete", "add_relationships", "delete_relationships")
+OBJECT_ACTIONS = ("identify", "delete", "add_relationships", "delete_relationships")
+NOT_MODELED = {"page", "screen", "add_device", "delete_device", "suppress", "unsuppress", "identify_anonymous"}
+NOW = float("inf")  # the clock value of an op without a timestamp
+
+ObjectKey = tuple[str, str]  # (object_type_id, object_id)
+PersonRef = tuple[str, str]  # (identifier name, value)
+
+
+class WorkspaceError(ValueError):
+    """The op is malformed: Customer.io would reject it (400/207), so the test should fail loudly."""
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    id: str | None
+    timestamp: int | None
+    attributes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An identifier attribute Customer.io would refuse to apply ("Attribute Update Failure")."""
+
+    cio_id: str  # the person the op addressed
+    attribute: str
+    value: Any
+    owner_cio_id: str | None  # who already holds the value; None for an identifier change by id/email
+    reason: str
+
+
+@dataclass(frozen=True)
+class PersonView:
+    """A read-only snapshot; ask the workspace again after applying more ops."""
+
+    cio_id: str
+    attributes: Mapping[str, Any]
+    events: tuple[Event, ...]
+    objects: frozenset[ObjectKey]
+
+    @property
+    def identifiers(self) -> dict[str, str]:
+        found = {k: self.attributes[k] for k in ("id", "email", "phone") if k in self.attributes}
+        return {**found, "cio_id": self.cio_id}
+
+
+@dataclass(frozen=True)
+class ObjectView:
+    type_id: str
+    object_id: str
+    attributes: Mapping[str, Any]
+    people: frozenset[str]  # cio_ids of related people
+
+
+@dataclass
+class _Record:
+    """Attributes plus, per attribute, the timestamp of the op that last wrote (or removed) it."""
+
+    attributes: dict[str, Any] = field(default_factory=dict)
+    clock: dict[str, float] = field(default_factory=dict)
+
+    def write(self, values: Mapping[str, Any], ts: float, ordered: bool) -> None:
+        for name, value in values.items():
+            if ordered and self.clock.get(name, -NOW) > ts:
+                continue  # a newer op already wrote this attribute
+            self.clock[name] = ts  # kept after a removal too, so an older write cannot resurrect it
+            if value is None or value == "":
+                self.attributes.pop(name, None)
+            else:
+                self.attributes[name] = copy.deepcopy(value)
+
+    def fill_from(self, other: _Record) -> None:
+        for name, value in other.attributes.items():
+            if name not in self.attributes:
+                self.attributes[name], self.clock[name] = value, other.clock.get(name, NOW)
+
+
+@dataclass
+class _Person:
+    cio_id: str
+    record: _Record = field(default_factory=_Record)
+    events: list[Event] = field(default_factory=list)
+
+
+def _one_identifier(raw: Any, where: str, allowed: tuple[str, ...] = PERSON_IDS) -> PersonRef:
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        raise WorkspaceError(f"{where} must hold exactly one of {allowed}, got {raw!r}")
+    ((key, value),) = raw.items()
+    if key not in allowed or not isinstance(value, str) or not value.strip():
+        raise WorkspaceError(f"{where} must be one of {allowed} with a non-empty string value, got {raw!r}")
+    return key, value
+
+
+def _object_key(raw: Any, where: str) -> ObjectKey:
+    if isinstance(raw, Mapping) and set(raw) == {"object_type_id", "object_id"}:
+        type_id, object_id = raw["object_type_id"], raw["object_id"]
+        if isinstance(type_id, str) and isinstance(object_id, str) and type_id and object_id:
+            return (type_id, object_id)
+    if isinstance(raw, Mapping) and "cio_object_id" in raw:
+        raise WorkspaceError(f"{where}: cio_object_id is valid in Customer.io but not modeled here")
+    raise WorkspaceError(f"{where} must be {{object_type_id, object_id}} as non-empty strings, got {raw!r}")
+
+
+def _mapping(op: Mapping[str, Any], name: str) -> dict[str, Any]:
+    value = op.get(name) or {}
+    if not isinstance(value, Mapping):
+        raise WorkspaceError(f"{name} must be an object, got {value!r}")
+    return copy.deepcopy(dict(value))
+
+
+def _relationships(op: Mapping[str, Any], parse: Callable[[Any, str], Any], required: bool) -> list[Any]:
+    """Validated `cio_relationships` items as (reference, relationship_attributes), before anything changes."""
+    items = op.get("cio_relationships")
+    if items is None and not required:
+        return []
+    if not isinstance(items, list):
+        raise WorkspaceError(f"cio_relationships must be a list, got {items!r}")
+    if not all(isinstance(item, Mapping) for item in items):
+        raise WorkspaceError(f"each cio_relationships item must be an object, got {items!r}")
+    where = "cio_relationships[{}].identifiers"
+    return [
+        (parse(it.get("identifiers"), where.format(i)), _mapping(it, "relationship_attributes"))
+        for i, it in enumerate(items)
+    ]
+
+
+def _timestamp(op: Mapping[str, Any]) -> float:
+    ts = op.get("timestamp")
+    if ts is not None and (not isinstance(ts, int) or isinstance(ts, bool)):
+        raise WorkspaceError(f"timestamp must be an integer (Unix seconds), got {ts!r}")
+    return NOW if ts is None else float(ts)
+
+
+class Workspace:
+    """One Customer.io workspace. `apply*` change it; `person`, `people`, `object`... return snapshots."""
+
+    def __init__(self, *, order_by_timestamp: bool = True, strict_identifier_changes: bool = False) -> None:
+        self.order_by_timestamp = order_by_timestamp
+        self.strict_identifier_changes = strict_identifier_changes
+        self.conflicts: list[Conflict] = []
+        self.dropped: list[tuple[str, Mapping[str, Any]]] = []  # (reason, op)
+        self._people: dict[str, _Person] = {}  # by cio_id, in creation order
+        self._objects: dict[ObjectKey, _Record] = {}
+        self._relations: dict[tuple[str, ObjectKey], _Record] = {}  # (cio_id, object key) -> attributes
+        self._event_ids: set[str] = set()
+        self._next_cio_id = itertools.count(0xA3000001)
+
+    def apply_request(self, body: Mapping[str, Any] | str | bytes) -> None:
+        """A `/api/v2/batch` body (`{"batch": [...]}`) or a single `/api/v2/entity` op, as dict or JSON."""
+        doc = json.loads(body) if isinstance(body, str | bytes) else body
+        if isinstance(doc, Mapping) and "batch" in doc:
+            if not isinstance(doc["batch"], list):
+                raise WorkspaceError(f"batch must be a list, got {doc['batch']!r}")
+            self.apply_batch(doc["batch"])
+        else:
+            self.apply(doc)
+
+    def apply_batch(self, ops: Iterable[Mapping[str, Any]]) -> None:
+        for index, op in enumerate(ops):
+            try:
+                self.apply(op)
+            except WorkspaceError as exc:
+                raise WorkspaceError(f"batch[{index}]: {exc}") from exc
+
+    def apply(self, op: Mapping[str, Any]) -> None:
+        if not isinstance(op, Mapping):
+            raise WorkspaceError(f"an op must be an object, got {op!r}")
+        kind, action = op.get("type"), op.get("action")
+        if action in NOT_MODELED:
+            raise WorkspaceError(f"action {action!r} is valid in Customer.io but not modeled here")
+        if kind == "person" and action == "merge":
+            self._merge(op)
+        elif kind == "person" and action in PERSON_ACTIONS:
+            self._apply_person(op, action, _one_identifier(op.get("identifiers"), "identifiers"))
+        elif kind == "object" and action in OBJECT_ACTIONS:
+            self._apply_object(op, action, _object_key(op.get("identifiers"), "identifiers"))
+        else:
+            raise WorkspaceError(f"unknown type/action {kind!r}/{action!r}")
+
+    def _apply_person(self, op: Mapping[str, Any], action: str, ref: PersonRef) -> None:
+        ts = _timestamp(op)
+        if action == "identify":
+            self._identify(op, ref, ts)
+        elif action == "event":
+            self._event(op, ref, ts)
+        elif action == "delete":
+            person = self._find(*ref)
+            if person is not None:
+                del self._people[person.cio_id]
+                self._relations = {pair: r for pair, r in self._relations.items() if pair[0] != person.cio_id}
+        else:
+            rels, add = _relationships(op, _object_key, required=True), action == "add_relationships"
+            person = self._find_or_create(op, ref, ts) if add else self._find(*ref)
+            for key, attrs in rels:
+                self._link(person, key, attrs, ts, add)
+
+    def _apply_object(self, op: Mapping[str, Any], action: str, key: ObjectKey) -> None:
+        ts, attrs = _timestamp(op), _mapping(op, "attributes")
+        if action == "delete":
+            self._objects.pop(key, None)
+            self._relations = {pair: r for pair, r in self._relations.items() if pair[1] != key}
+            return
+        rels, add = (
+            _relationships(op, partial(_one_identifier, allowed=NO_PHONE_IDS), action != "identify"),
+            action != "delete_relationships",
+        )
+        if add:  # [assumed] add_relationships creates the object, like identify does
+            self._objects.setdefault(key, _Record()).write(attrs, ts, self.order_by_timestamp)
+        for ref, rel_attrs in rels:
+            self._link(self._find_or_create(op, ref, ts) if add else self._find(*ref), key, rel_attrs, ts, add)
+
+    def _identify(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
+        attrs = _mapping(op, "attributes")
+        update_only = attrs.pop("_update", False) is True
+        rels = _relationships(op, _object_key, required=False)
+        person = self._find(*ref)
+        if person is None and ref[0] == "cio_id":
+            self.dropped.append((f"no person with cio_id {ref[1]!r}", op))
+            return
+        if person is None:  # nobody holds the op's identifier: an id/email in the body may name someone
+            for name in ("id", "email"):
+                if person is None and name != ref[0] and isinstance(attrs.get(name), str) and attrs[name]:
+                    person = self._find(name, attrs[name])
+            attrs = {ref[0]: ref[1], **attrs} if person is not None else attrs
+        if person is None and update_only:
+            return
+        person = person or self._create(ref, ts)
+        for name in [n for n in ("id", "email") if attrs.get(n) not in (None, "")]:  # removals never conflict
+            value, current = attrs[name], person.record.attributes.get(name)
+            owner = self._find(name, value) if isinstance(value, str) else None
+            if owner is not None and owner is not person:
+                reason = f"{name} {value!r} already belongs to another person"
+            elif self.strict_identifier_changes and ref[0] != "cio_id" and current and not _same(name, current, value):
+                reason, owner = f"changing {name} needs the person addressed by cio_id", None
+            else:
+                continue
+            del attrs[name]
+            self.conflicts.append(Conflict(person.cio_id, name, value, owner.cio_id if owner else None, reason))
+        person.record.write(attrs, ts, self.order_by_timestamp)
+        for key, rel_attrs in rels:
+            self._link(person, key, rel_attrs, ts, add=True)
+
+    def _event(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
+        name, event_id, attrs = op.get("name"), op.get("id"), _mapping(op, "attributes")
+        if not isinstance(name, str) or not name.strip():
+            raise WorkspaceError(f"event needs a non-empty string name, got {name!r}")
+        if event_id is not None and not isinstance(event_id, str):
+            raise WorkspaceError(f"event id must be a string, got {event_id!r}")
+        if event_id is not None and event_id in self._event_ids:
+            return  # Customer.io ignores a repeated event id
+        person = self._find_or_create(op, ref, ts)
+        if person is not None:
+            person.events.append(Event(name.strip(), event_id, op.get("timestamp"), MappingProxyType(attrs)))
+            if event_id is not None:
+                self._event_ids.add(event_id)
+
+    def _merge(self, op: Mapping[str, Any]) -> None:
+        if "identifiers" in op:
+            raise WorkspaceError("merge takes primary and secondary, not identifiers")
+        primary = self._find(*_one_identifier(op.get("primary"), "primary", NO_PHONE_IDS))
+        secondary = self._find(*_one_identifier(op.get("secondary"), "secondary", NO_PHONE_IDS))
+        if primary is None or secondary is None or primary is secondary:
+            missing = "primary" if primary is None else "secondary" if secondary is None else ""
+            self.dropped.append((f"{missing} does not exist" if missing else "merge of a person with itself", op))
+            return
+        del self._people[secondary.cio_id]  # first, so its id/email can move without a clash
+        primary.record.fill_from(secondary.record)
+        primary.events.extend(secondary.events)
+        for (cio_id, key), rel in list(self._relations.items()):
+            if cio_id == secondary.cio_id:
+                self._relations.setdefault((primary.cio_id, key), _Record()).fill_from(rel)
+                del self._relations[(cio_id, key)]
+
+    def _find(self, name: str, value: str) -> _Person | None:
+        if name == "cio_id":
+            return self._people.get(value)
+        return next((p for p in self._people.values() if _same(name, p.record.attributes.get(name), value)), None)
+
+    def _create(self, ref: PersonRef, ts: float) -> _Person:
+        person = _Person(cio_id=f"{next(self._next_cio_id):x}")
+        person.record.write({ref[0]: ref[1]}, ts, self.order_by_timestamp)
+        self._people[person.cio_id] = person
+        return person
+
+    def _find_or_create(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> _Person | None:
+        """[assumed] id/email/phone create the person; an unknown cio_id drops the op (or that item)."""
+        person = self._find(*ref)
+        if person is None and ref[0] == "cio_id":
+            self.dropped.append((f"no person with cio_id {ref[1]!r}", op))
+            return None
+        return person or self._create(ref, ts)
+
+    def _link(self, person: _Person | None, key: ObjectKey, attrs: Mapping[str, Any], ts: float, add: bool) -> None:
+        """Add (creating the object if needed) or remove one person-object relationship."""
+        if person is not None and add:
+            self._objects.setdefault(key, _Record())
+            self._relations.setdefault((person.cio_id, key), _Record()).write(attrs, ts, self.order_by_timestamp)
+        elif person is not None:
+            self._relations.pop((person.cio_id, key), None)
+
+    def person(
+        self, *, id: str | None = None, email: str | None = None, cio_id: str | None = None, phone: str | None = None
+    ) -> PersonView | None:
+        """Exactly one identifier, matched the way Customer.io matches it (email case-insensitively)."""
+        given = {k: v for k, v in {"id": id, "email": email, "cio_id": cio_id, "phone": phone}.items() if v is not None}
+        found = self._find(*_one_identifier(given, "person()"))
+        return None if found is None else self._person_view(found)
+
+    @property
+    def people(self) -> list[PersonView]:
+        return [self._person_view(p) for p in self._people.values()]
+
+    def object(self, type_id: str, object_id: str) -> ObjectView | None:
+        return self._object_view((type_id, object_id)) if (type_id, object_id) in self._objects else None
+
+    @property
+    def objects(self) -> list[ObjectView]:
+        return [self._object_view(key) for key in self._objects]
+
+    def related_objects(self, person: PersonView) -> list[ObjectView]:
+        return [self._object_view(key) for cio_id, key in self._relations if cio_id == person.cio_id]
+
+    def relationship(self, person: PersonView, type_id: str, object_id: str) -> Mapping[str, Any] | None:
+        """The relationship's attributes, or None when the two are not related."""
+        rel = self._relations.get((person.cio_id, (type_id, object_id)))
+        return None if rel is None else MappingProxyType(copy.deepcopy(rel.attributes))
+
+    def events(self, person: PersonView, name: str | None = None) -> list[Event]:
+        """The person's events in arrival order (after a merge: the primary's, then the secondary's)."""
+        found = self._people.get(person.cio_id)
+        return [e for e in (found.events if found else []) if name is None or e.name == name]
+
+    def _person_view(self, person: _Person) -> PersonView:
+        keys = frozenset(key for cio_id, key in self._relations if cio_id == person.cio_id)
+        attrs = MappingProxyType(copy.deepcopy(person.record.attributes))
+        return PersonView(person.cio_id, attrs, tuple(person.events), keys)
+
+    def _object_view(self, key: ObjectKey) -> ObjectView:
+        people = frozenset(cio_id for cio_id, k in self._relations if k == key)
+        return ObjectView(key[0], key[1], MappingProxyType(copy.deepcopy(self._objects[key].attributes)), people)
+
+
+def _same(name: str, held: Any, value: Any) -> bool:
+    """Identifier equality: email is case-insensitive in Customer.io, the others are exact."""
+    if name == "email" and isinstance(held, str) and isinstance(value, str):
+        return held.casefold() == value.casefold()
+    return held is not None and held == value
