@@ -541,8 +541,8 @@ def harness(
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
     module = load_retry_module()
     monkeypatch.setattr(module, "_service", None)
-    service = module.service()  # the production wiring: settings from env, freshness guard on the table
-    assert service.freshness is not None and service.settings.read_timeout == READ_TIMEOUT
+    service = module.service()  # the production wiring: settings from env, state records on the table
+    assert service.state is not None and service.settings.read_timeout == READ_TIMEOUT
     service.policy = FAST
     service.rng = lambda: 0.0  # no jitter: transient waits are SQS's 1 s minimum
     service.clock = Clock()

@@ -733,10 +733,14 @@ IDENTIFIERS = ["customer_id", "email", "metadata:app_user_id"]
 
 def assert_queued_only_unfixable(bridge: Any) -> None:
     """A 202 is fine only for ops no adjustment can make valid (an identifier over 150 bytes):
-    those go to the dead-letter queue with the reason; nothing may wait on the retry queue."""
+    those go to the dead-letter queue with the reason; nothing else may wait on the retry queue..."""
     retrying, dead = bridge.parked(), bridge.dead_lettered()
-    assert retrying == [], [m["body"]["last_error"] for m in retrying]
-    assert dead, "202 without a dead-lettered message"
+    # ...except ops whose person is not known yet (a customer id alone, under the email or metadata
+    # strategy, for a customer never seen): they wait, never sent to a second person (dodo_cio.identity).
+    for message in retrying:
+        error = message["body"]["last_error"]
+        assert error["kind"] == "config" and "not seen before" in error["reason"], error
+    assert dead or retrying, "202 without a queued message"
     for message in dead:
         error = message["body"]["last_error"]
         assert error["kind"] == "permanent" and "identifier" in error["reason"], error
@@ -784,7 +788,7 @@ def test_every_event_type_with_random_fields_is_never_a_5xx_nor_an_invalid_reque
     sent = sandbox_requests_valid(bridge)
     assert status in {200, 202, 400}, context
     if not done:
-        assert status == 200, context
+        assert status == 200 or (status == 202 and identifier != "customer_id"), context
     if status == 400:
         assert answer["error"] == "invalid payload" and isinstance(answer.get("field"), str), context
         nothing_happened(bridge)

@@ -47,7 +47,9 @@ def test_identify_and_event_go_in_one_batch(bridge) -> None:
     (request,) = bridge.sandbox.requests
     assert request.path == "/api/v2/batch"
     actions = [op["action"] for op in request.json["batch"]]
-    assert actions == ["identify", "event"]
+    # The customer's own fields and the subscription's state are separate pieces of state, each
+    # with its own freshness (dodo_cio.state), so they are two identifies; then the event.
+    assert actions == ["identify", "identify", "event"]
 
 
 def test_license_key_is_a_single_entity_op_without_the_key(bridge) -> None:
@@ -127,7 +129,7 @@ def test_an_older_event_arriving_late_does_not_roll_the_profile_back(bridge) -> 
     assert bridge.send(newer)[0] == 200
     assert bridge.send(older)[0] == 200
     ops = bridge.sandbox.accepted_ops()
-    identifies = [op for op in ops if op["action"] == "identify"]
+    identifies = [op for op in ops if op["action"] == "identify" and "subscription_status" in op["attributes"]]
     events = [op for op in ops if op["action"] == "event"]
     assert [op["attributes"]["subscription_status"] for op in identifies] == ["cancelled"]
     # The older event is still delivered, with its own (older) time.
@@ -145,9 +147,9 @@ def test_an_older_event_arriving_late_does_not_roll_the_profile_back(bridge) -> 
 def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bridge) -> None:
     import boto3
 
-    from dodo_cio.freshness import FreshnessGuard
     from dodo_cio.parking import ParkedDelivery
     from dodo_cio.retry import RetryProcessor, SqsRecord
+    from dodo_cio.state import StateTable
 
     older = _at(SAMPLES["subscription.active.json"], "2026-10-01T10:00:00Z")
     newer = _at(SAMPLES["subscription.cancelled.json"], "2026-10-20T10:00:00Z")
@@ -159,7 +161,7 @@ def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bri
         bridge.sqs,
         bridge.queue_url,
         bridge.dlq_url,
-        freshness=FreshnessGuard("dodo-cio-state", lambda: boto3.client("dynamodb")),
+        state=StateTable("dodo-cio-state", lambda: boto3.client("dynamodb")),
     )
     from dodo_cio.customerio import TrackClient
 
@@ -169,7 +171,9 @@ def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bri
     assert outcome.verdict == "delivered"
     assert ParkedDelivery.from_json(body).ops[0]["action"] == "identify"
     statuses = [
-        op["attributes"]["subscription_status"] for op in bridge.sandbox.accepted_ops() if op["action"] == "identify"
+        op["attributes"]["subscription_status"]
+        for op in bridge.sandbox.accepted_ops()
+        if op["action"] == "identify" and "subscription_status" in op["attributes"]
     ]
     assert statuses == ["cancelled"]
     assert [op["name"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"] == [
@@ -313,10 +317,26 @@ def test_payout_is_ignored_by_default(bridge) -> None:
     assert bridge.sandbox.requests == []
 
 
-def test_dispute_with_null_customer_is_acknowledged(bridge) -> None:
-    body = _mutate(SAMPLES["dispute.opened.json"], lambda d: d["data"].update(customer=None))
+def test_dispute_with_null_customer_reaches_the_payments_customer(bridge) -> None:
+    payment = _mutate(SAMPLES["payment.succeeded.json"], lambda d: d["data"].update(payment_id="pay_disputed"))
+    assert bridge.send(payment)[0] == 200
+    body = _mutate(
+        SAMPLES["dispute.opened.json"], lambda d: d["data"].update(customer=None, payment_id="pay_disputed")
+    )
     status, answer = bridge.send(body)
-    assert (status, answer["status"]) == (200, "ignored")
+    assert (status, answer["status"]) == (200, "delivered")
+    (dispute,) = [op for op in bridge.sandbox.accepted_ops() if op.get("name") == "dispute.opened"]
+    assert dispute["identifiers"] == {"id": json.loads(payment)["data"]["customer"]["customer_id"]}
+
+
+def test_dispute_for_a_payment_never_seen_is_parked_not_dropped(bridge) -> None:
+    body = _mutate(SAMPLES["dispute.opened.json"], lambda d: d["data"].update(customer=None, payment_id="pay_unseen"))
+    status, answer = bridge.send(body)
+    assert (status, answer["status"]) == (202, "queued")
+    assert bridge.sandbox.requests == []
+    (message,) = bridge.parked()
+    assert message["body"]["last_error"]["kind"] == "config"
+    assert "pay_unseen" in message["body"]["last_error"]["reason"]
 
 
 def test_refund_with_null_amount_is_delivered_without_amount(bridge) -> None:

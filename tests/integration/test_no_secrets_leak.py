@@ -233,7 +233,11 @@ def test_no_secret_and_no_email_leaks_anywhere(
     }
 
     # -- Customer.io up: everything delivered at once ---------------------------------------------
-    for name, raw in BODIES.items():
+    # Payloads that carry the customer first: under the email strategy, the ones that name only a
+    # customer id are addressed through what those taught the bridge (dodo_cio.identity).
+    for name, raw in sorted(
+        BODIES.items(), key=lambda item: not isinstance(json.loads(item[1])["data"].get("customer"), dict)
+    ):
         assert bridge.send(raw) == (200, {"status": "delivered"}), name
     assert bridge.send(SAMPLES["payment.succeeded.json"], webhook_id="msg_leak_dup")[0] == 200
     assert bridge.send(SAMPLES["payment.succeeded.json"], webhook_id="msg_leak_dup")[0] == 200  # replayed

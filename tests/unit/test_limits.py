@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dodo_cio.limits import FitResult, encoded_size, fit_op, truncate_utf8
+from dodo_cio.limits import FitResult, encoded_size, fit_op, is_identity_value, truncate_utf8, wire_size
 
 EVENT_NAME_BYTES = 100
 ATTRIBUTE_NAME_BYTES = 150
@@ -288,6 +288,176 @@ def test_op_over_32kb_after_value_truncation() -> None:
     assert result.unfixable is None
 
 
+def test_op_over_32kb_after_metadata_kept_whole_on_an_event() -> None:
+    """Event data has no per-attribute limit: metadata of 2 KB goes out whole."""
+    metadata = {f"key_{i}": "v" * 90 for i in range(20)}
+    assert json_len(metadata) > ATTRIBUTE_VALUE_BYTES
+    result = fit(make_op({"metadata": metadata}))
+    assert result.op["attributes"]["metadata"] == metadata
+    assert result.warnings == []
+
+
+# -------------------------------------------------------------------------------------------------
+# events: only the op's size limit
+
+
+def test_event_attributes_have_no_per_attribute_limits() -> None:
+    attrs: dict[str, Any] = {
+        "n" * 200: 1,  # a name over 150 bytes
+        "note": "x" * 5000,
+        "email_text": "a" * 1200 + "@example.com",
+        "cart": list(range(400)),
+        "metadata": {f"m{i}": "v" * 100 for i in range(30)},
+        **{f"a{i:03d}": i for i in range(350)},  # more than 300 attributes
+    }
+    op = make_op(attrs)
+    assert json_len(op) < OP_BYTES
+    result = fit(op)
+    assert result.op == op
+    assert result.warnings == []
+
+
+@pytest.mark.parametrize("action", ["page", "screen"])
+def test_page_and_screen_data_is_event_data(action: str) -> None:
+    op = make_op({"note": "x" * 3000}, action=action)
+    assert fit(op).op == op
+
+
+# -------------------------------------------------------------------------------------------------
+# identify: identity values are dropped, never truncated
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("email", "a" * 1000 + "@example.com"),
+        ("billing_email", "b" * 1000 + "@example.com"),
+        ("contact", "c" * 995 + "@example.com"),  # any value that is an email address
+        ("id", "x" * 1200),
+        ("dodo_customer_id", "cus_" + "x" * 1000),
+        ("phone", "+1" + "5" * 1000),
+    ],
+)
+def test_identity_value_over_the_limit_is_dropped_not_truncated(name: str, value: str) -> None:
+    result = fit(make_identify({name: value, "name": "Maya"}))
+    assert result.op["attributes"] == {"name": "Maya"}
+    assert len(result.warnings) == 1
+    assert name in result.warnings[0]
+    assert "dropped" in result.warnings[0]
+    assert result.unfixable is None
+
+
+def test_text_that_only_mentions_an_email_is_truncated() -> None:
+    value = "Write to help@example.com for a refund. " * 40
+    result = fit(make_identify({"note": value}))
+    assert result.op["attributes"]["note"].endswith(ELLIPSIS)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "identity"),
+    [
+        ("email", "maya@example.com", True),
+        ("secondary_email", "x", True),
+        ("subscription_id", "sub_1", True),
+        ("id", "42", True),
+        ("cio_id", "a1", True),
+        ("note", " maya@example.com ", True),
+        ("note", "maya at example.com", False),
+        ("note", "mail maya@example.com", False),
+        ("note", "a@b@c", False),
+        ("valid", "true", False),
+        ("note", "cus_1", False),
+    ],
+)
+def test_is_identity_value(name: str, value: str, identity: bool) -> None:
+    assert is_identity_value(name, value) is identity
+
+
+def test_a_value_equal_to_an_identifier_is_an_identity_value() -> None:
+    assert is_identity_value("note", "usr_42", frozenset({"usr_42"}))
+
+
+# -------------------------------------------------------------------------------------------------
+# identify: an object value is trimmed key by key
+
+
+def test_metadata_over_the_limit_loses_its_largest_keys_only() -> None:
+    metadata = {"plan": "pro", "a": "x" * 520, "b": "y" * 510, "c": "z" * 500, "tier": 2}
+    assert json_len(metadata) > ATTRIBUTE_VALUE_BYTES
+    result = fit(make_identify({"metadata": metadata, "name": "Maya"}))
+    kept = result.op["attributes"]["metadata"]
+    assert kept == {"plan": "pro", "c": "z" * 500, "tier": 2}  # a and b went, largest first
+    assert json_len(kept) <= ATTRIBUTE_VALUE_BYTES
+    assert result.op["attributes"]["name"] == "Maya"
+    assert len(result.warnings) == 1
+    assert "metadata" in result.warnings[0]
+    assert "'a'" in result.warnings[0] and "'b'" in result.warnings[0]
+
+
+def test_metadata_trimming_stops_as_soon_as_it_fits() -> None:
+    metadata = {f"k{i}": "v" * (100 + i) for i in range(9)}  # 1009 bytes: one key too many
+    assert json_len(metadata) > ATTRIBUTE_VALUE_BYTES
+    assert json_len({k: v for k, v in metadata.items() if k != "k0"}) <= ATTRIBUTE_VALUE_BYTES
+    kept = fit(make_identify({"metadata": metadata})).op["attributes"]["metadata"]
+    assert kept == {k: v for k, v in metadata.items() if k != "k8"}  # the largest, and only it
+
+
+# -------------------------------------------------------------------------------------------------
+# the bridge's own notes, and object ops
+
+
+def test_underscore_keys_pass_through_and_do_not_count() -> None:
+    notes = {"_customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe", "_state": "customer", "_note": "n" * 3000}
+    op = make_op({"note": "x" * 100}, **notes)
+    filler = OP_BYTES - 1 - json_len(wire(op)) + json_len("x" * 100)
+    op["attributes"]["note"] = "x" * (filler - 2)
+    assert json_len(wire(op)) == OP_BYTES - 1  # just fits as sent...
+    assert json_len(op) > OP_BYTES  # ...though not with the notes
+    result = fit(op)
+    assert result.op == op
+    assert result.warnings == []
+    assert wire_size(op) == OP_BYTES - 1
+
+
+def test_underscore_keys_survive_when_attributes_are_dropped() -> None:
+    op = make_identify({"list": list(range(500))}, _customer_id="cus_1", _state="customer")
+    result = fit(op)
+    assert result.op["_customer_id"] == "cus_1"
+    assert result.op["_state"] == "customer"
+    assert result.op["attributes"] == {}
+
+
+def make_object(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "identifiers": {"object_type_id": "1", "object_id": "sub_6HkWz3RqLb9XmT2vNc5Yd"},
+        "action": "identify",
+        "attributes": attributes,
+        "cio_relationships": [{"identifiers": {"id": "cus_4PwLx9QmTz2NbK6cYr8Vd"}}],
+        "_state": "subscription:sub_6HkWz3RqLb9XmT2vNc5Yd",
+        "_customer_id": "cus_4PwLx9QmTz2NbK6cYr8Vd",
+    }
+
+
+def test_object_op_passes_through_untouched() -> None:
+    op = make_object({"status": "active", "recurring_amount": 15, "addon_ids": ["adn_1", "adn_2"]})
+    result = fit(op)
+    assert result.op == op
+    assert result.warnings == []
+    assert result.unfixable is None
+
+
+def test_object_attributes_get_the_identify_limits_and_nothing_else_changes() -> None:
+    op = make_object({"note": "x" * 2000, "list": list(range(500)), "status": "active"})
+    result = fit(op)
+    assert result.op["attributes"]["status"] == "active"
+    assert result.op["attributes"]["note"].endswith(ELLIPSIS)
+    assert "list" not in result.op["attributes"]
+    assert {k: v for k, v in result.op.items() if k != "attributes"} == {
+        k: v for k, v in op.items() if k != "attributes"
+    }
+
+
 # -------------------------------------------------------------------------------------------------
 # what cannot be fixed
 
@@ -346,7 +516,11 @@ scalars = st.one_of(
     st.booleans(),
     st.none(),
 )
-values = st.one_of(scalars, st.lists(st.one_of(st.text(max_size=60), st.integers()), max_size=40))
+values = st.one_of(
+    scalars,
+    st.lists(st.one_of(st.text(max_size=60), st.integers()), max_size=40),
+    st.dictionaries(st.text(max_size=20), st.one_of(st.text(max_size=300), st.integers()), max_size=12),
+)
 
 
 @settings(
@@ -377,6 +551,9 @@ def test_fitted_op_always_within_limits(attributes: dict[str, Any], name: str, i
         original = attributes[key]
         if value != original:
             assert identify
+            if isinstance(original, dict):  # trimmed: some of its keys, unchanged
+                assert value.items() <= original.items()
+                continue
             assert isinstance(original, str)
             assert value.endswith(ELLIPSIS)
             assert original.startswith(value[: -len(ELLIPSIS)])

@@ -1,0 +1,731 @@
+"""What each Dodo object becomes in Customer.io: profile state and event attributes.
+
+Payloads start from the sample bodies in events/dodo/ and are enriched with the nested shapes of
+Dodo's SDK 1.123.0 models (discounts, add-ons, meters, credit cart, custom fields, a scheduled
+change), which the samples leave empty. `test_enriched_payloads_are_valid_sdk_models` checks
+that the enrichments are shapes Dodo's own models accept.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dodo_cio import attributes as attrs
+from dodo_cio.mapping import MappingConfig, map_event
+from dodo_cio.models import (
+    Customer,
+    DodoEvent,
+    Payment,
+    Refund,
+    Subscription,
+    parse_envelope,
+    parse_json,
+    parse_payload,
+)
+
+SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
+SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
+PROFILE_VALUE_BYTES = 1000  # Customer.io's identify limit, restated on purpose
+DAY = 86_400
+
+
+def load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((SAMPLES / name).read_text(encoding="utf-8"))
+    return doc
+
+
+def data(name: str) -> dict[str, Any]:
+    payload: dict[str, Any] = copy.deepcopy(load(name)["data"])
+    return payload
+
+
+def unix(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def json_len(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def discount(code: str, *, kind: str, amount: int, position: int, **extra: Any) -> dict[str, Any]:
+    """A `DiscountDetail` as the SDK declares it."""
+    return {
+        "amount": amount,
+        "business_id": "bus_Q7kd2LmRw9XpA3tVz8YcE",
+        "code": code,
+        "created_at": "2026-08-01T00:00:00Z",
+        "discount_id": f"dsc_{code}",
+        "metadata": {},
+        "position": position,
+        "preserve_on_plan_change": False,
+        "restricted_to": [],
+        "times_used": 12,
+        "type": kind,
+        **extra,
+    }
+
+
+def rich_subscription() -> dict[str, Any]:
+    """Priya's subscription with a trial, two stacked discounts, add-ons, a meter, API credits,
+    checkout answers and a scheduled upgrade."""
+    sub = data("subscription.active.json")
+    sub.update(
+        trial_period_days=14,
+        trial_amount=100,
+        has_payment_method=False,
+        customer_business_name="Raman Analytics Ltd",
+        discount_id="dsc_LAUNCH20",
+        discount_cycles_remaining=2,
+        discounts=[
+            # listed out of stack order on purpose: position decides
+            discount("LOYAL5", kind="flat", amount=500, position=1),
+            discount("LAUNCH20", kind="percentage", amount=2000, position=0, name="Launch offer", cycles_remaining=2),
+        ],
+        addons=[{"addon_id": "adn_extra_seat", "quantity": 3}, {"addon_id": "adn_priority_support", "quantity": 1}],
+        meters=[
+            {
+                "currency": "USD",
+                "free_threshold": 1000,
+                "measurement_unit": "API call",
+                "meter_id": "mtr_5QbWz1XkLm8RcT3n",
+                "name": "API calls",
+                "price_per_unit": "0.002",
+            }
+        ],
+        credit_entitlement_cart=[
+            {
+                "credit_entitlement_id": "cent_3VbQx8LmTz1WkR6nYd2Hc",
+                "credit_entitlement_name": "API Credits",
+                "credits_amount": "1000",
+                "overage_balance": "0",
+                "overage_behavior": "forgive_at_reset",
+                "overage_enabled": False,
+                "product_id": "pdt_2XcRm8TzWq4KbL7nYd1Vs",
+                "remaining_balance": "180.5",
+                "rollover_enabled": False,
+                "unit": "credits",
+            }
+        ],
+        custom_field_responses=[
+            {"key": "company_size", "value": "11-50"},
+            {"key": "referral_token", "value": "rt_9f2c"},  # a secret by its name: never forwarded
+        ],
+        scheduled_change={
+            "id": "spc_7MxQ2",
+            "addons": [{"addon_id": "adn_extra_seat", "name": "Extra seat", "quantity": 3}],
+            "created_at": "2026-09-20T10:00:00Z",
+            "effective_at": "2026-10-03T14:06:18.532741Z",
+            "product_id": "pdt_8PkRw3ZxNq5TmY1c",
+            "quantity": 1,
+            "product_name": "Pro Annual",
+            "product_description": "Pro, billed yearly",
+        },
+    )
+    return sub
+
+
+def rich_payment() -> dict[str, Any]:
+    """Maya's purchase: $19.99 with tax, two products, a discount code and checkout answers."""
+    pay = data("payment.succeeded.json")
+    pay.update(
+        total_amount=1999,
+        tax=166,
+        settlement_amount=1999,
+        settlement_tax=166,
+        product_cart=[
+            {"product_id": "pdt_7LpQz3VbKx9MwR2sYd4Tn", "quantity": 1},
+            {"product_id": "pdt_3TmRk8WzQn2LbY6c", "quantity": 2},
+        ],
+        discount_id="dsc_SPRING10",
+        discounts=[discount("SPRING10", kind="percentage", amount=1000, position=0, name="Spring sale")],
+        custom_field_responses=[{"key": "github_username", "value": "mayaf"}, {"key": "password", "value": "hunter2"}],
+        refund_status="partial",
+    )
+    pay["metadata"].update(tokens_purchased=500, secret_santa="yes", stripe_secret="sk_live_x", apiKey="k_1")
+    return pay
+
+
+def customer(**fields: Any) -> Customer:
+    return Customer.parse({"customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe", **fields}, "data.customer")
+
+
+def no_bare_amount(out: dict[str, Any]) -> None:
+    assert "amount" not in out, "a bare `amount` means something different in every event"
+
+
+def money_is_complete(out: dict[str, Any]) -> None:
+    """Every amount comes as four attributes, and no number prints with a pointless `.0`."""
+    for key in [k for k in out if k.endswith("_minor")]:
+        prefix = key.removesuffix("_minor")
+        assert {prefix, f"{prefix}_currency", f"{prefix}_display"} <= set(out), prefix
+        major = out[prefix]
+        assert isinstance(major, int | float) and not isinstance(major, bool)
+        assert not (isinstance(major, float) and major.is_integer()), f"{prefix} prints as {major!r}"
+
+
+# -------------------------------------------------------------------------------------------------
+# the secret filter
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "api_key",
+        "apiKey",
+        "APIKey",
+        "X-Api-Key",
+        "apikey",
+        "api_key_value",
+        "key",
+        "private_key",
+        "privateKey",
+        "secret_key",
+        "license_key",
+        "stripeSecretKey",
+        "secret",
+        "client_secret",
+        "clientSecret",
+        "stripe_secret",
+        "webhook.secret",
+        "token",
+        "access_token",
+        "accessToken",
+        "reset_token",
+        "refresh-token",
+        "api_tokens",
+        "password",
+        "PASSWORD",
+        "user.password",
+        "old_password",
+        "password_hash",
+        "password_confirmation",
+        "passwd",
+        "card_number",
+        "cardNumber",
+        "CARD_NUMBER",
+        "cc_number",
+        "cvv",
+        "CVC",
+        "cvv2",
+        "pan",
+        "card_pan",
+    ],
+)
+def test_secret_names(name: str) -> None:
+    assert attrs.is_secret_key(name), name
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "tokens_purchased",
+        "token_count",
+        "secret_santa",
+        "secret_menu_item",
+        "keyboard",
+        "monkey",
+        "turkey",
+        "key_count",
+        "keynote",
+        "hotkey",
+        "license_key_id",
+        "password_reset_at",
+        "passport_country",
+        "secretary",
+        "japan",
+        "panel",
+        "company",
+        "utm_source",
+        "app_user_id",
+        "discount_code",
+        "plan",
+        "",
+        "_",
+        "value",
+    ],
+)
+def test_names_that_only_contain_a_secret_word(name: str) -> None:
+    assert not attrs.is_secret_key(name), name
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("X-Api-Key", ["x", "api", "key"]),
+        ("APIKey", ["api", "key"]),
+        ("apiKey", ["api", "key"]),
+        ("card_number", ["card", "number"]),
+        ("user.password", ["user", "password"]),
+        ("cvv2", ["cvv2"]),
+        ("HTTPServerToken", ["http", "server", "token"]),
+    ],
+)
+def test_name_words(name: str, words: list[str]) -> None:
+    assert attrs.name_words(name) == words
+
+
+def test_secret_metadata_never_reaches_an_event_and_ordinary_keys_do() -> None:
+    out = attrs.payment_attributes(Payment.parse(rich_payment()), {})
+    assert out["metadata"] == {
+        "app_user_id": "usr_01927",
+        "utm_source": "newsletter",
+        "tokens_purchased": 500,
+        "secret_santa": "yes",
+    }
+
+
+# -------------------------------------------------------------------------------------------------
+# the customer profile
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("Maya Fernandes", ("Maya Fernandes", "Maya", "Fernandes")),
+        ("Chloé Tremblay", ("Chloé Tremblay", "Chloé", "Tremblay")),
+        ("Mary Ann van der Berg", ("Mary Ann van der Berg", "Mary", "Ann van der Berg")),
+        ("  Haruto   Sato ", ("Haruto Sato", "Haruto", "Sato")),
+        ("Priya", ("Priya", "Priya", None)),
+        ("", (None, None, None)),
+        ("   ", (None, None, None)),
+        (None, (None, None, None)),
+    ],
+)
+def test_name_is_split_into_first_and_last(name: str | None, expected: tuple[str | None, ...]) -> None:
+    profile = attrs.customer_profile(customer(email="maya.fernandes@example.com", name=name))
+    assert (profile["name"], profile["first_name"], profile["last_name"]) == expected
+
+
+def test_customer_profile_from_a_sample() -> None:
+    cust = Payment.parse(data("payment.failed.json")).customer
+    assert attrs.customer_profile(cust) == {
+        "dodo_customer_id": "cus_6MbWq2TzKn8RyH4dXc1Lp",
+        "email": "lukas.brandt@example.de",
+        "name": "Lukas Brandt",
+        "first_name": "Lukas",
+        "last_name": "Brandt",
+        "phone": "+4915112345678",
+    }
+
+
+def test_profile_metadata_prefixed_or_none() -> None:
+    meta = {"app_user_id": "usr_1", "tokens_purchased": 3, "api_key": "k", "nested": {"a": 1}}
+    cust = customer(email="maya.fernandes@example.com", name="Maya", metadata=meta)
+    prefixed = attrs.customer_profile(cust, metadata="prefixed")
+    assert prefixed["metadata_app_user_id"] == "usr_1"
+    assert prefixed["metadata_tokens_purchased"] == 3
+    assert not any(k in prefixed for k in ("metadata_api_key", "metadata_nested", "metadata"))
+    assert not any(k.startswith("metadata") for k in attrs.customer_profile(cust, metadata="none"))
+    assert attrs.customer_profile(cust) == prefixed  # prefixed is the default
+
+
+def test_empty_email_is_never_a_removal() -> None:
+    assert "email" not in attrs.customer_profile(customer(email="  ", name="Maya"))
+
+
+# -------------------------------------------------------------------------------------------------
+# the subscription state
+
+
+def test_subscription_state_carries_what_marketers_segment_on() -> None:
+    raw = rich_subscription()
+    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    created = unix(raw["created_at"])
+    assert state["recurring_amount"] == 15
+    assert type(state["recurring_amount"]) is int
+    assert state["recurring_amount_minor"] == 1500
+    assert state["recurring_amount_currency"] == "USD"
+    assert state["recurring_amount_display"] == "$15.00"
+    assert state["trial_ends_at"] == created + 14 * DAY
+    assert state["has_payment_method"] is False
+    assert state["billing_country"] == "GB"
+    assert state["customer_business_name"] == "Raman Analytics Ltd"
+    assert state["discount_code"] == "LAUNCH20"  # first in the stack, not first in the list
+    assert state["discount_name"] == "Launch offer"
+    assert state["discount_cycles_remaining"] == 2
+    assert state["addon_ids"] == ["adn_extra_seat", "adn_priority_support"]
+    assert state["addon_count"] == 4
+    assert state["meter_names"] == ["API calls"]
+    assert state["credit_balances"] == [
+        {
+            "credit_entitlement_id": "cent_3VbQx8LmTz1WkR6nYd2Hc",
+            "name": "API Credits",
+            "unit": "credits",
+            "remaining_balance": 180.5,
+            "overage_balance": 0,
+        }
+    ]
+    assert state["credits_remaining"] == 180.5
+    assert state["scheduled_product_id"] == "pdt_8PkRw3ZxNq5TmY1c"
+    assert state["scheduled_product_name"] == "Pro Annual"
+    assert state["scheduled_change_at"] == unix("2026-10-03T14:06:18Z")
+    no_bare_amount(state)
+    money_is_complete(state)
+
+
+def test_subscription_state_values_fit_the_profile_limit() -> None:
+    raw = rich_subscription()
+    raw["addons"] = [{"addon_id": f"adn_{i:04d}_{'x' * 20}", "quantity": 2} for i in range(100)]
+    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    assert all(json_len(v) <= PROFILE_VALUE_BYTES for v in state.values())
+    assert 0 < len(state["addon_ids"]) < 100  # the ids that fit, in order
+    assert state["addon_ids"][0].startswith("adn_0000")
+    assert state["addon_count"] == 200  # the count still covers them all
+
+
+def test_subscription_state_null_is_a_removal_absent_is_left_alone() -> None:
+    raw = rich_subscription()
+    raw.update(scheduled_change=None, discounts=[], addons=[], meters=[], credit_entitlement_cart=[], billing=None)
+    raw["customer_business_name"] = None
+    for absent in ("has_payment_method", "cancellation_feedback", "paused_at"):
+        del raw[absent]
+    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    for cleared in (
+        "scheduled_product_id",
+        "scheduled_product_name",
+        "scheduled_change_at",
+        "discount_code",
+        "discount_name",
+        "discount_cycles_remaining",  # discounts decide, not the deprecated field beside them
+        "addon_ids",
+        "meter_names",
+        "credit_balances",
+        "credits_remaining",
+        "billing_country",
+        "customer_business_name",
+    ):
+        assert cleared in state and state[cleared] is None, cleared
+    assert state["addon_count"] == 0
+    for absent in ("has_payment_method", "cancellation_feedback", "paused_at"):
+        assert absent not in state
+
+
+def test_deprecated_discount_cycles_count_when_discounts_are_absent() -> None:
+    raw = rich_subscription()
+    del raw["discounts"]
+    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    assert state["discount_cycles_remaining"] == 2
+    assert "discount_code" not in state
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"trial_period_days": 7}, "7 days"),
+        ({"trial_period_days": 0}, None),
+        ({"trial_period_days": None}, None),
+        ({"trial_period_days": -3}, None),
+    ],
+)
+def test_trial_ends_at(change: dict[str, Any], expected: str | None) -> None:
+    raw = rich_subscription()
+    raw.update(change)
+    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    created = unix(raw["created_at"])
+    assert state["trial_ends_at"] == (created + 7 * DAY if expected else None)
+
+
+def test_trial_end_is_left_alone_when_the_start_or_the_length_is_unknown() -> None:
+    raw = rich_subscription()
+    del raw["created_at"]
+    assert "trial_ends_at" not in attrs.subscription_profile(Subscription.parse(raw), {})
+    raw = rich_subscription()
+    del raw["trial_period_days"]
+    assert "trial_ends_at" not in attrs.subscription_profile(Subscription.parse(raw), {})
+
+
+def test_cleared_recurring_amount_removes_all_four() -> None:
+    raw = rich_subscription()
+    raw["recurring_pre_tax_amount"] = None
+    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    assert {k: state[k] for k in state if k.startswith("recurring_amount")} == dict.fromkeys(
+        ("recurring_amount", "recurring_amount_minor", "recurring_amount_currency", "recurring_amount_display")
+    )
+    del raw["recurring_pre_tax_amount"]
+    assert not any(k.startswith("recurring_amount") for k in attrs.subscription_profile(Subscription.parse(raw), {}))
+
+
+def test_subscription_state_reaches_the_profile_prefixed() -> None:
+    doc = load("subscription.active.json")
+    doc["data"] = rich_subscription()
+    envelope = parse_envelope(parse_json(json.dumps(doc).encode()))
+    payload = parse_payload(envelope)
+    assert payload is not None
+    ops = map_event(DodoEvent("msg_attributes_test", envelope, payload), MappingConfig())
+    profile = next(op for op in ops if op["action"] == "identify" and "subscription_id" in op["attributes"])
+    assert profile["attributes"]["subscription_recurring_amount_display"] == "$15.00"
+    assert profile["attributes"]["subscription_trial_ends_at"] == unix(doc["data"]["created_at"]) + 14 * DAY
+    assert profile["attributes"]["subscription_discount_code"] == "LAUNCH20"
+
+
+# -------------------------------------------------------------------------------------------------
+# subscription events
+
+
+def test_subscription_event_carries_state_and_full_lists() -> None:
+    raw = rich_subscription()
+    out = attrs.subscription_attributes(Subscription.parse(raw), {})
+    assert out["recurring_amount_display"] == "$15.00"
+    assert out["trial_amount"] == 1
+    assert out["trial_amount_display"] == "$1.00"
+    assert out["trial_ends_at"] == unix(raw["created_at"]) + 14 * DAY
+    assert out["discounts"] == [
+        {"code": "LAUNCH20", "name": "Launch offer", "type": "percentage", "percent_off": 20, "cycles_remaining": 2},
+        {"code": "LOYAL5", "type": "flat"},  # a flat amount's unit is not documented: no amount
+    ]
+    assert out["addons"] == [
+        {"addon_id": "adn_extra_seat", "quantity": 3},
+        {"addon_id": "adn_priority_support", "quantity": 1},
+    ]
+    assert out["meters"] == [
+        {"meter_id": "mtr_5QbWz1XkLm8RcT3n", "name": "API calls", "unit": "API call", "free_threshold": 1000}
+        | {"price_per_unit": 0.002}
+    ]
+    assert out["credit_balances"][0]["remaining_balance"] == 180.5
+    assert out["custom_fields"] == {"company_size": "11-50"}
+    assert out["scheduled_product_name"] == "Pro Annual"
+    assert out["scheduled_quantity"] == 1
+    assert out["previous_billing_date"] == unix(raw["previous_billing_date"])
+    assert out["created_at"] == unix(raw["created_at"])
+    assert "current_period_start" not in out and "started_at" not in out
+    assert None not in out.values()
+    no_bare_amount(out)
+    money_is_complete(out)
+
+
+def test_subscription_event_from_the_cancelled_sample() -> None:
+    out = attrs.subscription_attributes(Subscription.parse(data("subscription.cancelled.json")), {})
+    assert out["cancelled_by"] == "customer"
+    assert out["cancellation_feedback"] == "too_expensive"
+    assert out["cancellation_comment"] == "Switching to the annual plan next quarter"
+    assert "trial_ends_at" not in out  # no trial
+
+
+# -------------------------------------------------------------------------------------------------
+# payment events
+
+
+def test_payment_event() -> None:
+    out = attrs.payment_attributes(Payment.parse(rich_payment()), {})
+    assert (out["total_amount"], out["total_amount_minor"], out["total_amount_currency"]) == (19.99, 1999, "USD")
+    assert out["total_amount_display"] == "$19.99"
+    assert (out["tax_amount"], out["tax_amount_display"]) == (1.66, "$1.66")
+    assert out["settlement_amount_display"] == "$19.99"
+    assert json.dumps(out["total_amount"]) == "19.99"
+    assert (out["card_exp_month"], out["card_exp_year"]) == (8, 2029)
+    assert out["card_expires_at"] == int(datetime(2029, 9, 1, tzinfo=UTC).timestamp())
+    assert out["product_cart"] == [
+        {"product_id": "pdt_7LpQz3VbKx9MwR2sYd4Tn", "quantity": 1},
+        {"product_id": "pdt_3TmRk8WzQn2LbY6c", "quantity": 2},
+    ]
+    assert out["product_ids"] == ["pdt_7LpQz3VbKx9MwR2sYd4Tn", "pdt_3TmRk8WzQn2LbY6c"]
+    assert out["product_quantity"] == 3
+    assert out["discount_code"] == "SPRING10"
+    assert out["discounts"] == [{"code": "SPRING10", "name": "Spring sale", "type": "percentage", "percent_off": 10}]
+    assert out["custom_fields"] == {"github_username": "mayaf"}
+    assert out["invoice_url"].startswith("https://")
+    assert out["billing_country"] == "US"
+    assert out["refund_status"] == "partial"
+    assert None not in out.values()
+    no_bare_amount(out)
+    money_is_complete(out)
+
+
+def test_whole_payment_amounts_are_ints() -> None:
+    out = attrs.payment_attributes(Payment.parse(data("payment.succeeded.json")), {})
+    assert out["total_amount"] == 49
+    assert type(out["total_amount"]) is int
+    assert out["total_amount_display"] == "$49.00"
+
+
+@pytest.mark.parametrize(
+    ("currency", "minor", "major", "display"),
+    [("JPY", 4980, 4980, "¥4,980"), ("KWD", 1250, 1.25, "KWD 1.250"), ("EUR", 1250, 12.5, "€12.50")],
+)
+def test_payment_display_follows_the_currency(currency: str, minor: int, major: float, display: str) -> None:
+    raw = data("payment.succeeded.json")
+    raw.update(currency=currency, total_amount=minor, tax=None)
+    out = attrs.payment_attributes(Payment.parse(raw), {})
+    assert (out["total_amount"], out["total_amount_display"]) == (major, display)
+    assert "tax_amount" not in out
+
+
+@pytest.mark.parametrize(
+    ("month", "year", "expected"),
+    [
+        ("08", "2029", (8, 2029, datetime(2029, 9, 1, tzinfo=UTC))),
+        ("12", "2027", (12, 2027, datetime(2028, 1, 1, tzinfo=UTC))),
+        (3, 2030, (3, 2030, datetime(2030, 4, 1, tzinfo=UTC))),
+        ("1", "29", (1, 2029, datetime(2029, 2, 1, tzinfo=UTC))),
+        ("13", "2029", (None, 2029, None)),
+        ("08", None, (8, None, None)),
+        ("aa", "bb", (None, None, None)),
+    ],
+)
+def test_card_expiry(month: object, year: object, expected: tuple[Any, ...]) -> None:
+    raw = data("payment.succeeded.json")
+    raw.update(card_exp_month=month, card_exp_year=year)
+    out = attrs.payment_attributes(Payment.parse(raw), {})
+    exp_month, exp_year, expires = expected
+    assert out.get("card_exp_month") == exp_month
+    assert out.get("card_exp_year") == exp_year
+    assert out.get("card_expires_at") == (int(expires.timestamp()) if expires else None)
+
+
+# -------------------------------------------------------------------------------------------------
+# refunds, disputes, license keys
+
+
+def test_refund_and_dispute_amounts_are_named() -> None:
+    refund = attrs.refund_attributes(Refund.parse(data("refund.succeeded.json")), {})
+    assert (refund["refund_amount"], refund["refund_amount_display"]) == (24.5, "$24.50")
+    raw = data("refund.succeeded.json")
+    raw.update(network_reference="74537604221431003881865", network_reference_type="ARN")
+    traced = attrs.refund_attributes(Refund.parse(raw), {})
+    assert (traced["network_reference"], traced["network_reference_type"]) == ("74537604221431003881865", "ARN")
+    doc = load("dispute.opened.json")
+    envelope = parse_envelope(parse_json(json.dumps(doc).encode()))
+    dispute = parse_payload(envelope)
+    out = attrs.dispute_attributes(dispute, {})  # type: ignore[arg-type]
+    assert (out["dispute_amount"], out["dispute_amount_minor"], out["dispute_amount_display"]) == (49, 4900, "$49.00")
+    for family in (refund, out):
+        no_bare_amount(family)
+        money_is_complete(family)
+
+
+def test_license_key_never_carries_the_key() -> None:
+    doc = load("license_key.created.json")
+    payload = parse_payload(parse_envelope(parse_json(json.dumps(doc).encode())))
+    out = attrs.license_key_attributes(payload)  # type: ignore[arg-type]
+    assert doc["data"]["key"] not in json.dumps(out)
+    assert out["license_key_id"] == doc["data"]["id"]
+
+
+# -------------------------------------------------------------------------------------------------
+# credits, entitlements and the other loosely documented families
+
+
+def test_credit_amounts_go_out_as_numbers() -> None:
+    out = attrs.generic_attributes(data("credit.added.json"), "credit.added")
+    assert out["credit_amount"] == 1000
+    assert (out["balance_before"], out["balance_after"]) == (0, 1000)
+    assert all(type(out[k]) is int for k in ("credit_amount", "balance_before", "overage_after"))
+    assert out["credit_id"] == "cle_2RbXq6TzWm9KcL3nVd8Ys"
+    assert "amount" not in out
+
+
+def test_credit_balance_low_as_numbers() -> None:
+    out = attrs.generic_attributes(data("credit.balance_low.json"), "credit.balance_low")
+    assert (out["available_balance"], out["subscription_credits_amount"], out["threshold_amount"]) == (180, 1000, 200)
+
+
+@pytest.mark.parametrize(
+    ("text", "sent"),
+    [("12.5", 12.5), ("-40", -40), ("1000.00", 1000), ("1e3", "1e3"), ("12,5", "12,5"), ("n/a", "n/a")],
+)
+def test_credit_decimal_strings(text: str, sent: object) -> None:
+    raw = data("credit.deducted.json")
+    raw["amount"] = text
+    out = attrs.generic_attributes(raw, "credit.deducted")
+    assert out["credit_amount"] == sent
+    assert type(out["credit_amount"]) is type(sent)
+
+
+def test_only_credit_families_convert_decimal_strings() -> None:
+    raw = data("dunning.started.json")
+    raw["reference_id"] = "12345"
+    assert attrs.generic_attributes(raw, "dunning.started")["reference_id"] == "12345"
+
+
+def test_entitlement_grant_nested_objects_without_secrets() -> None:
+    raw = data("entitlement_grant.delivered.json")
+    raw.update(
+        integration_type="license_key",
+        license_key={
+            "id": "lic_9RxTm2QbWk6NzL3cYd8Vs",
+            "activations_used": 1,
+            "key": "5f0c2a9e-7b41-4d3a-9c6e-18b2f4a7d930",
+            "status": "active",
+            "activations_limit": 3,
+            "expires_at": "2027-10-14T09:21:49Z",
+        },
+        feature={"feature_id": "feat_export", "feature_type": "boolean"},
+        digital_product_delivery={
+            "files": [{"file_id": "f1", "file_name": "guide.pdf", "url": "https://s3.example.com/presigned?sig=abc"}],
+            "external_url": "https://example.com/downloads",
+            "instructions": "Unzip and open index.html",
+        },
+        metadata={"campaign": "launch", "api_token": "t_1"},
+    )
+    out = attrs.generic_attributes(raw, "entitlement_grant.delivered")
+    text = json.dumps(out)
+    assert "5f0c2a9e" not in text and "presigned" not in text and "t_1" not in text
+    assert out["license_key_id"] == "lic_9RxTm2QbWk6NzL3cYd8Vs"
+    assert out["license_key_status"] == "active"
+    assert out["license_key_activations_used"] == 1
+    assert out["license_key_expires_at"] == unix("2027-10-14T09:21:49Z")
+    assert (out["feature_id"], out["feature_type"]) == ("feat_export", "boolean")
+    assert out["delivery_external_url"] == "https://example.com/downloads"
+    assert out["delivery_file_count"] == 1
+    assert out["metadata"] == {"campaign": "launch"}
+    assert out["entitlement_grant_id"] == raw["id"]
+
+
+def test_generic_secret_filter_by_whole_words() -> None:
+    raw = {"customer_id": "cus_1", "tokens_purchased": 5, "access_token": "t", "key": "k", "monkey": "m"}
+    out = attrs.generic_attributes(raw, "credit.added")
+    assert out == {"customer_id": "cus_1", "tokens_purchased": 5, "monkey": "m"}
+
+
+# -------------------------------------------------------------------------------------------------
+# every sample
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_every_sample_event_is_compact_and_names_its_amounts(name: str) -> None:
+    doc = load(name)
+    envelope = parse_envelope(parse_json((SAMPLES / name).read_bytes()))
+    payload = parse_payload(envelope)
+    assert payload is not None
+    ops = map_event(DodoEvent(f"msg_{name}", envelope, payload), MappingConfig())
+    event = next(op for op in ops if op["action"] == "event")
+    out = event["attributes"]
+    assert None not in out.values()
+    no_bare_amount(out)
+    money_is_complete(out)
+    assert not any(attrs.is_secret_key(k) for k in out)
+    for op in ops:
+        if op["action"] == "identify":
+            assert all(json_len(v) <= PROFILE_VALUE_BYTES for v in op["attributes"].values()), name
+    if name.startswith("credit."):
+        numbers = [k for k in ("credit_amount", "balance_after", "available_balance") if k in out]
+        assert numbers and all(isinstance(out[k], int | float) for k in numbers), doc["type"]
+
+
+def test_money_that_no_json_number_holds_is_left_out() -> None:
+    assert attrs.money("total_amount", 10**400, "USD", {}) == {}
+    assert attrs.money("total_amount", 10**400, "JPY", {}) == {}
+    assert attrs.money("total_amount", None, "USD", {}) == {}
+    assert attrs.money("total_amount", 100, None, {}) == {}
+    assert attrs.money("total_amount", 100, "usd", {}) == {
+        "total_amount": 1,
+        "total_amount_minor": 100,
+        "total_amount_currency": "USD",
+        "total_amount_display": "$1.00",
+    }
+
+
+def test_enriched_payloads_are_valid_sdk_models() -> None:
+    """The nested shapes used above are the ones Dodo's SDK declares (when it is installed)."""
+    pytest.importorskip("dodopayments")
+    from dodopayments.types import Payment as SdkPayment
+    from dodopayments.types.subscription_active_webhook_event import Data as SdkSubscription
+
+    SdkSubscription.model_validate(rich_subscription())
+    SdkPayment.model_validate(rich_payment())
