@@ -25,7 +25,8 @@ Set-up:
 Measured: time from "go" to the last message deleted, against the floor
 `events ÷ (rate limit x events per request achieved)`; Customer.io requests per event; 429s;
 the highest number of requests in any one-second window; where the workers' time went (Track
-requests, DynamoDB freshness updates, SQS calls of the handler and of the poller, the rest);
+requests, the state table's DynamoDB calls (one TransactWriteItems per retry batch), SQS calls of
+the handler and of the poller, the rest); DynamoDB calls per batch (invocation);
 peak RSS of each container. Verified: every event id accepted exactly once, every identify
 accepted, retry queue and DLQ empty.
 
@@ -275,15 +276,18 @@ def _instrument() -> tuple[defaultdict[str, float], Counter[str], Any]:
     make_api_call = BaseClient._make_api_call
 
     def timed_api_call(self: Any, operation: str, params: Any) -> Any:
-        # The freshness checks run on the handler's worker threads (no thread-local flag there); the
-        # poller never calls DynamoDB.
-        where = "handler" if getattr(in_handler, "on", False) or operation == "UpdateItem" else "poller"
+        # The state table's calls (directory BatchGetItem, the batch's TransactWriteItems) may run on
+        # the handler's worker threads (no thread-local flag there); the poller never calls DynamoDB.
+        dynamodb = self.meta.service_model.service_name == "dynamodb"
+        where = "handler" if getattr(in_handler, "on", False) or dynamodb else "poller"
         start = time.perf_counter()
         try:
             return make_api_call(self, operation, params)
         finally:
             spent[f"{where} {operation}"] += time.perf_counter() - start
             calls[f"{where} {operation}"] += 1
+            if dynamodb:
+                calls["DynamoDB calls"] += 1  # every operation, for the per-batch figure
 
     BaseClient._make_api_call = timed_api_call  # type: ignore[method-assign]
     send = customerio.TrackClient.send
@@ -430,6 +434,7 @@ def measure(events: int, validate: bool, batch_size: int | None = None) -> dict[
         for key, seconds in report["spent_s"].items():
             spent[key] += seconds
         calls.update(report["calls"])
+    batches = calls.get("handler total", 0)
     return {
         "events": events,
         "validate": validate,
@@ -451,6 +456,10 @@ def measure(events: int, validate: bool, batch_size: int | None = None) -> dict[
         "workers": reports,
         "spent_s_all_workers": dict(spent),
         "calls_all_workers": dict(calls),
+        "batches": batches,
+        "dynamodb_calls": calls.get("DynamoDB calls", 0),
+        "dynamodb_calls_per_batch": calls.get("DynamoDB calls", 0) / batches if batches else 0.0,
+        "dynamodb_calls_per_event": calls.get("DynamoDB calls", 0) / events if events else 0.0,
         "worker_peak_rss_mb": max(r["peak_rss_mb"] for r in reports),
     }
 

@@ -7,7 +7,9 @@ path relies on, with O(log n) calls: visibility timeouts (queue default or per r
 ChangeMessageVisibility, receipt handles that change on every receive, ApproximateReceiveCount,
 DelaySeconds, the redrive policy (a message received more than maxReceiveCount times moves to the
 dead-letter queue), message attributes, and the approximate depth counters. DynamoDB and SSM are
-`fakeaws.FakeAws` behind HTTP (conditional failures answered as botocore expects them).
+`fakeaws.FakeAws` behind HTTP: PutItem, GetItem, UpdateItem, TransactWriteItems, BatchGetItem
+(conditional failures and cancelled transactions, with their CancellationReasons, answered as
+botocore expects them).
 The retry function reaches it through real boto3 clients (AWS_ENDPOINT_URL), so botocore's own
 cost is in the measurement.
 
@@ -116,6 +118,14 @@ class FakeAwsServer:
                 "message": "The conditional request failed",
             }
             return json_response(error, "400 Bad Request")
+        except self.aws.exceptions.TransactionCanceledException as exc:
+            response = exc.response  # type: ignore[attr-defined]
+            error = {
+                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                "Message": response["Error"]["Message"],
+                "CancellationReasons": response["CancellationReasons"],
+            }
+            return json_response(error, "400 Bad Request")
         except (AttributeError, KeyError) as exc:
             error = {"__type": "InvalidAction", "message": f"fake AWS cannot do {target}: {exc!r}"}
             return json_response(error, "400 Bad Request")
@@ -125,7 +135,14 @@ class FakeAwsServer:
     def dynamodb(self, operation: str, params: dict[str, Any]) -> Any:
         if operation == "CreateTable":
             return {"TableDescription": {"TableName": params["TableName"], "TableStatus": "ACTIVE"}}
-        method = {"PutItem": "put_item", "GetItem": "get_item", "UpdateItem": "update_item"}[operation]
+        method = {
+            "PutItem": "put_item",
+            "GetItem": "get_item",
+            "UpdateItem": "update_item",
+            "DeleteItem": "delete_item",
+            "TransactWriteItems": "transact_write_items",
+            "BatchGetItem": "batch_get_item",
+        }[operation]
         return getattr(self.aws.dynamodb, method)(**params)
 
     def ssm(self, operation: str, params: dict[str, Any]) -> Any:

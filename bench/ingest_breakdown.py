@@ -4,12 +4,15 @@ Not a timing run (the stage timers add a few microseconds per stage); it tells w
 
 * stages: the bridge's functions are wrapped (in this process only) with wall + CPU timers, and
   each stage's exclusive time per webhook is reported (Powertools decorators, secrets, signature,
-  Powertools Idempotency's own overhead, its DynamoDB records, parsing + validation, mapping,
-  limits fitting, freshness, the Customer.io request, everything else);
+  Powertools Idempotency's own overhead, its DynamoDB records (the "in progress" record travels in
+  one TransactWriteItems with the webhook's state records), parsing + validation, mapping, limits
+  fitting, identity resolution (directory BatchGetItem when a payload lacks identifiers), the
+  state commit's own work, the Customer.io request, everything else);
 * HTTP clients: one Track v2 batch body POSTed to the same stub by `requests.Session` (what
   TrackClient uses), the same with `trust_env = False`, a urllib3 pool and `http.client`;
 * one real botocore DynamoDB UpdateItem against the stub: the per-call cost that the fake AWS
-  leaves out of both sides of the warm comparison (3 such calls per webhook in Lambda).
+  leaves out of both sides of the warm comparison (the bridge makes 2 DynamoDB calls per webhook in
+  the common case: the TransactWriteItems with the idempotency record, then the "completed" UpdateItem).
 
 Same set-up as warm_ingest.py (stub on loopback, fake AWS).
 
@@ -35,11 +38,12 @@ ORDER = (
     ("secrets", "secrets (SecretStore.load, cached)"),
     ("verify", "signature verification"),
     ("idempotency_overhead", "Powertools Idempotency, its own work"),
-    ("idempotency_records", "idempotency records (PutItem + UpdateItem on the fake)"),
+    ("idempotency_records", "idempotency records + state records (TransactWriteItems + UpdateItem on the fake)"),
     ("parse", "JSON parse + typed validation (models)"),
     ("map", "mapping (map_event)"),
     ("fit", "limits fitting (fit_op)"),
-    ("freshness", "freshness check (UpdateItem on the fake)"),
+    ("resolve", "identity resolution (Resolver.resolve; directory BatchGetItem if needed)"),
+    ("state", "state commit's own work (StateTable.commit, less the transaction call)"),
     ("http", "Customer.io request (http.client -> stub)"),
     ("other", "everything else (logging calls, metrics, glue)"),
 )
@@ -84,8 +88,9 @@ def stages(track_url: str, n: int, warmup: int) -> dict[str, Any]:
 
     import dodo_cio.config
     import dodo_cio.customerio
-    import dodo_cio.freshness
     import dodo_cio.idempotency
+    import dodo_cio.identity
+    import dodo_cio.state
     from dodo_cio import ingest
 
     t = Timers()
@@ -93,14 +98,18 @@ def stages(track_url: str, n: int, warmup: int) -> dict[str, Any]:
     t.wrap(dodo_cio.config.SecretStore, "load", "secrets")
     t.wrap(ingest, "verify", "verify")
     t.wrap(dodo_cio.idempotency.WebhookDeduplicator, "__call__", "dedupe")
-    t.wrap(ingest.IngestService, "_process", "process")
+    t.wrap(ingest.IngestService, "_deliver", "deliver")  # the work run under the duplicate check
     t.wrap(DynamoDBPersistenceLayer, "_put_record", "idempotency_records")
     t.wrap(DynamoDBPersistenceLayer, "_update_record", "idempotency_records")
     for name in ("parse_json", "parse_envelope", "parse_payload"):
         t.wrap(ingest, name, "parse")
     t.wrap(ingest, "map_event", "map")
     t.wrap(ingest, "fit_op", "fit")
-    t.wrap(dodo_cio.freshness.FreshnessGuard, "admit", "freshness")
+    t.wrap(dodo_cio.identity.Resolver, "resolve", "resolve")
+    # The commit runs inside Powertools' _put_record (dodo_cio.idempotency._OneTransaction.put_item),
+    # so its own work is split out of idempotency_records: commit less the TransactWriteItems call.
+    t.wrap(dodo_cio.state.StateTable, "commit", "commit")
+    t.wrap(dodo_cio.state.StateTable, "_transact", "transact")
     t.wrap(dodo_cio.customerio.TrackClient, "send", "http")
 
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
@@ -112,17 +121,19 @@ def stages(track_url: str, n: int, warmup: int) -> dict[str, Any]:
         t.cpu["total"] += cpu_clock() - c0
 
     def exclusive(acc: dict[str, int]) -> dict[str, float]:
-        ms = {k: v / 1e6 / n for k, v in acc.items()}
+        ms = defaultdict(float, {k: v / 1e6 / n for k, v in acc.items()})
+        state = ms["commit"] - ms["transact"]
         out = {
             "lambda_wrappers": ms["total"] - ms["handle"],
             "secrets": ms["secrets"],
             "verify": ms["verify"],
-            "idempotency_overhead": ms["dedupe"] - ms["process"] - ms["idempotency_records"],
-            "idempotency_records": ms["idempotency_records"],
+            "idempotency_overhead": ms["dedupe"] - ms["deliver"] - ms["idempotency_records"],
+            "idempotency_records": ms["idempotency_records"] - state,
             "parse": ms["parse"],
             "map": ms["map"],
             "fit": ms["fit"],
-            "freshness": ms["freshness"],
+            "resolve": ms["resolve"],
+            "state": state,
             "http": ms["http"],
         }
         out["other"] = ms["total"] - sum(out.values())

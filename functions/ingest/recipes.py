@@ -52,8 +52,8 @@ def _last_payment(event: DodoEvent, ops: list[Op]) -> list[Op]:
     event_op = next(op for op in ops if op["action"] == "event")
     paid: dict[str, Any] = {
         "last_payment_at": event.envelope.timestamp,
-        "last_payment_amount": event_op["attributes"].get("amount"),
-        "last_payment_currency": event_op["attributes"].get("amount_currency"),
+        "last_payment_amount": event_op["attributes"].get("total_amount"),
+        "last_payment_currency": event_op["attributes"].get("total_amount_currency"),
     }
     for op in ops:
         if op["action"] == "identify":

@@ -86,6 +86,11 @@ def test_retry_function_environment(cfn: dict[str, Any]) -> None:
         "SSM_PARAMETER_PATH": {"Ref": "SsmParameterPath"},
         "CUSTOMERIO_REGION": {"Ref": "CustomerioRegion"},
         "CUSTOMERIO_TRACK_URL": {"Ref": "CustomerioTrackUrl"},
+        # The same mapping and identity settings as ingest: parked ops are resolved here too.
+        "CUSTOMERIO_IDENTIFIER": {"Ref": "CustomerioIdentifier"},
+        "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID": {"Ref": "CustomerioSubscriptionObjectTypeId"},
+        "CUSTOMERIO_PROFILE_METADATA": {"Ref": "CustomerioProfileMetadata"},
+        "DODO_API_MODE": {"Ref": "DodoApiMode"},
         "RETRY_QUEUE_URL": {"Ref": "RetryQueue"},  # Ref of a queue is its URL
         "DEAD_LETTER_QUEUE_URL": {"Ref": "RetryDeadLetterQueue"},
         "CUSTOMERIO_RATE_LIMIT_RPS": {"Ref": "CustomerioRequestsPerSecond"},

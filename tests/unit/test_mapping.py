@@ -91,12 +91,16 @@ def customer_id_of(doc: dict[str, Any]) -> str:
 def test_op_shape(name: str) -> None:
     doc = load(name)
     ops = ops_of(doc)
-    expected_actions = ["identify", "event"] if name in WITH_CUSTOMER else ["event"]
-    assert [op["action"] for op in ops] == expected_actions
+    is_subscription = doc["type"].startswith("subscription.")
+    expected_states = (["customer", "subscription"] if is_subscription else ["customer"]) if name in WITH_CUSTOMER else []
+    assert [op["action"] for op in ops] == ["identify"] * len(expected_states) + ["event"]
+    assert [op.get("_state") for op in ops[:-1]] == expected_states
+    assert "_state" not in ops[-1]
     ts = unix(doc["timestamp"])
     for op in ops:
         assert op["type"] == "person"
         assert op["identifiers"] == {"id": customer_id_of(doc)}
+        assert op["_customer_id"] == customer_id_of(doc)
         assert op["timestamp"] == ts
         assert type(op["timestamp"]) is int
         assert isinstance(op["attributes"], dict)
@@ -137,18 +141,26 @@ def test_dates_are_integer_unix_seconds(name: str) -> None:
     seen = 0
     for op in ops_of(load(name)):
         for key, value in op["attributes"].items():
-            if _date_like(key):
+            if _date_like(key) and value is not None:  # None: Dodo cleared the date (a removal)
                 seen += 1
                 assert type(value) is int, (key, value)
-                assert 1_700_000_000 < value < 1_900_000_000, (key, value)
+                # card_expires_at may lie years ahead (a card valid until 2030)
+                assert 1_700_000_000 < value < 2_100_000_000, (key, value)
     # Dodo's low-balance payload carries no date at all.
     assert seen >= (0 if name == "credit.balance_low.json" else 1)
 
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_no_raw_card_or_holder_data(name: str) -> None:
-    dump = json.dumps(ops_of(load(name)))
-    for needle in ("card_holder_name", "card_exp", "Congress Ave", "Torstrasse", "Meguro", "three_ds"):
+    ops = ops_of(load(name))
+    dump = json.dumps(ops)
+    # Card expiry is forwarded on purpose, only as card_exp_month/card_exp_year/card_expires_at numbers.
+    for op in ops:
+        card_keys = {k for k in op["attributes"] if k.startswith("card_exp")}
+        assert card_keys <= {"card_exp_month", "card_exp_year", "card_expires_at"}
+        for key in card_keys:
+            assert type(op["attributes"][key]) is int
+    for needle in ("card_holder_name", "Congress Ave", "Torstrasse", "Meguro", "three_ds"):
         assert needle not in dump
 
 
@@ -159,46 +171,63 @@ def test_no_raw_card_or_holder_data(name: str) -> None:
 def test_payment_succeeded_full_mapping() -> None:
     doc = load("payment.succeeded.json")
     identify, event = ops_of(doc)
+    assert identify["_state"] == "customer"
     assert identify["attributes"] == {
         "email": "maya.fernandes@example.com",
         "name": "Maya Fernandes",
+        "first_name": "Maya",
+        "last_name": "Fernandes",
+        "phone": None,  # Dodo sent phone_number: null, a removal
         "dodo_customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
     }
     assert event["attributes"] == {
         "payment_id": "pay_8fTq2WbXn4LcRk7YvP1sD",
         "status": "succeeded",
-        "amount": 49.0,
-        "amount_minor": 4900,
-        "amount_currency": "USD",
-        "tax": 0.0,
-        "tax_minor": 0,
-        "tax_currency": "USD",
-        "settlement_amount": 49.0,
+        "total_amount": 49,
+        "total_amount_minor": 4900,
+        "total_amount_currency": "USD",
+        "total_amount_display": "$49.00",
+        "tax_amount": 0,
+        "tax_amount_minor": 0,
+        "tax_amount_currency": "USD",
+        "tax_amount_display": "$0.00",
+        "settlement_amount": 49,
         "settlement_amount_minor": 4900,
         "settlement_amount_currency": "USD",
+        "settlement_amount_display": "$49.00",
         "payment_method": "card",
         "card_last_four": "4242",
         "card_network": "visa",
         "card_type": "credit",
+        "card_issuing_country": "US",
+        "card_exp_month": 8,
+        "card_exp_year": 2029,
+        "card_expires_at": unix("2029-09-01T00:00:00Z"),
         "product_ids": ["pdt_7LpQz3VbKx9MwR2sYd4Tn"],
+        "product_cart": [{"product_id": "pdt_7LpQz3VbKx9MwR2sYd4Tn", "quantity": 1}],
+        "product_quantity": 1,
+        "is_multi_subscription": False,
         "retry_attempt": 0,
         "is_update_payment_method": False,
         "invoice_id": "inv_4KdPz7WnRb2YqT9sLm1Xc",
+        "invoice_url": "https://live.dodopayments.com/invoices/payments/pay_8fTq2WbXn4LcRk7YvP1sD",
         "payment_link": "https://checkout.dodopayments.com/session/cks_5GhWm1PzQ8sVd3LxN7oTb",
         "billing_country": "US",
+        "digital_products_delivered": True,
         "created_at": unix("2026-10-14T09:21:31.884120Z"),
         "metadata": {"app_user_id": "usr_01927", "utm_source": "newsletter"},
     }
-    assert type(event["attributes"]["amount"]) is float
-    assert type(event["attributes"]["amount_minor"]) is int
+    assert type(event["attributes"]["total_amount"]) is int  # a whole amount goes out as an integer
+    assert type(event["attributes"]["total_amount_minor"]) is int
 
 
 def test_payment_failed_mapping() -> None:
     identify, event = ops_of(load("payment.failed.json"))
     assert identify["attributes"]["phone"] == "+4915112345678"
     attrs = event["attributes"]
-    assert (attrs["amount"], attrs["amount_minor"], attrs["amount_currency"]) == (19.0, 1900, "EUR")
-    assert (attrs["tax"], attrs["tax_currency"]) == (3.61, "EUR")
+    assert (attrs["total_amount"], attrs["total_amount_minor"], attrs["total_amount_currency"]) == (19, 1900, "EUR")
+    assert attrs["total_amount_display"] == "€19.00"
+    assert (attrs["tax_amount"], attrs["tax_amount_currency"]) == (3.61, "EUR")
     assert (attrs["settlement_amount"], attrs["settlement_amount_currency"]) == (20.54, "USD")
     assert attrs["error_code"] == "INSUFFICIENT_FUNDS"
     assert attrs["error_message"].startswith("The card has insufficient funds")
@@ -212,12 +241,13 @@ def test_payment_failed_mapping() -> None:
 
 def test_jpy_is_not_divided() -> None:
     attrs = the_event(ops_of(load("payment.succeeded.jpy.json")))["attributes"]
-    assert attrs["amount"] == 4980
-    assert type(attrs["amount"]) is int
-    assert attrs["amount_minor"] == 4980
-    assert attrs["amount_currency"] == "JPY"
-    assert attrs["tax"] == 453
-    assert type(attrs["tax"]) is int
+    assert attrs["total_amount"] == 4980
+    assert type(attrs["total_amount"]) is int
+    assert attrs["total_amount_minor"] == 4980
+    assert attrs["total_amount_currency"] == "JPY"
+    assert attrs["total_amount_display"] == "¥4,980"
+    assert attrs["tax_amount"] == 453
+    assert type(attrs["tax_amount"]) is int
     assert attrs["settlement_amount"] == 33.21  # the settlement currency is USD
     assert attrs["settlement_amount_currency"] == "USD"
 
@@ -228,21 +258,21 @@ def test_jpy_is_not_divided() -> None:
         ("KWD", 1250, 1.25),  # 3 decimals: fils
         ("BHD", 1, 0.001),
         ("MGA", 123456, 1234.56),  # ISO 4217 says 2 decimals (Stripe says 0)
-        ("MGA", 1000, 10.0),
+        ("MGA", 1000, 10),  # a whole amount is an integer
         ("usd", 1999, 19.99),  # lower-case code still resolves, and goes out upper-case
         ("KRW", 50000, 50000),
         ("XYZ", 1999, 19.99),  # unknown code: 2 decimals
     ],
 )
-def test_currency_exponents(currency: str, minor: int, expected: float) -> None:
+def test_currency_exponents(currency: str, minor: int, expected: float | int) -> None:
     doc = load("payment.succeeded.json")
     doc["data"]["currency"] = currency
     doc["data"]["total_amount"] = minor
     attrs = the_event(ops_of(doc))["attributes"]
-    assert attrs["amount"] == expected
-    assert type(attrs["amount"]) is type(expected)
-    assert attrs["amount_minor"] == minor
-    assert attrs["amount_currency"] == currency.upper()
+    assert attrs["total_amount"] == expected
+    assert type(attrs["total_amount"]) is type(expected)
+    assert attrs["total_amount_minor"] == minor
+    assert attrs["total_amount_currency"] == currency.upper()
 
 
 def test_exponent_override() -> None:
@@ -250,8 +280,8 @@ def test_exponent_override() -> None:
     doc["data"]["currency"] = "MGA"
     doc["data"]["total_amount"] = 123456
     attrs = the_event(ops_of(doc, MappingConfig(exponents={"MGA": 0})))["attributes"]
-    assert attrs["amount"] == 123456
-    assert type(attrs["amount"]) is int
+    assert attrs["total_amount"] == 123456
+    assert type(attrs["total_amount"]) is int
 
 
 @pytest.mark.parametrize(
@@ -323,19 +353,25 @@ def test_only_secret_metadata_means_no_metadata_attribute() -> None:
 
 def test_subscription_active_identify() -> None:
     doc = load("subscription.active.json")
-    identify, event = ops_of(doc)
-    assert identify["attributes"] == {
+    customer, identify, event = ops_of(doc)
+    assert (customer["_state"], identify["_state"]) == ("customer", "subscription")
+    assert customer["attributes"] == {
         "email": "priya.raman@example.co.uk",
         "name": "Priya Raman",
+        "first_name": "Priya",
+        "last_name": "Raman",
         "phone": "+447700900481",
         "dodo_customer_id": "cus_4PwLx9QmTz2NbK6cYr8Vd",
+    }
+    assert identify["attributes"] == {
         "subscription_id": "sub_6HkWz3RqLb9XmT2vNc5Yd",
         "subscription_status": "active",
         "subscription_product_id": "pdt_2XcRm8TzWq4KbL7nYd1Vs",
+        "subscription_recurring_amount": 15,
+        "subscription_recurring_amount_minor": 1500,
+        "subscription_recurring_amount_currency": "USD",
+        "subscription_recurring_amount_display": "$15.00",
         "subscription_quantity": 1,
-        "subscription_amount": 15.0,
-        "subscription_amount_minor": 1500,
-        "subscription_amount_currency": "USD",
         "subscription_tax_inclusive": False,
         "subscription_billing_interval": "month",
         "subscription_billing_interval_count": 1,
@@ -345,6 +381,26 @@ def test_subscription_active_identify() -> None:
         "subscription_expires_at": unix("2027-09-03T14:06:18.532741Z"),
         "subscription_trial_period_days": 0,
         "subscription_started_at": unix("2026-09-03T14:06:18.532741Z"),
+        "subscription_has_payment_method": True,
+        "subscription_billing_country": "GB",
+        "subscription_addon_count": 0,
+        # sent by Dodo as null or empty: removals, so a stale value cannot linger on the profile
+        "subscription_cancelled_at": None,
+        "subscription_cancellation_feedback": None,
+        "subscription_paused_at": None,
+        "subscription_past_due_ends_at": None,
+        "subscription_customer_business_name": None,
+        "subscription_discount_code": None,
+        "subscription_discount_name": None,
+        "subscription_discount_cycles_remaining": None,
+        "subscription_addon_ids": None,
+        "subscription_meter_names": None,
+        "subscription_credit_balances": None,
+        "subscription_credits_remaining": None,
+        "subscription_scheduled_product_id": None,
+        "subscription_scheduled_product_name": None,
+        "subscription_scheduled_change_at": None,
+        "subscription_trial_ends_at": None,  # trial_period_days 0: no trial
     }
     attrs = event["attributes"]
     assert attrs["status"] == "active"
@@ -356,7 +412,7 @@ def test_subscription_active_identify() -> None:
 
 
 def test_subscription_cancelled() -> None:
-    identify, event = ops_of(load("subscription.cancelled.json"))
+    _, identify, event = ops_of(load("subscription.cancelled.json"))
     assert identify["attributes"]["subscription_status"] == "cancelled"
     assert identify["attributes"]["subscription_cancelled_at"] == unix("2026-11-10T08:15:36.482771Z")
     attrs = event["attributes"]
@@ -370,9 +426,9 @@ def test_subscription_cancelled() -> None:
 
 
 def test_subscription_renewed_and_on_hold() -> None:
-    _, renewed = ops_of(load("subscription.renewed.json"))
+    *_, renewed = ops_of(load("subscription.renewed.json"))
     assert renewed["attributes"]["payment_id"] == "pay_3LmTq7XbWz1KcR5nYd9Vh"
-    identify, on_hold = ops_of(load("subscription.on_hold.json"))
+    _, identify, on_hold = ops_of(load("subscription.on_hold.json"))
     assert identify["attributes"]["subscription_status"] == "on_hold"
     assert on_hold["name"] == "subscription.on_hold"
     assert "payment_id" not in on_hold["attributes"]
@@ -384,7 +440,7 @@ def test_subscription_scheduled_change_and_cancel_at_period_end() -> None:
     doc["data"]["payment_frequency_interval"] = "Year"
     doc["data"]["payment_frequency_count"] = 2
     doc["data"]["scheduled_change"] = {"product_id": "pdt_NEW", "effective_at": "2026-10-03T14:06:18Z"}
-    identify, event = ops_of(doc)
+    _, identify, event = ops_of(doc)
     assert identify["attributes"]["subscription_cancel_at_period_end"] is True
     assert identify["attributes"]["subscription_billing_interval"] == "year"
     assert identify["attributes"]["subscription_billing_interval_count"] == 2
@@ -396,8 +452,9 @@ def test_bad_dates_are_dropped_not_fatal() -> None:
     doc = load("subscription.active.json")
     doc["data"]["next_billing_date"] = "soon"
     doc["data"]["expires_at"] = 12  # numbers are read as Unix seconds
-    identify, event = ops_of(doc)
-    assert "subscription_next_billing_date" not in identify["attributes"]
+    _, identify, event = ops_of(doc)
+    # an unreadable date is a removal on the profile (the key was sent), never a bad value
+    assert identify["attributes"]["subscription_next_billing_date"] is None
     assert "next_billing_date" not in event["attributes"]
     assert event["attributes"]["expires_at"] == 12
 
@@ -410,7 +467,8 @@ def test_refund_mapping() -> None:
     identify, event = ops_of(load("refund.succeeded.json"))
     assert identify["attributes"]["email"] == "maya.fernandes@example.com"
     attrs = event["attributes"]
-    assert (attrs["amount"], attrs["amount_minor"], attrs["amount_currency"]) == (24.5, 2450, "USD")
+    assert (attrs["refund_amount"], attrs["refund_amount_minor"], attrs["refund_amount_currency"]) == (24.5, 2450, "USD")
+    assert attrs["refund_amount_display"] == "$24.50"
     assert attrs["is_partial"] is True
     assert attrs["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
     assert attrs["reason"] == "Customer requested a partial refund for an unused seat"
@@ -423,7 +481,7 @@ def test_refund_without_amount_still_sends_the_event(field: str) -> None:
     ops = ops_of(doc)
     event = the_event(ops)
     assert event["name"] == "refund.succeeded"
-    for key in ("amount", "amount_minor", "amount_currency"):
+    for key in ("refund_amount", "refund_amount_minor", "refund_amount_currency", "refund_amount_display"):
         assert key not in event["attributes"]
     assert event["attributes"]["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
 
@@ -432,7 +490,8 @@ def test_dispute_mapping() -> None:
     identify, event = ops_of(load("dispute.opened.json"))
     assert identify["identifiers"] == {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}
     attrs = event["attributes"]
-    assert (attrs["amount"], attrs["amount_minor"], attrs["amount_currency"]) == (49.0, 4900, "USD")
+    assert (attrs["dispute_amount"], attrs["dispute_amount_minor"], attrs["dispute_amount_currency"]) == (49, 4900, "USD")
+    assert attrs["dispute_amount_display"] == "$49.00"
     assert attrs["dispute_stage"] == "dispute"
     assert attrs["dispute_status"] == "dispute_opened"
     assert attrs["reason"] == "product_not_received"
@@ -440,13 +499,20 @@ def test_dispute_mapping() -> None:
 
 
 @pytest.mark.parametrize("how", ["null", "missing"])
-def test_dispute_without_customer_maps_to_nothing(how: str) -> None:
+def test_dispute_without_customer_is_left_for_resolution_through_its_payment(how: str) -> None:
     doc = load("dispute.opened.json")
     if how == "null":
         doc["data"]["customer"] = None
     else:
         del doc["data"]["customer"]
-    assert ops_of(doc) == []
+    ops = ops_of(doc)
+    assert [op["action"] for op in ops] == ["event"]  # no customer object: no profile to identify
+    (event,) = ops
+    assert "identifiers" not in event  # never sent as it is: resolved later or parked
+    assert "_customer_id" not in event
+    assert event["_payment_id"] == "pay_8fTq2WbXn4LcRk7YvP1sD"
+    assert event["name"] == "dispute.opened"
+    assert event["attributes"]["dispute_id"] == "dp_4NcWr8KzQm2XbT6yLd1Vp"
 
 
 def test_license_key_never_carries_the_key() -> None:
@@ -501,11 +567,12 @@ def test_customer_ref_mapping() -> None:
     assert len(ops) == 1
     event = ops[0]
     assert event["identifiers"] == {"id": "cus_A"}
+    assert event["_customer_id"] == "cus_A"
     assert event["name"] == "credit.added"
     assert event["timestamp"] == unix("2026-10-14T09:21:47.250Z")
     assert event["attributes"] == {
         "customer_id": "cus_A",
-        "amount": 100,
+        "credit_amount": 100,  # a credit count, not money: never a bare `amount`
         "balance": 12.5,
         "is_expired": False,
         "created_at": unix("2026-10-14T09:21:40Z"),
@@ -543,14 +610,21 @@ def test_email_identifier() -> None:
         assert op["identifiers"] == {"email": "maya.fernandes@example.com"}
 
 
-def test_email_identifier_falls_back_to_customer_id() -> None:
+def test_email_identifier_missing_leaves_the_ops_unresolved() -> None:
+    """No fallback to the customer id: that would create a second person in an email-keyed workspace."""
     config = MappingConfig(identifier=IdentifierStrategy.parse("email"))
     ops = ops_of(load("license_key.created.json"), config)  # license keys carry no email
-    assert [op["identifiers"] for op in ops] == [{"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}]
+    assert [op["action"] for op in ops] == ["event"]
+    assert "identifiers" not in ops[0]
+    assert ops[0]["_customer_id"] == "cus_2RfYk8HcWq5NzT1mLb9Xe"  # what the resolver works from
     doc = load("payment.succeeded.json")
     doc["data"]["customer"]["email"] = "   "
-    for op in ops_of(doc, config):
-        assert op["identifiers"] == {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}
+    ops = ops_of(doc, config)
+    assert [op["action"] for op in ops] == ["identify", "event"]
+    for op in ops:
+        assert "identifiers" not in op
+        assert op["_customer_id"] == "cus_2RfYk8HcWq5NzT1mLb9Xe"
+    assert "email" not in ops[0]["attributes"]  # a blank email is a gap, never a removal
 
 
 def test_email_identifier_is_trimmed() -> None:
@@ -567,9 +641,10 @@ def test_metadata_identifier() -> None:
         assert op["identifiers"] == {"id": "usr_01927"}
     for op in ops_of(load("subscription.renewed.json"), config):
         assert op["identifiers"] == {"id": "usr_04411"}
-    # payment.failed has empty metadata: falls back to the Dodo customer id
+    # payment.failed has empty metadata: left unresolved, no fallback to the Dodo customer id
     for op in ops_of(load("payment.failed.json"), config):
-        assert op["identifiers"] == {"id": "cus_6MbWq2TzKn8RyH4dXc1Lp"}
+        assert "identifiers" not in op
+        assert op["_customer_id"] == "cus_6MbWq2TzKn8RyH4dXc1Lp"
 
 
 def test_metadata_identifier_from_customer_metadata_and_numbers() -> None:
@@ -580,10 +655,12 @@ def test_metadata_identifier_from_customer_metadata_and_numbers() -> None:
         assert op["identifiers"] == {"id": "1927"}
     doc["data"]["customer"]["metadata"] = {"app_user_id": True}  # not an id
     for op in ops_of(doc, config):
-        assert op["identifiers"] == {"id": "cus_6MbWq2TzKn8RyH4dXc1Lp"}
+        assert "identifiers" not in op
+        assert op["_customer_id"] == "cus_6MbWq2TzKn8RyH4dXc1Lp"
     doc["data"]["customer"]["metadata"] = {"app_user_id": "  "}
     for op in ops_of(doc, config):
-        assert op["identifiers"] == {"id": "cus_6MbWq2TzKn8RyH4dXc1Lp"}
+        assert "identifiers" not in op
+        assert op["_customer_id"] == "cus_6MbWq2TzKn8RyH4dXc1Lp"
 
 
 @pytest.mark.parametrize("text", [None, "", "  ", "customer_id", "id"])

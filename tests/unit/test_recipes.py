@@ -24,7 +24,8 @@ def test_payment_events_are_renamed_and_keep_numeric_amounts() -> None:
     ops = map_event(_event("payment.succeeded.json"), config)
     event = ops[-1]
     assert (event["action"], event["name"]) == ("event", "payment_completed")
-    assert event["attributes"]["amount"] == 49.0 and isinstance(event["attributes"]["amount"], float)
+    amount = event["attributes"]["total_amount"]
+    assert amount == 49 and isinstance(amount, int | float) and not isinstance(amount, bool)  # a number, not text
     assert map_event(_event("payment.failed.json"), config)[-1]["name"] == "payment_failed"
 
 
