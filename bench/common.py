@@ -46,7 +46,8 @@ SECRET_VALUES: Final = {
     f"{SSM_PATH}/customerio-api-key": API_KEY,
 }
 # Envelope timestamps start here and grow by one second per webhook, so every freshness check
-# admits its identify (the happy path: 3 DynamoDB writes per webhook).
+# admits its identify (the happy path: one TransactWriteItems with the idempotency record, then the
+# completed record: 2 DynamoDB round trips per webhook).
 BASE_EVENT_TIME: Final = 1_790_000_000
 
 

@@ -5,8 +5,10 @@ Set-up, identical for the floor (`floor_ingest.py`):
     time (so the freshness check admits every identify: the happy path);
   * Customer.io = `stub_http.py` on loopback (keep-alive HTTP/1.1, answers 200 `{}`), in its own process;
   * AWS = `fakeaws.FakeAws` in memory: the bridge reaches it through boto3 (patched) and Powertools
-    exactly as it would reach AWS (SSM GetParameters, DynamoDB PutItem/UpdateItem for idempotency,
-    UpdateItem for freshness); the floor makes the same calls on the same fake;
+    exactly as it would reach AWS (SSM GetParameters; DynamoDB TransactWriteItems carrying the
+    idempotency record with the webhook's state records, or a plain PutItem when there are none,
+    then UpdateItem for the completed record; BatchGetItem when an op needs the identity
+    directory); the floor makes its own calls on the same fake;
   * stdout (Powertools' JSON logs and EMF metrics) goes to /dev/null.
 The first `--warmup` webhooks (imports, client creation, the first TCP connection) are not timed.
 

@@ -320,9 +320,7 @@ def test_payout_is_ignored_by_default(bridge) -> None:
 def test_dispute_with_null_customer_reaches_the_payments_customer(bridge) -> None:
     payment = _mutate(SAMPLES["payment.succeeded.json"], lambda d: d["data"].update(payment_id="pay_disputed"))
     assert bridge.send(payment)[0] == 200
-    body = _mutate(
-        SAMPLES["dispute.opened.json"], lambda d: d["data"].update(customer=None, payment_id="pay_disputed")
-    )
+    body = _mutate(SAMPLES["dispute.opened.json"], lambda d: d["data"].update(customer=None, payment_id="pay_disputed"))
     status, answer = bridge.send(body)
     assert (status, answer["status"]) == (200, "delivered")
     (dispute,) = [op for op in bridge.sandbox.accepted_ops() if op.get("name") == "dispute.opened"]

@@ -48,9 +48,13 @@ def test_customer_becomes_one_identify_stamped_with_the_read_time() -> None:
         "attributes": {
             "email": "customer3@example.com",
             "name": "Customer 3",
+            "first_name": "Customer",
+            "last_name": "3",
             "phone": "+15550000003",
             "dodo_customer_id": "cus_00003",
         },
+        "_customer_id": "cus_00003",
+        "_state": "customer",
     }
 
 
@@ -59,7 +63,6 @@ def test_customer_becomes_one_identify_stamped_with_the_read_time() -> None:
     [
         ("email", 3, {"email": "customer3@example.com"}),
         ("metadata:app_user_id", 4, {"id": "user-4"}),
-        ("metadata:app_user_id", 3, {"id": "cus_00003"}),  # key absent: falls back like the bridge
     ],
 )
 def test_customer_identifier_follows_the_bridge_strategy(
@@ -70,10 +73,18 @@ def test_customer_identifier_follows_the_bridge_strategy(
     assert op["identifiers"] == expected
 
 
+def test_customer_without_the_chosen_identifier_is_a_problem_not_a_fallback() -> None:
+    mapping = MappingConfig(identifier=IdentifierStrategy.parse("metadata:app_user_id"))
+    built = OpBuilder(mapping).build(CUSTOMERS, make_customer(3), NOW)  # no app_user_id
+    assert built.ops == []
+    assert built.problem is not None
+    assert "not sent" in built.problem
+
+
 def test_removed_attributes_apply_to_customers_too() -> None:
     mapping = MappingConfig(removed_attributes={"*": frozenset({"phone", "name"})})
     (op,) = OpBuilder(mapping).build(CUSTOMERS, make_customer(3), NOW).ops
-    assert set(op["attributes"]) == {"email", "dodo_customer_id"}
+    assert set(op["attributes"]) == {"email", "first_name", "last_name", "dodo_customer_id"}
 
 
 def test_subscription_identify_matches_what_the_webhook_would_set() -> None:

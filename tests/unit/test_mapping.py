@@ -92,7 +92,9 @@ def test_op_shape(name: str) -> None:
     doc = load(name)
     ops = ops_of(doc)
     is_subscription = doc["type"].startswith("subscription.")
-    expected_states = (["customer", "subscription"] if is_subscription else ["customer"]) if name in WITH_CUSTOMER else []
+    expected_states = (
+        (["customer", "subscription"] if is_subscription else ["customer"]) if name in WITH_CUSTOMER else []
+    )
     assert [op["action"] for op in ops] == ["identify"] * len(expected_states) + ["event"]
     assert [op.get("_state") for op in ops[:-1]] == expected_states
     assert "_state" not in ops[-1]
@@ -467,7 +469,11 @@ def test_refund_mapping() -> None:
     identify, event = ops_of(load("refund.succeeded.json"))
     assert identify["attributes"]["email"] == "maya.fernandes@example.com"
     attrs = event["attributes"]
-    assert (attrs["refund_amount"], attrs["refund_amount_minor"], attrs["refund_amount_currency"]) == (24.5, 2450, "USD")
+    assert (attrs["refund_amount"], attrs["refund_amount_minor"], attrs["refund_amount_currency"]) == (
+        24.5,
+        2450,
+        "USD",
+    )
     assert attrs["refund_amount_display"] == "$24.50"
     assert attrs["is_partial"] is True
     assert attrs["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
@@ -490,7 +496,11 @@ def test_dispute_mapping() -> None:
     identify, event = ops_of(load("dispute.opened.json"))
     assert identify["identifiers"] == {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}
     attrs = event["attributes"]
-    assert (attrs["dispute_amount"], attrs["dispute_amount_minor"], attrs["dispute_amount_currency"]) == (49, 4900, "USD")
+    assert (attrs["dispute_amount"], attrs["dispute_amount_minor"], attrs["dispute_amount_currency"]) == (
+        49,
+        4900,
+        "USD",
+    )
     assert attrs["dispute_amount_display"] == "$49.00"
     assert attrs["dispute_stage"] == "dispute"
     assert attrs["dispute_status"] == "dispute_opened"
