@@ -713,6 +713,7 @@ def test_money_that_no_json_number_holds_is_left_out() -> None:
     assert attrs.money("total_amount", 10**400, "JPY", {}) == {}
     assert attrs.money("total_amount", None, "USD", {}) == {}
     assert attrs.money("total_amount", 100, None, {}) == {}
+    assert attrs.money("total_amount", 100, "  ", {}) == {}
     assert attrs.money("total_amount", 100, "usd", {}) == {
         "total_amount": 1,
         "total_amount_minor": 100,

@@ -94,7 +94,8 @@ def test_subscription_identify_matches_what_the_webhook_would_set() -> None:
     payload = parse_payload(envelope)
     assert payload is not None
     webhook_ops = map_event(DodoEvent("msg_1", envelope, payload), MappingConfig())
-    webhook_identify = next(op for op in webhook_ops if op["action"] == "identify")
+    # The subscription's piece of state; the customer's own fields come from the customers listing.
+    webhook_identify = next(op for op in webhook_ops if op.get("_state") == "subscription")
     listed = {k: v for k, v in envelope.data.items() if k != "payload_type"}  # what GET /subscriptions returns
     (op,) = OpBuilder(MappingConfig()).build(ACTIVE, listed, NOW).ops
     assert op["action"] == "identify"

@@ -309,6 +309,8 @@ class OpBuilder:
             return Built(object_id, problem=f"no {self.mapping.identifier.text} for its customer: not sent")
         ops: list[Op] = []
         for op in mapped:
+            if op.get(STATE) == CUSTOMER_STATE:
+                continue  # the customer's own fields come from the customers listing, read at its own time
             if op.get("action") == "identify":
                 ops.append({**op, TIMESTAMP: now} if op.get("type") == "object" else {**op, "timestamp": now})
             elif self.events and event_type == own_type:

@@ -73,7 +73,8 @@ _NOT_FORWARDED = frozenset(
     {"customer", "payload_type", "business_id", "brand_id", "recipient", "from_address", "reply_to"}
 )
 
-# A list on an event is capped so one long cart cannot push the rest out of the 32 KB op.
+# A list is cut to what fits: Customer.io's per-value limit on a profile; on an event (no such
+# limit) a cap all the same, so one long cart cannot push the rest out of the 32 KB op.
 PROFILE_VALUE_BYTES = MAX_ATTRIBUTE_VALUE_BYTES
 EVENT_LIST_BYTES = 4096
 
@@ -95,6 +96,14 @@ def _safe_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
         return None
     cleaned = {str(k): v for k, v in metadata.items() if not is_secret_key(k) and _scalar(v)}
     return cleaned or None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _whole(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _str(raw: Mapping[str, Any], key: str) -> str | None:
@@ -154,9 +163,9 @@ def money(prefix: str, minor: int | None, currency: str | None, exponents: Mappi
     Empty when the amount or its currency is unknown, or the amount is too large for any JSON
     number Customer.io can store (a hostile payload, not a price).
     """
-    if minor is None or isinstance(minor, bool) or not currency:
+    code = currency.strip().upper() if currency else ""
+    if minor is None or isinstance(minor, bool) or not code:
         return {}
-    code = currency.strip().upper()
     major = to_major(minor, code, exponents or None)
     try:
         if not math.isfinite(major):
@@ -221,14 +230,6 @@ def _quantity(items: list[dict[str, Any]]) -> int:
 def _objects(raw: Mapping[str, Any], key: str, fields: Mapping[str, tuple[str, Any]]) -> list[dict[str, Any]]:
     """Each object of a list field reduced to `fields` (output name -> (source key, converter))."""
     return [_compact({name: conv(item.get(src)) for name, (src, conv) in fields.items()}) for item in _items(raw, key)]
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _whole(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 _METER_FIELDS = {
@@ -311,10 +312,12 @@ def customer_profile(customer: Customer, *, metadata: str = "prefixed") -> dict[
     out: dict[str, Any] = {"dodo_customer_id": customer.customer_id}
     if email:  # an email is never removed: an empty one is a gap in the payload, not a change
         out["email"] = email
-    out["name"] = name
-    out["first_name"] = first_name
-    out["last_name"] = last_name
-    out["phone"] = customer.phone_number or None
+    if "name" in customer.sent:  # a key Dodo did not send says nothing: nothing is cleared on a guess
+        out["name"] = name
+        out["first_name"] = first_name
+        out["last_name"] = last_name
+    if "phone_number" in customer.sent:
+        out["phone"] = customer.phone_number or None
     if metadata == "prefixed":
         for key, value in (_safe_metadata(customer.metadata) or {}).items():
             out[f"metadata_{key}"] = value

@@ -67,6 +67,7 @@ class Customer:
     name: str | None = None
     phone_number: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    sent: frozenset[str] = frozenset()  # the keys Dodo sent: an absent field is unknown, not cleared
 
     @classmethod
     def parse(cls, data: Mapping[str, Any], path: str) -> Customer:
@@ -76,6 +77,7 @@ class Customer:
             name=_opt(data, "name", str),
             phone_number=_opt(data, "phone_number", str),
             metadata=_opt_dict(data, "metadata"),
+            sent=frozenset(str(k) for k in data),
         )
 
 
