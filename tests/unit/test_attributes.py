@@ -325,6 +325,13 @@ def test_profile_metadata_prefixed_or_none() -> None:
     assert attrs.customer_profile(cust) == prefixed  # prefixed is the default
 
 
+def test_customer_fields_dodo_did_not_send_are_left_alone() -> None:
+    profile = attrs.customer_profile(customer(email="maya.fernandes@example.com"))
+    assert not {"name", "first_name", "last_name", "phone"} & set(profile)
+    cleared = attrs.customer_profile(customer(email="maya.fernandes@example.com", name=None, phone_number=None))
+    assert (cleared["name"], cleared["first_name"], cleared["last_name"], cleared["phone"]) == (None, None, None, None)
+
+
 def test_empty_email_is_never_a_removal() -> None:
     assert "email" not in attrs.customer_profile(customer(email="  ", name="Maya"))
 
