@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from dodo_cio.state import ExtraItemFailed, StatePlan, StateTable, customer_key, plan_for
 from support.aws import create_state_table
 
 
 @pytest.fixture
-def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[StateTable]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        name = create_state_table(boto3.client("dynamodb"))
-        yield StateTable(name, lambda: boto3.client("dynamodb"), ident="ident:email")
+def table(aws_env: None) -> StateTable:
+    name = create_state_table(boto3.client("dynamodb"))
+    return StateTable(name, lambda: boto3.client("dynamodb"), ident="ident:email")
 
 
 def identify(piece: str, ts: int, customer: str = "cus_1") -> dict[str, Any]:
@@ -80,3 +71,27 @@ def test_a_failed_extra_item_writes_nothing(table: StateTable) -> None:
         table.commit(plan_for([identify("customer", 100)]), [taken])
     # The piece was not moved: an older update is still admitted.
     assert table.commit(plan_for([identify("customer", 1)])) == set()
+
+
+def test_in_one_retry_batch_only_the_newest_update_of_a_piece_is_sent(table: StateTable) -> None:
+    """Two parked updates of one subscription drained together: the older counts as done, unsent."""
+    from dodo_cio.customerio import DeliveryResult, OpResult
+    from dodo_cio.parking import LastError, ParkedDelivery
+    from dodo_cio.retry import RetryProcessor, SqsRecord
+
+    sent: list[dict[str, Any]] = []
+
+    class Sender:
+        def send(self, ops: Any) -> DeliveryResult:
+            sent.extend(ops)
+            return DeliveryResult(tuple(OpResult("delivered") for _ in ops), 200)
+
+    def parked(ts: int, status: str) -> SqsRecord:
+        op = {**identify("subscription", ts), "identifiers": {"id": "cus_1"}, "attributes": {"status": status}}
+        body = ParkedDelivery(f"msg_{ts}", "subscription.updated", ts, ts, 1, [op], LastError("transient", "503"))
+        return SqsRecord(f"m{ts}", f"rh{ts}", body.to_json(), 1)
+
+    processor = RetryProcessor(sqs=None, retry_queue_url="q", dead_letter_queue_url="dlq", state=table)  # type: ignore[arg-type]
+    outcomes = processor.process([parked(200, "on_hold"), parked(100, "active")], Sender())
+    assert [o.verdict for o in outcomes] == ["delivered", "delivered"]
+    assert [op["attributes"]["status"] for op in sent] == ["on_hold"]

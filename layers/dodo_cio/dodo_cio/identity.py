@@ -47,6 +47,7 @@ class Known:
     payments: dict[str, str] = field(default_factory=dict)
     # What came from Dodo's API (not the payload, not the directory): worth writing to the directory.
     learned: dict[str, dict[str, str]] = field(default_factory=dict)
+    learned_payments: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,7 @@ class Resolver:
                 continue
             customer_id = customer["customer_id"]
             if ref in payments:
-                known.payments[ref] = customer_id
+                known.payments[ref] = known.learned_payments[ref] = customer_id
             metadata = customer.get("metadata")
             identifiers = self.strategy.resolve(
                 customer_id, _text(customer.get("email")), [metadata] if isinstance(metadata, dict) else []

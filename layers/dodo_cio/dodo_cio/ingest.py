@@ -193,7 +193,7 @@ class IngestService:
             return HttpResponse(200, {"status": "ignored", "reason": reason})
 
         known = event_facts(event, self.mapping)
-        stated = dict(known.customers)
+        stated, stated_payments = dict(known.customers), dict(known.payments)  # what this webhook says
         if self.resolver is None:
             self.resolver = Resolver(self.mapping.identifier)
         ops, unresolved = self.resolver.resolve(ops, known)
@@ -202,7 +202,8 @@ class IngestService:
             self.logger.warning("ops parked until their person is known", extra={"reason": unresolved[0].reason})
         plan = StatePlan()
         if self.state is not None:
-            plan = plan_for(ops, customers=stated, learned=known.learned, payments=known.payments)
+            payments = {**stated_payments, **known.learned_payments}  # not what the directory already holds
+            plan = plan_for(ops, customers=stated, learned=known.learned, payments=payments)
         return Prepared(event, ops, unresolved, plan, secrets)
 
     def _verify(self, request: WebhookRequest, webhook_secrets: tuple[bytes, ...]) -> VerifiedWebhook:

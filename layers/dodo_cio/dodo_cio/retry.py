@@ -166,7 +166,7 @@ class RetryProcessor:
     state: StateTable | None = None
     resolver: Resolver | None = None
 
-    def _freshness_fates(self, messages: list[list[dict[str, Any]]]) -> list[list[OpFate | None]]:
+    def _pre_send_fates(self, messages: list[list[dict[str, Any]]]) -> list[list[OpFate | None]]:
         """Pre-decided fates: who each op is for, whether it fits, whether newer state was applied.
 
         Per batch, not per op: one directory read for the ops that still need their person
@@ -197,7 +197,7 @@ class RetryProcessor:
         if self.state is None:
             return fates
         admitted = [messages[m][o] for m, o, _ in flat if fates[m][o] is None]
-        plan = plan_for(admitted, learned=known.learned, payments=known.payments)
+        plan = plan_for(admitted, learned=known.learned, payments=known.learned_payments)
         try:
             self.state.commit(plan)
         except StateUnavailable:  # cannot tell; try again later rather than risk going back
@@ -233,7 +233,7 @@ class RetryProcessor:
             for i, (_, parked) in enumerate(readable):
                 fates[i] = [OpFate(OpResult("config", missing_credentials), None, None) for _ in parked.ops]
         else:
-            slots = self._freshness_fates([p.ops for _, p in readable])
+            slots = self._pre_send_fates([p.ops for _, p in readable])
             pending = [[o for o, fate in enumerate(row) if fate is None] for row in slots]
             plan = plan_requests([[p.ops[o] for o in pending[m]] for m, (_, p) in enumerate(readable)])
             for request in plan:
