@@ -11,12 +11,12 @@ import base64
 import email.utils
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
 from dodo_cio.http import KeepAliveClient, TransportError, TransportTimeout
-from dodo_cio.limits import encoded_size
+from dodo_cio.limits import encoded_size, wire_op
 
 Outcome = Literal["delivered", "transient", "permanent", "config"]
 
@@ -77,15 +77,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 def _reason(status: int, body: bytes) -> str:
     text = body[:_MAX_REASON].decode("utf-8", errors="replace").strip()
     return f"HTTP {status}" + (f": {text}" if text else "")
-
-
-def wire_op(op: Mapping[str, Any]) -> dict[str, Any]:
-    """The op as Customer.io receives it: without the bridge's own notes (keys starting with "_").
-
-    `None` attribute values stay: they are JSON null, which removes the attribute (documented for
-    objects and relationships; shown for people by a v1 integration that reads the profile back).
-    """
-    return {k: v for k, v in op.items() if not k.startswith("_")}
 
 
 def _all(n: int, outcome: Outcome, reason: str) -> tuple[OpResult, ...]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -50,9 +51,18 @@ def encoded_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
+def wire_op(op: Mapping[str, Any]) -> dict[str, Any]:
+    """The op as Customer.io receives it: without the bridge's own notes (keys starting with "_").
+
+    `None` attribute values stay: they are JSON null, which removes the attribute (documented for
+    objects and relationships; shown for people by a v1 integration that reads the profile back).
+    """
+    return {k: v for k, v in op.items() if not str(k).startswith("_")}
+
+
 def wire_size(op: dict[str, Any]) -> int:
     """Bytes of the op as sent: without the bridge's own `_` keys."""
-    return encoded_size({k: v for k, v in op.items() if not str(k).startswith("_")})
+    return encoded_size(wire_op(op))
 
 
 def truncate_utf8(text: str, max_bytes: int, marker: str = "") -> str:

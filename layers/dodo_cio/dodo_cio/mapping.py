@@ -123,7 +123,7 @@ class MappingConfig:
 # ops
 #
 # Keys starting with "_" are the bridge's own notes on an op. They travel with it (also in parked
-# messages) and are stripped before anything is sent (`dodo_cio.customerio.wire_op`):
+# messages) and are stripped before anything is sent (`dodo_cio.limits.wire_op`):
 #   _customer_id  the Dodo customer the op is about (identity resolution, state records)
 #   _payment_id   a dispute that names only its payment: resolved to a customer through it
 #   _state        the piece of state an identify carries ("customer", "subscription",
@@ -140,9 +140,8 @@ SUBSCRIPTION_STATE: Final = "subscription"
 PROFILE_METADATA_MODES: Final = ("prefixed", "none")
 
 
-def _who(op: Op, identifiers: Mapping[str, str] | None, customer_id: str | None, payment_id: str | None) -> Op:
-    if identifiers:
-        op["identifiers"] = dict(identifiers)
+def _about(op: Op, customer_id: str | None, payment_id: str | None = None) -> Op:
+    """Note whom the op is about, for identity resolution and the state records."""
     if customer_id:
         op[CUSTOMER_ID] = customer_id
     elif payment_id:
@@ -227,8 +226,6 @@ def payload_identifiers(event: DodoEvent, config: MappingConfig) -> dict[str, st
     metadata = event.payload.raw.get("metadata")
     if isinstance(metadata, dict):
         sources.append(metadata)
-    if config.identifier.kind == "customer_id":
-        return config.identifier.resolve(customer_id, None)
     return config.identifier.resolve(customer_id, customer.email if customer else None, sources)
 
 
@@ -246,21 +243,17 @@ def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
     ops: list[Op] = []
     if config.send_identify and customer is not None:
         profile = attrs.customer_profile(customer, metadata=config.profile_metadata)
-        ops.append(_who(identify_op(event, identifiers, profile, CUSTOMER_STATE), identifiers, customer_id, None))
+        ops.append(_about(identify_op(event, identifiers, profile, CUSTOMER_STATE), customer_id))
     p = event.payload
     if config.send_identify and isinstance(p, Subscription):
         state = attrs.subscription_profile(p, config.exponents)
         if config.subscription_object_type_id:
             op = subscription_object_op(event, config.subscription_object_type_id, p, identifiers, state)
-            ops.append(_who(op, None, customer_id, None))
+            ops.append(_about(op, customer_id))
         else:
             on_profile = {"subscription_id": p.subscription_id, **{f"subscription_{k}": v for k, v in state.items()}}
-            ops.append(
-                _who(identify_op(event, identifiers, on_profile, SUBSCRIPTION_STATE), identifiers, customer_id, None)
-            )
-    ops.append(
-        _who(event_op(event, identifiers, config.event_name(event.type), attributes), None, customer_id, payment_id)
-    )
+            ops.append(_about(identify_op(event, identifiers, on_profile, SUBSCRIPTION_STATE), customer_id))
+    ops.append(_about(event_op(event, identifiers, config.event_name(event.type), attributes), customer_id, payment_id))
     return ops
 
 
