@@ -104,6 +104,7 @@ class _DynamoDB(_Service):
 
     def put_item(self, *, TableName: str, Item: dict[str, Any], ConditionExpression: str = "", **kw: Any) -> Any:
         self._count("PutItem")
+        self._aws.write_units += 1
         table = self._table(TableName)
         old = self._put_fails(table, Item, {"ConditionExpression": ConditionExpression, **kw})
         if old is not None:
@@ -127,6 +128,7 @@ class _DynamoDB(_Service):
 
     def update_item(self, *, TableName: str, Key: dict[str, Any], **update: Any) -> Any:
         self._count("UpdateItem")
+        self._aws.write_units += 1
         table = self._table(TableName)
         key = self._key(Key)
         old = table.get(key)
@@ -160,6 +162,7 @@ class _DynamoDB(_Service):
             reasons.append(reason)
         if any(r["Code"] != "None" for r in reasons):
             self._aws.transaction_cancelled(reasons)
+        self._aws.write_units += 2 * len(TransactItems)
         for entry in TransactItems:
             ((kind, op),) = entry.items()
             table = self._table(op["TableName"])
@@ -174,6 +177,7 @@ class _DynamoDB(_Service):
 
     def delete_item(self, *, TableName: str, Key: dict[str, Any], **_: Any) -> Any:
         self._count("DeleteItem")
+        self._aws.write_units += 1
         self._table(TableName).pop(self._key(Key), None)
         return {}
 
@@ -206,6 +210,9 @@ class FakeAws:
         self.tables: dict[str, dict[str, dict[str, Any]]] = {}
         self.messages: list[dict[str, Any]] = []
         self.calls: Counter[str] = Counter()
+        # DynamoDB on-demand write request units, as AWS bills them for items under 1 KB: 1 per
+        # PutItem / UpdateItem / DeleteItem, 2 per item of a TransactWriteItems that commits.
+        self.write_units = 0
 
         class ConditionalCheckFailedException(error_base):  # type: ignore[misc, valid-type]
             pass

@@ -95,6 +95,8 @@ def warm(url: str, repeat: int, n: int) -> dict[str, Any]:
             )
         }
         out[impl]["aws_calls_per_webhook"] = rs[0]["aws_calls_per_webhook"]
+        if "dynamodb_write_units_per_webhook" in rs[0]:
+            out[impl]["dynamodb_write_units_per_webhook"] = rs[0]["dynamodb_write_units_per_webhook"]
         out[impl]["statuses"] = rs[0]["statuses"]
     return out
 
@@ -565,7 +567,7 @@ def cost_section(r: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         f"Prices as of {c['prices_date']} (see `bench/cost.py` for sources): " + "; ".join(c["prices"].values()) + ".",
         "",
         "Happy path (delivered at once). *measured* = the handler's local wall time (full core, loopback): "
-        "a lower bound. *projected* = local CPU time + one real botocore call per DynamoDB write, "
+        "a lower bound. *projected* = local CPU time + one real botocore call per DynamoDB round trip, "
         f"stretched by Lambda's CPU share at {c['memory_mb']} MB ({c['cpu_share']:.1%}), plus assumed "
         "network waits: " + "; ".join(f"{v['meaning']} = {v['value']}" for v in c["assumptions"].values()) + ".",
         "",
@@ -595,8 +597,8 @@ def cost_section(r: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "scheduling period, so short bursts can run at full speed; the real duration lies between the measured "
         "and the projected columns. Either way Lambda duration is a small item.",
         "",
-        f"DynamoDB ({cost.DYNAMODB_WRITES_PER_WEBHOOK} write units, "
-        f"${cost.DYNAMODB_WRITES_PER_WEBHOOK * 0.625:.3f}) and, if every request is traced, X-Ray ($5.00) "
+        f"DynamoDB ({c['dynamodb_write_units']:.2f} write units, measured: transactional writes count twice; "
+        f"${c['dynamodb_write_units'] * 0.625:.3f}) and, if every request is traced, X-Ray ($5.00) "
         f"are the largest items; without X-Ray the projected p50 total is ${no_xray:.2f} per million.",
         "",
     ]

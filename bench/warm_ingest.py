@@ -36,7 +36,8 @@ def run(track_url: str, n: int, warmup: int) -> dict[str, Any]:
 
     result = drive(app.lambda_handler, events, warmup)
     calls = {k: round(v / (warmup + n), 3) for k, v in sorted(fake.calls.items())}
-    return {**result, "aws_calls_per_webhook": calls, "impl": "bridge"}
+    write_units = round(fake.write_units / (warmup + n), 3)
+    return {**result, "aws_calls_per_webhook": calls, "dynamodb_write_units_per_webhook": write_units, "impl": "bridge"}
 
 
 def main() -> None:
