@@ -14,7 +14,8 @@ So an op the payload cannot address is resolved, in this order, from
 An op still unresolved is never sent under a fallback identifier: it is parked like a failed
 delivery ("config" when the bridge has no way to look it up, "transient" when a lookup failed) and
 the retry path tries again, until the customer becomes known or the message reaches the DLQ with
-the reason. This is the same code on the ingest path, the retry path and in the backfill.
+the reason. This is the same code on the ingest path and the retry path. (`dodo-cio backfill`
+reads every customer whole from Dodo's API, so its ops are addressed from the customer itself.)
 """
 
 from __future__ import annotations

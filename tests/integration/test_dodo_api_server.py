@@ -1,0 +1,194 @@
+"""The request path's Dodo API client against the local fake of Dodo's API on loopback.
+
+What each answer means, the time budget, the id escaping and the size cap, over a real socket
+(`support.fake_dodo`). The scripted-transport tests, which open no socket, are in
+tests/unit/test_dodo_api.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+
+from dodo_cio.dodo_api import DodoApi, DodoApiConfigError, DodoApiUnavailable
+from dodo_cio.http import KeepAliveClient, TransportError
+from support.fake_dodo import FakeDodo, make_customer, make_payment
+
+# -------------------------------------------------------------------------------------------------
+# against the fake API on loopback
+
+
+@pytest.fixture
+def dodo() -> Iterator[FakeDodo]:
+    with FakeDodo.populated(5, n_payments=3) as fake:
+        yield fake
+
+
+@pytest.fixture
+def api(dodo: FakeDodo) -> Iterator[DodoApi]:
+    client = DodoApi(dodo.base_url, dodo.api_key, connect_timeout=1.0, read_timeout=2.0)
+    yield client
+    client.close()
+
+
+@pytest.mark.network
+def test_found_customer(api: DodoApi, dodo: FakeDodo) -> None:
+    customer = api.customer("cus_00003")
+    assert customer == make_customer(3)
+    assert customer is not None
+    assert (customer["customer_id"], customer["email"], customer["name"]) == (
+        "cus_00003",
+        "customer3@example.com",
+        "Customer 3",
+    )
+    assert customer["phone_number"] == "+15550000003"
+    assert dodo.lookups("customers") == ["cus_00003"]
+
+
+@pytest.mark.network
+def test_found_payment_names_its_customer(api: DodoApi, dodo: FakeDodo) -> None:
+    mine = dodo.add_payment({**make_payment(42, make_customer(4)), "payment_id": "pay_dispute"})
+    payment = api.payment("pay_dispute")
+    assert payment == mine
+    assert payment is not None
+    assert payment["customer"]["customer_id"] == "cus_00004"
+    assert payment["customer"]["email"] == "customer4@example.com"
+    assert payment["customer"]["metadata"] == {"app_user_id": "user-4"}
+    assert dodo.lookups("payments") == ["pay_dispute"]
+
+
+@pytest.mark.network
+def test_unknown_ids_are_none(api: DodoApi, dodo: FakeDodo) -> None:
+    assert api.customer("cus_nobody") is None
+    assert api.payment("pay_nobody") is None
+    assert [(r.path, r.status) for r in dodo.requests] == [
+        ("/customers/cus_nobody", 404),
+        ("/payments/pay_nobody", 404),
+    ]
+
+
+@pytest.mark.network
+def test_the_connection_is_kept_between_calls(api: DodoApi, dodo: FakeDodo) -> None:
+    assert api.customer("cus_00000") is not None
+    transport = cast(Any, api)._transport
+    first = transport._conn.sock.getsockname()
+    assert api.payment("pay_00000") is not None
+    assert transport._conn.sock.getsockname() == first
+
+
+@pytest.mark.network
+def test_wrong_key_is_a_config_error_without_the_key(dodo: FakeDodo) -> None:
+    key = "sk_test_wrong_0123456789"
+    client = DodoApi(dodo.base_url, key)
+    with pytest.raises(DodoApiConfigError) as caught:
+        client.customer("cus_00001")
+    client.close()
+    assert caught.value.status == 401
+    message = str(caught.value)
+    assert key not in message
+    assert "other mode" in message and "test_mode" in message
+    assert not isinstance(caught.value, DodoApiUnavailable)
+
+
+@pytest.mark.network
+def test_403_is_a_config_error(api: DodoApi, dodo: FakeDodo) -> None:
+    dodo.fail("/payments/pay_00001", status=403)
+    with pytest.raises(DodoApiConfigError, match="HTTP 403"):
+        api.payment("pay_00001")
+
+
+@pytest.mark.network
+def test_500_is_unavailable_and_the_next_call_works(api: DodoApi, dodo: FakeDodo) -> None:
+    dodo.fail("/payments/pay_00001", status=500)
+    with pytest.raises(DodoApiUnavailable, match="HTTP 500: injected failure") as caught:
+        api.payment("pay_00001")
+    assert caught.value.status == 500
+    assert api.payment("pay_00001") is not None  # transient: the injected failure was used up
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("status", [429, 502, 503])
+def test_throttling_and_gateway_errors_are_unavailable(api: DodoApi, dodo: FakeDodo, status: int) -> None:
+    dodo.fail("/customers/*", status=status)  # any customer lookup
+    with pytest.raises(DodoApiUnavailable, match=f"HTTP {status}"):
+        api.customer("cus_00002")
+
+
+@pytest.mark.network
+def test_slow_answer_is_unavailable_at_the_read_timeout(dodo: FakeDodo) -> None:
+    client = DodoApi(dodo.base_url, dodo.api_key, read_timeout=0.3)
+    dodo.stall("/customers/cus_00001", 5.0)
+    start = time.monotonic()
+    with pytest.raises(DodoApiUnavailable, match="no answer in time"):
+        client.customer("cus_00001")
+    assert time.monotonic() - start < 1.5
+    assert client.customer("cus_00001") is not None  # a fresh connection; the stall was used up
+    client.close()
+
+
+@pytest.mark.network
+def test_deadline_shortens_the_read_timeout(api: DodoApi, dodo: FakeDodo) -> None:
+    dodo.stall("/payments/*", 5.0)
+    start = time.monotonic()
+    with pytest.raises(DodoApiUnavailable):
+        api.payment("pay_00002", deadline=start + 0.3)  # read_timeout is 2 s
+    assert time.monotonic() - start < 1.2
+
+
+@pytest.mark.network
+def test_deadline_with_time_left_changes_nothing(api: DodoApi) -> None:
+    assert api.customer("cus_00001", deadline=time.monotonic() + 5) == make_customer(1)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("left", [-1.0, 0.0, 0.01])
+def test_deadline_passed_or_too_close_sends_nothing(api: DodoApi, dodo: FakeDodo, left: float) -> None:
+    with pytest.raises(DodoApiUnavailable, match="not sent"):
+        api.customer("cus_00001", deadline=time.monotonic() + left)
+    with pytest.raises(DodoApiUnavailable, match="not sent"):
+        api.payment("pay_00001", deadline=time.monotonic() + left)
+    assert dodo.requests == []
+
+
+@pytest.mark.network
+def test_id_with_slash_stays_one_path_segment(api: DodoApi, dodo: FakeDodo) -> None:
+    odd = dodo.add_customer({**make_customer(9), "customer_id": "cus/../9?x=1#f"})
+    assert api.customer("cus/../9?x=1#f") == odd
+    assert dodo.requests[-1].path == "/customers/cus%2F..%2F9%3Fx%3D1%23f"
+    # an id cannot climb out of its collection: this asks for a customer with that odd id
+    assert api.customer("../payments/pay_00001") is None
+    assert dodo.requests[-1].path == "/customers/..%2Fpayments%2Fpay_00001"
+    assert dodo.lookups("payments") == []
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("nothing", ["", ".", ".."])
+def test_ids_naming_nothing_are_never_sent(api: DodoApi, dodo: FakeDodo, nothing: str) -> None:
+    assert api.customer(nothing) is None  # an empty id would list customers; dots would climb the path
+    assert api.payment(nothing) is None
+    assert dodo.requests == []
+
+
+@pytest.mark.network
+def test_transport_caps_the_answer_size(dodo: FakeDodo) -> None:
+    transport = KeepAliveClient(dodo.base_url, connect_timeout=1.0, read_timeout=1.0)
+    headers = {"Authorization": f"Bearer {dodo.api_key}"}
+    with pytest.raises(TransportError, match="larger than 50 bytes"):
+        transport.get("/customers/cus_00001", headers, max_bytes=50)
+    answer = transport.get("/customers/cus_00001", headers, deadline=time.monotonic() + 2, max_bytes=10_000)
+    assert answer.status == 200
+    assert json.loads(answer.body) == make_customer(1)
+    transport.close()
+
+
+@pytest.mark.network
+def test_nothing_listening_is_unavailable() -> None:
+    with FakeDodo() as gone:
+        url = gone.base_url  # a port that was just free, now closed again
+    client = DodoApi(url, "k", connect_timeout=0.5)
+    with pytest.raises(DodoApiUnavailable, match="connection error"):
+        client.customer("cus_00001")
