@@ -36,13 +36,15 @@ class Dodo:
         self.customers, self.payments, self.fail = customers or {}, payments or {}, fail
         self.asked: list[str] = []
 
-    def customer(self, customer_id: str) -> dict[str, Any] | None:
+    def customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
+        assert deadline is not None, "every lookup runs to the resolver's budget"
         self.asked.append(customer_id)
         if self.fail:
             raise self.fail
         return self.customers.get(customer_id)
 
-    def payment(self, payment_id: str) -> dict[str, Any] | None:
+    def payment(self, payment_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
+        assert deadline is not None, "every lookup runs to the resolver's budget"
         self.asked.append(payment_id)
         if self.fail:
             raise self.fail
@@ -136,3 +138,30 @@ def test_unreachable_directory_falls_through_to_the_api_or_waits_as_transient() 
     assert op["identifiers"] == {"email": "d@x.io"}
     _, (item,) = Resolver(EMAIL, Broken(), lambda: None).resolve([dunning()], Known())
     assert item.kind == "transient" and "state table" in item.reason
+
+
+def test_lookups_share_one_budget_and_what_does_not_fit_waits() -> None:
+    """A slow API: the first lookup spends the budget, the second is not started and waits as transient."""
+    from dodo_cio.dodo_api import DodoApi
+    from dodo_cio.http import Answer, TransportTimeout
+
+    class Slow:
+        def __init__(self) -> None:
+            self.paths: list[str] = []
+
+        def get(self, path: str, headers: Any, *, deadline: float | None = None, max_bytes: Any = None) -> Answer:
+            import time
+
+            self.paths.append(path)
+            time.sleep(0.3)
+            raise TransportTimeout("read timeout")
+
+        def close(self) -> None:
+            pass
+
+    transport = Slow()
+    api = DodoApi("https://live.dodopayments.com", "sk_test", transport=transport)  # type: ignore[arg-type]
+    resolver = Resolver(EMAIL, Directory(), lambda: api, api_budget=0.25)
+    ready, unresolved = resolver.resolve([dunning("cus_1"), dunning("cus_2")], Known())
+    assert ready == [] and [u.kind for u in unresolved] == ["transient", "transient"]
+    assert len(transport.paths) == 1, "the second lookup had no time left and was never sent"

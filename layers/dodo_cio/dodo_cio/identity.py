@@ -20,15 +20,20 @@ reads every customer whole from Dodo's API, so its ops are addressed from the cu
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from dodo_cio.mapping import CUSTOMER_ID, PAYMENT_ID, IdentifierStrategy, MappingConfig, Op, payload_identifiers
 from dodo_cio.models import Dispute, DodoEvent, Payment, Refund
 from dodo_cio.state import Lookup, StateUnavailable
 
 Kind = Literal["transient", "config", "permanent"]
+# All of one call's lookups in Dodo's API share this many seconds: a slow API must not take a
+# webhook's answer past Dodo's 15 s, nor a retry batch past its function's timeout. What does not
+# fit waits as "transient" and is looked up on a later attempt.
+API_BUDGET_SECONDS: Final = 2.0
 
 
 class DirectoryReader(Protocol):
@@ -36,8 +41,8 @@ class DirectoryReader(Protocol):
 
 
 class DodoLookup(Protocol):
-    def customer(self, customer_id: str) -> dict[str, Any] | None: ...
-    def payment(self, payment_id: str) -> dict[str, Any] | None: ...
+    def customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any] | None: ...
+    def payment(self, payment_id: str, *, deadline: float | None = None) -> dict[str, Any] | None: ...
 
 
 @dataclass
@@ -87,10 +92,13 @@ class Resolver:
         strategy: IdentifierStrategy,
         directory: DirectoryReader | None = None,
         dodo: Callable[[], DodoLookup | None] | None = None,
+        *,
+        api_budget: float = API_BUDGET_SECONDS,
     ) -> None:
         self.strategy = strategy
         self._directory = directory
         self._dodo = dodo
+        self._api_budget = api_budget
 
     def resolve(self, ops: list[Op], known: Known) -> tuple[list[Op], list[Unresolved]]:
         pending = [op for op in ops if needs_resolution(op)]
@@ -176,13 +184,14 @@ class Resolver:
             return
         from dodo_cio.dodo_api import DodoApiConfigError, DodoApiError, DodoApiUnavailable  # noqa: PLC0415
 
+        deadline = time.monotonic() + self._api_budget
         for ref in sorted(payments) + sorted(customers):
             try:
                 if ref in payments:
-                    payment = api.payment(ref)
+                    payment = api.payment(ref, deadline=deadline)
                     customer = payment.get("customer") if payment else None
                 else:
-                    customer = api.customer(ref)
+                    customer = api.customer(ref, deadline=deadline)
             except DodoApiConfigError as exc:
                 problems[ref] = ("config", f"Dodo API refused the lookup of {ref}: {exc}")
                 continue
