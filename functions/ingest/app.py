@@ -13,6 +13,8 @@ from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.idempotency import WebhookDeduplicator
 from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
 from dodo_cio.logmask import MaskingFormatter
+from dodo_cio.mapping import MappingConfig
+from dodo_cio.quarantine import QuarantineFormatError, reprocess_request
 
 logger = Logger(logger_formatter=MaskingFormatter())
 metrics = Metrics()
@@ -22,6 +24,15 @@ _dedupe: WebhookDeduplicator | None = None
 
 def _client(service: str) -> Any:
     return aws.client(service)  # one session per container, created on the first AWS call
+
+
+def _merchant_mapping(settings: Settings) -> MappingConfig:
+    """customize.build_mapping is the merchant's code: whatever it raises is a misconfiguration."""
+    try:
+        return build_mapping(settings.mapping())
+    except Exception as exc:
+        logger.exception("customize.build_mapping failed")
+        raise ConfigError(f"customize.build_mapping failed: {type(exc).__name__}") from exc
 
 
 def service() -> IngestService:
@@ -36,7 +47,7 @@ def service() -> IngestService:
         _service = IngestService(
             settings=settings,
             secrets=secrets,
-            mapping=build_mapping(settings.mapping()),
+            mapping=_merchant_mapping(settings),
             metrics=metrics,
             logger=logger,
             sqs_factory=lambda: _client("sqs"),
@@ -58,4 +69,10 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return HttpResponse(500, {"error": "bridge misconfigured"}).to_apigw()
     if _dedupe is not None:
         _dedupe.register_context(context)
+    try:  # a direct invoke from `dodo-cio reprocess`; API Gateway events never take this shape
+        quarantined = reprocess_request(event)
+    except QuarantineFormatError as exc:
+        return HttpResponse(400, {"error": "not a quarantined webhook", "detail": str(exc)}).to_apigw()
+    if quarantined is not None:
+        return ingest.reprocess(quarantined).to_apigw()
     return ingest.handle(request_from_apigw(event)).to_apigw()

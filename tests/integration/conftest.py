@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from support.apigw import signed_event
-from support.aws import SSM_PATH, create_queues, create_state_table, drain, put_secrets
+from support.aws import SSM_PATH, create_quarantine_queue, create_queues, create_state_table, drain, put_secrets
 from support.lambda_context import FakeLambdaContext
 
 SECRET_BYTES = b"integration-test-secret-0123456789"
@@ -42,6 +42,7 @@ class Bridge:
     queue_url: str
     dlq_url: str
     sandbox: Any
+    quarantine_url: str = ""
     secret: bytes = SECRET_BYTES
 
     def invoke(self, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -56,6 +57,9 @@ class Bridge:
 
     def dead_lettered(self) -> list[dict[str, Any]]:
         return drain(self.sqs, self.dlq_url)
+
+    def quarantined(self) -> list[dict[str, Any]]:
+        return drain(self.sqs, self.quarantine_url)
 
 
 @pytest.fixture
@@ -80,6 +84,7 @@ def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
     sqs = boto3.client("sqs")
     ssm = boto3.client("ssm")
     queue_url, dlq_url = create_queues(sqs)
+    quarantine_url = create_quarantine_queue(sqs)
     table = create_state_table(boto3.client("dynamodb"))
     put_secrets(ssm, webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     env = {
@@ -89,6 +94,7 @@ def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
         "CUSTOMERIO_IDENTIFIER": "customer_id",
         "RETRY_QUEUE_URL": queue_url,
         "DEAD_LETTER_QUEUE_URL": dlq_url,
+        "QUARANTINE_QUEUE_URL": quarantine_url,
         "STATE_TABLE_NAME": table,
         "POWERTOOLS_SERVICE_NAME": "dodo-customerio-bridge",
         "POWERTOOLS_METRICS_NAMESPACE": "DodoCustomerioBridge",
@@ -101,5 +107,5 @@ def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
     parameters.clear_caches()
     sandbox.reset()
     monkeypatch.setattr(app, "_service", None)
-    yield Bridge(app, sqs, ssm, queue_url, dlq_url, sandbox)
+    yield Bridge(app, sqs, ssm, queue_url, dlq_url, sandbox, quarantine_url)
     parameters.clear_caches()

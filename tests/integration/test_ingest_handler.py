@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -276,25 +275,10 @@ def test_verification_happens_before_parsing(bridge) -> None:
     _assert_rejected(bridge, signed_event(b"{not json", b"wrong-secret-wrong-secret"), 401)
 
 
-@pytest.mark.parametrize(
-    ("body", "field"),
-    [
-        (b"", "body"),
-        (b"   ", "body"),
-        (b"{not json", "body"),
-        (b"[1, 2]", "body"),
-        (b'"payment.succeeded"', "body"),
-        (_body({"data": {}, "timestamp": "2026-10-14T09:21:47Z"}), "body.type"),
-        (_body({"type": "payment.succeeded", "timestamp": "2026-10-14T09:21:47Z"}), "body.data"),
-        (_mutate(PAYMENT, lambda d: d["data"].pop("payment_id")), "data.payment_id"),
-        (_mutate(PAYMENT, lambda d: d["data"].update(total_amount="4900")), "data.total_amount"),
-        (_mutate(PAYMENT, lambda d: d["data"]["customer"].pop("customer_id")), "data.customer.customer_id"),
-        (_mutate(SAMPLES["subscription.active.json"], lambda d: d["data"].pop("status")), "data.status"),
-    ],
-)
-def test_bad_bodies_get_400_naming_the_field(bridge, body: bytes, field: str) -> None:
-    answer = _assert_rejected(bridge, signed_event(body, bridge.secret), 400)
-    assert answer["field"] == field
+def test_a_signed_bad_body_is_quarantined_not_refused(bridge) -> None:
+    # Every shape of unreadable body, and a re-run after an upgrade: tests/integration/test_quarantine.py.
+    status, answer = bridge.send(_mutate(PAYMENT, lambda d: d["data"].update(total_amount="4900")))
+    assert (status, answer["status"], answer["field"]) == (202, "quarantined", "data.total_amount")
 
 
 def test_body_over_256_kb(bridge) -> None:
@@ -420,7 +404,8 @@ def test_207_dead_letters_only_the_failed_op_at_once(bridge) -> None:
 
 def test_400_goes_to_the_dlq_with_its_reason(bridge) -> None:
     bridge.sandbox.script(400)
-    assert bridge.send(PAYMENT)[0] == 202
+    # Nothing waits on the retry queue, so the answer does not say "queued".
+    assert bridge.send(PAYMENT) == (202, {"status": "dead_lettered"})
     assert bridge.parked() == []
     (message,) = bridge.dead_lettered()
     assert (message["body"]["last_error"]["status"], message["body"]["attempts"]) == (400, 1)
@@ -474,10 +459,6 @@ def test_bad_setting_is_answered_with_5xx(bridge, monkeypatch: pytest.MonkeyPatc
 
 def test_signing_helper_matches_header_format() -> None:
     assert sign(b"k", "msg_1", 1, b"{}").startswith("v1,")
-
-
-def test_samples_dir_is_in_the_project() -> None:
-    assert Path("events/dodo/payment.succeeded.json").exists() or SAMPLES
 
 
 def test_logs_hold_no_email_and_no_secret(

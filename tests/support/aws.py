@@ -45,6 +45,15 @@ def create_queues(sqs: Any) -> tuple[str, str]:
     return queue_url, dlq_url
 
 
+def create_quarantine_queue(sqs: Any) -> str:
+    """The QuarantineQueue as template.yaml defines it (retention, message size)."""
+    props = dict(template()["Resources"].get("QuarantineQueue", {}).get("Properties") or {})  # TEMP-Q
+    attributes = {"MessageRetentionPeriod": str(props.get("MessageRetentionPeriod", 1209600))}
+    if "MaximumMessageSize" in props:
+        attributes["MaximumMessageSize"] = str(props["MaximumMessageSize"])
+    return str(sqs.create_queue(QueueName="dodo-cio-quarantine", Attributes=attributes)["QueueUrl"])
+
+
 def put_secrets(ssm: Any, *, webhook_secret: str | None, site_id: str | None, api_key: str | None) -> None:
     for name, value in (
         ("webhook-secret", webhook_secret),

@@ -1,9 +1,10 @@
-"""`make run`: the real ingest handler behind a local HTTP endpoint, AWS emulated in-process by moto.
+"""`make run`: the real ingest handler behind a local HTTP endpoint, AWS emulated by moto on loopback.
 
 Why not `sam local start-api`: it needs Docker and real (or LocalStack) AWS for SSM and SQS. Here the
-same `functions/ingest/app.py:lambda_handler` runs in this process; moto answers its boto3 calls; the
-queues are created with the attributes template.yaml gives them; Customer.io is the local Track
-sandbox unless real credentials are given. Each HTTP request becomes an API Gateway HTTP API v2
+same `functions/ingest/app.py:lambda_handler` runs in this process; moto, in server mode on a
+loopback port (`local_aws.py`), answers its boto3 calls, so the operator commands can reach the same
+queues from another terminal (`dodo-cio dlq --local`); the queues are created with the attributes
+template.yaml gives them; Customer.io is the local Track sandbox unless real credentials are given. Each HTTP request becomes an API Gateway HTTP API v2
 event, built as API Gateway builds it (see `apigw.py`).
 
 Parked deliveries are drained as the deployed stack drains them: `functions/retry/app.py` runs in a
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET, ROUTE_KEY, WEBHOOK_PATH, http_api_event, request_id
+from dodo_cio_tools.local_aws import DEFAULT_AWS_PORT, LocalAws, LocalAwsError, invoke_api
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType as QueueAttributeName
@@ -72,9 +74,8 @@ _AWS_ENV_TO_CLEAR: Final = (
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
     "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_SQS",
-    "AWS_ENDPOINT_URL_SSM",
-)
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)  # and every AWS_ENDPOINT_URL_<SERVICE>
 # The ingest function's variables the user may override from the shell, like `sam local --env-vars`.
 _USER_OVERRIDABLE: Final = (
     "SSM_PARAMETER_PATH",
@@ -120,6 +121,8 @@ class TemplateSettings:
     retry_reports_batch_item_failures: bool = True
     # The StateTable's key schema and attribute definitions (idempotency + freshness records).
     state_table: dict[str, Any] = field(default_factory=dict)
+    # Where signed but unreadable webhooks are kept; a default queue when the template has none.
+    quarantine_queue: QueueSpec = field(default_factory=lambda: QueueSpec(f"{STACK_NAME}-quarantine", {}))
 
 
 def _resolve(value: Any, params: Mapping[str, Any], where: str) -> Any:
@@ -220,11 +223,16 @@ def read_template(path: Path = DEFAULT_TEMPLATE) -> TemplateSettings:
         retry_batch_size=batch_size,
         retry_reports_batch_item_failures=report_failures,
         state_table=state_table,
+        quarantine_queue=_queue_spec(
+            resources.get("QuarantineQueue") or {"Properties": {}}, params, "QuarantineQueue", f"{STACK_NAME}-quarantine"
+        ),
     )
 
 
 # `!Ref`s to the queues and the table: the local run sets moto's URLs and table name instead.
-_QUEUE_URL_VARIABLES: Final = frozenset({"RETRY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL", "STATE_TABLE_NAME"})
+_QUEUE_URL_VARIABLES: Final = frozenset(
+    {"RETRY_QUEUE_URL", "DEAD_LETTER_QUEUE_URL", "QUARANTINE_QUEUE_URL", "STATE_TABLE_NAME"}
+)
 STATE_TABLE: Final = f"{STACK_NAME}-state"
 
 
@@ -283,6 +291,10 @@ class LocalBridgeInfo:
     secret: str
     queue_url: str
     dlq_url: str
+    quarantine_url: str = ""
+    aws_endpoint: str = ""  # moto's server: SQS, SSM and DynamoDB for other processes
+    queue_arns: dict[str, str] = field(default_factory=dict)  # queue URL -> ARN
+    ingest_function: str = f"{STACK_NAME}-IngestFunction"  # its Invoke API is at the webhook URL's origin
 
 
 class FakeLambdaContext:

@@ -8,6 +8,7 @@ Environment (documented in the README, "Configuration"):
   RETRY_QUEUE_URL         SQS queue for deliveries that did not succeed at once
   STATE_TABLE_NAME        DynamoDB table for exactly-once per webhook id and the stale-profile check
   DEAD_LETTER_QUEUE_URL   where the retry function puts what it gives up on, with the reason
+  QUARANTINE_QUEUE_URL    ingest only: where signed webhooks this version cannot parse are kept
   CUSTOMERIO_RATE_LIMIT_RPS  Track API requests per second the retry path may use in all (default 100)
   RETRY_MAX_CONCURRENCY   the retry event source's MaximumConcurrency; each container takes its share
   CUSTOMERIO_CONNECT_TIMEOUT / CUSTOMERIO_READ_TIMEOUT   seconds (defaults 2 / 5)
@@ -61,6 +62,7 @@ class Settings:
     identifier: IdentifierStrategy
     retry_queue_url: str | None
     dead_letter_queue_url: str | None = None
+    quarantine_queue_url: str | None = None
     state_table: str | None = None
     rate_limit_rps: float = 100.0
     retry_max_concurrency: int = 2
@@ -101,6 +103,7 @@ class Settings:
             identifier=identifier,
             retry_queue_url=env.get("RETRY_QUEUE_URL", "").strip() or None,
             dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip() or None,
+            quarantine_queue_url=env.get("QUARANTINE_QUEUE_URL", "").strip() or None,
             state_table=env.get("STATE_TABLE_NAME", "").strip() or None,
             rate_limit_rps=_float(env, "CUSTOMERIO_RATE_LIMIT_RPS", 100.0),
             retry_max_concurrency=max(1, int(_float(env, "RETRY_MAX_CONCURRENCY", 2))),

@@ -3,12 +3,17 @@
 Answers, and why:
   200 delivered / ignored   nothing left to do
   202 queued                some ops failed and are durably on the retry queue
-  400 bad payload           Dodo sent something unusable (names the field); nothing queued
+  202 dead_lettered         the ops that failed can never be accepted as they are; they are on
+                            the dead-letter queue with the reason, nothing waits on the retry queue
+  202 quarantined           signed by Dodo but unreadable to this version: kept whole on the
+                            quarantine queue (dodo_cio.quarantine) for `dodo-cio reprocess`
   401 bad signature         before the body is parsed
   413 body too large        over 256 KB, before anything else
+  422 still_invalid         only for a re-run of a quarantined webhook that still cannot be read
   500                       the event could be neither delivered nor queued (or the bridge is
                             misconfigured): Dodo retries it on its own schedule
-Bad input never gets a 5xx.
+Bad input never gets a 5xx, and a body whose signature verified is never answered 4xx: once
+verified, it is ours to keep.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from dodo_cio.limits import fit_op
 from dodo_cio.mapping import MappingConfig, Op, map_event
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
 from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
-from dodo_cio.signature import SignatureError, VerifiedWebhook, verify
-from dodo_cio.state import StatePlan, StateTable, StateUnavailable, is_stale, plan_for, state_claim
+from dodo_cio.quarantine import QuarantinedWebhook, quarantine
+from dodo_cio.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, VerifiedWebhook, header, verify
+from dodo_cio.state import StatePlan, StateTable, is_stale, plan_for
 from dodo_cio.telemetry import Log, Metrics
 
 MAX_BODY_BYTES: Final = 256 * 1024
@@ -114,6 +120,12 @@ class IngestService:
     _sqs: SqsSender | None = field(default=None, init=False)
     _last_forced_refresh: float = field(default=0.0, init=False)
 
+    def __post_init__(self) -> None:
+        if self.state is not None and self.dedupe is None:
+            # The state records ride in the duplicate check's one transaction (dodo_cio.idempotency);
+            # without it nothing would commit them, and stale state could overwrite newer.
+            raise ValueError("a state table needs the duplicate check (dedupe) to commit its records")
+
     # -- plumbing -------------------------------------------------------------------------------
 
     def _count(self, name: str, value: float = 1) -> None:
@@ -150,8 +162,35 @@ class IngestService:
             self._count("ConfigError")
             self.logger.error("cannot verify webhooks: %s", exc)
             return _error(500, "bridge misconfigured")
+        return self._process(verified, request, secrets, rerun=False)
+
+    def reprocess(self, item: QuarantinedWebhook) -> HttpResponse:
+        """Run a quarantined webhook through the current model and mapping, as if Dodo sent it now.
+
+        Its kept signature is verified again against the current secret(s), without the timestamp
+        window (it was inside it when received); everything after that is the ordinary flow,
+        duplicate check included, except that a body this version still cannot read is answered
+        422 and left where it is instead of being quarantined a second time.
+        """
+        self._count("QuarantineReprocessed")
+        request = WebhookRequest(item.headers(), item.body)
+        try:
+            secrets = self.secrets.load()
+            verified = self._verify(request, secrets.webhook_secrets, tolerance=None)
+        except SignatureError as exc:
+            self.logger.warning("kept signature no longer verifies", extra={"reason": exc.reason})
+            return _error(401, "invalid signature", reason=exc.reason)
+        except ConfigError as exc:
+            self._count("ConfigError")
+            self.logger.error("cannot verify webhooks: %s", exc)
+            return _error(500, "bridge misconfigured")
+        return self._process(verified, request, secrets, rerun=True)
+
+    def _process(
+        self, verified: VerifiedWebhook, request: WebhookRequest, secrets: Secrets, *, rerun: bool
+    ) -> HttpResponse:
         self.logger.append_keys(webhook_id=verified.webhook_id)
-        prepared = self._prepare(verified, request, secrets)
+        prepared = self._prepare(verified, request, secrets, rerun=rerun)
         if isinstance(prepared, HttpResponse):
             return prepared
         if self.dedupe is None:
@@ -163,16 +202,23 @@ class IngestService:
             self.logger.warning("duplicate check answered %s", response.status)
         return response
 
-    def _prepare(self, verified: VerifiedWebhook, request: WebhookRequest, secrets: Secrets) -> Prepared | HttpResponse:
+    def _prepare(
+        self, verified: VerifiedWebhook, request: WebhookRequest, secrets: Secrets, *, rerun: bool = False
+    ) -> Prepared | HttpResponse:
         """Parse, map and resolve: pure but for directory reads, so it runs before the duplicate check."""
+        doc: Any = None
         try:
-            envelope = parse_envelope(parse_json(request.body))
+            doc = parse_json(request.body)
+            envelope = parse_envelope(doc)
             self.logger.append_keys(event_type=envelope.type)
             payload = parse_payload(envelope)
         except PayloadError as exc:
-            self._count("InvalidPayload")
-            self.logger.warning("payload rejected", extra={"field": exc.field, "problem": exc.problem})
-            return _error(400, "invalid payload", field=exc.field, detail=exc.problem)
+            self.logger.warning("payload unreadable", extra={"field": exc.field, "problem": exc.problem})
+            if rerun:
+                self._count("QuarantineStillInvalid")
+                return HttpResponse(422, {"status": "still_invalid", "field": exc.field, "detail": exc.problem})
+            event_type = doc.get("type") if isinstance(doc, dict) else None
+            return self._quarantine(verified, request, exc, event_type if isinstance(event_type, str) else None)
 
         if payload is None:
             self._count("IgnoredEvent")
@@ -206,10 +252,37 @@ class IngestService:
             plan = plan_for(ops, customers=stated, learned=known.learned, payments=payments)
         return Prepared(event, ops, unresolved, plan, secrets)
 
-    def _verify(self, request: WebhookRequest, webhook_secrets: tuple[bytes, ...]) -> VerifiedWebhook:
+    def _quarantine(
+        self, verified: VerifiedWebhook, request: WebhookRequest, exc: PayloadError, event_type: str | None
+    ) -> HttpResponse:
+        """Keep a verified body this version cannot read; 202 once it is durable, 500 (Dodo retries) if not."""
+        item = QuarantinedWebhook(
+            webhook_id=verified.webhook_id,
+            webhook_timestamp=header(request.headers, TIMESTAMP_HEADER) or str(verified.timestamp),
+            webhook_signature=header(request.headers, SIGNATURE_HEADER) or "",
+            received_at=int(self.clock()),
+            event_type=event_type[:200] if event_type else None,
+            error_field=exc.field,
+            error_detail=exc.problem,
+            body=request.body,
+        )
+        try:
+            if not self.settings.quarantine_queue_url:
+                raise ConfigError("QUARANTINE_QUEUE_URL is not set")
+            quarantine(self._sqs_client(), self.settings.quarantine_queue_url, item)
+        except Exception as exc2:  # noqa: BLE001 - SQS or config failure: Dodo must send it again
+            self._count("QuarantineFailed")
+            self.logger.error("could not quarantine an unreadable webhook: %s", type(exc2).__name__)
+            return _error(500, "payload unreadable and could not be kept")
+        self._count("WebhookQuarantined")
+        return HttpResponse(202, {"status": "quarantined", "field": exc.field, "detail": exc.problem})
+
+    def _verify(
+        self, request: WebhookRequest, webhook_secrets: tuple[bytes, ...], *, tolerance: int | None = 300
+    ) -> VerifiedWebhook:
         now = self.clock()
         try:
-            return verify(request.headers, request.body, webhook_secrets, now=now)
+            return verify(request.headers, request.body, webhook_secrets, now=now, tolerance_seconds=tolerance)
         except SignatureError as first:
             # The secret may have been rotated in SSM within the cache window: re-read once.
             if now - self._last_forced_refresh < SECRET_REFRESH_INTERVAL:
@@ -218,7 +291,7 @@ class IngestService:
             fresh = self.secrets.load(force=True).webhook_secrets
             if fresh == webhook_secrets:
                 raise first from None
-            return verify(request.headers, request.body, fresh, now=now)
+            return verify(request.headers, request.body, fresh, now=now, tolerance_seconds=tolerance)
 
     def _fit(self, ops: list[Op]) -> tuple[list[Op], list[tuple[Op, str]]]:
         """Ops adjusted to Customer.io's limits, and the ones no adjustment can make valid."""
@@ -248,16 +321,13 @@ class IngestService:
         self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
         return result
 
-    def _fresh(self, prepared: Prepared) -> tuple[list[Op], list[Op]]:
-        """Ops still worth sending, and identifies that could not be checked (table unreachable)."""
+    def _fresh(self, prepared: Prepared) -> list[Op]:
+        """Ops still worth sending: the plan was committed with the duplicate check, which marked stale pieces.
+
+        A state plan is only ever committed inside the duplicate check's transaction (see
+        __post_init__), so by the time this runs it is committed, or the webhook was answered 503.
+        """
         plan = prepared.plan
-        if self.state is not None and plan and not plan.committed:
-            try:  # no duplicate check to carry the writes: commit them on their own
-                self.state.commit(plan)
-            except StateUnavailable as exc:
-                self.logger.error("freshness check failed: %s", exc)
-                claims = [op for op in prepared.ops if state_claim(op) is not None]
-                return [op for op in prepared.ops if state_claim(op) is None], claims
         keep: list[Op] = []
         for op in prepared.ops:
             if is_stale(op, plan, plan.stale):
@@ -265,11 +335,11 @@ class IngestService:
                 self.logger.info("identify skipped: newer state was already applied", extra={"state": op.get("_state")})
             else:
                 keep.append(op)
-        return keep, []
+        return keep
 
     def _deliver(self, prepared: Prepared) -> HttpResponse:
         event = prepared.event
-        fresh, unchecked = self._fresh(prepared)
+        fresh = self._fresh(prepared)
         sendable, unfixable = self._fit(fresh)
         result = self._send(sendable, prepared.secrets.site_id, prepared.secrets.api_key) if sendable else None
 
@@ -293,8 +363,6 @@ class IngestService:
                     fail(op, op_result.outcome, op_result.reason, sent=True)
         for op, why in unfixable:
             fail(op, "permanent", why, sent=False)
-        for op in unchecked:
-            fail(op, "transient", "state table unreachable for the freshness check", sent=False)
         for item in prepared.unresolved:
             fail(item.op, item.kind, item.reason, sent=False)
 
@@ -314,6 +382,7 @@ class IngestService:
         Permanent failures go straight to the DLQ (retrying cannot fix them); the rest wait on
         the retry queue, not before a `Retry-After` Customer.io asked for has passed.
         """
+        waiting = False
         try:
             for kind, kind_ops in failed.items():
                 error = errors[kind]
@@ -333,6 +402,7 @@ class IngestService:
                     raise ConfigError("DEAD_LETTER_QUEUE_URL is not set" if permanent else "RETRY_QUEUE_URL is not set")
                 delay = math.ceil(min(error.retry_after, 900)) if error.retry_after and not permanent else 0
                 park(self._sqs_client(), queue_url, parked, delay_seconds=delay)
+                waiting = waiting or not permanent
                 self._count("DeadLettered" if permanent else "WebhookParked")
                 self.logger.warning(
                     "dead-lettered" if permanent else "parked for retry",
@@ -342,7 +412,10 @@ class IngestService:
             self._count("ParkFailed")
             self.logger.error("could not queue the failed delivery: %s", type(exc).__name__)
             return _error(500, "delivery failed and could not be queued")
-        return HttpResponse(202, {"status": "queued"})
+        if waiting:
+            return HttpResponse(202, {"status": "queued"})
+        # Nothing will be tried again: saying "queued" would promise a delivery that is not coming.
+        return HttpResponse(202, {"status": "dead_lettered"})
 
 
 def _customer_id(event: DodoEvent) -> str | None:

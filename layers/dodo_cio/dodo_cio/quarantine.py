@@ -1,0 +1,156 @@
+"""The quarantine format: a signed Dodo webhook the bridge verified but could not parse.
+
+Such a body is genuinely from Dodo (its signature checked out), so the fault is in our model or a
+change on Dodo's side. Answering 400 would make Dodo give up on it; instead it is kept on the
+quarantine queue, whole and with the headers its signature covers, and answered 202 `quarantined`.
+Once the bridge is upgraded, `dodo-cio reprocess` hands each message to the deployed ingest
+function (a direct Lambda invoke, see `reprocess_event`), which verifies the kept signature
+against the current webhook secret(s) again, without the timestamp window, and runs it through the
+current mapping as if Dodo had just sent it. Authenticity therefore never rests on the queue alone:
+a message nobody can verify is refused, and only principals allowed to invoke the function (IAM)
+can ask for a re-run.
+
+The format is versioned and documented in the README ("Quarantined webhooks").
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+from dodo_cio.signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+
+FORMAT: Final = "dodo-cio.quarantined-webhook"
+FORMAT_VERSION: Final = 1
+# The key of a direct Lambda invoke that asks the ingest function to re-run one quarantined webhook.
+REPROCESS_KEY: Final = "dodo_cio_reprocess"
+
+
+class QuarantineFormatError(ValueError):
+    """A message that is not a quarantined webhook this version understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedWebhook:
+    webhook_id: str
+    webhook_timestamp: str  # the header exactly as received: it is part of what was signed
+    webhook_signature: str  # the header exactly as received, so the signature can be checked again
+    received_at: int  # Unix seconds, when the bridge received and verified it
+    event_type: str | None  # when the body was readable enough to say
+    error_field: str
+    error_detail: str
+    body: bytes  # the raw body, byte for byte as signed
+
+    @property
+    def reason(self) -> str:
+        return f"{self.error_field}: {self.error_detail}"
+
+    def headers(self) -> dict[str, str]:
+        """The signature headers to verify `body` against, as Dodo sent them."""
+        return {
+            ID_HEADER: self.webhook_id,
+            TIMESTAMP_HEADER: self.webhook_timestamp,
+            SIGNATURE_HEADER: self.webhook_signature,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        try:
+            body, encoding = self.body.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            body, encoding = base64.b64encode(self.body).decode("ascii"), "base64"
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "webhook_id": self.webhook_id,
+            "webhook_timestamp": self.webhook_timestamp,
+            "webhook_signature": self.webhook_signature,
+            "received_at": self.received_at,
+            "event_type": self.event_type,
+            "error": {"field": self.error_field, "detail": self.error_detail},
+            "body_encoding": encoding,
+            "body": body,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> QuarantinedWebhook:
+        try:
+            doc = json.loads(text)
+        except (ValueError, TypeError) as exc:
+            raise QuarantineFormatError(f"not JSON: {type(exc).__name__}") from None
+        if not isinstance(doc, dict):
+            raise QuarantineFormatError("not a JSON object")
+        return cls.from_dict(doc)
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> QuarantinedWebhook:
+        if doc.get("format") != FORMAT:
+            raise QuarantineFormatError(f"format is not {FORMAT}")
+        if doc.get("version") != FORMAT_VERSION:
+            raise QuarantineFormatError(f"unsupported version {doc.get('version')!r}")
+        for key in ("webhook_id", "webhook_timestamp", "webhook_signature", "body"):
+            if not isinstance(doc.get(key), str):
+                raise QuarantineFormatError(f"{key} is missing or not a string")
+        error = doc.get("error")
+        if not isinstance(error, dict):
+            raise QuarantineFormatError("error is missing or not an object")
+        encoding = doc.get("body_encoding", "utf-8")
+        if encoding == "utf-8":
+            body = str(doc["body"]).encode("utf-8", "surrogatepass")
+        elif encoding == "base64":
+            try:
+                body = base64.b64decode(str(doc["body"]), validate=True)
+            except (binascii.Error, ValueError):
+                raise QuarantineFormatError("body is not valid base64") from None
+        else:
+            raise QuarantineFormatError(f"unknown body_encoding {encoding!r}")
+        received_at = doc.get("received_at")
+        event_type = doc.get("event_type")
+        return cls(
+            webhook_id=doc["webhook_id"],
+            webhook_timestamp=doc["webhook_timestamp"],
+            webhook_signature=doc["webhook_signature"],
+            received_at=received_at if isinstance(received_at, int) else 0,
+            event_type=event_type if isinstance(event_type, str) else None,
+            error_field=str(error.get("field", "")),
+            error_detail=str(error.get("detail", "")),
+            body=body,
+        )
+
+
+def reprocess_event(item: QuarantinedWebhook) -> dict[str, Any]:
+    """The direct-invoke event that asks the ingest function to re-run `item` (see module doc)."""
+    return {REPROCESS_KEY: item.to_dict()}
+
+
+def reprocess_request(event: Mapping[str, Any]) -> QuarantinedWebhook | None:
+    """The quarantined webhook a direct invoke carries; None for an API Gateway event.
+
+    API Gateway builds its events itself, so a request from the public endpoint can never take
+    this shape: its body is always a string under "body".
+    """
+    doc = event.get(REPROCESS_KEY)
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise QuarantineFormatError(f"{REPROCESS_KEY} must be an object")
+    return QuarantinedWebhook.from_dict(doc)
+
+
+class SqsSender(Protocol):
+    def send_message(self, **kwargs: Any) -> Mapping[str, Any]: ...
+
+
+def quarantine(sqs: SqsSender, queue_url: str, item: QuarantinedWebhook) -> str:
+    """Keep the webhook durably; raises whatever SQS raises so the caller can answer 5xx."""
+    attributes = {"error_field": {"DataType": "String", "StringValue": item.error_field or "-"}}
+    if item.event_type:
+        attributes["event_type"] = {"DataType": "String", "StringValue": item.event_type}
+    response = sqs.send_message(QueueUrl=queue_url, MessageBody=item.to_json(), MessageAttributes=attributes)
+    return str(response.get("MessageId", ""))

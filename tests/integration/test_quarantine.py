@@ -1,0 +1,174 @@
+"""A signed body the bridge cannot read is kept, and can be run again once the bridge can read it.
+
+The ingest handler in-process on moto and the sandbox (conftest.bridge). A re-run is the direct
+invoke `dodo-cio reprocess` sends (dodo_cio.quarantine.reprocess_event).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+
+import dodo_cio.ingest
+from dodo_cio.models import PayloadError
+from dodo_cio.quarantine import QuarantinedWebhook, reprocess_event
+from support.apigw import sample_paths, signed_event
+from support.lambda_context import FakeLambdaContext
+
+pytestmark = pytest.mark.network
+
+SAMPLES = {p.name: p.read_bytes() for p in sample_paths()}
+PAYMENT = SAMPLES["payment.succeeded.json"]
+
+
+def _body(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc).encode()
+
+
+def _mutate(raw: bytes, fn: Any) -> bytes:
+    doc = json.loads(raw)
+    fn(doc)
+    return _body(doc)
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _rerun(bridge: Any, item: QuarantinedWebhook | dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    event = reprocess_event(item) if isinstance(item, QuarantinedWebhook) else item
+    response = bridge.app.lambda_handler(event, FakeLambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def _kept(bridge: Any) -> QuarantinedWebhook:
+    (message,) = bridge.quarantined()
+    return QuarantinedWebhook.from_dict(message["body"])
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "event_type"),
+    [
+        (b"", "body", None),
+        (b"{not json", "body", None),
+        (b"[1, 2]", "body", None),
+        (_body({"data": {}, "timestamp": "2026-10-14T09:21:47Z"}), "body.type", None),
+        (_body({"type": "payment.succeeded", "timestamp": "2026-10-14T09:21:47Z"}), "body.data", "payment.succeeded"),
+        (_mutate(PAYMENT, lambda d: d["data"].pop("payment_id")), "data.payment_id", "payment.succeeded"),
+        (_mutate(PAYMENT, lambda d: d["data"].update(total_amount="4900")), "data.total_amount", "payment.succeeded"),
+        (
+            _mutate(SAMPLES["subscription.active.json"], lambda d: d["data"].pop("status")),
+            "data.status",
+            "subscription.active",
+        ),
+        (b'{"type": "refund.succeeded", "data": "\xff\xfe"}', "body", None),  # not UTF-8: kept as base64
+    ],
+)
+def test_a_signed_body_that_cannot_be_read_is_kept_whole(
+    bridge: Any, body: bytes, field: str, event_type: str | None
+) -> None:
+    event = signed_event(body, bridge.secret, webhook_id="msg_unreadable", base64_body=not _is_utf8(body))
+    status, answer = bridge.invoke(event)
+    assert status == 202 and answer["status"] == "quarantined" and answer["field"] == field, answer
+    kept = _kept(bridge)
+    assert kept.body == body, "byte for byte as signed"
+    assert kept.webhook_id == "msg_unreadable"
+    assert kept.webhook_timestamp == event["headers"]["webhook-timestamp"]
+    assert kept.webhook_signature == event["headers"]["webhook-signature"]
+    assert (kept.error_field, kept.event_type) == (field, event_type)
+    assert abs(kept.received_at - time.time()) < 60
+    assert bridge.sandbox.requests == [] and bridge.parked() == [] and bridge.dead_lettered() == []
+
+
+def test_an_unsigned_bad_body_is_refused_and_not_kept(bridge: Any) -> None:
+    status, _ = bridge.invoke(signed_event(b"{not json", b"wrong-secret-wrong-secret"))
+    assert status == 401
+    assert bridge.quarantined() == []
+
+
+def test_when_the_body_cannot_be_kept_dodo_is_asked_to_send_it_again(bridge: Any) -> None:
+    bridge.sqs.delete_queue(QueueUrl=bridge.quarantine_url)
+    status, answer = bridge.send(b"{not json")
+    assert status == 500 and answer == {"error": "payload unreadable and could not be kept"}
+
+
+def test_without_a_quarantine_queue_dodo_is_asked_to_send_it_again(bridge: Any, monkeypatch: Any) -> None:
+    monkeypatch.delenv("QUARANTINE_QUEUE_URL")
+    assert bridge.send(b"{not json")[0] == 500
+
+
+def _quarantine_a_payment_the_old_model_rejects(bridge: Any, monkeypatch: Any) -> QuarantinedWebhook:
+    """What an upgrade fixes: this version's model refuses a field Dodo started sending."""
+    real = dodo_cio.ingest.parse_payload
+
+    def old_model(envelope: Any) -> Any:
+        raise PayloadError("data.total_amount", "must be an integer")
+
+    monkeypatch.setattr(dodo_cio.ingest, "parse_payload", old_model)
+    status, answer = bridge.send(PAYMENT, webhook_id="msg_after_upgrade")
+    assert (status, answer["status"]) == (202, "quarantined")
+    monkeypatch.setattr(dodo_cio.ingest, "parse_payload", real)  # "the upgrade"
+    return _kept(bridge)
+
+
+def test_after_an_upgrade_a_rerun_delivers_it_once(bridge: Any, monkeypatch: Any) -> None:
+    item = _quarantine_a_payment_the_old_model_rejects(bridge, monkeypatch)
+    # A day later: far outside the 5-minute webhook-timestamp window, which a re-run does not apply.
+    service = bridge.app.service()
+    monkeypatch.setattr(service, "clock", lambda: time.time() + 86_400)
+    assert _rerun(bridge, item) == (200, {"status": "delivered"})
+    events = [op for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]
+    assert [op["name"] for op in events] == ["payment.succeeded"]
+    # A second re-run (the message was not deleted in time) is answered from the first.
+    assert _rerun(bridge, item) == (200, {"status": "delivered"})
+    assert len([op for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]) == 1
+
+
+def test_a_rerun_the_bridge_still_cannot_read_is_422_and_not_kept_twice(bridge: Any) -> None:
+    bridge.send(b'{"type": "payment.succeeded"}', webhook_id="msg_still_bad")
+    item = _kept(bridge)
+    status, answer = _rerun(bridge, item)
+    assert status == 422 and answer == {"status": "still_invalid", "field": "body.data", "detail": answer["detail"]}
+    assert bridge.quarantined() == [] and bridge.sandbox.requests == []
+
+
+def test_a_rerun_of_a_tampered_body_is_refused(bridge: Any, monkeypatch: Any) -> None:
+    item = _quarantine_a_payment_the_old_model_rejects(bridge, monkeypatch)
+    doc = item.to_dict()
+    doc["body"] = doc["body"].replace("4900", "1")
+    assert "4900" in item.to_dict()["body"]
+    status, answer = _rerun(bridge, reprocess_event(QuarantinedWebhook.from_dict(doc)))
+    assert (status, answer["error"]) == (401, "invalid signature")
+    assert bridge.sandbox.requests == []
+
+
+def test_a_rerun_after_a_secret_rotation_needs_the_old_secret_kept_beside_the_new(
+    bridge: Any, monkeypatch: Any
+) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    item = _quarantine_a_payment_the_old_model_rejects(bridge, monkeypatch)
+    old = "whsec_" + base64.b64encode(bridge.secret).decode()
+    new = "whsec_" + base64.b64encode(b"the-rotated-secret-0123456789").decode()
+
+    def store(value: str) -> None:
+        bridge.ssm.put_parameter(Name="/dodo-customerio/webhook-secret", Value=value, Type="SecureString", Overwrite=True)
+        parameters.clear_caches()
+
+    store(new)
+    assert _rerun(bridge, item)[0] == 401
+    store(f"{new} {old}")
+    assert _rerun(bridge, item) == (200, {"status": "delivered"})
+
+
+def test_a_direct_invoke_that_is_not_a_quarantined_webhook_is_refused(bridge: Any) -> None:
+    status, answer = _rerun(bridge, {"dodo_cio_reprocess": {"format": "something-else"}})
+    assert status == 400 and answer["error"] == "not a quarantined webhook"
