@@ -77,7 +77,7 @@ class LocalAws:
         )
         from werkzeug.serving import make_server  # noqa: PLC0415
 
-        class QuietHandler(MotoRequestHandler):  # type: ignore[misc]
+        class QuietHandler(MotoRequestHandler):
             """One line per AWS call would drown the bridge's own log."""
 
             def log(self, type: str, message: str, *args: Any) -> None:
@@ -199,7 +199,9 @@ def invoke_api(
     if invocation_type == "DryRun":
         return ApiAnswer(204, {}, b"")
     if invocation_type != "RequestResponse":
-        return _error(400, "InvalidParameterValueException", f"the local run supports RequestResponse, not {invocation_type}")
+        return _error(
+            400, "InvalidParameterValueException", f"the local run supports RequestResponse, not {invocation_type}"
+        )
     try:
         event = json.loads(body or b"{}")
     except ValueError:

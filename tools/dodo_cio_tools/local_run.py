@@ -4,8 +4,9 @@ Why not `sam local start-api`: it needs Docker and real (or LocalStack) AWS for 
 same `functions/ingest/app.py:lambda_handler` runs in this process; moto, in server mode on a
 loopback port (`local_aws.py`), answers its boto3 calls, so the operator commands can reach the same
 queues from another terminal (`dodo-cio dlq --local`); the queues are created with the attributes
-template.yaml gives them; Customer.io is the local Track sandbox unless real credentials are given. Each HTTP request becomes an API Gateway HTTP API v2
-event, built as API Gateway builds it (see `apigw.py`).
+template.yaml gives them; Customer.io is the local Track sandbox unless real credentials are given.
+Each HTTP request becomes an API Gateway HTTP API v2 event, built as API Gateway builds it (see
+`apigw.py`).
 
 Parked deliveries are drained as the deployed stack drains them: `functions/retry/app.py` runs in a
 background thread fed by `event_source.SqsEventSource` (Lambda's SQS poller, which moto does not
@@ -224,7 +225,10 @@ def read_template(path: Path = DEFAULT_TEMPLATE) -> TemplateSettings:
         retry_reports_batch_item_failures=report_failures,
         state_table=state_table,
         quarantine_queue=_queue_spec(
-            resources.get("QuarantineQueue") or {"Properties": {}}, params, "QuarantineQueue", f"{STACK_NAME}-quarantine"
+            resources.get("QuarantineQueue") or {"Properties": {}},
+            params,
+            "QuarantineQueue",
+            f"{STACK_NAME}-quarantine",
         ),
     )
 
@@ -371,8 +375,15 @@ def load_retry_module() -> ModuleType:
 
 
 def _reset_handler_state(module: ModuleType | None) -> None:
-    """Drop the warm container's cached service and Powertools' cached parameters."""
+    """Drop the warm container's cached service, AWS clients and Powertools' cached parameters.
+
+    The container's boto3 clients (dodo_cio.aws, and the SSM provider built on them) point at the
+    emulator's port: a later run, or a test under mock_aws, must build its own.
+    """
     from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS  # noqa: PLC0415
+
+    from dodo_cio import aws  # noqa: PLC0415
 
     if module is not None:
         service = getattr(module, "_service", None)
@@ -384,6 +395,8 @@ def _reset_handler_state(module: ModuleType | None) -> None:
                     client.close()
         module._service = None  # type: ignore[attr-defined]
     parameters.clear_caches()  # type: ignore[no-untyped-call]
+    DEFAULT_PROVIDERS.pop("ssm", None)
+    aws.reset()
 
 
 def backoff_scale_from_env(env: Mapping[str, str] | None = None) -> float:
@@ -433,7 +446,8 @@ class LocalBridge:
     """moto + queues + SSM + (sandbox) + HTTP endpoint around the real ingest handler.
 
     `start()` then `stop()`; tests run it on port 0. Environment variables it sets are restored by
-    `stop()`, and the handler modules' cached services are reset on both ends.
+    `stop()`, and the handler modules' cached services are reset on both ends. The emulated AWS
+    listens on 127.0.0.1:`aws_port` (0: any free port).
 
     With `drain` (the default) the retry function drains the retry queue in a background thread,
     as its SQS event source would; `backoff_scale` (default: $DODO_CIO_BACKOFF_SCALE, else 0.01)
@@ -447,6 +461,7 @@ class LocalBridge:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         sandbox_port: int = DEFAULT_SANDBOX_PORT,
+        aws_port: int = 0,
         secret: str = DEV_WEBHOOK_SECRET,
         template: Path = DEFAULT_TEMPLATE,
         customerio_site_id: str | None = None,
@@ -485,7 +500,8 @@ class LocalBridge:
         self.backoff: BackoffPolicy | None = None
         self._drain_stop = threading.Event()
         self._drain_thread: threading.Thread | None = None
-        self._mock: Any = None
+        self.aws = LocalAws(aws_port, REGION)
+        self._queue_arns: dict[str, str] = {}
         self._saved_env: dict[str, str | None] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -516,13 +532,14 @@ class LocalBridge:
                 function_env[key] = os.environ[key]
         ssm_path = (function_env.get("SSM_PARAMETER_PATH") or "/dodo-customerio").rstrip("/")
 
-        queue_url, dlq_url = self._start_aws(settings, ssm_path)
+        queue_url, dlq_url, quarantine_url = self._start_aws(settings, ssm_path)
         track_url, sandbox_url = self._start_customerio(function_env.get("CUSTOMERIO_REGION") or "us")
         function_env.update(
             SSM_PARAMETER_PATH=ssm_path,
             CUSTOMERIO_TRACK_URL=track_url,
             RETRY_QUEUE_URL=queue_url,
             DEAD_LETTER_QUEUE_URL=dlq_url,
+            QUARANTINE_QUEUE_URL=quarantine_url,
             STATE_TABLE_NAME=STATE_TABLE,
         )
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")
@@ -543,31 +560,31 @@ class LocalBridge:
             secret=self.secret,
             queue_url=queue_url,
             dlq_url=dlq_url,
+            quarantine_url=quarantine_url,
+            aws_endpoint=self.aws.endpoint or "",
+            queue_arns=self._queue_arns,
         )
         if self.drain:
             self._start_drain(settings, queue_url)
         return self.info
 
-    def _start_aws(self, settings: TemplateSettings, ssm_path: str) -> tuple[str, str]:
-        """moto on, with only moto reachable: no profile, no endpoint override, no real credentials."""
-        for key in _AWS_ENV_TO_CLEAR:
+    def _start_aws(self, settings: TemplateSettings, ssm_path: str) -> tuple[str, str, str]:
+        """moto's server on loopback, and only it reachable: no profile, no other endpoint, no real credentials."""
+        for key in (*_AWS_ENV_TO_CLEAR, *(k for k in os.environ if k.startswith("AWS_ENDPOINT_URL_"))):
             self._setenv(key, None)
         self._setenv("AWS_DEFAULT_REGION", REGION)
         self._setenv("AWS_REGION", REGION)
-        # Saved before moto writes its fake credentials, so stop() puts the user's back.
-        self._saved_env.setdefault("AWS_ACCESS_KEY_ID", os.environ.get("AWS_ACCESS_KEY_ID"))
-        self._saved_env.setdefault("AWS_SECRET_ACCESS_KEY", os.environ.get("AWS_SECRET_ACCESS_KEY"))
-
-        from moto import mock_aws  # noqa: PLC0415 - heavy, and only `local` needs it
-
-        self._mock = mock_aws()
-        self._mock.start()
-        queue_url, dlq_url = self._create_queues(settings)
-        import boto3  # noqa: PLC0415
-
-        create_state_table(boto3.client("dynamodb", region_name=REGION), settings.state_table)
+        try:
+            self.aws.start()
+        except LocalAwsError as exc:
+            raise LocalRunError(str(exc)) from None
+        for key, value in self.aws.environment().items():  # endpoint URL and placeholder credentials
+            self._setenv(key, value)
+        _reset_handler_state(None)  # no client cached before the endpoint was set
+        queue_url, dlq_url, quarantine_url = self._create_queues(settings)
+        create_state_table(self.aws.client("dynamodb"), settings.state_table)
         self._seed_ssm(ssm_path)
-        return queue_url, dlq_url
+        return queue_url, dlq_url, quarantine_url
 
     def _start_customerio(self, region: str) -> tuple[str, str | None]:
         """(Track base URL, sandbox URL or None): the sandbox unless real credentials were given."""
@@ -638,8 +655,6 @@ class LocalBridge:
         service.policy = self.backoff
 
     def _start_drain(self, settings: TemplateSettings, queue_url: str) -> None:
-        import boto3  # noqa: PLC0415
-
         from dodo_cio_tools.event_source import SqsEventSource  # noqa: PLC0415
 
         module = self.retry_module
@@ -654,7 +669,7 @@ class LocalBridge:
             )
 
         source = SqsEventSource(
-            boto3.client("sqs", region_name=REGION),
+            self.aws.client("sqs"),
             queue_url,
             module.lambda_handler,
             batch_size=settings.retry_batch_size,
@@ -726,13 +741,11 @@ class LocalBridge:
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
-        if self.handler_module is not None or self._mock is not None:
+        if self.handler_module is not None or self.aws.endpoint is not None:
             _reset_handler_state(self.handler_module)
         if self.retry_module is not None:
             _reset_handler_state(self.retry_module)
-        if self._mock is not None:
-            mock, self._mock = self._mock, None
-            mock.stop()
+        self.aws.stop()
         for key, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -756,25 +769,26 @@ class LocalBridge:
 
     # -- AWS (moto) -----------------------------------------------------------------------------
 
-    def _create_queues(self, settings: TemplateSettings) -> tuple[str, str]:
-        import boto3  # noqa: PLC0415
+    def _create_queues(self, settings: TemplateSettings) -> tuple[str, str, str]:
+        """Retry queue, DLQ and quarantine queue; their ARNs are kept for the status page."""
+        sqs = self.aws.client("sqs")
+        arns = self._queue_arns = {}
 
-        sqs = boto3.client("sqs", region_name=REGION)
-        dlq = settings.dead_letter_queue
-        dlq_url = sqs.create_queue(QueueName=dlq.name, Attributes=dlq.attributes)["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        retry = settings.retry_queue
-        attributes = dict(retry.attributes)
+        def create(spec: QueueSpec, attributes: dict[QueueAttributeName, str]) -> str:
+            url: str = sqs.create_queue(QueueName=spec.name, Attributes=attributes)["QueueUrl"]
+            arns[url] = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            return url
+
+        dlq_url = create(settings.dead_letter_queue, dict(settings.dead_letter_queue.attributes))
+        attributes = dict(settings.retry_queue.attributes)
         attributes["RedrivePolicy"] = json.dumps(
-            {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": settings.max_receive_count}
+            {"deadLetterTargetArn": arns[dlq_url], "maxReceiveCount": settings.max_receive_count}
         )
-        queue_url = sqs.create_queue(QueueName=retry.name, Attributes=attributes)["QueueUrl"]
-        return queue_url, dlq_url
+        queue_url = create(settings.retry_queue, attributes)
+        return queue_url, dlq_url, create(settings.quarantine_queue, dict(settings.quarantine_queue.attributes))
 
     def _seed_ssm(self, path: str) -> None:
-        import boto3  # noqa: PLC0415
-
-        ssm = boto3.client("ssm", region_name=REGION)
+        ssm = self.aws.client("ssm")
         for name, value in (
             ("webhook-secret", self.secret),
             ("customerio-site-id", self._site_id),
@@ -783,9 +797,7 @@ class LocalBridge:
             ssm.put_parameter(Name=f"{path}/{name}", Value=value, Type="SecureString", Overwrite=True)
 
     def queue_depths(self) -> dict[str, dict[str, int]]:
-        """Visible / in-flight / delayed message counts of the retry queue and its DLQ."""
-        import boto3  # noqa: PLC0415
-
+        """Visible / in-flight / delayed message counts of the retry queue, its DLQ and the quarantine queue."""
         if self.info is None:
             raise RuntimeError("the local bridge is not running")
         names: list[QueueAttributeName] = [
@@ -793,12 +805,13 @@ class LocalBridge:
             "ApproximateNumberOfMessagesNotVisible",
             "ApproximateNumberOfMessagesDelayed",
         ]
-        sqs = boto3.client("sqs", region_name=REGION)
+        sqs = self.aws.client("sqs")
         depths: dict[str, dict[str, int]] = {}
         with self.lock:
             for label, url in (
                 ("retry_queue", self.info.queue_url),
                 ("dead_letter_queue", self.info.dlq_url),
+                ("quarantine_queue", self.info.quarantine_url),
             ):
                 attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
                 depths[label] = {
@@ -810,23 +823,29 @@ class LocalBridge:
 
     # -- invoking the handler -------------------------------------------------------------------
 
-    def invoke(self, event: dict[str, Any]) -> Invocation:
-        """Call lambda_handler as Lambda would and turn its answer into HTTP, as API Gateway would."""
+    def call_handler(self, event: dict[str, Any]) -> Any:
+        """lambda_handler(event) as Lambda runs it, one event at a time; what it raises propagates."""
         module = self.handler_module
         settings = self.settings
         if module is None or settings is None:
             raise RuntimeError("the local bridge is not running")
         context = FakeLambdaContext(f"{STACK_NAME}-IngestFunction", settings.memory_mb, settings.timeout_seconds)
-        start = time.perf_counter()
         with self.lock:
-            try:
-                result = module.lambda_handler(event, context)
-            except Exception:  # noqa: BLE001 - API Gateway answers 500 when the function errors
-                traceback.print_exc()
-                result = None
-                failed = True
-            else:
-                failed = False
+            return module.lambda_handler(event, context)
+
+    def invoke(self, event: dict[str, Any]) -> Invocation:
+        """Call lambda_handler as Lambda would and turn its answer into HTTP, as API Gateway would."""
+        if self.handler_module is None:
+            raise RuntimeError("the local bridge is not running")
+        start = time.perf_counter()
+        try:
+            result = self.call_handler(event)
+        except Exception:  # noqa: BLE001 - API Gateway answers 500 when the function errors
+            traceback.print_exc()
+            result = None
+            failed = True
+        else:
+            failed = False
         elapsed = (time.perf_counter() - start) * 1000
         if failed:
             body = b'{"message":"Internal Server Error"}'
@@ -896,6 +915,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status = self._json(405, {"message": "Method Not Allowed"}, {"Allow": "POST"})
         elif path in {"/", "/__local"} and self.command in {"GET", "HEAD"}:
             status = self._json(200, self._status_page())
+        elif (answer := self._lambda_api(path, body)) is not None:
+            self._send(answer.status, answer.body, answer.headers)
+            status = answer.status
+            note = " " + answer.body[:200].decode("utf-8", errors="replace") if answer.body else ""
         else:
             status = self._json(404, {"message": "Not Found"})
         elapsed = (time.perf_counter() - start) * 1000
@@ -936,6 +959,20 @@ class _Handler(BaseHTTPRequestHandler):
             note += f"  [slower than the {settings.timeout_seconds} s Lambda timeout]"
         return result.status, note
 
+    def _lambda_api(self, path: str, body: bytes) -> Any:
+        """The Lambda Invoke API for the ingest function (`dodo-cio reprocess --local`); None for other paths."""
+        info = self.bridge.info
+        name = info.ingest_function if info is not None else ""
+        return invoke_api(
+            path,
+            method=self.command,
+            headers=dict(self.headers.items()),
+            body=body,
+            client_address=self.client_address[0],
+            function_names={name, f"arn:aws:lambda:{REGION}:123456789012:function:{name}"} if name else (),
+            call=self.bridge.call_handler,
+        )
+
     def _status_page(self) -> dict[str, Any]:
         bridge = self.bridge
         info = bridge.info
@@ -947,6 +984,19 @@ class _Handler(BaseHTTPRequestHandler):
             "track_url": info.track_url,
             "queues": bridge.queue_depths(),
             "retry_drain": bridge.drain_status,
+            # What `dodo-cio ... --local` reads to find the emulated AWS (see local_target.py).
+            "aws": {
+                "endpoint": info.aws_endpoint,
+                "region": REGION,
+                "retry_queue_url": info.queue_url,
+                "retry_queue_arn": info.queue_arns.get(info.queue_url, ""),
+                "dead_letter_queue_url": info.dlq_url,
+                "dead_letter_queue_arn": info.queue_arns.get(info.dlq_url, ""),
+                "quarantine_queue_url": info.quarantine_url,
+                "ssm_parameter_path": os.environ.get("SSM_PARAMETER_PATH", ""),
+                "lambda_endpoint": info.webhook_url.removesuffix(WEBHOOK_PATH),
+                "ingest_function": info.ingest_function,
+            },
             "send_sample": f"dodo-cio send events/dodo/payment.succeeded.json --url {info.webhook_url} "
             "--secret <printed at start>",
         }
@@ -1019,6 +1069,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Customer.io sandbox port (default %(default)s; unused with real credentials)",
     )
     parser.add_argument(
+        "--aws-port",
+        type=int,
+        default=DEFAULT_AWS_PORT,
+        help="port of the emulated AWS (moto server) on 127.0.0.1 (default %(default)s; 0 = any free port)",
+    )
+    parser.add_argument(
         "--secret",
         default=None,
         help="webhook secret (whsec_...); default: $DODO_WEBHOOK_SECRET, else the development secret",
@@ -1042,7 +1098,7 @@ def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
     send = f".venv/bin/dodo-cio send events/dodo/payment.succeeded.json --url {info.webhook_url} --secret {info.secret}"
     lines = [
         "",
-        "Dodo -> Customer.io bridge, running locally (AWS emulated in-process by moto)",
+        "Dodo -> Customer.io bridge, running locally (AWS emulated by moto)",
         f"  webhook URL     POST {info.webhook_url}",
         f"  webhook secret  {info.secret}",
         f"  status page     {info.status_url}",
@@ -1061,7 +1117,13 @@ def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
         f"  retry queue     {info.queue_url}",
         f"                  visibility {settings.retry_queue.attributes['VisibilityTimeout']} s, "
         f"maxReceiveCount {settings.max_receive_count} -> {info.dlq_url}",
+        f"  quarantine      {info.quarantine_url}",
         f"  retry drain     {bridge.drain_status}",
+        f"  emulated AWS    {info.aws_endpoint}  (SQS, SSM, DynamoDB on 127.0.0.1;",
+        f"                  the ingest function's Lambda Invoke API at {info.webhook_url.removesuffix(WEBHOOK_PATH)})",
+        "",
+        "The operator commands reach this run with --local (they read the status page):",
+        "  .venv/bin/dodo-cio dlq --local | redrive --local | reprocess --local | replay FILE --local",
         "",
         "Send a signed sample:",
         f"  {send}",
@@ -1101,6 +1163,7 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             sandbox_port=args.sandbox_port,
+            aws_port=getattr(args, "aws_port", DEFAULT_AWS_PORT),
             secret=secret,
             template=args.template,
             customerio_site_id=site_id,

@@ -220,8 +220,9 @@ class IngestService:
             event_type = doc.get("type") if isinstance(doc, dict) else None
             return self._quarantine(verified, request, exc, event_type if isinstance(event_type, str) else None)
 
-        if payload is None:
+        if payload is None:  # a type newer than this version: README "Mapping a new Dodo event type"
             self._count("IgnoredEvent")
+            self._count("UnknownEventType")
             self.logger.info("unknown event type acknowledged, not delivered")
             return HttpResponse(200, {"status": "ignored", "reason": "unknown event type"})
 
