@@ -117,10 +117,13 @@ def test_routes_status_page_and_binary_bodies(local) -> None:
     assert page["sandbox_url"] == info.sandbox_url
     assert page["queues"]["retry_queue"]["visible"] == 0
     assert page["queues"]["dead_letter_queue"]["visible"] == 0
-    # Not UTF-8: travels base64-encoded in the event, verifies, then fails JSON parsing -> 400.
+    assert page["aws"]["endpoint"] == info.aws_endpoint and info.aws_endpoint.startswith("http://127.0.0.1:")
+    assert page["aws"]["quarantine_queue_url"] == info.quarantine_url
+    # Not UTF-8: travels base64-encoded in the event, verifies, fails JSON parsing, and is kept.
     response = sender.send_webhook(b"\xff\xfe not json", url=info.webhook_url, secret=info.secret)
-    assert response.status_code == 400
+    assert (response.status_code, response.json()["status"]) == (202, "quarantined")
     assert bridge.sandbox is not None and bridge.sandbox.requests == []
+    assert bridge.queue_depths()["quarantine_queue"]["visible"] == 1
 
 
 def test_real_credentials_skip_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:

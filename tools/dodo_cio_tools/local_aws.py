@@ -68,6 +68,8 @@ class LocalAws:
         self.endpoint: str | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> str:
         from moto.moto_server.werkzeug_app import (  # noqa: PLC0415
@@ -93,7 +95,9 @@ class LocalAws:
                 f"cannot listen on {LOOPBACK}:{self.port} for the emulated AWS ({exc}); pass --aws-port"
             ) from None
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="dodo-cio-local-aws", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="dodo-cio-local-aws", daemon=True
+        )
         self._thread.start()
         self.endpoint = f"http://{LOOPBACK}:{server.server_port}"
         return self.endpoint
@@ -107,15 +111,23 @@ class LocalAws:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self._clients.clear()
         if self.endpoint is not None:
             self.endpoint = None
             reset_moto()
 
     def client(self, service: str) -> Any:
-        """A boto3 client bound to this endpoint, whatever the environment says."""
-        if self.endpoint is None:
+        """A boto3 client bound to this endpoint, whatever the environment says; one per service.
+
+        Cached because each new boto3 session loads the endpoint data again (~0.1 s).
+        """
+        endpoint = self.endpoint
+        if endpoint is None:
             raise RuntimeError("the emulated AWS is not running")
-        return endpoint_client(service, self.endpoint, self.region)
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = endpoint_client(service, endpoint, self.region)
+            return self._clients[service]
 
     def environment(self) -> dict[str, str]:
         """What the in-process handlers need so that their own boto3 clients land here."""
@@ -128,11 +140,17 @@ class LocalAws:
         }
 
 
+_session: Any = None
+
+
 def endpoint_client(service: str, endpoint: str, region: str) -> Any:
     """A boto3 client for an emulated endpoint, with placeholder credentials (never the user's)."""
+    global _session  # noqa: PLW0603 - one session per process: loading its data is the slow part
     import boto3  # noqa: PLC0415
 
-    make: Any = boto3.session.Session().client  # its own session: no profile, no cached credentials
+    if _session is None:
+        _session = boto3.session.Session()  # not the default one: no profile, no cached credentials
+    make: Any = _session.client
     return make(
         service,
         endpoint_url=endpoint,

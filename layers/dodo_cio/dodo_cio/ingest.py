@@ -145,24 +145,7 @@ class IngestService:
             self.logger.warning("body too large", extra={"bytes": len(request.body)})
             return _error(413, "body too large", limit_bytes=MAX_BODY_BYTES)
 
-        try:
-            secrets = self.secrets.load()
-        except ConfigError as exc:
-            self._count("ConfigError")
-            self.logger.error("cannot verify webhooks: %s", exc)
-            return _error(500, "bridge misconfigured")
-
-        try:
-            verified = self._verify(request, secrets.webhook_secrets)
-        except SignatureError as exc:
-            self._count("InvalidSignature")
-            self.logger.warning("signature rejected", extra={"reason": exc.reason})
-            return _error(401, "invalid signature", reason=exc.reason)
-        except ConfigError as exc:
-            self._count("ConfigError")
-            self.logger.error("cannot verify webhooks: %s", exc)
-            return _error(500, "bridge misconfigured")
-        return self._process(verified, request, secrets, rerun=False)
+        return self._authentic(request, rerun=False)
 
     def reprocess(self, item: QuarantinedWebhook) -> HttpResponse:
         """Run a quarantined webhook through the current model and mapping, as if Dodo sent it now.
@@ -173,18 +156,22 @@ class IngestService:
         422 and left where it is instead of being quarantined a second time.
         """
         self._count("QuarantineReprocessed")
-        request = WebhookRequest(item.headers(), item.body)
+        return self._authentic(WebhookRequest(item.headers(), item.body), rerun=True)
+
+    def _authentic(self, request: WebhookRequest, *, rerun: bool) -> HttpResponse:
+        """Verify the signature, then process; the timestamp window applies to fresh webhooks only."""
         try:
             secrets = self.secrets.load()
-            verified = self._verify(request, secrets.webhook_secrets, tolerance=None)
+            verified = self._verify(request, secrets.webhook_secrets, tolerance=None if rerun else 300)
         except SignatureError as exc:
-            self.logger.warning("kept signature no longer verifies", extra={"reason": exc.reason})
+            self._count("InvalidSignature")
+            self.logger.warning("signature rejected", extra={"reason": exc.reason, "rerun": rerun})
             return _error(401, "invalid signature", reason=exc.reason)
         except ConfigError as exc:
             self._count("ConfigError")
             self.logger.error("cannot verify webhooks: %s", exc)
             return _error(500, "bridge misconfigured")
-        return self._process(verified, request, secrets, rerun=True)
+        return self._process(verified, request, secrets, rerun=rerun)
 
     def _process(
         self, verified: VerifiedWebhook, request: WebhookRequest, secrets: Secrets, *, rerun: bool

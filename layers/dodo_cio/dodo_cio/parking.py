@@ -21,6 +21,17 @@ class ParkedFormatError(ValueError):
     """An SQS body that is not a parked delivery this version understands."""
 
 
+def json_object(text: str | bytes, error: type[ValueError]) -> dict[str, Any]:
+    """A queue message body as a JSON object, or `error` saying why it is not one."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, TypeError) as exc:
+        raise error(f"not JSON: {type(exc).__name__}") from None
+    if not isinstance(doc, dict):
+        raise error("not a JSON object")
+    return doc
+
+
 @dataclass(frozen=True, slots=True)
 class LastError:
     kind: str  # transient | permanent | config
@@ -53,13 +64,7 @@ class ParkedDelivery:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ParkedDelivery:
-        try:
-            doc = json.loads(text)
-        except (ValueError, TypeError) as exc:
-            raise ParkedFormatError(f"not JSON: {type(exc).__name__}") from None
-        if not isinstance(doc, dict):
-            raise ParkedFormatError("not a JSON object")
-        return cls.from_dict(doc)
+        return cls.from_dict(json_object(text, ParkedFormatError))
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> ParkedDelivery:

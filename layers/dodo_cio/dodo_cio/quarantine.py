@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from dodo_cio.parking import json_object
 from dodo_cio.signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 FORMAT: Final = "dodo-cio.quarantined-webhook"
@@ -80,13 +81,7 @@ class QuarantinedWebhook:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> QuarantinedWebhook:
-        try:
-            doc = json.loads(text)
-        except (ValueError, TypeError) as exc:
-            raise QuarantineFormatError(f"not JSON: {type(exc).__name__}") from None
-        if not isinstance(doc, dict):
-            raise QuarantineFormatError("not a JSON object")
-        return cls.from_dict(doc)
+        return cls.from_dict(json_object(text, QuarantineFormatError))
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> QuarantinedWebhook:
@@ -110,12 +105,10 @@ class QuarantinedWebhook:
                 raise QuarantineFormatError("body is not valid base64") from None
         else:
             raise QuarantineFormatError(f"unknown body_encoding {encoding!r}")
-        received_at = doc.get("received_at")
-        event_type = doc.get("event_type")
+        received_at, event_type = doc.get("received_at"), doc.get("event_type")
+        headers = (doc["webhook_id"], doc["webhook_timestamp"], doc["webhook_signature"])
         return cls(
-            webhook_id=doc["webhook_id"],
-            webhook_timestamp=doc["webhook_timestamp"],
-            webhook_signature=doc["webhook_signature"],
+            *headers,
             received_at=received_at if isinstance(received_at, int) else 0,
             event_type=event_type if isinstance(event_type, str) else None,
             error_field=str(error.get("field", "")),

@@ -104,3 +104,24 @@ def test_quarantine_sends_one_message_with_the_reason_as_attributes() -> None:
     assert sent["MessageAttributes"]["event_type"]["StringValue"] == "payment.succeeded"
     quarantine(sqs, "https://sqs/q", _item(event_type=None, error_field=""))
     assert "event_type" not in sqs.sent[1]["MessageAttributes"]
+
+
+def test_an_ingest_service_with_state_but_no_duplicate_check_is_refused() -> None:
+    """The state records only commit inside the duplicate check's transaction: never one without the other."""
+    from dodo_cio.config import SecretStore, Settings
+    from dodo_cio.ingest import IngestService
+    from dodo_cio.mapping import MappingConfig
+    from dodo_cio.state import StateTable
+
+    settings = Settings.from_env({})
+    state = StateTable("t", lambda: None)
+    with pytest.raises(ValueError, match="duplicate check"):
+        IngestService(
+            settings=settings,
+            secrets=SecretStore(settings),
+            mapping=MappingConfig(),
+            metrics=None,  # type: ignore[arg-type]
+            logger=None,  # type: ignore[arg-type]
+            sqs_factory=lambda: None,  # type: ignore[arg-type,return-value]
+            state=state,
+        )
