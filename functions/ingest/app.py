@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customize import build_mapping
-from dodo_cio import aws, wiring
+from dodo_cio import aws, deadline, wiring
 from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.idempotency import WebhookDeduplicator
 from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
@@ -60,6 +60,7 @@ def service() -> IngestService:
 
 @metrics.log_metrics(capture_cold_start_metric=True)
 @logger.inject_lambda_context(clear_state=True)
+@deadline.per_invocation  # every call runs to the time Lambda has left, less a reserve to answer
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         ingest = service()

@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from dodo_cio import aws, wiring
+from dodo_cio import aws, deadline, wiring
 from dodo_cio.config import SecretStore, Settings
 from dodo_cio.logmask import MaskingFormatter
 from dodo_cio.retry import RetryService, failed_message_ids
@@ -54,6 +54,7 @@ def service() -> RetryService:
 
 @metrics.log_metrics
 @logger.inject_lambda_context(clear_state=True)
+@deadline.per_invocation  # every call runs to the time Lambda has left, less a reserve to answer
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     failed = failed_message_ids(service().handle(event.get("Records") or []))
 

@@ -34,7 +34,7 @@ class OfflinePolicyLoader:
 
 def load_sam(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     """Parse a SAM template, understanding the short intrinsic forms (!Ref, !Sub, ...)."""
-    return yaml_parse(path.read_text(encoding="utf-8"))
+    return dict(yaml_parse(path.read_text(encoding="utf-8")))
 
 
 def translate(sam: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +50,7 @@ def translate(sam: dict[str, Any]) -> dict[str, Any]:
         for key in _LOCAL_URI_KEYS:
             if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
                 props[key] = PLACEHOLDER_S3_URI
-    return transform(sam, {}, OfflinePolicyLoader())
+    return dict(transform(sam, {}, OfflinePolicyLoader()))
 
 
 def resources_of_type(cfn: dict[str, Any], resource_type: str) -> dict[str, Resource]:
@@ -116,3 +116,34 @@ def statements_with_action(role: Resource, action: str) -> list[dict[str, Any]]:
         for stmt in policy_statements(role)
         if any(str(a).lower() == action for a in as_list(stmt.get("Action", [])))
     ]
+
+
+def statement_resources(stmt: dict[str, Any]) -> list[Any]:
+    """A statement's resources, each as (logical id, attribute) for a GetAtt, a Sub's template, or as is."""
+    return [getatt(r) or sub_template(r) or r for r in as_list(stmt["Resource"])]
+
+
+def sqs_grants(role: Resource) -> dict[str, set[Any]]:
+    """Every sqs: action the role's inline policies allow, with the resources it is allowed on."""
+    grants: dict[str, set[Any]] = {}
+    for stmt in policy_statements(role):
+        assert stmt["Effect"] == "Allow", stmt
+        for action in as_list(stmt["Action"]):
+            if str(action).lower().startswith("sqs:"):
+                grants.setdefault(action, set()).update(statement_resources(stmt))
+    return grants
+
+
+# An SSM parameter's ARN under the stack's SsmParameterPath, as the template writes it in an Fn::Sub.
+# SsmParameterPath has no trailing slash (its AllowedPattern), so the name follows a "/".
+SSM_PARAMETER_ARN_PREFIX = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/"
+
+
+def parameter_names(arns: list[Any]) -> list[str]:
+    """The parameter names behind SSM parameter ARNs; fails on an ARN outside SsmParameterPath."""
+    names = []
+    for arn in arns:
+        text = sub_template(arn)
+        assert text is not None and text.startswith(SSM_PARAMETER_ARN_PREFIX), arn
+        names.append(text.removeprefix(SSM_PARAMETER_ARN_PREFIX))
+    return names

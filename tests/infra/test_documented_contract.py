@@ -50,3 +50,43 @@ def test_mapping_table_covers_every_customer_event_type() -> None:
     for event_type in events.ALL_TYPES:
         family, _, action = event_type.partition(".")
         assert f"`{event_type}`" in table or f"`.{action}`" in table or f"`{family}.*`" in table, event_type
+
+
+def test_every_alarm_has_a_runbook_row() -> None:
+    """Each alarm's name (after "<stack>-") heads a row of the README's alarm table."""
+    section = _readme_section("Alarms: what each means and what to do")
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    names = [
+        str(resource["Properties"]["AlarmName"]["Fn::Sub"]).removeprefix("${AWS::StackName}-")
+        for resource in template()["Resources"].values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    ]
+    assert "quarantine-not-empty" in names
+    for name in names:
+        assert any(f"`{name}`" in row.split(" | ")[0] for row in rows), f"alarm {name} has no row in the runbook"
+
+
+def test_reserved_concurrency_is_documented_with_its_default_and_how_to_turn_it_off() -> None:
+    section = _readme_section("Permissions and concurrency")
+    param = template()["Parameters"]["IngestReservedConcurrency"]
+    assert f"`IngestReservedConcurrency`, default {param['Default']}" in section
+    assert "`IngestReservedConcurrency=0`" in section
+    # The deploy-time failure and how to check for it before deploying.
+    assert "UnreservedConcurrentExecutions" in section
+
+
+def test_documented_parameter_grants_match_the_template() -> None:
+    """The Permissions table names, per function, exactly the SSM parameters its role may read."""
+    section = _readme_section("Permissions and concurrency")
+    (row,) = [line for line in section.splitlines() if line.startswith("| SSM parameters")]
+    ingest_cell, retry_cell = row.split(" | ")[1:3]
+    documented = set(re.findall(r"`<path>/([a-z-]+)`", ingest_cell))
+    for role in ("IngestFunctionRole", "RetryFunctionRole"):
+        statements = template()["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        (read,) = [s for s in statements if s["Sid"] == "ReadBridgeParameters"]
+        granted = {str(r["Fn::Sub"]).rsplit("/", 1)[-1] for r in read["Resource"]}
+        if role == "IngestFunctionRole":
+            assert granted == documented
+        else:
+            # "the same without `webhook-secret`"
+            assert granted == documented - {"webhook-secret"} and "without `webhook-secret`" in retry_cell

@@ -47,8 +47,13 @@ INGEST_METRICS = (
     "WebhookDelivered",
     "WebhookParked",
     "IgnoredEvent",
+    "UnknownEventType",
     "InvalidSignature",
     "InvalidPayload",
+    "WebhookQuarantined",
+    "QuarantineFailed",
+    "QuarantineReprocessed",
+    "QuarantineStillInvalid",
 )
 RETRY_METRICS = ("RetryDelivered", "RetryScheduled", "RetryReparked", "DeadLettered", "RetryRequests")
 
@@ -137,6 +142,12 @@ def _expected_alarms(cfn: dict[str, Any]) -> list[tuple[Metric, str, Any]]:
     return [
         (
             Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName="RetryDeadLetterQueue")),
+            "Maximum",
+            0,
+        ),
+        # Anything on the quarantine queue is a signed webhook nobody has looked at yet.
+        (
+            Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName="QuarantineQueue")),
             "Maximum",
             0,
         ),
@@ -254,7 +265,7 @@ def test_dashboard_shows_queues_functions_and_api(dashboard: dict[str, Any]) -> 
     shown = _dashboard_metrics(dashboard)
     expected = [
         Metric("AWS/SQS", metric, _dims(QueueName=f"{queue}.QueueName"))
-        for queue in ("RetryQueue", "RetryDeadLetterQueue")
+        for queue in ("RetryQueue", "RetryDeadLetterQueue", "QuarantineQueue")
         for metric in (
             "ApproximateNumberOfMessagesVisible",
             "ApproximateNumberOfMessagesNotVisible",
@@ -264,12 +275,30 @@ def test_dashboard_shows_queues_functions_and_api(dashboard: dict[str, Any]) -> 
     expected += [
         Metric("AWS/Lambda", metric, _dims(FunctionName=fn))
         for fn in ("IngestFunction", "RetryFunction")
-        for metric in ("Errors", "Throttles", "Duration")
+        for metric in ("Errors", "Throttles", "Duration", "ConcurrentExecutions")
     ]
     expected += [
         Metric("AWS/ApiGateway", metric, _dims(ApiId="WebhookApi")) for metric in ("Count", "4xx", "5xx", "Latency")
     ]
     assert [m for m in expected if m not in shown] == []
+
+
+def test_one_widget_shows_the_quarantine_depth_beside_the_quarantined_count(
+    cfn: dict[str, Any], dashboard: dict[str, Any]
+) -> None:
+    depth = Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName="QuarantineQueue.QueueName"))
+    count = _custom(cfn, "WebhookQuarantined")
+    widgets = [w for w in dashboard["widgets"] if {depth, count} <= _dashboard_metrics({"widgets": [w]})]
+    assert len(widgets) == 1
+    # A count per period is a Sum; the widget's default stat (Maximum, for the depth) would hide bursts.
+    (row,) = [r for r in widgets[0]["properties"]["metrics"] if r[1] == "WebhookQuarantined"]
+    assert isinstance(row[-1], dict) and row[-1]["stat"] == "Sum"
+
+
+def test_concurrency_widget_marks_the_ingest_reservation(cfn: dict[str, Any]) -> None:
+    body = _dashboard_body(cfn)
+    assert '"value": ${IngestReservedConcurrency}' in body
+    assert '"value": ${RetryMaxConcurrency}' in body
 
 
 def _emitted_by_code() -> str:

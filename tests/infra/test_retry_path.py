@@ -7,24 +7,19 @@ Like test_template.py, this runs on the translated CloudFormation (see conftest.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
 from dodo_cio.backoff import CAP_SECONDS, CONFIG_HORIZON_SECONDS, TRANSIENT_HORIZON_SECONDS
 from infra.cfn import (
-    as_list,
     getatt,
     only_resource_of_type,
-    policy_statements,
     ref_name,
     role_of_function,
-    statements_with_action,
-    sub_template,
+    sqs_grants,
 )
 
-SSM_PARAMETER_ARN = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${SsmParameterPath}/*"
 # SQS limits: RedrivePolicy.maxReceiveCount is 1..1000; ScalingConfig.MaximumConcurrency is 2..1000.
 SQS_MAX_RECEIVE_COUNT = 1000
 MIN_MAXIMUM_CONCURRENCY = 2
@@ -199,81 +194,16 @@ def test_horizons_are_reached_by_time_before_receives_run_out(cfn: dict[str, Any
     assert max_receive >= 1.4 * config_receives
 
 
-# --- IAM ----------------------------------------------------------------------------------------------
-
-
-def _resources(stmt: dict[str, Any]) -> list[Any]:
-    return [getatt(r) or sub_template(r) or r for r in as_list(stmt["Resource"])]
-
-
-def _sqs_grants(role: dict[str, Any]) -> dict[str, set[Any]]:
-    grants: dict[str, set[Any]] = {}
-    for stmt in policy_statements(role):
-        assert stmt["Effect"] == "Allow", stmt
-        for action in as_list(stmt["Action"]):
-            if str(action).lower().startswith("sqs:"):
-                grants.setdefault(action, set()).update(_resources(stmt))
-    return grants
-
-
-def test_retry_role_is_written_out_without_managed_policies(cfn: dict[str, Any], retry_role: dict[str, Any]) -> None:
-    """SAM's generated role would carry AWSLambdaSQSQueueExecutionRole: sqs:ReceiveMessage on every queue."""
-    role_id, _ = role_of_function(cfn, _retry(cfn))
-    assert role_id == "RetryFunctionRole"
-    assert retry_role["Properties"].get("ManagedPolicyArns", []) == []
-    trust = as_list(retry_role["Properties"]["AssumeRolePolicyDocument"]["Statement"])
-    assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+# --- IAM (SSM, KMS, logs and managed policies of both roles: test_permissions.py) ----------------------
 
 
 def test_retry_role_sqs_grants_are_exactly_its_two_queues(retry_role: dict[str, Any]) -> None:
     retry_queue = ("RetryQueue", "Arn")
     dlq = ("RetryDeadLetterQueue", "Arn")
-    assert _sqs_grants(retry_role) == {
+    assert sqs_grants(retry_role) == {
         "sqs:ReceiveMessage": {retry_queue},
         "sqs:DeleteMessage": {retry_queue},
         "sqs:ChangeMessageVisibility": {retry_queue},
         "sqs:GetQueueAttributes": {retry_queue},
         "sqs:SendMessage": {retry_queue, dlq},  # re-parking; dead-lettering with the reason
     }
-
-
-@pytest.mark.parametrize("action", ["ssm:GetParameter", "ssm:GetParameters"])
-def test_retry_role_reads_parameters_under_the_path_only(retry_role: dict[str, Any], action: str) -> None:
-    statements = statements_with_action(retry_role, action)
-    assert statements
-    for stmt in statements:
-        assert [sub_template(r) for r in as_list(stmt["Resource"])] == [SSM_PARAMETER_ARN]
-
-
-def test_retry_role_decrypts_only_through_ssm(retry_role: dict[str, Any]) -> None:
-    statements = statements_with_action(retry_role, "kms:Decrypt")
-    assert len(statements) == 1
-    condition = statements[0]["Condition"]
-    assert sub_template(condition["StringEquals"]["kms:ViaService"]) == "ssm.${AWS::Region}.amazonaws.com"
-    assert sub_template(condition["StringLike"]["kms:EncryptionContext:PARAMETER_ARN"]) == SSM_PARAMETER_ARN
-
-
-def test_retry_role_writes_only_its_own_logs(cfn: dict[str, Any], retry_role: dict[str, Any]) -> None:
-    log_group = ref_name(_retry(cfn)["Properties"]["LoggingConfig"]["LogGroup"])
-    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
-        statements = statements_with_action(retry_role, action)
-        assert statements, action
-        for stmt in statements:
-            assert _resources(stmt) == [(log_group, "Arn")]
-
-
-def test_retry_role_wildcard_resources_are_only_the_unavoidable_ones(retry_role: dict[str, Any]) -> None:
-    for stmt in policy_statements(retry_role):
-        actions = {str(a).lower() for a in as_list(stmt["Action"])}
-        assert not any(a == "*" or a.endswith(":*") for a in actions), stmt
-        if "*" in as_list(stmt["Resource"]):
-            # X-Ray has no resource-level permissions; kms:Decrypt is bound by conditions to SSM.
-            allowed = {"xray:puttracesegments", "xray:puttelemetryrecords"}
-            assert actions <= allowed or (actions == {"kms:decrypt"} and stmt.get("Condition")), stmt
-
-
-def test_no_role_gets_the_broad_sqs_managed_policy(cfn: dict[str, Any]) -> None:
-    for name, res in cfn["Resources"].items():
-        if res["Type"] == "AWS::IAM::Role":
-            arns = [str(sub_template(a) or a) for a in res["Properties"].get("ManagedPolicyArns", [])]
-            assert not any(re.search(r"AWSLambdaSQSQueueExecutionRole", a) for a in arns), name

@@ -1,7 +1,8 @@
-"""The operator subcommands wired end to end: `dodo-cio dlq` on a moto DLQ, `redrive` on a stubbed SQS."""
+"""The operator subcommands wired end to end: `dlq` and `reprocess` on moto queues, `redrive` on a stubbed SQS."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -12,8 +13,9 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.quarantine import REPROCESS_KEY, QuarantinedWebhook, quarantine
 from dodo_cio_tools import cli
-from support.aws import create_queues
+from support.aws import create_quarantine_queue, create_queues
 
 EMAIL = "maya.fernandes@example.com"
 
@@ -89,3 +91,98 @@ def test_redrive_rate_out_of_range_is_refused_before_any_call(
     code = cli.main(["redrive", "--dlq-arn", dlq, "--to-arn", dlq.replace("-dlq", ""), "--rate", "900"])
     assert code == 2
     assert "500" in capsys.readouterr().err
+
+
+# -- quarantined webhooks ---------------------------------------------------------------------------
+
+
+def _quarantined(webhook_id: str) -> QuarantinedWebhook:
+    return QuarantinedWebhook(
+        webhook_id=webhook_id,
+        webhook_timestamp="1700000000",
+        webhook_signature="v1,c2lnbmF0dXJl",
+        received_at=1_700_000_001,
+        event_type="subscription.renewed",
+        error_field="data.next_billing_date",
+        error_detail="must be an ISO-8601 date-time",
+        body=json.dumps({"type": "subscription.renewed", "data": {"customer": {"email": EMAIL}}}).encode(),
+    )
+
+
+def _visible(sqs: Any, url: str) -> int:
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    return int(attrs["ApproximateNumberOfMessages"])
+
+
+def _stack(cfn: Any, outputs: dict[str, str]) -> Stubber:
+    stub = Stubber(cfn)
+    stack = {
+        "StackName": "bridge",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "StackStatus": "UPDATE_COMPLETE",
+        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
+    }
+    stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "bridge"})
+    return stub
+
+
+def test_dlq_lists_quarantined_webhooks_from_the_stack_and_consumes_nothing(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = boto3.client("sqs")
+    _, dlq_url = create_queues(sqs)
+    quarantine_url = create_quarantine_queue(sqs)
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=_dead_letter())
+    quarantine(sqs, quarantine_url, _quarantined("msg_kept"))  # as the ingest function writes it
+    sqs.send_message(QueueUrl=quarantine_url, MessageBody="not in the quarantine format")
+    cfn = boto3.client("cloudformation")
+    stub = _stack(cfn, {"DeadLetterQueueUrl": dlq_url, "QuarantineQueueUrl": quarantine_url})
+    monkeypatch.setattr(cli, "_aws", lambda service, region: cfn if service == "cloudformation" else sqs)
+    with stub:
+        assert cli.main(["dlq", "--stack", "bridge"]) == 0
+    out = capsys.readouterr().out
+    parked, kept = out.split("Quarantined webhooks (quarantine queue):")
+    assert "HTTP 400: attributes invalid" in parked and "msg_kept" not in parked
+    assert "QUARANTINED WEBHOOK" in kept and "msg_kept" in kept and "subscription.renewed" in kept
+    assert "data.next_billing_date: must be an ISO-8601 date-time" in kept
+    assert "not a quarantined webhook" in kept  # the stray message is shown, not hidden
+    assert EMAIL not in out
+    assert (_visible(sqs, dlq_url), _visible(sqs, quarantine_url)) == (1, 2), "a listing must not consume"
+
+
+class IngestFunction:
+    """Lambda's Invoke API for the ingest function: a statusCode per webhook id (the real one is in
+    tests/integration/test_local_runbook.py and test_quarantine.py)."""
+
+    def __init__(self, answers: dict[str, int]) -> None:
+        self.answers = answers
+
+    def invoke(self, *, FunctionName: str, InvocationType: str, Payload: bytes) -> dict[str, Any]:
+        assert (FunctionName, InvocationType) == ("bridge-IngestFunction", "RequestResponse")
+        status = self.answers[json.loads(Payload)[REPROCESS_KEY]["webhook_id"]]
+        body = json.dumps({"status": "delivered" if status < 300 else "not yet"})
+        return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps({"statusCode": status, "body": body}).encode())}
+
+
+def test_reprocess_on_moto_deletes_what_was_handled_and_leaves_the_rest_visible(
+    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sqs = boto3.client("sqs")
+    url = create_quarantine_queue(sqs)
+    answers = {"msg_ok": 200, "msg_invalid": 422, "msg_rotated": 401, "msg_down": 503}
+    for webhook_id in answers:
+        quarantine(sqs, url, _quarantined(webhook_id))
+    cfn = boto3.client("cloudformation")
+    stub = _stack(cfn, {"QuarantineQueueUrl": url, "IngestFunctionName": "bridge-IngestFunction"})
+    services = {"cloudformation": cfn, "sqs": sqs, "lambda": IngestFunction(answers)}
+    monkeypatch.setattr(cli, "_aws", lambda service, region: services[service])
+    with stub:
+        assert cli.main(["reprocess", "--stack", "bridge"]) == 1
+    out = capsys.readouterr().out
+    assert "1 handled and deleted, 3 kept on the queue" in out
+    left = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+    assert sorted(QuarantinedWebhook.from_json(m["Body"]).webhook_id for m in left) == [
+        "msg_down",
+        "msg_invalid",
+        "msg_rotated",
+    ]

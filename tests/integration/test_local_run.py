@@ -14,6 +14,7 @@ import requests
 from dodo_cio_tools import cli, sender
 from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET
 from dodo_cio_tools.local_run import LocalBridge, LocalBridgeInfo, read_template
+from support.aws import queue_properties as template_resource
 
 pytestmark = pytest.mark.network
 
@@ -104,6 +105,12 @@ def test_queues_follow_the_template(local) -> None:
     redrive = json.loads(attrs["RedrivePolicy"])
     assert redrive["deadLetterTargetArn"] == dlq_arn
     assert int(redrive["maxReceiveCount"]) == template.max_receive_count
+    # The quarantine queue as the template has it: 1 MiB messages (a 256 KB body grows when kept), no redrive.
+    quarantine = sqs.get_queue_attributes(QueueUrl=info.quarantine_url, AttributeNames=["All"])["Attributes"]
+    props = template_resource("QuarantineQueue")
+    assert quarantine["MaximumMessageSize"] == str(props["MaximumMessageSize"])
+    assert quarantine["MessageRetentionPeriod"] == str(props["MessageRetentionPeriod"])
+    assert "RedrivePolicy" not in quarantine
 
 
 def test_routes_status_page_and_binary_bodies(local) -> None:

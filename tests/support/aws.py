@@ -47,7 +47,7 @@ def create_queues(sqs: Any) -> tuple[str, str]:
 
 def create_quarantine_queue(sqs: Any) -> str:
     """The QuarantineQueue as template.yaml defines it (retention, message size)."""
-    props = dict(template()["Resources"].get("QuarantineQueue", {}).get("Properties") or {})  # TEMP-Q
+    props = queue_properties("QuarantineQueue")
     attributes = {"MessageRetentionPeriod": str(props.get("MessageRetentionPeriod", 1209600))}
     if "MaximumMessageSize" in props:
         attributes["MaximumMessageSize"] = str(props["MaximumMessageSize"])

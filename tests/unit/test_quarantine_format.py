@@ -48,6 +48,14 @@ def test_a_utf8_body_is_readable_in_the_message_and_other_bytes_are_base64() -> 
     assert (doc["body_encoding"], doc["body"]) == ("base64", "/w==")
 
 
+def test_a_body_of_control_characters_is_base64_so_the_largest_body_fits_one_message() -> None:
+    body = b"\x01" * (256 * 1024)
+    doc = _item(body).to_dict()
+    assert doc["body_encoding"] == "base64"
+    assert len(_item(body).to_json().encode()) < 1024 * 1024  # the quarantine queue's MaximumMessageSize
+    assert QuarantinedWebhook.from_dict(doc).body == body
+
+
 def test_the_kept_headers_verify_the_body_without_the_timestamp_window() -> None:
     item = _item()
     now = 1_790_000_000 + 30 * 86_400  # a month later

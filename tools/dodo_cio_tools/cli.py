@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    pass
+    from dodo_cio_tools.local_target import LocalTarget
 
 DEFAULT_URL: Final = "http://127.0.0.1:3000/webhooks/dodo"
 SEND_TIMEOUT: Final = 15.0  # as dodo_cio_tools.sender; kept here so usage errors need no import
@@ -61,6 +61,12 @@ def _extra_headers(items: Sequence[str]) -> dict[str, str]:
 
 
 def _cmd_send(args: argparse.Namespace) -> int:
+    target = _local(args)
+    if target is not None:
+        from dodo_cio_tools import operator  # noqa: PLC0415
+
+        args.url = target.webhook_url if args.url == DEFAULT_URL else args.url
+        args.secret = args.secret or operator.read_secret_from_ssm(target.client("ssm"), target.ssm_parameter_path)
     secret = _secret(args.secret)
     body = _read_body(args.body)
     extra = _extra_headers(args.header or [])
@@ -125,20 +131,61 @@ def _outputs(args: argparse.Namespace, *keys: str) -> dict[str, str]:
     return operator.resolve_stack_outputs(_aws("cloudformation", args.region), args.stack, required=keys)
 
 
-def _cmd_dlq(args: argparse.Namespace) -> int:
-    from dodo_cio_tools import operator  # noqa: PLC0415
+def _local(args: argparse.Namespace) -> LocalTarget | None:
+    """The running `make run` when --local or --local-url was given (found through its status page)."""
+    if not (getattr(args, "local", False) or getattr(args, "local_url", None)):
+        return None
+    if getattr(args, "stack", None):
+        raise UsageError("--local and --stack exclude each other")
+    from dodo_cio_tools.local_target import discover, local_url  # noqa: PLC0415
 
-    url = args.queue_url or _outputs(args, "DeadLetterQueueUrl").get("DeadLetterQueueUrl")
-    if not url:
-        raise UsageError("pass --stack NAME or --queue-url URL of the dead-letter queue")
-    items = operator.list_dead_letters(_aws("sqs", args.region), url, limit=args.limit)
-    print(operator.dead_letters_json(items) if args.json else operator.format_dead_letters(items, limit=args.limit))
+    return discover(local_url(args.local_url))
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    """The DLQ's parked deliveries and, when a quarantine queue is known, the quarantined webhooks."""
+    from dodo_cio_tools import operator, quarantine_ops  # noqa: PLC0415
+
+    target = _local(args)
+    if target is not None:
+        sqs = target.client("sqs")
+        url: str | None = args.queue_url or target.dead_letter_queue_url
+        quarantine_url = args.quarantine_url or target.quarantine_queue_url or None
+    else:
+        outputs = _outputs(args, "DeadLetterQueueUrl")
+        url = args.queue_url or outputs.get("DeadLetterQueueUrl")
+        # Optional: a stack deployed before quarantine has no such output.
+        quarantine_url = args.quarantine_url or outputs.get("QuarantineQueueUrl")
+        sqs = _aws("sqs", args.region) if url or quarantine_url else None
+    if not url and not quarantine_url:
+        raise UsageError("pass --stack NAME, --local, or --queue-url URL of the dead-letter queue")
+    wait = 0 if target is not None else 1  # long polling only where short polls can miss messages (SQS)
+    dead = operator.list_dead_letters(sqs, url, limit=args.limit, wait_seconds=wait) if url else []
+    kept = (
+        quarantine_ops.list_quarantined(sqs, quarantine_url, limit=args.limit, wait_seconds=wait)
+        if quarantine_url
+        else None
+    )
+    if args.json:
+        print(quarantine_ops.listing_json(dead, kept or []))
+    elif kept is None:
+        print(operator.format_dead_letters(dead, limit=args.limit))
+    else:
+        if url:
+            print("Dead-lettered deliveries (dead-letter queue):")
+            print(operator.format_dead_letters(dead, limit=args.limit))
+            print()
+        print("Quarantined webhooks (quarantine queue):")
+        print(quarantine_ops.format_quarantined(kept, limit=args.limit))
     return EXIT_OK
 
 
 def _cmd_redrive(args: argparse.Namespace) -> int:
     from dodo_cio_tools import operator  # noqa: PLC0415
 
+    target = _local(args)
+    if target is not None:
+        return _redrive_locally(args, target)
     outputs = _outputs(args, "DeadLetterQueueArn", "RetryQueueArn")
     dlq_arn = args.dlq_arn or outputs.get("DeadLetterQueueArn")
     if not dlq_arn:
@@ -161,10 +208,49 @@ def _cmd_redrive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _redrive_locally(args: argparse.Namespace, target: LocalTarget) -> int:
+    """moto has no StartMessageMoveTask: move the DLQ's messages to the retry queue one by one."""
+    from dodo_cio_tools import local_target, operator  # noqa: PLC0415
+
+    if args.status or args.cancel:
+        raise UsageError("--status and --cancel need SQS message move tasks, which the local run does not have")
+    rate = operator._validate_rate(args.rate) if args.rate is not None else None
+    source = (args.dlq_arn and _queue_url_of(target, args.dlq_arn)) or target.dead_letter_queue_url
+    destination = (args.to_arn and _queue_url_of(target, args.to_arn)) or target.retry_queue_url
+    moved = local_target.move_messages(target.client("sqs"), source, destination, rate=rate)
+    print(
+        f"moved {moved} message(s) from {source.rsplit('/', 1)[-1]} to {destination.rsplit('/', 1)[-1]} "
+        "by receive/send/delete: the local run's moto has no StartMessageMoveTask "
+        "(against AWS, redrive starts an SQS message move task)"
+    )
+    return EXIT_OK
+
+
+def _queue_url_of(target: LocalTarget, arn: str) -> str:
+    for url, known in (
+        (target.dead_letter_queue_url, target.dead_letter_queue_arn),
+        (target.retry_queue_url, target.retry_queue_arn),
+    ):
+        if arn == known:
+            return url
+    raise UsageError(f"{arn} is not a queue of the local run; leave out --dlq-arn and --to-arn with --local")
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from dodo_cio_tools import operator  # noqa: PLC0415
 
     body = _read_body(args.body)
+    target = _local(args)
+    if target is not None:
+        # The local run's own secret, from its SSM: $DODO_WEBHOOK_SECRET may be a deployment's.
+        secret = args.secret or operator.read_secret_from_ssm(target.client("ssm"), target.ssm_parameter_path)
+        status, text = operator.replay(
+            body, url=args.url or target.webhook_url, secret=_secret(secret), webhook_id=args.webhook_id
+        )
+        print(f"HTTP {status}")
+        if text:
+            print(text)
+        return EXIT_OK if 200 <= status < 300 else EXIT_HTTP_ERROR
     outputs = _outputs(args, "WebhookUrl")
     url = args.url or outputs.get("WebhookUrl") or DEFAULT_URL
     secret = args.secret or os.environ.get("DODO_WEBHOOK_SECRET", "")
@@ -182,6 +268,40 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if text:
         print(text)
     return EXIT_OK if 200 <= status < 300 else EXIT_HTTP_ERROR
+
+
+def _cmd_reprocess(args: argparse.Namespace) -> int:
+    """Quarantined webhooks through the deployed ingest function; exit 1 when any stayed on the queue."""
+    from dodo_cio_tools import quarantine_ops  # noqa: PLC0415
+
+    target = _local(args)
+    if target is not None:
+        sqs, lam = target.client("sqs"), target.client("lambda")
+        url = args.queue_url or target.quarantine_queue_url
+        function = args.function or target.ingest_function
+    else:
+        outputs = _outputs(args, "QuarantineQueueUrl", "IngestFunctionName")
+        url = args.queue_url or outputs.get("QuarantineQueueUrl", "")
+        function = args.function or outputs.get("IngestFunctionName", "")
+        if not url or not function:
+            raise UsageError("pass --stack NAME, --local, or both --queue-url URL and --function NAME")
+        sqs, lam = _aws("sqs", args.region), _aws("lambda", args.region)
+    if not url:
+        raise UsageError("the local run has no quarantine queue; restart `make run` with this version")
+    if not args.dry_run:
+        print(f"reprocessing quarantined webhooks from {url.rsplit('/', 1)[-1]} through {function}")
+    results = quarantine_ops.reprocess(
+        sqs,
+        lam,
+        url,
+        function,
+        limit=args.limit,
+        dry_run=args.dry_run,
+        on_result=lambda result: print(quarantine_ops.format_result(result), flush=True),
+        wait_seconds=0 if target is not None else 1,
+    )
+    print(quarantine_ops.summary(results, limit=args.limit))
+    return EXIT_HTTP_ERROR if any(not r.deleted and r.outcome != "dry_run" for r in results) else EXIT_OK
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -255,6 +375,88 @@ def _add_check_and_backfill(sub: Any) -> None:
     backfill_parser.set_defaults(func=_cmd_backfill)
 
 
+def local_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--local", action="store_true", help=f"use {what}")
+    p.add_argument(
+        "--local-url",
+        metavar="URL",
+        help="where that local run listens (implies --local; default: $DODO_CIO_LOCAL_URL, else http://127.0.0.1:3000)",
+    )
+
+
+def _add_operator_commands(sub: Any) -> None:
+    """`dlq`, `redrive`, `replay` and `reprocess`: against a stack (--stack), explicit resources, or --local."""
+
+    def aws_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--stack", help="CloudFormation stack name: read queue URLs/ARNs from its outputs")
+        p.add_argument("--region", help="AWS region (default: your AWS configuration)")
+        local_options(p, "the queues (and function) of a running `make run` instead of AWS")
+
+    dlq = sub.add_parser(
+        "dlq",
+        help="list the dead-letter queue and the quarantined webhooks, with their reasons (never emails)",
+        description="Peek at dead-lettered deliveries (type, customer id, kind, reason, age) and at "
+        "quarantined webhooks (signed by Dodo but unreadable to this version: webhook id, type, "
+        "received time, validation error) without consuming them. Listing briefly hides each "
+        "message and bumps its receive count, which is harmless on both queues.",
+    )
+    aws_options(dlq)
+    dlq.add_argument("--queue-url", help="dead-letter queue URL (instead of --stack)")
+    dlq.add_argument("--quarantine-url", help="quarantine queue URL (default: the stack's QuarantineQueueUrl)")
+    dlq.add_argument("--limit", type=int, default=100, help="at most this many messages (default %(default)s)")
+    dlq.add_argument("--json", action="store_true", help="machine-readable output")
+    dlq.set_defaults(func=_cmd_dlq)
+
+    redrive = sub.add_parser(
+        "redrive",
+        help="move dead-lettered deliveries back to the retry queue (after fixing the cause)",
+        description="Start an SQS message move task from the DLQ to the retry queue at a chosen rate "
+        "(with --local: move them by receive/send/delete, as moto has no move tasks). "
+        "Fix the cause first: a delivery past its retry horizon that fails again goes straight back.",
+    )
+    aws_options(redrive)
+    redrive.add_argument("--dlq-arn", help="dead-letter queue ARN (instead of --stack)")
+    redrive.add_argument("--to-arn", help="retry queue ARN (instead of --stack)")
+    redrive.add_argument("--rate", type=int, help="messages per second, 1-500 (default: as fast as SQS allows)")
+    redrive.add_argument("--status", action="store_true", help="show running and recent redrives instead")
+    redrive.add_argument("--cancel", metavar="TASK_HANDLE", help="cancel a running redrive")
+    redrive.set_defaults(func=_cmd_redrive)
+
+    replay = sub.add_parser(
+        "replay",
+        help="send a saved Dodo webhook body through the bridge again (signed now)",
+        description="Sign BODY_FILE now and POST it to the bridge, through the same path as a Dodo "
+        "delivery. Pass the original --webhook-id so Customer.io deduplicates an event it already has. "
+        "Exit 0 on 2xx, 1 on another HTTP answer, 2 on usage or connection errors.",
+    )
+    aws_options(replay)
+    replay.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
+    replay.add_argument("--url", help=f"webhook endpoint (default: the stack's WebhookUrl, else {DEFAULT_URL})")
+    replay.add_argument("--webhook-id", help="the original webhook-id (keeps Customer.io's dedup id)")
+    replay.add_argument(
+        "--secret", help="webhook secret (default: $DODO_WEBHOOK_SECRET, else read from SSM; --local: its SSM)"
+    )
+    replay.add_argument("--ssm-path", help="SSM path holding webhook-secret (default: the stack's parameter)")
+    replay.set_defaults(func=_cmd_replay)
+
+    reprocess = sub.add_parser(
+        "reprocess",
+        help="put quarantined webhooks back through the ingest function (after an upgrade)",
+        description="Receive quarantined webhooks and invoke the ingest function directly with each "
+        "(lambda:InvokeFunction, RequestResponse). The function verifies the kept signature against "
+        "the current webhook secret(s), without the 5-minute window, and runs the current mapping. "
+        "A message is deleted only when the function answers 2xx; a 422 (still unreadable), 401 "
+        "(signature no longer verifies) or 409/5xx (try later) leaves it on the queue. Exit 0 when "
+        "none stayed, 1 when some did, 2 on usage or AWS errors.",
+    )
+    aws_options(reprocess)
+    reprocess.add_argument("--queue-url", help="quarantine queue URL (instead of --stack)")
+    reprocess.add_argument("--function", help="ingest function name or ARN (instead of --stack)")
+    reprocess.add_argument("--limit", type=int, default=100, help="at most this many messages (default %(default)s)")
+    reprocess.add_argument("--dry-run", action="store_true", help="list what would be sent; invoke and delete nothing")
+    reprocess.set_defaults(func=_cmd_reprocess)
+
+
 def _parser() -> argparse.ArgumentParser:
     from dodo_cio_tools import local_run  # noqa: PLC0415 - stdlib-only at import time
 
@@ -290,6 +492,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME:VALUE",
         help="extra or overriding request header (repeatable)",
     )
+    local_options(send, "the local run's webhook URL and its webhook secret (no --secret needed)")
     send.set_defaults(func=_cmd_send)
 
     event = sub.add_parser(
@@ -309,50 +512,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     event.set_defaults(func=_cmd_event)
 
-    def aws_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--stack", help="CloudFormation stack name: read queue URLs/ARNs from its outputs")
-        p.add_argument("--region", help="AWS region (default: your AWS configuration)")
-
-    dlq = sub.add_parser(
-        "dlq",
-        help="list what is on the dead-letter queue (type, customer id, reason, age; never emails)",
-        description="Peek at dead-lettered deliveries without consuming them. Listing briefly hides "
-        "each message and bumps its receive count, which is harmless on a DLQ.",
-    )
-    aws_options(dlq)
-    dlq.add_argument("--queue-url", help="dead-letter queue URL (instead of --stack)")
-    dlq.add_argument("--limit", type=int, default=100, help="at most this many messages (default %(default)s)")
-    dlq.add_argument("--json", action="store_true", help="machine-readable output")
-    dlq.set_defaults(func=_cmd_dlq)
-
-    redrive = sub.add_parser(
-        "redrive",
-        help="move dead-lettered deliveries back to the retry queue (after fixing the cause)",
-        description="Start an SQS message move task from the DLQ to the retry queue at a chosen rate. "
-        "Fix the cause first: a delivery past its retry horizon that fails again goes straight back.",
-    )
-    aws_options(redrive)
-    redrive.add_argument("--dlq-arn", help="dead-letter queue ARN (instead of --stack)")
-    redrive.add_argument("--to-arn", help="retry queue ARN (instead of --stack)")
-    redrive.add_argument("--rate", type=int, help="messages per second, 1-500 (default: as fast as SQS allows)")
-    redrive.add_argument("--status", action="store_true", help="show running and recent redrives instead")
-    redrive.add_argument("--cancel", metavar="TASK_HANDLE", help="cancel a running redrive")
-    redrive.set_defaults(func=_cmd_redrive)
-
-    replay = sub.add_parser(
-        "replay",
-        help="send a saved Dodo webhook body through the bridge again (signed now)",
-        description="Sign BODY_FILE now and POST it to the bridge, through the same path as a Dodo "
-        "delivery. Pass the original --webhook-id so Customer.io deduplicates an event it already has. "
-        "Exit 0 on 2xx, 1 on another HTTP answer, 2 on usage or connection errors.",
-    )
-    aws_options(replay)
-    replay.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
-    replay.add_argument("--url", help=f"webhook endpoint (default: the stack's WebhookUrl, else {DEFAULT_URL})")
-    replay.add_argument("--webhook-id", help="the original webhook-id (keeps Customer.io's dedup id)")
-    replay.add_argument("--secret", help="webhook secret (default: $DODO_WEBHOOK_SECRET, else read from SSM)")
-    replay.add_argument("--ssm-path", help="SSM path holding webhook-secret (default: the stack's parameter)")
-    replay.set_defaults(func=_cmd_replay)
+    _add_operator_commands(sub)
     _add_check_and_backfill(sub)
     return parser
 

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
 from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET, WEBHOOK_PATH
-from dodo_cio_tools.local_run import REPO_ROOT
+from dodo_cio_tools.local_template import REPO_ROOT
 
 if TYPE_CHECKING:
     import requests
@@ -536,7 +536,8 @@ class InProcessTarget(Target):
     mode = "in-process local run"
 
     def __init__(self, config: LoadConfig) -> None:
-        from dodo_cio_tools.local_run import LocalBridge, LocalRunError  # noqa: PLC0415
+        from dodo_cio_tools.local_run import LocalBridge  # noqa: PLC0415
+        from dodo_cio_tools.local_template import LocalRunError  # noqa: PLC0415
 
         self.secret = config.secret or os.environ.get("DODO_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET
         self._stack = contextlib.ExitStack()

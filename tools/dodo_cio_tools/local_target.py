@@ -22,7 +22,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 from dodo_cio_tools.local_aws import endpoint_client
-from dodo_cio_tools.operator import OperatorError
+from dodo_cio_tools.operator import OperatorError, call_aws
 
 DEFAULT_LOCAL_URL: Final = "http://127.0.0.1:3000"
 LOCAL_URL_ENV: Final = "DODO_CIO_LOCAL_URL"
@@ -70,14 +70,14 @@ def _fetch_status(url: str, timeout: float) -> Any:
 def discover(
     base_url: str,
     *,
-    fetch: Callable[[str, float], Any] = _fetch_status,
+    fetch: Callable[[str, float], Any] | None = None,
     timeout: float = STATUS_TIMEOUT,
 ) -> LocalTarget:
     """Read the status page of the local run at `base_url`; OperatorError when nothing usable answers."""
     url = base_url + STATUS_PATH
     hint = f"start it with `make run` (or pass --local-url / set {LOCAL_URL_ENV} to where it listens)"
     try:
-        page = fetch(url, timeout)
+        page = (fetch or _fetch_status)(url, timeout)
     except (URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise OperatorError(f"no local run answers at {base_url} ({reason}); {hint}") from None
@@ -117,44 +117,49 @@ def move_messages(
     rate: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Move every message from `source_url` to `destination_url` by receive, send, delete; returns how many.
+    """Move the messages on `source_url` to `destination_url` by receive, send, delete; returns how many.
 
     What StartMessageMoveTask does in SQS, for an emulator that lacks it: body and message
-    attributes travel unchanged (the message gets a new id, as with SQS). Each message is deleted
-    from the source only after the destination accepted it, so a failure midway leaves it on the
-    source (hidden for a moment) rather than lost; a crash between send and delete leaves a copy
-    on both, which the retry function's duplicate check absorbs. `rate` caps messages per second.
+    attributes travel unchanged (the message gets a new id, as with SQS), and only as many messages
+    as were waiting when the move began are moved, so a delivery that fails again and comes back
+    meanwhile is not sent round a second time. Each message is deleted from the source only after
+    the destination accepted it: a failure midway leaves it on the source (hidden for
+    MOVE_VISIBILITY_SECONDS) rather than lost. `rate` caps messages per second.
     """
-    from dodo_cio_tools.operator import _call  # noqa: PLC0415 - the shared AWS error wording
-
+    attributes = call_aws(
+        "reading the dead-letter queue",
+        lambda: sqs.get_queue_attributes(QueueUrl=source_url, AttributeNames=["ApproximateNumberOfMessages"]),
+    )
+    waiting = int(attributes.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
     moved = 0
     started = time.monotonic()
-    while True:
-        got = _call(
+    while moved < waiting:
+        batch = min(10, waiting - moved)
+        got = call_aws(
             "reading the dead-letter queue",
             lambda: sqs.receive_message(
                 QueueUrl=source_url,
-                MaxNumberOfMessages=10,
+                MaxNumberOfMessages=batch,  # noqa: B023 - called at once, inside this iteration
                 VisibilityTimeout=MOVE_VISIBILITY_SECONDS,
                 MessageAttributeNames=["All"],
             ),
-            lambda code, message: None,
         )
         messages = got.get("Messages", [])
         if not messages:
-            return moved
+            break
         for message in messages:
             request: dict[str, Any] = {"QueueUrl": destination_url, "MessageBody": message["Body"]}
             if message.get("MessageAttributes"):
                 request["MessageAttributes"] = message["MessageAttributes"]
-            _call("sending to the retry queue", lambda r=request: sqs.send_message(**r), lambda code, message: None)
-            _call(
+            handle = message["ReceiptHandle"]
+            call_aws("sending to the retry queue", lambda: sqs.send_message(**request))  # noqa: B023 - called at once
+            call_aws(
                 "deleting from the dead-letter queue",
-                lambda m=message: sqs.delete_message(QueueUrl=source_url, ReceiptHandle=m["ReceiptHandle"]),
-                lambda code, message: None,
+                lambda: sqs.delete_message(QueueUrl=source_url, ReceiptHandle=handle),  # noqa: B023 - called at once
             )
             moved += 1
             if rate:
                 ahead = started + moved / rate - time.monotonic()
                 if ahead > 0:
                     sleep(ahead)
+    return moved

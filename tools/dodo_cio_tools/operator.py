@@ -27,13 +27,13 @@ if TYPE_CHECKING:
 
     import requests
     from mypy_boto3_sqs import SQSClient
-    from mypy_boto3_sqs.type_defs import ChangeMessageVisibilityBatchRequestEntryTypeDef
     from mypy_boto3_ssm import SSMClient
 
 __all__ = [
     "MAX_REDRIVE_RATE",
     "DeadLetter",
     "OperatorError",
+    "call_aws",
     "cancel_redrive",
     "dead_letters_json",
     "format_age",
@@ -96,7 +96,7 @@ def _error_parts(exc: Exception) -> tuple[str, str]:
     return code, str(error.get("Message", "")).strip()
 
 
-def _call(action: str, call: Callable[[], _T], translate: Callable[[str, str], str | None]) -> _T:
+def call_aws(action: str, call: Callable[[], _T], translate: Callable[[str, str], str | None] | None = None) -> _T:
     """Run one AWS call; ClientError -> `translate(code, message)` or a generic line; no traceback."""
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - keep import cheap
 
@@ -104,7 +104,7 @@ def _call(action: str, call: Callable[[], _T], translate: Callable[[str, str], s
         return call()
     except ClientError as exc:
         code, message = _error_parts(exc)
-        text = translate(code, message) or _generic(action, code, message)
+        text = (translate(code, message) if translate else None) or _generic(action, code, message)
         raise OperatorError(text) from None
     except BotoCoreError as exc:  # no credentials, no region, endpoint unreachable, ...
         raise OperatorError(f"{action} failed: {exc}") from None
@@ -229,67 +229,22 @@ def list_dead_letters(
     visibility_timeout: int = PEEK_VISIBILITY_SECONDS,
     wait_seconds: int = 1,
 ) -> list[DeadLetter]:
-    """Peek at up to `limit` dead letters without consuming them.
+    """Peek at up to `limit` dead letters without consuming them (see `peek_messages`).
 
-    SQS has no real peek: each message is received (hidden for `visibility_timeout` so paging does
-    not return it twice) and made visible again at once when the listing ends. Listing therefore
-    hides messages for a moment and bumps their ApproximateReceiveCount, which is harmless on a DLQ:
-    nothing consumes it and it has no redrive policy of its own (a redrive started during a listing
-    may miss the messages hidden at that moment). Bodies are parsed but only ids, kind, reason and
-    timing are kept: ops hold emails.
+    Bodies are parsed but only ids, kind, reason and timing are kept: ops hold emails.
     """
-    if limit < 1:
-        raise OperatorError(f"--limit must be at least 1, not {limit}")
+    from dodo_cio_tools.sqs_peek import peek_messages  # noqa: PLC0415 - it imports this module
+
     current = time.time() if now is None else now
-    seen: dict[str, Mapping[str, Any]] = {}
-    handles: list[str] = []
-    try:
-        while len(seen) < limit:
-            got = _call(
-                "reading the dead-letter queue",
-                lambda: sqs.receive_message(
-                    QueueUrl=dlq_url,
-                    MaxNumberOfMessages=min(10, limit - len(seen)),
-                    VisibilityTimeout=visibility_timeout,
-                    WaitTimeSeconds=wait_seconds,
-                    MessageAttributeNames=["All"],
-                    # The successor of the deprecated AttributeNames: SentTimestamp,
-                    # ApproximateReceiveCount, DeadLetterQueueSourceArn.
-                    MessageSystemAttributeNames=["All"],
-                ),
-                _queue_errors,
-            )
-            messages = got.get("Messages", [])
-            fresh = 0
-            for message in messages:
-                handles.append(message["ReceiptHandle"])
-                if message["MessageId"] not in seen:
-                    seen[message["MessageId"]] = message
-                    fresh += 1
-            if fresh == 0:  # empty, or only repeats (the peek outlived its visibility timeout)
-                break
-    finally:
-        _release(sqs, dlq_url, handles)
-    return [_dead_letter(message, current) for message in list(seen.values())[:limit]]
-
-
-def _release(sqs: SQSClient, queue_url: str, handles: Sequence[str]) -> None:
-    """Make peeked messages visible again; any that fail come back by themselves after the timeout."""
-    for start in range(0, len(handles), 10):
-        entries: list[ChangeMessageVisibilityBatchRequestEntryTypeDef] = [
-            {"Id": str(start + i), "ReceiptHandle": handle, "VisibilityTimeout": 0}
-            for i, handle in enumerate(handles[start : start + 10])
-        ]
-        try:
-            sqs.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)
-        except Exception:  # noqa: BLE001, S112 - the visibility timeout releases them anyway
-            continue
-
-
-def _queue_errors(code: str, message: str) -> str | None:
-    if code in {"QueueDoesNotExist", "NonExistentQueue"}:
-        return "the dead-letter queue does not exist (check the URL and the region, or pass --stack)"
-    return None
+    messages = peek_messages(
+        sqs,
+        dlq_url,
+        limit=limit,
+        what="the dead-letter queue",
+        visibility_timeout=visibility_timeout,
+        wait_seconds=wait_seconds,
+    )
+    return [_dead_letter(message, current) for message in messages]
 
 
 def format_age(seconds: float | None) -> str:
@@ -417,7 +372,7 @@ def start_redrive(
         request["DestinationArn"] = destination_arn
     if rate is not None:
         request["MaxNumberOfMessagesPerSecond"] = _validate_rate(rate)
-    response = _call("starting the redrive", lambda: sqs.start_message_move_task(**request), _redrive_errors)
+    response = call_aws("starting the redrive", lambda: sqs.start_message_move_task(**request), _redrive_errors)
     handle = response.get("TaskHandle")
     if not handle:
         raise OperatorError("SQS accepted the redrive but returned no task handle; " + STATUS_HINT)
@@ -439,7 +394,7 @@ def redrive_status(sqs: SQSClient, dlq_arn: str) -> list[dict[str, Any]]:
     FAILED), moved, to_move, failure_reason, source_arn, destination_arn, rate, started_at (Unix s).
     """
     _require_sqs_arn(dlq_arn, "the dead-letter queue")
-    response = _call(
+    response = call_aws(
         "reading the redrive status",
         lambda: sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=10),
         _redrive_errors,
@@ -486,7 +441,7 @@ def format_redrive_status(tasks: Sequence[Mapping[str, Any]], *, now: float | No
 
 def cancel_redrive(sqs: SQSClient, task_handle: str) -> int | None:
     """Stop a running redrive (messages already moved stay moved); returns how many were moved."""
-    response = _call(
+    response = call_aws(
         "cancelling the redrive",
         lambda: sqs.cancel_message_move_task(TaskHandle=task_handle),
         _redrive_errors,
@@ -556,7 +511,7 @@ def read_secret_from_ssm(ssm: SSMClient, path: str) -> str:
             return f"access denied reading {name}: it needs ssm:GetParameter and kms:Decrypt on its key"
         return None
 
-    response = _call(f"reading {name}", lambda: ssm.get_parameter(Name=name, WithDecryption=True), translate)
+    response = call_aws(f"reading {name}", lambda: ssm.get_parameter(Name=name, WithDecryption=True), translate)
     value = response.get("Parameter", {}).get("Value", "")
     if not value.strip():
         raise OperatorError(f"SSM parameter {name} is empty")
@@ -578,7 +533,7 @@ def _describe_stack(cfn: CloudFormation, stack_name: str) -> Mapping[str, Any]:
             return f"stack {stack_name!r} not found{where}: check --stack and the region (AWS_REGION)"
         return None
 
-    response = _call(f"describing stack {stack_name}", lambda: cfn.describe_stacks(StackName=stack_name), translate)
+    response = call_aws(f"describing stack {stack_name}", lambda: cfn.describe_stacks(StackName=stack_name), translate)
     stacks = response.get("Stacks") or []
     if not stacks:
         raise OperatorError(f"stack {stack_name!r} not found")

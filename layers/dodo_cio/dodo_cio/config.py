@@ -12,6 +12,8 @@ Environment (documented in the README, "Configuration"):
   CUSTOMERIO_RATE_LIMIT_RPS  Track API requests per second the retry path may use in all (default 100)
   RETRY_MAX_CONCURRENCY   the retry event source's MaximumConcurrency; each container takes its share
   CUSTOMERIO_CONNECT_TIMEOUT / CUSTOMERIO_READ_TIMEOUT   seconds (defaults 2 / 5)
+  BOTO_CONNECT_TIMEOUT / BOTO_READ_TIMEOUT   seconds per attempt of every AWS call (defaults 1 / 1)
+  ANSWER_RESERVE          seconds of the invocation's time kept to answer (default 2.5; dodo_cio.deadline)
   SECRETS_MAX_AGE         seconds a fetched secret is trusted (default 300: rotation within 5 min)
   CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID  optional: each subscription becomes an object of this type
   CUSTOMERIO_PROFILE_METADATA  prefixed (default: customer metadata as metadata_<key>) | none
@@ -35,6 +37,12 @@ from dodo_cio.signature import parse_secrets
 
 SECRET_NAMES: Final = ("webhook-secret", "customerio-site-id", "customerio-api-key")
 DODO_API_KEY_NAME: Final = "dodo-api-key"  # optional; read only when a customer must be looked up
+# Every AWS call on a request path: at most this many attempts (botocore's `total_max_attempts`;
+# its `max_attempts` counts retries), each bounded by the BOTO_* timeouts and by the deadline.
+AWS_ATTEMPTS: Final = 3
+AWS_CONNECT_TIMEOUT: Final = 1.0
+AWS_READ_TIMEOUT: Final = 1.0
+ANSWER_RESERVE: Final = 2.5
 
 
 class ConfigError(RuntimeError):
@@ -72,6 +80,9 @@ class Settings:
     subscription_object_type_id: str | None = None
     profile_metadata: str = "prefixed"
     dodo_api_url: str = "https://live.dodopayments.com"
+    aws_connect_timeout: float = AWS_CONNECT_TIMEOUT
+    aws_read_timeout: float = AWS_READ_TIMEOUT
+    answer_reserve: float = ANSWER_RESERVE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,6 +104,7 @@ class Settings:
             raise ConfigError(
                 f"CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID must be the object type's number (e.g. 1), not {object_type!r}"
             )
+        aws_connect, aws_read = aws_timeouts(env)
         profile_metadata = env.get("CUSTOMERIO_PROFILE_METADATA", "").strip().lower() or "prefixed"
         if profile_metadata not in PROFILE_METADATA_MODES:
             raise ConfigError(f"CUSTOMERIO_PROFILE_METADATA must be prefixed or none, not {profile_metadata!r}")
@@ -113,6 +125,9 @@ class Settings:
             subscription_object_type_id=object_type or None,
             profile_metadata=profile_metadata,
             dodo_api_url=dodo_api_url,
+            aws_connect_timeout=aws_connect,
+            aws_read_timeout=aws_read,
+            answer_reserve=_float(env, "ANSWER_RESERVE", ANSWER_RESERVE),
         )
 
     def mapping(self) -> MappingConfig:
@@ -136,6 +151,16 @@ class Settings:
         )
 
     @property
+    def aws_attempt_seconds(self) -> float:
+        """The longest one attempt of an AWS call may take: what a step keeps back for each call after it."""
+        return self.aws_connect_timeout + self.aws_read_timeout
+
+    @property
+    def track_request_seconds(self) -> float:
+        """The longest one Customer.io request may take when no deadline cuts it short."""
+        return self.connect_timeout + self.read_timeout
+
+    @property
     def rate_per_container(self) -> float:
         """Each concurrent retry container gets an equal share of the workspace's request rate."""
         return self.rate_limit_rps / self.retry_max_concurrency
@@ -156,15 +181,32 @@ class Secrets:
 Fetcher = Callable[[list[str], int, bool], Mapping[str, str]]
 
 
-def aws_config() -> Any:
-    """Short timeouts and few retries for every AWS call on a request path.
+def aws_timeouts(env: Mapping[str, str] | None = None) -> tuple[float, float]:
+    """(connect, read) seconds for one attempt of an AWS call: BOTO_CONNECT_TIMEOUT, BOTO_READ_TIMEOUT.
 
-    botocore's defaults (60 s connect and read timeouts) would let one unreachable service eat
-    the whole 12 s the ingest function has, turning a clean 5xx into a Lambda timeout.
+    One second each is many times what DynamoDB, SQS or SSM take inside a region, and small enough
+    that a retry still fits when one attempt meets a stalled endpoint. Tests shrink them to run
+    their stalled-endpoint cases in a fraction of a second.
+    """
+    env = os.environ if env is None else env
+    return _float(env, "BOTO_CONNECT_TIMEOUT", AWS_CONNECT_TIMEOUT), _float(env, "BOTO_READ_TIMEOUT", AWS_READ_TIMEOUT)
+
+
+def aws_config(connect_timeout: float = AWS_CONNECT_TIMEOUT, read_timeout: float = AWS_READ_TIMEOUT) -> Any:
+    """Short per-attempt timeouts and a bounded number of attempts for every AWS call.
+
+    botocore's defaults (60 s timeouts) would let one unreachable service eat the whole 12 s the
+    ingest function has, turning a clean 5xx into a Lambda timeout; and its `max_attempts`
+    counts retries, so `total_max_attempts` is what bounds the attempts. The invocation's deadline
+    (dodo_cio.deadline.AttemptGuard, installed by dodo_cio.aws) bounds their sum.
     """
     from botocore.config import Config  # noqa: PLC0415
 
-    return Config(connect_timeout=2, read_timeout=3, retries={"max_attempts": 3, "mode": "standard"})
+    return Config(
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        retries={"total_max_attempts": AWS_ATTEMPTS, "mode": "standard"},
+    )
 
 
 def ssm_fetcher(names: list[str], max_age: int, force: bool) -> Mapping[str, str]:

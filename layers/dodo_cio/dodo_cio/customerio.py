@@ -1,7 +1,9 @@
 """Customer.io Track API v2 client and the classification of its answers.
 
 One HTTPS request per call: `/api/v2/entity` for a single op, `/api/v2/batch` otherwise. The
-session is kept by the caller across warm invocations so the TLS connection is reused.
+session is kept by the caller across warm invocations so the TLS connection is reused. A request
+ends by the current deadline (dodo_cio.deadline) when one is set: the caller narrows it to keep
+time for parking what fails, and a request cut short is a transient failure like any timeout.
 Classification (what each op's fate is) is a pure function so both paths and the tests share it.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
+from dodo_cio import deadline
 from dodo_cio.http import KeepAliveClient, TransportError, TransportTimeout
 from dodo_cio.limits import encoded_size, wire_op
 
@@ -163,7 +166,7 @@ class TrackClient:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         start = time.perf_counter()
         try:
-            status, headers, body = self._post(path, data)
+            status, headers, body = self._post(path, data, deadline.current_at())
         except TransportTimeout as exc:
             return self._failed(ops, f"timeout: {exc}", start)
         except TransportError as exc:
@@ -171,15 +174,21 @@ class TrackClient:
         results, retry_after = classify_response(status, body, headers, len(ops), batch=batch)
         return DeliveryResult(results, status, retry_after, (time.perf_counter() - start) * 1000)
 
-    def _post(self, path: str, data: bytes) -> tuple[int, Any, bytes]:
+    def _post(self, path: str, data: bytes, until: float | None) -> tuple[int, Any, bytes]:
         if self._transport is not None:
-            answer = self._transport.post(path, data, self._headers)
+            answer = self._transport.post(path, data, self._headers, deadline=until)
             return answer.status, answer.headers, answer.body
         assert self._session is not None
         import requests  # noqa: PLC0415 - only an injected requests-style session needs it
 
+        timeout = self._timeout
+        if until is not None:  # a requests-style session takes timeouts only: cap each at the time left
+            left = until - time.monotonic()
+            if left <= 0:
+                raise TransportTimeout("deadline reached")
+            timeout = (min(timeout[0], left), min(timeout[1], left))
         try:
-            response = self._session.post(self.base_url + path, data=data, headers=self._headers, timeout=self._timeout)
+            response = self._session.post(self.base_url + path, data=data, headers=self._headers, timeout=timeout)
             return int(response.status_code), response.headers, bytes(response.content)
         except requests.Timeout as exc:
             raise TransportTimeout(type(exc).__name__) from None

@@ -12,9 +12,9 @@ transport is :class:`dodo_cio.http.KeepAliveClient`, the one the Track client us
 connection to Dodo is kept across warm invocations.
 
 The time budget: `connect_timeout` (1 s) and `read_timeout` (2 s) bound a call, and each call takes
-an optional `deadline`, an absolute `time.monotonic()` value (for instance
-`time.monotonic() + context.get_remaining_time_in_millis() / 1000 - margin`). With a deadline the
-connect timeout and every wait for bytes are at most the time left, so the effective read timeout
+an optional `deadline`, an absolute `time.monotonic()` value (the resolver passes the earlier of
+its lookup budget and the invocation's deadline: `dodo_cio.identity`, `dodo_cio.deadline`). With a
+deadline the connect timeout and every wait for bytes are at most the time left, so the effective read timeout
 is `min(read_timeout, time left)`; with less than `min_call_time` left the call is not started at
 all and :class:`DodoApiUnavailable` is raised at once. (Name resolution is the one step the standard
 library cannot bound.) There are no retries here: the caller decides whether to park the event.

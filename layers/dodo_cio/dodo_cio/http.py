@@ -6,9 +6,10 @@ must not be followed anyway: they would drop the Authorization header). What it 
 is kept: separate connect and read timeouts, connection reuse, and one transparent reconnect when
 a kept-alive connection turns out to have been closed by the server while idle.
 
-`get` adds what a lookup on the webhook's request path needs: an optional absolute deadline
-(`time.monotonic()`) that caps the connect timeout and every wait for bytes at the time left, and an
-optional cap on the size of the answer. `post` behaves exactly as before.
+Both methods take an optional absolute deadline (`time.monotonic()`, normally the invocation's:
+dodo_cio.deadline) that caps the connect timeout and every wait for bytes at the time left, so a
+server that accepts the connection and never answers costs no more than the caller can spare;
+`get` also takes an optional cap on the size of the answer (a lookup on the request path).
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class KeepAliveClient:
         self._sock_timeout = self._read_timeout
         return conn
 
-    def post(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
-        return self._request("POST", path, body, headers, None, None)
+    def post(self, path: str, body: bytes, headers: dict[str, str], *, deadline: float | None = None) -> Answer:
+        """POST `body`; `deadline` bounds the whole exchange as for `get`, reconnect included."""
+        return self._request("POST", path, body, headers, deadline, None)
 
     def get(
         self, path: str, headers: dict[str, str], *, deadline: float | None = None, max_bytes: int | None = None

@@ -25,14 +25,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
+from dodo_cio.deadline import current_at
 from dodo_cio.mapping import CUSTOMER_ID, PAYMENT_ID, IdentifierStrategy, MappingConfig, Op, payload_identifiers
 from dodo_cio.models import Dispute, DodoEvent, Payment, Refund
 from dodo_cio.state import Lookup, StateUnavailable
 
 Kind = Literal["transient", "config", "permanent"]
-# All of one call's lookups in Dodo's API share this many seconds: a slow API must not take a
-# webhook's answer past Dodo's 15 s, nor a retry batch past its function's timeout. What does not
-# fit waits as "transient" and is looked up on a later attempt.
+# All of one call's lookups in Dodo's API share this many seconds, or less when the invocation's
+# deadline (dodo_cio.deadline, narrowed by the caller to keep time for what follows) comes first:
+# a slow API must not take a webhook's answer past Dodo's 15 s, nor a retry batch past its
+# function's timeout. What does not fit waits as "transient" and is looked up on a later attempt.
 API_BUDGET_SECONDS: Final = 2.0
 
 
@@ -185,6 +187,9 @@ class Resolver:
         from dodo_cio.dodo_api import DodoApiConfigError, DodoApiError, DodoApiUnavailable  # noqa: PLC0415
 
         deadline = time.monotonic() + self._api_budget
+        invocation = current_at()
+        if invocation is not None:
+            deadline = min(deadline, invocation)
         for ref in sorted(payments) + sorted(customers):
             try:
                 if ref in payments:

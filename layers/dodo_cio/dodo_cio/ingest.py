@@ -14,6 +14,12 @@ Answers, and why:
                             misconfigured): Dodo retries it on its own schedule
 Bad input never gets a 5xx, and a body whose signature verified is never answered 4xx: once
 verified, it is ours to keep.
+
+Every call runs to the invocation's deadline (dodo_cio.deadline) less `Settings.answer_reserve`,
+and each step keeps back one AWS attempt (`Settings.aws_attempt_seconds`) for every AWS call that
+must follow it: lookups keep three (the idempotency transaction, parking, its completion),
+Customer.io two, parking one. So a stalled DynamoDB is answered 503, a stalled SQS 500, and a
+stalled Customer.io is parked (202), all before Lambda's timeout.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from dodo_cio import deadline
 from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
 from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
 from dodo_cio.identity import Resolver, Unresolved, event_facts
@@ -42,6 +49,10 @@ from dodo_cio.telemetry import Log, Metrics
 MAX_BODY_BYTES: Final = 256 * 1024
 # A failed signature check re-reads the secret (a rotation may have just happened), at most this often.
 SECRET_REFRESH_INTERVAL: Final = 30.0
+# AWS calls that may still follow a step, each kept one attempt's worst case (see the module docstring).
+CALLS_AFTER_LOOKUPS: Final = 3  # the idempotency transaction, parking, the idempotency completion
+CALLS_AFTER_DELIVERY: Final = 2  # parking, the idempotency completion
+CALLS_AFTER_PARKING: Final = 1  # the idempotency completion (or its removal, for a 5xx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +171,14 @@ class IngestService:
 
     def _authentic(self, request: WebhookRequest, *, rerun: bool) -> HttpResponse:
         """Verify the signature, then process; the timestamp window applies to fresh webhooks only."""
+        with deadline.keeping(self.settings.answer_reserve):  # every call below ends with time to answer
+            return self._checked(request, rerun=rerun)
+
+    def _keep(self, calls: int) -> float:
+        """Seconds to keep back for `calls` AWS calls that must still follow the current step."""
+        return calls * self.settings.aws_attempt_seconds
+
+    def _checked(self, request: WebhookRequest, *, rerun: bool) -> HttpResponse:
         try:
             secrets = self.secrets.load()
             verified = self._verify(request, secrets.webhook_secrets, tolerance=None if rerun else 300)
@@ -230,7 +249,8 @@ class IngestService:
         stated, stated_payments = dict(known.customers), dict(known.payments)  # what this webhook says
         if self.resolver is None:
             self.resolver = Resolver(self.mapping.identifier)
-        ops, unresolved = self.resolver.resolve(ops, known)
+        with deadline.keeping(self._keep(CALLS_AFTER_LOOKUPS)):  # directory reads, Dodo API lookups
+            ops, unresolved = self.resolver.resolve(ops, known)
         if unresolved:
             self._count("IdentityUnresolved", len(unresolved))
             self.logger.warning("ops parked until their person is known", extra={"reason": unresolved[0].reason})
@@ -305,7 +325,8 @@ class IngestService:
             return DeliveryResult(tuple(OpResult("config", reason) for _ in ops), None)
         if self._clients is None:
             self._clients = self.settings.track_clients(self.session_factory)
-        result = self._clients.get(site_id, api_key).send(ops)
+        with deadline.keeping(self._keep(CALLS_AFTER_DELIVERY)):  # what fails must still be parked
+            result = self._clients.get(site_id, api_key).send(ops)
         self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
         return result
 
@@ -360,7 +381,8 @@ class IngestService:
             self._count("WebhookDelivered")
             self.logger.info("delivered", extra={"ops": delivered, "status": result.status if result else None})
             return HttpResponse(200, {"status": "delivered"})
-        return self._park(event, failed, errors, attempted=result is not None)
+        with deadline.keeping(self._keep(CALLS_AFTER_PARKING)):
+            return self._park(event, failed, errors, attempted=result is not None)
 
     def _park(
         self, event: DodoEvent, failed: dict[str, list[Op]], errors: dict[str, LastError], *, attempted: bool

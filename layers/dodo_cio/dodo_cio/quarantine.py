@@ -59,10 +59,17 @@ class QuarantinedWebhook:
         }
 
     def to_dict(self) -> dict[str, Any]:
+        encoded = base64.b64encode(self.body).decode("ascii")
+        body, encoding = encoded, "base64"
         try:
-            body, encoding = self.body.decode("utf-8"), "utf-8"
+            text = self.body.decode("utf-8")
         except UnicodeDecodeError:
-            body, encoding = base64.b64encode(self.body).decode("ascii"), "base64"
+            pass
+        else:
+            # Readable text, unless JSON escaping would make it larger than base64 (control
+            # characters cost 6 bytes each): a 256 KB body must still fit one SQS message.
+            if len(json.dumps(text, ensure_ascii=False).encode()) <= len(encoded) + 2:
+                body, encoding = text, "utf-8"
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,

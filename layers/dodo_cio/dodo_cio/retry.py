@@ -14,6 +14,13 @@ Then each message gets one verdict:
   dead_letter    permanent failure, unreadable body, or past the horizon -> sent to the DLQ with
                  the reason, the time and the attempt count; the original deleted
 If sending to the DLQ or re-parking fails, the message is retried instead: nothing is dropped.
+
+Time: the invocation runs to its deadline (dodo_cio.deadline) less `Settings.answer_reserve`. A
+Customer.io request is started only while its whole timeout still fits before the time kept to
+record verdicts, and a verdict that needs SQS only while its calls still fit. A message that did
+not get its turn is `deferred`: reported as a batch item failure with no SQS call and no
+verdict, so it comes back whole after the queue's visibility timeout (it is neither lost nor
+counted as delivered, re-parked or dead-lettered).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol
 
+from dodo_cio import deadline
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
@@ -37,6 +45,9 @@ from dodo_cio.telemetry import Log, Metrics
 Verdict = Literal["delivered", "retry", "repark", "dead_letter"]
 _BATCH_OVERHEAD: Final = len('{"batch":[]}')
 MAX_OPS_PER_REQUEST: Final = 1000
+DEFERRED_REASON: Final = "deferred: too little time left in this invocation"
+NOT_SENT_REASON: Final = "not sent: too little time left in this invocation"
+VERDICT_CALLS: Final = 2  # SQS calls one verdict may make: a DLQ send and a re-park
 
 
 class Sqs(Protocol):
@@ -84,6 +95,7 @@ class MessageOutcome:
     reason: str = ""
     delay: int | None = None
     delivered_ops: int = 0
+    deferred: bool = False  # verdict "retry" without an attempt: out of time before its turn
 
 
 class RateLimiter:
@@ -141,15 +153,27 @@ def plan_requests(
     return requests
 
 
-def send_with_split(sender: Sender, ops: Sequence[dict[str, Any]], on_request: Callable[[], None]) -> list[OpFate]:
-    """Send ops; on 413 split in halves until each part fits (a single op that never fits is permanent)."""
+def send_with_split(
+    sender: Sender,
+    ops: Sequence[dict[str, Any]],
+    on_request: Callable[[], None],
+    can_send: Callable[[], bool] = lambda: True,
+) -> list[OpFate]:
+    """Send ops; on 413 split in halves until each part fits (a single op that never fits is permanent).
+
+    A half that `can_send` no longer has time for is a transient failure: its message was attempted.
+    """
+    if not can_send():
+        return [OpFate(OpResult("transient", NOT_SENT_REASON), None, None) for _ in ops]
     on_request()
     result = sender.send(ops)
     if result.status == 413:
         if len(ops) == 1:
             return [OpFate(OpResult("permanent", "HTTP 413: op too large for Customer.io"), 413, None)]
         middle = len(ops) // 2
-        return send_with_split(sender, ops[:middle], on_request) + send_with_split(sender, ops[middle:], on_request)
+        return send_with_split(sender, ops[:middle], on_request, can_send) + send_with_split(
+            sender, ops[middle:], on_request, can_send
+        )
     return [OpFate(r, result.status, result.retry_after) for r in result.results]
 
 
@@ -165,6 +189,16 @@ class RetryProcessor:
     rng: Callable[[], float] = random.random
     state: StateTable | None = None
     resolver: Resolver | None = None
+    # Under a deadline: the longest one Customer.io request may take, and the time one message's
+    # verdict may need (a DLQ send and a re-park, one AWS attempt each). Zero: no time checks.
+    request_seconds: float = 0.0
+    verdict_seconds: float = 0.0
+    monotonic: Callable[[], float] = time.monotonic
+
+    def _has_time(self, seconds: float) -> bool:
+        """Whether work that may take `seconds` ends before the current deadline (True without one)."""
+        limit = deadline.current()
+        return limit is None or limit.fits(seconds, self.monotonic())
 
     def _pre_send_fates(self, messages: list[list[dict[str, Any]]]) -> list[list[OpFate | None]]:
         """Pre-decided fates: who each op is for, whether it fits, whether newer state was applied.
@@ -228,23 +262,42 @@ class RetryProcessor:
             except ParkedFormatError as exc:
                 outcomes.append(self._dead_letter_raw(record, f"unreadable parked message: {exc}", now))
 
-        fates: list[list[OpFate]] = [[] for _ in readable]
+        # None: the op was not tried in this invocation (no time); its message is deferred whole.
+        slots: list[list[OpFate | None]]
         if sender is None:
-            for i, (_, parked) in enumerate(readable):
-                fates[i] = [OpFate(OpResult("config", missing_credentials), None, None) for _ in parked.ops]
+            slots = [[OpFate(OpResult("config", missing_credentials), None, None) for _ in p.ops] for _, p in readable]
         else:
-            slots = self._pre_send_fates([p.ops for _, p in readable])
+            # Directory reads, Dodo API lookups and the state commit leave room for one request.
+            with deadline.keeping(self.verdict_seconds + self.request_seconds):
+                slots = self._pre_send_fates([p.ops for _, p in readable])
             pending = [[o for o, fate in enumerate(row) if fate is None] for row in slots]
             plan = plan_requests([[p.ops[o] for o in pending[m]] for m, (_, p) in enumerate(readable)])
-            for request in plan:
-                ops = [readable[m][1].ops[pending[m][k]] for m, k in request]
-                for (m, k), fate in zip(request, send_with_split(sender, ops, on_request), strict=True):
-                    slots[m][pending[m][k]] = fate
-            fates = [[f for f in row if f is not None] for row in slots]
 
-        for (record, parked), message_fates in zip(readable, fates, strict=True):
-            outcomes.append(self._decide(record, parked, message_fates, now))
+            def can_send() -> bool:
+                return self._has_time(self.request_seconds)
+
+            with deadline.keeping(self.verdict_seconds):
+                for request in plan:
+                    if not can_send():
+                        break  # no request starts that its timeout could carry past the time kept
+                    ops = [readable[m][1].ops[pending[m][k]] for m, k in request]
+                    for (m, k), fate in zip(request, send_with_split(sender, ops, on_request, can_send), strict=True):
+                        slots[m][pending[m][k]] = fate
+
+        for (record, parked), row in zip(readable, slots, strict=True):
+            fates = [f for f in row if f is not None]
+            if len(fates) < len(row):
+                outcomes.append(self._deferred(record, sum(f.result.outcome == "delivered" for f in fates)))
+            elif any(f.result.outcome != "delivered" for f in fates) and not self._has_time(self.verdict_seconds):
+                outcomes.append(self._deferred(record, 0))  # its SQS calls might not end in time
+            else:
+                outcomes.append(self._decide(record, parked, fates, now))
         return outcomes
+
+    @staticmethod
+    def _deferred(record: SqsRecord, delivered_ops: int) -> MessageOutcome:
+        """Back on the queue untouched after its visibility timeout; what was delivered is resent then."""
+        return MessageOutcome(record, "retry", DEFERRED_REASON, None, delivered_ops, deferred=True)
 
     # -- verdicts -------------------------------------------------------------------------------
 
@@ -361,9 +414,11 @@ class RetryProcessor:
 
 
 def summarise(outcomes: Sequence[MessageOutcome]) -> dict[str, int]:
+    """Messages per verdict; a deferred message counts as "deferred" only, not also as "retry"."""
     counts: dict[str, int] = {}
     for outcome in outcomes:
-        counts[outcome.verdict] = counts.get(outcome.verdict, 0) + 1
+        key = "deferred" if outcome.deferred else outcome.verdict
+        counts[key] = counts.get(key, 0) + 1
     return counts
 
 
@@ -376,6 +431,7 @@ _VERDICT_METRICS: Final = {
     "retry": "RetryScheduled",
     "repark": "RetryReparked",
     "dead_letter": "DeadLettered",
+    "deferred": "RetryDeferred",
 }
 
 
@@ -411,6 +467,8 @@ class RetryService:
                 self.rng,
                 self.state,
                 self.resolver or Resolver(self.settings.identifier, self.state),
+                request_seconds=self.settings.track_request_seconds,
+                verdict_seconds=VERDICT_CALLS * self.settings.aws_attempt_seconds,
             )
         return self._processor
 
@@ -426,8 +484,13 @@ class RetryService:
         return self._clients.get(site_id, api_key), ""
 
     def handle(self, records: Sequence[Mapping[str, Any]]) -> list[MessageOutcome]:
+        with deadline.keeping(self.settings.answer_reserve):  # every call below ends with time to answer
+            return self._handle(records)
+
+    def _handle(self, records: Sequence[Mapping[str, Any]]) -> list[MessageOutcome]:
         processor = self._processor_for_queues()
-        sender, why_not = self._sender()
+        with deadline.keeping(processor.verdict_seconds + processor.request_seconds):  # the SSM read
+            sender, why_not = self._sender()
         if sender is None:
             self.metrics.add_metric(name="ConfigError", unit="Count", value=1)
             self.logger.error("cannot deliver parked messages: %s", why_not)
@@ -459,6 +522,7 @@ class RetryService:
                         "verdict": outcome.verdict,
                         "reason": outcome.reason[:300],
                         "delay": outcome.delay,
+                        "deferred": outcome.deferred,
                     },
                 )
         self.logger.info(

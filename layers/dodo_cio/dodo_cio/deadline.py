@@ -1,0 +1,190 @@
+"""Deadlines: every call on a request path ends while the function still has time to answer.
+
+Lambda tells each invocation how long it has (`context.get_remaining_time_in_millis()`). Per-call
+timeouts alone do not bound the sum: a DynamoDB or SQS endpoint that accepts connections and never
+answers costs every attempt its full read timeout, retries included, and then the next call does
+the same, until Lambda kills the function mid-answer (issue 10 measured 12.1 s and 12.3 s against
+a 12 s timeout). So the time is budgeted from the top:
+
+* the handler sets the invocation's deadline from the context (`per_invocation`);
+* each service keeps back what must still happen after a step, for the length of that step
+  (`keeping(seconds)`): the answer itself, then parking what failed, then the idempotency record;
+  a narrower deadline never widens an enclosing one;
+* every AWS client of `dodo_cio.aws` carries an `AttemptGuard`, which refuses to start an attempt
+  (the first or a retry) whose worst case, connect plus read timeout, could not end before the
+  current deadline; the Customer.io and Dodo API transports read the same deadline
+  (`dodo_cio.http`) and cap their socket timeouts at the time left.
+
+The deadline lives in a context variable, so concurrent invocations in one process (the local run,
+the load test) each see their own, and code run without one (the CLI, tools, most tests) is bounded
+by its calls' own timeouts only, as before. Importing this module costs nothing: no boto3.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
+
+E = TypeVar("E")
+C = TypeVar("C")
+R = TypeVar("R")
+# botocore standard retry mode's cap on one backoff sleep (botocore/retries/standard.py).
+MAX_BACKOFF_SECONDS: Final = 20.0
+
+
+class DeadlineExceeded(Exception):
+    """A call was not started because it could not end before the deadline.
+
+    Raised from inside a botocore client call, so every caller's existing handling applies: the
+    state table turns it into StateUnavailable, Powertools Idempotency into its persistence-layer
+    error (503), parking and quarantine into a 500, the secret store into ConfigError.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """An instant on the `time.monotonic()` clock by which a piece of work must have ended."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float, *, now: float | None = None) -> Deadline:
+        return cls((time.monotonic() if now is None else now) + seconds)
+
+    def left(self, now: float | None = None) -> float:
+        """Seconds until the deadline; negative once it has passed."""
+        return self.at - (time.monotonic() if now is None else now)
+
+    def earlier(self, seconds: float) -> Deadline:
+        """This deadline with `seconds` kept back for what must follow."""
+        return Deadline(self.at - max(0.0, seconds))
+
+    def fits(self, seconds: float, now: float | None = None) -> bool:
+        """Whether work that may take `seconds` would still end before the deadline."""
+        return self.left(now) >= seconds
+
+
+_current: ContextVar[Deadline | None] = ContextVar("dodo_cio_deadline", default=None)
+
+
+def current() -> Deadline | None:
+    """The deadline the running code must respect, or None when nothing set one."""
+    return _current.get()
+
+
+def current_at() -> float | None:
+    """`current().at`, for transports that take an absolute `time.monotonic()` deadline."""
+    limit = _current.get()
+    return None if limit is None else limit.at
+
+
+def from_context(context: Any, *, now: float | None = None) -> Deadline | None:
+    """The instant Lambda stops the invocation, or None for a context that cannot say."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    try:
+        millis = float(remaining())
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(millis):  # nan or inf: no usable answer
+        return None
+    return Deadline.after(millis / 1000.0, now=now)
+
+
+@contextmanager
+def within(limit: Deadline | None) -> Iterator[Deadline | None]:
+    """Run the block under `limit`, or under the enclosing deadline if that one is earlier."""
+    outer = _current.get()
+    if limit is None or (outer is not None and outer.at <= limit.at):
+        yield outer
+        return
+    token = _current.set(limit)
+    try:
+        yield limit
+    finally:
+        _current.reset(token)
+
+
+@contextmanager
+def keeping(seconds: float) -> Iterator[Deadline | None]:
+    """Run the block with `seconds` kept back from the current deadline (no-op without one)."""
+    outer = _current.get()
+    with within(None if outer is None else outer.earlier(seconds)) as limit:
+        yield limit
+
+
+def per_invocation(handler: Callable[[E, C], R]) -> Callable[[E, C], R]:
+    """Decorate a Lambda handler: each call runs under the deadline its context gives.
+
+    The previous invocation's deadline is replaced, not narrowed: a warm container's next event
+    has a fresh budget. The services keep their own reserve to answer (`Settings.answer_reserve`).
+    """
+
+    @functools.wraps(handler)
+    def run(event: E, context: C) -> R:
+        token = _current.set(from_context(context))
+        try:
+            return handler(event, context)
+        finally:
+            _current.reset(token)
+
+    return run
+
+
+class AttemptGuard:
+    """botocore hooks for one client: no attempt starts that could not end before the deadline.
+
+    `attempt_seconds` is the client's worst case for one attempt (connect plus read timeout).
+    botocore emits `request-created` before every attempt, the first and each retry, and a handler
+    that raises there ends the whole call with that exception, before signing and before
+    `before-send` (where moto answers, so moto-backed tests pass through this hook too). The
+    `needs-retry` hook declines a retry unless botocore's longest backoff sleep before it plus one
+    attempt still fit, so the last attempt's own error stands (a read timeout reads better in a
+    log than a refusal) and no sleep can carry the call past the deadline. In botocore's standard
+    retry mode the sleep before attempt n+1 is at most 2**(n-1) s (1 s base for throttling, 50 ms
+    otherwise; botocore/retries/standard.py, ExponentialBackoff), capped at 20 s.
+    """
+
+    def __init__(self, attempt_seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.attempt_seconds = attempt_seconds
+        self._clock = clock
+
+    def install(self, client: Any) -> None:
+        events = client.meta.events
+        service = client.meta.service_model.service_id.hyphenize()
+        # On the service's own node and first: botocore calls more specific handlers first, and
+        # its retry handler (a delay) and request signer sit on these same nodes.
+        events.register_first(
+            f"request-created.{service}", self.before_attempt, unique_id=f"dodo-cio-deadline-attempt-{service}"
+        )
+        events.register_first(
+            f"needs-retry.{service}", self.before_retry, unique_id=f"dodo-cio-deadline-retry-{service}"
+        )
+
+    def _short(self, needed: float) -> float | None:
+        """The time left when it is less than `needed`, else None (also None without a deadline)."""
+        limit = _current.get()
+        if limit is None:
+            return None
+        left = limit.left(self._clock())
+        return left if left < needed else None
+
+    def before_attempt(self, operation_name: str = "call", **_: Any) -> None:
+        left = self._short(self.attempt_seconds)
+        if left is not None:
+            raise DeadlineExceeded(
+                f"{operation_name} not started: {max(left, 0.0):.2f} s left before the deadline, "
+                f"an attempt may take {self.attempt_seconds:.2f} s"
+            )
+
+    def before_retry(self, attempts: int = 1, **_: Any) -> bool | None:
+        # False is botocore's "do not retry"; None leaves the decision to its own retry handler.
+        longest_sleep = min(2.0 ** (max(attempts, 1) - 1), MAX_BACKOFF_SECONDS)
+        return False if self._short(longest_sleep + self.attempt_seconds) is not None else None

@@ -1,0 +1,308 @@
+"""Least privilege in template.yaml: what each function may read, decrypt, log to and send to, and the
+ingest function's reserved concurrency. On the translated CloudFormation (see conftest.py).
+
+The parameter lists are checked against what dodo_cio.config actually fetches, so a secret the code
+starts reading (or stops reading) fails here until the template follows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pytest
+
+from dodo_cio.config import ConfigError, SecretStore, Settings
+from infra.cfn import (
+    as_list,
+    getatt,
+    parameter_names,
+    policy_statements,
+    ref_name,
+    resources_of_type,
+    role_of_function,
+    sqs_grants,
+    statement_resources,
+    statements_with_action,
+    sub_template,
+)
+
+INGEST_PARAMETERS = ["webhook-secret", "customerio-site-id", "customerio-api-key", "dodo-api-key"]
+# The retry function verifies no signatures, so it must not be able to read the webhook secret.
+RETRY_PARAMETERS = ["customerio-site-id", "customerio-api-key", "dodo-api-key"]
+
+FUNCTIONS = [
+    pytest.param("IngestFunction", "IngestFunctionRole", INGEST_PARAMETERS, id="ingest"),
+    pytest.param("RetryFunction", "RetryFunctionRole", RETRY_PARAMETERS, id="retry"),
+]
+
+PARAMETER_ARN_KEY = "kms:EncryptionContext:PARAMETER_ARN"
+
+
+def _role(cfn: dict[str, Any], function: str) -> dict[str, Any]:
+    return role_of_function(cfn, cfn["Resources"][function])[1]
+
+
+def _roles(cfn: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    roles = resources_of_type(cfn, "AWS::IAM::Role")
+    assert {"IngestFunctionRole", "RetryFunctionRole"} <= roles.keys()
+    return roles
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a policy value, Fn::Sub templates included."""
+    text = sub_template(value)
+    if text is not None:
+        yield text
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+# --- SSM parameters and their KMS decrypts ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
+@pytest.mark.parametrize("action", ["ssm:GetParameter", "ssm:GetParameters"])
+def test_each_function_reads_exactly_its_parameters(
+    cfn: dict[str, Any], function: str, role_id: str, expected: list[str], action: str
+) -> None:
+    """Powertools uses GetParameters for several names and GetParameter for one: both, on the same list."""
+    statements = statements_with_action(_role(cfn, function), action)
+    assert len(statements) == 1, statements
+    names = parameter_names(as_list(statements[0]["Resource"]))
+    assert sorted(names) == sorted(expected)
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
+def test_each_function_decrypts_exactly_its_parameters_and_only_through_ssm(
+    cfn: dict[str, Any], function: str, role_id: str, expected: list[str]
+) -> None:
+    statements = statements_with_action(_role(cfn, function), "kms:Decrypt")
+    assert len(statements) == 1, statements
+    stmt = statements[0]
+    assert as_list(stmt["Action"]) == ["kms:Decrypt"]
+    # The aws/ssm key's id differs per account, so the key is "*" and the conditions do the narrowing:
+    # one exact-match block, no StringLike patterns.
+    assert stmt["Resource"] == "*"
+    assert list(stmt["Condition"]) == ["StringEquals"]
+    condition = stmt["Condition"]["StringEquals"]
+    assert set(condition) == {"kms:ViaService", PARAMETER_ARN_KEY}
+    assert sub_template(condition["kms:ViaService"]) == "ssm.${AWS::Region}.amazonaws.com"
+    assert sorted(parameter_names(as_list(condition[PARAMETER_ARN_KEY]))) == sorted(expected)
+
+
+def test_no_role_names_a_parameter_by_wildcard(cfn: dict[str, Any]) -> None:
+    checked = []
+    for name, role in _roles(cfn).items():
+        for stmt in policy_statements(role):
+            actions = [str(a).lower() for a in as_list(stmt["Action"])]
+            assert not any(a.startswith(("ssm:", "kms:")) and a.endswith("*") for a in actions), (name, stmt)
+            if any(a.startswith("ssm:") for a in actions):
+                checked += [(name, text) for text in _strings(stmt["Resource"])]
+            for operator, block in (stmt.get("Condition") or {}).items():
+                if PARAMETER_ARN_KEY in block:
+                    assert "Like" not in operator, (name, operator)  # StringLike/ArnLike match patterns
+                    checked += [(name, text) for text in _strings(block[PARAMETER_ARN_KEY])]
+    assert {name for name, _ in checked} == {"IngestFunctionRole", "RetryFunctionRole"}
+    assert [(name, text) for name, text in checked if "*" in text or "?" in text] == []
+
+
+def test_the_retry_function_can_neither_read_nor_decrypt_the_webhook_secret(cfn: dict[str, Any]) -> None:
+    role = _role(cfn, "RetryFunction")
+    texts = [
+        text
+        for stmt in policy_statements(role)
+        for text in (*_strings(stmt["Resource"]), *_strings(stmt.get("Condition") or {}))
+        if ":parameter" in text
+    ]
+    assert texts, "the retry role names no SSM parameter at all"
+    assert [t for t in texts if "webhook-secret" in t] == []
+
+
+def _names_fetched(calls: list[str]) -> list[str]:
+    """The SSM names SecretStore asks for when its methods in `calls` run (path "/p")."""
+    fetched: list[str] = []
+
+    def fetch(names: list[str], max_age: int, force: bool) -> Mapping[str, str]:
+        fetched.extend(names)
+        return {}
+
+    store = SecretStore(Settings.from_env({"SSM_PARAMETER_PATH": "/p"}), fetch)
+    for call in calls:
+        # With nothing stored, load() raises after its fetch; only the names asked for matter here.
+        with contextlib.suppress(ConfigError):
+            getattr(store, call)()
+    return sorted({name.removeprefix("/p/") for name in fetched})
+
+
+@pytest.mark.parametrize(
+    ("function", "calls"),
+    [
+        # The ingest handler verifies (load: all three secrets) and looks customers up (dodo_api_key).
+        ("IngestFunction", ["load", "dodo_api_key"]),
+        # The retry handler only delivers (customerio) and looks customers up (dodo_api_key).
+        ("RetryFunction", ["customerio", "dodo_api_key"]),
+    ],
+)
+def test_granted_parameters_are_the_ones_the_code_reads(cfn: dict[str, Any], function: str, calls: list[str]) -> None:
+    (stmt,) = statements_with_action(_role(cfn, function), "ssm:GetParameters")
+    assert sorted(parameter_names(as_list(stmt["Resource"]))) == _names_fetched(calls)
+
+
+# --- roles, logs and X-Ray ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
+def test_role_is_written_out_without_managed_policies(
+    cfn: dict[str, Any], function: str, role_id: str, expected: list[str]
+) -> None:
+    """SAM's generated role would add AWSLambdaBasicExecutionRole: logs:* writes to every log group."""
+    found_id, role = role_of_function(cfn, cfn["Resources"][function])
+    assert found_id == role_id
+    assert role["Properties"].get("ManagedPolicyArns", []) == []
+    trust = as_list(role["Properties"]["AssumeRolePolicyDocument"]["Statement"])
+    assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+
+
+def test_no_role_in_the_stack_has_a_managed_policy(cfn: dict[str, Any]) -> None:
+    """Also catches a role SAM would generate for a function added later without its own Role."""
+    with_managed = [name for name, role in _roles(cfn).items() if role["Properties"].get("ManagedPolicyArns")]
+    assert with_managed == []
+
+
+@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
+def test_function_writes_logs_only_to_its_own_log_group(
+    cfn: dict[str, Any], function: str, role_id: str, expected: list[str]
+) -> None:
+    log_group = ref_name(cfn["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"])
+    assert log_group and cfn["Resources"][log_group]["Type"] == "AWS::Logs::LogGroup"
+    logs = [
+        stmt
+        for stmt in policy_statements(_role(cfn, function))
+        if any(str(a).lower().startswith("logs:") for a in as_list(stmt["Action"]))
+    ]
+    # The log group exists (the stack creates it), so CreateLogGroup is not needed.
+    assert [sorted(as_list(s["Action"])) for s in logs] == [["logs:CreateLogStream", "logs:PutLogEvents"]]
+    assert statement_resources(logs[0]) == [(log_group, "Arn")]
+
+
+def test_the_two_functions_log_to_different_groups(cfn: dict[str, Any]) -> None:
+    groups = {
+        ref_name(cfn["Resources"][f]["Properties"]["LoggingConfig"]["LogGroup"])
+        for f in ("IngestFunction", "RetryFunction")
+    }
+    assert len(groups) == 2
+
+
+@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
+def test_wildcard_resources_are_only_the_unavoidable_ones(
+    cfn: dict[str, Any], function: str, role_id: str, expected: list[str]
+) -> None:
+    role = _role(cfn, function)
+    xray = {"xray:puttracesegments", "xray:puttelemetryrecords"}
+    granted: set[str] = set()
+    for stmt in policy_statements(role):
+        assert stmt["Effect"] == "Allow", stmt
+        actions = {str(a).lower() for a in as_list(stmt["Action"])}
+        granted |= actions
+        assert not any(a == "*" or a.endswith(":*") for a in actions), stmt
+        if "*" in as_list(stmt["Resource"]):
+            # X-Ray has no resource-level permissions; kms:Decrypt is bound by its conditions to SSM.
+            assert actions <= xray or (actions == {"kms:decrypt"} and stmt.get("Condition")), stmt
+    assert xray <= granted, "Tracing: Active needs the two X-Ray actions"
+
+
+# --- SQS: the quarantine queue is the ingest function's to write, and nobody's to read -----------------
+
+
+def test_ingest_may_only_send_to_its_three_queues(cfn: dict[str, Any]) -> None:
+    """Retry queue (transient failures), DLQ (permanent ones), quarantine (bodies it cannot parse)."""
+    assert sqs_grants(_role(cfn, "IngestFunction")) == {
+        "sqs:SendMessage": {("RetryQueue", "Arn"), ("RetryDeadLetterQueue", "Arn"), ("QuarantineQueue", "Arn")}
+    }
+
+
+def test_only_the_ingest_role_reaches_the_quarantine_queue_and_only_to_send(cfn: dict[str, Any]) -> None:
+    reach: dict[str, set[str]] = {}
+    for name, resource in cfn["Resources"].items():
+        if resource["Type"] not in ("AWS::IAM::Role", "AWS::IAM::Policy", "AWS::SQS::QueuePolicy"):
+            continue
+        documents = [p["PolicyDocument"] for p in resource["Properties"].get("Policies", [])]
+        if "PolicyDocument" in resource["Properties"]:
+            documents.append(resource["Properties"]["PolicyDocument"])
+        for document in documents:
+            for stmt in as_list(document["Statement"]):
+                resources = as_list(stmt.get("Resource", []))
+                if any(getatt(r) == ("QuarantineQueue", "Arn") or ref_name(r) == "QuarantineQueue" for r in resources):
+                    reach.setdefault(name, set()).update(str(a) for a in as_list(stmt["Action"]))
+                # Nor may anything reach it through a wildcard queue.
+                if any(str(a).lower().startswith("sqs:") for a in as_list(stmt.get("Action", []))):
+                    assert "*" not in resources, (name, stmt)
+    assert reach == {"IngestFunctionRole": {"sqs:SendMessage"}}
+
+
+def test_no_function_consumes_the_quarantine_queue(cfn: dict[str, Any]) -> None:
+    sources = [
+        m["Properties"]["EventSourceArn"] for m in resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
+    ]
+    assert sources and [s for s in sources if getatt(s) == ("QuarantineQueue", "Arn")] == []
+
+
+# --- the ingest function's reserved concurrency --------------------------------------------------------
+
+_NO_VALUE = object()
+
+
+def _evaluate(expr: Any, params: dict[str, str], conditions: dict[str, Any]) -> Any:
+    """The few intrinsics a condition and an Fn::If use, with CloudFormation's semantics.
+
+    A Ref to a parameter yields its value as a string (also for Number parameters), and Fn::Equals
+    compares strings.
+    """
+    if isinstance(expr, dict) and len(expr) == 1:
+        ((fn, arg),) = expr.items()
+        if fn == "Ref":
+            return _NO_VALUE if arg == "AWS::NoValue" else params[arg]
+        if fn == "Condition":
+            return _evaluate(conditions[arg], params, conditions)
+        if fn == "Fn::Equals":
+            left, right = (_evaluate(x, params, conditions) for x in arg)
+            return str(left) == str(right)
+        if fn == "Fn::Not":
+            return not _evaluate(arg[0], params, conditions)
+        if fn == "Fn::If":
+            name, if_true, if_false = arg
+            chosen = if_true if _evaluate(conditions[name], params, conditions) else if_false
+            return _evaluate(chosen, params, conditions)
+        raise AssertionError(f"unexpected intrinsic {fn} in {expr}")
+    return expr
+
+
+def test_reserved_concurrency_parameter(cfn: dict[str, Any]) -> None:
+    param = cfn["Parameters"]["IngestReservedConcurrency"]
+    assert param["Type"] == "Number"
+    assert int(param["MinValue"]) == 0  # 0 turns the reservation off
+    default = int(param["Default"])
+    # The README's reasoning: the API stage's whole steady rate at 1 s per webhook (ours take far less)...
+    assert default >= int(cfn["Parameters"]["ApiThrottlingRateLimit"]["Default"])
+    # ...while an account at the default 1,000 quota keeps Lambda's minimum of 100 unreserved executions.
+    assert default + 100 <= 1000
+
+
+@pytest.mark.parametrize(("value", "reserved"), [("0", None), ("1", "1"), ("50", "50"), ("400", "400")])
+def test_reserved_concurrency_is_wired_and_off_at_zero(cfn: dict[str, Any], value: str, reserved: str | None) -> None:
+    prop = cfn["Resources"]["IngestFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    got = _evaluate(prop, {"IngestReservedConcurrency": value}, cfn["Conditions"])
+    assert (None if got is _NO_VALUE else got) == reserved
+
+
+def test_checkov_reserved_concurrency_skip_is_gone_from_ingest(sam_template: dict[str, Any]) -> None:
+    """CKV_AWS_115 now passes on the ingest function; a leftover skip would hide a regression."""
+    skips = sam_template["Resources"]["IngestFunction"]["Metadata"]["checkov"]["skip"]
+    assert "CKV_AWS_115" not in {s["id"] for s in skips}
