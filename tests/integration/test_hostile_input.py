@@ -7,8 +7,9 @@ in, the answer is a 2xx/4xx, and every request the sandbox received was answered
 the Track v2 contract (strict JSON, the derived schema and the published limits). A 202 is allowed
 only for what no adjustment can make valid (an identifier over 150 bytes, dead-lettered at once)
 and for a signed body the bridge cannot read, which must then be on the quarantine queue byte for
-byte with nothing sent (dodo_cio.quarantine); headers that fail verification are a 401 (413 when the body is too large), while a validly signed
-delivery with odd but legal headers is the control group and must be delivered.
+byte with nothing sent (dodo_cio.quarantine); headers that fail verification are a 401 (413
+when the body is too large), while a validly signed delivery with odd but legal headers is the
+control group and must be delivered.
 
 Values are aimed at the fields the mapping reads half of the time, and include edge values (huge
 and negative amounts, bare `1e400`/`NaN` tokens, dates past the year 5138, Customer.io's reserved

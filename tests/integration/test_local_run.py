@@ -150,3 +150,19 @@ def test_real_credentials_skip_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> N
         finally:
             bridge.stop()
     assert os.environ["CUSTOMERIO_TRACK_URL"] == url  # the user's setting is left alone
+
+
+def test_a_busy_aws_port_is_a_clear_error_and_leaves_nothing_running() -> None:
+    import socket
+
+    from dodo_cio_tools.local_run import LocalRunError
+
+    before = _environ()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bridge = LocalBridge(port=0, sandbox_port=0, aws_port=taken.getsockname()[1], drain=False)
+        with pytest.raises(LocalRunError, match="--aws-port"):
+            bridge.start()
+    assert bridge.info is None and bridge.aws.endpoint is None
+    assert _environ() == before

@@ -160,7 +160,9 @@ def test_a_rerun_after_a_secret_rotation_needs_the_old_secret_kept_beside_the_ne
     new = "whsec_" + base64.b64encode(b"the-rotated-secret-0123456789").decode()
 
     def store(value: str) -> None:
-        bridge.ssm.put_parameter(Name="/dodo-customerio/webhook-secret", Value=value, Type="SecureString", Overwrite=True)
+        bridge.ssm.put_parameter(
+            Name="/dodo-customerio/webhook-secret", Value=value, Type="SecureString", Overwrite=True
+        )
         parameters.clear_caches()
 
     store(new)

@@ -19,6 +19,8 @@ Only stdlib at import time; moto and boto3 are imported when the local run start
 
 from __future__ import annotations
 
+import contextlib
+import io
 import ipaddress
 import json
 import re
@@ -59,7 +61,7 @@ class LocalAws:
     `moto.server.ThreadedMotoServer` binds its socket inside its thread, so on a busy port its
     `start()` waits forever for a ready signal that never comes. This binds the same app (moto's
     `DomainDispatcherApplication` with its request handler) in the caller's thread, where a busy
-    port is an ordinary error, then serves it from a thread like ThreadedMotoServer does.
+    port becomes a LocalAwsError, then serves it from a thread like ThreadedMotoServer does.
     """
 
     def __init__(self, port: int = 0, region: str = "us-east-1") -> None:
@@ -88,11 +90,15 @@ class LocalAws:
 
         reset_moto()
         app = DomainDispatcherApplication(create_backend_app)
+        said = io.StringIO()
         try:
-            server = make_server(LOOPBACK, self.port, app, threaded=True, request_handler=QuietHandler)
-        except OSError as exc:
+            # werkzeug answers a busy port by printing advice and calling sys.exit(1).
+            with contextlib.redirect_stderr(said):
+                server = make_server(LOOPBACK, self.port, app, threaded=True, request_handler=QuietHandler)
+        except (OSError, SystemExit) as exc:
+            reason = said.getvalue().strip().splitlines()[0] if said.getvalue().strip() else str(exc)
             raise LocalAwsError(
-                f"cannot listen on {LOOPBACK}:{self.port} for the emulated AWS ({exc}); pass --aws-port"
+                f"cannot listen on {LOOPBACK}:{self.port} for the emulated AWS ({reason}); pass --aws-port"
             ) from None
         self._server = server
         self._thread = threading.Thread(

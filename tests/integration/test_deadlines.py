@@ -1,0 +1,206 @@
+"""Stalled dependencies against the handlers' deadlines (issue 10, "Deadlines"), with real sockets.
+
+A loopback endpoint that accepts connections and never answers (support.blackhole) stands in for
+DynamoDB, SQS or Customer.io: the boto3 client of the container (dodo_cio.aws) is pointed at it
+with its service's endpoint variable, moto answers every other AWS call in process, and the
+Customer.io sandbox answers Customer.io where it is not the one stalled.
+
+Everything is scaled down so each case takes about a second: the fake Lambda context says a few
+seconds are left instead of 12 or 30, each AWS attempt may take 0.2 s to connect and 0.3 s to
+read, and 0.5 s is kept to answer. What is asserted is the deadline the context gave (the answer
+comes before it), not a speed: without the budget each case runs past it (4 attempts of 3 s
+against DynamoDB or SQS, a 5 s read timeout against Customer.io, one request per message).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from dodo_cio import aws
+from dodo_cio.http import KeepAliveClient, TransportTimeout
+from dodo_cio.parking import LastError, ParkedDelivery, park
+from dodo_cio.ulid import deterministic_ulid
+from dodo_cio_tools.event_source import SqsEventSource
+from dodo_cio_tools.local_run import load_retry_module
+from support.apigw import sample_paths, signed_event
+from support.blackhole import BlackHole
+from support.lambda_context import FakeLambdaContext
+
+pytestmark = pytest.mark.network
+
+SAMPLES = {p.name: p.read_bytes() for p in sample_paths()}
+PAYMENT = SAMPLES["payment.succeeded.json"]
+INGEST_LEFT_MS = 3_000  # the ingest function's 12 s, scaled to a quarter
+RETRY_LEFT_MS = 4_000
+
+
+def _reset_clients() -> None:
+    """New boto3 clients on the next call, so they read the endpoint and timeout variables again."""
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    aws.reset()
+    DEFAULT_PROVIDERS.pop("ssm", None)  # holds the previous SSM client
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def stall(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
+    """Short per-attempt timeouts and reserve; `stall(service, url)` points that service's client at `url`."""
+    monkeypatch.setenv("BOTO_CONNECT_TIMEOUT", "0.2")
+    monkeypatch.setenv("BOTO_READ_TIMEOUT", "0.3")
+    monkeypatch.setenv("ANSWER_RESERVE", "0.5")
+    _reset_clients()
+
+    def point(service: str, url: str) -> None:
+        monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service.upper()}", url)
+        _reset_clients()
+
+    yield point
+    monkeypatch.undo()  # the endpoint variables go before the next test builds its clients
+    _reset_clients()
+
+
+def ingest(bridge: Any, body: bytes, *, webhook_id: str) -> tuple[int, dict[str, Any], float]:
+    """One invocation with INGEST_LEFT_MS left; the answer and the seconds it took."""
+    event = signed_event(body, bridge.secret, webhook_id=webhook_id)
+    start = time.monotonic()
+    response = bridge.app.lambda_handler(event, FakeLambdaContext(remaining_ms=INGEST_LEFT_MS))
+    elapsed = time.monotonic() - start
+    print(f"answered {response['statusCode']} in {elapsed:.2f} s of {INGEST_LEFT_MS / 1000:.1f} s")
+    return response["statusCode"], json.loads(response["body"]), elapsed
+
+
+def test_a_stalled_dynamodb_is_answered_503_before_the_deadline(bridge: Any, stall: Any) -> None:
+    with BlackHole() as hole:
+        stall("dynamodb", hole.url)
+        status, body, elapsed = ingest(bridge, PAYMENT, webhook_id="msg_dynamodb_stalled")
+    assert (status, body) == (503, {"error": "duplicate check unavailable; retry later"})
+    assert hole.connections >= 1, "the idempotency transaction reached the stalled endpoint"
+    assert elapsed < INGEST_LEFT_MS / 1000
+    assert bridge.sandbox.accepted_ops() == [], "nothing is delivered without the duplicate check"
+
+
+def test_customerio_failing_and_a_stalled_sqs_are_answered_500_before_the_deadline(bridge: Any, stall: Any) -> None:
+    bridge.sandbox.script(500)
+    with BlackHole() as hole:
+        stall("sqs", hole.url)
+        status, body, elapsed = ingest(bridge, PAYMENT, webhook_id="msg_sqs_stalled")
+    assert (status, body) == (500, {"error": "delivery failed and could not be queued"})
+    assert hole.connections >= 1, "parking reached the stalled endpoint"
+    assert elapsed < INGEST_LEFT_MS / 1000
+
+    # Time was kept for removing the idempotency record: Dodo's next attempt is processed, not a 409.
+    stall("sqs", "")  # an empty variable: the default (moto's) endpoint again
+    status, body, _ = ingest(bridge, PAYMENT, webhook_id="msg_sqs_stalled")
+    assert (status, body) == (200, {"status": "delivered"})
+
+
+def test_a_stalled_customerio_is_parked_before_the_deadline(
+    bridge: Any, stall: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with BlackHole() as hole:
+        monkeypatch.setenv("CUSTOMERIO_TRACK_URL", hole.url)
+        monkeypatch.setenv("CUSTOMERIO_READ_TIMEOUT", "5")  # longer than the whole budget: only the deadline ends it
+        status, body, elapsed = ingest(bridge, PAYMENT, webhook_id="msg_cio_stalled")
+    assert (status, body) == (202, {"status": "queued"})
+    assert hole.connections == 1
+    assert elapsed < INGEST_LEFT_MS / 1000
+    (message,) = bridge.parked()
+    assert message["body"]["webhook_id"] == "msg_cio_stalled"
+    assert message["body"]["last_error"]["reason"].startswith("timeout")
+
+
+def test_a_post_ends_by_its_deadline_whatever_its_read_timeout() -> None:
+    with BlackHole() as hole:
+        client = KeepAliveClient(hole.url, connect_timeout=5, read_timeout=5)
+        start = time.monotonic()
+        with pytest.raises(TransportTimeout):
+            client.post("/api/v2/entity", b"{}", {}, deadline=start + 0.3)
+        assert time.monotonic() < start + 5, "the read timeout did not run out"
+        client.close()
+
+
+# -- the retry function ------------------------------------------------------------------------
+
+
+def parked(tag: str, n_ops: int) -> ParkedDelivery:
+    """A parked delivery of `n_ops` events; above 500 ops, two of them never share a request (1000 at most)."""
+    now = int(time.time())
+    ops = [
+        {
+            "type": "person",
+            "identifiers": {"id": f"cus_{tag}"},
+            "action": "event",
+            "name": "payment.succeeded",
+            "id": deterministic_ulid(f"msg_{tag}#{i}", 1_700_000_000_000),
+            "timestamp": 1_700_000_000,
+        }
+        for i in range(n_ops)
+    ]
+    error = LastError(kind="transient", reason="HTTP 503", status=503, at=now)
+    return ParkedDelivery(f"msg_{tag}", "payment.succeeded", 1_700_000_000, now, 1, ops, error, f"cus_{tag}")
+
+
+def emitted(stdout: str) -> dict[str, float]:
+    """The metric values of the EMF documents printed."""
+    out: dict[str, float] = {}
+    for line in stdout.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "_aws" in doc:
+            for directive in doc["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = doc[metric["Name"]]
+                    out[metric["Name"]] = out.get(metric["Name"], 0) + (sum(value) if isinstance(value, list) else value)
+    return out
+
+
+def test_the_retry_function_returns_before_its_deadline_reporting_what_it_did_not_finish(
+    bridge: Any, stall: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ids = [park(bridge.sqs, bridge.queue_url, parked(tag, 501)) for tag in "abcde"]
+    module = load_retry_module()
+    monkeypatch.setattr(module, "_service", None)  # built from the environment below
+    timings: list[float] = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        start = time.monotonic()
+        try:
+            return module.lambda_handler(event, context)
+        finally:
+            timings.append(time.monotonic() - start)
+
+    with BlackHole() as hole:
+        monkeypatch.setenv("CUSTOMERIO_TRACK_URL", hole.url)
+        monkeypatch.setenv("CUSTOMERIO_CONNECT_TIMEOUT", "0.2")
+        monkeypatch.setenv("CUSTOMERIO_READ_TIMEOUT", "1")  # one request may take 1.2 s
+        source = SqsEventSource(
+            bridge.sqs,
+            bridge.queue_url,
+            handler,
+            batch_size=10,
+            context_factory=lambda: FakeLambdaContext(function_name="dodo-customerio-retry", remaining_ms=RETRY_LEFT_MS),
+        )
+        capsys.readouterr()
+        result = source.poll_once()
+        started = hole.connections
+    (elapsed,) = timings
+    print(f"retry answered in {elapsed:.2f} s of {RETRY_LEFT_MS / 1000:.1f} s, {started} requests started")
+    assert elapsed < RETRY_LEFT_MS / 1000
+    assert result.error is None and result.received == 5 and result.deleted == 0
+    assert sorted(result.failed) == sorted(ids), "every message comes back: none lost, none deleted"
+    metrics = emitted(capsys.readouterr().out)
+    assert 1 <= started < 5, "some requests started, not all: the deadline stopped the rest"
+    assert metrics["RetryRequests"] == started
+    assert metrics.get("RetryScheduled", 0) == started, "a request's message is retried with its backoff"
+    assert metrics["RetryDeferred"] == 5 - started, "the rest deferred, each counted once"
+    assert not {"RetryDelivered", "RetryReparked", "DeadLettered"} & set(metrics)
+    assert bridge.dead_lettered() == []
