@@ -16,6 +16,7 @@ class BlackHole:
 
     def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self._server.settimeout(0.05)  # accept() wakes to notice the stop: closing it would not wake it
         self.port = self._server.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.connections = 0
@@ -32,18 +33,21 @@ class BlackHole:
         self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self._stopped.set()
+        self._acceptor.join(timeout=2)
         self._server.close()
         with self._lock:
             for conn in self._open:
                 conn.close()
-        self._acceptor.join(timeout=2)
 
     def _accept(self) -> None:
         while not self._stopped.is_set():
             try:
                 conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
             except OSError:
-                return  # closed by __exit__
+                return
+            conn.settimeout(None)  # an accepted socket inherits the listener's timeout
             with self._lock:
                 self.connections += 1
                 self._open.append(conn)

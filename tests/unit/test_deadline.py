@@ -304,7 +304,9 @@ class SlowSender:
     def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
         self.requests.append(len(ops))
         self.clock.now += self.seconds
-        results = tuple(OpResult("transient", "HTTP 503") if o["id"] in self.failing else OpResult("delivered") for o in ops)
+        results = tuple(
+            OpResult("transient", "HTTP 503") if o["id"] in self.failing else OpResult("delivered") for o in ops
+        )
         return DeliveryResult(results, 503 if self.failing else 200)
 
 

@@ -12,11 +12,12 @@ a 12 s timeout). So the time is budgeted from the top:
   a narrower deadline never widens an enclosing one;
 * every AWS client of `dodo_cio.aws` carries an `AttemptGuard`, which refuses to start an attempt
   (the first or a retry) whose worst case, connect plus read timeout, could not end before the
-  current deadline; the Customer.io and Dodo API transports read the same deadline
-  (`dodo_cio.http`) and cap their socket timeouts at the time left.
+  current deadline; the Customer.io client and the Dodo API lookups read the same deadline
+  (`dodo_cio.customerio`, `dodo_cio.identity`) and their transport (`dodo_cio.http`) caps its
+  socket timeouts at the time left.
 
-The deadline lives in a context variable, so concurrent invocations in one process (the local run,
-the load test) each see their own, and code run without one (the CLI, tools, most tests) is bounded
+The deadline lives in a context variable, so invocations on different threads of one process
+each see their own, and code run without one (the CLI, tools, most tests) is bounded
 by its calls' own timeouts only, as before. Importing this module costs nothing: no boto3.
 """
 
@@ -36,6 +37,9 @@ C = TypeVar("C")
 R = TypeVar("R")
 # botocore standard retry mode's cap on one backoff sleep (botocore/retries/standard.py).
 MAX_BACKOFF_SECONDS: Final = 20.0
+# Kept with each call a step keeps time for: the code between two calls (building a message,
+# logging) runs on the same clock, and a call that starts a few ms short of its worst case is refused.
+STEP_SLACK: Final = 0.1
 
 
 class DeadlineExceeded(Exception):

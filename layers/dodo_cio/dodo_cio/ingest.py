@@ -176,7 +176,7 @@ class IngestService:
 
     def _keep(self, calls: int) -> float:
         """Seconds to keep back for `calls` AWS calls that must still follow the current step."""
-        return calls * self.settings.aws_attempt_seconds
+        return calls * (self.settings.aws_attempt_seconds + deadline.STEP_SLACK)
 
     def _checked(self, request: WebhookRequest, *, rerun: bool) -> HttpResponse:
         try:

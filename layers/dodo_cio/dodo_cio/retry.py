@@ -468,7 +468,7 @@ class RetryService:
                 self.state,
                 self.resolver or Resolver(self.settings.identifier, self.state),
                 request_seconds=self.settings.track_request_seconds,
-                verdict_seconds=VERDICT_CALLS * self.settings.aws_attempt_seconds,
+                verdict_seconds=VERDICT_CALLS * (self.settings.aws_attempt_seconds + deadline.STEP_SLACK),
             )
         return self._processor
 
