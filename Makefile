@@ -42,17 +42,17 @@ $(SAM_VENV)/.installed:
 install: $(STAMP) ## create .venv and install the project with its dev tools
 
 run: $(STAMP) ## run the bridge locally (moto + local Customer.io sandbox unless real credentials are set)
-	$(BIN)/dodo-cio local
+	$(BIN)/python -m dodo_cio_local $(ARGS)
 
 load: $(STAMP) ## load test: 2,000 signed webhooks, 20 senders, sandbox failing 20 %; fails on any loss or double
-	$(BIN)/python -m dodo_cio_tools.loadtest
+	$(BIN)/python -m dodo_cio_testdata.loadtest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layers/dodo_cio/dodo_cio tools/dodo_cio_tools functions/ingest
+	$(BIN)/mypy layers/dodo_cio/dodo_cio tools functions/ingest
 	$(BIN)/mypy functions/retry  # separately: both handlers are modules named app
 
 unit: $(STAMP)
@@ -61,7 +61,7 @@ unit: $(STAMP)
 test: $(STAMP) $(CHECKOV_VENV)/.installed ## lint, type-check and run every test (template checks included)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy layers/dodo_cio/dodo_cio tools/dodo_cio_tools functions/ingest
+	$(BIN)/mypy layers/dodo_cio/dodo_cio tools functions/ingest
 	$(BIN)/mypy functions/retry  # separately: both handlers are modules named app
 	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(BIN)/pytest -q
 

@@ -145,7 +145,7 @@ def retry_event(n: int = 10) -> dict[str, Any]:
     from dodo_cio.mapping import MappingConfig, map_event
     from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
     from dodo_cio.parking import LastError, ParkedDelivery
-    from dodo_cio_tools.event_source import lambda_record
+    from dodo_cio_local.event_source import lambda_record
 
     raw = (BENCH.parent / "events" / "dodo" / "payment.succeeded.json").read_bytes()
     envelope = parse_envelope(parse_json(raw))

@@ -182,7 +182,7 @@ def machine() -> dict[str, str]:
 _TEMPLATE_PROBE = """
 import json
 from samtranslator.yaml_helper import yaml_parse
-from dodo_cio_tools.local_run import DEFAULT_TEMPLATE, read_template
+from dodo_cio_local.local_run import DEFAULT_TEMPLATE, read_template
 t = read_template()
 doc = yaml_parse(DEFAULT_TEMPLATE.read_text())
 params = doc["Parameters"]

@@ -9,13 +9,13 @@ Set-up:
     with the queue), which would make 10,000 messages a matter of hours;
   * 10,000 ParkedDelivery messages (2 ops each, identify + event, mapped from events/dodo like
     real ones; one customer per message, so every identify and every event must arrive);
-  * Customer.io = the TrackSandbox (tools/dodo_cio_tools/sandbox.py) in its own process with
+  * Customer.io = the TrackSandbox (tools/dodo_cio_local/sandbox.py) in its own process with
     `rate_limit=100` req/s (token bucket, 429 + Retry-After beyond it); `--validate` keeps its
     per-op schema validation on (off by default here: at ~0.6 ms per op it costs more than the
     bridge, see RESULTS.md);
   * the retry function = `functions/retry/app.py` in RetryMaxConcurrency (2) worker processes,
     each a container of its own (module state, rate limiter at RPS / concurrency, connection
-    pool), each driven by `SqsEventSource` (tools/dodo_cio_tools/event_source.py) with the
+    pool), each driven by `SqsEventSource` (tools/dodo_cio_local/event_source.py) with the
     template's RetryBatchSize. Processes rather than threads: the handler keeps its service in
     module globals and Powertools Metrics shares its buffer per process, so two containers in one
     process would share both; and two processes do not share a GIL, as two containers share nothing.
@@ -226,9 +226,9 @@ def sandbox_main(rate: float, validate: bool) -> None:
     """Child: the TrackSandbox, rate-limited; on "stop", a summary of what it accepted."""
     import logging
 
-    from dodo_cio_tools.sandbox import TrackSandbox
+    from dodo_cio_local.sandbox import TrackSandbox
 
-    logging.getLogger("dodo_cio_tools.sandbox").setLevel(logging.WARNING)
+    logging.getLogger("dodo_cio_local.sandbox").setLevel(logging.WARNING)
     with TrackSandbox(site_id=SANDBOX_SITE, api_key=SANDBOX_KEY, rate_limit=rate, validate=validate) as box:
         print(json.dumps({"url": box.base_url}), flush=True)
         sys.stdin.readline()
@@ -329,7 +329,8 @@ def worker_main(batch_size: int, memory_mb: int, timeout_s: int) -> None:
     import boto3
 
     import app  # functions/retry/app.py: the container's one handler module
-    from dodo_cio_tools.event_source import LocalLambdaContext, SqsEventSource
+    from dodo_cio_local.event_source import SqsEventSource
+    from dodo_cio_local.lambda_context import FakeLambdaContext
 
     spent, calls, wrap = _instrument()
     handler = wrap(app.lambda_handler)
@@ -339,7 +340,9 @@ def worker_main(batch_size: int, memory_mb: int, timeout_s: int) -> None:
         os.environ["RETRY_QUEUE_URL"],
         handler,
         batch_size=batch_size,
-        context_factory=lambda: LocalLambdaContext("bench-retry", memory_mb=memory_mb, timeout_seconds=timeout_s),
+        context_factory=lambda: FakeLambdaContext(
+            "bench-retry", memory_limit_in_mb=memory_mb, timeout_seconds=timeout_s
+        ),
     )
     _ = source.queue_arn
     say({"ready": True})

@@ -2,7 +2,7 @@
 
 Tests that capture what the bridge sends (sandbox recordings, mocked HTTP) pass each body through
 ``track_v2_validator`` so a drift from the published contract fails loudly, naming the field.
-The checks themselves live in ``dodo_cio_tools.sandbox.TrackV2Validator`` so the sandbox and the
+The checks themselves live in ``dodo_cio_local.sandbox.TrackV2Validator`` so the sandbox and the
 tests can never disagree about what "valid" means.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio_tools.sandbox import OpError, TrackV2ValidationError, TrackV2Validator
+from dodo_cio_local.sandbox import OpError, TrackV2ValidationError, TrackV2Validator
 
 SCHEMA_PATH = Path(__file__).with_name("track_v2.schema.json")
 

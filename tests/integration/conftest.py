@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
 from support.aws import SSM_PATH, create_quarantine_queue, create_queues, create_state_table, drain, put_secrets
-from support.lambda_context import FakeLambdaContext
 
 SECRET_BYTES = b"integration-test-secret-0123456789"
 SECRET = "whsec_" + base64.b64encode(SECRET_BYTES).decode()
@@ -24,7 +24,7 @@ API_KEY = "it-api-key-9f8e7d"
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Any]:
-    from dodo_cio_tools.sandbox import TrackSandbox
+    from dodo_cio_local.sandbox import TrackSandbox
 
     box = TrackSandbox(site_id=SITE_ID, api_key=API_KEY)
     box.start()

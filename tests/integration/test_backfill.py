@@ -15,8 +15,8 @@ from moto import mock_aws
 
 from dodo_cio.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
 from dodo_cio.ulid import deterministic_ulid
-from dodo_cio_tools import backfill, cli
-from dodo_cio_tools.sandbox import ScriptedResponse, TrackSandbox
+from dodo_cio_cli import backfill, cli
+from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 from support.fake_dodo import FakeDodo
 
 pytestmark = pytest.mark.network
@@ -32,7 +32,7 @@ REGION_OK = ScriptedResponse(200, body={"url": "http://sandbox", "region": "us",
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[TrackSandbox]:
-    logging.getLogger("dodo_cio_tools.sandbox").setLevel(logging.WARNING)
+    logging.getLogger("dodo_cio_local.sandbox").setLevel(logging.WARNING)
     with TrackSandbox(site_id=SITE_ID, api_key=API_KEY) as box:
         yield box
 

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from dodo_cio_tools import cli
-from dodo_cio_tools.sandbox import TrackSandbox
+from dodo_cio_cli import cli
+from dodo_cio_local.sandbox import TrackSandbox
 from support.aws import SSM_PATH, create_queues, put_secrets
 
 pytestmark = pytest.mark.network

@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from dodo_cio.parking import LastError, ParkedDelivery
 from dodo_cio.quarantine import REPROCESS_KEY, QuarantinedWebhook, quarantine
-from dodo_cio_tools import cli
+from dodo_cio_cli import cli
 from support.aws import create_quarantine_queue, create_queues
 
 EMAIL = "maya.fernandes@example.com"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dodo_cio.signature import parse_secrets, verify
-from dodo_cio_tools import cli
+from dodo_cio_cli import cli
 from support.receiver import Receiver, loopback_receiver
 
 pytestmark = pytest.mark.network

@@ -25,11 +25,11 @@ from dodo_cio import aws
 from dodo_cio.http import KeepAliveClient, TransportTimeout
 from dodo_cio.parking import LastError, ParkedDelivery, park
 from dodo_cio.ulid import deterministic_ulid
-from dodo_cio_tools.event_source import SqsEventSource
-from dodo_cio_tools.local_run import load_retry_module
+from dodo_cio_local.event_source import SqsEventSource
+from dodo_cio_local.lambda_context import FakeLambdaContext
+from dodo_cio_local.local_run import load_retry_module
 from support.apigw import sample_paths, signed_event
 from support.blackhole import BlackHole
-from support.lambda_context import FakeLambdaContext
 
 pytestmark = pytest.mark.network
 

@@ -55,11 +55,11 @@ from botocore.exceptions import EndpointConnectionError
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.models import parse_envelope, parse_json
 from dodo_cio.ulid import deterministic_ulid
-from dodo_cio_tools.event_source import PollResult, SqsEventSource
-from dodo_cio_tools.local_run import TemplateSettings, load_retry_module, read_template
-from dodo_cio_tools.sandbox import ScriptedResponse
+from dodo_cio_local.event_source import PollResult, SqsEventSource
+from dodo_cio_local.lambda_context import FakeLambdaContext
+from dodo_cio_local.local_run import TemplateSettings, load_retry_module, read_template
+from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
-from support.lambda_context import FakeLambdaContext
 
 pytestmark = pytest.mark.network
 

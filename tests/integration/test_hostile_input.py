@@ -41,9 +41,8 @@ from dodo_cio.mapping import IdentifierStrategy
 from dodo_cio.quarantine import QuarantinedWebhook
 from dodo_cio.signature import MAX_SIGNATURE_ENTRIES, MAX_SIGNATURE_HEADER_LENGTH, sign
 from dodo_cio.times import to_unix_seconds
-from dodo_cio_tools.apigw import http_api_event
-from dodo_cio_tools.sandbox import TrackV2ValidationError, TrackV2Validator
-from support.apigw import sample_paths
+from dodo_cio_local.sandbox import TrackV2ValidationError, TrackV2Validator
+from support.apigw import http_api_event, sample_paths
 
 pytestmark = pytest.mark.network
 
@@ -77,17 +76,6 @@ def signed_headers(secret: bytes, body: bytes, webhook_id: str | None = None, ts
         "webhook-timestamp": str(ts),
         "webhook-signature": sign(secret, webhook_id, ts, body),
     }
-
-
-def apigw_event(body: bytes, headers: dict[str, str], *, force_base64: bool = False) -> dict[str, Any]:
-    """What API Gateway hands the function: text when the body is UTF-8, else base64 (as the local run)."""
-    return http_api_event(
-        method="POST",
-        path="/webhooks/dodo",
-        headers=[("content-type", "application/json"), *headers.items()],
-        body=body,
-        force_base64=force_base64,
-    )
 
 
 def _reject_constant(name: str) -> Any:
@@ -335,7 +323,7 @@ def test_random_bytes_never_get_a_5xx(bridge, body: bytes, signed: bool, force_b
     if oversize:
         body = (body or b"\x00") * (MAX_BODY_BYTES // max(len(body), 1) + 1)
     headers = signed_headers(bridge.secret, body) if signed else {}
-    status, answer = bridge.invoke(apigw_event(body, headers, force_base64=force_base64))
+    status, answer = bridge.invoke(http_api_event(body, headers, base64_body=force_base64))
     event(f"status {status}")
     if oversize:
         assert status == 413, answer
@@ -360,7 +348,7 @@ def test_random_json_never_gets_a_5xx(bridge, doc: Any, ascii_only: bool) -> Non
     start_example(bridge)
     body = render(doc, ascii_only)
     assume(len(body) <= MAX_BODY_BYTES)
-    status, answer = bridge.invoke(apigw_event(body, signed_headers(bridge.secret, body)))
+    status, answer = bridge.invoke(http_api_event(body, signed_headers(bridge.secret, body)))
     event(f"status {status} {answer.get('status', '')}")
     sandbox_requests_valid(bridge)
     assert status in {200, 202}, answer
@@ -495,7 +483,7 @@ def test_random_headers_get_401_never_a_5xx(bridge, mode: str, data: st.DataObje
         headers["webhook-signature"] = " ".join([sign(other, good_id, now, body), *entries])
 
     headers.update(extra)
-    status, answer = bridge.invoke(apigw_event(body, headers))
+    status, answer = bridge.invoke(http_api_event(body, headers))
     event(f"{mode}: {answer.get('reason', status)}")
     if oversize:
         assert status == 413, answer
@@ -795,7 +783,7 @@ def test_every_event_type_with_random_fields_is_never_a_5xx_nor_an_invalid_reque
     body = render(doc, ascii_only)
     assume(len(body) <= MAX_BODY_BYTES)
 
-    status, answer = bridge.invoke(apigw_event(body, signed_headers(bridge.secret, body)))
+    status, answer = bridge.invoke(http_api_event(body, signed_headers(bridge.secret, body)))
 
     event(f"status {status} {answer.get('status', '')}")
     context = f"{event_type} ({identifier}) after {done}: {status} {answer}"
@@ -884,7 +872,7 @@ def test_inputs_found_by_the_properties(bridge) -> None:
     for label, doc, expected in FOUND:
         start_example(bridge)
         body = render(doc, ascii_only=True)
-        status, answer = bridge.invoke(apigw_event(body, signed_headers(bridge.secret, body)))
+        status, answer = bridge.invoke(http_api_event(body, signed_headers(bridge.secret, body)))
         assert status == expected, (label, answer)
         sent = sandbox_requests_valid(bridge)
         assert sent == (1 if expected == 200 else 0), label

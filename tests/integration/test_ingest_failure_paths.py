@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import sample_paths, signed_event
-from support.lambda_context import FakeLambdaContext
 
 pytestmark = pytest.mark.network
 

@@ -96,7 +96,7 @@ def test_duplicate_check_is_keyed_on_the_header_whatever_its_case(bridge) -> Non
 def test_a_concurrent_duplicate_gets_409_not_2xx(bridge) -> None:
     import threading
 
-    from dodo_cio_tools.sandbox import ScriptedResponse
+    from dodo_cio_local.sandbox import ScriptedResponse
 
     bridge.sandbox.script(ScriptedResponse(200, action="stall", delay=0.8))
     results: list[tuple[int, dict[str, Any]]] = []
@@ -362,7 +362,7 @@ def test_customerio_down_parks_the_event_and_answers_2xx(bridge, status: int) ->
 
 
 def test_read_timeout_parks_the_event(bridge) -> None:
-    from dodo_cio_tools.sandbox import ScriptedResponse
+    from dodo_cio_local.sandbox import ScriptedResponse
 
     bridge.sandbox.script(ScriptedResponse(200, action="stall", delay=2.0))
     code, _ = bridge.send(PAYMENT)
@@ -387,7 +387,7 @@ def test_bad_credentials_park_as_config_error(bridge) -> None:
 
 
 def test_207_dead_letters_only_the_failed_op_at_once(bridge) -> None:
-    from dodo_cio_tools.sandbox import ScriptedResponse
+    from dodo_cio_local.sandbox import ScriptedResponse
 
     bridge.sandbox.script(
         ScriptedResponse(207, body={"errors": [{"batch_index": 0, "reason": "invalid", "field": "attributes"}]})
@@ -413,7 +413,7 @@ def test_400_goes_to_the_dlq_with_its_reason(bridge) -> None:
 
 
 def test_retry_after_answered_to_ingest_delays_the_parked_message(bridge) -> None:
-    from dodo_cio_tools.sandbox import ScriptedResponse
+    from dodo_cio_local.sandbox import ScriptedResponse
 
     bridge.sandbox.script(ScriptedResponse(429, headers={"Retry-After": "120"}))
     assert bridge.send(PAYMENT)[0] == 202

@@ -17,7 +17,7 @@ import pytest
 from dodo_cio.mapping import MappingConfig, map_event
 from dodo_cio.models import DodoEvent, parse_envelope, parse_payload
 from dodo_cio.ulid import deterministic_ulid
-from dodo_cio_tools.loadtest import (
+from dodo_cio_testdata.loadtest import (
     AcceptedEvent,
     LoadConfig,
     Webhook,

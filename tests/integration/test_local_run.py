@@ -11,9 +11,9 @@ import boto3
 import pytest
 import requests
 
-from dodo_cio_tools import cli, sender
-from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET
-from dodo_cio_tools.local_run import LocalBridge, LocalBridgeInfo, read_template
+from dodo_cio_cli import cli, sender
+from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET
+from dodo_cio_local.local_run import LocalBridge, LocalBridgeInfo, read_template
 from support.aws import queue_properties as template_resource
 
 pytestmark = pytest.mark.network
@@ -135,7 +135,7 @@ def test_routes_status_page_and_binary_bodies(local) -> None:
 
 def test_real_credentials_skip_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
     """With credentials the bridge uses the Track URL it is given (here a stand-in, never the internet)."""
-    from dodo_cio_tools.sandbox import TrackSandbox
+    from dodo_cio_local.sandbox import TrackSandbox
 
     with TrackSandbox(site_id="real-site", api_key="real-key") as stand_in:
         url = stand_in.base_url
@@ -155,7 +155,7 @@ def test_real_credentials_skip_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> N
 def test_a_busy_aws_port_is_a_clear_error_and_leaves_nothing_running() -> None:
     import socket
 
-    from dodo_cio_tools.local_run import LocalRunError
+    from dodo_cio_local.local_run import LocalRunError
 
     before = _environ()
     with socket.socket() as taken:

@@ -23,9 +23,9 @@ import requests
 from botocore.exceptions import ClientError
 
 from dodo_cio import aws
-from dodo_cio_tools import cli
-from dodo_cio_tools.local_run import LocalBridge, LocalBridgeInfo
-from dodo_cio_tools.local_target import LOCAL_URL_ENV, discover
+from dodo_cio_cli import cli
+from dodo_cio_cli.local_target import LOCAL_URL_ENV, discover
+from dodo_cio_local.local_run import LocalBridge, LocalBridgeInfo
 
 pytestmark = pytest.mark.network
 

@@ -29,13 +29,13 @@ from typing import Any
 import pytest
 
 from dodo_cio.signature import SECRET_PREFIX
-from dodo_cio_tools.event_source import SqsEventSource
-from dodo_cio_tools.local_run import load_retry_module, read_template
-from dodo_cio_tools.operator import dead_letters_json, format_dead_letters, list_dead_letters
-from dodo_cio_tools.sandbox import ScriptedResponse
+from dodo_cio_cli.operator import dead_letters_json, format_dead_letters, list_dead_letters
+from dodo_cio_local.event_source import SqsEventSource
+from dodo_cio_local.lambda_context import FakeLambdaContext
+from dodo_cio_local.local_run import load_retry_module, read_template
+from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import sample_paths, signed_event
 from support.aws import SSM_PATH
-from support.lambda_context import FakeLambdaContext
 
 pytestmark = pytest.mark.network
 
@@ -292,7 +292,7 @@ def test_no_secret_and_no_email_leaks_anywhere(
 
     # -- what the logs hold ------------------------------------------------------------------------
     out = capsys.readouterr()
-    foreign = [r for r in caplog.records if not r.name.startswith("dodo_cio_tools.sandbox")]
+    foreign = [r for r in caplog.records if not r.name.startswith("dodo_cio_local.sandbox")]
     logs = "\n".join(
         [cap.stream.getvalue(), out.out, out.err, *(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in foreign)]
     )

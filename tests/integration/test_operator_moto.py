@@ -20,8 +20,8 @@ from dodo_cio.customerio import DeliveryResult, OpResult
 from dodo_cio.parking import LastError, ParkedDelivery
 from dodo_cio.retry import RetryProcessor, SqsRecord
 from dodo_cio.signature import parse_secrets, verify
-from dodo_cio_tools import operator
-from dodo_cio_tools.operator import OperatorError
+from dodo_cio_cli import operator
+from dodo_cio_cli.operator import OperatorError
 from support.aws import SSM_PATH, create_queues, put_secrets
 from support.receiver import Receiver, loopback_receiver
 

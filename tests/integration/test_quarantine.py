@@ -16,8 +16,8 @@ import pytest
 import dodo_cio.ingest
 from dodo_cio.models import PayloadError
 from dodo_cio.quarantine import QuarantinedWebhook, reprocess_event
+from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import sample_paths, signed_event
-from support.lambda_context import FakeLambdaContext
 
 pytestmark = pytest.mark.network
 

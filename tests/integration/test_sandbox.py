@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from dodo_cio_tools.sandbox import ScriptedResponse, TrackSandbox
+from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 
 pytestmark = pytest.mark.network
 
@@ -288,9 +288,9 @@ def test_control_endpoints(sandbox: TrackSandbox, http: requests.Session) -> Non
 def test_each_request_is_logged_as_one_masked_line(
     sandbox: TrackSandbox, http: requests.Session, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="dodo_cio_tools.sandbox"):
+    with caplog.at_level(logging.INFO, logger="dodo_cio_local.sandbox"):
         post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY, {**EVENT, "action": "nope"}]})
-    [line] = [r.getMessage() for r in caplog.records if r.name == "dodo_cio_tools.sandbox"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "dodo_cio_local.sandbox"]
     assert "POST /api/v2/batch -> 207" in line
     assert "a***@example.com" in line
     assert "alice" not in line

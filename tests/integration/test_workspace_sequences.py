@@ -28,9 +28,9 @@ from typing import Any
 import pytest
 
 from dodo_cio.backoff import BackoffPolicy
-from dodo_cio_tools.event_source import SqsEventSource
-from dodo_cio_tools.local_run import load_retry_module
-from support.lambda_context import FakeLambdaContext
+from dodo_cio_local.event_source import SqsEventSource
+from dodo_cio_local.lambda_context import FakeLambdaContext
+from dodo_cio_local.local_run import load_retry_module
 from support.workspace import PersonView, Workspace
 
 SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
@@ -274,7 +274,7 @@ def test_backfill_then_webhooks_land_on_the_same_person(world: World) -> None:
     """`dodo-cio backfill` writes the same person and subscription state the webhooks then update."""
     from dodo_cio.config import Settings
     from dodo_cio.customerio import TrackClient
-    from dodo_cio_tools.backfill import OpBuilder, listings
+    from dodo_cio_cli.backfill import OpBuilder, listings
     from support.fake_dodo import make_subscription
 
     mapping = Settings.from_env().mapping()

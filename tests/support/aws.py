@@ -77,6 +77,6 @@ def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
 
 def create_state_table(dynamodb: Any, name: str = "dodo-cio-state") -> str:
     """The StateTable as template.yaml defines it (the local run's own reader, so both follow the template)."""
-    from dodo_cio_tools import local_run
+    from dodo_cio_local import local_run
 
     return local_run.create_state_table(dynamodb, local_run.state_table_spec(template()["Resources"]), name)

@@ -16,8 +16,8 @@ from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.mapping import IdentifierStrategy, MappingConfig, map_event
 from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
 from dodo_cio.ulid import deterministic_ulid, ulid_time_ms
-from dodo_cio_tools import backfill, cli
-from dodo_cio_tools.backfill import (
+from dodo_cio_cli import backfill, cli
+from dodo_cio_cli.backfill import (
     Backfill,
     BackfillError,
     BackfillOptions,

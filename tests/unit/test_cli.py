@@ -11,8 +11,9 @@ import pytest
 
 from dodo_cio.ingest import request_from_apigw
 from dodo_cio.signature import parse_secrets, verify
-from dodo_cio_tools import cli, make_events
-from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET
+from dodo_cio_cli import cli
+from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET
+from dodo_cio_testdata import make_events
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYMENT = ROOT / "events" / "dodo" / "payment.succeeded.json"
@@ -86,7 +87,7 @@ def test_event_base64(capsys) -> None:
 
 
 def test_stored_events_are_up_to_date() -> None:
-    assert make_events.main(["--check"]) == 0, "run: .venv/bin/python -m dodo_cio_tools.make_events"
+    assert make_events.main(["--check"]) == 0, "run: .venv/bin/python -m dodo_cio_testdata.make_events"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "events" / "apigw").glob("*.json")), ids=lambda p: p.name)

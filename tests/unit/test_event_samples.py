@@ -1,6 +1,6 @@
 """events/dodo/ holds a body for every type the default mapping handles, each one usable by `dodo-cio send`.
 
-Also: the generated bodies have not drifted from `dodo_cio_tools.sample_bodies`, the signed events in
+Also: the generated bodies have not drifted from `dodo_cio_testdata.sample_bodies`, the signed events in
 events/apigw/ are not stale, and (when the dodopayments SDK is installed, as in the dev environment)
 every body is one Dodo's own typed models accept, with exactly the fields they declare.
 """
@@ -16,7 +16,7 @@ import pytest
 from dodo_cio import events
 from dodo_cio.mapping import MappingConfig, map_event
 from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio_tools import make_events, sample_bodies
+from dodo_cio_testdata import make_events, sample_bodies
 
 ROOT = Path(__file__).resolve().parents[2]
 BODIES = ROOT / "events" / "dodo"
@@ -94,7 +94,7 @@ def test_no_real_looking_emails(path: Path) -> None:
 
 
 def test_generated_bodies_have_not_drifted() -> None:
-    assert sample_bodies.main(["--check"]) == 0, "run: .venv/bin/python -m dodo_cio_tools.sample_bodies"
+    assert sample_bodies.main(["--check"]) == 0, "run: .venv/bin/python -m dodo_cio_testdata.sample_bodies"
 
 
 def test_generator_never_writes_a_research_sample() -> None:
@@ -116,7 +116,7 @@ def test_generator_reports_drift_and_gaps(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_signed_events_are_not_stale() -> None:
-    assert make_events.main(["--check"]) == 0, "run: .venv/bin/python -m dodo_cio_tools.make_events"
+    assert make_events.main(["--check"]) == 0, "run: .venv/bin/python -m dodo_cio_testdata.make_events"
     assert {p.name for p in (ROOT / "events" / "apigw").glob("*.json")} == {p.name for p in BODY_FILES}
 
 

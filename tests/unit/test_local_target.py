@@ -9,10 +9,10 @@ from urllib.error import URLError
 
 import pytest
 
-from dodo_cio_tools import cli
-from dodo_cio_tools.local_aws import invoke_api
-from dodo_cio_tools.local_target import DEFAULT_LOCAL_URL, LOCAL_URL_ENV, discover, local_url, move_messages
-from dodo_cio_tools.operator import OperatorError
+from dodo_cio_cli import cli
+from dodo_cio_cli.local_target import DEFAULT_LOCAL_URL, LOCAL_URL_ENV, discover, local_url, move_messages
+from dodo_cio_cli.operator import OperatorError
+from dodo_cio_local.local_aws import invoke_api
 
 PAGE = {
     "webhook_url": "http://127.0.0.1:3000/webhooks/dodo",
@@ -183,7 +183,7 @@ def test_move_keeps_body_and_attributes_and_moves_only_what_was_waiting() -> Non
 
 
 def test_local_redrive_refuses_status_and_cancel(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from dodo_cio_tools import local_target
+    from dodo_cio_cli import local_target
 
     monkeypatch.setattr(local_target, "_fetch_status", lambda url, timeout: PAGE)
     assert cli.main(["redrive", "--local", "--status"]) == 2

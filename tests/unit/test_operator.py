@@ -15,8 +15,8 @@ from botocore.stub import Stubber
 
 from dodo_cio.parking import LastError, ParkedDelivery
 from dodo_cio.signature import parse_secrets, verify
-from dodo_cio_tools import operator
-from dodo_cio_tools.operator import DeadLetter, OperatorError
+from dodo_cio_cli import operator
+from dodo_cio_cli.operator import DeadLetter, OperatorError
 
 REGION = "us-east-1"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry-dlq"

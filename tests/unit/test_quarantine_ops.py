@@ -16,8 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dodo_cio.quarantine import REPROCESS_KEY, QuarantinedWebhook, reprocess_event
-from dodo_cio_tools import cli, quarantine_ops
-from dodo_cio_tools.operator import OperatorError
+from dodo_cio_cli import cli, quarantine_ops
+from dodo_cio_cli.operator import OperatorError
 
 EMAIL = "ana.souza@example.com"
 

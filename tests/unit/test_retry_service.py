@@ -18,7 +18,7 @@ from dodo_cio import retry as retry_module
 from dodo_cio.config import ConfigError, Settings
 from dodo_cio.parking import LastError, ParkedDelivery
 from dodo_cio.retry import RetryService
-from support.lambda_context import FakeLambdaContext
+from dodo_cio_local.lambda_context import FakeLambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACK = "https://track.example.test"

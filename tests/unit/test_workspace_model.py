@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio_tools.sandbox import TrackV2Validator
+from dodo_cio_local.sandbox import TrackV2Validator
 from support.workspace import Workspace, WorkspaceError
 
 ULID_1 = "01JB8Z6Q2W3E4R5T6Y7V8X9M0P"

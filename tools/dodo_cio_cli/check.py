@@ -108,7 +108,7 @@ def check_parameters(ssm: SSMClient, path: str) -> tuple[list[Finding], dict[str
     """
     from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - keep import cheap
 
-    from dodo_cio_tools.operator import OperatorError  # noqa: PLC0415
+    from dodo_cio_cli.operator import OperatorError  # noqa: PLC0415
 
     base = path.rstrip("/")
     findings: list[Finding] = []

@@ -918,7 +918,7 @@ def _options(args: argparse.Namespace) -> BackfillOptions:
 
 def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> _Target:
     from dodo_cio.customerio import track_base_url  # noqa: PLC0415
-    from dodo_cio_tools import operator  # noqa: PLC0415
+    from dodo_cio_cli import operator  # noqa: PLC0415
 
     parameters: dict[str, str] = {}
     if args.stack:
@@ -1071,7 +1071,7 @@ def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], st
 
 def _preflight(track_override: str | None, region: str, site_id: str, api_key: str) -> None:
     """Fail before reading Dodo when the Customer.io credentials or region are wrong."""
-    from dodo_cio_tools.check import check_customerio  # noqa: PLC0415
+    from dodo_cio_cli.check import check_customerio  # noqa: PLC0415
 
     finding = check_customerio(region, track_override, site_id, api_key)
     if finding.status != "ok":

@@ -1,6 +1,6 @@
 """API Gateway HTTP API (payload format 2.0) events, built the way API Gateway builds them.
 
-Shared by `dodo-cio local` (every real HTTP request becomes one of these) and `dodo-cio event`
+Shared by the local run (every real HTTP request becomes one of these) and `dodo-cio event`
 (files for `sam local invoke -e`), so the handler sees one event shape whichever way it is driven.
 Stdlib only: the CLI imports this for every subcommand.
 """

@@ -40,9 +40,10 @@ from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET, ROUTE_KEY, WEBHOOK_PATH, http_api_event, request_id
-from dodo_cio_tools.local_aws import DEFAULT_AWS_PORT, LocalAws, LocalAwsError, invoke_api
-from dodo_cio_tools.local_template import (  # noqa: F401 - also re-exported: tests, bench and loadtest use them
+from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET, ROUTE_KEY, WEBHOOK_PATH, http_api_event, request_id
+from dodo_cio_local.lambda_context import FakeLambdaContext
+from dodo_cio_local.local_aws import DEFAULT_AWS_PORT, LocalAws, LocalAwsError, invoke_api
+from dodo_cio_local.local_template import (  # noqa: F401 - also re-exported: tests, bench and loadtest use them
     DEFAULT_TEMPLATE,
     REGION,
     REPO_ROOT,
@@ -60,8 +61,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType as QueueAttributeName
 
     from dodo_cio.backoff import BackoffPolicy
-    from dodo_cio_tools.event_source import PollResult
-    from dodo_cio_tools.sandbox import TrackSandbox
+    from dodo_cio_local.event_source import PollResult
+    from dodo_cio_local.sandbox import TrackSandbox
 
 INGEST_DIR: Final = REPO_ROOT / "functions" / "ingest"
 RETRY_APP: Final = REPO_ROOT / "functions" / "retry" / "app.py"
@@ -116,25 +117,6 @@ class LocalBridgeInfo:
     aws_endpoint: str = ""  # moto's server: SQS, SSM and DynamoDB for other processes
     queue_arns: dict[str, str] = field(default_factory=dict)  # queue URL -> ARN
     ingest_function: str = f"{STACK_NAME}-IngestFunction"  # its Invoke API is at the webhook URL's origin
-
-
-class FakeLambdaContext:
-    """The attributes Powertools reads from a LambdaContext, for one invocation."""
-
-    def __init__(
-        self, function_name: str, memory_mb: int, timeout_seconds: int, logical_id: str = "IngestFunction"
-    ) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
-        self.memory_limit_in_mb = memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{STACK_NAME}/{logical_id}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,7 +395,7 @@ class LocalBridge:
                 return track_base_url(region, os.environ.get("CUSTOMERIO_TRACK_URL")), None
             except ValueError as exc:
                 raise LocalRunError(str(exc)) from None
-        from dodo_cio_tools.sandbox import TrackSandbox  # noqa: PLC0415
+        from dodo_cio_local.sandbox import TrackSandbox  # noqa: PLC0415
 
         sandbox = TrackSandbox(site_id=self._site_id, api_key=self._api_key, host="127.0.0.1", port=self.sandbox_port)
         try:
@@ -473,7 +455,7 @@ class LocalBridge:
         service.policy = self.backoff
 
     def _start_drain(self, settings: TemplateSettings, queue_url: str) -> None:
-        from dodo_cio_tools.event_source import SqsEventSource  # noqa: PLC0415
+        from dodo_cio_local.event_source import SqsEventSource  # noqa: PLC0415
 
         module = self.retry_module
         assert module is not None
@@ -481,9 +463,8 @@ class LocalBridge:
         def context() -> FakeLambdaContext:
             return FakeLambdaContext(
                 f"{STACK_NAME}-RetryFunction",
-                settings.retry_memory_mb,
-                settings.retry_timeout_seconds,
-                logical_id="RetryFunction",
+                memory_limit_in_mb=settings.retry_memory_mb,
+                timeout_seconds=settings.retry_timeout_seconds,
             )
 
         source = SqsEventSource(
@@ -647,7 +628,11 @@ class LocalBridge:
         settings = self.settings
         if module is None or settings is None:
             raise RuntimeError("the local bridge is not running")
-        context = FakeLambdaContext(f"{STACK_NAME}-IngestFunction", settings.memory_mb, settings.timeout_seconds)
+        context = FakeLambdaContext(
+            f"{STACK_NAME}-IngestFunction",
+            memory_limit_in_mb=settings.memory_mb,
+            timeout_seconds=settings.timeout_seconds,
+        )
         with self.lock:
             return module.lambda_handler(event, context)
 
@@ -973,7 +958,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """`dodo-cio local`: start, print how to use it, serve until Ctrl-C or SIGTERM."""
+    """`make run`: start, print how to use it, serve until Ctrl-C or SIGTERM."""
     secret = args.secret or os.environ.get("DODO_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET
     site_id = os.environ.get("CUSTOMERIO_SITE_ID") or None
     api_key = os.environ.get("CUSTOMERIO_API_KEY") or None
@@ -996,7 +981,7 @@ def run(args: argparse.Namespace) -> int:
         )
         info = bridge.start()
     except LocalRunError as exc:
-        print(f"dodo-cio local: {exc}", file=sys.stderr)
+        print(f"make run: {exc}", file=sys.stderr)
         return 2
     stop = threading.Event()
     try:
@@ -1011,7 +996,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dodo-cio local", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dodo_cio_local", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

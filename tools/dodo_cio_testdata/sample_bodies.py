@@ -4,8 +4,8 @@ The ten research samples in events/dodo/ (RESEARCH_SAMPLES) are hand-made and ne
 other body is built from them deterministically, so a re-run changes nothing unless a research sample
 or this file changed, and `--check` can tell whether the stored bodies drifted:
 
-    .venv/bin/python -m dodo_cio_tools.sample_bodies [--check]
-    .venv/bin/python -m dodo_cio_tools.make_events            # then re-sign events/apigw/
+    .venv/bin/python -m dodo_cio_testdata.sample_bodies [--check]
+    .venv/bin/python -m dodo_cio_testdata.make_events            # then re-sign events/apigw/
 
 * payment, refund, dispute and subscription bodies are copies of the family's research sample with the
   type, status fields and the fields that go with the event changed (`_derived` refuses a field the
@@ -770,7 +770,7 @@ def uncovered(bodies: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dodo_cio_tools.sample_bodies", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dodo_cio_testdata.sample_bodies", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated body is missing or stale")
     parser.add_argument("--bodies", type=Path, default=BODIES_DIR)
     args = parser.parse_args(argv)

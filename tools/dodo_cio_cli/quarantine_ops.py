@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from dodo_cio.quarantine import QuarantinedWebhook, QuarantineFormatError, reprocess_event
-from dodo_cio_tools.operator import (
+from dodo_cio_cli.operator import (
     DeadLetter,
     OperatorError,
     _one_line,
@@ -30,7 +30,7 @@ from dodo_cio_tools.operator import (
     call_aws,
     format_age,
 )
-from dodo_cio_tools.sqs_peek import peek_messages, release_messages
+from dodo_cio_cli.sqs_peek import peek_messages, release_messages
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -5,7 +5,7 @@ HTTP failure becomes an `OperatorError` whose message says what to do, so the CL
 instead of a traceback. Nothing here prints or returns an email address: parked ops hold them, so
 listings show only ids, kinds and reasons (and reasons are scrubbed of addresses too).
 
-Imports of botocore and requests are deferred so `import dodo_cio_tools.operator` stays cheap.
+Imports of botocore and requests are deferred so `import dodo_cio_cli.operator` stays cheap.
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def list_dead_letters(
 
     Bodies are parsed but only ids, kind, reason and timing are kept: ops hold emails.
     """
-    from dodo_cio_tools.sqs_peek import peek_messages  # noqa: PLC0415 - it imports this module
+    from dodo_cio_cli.sqs_peek import peek_messages  # noqa: PLC0415 - it imports this module
 
     current = time.time() if now is None else now
     messages = peek_messages(
@@ -473,7 +473,7 @@ def replay(
     """
     import requests  # noqa: PLC0415 - only replay needs HTTP
 
-    from dodo_cio_tools.sender import send_webhook  # noqa: PLC0415
+    from dodo_cio_cli.sender import send_webhook  # noqa: PLC0415
 
     if not url.startswith(("http://", "https://")):
         raise OperatorError(f"--url must be an http(s) URL, not {url!r}")

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from dodo_cio_tools.local_target import LocalTarget
+    from dodo_cio_cli.local_target import LocalTarget
 
 DEFAULT_URL: Final = "http://127.0.0.1:3000/webhooks/dodo"
-SEND_TIMEOUT: Final = 15.0  # as dodo_cio_tools.sender; kept here so usage errors need no import
+SEND_TIMEOUT: Final = 15.0  # as dodo_cio_cli.sender; kept here so usage errors need no import
 EXIT_OK: Final = 0
 EXIT_HTTP_ERROR: Final = 1
 EXIT_USAGE: Final = 2
@@ -63,7 +63,7 @@ def _extra_headers(items: Sequence[str]) -> dict[str, str]:
 def _cmd_send(args: argparse.Namespace) -> int:
     target = _local(args)
     if target is not None:
-        from dodo_cio_tools import operator  # noqa: PLC0415
+        from dodo_cio_cli import operator  # noqa: PLC0415
 
         args.url = target.webhook_url if args.url == DEFAULT_URL else args.url
         args.secret = args.secret or operator.read_secret_from_ssm(target.client("ssm"), target.ssm_parameter_path)
@@ -72,7 +72,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     extra = _extra_headers(args.header or [])
     import requests  # noqa: PLC0415 - after the cheap checks: a usage error needs no HTTP stack
 
-    from dodo_cio_tools import sender  # noqa: PLC0415
+    from dodo_cio_cli import sender  # noqa: PLC0415
 
     try:
         response = sender.send_webhook(
@@ -98,7 +98,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def _cmd_event(args: argparse.Namespace) -> int:
-    from dodo_cio_tools.apigw import signed_webhook_event  # noqa: PLC0415
+    from dodo_cio_cli.apigw import signed_webhook_event  # noqa: PLC0415
 
     secret = _secret(args.secret)
     body = _read_body(args.body)
@@ -107,12 +107,6 @@ def _cmd_event(args: argparse.Namespace) -> int:
     )
     print(json.dumps(event, indent=2, ensure_ascii=False))
     return EXIT_OK
-
-
-def _cmd_local(args: argparse.Namespace) -> int:
-    from dodo_cio_tools import local_run  # noqa: PLC0415
-
-    return local_run.run(args)
 
 
 def _aws(service: str, region: str | None) -> Any:
@@ -124,7 +118,7 @@ def _aws(service: str, region: str | None) -> Any:
 
 def _outputs(args: argparse.Namespace, *keys: str) -> dict[str, str]:
     """Stack outputs when --stack is given, else nothing (the caller then needs explicit options)."""
-    from dodo_cio_tools import operator  # noqa: PLC0415
+    from dodo_cio_cli import operator  # noqa: PLC0415
 
     if not getattr(args, "stack", None):
         return {}
@@ -137,14 +131,14 @@ def _local(args: argparse.Namespace) -> LocalTarget | None:
         return None
     if getattr(args, "stack", None):
         raise UsageError("--local and --stack exclude each other")
-    from dodo_cio_tools.local_target import discover, local_url  # noqa: PLC0415
+    from dodo_cio_cli.local_target import discover, local_url  # noqa: PLC0415
 
     return discover(local_url(args.local_url))
 
 
 def _cmd_dlq(args: argparse.Namespace) -> int:
     """The DLQ's parked deliveries and, when a quarantine queue is known, the quarantined webhooks."""
-    from dodo_cio_tools import operator, quarantine_ops  # noqa: PLC0415
+    from dodo_cio_cli import operator, quarantine_ops  # noqa: PLC0415
 
     target = _local(args)
     if target is not None:
@@ -181,7 +175,7 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
 
 
 def _cmd_redrive(args: argparse.Namespace) -> int:
-    from dodo_cio_tools import operator  # noqa: PLC0415
+    from dodo_cio_cli import operator  # noqa: PLC0415
 
     target = _local(args)
     if target is not None:
@@ -210,7 +204,7 @@ def _cmd_redrive(args: argparse.Namespace) -> int:
 
 def _redrive_locally(args: argparse.Namespace, target: LocalTarget) -> int:
     """moto has no StartMessageMoveTask: move the DLQ's messages to the retry queue one by one."""
-    from dodo_cio_tools import local_target, operator  # noqa: PLC0415
+    from dodo_cio_cli import local_target, operator  # noqa: PLC0415
 
     if args.status or args.cancel:
         raise UsageError("--status and --cancel need SQS message move tasks, which the local run does not have")
@@ -237,7 +231,7 @@ def _queue_url_of(target: LocalTarget, arn: str) -> str:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from dodo_cio_tools import operator  # noqa: PLC0415
+    from dodo_cio_cli import operator  # noqa: PLC0415
 
     body = _read_body(args.body)
     target = _local(args)
@@ -272,7 +266,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 def _cmd_reprocess(args: argparse.Namespace) -> int:
     """Quarantined webhooks through the deployed ingest function; exit 1 when any stayed on the queue."""
-    from dodo_cio_tools import quarantine_ops  # noqa: PLC0415
+    from dodo_cio_cli import quarantine_ops  # noqa: PLC0415
 
     target = _local(args)
     if target is not None:
@@ -305,7 +299,7 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from dodo_cio_tools import check, operator  # noqa: PLC0415
+    from dodo_cio_cli import check, operator  # noqa: PLC0415
 
     parameters: dict[str, str] = {}
     outputs: dict[str, str] | None = None
@@ -340,15 +334,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    from dodo_cio_tools import backfill  # noqa: PLC0415
+    from dodo_cio_cli import backfill  # noqa: PLC0415
 
     return backfill.command(args, _aws)
 
 
 def _add_check_and_backfill(sub: Any) -> None:
     """`check` and `backfill`: their options live beside their code."""
-    from dodo_cio_tools import backfill  # noqa: PLC0415 - stdlib and dodo_cio only at import time
-    from dodo_cio_tools import check as check_module  # noqa: PLC0415
+    from dodo_cio_cli import backfill  # noqa: PLC0415 - stdlib and dodo_cio only at import time
+    from dodo_cio_cli import check as check_module  # noqa: PLC0415
 
     check = sub.add_parser(
         "check",
@@ -458,22 +452,10 @@ def _add_operator_commands(sub: Any) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from dodo_cio_tools import local_run  # noqa: PLC0415 - stdlib-only at import time
-
     parser = argparse.ArgumentParser(
         prog="dodo-cio", description="Developer tools for the Dodo Payments -> Customer.io bridge."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    local = sub.add_parser(
-        "local",
-        help="run the bridge locally (moto + Customer.io sandbox); what `make run` does",
-        description="Serve POST /webhooks/dodo with the real ingest handler; AWS is emulated by moto, "
-        "Customer.io by a local sandbox unless CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY are set "
-        "(then REAL data goes to that workspace; region from CUSTOMERIO_REGION, default us).",
-    )
-    local_run.add_arguments(local)
-    local.set_defaults(func=_cmd_local)
 
     send = sub.add_parser(
         "send",
@@ -520,7 +502,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from dodo_cio_tools.operator import OperatorError  # noqa: PLC0415 - stdlib + boto3 types only
+    from dodo_cio_cli.operator import OperatorError  # noqa: PLC0415 - stdlib + boto3 types only
 
     try:
         code: int = args.func(args)

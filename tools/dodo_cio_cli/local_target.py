@@ -4,7 +4,7 @@ The CLI finds the local run through its status page, `GET <local URL>/__local`, 
 emulated AWS endpoint (moto's server), the queues' URLs and ARNs, the SSM path and the ingest
 function's name (see `local_run._Handler._status_page`). The local URL is the one `make run` serves
 webhooks on by default, http://127.0.0.1:3000; `--local-url` or `$DODO_CIO_LOCAL_URL` point elsewhere
-(`dodo-cio local --port`). A live page rather than a state file: it cannot go stale when the run
+(`make run ARGS='--port N'`). A live page rather than a state file: it cannot go stale when the run
 is killed, and it already reports the ports actually bound.
 
 moto has no StartMessageMoveTask, so a local redrive moves messages itself (`move_messages`).
@@ -21,8 +21,31 @@ from typing import Any, Final
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from dodo_cio_tools.local_aws import endpoint_client
-from dodo_cio_tools.operator import OperatorError, call_aws
+from dodo_cio_cli.operator import OperatorError, call_aws
+
+LOCAL_ACCESS_KEY_ID: Final = "local"
+LOCAL_SECRET_ACCESS_KEY: Final = "local"  # noqa: S105 - the emulator's placeholder, not a secret
+
+
+_session: Any = None
+
+
+def endpoint_client(service: str, endpoint: str, region: str) -> Any:
+    """A boto3 client for an emulated endpoint, with placeholder credentials (never the user's)."""
+    global _session  # noqa: PLW0603 - one session per process: loading its data is the slow part
+    import boto3  # noqa: PLC0415
+
+    if _session is None:
+        _session = boto3.session.Session()  # not the default one: no profile, no cached credentials
+    make: Any = _session.client
+    return make(
+        service,
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=LOCAL_ACCESS_KEY_ID,
+        aws_secret_access_key=LOCAL_SECRET_ACCESS_KEY,
+    )
+
 
 DEFAULT_LOCAL_URL: Final = "http://127.0.0.1:3000"
 LOCAL_URL_ENV: Final = "DODO_CIO_LOCAL_URL"

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote
 
+from dodo_cio_cli.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, endpoint_client
+
 LOOPBACK: Final = "127.0.0.1"
-DEFAULT_AWS_PORT: Final = 4020  # `dodo-cio local --aws-port`; 0 = any free port (tests, make load)
+DEFAULT_AWS_PORT: Final = 4020  # `make run ARGS='--aws-port N'`; 0 = any free port (tests, make load)
 # moto accepts any credentials; these make sure the user's real ones never travel to the emulator.
-LOCAL_ACCESS_KEY_ID: Final = "local"
-LOCAL_SECRET_ACCESS_KEY: Final = "local"  # noqa: S105 - the emulator's placeholder, not a secret
 INVOKE_PATH: Final = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 _JSON: Final = "application/json"
 
@@ -144,26 +144,6 @@ class LocalAws:
             "AWS_ACCESS_KEY_ID": LOCAL_ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": LOCAL_SECRET_ACCESS_KEY,
         }
-
-
-_session: Any = None
-
-
-def endpoint_client(service: str, endpoint: str, region: str) -> Any:
-    """A boto3 client for an emulated endpoint, with placeholder credentials (never the user's)."""
-    global _session  # noqa: PLW0603 - one session per process: loading its data is the slow part
-    import boto3  # noqa: PLC0415
-
-    if _session is None:
-        _session = boto3.session.Session()  # not the default one: no profile, no cached credentials
-    make: Any = _session.client
-    return make(
-        service,
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=LOCAL_ACCESS_KEY_ID,
-        aws_secret_access_key=LOCAL_SECRET_ACCESS_KEY,
-    )
 
 
 # --- the Lambda Invoke API ------------------------------------------------------------------------

@@ -31,12 +31,12 @@ import base64
 import contextlib
 import hashlib
 import threading
-import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from dodo_cio_local.lambda_context import FakeLambdaContext
 
 MAX_RECEIVE: Final = 10  # SQS: MaxNumberOfMessages is 1..10
 MAX_DELETE: Final = 10  # SQS: at most 10 entries per DeleteMessageBatch
@@ -58,23 +58,6 @@ Handler = Callable[[dict[str, Any], Any], Any]
 
 class InvalidBatchResponse(ValueError):
     """The handler's answer is not a valid partial batch response: Lambda fails the whole batch."""
-
-
-class LocalLambdaContext:
-    """The attributes Powertools reads from a LambdaContext, for one invocation."""
-
-    def __init__(self, function_name: str, *, memory_mb: int = 256, timeout_seconds: int = 30) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function_name}"
-        self.memory_limit_in_mb = memory_mb
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +193,7 @@ class SqsEventSource:
         self.wait_seconds = wait_seconds
         self.report_batch_item_failures = report_batch_item_failures
         self._context_factory = context_factory or (
-            lambda: LocalLambdaContext(queue_url.rsplit("/", 1)[-1] + "-consumer")
+            lambda: FakeLambdaContext(queue_url.rsplit("/", 1)[-1] + "-consumer", timeout_seconds=30)
         )
         self._lock: AbstractContextManager[Any] = lock if lock is not None else contextlib.nullcontext()
         self._queue_arn: str | None = None

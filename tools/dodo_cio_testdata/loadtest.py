@@ -1,6 +1,6 @@
 """Load on one machine: thousands of signed webhooks from concurrent senders, then an exact count.
 
-`make load` (or `python -m dodo_cio_tools.loadtest`) starts the local run in this process (port 0,
+`make load` (or `python -m dodo_cio_testdata.loadtest`) starts the local run in this process (port 0,
 the Customer.io sandbox answering a seeded 20 % of requests with 503, the retry drain on) unless
 `--url` names a running `make run`, and then:
 
@@ -45,13 +45,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
-from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET, WEBHOOK_PATH
-from dodo_cio_tools.local_template import REPO_ROOT
+from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET, WEBHOOK_PATH
+from dodo_cio_local.local_template import REPO_ROOT
 
 if TYPE_CHECKING:
     import requests
 
-    from dodo_cio_tools.local_run import LocalBridge
+    from dodo_cio_local.local_run import LocalBridge
 
 SAMPLES_DIR: Final = REPO_ROOT / "events" / "dodo"
 DEFAULT_WEBHOOKS: Final = 2000
@@ -67,7 +67,7 @@ SEND_TIMEOUT: Final = 15.0  # Dodo gives up on an answer after 15 s
 # The local run's drain sleeps this long after a poll that found nothing visible (make run: 1 s).
 DRAIN_IDLE_INTERVAL: Final = 0.25
 PROGRESS_EVERY: Final = 5.0
-SANDBOX_LOGGER: Final = "dodo_cio_tools.sandbox"
+SANDBOX_LOGGER: Final = "dodo_cio_local.sandbox"
 # Ids in the samples that name one object: rewritten per webhook so each is a distinct event.
 _OBJECT_ID_KEYS: Final = (
     "payment_id",
@@ -398,7 +398,7 @@ def deliver(
     """One Dodo delivery: signed afresh on every attempt, retried on anything but a 2xx."""
     import requests  # noqa: PLC0415
 
-    from dodo_cio_tools.sender import send_webhook  # noqa: PLC0415
+    from dodo_cio_cli.sender import send_webhook  # noqa: PLC0415
 
     delivery = Delivery(webhook, duplicate)
     for attempt in range(1, config.max_attempts + 1):
@@ -536,8 +536,8 @@ class InProcessTarget(Target):
     mode = "in-process local run"
 
     def __init__(self, config: LoadConfig) -> None:
-        from dodo_cio_tools.local_run import LocalBridge  # noqa: PLC0415
-        from dodo_cio_tools.local_template import LocalRunError  # noqa: PLC0415
+        from dodo_cio_local.local_run import LocalBridge  # noqa: PLC0415
+        from dodo_cio_local.local_template import LocalRunError  # noqa: PLC0415
 
         self.secret = config.secret or os.environ.get("DODO_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET
         self._stack = contextlib.ExitStack()
@@ -923,7 +923,7 @@ def _count_errors(path: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dodo_cio_tools.loadtest", description=(__doc__ or "").split("\n\n")[0]
+        prog="python -m dodo_cio_testdata.loadtest", description=(__doc__ or "").split("\n\n")[0]
     )
     parser.add_argument("-n", "--webhooks", type=int, default=DEFAULT_WEBHOOKS, help="distinct webhooks (%(default)s)")
     parser.add_argument(

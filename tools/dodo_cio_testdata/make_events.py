@@ -3,7 +3,7 @@
 Deterministic (fixed secret, timestamp, ids) so a re-run changes nothing unless a body changed, and
 `--check` can tell whether the stored events are stale:
 
-    .venv/bin/python -m dodo_cio_tools.make_events [--check]
+    .venv/bin/python -m dodo_cio_testdata.make_events [--check]
 
 The stored events are signed at FIXED_TIMESTAMP, so they verify only with a frozen clock; for
 `sam local invoke` make a fresh one with `dodo-cio event BODY_FILE --secret ...`.
@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, Final
 
-from dodo_cio_tools.apigw import DEV_WEBHOOK_SECRET, signed_webhook_event
+from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET, signed_webhook_event
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 BODIES_DIR: Final = REPO_ROOT / "events" / "dodo"
@@ -52,7 +52,7 @@ def render(body_file: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m dodo_cio_tools.make_events", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m dodo_cio_testdata.make_events", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit 1 if any stored event is stale")
     parser.add_argument("--bodies", type=Path, default=BODIES_DIR)
     parser.add_argument("--out", type=Path, default=EVENTS_DIR)

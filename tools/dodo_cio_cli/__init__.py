@@ -1,0 +1,1 @@
+"""dodo-cio: the merchant CLI (check, dlq, redrive, replay, reprocess, backfill, send). Installed by pip."""
