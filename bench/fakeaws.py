@@ -39,11 +39,19 @@ _SET_CLAUSE = re.compile(r"\s*([#\w]+)\s*=\s*(?:if_not_exists\(\s*([#\w]+)\s*,\s
 _PIECE_CONDITION = re.compile(r"(#\w+)\s*<=\s*(:\w+)")
 
 
+class _ServiceId(str):
+    def hyphenize(self) -> str:
+        return str(self)
+
+
 class _Service:
     def __init__(self, aws: FakeAws, name: str) -> None:
         self._aws = aws
         self._name = name
         self.exceptions = aws.exceptions
+        # What dodo_cio.deadline.AttemptGuard hooks into on a botocore client; nothing is emitted here.
+        events = SimpleNamespace(register_first=lambda *_, **__: None)
+        self.meta = SimpleNamespace(events=events, service_model=SimpleNamespace(service_id=_ServiceId(name)))
 
     def _count(self, op: str) -> None:
         self._aws.calls[f"{self._name}.{op}"] += 1

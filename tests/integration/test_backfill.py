@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from dodo_cio.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
 from dodo_cio.ulid import deterministic_ulid
-from dodo_cio_cli import backfill, cli
+from dodo_cio_cli import backfill_source, cli
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 from support.fake_dodo import FakeDodo
 
@@ -184,7 +184,7 @@ def test_dodo_failure_after_page_2_then_resume_sends_only_the_rest(
 def test_killed_by_an_exception_mid_run_then_resumed(
     dodo: FakeDodo, cio: TrackSandbox, env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    real_page = backfill.SdkSource.page
+    real_page = backfill_source.SdkSource.page
     pages: list[int] = []
 
     def page_then_die(self: Any, listing: Any, page_number: int, page_size: int) -> Any:
@@ -193,14 +193,14 @@ def test_killed_by_an_exception_mid_run_then_resumed(
         pages.append(page_number)
         return real_page(self, listing, page_number, page_size)
 
-    monkeypatch.setattr(backfill.SdkSource, "page", page_then_die)
+    monkeypatch.setattr(backfill_source.SdkSource, "page", page_then_die)
     assert _backfill(dodo, cio) == 1
     assert "interrupted" in capsys.readouterr().err
     state = json.loads(env.read_text())
     assert state["listings"]["customers"]["done"] is True
     assert state["listings"]["subscriptions:active"]["next_page"] == 1
 
-    monkeypatch.setattr(backfill.SdkSource, "page", real_page)
+    monkeypatch.setattr(backfill_source.SdkSource, "page", real_page)
     cio.reset()
     assert _backfill(dodo, cio) == 0
     resent = _identified(cio)

@@ -274,7 +274,7 @@ def test_backfill_then_webhooks_land_on_the_same_person(world: World) -> None:
     """`dodo-cio backfill` writes the same person and subscription state the webhooks then update."""
     from dodo_cio.config import Settings
     from dodo_cio.customerio import TrackClient
-    from dodo_cio_cli.backfill import OpBuilder, listings
+    from dodo_cio_cli.backfill_source import OpBuilder, listings
     from support.fake_dodo import make_subscription
 
     mapping = Settings.from_env().mapping()

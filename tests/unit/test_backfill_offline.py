@@ -16,15 +16,10 @@ from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.mapping import IdentifierStrategy, MappingConfig, map_event
 from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
 from dodo_cio.ulid import deterministic_ulid, ulid_time_ms
-from dodo_cio_cli import backfill, cli
-from dodo_cio_cli.backfill import (
-    Backfill,
-    BackfillError,
-    BackfillOptions,
-    Listing,
-    OpBuilder,
-    State,
-)
+from dodo_cio_cli import backfill, backfill_command, backfill_source, backfill_state, cli
+from dodo_cio_cli.backfill import Backfill, BackfillOptions
+from dodo_cio_cli.backfill_source import BackfillError, Listing, OpBuilder
+from dodo_cio_cli.backfill_state import State
 from support.fake_dodo import make_customer, make_subscription
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +149,7 @@ def test_mask_op_hides_emails_phones_and_names() -> None:
         .build(CUSTOMERS, make_customer(3), NOW)
         .ops
     )
-    masked = backfill.mask_op(op)
+    masked = backfill_source.mask_op(op)
     text = json.dumps(masked)
     assert "customer3@example.com" not in text and "c***@example.com" in text
     assert masked["attributes"]["phone"].endswith("03") and "5550" not in masked["attributes"]["phone"]
@@ -163,9 +158,9 @@ def test_mask_op_hides_emails_phones_and_names() -> None:
 
 
 def test_statuses_are_checked() -> None:
-    assert backfill.parse_statuses("active, on_hold,active") == ("active", "on_hold")
+    assert backfill_source.parse_statuses("active, on_hold,active") == ("active", "on_hold")
     with pytest.raises(BackfillError, match="unknown trialing"):
-        backfill.parse_statuses("active,trialing")
+        backfill_source.parse_statuses("active,trialing")
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -371,13 +366,13 @@ def test_a_state_file_from_another_backfill_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     State(fingerprint={"identifier": "email", "page_size": 100}).save(path)
     with pytest.raises(BackfillError, match=r"different backfill \(identifier changed\)"):
-        backfill._open_state(path, {"identifier": "customer_id", "page_size": 100}, restart=False)
-    fresh = backfill._open_state(path, {"identifier": "customer_id", "page_size": 100}, restart=True)
+        backfill_command._open_state(path, {"identifier": "customer_id", "page_size": 100}, restart=False)
+    fresh = backfill_command._open_state(path, {"identifier": "customer_id", "page_size": 100}, restart=True)
     assert fresh.listings == {}
 
 
 def test_fingerprint_hides_the_site_id() -> None:
-    doc = backfill.fingerprint(
+    doc = backfill_state.fingerprint(
         dodo="https://live.dodopayments.com",
         customerio_url="https://track.customer.io",
         site_id="secret-site",
@@ -398,19 +393,19 @@ def test_load_mapping_uses_the_merchants_customize(tmp_path: Path) -> None:
         "def build_mapping(defaults):\n"
         "    return defaults.with_changes(removed_attributes={'*': DROP})\n"
     )
-    mapping, source = backfill.load_mapping(IdentifierStrategy.parse("email"), str(tmp_path / "customize.py"))
+    mapping, source = backfill_command.load_mapping(IdentifierStrategy.parse("email"), str(tmp_path / "customize.py"))
     assert mapping.removed_attributes == {"*": frozenset({"phone"})}
     assert mapping.identifier.kind == "email" and source.endswith("customize.py")
     (tmp_path / "bad.py").write_text("def build_mapping(defaults):\n    return 42\n")
     with pytest.raises(BackfillError, match="must return a MappingConfig"):
-        backfill.load_mapping(IdentifierStrategy(), str(tmp_path / "bad.py"))
+        backfill_command.load_mapping(IdentifierStrategy(), str(tmp_path / "bad.py"))
     with pytest.raises(BackfillError, match="no file"):
-        backfill.load_mapping(IdentifierStrategy(), str(tmp_path / "missing.py"))
+        backfill_command.load_mapping(IdentifierStrategy(), str(tmp_path / "missing.py"))
 
 
 def test_repository_customize_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    mapping, source = backfill.load_mapping(IdentifierStrategy(), None)
+    mapping, source = backfill_command.load_mapping(IdentifierStrategy(), None)
     assert source == "functions/ingest/customize.py" and isinstance(mapping, MappingConfig)
 
 

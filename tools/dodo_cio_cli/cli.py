@@ -334,14 +334,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
-    from dodo_cio_cli import backfill  # noqa: PLC0415
+    from dodo_cio_cli import backfill_command  # noqa: PLC0415
 
-    return backfill.command(args, _aws)
+    return backfill_command.command(args, _aws)
 
 
 def _add_check_and_backfill(sub: Any) -> None:
     """`check` and `backfill`: their options live beside their code."""
-    from dodo_cio_cli import backfill  # noqa: PLC0415 - stdlib and dodo_cio only at import time
+    from dodo_cio_cli import backfill_command  # noqa: PLC0415 - stdlib and dodo_cio only at import time
     from dodo_cio_cli import check as check_module  # noqa: PLC0415
 
     check = sub.add_parser(
@@ -365,7 +365,7 @@ def _add_check_and_backfill(sub: Any) -> None:
         "--dry-run first. Exit 0 when everything was delivered, 1 when some objects were rejected or the run "
         "stopped early (rerun to resume), 2 on usage or credential errors.",
     )
-    backfill.add_arguments(backfill_parser)
+    backfill_command.add_arguments(backfill_parser)
     backfill_parser.set_defaults(func=_cmd_backfill)
 
 

@@ -1,0 +1,385 @@
+"""`dodo-cio backfill`: its arguments, where it finds credentials and the mapping, and the run it starts."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dodo_cio.mapping import (
+    IdentifierStrategy,
+    MappingConfig,
+    MappingConfigError,
+)
+from dodo_cio_cli.backfill import Backfill, BackfillOptions, format_summary
+from dodo_cio_cli.backfill_source import (
+    DEFAULT_API_KEY_ENV,
+    DEFAULT_STATE_FILE,
+    DEFAULT_STATUSES,
+    DODO_API_KEY_PARAMETER,
+    EXIT_INCOMPLETE,
+    EXIT_OK,
+    MAX_PAGE_SIZE,
+    BackfillError,
+    OpBuilder,
+    SdkSource,
+    listings,
+    parse_statuses,
+)
+from dodo_cio_cli.backfill_state import State, fingerprint
+
+# -- the command ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stack", help="CloudFormation stack name: SSM path, Customer.io region/URL and identifier from its parameters"
+    )
+    parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    parser.add_argument("--ssm-path", help="SSM path of the secrets (default: the stack's SsmParameterPath)")
+    parser.add_argument(
+        "--api-key-env",
+        default=DEFAULT_API_KEY_ENV,
+        metavar="NAME",
+        help="environment variable holding the Dodo API key (default %(default)s); when it is unset the key "
+        f"is read from SSM <path>/{DODO_API_KEY_PARAMETER} (with --stack or --ssm-path)",
+    )
+    parser.add_argument(
+        "--environment",
+        choices=("live_mode", "test_mode"),
+        default="live_mode",
+        help="which Dodo Payments API to read (default %(default)s)",
+    )
+    parser.add_argument("--base-url", help="Dodo API base URL instead of --environment (a proxy or a local fake)")
+    parser.add_argument(
+        "--dodo-retries",
+        type=int,
+        default=2,
+        help="retries of a failed Dodo request, with the SDK's backoff, before stopping (default %(default)s)",
+    )
+    parser.add_argument(
+        "--statuses",
+        default=",".join(DEFAULT_STATUSES),
+        help="subscription statuses to backfill, comma separated, in the order sent: a customer with several "
+        "subscriptions keeps the attributes of the one sent last (default %(default)s)",
+    )
+    parser.add_argument("--no-customers", action="store_true", help="skip the customer listing (subscriptions only)")
+    parser.add_argument(
+        "--events",
+        action="store_true",
+        help="also send one subscription.<status> event per subscription (attribute backfill=true, dedup id "
+        "from backfill:<subscription_id>); off by default: identify only",
+    )
+    parser.add_argument(
+        "--identifier",
+        help="customer_id | email | metadata:<key>; must match the bridge's (default: the stack's "
+        "CustomerioIdentifier, else $CUSTOMERIO_IDENTIFIER, else customer_id)",
+    )
+    parser.add_argument(
+        "--region-cio",
+        choices=("us", "eu"),
+        help="Customer.io region (default: the stack's CustomerioRegion, else $CUSTOMERIO_REGION, else us)",
+    )
+    parser.add_argument("--track-url", help="Customer.io Track base URL override (default: the stack's, if any)")
+    parser.add_argument(
+        "--customize",
+        metavar="FILE",
+        help="the mapping customisation to apply (default: functions/ingest/customize.py when it exists here)",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=10.0, help="Customer.io requests per second (default %(default)s)"
+    )
+    parser.add_argument(
+        "--page-size", type=int, default=MAX_PAGE_SIZE, help="Dodo page size, 1-100 (default %(default)s)"
+    )
+    parser.add_argument(
+        "--max-attempts",
+        type=int,
+        default=5,
+        help="attempts per Customer.io request on 429/5xx/timeouts before stopping (default %(default)s)",
+    )
+    parser.add_argument(
+        "--state",
+        default=DEFAULT_STATE_FILE,
+        metavar="FILE",
+        help="checkpoint file; a rerun continues from it (default %(default)s)",
+    )
+    parser.add_argument("--restart", action="store_true", help="ignore the checkpoint and start from the first page")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read Dodo and build the ops, print counts and a masked sample, send nothing (needs no Customer.io "
+        "credentials, writes no checkpoint)",
+    )
+    parser.add_argument("--sample", type=int, default=3, help="ops shown by --dry-run (default %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def load_mapping(identifier: IdentifierStrategy, customize: str | None) -> tuple[MappingConfig, str]:
+    """The merchant's `build_mapping` applied to the defaults, as the ingest function does."""
+    defaults = MappingConfig(identifier=identifier)
+    path = Path(customize) if customize else Path("functions/ingest/customize.py")
+    if not path.is_file():
+        if customize:
+            raise BackfillError(f"--customize: no file {customize}")
+        return defaults, "the default mapping"
+    directory = str(path.resolve().parent)
+    added = directory not in sys.path
+    if added:
+        sys.path.insert(0, directory)  # customize.py may import recipes.py beside it
+    try:
+        spec = importlib.util.spec_from_file_location("_dodo_cio_backfill_customize", path)
+        if spec is None or spec.loader is None:
+            raise BackfillError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        build = getattr(module, "build_mapping", None)
+        if not callable(build):
+            raise BackfillError(f"{path} has no build_mapping(defaults) function")
+        mapping = build(defaults)
+    except BackfillError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the merchant's code: say where it failed
+        raise BackfillError(f"{path} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(directory)
+    if not isinstance(mapping, MappingConfig):
+        raise BackfillError(f"{path}: build_mapping must return a MappingConfig, not {type(mapping).__name__}")
+    return mapping, str(path)
+
+
+def _ssm_value(ssm: Any, name: str, *, what: str) -> str | None:
+    """A decrypted SSM parameter, None when it does not exist; access problems are errors."""
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        value = str(ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"].get("Value", ""))
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code == "ParameterNotFound":
+            return None
+        message = str(exc.response.get("Error", {}).get("Message", "")).strip()
+        raise BackfillError(f"reading {what} from SSM {name} failed: {code}: {message}".rstrip(": ")) from None
+    except BotoCoreError as exc:
+        raise BackfillError(f"reading {what} from SSM {name} failed: {exc}") from None
+    return value.strip() or None
+
+
+def command(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> int:
+    """`dodo-cio backfill`: resolve settings and credentials, run, print the summary; the exit code."""
+    started = time.monotonic()
+    try:
+        return _command(args, aws, started)
+    except BackfillError as exc:
+        print(f"dodo-cio backfill: {exc}", file=sys.stderr)
+        return exc.code
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where the run reads from and writes to, resolved from the options, the stack and the environment."""
+
+    ssm_path: str
+    region: str
+    track_override: str | None
+    track_url: str
+    identifier: str
+    mapping: MappingConfig
+    mapping_source: str
+
+
+def _options(args: argparse.Namespace) -> BackfillOptions:
+    if not 1 <= args.page_size <= MAX_PAGE_SIZE:
+        raise BackfillError(f"--page-size must be 1 to {MAX_PAGE_SIZE}, not {args.page_size}")
+    if not args.rate > 0:
+        raise BackfillError(f"--rate must be a positive number of requests per second, not {args.rate}")
+    if args.max_attempts < 1:
+        raise BackfillError(f"--max-attempts must be at least 1, not {args.max_attempts}")
+    if args.dodo_retries < 0:
+        raise BackfillError(f"--dodo-retries must be 0 or more, not {args.dodo_retries}")
+    statuses = parse_statuses(args.statuses)
+    if args.no_customers and not statuses:
+        raise BackfillError("nothing to backfill: --no-customers and no --statuses")
+    return BackfillOptions(
+        statuses=statuses,
+        customers=not args.no_customers,
+        events=args.events,
+        page_size=args.page_size,
+        rate=args.rate,
+        max_attempts=args.max_attempts,
+        dry_run=args.dry_run,
+        sample=max(0, args.sample),
+        progress=False if args.no_progress else None,
+    )
+
+
+def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> _Target:
+    from dodo_cio.customerio import track_base_url  # noqa: PLC0415
+    from dodo_cio_cli import operator  # noqa: PLC0415
+
+    parameters: dict[str, str] = {}
+    if args.stack:
+        try:
+            parameters = operator.resolve_stack_parameters(
+                aws("cloudformation", args.region), args.stack, required=("SsmParameterPath",)
+            )
+        except operator.OperatorError as exc:
+            raise BackfillError(str(exc)) from None
+    env = os.environ
+    region = (args.region_cio or parameters.get("CustomerioRegion") or env.get("CUSTOMERIO_REGION") or "us").lower()
+    track_override = args.track_url or parameters.get("CustomerioTrackUrl") or env.get("CUSTOMERIO_TRACK_URL")
+    identifier = (
+        args.identifier or parameters.get("CustomerioIdentifier") or env.get("CUSTOMERIO_IDENTIFIER") or "customer_id"
+    )
+    try:
+        track_url = track_base_url(region, track_override)
+        strategy = IdentifierStrategy.parse(identifier)
+    except (ValueError, MappingConfigError) as exc:
+        raise BackfillError(str(exc)) from None
+    mapping, mapping_source = load_mapping(strategy, args.customize)
+    if not mapping.send_identify and not args.events:
+        raise BackfillError(
+            f"{mapping_source} turns identify off (send_identify=False): nothing to send without --events"
+        )
+    return _Target(
+        ssm_path=(args.ssm_path or parameters.get("SsmParameterPath") or "").rstrip("/"),
+        region=region,
+        track_override=track_override or None,
+        track_url=track_url,
+        identifier=identifier,
+        mapping=mapping,
+        mapping_source=mapping_source,
+    )
+
+
+def _credentials(
+    args: argparse.Namespace, target: _Target, aws: Callable[[str, str | None], Any]
+) -> tuple[str, str, str]:
+    """(Dodo API key, Customer.io site id, Customer.io API key): the environment first, then SSM."""
+    ssm: Any = None
+
+    def read(name: str, what: str) -> str:
+        nonlocal ssm
+        if not target.ssm_path:
+            return ""
+        if ssm is None:
+            ssm = aws("ssm", args.region)
+        return _ssm_value(ssm, f"{target.ssm_path}/{name}", what=what) or ""
+
+    api_key = os.environ.get(args.api_key_env, "").strip() or read(DODO_API_KEY_PARAMETER, "the Dodo API key")
+    if not api_key:
+        where = (
+            f" or put it in SSM {target.ssm_path}/{DODO_API_KEY_PARAMETER}"
+            if target.ssm_path
+            else " (or pass --stack/--ssm-path to read it from SSM)"
+        )
+        raise BackfillError(
+            f"no Dodo Payments API key: set ${args.api_key_env}{where}; create one in Dodo's dashboard "
+            "(Developer → API keys)"
+        )
+    if args.dry_run:
+        return api_key, "", ""
+    site_id = os.environ.get("CUSTOMERIO_SITE_ID", "").strip()
+    cio_key = os.environ.get("CUSTOMERIO_API_KEY", "").strip()
+    if not (site_id and cio_key):
+        site_id = read("customerio-site-id", "the Customer.io site id")
+        cio_key = read("customerio-api-key", "the Customer.io API key")
+    if not (site_id and cio_key):
+        raise BackfillError(
+            "no Customer.io credentials: pass --stack/--ssm-path to read them from SSM, or set "
+            "CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (or try --dry-run first: it needs none)"
+        )
+    return api_key, site_id, cio_key
+
+
+def _open_state(path: Path, wanted: dict[str, Any], *, restart: bool) -> State:
+    state = None if restart else State.load(path)
+    if state is None:
+        return State(fingerprint=wanted)
+    differs = sorted(k for k in set(wanted) | set(state.fingerprint) if wanted.get(k) != state.fingerprint.get(k))
+    if differs:
+        raise BackfillError(
+            f"the state file {path} belongs to a different backfill ({', '.join(differs)} changed); "
+            "pass --restart to start over, or --state to use another file"
+        )
+    return state
+
+
+def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], started: float) -> int:
+    from dodo_cio.customerio import TrackClient  # noqa: PLC0415
+
+    options = _options(args)
+    target = _target(args, aws)
+    api_key, site_id, cio_key = _credentials(args, target, aws)
+    sender: TrackClient | None = None
+    if not options.dry_run:
+        _preflight(target.track_override, target.region, site_id, cio_key)
+        sender = TrackClient(target.track_url, site_id, cio_key, connect_timeout=5.0, read_timeout=30.0)
+    source = SdkSource(api_key, environment=args.environment, base_url=args.base_url, max_retries=args.dodo_retries)
+    state_path = Path(args.state)
+    state: State | None = None
+    if options.dry_run:
+        print(f"dry run: reading Dodo {source.where}; nothing will be sent ({target.mapping_source})", flush=True)
+    else:
+        print(
+            f"Dodo {source.where} -> Customer.io {target.track_url} "
+            f"(identifier {target.identifier}; {target.mapping_source})",
+            flush=True,
+        )
+        wanted = fingerprint(
+            dodo=source.where,
+            customerio_url=target.track_url,
+            site_id=site_id,
+            identifier=target.identifier,
+            events=options.events,
+            page_size=options.page_size,
+        )
+        state = _open_state(state_path, wanted, restart=args.restart)
+        if state.started_at:
+            plan = listings(options.statuses, customers=options.customers)
+            if state.completed_at and all(state.listing(listing.key).done for listing in plan):
+                print(f"already complete according to {state_path}; nothing to do (--restart sends everything again)")
+                source.close()
+                if sender is not None:
+                    sender.close()
+                return EXIT_OK
+            print(f"resuming from {state_path}", flush=True)
+            state.completed_at = None
+
+    builder = OpBuilder(target.mapping, events=options.events)
+    backfill = Backfill(source, sender, builder, options, state=state, state_path=state_path)
+    try:
+        report = backfill.run()
+    finally:
+        source.close()
+        if sender is not None:
+            sender.close()
+    print(format_summary(report, options, elapsed=time.monotonic() - started))
+    if report.message:
+        print(f"dodo-cio backfill: {report.message}", file=sys.stderr)
+    elif report.code == EXIT_INCOMPLETE:
+        print(
+            "dodo-cio backfill: some objects were rejected (listed above and in the state file); "
+            "fix the data or the mapping, then run again with --restart",
+            file=sys.stderr,
+        )
+    return report.code
+
+
+def _preflight(track_override: str | None, region: str, site_id: str, api_key: str) -> None:
+    """Fail before reading Dodo when the Customer.io credentials or region are wrong."""
+    from dodo_cio_cli.check import check_customerio  # noqa: PLC0415
+
+    finding = check_customerio(region, track_override, site_id, api_key)
+    if finding.status != "ok":
+        hint = f" ({finding.hint})" if finding.hint else ""
+        raise BackfillError(f"Customer.io check failed: {finding.reason}{hint}")
