@@ -73,13 +73,8 @@ class Retry:
     source: SqsEventSource
     clock: Clock
 
-    @property
-    def sqs(self) -> Any:
-        return self.bridge.sqs
-
-    @property
-    def sandbox(self) -> Any:
-        return self.bridge.sandbox
+    def __getattr__(self, name: str) -> Any:  # sqs, sandbox, queue_url, ...: the ingest side's
+        return getattr(self.bridge, name)
 
     def park(self, parked: ParkedDelivery) -> str:
         return park(self.sqs, self.bridge.queue_url, parked)

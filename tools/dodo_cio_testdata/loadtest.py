@@ -36,17 +36,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from dodo_cio_testdata.loadtest_model import (
-    DEFAULT_CONCURRENCY,
-    DEFAULT_DRAIN_TIMEOUT,
-    DEFAULT_DUPLICATE_RATE,
-    DEFAULT_FAIL_RATE,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_RETRY_PAUSE,
-    DEFAULT_SEED,
-    DEFAULT_WEBHOOKS,
     OBJECT_ID_KEYS,
     SAMPLES_DIR,
     AcceptedEvent,
@@ -317,27 +309,30 @@ def _count_errors(path: str) -> int:
 # --- Command line --------------------------------------------------------------------------------
 
 
+DEFAULTS: Final = LoadConfig()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dodo_cio_testdata.loadtest", description=(__doc__ or "").split("\n\n")[0]
     )
-    parser.add_argument("-n", "--webhooks", type=int, default=DEFAULT_WEBHOOKS, help="distinct webhooks (%(default)s)")
+    parser.add_argument("-n", "--webhooks", type=int, default=DEFAULTS.webhooks, help="distinct webhooks (%(default)s)")
     parser.add_argument(
-        "-c", "--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="concurrent senders (%(default)s)"
+        "-c", "--concurrency", type=int, default=DEFAULTS.concurrency, help="concurrent senders (%(default)s)"
     )
     parser.add_argument(
         "--duplicates",
         type=float,
-        default=DEFAULT_DUPLICATE_RATE,
+        default=DEFAULTS.duplicate_rate,
         help="fraction of webhooks delivered twice with the same webhook-id (%(default)s)",
     )
     parser.add_argument(
         "--fail-rate",
         type=float,
-        default=DEFAULT_FAIL_RATE,
+        default=DEFAULTS.fail_rate,
         help="fraction of Customer.io requests the sandbox answers 503 (%(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seeds the plan and the sandbox (%(default)s)")
+    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seeds the plan and the sandbox (%(default)s)")
     parser.add_argument(
         "--url",
         default=None,
@@ -347,18 +342,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--secret", default=None, help="webhook secret; default $DODO_WEBHOOK_SECRET, else the development secret"
     )
     parser.add_argument(
-        "--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, help="Dodo-style attempts per delivery (%(default)s)"
+        "--max-attempts", type=int, default=DEFAULTS.max_attempts, help="Dodo-style attempts per delivery (%(default)s)"
     )
     parser.add_argument(
         "--retry-pause",
         type=float,
-        default=DEFAULT_RETRY_PAUSE,
+        default=DEFAULTS.retry_pause,
         help="seconds before retry n is n times this (%(default)s)",
     )
     parser.add_argument(
         "--drain-timeout",
         type=float,
-        default=DEFAULT_DRAIN_TIMEOUT,
+        default=DEFAULTS.drain_timeout,
         help="seconds to wait for the retry queue to empty (%(default)s)",
     )
     parser.add_argument(

@@ -14,15 +14,6 @@ if TYPE_CHECKING:
 
 
 SAMPLES_DIR: Final = REPO_ROOT / "events" / "dodo"
-DEFAULT_WEBHOOKS: Final = 2000
-DEFAULT_CONCURRENCY: Final = 20
-DEFAULT_DUPLICATE_RATE: Final = 0.05
-DEFAULT_FAIL_RATE: Final = 0.2
-DEFAULT_SEED: Final = 20260101
-# Dodo retries a failed delivery 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h later; compressed here.
-DEFAULT_MAX_ATTEMPTS: Final = 8
-DEFAULT_RETRY_PAUSE: Final = 0.1  # seconds; attempt n+1 waits n times this
-DEFAULT_DRAIN_TIMEOUT: Final = 180.0
 SEND_TIMEOUT: Final = 15.0  # Dodo gives up on an answer after 15 s
 # The local run's drain sleeps this long after a poll that found nothing visible (make run: 1 s).
 DRAIN_IDLE_INTERVAL: Final = 0.25
@@ -48,16 +39,19 @@ class LoadTestError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class LoadConfig:
-    webhooks: int = DEFAULT_WEBHOOKS
-    concurrency: int = DEFAULT_CONCURRENCY
-    duplicate_rate: float = DEFAULT_DUPLICATE_RATE
-    fail_rate: float = DEFAULT_FAIL_RATE
-    seed: int = DEFAULT_SEED
+    """What `make load` runs; the defaults are the command line's (dodo_cio_testdata.loadtest)."""
+
+    webhooks: int = 2000
+    concurrency: int = 20
+    duplicate_rate: float = 0.05
+    fail_rate: float = 0.2  # of Customer.io requests, answered 503 by the sandbox
+    seed: int = 20260101
     url: str | None = None  # a running `make run`; None starts one in this process
     secret: str | None = None  # default: $DODO_WEBHOOK_SECRET, else the development secret
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    retry_pause: float = DEFAULT_RETRY_PAUSE
-    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    # Dodo retries a failed delivery 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h later; compressed here.
+    max_attempts: int = 8
+    retry_pause: float = 0.1  # seconds; attempt n+1 waits n times this
+    drain_timeout: float = 180.0
     request_timeout: float = SEND_TIMEOUT
     verbose: bool = False  # bridge and sandbox logs on the console instead of a log file
     progress: bool = True

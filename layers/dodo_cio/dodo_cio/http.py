@@ -97,24 +97,18 @@ class KeepAliveClient:
         deadline: float | None,
         max_bytes: int | None,
     ) -> Answer:
-        reused = self._conn is not None
-        try:
-            return self._exchange(method, path, body, headers, deadline, max_bytes)
-        except _STALE:
-            self.close()
-            if not reused:
-                raise TransportError("connection closed before an answer") from None
-        except (TransportTimeout, TransportError):
-            self.close()
-            raise
-        try:  # once more, on a fresh connection
-            return self._exchange(method, path, body, headers, deadline, max_bytes)
-        except _STALE:
-            self.close()
-            raise TransportError("connection closed before an answer") from None
-        except (TransportTimeout, TransportError):
-            self.close()
-            raise
+        may_retry = self._conn is not None  # only a kept-alive connection can have gone stale
+        while True:
+            try:
+                return self._exchange(method, path, body, headers, deadline, max_bytes)
+            except _STALE:
+                self.close()
+                if not may_retry:
+                    raise TransportError("connection closed before an answer") from None
+                may_retry = False  # once more, on a fresh connection
+            except (TransportTimeout, TransportError):
+                self.close()
+                raise
 
     def _exchange(
         self,

@@ -92,6 +92,18 @@ def _customer(data: Mapping[str, Any], *, required: bool) -> Customer | None:
     return Customer.parse(raw, "data.customer")
 
 
+def _owner(data: Mapping[str, Any]) -> Customer:
+    """The nested customer a payment, subscription or refund cannot do without."""
+    customer = _customer(data, required=True)
+    assert customer is not None
+    return customer
+
+
+def _required(data: Mapping[str, Any], *fields: tuple[str, type]) -> list[Any]:
+    """The required top-level fields of `data`, in order; PayloadError names the first one missing."""
+    return [_req(data, key, kind, "data") for key, kind in fields]
+
+
 @dataclass(frozen=True, slots=True)
 class Payment:
     payment_id: str
@@ -102,15 +114,8 @@ class Payment:
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Payment:
-        customer = _customer(data, required=True)
-        assert customer is not None
-        return cls(
-            payment_id=_req(data, "payment_id", str, "data"),
-            total_amount=_req(data, "total_amount", int, "data"),
-            currency=_req(data, "currency", str, "data"),
-            customer=customer,
-            raw=data,
-        )
+        payment_id, total, currency = _required(data, ("payment_id", str), ("total_amount", int), ("currency", str))
+        return cls(payment_id, total, currency, _owner(data), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +128,10 @@ class Subscription:
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Subscription:
-        customer = _customer(data, required=True)
-        assert customer is not None
-        return cls(
-            subscription_id=_req(data, "subscription_id", str, "data"),
-            status=_req(data, "status", str, "data"),
-            product_id=_req(data, "product_id", str, "data"),
-            customer=customer,
-            raw=data,
+        subscription_id, status, product_id = _required(
+            data, ("subscription_id", str), ("status", str), ("product_id", str)
         )
+        return cls(subscription_id, status, product_id, _owner(data), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +145,11 @@ class Refund:
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Refund:
-        customer = _customer(data, required=True)
-        assert customer is not None
+        refund_id, payment_id = _required(data, ("refund_id", str), ("payment_id", str))
         return cls(
-            refund_id=_req(data, "refund_id", str, "data"),
-            payment_id=_req(data, "payment_id", str, "data"),
-            customer=customer,
+            refund_id=refund_id,
+            payment_id=payment_id,
+            customer=_owner(data),
             amount=_opt(data, "amount", int),
             currency=_opt(data, "currency", str),
             raw=data,

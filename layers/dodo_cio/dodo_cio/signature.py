@@ -25,6 +25,7 @@ __all__ = [
     "VerifiedWebhook",
     "header",
     "parse_secrets",
+    "encodable",
     "sign",
     "signature_headers",
     "verify",
@@ -149,7 +150,7 @@ def _v1_signatures(value: str) -> list[str]:
     return found
 
 
-def _encodable(text: str) -> bool:
+def encodable(text: str) -> bool:
     """Lone surrogates (possible in hand-built events) cannot be signed; reject instead of crashing."""
     try:
         text.encode()
@@ -185,7 +186,7 @@ def verify(
     raw_signature = _required(headers, SIGNATURE_HEADER)
     if len(webhook_id) > MAX_WEBHOOK_ID_LENGTH:
         raise SignatureError(f"{ID_HEADER} header too long")
-    if not _encodable(webhook_id):
+    if not encodable(webhook_id):
         raise SignatureError(f"invalid {ID_HEADER} header")
 
     timestamp = _parse_timestamp(raw_timestamp)

@@ -1,0 +1,188 @@
+"""The sandbox's HTTP side: its server, the Track API request handling and the ``/__sandbox/*`` controls.
+
+Why apart from ``sandbox.py``: this is the wire -- reading bodies no larger than the real API
+would take, playing scripted faults (dropped connections, truncated answers, stalls), the rate
+limit and ``fail_rate`` ahead of auth -- while ``TrackSandbox`` decides what the API answers.
+The controls are unauthenticated and unrecorded, so a sandbox running in another process
+(``make run``) can be scripted and inspected over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import socket
+import time
+from collections.abc import Mapping
+from http.server import ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from dodo_cio_local.http_base import LocalRequestHandler
+from dodo_cio_local.sandbox_faults import ScriptedResponse
+from dodo_cio_local.sandbox_records import ReceivedRequest, summarise, try_json
+from dodo_cio_local.track_v2 import too_large_body
+
+if TYPE_CHECKING:
+    from dodo_cio_local.sandbox import TrackSandbox
+
+CONTROL_PREFIX = "/__sandbox/"
+# Bodies larger than this are not even read: the answer is 413 and the connection is closed.
+MAX_READ_BYTES = 8 * 1024 * 1024
+
+
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # load tests open many connections at once
+    sandbox: TrackSandbox
+
+
+class SandboxHandler(LocalRequestHandler):
+    # HTTP/1.1 keep-alive (the base's), like the real API; clients pool connections.
+    dispatched_methods = ("GET", "POST", "PUT", "DELETE")
+    max_body_bytes = MAX_READ_BYTES
+    server: SandboxServer
+    timeout = 60  # idle keep-alive connections give their thread back eventually
+    disable_nagle_algorithm = True  # headers and body go out in separate writes; avoid 40 ms stalls
+    _started = 0.0
+    server_version = "dodo-cio-track-sandbox/1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.sandbox._track_connection(self.connection, add=True)
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        self.server.sandbox._track_connection(self.connection, add=False)
+
+    # -- request handling
+    def _dispatch(self) -> None:
+        self._started = time.monotonic()
+        sandbox = self.server.sandbox
+        try:
+            path = urlsplit(self.path).path
+            body = self._read_body()
+            if path.startswith(CONTROL_PREFIX):
+                self._control(path, body or b"")
+                return
+            rec = ReceivedRequest(
+                method=self.command,
+                path=path,
+                headers=dict(self.headers.items()),
+                body=body or b"",
+                json=try_json(body or b""),
+                status=0,
+                response=None,
+                received_at=time.time(),
+            )
+            sandbox._record(rec)
+            if body is None:  # too large to read: answered without reading, connection dropped
+                self._finish(rec, 413, too_large_body(int(self.headers["Content-Length"] or 0), path))
+            else:
+                self._answer(rec)
+        except (ConnectionError, TimeoutError, OSError):
+            self.close_connection = True
+
+    def _answer(self, rec: ReceivedRequest) -> None:
+        sandbox = self.server.sandbox
+        scripted = sandbox._next_scripted()
+        if scripted is not None:
+            self._play(rec, scripted)
+            return
+        wait = sandbox._rate_limited()
+        if wait is not None:
+            rec.scripted = "rate_limit"
+            retry_after = str(max(1, math.ceil(wait)))
+            body = {"meta": {"error": "Too Many Requests (sandbox rate_limit)"}}
+            self._finish(rec, 429, body, {"Retry-After": retry_after})
+            return
+        if sandbox._roll_failure():
+            rec.scripted = "fail_rate"
+            self._finish(rec, 503, {"meta": {"error": "Service Unavailable (sandbox fail_rate)"}})
+            return
+        status, payload = sandbox._process(rec)
+        self._finish(rec, status, payload)
+
+    def _play(self, rec: ReceivedRequest, scripted: ScriptedResponse) -> None:
+        sandbox = self.server.sandbox
+        rec.scripted = scripted.action
+        if scripted.action == "close":
+            rec.status = 0
+            self._log(rec)
+            self._drop()
+            return
+        if scripted.delay and sandbox._stopping.wait(scripted.delay):
+            self._drop()  # shutting down: don't keep the caller waiting
+            return
+        body = scripted.body_bytes()
+        rec.status = scripted.status
+        rec.response = try_json(body)
+        self._log(rec)
+        if scripted.action == "reset":
+            body = body if len(body) >= 2 else b'{"meta":{"error":"sandbox reset"}}'
+            self._send(scripted.status, body[: len(body) // 2], scripted.headers, content_length=len(body))
+            self._drop()
+            return
+        self._send(scripted.status, body, scripted.headers)
+
+    def _finish(
+        self, rec: ReceivedRequest, status: int, payload: Any, headers: Mapping[str, str] | None = None
+    ) -> None:
+        rec.status = status
+        rec.response = payload
+        self._log(rec)
+        self._send(status, json.dumps(payload).encode(), headers)
+
+    def _log(self, rec: ReceivedRequest) -> None:
+        # Logged before the answer is written, so the line exists by the time the client has it.
+        self.server.sandbox._log(rec, (time.monotonic() - self._started) * 1000)
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str] | None = None,
+        *,
+        content_length: int | None = None,
+    ) -> None:
+        """Every answer is JSON unless a script says otherwise, as the real API's are."""
+        extra = dict(headers or {})
+        if not any(k.lower() == "content-type" for k in extra):
+            extra = {"Content-Type": "application/json", **extra}
+        super()._send(status, body, extra, content_length=content_length)
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+    # -- control endpoints (no auth, not recorded)
+    def _control(self, path: str, body: bytes) -> None:
+        sandbox = self.server.sandbox
+        route = (self.command, path.removeprefix(CONTROL_PREFIX).rstrip("/"))
+        status: int = 200
+        payload: Any = {}
+        try:
+            if route == ("GET", "requests"):
+                payload = [summarise(rec) for rec in sandbox._snapshot()]
+            elif route == ("POST", "reset"):
+                sandbox.reset()
+            elif route == ("POST", "script"):
+                doc = json.loads(body or b"{}")
+                items = doc.get("responses") if isinstance(doc, dict) else None
+                if not isinstance(items, list):
+                    raise ValueError('expected {"responses": [...]}')
+                sandbox.script(*(ScriptedResponse.from_json(item) for item in items))
+                payload = {"queued": sandbox._script_depth()}
+            elif route == ("POST", "config"):
+                doc = json.loads(body or b"{}")
+                if not isinstance(doc, dict):
+                    raise ValueError("expected a JSON object")
+                payload = sandbox._configure(doc)
+            else:
+                status, payload = 404, {"meta": {"error": f"unknown sandbox control {self.command} {path}"}}
+        except (ValueError, TypeError) as exc:
+            status, payload = 400, {"meta": {"error": str(exc)}}
+        self._send(status, json.dumps(payload).encode())
