@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from dodo_cio_local.http_base import LocalRequestHandler
 from dodo_cio_local.sandbox_faults import ScriptedResponse
-from dodo_cio_local.sandbox_records import ReceivedRequest, summarise, try_json
+from dodo_cio_local.sandbox_records import ReceivedRequest, try_json
 from dodo_cio_local.track_v2 import too_large_body
 
 if TYPE_CHECKING:
@@ -158,6 +158,7 @@ class SandboxHandler(LocalRequestHandler):
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
+
     # -- control endpoints (no auth, not recorded)
     def _control(self, path: str, body: bytes) -> None:
         sandbox = self.server.sandbox
@@ -166,7 +167,7 @@ class SandboxHandler(LocalRequestHandler):
         payload: Any = {}
         try:
             if route == ("GET", "requests"):
-                payload = [summarise(rec) for rec in sandbox._snapshot()]
+                payload = sandbox.summaries()
             elif route == ("POST", "reset"):
                 sandbox.reset()
             elif route == ("POST", "script"):

@@ -15,6 +15,7 @@ from typing import Any
 
 from dodo_cio_local.track_v2 import BATCH_PATH, ENTITY_PATH, json_type
 
+
 @dataclass
 class ReceivedRequest:
     """One request as the sandbox saw it, kept so tests can assert on exactly what was sent.

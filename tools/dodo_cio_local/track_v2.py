@@ -64,7 +64,6 @@ class TrackV2ValidationError(ValueError):
         super().__init__(f"Track API v2 would reject this request ({len(errors)} error(s)):\n{lines}")
 
 
-
 def default_schema_path() -> Path:
     """Locate ``tests/contract/track_v2.schema.json`` from this file's location.
 

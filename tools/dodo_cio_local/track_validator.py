@@ -53,7 +53,6 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-
 def _format_checker() -> FormatChecker:
     checker = FormatChecker(formats=["email"])
 
