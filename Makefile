@@ -14,7 +14,7 @@ CHECKOV_VENV := .venv-checkov
 SAM_VENV := .venv-sam
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install run load test lint typecheck unit scan build bench clean
+.PHONY: help install run load events test lint typecheck unit scan build bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ run: $(STAMP) ## run the bridge locally (moto + local Customer.io sandbox unless
 
 load: $(STAMP) ## load test: 2,000 signed webhooks, 20 senders, sandbox failing 20 %; fails on any loss or double
 	$(BIN)/python -m dodo_cio_testdata.loadtest
+
+events: $(STAMP) ## check events/dodo against Dodo's SDK models (filling in fields it adds), re-sign events/apigw
+	$(BIN)/python -m dodo_cio_testdata.sample_bodies
+	$(BIN)/python -m dodo_cio_testdata.make_events
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
