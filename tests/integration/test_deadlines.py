@@ -26,10 +26,12 @@ from dodo_cio.http import KeepAliveClient, TransportTimeout
 from dodo_cio.parking import LastError, ParkedDelivery, park
 from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_local.event_source import SqsEventSource
+from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext
-from dodo_cio_local.local_run import load_retry_module
-from support.apigw import sample_paths, signed_event
+from support.apigw import signed_event
 from support.blackhole import BlackHole
+from support.emf import emitted_metrics
+from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
 
@@ -156,24 +158,6 @@ def parked(tag: str, n_ops: int) -> ParkedDelivery:
     return ParkedDelivery(f"msg_{tag}", "payment.succeeded", 1_700_000_000, now, 1, ops, error, f"cus_{tag}")
 
 
-def emitted(stdout: str) -> dict[str, float]:
-    """The metric values of the EMF documents printed."""
-    out: dict[str, float] = {}
-    for line in stdout.splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and "_aws" in doc:
-            for directive in doc["_aws"]["CloudWatchMetrics"]:
-                for metric in directive["Metrics"]:
-                    value = doc[metric["Name"]]
-                    out[metric["Name"]] = out.get(metric["Name"], 0) + (
-                        sum(value) if isinstance(value, list) else value
-                    )
-    return out
-
-
 def test_the_retry_function_returns_before_its_deadline_reporting_what_it_did_not_finish(
     bridge: Any, stall: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -206,7 +190,7 @@ def test_the_retry_function_returns_before_its_deadline_reporting_what_it_did_no
         result = source.poll_once()
         started = hole.connections
     (elapsed,) = timings
-    metrics = emitted(capsys.readouterr().out)
+    metrics = emitted_metrics(capsys.readouterr().out)
     print(f"retry answered in {elapsed:.2f} s of {RETRY_LEFT_MS / 1000:.1f} s, {started} requests started")
     assert elapsed < RETRY_LEFT_MS / 1000
     assert result.error is None and result.received == 5 and result.deleted == 0

@@ -56,10 +56,12 @@ from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.models import parse_envelope, parse_json
 from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_local.event_source import PollResult, SqsEventSource
-from dodo_cio_local.lambda_context import FakeLambdaContext
-from dodo_cio_local.local_run import TemplateSettings, load_retry_module, read_template
+from dodo_cio_local.handler_modules import load_retry_module
+from dodo_cio_local.local_run import TemplateSettings, read_template
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
+from support.aws import receive_all
+from support.event_source import retry_event_source
 
 pytestmark = pytest.mark.network
 
@@ -516,17 +518,6 @@ def request_ops(rec: Any) -> list[dict[str, Any]]:
     return [doc]
 
 
-def receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
-        ).get("Messages", [])
-        if not got:
-            return out
-        out.extend(got)
-
-
 @pytest.fixture(scope="module")
 def template() -> TemplateSettings:
     return read_template()
@@ -546,14 +537,7 @@ def harness(
     service.policy = FAST
     service.rng = lambda: 0.0  # no jitter: transient waits are SQS's 1 s minimum
     service.clock = Clock()
-    source = SqsEventSource(
-        bridge.sqs,
-        bridge.queue_url,
-        module.lambda_handler,
-        batch_size=template.retry_batch_size,
-        context_factory=lambda: FakeLambdaContext(function_name="dodo-customerio-retry"),
-        report_batch_item_failures=template.retry_reports_batch_item_failures,
-    )
+    source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, template)
     scenario, path = request.node.callspec.params["case"]
     row = Row(scenario, path)
     ROWS.append(row)

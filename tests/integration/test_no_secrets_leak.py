@@ -30,12 +30,13 @@ import pytest
 
 from dodo_cio.signature import SECRET_PREFIX
 from dodo_cio_cli.operator import dead_letters_json, format_dead_letters, list_dead_letters
-from dodo_cio_local.event_source import SqsEventSource
-from dodo_cio_local.lambda_context import FakeLambdaContext
-from dodo_cio_local.local_run import load_retry_module, read_template
+from dodo_cio_local.handler_modules import load_retry_module
+from dodo_cio_local.local_run import read_template
 from dodo_cio_local.sandbox import ScriptedResponse
-from support.apigw import sample_paths, signed_event
+from support.apigw import signed_event
 from support.aws import SSM_PATH
+from support.event_source import retry_event_source
+from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
 
@@ -175,13 +176,8 @@ def peek(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 
 def drain_with_retry_handler(bridge: Any, cap: Capture) -> None:
-    source = SqsEventSource(
-        bridge.sqs,
-        bridge.queue_url,
-        cap.retry_module.lambda_handler,  # type: ignore[attr-defined]
-        batch_size=read_template().retry_batch_size,
-        context_factory=lambda: FakeLambdaContext(function_name="dodo-customerio-retry"),
-    )
+    handler = cap.retry_module.lambda_handler  # type: ignore[attr-defined]
+    source = retry_event_source(bridge.sqs, bridge.queue_url, handler, read_template())
     results = source.drain(10)
     assert all(r.error is None for r in results), [r.summary() for r in results]
     assert sum(r.received for r in results) > 0

@@ -25,17 +25,13 @@ import requests
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.config import SecretStore, Settings
 from dodo_cio.parking import LastError, ParkedDelivery, park
-from dodo_cio.retry import RetryService
+from dodo_cio.retry.service import RetryService
 from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_cli import sender
 from dodo_cio_local.event_source import PollResult, SqsEventSource
+from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext
-from dodo_cio_local.local_run import (
-    LocalBridge,
-    TemplateSettings,
-    load_retry_module,
-    read_template,
-)
+from dodo_cio_local.local_run import LocalBridge, TemplateSettings, read_template
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.aws import queue_properties
 

@@ -29,8 +29,8 @@ import pytest
 
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio_local.event_source import SqsEventSource
+from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext
-from dodo_cio_local.local_run import load_retry_module
 from support.workspace import PersonView, Workspace
 
 SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"

@@ -74,7 +74,7 @@ from dodo_cio_cli.backfill_state import ListingState, State
 
 if TYPE_CHECKING:
     from dodo_cio.customerio import DeliveryResult
-    from dodo_cio.retry import OpFate
+    from dodo_cio.retry.planning import OpFate
 
 # -- the run ----------------------------------------------------------------------------------------
 
@@ -127,7 +127,7 @@ class Backfill:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        from dodo_cio.retry import RateLimiter  # noqa: PLC0415
+        from dodo_cio.retry.pacing import RateLimiter  # noqa: PLC0415
 
         if sender is None and not options.dry_run:
             raise ValueError("a sender is needed unless this is a dry run")
@@ -209,7 +209,7 @@ class Backfill:
 
     def _page(self, listing: Listing, ls: ListingState, items: list[dict[str, Any]]) -> None:
         """Build and deliver one page; the listing's counters change only once the page is through."""
-        from dodo_cio.retry import plan_requests  # noqa: PLC0415
+        from dodo_cio.retry.planning import plan_requests  # noqa: PLC0415
 
         now = int(self.clock())
         built = [self.builder.build(listing, item, now) for item in items]
@@ -247,7 +247,7 @@ class Backfill:
 
     def _deliver(self, ops: list[Op]) -> list[OpFate]:
         """Send one planned request; retry what failed transiently; raise when it will not go."""
-        from dodo_cio.retry import send_with_split  # noqa: PLC0415
+        from dodo_cio.retry.planning import send_with_split  # noqa: PLC0415
 
         assert self.sender is not None
         sender = self.sender

@@ -2,7 +2,7 @@
 
 The CLI finds the local run through its status page, `GET <local URL>/__local`, which lists the
 emulated AWS endpoint (moto's server), the queues' URLs and ARNs, the SSM path and the ingest
-function's name (see `local_run._Handler._status_page`). The local URL is the one `make run` serves
+function's name (see `http_front.FrontHandler._status_page`). The local URL is the one `make run` serves
 webhooks on by default, http://127.0.0.1:3000; `--local-url` or `$DODO_CIO_LOCAL_URL` point elsewhere
 (`make run ARGS='--port N'`). A live page rather than a state file: it cannot go stale when the run
 is killed, and it already reports the ports actually bound.

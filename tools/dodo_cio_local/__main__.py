@@ -6,7 +6,7 @@ CLI reaches a running emulator over HTTP (`dodo-cio dlq --local`, see dodo_cio_c
 
 from __future__ import annotations
 
-from dodo_cio_local.local_run import main
+from dodo_cio_local.command_line import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -33,7 +33,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Final
 
 from dodo_cio_local.lambda_context import FakeLambdaContext
@@ -162,41 +162,37 @@ def reported_failures(response: Any, message_ids: Sequence[str]) -> set[str]:
     return named
 
 
+@dataclass(eq=False)
 class SqsEventSource:
     """Polls one queue and invokes one handler with Lambda's SQS events (see the module docstring).
 
     ``lock``, when given, is held for a whole poll (receive, invoke, delete): the local run shares
     one with its other handler, since moto and a warm container's module state are not meant to be
-    used by two invocations at once.
+    used by two invocations at once. ``context_factory`` makes each invocation's context (default:
+    a 30 s one named after the queue).
     """
 
-    def __init__(
-        self,
-        sqs: Any,
-        queue_url: str,
-        handler: Handler,
-        *,
-        batch_size: int = 10,
-        wait_seconds: int = 0,
-        context_factory: Callable[[], Any] | None = None,
-        report_batch_item_failures: bool = True,
-        lock: AbstractContextManager[Any] | None = None,
-    ) -> None:
-        if batch_size < 1:
+    sqs: Any
+    queue_url: str
+    handler: Handler
+    _: KW_ONLY
+    batch_size: int = 10
+    wait_seconds: int = 0
+    context_factory: Callable[[], Any] | None = None
+    report_batch_item_failures: bool = True
+    lock: AbstractContextManager[Any] | None = None
+    _queue_arn: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
-        if not 0 <= wait_seconds <= 20:
+        if not 0 <= self.wait_seconds <= 20:
             raise ValueError("wait_seconds must be between 0 and 20 (SQS long polling)")
-        self.sqs = sqs
-        self.queue_url = queue_url
-        self.handler = handler
-        self.batch_size = batch_size
-        self.wait_seconds = wait_seconds
-        self.report_batch_item_failures = report_batch_item_failures
-        self._context_factory = context_factory or (
-            lambda: FakeLambdaContext(queue_url.rsplit("/", 1)[-1] + "-consumer", timeout_seconds=30)
-        )
-        self._lock: AbstractContextManager[Any] = lock if lock is not None else contextlib.nullcontext()
-        self._queue_arn: str | None = None
+
+    def _context(self) -> Any:
+        if self.context_factory is not None:
+            return self.context_factory()
+        return FakeLambdaContext(self.queue_url.rsplit("/", 1)[-1] + "-consumer", timeout_seconds=30)
 
     @property
     def queue_arn(self) -> str:
@@ -209,7 +205,7 @@ class SqsEventSource:
 
     def poll_once(self) -> PollResult:
         """Receive one batch, invoke the handler, delete what succeeded. SQS errors propagate."""
-        with self._lock:
+        with self.lock if self.lock is not None else contextlib.nullcontext():
             messages = self._receive()
             if not messages:
                 return PollResult()
@@ -217,7 +213,7 @@ class SqsEventSource:
             event = {"Records": [lambda_record(m, arn) for m in messages]}
             ids = [r["messageId"] for r in event["Records"]]
             try:
-                response = self.handler(event, self._context_factory())
+                response = self.handler(event, self._context())
                 failed = reported_failures(response, ids) if self.report_batch_item_failures else set()
             except Exception as exc:  # noqa: BLE001 - a function error: Lambda deletes nothing
                 return PollResult(len(ids), 0, tuple(ids), exc, event=event)

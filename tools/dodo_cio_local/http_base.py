@@ -25,12 +25,14 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
     """A keep-alive handler that sends each of `dispatched_methods` to `_dispatch`.
 
     Methods not listed keep `http.server`'s 501, so a subclass answers exactly the methods its
-    real counterpart routes. `max_body_bytes` is the largest body `_read_body` reads.
+    real counterpart routes. `max_body_bytes` is the largest body `_read_body` reads;
+    `default_content_type`, when set, is sent with every answer whose headers name none.
     """
 
     protocol_version = "HTTP/1.1"
     dispatched_methods: ClassVar[tuple[str, ...]] = ()
     max_body_bytes: ClassVar[int] = 0
+    default_content_type: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -91,8 +93,11 @@ class LocalRequestHandler(BaseHTTPRequestHandler):
         content_length: int | None = None,
     ) -> None:
         """Answer `status` with `body`; `content_length` may claim more than is sent (a truncated answer)."""
+        fields = dict(headers or {})
+        if self.default_content_type and not any(k.lower() == "content-type" for k in fields):
+            fields = {"Content-Type": self.default_content_type, **fields}
         self.send_response(status)
-        for key, value in (headers or {}).items():
+        for key, value in fields.items():
             if key.lower() not in _FRAMING_HEADERS:
                 self.send_header(key, value)
         self.send_header("Content-Length", str(len(body) if content_length is None else content_length))

@@ -32,6 +32,7 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from dodo_cio_cli.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, endpoint_client
+from dodo_cio_local.http_base import BackgroundServer
 
 LOOPBACK: Final = "127.0.0.1"
 DEFAULT_AWS_PORT: Final = 4020  # `make run ARGS='--aws-port N'`; 0 = any free port (tests, make load)
@@ -68,8 +69,7 @@ class LocalAws:
         self.port = port
         self.region = region
         self.endpoint: str | None = None
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        self._serving: BackgroundServer | None = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -100,23 +100,15 @@ class LocalAws:
             raise LocalAwsError(
                 f"cannot listen on {LOOPBACK}:{self.port} for the emulated AWS ({reason}); pass --aws-port"
             ) from None
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="dodo-cio-local-aws", daemon=True
-        )
-        self._thread.start()
+        self._serving = BackgroundServer(server, name="dodo-cio-local-aws", poll_interval=0.05)
         self.endpoint = f"http://{LOOPBACK}:{server.server_port}"
         return self.endpoint
 
     def stop(self) -> None:
         """Idempotent: stop serving, close the socket, and forget what was emulated."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        serving, self._serving = self._serving, None
+        if serving is not None:
+            serving.stop()
         self._clients.clear()
         if self.endpoint is not None:
             self.endpoint = None

@@ -61,7 +61,7 @@ from types import TracebackType
 from typing import Any
 
 from dodo_cio_local.http_base import BackgroundServer
-from dodo_cio_local.sandbox_faults import ScriptedResponse, TokenBucket
+from dodo_cio_local.sandbox_faults import ScriptedResponse, TokenBucket, checked_burst, checked_fail_rate
 from dodo_cio_local.sandbox_http import SandboxHandler, SandboxServer
 from dodo_cio_local.sandbox_records import ReceivedRequest, accepted_ops, log_line, mask_email, summarise
 from dodo_cio_local.track_v2 import (
@@ -78,6 +78,7 @@ from dodo_cio_local.track_v2 import (
     REGION_PATH,
     OpError,
     TrackV2ValidationError,
+    body_limit,
     default_schema_path,
     op_size,
     too_large_body,
@@ -108,6 +109,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _UNAUTHORIZED = {"meta": {"error": "Unauthorized request"}}
+_EXPECTED_BODY = {
+    ENTITY_PATH: "the body must be a JSON object",
+    BATCH_PATH: 'the body must be a JSON object {"batch": [...]}',
+}
 
 
 # --- The sandbox --------------------------------------------------------------------------------
@@ -134,12 +139,6 @@ class TrackSandbox:
         rate_limit_burst: int | None = None,
         validate: bool = True,
     ) -> None:
-        if not 0.0 <= fail_rate <= 1.0:
-            raise ValueError("fail_rate must be between 0 and 1")
-        if rate_limit is not None and not 0 < rate_limit < float("inf"):
-            raise ValueError("rate_limit must be a positive number of requests per second, or None")
-        if rate_limit_burst is not None and (rate_limit is None or rate_limit_burst < 1):
-            raise ValueError("rate_limit_burst needs a rate_limit and must be at least 1")
         if region not in {"us", "eu"}:
             raise ValueError("region must be 'us' or 'eu'")
         self.site_id = site_id
@@ -147,10 +146,10 @@ class TrackSandbox:
         self.host = host
         self.port = port
         self.region = region
-        self.fail_rate = fail_rate
+        self.fail_rate = checked_fail_rate(fail_rate)
         self.seed = seed
         self.rate_limit = rate_limit
-        self.rate_limit_burst = rate_limit_burst if rate_limit_burst is not None else max(1, round(rate_limit or 1))
+        self.rate_limit_burst = checked_burst(rate_limit, rate_limit_burst)
         self.validate = validate
         self._bucket = TokenBucket(rate_limit, self.rate_limit_burst) if rate_limit is not None else None
         self.schema_path = schema_path if schema_path is not None else default_schema_path()
@@ -279,10 +278,7 @@ class TrackSandbox:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
         with self._lock:
             if "fail_rate" in doc:
-                rate = doc["fail_rate"]
-                if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
-                    raise ValueError("fail_rate must be a number between 0 and 1")
-                self.fail_rate = float(rate)
+                self.fail_rate = checked_fail_rate(doc["fail_rate"])
             if "seed" in doc:
                 seed = doc["seed"]
                 if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -313,32 +309,27 @@ class TrackSandbox:
             return 405, {"meta": {"error": "Method Not Allowed"}}
         if rec.path == REGION_PATH:
             return 200, {"url": self.base_url, "region": self.region, "environment_id": 1}
-        if rec.path == ENTITY_PATH:
-            return self._entity(rec)
-        return self._batch(rec)
-
-    def _entity(self, rec: ReceivedRequest) -> tuple[int, Any]:
-        if len(rec.body) >= ENTITY_MAX_BYTES:
-            return 413, too_large_body(len(rec.body), ENTITY_PATH)
+        # Both op endpoints: the size limit before anything is parsed, then the body must be JSON.
+        if len(rec.body) >= body_limit(rec.path):
+            return 413, too_large_body(len(rec.body), rec.path)
         if rec.json is None:
-            return _bad_request("invalid_json", "", "the body must be a JSON object")
+            return _bad_request("invalid_json", "", _EXPECTED_BODY[rec.path])
+        return self._entity(rec.json) if rec.path == ENTITY_PATH else self._batch(rec.json)
+
+    def _entity(self, op: Any) -> tuple[int, Any]:
         if not self.validate:
             return 200, {}
-        errors = self.validator.entity_errors(rec.json)
+        errors = self.validator.entity_errors(op)
         if errors:
             return 400, {"errors": [e.as_json() for e in errors]}
         return 200, {}
 
-    def _batch(self, rec: ReceivedRequest) -> tuple[int, Any]:
-        if len(rec.body) >= BATCH_MAX_BYTES:
-            return 413, too_large_body(len(rec.body), BATCH_PATH)
-        if rec.json is None:
-            return _bad_request("invalid_json", "", 'the body must be a JSON object {"batch": [...]}')
+    def _batch(self, body: Any) -> tuple[int, Any]:
         if not self.validate:
-            if not isinstance(rec.json, dict) or not isinstance(rec.json.get("batch"), list):
-                return _bad_request("invalid_type", "batch", 'the body must be a JSON object {"batch": [...]}')
+            if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
+                return _bad_request("invalid_type", "batch", _EXPECTED_BODY[BATCH_PATH])
             return 200, {}
-        errors = self.validator.batch_errors(rec.json)
+        errors = self.validator.batch_errors(body)
         if any(e.batch_index is None for e in errors):
             return 400, {"errors": [e.as_json() for e in errors]}
         too_large = [e for e in errors if e.reason == "payload_too_large"]

@@ -85,6 +85,25 @@ class ScriptedResponse:
         )
 
 
+def checked_fail_rate(value: Any) -> float:
+    """`value` as a ``fail_rate``: a number from 0 (no request fails) to 1 (every one does).
+
+    One check for the constructor and ``POST /__sandbox/config``, so both refuse the same values.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise ValueError("fail_rate must be a number between 0 and 1")
+    return float(value)
+
+
+def checked_burst(rate_limit: float | None, burst: int | None) -> int:
+    """The rate limit's bucket size: ``burst``, else one second's worth of requests (at least 1)."""
+    if rate_limit is not None and not 0 < rate_limit < float("inf"):
+        raise ValueError("rate_limit must be a positive number of requests per second, or None")
+    if burst is not None and (rate_limit is None or burst < 1):
+        raise ValueError("rate_limit_burst needs a rate_limit and must be at least 1")
+    return burst if burst is not None else max(1, round(rate_limit or 1))
+
+
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` kept; each request takes one or is refused."""
 

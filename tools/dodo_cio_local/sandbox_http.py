@@ -43,6 +43,7 @@ class SandboxHandler(LocalRequestHandler):
     # HTTP/1.1 keep-alive (the base's), like the real API; clients pool connections.
     dispatched_methods = ("GET", "POST", "PUT", "DELETE")
     max_body_bytes = MAX_READ_BYTES
+    default_content_type = "application/json"  # as the real API's answers are, unless a script says otherwise
     server: SandboxServer
     timeout = 60  # idle keep-alive connections give their thread back eventually
     disable_nagle_algorithm = True  # headers and body go out in separate writes; avoid 40 ms stalls
@@ -139,20 +140,6 @@ class SandboxHandler(LocalRequestHandler):
     def _log(self, rec: ReceivedRequest) -> None:
         # Logged before the answer is written, so the line exists by the time the client has it.
         self.server.sandbox._log(rec, (time.monotonic() - self._started) * 1000)
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        headers: Mapping[str, str] | None = None,
-        *,
-        content_length: int | None = None,
-    ) -> None:
-        """Every answer is JSON unless a script says otherwise, as the real API's are."""
-        extra = dict(headers or {})
-        if not any(k.lower() == "content-type" for k in extra):
-            extra = {"Content-Type": "application/json", **extra}
-        super()._send(status, body, extra, content_length=content_length)
 
     def _drop(self) -> None:
         self.close_connection = True

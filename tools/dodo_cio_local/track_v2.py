@@ -107,8 +107,12 @@ def json_type(value: Any) -> str:
     return "object"
 
 
+def body_limit(path: str) -> int:
+    """The size a whole request body must stay under: ``/entity``'s, else ``/batch``'s."""
+    return ENTITY_MAX_BYTES if path == ENTITY_PATH else BATCH_MAX_BYTES
+
+
 def too_large_body(size: int, path: str) -> dict[str, Any]:
     """The 413 body for a request over its endpoint's limit (``/entity`` or ``/batch``)."""
-    limit = ENTITY_MAX_BYTES if path == ENTITY_PATH else BATCH_MAX_BYTES
-    message = f"request body is {size} bytes; it must be under {limit}"
+    message = f"request body is {size} bytes; it must be under {body_limit(path)}"
     return {"errors": [{"reason": "payload_too_large", "field": "", "message": message}]}
