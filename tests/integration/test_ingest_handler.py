@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from dodo_cio.signature import sign
-from support.apigw import http_api_event, sample_paths, signed_event
+from support.apigw import http_api_event, signed_event
+from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
 
@@ -147,7 +148,8 @@ def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bri
     import boto3
 
     from dodo_cio.parking import ParkedDelivery
-    from dodo_cio.retry import RetryProcessor, SqsRecord
+    from dodo_cio.retry.service import RetryProcessor
+    from dodo_cio.retry.verdicts import SqsRecord
     from dodo_cio.state import StateTable
 
     older = _at(SAMPLES["subscription.active.json"], "2026-10-01T10:00:00Z")

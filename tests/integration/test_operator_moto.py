@@ -18,7 +18,8 @@ import pytest
 
 from dodo_cio.customerio import DeliveryResult, OpResult
 from dodo_cio.parking import LastError, ParkedDelivery
-from dodo_cio.retry import RetryProcessor, SqsRecord
+from dodo_cio.retry.service import RetryProcessor
+from dodo_cio.retry.verdicts import SqsRecord
 from dodo_cio.signature import parse_secrets, verify
 from dodo_cio_cli import operator
 from dodo_cio_cli.operator import OperatorError

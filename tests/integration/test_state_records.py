@@ -77,7 +77,8 @@ def test_in_one_retry_batch_only_the_newest_update_of_a_piece_is_sent(table: Sta
     """Two parked updates of one subscription drained together: the older counts as done, unsent."""
     from dodo_cio.customerio import DeliveryResult, OpResult
     from dodo_cio.parking import LastError, ParkedDelivery
-    from dodo_cio.retry import RetryProcessor, SqsRecord
+    from dodo_cio.retry.service import RetryProcessor
+    from dodo_cio.retry.verdicts import SqsRecord
 
     sent: list[dict[str, Any]] = []
 

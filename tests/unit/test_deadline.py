@@ -23,7 +23,9 @@ from dodo_cio.deadline import AttemptGuard, Deadline, DeadlineExceeded
 from dodo_cio.identity import Known, Resolver
 from dodo_cio.mapping import IdentifierStrategy
 from dodo_cio.parking import LastError, ParkedDelivery
-from dodo_cio.retry import DEFERRED_REASON, RetryProcessor, SqsRecord, failed_message_ids, summarise
+from dodo_cio.retry.service import RetryProcessor
+from dodo_cio.retry.verdicts import DEFERRED_REASON, SqsRecord, failed_message_ids, summarise
+from support.aws import fake_credentials
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -179,13 +181,7 @@ def test_attempts_are_total_attempts_and_a_retry_that_cannot_fit_is_not_made(bud
 
 @pytest.fixture
 def fresh_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    fake_credentials(monkeypatch)
     aws.reset()
     yield
     aws.reset()

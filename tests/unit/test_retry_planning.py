@@ -1,4 +1,4 @@
-"""Batch planning for the retry path, the 413 split, and the per-container rate limiter."""
+"""dodo_cio.retry.planning: packing ops into requests, and the 413 split."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dodo_cio.customerio import DeliveryResult, OpResult
 from dodo_cio.limits import MAX_BATCH_BYTES
-from dodo_cio.retry import MAX_OPS_PER_REQUEST, RateLimiter, plan_requests, send_with_split
+from dodo_cio.retry.planning import MAX_OPS_PER_REQUEST, NOT_SENT_REASON, plan_requests, send_with_split
 
 
 def op(tag: str, pad: int = 0) -> dict[str, Any]:
@@ -228,61 +228,14 @@ def test_non_413_answers_pass_through_with_status_and_retry_after() -> None:
     assert [(f.result.outcome, f.status, f.retry_after) for f in fates] == [("transient", 429, 30.0)] * 2
 
 
-# -- RateLimiter ------------------------------------------------------------------------------
-
-
-class FakeTime:
-    """A clock that only moves when the limiter sleeps (requests themselves take no time)."""
-
-    def __init__(self, start: float = 5000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def test_n_acquires_are_spaced_by_the_interval() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(4.0, clock=fake.clock, sleep=fake.sleep)
-    starts = []
-    for _ in range(9):
-        limiter.acquire()
-        starts.append(fake.now)
-    # 4 per second: the first goes at once, each next one 0.25 s after the previous.
-    assert sum(fake.sleeps) == pytest.approx(8 * 0.25)
-    assert starts == pytest.approx([5000.0 + 0.25 * i for i in range(9)])
-
-
-def test_time_already_spent_counts_towards_the_interval() -> None:
-    fake = FakeTime()
-    limiter = RateLimiter(2.0, clock=fake.clock, sleep=fake.sleep)
-    limiter.acquire()
-    fake.now += 0.2  # the request took 0.2 s
-    limiter.acquire()
-    assert fake.sleeps == [pytest.approx(0.3)]
-    fake.now += 10  # idle for a while: no debt, no burst credit beyond one request
-    limiter.acquire()
-    limiter.acquire()
-    assert fake.sleeps[1:] == [pytest.approx(0.5)]
-
-
-def test_back_to_back_acquires_with_a_frozen_clock_accumulate() -> None:
-    sleeps: list[float] = []
-    limiter = RateLimiter(10.0, clock=lambda: 100.0, sleep=sleeps.append)
-    for _ in range(4):
-        limiter.acquire()
-    assert sleeps == pytest.approx([0.1, 0.2, 0.3])
-
-
-@pytest.mark.parametrize("rate", [0.0, -1.0])
-def test_rate_zero_never_sleeps(rate: float) -> None:
-    sleeps: list[float] = []
-    limiter = RateLimiter(rate, clock=lambda: 0.0, sleep=sleeps.append)
-    for _ in range(50):
-        limiter.acquire()
-    assert sleeps == []
+def test_a_half_without_time_left_is_transient_and_not_sent() -> None:
+    # 4 ops -> 413 -> the first half is sent, then time runs out before the second half.
+    allowed = iter([True, True, False])
+    sender = SplitSender(max_ops=2)
+    counter = Counter()
+    fates = send_with_split(sender, [op(t) for t in "abcd"], counter, lambda: next(allowed))
+    assert sender.requests == [["evt_a", "evt_b", "evt_c", "evt_d"], ["evt_a", "evt_b"]]
+    assert counter.calls == 2, "no request, and no pacing, for the half that was not sent"
+    assert [(f.result.outcome, f.result.reason) for f in fates[2:]] == [("transient", NOT_SENT_REASON)] * 2
+    assert [f.result.outcome for f in fates[:2]] == ["delivered"] * 2
+    assert all(f.status is None for f in fates[2:]), "no answer arrived for them"

@@ -12,7 +12,8 @@ import pytest
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.customerio import DeliveryResult, OpResult
 from dodo_cio.parking import LastError, ParkedDelivery
-from dodo_cio.retry import RetryProcessor, SqsRecord, failed_message_ids, summarise
+from dodo_cio.retry.service import RetryProcessor
+from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids, summarise
 
 RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -442,6 +443,26 @@ def test_unreadable_body_whose_dlq_send_fails_is_retried() -> None:
     outcomes = processor(sqs).process([record("bad", "{")], FakeSender(OK))
     assert outcomes[0].verdict == "retry"
     assert failed_message_ids(outcomes) == {"id-bad"}
+
+
+def test_outcomes_follow_the_records_order_and_the_batch_response_names_only_retries() -> None:
+    # The unreadable body is judged first (its DLQ send fails), but its outcome keeps its place.
+    sqs = FakeSqs(failing_queues=[DLQ_URL])
+    sender = FakeSender(by_op({"op_c0": ("transient", 503)}, max_ops=10))
+    records = [record("a", parked("a")), record("bad", "{"), record("c", parked("c")), record("d", parked("d"))]
+    outcomes = processor(sqs).process(records, sender)
+    assert [o.record.message_id for o in outcomes] == ["id-a", "id-bad", "id-c", "id-d"]
+    assert [o.verdict for o in outcomes] == ["delivered", "retry", "retry", "delivered"]
+    assert batch_response(outcomes) == {"batchItemFailures": [{"itemIdentifier": "id-bad"}, {"itemIdentifier": "id-c"}]}
+
+
+def test_the_batch_response_is_empty_when_nothing_must_wait() -> None:
+    sqs = FakeSqs()
+    records = [record("a", parked("a")), record("bad", "not json")]
+    outcomes = processor(sqs).process(records, FakeSender(OK))
+    assert [o.verdict for o in outcomes] == ["delivered", "dead_letter"]
+    assert batch_response(outcomes) == {"batchItemFailures": []}
+    assert batch_response([]) == {"batchItemFailures": []}
 
 
 # -- partial deliveries -----------------------------------------------------------------------

@@ -5,6 +5,9 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -14,13 +17,14 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from dodo_cio import retry as retry_module
 from dodo_cio.config import ConfigError, Settings
 from dodo_cio.parking import LastError, ParkedDelivery
-from dodo_cio.retry import RetryService
+from dodo_cio.retry import service as service_module
+from dodo_cio.retry.service import RetryService
 from dodo_cio_local.lambda_context import FakeLambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]
+RETRY_APP = ROOT / "functions" / "retry" / "app.py"
 TRACK = "https://track.example.test"
 RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -44,8 +48,11 @@ class FakeSqs:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.visibility: list[dict[str, Any]] = []
+        self.unreachable: set[str] = set()  # queue URLs whose sends fail
 
     def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        if kwargs["QueueUrl"] in self.unreachable:
+            raise RuntimeError("SQS did not answer")
         self.sent.append(kwargs)
         return {"MessageId": f"new-{len(self.sent)}"}
 
@@ -366,13 +373,13 @@ def test_the_client_is_kept_across_invocations_and_rebuilt_on_rotation() -> None
 
 def test_the_default_limiter_paces_to_the_container_share(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
-    real = retry_module.RateLimiter
+    real = service_module.RateLimiter
 
     def frozen_clock_limiter(per_second: float) -> Any:
         # The real limiter, on a clock that does not move: each sleep is the pacing it imposes.
         return real(per_second, clock=lambda: 0.0, sleep=sleeps.append)
 
-    monkeypatch.setattr(retry_module, "RateLimiter", frozen_clock_limiter)
+    monkeypatch.setattr(service_module, "RateLimiter", frozen_clock_limiter)
     session = FakeSession(max_ops=1)
     h = Harness(session, settings_=settings(CUSTOMERIO_RATE_LIMIT_RPS="10", RETRY_MAX_CONCURRENCY="4"))
     h.service.limiter = None
@@ -390,7 +397,7 @@ def retry_app() -> Iterator[ModuleType]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in ENV.items():
             mp.setenv(key, value)
-        spec = importlib.util.spec_from_file_location("retry_app", ROOT / "functions" / "retry" / "app.py")
+        spec = importlib.util.spec_from_file_location("retry_app", RETRY_APP)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -469,3 +476,56 @@ def test_handler_builds_its_service_from_the_environment(
     assert service is retry_app.service(), "one service per container"
     assert (service.settings.retry_queue_url, service.settings.dead_letter_queue_url) == (RETRY_URL, DLQ_URL)
     assert service.settings.track_url == TRACK
+
+
+def test_handler_reports_an_unreadable_message_it_could_not_dead_letter(retry_app: ModuleType) -> None:
+    # Unreadable bodies are dead-lettered untouched; if the DLQ does not answer, the message must
+    # stay on the queue, so it is named, in its place among the others.
+    h = install(retry_app, FakeSession({"op_c0": 503}, max_ops=1))
+    h.sqs.unreachable.add(DLQ_URL)
+    event = {"Records": [lambda_record("a", parked("a")), lambda_record("bad", "{"), lambda_record("c", parked("c"))]}
+    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "id-bad"}, {"itemIdentifier": "id-c"}]}
+
+
+def test_handler_does_not_report_an_unreadable_message_once_it_is_on_the_dlq(retry_app: ModuleType) -> None:
+    h = install(retry_app, FakeSession())
+    event = {"Records": [lambda_record("bad", "not json"), lambda_record("a", parked("a"))]}
+    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
+    assert response == {"batchItemFailures": []}, "Lambda deletes both: one delivered, one dead-lettered"
+    assert [m["MessageBody"] for m in h.sqs.sent_to(DLQ_URL)] == ["not json"]
+
+
+def test_handler_reports_messages_it_had_no_time_for(retry_app: ModuleType) -> None:
+    # 9 s left: 2.5 s kept to answer and 4.2 s for verdicts leave no room for a 7 s request.
+    h = install(retry_app, FakeSession())
+    event = {"Records": [lambda_record(t, parked(t)) for t in "ab"]}
+    context = FakeLambdaContext(function_name="dodo-customerio-retry", remaining_ms=9_000)
+    response = retry_app.lambda_handler(event, context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "id-a"}, {"itemIdentifier": "id-b"}]}
+    assert h.session.requests == [] and h.sqs.sent == [] and h.sqs.visibility == []
+
+
+def test_handler_answers_an_event_without_records(retry_app: ModuleType) -> None:
+    h = install(retry_app, FakeSession())
+    for event in ({"Records": []}, {}):
+        assert retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry")) == {
+            "batchItemFailures": []
+        }
+    assert h.session.requests == []
+
+
+def test_importing_the_handler_leaves_out_what_the_first_record_does_not_need() -> None:
+    # Cold start: Powertools' batch utility (asyncio and every event source's data classes, about
+    # 45 ms) is not used, and boto3 is imported by the first AWS call, not by the import.
+    code = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('retry_app', {str(RETRY_APP)!r}); "
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+        "names = ('aws_lambda_powertools.utilities.batch', 'aws_lambda_powertools.utilities.data_classes', "
+        "'asyncio', 'boto3'); "
+        "print(','.join(n for n in names if n in sys.modules))"
+    )
+    env = {**os.environ, **ENV}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env)
+    assert done.stdout.strip() == ""

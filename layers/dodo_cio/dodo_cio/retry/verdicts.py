@@ -88,7 +88,9 @@ def rewrite(
         parked,
         ops=ops,
         attempts=attempts,
-        last_error=LastError(kind=kind, reason=fate.result.reason, status=fate.status, at=int(now), retry_after=fate.retry_after),
+        last_error=LastError(
+            kind=kind, reason=fate.result.reason, status=fate.status, at=int(now), retry_after=fate.retry_after
+        ),
     )
 
 
