@@ -14,7 +14,15 @@ from moto import mock_aws
 
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
-from support.aws import SSM_PATH, create_quarantine_queue, create_queues, create_state_table, drain, put_secrets
+from support.aws import (
+    SSM_PATH,
+    create_quarantine_queue,
+    create_queues,
+    create_state_table,
+    drain,
+    fake_credentials,
+    put_secrets,
+)
 
 SECRET_BYTES = b"integration-test-secret-0123456789"
 SECRET = "whsec_" + base64.b64encode(SECRET_BYTES).decode()
@@ -64,15 +72,8 @@ class Bridge:
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    """Every AWS call in the test goes to moto, with test credentials."""
+    fake_credentials(monkeypatch)
     with mock_aws():
         yield
 

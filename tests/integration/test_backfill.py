@@ -17,6 +17,7 @@ from dodo_cio.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
 from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_cli import backfill_source, cli
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
+from support.aws import fake_credentials
 from support.fake_dodo import FakeDodo
 
 pytestmark = pytest.mark.network
@@ -78,6 +79,12 @@ def _backfill(dodo: FakeDodo, cio: TrackSandbox, *argv: str) -> int:
             *argv,
         ]
     )
+
+
+def _refused(dodo: FakeDodo, cio: TrackSandbox, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """Runs the backfill, which must stop with exit status 2, and returns what it printed to stderr."""
+    assert _backfill(dodo, cio, *argv) == 2
+    return capsys.readouterr().err
 
 
 def _posts(cio: TrackSandbox) -> list[Any]:
@@ -238,19 +245,49 @@ def test_207_rejections_are_reported_and_the_rest_delivered(
     assert failures == [{"id": "cus_00003", "reason": "HTTP 207: attributes.email; invalid; bad"}]
 
 
-def test_customerio_rejects_the_credentials(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("variable", "value", "messages", "dodo_read"),
+    [
+        pytest.param(
+            "CUSTOMERIO_API_KEY",
+            "revoked-key",
+            ["Customer.io check failed: Customer.io rejected the site id / API key (HTTP 401)"],
+            False,  # the credentials check comes first: nothing was read
+            id="customerio",
+        ),
+        pytest.param(
+            "DODO_PAYMENTS_API_KEY",
+            "sk_test_wrong",
+            ["Dodo Payments rejected the API key (HTTP 401) reading customers page 0", "--environment test_mode"],
+            True,
+            id="dodo",
+        ),
+    ],
+)
+def test_a_rejected_key_stops_the_backfill_before_sending(
+    variable: str,
+    value: str,
+    messages: list[str],
+    dodo_read: bool,
+    dodo: FakeDodo,
+    cio: TrackSandbox,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("CUSTOMERIO_API_KEY", "revoked-key")
-    assert _backfill(dodo, cio) == 2
-    err = capsys.readouterr().err
-    assert "Customer.io check failed: Customer.io rejected the site id / API key (HTTP 401)" in err
-    assert not dodo.requests and not _posts(cio)  # stopped before reading or sending anything
+    monkeypatch.setenv(variable, value)
+    err = _refused(dodo, cio, capsys)
+    for message in messages:
+        assert message in err
+    assert bool(dodo.requests) is dodo_read
+    assert not _posts(cio)
 
-    monkeypatch.setenv("CUSTOMERIO_API_KEY", API_KEY)
+
+def test_customerio_revoking_the_key_during_the_run_stops_it(
+    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cio.script(REGION_OK, 200, 401)  # accepted at first, revoked during the run
-    assert _backfill(dodo, cio, "--page-size", "100") == 2
-    err = capsys.readouterr().err
+    err = _refused(dodo, cio, capsys, "--page-size", "100")
     assert "Customer.io refused the request (HTTP 401" in err and "customers from page 1" in err
 
 
@@ -258,20 +295,8 @@ def test_eu_workspace_with_a_us_setting_is_refused(
     dodo: FakeDodo, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with TrackSandbox(site_id=SITE_ID, api_key=API_KEY, region="eu") as eu:
-        assert _backfill(dodo, eu, "--region-cio", "us") == 2
-        assert "your workspace is in eu; set CustomerioRegion=eu" in capsys.readouterr().err
+        assert "your workspace is in eu; set CustomerioRegion=eu" in _refused(dodo, eu, capsys, "--region-cio", "us")
         assert not [r for r in eu.requests if r.method == "POST"]
-
-
-def test_dodo_rejects_the_api_key(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("DODO_PAYMENTS_API_KEY", "sk_test_wrong")
-    assert _backfill(dodo, cio) == 2
-    err = capsys.readouterr().err
-    assert "Dodo Payments rejected the API key (HTTP 401) reading customers page 0" in err
-    assert "--environment test_mode" in err
-    assert not _posts(cio)
 
 
 def test_keys_from_ssm_with_a_stack(
@@ -279,12 +304,7 @@ def test_keys_from_ssm_with_a_stack(
 ) -> None:
     for name in ("DODO_PAYMENTS_API_KEY", "CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
         monkeypatch.delenv(name)
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
+    fake_credentials(monkeypatch)
 
     class Stack:
         def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:

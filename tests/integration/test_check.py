@@ -9,7 +9,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from dodo_cio_cli import cli
 from dodo_cio_local.sandbox import TrackSandbox
@@ -20,21 +19,6 @@ pytestmark = pytest.mark.network
 SECRET = "whsec_" + base64.b64encode(b"integration-check-secret-000001").decode()
 SITE_ID = "check-site"
 API_KEY = "check-api-key-5e6f"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    with mock_aws():
-        yield
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +43,9 @@ def _line(out: str, name: str) -> str:
     return next(line for line in out.splitlines() if name in line and line.strip().split()[0] in {"ok", "FAIL", "skip"})
 
 
-def test_a_correct_deployment_passes(aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_correct_deployment_passes(
+    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     code, out = _check(capsys, "--track-url", us_sandbox.base_url)
     assert code == 0, out
@@ -73,7 +59,9 @@ def test_a_correct_deployment_passes(aws: None, us_sandbox: TrackSandbox, capsys
     assert (probe.method, probe.path, probe.status) == ("GET", "/api/v1/accounts/region", 200)
 
 
-def test_eu_workspace_configured_as_us(aws: None, eu_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eu_workspace_configured_as_us(
+    aws_env: None, eu_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     code, out = _check(capsys, "--track-url", eu_sandbox.base_url, "--region-cio", "us")
     assert code == 1
@@ -85,7 +73,7 @@ def test_eu_workspace_configured_as_us(aws: None, eu_sandbox: TrackSandbox, caps
     assert code == 0
 
 
-def test_wrong_api_key(aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+def test_wrong_api_key(aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key="an-old-key")
     code, out = _check(capsys, "--track-url", us_sandbox.base_url)
     assert code == 1
@@ -94,7 +82,7 @@ def test_wrong_api_key(aws: None, us_sandbox: TrackSandbox, capsys: pytest.Captu
 
 
 def test_missing_plaintext_and_malformed_parameters(
-    aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name=f"{SSM_PATH}/webhook-secret", Value="whsec_%%%not-base64", Type="SecureString")
@@ -109,7 +97,7 @@ def test_missing_plaintext_and_malformed_parameters(
     assert "%%%not-base64" not in out
 
 
-def test_json_output(aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_output(aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     code, out = _check(capsys, "--track-url", us_sandbox.base_url, "--json")
     doc = json.loads(out)
@@ -134,7 +122,7 @@ class FakeCloudFormation:
 
 
 def test_stack_settings_queues_and_dead_letters(
-    aws: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     sqs = boto3.client("sqs")
@@ -167,7 +155,7 @@ def test_stack_settings_queues_and_dead_letters(
 
 
 def test_unknown_stack_is_exit_2(
-    aws: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    aws_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class NoStack:
         def describe_stacks(self, **kwargs: Any) -> Any:

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto import mock_aws
 
 from dodo_cio.parking import LastError, ParkedDelivery
 from dodo_cio.quarantine import REPROCESS_KEY, QuarantinedWebhook, quarantine
@@ -18,18 +16,6 @@ from dodo_cio_cli import cli
 from support.aws import create_quarantine_queue, create_queues
 
 EMAIL = "maya.fernandes@example.com"
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        yield
 
 
 def _dead_letter() -> str:
@@ -45,7 +31,7 @@ def _dead_letter() -> str:
     ).to_json()
 
 
-def test_dlq_lists_type_customer_and_reason_without_emails(aws: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_dlq_lists_type_customer_and_reason_without_emails(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     sqs = boto3.client("sqs")
     _, dlq_url = create_queues(sqs)
     sqs.send_message(QueueUrl=dlq_url, MessageBody=_dead_letter())
@@ -127,7 +113,7 @@ def _stack(cfn: Any, outputs: dict[str, str]) -> Stubber:
 
 
 def test_dlq_lists_quarantined_webhooks_from_the_stack_and_consumes_nothing(
-    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sqs = boto3.client("sqs")
     _, dlq_url = create_queues(sqs)
@@ -165,7 +151,7 @@ class IngestFunction:
 
 
 def test_reprocess_on_moto_deletes_what_was_handled_and_leaves_the_rest_visible(
-    aws: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sqs = boto3.client("sqs")
     url = create_quarantine_queue(sqs)

@@ -594,15 +594,22 @@ def test_customerio_fault(harness: Harness, case: tuple[str, Path_]) -> None:
 # -- AWS faults --------------------------------------------------------------------------------------
 
 
+def _ingest_while_unreachable(h: Harness, hook: Webhook, expected: int, never_called: str, *call: str) -> int:
+    """Dodo sends `hook` while `call` (a service, optionally its operations) is unreachable: the call
+    must be attempted (else the `never_called` problem) and ingest must answer `expected`."""
+    with unreachable(*call) as refused:
+        status = h.dodo_sends(hook, age=60)
+    if not refused:
+        h.problems.append(never_called)
+    if status != expected:
+        h.problems.append(f"ingest answered {status}, expected {expected}")
+    return status
+
+
 def _sqs_down_with_customerio(h: Harness, hook: Webhook) -> None:
     """Customer.io fails and SendMessage fails: nothing durable -> 500, Dodo retries later."""
     h.sandbox.script(503)
-    with unreachable("sqs", "SendMessage") as refused:
-        status = h.dodo_sends(hook, age=60)
-    if not refused:
-        h.problems.append("SendMessage was never attempted")
-    if status != 500:
-        h.problems.append(f"ingest answered {status}, expected 500")
+    status = _ingest_while_unreachable(h, hook, 500, "SendMessage was never attempted", "sqs", "SendMessage")
     if any(h.depths()):
         h.problems.append("something was parked although SQS was down")
     h.dodo_retries_until_2xx(hook, status)
@@ -612,12 +619,7 @@ def _ssm_down_at_cold_start(h: Harness, hook: Webhook) -> None:
     """A fresh container cannot read its secrets: 500 (misconfigured), Dodo retries later."""
     if h.bridge.app._service is not None:
         h.problems.append("the ingest container was not fresh")
-    with unreachable("ssm") as refused:
-        status = h.dodo_sends(hook, age=60)
-    if not refused:
-        h.problems.append("SSM was never called")
-    if status != 500:
-        h.problems.append(f"ingest answered {status}, expected 500")
+    status = _ingest_while_unreachable(h, hook, 500, "SSM was never called", "ssm")
     if h.sandbox.requests:
         h.problems.append("Customer.io was called without verified secrets")
     h.dodo_retries_until_2xx(hook, status)
@@ -625,12 +627,7 @@ def _ssm_down_at_cold_start(h: Harness, hook: Webhook) -> None:
 
 def _dynamodb_down_at_ingest(h: Harness, hook: Webhook) -> None:
     """The duplicate check cannot run: 503, nothing sent or parked, Dodo retries later."""
-    with unreachable("dynamodb") as refused:
-        status = h.dodo_sends(hook, age=60)
-    if not refused:
-        h.problems.append("the state table was never called")
-    if status != 503:
-        h.problems.append(f"ingest answered {status}, expected 503")
+    status = _ingest_while_unreachable(h, hook, 503, "the state table was never called", "dynamodb")
     if h.sandbox.requests or any(h.depths()):
         h.problems.append("the webhook was sent or parked without the duplicate check")
     h.dodo_retries_until_2xx(hook, status)

@@ -12,7 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dodo_cio_local.lambda_context import FakeLambdaContext
-from support.apigw import sample_paths, signed_event
+from support.apigw import signed_event
+from support.aws import FailingOperation
+from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
 
@@ -42,24 +44,13 @@ def test_forged_requests_force_at_most_one_secret_reread_per_interval(bridge: An
     assert forced.count(True) == 2
 
 
-class _CompletionFails:
-    """The DynamoDB client with the "completed" write (Powertools' update_item) failing."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def update_item(self, **kwargs: Any) -> Any:
-        raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "UpdateItem")
-
-
 def test_work_that_finished_keeps_its_answer_when_only_recording_it_fails(bridge: Any) -> None:
     """Answering 503 here would make Dodo send a delivered webhook again for nothing."""
     bridge.app.service()
     dedupe = bridge.app._dedupe
-    dedupe._client._client = _CompletionFails(dedupe._client._client)
+    throttled = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "UpdateItem")
+    # the "completed" write (Powertools' update_item) fails, for the deduplicator's client only
+    dedupe._client._client = FailingOperation(dedupe._client._client, "update_item", throttled)
     assert bridge.send(PAYMENT, webhook_id="msg_done_unrecorded") == (200, {"status": "delivered"})
     assert len(bridge.sandbox.requests) == 1
 

@@ -17,7 +17,8 @@ import dodo_cio.ingest
 from dodo_cio.models import PayloadError
 from dodo_cio.quarantine import QuarantinedWebhook, reprocess_event
 from dodo_cio_local.lambda_context import FakeLambdaContext
-from support.apigw import sample_paths, signed_event
+from support.apigw import signed_event
+from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
 

@@ -11,19 +11,10 @@ import pytest
 import requests
 
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
+from support.track_ops import EVENT
 
 pytestmark = pytest.mark.network
 
-ULID = "01HGW2N7YQ8ZK3M4P5R6S7T8V9"
-EVENT: dict[str, Any] = {
-    "type": "person",
-    "identifiers": {"id": "cus_1"},
-    "action": "event",
-    "name": "payment.succeeded",
-    "id": ULID,
-    "timestamp": 1700000000,
-    "attributes": {"amount": 12.5},
-}
 IDENTIFY: dict[str, Any] = {
     "type": "person",
     "identifiers": {"email": "alice@example.com"},

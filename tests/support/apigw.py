@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from dodo_cio.signature import signature_headers
 from dodo_cio_cli.apigw import http_api_event as build_event
-
-ROOT = Path(__file__).resolve().parents[2]
-SAMPLES = ROOT / "events" / "dodo"
-
-
-def sample_paths() -> list[Path]:
-    return sorted(SAMPLES.glob("*.json"))
 
 
 def http_api_event(body: bytes, headers: dict[str, str], *, base64_body: bool = False) -> dict[str, Any]:

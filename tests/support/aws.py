@@ -9,6 +9,24 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SSM_PATH = "/dodo-customerio"
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def fake_credentials(monkeypatch: Any) -> None:
+    """Test credentials and region in the environment, and no profile or endpoint override.
+
+    Nothing a developer's shell exports can then send a client to a real account or endpoint
+    (moto intercepts the default endpoints; an AWS_ENDPOINT_URL would slip past it).
+    """
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @cache
@@ -64,15 +82,42 @@ def put_secrets(ssm: Any, *, webhook_secret: str | None, site_id: str | None, ap
             ssm.put_parameter(Name=f"{SSM_PATH}/{name}", Value=value, Type="SecureString", Overwrite=True)
 
 
+class FailingOperation:
+    """A boto3 client whose one operation raises `error`; every other attribute is the client's own.
+
+    Put it where one component holds its client, so that only that component sees the fault.
+    """
+
+    def __init__(self, client: Any, operation: str, error: Exception) -> None:
+        self._client, self._operation, self._error = client, operation, error
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._operation:
+            return self._fail
+        return getattr(self._client, name)
+
+    def _fail(self, **kwargs: Any) -> Any:
+        raise self._error
+
+
 def drain(sqs: Any, queue_url: str) -> list[dict[str, Any]]:
     """Every message currently visible on the queue (bodies parsed), leaving them in flight."""
+    return [
+        {"body": json.loads(m["Body"]), "attributes": m.get("MessageAttributes", {})}
+        for m in receive_all(sqs, queue_url)
+    ]
+
+
+def receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message currently visible on the queue as SQS returns it (all attributes), leaving them in flight."""
     out: list[dict[str, Any]] = []
     while True:
-        got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"])
-        messages = got.get("Messages", [])
-        if not messages:
+        got = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
+        ).get("Messages", [])
+        if not got:
             return out
-        out.extend({"body": json.loads(m["Body"]), "attributes": m.get("MessageAttributes", {})} for m in messages)
+        out.extend(got)
 
 
 def create_state_table(dynamodb: Any, name: str = "dodo-cio-state") -> str:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dodo_cio import attributes as attrs
+from dodo_cio import payload_fields, secret_names
+from dodo_cio import profile as profiles
 from dodo_cio.mapping import MappingConfig, map_event
 from dodo_cio.models import (
     Customer,
@@ -28,20 +29,15 @@ from dodo_cio.models import (
     parse_json,
     parse_payload,
 )
+from support.samples import SAMPLES, load_sample
 
-SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
 PROFILE_VALUE_BYTES = 1000  # Customer.io's identify limit, restated on purpose
 DAY = 86_400
 
 
-def load(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((SAMPLES / name).read_text(encoding="utf-8"))
-    return doc
-
-
 def data(name: str) -> dict[str, Any]:
-    payload: dict[str, Any] = copy.deepcopy(load(name)["data"])
+    payload: dict[str, Any] = copy.deepcopy(load_sample(name)["data"])
     return payload
 
 
@@ -218,7 +214,7 @@ def money_is_complete(out: dict[str, Any]) -> None:
     ],
 )
 def test_secret_names(name: str) -> None:
-    assert attrs.is_secret_key(name), name
+    assert secret_names.is_secret_key(name), name
 
 
 @pytest.mark.parametrize(
@@ -251,7 +247,7 @@ def test_secret_names(name: str) -> None:
     ],
 )
 def test_names_that_only_contain_a_secret_word(name: str) -> None:
-    assert not attrs.is_secret_key(name), name
+    assert not secret_names.is_secret_key(name), name
 
 
 @pytest.mark.parametrize(
@@ -267,7 +263,7 @@ def test_names_that_only_contain_a_secret_word(name: str) -> None:
     ],
 )
 def test_name_words(name: str, words: list[str]) -> None:
-    assert attrs.name_words(name) == words
+    assert secret_names.name_words(name) == words
 
 
 def test_secret_metadata_never_reaches_an_event_and_ordinary_keys_do() -> None:
@@ -298,13 +294,13 @@ def test_secret_metadata_never_reaches_an_event_and_ordinary_keys_do() -> None:
     ],
 )
 def test_name_is_split_into_first_and_last(name: str | None, expected: tuple[str | None, ...]) -> None:
-    profile = attrs.customer_profile(customer(email="maya.fernandes@example.com", name=name))
+    profile = profiles.customer_profile(customer(email="maya.fernandes@example.com", name=name))
     assert (profile["name"], profile["first_name"], profile["last_name"]) == expected
 
 
 def test_customer_profile_from_a_sample() -> None:
     cust = Payment.parse(data("payment.failed.json")).customer
-    assert attrs.customer_profile(cust) == {
+    assert profiles.customer_profile(cust) == {
         "dodo_customer_id": "cus_6MbWq2TzKn8RyH4dXc1Lp",
         "email": "lukas.brandt@example.de",
         "name": "Lukas Brandt",
@@ -317,23 +313,23 @@ def test_customer_profile_from_a_sample() -> None:
 def test_profile_metadata_prefixed_or_none() -> None:
     meta = {"app_user_id": "usr_1", "tokens_purchased": 3, "api_key": "k", "nested": {"a": 1}}
     cust = customer(email="maya.fernandes@example.com", name="Maya", metadata=meta)
-    prefixed = attrs.customer_profile(cust, metadata="prefixed")
+    prefixed = profiles.customer_profile(cust, metadata="prefixed")
     assert prefixed["metadata_app_user_id"] == "usr_1"
     assert prefixed["metadata_tokens_purchased"] == 3
     assert not any(k in prefixed for k in ("metadata_api_key", "metadata_nested", "metadata"))
-    assert not any(k.startswith("metadata") for k in attrs.customer_profile(cust, metadata="none"))
-    assert attrs.customer_profile(cust) == prefixed  # prefixed is the default
+    assert not any(k.startswith("metadata") for k in profiles.customer_profile(cust, metadata="none"))
+    assert profiles.customer_profile(cust) == prefixed  # prefixed is the default
 
 
 def test_customer_fields_dodo_did_not_send_are_left_alone() -> None:
-    profile = attrs.customer_profile(customer(email="maya.fernandes@example.com"))
+    profile = profiles.customer_profile(customer(email="maya.fernandes@example.com"))
     assert not {"name", "first_name", "last_name", "phone"} & set(profile)
-    cleared = attrs.customer_profile(customer(email="maya.fernandes@example.com", name=None, phone_number=None))
+    cleared = profiles.customer_profile(customer(email="maya.fernandes@example.com", name=None, phone_number=None))
     assert (cleared["name"], cleared["first_name"], cleared["last_name"], cleared["phone"]) == (None, None, None, None)
 
 
 def test_empty_email_is_never_a_removal() -> None:
-    assert "email" not in attrs.customer_profile(customer(email="  ", name="Maya"))
+    assert "email" not in profiles.customer_profile(customer(email="  ", name="Maya"))
 
 
 # -------------------------------------------------------------------------------------------------
@@ -342,7 +338,7 @@ def test_empty_email_is_never_a_removal() -> None:
 
 def test_subscription_state_carries_what_marketers_segment_on() -> None:
     raw = rich_subscription()
-    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(Subscription.parse(raw), {})
     created = unix(raw["created_at"])
     assert state["recurring_amount"] == 15
     assert type(state["recurring_amount"]) is int
@@ -379,7 +375,7 @@ def test_subscription_state_carries_what_marketers_segment_on() -> None:
 def test_subscription_state_values_fit_the_profile_limit() -> None:
     raw = rich_subscription()
     raw["addons"] = [{"addon_id": f"adn_{i:04d}_{'x' * 20}", "quantity": 2} for i in range(100)]
-    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(Subscription.parse(raw), {})
     assert all(json_len(v) <= PROFILE_VALUE_BYTES for v in state.values())
     assert 0 < len(state["addon_ids"]) < 100  # the ids that fit, in order
     assert state["addon_ids"][0].startswith("adn_0000")
@@ -392,7 +388,7 @@ def test_subscription_state_null_is_a_removal_absent_is_left_alone() -> None:
     raw["customer_business_name"] = None
     for absent in ("has_payment_method", "cancellation_feedback", "paused_at"):
         del raw[absent]
-    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(Subscription.parse(raw), {})
     for cleared in (
         "scheduled_product_id",
         "scheduled_product_name",
@@ -416,7 +412,7 @@ def test_subscription_state_null_is_a_removal_absent_is_left_alone() -> None:
 def test_deprecated_discount_cycles_count_when_discounts_are_absent() -> None:
     raw = rich_subscription()
     del raw["discounts"]
-    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(Subscription.parse(raw), {})
     assert state["discount_cycles_remaining"] == 2
     assert "discount_code" not in state
 
@@ -433,7 +429,7 @@ def test_deprecated_discount_cycles_count_when_discounts_are_absent() -> None:
 def test_trial_ends_at(change: dict[str, Any], expected: str | None) -> None:
     raw = rich_subscription()
     raw.update(change)
-    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(Subscription.parse(raw), {})
     created = unix(raw["created_at"])
     assert state["trial_ends_at"] == (created + 7 * DAY if expected else None)
 
@@ -441,25 +437,25 @@ def test_trial_ends_at(change: dict[str, Any], expected: str | None) -> None:
 def test_trial_end_is_left_alone_when_the_start_or_the_length_is_unknown() -> None:
     raw = rich_subscription()
     del raw["created_at"]
-    assert "trial_ends_at" not in attrs.subscription_profile(Subscription.parse(raw), {})
+    assert "trial_ends_at" not in profiles.subscription_profile(Subscription.parse(raw), {})
     raw = rich_subscription()
     del raw["trial_period_days"]
-    assert "trial_ends_at" not in attrs.subscription_profile(Subscription.parse(raw), {})
+    assert "trial_ends_at" not in profiles.subscription_profile(Subscription.parse(raw), {})
 
 
 def test_cleared_recurring_amount_removes_all_four() -> None:
     raw = rich_subscription()
     raw["recurring_pre_tax_amount"] = None
-    state = attrs.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(Subscription.parse(raw), {})
     assert {k: state[k] for k in state if k.startswith("recurring_amount")} == dict.fromkeys(
         ("recurring_amount", "recurring_amount_minor", "recurring_amount_currency", "recurring_amount_display")
     )
     del raw["recurring_pre_tax_amount"]
-    assert not any(k.startswith("recurring_amount") for k in attrs.subscription_profile(Subscription.parse(raw), {}))
+    assert not any(k.startswith("recurring_amount") for k in profiles.subscription_profile(Subscription.parse(raw), {}))
 
 
 def test_subscription_state_reaches_the_profile_prefixed() -> None:
-    doc = load("subscription.active.json")
+    doc = load_sample("subscription.active.json")
     doc["data"] = rich_subscription()
     envelope = parse_envelope(parse_json(json.dumps(doc).encode()))
     payload = parse_payload(envelope)
@@ -596,7 +592,7 @@ def test_refund_and_dispute_amounts_are_named() -> None:
     raw.update(network_reference="74537604221431003881865", network_reference_type="ARN")
     traced = attrs.refund_attributes(Refund.parse(raw), {})
     assert (traced["network_reference"], traced["network_reference_type"]) == ("74537604221431003881865", "ARN")
-    doc = load("dispute.opened.json")
+    doc = load_sample("dispute.opened.json")
     envelope = parse_envelope(parse_json(json.dumps(doc).encode()))
     dispute = parse_payload(envelope)
     out = attrs.dispute_attributes(dispute, {})  # type: ignore[arg-type]
@@ -607,7 +603,7 @@ def test_refund_and_dispute_amounts_are_named() -> None:
 
 
 def test_license_key_never_carries_the_key() -> None:
-    doc = load("license_key.created.json")
+    doc = load_sample("license_key.created.json")
     payload = parse_payload(parse_envelope(parse_json(json.dumps(doc).encode())))
     out = attrs.license_key_attributes(payload)  # type: ignore[arg-type]
     assert doc["data"]["key"] not in json.dumps(out)
@@ -696,7 +692,7 @@ def test_generic_secret_filter_by_whole_words() -> None:
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_every_sample_event_is_compact_and_names_its_amounts(name: str) -> None:
-    doc = load(name)
+    doc = load_sample(name)
     envelope = parse_envelope(parse_json((SAMPLES / name).read_bytes()))
     payload = parse_payload(envelope)
     assert payload is not None
@@ -706,7 +702,7 @@ def test_every_sample_event_is_compact_and_names_its_amounts(name: str) -> None:
     assert None not in out.values()
     no_bare_amount(out)
     money_is_complete(out)
-    assert not any(attrs.is_secret_key(k) for k in out)
+    assert not any(secret_names.is_secret_key(k) for k in out)
     for op in ops:
         if op["action"] == "identify":
             assert all(json_len(v) <= PROFILE_VALUE_BYTES for v in op["attributes"].values()), name
@@ -716,12 +712,12 @@ def test_every_sample_event_is_compact_and_names_its_amounts(name: str) -> None:
 
 
 def test_money_that_no_json_number_holds_is_left_out() -> None:
-    assert attrs.money("total_amount", 10**400, "USD", {}) == {}
-    assert attrs.money("total_amount", 10**400, "JPY", {}) == {}
-    assert attrs.money("total_amount", None, "USD", {}) == {}
-    assert attrs.money("total_amount", 100, None, {}) == {}
-    assert attrs.money("total_amount", 100, "  ", {}) == {}
-    assert attrs.money("total_amount", 100, "usd", {}) == {
+    assert payload_fields.money("total_amount", 10**400, "USD", {}) == {}
+    assert payload_fields.money("total_amount", 10**400, "JPY", {}) == {}
+    assert payload_fields.money("total_amount", None, "USD", {}) == {}
+    assert payload_fields.money("total_amount", 100, None, {}) == {}
+    assert payload_fields.money("total_amount", 100, "  ", {}) == {}
+    assert payload_fields.money("total_amount", 100, "usd", {}) == {
         "total_amount": 1,
         "total_amount_minor": 100,
         "total_amount_currency": "USD",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -23,56 +23,65 @@ API_KEY = "cio-api-key-9d2e5b"
 # Settings.from_env
 
 
-def test_defaults() -> None:
-    settings = Settings.from_env({})
-    assert settings.ssm_path == "/dodo-customerio"
-    assert settings.region == "us"
-    assert settings.track_url == "https://track.customer.io"
-    assert settings.identifier == IdentifierStrategy()
-    assert settings.retry_queue_url is None
-    assert settings.connect_timeout == 2.0
-    assert settings.read_timeout == 5.0
-    assert settings.secrets_max_age == 300
+DEFAULTS: dict[str, Any] = {
+    "ssm_path": "/dodo-customerio",
+    "region": "us",
+    "track_url": "https://track.customer.io",
+    "identifier": IdentifierStrategy(),
+    "retry_queue_url": None,
+    "connect_timeout": 2.0,
+    "read_timeout": 5.0,
+    "secrets_max_age": 300,
+}
 
 
-def test_everything_set() -> None:
-    settings = Settings.from_env(
-        {
-            "SSM_PARAMETER_PATH": "/acme/dodo-cio/",
-            "CUSTOMERIO_REGION": " EU ",
-            "CUSTOMERIO_IDENTIFIER": "metadata:app_user_id",
-            "RETRY_QUEUE_URL": " https://sqs.eu-west-1.amazonaws.com/1/q ",
-            "CUSTOMERIO_CONNECT_TIMEOUT": "1.5",
-            "CUSTOMERIO_READ_TIMEOUT": "8",
-            "SECRETS_MAX_AGE": "60",
-        }
-    )
-    assert settings.ssm_path == "/acme/dodo-cio"
-    assert settings.region == "eu"
-    assert settings.track_url == "https://track-eu.customer.io"
-    assert settings.identifier == IdentifierStrategy(kind="metadata", metadata_key="app_user_id")
-    assert settings.retry_queue_url == "https://sqs.eu-west-1.amazonaws.com/1/q"
-    assert settings.connect_timeout == 1.5
-    assert settings.read_timeout == 8.0
-    assert settings.secrets_max_age == 60
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param({}, DEFAULTS, id="defaults"),
+        pytest.param(
+            {
+                "SSM_PARAMETER_PATH": "/acme/dodo-cio/",
+                "CUSTOMERIO_REGION": " EU ",
+                "CUSTOMERIO_IDENTIFIER": "metadata:app_user_id",
+                "RETRY_QUEUE_URL": " https://sqs.eu-west-1.amazonaws.com/1/q ",
+                "CUSTOMERIO_CONNECT_TIMEOUT": "1.5",
+                "CUSTOMERIO_READ_TIMEOUT": "8",
+                "SECRETS_MAX_AGE": "60",
+            },
+            {
+                "ssm_path": "/acme/dodo-cio",
+                "region": "eu",
+                "track_url": "https://track-eu.customer.io",
+                "identifier": IdentifierStrategy(kind="metadata", metadata_key="app_user_id"),
+                "retry_queue_url": "https://sqs.eu-west-1.amazonaws.com/1/q",
+                "connect_timeout": 1.5,
+                "read_timeout": 8.0,
+                "secrets_max_age": 60,
+            },
+            id="everything-set",
+        ),
+        pytest.param(
+            {
+                "CUSTOMERIO_TRACK_URL": "http://127.0.0.1:4010/",
+                "CUSTOMERIO_REGION": "",
+                "RETRY_QUEUE_URL": "   ",
+                "CUSTOMERIO_CONNECT_TIMEOUT": "",
+                "CUSTOMERIO_IDENTIFIER": "",
+            },
+            {**DEFAULTS, "track_url": "http://127.0.0.1:4010"},
+            id="track-url-override-and-blank-values",
+        ),
+    ],
+)
+def test_settings_from_env(env: dict[str, str], expected: dict[str, Any]) -> None:
+    settings = Settings.from_env(env)
+    assert {name: getattr(settings, name) for name in expected} == expected
+
+
+def test_parameter_names_hang_under_the_normalised_path() -> None:
+    settings = Settings.from_env({"SSM_PARAMETER_PATH": "/acme/dodo-cio/"})
     assert settings.parameter_name("webhook-secret") == "/acme/dodo-cio/webhook-secret"
-
-
-def test_track_url_override_and_blank_values() -> None:
-    settings = Settings.from_env(
-        {
-            "CUSTOMERIO_TRACK_URL": "http://127.0.0.1:4010/",
-            "CUSTOMERIO_REGION": "",
-            "RETRY_QUEUE_URL": "   ",
-            "CUSTOMERIO_CONNECT_TIMEOUT": "",
-            "CUSTOMERIO_IDENTIFIER": "",
-        }
-    )
-    assert settings.track_url == "http://127.0.0.1:4010"
-    assert settings.region == "us"
-    assert settings.retry_queue_url is None
-    assert settings.connect_timeout == 2.0
-    assert settings.identifier.kind == "customer_id"
 
 
 def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,28 +94,35 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.identifier.kind == "email"
 
 
+def config_error(call: Callable[[], object]) -> ConfigError:
+    """The ConfigError that `call` must raise."""
+    with pytest.raises(ConfigError) as info:
+        call()
+    return info.value
+
+
+def rejected(name: str, value: str) -> str:
+    """The ConfigError message for one bad environment variable."""
+    return str(config_error(lambda: Settings.from_env({name: value})))
+
+
 @pytest.mark.parametrize("path", ["dodo-customerio", "", "  ", "/", "ssm:/x"])
 def test_path_without_leading_slash(path: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({"SSM_PARAMETER_PATH": path})
-    assert "SSM_PARAMETER_PATH" in str(info.value)
-    assert "'/'" in str(info.value)
+    message = rejected("SSM_PARAMETER_PATH", path)
+    assert "SSM_PARAMETER_PATH" in message
+    assert "'/'" in message
 
 
 @pytest.mark.parametrize("region", ["ap", "us-east-1", "europe", "u s"])
 def test_bad_region(region: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({"CUSTOMERIO_REGION": region})
-    message = str(info.value)
+    message = rejected("CUSTOMERIO_REGION", region)
     assert "CUSTOMERIO_REGION" in message
     assert "'us' or 'eu'" in message
 
 
 @pytest.mark.parametrize("identifier", ["phone", "metadata:", "cio_id", "user id"])
 def test_bad_identifier(identifier: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({"CUSTOMERIO_IDENTIFIER": identifier})
-    message = str(info.value)
+    message = rejected("CUSTOMERIO_IDENTIFIER", identifier)
     assert "customer_id, email, metadata:<key>" in message
     assert repr(identifier.strip()) in message
 
@@ -114,9 +130,7 @@ def test_bad_identifier(identifier: str) -> None:
 @pytest.mark.parametrize("name", ["CUSTOMERIO_CONNECT_TIMEOUT", "CUSTOMERIO_READ_TIMEOUT", "SECRETS_MAX_AGE"])
 @pytest.mark.parametrize("value", ["fast", "5s", "0", "-1", "nan", "inf", "-inf"])
 def test_bad_timeout(name: str, value: str) -> None:
-    with pytest.raises(ConfigError) as info:
-        Settings.from_env({name: value})
-    assert name in str(info.value)
+    assert name in rejected(name, value)
 
 
 def test_config_error_is_not_a_value_error() -> None:
@@ -195,9 +209,7 @@ def test_missing_webhook_secret(how: str) -> None:
         del values["/dodo-customerio/webhook-secret"]
     else:
         values["/dodo-customerio/webhook-secret"] = ""
-    with pytest.raises(ConfigError) as info:
-        SecretStore(Settings.from_env({}), FakeFetcher(values)).load()
-    message = str(info.value)
+    message = str(config_error(SecretStore(Settings.from_env({}), FakeFetcher(values)).load))
     assert "/dodo-customerio/webhook-secret" in message
     assert "missing" in message
     assert SITE_ID not in message
@@ -210,9 +222,7 @@ def test_missing_webhook_secret(how: str) -> None:
 )
 def test_unusable_webhook_secret_never_echoed(bad_secret: str) -> None:
     store = SecretStore(Settings.from_env({}), FakeFetcher(full_values(secret=bad_secret)))
-    with pytest.raises(ConfigError) as info:
-        store.load()
-    message = str(info.value)
+    message = str(config_error(store.load))
     assert "/dodo-customerio/webhook-secret" in message
     for piece in (bad_secret.strip(), bad_secret.removeprefix("whsec_").strip(), "SENSITIVE"):
         if len(piece) > 3:
@@ -222,9 +232,7 @@ def test_unusable_webhook_secret_never_echoed(bad_secret: str) -> None:
 def test_second_secret_bad_is_named_by_position_only() -> None:
     bad = "whsec_***leaked?***"
     store = SecretStore(Settings.from_env({}), FakeFetcher(full_values(secret=f"{WEBHOOK_SECRET},{bad}")))
-    with pytest.raises(ConfigError) as info:
-        store.load()
-    message = str(info.value)
+    message = str(config_error(store.load))
     assert "#2" in message
     assert "leaked" not in message
     assert WEBHOOK_SECRET.removeprefix("whsec_") not in message
@@ -233,13 +241,12 @@ def test_second_secret_bad_is_named_by_position_only() -> None:
 def test_fetcher_failure_becomes_config_error() -> None:
     error = RuntimeError(f"AccessDenied while reading value {WEBHOOK_SECRET}")
     store = SecretStore(Settings.from_env({"SSM_PARAMETER_PATH": "/acme"}), FakeFetcher(error=error))
-    with pytest.raises(ConfigError) as info:
-        store.load()
-    message = str(info.value)
+    raised = config_error(store.load)
+    message = str(raised)
     assert "/acme" in message
     assert "RuntimeError" in message
     assert WEBHOOK_SECRET not in message
-    assert info.value.__cause__ is error  # kept for debugging, not in the message
+    assert raised.__cause__ is error  # kept for debugging, not in the message
 
 
 @pytest.mark.parametrize("missing", ["customerio-site-id", "customerio-api-key", "both"])
@@ -256,9 +263,7 @@ def test_customerio_credentials_missing(missing: str, how: str) -> None:
     assert secrets.webhook_secrets == (KEY_BYTES,)  # webhooks can still be verified
     assert secrets.site_id == (None if "customerio-site-id" in names else SITE_ID)
     assert secrets.api_key == (None if "customerio-api-key" in names else API_KEY)
-    with pytest.raises(ConfigError) as info:
-        secrets.require_customerio()
-    message = str(info.value)
+    message = str(config_error(secrets.require_customerio))
     assert "customerio-site-id" in message
     assert "customerio-api-key" in message
     assert SITE_ID not in message

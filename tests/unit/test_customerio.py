@@ -21,24 +21,13 @@ from dodo_cio.customerio import (
     request_size,
     track_base_url,
 )
+from support.track_ops import event_op, identify_op
 
 BASE = "https://track.example.test"
-OP_A: dict[str, Any] = {
-    "type": "person",
-    "identifiers": {"id": "cus_A"},
-    "action": "event",
-    "name": "payment.succeeded",
-    "id": "01JB8Z6Q2W3E4R5T6Y7V8X9M0P",
-    "timestamp": 1792055307,
-    "attributes": {"amount": 49.0, "note": "café ☕"},
-}
-OP_B: dict[str, Any] = {
-    "type": "person",
-    "identifiers": {"id": "cus_A"},
-    "action": "identify",
-    "timestamp": 1792055307,
-    "attributes": {"email": "maya@example.com"},
-}
+OP_A = event_op(
+    "cus_A", event_id="01JB8Z6Q2W3E4R5T6Y7V8X9M0P", timestamp=1792055307, attributes={"amount": 49.0, "note": "café ☕"}
+)
+OP_B = identify_op({"id": "cus_A"}, {"email": "maya@example.com"}, timestamp=1792055307)
 OP_C: dict[str, Any] = {**OP_A, "identifiers": {"id": "cus_C"}, "id": "01JB8Z6Q2W3E4R5T6Y7V8X9M0Q"}
 
 
@@ -193,19 +182,29 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 # track_base_url
 
 
+@pytest.mark.parametrize("override", [None, "", "   "])
 @pytest.mark.parametrize(
-    ("region", "override", "expected"),
+    ("region", "expected"),
     [
-        ("us", None, "https://track.customer.io"),
-        ("eu", None, "https://track-eu.customer.io"),
-        (" EU ", None, "https://track-eu.customer.io"),
-        ("US", "", "https://track.customer.io"),
-        ("us", "   ", "https://track.customer.io"),
-        ("us", "http://localhost:4010/", "http://localhost:4010"),
-        ("eu", " https://proxy.example.com/cio ", "https://proxy.example.com/cio"),
+        ("us", "https://track.customer.io"),
+        ("US", "https://track.customer.io"),
+        ("eu", "https://track-eu.customer.io"),
+        (" EU ", "https://track-eu.customer.io"),
     ],
 )
-def test_track_base_url(region: str, override: str | None, expected: str) -> None:
+def test_track_base_url_is_the_regions_without_an_override(region: str, expected: str, override: str | None) -> None:
+    assert track_base_url(region, override) == expected
+
+
+@pytest.mark.parametrize("region", ["us", "eu"])
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("http://localhost:4010/", "http://localhost:4010"),
+        (" https://proxy.example.com/cio ", "https://proxy.example.com/cio"),
+    ],
+)
+def test_track_base_url_override_wins_trimmed(region: str, override: str, expected: str) -> None:
     assert track_base_url(region, override) == expected
 
 

@@ -37,18 +37,17 @@ class Dodo:
         self.asked: list[str] = []
 
     def customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        assert deadline is not None, "every lookup runs to the resolver's budget"
-        self.asked.append(customer_id)
-        if self.fail:
-            raise self.fail
-        return self.customers.get(customer_id)
+        return self._look_up(self.customers, customer_id, deadline)
 
     def payment(self, payment_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
+        return self._look_up(self.payments, payment_id, deadline)
+
+    def _look_up(self, known: dict[str, Any], object_id: str, deadline: float | None) -> dict[str, Any] | None:
         assert deadline is not None, "every lookup runs to the resolver's budget"
-        self.asked.append(payment_id)
+        self.asked.append(object_id)
         if self.fail:
             raise self.fail
-        return self.payments.get(payment_id)
+        return known.get(object_id)
 
 
 def dunning(customer_id: str = "cus_1") -> dict[str, Any]:

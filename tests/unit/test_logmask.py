@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
+import logging
+import sys
 
+import pytest
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 from dodo_cio.logmask import MaskingFormatter, mask_emails
 
@@ -24,3 +29,37 @@ def test_logger_lines_are_masked() -> None:
     doc = json.loads(line)
     assert doc["message"] == "failed for p***@example.co.uk"
     assert doc["who"] == "a***@c.io"
+
+
+def _record(msg: object, args: tuple[object, ...] = (), exc: bool = False, **extra: object) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            exc_info = sys.exc_info()
+    record = logging.LogRecord("dodo", logging.WARNING, "/x/ingest.py", 42, msg, args, exc_info, func="_deliver")
+    record.__dict__.update(extra)
+    return record
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        _record("delivered"),
+        _record("delivered", ops=2, status=None, reason="HTTP 503: ünïcode"),
+        _record("parked for retry", kind="transient", exception="named by the caller"),
+        _record("cannot verify webhooks: %s", ("ConfigError",)),
+        _record("123"),
+        _record(" {\"already\": \"json\"}"),
+        _record({"a": "dict message"}),
+        _record("mapping failed", exc=True),
+    ],
+    ids=lambda r: str(r.msg)[:20],
+)
+def test_each_line_is_the_one_powertools_writes(record: logging.LogRecord, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("_X_AMZN_TRACE_ID", "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8")
+    ours, theirs = MaskingFormatter(), LambdaPowertoolsFormatter()
+    for formatter in (ours, theirs):
+        formatter.append_keys(service="bridge", cold_start=False, webhook_id="msg_1", event_type=None)
+    assert ours.format(copy.copy(record)) == theirs.format(copy.copy(record))

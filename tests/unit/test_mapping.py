@@ -6,7 +6,6 @@ import copy
 import json
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +13,8 @@ import pytest
 from dodo_cio import events
 from dodo_cio.mapping import IdentifierStrategy, MappingConfig, MappingConfigError, Op, map_event
 from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from support.samples import SAMPLES, load_sample
 
-SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
 WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0"
 OTHER_WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC1"
@@ -30,11 +29,6 @@ WITH_CUSTOMER = {
     for path in SAMPLES.glob("*.json")
     if isinstance(json.loads(path.read_text()).get("data", {}).get("customer"), dict)
 }
-
-
-def load(name: str) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads((SAMPLES / name).read_text(encoding="utf-8"))
-    return doc
 
 
 def event_of(doc: dict[str, Any], webhook_id: str = WEBHOOK_ID) -> DodoEvent:
@@ -66,6 +60,11 @@ def ulid_time(value: str) -> int:
     return number
 
 
+def amount(attrs: dict[str, Any], name: str) -> tuple[Any, ...]:
+    """The four attributes one amount becomes: major units, minor units, currency, display string."""
+    return tuple(attrs[name + suffix] for suffix in ("", "_minor", "_currency", "_display"))
+
+
 def event_ops(ops: list[Op]) -> list[Op]:
     return [op for op in ops if op["action"] == "event"]
 
@@ -89,7 +88,7 @@ def customer_id_of(doc: dict[str, Any]) -> str:
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_op_shape(name: str) -> None:
-    doc = load(name)
+    doc = load_sample(name)
     ops = ops_of(doc)
     is_subscription = doc["type"].startswith("subscription.")
     expected_states = (
@@ -120,7 +119,7 @@ def test_op_shape(name: str) -> None:
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_event_id_is_stable_per_webhook_id(name: str) -> None:
-    doc = load(name)
+    doc = load_sample(name)
     first = the_event(ops_of(doc))["id"]
     again = the_event(ops_of(copy.deepcopy(doc)))["id"]
     other = the_event(ops_of(doc, webhook_id=OTHER_WEBHOOK_ID))["id"]
@@ -130,7 +129,7 @@ def test_event_id_is_stable_per_webhook_id(name: str) -> None:
 
 
 def test_event_ids_differ_between_samples_with_different_webhook_ids() -> None:
-    ids = {the_event(ops_of(load(n), webhook_id=f"msg_{i}"))["id"] for i, n in enumerate(SAMPLE_NAMES)}
+    ids = {the_event(ops_of(load_sample(n), webhook_id=f"msg_{i}"))["id"] for i, n in enumerate(SAMPLE_NAMES)}
     assert len(ids) == len(SAMPLE_NAMES)
 
 
@@ -141,7 +140,7 @@ def _date_like(key: str) -> bool:
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_dates_are_integer_unix_seconds(name: str) -> None:
     seen = 0
-    for op in ops_of(load(name)):
+    for op in ops_of(load_sample(name)):
         for key, value in op["attributes"].items():
             if _date_like(key) and value is not None:  # None: Dodo cleared the date (a removal)
                 seen += 1
@@ -154,7 +153,7 @@ def test_dates_are_integer_unix_seconds(name: str) -> None:
 
 @pytest.mark.parametrize("name", SAMPLE_NAMES)
 def test_no_raw_card_or_holder_data(name: str) -> None:
-    ops = ops_of(load(name))
+    ops = ops_of(load_sample(name))
     dump = json.dumps(ops)
     # Card expiry is forwarded on purpose, only as card_exp_month/card_exp_year/card_expires_at numbers.
     for op in ops:
@@ -171,7 +170,7 @@ def test_no_raw_card_or_holder_data(name: str) -> None:
 
 
 def test_payment_succeeded_full_mapping() -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     identify, event = ops_of(doc)
     assert identify["_state"] == "customer"
     assert identify["attributes"] == {
@@ -224,11 +223,10 @@ def test_payment_succeeded_full_mapping() -> None:
 
 
 def test_payment_failed_mapping() -> None:
-    identify, event = ops_of(load("payment.failed.json"))
+    identify, event = ops_of(load_sample("payment.failed.json"))
     assert identify["attributes"]["phone"] == "+4915112345678"
     attrs = event["attributes"]
-    assert (attrs["total_amount"], attrs["total_amount_minor"], attrs["total_amount_currency"]) == (19, 1900, "EUR")
-    assert attrs["total_amount_display"] == "€19.00"
+    assert amount(attrs, "total_amount") == (19, 1900, "EUR", "€19.00")
     assert (attrs["tax_amount"], attrs["tax_amount_currency"]) == (3.61, "EUR")
     assert (attrs["settlement_amount"], attrs["settlement_amount_currency"]) == (20.54, "USD")
     assert attrs["error_code"] == "INSUFFICIENT_FUNDS"
@@ -242,7 +240,7 @@ def test_payment_failed_mapping() -> None:
 
 
 def test_jpy_is_not_divided() -> None:
-    attrs = the_event(ops_of(load("payment.succeeded.jpy.json")))["attributes"]
+    attrs = the_event(ops_of(load_sample("payment.succeeded.jpy.json")))["attributes"]
     assert attrs["total_amount"] == 4980
     assert type(attrs["total_amount"]) is int
     assert attrs["total_amount_minor"] == 4980
@@ -267,7 +265,7 @@ def test_jpy_is_not_divided() -> None:
     ],
 )
 def test_currency_exponents(currency: str, minor: int, expected: float | int) -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["currency"] = currency
     doc["data"]["total_amount"] = minor
     attrs = the_event(ops_of(doc))["attributes"]
@@ -278,7 +276,7 @@ def test_currency_exponents(currency: str, minor: int, expected: float | int) ->
 
 
 def test_exponent_override() -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["currency"] = "MGA"
     doc["data"]["total_amount"] = 123456
     attrs = the_event(ops_of(doc, MappingConfig(exponents={"MGA": 0})))["attributes"]
@@ -297,7 +295,7 @@ def test_exponent_override() -> None:
     ],
 )
 def test_only_last_four_card_digits_survive(raw: str, expected: str) -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["card_last_four"] = raw
     ops = ops_of(doc)
     assert the_event(ops)["attributes"]["card_last_four"] == expected
@@ -308,13 +306,13 @@ def test_only_last_four_card_digits_survive(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize("raw", ["", "****", None, 4242])
 def test_card_last_four_without_digits_is_absent(raw: Any) -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["card_last_four"] = raw
     assert "card_last_four" not in the_event(ops_of(doc))["attributes"]
 
 
 def test_secret_metadata_keys_are_removed() -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["metadata"] = {
         "app_user_id": "usr_01927",
         "utm_source": "newsletter",
@@ -344,7 +342,7 @@ def test_secret_metadata_keys_are_removed() -> None:
 
 
 def test_only_secret_metadata_means_no_metadata_attribute() -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["metadata"] = {"api_key": "sk_live_x"}
     assert "metadata" not in the_event(ops_of(doc))["attributes"]
 
@@ -354,7 +352,7 @@ def test_only_secret_metadata_means_no_metadata_attribute() -> None:
 
 
 def test_subscription_active_identify() -> None:
-    doc = load("subscription.active.json")
+    doc = load_sample("subscription.active.json")
     customer, identify, event = ops_of(doc)
     assert (customer["_state"], identify["_state"]) == ("customer", "subscription")
     assert customer["attributes"] == {
@@ -414,7 +412,7 @@ def test_subscription_active_identify() -> None:
 
 
 def test_subscription_cancelled() -> None:
-    _, identify, event = ops_of(load("subscription.cancelled.json"))
+    _, identify, event = ops_of(load_sample("subscription.cancelled.json"))
     assert identify["attributes"]["subscription_status"] == "cancelled"
     assert identify["attributes"]["subscription_cancelled_at"] == unix("2026-11-10T08:15:36.482771Z")
     attrs = event["attributes"]
@@ -428,16 +426,16 @@ def test_subscription_cancelled() -> None:
 
 
 def test_subscription_renewed_and_on_hold() -> None:
-    *_, renewed = ops_of(load("subscription.renewed.json"))
+    *_, renewed = ops_of(load_sample("subscription.renewed.json"))
     assert renewed["attributes"]["payment_id"] == "pay_3LmTq7XbWz1KcR5nYd9Vh"
-    _, identify, on_hold = ops_of(load("subscription.on_hold.json"))
+    _, identify, on_hold = ops_of(load_sample("subscription.on_hold.json"))
     assert identify["attributes"]["subscription_status"] == "on_hold"
     assert on_hold["name"] == "subscription.on_hold"
     assert "payment_id" not in on_hold["attributes"]
 
 
 def test_subscription_scheduled_change_and_cancel_at_period_end() -> None:
-    doc = load("subscription.active.json")
+    doc = load_sample("subscription.active.json")
     doc["data"]["cancel_at_next_billing_date"] = True
     doc["data"]["payment_frequency_interval"] = "Year"
     doc["data"]["payment_frequency_count"] = 2
@@ -451,7 +449,7 @@ def test_subscription_scheduled_change_and_cancel_at_period_end() -> None:
 
 
 def test_bad_dates_are_dropped_not_fatal() -> None:
-    doc = load("subscription.active.json")
+    doc = load_sample("subscription.active.json")
     doc["data"]["next_billing_date"] = "soon"
     doc["data"]["expires_at"] = 12  # numbers are read as Unix seconds
     _, identify, event = ops_of(doc)
@@ -466,15 +464,10 @@ def test_bad_dates_are_dropped_not_fatal() -> None:
 
 
 def test_refund_mapping() -> None:
-    identify, event = ops_of(load("refund.succeeded.json"))
+    identify, event = ops_of(load_sample("refund.succeeded.json"))
     assert identify["attributes"]["email"] == "maya.fernandes@example.com"
     attrs = event["attributes"]
-    assert (attrs["refund_amount"], attrs["refund_amount_minor"], attrs["refund_amount_currency"]) == (
-        24.5,
-        2450,
-        "USD",
-    )
-    assert attrs["refund_amount_display"] == "$24.50"
+    assert amount(attrs, "refund_amount") == (24.5, 2450, "USD", "$24.50")
     assert attrs["is_partial"] is True
     assert attrs["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
     assert attrs["reason"] == "Customer requested a partial refund for an unused seat"
@@ -482,7 +475,7 @@ def test_refund_mapping() -> None:
 
 @pytest.mark.parametrize("field", ["amount", "currency"])
 def test_refund_without_amount_still_sends_the_event(field: str) -> None:
-    doc = load("refund.succeeded.json")
+    doc = load_sample("refund.succeeded.json")
     doc["data"][field] = None
     ops = ops_of(doc)
     event = the_event(ops)
@@ -493,15 +486,10 @@ def test_refund_without_amount_still_sends_the_event(field: str) -> None:
 
 
 def test_dispute_mapping() -> None:
-    identify, event = ops_of(load("dispute.opened.json"))
+    identify, event = ops_of(load_sample("dispute.opened.json"))
     assert identify["identifiers"] == {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}
     attrs = event["attributes"]
-    assert (attrs["dispute_amount"], attrs["dispute_amount_minor"], attrs["dispute_amount_currency"]) == (
-        49,
-        4900,
-        "USD",
-    )
-    assert attrs["dispute_amount_display"] == "$49.00"
+    assert amount(attrs, "dispute_amount") == (49, 4900, "USD", "$49.00")
     assert attrs["dispute_stage"] == "dispute"
     assert attrs["dispute_status"] == "dispute_opened"
     assert attrs["reason"] == "product_not_received"
@@ -510,7 +498,7 @@ def test_dispute_mapping() -> None:
 
 @pytest.mark.parametrize("how", ["null", "missing"])
 def test_dispute_without_customer_is_left_for_resolution_through_its_payment(how: str) -> None:
-    doc = load("dispute.opened.json")
+    doc = load_sample("dispute.opened.json")
     if how == "null":
         doc["data"]["customer"] = None
     else:
@@ -526,7 +514,7 @@ def test_dispute_without_customer_is_left_for_resolution_through_its_payment(how
 
 
 def test_license_key_never_carries_the_key() -> None:
-    doc = load("license_key.created.json")
+    doc = load_sample("license_key.created.json")
     key = doc["data"]["key"]
     ops = ops_of(doc)
     assert [op["action"] for op in ops] == ["event"]
@@ -543,7 +531,7 @@ def test_license_key_never_carries_the_key() -> None:
 
 
 def test_license_key_not_leaked_by_any_customisation_default() -> None:
-    doc = load("license_key.created.json")
+    doc = load_sample("license_key.created.json")
     key = doc["data"]["key"]
     for config in (
         MappingConfig(identifier=IdentifierStrategy.parse("email")),
@@ -616,18 +604,18 @@ def test_payouts_map_to_nothing(event_type: str) -> None:
 
 def test_email_identifier() -> None:
     config = MappingConfig(identifier=IdentifierStrategy.parse("email"))
-    for op in ops_of(load("payment.succeeded.json"), config):
+    for op in ops_of(load_sample("payment.succeeded.json"), config):
         assert op["identifiers"] == {"email": "maya.fernandes@example.com"}
 
 
 def test_email_identifier_missing_leaves_the_ops_unresolved() -> None:
     """No fallback to the customer id: that would create a second person in an email-keyed workspace."""
     config = MappingConfig(identifier=IdentifierStrategy.parse("email"))
-    ops = ops_of(load("license_key.created.json"), config)  # license keys carry no email
+    ops = ops_of(load_sample("license_key.created.json"), config)  # license keys carry no email
     assert [op["action"] for op in ops] == ["event"]
     assert "identifiers" not in ops[0]
     assert ops[0]["_customer_id"] == "cus_2RfYk8HcWq5NzT1mLb9Xe"  # what the resolver works from
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["customer"]["email"] = "   "
     ops = ops_of(doc, config)
     assert [op["action"] for op in ops] == ["identify", "event"]
@@ -639,7 +627,7 @@ def test_email_identifier_missing_leaves_the_ops_unresolved() -> None:
 
 def test_email_identifier_is_trimmed() -> None:
     config = MappingConfig(identifier=IdentifierStrategy.parse("email"))
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["customer"]["email"] = "  maya@example.com "
     for op in ops_of(doc, config):
         assert op["identifiers"] == {"email": "maya@example.com"}
@@ -647,19 +635,19 @@ def test_email_identifier_is_trimmed() -> None:
 
 def test_metadata_identifier() -> None:
     config = MappingConfig(identifier=IdentifierStrategy.parse("metadata:app_user_id"))
-    for op in ops_of(load("payment.succeeded.json"), config):
+    for op in ops_of(load_sample("payment.succeeded.json"), config):
         assert op["identifiers"] == {"id": "usr_01927"}
-    for op in ops_of(load("subscription.renewed.json"), config):
+    for op in ops_of(load_sample("subscription.renewed.json"), config):
         assert op["identifiers"] == {"id": "usr_04411"}
     # payment.failed has empty metadata: left unresolved, no fallback to the Dodo customer id
-    for op in ops_of(load("payment.failed.json"), config):
+    for op in ops_of(load_sample("payment.failed.json"), config):
         assert "identifiers" not in op
         assert op["_customer_id"] == "cus_6MbWq2TzKn8RyH4dXc1Lp"
 
 
 def test_metadata_identifier_from_customer_metadata_and_numbers() -> None:
     config = MappingConfig(identifier=IdentifierStrategy.parse("metadata: app_user_id "))
-    doc = load("payment.failed.json")
+    doc = load_sample("payment.failed.json")
     doc["data"]["customer"]["metadata"] = {"app_user_id": 1927}
     for op in ops_of(doc, config):
         assert op["identifiers"] == {"id": "1927"}
@@ -693,24 +681,24 @@ def test_invalid_identifier_strategy(text: str) -> None:
 
 def test_event_names_rename() -> None:
     config = MappingConfig(event_names={"payment.succeeded": "Purchase Completed"})
-    assert the_event(ops_of(load("payment.succeeded.json"), config))["name"] == "Purchase Completed"
-    assert the_event(ops_of(load("payment.failed.json"), config))["name"] == "payment.failed"
+    assert the_event(ops_of(load_sample("payment.succeeded.json"), config))["name"] == "Purchase Completed"
+    assert the_event(ops_of(load_sample("payment.failed.json"), config))["name"] == "payment.failed"
     # the rename does not change the dedup id
     assert (
-        the_event(ops_of(load("payment.succeeded.json"), config))["id"]
-        == the_event(ops_of(load("payment.succeeded.json")))["id"]
+        the_event(ops_of(load_sample("payment.succeeded.json"), config))["id"]
+        == the_event(ops_of(load_sample("payment.succeeded.json")))["id"]
     )
 
 
 def test_ignored_types() -> None:
     config = MappingConfig(ignored_types=frozenset({"payment.succeeded"}))
-    assert ops_of(load("payment.succeeded.json"), config) == []
-    assert ops_of(load("payment.succeeded.jpy.json"), config) == []
-    assert len(ops_of(load("payment.failed.json"), config)) == 2
+    assert ops_of(load_sample("payment.succeeded.json"), config) == []
+    assert ops_of(load_sample("payment.succeeded.jpy.json"), config) == []
+    assert len(ops_of(load_sample("payment.failed.json"), config)) == 2
 
 
 def test_send_identify_false() -> None:
-    ops = ops_of(load("subscription.active.json"), MappingConfig(send_identify=False))
+    ops = ops_of(load_sample("subscription.active.json"), MappingConfig(send_identify=False))
     assert [op["action"] for op in ops] == ["event"]
 
 
@@ -727,13 +715,13 @@ def test_extra_attributes_star_and_type() -> None:
             "payment.succeeded": lambda e: {"env": "staging", "webhook": e.webhook_id},
         }
     )
-    identify, event = ops_of(load("payment.succeeded.json"), config)
+    identify, event = ops_of(load_sample("payment.succeeded.json"), config)
     assert event["attributes"]["source"] == "dodo"
     assert event["attributes"]["env"] == "staging"  # the type-specific hook runs after "*"
     assert event["attributes"]["webhook"] == WEBHOOK_ID
     assert event["attributes"]["payment_id"] == "pay_8fTq2WbXn4LcRk7YvP1sD"
     assert not {"source", "env", "webhook"} & set(identify["attributes"])
-    _, other = ops_of(load("refund.succeeded.json"), config)
+    _, other = ops_of(load_sample("refund.succeeded.json"), config)
     assert other["attributes"]["env"] == "prod"
     assert "webhook" not in other["attributes"]
     assert calls == ["payment.succeeded", "refund.succeeded"]
@@ -746,12 +734,12 @@ def test_removed_attributes() -> None:
             "payment.succeeded": frozenset({"card_last_four", "phone"}),
         }
     )
-    identify, event = ops_of(load("payment.succeeded.json"), config)
+    identify, event = ops_of(load_sample("payment.succeeded.json"), config)
     assert "name" not in identify["attributes"]
     assert "metadata" not in event["attributes"]
     assert "card_last_four" not in event["attributes"]
     assert identify["attributes"]["email"] == "maya.fernandes@example.com"
-    identify, event = ops_of(load("payment.failed.json"), config)
+    identify, event = ops_of(load_sample("payment.failed.json"), config)
     assert "name" not in identify["attributes"]
     assert identify["attributes"]["phone"] == "+4915112345678"
     assert event["attributes"]["card_last_four"] == "0119"
@@ -773,16 +761,16 @@ def test_transform_added_event_gets_its_own_id() -> None:
         ]
 
     config = MappingConfig(transforms={"payment.succeeded": add_first_purchase})
-    ops = ops_of(load("payment.succeeded.json"), config)
+    ops = ops_of(load_sample("payment.succeeded.json"), config)
     assert [op.get("name") for op in ops] == [None, "payment.succeeded", "first_purchase"]
     default_id, added_id = ops[1]["id"], ops[2]["id"]
     assert ULID_RE.fullmatch(added_id)
     assert added_id != default_id
-    assert default_id == the_event(ops_of(load("payment.succeeded.json")))["id"]
+    assert default_id == the_event(ops_of(load_sample("payment.succeeded.json")))["id"]
     assert ulid_time(added_id) == ulid_time(default_id)
-    again = ops_of(load("payment.succeeded.json"), config)
+    again = ops_of(load_sample("payment.succeeded.json"), config)
     assert again[2]["id"] == added_id  # still deterministic for retries
-    other = ops_of(load("payment.succeeded.json"), config, webhook_id=OTHER_WEBHOOK_ID)
+    other = ops_of(load_sample("payment.succeeded.json"), config, webhook_id=OTHER_WEBHOOK_ID)
     assert other[2]["id"] != added_id
 
 
@@ -798,7 +786,7 @@ def test_transforms_run_star_first_and_may_drop_everything() -> None:
         return []
 
     config = MappingConfig(transforms={"*": star, "payment.succeeded": typed})
-    assert ops_of(load("payment.succeeded.json"), config) == []
+    assert ops_of(load_sample("payment.succeeded.json"), config) == []
     assert order == ["*", "payment.succeeded"]
 
 
@@ -806,7 +794,7 @@ def test_transform_keeps_an_id_it_set_itself() -> None:
     def with_id(event: DodoEvent, ops: list[Op]) -> list[Op]:
         return [*ops, {**ops[-1], "name": "copy", "id": "01JB0000000000000000000000"}]
 
-    ops = ops_of(load("refund.succeeded.json"), MappingConfig(transforms={"*": with_id}))
+    ops = ops_of(load_sample("refund.succeeded.json"), MappingConfig(transforms={"*": with_id}))
     assert ops[-1]["id"] == "01JB0000000000000000000000"
 
 
@@ -825,21 +813,21 @@ def test_unicode_and_long_names_pass_through_mapping() -> None:
         event_names={"payment.succeeded": long_name},
         extra_attributes={"*": lambda e: {long_key: "値" * 2000, "émoji 🎉": "✓"}},
     )
-    event = the_event(ops_of(load("payment.succeeded.json"), config))
+    event = the_event(ops_of(load_sample("payment.succeeded.json"), config))
     assert event["name"] == long_name
     assert event["attributes"][long_key] == "値" * 2000
     assert event["attributes"]["émoji 🎉"] == "✓"
 
 
 def test_unicode_customer_data() -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     doc["data"]["customer"]["name"] = "  Zoë Ångström-Łukasz 山田  "
     identify, _ = ops_of(doc)
     assert identify["attributes"]["name"] == "Zoë Ångström-Łukasz 山田"
 
 
 def test_mapping_does_not_mutate_the_payload() -> None:
-    doc = load("payment.succeeded.json")
+    doc = load_sample("payment.succeeded.json")
     event = event_of(doc)
     before = copy.deepcopy(dict(event.data))
     config = MappingConfig(
@@ -855,7 +843,7 @@ def test_a_bare_id_in_loosely_documented_payloads_is_named_after_its_family() ->
     name = next(
         n for n in SAMPLE_NAMES if n.startswith("credit.") and "id" in json.loads((SAMPLES / n).read_text())["data"]
     )
-    event_op = ops_of(load(name))[-1]
+    event_op = ops_of(load_sample(name))[-1]
     raw_id = json.loads((SAMPLES / name).read_text())["data"]["id"]
     assert event_op["attributes"]["credit_id"] == raw_id
     assert "id" not in event_op["attributes"]

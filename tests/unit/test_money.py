@@ -177,33 +177,29 @@ def test_matches_decimal_division(minor: int, code: str) -> None:
 # display strings
 
 
+# What a person reads beside the number: per currency code, minor units -> display string.
+DISPLAYS: dict[str, dict[int, str]] = {
+    "USD": {4900: "$49.00", 1999: "$19.99", 5: "$0.05", 0: "$0.00", 123456789: "$1,234,567.89", -4900: "-$49.00"},
+    "usd": {1999: "$19.99"},
+    "JPY": {4980: "¥4,980", 123456789: "¥123,456,789"},
+    "KWD": {1250: "KWD 1.250", -1250: "-KWD 1.250"},
+    "EUR": {1250: "€12.50", -1: "-€0.01"},
+    "BHD": {1234567: "BHD 1,234.567"},
+    "MGA": {1050: "MGA 10.50"},
+    "KRW": {123456: "₩123,456"},
+    "XYZ": {1999: "XYZ 19.99"},  # unknown code: 2 decimals, as the number
+    "GBP": {1999: "£19.99"},
+    "INR": {1999: "₹19.99"},
+    "CAD": {1999: "CA$19.99"},
+    "AUD": {1999: "A$19.99"},
+    "CHF": {1999: "CHF 19.99"},
+    "SEK": {1999: "SEK 19.99"},
+}
+
+
 @pytest.mark.parametrize(
     ("minor", "currency", "display"),
-    [
-        (4900, "USD", "$49.00"),
-        (1999, "USD", "$19.99"),
-        (5, "USD", "$0.05"),
-        (0, "USD", "$0.00"),
-        (4980, "JPY", "¥4,980"),
-        (1250, "KWD", "KWD 1.250"),
-        (1250, "EUR", "€12.50"),
-        (123456789, "USD", "$1,234,567.89"),
-        (123456789, "JPY", "¥123,456,789"),
-        (1234567, "BHD", "BHD 1,234.567"),
-        (-4900, "USD", "-$49.00"),
-        (-1250, "KWD", "-KWD 1.250"),
-        (-1, "EUR", "-€0.01"),
-        (1999, "GBP", "£19.99"),
-        (1999, "INR", "₹19.99"),
-        (1999, "CAD", "CA$19.99"),
-        (1999, "AUD", "A$19.99"),
-        (1999, "CHF", "CHF 19.99"),
-        (1999, "SEK", "SEK 19.99"),
-        (1050, "MGA", "MGA 10.50"),
-        (123456, "KRW", "₩123,456"),
-        (1999, "usd", "$19.99"),
-        (1999, "XYZ", "XYZ 19.99"),  # unknown code: 2 decimals, as the number
-    ],
+    [(minor, code, shown) for code, by_minor in DISPLAYS.items() for minor, shown in by_minor.items()],
 )
 def test_format_amount(minor: int, currency: str, display: str) -> None:
     assert format_amount(minor, currency) == display

@@ -37,19 +37,26 @@ OPS: list[dict[str, Any]] = [
 ]
 
 
+FIELDS: dict[str, Any] = {  # a parked delivery's fields but its last error
+    "webhook_id": "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0",
+    "event_type": "payment.succeeded",
+    "event_time": 1792055307,
+    "first_seen": 1792055310,
+    "attempts": 1,
+    "ops": OPS,
+    "customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
+}
+LAST_ERROR: dict[str, Any] = {
+    "kind": "transient",
+    "reason": "HTTP 503: busy",
+    "status": 503,
+    "at": 1792055311,
+    "retry_after": 30.0,
+}
+
+
 def parked(**changes: Any) -> ParkedDelivery:
-    fields: dict[str, Any] = {
-        "webhook_id": "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0",
-        "event_type": "payment.succeeded",
-        "event_time": 1792055307,
-        "first_seen": 1792055310,
-        "attempts": 1,
-        "ops": OPS,
-        "last_error": LastError(kind="transient", reason="HTTP 503: busy", status=503, at=1792055311, retry_after=30.0),
-        "customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
-    }
-    fields.update(changes)
-    return ParkedDelivery(**fields)
+    return ParkedDelivery(**{**FIELDS, "last_error": LastError(**LAST_ERROR), **changes})
 
 
 def test_format_version_is_1() -> None:
@@ -59,24 +66,7 @@ def test_format_version_is_1() -> None:
 
 def test_json_document_shape() -> None:
     doc = json.loads(parked().to_json())
-    assert doc == {
-        "version": 1,
-        "webhook_id": "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0",
-        "event_type": "payment.succeeded",
-        "event_time": 1792055307,
-        "first_seen": 1792055310,
-        "attempts": 1,
-        "ops": OPS,
-        "last_error": {
-            "kind": "transient",
-            "reason": "HTTP 503: busy",
-            "status": 503,
-            "at": 1792055311,
-            "retry_after": 30.0,
-            "permanent": False,
-        },
-        "customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
-    }
+    assert doc == {"version": 1, **FIELDS, "last_error": {**LAST_ERROR, "permanent": False}}
 
 
 def test_json_is_compact_utf8() -> None:
