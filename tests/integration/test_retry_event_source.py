@@ -30,10 +30,10 @@ from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_cli import sender
 from dodo_cio_local.event_source import PollResult, SqsEventSource
 from dodo_cio_local.handler_modules import load_retry_module
-from dodo_cio_local.lambda_context import FakeLambdaContext
 from dodo_cio_local.local_run import LocalBridge, TemplateSettings, read_template
 from dodo_cio_local.sandbox import ScriptedResponse
-from support.aws import queue_properties
+from support.aws import queue_properties, receive_all
+from support.event_source import retry_event_source
 
 pytestmark = pytest.mark.network
 
@@ -101,17 +101,6 @@ class Retry:
         return Counter(op["id"] for op in self.sandbox.accepted_ops() if op.get("action") == "event")
 
 
-def receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"], MessageAttributeNames=["All"]
-        ).get("Messages", [])
-        if not got:
-            return out
-        out.extend(got)
-
-
 @pytest.fixture
 def retry(bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Retry]:
     """A warm retry container (fast backoff, injected clock) behind the event source of the template."""
@@ -130,14 +119,7 @@ def retry(bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPat
         rng=lambda: 0.0,  # no jitter: transient waits are SQS's 1 s minimum
     )
     monkeypatch.setattr(module, "_service", service)
-    source = SqsEventSource(
-        bridge.sqs,
-        bridge.queue_url,
-        module.lambda_handler,
-        batch_size=template.retry_batch_size,
-        context_factory=lambda: FakeLambdaContext(function_name="dodo-customerio-retry"),
-        report_batch_item_failures=template.retry_reports_batch_item_failures,
-    )
+    source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, template)
     yield Retry(bridge, module, source, clock)
 
 

@@ -51,7 +51,7 @@ def _record(msg: object, args: tuple[object, ...] = (), exc: bool = False, **ext
         _record("parked for retry", kind="transient", exception="named by the caller"),
         _record("cannot verify webhooks: %s", ("ConfigError",)),
         _record("123"),
-        _record(" {\"already\": \"json\"}"),
+        _record(' {"already": "json"}'),
         _record({"a": "dict message"}),
         _record("mapping failed", exc=True),
     ],

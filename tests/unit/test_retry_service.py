@@ -22,6 +22,7 @@ from dodo_cio.parking import LastError, ParkedDelivery
 from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryService
 from dodo_cio_local.lambda_context import FakeLambdaContext
+from support.emf import emitted_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 RETRY_APP = ROOT / "functions" / "retry" / "app.py"
@@ -402,24 +403,6 @@ def retry_app() -> Iterator[ModuleType]:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         yield module
-
-
-def emitted_metrics(stdout: str) -> dict[str, float]:
-    """Metric values from the EMF documents Powertools printed."""
-    out: dict[str, float] = {}
-    for line in stdout.splitlines():
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and "_aws" in doc:
-            for directive in doc["_aws"]["CloudWatchMetrics"]:
-                for metric in directive["Metrics"]:
-                    value = doc[metric["Name"]]
-                    out[metric["Name"]] = out.get(metric["Name"], 0) + (
-                        sum(value) if isinstance(value, list) else value
-                    )
-    return out
 
 
 def install(retry_app: ModuleType, session: FakeSession) -> Harness:

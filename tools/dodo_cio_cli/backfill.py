@@ -123,7 +123,7 @@ class Backfill:
         *,
         state: State | None = None,
         state_path: Path | None = None,
-        err: TextIO = sys.stderr,
+        err: TextIO | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -137,7 +137,7 @@ class Backfill:
         self.options = options
         self.state = state if state is not None else State(fingerprint={})
         self.state_path = state_path
-        self.err = err
+        self.err = err if err is not None else sys.stderr  # read at run time: tests swap sys.stderr
         self.clock = clock
         self.sleep = sleep
         self.limiter = RateLimiter(options.rate, sleep=sleep)
