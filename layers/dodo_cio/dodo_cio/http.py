@@ -36,6 +36,18 @@ class TransportError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _Call:
+    """One request as the caller asked for it; sent again as is on a fresh connection if need be."""
+
+    method: str
+    path: str
+    body: bytes | None
+    headers: dict[str, str]
+    deadline: float | None  # absolute time.monotonic() value, or None
+    max_bytes: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     status: int
     headers: http.client.HTTPMessage
@@ -74,7 +86,7 @@ class KeepAliveClient:
 
     def post(self, path: str, body: bytes, headers: dict[str, str], *, deadline: float | None = None) -> Answer:
         """POST `body`; `deadline` bounds the whole exchange as for `get`, reconnect included."""
-        return self._request("POST", path, body, headers, deadline, None)
+        return self._request(_Call("POST", path, body, headers, deadline, None))
 
     def get(
         self, path: str, headers: dict[str, str], *, deadline: float | None = None, max_bytes: int | None = None
@@ -86,21 +98,13 @@ class KeepAliveClient:
         (before connecting, if it already has). Name resolution is not bounded by it. An answer
         whose body is larger than `max_bytes` is a :class:`TransportError`.
         """
-        return self._request("GET", path, None, headers, deadline, max_bytes)
+        return self._request(_Call("GET", path, None, headers, deadline, max_bytes))
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None,
-        headers: dict[str, str],
-        deadline: float | None,
-        max_bytes: int | None,
-    ) -> Answer:
+    def _request(self, call: _Call) -> Answer:
         may_retry = self._conn is not None  # only a kept-alive connection can have gone stale
         while True:
             try:
-                return self._exchange(method, path, body, headers, deadline, max_bytes)
+                return self._exchange(call)
             except _STALE:
                 self.close()
                 if not may_retry:
@@ -110,21 +114,14 @@ class KeepAliveClient:
                 self.close()
                 raise
 
-    def _exchange(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None,
-        headers: dict[str, str],
-        deadline: float | None,
-        max_bytes: int | None,
-    ) -> Answer:
+    def _exchange(self, call: _Call) -> Answer:
+        deadline, max_bytes = call.deadline, call.max_bytes
         try:
             if self._conn is None:
                 self._conn = self._connect(deadline)
             conn = self._conn
             self._arm(conn, self._read_timeout if deadline is None else _bounded(self._read_timeout, deadline))
-            conn.request(method, self._prefix + path, body=body, headers=headers)
+            conn.request(call.method, self._prefix + call.path, body=call.body, headers=call.headers)
             response = conn.getresponse()
             if deadline is None and max_bytes is None:
                 data = response.read()

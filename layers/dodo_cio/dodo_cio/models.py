@@ -173,14 +173,9 @@ class Dispute:
             amount = raw_amount
         elif isinstance(raw_amount, str) and re.fullmatch(r"-?[0-9]{1,18}", raw_amount.strip()):
             amount = int(raw_amount.strip())
-        return cls(
-            dispute_id=_req(data, "dispute_id", str, "data"),
-            payment_id=_req(data, "payment_id", str, "data"),
-            customer=_customer(data, required=False),
-            amount=amount,
-            currency=_opt(data, "currency", str),
-            raw=data,
-        )
+        dispute_id, payment_id = _required(data, ("dispute_id", str), ("payment_id", str))
+        customer = _customer(data, required=False)
+        return cls(dispute_id, payment_id, customer, amount, _opt(data, "currency", str), data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,7 @@ from dodo_cio.limits import fit_op
 from dodo_cio.parking import ParkedDelivery, ParkedFormatError
 from dodo_cio.retry.pacing import RateLimiter
 from dodo_cio.retry.planning import OpFate, Sender, plan_requests, send_with_split
-from dodo_cio.retry.verdicts import VERDICT_CALLS, MessageOutcome, Sqs, SqsRecord, Verdicts, summarise
+from dodo_cio.retry.verdicts import VERDICT_CALLS, MessageOutcome, Queues, Sqs, SqsRecord, Verdicts, summarise
 from dodo_cio.state import StateTable, StateUnavailable, is_stale, plan_for, state_claim
 from dodo_cio.telemetry import Log, Metrics
 
@@ -124,7 +124,8 @@ class RetryProcessor:
     ) -> list[MessageOutcome]:
         """One outcome per record, in the records' order."""
         now = self.clock()
-        verdicts = Verdicts(self.sqs, self.retry_queue_url, self.dead_letter_queue_url, self.policy, self.rng)
+        queues = Queues(self.sqs, self.retry_queue_url, self.dead_letter_queue_url)
+        verdicts = Verdicts(queues, self.policy, self.rng)
         outcomes: dict[int, MessageOutcome] = {}
         readable: list[tuple[int, SqsRecord, ParkedDelivery]] = []
         for index, record in enumerate(records):

@@ -94,13 +94,20 @@ def rewrite(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Queues:
+    """Where verdicts are recorded: the retry queue and the dead-letter queue, through one client."""
+
+    sqs: Sqs
+    retry_url: str
+    dead_letter_url: str
+
+
 @dataclass
 class Verdicts:
     """Decides each message's verdict from its ops' fates and records it on SQS."""
 
-    sqs: Sqs
-    retry_queue_url: str
-    dead_letter_queue_url: str
+    queues: Queues
     policy: BackoffPolicy = field(default_factory=BackoffPolicy)
     rng: Callable[[], float] = random.random
 
@@ -123,7 +130,7 @@ class Verdicts:
         if permanent:
             op_fate = permanent[0][1]
             dead = rewrite(parked, [op for op, _ in permanent], op_fate, "permanent", attempts, now)
-            if not self._send(self.dead_letter_queue_url, dead):
+            if not self._send(self.queues.dead_letter_url, dead):
                 return self._retry(
                     record, parked, attempts, "transient", None, "could not reach the DLQ", len(delivered)
                 )
@@ -141,22 +148,22 @@ class Verdicts:
                 expired,
                 last_error=replace(expired.last_error, reason=f"gave up after {hours:.1f} h: {fate.result.reason}"),
             )
-            if self._send(self.dead_letter_queue_url, expired):
+            if self._send(self.queues.dead_letter_url, expired):
                 return MessageOutcome(record, "dead_letter", expired.last_error.reason, delivered_ops=len(delivered))
             return self._retry(record, parked, attempts, kind, retry_after, "could not reach the DLQ", len(delivered))
 
         delay = self.policy.delay(attempts, kind=kind, retry_after=retry_after, rng=self.rng)
         if delivered or permanent:
             remaining = rewrite(parked, [op for op, _ in waiting], fate, kind, attempts, now)
-            if self._send(self.retry_queue_url, remaining, delay=min(delay, SQS_MAX_DELAY)):
+            if self._send(self.queues.retry_url, remaining, delay=min(delay, SQS_MAX_DELAY)):
                 return MessageOutcome(record, "repark", fate.result.reason, delay, len(delivered))
         return self._retry(record, parked, attempts, kind, retry_after, fate.result.reason, len(delivered), delay)
 
     def dead_letter_raw(self, record: SqsRecord, reason: str, now: float) -> MessageOutcome:
         """A body this version cannot read goes to the DLQ untouched, the reason in its attributes."""
         try:
-            self.sqs.send_message(
-                QueueUrl=self.dead_letter_queue_url,
+            self.queues.sqs.send_message(
+                QueueUrl=self.queues.dead_letter_url,
                 MessageBody=record.body or "(empty)",
                 MessageAttributes={
                     "error_kind": {"DataType": "String", "StringValue": "unreadable"},
@@ -182,8 +189,8 @@ class Verdicts:
         if delay is None:
             delay = self.policy.delay(attempts, kind=kind, retry_after=retry_after, rng=self.rng)
         try:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.retry_queue_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay
+            self.queues.sqs.change_message_visibility(
+                QueueUrl=self.queues.retry_url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=delay
             )
         except Exception:  # noqa: BLE001 - the queue's own visibility timeout still brings it back
             delay = None
@@ -191,7 +198,7 @@ class Verdicts:
 
     def _send(self, queue_url: str, parked: ParkedDelivery, *, delay: int = 0) -> bool:
         try:
-            self.sqs.send_message(
+            self.queues.sqs.send_message(
                 QueueUrl=queue_url,
                 MessageBody=parked.to_json(),
                 DelaySeconds=max(0, min(delay, SQS_MAX_DELAY)),
