@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, cast
 
 from dodo_cio import events as event_catalogue
-from dodo_cio.attributes import customer_profile
 from dodo_cio.mapping import (
     CUSTOMER_ID,
     CUSTOMER_STATE,
@@ -20,7 +19,8 @@ from dodo_cio.mapping import (
     MappingConfig,
     map_event,
 )
-from dodo_cio.models import Customer, DodoEvent, Envelope, PayloadError, Subscription
+from dodo_cio.models import Customer, DodoEvent, Envelope, PayloadError, parse_subscription
+from dodo_cio.profile import customer_profile
 from dodo_cio.times import to_unix_ms
 
 DEFAULT_STATE_FILE: Final = ".backfill-state.json"
@@ -216,7 +216,7 @@ class OpBuilder:
         if created_ms is None:
             created_ms = now * 1000
         try:
-            payload = Subscription.parse(data)
+            payload = parse_subscription(data)
         except PayloadError as exc:
             return Built(object_id, problem=f"unusable subscription: {exc}")
         envelope = Envelope(

@@ -106,6 +106,8 @@ def _required(data: Mapping[str, Any], *fields: tuple[str, type]) -> list[Any]:
 
 @dataclass(frozen=True, slots=True)
 class Payment:
+    """A payment.* payload: what every payment event must carry; the rest is read from `raw`."""
+
     payment_id: str
     total_amount: int
     currency: str
@@ -120,18 +122,20 @@ class Payment:
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
+    """A subscription.* payload (see `parse_subscription`). `status` stays Dodo's own word (active,
+    on_hold, ...), not an enum: Dodo adds statuses, and an unknown one must still reach Customer.io."""
+
     subscription_id: str
     status: str
     product_id: str
     customer: Customer
     raw: Mapping[str, Any]
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> Subscription:
-        subscription_id, status, product_id = _required(
-            data, ("subscription_id", str), ("status", str), ("product_id", str)
-        )
-        return cls(subscription_id, status, product_id, _owner(data), data)
+
+def parse_subscription(data: Mapping[str, Any]) -> Subscription:
+    fields = ("subscription_id", str), ("status", str), ("product_id", str)
+    subscription_id, status, product_id = _required(data, *fields)
+    return Subscription(subscription_id, status, product_id, _owner(data), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +225,7 @@ Payload = Payment | Subscription | Refund | Dispute | LicenseKey | CustomerRef |
 
 _PARSERS: dict[str, Any] = {
     events.PAYMENT: Payment.parse,
-    events.SUBSCRIPTION: Subscription.parse,
+    events.SUBSCRIPTION: parse_subscription,
     events.REFUND: Refund.parse,
     events.DISPUTE: Dispute.parse,
     events.LICENSE_KEY: LicenseKey.parse,
