@@ -34,6 +34,7 @@ from dodo_cio_local.local_run import LocalBridge, TemplateSettings, read_templat
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.aws import queue_properties, receive_all
 from support.event_source import retry_event_source
+from support.track_ops import event_op
 
 pytestmark = pytest.mark.network
 
@@ -124,15 +125,8 @@ def retry(bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPat
 
 
 def op(tag: str, index: int = 0) -> dict[str, Any]:
-    return {
-        "type": "person",
-        "identifiers": {"id": f"cus_{tag}"},
-        "action": "event",
-        "name": "payment.succeeded",
-        "id": deterministic_ulid(f"msg_{tag}#{index}", 1_700_000_000_000),
-        "timestamp": 1_700_000_000,
-        "attributes": {"index": index},
-    }
+    event_id = deterministic_ulid(f"msg_{tag}#{index}", 1_700_000_000_000)
+    return event_op(f"cus_{tag}", event_id=event_id, timestamp=1_700_000_000, attributes={"index": index})
 
 
 def parked(tag: str, *, n_ops: int = 1, first_seen: float | None = None, attempts: int = 1) -> ParkedDelivery:

@@ -13,19 +13,13 @@ from hypothesis import strategies as st
 from dodo_cio.customerio import DeliveryResult, OpResult
 from dodo_cio.limits import MAX_BATCH_BYTES
 from dodo_cio.retry.planning import MAX_OPS_PER_REQUEST, NOT_SENT_REASON, plan_requests, send_with_split
+from support.track_ops import event_op
 
 
 def op(tag: str, pad: int = 0) -> dict[str, Any]:
     """An event op; `pad` characters of filler make it as large as a test needs."""
-    return {
-        "type": "person",
-        "identifiers": {"id": f"cus_{tag}"},
-        "action": "event",
-        "name": "payment.succeeded",
-        "id": f"evt_{tag}",
-        "timestamp": 1792055307,
-        "attributes": {"note": "é" * pad},  # 2 bytes per character in UTF-8
-    }
+    note = {"note": "é" * pad}  # 2 bytes per character in UTF-8
+    return event_op(f"cus_{tag}", event_id=f"evt_{tag}", timestamp=1792055307, attributes=note)
 
 
 def wire_bytes(ops: Sequence[dict[str, Any]]) -> int:

@@ -14,6 +14,7 @@ from dodo_cio.customerio import DeliveryResult, OpResult
 from dodo_cio.parking import LastError, ParkedDelivery
 from dodo_cio.retry.service import RetryProcessor
 from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids, summarise
+from support.fake_sqs import FakeSqs
 
 RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -23,34 +24,6 @@ CAP = 900
 
 
 # -- fakes ------------------------------------------------------------------------------------
-
-
-class FakeSqs:
-    def __init__(self, *, failing_queues: Sequence[str] = (), visibility_fails: bool = False) -> None:
-        self.failing_queues = set(failing_queues)
-        self.visibility_fails = visibility_fails
-        self.sent: list[dict[str, Any]] = []
-        self.visibility: list[dict[str, Any]] = []
-
-    def send_message(self, **kwargs: Any) -> dict[str, Any]:
-        if kwargs["QueueUrl"] in self.failing_queues:
-            raise RuntimeError("SQS is unavailable")
-        self.sent.append(kwargs)
-        return {"MessageId": f"new-{len(self.sent)}"}
-
-    def change_message_visibility(self, **kwargs: Any) -> dict[str, Any]:
-        if self.visibility_fails:
-            raise RuntimeError("receipt handle expired")
-        self.visibility.append(kwargs)
-        return {}
-
-    def sent_to(self, url: str) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m["QueueUrl"] == url]
-
-    def delay_for(self, receipt_handle: str) -> int:
-        (call,) = [c for c in self.visibility if c["ReceiptHandle"] == receipt_handle]
-        assert call["QueueUrl"] == RETRY_URL
-        return int(call["VisibilityTimeout"])
 
 
 Answer = Callable[[Sequence[dict[str, Any]]], DeliveryResult]
@@ -293,7 +266,7 @@ def test_transient_failures_are_retried_with_the_backoff_of_each_message(status:
     records = [record("a", a, 1), record("b", b, 3), record("c", c, 2)]
     outcomes = processor(sqs, rng=0.5).process(records, FakeSender(every_op("transient", status, reason)))
     assert [o.verdict for o in outcomes] == ["retry"] * 3
-    assert [sqs.delay_for(f"rh-{t}") for t in "abc"] == [30, 450, 120]
+    assert [sqs.delay_for(f"rh-{t}", RETRY_URL) for t in "abc"] == [30, 450, 120]
     assert [o.delay for o in outcomes] == [30, 450, 120]
     assert all(o.reason == reason for o in outcomes)
     assert failed_message_ids(outcomes) == {"id-a", "id-b", "id-c"}
@@ -307,7 +280,7 @@ def test_429_retry_after_raises_the_delay() -> None:
         [record("a", p)], FakeSender(every_op("transient", 429, "HTTP 429", retry_after=120))
     )
     assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a") == 120
+    assert sqs.delay_for("rh-a", RETRY_URL) == 120
 
 
 def test_retry_after_does_not_shorten_a_longer_backoff() -> None:
@@ -316,7 +289,7 @@ def test_retry_after_does_not_shorten_a_longer_backoff() -> None:
     processor(sqs, rng=0.5).process(
         [record("a", p)], FakeSender(every_op("transient", 429, "HTTP 429", retry_after=120))
     )
-    assert sqs.delay_for("rh-a") == 450
+    assert sqs.delay_for("rh-a", RETRY_URL) == 450
 
 
 def test_401_is_a_config_error_that_waits_the_cap() -> None:
@@ -326,7 +299,7 @@ def test_401_is_a_config_error_that_waits_the_cap() -> None:
     )
     assert outcomes[0].verdict == "retry"
     assert outcomes[0].reason == "HTTP 401: unauthorized"
-    assert sqs.delay_for("rh-a") == CAP
+    assert sqs.delay_for("rh-a", RETRY_URL) == CAP
 
 
 def test_a_mix_of_config_and_transient_ops_backs_off_as_transient() -> None:
@@ -335,7 +308,7 @@ def test_a_mix_of_config_and_transient_ops_backs_off_as_transient() -> None:
     answer = by_op({"op_a0": ("config", 401), "op_a1": ("transient", 503)}, max_ops=1)
     outcomes = processor(sqs, rng=0.5).process([record("a", p)], FakeSender(answer))
     assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a") == 30  # attempt 2, not the config cap
+    assert sqs.delay_for("rh-a", RETRY_URL) == 30  # attempt 2, not the config cap
 
 
 def test_visibility_change_failing_still_retries() -> None:
@@ -353,7 +326,7 @@ def test_no_sender_means_every_message_waits_the_config_cap() -> None:
     outcomes = processor(sqs, rng=0.0).process(records, None, missing_credentials="no API key in SSM")
     assert [o.verdict for o in outcomes] == ["retry", "retry"]
     assert [o.reason for o in outcomes] == ["no API key in SSM"] * 2
-    assert [sqs.delay_for("rh-a"), sqs.delay_for("rh-b")] == [CAP, CAP]
+    assert [sqs.delay_for("rh-a", RETRY_URL), sqs.delay_for("rh-b", RETRY_URL)] == [CAP, CAP]
     assert sqs.sent == []
 
 
@@ -392,7 +365,7 @@ def test_config_error_within_7_days_is_retried_past_them_dead_lettered() -> None
     sender = FakeSender(every_op("config", 401, "HTTP 401: unauthorized"))
     outcomes = processor(sqs).process([record("in", inside), record("out", outside)], sender)
     assert [o.verdict for o in outcomes] == ["retry", "dead_letter"]
-    assert sqs.delay_for("rh-in") == CAP
+    assert sqs.delay_for("rh-in", RETRY_URL) == CAP
     (body,) = dlq_bodies(sqs)
     assert body.webhook_id == "msg_out"
     assert body.last_error.kind == "config"
@@ -541,7 +514,7 @@ def test_the_longest_retry_after_of_a_message_wins() -> None:
 
     outcomes = processor(sqs, rng=0.0).process([record("a", p)], FakeSender(answer))
     assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a") == 300
+    assert sqs.delay_for("rh-a", RETRY_URL) == 300
 
 
 def test_repark_failing_falls_back_to_retrying_the_whole_message() -> None:
@@ -550,7 +523,7 @@ def test_repark_failing_falls_back_to_retrying_the_whole_message() -> None:
     sender = FakeSender(by_op({"op_a1": ("transient", 503)}, max_ops=1))
     outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
     assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a") == 30
+    assert sqs.delay_for("rh-a", RETRY_URL) == 30
     assert failed_message_ids(outcomes) == {"id-a"}
 
 

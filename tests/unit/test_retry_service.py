@@ -23,6 +23,7 @@ from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryService
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.emf import emitted_metrics
+from support.fake_sqs import FakeSqs
 
 ROOT = Path(__file__).resolve().parents[2]
 RETRY_APP = ROOT / "functions" / "retry" / "app.py"
@@ -43,26 +44,6 @@ ENV = {
 
 
 # -- fakes ------------------------------------------------------------------------------------
-
-
-class FakeSqs:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-        self.visibility: list[dict[str, Any]] = []
-        self.unreachable: set[str] = set()  # queue URLs whose sends fail
-
-    def send_message(self, **kwargs: Any) -> dict[str, Any]:
-        if kwargs["QueueUrl"] in self.unreachable:
-            raise RuntimeError("SQS did not answer")
-        self.sent.append(kwargs)
-        return {"MessageId": f"new-{len(self.sent)}"}
-
-    def change_message_visibility(self, **kwargs: Any) -> dict[str, Any]:
-        self.visibility.append(kwargs)
-        return {}
-
-    def sent_to(self, url: str) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m["QueueUrl"] == url]
 
 
 class FakeSecrets:
@@ -465,7 +446,7 @@ def test_handler_reports_an_unreadable_message_it_could_not_dead_letter(retry_ap
     # Unreadable bodies are dead-lettered untouched; if the DLQ does not answer, the message must
     # stay on the queue, so it is named, in its place among the others.
     h = install(retry_app, FakeSession({"op_c0": 503}, max_ops=1))
-    h.sqs.unreachable.add(DLQ_URL)
+    h.sqs.failing_queues.add(DLQ_URL)
     event = {"Records": [lambda_record("a", parked("a")), lambda_record("bad", "{"), lambda_record("c", parked("c"))]}
     response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
     assert response == {"batchItemFailures": [{"itemIdentifier": "id-bad"}, {"itemIdentifier": "id-c"}]}
