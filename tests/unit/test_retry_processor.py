@@ -474,30 +474,25 @@ def test_repark_delay_never_exceeds_sqs_maximum() -> None:
     assert ParkedDelivery.from_json(message["MessageBody"]).ops == [p.ops[0]]
 
 
-def test_permanent_and_waiting_ops_split_between_dlq_and_retry_queue() -> None:
+@pytest.mark.parametrize(
+    ("ops", "waiting", "delivered"),
+    [
+        pytest.param(3, "op_a2", 1, id="permanent, delivered and waiting ops split between DLQ and retry queue"),
+        # Nothing delivered, one op rejected for good: it goes to the DLQ once, and only the waiting
+        # op is re-parked, so the next attempt does not dead-letter it a second time.
+        pytest.param(2, "op_a1", 0, id="a permanent op beside a waiting one is not resent"),
+    ],
+)
+def test_permanent_and_waiting_ops_part_ways(ops: int, waiting: str, delivered: int) -> None:
     sqs = FakeSqs()
-    p = parked("a", 3, attempts=1)
-    sender = FakeSender(by_op({"op_a0": ("permanent", 400), "op_a2": ("transient", 503)}, max_ops=1))
+    p = parked("a", ops, attempts=1)
+    sender = FakeSender(by_op({"op_a0": ("permanent", 400), waiting: ("transient", 503)}, max_ops=1))
     outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
-    assert outcomes[0].verdict == "repark"
+    assert [(o.verdict, o.delivered_ops) for o in outcomes] == [("repark", delivered)]
     (dead,) = dlq_bodies(sqs)
     assert dead.ops == [p.ops[0]] and dead.last_error.kind == "permanent"
     (retry,) = sqs.sent_to(RETRY_URL)
-    assert ParkedDelivery.from_json(retry["MessageBody"]).ops == [p.ops[2]]
-
-
-def test_permanent_op_beside_a_waiting_one_is_not_resent() -> None:
-    # Nothing delivered, one op rejected for good: the rejected op goes to the DLQ once, and only
-    # the waiting op is re-parked, so the next attempt does not dead-letter it a second time.
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=1)
-    sender = FakeSender(by_op({"op_a0": ("permanent", 400), "op_a1": ("transient", 503)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
-    assert outcomes[0].verdict == "repark"
-    assert outcomes[0].delivered_ops == 0
-    assert [b.ops for b in dlq_bodies(sqs)] == [[p.ops[0]]]
-    (retry,) = sqs.sent_to(RETRY_URL)
-    assert ParkedDelivery.from_json(retry["MessageBody"]).ops == [p.ops[1]]
+    assert ParkedDelivery.from_json(retry["MessageBody"]).ops == [p.ops[-1]]
     assert retry["DelaySeconds"] == 30
     assert failed_message_ids(outcomes) == set()
 
