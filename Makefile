@@ -75,7 +75,7 @@ scan: $(CHECKOV_VENV)/.installed ## checkov on the template
 build: $(SAM_VENV)/.installed ## sam build for the real target (arm64, python3.13)
 	SAM_CLI_TELEMETRY=0 PATH="$(PY313_BIN):$$PATH" $(SAM_VENV)/bin/sam build
 
-bench: $(STAMP) ## benchmarks vs their floors (~6 min), writes bench/RESULTS.md; not run by make test
+bench: $(STAMP) ## benchmarks vs their floors (~1-2 min), writes bench/RESULTS.md; not run by make test
 	$(BIN)/python bench/run.py
 
 clean:

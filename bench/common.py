@@ -1,16 +1,17 @@
-"""Shared by every benchmark: paths, signed samples, statistics, machine facts. Standard library only.
+"""Shared by the benchmarks: paths, the signed webhooks both warm sides serve, statistics, machine facts.
 
-Nothing here imports the bridge, boto3 or a third-party package, so the floor scripts and the
-measured processes pay only for what they measure. Facts from template.yaml are read in a helper
-subprocess (samtranslator's YAML loader is heavy and would inflate the measured process's memory).
+Nothing here imports the bridge at import time, so the floor and the measured processes pay only
+for what they measure. The webhooks are built by the tools' API Gateway builder
+(`dodo_cio_cli.apigw`, which signs with the bridge's signature module) once, by the orchestrator,
+into a file both sides read; the Lambda context is the tools' `FakeLambdaContext`. Facts from
+template.yaml are read in a helper subprocess (its YAML loader is heavy and would inflate the
+measured process's memory).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
-import hmac
 import json
 import os
 import platform
@@ -26,15 +27,14 @@ from typing import Any, Final
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 BENCH: Final = ROOT / "bench"
+TOOLS: Final = ROOT / "tools"
 SAMPLES: Final = ROOT / "events" / "dodo"
 LAYER: Final = ROOT / "layers" / "dodo_cio"
 INGEST_DIR: Final = ROOT / "functions" / "ingest"
 RETRY_DIR: Final = ROOT / "functions" / "retry"
-VENV_PYTHON: Final = ROOT / ".venv" / "bin" / "python"
 
 # The bench's own credentials: nothing real, only the stubs and fakes accept them.
-WEBHOOK_SECRET_BYTES: Final = b"bench-webhook-secret-0123456789abcdef"
-WEBHOOK_SECRET: Final = "whsec_" + base64.b64encode(WEBHOOK_SECRET_BYTES).decode()
+WEBHOOK_SECRET: Final = "whsec_" + base64.b64encode(b"bench-webhook-secret-0123456789abcdef").decode()
 SITE_ID: Final = "bench-site"
 API_KEY: Final = "bench-api-key"
 SSM_PATH: Final = "/dodo-customerio"
@@ -49,75 +49,80 @@ SECRET_VALUES: Final = {
 # admits its identify (the happy path: one TransactWriteItems with the idempotency record, then the
 # completed record: 2 DynamoDB round trips per webhook).
 BASE_EVENT_TIME: Final = 1_790_000_000
+# The ingest function's Timeout: given to the context so it never reads template.yaml while timed.
+INGEST_TIMEOUT_S: Final = 12
 
 
-# --- samples -------------------------------------------------------------------------------------
+def sample_bodies() -> list[dict[str, Any]]:
+    return [json.loads(p.read_bytes()) for p in sorted(SAMPLES.glob("*.json"))]
 
 
-def sample_bodies() -> list[tuple[str, dict[str, Any]]]:
-    return [(p.name, json.loads(p.read_bytes())) for p in sorted(SAMPLES.glob("*.json"))]
+def _tools_and_layer() -> None:
+    """Let this process import the tools and the bridge's modules (only the orchestrating side does)."""
+    for path in (str(LAYER), str(TOOLS)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
 
 
-def iso(seconds: int) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def signed_events(n: int, *, prefix: str = "msg_bench_") -> list[dict[str, Any]]:
+    """`n` signed API Gateway events cycling through events/dodo, each with its own id and event time."""
+    _tools_and_layer()
+    from dodo_cio_cli.apigw import signed_webhook_event
 
-
-def sign(secret: bytes, webhook_id: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode("ascii")
-
-
-def apigw_event(body: bytes, headers: dict[str, str]) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, the shape the ingest handler receives."""
-    now = int(time.time() * 1000)
-    return {
-        "version": "2.0",
-        "routeKey": "POST /webhooks/dodo",
-        "rawPath": "/webhooks/dodo",
-        "rawQueryString": "",
-        "headers": {
-            "content-type": "application/json",
-            "content-length": str(len(body)),
-            "host": "bench.execute-api.us-east-1.amazonaws.com",
-            "user-agent": "Svix-Webhooks/1.0",
-            **headers,
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "bench",
-            "domainName": "bench.execute-api.us-east-1.amazonaws.com",
-            "http": {"method": "POST", "path": "/webhooks/dodo", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1"},
-            "requestId": f"req-{now}",
-            "routeKey": "POST /webhooks/dodo",
-            "stage": "$default",
-            "time": "",
-            "timeEpoch": now,
-        },
-        "body": body.decode("utf-8"),
-        "isBase64Encoded": False,
-    }
-
-
-def signed_events(n: int, *, prefix: str = "msg_bench_", start: int = 0) -> list[dict[str, Any]]:
-    """`n` signed webhooks cycling through events/dodo, each with its own webhook id and event time."""
     samples = sample_bodies()
-    now = int(time.time())
     events = []
-    for i in range(start, start + n):
-        _, doc = samples[i % len(samples)]
-        doc = dict(doc, timestamp=iso(BASE_EVENT_TIME + i))
-        body = json.dumps(doc, separators=(",", ":")).encode()
-        webhook_id = f"{prefix}{i:07d}"
-        headers = {
-            "webhook-id": webhook_id,
-            "webhook-timestamp": str(now),
-            "webhook-signature": sign(WEBHOOK_SECRET_BYTES, webhook_id, now, body),
-        }
-        events.append(apigw_event(body, headers))
+    for i in range(n):
+        stamp = dt.datetime.fromtimestamp(BASE_EVENT_TIME + i, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = json.dumps(dict(samples[i % len(samples)], timestamp=stamp), separators=(",", ":")).encode()
+        events.append(signed_webhook_event(body, WEBHOOK_SECRET, webhook_id=f"{prefix}{i:07d}"))
     return events
 
 
-# --- statistics ----------------------------------------------------------------------------------
+def write_events(path: str | Path, n: int) -> None:
+    """Sign `n` webhooks into `path`: both warm sides then serve the very same requests."""
+    Path(path).write_text(json.dumps(signed_events(n)))
+
+
+def sample_ops(doc: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
+    """(envelope, ops) of one sample body as the bridge maps and fits it: what a parked message holds."""
+    _tools_and_layer()
+    from dodo_cio.limits import fit_op
+    from dodo_cio.mapping import MappingConfig, map_event
+    from dodo_cio.models import DodoEvent, parse_envelope, parse_payload
+
+    envelope = parse_envelope(doc)
+    event = DodoEvent("msg_sample", envelope, parse_payload(envelope))
+    return envelope, [fit_op(op).op for op in map_event(event, MappingConfig())]
+
+
+def parked_body(webhook_id: str, envelope: Any, ops: list[dict[str, Any]], now: int) -> str:
+    """A ParkedDelivery message body: `ops` failed with a 503 a minute before `now`."""
+    from dodo_cio.parking import LastError, ParkedDelivery
+
+    return ParkedDelivery(
+        webhook_id=webhook_id,
+        event_type=envelope.type,
+        event_time=envelope.timestamp,
+        first_seen=now - 60,
+        attempts=1,
+        ops=ops,
+        last_error=LastError("transient", "HTTP 503: Service Unavailable", 503, now - 60),
+        customer_id=ops[0]["identifiers"]["id"],
+    ).to_json()
+
+
+def lambda_contexts(n: int, function_name: str = "bench-ingest") -> list[Any]:
+    """One context per invocation, built before anything is timed (the tools' shared fake)."""
+    if str(TOOLS) not in sys.path:
+        sys.path.insert(0, str(TOOLS))
+    from dodo_cio_local.lambda_context import FakeLambdaContext
+
+    return [
+        FakeLambdaContext(function_name, timeout_seconds=INGEST_TIMEOUT_S, request_id=f"req-{i:07d}") for i in range(n)
+    ]
+
+
+# --- statistics and facts -------------------------------------------------------------------------
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -131,12 +136,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 def spread(values: Iterable[float]) -> dict[str, float]:
     vals = list(values)
-    return {
-        "median": statistics.median(vals),
-        "min": min(vals),
-        "max": max(vals),
-        "n": len(vals),
-    }
+    return {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
 
 
 def peak_rss_mb() -> float:
@@ -144,33 +144,22 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-# --- facts about the machine and the template -----------------------------------------------------
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
 
 
 def machine() -> dict[str, str]:
     cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo", encoding="utf-8") as info:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in info if ln.startswith("model name")), cpu)
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        commit += " (uncommitted changes)" if dirty else ""
+        commit = _git("rev-parse", "--short", "HEAD")
+        commit += " (uncommitted changes)" if _git("status", "--porcelain", "--untracked-files=no") else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
+    uname = platform.uname()
     return {
-        "uname": " ".join((*platform.uname()[:3], platform.uname().machine)),
+        "uname": f"{uname.system} {uname.node} {uname.release} {uname.machine}",
         "cpus": str(os.cpu_count()),
         "cpu": cpu,
         "python": sys.version.split()[0],
@@ -182,7 +171,7 @@ def machine() -> dict[str, str]:
 _TEMPLATE_PROBE = """
 import json
 from samtranslator.yaml_helper import yaml_parse
-from dodo_cio_local.local_run import DEFAULT_TEMPLATE, read_template
+from dodo_cio_local.local_template import DEFAULT_TEMPLATE, read_template
 t = read_template()
 doc = yaml_parse(DEFAULT_TEMPLATE.read_text())
 params = doc["Parameters"]
@@ -196,12 +185,11 @@ print(json.dumps({
     "retry_batch_size": t.retry_batch_size,
     "retry_max_concurrency": int(params["RetryMaxConcurrency"]["Default"]),
     "customerio_rps": float(params["CustomerioRequestsPerSecond"]["Default"]),
+    "tracing_mode": params["TracingMode"]["Default"],
     "retry_queue": {"name": t.retry_queue.name, "attributes": t.retry_queue.attributes},
     "dead_letter_queue": {"name": t.dead_letter_queue.name, "attributes": t.dead_letter_queue.attributes},
     "max_receive_count": t.max_receive_count,
     "state_table": t.state_table,
-    "architecture": doc["Globals"]["Function"]["Architectures"][0],
-    "runtime": doc["Globals"]["Function"]["Runtime"],
 }))
 """
 
@@ -218,26 +206,19 @@ def template_info() -> dict[str, Any]:
 
 def ingest_environment(track_url: str) -> dict[str, str]:
     """The ingest function's environment from the template, pointed at the bench's stubs."""
-    env = dict(template_info()["ingest_env"])
-    env.update(
-        {
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_LAMBDA_FUNCTION_NAME": "bench-ingest",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(template_info()["ingest_memory_mb"]),
-            "SSM_PARAMETER_PATH": SSM_PATH,
-            "CUSTOMERIO_TRACK_URL": track_url,
-            "RETRY_QUEUE_URL": RETRY_QUEUE_URL,
-            "STATE_TABLE_NAME": STATE_TABLE,
-        }
-    )
-    return env
-
-
-def pythonpath(*dirs: Path) -> str:
-    return os.pathsep.join(str(d) for d in dirs)
+    return {
+        **template_info()["ingest_env"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_LAMBDA_FUNCTION_NAME": "bench-ingest",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(template_info()["ingest_memory_mb"]),
+        "SSM_PARAMETER_PATH": SSM_PATH,
+        "CUSTOMERIO_TRACK_URL": track_url,
+        "RETRY_QUEUE_URL": RETRY_QUEUE_URL,
+        "STATE_TABLE_NAME": STATE_TABLE,
+    }
 
 
 def write_json(path: str | None, doc: Any) -> None:
@@ -246,27 +227,6 @@ def write_json(path: str | None, doc: Any) -> None:
         Path(path).write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
-
-
-# --- the warm-ingest driver (shared by the bridge and the floor) ----------------------------------
-
-
-class BenchContext:
-    """The attributes Powertools reads from a LambdaContext."""
-
-    function_name = "bench-ingest"
-    function_version = "$LATEST"
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench-ingest"
-    memory_limit_in_mb = 256
-    log_group_name = "/aws/lambda/bench-ingest"
-    log_stream_name = "bench"
-
-    def __init__(self, request_id: str) -> None:
-        self.aws_request_id = request_id
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 12_000
 
 
 def silence_stdout(capture: str | None = None) -> Any:
@@ -280,7 +240,10 @@ def silence_stdout(capture: str | None = None) -> Any:
     return original
 
 
-def drive(handler: Any, events: Sequence[dict[str, Any]], warmup: int, *, expect_status: int = 200) -> dict[str, Any]:
+# --- the warm-ingest driver (shared by the bridge and the floor) ----------------------------------
+
+
+def drive(handler: Any, events: Sequence[dict[str, Any]], warmup: int) -> dict[str, Any]:
     """Invoke `handler(event, context)` for every event; time each call after the first `warmup`.
 
     Wall time is what Dodo waits for; CPU time (this thread's) is what the code itself costs and is
@@ -289,7 +252,7 @@ def drive(handler: Any, events: Sequence[dict[str, Any]], warmup: int, *, expect
     walls: list[float] = []
     cpus: list[float] = []
     statuses: dict[str, int] = {}
-    contexts = [BenchContext(f"req-{i:07d}") for i in range(len(events))]
+    contexts = lambda_contexts(len(events))
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     for i, (event, context) in enumerate(zip(events, contexts, strict=True)):
         cpu_start = cpu_clock()
@@ -302,16 +265,12 @@ def drive(handler: Any, events: Sequence[dict[str, Any]], warmup: int, *, expect
         if i >= warmup:
             walls.append(elapsed / 1e6)
             cpus.append(cpu / 1e6)
-    bad = {k: v for k, v in statuses.items() if not k.startswith(str(expect_status))}
-    if bad:
-        raise RuntimeError(f"unexpected answers: {bad}")
+    if any(not key.startswith("200") for key in statuses):
+        raise RuntimeError(f"unexpected answers: {statuses}")
     return {
         "n": len(walls),
         "warmup": warmup,
-        "p50_ms": percentile(walls, 50),
-        "p90_ms": percentile(walls, 90),
-        "p99_ms": percentile(walls, 99),
-        "max_ms": max(walls),
+        **{f"p{q}_ms": percentile(walls, q) for q in (50, 90, 99)},
         "mean_ms": statistics.fmean(walls),
         "cpu_p50_ms": percentile(cpus, 50),
         "cpu_p99_ms": percentile(cpus, 99),
@@ -329,19 +288,24 @@ def ingest_main(run: Any, description: str) -> None:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--n", type=int, default=2000, help="timed webhooks")
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--events", help="signed webhooks from write_events (default: sign them now)")
     parser.add_argument("--track-url", help="a running stub (default: start one)")
     parser.add_argument("--json", help="write the result here instead of stdout")
     args = parser.parse_args()
+    total = args.n + args.warmup
+    events = json.loads(Path(args.events).read_text())[:total] if args.events else signed_events(total)
+    if len(events) < total:
+        raise SystemExit(f"{args.events} holds {len(events)} webhooks, {total} are needed")
     with tempfile.NamedTemporaryFile(prefix="bench-stdout-") as log:
         real_stdout = silence_stdout(log.name)
         if args.track_url:
-            result = run(args.track_url, args.n, args.warmup)
+            result = run(args.track_url, events, args.warmup)
         else:
             import stub_http
 
             with stub_http.start() as url:
-                result = run(url, args.n, args.warmup)
+                result = run(url, events, args.warmup)
         sys.stdout.flush()
-        result["stdout_bytes_per_webhook"] = os.path.getsize(log.name) / (args.n + args.warmup)
+        result["stdout_bytes_per_webhook"] = os.path.getsize(log.name) / total
         sys.stdout = real_stdout
     write_json(args.json, result)

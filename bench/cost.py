@@ -44,7 +44,10 @@ ASSUMPTIONS: dict[str, tuple[float, str]] = {
     "dynamodb_ms_p50": (5.0, "one DynamoDB round trip in-region (a write or a transaction), p50 (ms)"),
     "dynamodb_ms_p99": (15.0, "the same, p99 (ms)"),
     "cold_start_share": (0.01, "share of invocations that are cold starts (AWS: 'under 1%' in production)"),
-    "xray_sampled_share": (1.0, "share of webhooks X-Ray records (default rule: 1/s + 5%; ~all below ~1/s)"),
+    "xray_sampled_share": (
+        1.0,
+        "share of webhooks X-Ray records with TracingMode=Active (default rule: 1/s + 5%; ~all below ~1/s)",
+    ),
 }
 FULL_VCPU_MB = 1769
 
@@ -80,7 +83,7 @@ def compute(results: dict[str, Any], assumptions: dict[str, float] | None = None
         + a["customerio_ms_p99"]
         + round_trips * a["dynamodb_ms_p99"],
     }
-    cold = results["cold_start"]["results"]["lambda"]["ingest_endpoint"]["total_ms"]["median"]
+    cold = results["cold_start"]["results"]["lambda_precompiled"]["ingest_endpoint"]["total_ms"]["median"]
     log_bytes = warm["stdout_bytes_per_webhook"]["median"]
 
     def per_million(duration_ms: float) -> list[dict[str, Any]]:
@@ -104,7 +107,7 @@ def compute(results: dict[str, Any], assumptions: dict[str, float] | None = None
             ),
             ("CloudWatch Logs", f"{log_bytes:.0f} bytes (log line + EMF)", log_bytes / 1e9 * p["logs_ingest_gb"]),
             (
-                "X-Ray (Tracing: Active)",
+                "X-Ray (only with TracingMode=Active)",
                 f"{a['xray_sampled_share']:.0%} of webhooks",
                 a["xray_sampled_share"] * p["xray_trace"],
             ),
@@ -112,7 +115,9 @@ def compute(results: dict[str, Any], assumptions: dict[str, float] | None = None
         return [{"item": i, "quantity": q, "usd_per_million": c * 1e6} for i, q, c in rows]
 
     tables = {key: per_million(ms) for key, ms in durations.items()}
+    # The template's TracingMode: Active records a trace per sampled webhook, PassThrough none.
     totals = {key: sum(r["usd_per_million"] for r in rows) for key, rows in tables.items()}
+    untraced = {key: totals[key] - rows[-1]["usd_per_million"] for key, rows in tables.items()}
 
     parked = None
     drain = results.get("drain")
@@ -133,11 +138,15 @@ def compute(results: dict[str, Any], assumptions: dict[str, float] | None = None
             "invocations_per_event": invocations,
             "handler_ms_per_event": retry_ms,
             "rows": [
-                {"item": "SQS requests", "quantity": f"{sqs_requests:.2f}", "usd_per_million": sqs_requests * 0.40},
+                {
+                    "item": "SQS requests",
+                    "quantity": f"{sqs_requests:.2f}",
+                    "usd_per_million": sqs_requests * p["sqs_request"] * 1e6,
+                },
                 {
                     "item": "Lambda requests (retry)",
                     "quantity": f"{invocations:.3f}",
-                    "usd_per_million": invocations * 0.20,
+                    "usd_per_million": invocations * p["lambda_request"] * 1e6,
                 },
                 {
                     "item": f"Lambda duration (retry, {retry_memory} MB, measured)",
@@ -162,6 +171,8 @@ def compute(results: dict[str, Any], assumptions: dict[str, float] | None = None
         "durations_ms": durations,
         "tables": tables,
         "totals": totals,
+        "totals_without_tracing": untraced,
+        "tracing_mode_default": info.get("tracing_mode", "Active"),
         "parked_extra": parked,
         "prices": {k: d for k, (_, d) in PRICES.items()},
         "prices_date": PRICES_DATE,
@@ -181,7 +192,10 @@ def main() -> None:
         print(f"\n{key}: {out['durations_ms'][key]:.1f} ms per webhook")
         for row in rows:
             print(f"  {row['item']:40s} {row['quantity']:32s} ${row['usd_per_million']:8.3f}")
-        print(f"  {'total':73s} ${out['totals'][key]:8.3f} per million webhooks")
+        print(f"  {'total, TracingMode=Active':73s} ${out['totals'][key]:8.3f} per million webhooks")
+        print(
+            f"  {'total, TracingMode=PassThrough':73s} ${out['totals_without_tracing'][key]:8.3f} per million webhooks"
+        )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,12 @@ from common import (
     BENCH,
     LAYER,
     RETRY_DIR,
-    ROOT,
     SSM_PATH,
+    TOOLS,
+    parked_body,
     peak_rss_mb,
     sample_bodies,
+    sample_ops,
     silence_stdout,
     template_info,
     write_json,
@@ -74,40 +76,21 @@ SANDBOX_KEY = "drain-key"
 
 def parked_messages(n: int) -> tuple[list[str], set[str]]:
     """`n` ParkedDelivery bodies (identify + event, one customer each) and their event ids."""
-    from dodo_cio.limits import fit_op
-    from dodo_cio.mapping import MappingConfig, map_event
-    from dodo_cio.models import DodoEvent, parse_envelope, parse_payload
-    from dodo_cio.parking import LastError, ParkedDelivery
     from dodo_cio.ulid import deterministic_ulid
 
-    templates = []
-    for _, doc in sample_bodies():
-        envelope = parse_envelope(doc)
-        payload = parse_payload(envelope)
-        ops = [fit_op(op).op for op in map_event(DodoEvent("msg_template", envelope, payload), MappingConfig())]
-        if [op["action"] for op in ops] == ["identify", "event"]:
-            templates.append((envelope, ops))
+    mapped = [sample_ops(doc) for doc in sample_bodies()]
+    templates = [(envelope, ops) for envelope, ops in mapped if [op["action"] for op in ops] == ["identify", "event"]]
     now = int(time.time())
     bodies: list[str] = []
     event_ids: set[str] = set()
     for i in range(n):
-        envelope, ops = templates[i % len(templates)]
+        envelope, (identify, event) = templates[i % len(templates)]
         webhook_id = f"msg_drain_{i:06d}"
         customer = {"id": f"cus_drain_{i:06d}"}
-        identify = {**ops[0], "identifiers": customer}
-        event = {**ops[1], "identifiers": customer, "id": deterministic_ulid(webhook_id, envelope.timestamp * 1000)}
-        event_ids.add(event["id"])
-        parked = ParkedDelivery(
-            webhook_id=webhook_id,
-            event_type=envelope.type,
-            event_time=envelope.timestamp,
-            first_seen=now - 120,
-            attempts=1,
-            ops=[identify, event],
-            last_error=LastError("transient", "HTTP 503: Service Unavailable", 503, now - 120),
-            customer_id=customer["id"],
-        )
-        bodies.append(parked.to_json())
+        event_id = deterministic_ulid(webhook_id, envelope.timestamp * 1000)
+        event_ids.add(event_id)
+        ops = [{**identify, "identifiers": customer}, {**event, "identifiers": customer, "id": event_id}]
+        bodies.append(parked_body(webhook_id, envelope, ops, now))
     return bodies, event_ids
 
 
@@ -218,7 +201,7 @@ def _base_env() -> dict[str, str]:
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": os.environ.get("HOME", str(BENCH)),
         "LANG": "C.UTF-8",
-        "PYTHONPATH": os.pathsep.join([str(RETRY_DIR), str(LAYER), str(ROOT / "tools"), str(BENCH)]),
+        "PYTHONPATH": os.pathsep.join([str(RETRY_DIR), str(LAYER), str(TOOLS), str(BENCH)]),
     }
 
 
@@ -273,44 +256,40 @@ def _instrument() -> tuple[defaultdict[str, float], Counter[str], Any]:
     spent: defaultdict[str, float] = defaultdict(float)
     calls: Counter[str] = Counter()
     in_handler = threading.local()
-    make_api_call = BaseClient._make_api_call
 
-    def timed_api_call(self: Any, operation: str, params: Any) -> Any:
-        # The state table's calls (directory BatchGetItem, the batch's TransactWriteItems) may run on
-        # the handler's worker threads (no thread-local flag there); the poller never calls DynamoDB.
-        dynamodb = self.meta.service_model.service_name == "dynamodb"
-        where = "handler" if getattr(in_handler, "on", False) or dynamodb else "poller"
-        start = time.perf_counter()
-        try:
-            return make_api_call(self, operation, params)
-        finally:
-            spent[f"{where} {operation}"] += time.perf_counter() - start
-            calls[f"{where} {operation}"] += 1
-            if dynamodb:
-                calls["DynamoDB calls"] += 1  # every operation, for the per-batch figure
+    def timed(function: Any, key: Any) -> Any:
+        """`function`, counting its calls and seconds under `key(*args)` (a str: always that key)."""
 
-    BaseClient._make_api_call = timed_api_call  # type: ignore[method-assign]
-    send = customerio.TrackClient.send
-
-    def timed_send(self: Any, ops: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return send(self, ops)
-        finally:
-            spent["handler Track request"] += time.perf_counter() - start
-            calls["handler Track request"] += 1
-
-    customerio.TrackClient.send = timed_send  # type: ignore[method-assign]
-
-    def wrap(lambda_handler: Any) -> Any:
-        def handler(event: Any, context: Any) -> Any:
-            in_handler.on = True
+        def run(*args: Any) -> Any:
+            where = key(*args) if callable(key) else key
             start = time.perf_counter()
             try:
-                return lambda_handler(event, context)
+                return function(*args)
             finally:
-                spent["handler total"] += time.perf_counter() - start
-                calls["handler total"] += 1
+                spent[where] += time.perf_counter() - start
+                calls[where] += 1
+
+        return run
+
+    def api_call_key(client: Any, operation: str, params: Any) -> str:
+        # The state table's calls (directory BatchGetItem, the batch's TransactWriteItems) may run on
+        # the handler's worker threads (no thread-local flag there); the poller never calls DynamoDB.
+        dynamodb = client.meta.service_model.service_name == "dynamodb"
+        if dynamodb:
+            calls["DynamoDB calls"] += 1  # every operation, for the per-batch figure
+        return f"{'handler' if getattr(in_handler, 'on', False) or dynamodb else 'poller'} {operation}"
+
+    BaseClient._make_api_call = timed(BaseClient._make_api_call, api_call_key)  # type: ignore[method-assign]
+    customerio.TrackClient.send = timed(customerio.TrackClient.send, "handler Track request")  # type: ignore[method-assign]
+
+    def wrap(lambda_handler: Any) -> Any:
+        counted = timed(lambda_handler, "handler total")
+
+        def handler(event: Any, context: Any) -> Any:
+            in_handler.on = True
+            try:
+                return counted(event, context)
+            finally:
                 in_handler.on = False
 
         return handler

@@ -10,7 +10,7 @@ one JSON log line. Secrets come from the fake SSM once and are cached for 5 minu
 caches them. What the floor leaves out, on purpose: typed validation of each payload type, the
 limits fitting, PII scrubbing rules, metrics, error paths.
 
-    .venv/bin/python bench/floor_ingest.py [--n 2000] [--track-url URL] [--json out.json]
+    .venv/bin/python bench/floor_ingest.py [--n 2000] [--events FILE] [--track-url URL] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from common import SECRET_VALUES, SSM_PATH, STATE_TABLE, drive, signed_events
+from common import SECRET_VALUES, SSM_PATH, STATE_TABLE, drive, ingest_main
 from fakeaws import FakeAws
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -33,20 +33,10 @@ _AMOUNTS = ("total_amount", "amount", "tax", "settlement_amount", "recurring_pre
 _NEVER = frozenset(
     {"business_id", "brand_id", "payment_method_id", "card_holder_name", "key", "customer", "billing", "payload_type"}
 )
-_IDENTIFY_SUBSCRIPTION = (
-    "subscription_id",
-    "status",
-    "product_id",
-    "quantity",
-    "payment_frequency_interval",
-    "payment_frequency_count",
-    "next_billing_date",
-    "previous_billing_date",
-    "cancel_at_next_billing_date",
-    "cancelled_at",
-    "expires_at",
-    "trial_period_days",
-    "created_at",
+_IDENTIFY_SUBSCRIPTION = tuple(
+    "subscription_id status product_id quantity payment_frequency_interval payment_frequency_count "  # noqa: SIM905
+    "next_billing_date previous_billing_date cancel_at_next_billing_date cancelled_at expires_at "
+    "trial_period_days created_at".split()
 )
 
 
@@ -223,19 +213,12 @@ def _answer(status: int, body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(track_url: str, n: int, warmup: int) -> dict[str, Any]:
+def run(track_url: str, events: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
     aws = FakeAws(SECRET_VALUES)
-    floor = Floor(track_url, aws)
-    result = drive(floor, signed_events(warmup + n), warmup)
-    calls = {k: round(v / (warmup + n), 3) for k, v in sorted(aws.calls.items())}
+    result = drive(Floor(track_url, aws), events, warmup)
+    calls = {k: round(v / len(events), 3) for k, v in sorted(aws.calls.items())}
     return {**result, "aws_calls_per_webhook": calls, "impl": "floor"}
 
 
-def main() -> None:
-    from common import ingest_main
-
-    ingest_main(run, __doc__.splitlines()[0])
-
-
 if __name__ == "__main__":
-    main()
+    ingest_main(run, __doc__.splitlines()[0])

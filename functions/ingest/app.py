@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customize import build_mapping
@@ -15,9 +15,10 @@ from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
 from dodo_cio.logmask import MaskingFormatter
 from dodo_cio.mapping import MappingConfig
 from dodo_cio.quarantine import QuarantineFormatError, reprocess_request
+from dodo_cio.telemetry import EmfMetrics
 
 logger = Logger(logger_formatter=MaskingFormatter())
-metrics = Metrics()
+metrics = EmfMetrics()  # Powertools' EMF lines, without its per-metric cost (dodo_cio.telemetry)
 _service: IngestService | None = None
 _dedupe: WebhookDeduplicator | None = None
 
@@ -58,7 +59,7 @@ def service() -> IngestService:
     return _service
 
 
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics  # ColdStart on a container's first call
 @logger.inject_lambda_context(clear_state=True)
 @deadline.per_invocation  # every call runs to the time Lambda has left, less a reserve to answer
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Contract fixtures: check that a request body is one Customer.io's Track API v2 would accept.
+"""Contract fixtures: check that a request body is one Customer.io's Track API v2 (or Pipelines API) would accept.
 
 Tests that capture what the bridge sends (sandbox recordings, mocked HTTP) pass each body through
 ``track_v2_validator`` so a drift from the published contract fails loudly, naming the field.
@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from dodo_cio_local.sandbox import OpError, TrackV2ValidationError, TrackV2Validator
+from dodo_cio_local.sandbox import OpError, PipelinesValidator, TrackV2ValidationError, TrackV2Validator
 
 SCHEMA_PATH = Path(__file__).with_name("track_v2.schema.json")
+PIPELINES_SPEC_PATH = Path(__file__).with_name("customerio-pipelines-openapi.json")
 
 
 def _decode(body: Any) -> Any:
@@ -67,3 +68,10 @@ class TrackV2Contract:
 @pytest.fixture(scope="session")
 def track_v2_validator() -> TrackV2Contract:
     return TrackV2Contract(TrackV2Validator.from_path(SCHEMA_PATH))
+
+
+@pytest.fixture(scope="session")
+def pipelines_validator() -> PipelinesValidator:
+    """The sandbox's own Pipelines validator over the spec copy: `validate_request` raises what strict
+    mode would refuse, so the tests and the sandbox cannot disagree."""
+    return PipelinesValidator.from_path(PIPELINES_SPEC_PATH)

@@ -104,9 +104,15 @@ def role_of_function(cfn: dict[str, Any], function: Resource) -> tuple[str, Reso
 
 
 def policy_statements(role: Resource) -> Iterator[dict[str, Any]]:
-    """Every statement of the role's inline policies."""
+    """Every statement of the role's inline policies that some parameter value grants.
+
+    A statement behind `Fn::If` (e.g. the X-Ray one, only with TracingMode=Active) counts: least
+    privilege must hold for every deployment the template allows.
+    """
     for policy in role["Properties"].get("Policies", []):
-        yield from as_list(policy["PolicyDocument"]["Statement"])
+        for stmt in as_list(policy["PolicyDocument"]["Statement"]):
+            branches = stmt["Fn::If"][1:] if isinstance(stmt, dict) and "Fn::If" in stmt else [stmt]
+            yield from (b for b in branches if isinstance(b, dict) and "Effect" in b)
 
 
 def statements_with_action(role: Resource, action: str) -> list[dict[str, Any]]:

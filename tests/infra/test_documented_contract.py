@@ -83,7 +83,7 @@ def test_documented_parameter_grants_match_the_template() -> None:
     documented = set(re.findall(r"`<path>/([a-z-]+)`", ingest_cell))
     for role in ("IngestFunctionRole", "RetryFunctionRole"):
         statements = template()["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
-        (read,) = [s for s in statements if s["Sid"] == "ReadBridgeParameters"]
+        (read,) = [s for s in statements if s.get("Sid") == "ReadBridgeParameters"]
         granted = {str(r["Fn::Sub"]).rsplit("/", 1)[-1] for r in read["Resource"]}
         if role == "IngestFunctionRole":
             assert granted == documented

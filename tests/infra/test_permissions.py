@@ -215,7 +215,38 @@ def test_wildcard_resources_are_only_the_unavoidable_ones(
         if "*" in as_list(stmt["Resource"]):
             # X-Ray has no resource-level permissions; kms:Decrypt is bound by its conditions to SSM.
             assert actions <= xray or (actions == {"kms:decrypt"} and stmt.get("Condition")), stmt
-    assert xray <= granted, "Tracing: Active needs the two X-Ray actions"
+    assert xray <= granted, "TracingMode=Active needs the two X-Ray actions"
+
+
+# --- X-Ray: a deploy parameter, and the roles' X-Ray grant follows it ---------------------------------
+
+
+def test_tracing_mode_parameter_defaults_to_no_traces(cfn: dict[str, Any]) -> None:
+    param = cfn["Parameters"]["TracingMode"]
+    assert (param["Type"], param["AllowedValues"]) == ("String", ["Active", "PassThrough"])
+    assert param["Default"] == "PassThrough", "X-Ray was the largest line of the cost: operators opt in"
+
+
+@pytest.mark.parametrize("mode", ["Active", "PassThrough"])
+@pytest.mark.parametrize("function", ["IngestFunction", "RetryFunction"])
+def test_both_functions_trace_as_the_parameter_says(cfn: dict[str, Any], function: str, mode: str) -> None:
+    config = cfn["Resources"][function]["Properties"]["TracingConfig"]
+    assert _evaluate(config["Mode"], {"TracingMode": mode}, cfn["Conditions"]) == mode
+
+
+@pytest.mark.parametrize(("mode", "granted"), [("Active", True), ("PassThrough", False)])
+@pytest.mark.parametrize("role_id", ["IngestFunctionRole", "RetryFunctionRole"])
+def test_the_xray_grant_follows_the_tracing_mode(cfn: dict[str, Any], role_id: str, mode: str, granted: bool) -> None:
+    xray = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    statements = []
+    for policy in cfn["Resources"][role_id]["Properties"]["Policies"]:
+        for stmt in as_list(policy["PolicyDocument"]["Statement"]):
+            chosen = _evaluate(stmt, {"TracingMode": mode}, cfn["Conditions"]) if "Fn::If" in stmt else stmt
+            if chosen is not _NO_VALUE:
+                statements.append(chosen)
+    actions = {a for stmt in statements for a in as_list(stmt["Action"])}
+    assert (xray <= actions) is granted
+    assert not (xray & actions) or granted, "no X-Ray action without tracing"
 
 
 # --- SQS: the quarantine queue is the ingest function's to write, and nobody's to read -----------------

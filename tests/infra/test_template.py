@@ -22,6 +22,7 @@ from infra.cfn import (
     as_list,
     getatt,
     only_resource_of_type,
+    policy_statements,
     ref_name,
     resources_of_type,
     sub_template,
@@ -162,9 +163,9 @@ def test_every_function_runs_python313_on_arm64(cfn: dict[str, Any]) -> None:
         assert fn["Properties"]["Architectures"] == ["arm64"], name
 
 
-def test_every_function_has_active_tracing(cfn: dict[str, Any]) -> None:
+def test_every_function_traces_as_the_tracing_mode_parameter_says(cfn: dict[str, Any]) -> None:
     for name, fn in resources_of_type(cfn, "AWS::Lambda::Function").items():
-        assert fn["Properties"].get("TracingConfig") == {"Mode": "Active"}, name
+        assert fn["Properties"].get("TracingConfig") == {"Mode": {"Ref": "TracingMode"}}, name
 
 
 def test_ingest_answers_before_dodo_gives_up(cfn: dict[str, Any]) -> None:
@@ -393,8 +394,6 @@ def test_only_the_state_table_is_reachable_in_dynamodb(cfn) -> None:
     for resource in cfn["Resources"].values():
         if resource["Type"] != "AWS::IAM::Role":
             continue
-        for policy in resource["Properties"].get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-                if any(a.startswith("dynamodb:") for a in actions):
-                    assert statement["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+        for statement in policy_statements(resource):
+            if any(a.startswith("dynamodb:") for a in as_list(statement["Action"])):
+                assert statement["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}

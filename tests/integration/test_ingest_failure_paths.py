@@ -49,8 +49,8 @@ def test_work_that_finished_keeps_its_answer_when_only_recording_it_fails(bridge
     bridge.app.service()
     dedupe = bridge.app._dedupe
     throttled = ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, "UpdateItem")
-    # the "completed" write (Powertools' update_item) fails, for the deduplicator's client only
-    dedupe._client._client = FailingOperation(dedupe._client._client, "update_item", throttled)
+    # the "completed" write (update_item) fails, for the deduplicator's client only
+    dedupe._client = FailingOperation(dedupe._client, "update_item", throttled)
     assert bridge.send(PAYMENT, webhook_id="msg_done_unrecorded") == (200, {"status": "delivered"})
     assert len(bridge.sandbox.requests) == 1
 

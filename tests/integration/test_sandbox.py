@@ -1,4 +1,4 @@
-"""The local Customer.io Track sandbox answers like the real API and obeys its test scripts."""
+"""The local Customer.io sandbox (Track, and Pipelines under /v1) answers like the real APIs and obeys scripts."""
 
 from __future__ import annotations
 
@@ -330,3 +330,189 @@ def test_validate_false_skips_op_validation_but_not_auth_or_shape() -> None:
         assert post(http, sandbox, "/api/v2/batch", {"batch": [invalid, IDENTIFY]}).status_code == 200
         assert post(http, sandbox, "/api/v2/batch", {"nope": []}).status_code == 400
         assert requests.post(sandbox.base_url + "/api/v2/entity", json=EVENT, timeout=5).status_code == 401
+
+
+# --- the Pipelines API under /v1 ---------------------------------------------------------------
+
+CALL = {"userId": "alice@example.com", "event": "payment.succeeded", "properties": {"amount": 12.5}}
+STRICT = {"X-Strict-Mode": "1"}
+
+
+@pytest.fixture
+def cdp() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.auth = ("sandbox-pipelines-key", "")
+        yield session
+
+
+def call(cdp: requests.Session, sandbox: TrackSandbox, path: str, body: Any, **kw: Any) -> requests.Response:
+    kw.setdefault("timeout", 5)
+    return cdp.post(sandbox.pipelines_url + path, json=body, **kw)
+
+
+def test_pipelines_url_is_the_same_server_under_v1(sandbox: TrackSandbox) -> None:
+    assert sandbox.pipelines_url == sandbox.base_url + "/v1"
+    assert sandbox.pipelines_key == "sandbox-pipelines-key"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [None, ("other-key", ""), ("sandbox-pipelines-key", "a-password"), AUTH],
+    ids=["none", "wrong-key", "with-password", "track-credentials"],
+)
+def test_pipelines_needs_its_key_as_the_user_and_no_password(sandbox: TrackSandbox, auth: Any) -> None:
+    resp = requests.post(sandbox.pipelines_url + "/track", json=CALL, auth=auth, headers=STRICT, timeout=5)
+    assert resp.status_code == 401
+    assert "errors" in resp.json()["meta"]
+    assert sandbox.accepted_calls() == []
+
+
+def test_track_credentials_do_not_open_pipelines_nor_the_reverse(sandbox: TrackSandbox, cdp: requests.Session) -> None:
+    assert call(cdp, sandbox, "/track", CALL, headers=STRICT).status_code == 200
+    assert requests.post(sandbox.base_url + "/api/v2/entity", json=EVENT, auth=cdp.auth, timeout=5).status_code == 401
+
+
+def test_pipelines_unknown_call_wrong_method_and_not_json(sandbox: TrackSandbox, cdp: requests.Session) -> None:
+    assert call(cdp, sandbox, "/nope", CALL).status_code == 404
+    assert cdp.get(sandbox.pipelines_url + "/track", timeout=5).status_code == 405
+    for headers in ({}, STRICT):
+        resp = cdp.post(sandbox.pipelines_url + "/track", data=b"{nope", headers=headers, timeout=5)
+        assert resp.status_code == 400
+    assert sandbox.accepted_calls() == []
+
+
+def test_every_pipelines_call_is_accepted_with_its_type_from_the_path(
+    sandbox: TrackSandbox, cdp: requests.Session
+) -> None:
+    calls = {
+        "identify": {"userId": "u1", "traits": {"plan": "pro"}, "timestamp": "2026-09-03T14:06:41Z"},
+        "track": CALL,
+        "group": {"userId": "u1", "groupId": "sub_1", "traits": {"object_type_id": "1"}},
+        "page": {"userId": "u1", "name": "Pricing"},
+        "screen": {"userId": "u1", "name": "Home"},
+        "alias": {"userId": "u1", "previousId": "anon-1"},
+    }
+    for kind, body in calls.items():
+        resp = call(cdp, sandbox, "/" + kind, body, headers=STRICT)
+        assert (resp.status_code, resp.json()) == (200, {}), kind
+    batch = [{"type": "track", **CALL}, {"type": "identify", **calls["identify"]}]
+    assert call(cdp, sandbox, "/batch", {"batch": batch}, headers=STRICT).status_code == 200
+    assert sandbox.accepted_calls() == [{"type": kind, **body} for kind, body in calls.items()] + batch
+    assert sandbox.accepted_ops() == [], "Pipelines calls are not Track ops"
+
+
+def test_strict_mode_refuses_with_400_and_keeps_nothing(sandbox: TrackSandbox, cdp: requests.Session) -> None:
+    resp = call(cdp, sandbox, "/track", {"userId": "u1"}, headers=STRICT)
+    assert resp.status_code == 400
+    assert resp.json() == {"meta": {"errors": ["event: required: 'event' is required"]}}
+    batch = {"batch": [{"type": "track", **CALL}, {"type": "track", "userId": "u1", "timestamp": "yesterday"}]}
+    resp = call(cdp, sandbox, "/batch", batch, headers=STRICT)
+    assert resp.status_code == 400
+    assert all(e.startswith("[batch 1] ") for e in resp.json()["meta"]["errors"])
+    assert sandbox.accepted_calls() == []
+    assert sandbox.dropped_calls() == []
+
+
+def test_without_strict_mode_it_answers_200_and_drops(sandbox: TrackSandbox, cdp: requests.Session) -> None:
+    resp = call(cdp, sandbox, "/track", {"userId": "u1"})
+    assert (resp.status_code, resp.json()) == (200, {})
+    bad_item = {"type": "track", "userId": "u1", "timestamp": "yesterday"}
+    assert call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, bad_item]}).status_code == 200
+    assert sandbox.accepted_calls() == [{"type": "track", **CALL}]
+    dropped = sandbox.dropped_calls()
+    assert [c for c, _ in dropped] == [{"type": "track", "userId": "u1"}, bad_item]
+    assert [{e.field for e in errors} for _, errors in dropped] == [{"event"}, {"event", "timestamp"}]
+    assert [s.get("dropped") for s in sandbox.summaries()] == [1, 1]
+
+
+@pytest.mark.parametrize("headers", [STRICT, {}], ids=["strict", "lenient"])
+def test_pipelines_limits(sandbox: TrackSandbox, cdp: requests.Session, headers: dict[str, str]) -> None:
+    big = {**CALL, "properties": {"blob": "x" * 32_000}}  # just over 32 KB
+    small = {**CALL, "properties": {"blob": "x" * 31_000}}
+    answers = [
+        call(cdp, sandbox, "/track", big, headers=headers),
+        call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **small}] * 17}, headers=headers),  # > 500 KB
+        call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, {"type": "track", **big}]}, headers=headers),
+        call(cdp, sandbox, "/track", small, headers=headers),
+    ]
+    assert [a.status_code for a in answers] == ([400, 400, 400, 200] if headers else [200] * 4)
+    assert all("payload_too_large" in e for a in answers[:3] if headers for e in a.json()["meta"]["errors"])
+    kept = [{"type": "track", **small}] if headers else [{"type": "track", **CALL}, {"type": "track", **small}]
+    assert sandbox.accepted_calls() == kept
+    assert len(sandbox.dropped_calls()) == (0 if headers else 1 + 17 + 1)
+
+
+def test_pipelines_scripted_faults(sandbox: TrackSandbox, cdp: requests.Session) -> None:
+    sandbox.script(
+        503,
+        ScriptedResponse(429, headers={"Retry-After": "3"}),
+        ScriptedResponse(0, action="close"),
+        ScriptedResponse(200, action="reset"),
+    )
+    first = call(cdp, sandbox, "/track", CALL, headers=STRICT)
+    second = call(cdp, sandbox, "/track", CALL, headers=STRICT)
+    assert (first.status_code, second.status_code, second.headers["Retry-After"]) == (503, 429, "3")
+    for _ in range(2):
+        with pytest.raises(requests.RequestException):
+            call(cdp, sandbox, "/track", CALL, headers=STRICT)
+    assert sandbox.accepted_calls() == []
+    assert call(cdp, sandbox, "/track", CALL, headers=STRICT).status_code == 200
+    assert [r.scripted for r in sandbox.requests] == ["respond", "respond", "close", "reset", None]
+    assert sandbox.accepted_calls() == [{"type": "track", **CALL}]
+
+
+def test_pipelines_summaries_and_log_lines_mask_the_user(
+    sandbox: TrackSandbox, cdp: requests.Session, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="dodo_cio_local.sandbox"):
+        call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, {"type": "track", "userId": "u1"}]})
+    [line] = [r.getMessage() for r in caplog.records if r.name == "dodo_cio_local.sandbox"]
+    assert "POST /v1/batch -> 200" in line
+    assert "dropped=1" in line
+    [summary] = requests.get(sandbox.base_url + "/__sandbox/requests", timeout=5).json()
+    assert summary["ops"][0] == {"type": "track", "event": "payment.succeeded", "identifier": "userId=a***@example.com"}
+    assert summary["errors"] == [{"batch_index": 1, "reason": "required", "field": "event"}]
+    assert "alice" not in line + str(summary)
+    assert "12.5" not in line + str(summary)
+
+
+def test_pipelines_validate_false_keeps_auth_and_limits() -> None:
+    with TrackSandbox(validate=False, pipelines_key="k") as sandbox, requests.Session() as cdp:
+        cdp.auth = ("k", "")
+        assert call(cdp, sandbox, "/track", {"userId": "u1"}, headers=STRICT).status_code == 200
+        big = {**CALL, "properties": {"blob": "x" * 32_000}}
+        assert call(cdp, sandbox, "/track", big, headers=STRICT).status_code == 400
+        assert call(cdp, sandbox, "/batch", {"batch": [CALL]}, headers=STRICT).status_code == 400  # no type
+        assert requests.post(sandbox.pipelines_url + "/track", json=CALL, timeout=5).status_code == 401
+
+
+def test_the_pipelines_client_delivers_every_sample_to_the_sandbox(sandbox: TrackSandbox) -> None:
+    """The bridge's own client, in strict mode, against the sandbox: nothing refused, nothing dropped."""
+    from contract.wire import ready_ops
+    from dodo_cio.config import Settings
+    from dodo_cio.destination import PipelinesCredentials
+    from support.samples import sample_paths
+
+    settings = Settings.from_env(
+        {
+            "CUSTOMERIO_API": "pipelines",
+            "CUSTOMERIO_PIPELINES_URL": sandbox.pipelines_url,
+            "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID": "3",
+        }
+    )
+    client = settings.delivery_clients().get(PipelinesCredentials(sandbox.pipelines_key))
+    sent = 0
+    try:
+        for path in sample_paths():
+            ops = ready_ops(path.read_bytes(), settings.mapping())
+            result = client.send(ops)
+            assert result.delivered, (path.name, [r.reason for r in result.results])
+            sent += len(ops)
+    finally:
+        client.close()
+    assert {r.status for r in sandbox.requests} == {200}
+    assert all(r.headers.get("X-Strict-Mode") == "1" for r in sandbox.requests)
+    accepted = sandbox.accepted_calls()
+    assert len(accepted) == sent
+    assert {c["type"] for c in accepted} == {"identify", "track", "group"}
+    assert sandbox.dropped_calls() == []

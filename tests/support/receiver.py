@@ -16,6 +16,7 @@ class Receiver:
     url: str
     status: int = 200
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)  # the request path of each entry of `received`
 
 
 @contextmanager
@@ -27,6 +28,7 @@ def loopback_receiver(path: str = "/webhooks/dodo") -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             box[0].received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            box[0].paths.append(self.path)
             payload = json.dumps({"answer": box[0].status}).encode()
             self.send_response(box[0].status)
             self.send_header("Content-Type", "application/json")

@@ -24,10 +24,10 @@ from dodo_cio.models import (
     DodoEvent,
     Payment,
     Refund,
-    Subscription,
     parse_envelope,
     parse_json,
     parse_payload,
+    parse_subscription,
 )
 from support.samples import SAMPLES, load_sample
 
@@ -338,7 +338,7 @@ def test_empty_email_is_never_a_removal() -> None:
 
 def test_subscription_state_carries_what_marketers_segment_on() -> None:
     raw = rich_subscription()
-    state = profiles.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(parse_subscription(raw), {})
     created = unix(raw["created_at"])
     assert state["recurring_amount"] == 15
     assert type(state["recurring_amount"]) is int
@@ -375,7 +375,7 @@ def test_subscription_state_carries_what_marketers_segment_on() -> None:
 def test_subscription_state_values_fit_the_profile_limit() -> None:
     raw = rich_subscription()
     raw["addons"] = [{"addon_id": f"adn_{i:04d}_{'x' * 20}", "quantity": 2} for i in range(100)]
-    state = profiles.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(parse_subscription(raw), {})
     assert all(json_len(v) <= PROFILE_VALUE_BYTES for v in state.values())
     assert 0 < len(state["addon_ids"]) < 100  # the ids that fit, in order
     assert state["addon_ids"][0].startswith("adn_0000")
@@ -388,7 +388,7 @@ def test_subscription_state_null_is_a_removal_absent_is_left_alone() -> None:
     raw["customer_business_name"] = None
     for absent in ("has_payment_method", "cancellation_feedback", "paused_at"):
         del raw[absent]
-    state = profiles.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(parse_subscription(raw), {})
     for cleared in (
         "scheduled_product_id",
         "scheduled_product_name",
@@ -412,7 +412,7 @@ def test_subscription_state_null_is_a_removal_absent_is_left_alone() -> None:
 def test_deprecated_discount_cycles_count_when_discounts_are_absent() -> None:
     raw = rich_subscription()
     del raw["discounts"]
-    state = profiles.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(parse_subscription(raw), {})
     assert state["discount_cycles_remaining"] == 2
     assert "discount_code" not in state
 
@@ -429,7 +429,7 @@ def test_deprecated_discount_cycles_count_when_discounts_are_absent() -> None:
 def test_trial_ends_at(change: dict[str, Any], expected: str | None) -> None:
     raw = rich_subscription()
     raw.update(change)
-    state = profiles.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(parse_subscription(raw), {})
     created = unix(raw["created_at"])
     assert state["trial_ends_at"] == (created + 7 * DAY if expected else None)
 
@@ -437,21 +437,21 @@ def test_trial_ends_at(change: dict[str, Any], expected: str | None) -> None:
 def test_trial_end_is_left_alone_when_the_start_or_the_length_is_unknown() -> None:
     raw = rich_subscription()
     del raw["created_at"]
-    assert "trial_ends_at" not in profiles.subscription_profile(Subscription.parse(raw), {})
+    assert "trial_ends_at" not in profiles.subscription_profile(parse_subscription(raw), {})
     raw = rich_subscription()
     del raw["trial_period_days"]
-    assert "trial_ends_at" not in profiles.subscription_profile(Subscription.parse(raw), {})
+    assert "trial_ends_at" not in profiles.subscription_profile(parse_subscription(raw), {})
 
 
 def test_cleared_recurring_amount_removes_all_four() -> None:
     raw = rich_subscription()
     raw["recurring_pre_tax_amount"] = None
-    state = profiles.subscription_profile(Subscription.parse(raw), {})
+    state = profiles.subscription_profile(parse_subscription(raw), {})
     assert {k: state[k] for k in state if k.startswith("recurring_amount")} == dict.fromkeys(
         ("recurring_amount", "recurring_amount_minor", "recurring_amount_currency", "recurring_amount_display")
     )
     del raw["recurring_pre_tax_amount"]
-    assert not any(k.startswith("recurring_amount") for k in profiles.subscription_profile(Subscription.parse(raw), {}))
+    assert not any(k.startswith("recurring_amount") for k in profiles.subscription_profile(parse_subscription(raw), {}))
 
 
 def test_subscription_state_reaches_the_profile_prefixed() -> None:
@@ -473,7 +473,7 @@ def test_subscription_state_reaches_the_profile_prefixed() -> None:
 
 def test_subscription_event_carries_state_and_full_lists() -> None:
     raw = rich_subscription()
-    out = attrs.subscription_attributes(Subscription.parse(raw), {})
+    out = attrs.subscription_attributes(parse_subscription(raw), {})
     assert out["recurring_amount_display"] == "$15.00"
     assert out["trial_amount"] == 1
     assert out["trial_amount_display"] == "$1.00"
@@ -503,7 +503,7 @@ def test_subscription_event_carries_state_and_full_lists() -> None:
 
 
 def test_subscription_event_from_the_cancelled_sample() -> None:
-    out = attrs.subscription_attributes(Subscription.parse(data("subscription.cancelled.json")), {})
+    out = attrs.subscription_attributes(parse_subscription(data("subscription.cancelled.json")), {})
     assert out["cancelled_by"] == "customer"
     assert out["cancellation_feedback"] == "too_expensive"
     assert out["cancellation_comment"] == "Switching to the annual plan next quarter"

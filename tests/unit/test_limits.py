@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dodo_cio.limits import FitResult, encoded_size, fit_op, is_identity_value, truncate_utf8, wire_size
+from dodo_cio.limits import FitResult, encoded_size, fit_op, is_identity_value, surely_fits, truncate_utf8, wire_size
 
 EVENT_NAME_BYTES = 100
 ATTRIBUTE_NAME_BYTES = 150
@@ -567,3 +567,26 @@ def test_fitted_op_always_within_limits(attributes: dict[str, Any], name: str, i
     again = fit_op(out)
     assert again.op == out
     assert again.warnings == []
+
+
+# -- the shortcut that spares encoding most values ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\x01" * 166, "\U0010ffff" * 166, '"' * 166, 10**100 - 1, -(10**100) + 1, -1.7976931348623157e308, True, None],
+)
+def test_the_worst_value_said_to_fit_does_fit(value: Any) -> None:
+    assert surely_fits(value)
+    assert encoded_size(value) <= ATTRIBUTE_VALUE_BYTES
+
+
+@pytest.mark.parametrize("value", ["\x01" * 167, 10**100, {"a": 1}, ["x"]])
+def test_anything_else_is_measured(value: Any) -> None:
+    assert not surely_fits(value)
+
+
+@given(st.one_of(st.text(max_size=400), st.integers(), st.floats(), st.booleans(), st.none()))
+def test_a_value_said_to_fit_fits(value: Any) -> None:
+    if surely_fits(value):
+        assert encoded_size(value) <= ATTRIBUTE_VALUE_BYTES

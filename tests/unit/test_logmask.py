@@ -63,3 +63,10 @@ def test_each_line_is_the_one_powertools_writes(record: logging.LogRecord, monke
     for formatter in (ours, theirs):
         formatter.append_keys(service="bridge", cold_start=False, webhook_id="msg_1", event_type=None)
     assert ours.format(copy.copy(record)) == theirs.format(copy.copy(record))
+
+
+def test_a_key_that_cannot_be_formatted_fails_as_it_does_in_powertools() -> None:
+    for formatter in (MaskingFormatter(), LambdaPowertoolsFormatter()):
+        formatter.append_keys(name=5)  # `name` is a LogRecord attribute: Powertools formats it from the record
+        with pytest.raises(ValueError, match="need to be type 'str'"):
+            formatter.format(_record("delivered"))

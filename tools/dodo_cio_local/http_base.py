@@ -10,6 +10,9 @@ started and stopped in a daemon thread the same way, so it uses `BackgroundServe
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import socketserver
 import threading
 from collections.abc import Mapping
@@ -127,3 +130,19 @@ class BackgroundServer:
         self.server.shutdown()
         self.server.server_close()
         self._thread.join(timeout=5)
+
+
+def basic_auth_is(headers: Mapping[str, str], user: str, password: str) -> bool:
+    """Whether `headers` carry HTTP Basic auth for exactly `user`:`password` (compared in constant time).
+
+    One check for both sandbox APIs: Track's site id and key, Pipelines' key with an empty password.
+    """
+    given = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, token = given.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(decoded, f"{user}:{password}".encode())

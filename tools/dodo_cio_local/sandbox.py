@@ -1,4 +1,4 @@
-"""A local stand-in for Customer.io's Track API (v2 entity/batch plus the region probe).
+"""A local stand-in for Customer.io's Track API (v2 entity/batch plus the region probe) and Pipelines API.
 
 Why it exists: the bridge must be exercised end to end (``make run``, integration and load
 tests) without real credentials or network access, and the failure modes that matter most for
@@ -17,6 +17,11 @@ What it enforces (numbers from Customer.io's published Track API reference; see
   ``{"batch": [...]}`` shape (400), then per-op validation: 207 listing only the bad ops
   (the others count as accepted), else 200 ``{}``.
 * ``GET /api/v1/accounts/region``: 200 ``{"url", "region", "environment_id"}``.
+* The Data Pipelines API under ``/v1`` on the same server (:attr:`TrackSandbox.pipelines_url`):
+  ``POST /v1/identify``, ``/track``, ``/page``, ``/screen``, ``/group``, ``/alias``, ``/batch``,
+  Basic auth with ``pipelines_key`` and an empty password, checked against Customer.io's published
+  Pipelines spec; strict mode refuses with 400, otherwise 200 and the call is recorded as dropped
+  (``sandbox_pipelines.py`` says how; :meth:`TrackSandbox.accepted_calls` is what was kept).
 
 Sandbox-only strictness (the real API's behaviour is undocumented here, and being strict catches
 bridge bugs early): event ``id`` must be a ULID, ``timestamp`` must be an ``int`` (not ``1.0``)
@@ -37,7 +42,8 @@ sizes and the batch shape are still checked) for load tests where validation wou
 than the client under test.
 
 Where the pieces live: the Track API's limits and error shapes in ``track_v2.py``, the request
-validator in ``track_validator.py``, scripted faults and the rate limit's bucket in
+validator in ``track_validator.py``, the Pipelines side in ``pipelines_v1.py``,
+``pipelines_validator.py`` and ``sandbox_pipelines.py``, scripted faults and the rate limit's bucket in
 ``sandbox_faults.py``, recorded requests and their summaries in ``sandbox_records.py``, the HTTP
 handling and ``/__sandbox/*`` controls in ``sandbox_http.py``. The names in ``__all__`` are the
 public surface and stay importable from here.
@@ -45,10 +51,7 @@ public surface and stay importable from here.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hmac
 import logging
 import random
 import socket
@@ -60,10 +63,21 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from dodo_cio_local.http_base import BackgroundServer
+from dodo_cio_local.http_base import BackgroundServer, basic_auth_is
+from dodo_cio_local.pipelines_v1 import PREFIX, PipelinesValidationError, is_pipelines_path
+from dodo_cio_local.pipelines_validator import PipelinesValidator
 from dodo_cio_local.sandbox_faults import ScriptedResponse, TokenBucket, checked_burst, checked_fail_rate
 from dodo_cio_local.sandbox_http import SandboxHandler, SandboxServer
-from dodo_cio_local.sandbox_records import ReceivedRequest, accepted_ops, log_line, mask_email, summarise
+from dodo_cio_local.sandbox_pipelines import PipelinesEndpoints
+from dodo_cio_local.sandbox_records import (
+    ReceivedRequest,
+    accepted_calls,
+    accepted_ops,
+    dropped_calls,
+    log_line,
+    mask_email,
+    summarise,
+)
 from dodo_cio_local.track_v2 import (
     ATTRIBUTE_NAME_MAX_BYTES,
     ATTRIBUTE_VALUE_MAX_BYTES,
@@ -95,6 +109,8 @@ __all__ = [
     "MAX_ATTRIBUTES",
     "OP_MAX_BYTES",
     "OpError",
+    "PipelinesValidationError",
+    "PipelinesValidator",
     "ReceivedRequest",
     "ScriptedResponse",
     "TrackSandbox",
@@ -121,7 +137,8 @@ class TrackSandbox:
 
     Use as a context manager (``with TrackSandbox() as sb: ...``) or call :meth:`start` and
     :meth:`stop`. Point the bridge's Track base URL at :attr:`base_url` and use
-    :attr:`site_id`/:attr:`api_key` as its credentials.
+    :attr:`site_id`/:attr:`api_key` as its credentials; for the Pipelines API, its base URL at
+    :attr:`pipelines_url` and :attr:`pipelines_key` as its key.
     """
 
     def __init__(
@@ -138,6 +155,8 @@ class TrackSandbox:
         rate_limit: float | None = None,
         rate_limit_burst: int | None = None,
         validate: bool = True,
+        pipelines_key: str = "sandbox-pipelines-key",
+        pipelines_spec_path: Path | None = None,
     ) -> None:
         if region not in {"us", "eu"}:
             raise ValueError("region must be 'us' or 'eu'")
@@ -154,11 +173,14 @@ class TrackSandbox:
         self._bucket = TokenBucket(rate_limit, self.rate_limit_burst) if rate_limit is not None else None
         self.schema_path = schema_path if schema_path is not None else default_schema_path()
         self.validator = TrackV2Validator.from_path(self.schema_path)
+        self.pipelines_key = pipelines_key
+        self.pipelines = PipelinesEndpoints(
+            pipelines_key, PipelinesValidator.from_path(pipelines_spec_path), validate=validate
+        )
         self.requests: list[ReceivedRequest] = []
         self._lock = threading.Lock()
         self._script: deque[ScriptedResponse] = deque()
         self._rng = random.Random(seed)  # noqa: S311 - simulated outages, not security
-        self._expected_auth = "Basic " + base64.b64encode(f"{site_id}:{api_key}".encode()).decode()
         self._serving: BackgroundServer | None = None
         self._stopping = threading.Event()
         self._connections: set[socket.socket] = set()
@@ -172,6 +194,11 @@ class TrackSandbox:
             raise RuntimeError("the sandbox is not running; call start() first")
         return self._base_url
 
+    @property
+    def pipelines_url(self) -> str:
+        """``http://host:port/v1``: the Pipelines base URL (``CUSTOMERIO_PIPELINES_URL``), same server."""
+        return self.base_url + PREFIX
+
     def start(self) -> str:
         """Bind, serve in a daemon thread and return the base URL."""
         if self._serving is not None:
@@ -183,7 +210,12 @@ class TrackSandbox:
         self.port = server.server_address[1]
         self._base_url = f"http://{self.host}:{self.port}"
         self._serving = BackgroundServer(server, name="track-sandbox", poll_interval=0.05)
-        log.info("Customer.io Track sandbox listening on %s (site_id=%s)", self._base_url, self.site_id)
+        log.info(
+            "Customer.io sandbox listening: Track on %s (site_id=%s), Pipelines on %s",
+            self._base_url,
+            self.site_id,
+            self.pipelines_url,
+        )
         return self._base_url
 
     def stop(self) -> None:
@@ -222,6 +254,14 @@ class TrackSandbox:
     def accepted_ops(self) -> list[dict[str, Any]]:
         """Every op Customer.io would now hold (see :func:`sandbox_records.accepted_ops`)."""
         return accepted_ops(self._snapshot())
+
+    def accepted_calls(self) -> list[dict[str, Any]]:
+        """Every Pipelines call the workspace would now hold (see :func:`sandbox_records.accepted_calls`)."""
+        return accepted_calls(self._snapshot())
+
+    def dropped_calls(self) -> list[tuple[Any, list[OpError]]]:
+        """Each Pipelines call answered 200 without strict mode but not kept, with why."""
+        return dropped_calls(self._snapshot())
 
     def reset(self) -> None:
         """Forget recorded requests and queued scripts; re-seed so fail_rate repeats its sequence;
@@ -287,20 +327,10 @@ class TrackSandbox:
                 self._rng.seed(seed)
             return {"fail_rate": self.fail_rate, "seed": self.seed}
 
-    def _authorized(self, headers: Mapping[str, str]) -> bool:
-        given = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        expected = f"{self.site_id}:{self.api_key}".encode()
-        return hmac.compare_digest(decoded, expected)
-
     def _process(self, rec: ReceivedRequest) -> tuple[int, Any]:
-        if not self._authorized(rec.headers):
+        if is_pipelines_path(rec.path):
+            return self.pipelines.process(rec)
+        if not basic_auth_is(rec.headers, self.site_id, self.api_key):
             return 401, _UNAUTHORIZED
         routes = {ENTITY_PATH: "POST", BATCH_PATH: "POST", REGION_PATH: "GET"}
         if rec.path not in routes:

@@ -71,17 +71,29 @@ def default_schema_path() -> Path:
     sandbox runs from an editable install, so walking up from this module finds the checkout.
     A copy next to this module is accepted too, for a packaged install.
     """
+    try:
+        return in_checkout(_SCHEMA_RELATIVE, "schema_path= (regenerate it with tests/contract/derive_schema.py)")
+    except FileNotFoundError:
+        packaged = Path(__file__).resolve().with_name("track_v2.schema.json")
+        if packaged.is_file():
+            return packaged
+        raise
+
+
+def in_checkout(relative: Path, instead: str) -> Path:
+    """``relative`` (a repository path) found by walking up from this module, as an editable install runs.
+
+    The sandbox's schema and spec are test data kept in the repository, not in the package.
+    ``instead`` says what to pass when it is not there.
+    """
     here = Path(__file__).resolve()
     for parent in here.parents:
-        candidate = parent / _SCHEMA_RELATIVE
+        candidate = parent / relative
         if candidate.is_file():
             return candidate
-    packaged = here.with_name("track_v2.schema.json")
-    if packaged.is_file():
-        return packaged
     raise FileNotFoundError(
-        f"cannot find {_SCHEMA_RELATIVE} in any parent of {here.parent}; run from a checkout of the "
-        "repository or pass schema_path= (regenerate it with tests/contract/derive_schema.py)"
+        f"cannot find {relative} in any parent of {here.parent}; "
+        f"run from a checkout of the repository or pass {instead}"
     )
 
 

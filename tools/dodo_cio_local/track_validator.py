@@ -167,7 +167,7 @@ class TrackV2Validator:
         """Problems with the ``{"batch": [...]}`` envelope itself (not with the ops inside it)."""
         if not isinstance(body, dict):
             return [OpError("invalid_type", "", f"the body must be a JSON object, got {json_type(body)}")]
-        return [self._from_schema_error(err) for err in self._envelope.iter_errors(body)]
+        return [schema_error(err) for err in self._envelope.iter_errors(body)]
 
     def batch_errors(self, body: Any) -> list[OpError]:
         """Envelope errors (``batch_index`` None), else every op's errors tagged with its index.
@@ -203,37 +203,7 @@ class TrackV2Validator:
             self.validator_for(def_name).iter_errors(instance),
             key=lambda e: (len(e.absolute_path), _field(e.absolute_path)),
         )
-        return [self._from_schema_error(err) for err in raw]
-
-    @staticmethod
-    def _from_schema_error(err: ValidationError) -> OpError:
-        path = list(err.absolute_path)
-        keyword = err.validator
-        value: Any = err.validator_value
-        if keyword == "required":
-            instance = err.instance if isinstance(err.instance, dict) else {}
-            missing = [key for key in value if key not in instance] or ["?"]
-            return OpError("required", _field([*path, missing[0]]), f"'{missing[0]}' is required")
-        if keyword == "type":
-            return OpError("invalid_type", _field(path), f"expected {value}, got {json_type(err.instance)}")
-        if keyword in {"enum", "const"}:
-            allowed = value if keyword == "enum" else [value]
-            return OpError("invalid_value", _field(path), f"must be one of {allowed}")
-        if keyword == "format":
-            reason = "invalid_" + str(value).lower().replace(" ", "_")
-            if value == "ULID":
-                return OpError(reason, _field(path), "must be a 26-character Crockford base32 ULID")
-            return OpError(reason, _field(path), f"is not a valid {value}")
-        if keyword in {"oneOf", "anyOf"}:
-            shapes = ["+".join(branch.get("required", [])) for branch in value if isinstance(branch, dict)]
-            if path and path[-1] in {"identifiers", "primary", "secondary"} and all(shapes):
-                return OpError(
-                    "invalid_identifiers",
-                    _field(path),
-                    f"must hold exactly one identifier: one of {' | '.join(shapes)}",
-                )
-            return OpError("invalid_value", _field(path), "does not match any allowed shape")
-        return OpError("invalid", _field(path), _short(err.message, 200))
+        return [schema_error(err) for err in raw]
 
     def _limit_errors(self, op: dict[str, Any]) -> list[OpError]:
         errors: list[OpError] = []
@@ -269,6 +239,40 @@ class TrackV2Validator:
         if action == "identify" and op_type == "person":
             errors.extend(_attribute_errors(op.get("attributes")))
         return errors
+
+
+def schema_error(err: ValidationError) -> OpError:
+    """One jsonschema error as the API's error entry: a reason, the dotted field, a short message.
+
+    Shared with the Pipelines validator, so both sandboxes word a refusal the same way.
+    """
+    path = list(err.absolute_path)
+    keyword = err.validator
+    value: Any = err.validator_value
+    if keyword == "required":
+        instance = err.instance if isinstance(err.instance, dict) else {}
+        missing = [key for key in value if key not in instance] or ["?"]
+        return OpError("required", _field([*path, missing[0]]), f"'{missing[0]}' is required")
+    if keyword == "type":
+        return OpError("invalid_type", _field(path), f"expected {value}, got {json_type(err.instance)}")
+    if keyword in {"enum", "const"}:
+        allowed = value if keyword == "enum" else [value]
+        return OpError("invalid_value", _field(path), f"must be one of {allowed}")
+    if keyword == "format":
+        reason = "invalid_" + str(value).lower().replace(" ", "_")
+        if value == "ULID":
+            return OpError(reason, _field(path), "must be a 26-character Crockford base32 ULID")
+        return OpError(reason, _field(path), f"is not a valid {value}")
+    if keyword in {"oneOf", "anyOf"}:
+        shapes = ["+".join(branch.get("required", [])) for branch in value if isinstance(branch, dict)]
+        if path and path[-1] in {"identifiers", "primary", "secondary"} and all(shapes):
+            return OpError(
+                "invalid_identifiers",
+                _field(path),
+                f"must hold exactly one identifier: one of {' | '.join(shapes)}",
+            )
+        return OpError("invalid_value", _field(path), "does not match any allowed shape")
+    return OpError("invalid", _field(path), _short(err.message, 200))
 
 
 def _raise_if_refused(errors: list[OpError], body: Any, endpoint: str, limit: int) -> None:

@@ -3,13 +3,16 @@
 Environment (documented in the README, "Configuration"):
   SSM_PARAMETER_PATH      e.g. /dodo-customerio; secrets live under it (see SECRET_NAMES)
   CUSTOMERIO_REGION       us | eu
+  CUSTOMERIO_API          track (default: Track API v2) | pipelines (Data Pipelines API); dodo_cio.destination
   CUSTOMERIO_TRACK_URL    optional base URL override (tests, proxies)
+  CUSTOMERIO_PIPELINES_URL  optional Pipelines base URL override, ending in /v1 (tests, proxies)
   CUSTOMERIO_IDENTIFIER   customer_id | email | metadata:<key>
   RETRY_QUEUE_URL         SQS queue for deliveries that did not succeed at once
   STATE_TABLE_NAME        DynamoDB table for exactly-once per webhook id and the stale-profile check
   DEAD_LETTER_QUEUE_URL   where the retry function puts what it gives up on, with the reason
   QUARANTINE_QUEUE_URL    ingest only: where signed webhooks this version cannot parse are kept
-  CUSTOMERIO_RATE_LIMIT_RPS  Track API requests per second the retry path may use in all (default 100)
+  CUSTOMERIO_RATE_LIMIT_RPS  Customer.io requests per second the retry path may use in all (default 100;
+                          with pipelines at most its published 3,000 per 3 s)
   RETRY_MAX_CONCURRENCY   the retry event source's MaximumConcurrency; each container takes its share
   CUSTOMERIO_CONNECT_TIMEOUT / CUSTOMERIO_READ_TIMEOUT   seconds (defaults 2 / 5)
   BOTO_CONNECT_TIMEOUT / BOTO_READ_TIMEOUT   seconds per attempt of every AWS call (defaults 1 / 1)
@@ -27,16 +30,33 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from dodo_cio.customerio import ClientCache, track_base_url
+from dodo_cio.customerio import ClientCache, TrackClient, track_base_url
+from dodo_cio.destination import (
+    APIS,
+    PIPELINES,
+    PIPELINES_LIMITS,
+    TRACK,
+    TRACK_LIMITS,
+    ApiLimits,
+    Credentials,
+    DeliveryClient,
+    DeliveryClients,
+    PipelinesCredentials,
+    TrackCredentials,
+)
 from dodo_cio.dodo_api import dodo_api_base_url
 from dodo_cio.mapping import PROFILE_METADATA_MODES, IdentifierStrategy, MappingConfig, MappingConfigError
+from dodo_cio.pipelines.client import PIPELINES_HOSTS, PipelinesClient, pipelines_base_url
 from dodo_cio.signature import parse_secrets
 
 SECRET_NAMES: Final = ("webhook-secret", "customerio-site-id", "customerio-api-key")
 DODO_API_KEY_NAME: Final = "dodo-api-key"  # optional; read only when a customer must be looked up
+PIPELINES_API_KEY_NAME: Final = "customerio-pipelines-api-key"  # SecureString; CUSTOMERIO_API=pipelines only
+# The SSM names (under the path) of each API's credentials: only the chosen API's are read.
+CREDENTIAL_NAMES: Final = {TRACK: SECRET_NAMES[1:], PIPELINES: (PIPELINES_API_KEY_NAME,)}
 # Every AWS call on a request path: at most this many attempts (botocore's `total_max_attempts`;
 # its `max_attempts` counts retries), each bounded by the BOTO_* timeouts and by the deadline.
 AWS_ATTEMPTS: Final = 3
@@ -83,6 +103,8 @@ class Settings:
     aws_connect_timeout: float = AWS_CONNECT_TIMEOUT
     aws_read_timeout: float = AWS_READ_TIMEOUT
     answer_reserve: float = ANSWER_RESERVE
+    customerio_api: str = TRACK
+    pipelines_url: str = PIPELINES_HOSTS["us"]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -91,8 +113,12 @@ class Settings:
         if not path.startswith("/"):
             raise ConfigError(f"SSM_PARAMETER_PATH must start with '/', not {path!r}")
         region = env.get("CUSTOMERIO_REGION", "us").strip().lower() or "us"
+        api = env.get("CUSTOMERIO_API", "").strip().lower() or TRACK
+        if api not in APIS:
+            raise ConfigError(f"CUSTOMERIO_API must be 'track' or 'pipelines', not {env.get('CUSTOMERIO_API')!r}")
         try:
             track_url = track_base_url(region, env.get("CUSTOMERIO_TRACK_URL"))
+            pipelines_url = pipelines_base_url(region, env.get("CUSTOMERIO_PIPELINES_URL"))
             identifier = IdentifierStrategy.parse(env.get("CUSTOMERIO_IDENTIFIER"))
             dodo_api_url = dodo_api_base_url(
                 env.get("DODO_API_MODE", "").strip() or "live_mode", env.get("DODO_API_URL")
@@ -105,6 +131,12 @@ class Settings:
                 f"CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID must be the object type's number (e.g. 1), not {object_type!r}"
             )
         aws_connect, aws_read = aws_timeouts(env)
+        rate_limit_rps = _float(env, "CUSTOMERIO_RATE_LIMIT_RPS", 100.0)
+        if api == PIPELINES and rate_limit_rps > PIPELINES_LIMITS.requests_per_second:
+            raise ConfigError(
+                f"CUSTOMERIO_RATE_LIMIT_RPS {rate_limit_rps:g} is over the Pipelines API's published rate "
+                f"({PIPELINES_LIMITS.requests} requests per {PIPELINES_LIMITS.per_seconds:g} s)"
+            )
         profile_metadata = env.get("CUSTOMERIO_PROFILE_METADATA", "").strip().lower() or "prefixed"
         if profile_metadata not in PROFILE_METADATA_MODES:
             raise ConfigError(f"CUSTOMERIO_PROFILE_METADATA must be prefixed or none, not {profile_metadata!r}")
@@ -117,7 +149,7 @@ class Settings:
             dead_letter_queue_url=env.get("DEAD_LETTER_QUEUE_URL", "").strip() or None,
             quarantine_queue_url=env.get("QUARANTINE_QUEUE_URL", "").strip() or None,
             state_table=env.get("STATE_TABLE_NAME", "").strip() or None,
-            rate_limit_rps=_float(env, "CUSTOMERIO_RATE_LIMIT_RPS", 100.0),
+            rate_limit_rps=rate_limit_rps,
             retry_max_concurrency=max(1, int(_float(env, "RETRY_MAX_CONCURRENCY", 2))),
             connect_timeout=_float(env, "CUSTOMERIO_CONNECT_TIMEOUT", 2.0),
             read_timeout=_float(env, "CUSTOMERIO_READ_TIMEOUT", 5.0),
@@ -128,6 +160,8 @@ class Settings:
             aws_connect_timeout=aws_connect,
             aws_read_timeout=aws_read,
             answer_reserve=_float(env, "ANSWER_RESERVE", ANSWER_RESERVE),
+            customerio_api=api,
+            pipelines_url=pipelines_url,
         )
 
     def mapping(self) -> MappingConfig:
@@ -150,6 +184,40 @@ class Settings:
             session_factory=session_factory,
         )
 
+    def delivery_clients(
+        self, session_factory: Callable[[], Any] | None = None, *, pace: Callable[[], None] | None = None
+    ) -> DeliveryClients:
+        """The container's client cache for the chosen API; `.get(credentials)` gives a client.
+
+        The client follows the credentials (`Secrets.delivery_credentials()` gives the chosen
+        API's): Track's TrackClient or a PipelinesClient, bound to this deployment's URL and
+        timeouts. `pace` (Pipelines only) runs before each extra request one send makes.
+        """
+
+        def build(credentials: Credentials) -> DeliveryClient:
+            session = session_factory() if session_factory else None
+            connect, read = self.connect_timeout, self.read_timeout
+            if isinstance(credentials, PipelinesCredentials):
+                return PipelinesClient(
+                    self.pipelines_url,
+                    credentials.api_key,
+                    connect_timeout=connect,
+                    read_timeout=read,
+                    session=session,
+                    pace=pace,
+                )
+            site_id, api_key = credentials.site_id, credentials.api_key
+            return TrackClient(
+                self.track_url, site_id, api_key, connect_timeout=connect, read_timeout=read, session=session
+            )
+
+        return DeliveryClients(build)
+
+    @property
+    def delivery_limits(self) -> ApiLimits:
+        """The chosen API's published limits: request sizes for the retry planner, and its rate."""
+        return PIPELINES_LIMITS if self.customerio_api == PIPELINES else TRACK_LIMITS
+
     @property
     def aws_attempt_seconds(self) -> float:
         """The longest one attempt of an AWS call may take: what a step keeps back for each call after it."""
@@ -168,14 +236,31 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class Secrets:
+    """What SSM holds for this deployment: the webhook secrets and the chosen API's credentials.
+
+    Only the chosen API's credentials are read (`CREDENTIAL_NAMES`): under `pipelines` the Track
+    site id and key stay None, and under `track` the Pipelines key does.
+    """
+
     webhook_secrets: tuple[bytes, ...]
-    site_id: str | None
-    api_key: str | None
+    site_id: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    pipelines_api_key: str | None = field(default=None, repr=False)
+    customerio_api: str = TRACK
 
     def require_customerio(self) -> tuple[str, str]:
         if not self.site_id or not self.api_key:
             raise ConfigError("Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)")
         return self.site_id, self.api_key
+
+    def delivery_credentials(self) -> Credentials:
+        """The chosen API's credentials; ConfigError naming the missing SSM parameters (never a value)."""
+        if self.customerio_api == PIPELINES:
+            if not self.pipelines_api_key:
+                raise ConfigError(f"the Customer.io Pipelines API key is missing in SSM ({PIPELINES_API_KEY_NAME})")
+            return PipelinesCredentials(self.pipelines_api_key)
+        site_id, api_key = self.require_customerio()
+        return TrackCredentials(site_id, api_key)
 
 
 Fetcher = Callable[[list[str], int, bool], Mapping[str, str]]
@@ -227,7 +312,11 @@ def ssm_fetcher(names: list[str], max_age: int, force: bool) -> Mapping[str, str
 
 
 class SecretStore:
-    """The three secrets, re-read at most every `max_age` seconds so a rotation needs no redeploy."""
+    """The secrets, re-read at most every `max_age` seconds so a rotation needs no redeploy.
+
+    The webhook secret, and the credentials of the API CUSTOMERIO_API chose (`CREDENTIAL_NAMES`):
+    a Pipelines deployment needs no Track site id or key in SSM, and reads none.
+    """
 
     def __init__(self, settings: Settings, fetch: Fetcher = ssm_fetcher) -> None:
         self._settings = settings
@@ -247,15 +336,32 @@ class SecretStore:
         values = self._values(names, False)
         return values.get(names[0]) or None, values.get(names[1]) or None
 
+    def delivery_credentials(self) -> Credentials:
+        """The chosen API's credentials only (the retry path's read); ConfigError when missing."""
+        api = self._settings.customerio_api
+        names = [self._settings.parameter_name(n) for n in CREDENTIAL_NAMES[api]]
+        return self._secrets(api, self._values(names, False), names).delivery_credentials()
+
+    @staticmethod
+    def _secrets(
+        api: str, values: Mapping[str, str], names: list[str], webhook_secrets: tuple[bytes, ...] = ()
+    ) -> Secrets:
+        """Secrets from what SSM answered for `names` (CREDENTIAL_NAMES[api], in that order); blank is missing."""
+        found = [values.get(name) or None for name in names]
+        if api == PIPELINES:
+            return Secrets(webhook_secrets, pipelines_api_key=found[0], customerio_api=api)
+        return Secrets(webhook_secrets, found[0], found[1])
+
     def dodo_api_key(self) -> str | None:
         """The optional Dodo API key, for looking up customers the bridge has not seen."""
         name = self._settings.parameter_name(DODO_API_KEY_NAME)
         return self._values([name], False).get(name) or None
 
     def load(self, *, force: bool = False) -> Secrets:
-        names = [self._settings.parameter_name(n) for n in SECRET_NAMES]
-        values = self._values(names, force)
-        secret_name, site_name, key_name = names
+        api = self._settings.customerio_api
+        secret_name = self._settings.parameter_name(SECRET_NAMES[0])
+        credential_names = [self._settings.parameter_name(n) for n in CREDENTIAL_NAMES[api]]
+        values = self._values([secret_name, *credential_names], force)
         raw_secret = values.get(secret_name)
         if not raw_secret:
             raise ConfigError(f"SSM parameter {secret_name} is missing or empty")
@@ -263,4 +369,4 @@ class SecretStore:
             webhook_secrets = parse_secrets(raw_secret)
         except ValueError as exc:
             raise ConfigError(f"SSM parameter {secret_name}: {exc}") from None
-        return Secrets(webhook_secrets, values.get(site_name) or None, values.get(key_name) or None)
+        return self._secrets(api, values, credential_names, webhook_secrets)

@@ -5,6 +5,9 @@ session is kept by the caller across warm invocations so the TLS connection is r
 ends by the current deadline (dodo_cio.deadline) when one is set: the caller narrows it to keep
 time for parking what fails, and a request cut short is a transient failure like any timeout.
 Classification (what each op's fate is) is a pure function so both paths and the tests share it.
+
+The transport (`JsonPoster`) and the status classes (`status_outcome`, `answer_reason`) are shared
+with the Pipelines client (`dodo_cio.pipelines`): both APIs must fail, time out and be retried alike.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ TRACK_HOSTS: Final = {"us": "https://track.customer.io", "eu": "https://track-eu
 _TRANSIENT_STATUSES: Final = frozenset({408, 409, 425, 429})
 _CONFIG_STATUSES: Final = frozenset({401, 403, 404})
 _MAX_REASON: Final = 300
+USER_AGENT: Final = "dodo-customerio-bridge"
 
 
 def track_base_url(region: str, override: str | None = None) -> str:
@@ -77,13 +81,31 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _reason(status: int, body: bytes) -> str:
+def answer_reason(status: int, body: bytes) -> str:
+    """`HTTP <status>: <start of the body>`: what an op's failure records, short enough for a log line."""
     text = body[:_MAX_REASON].decode("utf-8", errors="replace").strip()
     return f"HTTP {status}" + (f": {text}" if text else "")
 
 
-def _all(n: int, outcome: Outcome, reason: str) -> tuple[OpResult, ...]:
+def all_ops(n: int, outcome: Outcome, reason: str) -> tuple[OpResult, ...]:
+    """The same outcome for each of `n` ops: one answer decided them all."""
     return tuple(OpResult(outcome, reason) for _ in range(n))
+
+
+def status_outcome(status: int) -> Outcome:
+    """The class of a whole-request answer, 207 aside: what to do with every op it carried.
+
+    2xx delivered; 401/403/404 config (wrong key or URL: an operator must act, retrying alone
+    cannot help); 408/409/425/429, 413 and 5xx transient (413: the caller splits the request); any
+    other 4xx permanent (the request itself is wrong and would be refused again).
+    """
+    if 200 <= status < 300:
+        return "delivered"
+    if status in _CONFIG_STATUSES:
+        return "config"
+    if status in _TRANSIENT_STATUSES or status == 413 or status >= 500:
+        return "transient"
+    return "permanent"
 
 
 def classify_response(
@@ -103,19 +125,15 @@ def classify_response(
                     by_index[idx] = f"HTTP 207: {detail}"[:_MAX_REASON]
         except (ValueError, KeyError, TypeError, AttributeError):
             # Cannot tell which items failed: resend all; event ids make that safe.
-            return _all(n_ops, "transient", _reason(status, body) + " (unreadable 207)"), retry_after
+            return all_ops(n_ops, "transient", answer_reason(status, body) + " (unreadable 207)"), retry_after
         return tuple(
             OpResult("permanent", by_index[i]) if i in by_index else OpResult("delivered") for i in range(n_ops)
         ), retry_after
-    if 200 <= status < 300:
-        return _all(n_ops, "delivered", ""), None
-    reason = _reason(status, body)
-    if status in _CONFIG_STATUSES:
-        return _all(n_ops, "config", reason), retry_after
-    if status in _TRANSIENT_STATUSES or status == 413 or status >= 500:
-        # 413: the retry path splits the request; a single op never gets here (fit_op caps its size).
-        return _all(n_ops, "transient", reason), retry_after
-    return _all(n_ops, "permanent", reason), retry_after
+    outcome = status_outcome(status)
+    if outcome == "delivered":
+        return all_ops(n_ops, "delivered", ""), None
+    # 413 is transient: the retry path splits the request; a single op never gets here (fit_op caps its size).
+    return all_ops(n_ops, outcome, answer_reason(status, body)), retry_after
 
 
 def auth_header(site_id: str, api_key: str) -> str:
@@ -130,20 +148,40 @@ class Session(Protocol):
     def close(self) -> None: ...
 
 
-class TrackClient:
-    """A Track v2 sender bound to one workspace's credentials and one kept-alive connection."""
+def encode_json(value: Any) -> bytes:
+    """A request body as sent: compact separators, UTF-8 (the same bytes `limits.encoded_size` counts)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One request's answer, or why none came (`status` None, `failure` says why: always transient)."""
+
+    status: int | None
+    headers: Any = None
+    body: bytes = b""
+    failure: str = ""
+
+
+class JsonPoster:
+    """POSTs JSON bodies to one base URL with fixed headers, over a kept-alive connection.
+
+    Shared by the Track and Pipelines clients, so both end a request by the current deadline
+    (dodo_cio.deadline) and turn a timeout or a broken connection into the same transient reply.
+    Tests may inject a requests-style session instead of the stdlib transport.
+    """
 
     def __init__(
         self,
         base_url: str,
-        site_id: str,
-        api_key: str,
+        headers: dict[str, str],
         *,
         connect_timeout: float = 2.0,
         read_timeout: float = 5.0,
         session: Session | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._headers = headers
         self._timeout = (connect_timeout, read_timeout)
         self._session = session
         self._transport = (
@@ -151,28 +189,16 @@ class TrackClient:
             if session is not None
             else KeepAliveClient(self.base_url, connect_timeout=connect_timeout, read_timeout=read_timeout)
         )
-        self._headers = {
-            "Authorization": auth_header(site_id, api_key),
-            "Content-Type": "application/json",
-            "User-Agent": "dodo-customerio-bridge",
-        }
 
-    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        if not ops:
-            return DeliveryResult((), None)
-        batch = len(ops) > 1
-        path = "/api/v2/batch" if batch else "/api/v2/entity"
-        payload = {"batch": [wire_op(op) for op in ops]} if batch else wire_op(ops[0])
-        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        start = time.perf_counter()
+    def post(self, path: str, data: bytes) -> Reply:
+        """POST `data` to `path` under the base URL; a timeout or connection failure is a Reply too."""
         try:
             status, headers, body = self._post(path, data, deadline.current_at())
         except TransportTimeout as exc:
-            return self._failed(ops, f"timeout: {exc}", start)
+            return Reply(None, failure=f"timeout: {exc}")
         except TransportError as exc:
-            return self._failed(ops, f"connection error: {exc}", start)
-        results, retry_after = classify_response(status, body, headers, len(ops), batch=batch)
-        return DeliveryResult(results, status, retry_after, (time.perf_counter() - start) * 1000)
+            return Reply(None, failure=f"connection error: {exc}")
+        return Reply(status, headers, body)
 
     def _post(self, path: str, data: bytes, until: float | None) -> tuple[int, Any, bytes]:
         if self._transport is not None:
@@ -195,15 +221,52 @@ class TrackClient:
         except requests.RequestException as exc:
             raise TransportError(type(exc).__name__) from None
 
-    @staticmethod
-    def _failed(ops: Sequence[dict[str, Any]], reason: str, start: float) -> DeliveryResult:
-        return DeliveryResult(_all(len(ops), "transient", reason), None, None, (time.perf_counter() - start) * 1000)
-
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
         if self._session is not None:
             self._session.close()
+
+
+class TrackClient:
+    """A Track v2 sender bound to one workspace's credentials and one kept-alive connection."""
+
+    def __init__(
+        self,
+        base_url: str,
+        site_id: str,
+        api_key: str,
+        *,
+        connect_timeout: float = 2.0,
+        read_timeout: float = 5.0,
+        session: Session | None = None,
+    ) -> None:
+        headers = {
+            "Authorization": auth_header(site_id, api_key),
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        self._poster = JsonPoster(
+            base_url, headers, connect_timeout=connect_timeout, read_timeout=read_timeout, session=session
+        )
+        self.base_url = self._poster.base_url
+
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        if not ops:
+            return DeliveryResult((), None)
+        batch = len(ops) > 1
+        path = "/api/v2/batch" if batch else "/api/v2/entity"
+        payload = {"batch": [wire_op(op) for op in ops]} if batch else wire_op(ops[0])
+        start = time.perf_counter()
+        reply = self._poster.post(path, encode_json(payload))
+        elapsed_ms = (time.perf_counter() - start) * 1000
+        if reply.status is None:
+            return DeliveryResult(all_ops(len(ops), "transient", reply.failure), None, None, elapsed_ms)
+        results, retry_after = classify_response(reply.status, reply.body, reply.headers, len(ops), batch=batch)
+        return DeliveryResult(results, reply.status, retry_after, elapsed_ms)
+
+    def close(self) -> None:
+        self._poster.close()
 
 
 class ClientCache:

@@ -26,9 +26,9 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -46,8 +46,8 @@ class DeadlineExceeded(Exception):
     """A call was not started because it could not end before the deadline.
 
     Raised from inside a botocore client call, so every caller's existing handling applies: the
-    state table turns it into StateUnavailable, Powertools Idempotency into its persistence-layer
-    error (503), parking and quarantine into a 500, the secret store into ConfigError.
+    state table turns it into StateUnavailable, the duplicate check (dodo_cio.idempotency) into
+    a 503, parking and quarantine into a 500, the secret store into ConfigError.
     """
 
 
@@ -102,26 +102,41 @@ def from_context(context: Any, *, now: float | None = None) -> Deadline | None:
     return Deadline.after(millis / 1000.0, now=now)
 
 
-@contextmanager
-def within(limit: Deadline | None) -> Iterator[Deadline | None]:
+class _Scope:
+    """A `with` block run under a deadline. A plain class: as generator-based context managers, the
+    scopes a warm webhook opens were a measurable share of its CPU time (bench/ingest_breakdown.py)."""
+
+    __slots__ = ("_keep", "_limit", "_token")
+
+    def __init__(self, limit: Deadline | None, keep: float | None = None) -> None:
+        self._limit = limit
+        self._keep = keep
+        self._token: Token[Deadline | None] | None = None
+
+    def __enter__(self) -> Deadline | None:
+        outer = _current.get()
+        limit = self._limit
+        if self._keep is not None:
+            limit = None if outer is None else outer.earlier(self._keep)
+        if limit is None or (outer is not None and outer.at <= limit.at):
+            return outer
+        self._token = _current.set(limit)
+        return limit
+
+    def __exit__(self, *_: object) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+
+
+def within(limit: Deadline | None) -> AbstractContextManager[Deadline | None]:
     """Run the block under `limit`, or under the enclosing deadline if that one is earlier."""
-    outer = _current.get()
-    if limit is None or (outer is not None and outer.at <= limit.at):
-        yield outer
-        return
-    token = _current.set(limit)
-    try:
-        yield limit
-    finally:
-        _current.reset(token)
+    return _Scope(limit)
 
 
-@contextmanager
-def keeping(seconds: float) -> Iterator[Deadline | None]:
+def keeping(seconds: float) -> AbstractContextManager[Deadline | None]:
     """Run the block with `seconds` kept back from the current deadline (no-op without one)."""
-    outer = _current.get()
-    with within(None if outer is None else outer.earlier(seconds)) as limit:
-        yield limit
+    return _Scope(None, seconds)
 
 
 def per_invocation(handler: Callable[[E, C], R]) -> Callable[[E, C], R]:

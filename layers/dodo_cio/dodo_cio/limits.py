@@ -57,12 +57,24 @@ def wire_op(op: Mapping[str, Any]) -> dict[str, Any]:
     `None` attribute values stay: they are JSON null, which removes the attribute (documented for
     objects and relationships; shown for people by a v1 integration that reads the profile back).
     """
-    return {k: v for k, v in op.items() if not str(k).startswith("_")}
+    try:  # keys are text; slicing spares a call per key, on a path every op takes twice
+        return {k: v for k, v in op.items() if k[:1] != "_"}
+    except TypeError:  # a key that is not text (a merchant's transform): as str() spells it
+        return {k: v for k, v in op.items() if not str(k).startswith("_")}
+
+
+def wire_json(op: Mapping[str, Any]) -> str:
+    """The op as sent, as JSON text (compact, UTF-8 as is): what `encoded_size` measures."""
+    return json.dumps(wire_op(op), separators=(",", ":"), ensure_ascii=False)
 
 
 def wire_size(op: dict[str, Any]) -> int:
     """Bytes of the op as sent: without the bridge's own `_` keys."""
-    return encoded_size(wire_op(op))
+    return _utf8_size(wire_json(op))
+
+
+def _utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def truncate_utf8(text: str, max_bytes: int, marker: str = "") -> str:
@@ -111,6 +123,26 @@ def _trim_object(name: str, value: dict[str, Any], warnings: list[str]) -> tuple
     return True, kept
 
 
+# A text of at most this many characters fits the value limit whatever it holds: JSON spends at most
+# 6 bytes on a character (`\u0001`; 4 for one outside the BMP) and 2 on the quotes.
+_SURELY_FITTING_CHARS: Final = (MAX_ATTRIBUTE_VALUE_BYTES - 2) // 6
+_SURELY_FITTING_INT: Final = 10**100
+_SURELY_SHORT_NAME: Final = MAX_NAME_BYTES // 4  # UTF-8 spends at most 4 bytes on a character
+
+
+def surely_fits(value: Any) -> bool:
+    """True when `value` is certain to encode within the value limit, told without encoding it.
+
+    Almost every attribute is a short text, a number or a flag; encoding each one to measure it
+    was the largest part of fitting an op (bench/RESULTS.md). Anything else is measured.
+    """
+    if isinstance(value, str):
+        return len(value) <= _SURELY_FITTING_CHARS
+    if isinstance(value, int):  # bool included
+        return -_SURELY_FITTING_INT < value < _SURELY_FITTING_INT
+    return value is None or isinstance(value, float)
+
+
 def _fit_value(name: str, value: Any, identifiers: frozenset[str], warnings: list[str]) -> tuple[bool, Any]:
     if encoded_size(value) <= MAX_ATTRIBUTE_VALUE_BYTES:
         return True, value
@@ -129,15 +161,19 @@ def _fit_value(name: str, value: Any, identifiers: frozenset[str], warnings: lis
 def _fit_profile(attrs: dict[str, Any], identifiers: frozenset[str], warnings: list[str]) -> dict[str, Any]:
     kept: dict[str, Any] = {}
     for key, value in attrs.items():
-        if len(str(key).encode("utf-8")) > MAX_NAME_BYTES:
+        name = key if isinstance(key, str) else str(key)
+        if len(name) > _SURELY_SHORT_NAME and len(name.encode("utf-8")) > MAX_NAME_BYTES:
             warnings.append(f"attribute name over {MAX_NAME_BYTES} bytes dropped")
             continue
         if len(kept) >= MAX_ATTRIBUTES:
             warnings.append(f"attributes past the {MAX_ATTRIBUTES}th dropped")
             break
-        ok, fitted = _fit_value(str(key), value, identifiers, warnings)
+        if (value.__class__ is str and len(value) <= _SURELY_FITTING_CHARS) or surely_fits(value):
+            kept[name] = value  # most attributes: short texts, numbers, flags
+            continue
+        ok, fitted = _fit_value(name, value, identifiers, warnings)
         if ok:
-            kept[str(key)] = fitted
+            kept[name] = fitted
     return kept
 
 
@@ -161,17 +197,20 @@ def fit_op(op: dict[str, Any]) -> FitResult:
         warnings.append(f"event name truncated to {MAX_EVENT_NAME_BYTES} bytes")
 
     attrs = out.get("attributes")
+    kept: dict[str, Any] = {}
     if isinstance(attrs, dict):
         event = person and out.get("action") in EVENT_ACTIONS
         kept = dict(attrs) if event else _fit_profile(attrs, values, warnings)
         out["attributes"] = kept
-        # Still too big as a whole: drop the largest attributes first, they carry the least signal.
-        # `>=`: an /entity body must be *under* 32 KiB, so exactly 32768 bytes is already too big.
-        while wire_size(out) >= MAX_OP_BYTES and kept:
-            largest = max(kept, key=lambda k: encoded_size(kept[k]))
-            del kept[largest]
-            warnings.append(f"attribute {largest!r} dropped to keep the op under {MAX_OP_BYTES} bytes")
+    # Still too big as a whole: drop the largest attributes first, they carry the least signal.
+    # `>=`: an /entity body must be *under* 32 KiB, so exactly 32768 bytes is already too big.
+    text = wire_json(out)  # encoded once for an op that fits, the common case
+    while _utf8_size(text) >= MAX_OP_BYTES and kept:
+        largest = max(kept, key=lambda k: encoded_size(kept[k]))
+        del kept[largest]
+        warnings.append(f"attribute {largest!r} dropped to keep the op under {MAX_OP_BYTES} bytes")
+        text = wire_json(out)
 
-    if wire_size(out) >= MAX_OP_BYTES:
+    if _utf8_size(text) >= MAX_OP_BYTES:
         return FitResult(out, warnings, f"op is over {MAX_OP_BYTES} bytes even without attributes")
     return FitResult(out, warnings)

@@ -29,6 +29,7 @@ from dodo_cio.models import (
     Refund,
     Subscription,
 )
+from dodo_cio.profile import customer_profile, subscription_profile
 from dodo_cio.ulid import deterministic_ulid
 
 Op = dict[str, Any]
@@ -200,12 +201,14 @@ def _subject(event: DodoEvent) -> tuple[Customer | None, str | None, str | None]
     return None, None, None
 
 
-def _event_attributes(event: DodoEvent, exponents: Mapping[str, int]) -> dict[str, Any] | None:
+def _event_attributes(
+    event: DodoEvent, exponents: Mapping[str, int], subscription: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
     p = event.payload
     if isinstance(p, Payment):
         return attrs.payment_attributes(p, exponents)
     if isinstance(p, Subscription):
-        return attrs.subscription_attributes(p, exponents)
+        return attrs.subscription_attributes(p, exponents, subscription)
     if isinstance(p, Refund):
         return attrs.refund_attributes(p, exponents)
     if isinstance(p, Dispute):
@@ -235,18 +238,19 @@ def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
     Per webhook, in this order: the customer's profile (when the payload carries the customer),
     the subscription's state (on the profile, or as its own object), then the event.
     """
-    attributes = _event_attributes(event, config.exponents)
+    p = event.payload
+    # The subscription's state feeds both its identify and its event: worked out once.
+    state = subscription_profile(p, config.exponents) if isinstance(p, Subscription) else None
+    attributes = _event_attributes(event, config.exponents, state)
     if attributes is None:
         return []
     customer, customer_id, payment_id = _subject(event)
     identifiers = payload_identifiers(event, config)
     ops: list[Op] = []
     if config.send_identify and customer is not None:
-        profile = attrs.customer_profile(customer, metadata=config.profile_metadata)
+        profile = customer_profile(customer, metadata=config.profile_metadata)
         ops.append(_about(identify_op(event, identifiers, profile, CUSTOMER_STATE), customer_id))
-    p = event.payload
-    if config.send_identify and isinstance(p, Subscription):
-        state = attrs.subscription_profile(p, config.exponents)
+    if config.send_identify and isinstance(p, Subscription) and state is not None:
         if config.subscription_object_type_id:
             op = subscription_object_op(event, config.subscription_object_type_id, p, identifiers, state)
             ops.append(_about(op, customer_id))

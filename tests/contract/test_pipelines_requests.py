@@ -1,0 +1,106 @@
+"""Every request the bridge sends with CUSTOMERIO_API=pipelines, for every sample, identifier strategy
+and subscription mode, is one Customer.io's published Pipelines spec accepts in strict mode.
+
+The requests are what the deployment's own client makes (`Settings.delivery_clients` under
+CUSTOMERIO_API=pipelines, the real mapping, identity resolution and op fitting before it), recorded
+instead of sent; each is checked by the sandbox's validator (`pipelines_validator` fixture), which
+reads the spec copy in this folder, with the two readings issue 12 names.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contract.wire import Recorder, Sent, deployment, ready_ops
+from dodo_cio.destination import PipelinesCredentials
+from dodo_cio_local.pipelines_v1 import BATCH_MAX_BYTES, CALL_MAX_BYTES, call_size
+from support.samples import sample_paths
+
+KEY = "contract-pipelines-key"
+STRATEGIES = ["customer_id", "email", "metadata:app_user_id"]
+SUBSCRIPTIONS = [p for p in sample_paths() if p.name.startswith("subscription.")]
+
+
+def pipelines_requests(sample: Path, strategy: str, object_type: str | None) -> list[Sent]:
+    settings = deployment("pipelines", strategy, object_type)
+    recorder = Recorder()
+    client = settings.delivery_clients(lambda: recorder).get(PipelinesCredentials(KEY))
+    result = client.send(ready_ops(sample.read_bytes(), settings.mapping()))
+    assert result.delivered, [r.reason for r in result.results if r.outcome != "delivered"]
+    return recorder.sent
+
+
+def calls_of(sent: list[Sent]) -> list[dict[str, Any]]:
+    """Every call the requests carry, each with its `type` (a direct call's from its path)."""
+    calls: list[dict[str, Any]] = []
+    for request in sent:
+        body = json.loads(request.body)
+        kind = request.url.rsplit("/", 1)[-1]
+        calls.extend(body["batch"] if kind == "batch" else [{"type": kind, **body}])
+    return calls
+
+
+def instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+@pytest.mark.parametrize("object_type", [None, "7"], ids=["profile", "objects"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("sample", sample_paths(), ids=lambda p: p.name)
+def test_every_request_matches_the_pipelines_spec(
+    pipelines_validator: Any, sample: Path, strategy: str, object_type: str | None
+) -> None:
+    sent = pipelines_requests(sample, strategy, object_type)
+    assert len(sent) == 1, "one request per webhook"
+    for request in sent:
+        assert request.url.rsplit("/", 1)[0] == "https://cdp.customer.io/v1"
+        pipelines_validator.validate_request(request.url, json.loads(request.body), size=len(request.body))
+        assert request.headers["X-Strict-Mode"] == "1"
+        scheme, _, token = request.headers["Authorization"].partition(" ")
+        assert (scheme, base64.b64decode(token)) == ("Basic", f"{KEY}:".encode())
+        assert len(request.body) <= (BATCH_MAX_BYTES if request.url.endswith("/batch") else CALL_MAX_BYTES)
+    calls = calls_of(sent)
+    assert all(call_size(call) <= CALL_MAX_BYTES for call in calls)
+    assert not [k for call in calls for k in call if k.startswith("_")], "the bridge's own notes never go on the wire"
+    if strategy == "email":
+        assert all("@" in call["userId"] for call in calls)
+    else:
+        assert all("@" not in call["userId"] for call in calls)
+
+
+@pytest.mark.parametrize("sample", sample_paths(), ids=lambda p: p.name)
+def test_calls_carry_the_dodo_time_and_a_stable_message_id(sample: Path) -> None:
+    """Track calls keep the Dodo event time to the millisecond, others to the second; a redelivery
+    of the same webhook repeats every messageId."""
+    dodo_time = instant(json.loads(sample.read_bytes())["timestamp"])
+    calls = calls_of(pipelines_requests(sample, "customer_id", None))
+    tracks = [call for call in calls if call["type"] == "track"]
+    assert tracks
+    for call in calls:
+        assert 0 <= (dodo_time - instant(call["timestamp"])).total_seconds() < 1, call["timestamp"]
+    for call in tracks:
+        assert instant(call["timestamp"]) == dodo_time.replace(microsecond=dodo_time.microsecond // 1000 * 1000)
+        assert call["messageId"]
+    again = calls_of(pipelines_requests(sample, "customer_id", None))
+    assert [c.get("messageId") for c in again] == [c.get("messageId") for c in calls]
+
+
+@pytest.mark.parametrize("object_type", [None, "7"], ids=["profile", "objects"])
+@pytest.mark.parametrize(
+    "sample", [p for p in sample_paths() if p.name.startswith("subscription.")], ids=lambda p: p.name
+)
+def test_subscriptions_are_groups_only_when_the_object_type_is_set(sample: Path, object_type: str | None) -> None:
+    groups = [c for c in calls_of(pipelines_requests(sample, "customer_id", object_type)) if c["type"] == "group"]
+    if object_type is None:
+        assert groups == []
+        return
+    [group] = groups
+    assert group["groupId"] == json.loads(sample.read_bytes())["data"]["subscription_id"]
+    assert group["traits"]["object_type_id"] == object_type
+    assert group["userId"]
