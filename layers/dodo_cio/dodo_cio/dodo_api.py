@@ -15,7 +15,7 @@ The time budget: `connect_timeout` (1 s) and `read_timeout` (2 s) bound a call, 
 an optional `deadline`, an absolute `time.monotonic()` value (the resolver passes the earlier of
 its lookup budget and the invocation's deadline: `dodo_cio.identity`, `dodo_cio.deadline`). With a
 deadline the connect timeout and every wait for bytes are at most the time left, so the effective read timeout
-is `min(read_timeout, time left)`; with less than `min_call_time` left the call is not started at
+is `min(read_timeout, time left)`; with less than `MIN_CALL_TIME` left the call is not started at
 all and :class:`DodoApiUnavailable` is raised at once. (Name resolution is the one step the standard
 library cannot bound.) There are no retries here: the caller decides whether to park the event.
 
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Final, Protocol
+from typing import Any, ClassVar, Final, Protocol
 from urllib.parse import quote
 
 from dodo_cio.http import Answer, KeepAliveClient, TransportError, TransportTimeout
@@ -94,15 +94,17 @@ class DodoApi:
     transient, and :class:`DodoApiError` on any other answer.
     """
 
+    # With less time than this left before the deadline, a call is not started (module doc).
+    MIN_CALL_TIME: ClassVar[float] = 0.05
+
     def __init__(
         self,
         base_url: str,
         api_key: str,
+        transport: GetTransport | None = None,  # tests; else a kept-alive connection to base_url
         *,
         connect_timeout: float = 1.0,
         read_timeout: float = 2.0,
-        transport: GetTransport | None = None,
-        min_call_time: float = 0.05,
     ) -> None:
         key = api_key.strip()
         if not key or not all("!" <= c <= "~" for c in key):  # also keeps it out of http.client's ValueError
@@ -114,7 +116,6 @@ class DodoApi:
             else KeepAliveClient(self.base_url, connect_timeout=connect_timeout, read_timeout=read_timeout)
         )
         self._key = key
-        self._min_call_time = min_call_time
         self._headers = {
             "Authorization": f"Bearer {key}",
             "Accept": "application/json",
@@ -137,7 +138,7 @@ class DodoApi:
             return None
         path = f"/{collection}/{quote(object_id, safe='')}"  # `/`, `?`, `#`, `%` cannot leave the segment
         what = f"GET {path}"
-        if deadline is not None and deadline - time.monotonic() < self._min_call_time:
+        if deadline is not None and deadline - time.monotonic() < self.MIN_CALL_TIME:
             raise DodoApiUnavailable(f"{what} not sent: too little time left before the deadline")
         try:
             answer = self._transport.get(path, self._headers, deadline=deadline, max_bytes=MAX_ANSWER_BYTES)
