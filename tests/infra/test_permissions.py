@@ -28,9 +28,11 @@ from infra.cfn import (
     sub_template,
 )
 
-INGEST_PARAMETERS = ["webhook-secret", "customerio-site-id", "customerio-api-key", "dodo-api-key"]
+# Both APIs' credentials: CustomerioApi picks which are read, and switching it needs no policy change.
+CREDENTIALS = ["customerio-site-id", "customerio-api-key", "customerio-pipelines-api-key"]
+INGEST_PARAMETERS = ["webhook-secret", *CREDENTIALS, "dodo-api-key"]
 # The retry function verifies no signatures, so it must not be able to read the webhook secret.
-RETRY_PARAMETERS = ["customerio-site-id", "customerio-api-key", "dodo-api-key"]
+RETRY_PARAMETERS = [*CREDENTIALS, "dodo-api-key"]
 
 FUNCTIONS = [
     pytest.param("IngestFunction", "IngestFunctionRole", INGEST_PARAMETERS, id="ingest"),
@@ -125,34 +127,38 @@ def test_the_retry_function_can_neither_read_nor_decrypt_the_webhook_secret(cfn:
     assert [t for t in texts if "webhook-secret" in t] == []
 
 
-def _names_fetched(calls: list[str]) -> list[str]:
-    """The SSM names SecretStore asks for when its methods in `calls` run (path "/p")."""
+def _names_fetched(calls: list[str], api: str) -> set[str]:
+    """The SSM names SecretStore asks for when its methods in `calls` run (path "/p", CUSTOMERIO_API=api)."""
     fetched: list[str] = []
 
     def fetch(names: list[str], max_age: int, force: bool) -> Mapping[str, str]:
         fetched.extend(names)
         return {}
 
-    store = SecretStore(Settings.from_env({"SSM_PARAMETER_PATH": "/p"}), fetch)
+    store = SecretStore(Settings.from_env({"SSM_PARAMETER_PATH": "/p", "CUSTOMERIO_API": api}), fetch)
     for call in calls:
-        # With nothing stored, load() raises after its fetch; only the names asked for matter here.
+        # With nothing stored, these raise after their fetch; only the names asked for matter here.
         with contextlib.suppress(ConfigError):
             getattr(store, call)()
-    return sorted({name.removeprefix("/p/") for name in fetched})
+    return {name.removeprefix("/p/") for name in fetched}
 
 
 @pytest.mark.parametrize(
     ("function", "calls"),
     [
-        # The ingest handler verifies (load: all three secrets) and looks customers up (dodo_api_key).
+        # The ingest handler verifies (load: the webhook secret and the chosen API's credentials) and
+        # looks customers up (dodo_api_key).
         ("IngestFunction", ["load", "dodo_api_key"]),
-        # The retry handler only delivers (customerio) and looks customers up (dodo_api_key).
-        ("RetryFunction", ["customerio", "dodo_api_key"]),
+        # The retry handler only delivers (delivery_credentials) and looks customers up (dodo_api_key).
+        ("RetryFunction", ["delivery_credentials", "dodo_api_key"]),
     ],
 )
 def test_granted_parameters_are_the_ones_the_code_reads(cfn: dict[str, Any], function: str, calls: list[str]) -> None:
+    """The grant is what either API's deployment reads: the template does not depend on CustomerioApi."""
     (stmt,) = statements_with_action(_role(cfn, function), "ssm:GetParameters")
-    assert sorted(parameter_names(as_list(stmt["Resource"]))) == _names_fetched(calls)
+    track, pipelines = _names_fetched(calls, "track"), _names_fetched(calls, "pipelines")
+    assert "customerio-pipelines-api-key" in pipelines - track  # each API reads only its own credentials
+    assert sorted(parameter_names(as_list(stmt["Resource"]))) == sorted(track | pipelines)
 
 
 # --- roles, logs and X-Ray ----------------------------------------------------------------------------

@@ -81,6 +81,8 @@ def test_retry_function_environment(cfn: dict[str, Any]) -> None:
         "SSM_PARAMETER_PATH": {"Ref": "SsmParameterPath"},
         "CUSTOMERIO_REGION": {"Ref": "CustomerioRegion"},
         "CUSTOMERIO_TRACK_URL": {"Ref": "CustomerioTrackUrl"},
+        "CUSTOMERIO_API": {"Ref": "CustomerioApi"},
+        "CUSTOMERIO_PIPELINES_URL": {"Ref": "CustomerioPipelinesUrl"},
         # The same mapping and identity settings as ingest: parked ops are resolved here too.
         "CUSTOMERIO_IDENTIFIER": {"Ref": "CustomerioIdentifier"},
         "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID": {"Ref": "CustomerioSubscriptionObjectTypeId"},

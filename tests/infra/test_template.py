@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from dodo_cio.destination import APIS, TRACK
 from infra.cfn import (
     REPO_ROOT,
     TEMPLATE_PATH,
@@ -207,6 +208,8 @@ def test_ingest_environment(cfn: dict[str, Any]) -> None:
     assert env["SSM_PARAMETER_PATH"] == {"Ref": "SsmParameterPath"}
     assert env["CUSTOMERIO_REGION"] == {"Ref": "CustomerioRegion"}
     assert env["CUSTOMERIO_TRACK_URL"] == {"Ref": "CustomerioTrackUrl"}
+    assert env["CUSTOMERIO_API"] == {"Ref": "CustomerioApi"}
+    assert env["CUSTOMERIO_PIPELINES_URL"] == {"Ref": "CustomerioPipelinesUrl"}
     assert env["CUSTOMERIO_IDENTIFIER"] == {"Ref": "CustomerioIdentifier"}
     assert env["RETRY_QUEUE_URL"] == {"Ref": "RetryQueue"}  # Ref of a queue is its URL
     assert env["QUARANTINE_QUEUE_URL"] == {"Ref": "QuarantineQueue"}
@@ -341,6 +344,11 @@ def _pattern(cfn: dict[str, Any], name: str) -> re.Pattern[str]:
             ["", "phone", "metadata:", "Email"],
         ),
         ("CustomerioTrackUrl", ["", "https://track-eu.customer.io"], ["http://track.customer.io", "track"]),
+        (
+            "CustomerioPipelinesUrl",
+            ["", "https://cdp-eu.customer.io/v1", "https://proxy.example.com/cio/v1"],
+            ["http://cdp.customer.io/v1", "https://cdp.customer.io", "https://cdp.customer.io/v1/", "cdp"],
+        ),
     ],
 )
 def test_parameter_patterns(cfn: dict[str, Any], name: str, good: list[str], bad: list[str]) -> None:
@@ -356,6 +364,9 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
     assert params["CustomerioRegion"]["AllowedValues"] == ["us", "eu"]
     assert params["CustomerioRegion"]["Default"] == "us"
     assert params["CustomerioTrackUrl"]["Default"] == ""
+    assert params["CustomerioApi"]["AllowedValues"] == list(APIS) == ["track", "pipelines"]  # what config accepts
+    assert params["CustomerioApi"]["Default"] == TRACK
+    assert params["CustomerioPipelinesUrl"]["Default"] == ""
     assert params["CustomerioIdentifier"]["Default"] == "customer_id"
     assert int(params["ApiThrottlingRateLimit"]["Default"]) == 50
     assert int(params["ApiThrottlingBurstLimit"]["Default"]) == 100

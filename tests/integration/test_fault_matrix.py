@@ -53,6 +53,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import EndpointConnectionError
 
 from dodo_cio.backoff import BackoffPolicy
+from dodo_cio.destination import APIS, PIPELINES, TRACK
 from dodo_cio.models import parse_envelope, parse_json
 from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_local.event_source import PollResult, SqsEventSource
@@ -62,6 +63,7 @@ from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
 from support.aws import receive_all
 from support.event_source import retry_event_source
+from support.workspace import track_ops_of_calls, track_ops_of_request, use_pipelines
 
 pytestmark = pytest.mark.network
 
@@ -97,8 +99,32 @@ class Fault:
     ingest_answer: int = 202  # what the ingest handler answers Dodo when the fault hits it
     # outcome on the ingest path, outcome on the retry path
     expect: tuple[Expect, Expect] = ("delivered", "delivered")
-    dlq_status: tuple[int, ...] = ()  # the HTTP status the DLQ message may record
+    dlq_status: tuple[int | None, ...] = ()  # the HTTP status the DLQ message may record
     paths: tuple[Path_, ...] = ("ingest", "retry")
+
+
+# Where the Data Pipelines API differs. It answers for a whole request (no 207), and the client halves
+# a batch refused with 400 or 413 until the call at fault is alone, so a one-off refusal of the
+# payment's two-call batch is delivered at once, a call refused alone is permanent at once (ingest
+# included), and 207 is just a 2xx. Label -> (ingest answer, expect per path, DLQ statuses).
+PIPELINES_DIFFERS: dict[str, tuple[int, tuple[Expect, Expect], tuple[int | None, ...]]] = {
+    "400": (200, ("delivered", "delivered"), ()),
+    # The batch (400) and the lone identify (400) were refused, the lone event accepted: the statuses
+    # differ, so the result has none (PipelinesClient) and the DLQ reason names the identify's 400.
+    "400, again on retry": (202, ("dlq_identify", "dlq_identify"), (None,)),
+    "413 (batch: split)": (200, ("delivered", "delivered"), ()),
+    "413 (single op)": (202, ("dlq_all", "dlq_all"), (413,)),
+}
+# Scenarios a Pipelines workspace cannot produce: the rows stay Track-only.
+TRACK_ONLY = {"207 (identify named)", "207, identify rejected again"}
+
+
+def for_api(fault: Fault, api: str) -> Fault:
+    """The fault as the chosen API meets it (PIPELINES_DIFFERS)."""
+    if api != PIPELINES or fault.label not in PIPELINES_DIFFERS:
+        return fault
+    answer, expect, dlq_status = PIPELINES_DIFFERS[fault.label]
+    return replace(fault, ingest_answer=answer, expect=expect, dlq_status=dlq_status)
 
 
 IDENTIFY_REJECTED = {
@@ -172,6 +198,7 @@ KNOWN_BUGS: dict[tuple[str, Path_], str] = {}
 class Row:
     scenario: str
     path: str
+    api: str = TRACK
     first: str = "-"
     dodo_retries: int = 0
     wire_sends: int = 0
@@ -192,6 +219,7 @@ def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
     headers = (
         "scenario",
         "path",
+        "API",
         "answers to Dodo",
         "Dodo retries",
         "wire sends",
@@ -200,7 +228,17 @@ def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
         "verdict",
     )
     cells = [
-        (r.scenario, r.path, r.first, str(r.dodo_retries), str(r.wire_sends), r.distinct_events, r.dlq, r.verdict)
+        (
+            r.scenario,
+            r.path,
+            r.api,
+            r.first,
+            str(r.dodo_retries),
+            str(r.wire_sends),
+            r.distinct_events,
+            r.dlq,
+            r.verdict,
+        )
         for r in ROWS
     ]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
@@ -284,6 +322,7 @@ class Harness:
     retry_module: ModuleType
     source: SqsEventSource
     row: Row
+    api: str = TRACK
     answers: list[int] = field(default_factory=list)  # every answer Dodo got, in order
     dodo_retries: int = 0
     handler_errors: list[str] = field(default_factory=list)
@@ -364,9 +403,23 @@ class Harness:
     # -- faults on Customer.io
 
     def point(self, service: Any, url: str) -> None:
-        """Where this warm container's Track client goes (a new client on the next request)."""
-        service.settings = replace(service.settings, track_url=url)
+        """Where this warm container's client goes (a new client on the next request): the base URL, or
+        for Pipelines that URL's /v1."""
+        if self.api == PIPELINES:
+            service.settings = replace(service.settings, pipelines_url=url + "/v1")
+        else:
+            service.settings = replace(service.settings, track_url=url)
         service._clients = None
+
+    def ops_of(self, rec: Any) -> list[dict[str, Any]]:
+        """A recorded request's ops; a Pipelines request's calls said as Track ops (support.workspace)."""
+        return track_ops_of_request(rec.path, rec.json) if self.api == PIPELINES else request_ops(rec)
+
+    def accepted(self) -> list[dict[str, Any]]:
+        """What the workspace now holds, as Track ops whichever API delivered it."""
+        if self.api == PIPELINES:
+            return track_ops_of_calls(self.sandbox.accepted_calls())
+        return list(self.sandbox.accepted_ops())
 
     @contextlib.contextmanager
     def customerio_fault(self, fault: Fault, service: Any) -> Iterator[None]:
@@ -398,7 +451,7 @@ class Harness:
                 return
             time.sleep(0.05)
 
-    def judge(self, hook: Webhook, expect: Expect, dlq_status: tuple[int, ...] = ()) -> None:
+    def judge(self, hook: Webhook, expect: Expect, dlq_status: tuple[int | None, ...] = ()) -> None:
         self.settle_stalls()
         sandbox = self.sandbox
         row = self.row
@@ -407,8 +460,8 @@ class Harness:
         requests = list(sandbox.requests)
         row.wire_sends = len(requests)
 
-        sent_events = Counter(op["id"] for rec in requests for op in request_ops(rec) if op.get("action") == "event")
-        accepted = sandbox.accepted_ops()
+        sent_events = Counter(op["id"] for rec in requests for op in self.ops_of(rec) if op.get("action") == "event")
+        accepted = self.accepted()
         accepted_events = Counter(op["id"] for op in accepted if op.get("action") == "event")
         row.distinct_events = str(len(accepted_events))
         if accepted_events:
@@ -523,9 +576,17 @@ def template() -> TemplateSettings:
     return read_template()
 
 
+@pytest.fixture(params=APIS)
+def api(request: pytest.FixtureRequest, bridge: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every scenario on both APIs: the bridge deployed with CustomerioApi=track, then =pipelines."""
+    if request.param == PIPELINES:
+        use_pipelines(bridge, monkeypatch)
+    return str(request.param)
+
+
 @pytest.fixture
 def harness(
-    bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    bridge: Any, api: str, template: TemplateSettings, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> Iterator[Harness]:
     """Warm ingest and retry containers as template.yaml wires them; the retry one with fast backoff."""
     monkeypatch.setenv("CUSTOMERIO_READ_TIMEOUT", str(READ_TIMEOUT))
@@ -539,9 +600,12 @@ def harness(
     service.clock = Clock()
     source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, template)
     scenario, path = request.node.callspec.params["case"]
-    row = Row(scenario, path)
+    if api == PIPELINES and scenario in TRACK_ONLY:
+        pytest.skip("Pipelines answers for a whole request: it has no 207")
+    assert service.settings.customerio_api == api
+    row = Row(scenario, path, api)
     ROWS.append(row)
-    yield Harness(bridge, module, source, row)
+    yield Harness(bridge, module, source, row, api)
 
 
 def webhook(tag: str, sample: str) -> Webhook:
@@ -559,10 +623,10 @@ def _customerio_cases() -> list[Any]:
 @pytest.mark.parametrize("case", _customerio_cases())
 def test_customerio_fault(harness: Harness, case: tuple[str, Path_]) -> None:
     label, path = case
-    fault = next(f for f in FAULTS if f.label == label)
-    hook = webhook(f"{path}_{label}", fault.sample)
-    expect = fault.expect[0 if path == "ingest" else 1]
     h = harness
+    fault = for_api(next(f for f in FAULTS if f.label == label), h.api)
+    hook = webhook(f"{h.api}_{path}_{label}", fault.sample)
+    expect = fault.expect[0 if path == "ingest" else 1]
     try:
         if path == "ingest":
             with h.customerio_fault(fault, h.ingest_service):
@@ -676,8 +740,8 @@ AWS_FAULTS: dict[str, tuple[Path_, Callable[[Harness, Webhook], None]]] = {
 def test_aws_fault(harness: Harness, case: tuple[str, Path_]) -> None:
     name, _ = case
     _, run = AWS_FAULTS[name]
-    hook = webhook(name, PAYMENT)
     h = harness
+    hook = webhook(f"{h.api} {name}", PAYMENT)
     try:
         run(h, hook)
         h.drain()

@@ -12,6 +12,7 @@ import pytest
 from dodo_cio.signature import sign
 from support.apigw import http_api_event, signed_event
 from support.samples import sample_paths
+from support.workspace import use_pipelines
 
 pytestmark = pytest.mark.network
 
@@ -451,6 +452,39 @@ def test_missing_customerio_credentials_park_the_event(bridge) -> None:
     (message,) = bridge.parked()
     assert message["body"]["last_error"]["kind"] == "config"
     assert bridge.sandbox.requests == []
+
+
+@pytest.fixture
+def pipelines_bridge(bridge, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The same warm container deployed with CustomerioApi=pipelines: the sandbox's /v1, the Pipelines key."""
+    use_pipelines(bridge, monkeypatch)
+    return bridge
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_pipelines_delivers_every_sample_in_one_strict_request(pipelines_bridge, name: str) -> None:
+    status, body = pipelines_bridge.send(SAMPLES[name], webhook_id=f"msg_pl_{name}")
+    assert (status, body) == (200, {"status": "delivered"})
+    (request,) = pipelines_bridge.sandbox.requests
+    assert request.path.startswith("/v1/") and request.status == 200
+    assert {k.lower(): v for k, v in request.headers.items()}["x-strict-mode"] == "1"
+    calls = pipelines_bridge.sandbox.accepted_calls()
+    assert calls and pipelines_bridge.sandbox.dropped_calls() == []
+    assert [call["userId"] for call in calls if "userId" in call], "each call addresses a person"
+    assert pipelines_bridge.parked() == []
+
+
+def test_pipelines_without_its_key_parks_as_config_naming_the_parameter(pipelines_bridge) -> None:
+    from aws_lambda_powertools.utilities import parameters
+
+    pipelines_bridge.ssm.delete_parameter(Name="/dodo-customerio/customerio-pipelines-api-key")
+    parameters.clear_caches()
+    code, body = pipelines_bridge.send(PAYMENT)
+    assert (code, body) == (202, {"status": "queued"})
+    (message,) = pipelines_bridge.parked()
+    error = message["body"]["last_error"]
+    assert error["kind"] == "config" and "customerio-pipelines-api-key" in error["reason"]
+    assert pipelines_bridge.sandbox.requests == []
 
 
 def test_bad_setting_is_answered_with_5xx(bridge, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,7 +13,7 @@ import requests
 
 from dodo_cio_cli import cli, sender
 from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET
-from dodo_cio_local.local_run import LocalBridge, LocalBridgeInfo, read_template
+from dodo_cio_local.local_run import LocalBridge, LocalBridgeInfo, LocalRunError, read_template
 from support.aws import queue_properties as template_resource
 
 pytestmark = pytest.mark.network
@@ -131,6 +131,40 @@ def test_routes_status_page_and_binary_bodies(local) -> None:
     assert (response.status_code, response.json()["status"]) == (202, "quarantined")
     assert bridge.sandbox is not None and bridge.sandbox.requests == []
     assert bridge.queue_depths()["quarantine_queue"]["visible"] == 1
+
+
+def test_customerio_api_pipelines_delivers_to_the_sandbox_v1_from_both_functions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`CUSTOMERIO_API=pipelines make run`: the sandbox's Pipelines key seeded, its /v1 given to both functions."""
+    from dodo_cio.config import Settings
+
+    for key in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY", "CUSTOMERIO_TRACK_URL", "SSM_PARAMETER_PATH"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
+    bridge = LocalBridge(port=0, sandbox_port=0, secret=DEV_WEBHOOK_SECRET, drain=False)
+    info = bridge.start()
+    try:
+        sandbox = bridge.sandbox
+        assert sandbox is not None and info.customerio_api == "pipelines"
+        assert info.pipelines_url == sandbox.pipelines_url
+        settings = read_template(bridge.template)
+        assert settings.retry_environment["CUSTOMERIO_API"] == "track"  # the template's default, overridden
+        running = Settings.from_env()  # the one environment both handlers read in this process
+        assert (running.customerio_api, running.pipelines_url) == ("pipelines", sandbox.pipelines_url)
+        assert _send(info, PAYMENT).json() == {"status": "delivered"}
+        assert [r.path.split("/")[1] for r in sandbox.requests] == ["v1"]
+        assert sandbox.accepted_calls() and sandbox.accepted_ops() == []
+    finally:
+        bridge.stop()
+
+
+def test_pipelines_with_real_track_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
+    bridge = LocalBridge(port=0, sandbox_port=0, customerio_site_id="real-site", customerio_api_key="real-key")
+    with pytest.raises(LocalRunError, match="CUSTOMERIO_API"):
+        bridge.start()
+    assert bridge.info is None
 
 
 def test_real_credentials_skip_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -391,3 +391,82 @@ def _same(name: str, held: Any, value: Any) -> bool:
     if name == "email" and isinstance(held, str) and isinstance(value, str):
         return held.casefold() == value.casefold()
     return held is not None and held == value
+
+
+# -- Pipelines calls, said as the Track ops the model replays ------------------------------------------
+
+
+def _pipelines_person(user_id: Any) -> dict[str, str]:
+    """`userId` as the person Customer.io's Journeys destination reads it: an email, `cio_<id>`, else `id`."""
+    if not isinstance(user_id, str) or not user_id:
+        raise WorkspaceError(f"a Pipelines call needs a non-empty userId, got {user_id!r}")
+    if user_id.startswith("cio_"):
+        return {"cio_id": user_id.removeprefix("cio_")}
+    return {"email": user_id} if "@" in user_id else {"id": user_id}
+
+
+def _pipelines_seconds(call: Mapping[str, Any]) -> dict[str, int]:
+    raw = call.get("timestamp")
+    if raw is None:
+        return {}
+    from datetime import datetime
+
+    return {"timestamp": int(datetime.fromisoformat(str(raw).replace("Z", "+00:00")).timestamp())}
+
+
+def track_op_of_call(call: Mapping[str, Any], kind: str | None = None) -> dict[str, Any]:
+    """One Pipelines call (its `type`, or `kind` from the endpoint's path) as the Track v2 op it stands for.
+
+    identify -> person identify (`traits` as attributes, a null trait removes it); track -> person event
+    (`messageId` as the event id, which the model deduplicates on); group -> object identify with one
+    relationship to `userId` (`traits.object_type_id` and `relationshipAttributes` taken out of the traits).
+    """
+    kind = str(call.get("type") or kind)
+    when = _pipelines_seconds(call)
+    if kind == "identify":
+        return {"type": "person", "action": "identify", "identifiers": _pipelines_person(call.get("userId")),
+                "attributes": _mapping(call, "traits"), **when}  # fmt: skip
+    if kind == "track":
+        return {"type": "person", "action": "event", "identifiers": _pipelines_person(call.get("userId")),
+                "name": call.get("event"), "id": call.get("messageId"),
+                "attributes": _mapping(call, "properties"), **when}  # fmt: skip
+    if kind == "group":
+        traits = _mapping(call, "traits")
+        type_id = traits.pop("object_type_id", None)
+        relationship = {"identifiers": _pipelines_person(call.get("userId"))}
+        extra = traits.pop("relationshipAttributes", None)
+        if extra:
+            relationship["relationship_attributes"] = extra
+        return {"type": "object", "action": "identify",
+                "identifiers": {"object_type_id": type_id, "object_id": call.get("groupId")},
+                "attributes": traits, "cio_relationships": [relationship], **when}  # fmt: skip
+    raise WorkspaceError(f"Pipelines call type {kind!r} is not modeled here")
+
+
+def track_ops_of_calls(calls: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """`sandbox.accepted_calls()` (each with its `type`) as Track ops, in order: what `apply_batch` takes."""
+    return [track_op_of_call(call) for call in calls]
+
+
+def track_ops_of_request(path: str, body: Any) -> list[dict[str, Any]]:
+    """The calls of one recorded Pipelines request (`/v1/batch` or one call's own endpoint) as Track ops."""
+    if not isinstance(body, Mapping):
+        return []
+    if path.endswith("/batch"):
+        batch = body.get("batch")
+        return [track_op_of_call(c) for c in batch if isinstance(c, Mapping)] if isinstance(batch, list) else []
+    return [track_op_of_call(body, path.rsplit("/", 1)[-1])]
+
+
+def use_pipelines(bridge: Any, monkeypatch: Any) -> None:
+    """Deploy the in-process bridge (tests/integration/conftest.py) with CustomerioApi=pipelines: the sandbox's
+    /v1 and its key in SSM; the Track credentials removed (a Pipelines deployment neither needs nor reads them)."""
+    monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
+    monkeypatch.setenv("CUSTOMERIO_PIPELINES_URL", bridge.sandbox.pipelines_url)
+    from support.aws import SSM_PATH as path
+
+    bridge.ssm.put_parameter(
+        Name=f"{path}/customerio-pipelines-api-key", Value=bridge.sandbox.pipelines_key, Type="SecureString"
+    )
+    for track_only in ("customerio-site-id", "customerio-api-key"):
+        bridge.ssm.delete_parameter(Name=f"{path}/{track_only}")

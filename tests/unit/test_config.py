@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from dodo_cio.config import SECRET_NAMES, ConfigError, Secrets, SecretStore, Settings
+from dodo_cio.destination import TrackCredentials
 from dodo_cio.mapping import IdentifierStrategy
 
 KEY_BYTES = b"0123456789abcdef0123456789abcdef"
@@ -172,7 +173,7 @@ def test_load_returns_parsed_secrets() -> None:
     store = SecretStore(Settings.from_env({}), fetch)
     secrets = store.load()
     assert secrets == Secrets(webhook_secrets=(KEY_BYTES,), site_id=SITE_ID, api_key=API_KEY)
-    assert secrets.require_customerio() == (SITE_ID, API_KEY)
+    assert secrets.delivery_credentials() == TrackCredentials(SITE_ID, API_KEY)
     assert fetch.calls == [
         (
             [
@@ -263,7 +264,7 @@ def test_customerio_credentials_missing(missing: str, how: str) -> None:
     assert secrets.webhook_secrets == (KEY_BYTES,)  # webhooks can still be verified
     assert secrets.site_id == (None if "customerio-site-id" in names else SITE_ID)
     assert secrets.api_key == (None if "customerio-api-key" in names else API_KEY)
-    message = str(config_error(secrets.require_customerio))
+    message = str(config_error(secrets.delivery_credentials))
     assert "customerio-site-id" in message
     assert "customerio-api-key" in message
     assert SITE_ID not in message

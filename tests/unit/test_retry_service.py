@@ -17,7 +17,8 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from dodo_cio.config import ConfigError, Settings
+from dodo_cio.config import ConfigError, Secrets, Settings
+from dodo_cio.destination import Credentials
 from dodo_cio.parking import LastError, ParkedDelivery
 from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryService
@@ -50,10 +51,11 @@ class FakeSecrets:
     def __init__(self, site_id: str | None = "site-1", api_key: str | None = "key-1") -> None:
         self.value: tuple[str | None, str | None] | ConfigError = (site_id, api_key)
 
-    def customerio(self) -> tuple[str | None, str | None]:
+    def delivery_credentials(self) -> Credentials:
+        """As `SecretStore.delivery_credentials` for a Track deployment: ConfigError when missing."""
         if isinstance(self.value, ConfigError):
             raise self.value
-        return self.value
+        return Secrets((), *self.value).delivery_credentials()
 
 
 class FakeMetrics:
@@ -328,7 +330,8 @@ def test_missing_credentials_retry_everything_with_the_cap(secret: Any) -> None:
     assert [h.delay_for("rh-a"), h.delay_for("rh-b")] == [CAP, CAP]
     assert h.session.requests == [] and h.sessions_made == 0
     assert h.metrics.totals() == {"ConfigError": 1, "RetryRequests": 0, "RetryScheduled": 2}
-    expected = str(secret) if isinstance(secret, ConfigError) else "Customer.io credentials missing in SSM"
+    missing = "Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)"
+    expected = str(secret) if isinstance(secret, ConfigError) else missing
     assert {o.reason for o in outcomes} == {expected}
     assert any(level == "error" and expected in str(msg) for level, msg, _ in h.logger.lines)
 

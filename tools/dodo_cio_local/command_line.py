@@ -78,7 +78,12 @@ def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
         f"  webhook secret  {info.secret}",
         f"  status page     {info.status_url}",
     ]
-    if info.sandbox_url is not None:
+    if info.sandbox_url is not None and info.customerio_api == "pipelines":
+        lines += [
+            f"  Customer.io     local sandbox, Data Pipelines API at {info.pipelines_url}  (CUSTOMERIO_API=pipelines)",
+            f"                  received requests: {info.sandbox_url}/__sandbox/requests",
+        ]
+    elif info.sandbox_url is not None:
         lines += [
             f"  Customer.io     local sandbox at {info.sandbox_url}  (site id {SANDBOX_SITE_ID!r})",
             f"                  received requests: {info.sandbox_url}/__sandbox/requests",

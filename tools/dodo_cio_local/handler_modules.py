@@ -85,7 +85,7 @@ def reset_handler_state(module: ModuleType | None) -> None:
 
     if module is not None:
         service = getattr(module, "_service", None)
-        # IngestService and RetryService keep their TrackClient in a ClientCache (`_clients`).
+        # IngestService and RetryService keep their client in a DeliveryClients cache (`_clients`).
         cache = getattr(service, "_clients", None)
         for client in (getattr(service, "_client", None), getattr(cache, "_client", None)):
             if client is not None:

@@ -61,6 +61,7 @@ DEFAULT_SANDBOX_PORT: Final = 4010
 # Local sandbox credentials; only the sandbox accepts them.
 SANDBOX_SITE_ID: Final = "local-site"
 SANDBOX_API_KEY: Final = "local-api-key"
+SANDBOX_PIPELINES_KEY: Final = "local-pipelines-key"
 # Environment that would send boto3 somewhere other than moto (or carry real credentials into it).
 _AWS_ENV_TO_CLEAR: Final = (
     "AWS_PROFILE",
@@ -73,6 +74,7 @@ _AWS_ENV_TO_CLEAR: Final = (
 _USER_OVERRIDABLE: Final = (
     "SSM_PARAMETER_PATH",
     "CUSTOMERIO_REGION",
+    "CUSTOMERIO_API",  # track (the template's default) or pipelines: the sandbox serves both
     "CUSTOMERIO_IDENTIFIER",
     "CUSTOMERIO_CONNECT_TIMEOUT",
     "CUSTOMERIO_READ_TIMEOUT",
@@ -98,6 +100,8 @@ class LocalBridgeInfo:
     aws_endpoint: str = ""  # moto's server: SQS, SSM and DynamoDB for other processes
     queue_arns: dict[str, str] = field(default_factory=dict)  # queue URL -> ARN
     ingest_function: str = f"{STACK_NAME}-IngestFunction"  # its Invoke API is at the webhook URL's origin
+    customerio_api: str = "track"  # CUSTOMERIO_API of both functions
+    pipelines_url: str = ""  # the sandbox's /v1 (CUSTOMERIO_PIPELINES_URL); empty with real credentials
 
 
 class LocalBridge:
@@ -196,11 +200,19 @@ class LocalBridge:
                 function_env[key] = os.environ[key]
         ssm_path = (function_env.get("SSM_PARAMETER_PATH") or "/dodo-customerio").rstrip("/")
 
+        api = (function_env.get("CUSTOMERIO_API") or "track").strip().lower()
+        if self.real_customerio and api != "track":
+            raise LocalRunError(
+                "real Customer.io credentials (CUSTOMERIO_SITE_ID/API_KEY) are Track's: unset CUSTOMERIO_API "
+                "or set it to track; CUSTOMERIO_API=pipelines runs against the local sandbox only"
+            )
         queue_url, dlq_url, quarantine_url = self._start_aws(settings, ssm_path)
         track_url, sandbox_url = self._start_customerio(function_env.get("CUSTOMERIO_REGION") or "us")
+        pipelines_url = self.sandbox.pipelines_url if self.sandbox is not None else ""
         function_env.update(
             SSM_PARAMETER_PATH=ssm_path,
             CUSTOMERIO_TRACK_URL=track_url,
+            CUSTOMERIO_PIPELINES_URL=pipelines_url,
             RETRY_QUEUE_URL=queue_url,
             DEAD_LETTER_QUEUE_URL=dlq_url,
             QUARANTINE_QUEUE_URL=quarantine_url,
@@ -227,6 +239,8 @@ class LocalBridge:
             quarantine_url=quarantine_url,
             aws_endpoint=self.aws.endpoint or "",
             queue_arns=self._queue_arns,
+            customerio_api=function_env.get("CUSTOMERIO_API") or "track",
+            pipelines_url=pipelines_url,
         )
         if self.drain:
             self._retry.start(self.aws.client("sqs"), settings, queue_url, self.lock)
@@ -261,7 +275,13 @@ class LocalBridge:
                 raise LocalRunError(str(exc)) from None
         from dodo_cio_local.sandbox import TrackSandbox  # noqa: PLC0415
 
-        sandbox = TrackSandbox(site_id=self._site_id, api_key=self._api_key, host="127.0.0.1", port=self.sandbox_port)
+        sandbox = TrackSandbox(
+            site_id=self._site_id,
+            api_key=self._api_key,
+            pipelines_key=SANDBOX_PIPELINES_KEY,
+            host="127.0.0.1",
+            port=self.sandbox_port,
+        )
         try:
             url = sandbox.start()
         except OSError as exc:
@@ -289,7 +309,13 @@ class LocalBridge:
         for key in _USER_OVERRIDABLE:
             if key in retry_env and os.environ.get(key):
                 retry_env[key] = os.environ[key]
-        for key in ("SSM_PARAMETER_PATH", "CUSTOMERIO_TRACK_URL", "RETRY_QUEUE_URL", "STATE_TABLE_NAME"):
+        for key in (
+            "SSM_PARAMETER_PATH",
+            "CUSTOMERIO_TRACK_URL",
+            "CUSTOMERIO_PIPELINES_URL",
+            "RETRY_QUEUE_URL",
+            "STATE_TABLE_NAME",
+        ):
             retry_env[key] = function_env[key]
         retry_env["DEAD_LETTER_QUEUE_URL"] = dlq_url
         for key, value in retry_env.items():
@@ -379,6 +405,8 @@ class LocalBridge:
             ("webhook-secret", self.secret),
             ("customerio-site-id", self._site_id),
             ("customerio-api-key", self._api_key),
+            # Only the sandbox knows this key; with real credentials the run is Track-only (see _start).
+            ("customerio-pipelines-api-key", SANDBOX_PIPELINES_KEY),
         ):
             ssm.put_parameter(Name=f"{path}/{name}", Value=value, Type="SecureString", Overwrite=True)
 

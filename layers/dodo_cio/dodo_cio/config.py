@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from dodo_cio.customerio import ClientCache, TrackClient, track_base_url
+from dodo_cio.customerio import TrackClient, track_base_url
 from dodo_cio.destination import (
     APIS,
     PIPELINES,
@@ -175,15 +175,6 @@ class Settings:
     def parameter_name(self, secret: str) -> str:
         return f"{self.ssm_path}/{secret}"
 
-    def track_clients(self, session_factory: Callable[[], Any] | None = None) -> ClientCache:
-        """The container's Track client cache, bound to this deployment's URL and timeouts."""
-        return ClientCache(
-            self.track_url,
-            connect_timeout=self.connect_timeout,
-            read_timeout=self.read_timeout,
-            session_factory=session_factory,
-        )
-
     def delivery_clients(
         self, session_factory: Callable[[], Any] | None = None, *, pace: Callable[[], None] | None = None
     ) -> DeliveryClients:
@@ -248,19 +239,15 @@ class Secrets:
     pipelines_api_key: str | None = field(default=None, repr=False)
     customerio_api: str = TRACK
 
-    def require_customerio(self) -> tuple[str, str]:
-        if not self.site_id or not self.api_key:
-            raise ConfigError("Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)")
-        return self.site_id, self.api_key
-
     def delivery_credentials(self) -> Credentials:
         """The chosen API's credentials; ConfigError naming the missing SSM parameters (never a value)."""
         if self.customerio_api == PIPELINES:
             if not self.pipelines_api_key:
                 raise ConfigError(f"the Customer.io Pipelines API key is missing in SSM ({PIPELINES_API_KEY_NAME})")
             return PipelinesCredentials(self.pipelines_api_key)
-        site_id, api_key = self.require_customerio()
-        return TrackCredentials(site_id, api_key)
+        if not self.site_id or not self.api_key:
+            raise ConfigError("Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)")
+        return TrackCredentials(self.site_id, self.api_key)
 
 
 Fetcher = Callable[[list[str], int, bool], Mapping[str, str]]
@@ -329,12 +316,6 @@ class SecretStore:
             raise ConfigError(
                 f"could not read SSM parameters under {self._settings.ssm_path}: {type(exc).__name__}"
             ) from exc
-
-    def customerio(self) -> tuple[str | None, str | None]:
-        """Site id and API key only: the retry path never needs the webhook secret."""
-        names = [self._settings.parameter_name(n) for n in SECRET_NAMES[1:]]
-        values = self._values(names, False)
-        return values.get(names[0]) or None, values.get(names[1]) or None
 
     def delivery_credentials(self) -> Credentials:
         """The chosen API's credentials only (the retry path's read); ConfigError when missing."""

@@ -16,7 +16,7 @@ import base64
 import email.utils
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
@@ -267,39 +267,6 @@ class TrackClient:
 
     def close(self) -> None:
         self._poster.close()
-
-
-class ClientCache:
-    """One TrackClient per container, rebuilt only when the credentials or URL change (rotation)."""
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        connect_timeout: float = 2.0,
-        read_timeout: float = 5.0,
-        session_factory: Callable[[], Session] | None = None,
-    ) -> None:
-        self._base_url = base_url
-        self._timeouts = (connect_timeout, read_timeout)
-        self._session_factory = session_factory
-        self._client: TrackClient | None = None
-        self._key: tuple[str, str] | None = None
-
-    def get(self, site_id: str, api_key: str) -> TrackClient:
-        if self._client is None or self._key != (site_id, api_key):
-            if self._client is not None:
-                self._client.close()
-            self._client = TrackClient(
-                self._base_url,
-                site_id,
-                api_key,
-                connect_timeout=self._timeouts[0],
-                read_timeout=self._timeouts[1],
-                session=self._session_factory() if self._session_factory else None,
-            )
-            self._key = (site_id, api_key)
-        return self._client
 
 
 def request_size(ops: Sequence[dict[str, Any]]) -> int:

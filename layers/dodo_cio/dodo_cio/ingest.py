@@ -35,7 +35,8 @@ from typing import Any, Final, Protocol
 
 from dodo_cio import deadline
 from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
-from dodo_cio.customerio import ClientCache, DeliveryResult, OpResult
+from dodo_cio.customerio import DeliveryResult, OpResult
+from dodo_cio.destination import DeliveryClients
 from dodo_cio.identity import Resolver, Unresolved, event_facts
 from dodo_cio.limits import fit_op
 from dodo_cio.mapping import MappingConfig, Op, map_event
@@ -110,24 +111,24 @@ class Prepared:
     secrets: Secrets
 
 
-@dataclass
+@dataclass(kw_only=True)
 class IngestService:
     """Everything the ingest handler needs, built once per Lambda container."""
 
     settings: Settings
     secrets: SecretStore
+    clock: Callable[[], float] = time.time
     mapping: MappingConfig
     metrics: Metrics
     logger: Log
     sqs_factory: Callable[[], SqsSender]
     session_factory: Callable[[], Any] | None = None
-    clock: Callable[[], float] = time.time
     # Exactly-once per webhook id (dodo_cio.idempotency), the identity directory and per-piece
     # freshness (dodo_cio.state, dodo_cio.identity); optional so the flow can run without a table.
     dedupe: Dedupe | None = None
     state: StateTable | None = None
     resolver: Resolver | None = None
-    _clients: ClientCache | None = field(default=None, init=False)
+    _clients: DeliveryClients | None = field(default=None, init=False)
     _sqs: SqsSender | None = field(default=None, init=False)
     _last_forced_refresh: float = field(default=0.0, init=False)
 
@@ -317,16 +318,18 @@ class IngestService:
             self._count("OpUnfixable", len(unfixable))
         return sendable, unfixable
 
-    def _send(self, ops: list[Op], site_id: str | None, api_key: str | None) -> DeliveryResult:
-        if not site_id or not api_key:
+    def _send(self, ops: list[Op], secrets: Secrets) -> DeliveryResult:
+        """One delivery to the chosen API (`Settings.customerio_api`); missing credentials park the ops."""
+        try:
+            credentials = secrets.delivery_credentials()
+        except ConfigError as exc:
             self._count("ConfigError")
-            self.logger.error("Customer.io credentials missing in SSM; parking the delivery")
-            reason = "Customer.io credentials missing in SSM"
-            return DeliveryResult(tuple(OpResult("config", reason) for _ in ops), None)
+            self.logger.error("%s; parking the delivery", exc)
+            return DeliveryResult(tuple(OpResult("config", str(exc)) for _ in ops), None)
         if self._clients is None:
-            self._clients = self.settings.track_clients(self.session_factory)
+            self._clients = self.settings.delivery_clients(self.session_factory)
         with deadline.keeping(self._keep(CALLS_AFTER_DELIVERY)):  # what fails must still be parked
-            result = self._clients.get(site_id, api_key).send(ops)
+            result = self._clients.get(credentials).send(ops)
         self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
         return result
 
@@ -350,7 +353,7 @@ class IngestService:
         event = prepared.event
         fresh = self._fresh(prepared)
         sendable, unfixable = self._fit(fresh)
-        result = self._send(sendable, prepared.secrets.site_id, prepared.secrets.api_key) if sendable else None
+        result = self._send(sendable, prepared.secrets) if sendable else None
 
         failed: dict[str, list[Op]] = {}
         errors: dict[str, LastError] = {}  # the first error of each kind, as the parked message records it

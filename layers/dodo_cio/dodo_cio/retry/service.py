@@ -27,7 +27,8 @@ from typing import Any, Final
 from dodo_cio import deadline
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.config import ConfigError, SecretStore, Settings
-from dodo_cio.customerio import ClientCache, OpResult
+from dodo_cio.customerio import OpResult
+from dodo_cio.destination import TRACK_LIMITS, ApiLimits, DeliveryClients
 from dodo_cio.identity import Known, Resolver, needs_resolution
 from dodo_cio.limits import fit_op
 from dodo_cio.parking import ParkedDelivery, ParkedFormatError
@@ -62,6 +63,8 @@ class RetryProcessor:
     # verdict may need (a DLQ send and a re-park, one AWS attempt each). Zero: no time checks.
     request_seconds: float = 0.0
     verdict_seconds: float = 0.0
+    # The chosen API's request limits (`Settings.delivery_limits`), which the requests are planned by.
+    limits: ApiLimits = TRACK_LIMITS
     monotonic: Callable[[], float] = time.monotonic
 
     def _has_time(self, seconds: float) -> bool:
@@ -143,7 +146,11 @@ class RetryProcessor:
             with deadline.keeping(self.verdict_seconds + self.request_seconds):
                 slots = self._pre_send_fates([p.ops for *_, p in readable])
             pending = [[o for o, fate in enumerate(row) if fate is None] for row in slots]
-            plan = plan_requests([[p.ops[o] for o in pending[m]] for m, (*_, p) in enumerate(readable)])
+            plan = plan_requests(
+                [[p.ops[o] for o in pending[m]] for m, (*_, p) in enumerate(readable)],
+                max_bytes=self.limits.max_request_bytes,
+                max_ops=self.limits.max_calls_per_request,
+            )
 
             def can_send() -> bool:
                 return self._has_time(self.request_seconds)
@@ -183,7 +190,8 @@ class RetryService:
     limiter: RateLimiter | None = None
     state: StateTable | None = None
     resolver: Resolver | None = None
-    _clients: ClientCache | None = field(default=None, init=False)
+    _clients: DeliveryClients | None = field(default=None, init=False)
+    _requests: int = field(default=0, init=False)
     _processor: RetryProcessor | None = field(default=None, init=False)
 
     def _processor_for_queues(self) -> RetryProcessor:
@@ -201,19 +209,26 @@ class RetryService:
                 self.resolver or Resolver(self.settings.identifier, self.state),
                 request_seconds=self.settings.track_request_seconds,
                 verdict_seconds=VERDICT_CALLS * (self.settings.aws_attempt_seconds + deadline.STEP_SLACK),
+                limits=self.settings.delivery_limits,
             )
         return self._processor
 
+    def _pace(self) -> None:
+        """Before every Customer.io request, a Pipelines send's extra ones included: counted and paced."""
+        self._requests += 1
+        if self.limiter is None:
+            self.limiter = RateLimiter(self.settings.rate_per_container)
+        self.limiter.acquire()
+
     def _sender(self) -> tuple[Sender | None, str]:
+        """The chosen API's client (`Settings.customerio_api`), or None and why not."""
         try:
-            site_id, api_key = self.secrets.customerio()
+            credentials = self.secrets.delivery_credentials()
         except ConfigError as exc:
             return None, str(exc)
-        if not site_id or not api_key:
-            return None, "Customer.io credentials missing in SSM"
         if self._clients is None:
-            self._clients = self.settings.track_clients(self.session_factory)
-        return self._clients.get(site_id, api_key), ""
+            self._clients = self.settings.delivery_clients(self.session_factory, pace=self._pace)
+        return self._clients.get(credentials), ""
 
     def handle(self, records: Sequence[Mapping[str, Any]]) -> list[MessageOutcome]:
         """Every record's outcome, in order; counted in metrics and logged unless delivered."""
@@ -227,22 +242,14 @@ class RetryService:
         if sender is None:
             self.metrics.add_metric(name="ConfigError", unit="Count", value=1)
             self.logger.error("cannot deliver parked messages: %s", why_not)
-        if self.limiter is None:
-            self.limiter = RateLimiter(self.settings.rate_per_container)
-        requests = 0
-
-        def on_request() -> None:
-            nonlocal requests
-            requests += 1
-            assert self.limiter is not None
-            self.limiter.acquire()
-
+        self._requests = 0
         outcomes = processor.process(
             [SqsRecord.from_lambda(r) for r in records],
             sender,
-            on_request=on_request,
-            missing_credentials=why_not or "Customer.io credentials missing in SSM",
+            on_request=self._pace,
+            missing_credentials=why_not,
         )
+        requests = self._requests
         self.metrics.add_metric(name="RetryRequests", unit="Count", value=requests)
         for verdict, count in summarise(outcomes).items():
             self.metrics.add_metric(name=_VERDICT_METRICS[verdict], unit="Count", value=count)
