@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dodo_cio_local.sandbox import TrackV2Validator
-from support.workspace import Workspace, WorkspaceError
+from support.workspace import Workspace, WorkspaceError, track_ops_of_calls, track_ops_of_request
 
 ULID_1 = "01JB8Z6Q2W3E4R5T6Y7V8X9M0P"
 ULID_2 = "01JB8Z6Q2W3E4R5T6Y7V8X9M0Q"
@@ -489,3 +489,72 @@ def test_the_valid_shapes_used_here_pass_the_contract(contract: TrackV2Validator
         obj("delete"),
     ]
     assert {i: contract.entity_errors(op) for i, op in enumerate(ops) if contract.entity_errors(op)} == {}
+
+
+# -- Pipelines calls replayed as Track ops (track_ops_of_calls) ---------------------------------------
+
+ISO_1 = "2023-11-14T22:13:20Z"  # 1_700_000_000
+ISO_2 = "2023-11-14T22:13:21Z"
+
+
+def replay(*calls: dict[str, Any]) -> Workspace:
+    ws = Workspace()
+    ws.apply_batch(track_ops_of_calls(calls))
+    return ws
+
+
+def test_pipelines_identify_sets_traits_and_a_null_trait_removes_the_attribute() -> None:
+    first = {"type": "identify", "userId": "cus_1", "traits": {"plan": "pro", "coupon": "X"}, "timestamp": ISO_1}
+    ws = replay(first, {"type": "identify", "userId": "cus_1", "traits": {"coupon": None}, "timestamp": ISO_2})
+    person = ws.person(id="cus_1")
+    assert person is not None and dict(person.attributes) == {"id": "cus_1", "plan": "pro"}
+    assert track_ops_of_calls([first])[0]["timestamp"] == 1_700_000_000
+    # userId read as Customer.io's Journeys destination reads it: an email, cio_<id>, else an id.
+    assert replay({**first, "userId": "Maya@Example.com"}).person(email="maya@example.com") is not None
+    assert [op["identifiers"] for op in track_ops_of_calls([{**first, "userId": "cio_a3000001"}])] == [
+        {"cio_id": "a3000001"}
+    ]
+
+
+def test_pipelines_track_is_an_event_keyed_by_message_id() -> None:
+    call = {"type": "track", "userId": "cus_1", "event": "payment.succeeded", "messageId": ULID_1,
+            "properties": {"amount": 900}, "timestamp": ISO_1}  # fmt: skip
+    ws = replay(call, call, {**call, "messageId": ULID_2, "properties": {"amount": 100}})
+    person = ws.person(id="cus_1")
+    assert person is not None
+    events = ws.events(person, "payment.succeeded")
+    assert [(e.id, e.timestamp, dict(e.attributes)) for e in events] == [
+        (ULID_1, 1_700_000_000, {"amount": 900}),
+        (ULID_2, 1_700_000_000, {"amount": 100}),
+    ]
+
+
+def test_pipelines_group_is_an_object_related_to_the_user() -> None:
+    traits = {"status": "active", "object_type_id": "1", "relationshipAttributes": {"role": "owner"}}
+    ws = replay({"type": "group", "userId": "maya@example.com", "groupId": "sub_1", "traits": traits})
+    found, person = ws.object("1", "sub_1"), ws.person(email="maya@example.com")
+    assert found is not None and person is not None
+    assert dict(found.attributes) == {"status": "active"}  # the type and relationship are not attributes
+    assert found.people == {person.cio_id}
+    assert ws.relationship(person, "1", "sub_1") == {"role": "owner"}
+
+
+def test_a_pipelines_request_takes_its_call_type_from_the_batch_or_the_path() -> None:
+    identify_call: dict[str, Any] = {"userId": "cus_1", "traits": {"plan": "pro"}}
+    typed = {"type": "identify", **identify_call}
+    batch = {"batch": [typed, {"type": "track", "userId": "cus_1", "event": "x"}]}
+    assert [op["action"] for op in track_ops_of_request("/v1/batch", batch)] == ["identify", "event"]
+    assert track_ops_of_request("/v1/identify", identify_call) == track_ops_of_calls([typed])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        {"type": "page", "userId": "cus_1", "name": "home"},
+        {"type": "identify", "anonymousId": "anon_1", "traits": {}},
+        {"type": "track", "userId": "", "event": "x"},
+    ],
+)
+def test_an_unmodeled_pipelines_call_raises(call: dict[str, Any]) -> None:
+    with pytest.raises(WorkspaceError):
+        track_ops_of_calls([call])
