@@ -1,5 +1,6 @@
 """`dodo-cio backfill` end to end: the official SDK against a local fake of Dodo's list endpoints,
-Customer.io as the local Track sandbox (which validates every op like the Track API)."""
+Customer.io as the local sandbox, which validates every op like the Track API and, for a Pipelines
+deployment, every call against Customer.io's published Pipelines spec, auth and strict mode."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from moto import mock_aws
 
 from dodo_cio.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
+from dodo_cio.pipelines.render import iso_time
+from dodo_cio.times import to_unix_ms
 from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_cli import backfill_source, cli
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
@@ -29,6 +32,8 @@ STATUSES = {"active": 120, "on_hold": 5, "past_due": 3, "cancelled": 7, "expired
 LIVE = ("active", "on_hold", "past_due")
 # What the credentials check gets when requests are scripted (scripts answer in order, whatever the path).
 REGION_OK = ScriptedResponse(200, body={"url": "http://sandbox", "region": "us", "environment_id": 1})
+# The same for a Pipelines key: its empty batch accepted, then the made-up key's refused.
+PIPELINES_KEY_OK = (ScriptedResponse(200), ScriptedResponse(401))
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +61,38 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dodo: FakeDodo) -> Path
     monkeypatch.setenv("DODO_PAYMENTS_API_KEY", dodo.api_key)
     monkeypatch.setenv("CUSTOMERIO_SITE_ID", SITE_ID)
     monkeypatch.setenv("CUSTOMERIO_API_KEY", API_KEY)
-    for name in ("CUSTOMERIO_REGION", "CUSTOMERIO_TRACK_URL", "CUSTOMERIO_IDENTIFIER", "DODO_PAYMENTS_BASE_URL"):
+    for name in (
+        "CUSTOMERIO_API",
+        "CUSTOMERIO_REGION",
+        "CUSTOMERIO_TRACK_URL",
+        "CUSTOMERIO_PIPELINES_URL",
+        "CUSTOMERIO_PIPELINES_API_KEY",
+        "CUSTOMERIO_IDENTIFIER",
+        "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID",
+        "CUSTOMERIO_PROFILE_METADATA",
+        "DODO_PAYMENTS_BASE_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     return tmp_path / ".backfill-state.json"
 
 
-def _backfill(dodo: FakeDodo, cio: TrackSandbox, *argv: str) -> int:
+@pytest.fixture
+def pipelines_env(env: Path, sandbox: TrackSandbox, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """As `env` for a Pipelines deployment: its key in the environment, and no Track credentials at all."""
+    monkeypatch.setenv("CUSTOMERIO_PIPELINES_API_KEY", sandbox.pipelines_key)
+    monkeypatch.delenv("CUSTOMERIO_SITE_ID")
+    monkeypatch.delenv("CUSTOMERIO_API_KEY")
+    return env
+
+
+def _backfill(dodo: FakeDodo, cio: TrackSandbox, *argv: str, api: str = "track") -> int:
+    to = ["--track-url", cio.base_url] if api == "track" else ["--api", api, "--pipelines-url", cio.pipelines_url]
     return cli.main(
         [
             "backfill",
             "--base-url",
             dodo.base_url,
-            "--track-url",
-            cio.base_url,
+            *to,
             "--statuses",
             ",".join(LIVE),
             "--rate",
@@ -299,32 +323,37 @@ def test_eu_workspace_with_a_us_setting_is_refused(
         assert not [r for r in eu.requests if r.method == "POST"]
 
 
+@pytest.mark.parametrize("api", ["track", "pipelines"])
 def test_keys_from_ssm_with_a_stack(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    api: str,
+    dodo: FakeDodo,
+    cio: TrackSandbox,
+    env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The stack names the API, its URL and the identifier; SSM holds that API's credentials only."""
     for name in ("DODO_PAYMENTS_API_KEY", "CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
         monkeypatch.delenv(name)
+    monkeypatch.setenv("CUSTOMERIO_API", "pipelines" if api == "track" else "track")  # the shell's: not used
     fake_credentials(monkeypatch)
+    parameters = {"SsmParameterPath": "/shop", "CustomerioRegion": "us", "CustomerioIdentifier": "email"}
+    if api == "track":
+        parameters |= {"CustomerioTrackUrl": cio.base_url}  # a stack deployed before CustomerioApi existed
+        secrets = {"customerio-site-id": SITE_ID, "customerio-api-key": API_KEY}
+    else:
+        parameters |= {"CustomerioApi": "pipelines", "CustomerioPipelinesUrl": cio.pipelines_url}
+        secrets = {"customerio-pipelines-api-key": cio.pipelines_key}
 
     class Stack:
         def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
-            parameters = {
-                "SsmParameterPath": "/shop",
-                "CustomerioRegion": "us",
-                "CustomerioTrackUrl": cio.base_url,
-                "CustomerioIdentifier": "email",
-            }
             return {
                 "Stacks": [{"Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]}]
             }
 
     with mock_aws():
         ssm = boto3.client("ssm")
-        for name, value in (
-            ("dodo-api-key", dodo.api_key),
-            ("customerio-site-id", SITE_ID),
-            ("customerio-api-key", API_KEY),
-        ):
+        for name, value in {"dodo-api-key": dodo.api_key, **secrets}.items():
             ssm.put_parameter(Name=f"/shop/{name}", Value=value, Type="SecureString")
         monkeypatch.setattr(cli, "_aws", lambda service, region: Stack() if service == "cloudformation" else ssm)
         code = cli.main(
@@ -332,8 +361,13 @@ def test_keys_from_ssm_with_a_stack(
         )
     assert code == 0, capsys.readouterr().err
     assert "identifier email" in capsys.readouterr().out  # the bridge's strategy, from the stack
-    customers = [op for op in _identified(cio) if "subscription_id" not in op["attributes"]]
-    assert len(customers) == N_CUSTOMERS and all("email" in op["identifiers"] for op in customers)
+    if api == "track":
+        customers = [op["identifiers"] for op in _identified(cio) if "subscription_id" not in op["attributes"]]
+        assert not cio.accepted_calls()
+    else:
+        customers = [c["userId"] for c in _calls(cio, "identify") if "subscription_id" not in c["traits"]]
+        assert not cio.accepted_ops()
+    assert len(customers) == N_CUSTOMERS and all("@" in str(who) for who in customers)
 
 
 def test_a_wrong_base_url_is_a_usage_error(
@@ -344,3 +378,106 @@ def test_a_wrong_base_url_is_a_usage_error(
     )
     assert code == 2
     assert "answered HTTP 404 reading customers page 0" in capsys.readouterr().err
+
+
+# -- into a Pipelines deployment (--api pipelines, or the stack's CustomerioApi) ---------------------
+
+
+def _calls(cio: TrackSandbox, kind: str) -> list[dict[str, Any]]:
+    return [c for c in cio.accepted_calls() if c["type"] == kind]
+
+
+def test_pipelines_customers_and_subscriptions_arrive_as_strict_mode_identify_calls(
+    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _backfill(dodo, cio, api="pipelines") == 0
+    out = capsys.readouterr().out
+    preflight, sent = cio.requests[:2], cio.requests[2:]
+    empty = {"batch": []}  # the key's probe (accepted), then the made-up key's (refused): nothing created
+    assert [(r.path, r.status, r.json) for r in preflight] == [("/v1/batch", 200, empty), ("/v1/batch", 401, empty)]
+    assert sent and all(r.path.startswith("/v1/") and r.status == 200 for r in sent)
+    assert all(r.headers.get("X-Strict-Mode") == "1" for r in cio.requests)
+    assert not cio.accepted_ops()  # nothing went to Track
+
+    identified = _calls(cio, "identify")
+    customers = [c for c in identified if "subscription_id" not in c["traits"]]
+    assert sorted(c["userId"] for c in customers) == [f"cus_{n:05d}" for n in range(N_CUSTOMERS)]
+    subscriptions = sorted(c["traits"]["subscription_id"] for c in identified if "subscription_id" in c["traits"])
+    assert subscriptions == sorted(s["subscription_id"] for s in dodo.subscriptions if s["status"] in LIVE)
+    assert all(isinstance(c["timestamp"], str) and c["timestamp"].endswith("Z") for c in identified)
+    assert not _calls(cio, "track")  # identify only by default
+    assert f"Customer.io Pipelines API {cio.pipelines_url}" in out
+    assert f"customers: {N_CUSTOMERS} customers read, {N_CUSTOMERS} sent (done)" in out
+    assert "to the Pipelines API" in out
+    assert json.loads(pipelines_env.read_text())["completed_at"]
+
+
+def test_pipelines_events_carry_a_message_id_that_a_rerun_repeats_and_the_dodo_time(
+    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path
+) -> None:
+    argv = ("--no-customers", "--statuses", "on_hold", "--events")
+    assert _backfill(dodo, cio, *argv, api="pipelines") == 0
+    events = _calls(cio, "track")
+    subs = {s["subscription_id"]: s for s in dodo.subscriptions if s["status"] == "on_hold"}
+    assert len(events) == len(subs) == 5
+    for event in events:
+        sub = subs[event["properties"]["subscription_id"]]
+        created_ms = to_unix_ms(sub["created_at"]) or 0
+        assert event["event"] == "subscription.on_hold" and event["properties"]["backfill"] is True
+        assert event["messageId"] == deterministic_ulid(f"backfill:{sub['subscription_id']}", created_ms)
+        assert event["timestamp"] == iso_time(created_ms)
+        assert event["userId"] == sub["customer"]["customer_id"]
+    first = sorted(e["messageId"] for e in events)
+    cio.reset()
+    assert _backfill(dodo, cio, *argv, "--restart", api="pipelines") == 0
+    assert sorted(e["messageId"] for e in _calls(cio, "track")) == first
+
+
+def test_pipelines_subscription_objects_are_group_calls_like_the_bridges(
+    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "4")  # the bridge's setting, read by the backfill
+    assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", api="pipelines") == 0
+    groups = _calls(cio, "group")
+    subs = {s["subscription_id"]: s for s in dodo.subscriptions if s["status"] == "on_hold"}
+    assert sorted(g["groupId"] for g in groups) == sorted(subs)
+    for group in groups:
+        assert group["traits"]["object_type_id"] == "4"
+        assert group["userId"] == subs[group["groupId"]]["customer"]["customer_id"]
+
+
+def test_pipelines_a_wrong_key_stops_before_dodo_is_read(
+    dodo: FakeDodo,
+    cio: TrackSandbox,
+    pipelines_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CUSTOMERIO_PIPELINES_API_KEY", "a-revoked-key")
+    assert _backfill(dodo, cio, api="pipelines") == 2
+    err = capsys.readouterr().err
+    assert "Customer.io check failed: Customer.io rejected the Pipelines API key (HTTP 401)" in err
+    assert "a-revoked-key" not in err
+    assert not dodo.requests and cio.accepted_calls() == []
+
+
+def test_pipelines_outage_stops_resumably_and_a_rerun_finishes(
+    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cio.script(*PIPELINES_KEY_OK, 503, 503)
+    assert _backfill(dodo, cio, "--max-attempts", "2", "--no-customers", api="pipelines") == 1
+    assert "Customer.io still failing after 2 attempts (HTTP 503" in capsys.readouterr().err
+    assert json.loads(pipelines_env.read_text())["listings"]["subscriptions:active"]["next_page"] == 0
+    assert _backfill(dodo, cio, "--no-customers", api="pipelines") == 0
+    assert len(_calls(cio, "identify")) == sum(1 for s in dodo.subscriptions if s["status"] in LIVE)
+
+
+def test_pipelines_dry_run_shows_the_calls_and_sends_nothing(
+    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _backfill(dodo, cio, "--dry-run", "--identifier", "email", "--sample", "1", api="pipelines") == 0
+    out = capsys.readouterr().out
+    assert not cio.requests and not pipelines_env.exists()
+    sample = json.loads(out.split("first 1:\n", 1)[1].splitlines()[0])
+    assert sample["type"] == "identify" and sample["userId"] == "c***@example.com"  # masked
+    assert "shown as the Pipelines API would get it" in out

@@ -11,7 +11,7 @@ import boto3
 import pytest
 
 from dodo_cio_cli import cli
-from dodo_cio_local.sandbox import TrackSandbox
+from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 from support.aws import SSM_PATH, create_queues, put_secrets
 
 pytestmark = pytest.mark.network
@@ -168,3 +168,97 @@ def test_unknown_stack_is_exit_2(
     monkeypatch.setattr(cli, "_aws", lambda service, region: NoStack())
     assert cli.main(["check", "--stack", "nope"]) == 2
     assert "stack 'nope' not found" in capsys.readouterr().err
+
+
+# -- a Pipelines deployment (CustomerioApi=pipelines) -----------------------------------------------
+
+
+def _put_pipelines(key: str) -> None:
+    """The webhook secret and a Pipelines key, and no Track site id or key: all such a deployment reads."""
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=None, api_key=None)
+    boto3.client("ssm").put_parameter(
+        Name=f"{SSM_PATH}/customerio-pipelines-api-key", Value=key, Type="SecureString", Overwrite=True
+    )
+
+
+def _pipelines_posts(box: TrackSandbox) -> list[tuple[str, str, int]]:
+    return [(r.method, r.path, r.status) for r in box.requests if r.path.startswith("/v1/")]
+
+
+def test_a_pipelines_key_is_proved_by_a_request_that_creates_nothing(
+    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    us_sandbox.reset()
+    _put_pipelines(us_sandbox.pipelines_key)
+    code, out = _check(capsys, "--api", "pipelines", "--pipelines-url", us_sandbox.pipelines_url)
+    assert code == 0, out
+    assert _line(out, "customerio-pipelines-api-key").split()[0] == "ok"
+    assert "customerio-site-id" not in out and "customerio-api-key" not in out  # not needed, not read
+    line = _line(out, "Customer.io Pipelines key")
+    assert line.split()[0] == "ok" and f"accepted by {us_sandbox.pipelines_url}" in line
+    assert f"pipelines API, URL {us_sandbox.pipelines_url}" in out.splitlines()[0]
+    # The key's empty batch (the sandbox, like the spec, accepts it), then the made-up key's, refused.
+    assert _pipelines_posts(us_sandbox) == [("POST", "/v1/batch", 200), ("POST", "/v1/batch", 401)]
+    assert us_sandbox.requests[0].headers.get("X-Strict-Mode") == "1"
+    assert us_sandbox.accepted_calls() == []  # nothing was created
+    assert us_sandbox.pipelines_key not in out
+
+
+def test_a_wrong_pipelines_key_is_rejected(
+    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    us_sandbox.reset()
+    _put_pipelines("a-track-api-key-by-mistake")
+    code, out = _check(capsys, "--api", "pipelines", "--pipelines-url", us_sandbox.pipelines_url)
+    assert code == 1
+    assert "rejected the Pipelines API key (HTTP 401)" in _line(out, "Customer.io Pipelines key")
+    assert "Data Pipelines → Sources" in out and "a-track-api-key-by-mistake" not in out
+    assert _pipelines_posts(us_sandbox) == [("POST", "/v1/batch", 401)]  # an override: no other region to ask
+
+
+def test_a_strict_mode_400_counts_only_when_a_made_up_key_is_refused(
+    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A server that refuses an empty batch (400) has still authenticated the key first, which the
+    second request shows; one that answers 400 to any key proves nothing."""
+    refused = ScriptedResponse(400, body={"meta": {"errors": ["batch must not be empty"]}})
+    _put_pipelines(us_sandbox.pipelines_key)
+    argv = ("--api", "pipelines", "--pipelines-url", us_sandbox.pipelines_url)
+    us_sandbox.reset()
+    us_sandbox.script(refused)  # the key's request; the made-up key's then meets the sandbox's auth
+    code, out = _check(capsys, *argv)
+    assert code == 0 and "refused for its content (400)" in _line(out, "Customer.io Pipelines key")
+    us_sandbox.reset()
+    us_sandbox.script(refused, refused)
+    code, out = _check(capsys, *argv)
+    assert code == 1 and "cannot tell whether the key is right" in _line(out, "Customer.io Pipelines key")
+    assert us_sandbox.accepted_calls() == []
+
+
+def test_the_stack_chooses_the_api_and_api_can_check_the_other_one(
+    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _put_pipelines(us_sandbox.pipelines_key)
+    cfn = FakeCloudFormation(
+        {
+            "SsmParameterPath": SSM_PATH,
+            "CustomerioRegion": "us",
+            "CustomerioApi": "pipelines",
+            "CustomerioPipelinesUrl": us_sandbox.pipelines_url,
+        },
+        {},
+    )
+    monkeypatch.setattr(
+        cli, "_aws", lambda service, region: cfn if service == "cloudformation" else boto3.client(service)
+    )
+    monkeypatch.setenv("CUSTOMERIO_API", "track")  # the shell's setting does not override the stack's
+    assert cli.main(["check", "--stack", "bridge"]) == 1  # the queues are not there; the key is fine
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("checking stack bridge, SSM path /dodo-customerio, Customer.io region us, ")
+    assert "pipelines API, URL" in out.splitlines()[0]
+    assert _line(out, "Customer.io Pipelines key").split()[0] == "ok"
+    # Checking the Track credentials of a Pipelines stack, e.g. before switching back: said in the header.
+    assert cli.main(["check", "--stack", "bridge", "--api", "track"]) == 1
+    out = capsys.readouterr().out
+    assert "track API (the stack delivers with pipelines)" in out.splitlines()[0]
+    assert "not found" in _line(out, "customerio-site-id")

@@ -154,6 +154,7 @@ def test_mask_op_hides_emails_phones_and_names() -> None:
     assert "customer3@example.com" not in text and "c***@example.com" in text
     assert masked["attributes"]["phone"].endswith("03") and "5550" not in masked["attributes"]["phone"]
     assert masked["attributes"]["name"] == "C*** 3***"
+    assert (masked["attributes"]["first_name"], masked["attributes"]["last_name"]) == ("C***", "3***")
     assert op["identifiers"] == {"email": "customer3@example.com"}  # the original is untouched
 
 
@@ -393,19 +394,21 @@ def test_load_mapping_uses_the_merchants_customize(tmp_path: Path) -> None:
         "def build_mapping(defaults):\n"
         "    return defaults.with_changes(removed_attributes={'*': DROP})\n"
     )
-    mapping, source = backfill_command.load_mapping(IdentifierStrategy.parse("email"), str(tmp_path / "customize.py"))
+    mapping, source = backfill_command.load_mapping(
+        MappingConfig(identifier=IdentifierStrategy.parse("email")), str(tmp_path / "customize.py")
+    )
     assert mapping.removed_attributes == {"*": frozenset({"phone"})}
     assert mapping.identifier.kind == "email" and source.endswith("customize.py")
     (tmp_path / "bad.py").write_text("def build_mapping(defaults):\n    return 42\n")
     with pytest.raises(BackfillError, match="must return a MappingConfig"):
-        backfill_command.load_mapping(IdentifierStrategy(), str(tmp_path / "bad.py"))
+        backfill_command.load_mapping(MappingConfig(), str(tmp_path / "bad.py"))
     with pytest.raises(BackfillError, match="no file"):
-        backfill_command.load_mapping(IdentifierStrategy(), str(tmp_path / "missing.py"))
+        backfill_command.load_mapping(MappingConfig(), str(tmp_path / "missing.py"))
 
 
 def test_repository_customize_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    mapping, source = backfill_command.load_mapping(IdentifierStrategy(), None)
+    mapping, source = backfill_command.load_mapping(MappingConfig(), None)
     assert source == "functions/ingest/customize.py" and isinstance(mapping, MappingConfig)
 
 

@@ -3,7 +3,8 @@
 When the bridge is first installed, Customer.io knows nobody: webhooks only describe what happens
 from then on. The backfill reads every customer and every subscription in the chosen statuses from
 the Dodo Payments API (the official `dodopayments` SDK), turns each into the same Customer.io ops a
-webhook would produce, and sends them in `/api/v2/batch` requests.
+webhook would produce, and sends them to the Customer.io API the bridge is deployed with
+(`CustomerioApi`): `/api/v2/batch` requests to Track, or Pipelines calls (`/batch`) to Pipelines.
 
 What is sent
   * a customer -> one `identify` with `customer_profile` (email, name, phone, dodo_customer_id);
@@ -22,11 +23,15 @@ The identify `timestamp` is the time the backfill *read* the object from Dodo, n
 attribute updates by timestamp, so an older webhook delivered late must not count as newer than
 what the backfill wrote (and a `created_at` timestamp would make today's state look years old).
 
-Delivery: ops are packed by `retry.plan_requests` (each object's ops together, < 500 kB and
-<= 1000 ops per request), each op made to fit by `limits.fit_op`, sent by `customerio.TrackClient`
-at most `--rate` requests per second and classified by the bridge's own `classify_response`:
-  * 2xx -> delivered; a 207 names the rejected ops: those objects are reported, the rest count;
-  * 413 -> the request is split in halves (`retry.send_with_split`);
+Delivery: ops are packed by `retry.plan_requests` within the chosen API's published limits
+(`Destination.limits`: each object's ops together, < 500 kB and <= 1000 ops per request), each op
+made to fit by `limits.fit_op`, sent by the bridge's own client for that API
+(`Settings.delivery_clients`: `TrackClient`, or `PipelinesClient`, which renders each op as one
+Pipelines call in strict mode) at most `--rate` requests per second, every request a Pipelines
+send makes included (`Pacer`), and classified as the bridge classifies them:
+  * 2xx -> delivered; a Track 207 names the rejected ops, a Pipelines 400 is narrowed down to the
+    call at fault by the client: those objects are reported, the rest count;
+  * 413 -> the request is split in halves (`retry.send_with_split`, or the Pipelines client);
   * 429, 5xx, timeouts -> retried with exponential backoff (honouring Retry-After), then the run
     stops with its progress saved;
   * 401/403/404 -> stops at once: the credentials or the URL are wrong.
@@ -62,6 +67,7 @@ from dodo_cio_cli.backfill_source import (
     MAX_PAGE_SIZE,
     MAX_RECORDED_FAILURES,
     BackfillError,
+    Built,
     Listing,
     Op,
     OpBuilder,
@@ -75,6 +81,7 @@ from dodo_cio_cli.backfill_state import ListingState, State
 if TYPE_CHECKING:
     from dodo_cio.customerio import DeliveryResult
     from dodo_cio.retry.planning import OpFate
+    from dodo_cio_cli.backfill_destination import Destination
 
 # -- the run ----------------------------------------------------------------------------------------
 
@@ -96,6 +103,25 @@ class BackfillOptions:
     dry_run: bool = False
     sample: int = 3
     progress: bool | None = None  # None: a bar only when stderr is a terminal
+
+
+class Pacer:
+    """Every Customer.io request of the run, counted and held to `rate` per second.
+
+    One object for the whole run, because requests start in two places: the run starts each
+    planned request, and a Pipelines client starts more within one send (packing, halving a
+    refused batch) through its `pace` hook. Both must count against the same rate.
+    """
+
+    def __init__(self, rate: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        from dodo_cio.retry.pacing import RateLimiter  # noqa: PLC0415
+
+        self.limiter = RateLimiter(rate, sleep=sleep)
+        self.requests = 0
+
+    def __call__(self) -> None:
+        self.limiter.acquire()
+        self.requests += 1
 
 
 @dataclass(slots=True)
@@ -126,8 +152,10 @@ class Backfill:
         err: TextIO | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        destination: Destination | None = None,
+        pacer: Pacer | None = None,
     ) -> None:
-        from dodo_cio.retry.pacing import RateLimiter  # noqa: PLC0415
+        from dodo_cio_cli.backfill_destination import Destination  # noqa: PLC0415 - pulls in the HTTP stack
 
         if sender is None and not options.dry_run:
             raise ValueError("a sender is needed unless this is a dry run")
@@ -140,7 +168,8 @@ class Backfill:
         self.err = err if err is not None else sys.stderr  # read at run time: tests swap sys.stderr
         self.clock = clock
         self.sleep = sleep
-        self.limiter = RateLimiter(options.rate, sleep=sleep)
+        self.destination = destination if destination is not None else Destination()
+        self.pacer = pacer if pacer is not None else Pacer(options.rate, sleep)
         self.report = Report()
 
     # -- driving
@@ -166,6 +195,8 @@ class Backfill:
                 self._save()
             if any(s.failed for s in self.report.per_listing.values()):
                 self.report.code = EXIT_INCOMPLETE
+        if not self.options.dry_run:  # a dry run counts its planned requests instead
+            self.report.requests = self.pacer.requests
         return self.report
 
     def _resume_hint(self, code: int) -> str:
@@ -217,15 +248,13 @@ class Backfill:
         sendable = [b for b in built if b.problem is None and b.ops]
         # Nothing to send for the rest (e.g. the mapping ignores that type): done, not failed.
         delivered = sum(1 for b in built if b.problem is None and not b.ops)
-        plan = plan_requests([b.ops for b in sendable]) if sendable else []
+        limits = self.destination.limits  # the chosen API's: a Pipelines client may pack more finely still
+        sizes = {"max_bytes": limits.max_request_bytes, "max_ops": limits.max_calls_per_request}
+        plan = plan_requests([b.ops for b in sendable], **sizes) if sendable else []
         ops_count = sum(len(b.ops) for b in sendable)
         if self.options.dry_run:
             self.report.requests += len(plan)
-            for b in sendable:
-                for op in b.ops:
-                    if len(self.report.samples) < self.options.sample:
-                        self.report.samples.append(mask_op(op))
-            delivered += len(sendable)
+            delivered += self._preview(sendable, failures)
         else:
             rejected: dict[int, str] = {}
             for request in plan:
@@ -245,6 +274,24 @@ class Backfill:
         self.report.ops += ops_count
         self.report.warnings += sum(len(b.warnings) for b in built)
 
+    def _preview(self, sendable: list[Built], failures: list[tuple[str, str]]) -> int:
+        """A dry run's page: samples as they would be sent, and the objects that would go.
+
+        An object whose ops the chosen API cannot say (Pipelines has no call for some Track ops) is
+        a failure here, with the reason the real run's client would give it.
+        """
+        going = 0
+        for b in sendable:
+            try:
+                shown = [self.destination.preview(op) for op in b.ops]
+            except ValueError as exc:
+                failures.append((b.object_id, f"not sent: {exc}"))
+                continue
+            going += 1
+            room = max(self.options.sample - len(self.report.samples), 0)
+            self.report.samples.extend(mask_op(call) for call in shown[:room])
+        return going
+
     def _deliver(self, ops: list[Op]) -> list[OpFate]:
         """Send one planned request; retry what failed transiently; raise when it will not go."""
         from dodo_cio.retry.planning import send_with_split  # noqa: PLC0415
@@ -255,14 +302,14 @@ class Backfill:
         pending = list(range(len(ops)))
         attempt = 1
         while True:
-            results = send_with_split(sender, [ops[i] for i in pending], self._on_request)
+            results = send_with_split(sender, [ops[i] for i in pending], self.pacer)
             for index, fate in zip(pending, results, strict=True):
                 fates[index] = fate
             config = [f for f in results if f.result.outcome == "config"]
             if config:
                 raise BackfillError(
                     f"Customer.io refused the request ({redact(config[0].result.reason)[:200]}): "
-                    "check the site id and API key (Settings → API credentials → Track API) and the track URL"
+                    + self.destination.refused_hint
                 )
             transient = [i for i, f in zip(pending, results, strict=True) if f.result.outcome == "transient"]
             if not transient:
@@ -279,10 +326,6 @@ class Backfill:
             self.sleep(wait)
             attempt += 1
             pending = transient
-
-    def _on_request(self) -> None:
-        self.limiter.acquire()
-        self.report.requests += 1
 
     def _save(self) -> None:
         if self.options.dry_run or self.state_path is None:
@@ -317,7 +360,10 @@ class Backfill:
 # -- the summary ------------------------------------------------------------------------------------
 
 
-def format_summary(report: Report, options: BackfillOptions, *, elapsed: float) -> str:
+def format_summary(
+    report: Report, options: BackfillOptions, *, elapsed: float, requests_to: str = "/api/v2/batch"
+) -> str:
+    """Per listing what was read and sent or failed, then the requests (to `requests_to`) and samples."""
     lines: list[str] = []
     verb = "would send" if options.dry_run else "sent"
     for key, ls in report.per_listing.items():
@@ -331,7 +377,7 @@ def format_summary(report: Report, options: BackfillOptions, *, elapsed: float) 
         lines.extend(f"      {f['id']}: {f['reason']}" for f in ls.failures[:10])
         if ls.failed > 10:
             lines.append(f"      … {ls.failed - 10} more (listed in the state file)")
-    requests = f"{report.requests} request{'s' if report.requests != 1 else ''} to /api/v2/batch"
+    requests = f"{report.requests} request{'s' if report.requests != 1 else ''} to {requests_to}"
     head = "dry run: nothing was sent" if options.dry_run else f"{report.ops} ops in {requests}"
     lines.insert(0, f"{head} ({elapsed:.1f} s)" if not options.dry_run else head)
     if options.dry_run:
@@ -339,6 +385,6 @@ def format_summary(report: Report, options: BackfillOptions, *, elapsed: float) 
     if report.warnings:
         lines.append(f"  {report.warnings} attribute(s) truncated or dropped to fit Customer.io's limits")
     if report.samples:
-        lines.append(f"sample of the ops (emails, phones and names masked), first {len(report.samples)}:")
+        lines.append(f"sample of what would be sent (emails, phones and names masked), first {len(report.samples)}:")
         lines.extend("  " + json.dumps(op, ensure_ascii=False, sort_keys=True) for op in report.samples)
     return "\n".join(lines)

@@ -1,4 +1,8 @@
-"""`dodo-cio backfill`: its arguments, where it finds credentials and the mapping, and the run it starts."""
+"""`dodo-cio backfill`: its arguments, where it finds credentials and the mapping, and the run it starts.
+
+The Customer.io API is the deployment's (`--api`, else the stack's `CustomerioApi`: see
+`dodo_cio_cli.api_choice`); what depends on it is in `dodo_cio_cli.backfill_destination`.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dodo_cio.mapping import (
-    IdentifierStrategy,
     MappingConfig,
-    MappingConfigError,
 )
 from dodo_cio_cli.backfill import Backfill, BackfillOptions, format_summary
 from dodo_cio_cli.backfill_source import (
@@ -35,12 +37,19 @@ from dodo_cio_cli.backfill_source import (
 )
 from dodo_cio_cli.backfill_state import State, fingerprint
 
+if TYPE_CHECKING:
+    from dodo_cio.destination import Credentials
+    from dodo_cio_cli.backfill_destination import Destination
+
 # -- the command ------------------------------------------------------------------------------------
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dodo_cio_cli.api_choice import add_api_options  # noqa: PLC0415
+
     parser.add_argument(
-        "--stack", help="CloudFormation stack name: SSM path, Customer.io region/URL and identifier from its parameters"
+        "--stack",
+        help="CloudFormation stack name: SSM path, Customer.io API, region/URL and identifier from its parameters",
     )
     parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
     parser.add_argument("--ssm-path", help="SSM path of the secrets (default: the stack's SsmParameterPath)")
@@ -88,13 +97,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Customer.io region (default: the stack's CustomerioRegion, else $CUSTOMERIO_REGION, else us)",
     )
     parser.add_argument("--track-url", help="Customer.io Track base URL override (default: the stack's, if any)")
+    add_api_options(parser, url_env=True)
     parser.add_argument(
         "--customize",
         metavar="FILE",
         help="the mapping customisation to apply (default: functions/ingest/customize.py when it exists here)",
     )
     parser.add_argument(
-        "--rate", type=float, default=10.0, help="Customer.io requests per second (default %(default)s)"
+        "--rate",
+        type=float,
+        default=10.0,
+        help="Customer.io requests per second, at most the API's published rate (default %(default)s)",
     )
     parser.add_argument(
         "--page-size", type=int, default=MAX_PAGE_SIZE, help="Dodo page size, 1-100 (default %(default)s)"
@@ -122,9 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def load_mapping(identifier: IdentifierStrategy, customize: str | None) -> tuple[MappingConfig, str]:
-    """The merchant's `build_mapping` applied to the defaults, as the ingest function does."""
-    defaults = MappingConfig(identifier=identifier)
+def load_mapping(defaults: MappingConfig, customize: str | None) -> tuple[MappingConfig, str]:
+    """The merchant's `build_mapping` applied to the defaults (`Settings.mapping()`), as the ingest function does."""
     path = Path(customize) if customize else Path("functions/ingest/customize.py")
     if not path.is_file():
         if customize:
@@ -189,9 +201,7 @@ class _Target:
     """Where the run reads from and writes to, resolved from the options, the stack and the environment."""
 
     ssm_path: str
-    region: str
-    track_override: str | None
-    track_url: str
+    destination: Destination
     identifier: str
     mapping: MappingConfig
     mapping_source: str
@@ -223,8 +233,14 @@ def _options(args: argparse.Namespace) -> BackfillOptions:
 
 
 def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> _Target:
-    from dodo_cio.customerio import track_base_url  # noqa: PLC0415
-    from dodo_cio_cli import operator  # noqa: PLC0415
+    """The deployment's settings: each from its option, else the stack's parameter, else the environment.
+
+    With --stack a parameter the stack has wins even when empty (an empty CustomerioTrackUrl means
+    "no override" for the functions, whatever the shell says); the environment fills in only what
+    the stack does not have. The settings are then read as the functions read them.
+    """
+    from dodo_cio_cli import api_choice, operator  # noqa: PLC0415
+    from dodo_cio_cli.backfill_destination import Destination, bridge_settings  # noqa: PLC0415
 
     parameters: dict[str, str] = {}
     if args.stack:
@@ -234,28 +250,42 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
             )
         except operator.OperatorError as exc:
             raise BackfillError(str(exc)) from None
-    env = os.environ
-    region = (args.region_cio or parameters.get("CustomerioRegion") or env.get("CUSTOMERIO_REGION") or "us").lower()
-    track_override = args.track_url or parameters.get("CustomerioTrackUrl") or env.get("CUSTOMERIO_TRACK_URL")
-    identifier = (
-        args.identifier or parameters.get("CustomerioIdentifier") or env.get("CUSTOMERIO_IDENTIFIER") or "customer_id"
-    )
+
+    def pick(option: str | None, parameter: str, variable: str) -> str:
+        if option:
+            return option
+        return parameters[parameter] if parameter in parameters else os.environ.get(variable, "")
+
     try:
-        track_url = track_base_url(region, track_override)
-        strategy = IdentifierStrategy.parse(identifier)
-    except (ValueError, MappingConfigError) as exc:
+        api = api_choice.choose_api(args.api, parameters, stack=bool(args.stack))
+    except ValueError as exc:
         raise BackfillError(str(exc)) from None
-    mapping, mapping_source = load_mapping(strategy, args.customize)
+    values = {
+        "CUSTOMERIO_API": api,
+        "CUSTOMERIO_REGION": pick(args.region_cio, "CustomerioRegion", "CUSTOMERIO_REGION"),
+        "CUSTOMERIO_TRACK_URL": pick(args.track_url, "CustomerioTrackUrl", "CUSTOMERIO_TRACK_URL"),
+        "CUSTOMERIO_PIPELINES_URL": pick(
+            args.pipelines_url, api_choice.PIPELINES_URL_PARAMETER, "CUSTOMERIO_PIPELINES_URL"
+        ),
+        "CUSTOMERIO_IDENTIFIER": pick(args.identifier, "CustomerioIdentifier", "CUSTOMERIO_IDENTIFIER"),
+        "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID": pick(
+            None, "CustomerioSubscriptionObjectTypeId", "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID"
+        ),
+        "CUSTOMERIO_PROFILE_METADATA": pick(None, "CustomerioProfileMetadata", "CUSTOMERIO_PROFILE_METADATA"),
+    }
+    settings = bridge_settings(values)
+    url_override = values["CUSTOMERIO_PIPELINES_URL" if api == "pipelines" else "CUSTOMERIO_TRACK_URL"]
+    destination = Destination.of(settings, url_override)
+    destination.check_rate(args.rate)
+    mapping, mapping_source = load_mapping(settings.mapping(), args.customize)
     if not mapping.send_identify and not args.events:
         raise BackfillError(
             f"{mapping_source} turns identify off (send_identify=False): nothing to send without --events"
         )
     return _Target(
         ssm_path=(args.ssm_path or parameters.get("SsmParameterPath") or "").rstrip("/"),
-        region=region,
-        track_override=track_override or None,
-        track_url=track_url,
-        identifier=identifier,
+        destination=destination,
+        identifier=settings.identifier.text,
         mapping=mapping,
         mapping_source=mapping_source,
     )
@@ -263,8 +293,11 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
 
 def _credentials(
     args: argparse.Namespace, target: _Target, aws: Callable[[str, str | None], Any]
-) -> tuple[str, str, str]:
-    """(Dodo API key, Customer.io site id, Customer.io API key): the environment first, then SSM."""
+) -> tuple[str, Credentials | None]:
+    """(Dodo API key, the chosen API's Customer.io credentials): the environment first, then SSM.
+
+    A dry run sends nothing to Customer.io, so it reads no Customer.io credentials (None).
+    """
     ssm: Any = None
 
     def read(name: str, what: str) -> str:
@@ -287,18 +320,8 @@ def _credentials(
             "(Developer → API keys)"
         )
     if args.dry_run:
-        return api_key, "", ""
-    site_id = os.environ.get("CUSTOMERIO_SITE_ID", "").strip()
-    cio_key = os.environ.get("CUSTOMERIO_API_KEY", "").strip()
-    if not (site_id and cio_key):
-        site_id = read("customerio-site-id", "the Customer.io site id")
-        cio_key = read("customerio-api-key", "the Customer.io API key")
-    if not (site_id and cio_key):
-        raise BackfillError(
-            "no Customer.io credentials: pass --stack/--ssm-path to read them from SSM, or set "
-            "CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY (or try --dry-run first: it needs none)"
-        )
-    return api_key, site_id, cio_key
+        return api_key, None
+    return api_key, target.destination.credentials(read, os.environ)
 
 
 def _open_state(path: Path, wanted: dict[str, Any], *, restart: bool) -> State:
@@ -315,30 +338,37 @@ def _open_state(path: Path, wanted: dict[str, Any], *, restart: bool) -> State:
 
 
 def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], started: float) -> int:
-    from dodo_cio.customerio import TrackClient  # noqa: PLC0415
+    from dodo_cio_cli.backfill import Pacer  # noqa: PLC0415
+    from dodo_cio_cli.backfill_destination import workspace_key  # noqa: PLC0415
 
     options = _options(args)
     target = _target(args, aws)
-    api_key, site_id, cio_key = _credentials(args, target, aws)
-    sender: TrackClient | None = None
-    if not options.dry_run:
-        _preflight(target.track_override, target.region, site_id, cio_key)
-        sender = TrackClient(target.track_url, site_id, cio_key, connect_timeout=5.0, read_timeout=30.0)
+    destination = target.destination
+    api_key, credentials = _credentials(args, target, aws)
+    pacer = Pacer(options.rate)
+    sender = None
+    if credentials is not None:
+        destination.preflight(credentials)
+        sender = destination.client(credentials, pace=pacer)
     source = SdkSource(api_key, environment=args.environment, base_url=args.base_url, max_retries=args.dodo_retries)
     state_path = Path(args.state)
     state: State | None = None
     if options.dry_run:
-        print(f"dry run: reading Dodo {source.where}; nothing will be sent ({target.mapping_source})", flush=True)
+        print(
+            f"dry run: reading Dodo {source.where}; nothing will be sent; shown as the {destination.label} would "
+            f"get it ({target.mapping_source})",
+            flush=True,
+        )
     else:
         print(
-            f"Dodo {source.where} -> Customer.io {target.track_url} "
+            f"Dodo {source.where} -> Customer.io {destination.label} {destination.url} "
             f"(identifier {target.identifier}; {target.mapping_source})",
             flush=True,
         )
         wanted = fingerprint(
             dodo=source.where,
-            customerio_url=target.track_url,
-            site_id=site_id,
+            customerio_url=destination.url,
+            site_id=workspace_key(credentials),
             identifier=target.identifier,
             events=options.events,
             page_size=options.page_size,
@@ -356,14 +386,17 @@ def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], st
             state.completed_at = None
 
     builder = OpBuilder(target.mapping, events=options.events)
-    backfill = Backfill(source, sender, builder, options, state=state, state_path=state_path)
+    backfill = Backfill(
+        source, sender, builder, options, state=state, state_path=state_path, destination=destination, pacer=pacer
+    )
     try:
         report = backfill.run()
     finally:
         source.close()
         if sender is not None:
             sender.close()
-    print(format_summary(report, options, elapsed=time.monotonic() - started))
+    elapsed = time.monotonic() - started
+    print(format_summary(report, options, elapsed=elapsed, requests_to=destination.requests_to))
     if report.message:
         print(f"dodo-cio backfill: {report.message}", file=sys.stderr)
     elif report.code == EXIT_INCOMPLETE:
@@ -373,13 +406,3 @@ def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], st
             file=sys.stderr,
         )
     return report.code
-
-
-def _preflight(track_override: str | None, region: str, site_id: str, api_key: str) -> None:
-    """Fail before reading Dodo when the Customer.io credentials or region are wrong."""
-    from dodo_cio_cli.check import check_customerio  # noqa: PLC0415
-
-    finding = check_customerio(region, track_override, site_id, api_key)
-    if finding.status != "ok":
-        hint = f" ({finding.hint})" if finding.hint else ""
-        raise BackfillError(f"Customer.io check failed: {finding.reason}{hint}")

@@ -277,7 +277,7 @@ def _mask_value(key: str, value: Any) -> Any:
             return _EMAIL.sub(lambda m: _mask_email(m.group(0)), value)
         if key in {"phone", "phone_number"}:
             return "*" * max(len(value) - 2, 0) + value[-2:]
-        if key == "name":
+        if key in {"name", "first_name", "last_name"}:
             return " ".join(part[:1] + "***" for part in value.split())
     if isinstance(value, dict):
         return {k: _mask_value(str(k), v) for k, v in value.items()}

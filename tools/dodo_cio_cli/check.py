@@ -8,11 +8,15 @@ fine. Nothing printed or returned holds a secret: the webhook secret is reported
 Customer.io credentials not at all.
 
 Checks, in order:
-  1. the three SSM parameters under the path exist, are SecureString, decrypt and are not empty;
+  1. the SSM parameters the deployment reads exist, are SecureString, decrypt and are not empty:
+     the webhook secret, and the chosen API's credentials (`CustomerioApi`, see
+     `dodo_cio_cli.api_choice`): Track's site id and API key, or the Pipelines API key alone;
   2. the webhook secret is well-formed (`whsec_` + base64; several allowed during a rotation);
-  3. the Customer.io site id and API key are accepted by `GET /api/v1/accounts/region`, and the
+  3. Track: the site id and API key are accepted by `GET /api/v1/accounts/region`, and the
      workspace's region is the configured one (a US workspace cannot use the EU host and an EU
-     one must not rely on the US host's redirect, which drops the credentials);
+     one must not rely on the US host's redirect, which drops the credentials).
+     Pipelines: the key is accepted, proved by a request that creates nothing
+     (`dodo_cio_cli.check_pipelines` says which and why);
   4. with `--stack`: the retry queue and the dead-letter queue exist, and the DLQ is empty.
 """
 
@@ -24,8 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from dodo_cio.config import SECRET_NAMES
+from dodo_cio.config import CREDENTIAL_NAMES, PIPELINES_API_KEY_NAME, SECRET_NAMES
 from dodo_cio.customerio import TRACK_HOSTS, auth_header, track_base_url
+from dodo_cio.destination import PIPELINES, TRACK
 from dodo_cio.signature import SECRET_PREFIX, parse_secrets
 
 if TYPE_CHECKING:
@@ -46,7 +51,10 @@ __all__ = [
     "findings_json",
     "format_report",
     "probe_region",
+    "request_once",
     "run_checks",
+    "short_body",
+    "wrong_region",
 ]
 
 REGION_PATH: Final = "/api/v1/accounts/region"
@@ -100,9 +108,13 @@ def _error_parts(exc: Exception) -> tuple[str, str]:
     return str(error.get("Code", "")), str(error.get("Message", "")).strip()
 
 
-def check_parameters(ssm: SSMClient, path: str) -> tuple[list[Finding], dict[str, str]]:
-    """One finding per SSM parameter, and the decrypted values of the ones that are usable.
+def check_parameters(
+    ssm: SSMClient, path: str, names: Sequence[str] = SECRET_NAMES
+) -> tuple[list[Finding], dict[str, str]]:
+    """One finding per SSM parameter in `names` (under `path`), and the decrypted usable values.
 
+    Only the parameters the deployment reads are checked: a Pipelines deployment needs no Track
+    site id or key, and a Track one no Pipelines key, so their absence is no finding.
     Read one at a time so that one missing or undecryptable parameter does not hide the others.
     Raises `OperatorError` (exit 2) when AWS cannot be reached at all (no credentials, no region).
     """
@@ -113,7 +125,7 @@ def check_parameters(ssm: SSMClient, path: str) -> tuple[list[Finding], dict[str
     base = path.rstrip("/")
     findings: list[Finding] = []
     values: dict[str, str] = {}
-    for secret in SECRET_NAMES:
+    for secret in names:
         name = f"{base}/{secret}"
         label = f"SSM {name}"
         put = f"aws ssm put-parameter --type SecureString --name {name} --value '…'"
@@ -218,22 +230,16 @@ def probe_region(
     A redirect is reported rather than followed: requests drops the Authorization header when a
     redirect changes host, which would turn a region mismatch into a misleading 401.
     """
-    import requests  # noqa: PLC0415 - only the probes need HTTP
-
-    getter: Any = session if session is not None else requests
     url = f"{base_url.rstrip('/')}{REGION_PATH}"
     headers = {"Authorization": auth_header(site_id, api_key), "User-Agent": "dodo-cio-tools (check)"}
-    try:
-        response = getter.get(url, headers=headers, timeout=timeout, allow_redirects=False)
-    except requests.Timeout:
-        return RegionAnswer(None, error=f"no answer from {url} within {timeout:g} s")
-    except requests.RequestException as exc:
-        return RegionAnswer(None, error=f"cannot reach {url}: {type(exc).__name__}")
+    response, failure = request_once("get", url, headers, session=session, timeout=timeout)
+    if response is None:
+        return RegionAnswer(None, error=failure)
     status = int(response.status_code)
     if 300 <= status < 400:
         return RegionAnswer(status, location=str(response.headers.get("Location", "")))
     if status != 200:
-        return RegionAnswer(status, error=_short_body(response))
+        return RegionAnswer(status, error=short_body(response))
     try:
         doc = response.json()
     except ValueError:
@@ -248,7 +254,33 @@ def probe_region(
     )
 
 
-def _short_body(response: Any) -> str:
+def request_once(
+    method: str,
+    url: str,
+    headers: dict[str, str],
+    *,
+    session: requests.Session | None,
+    timeout: float,
+    data: bytes | None = None,
+) -> tuple[Any, str]:
+    """One probe request: (response, "") or (None, why no answer came).
+
+    Redirects are not followed; the probes report them (see `probe_region` for why).
+    """
+    import requests  # noqa: PLC0415 - only the probes need HTTP
+
+    client: Any = session if session is not None else requests
+    extra = {"data": data} if data is not None else {}
+    try:
+        return getattr(client, method)(url, headers=headers, timeout=timeout, allow_redirects=False, **extra), ""
+    except requests.Timeout:
+        return None, f"no answer from {url} within {timeout:g} s"
+    except requests.RequestException as exc:
+        return None, f"cannot reach {url}: {type(exc).__name__}"
+
+
+def short_body(response: Any) -> str:
+    """The start of an answer's body, on one line: enough to recognise an error, short enough to print."""
     text = str(getattr(response, "text", "") or "").strip().replace("\n", " ")
     return text[:200]
 
@@ -260,11 +292,12 @@ def _region_of_host(location: str) -> str | None:
     return None
 
 
-def _wrong_region(actual: str) -> Finding:
+def wrong_region(actual: str, name: str = "Customer.io credentials", what: str = "workspace") -> Finding:
+    """The finding for credentials that belong to the other region: which setting to change."""
     return Finding(
-        "Customer.io credentials",
+        name,
         "FAIL",
-        f"your workspace is in {actual}; set CustomerioRegion={actual}",
+        f"your {what} is in {actual}; set CustomerioRegion={actual}",
         f"sam deploy --parameter-overrides CustomerioRegion={actual} (or run sam deploy --guided again); "
         f"locally, CUSTOMERIO_REGION={actual}",
     )
@@ -297,12 +330,12 @@ def check_customerio(
         if answer.region is None:
             return Finding(name, "FAIL", f"{base_url}{REGION_PATH} answered without a region", "")
         if answer.region != region:
-            return _wrong_region(answer.region)
+            return wrong_region(answer.region)
         return Finding(name, "ok", f"accepted by {base_url}; workspace region {answer.region}")
     if answer.status is not None and 300 <= answer.status < 400:
         moved_to = _region_of_host(answer.location or "")
         if moved_to and moved_to != region:
-            return _wrong_region(moved_to)
+            return wrong_region(moved_to)
         return Finding(name, "FAIL", f"{base_url} redirects to {answer.location or '?'}", "check CustomerioTrackUrl")
     if answer.status in (401, 403):
         other = "eu" if region == "us" else "us"
@@ -310,7 +343,7 @@ def check_customerio(
             # A workspace in the other region is rejected by this host; ask the other one.
             elsewhere = probe(TRACK_HOSTS[other], site_id, api_key, session=session, timeout=timeout)
             if elsewhere.status == 200 and elsewhere.region:
-                return _wrong_region(elsewhere.region)
+                return wrong_region(elsewhere.region)
         return Finding(
             name,
             "FAIL",
@@ -394,6 +427,8 @@ def check_queues(sqs: SQSClient, outputs: Mapping[str, str], *, stack: str = "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dodo_cio_cli.api_choice import add_api_options  # noqa: PLC0415 - beside its siblings' options
+
     parser.add_argument("--stack", help="CloudFormation stack name: read the settings from its parameters and outputs")
     parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
     parser.add_argument("--ssm-path", help="SSM path of the secrets (default: the stack's SsmParameterPath)")
@@ -401,6 +436,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--region-cio", choices=("us", "eu"), help="Customer.io region (default: the stack's CustomerioRegion, else us)"
     )
     parser.add_argument("--track-url", help="Customer.io Track base URL override (default: the stack's, if any)")
+    add_api_options(parser)
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -418,13 +454,23 @@ def run_checks(
     stack: str = "",
     session: requests.Session | None = None,
     timeout: float = PROBE_TIMEOUT,
+    api: str = TRACK,
+    pipelines_url: str | None = None,
 ) -> list[Finding]:
-    """Every check, in order; later checks are skipped when what they need could not be read."""
-    findings, values = check_parameters(ssm, ssm_path)
+    """Every check, in order; later checks are skipped when what they need could not be read.
+
+    `api` is the deployment's `CustomerioApi`: only its credentials are read and verified.
+    """
+    findings, values = check_parameters(ssm, ssm_path, (WEBHOOK_SECRET, *CREDENTIAL_NAMES[api]))
     findings.append(check_webhook_secret(values.get(WEBHOOK_SECRET)))
-    findings.append(
-        check_customerio(region, track_url, values.get(SITE_ID), values.get(API_KEY), session=session, timeout=timeout)
-    )
+    if api == PIPELINES:
+        from dodo_cio_cli.check_pipelines import check_pipelines  # noqa: PLC0415 - it imports this module
+
+        key = values.get(PIPELINES_API_KEY_NAME)
+        findings.append(check_pipelines(region, pipelines_url, key, session=session, timeout=timeout))
+    else:
+        site_id, api_key = values.get(SITE_ID), values.get(API_KEY)
+        findings.append(check_customerio(region, track_url, site_id, api_key, session=session, timeout=timeout))
     if sqs is not None and outputs is not None:
         findings.extend(check_queues(sqs, outputs, stack=stack))
     return findings

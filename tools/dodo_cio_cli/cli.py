@@ -299,7 +299,7 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from dodo_cio_cli import check, operator  # noqa: PLC0415
+    from dodo_cio_cli import api_choice, check, operator  # noqa: PLC0415
 
     parameters: dict[str, str] = {}
     outputs: dict[str, str] | None = None
@@ -313,7 +313,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if not ssm_path.startswith("/"):
         raise UsageError(f"--ssm-path must start with '/', like /dodo-customerio, not {ssm_path!r}")
     region = (args.region_cio or parameters.get("CustomerioRegion") or "us").lower()
+    try:
+        api = api_choice.choose_api(args.api, parameters, stack=bool(args.stack))
+        deployed = api_choice.choose_api(None, parameters, stack=True) if args.stack else api
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     track_url = args.track_url or parameters.get("CustomerioTrackUrl") or None
+    pipelines_url = args.pipelines_url or parameters.get(api_choice.PIPELINES_URL_PARAMETER) or None
     findings = check.run_checks(
         ssm=_aws("ssm", args.region),
         ssm_path=ssm_path.rstrip("/"),
@@ -322,13 +328,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
         sqs=_aws("sqs", args.region) if outputs is not None else None,
         outputs=outputs,
         stack=args.stack or "",
+        api=api,
+        pipelines_url=pipelines_url,
     )
     if args.json:
         print(check.findings_json(findings))
     else:
+        # --api may differ from the stack's: checking a Pipelines key before switching to it.
         where = f"stack {args.stack}, " if args.stack else ""
-        target = f", track URL {track_url}" if track_url else ""
-        header = f"checking {where}SSM path {ssm_path}, Customer.io region {region}{target}"
+        differs = f" (the stack delivers with {deployed})" if deployed != api else ""
+        url = pipelines_url if api == "pipelines" else track_url
+        target = f", URL {url}" if url else ""
+        header = f"checking {where}SSM path {ssm_path}, Customer.io region {region}, {api} API{differs}{target}"
         print(check.format_report(findings, header=header))
     return check.exit_code(findings)
 
@@ -348,10 +359,13 @@ def _add_check_and_backfill(sub: Any) -> None:
         "check",
         help="verify a deployment's configuration: SSM secrets, Customer.io credentials and region, queues",
         description="Check that the SSM parameters exist and decrypt, the webhook secret is well-formed, the "
-        "Customer.io credentials are accepted and belong to the configured region (GET /api/v1/accounts/region) "
-        "and, with --stack, that the queues exist and the dead-letter queue is empty. Prints ok/FAIL per check "
-        "with a hint. Exit 0 when all pass, 1 on any FAIL, 2 on usage errors or when your AWS credentials "
-        "cannot read what is checked.",
+        "Customer.io credentials of the chosen API (--api, else the stack's CustomerioApi) are accepted and "
+        "belong to the configured region and, with --stack, that the queues exist and the dead-letter queue is "
+        "empty. Track: the site id and API key, by GET /api/v1/accounts/region. Pipelines: only the key in "
+        "<path>/customerio-pipelines-api-key, by POST /batch with an empty batch in strict mode, which carries "
+        "no call and so creates nothing (a made-up key must then be refused, or the check says it cannot tell). "
+        "Prints ok/FAIL per check with a hint. Exit 0 when all pass, 1 on any FAIL, 2 on usage errors or when "
+        "your AWS credentials cannot read what is checked.",
     )
     check_module.add_arguments(check)
     check.set_defaults(func=_cmd_check)
@@ -360,8 +374,10 @@ def _add_check_and_backfill(sub: Any) -> None:
         "backfill",
         help="send existing Dodo customers and live subscriptions to Customer.io (identify; resumable)",
         description="Read customers and subscriptions from the Dodo Payments API, map them with the bridge's "
-        "mapping (identify only unless --events) and send them in /api/v2/batch requests within Customer.io's "
-        "limits. Progress is saved after each page in --state; run the same command again to resume. Try "
+        "mapping (identify only unless --events) and send them with the bridge's client for its Customer.io API "
+        "(--api, else the stack's CustomerioApi): /api/v2/batch requests to Track, or strict-mode calls to "
+        "Pipelines, within that API's limits. Progress is saved after each page in --state; run the same "
+        "command again to resume. Try "
         "--dry-run first. Exit 0 when everything was delivered, 1 when some objects were rejected or the run "
         "stopped early (rerun to resume), 2 on usage or credential errors.",
     )
@@ -420,13 +436,16 @@ def _add_operator_commands(sub: Any) -> None:
         "replay",
         help="send a saved Dodo webhook body through the bridge again (signed now)",
         description="Sign BODY_FILE now and POST it to the bridge, through the same path as a Dodo "
-        "delivery. Pass the original --webhook-id so Customer.io deduplicates an event it already has. "
-        "Exit 0 on 2xx, 1 on another HTTP answer, 2 on usage or connection errors.",
+        "delivery. The bridge maps and delivers it with the Customer.io API it is deployed with "
+        "(CustomerioApi: track or pipelines), so replay works the same for both and takes no --api. "
+        "Pass the original --webhook-id: the event keeps the id derived from it (Track's event id, which "
+        "Customer.io documents as deduplicated; Pipelines' messageId, for which its spec documents no "
+        "deduplication). Exit 0 on 2xx, 1 on another HTTP answer, 2 on usage or connection errors.",
     )
     aws_options(replay)
     replay.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
     replay.add_argument("--url", help=f"webhook endpoint (default: the stack's WebhookUrl, else {DEFAULT_URL})")
-    replay.add_argument("--webhook-id", help="the original webhook-id (keeps Customer.io's dedup id)")
+    replay.add_argument("--webhook-id", help="the original webhook-id (keeps the event id derived from it)")
     replay.add_argument(
         "--secret", help="webhook secret (default: $DODO_WEBHOOK_SECRET, else read from SSM; --local: its SSM)"
     )

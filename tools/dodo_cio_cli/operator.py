@@ -468,8 +468,12 @@ def replay(
     configured secrets, because Dodo's original signature is older than the 5-minute tolerance.
     The body bytes are sent unchanged. Pass the original `webhook_id` (`--webhook-id`, e.g. from
     `dodo-cio dlq`) whenever the event may already be in Customer.io: event ids are derived from
-    it, so Customer.io deduplicates the replay instead of recording the event twice. Without it
-    a fresh id is used and the replay counts as a new event.
+    it, so Track deduplicates the replay instead of recording the event twice (under Pipelines
+    the call repeats its `messageId`, but Customer.io documents no deduplication on it). Without
+    it a fresh id is used and the replay counts as a new event.
+
+    Nothing here depends on the Customer.io API: the bridge behind `url` renders and sends with
+    the one it is deployed with (`CustomerioApi`).
     """
     import requests  # noqa: PLC0415 - only replay needs HTTP
 
