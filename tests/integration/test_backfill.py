@@ -323,12 +323,12 @@ def test_eu_workspace_with_a_us_setting_is_refused(
         assert not [r for r in eu.requests if r.method == "POST"]
 
 
+@pytest.mark.usefixtures("env")  # the state file and environment, not read here
 @pytest.mark.parametrize("api", ["track", "pipelines"])
 def test_keys_from_ssm_with_a_stack(
     api: str,
     dodo: FakeDodo,
     cio: TrackSandbox,
-    env: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
