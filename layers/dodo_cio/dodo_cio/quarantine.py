@@ -20,9 +20,9 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-from dodo_cio.parking import json_object
+from dodo_cio.parking import SqsSender, json_object
 from dodo_cio.signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 FORMAT: Final = "dodo-cio.quarantined-webhook"
@@ -141,10 +141,6 @@ def reprocess_request(event: Mapping[str, Any]) -> QuarantinedWebhook | None:
     if not isinstance(doc, dict):
         raise QuarantineFormatError(f"{REPROCESS_KEY} must be an object")
     return QuarantinedWebhook.from_dict(doc)
-
-
-class SqsSender(Protocol):
-    def send_message(self, **kwargs: Any) -> Mapping[str, Any]: ...
 
 
 def quarantine(sqs: SqsSender, queue_url: str, item: QuarantinedWebhook) -> str:
