@@ -11,7 +11,7 @@ from customize import build_mapping
 from dodo_cio import aws, deadline, wiring
 from dodo_cio.config import ConfigError, SecretStore, Settings
 from dodo_cio.idempotency import WebhookDeduplicator
-from dodo_cio.ingest import HttpResponse, IngestService, request_from_apigw
+from dodo_cio.ingest import HttpResponse, IngestService, MalformedEvent, request_from_apigw
 from dodo_cio.logmask import MaskingFormatter
 from dodo_cio.mapping import MappingConfig
 from dodo_cio.quarantine import QuarantineFormatError, reprocess_request
@@ -77,4 +77,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return HttpResponse(400, {"error": "not a quarantined webhook", "detail": str(exc)}).to_apigw()
     if quarantined is not None:
         return ingest.reprocess(quarantined).to_apigw()
-    return ingest.handle(request_from_apigw(event)).to_apigw()
+    try:
+        request = request_from_apigw(event)
+    except MalformedEvent as exc:  # only a direct invoke can send this; say what is wrong
+        return HttpResponse(400, {"error": "not an API Gateway event", "detail": str(exc)}).to_apigw()
+    return ingest.handle(request).to_apigw()

@@ -290,11 +290,13 @@ def test_body_over_256_kb(bridge) -> None:
     assert answer["limit_bytes"] == 256 * 1024
 
 
-def test_unknown_type_is_acknowledged_and_not_delivered(bridge) -> None:
+def test_unknown_type_is_kept_on_the_quarantine_queue_not_delivered(bridge) -> None:
     body = _mutate(PAYMENT, lambda d: d.update(type="payment.teleported"))
     status, answer = bridge.send(body)
-    assert (status, answer["status"]) == (200, "ignored")
+    assert (status, answer["status"], answer["kind"]) == (202, "quarantined", "unknown_type")
     assert bridge.sandbox.requests == [] and bridge.parked() == []
+    (kept,) = bridge.quarantined()
+    assert kept["body"]["event_type"] == "payment.teleported" and kept["body"]["kind"] == "unknown_type"
 
 
 def test_payout_is_ignored_by_default(bridge) -> None:

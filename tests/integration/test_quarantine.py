@@ -98,7 +98,7 @@ def test_an_unsigned_bad_body_is_refused_and_not_kept(bridge: Any) -> None:
 def test_when_the_body_cannot_be_kept_dodo_is_asked_to_send_it_again(bridge: Any) -> None:
     bridge.sqs.delete_queue(QueueUrl=bridge.quarantine_url)
     status, answer = bridge.send(b"{not json")
-    assert status == 500 and answer == {"error": "payload unreadable and could not be kept"}
+    assert status == 500 and answer == {"error": "webhook could not be processed nor kept"}
 
 
 def test_without_a_quarantine_queue_dodo_is_asked_to_send_it_again(bridge: Any, monkeypatch: Any) -> None:
@@ -175,3 +175,91 @@ def test_a_rerun_after_a_secret_rotation_needs_the_old_secret_kept_beside_the_ne
 def test_a_direct_invoke_that_is_not_a_quarantined_webhook_is_refused(bridge: Any) -> None:
     status, answer = _rerun(bridge, {"dodo_cio_reprocess": {"format": "something-else"}})
     assert status == 400 and answer["error"] == "not a quarantined webhook"
+
+
+# -- issue 16: what can never be processed as it is is kept, once, with its reason -----------------
+
+
+def _long_customer_id(doc: dict[str, Any]) -> None:
+    doc["data"]["customer"]["customer_id"] = "cus_" + "x" * 2100
+
+
+def _long_payment_id(doc: dict[str, Any]) -> None:
+    doc["data"]["payment_id"] = "pay_" + "y" * 2100
+
+
+@pytest.mark.parametrize("change", [_long_customer_id, _long_payment_id], ids=["customer_id", "payment_id"])
+def test_an_id_dynamodb_cannot_key_is_kept_with_its_reason_every_time(bridge: Any, change: Any) -> None:
+    """A 2,100-character id used to be answered 503 on every try, and nothing was kept anywhere."""
+    body = _mutate(PAYMENT, change)
+    for attempt in range(2):  # Dodo sending it again (a lost answer) is decided the same way
+        status, answer = bridge.send(body, webhook_id="msg_long_id")
+        assert (status, answer["status"], answer["kind"]) == (202, "quarantined", "rejected"), answer
+        assert "2048-byte key limit" in answer["detail"] and "y" * 100 not in answer["detail"]
+        kept = _kept(bridge)
+        assert kept.kind == "rejected" and kept.body == body and kept.error_field == "state", attempt
+        assert bridge.sandbox.requests == [] and bridge.parked() == [] and bridge.dead_lettered() == []
+    status, answer = _rerun(bridge, kept)
+    assert (status, answer["status"]) == (422, "still_invalid")
+
+
+def test_a_validation_error_dynamodb_answers_is_permanent_not_unavailable(bridge: Any, monkeypatch: Any) -> None:
+    """Broken on purpose: without the size check, DynamoDB's own ValidationException must be read as permanent."""
+    import dodo_cio.state
+
+    for module in (dodo_cio.ingest, dodo_cio.state):  # both places that measure before calling
+        monkeypatch.setattr(module, "plan_problem", lambda plan: None)
+    status, answer = bridge.send(_mutate(PAYMENT, _long_customer_id), webhook_id="msg_refused_by_dynamodb")
+    assert (status, answer["status"], answer["kind"]) == (202, "quarantined", "rejected"), answer
+    assert "DynamoDB refused the request" in answer["detail"]
+    assert _kept(bridge).kind == "rejected"
+
+
+def test_an_unknown_type_is_kept_and_delivered_once_a_mapping_exists(bridge: Any, monkeypatch: Any) -> None:
+    """A type this version does not map (None from parse_payload) is kept; the upgrade's re-run delivers it."""
+    real = dodo_cio.ingest.parse_payload
+    monkeypatch.setattr(dodo_cio.ingest, "parse_payload", lambda envelope: None)  # "before the upgrade"
+    status, answer = bridge.send(PAYMENT, webhook_id="msg_new_type")
+    assert (status, answer["status"], answer["kind"], answer["field"]) == (202, "quarantined", "unknown_type", "type")
+    item = _kept(bridge)
+    assert (item.kind, item.event_type) == ("unknown_type", "payment.succeeded")
+    assert _rerun(bridge, item)[0] == 422  # still unmapped: stays for later
+    monkeypatch.setattr(dodo_cio.ingest, "parse_payload", real)  # "the upgrade"
+    assert _rerun(bridge, item) == (200, {"status": "delivered"})
+    assert [op["name"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"] == ["payment.succeeded"]
+
+
+@pytest.mark.parametrize(("age_days", "status"), [(13.9, 200), (14.1, 401), (30, 401)])
+def test_a_rerun_older_than_the_quarantine_could_keep_is_refused(
+    bridge: Any, monkeypatch: Any, age_days: float, status: int
+) -> None:
+    """A signed webhook of any age used to be accepted by a re-run; the public endpoint refuses it."""
+    item = _quarantine_a_payment_the_old_model_rejects(bridge, monkeypatch)
+    service = bridge.app.service()
+    monkeypatch.setattr(service, "clock", lambda: time.time() + age_days * 86_400)
+    assert _rerun(bridge, item)[0] == status
+    assert len(bridge.sandbox.requests) == (1 if status == 200 else 0)
+
+
+@pytest.mark.parametrize(
+    ("event", "detail"),
+    [
+        ({"headers": ["webhook-id", "msg_1"], "body": "{}"}, "headers must be an object, not list"),
+        ({"headers": {}, "body": {"type": "payment.succeeded"}}, "body must be a string, not dict"),
+        (["not", "an", "object"], "the event must be a JSON object, not list"),
+        ("just a string", "the event must be a JSON object, not str"),
+    ],
+)
+def test_a_malformed_direct_invoke_gets_a_clear_400_not_a_traceback(bridge: Any, event: Any, detail: str) -> None:
+    response = bridge.app.lambda_handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 400
+    assert json.loads(response["body"]) == {"error": "not an API Gateway event", "detail": detail}
+
+
+def test_a_100_kb_type_is_kept_whole_but_never_logged_whole(bridge: Any, capsys: Any) -> None:
+    body = _mutate(PAYMENT, lambda d: d.update(type="x" * 100_000))
+    status, answer = bridge.send(body)
+    assert (status, answer["kind"]) == (202, "unknown_type")
+    assert _kept(bridge).body == body
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and max(len(line) for line in lines) < 5_000

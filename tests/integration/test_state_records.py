@@ -7,7 +7,8 @@ from typing import Any
 import boto3
 import pytest
 
-from dodo_cio.state import ExtraItemFailed, StatePlan, StateTable, customer_key, plan_for
+import dodo_cio.state
+from dodo_cio.state import ExtraItemFailed, StatePlan, StateRejected, StateTable, customer_key, plan_for
 from support.aws import create_state_table
 
 
@@ -96,3 +97,72 @@ def test_in_one_retry_batch_only_the_newest_update_of_a_piece_is_sent(table: Sta
     outcomes = processor.process([parked(200, "on_hold"), parked(100, "active")], Sender())
     assert [o.verdict for o in outcomes] == ["delivered", "delivered"]
     assert [op["attributes"]["status"] for op in sent] == ["on_hold"]
+
+
+# -- issue 16: what DynamoDB refuses as it is is permanent, never "the table is unavailable" ---------
+
+LONG = "c" * 2100  # with its prefix, over DynamoDB's 2,048-byte key limit
+
+
+def test_a_key_that_cannot_exist_is_not_looked_up_and_the_rest_are(table: StateTable) -> None:
+    table.commit(plan_for([identify("customer", 1)], customers={"cus_1": {"email": "a@example.com"}}))
+    found = table.lookup(["cus_1", LONG], [LONG])  # one oversized key would fail the whole BatchGetItem
+    assert found.customers == {"cus_1": {"email": "a@example.com"}} and found.payments == {}
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        plan_for([identify("customer", 1, customer=LONG)]),
+        plan_for([], payments={LONG: "cus_1"}),
+    ],
+    ids=["customer key", "payment key"],
+)
+def test_a_plan_dynamodb_would_refuse_is_rejected_before_any_call(table: StateTable, plan: StatePlan) -> None:
+    calls: list[str] = []
+    table._client = type("NoCalls", (), {"__getattr__": lambda self, name: calls.append(name)})()
+    with pytest.raises(StateRejected, match="2048-byte key limit"):
+        table.commit(plan)
+    assert calls == []
+
+
+def test_dynamodbs_own_validation_error_is_rejected_not_unavailable(
+    table: StateTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Broken on purpose: with the size check off, moto answers ValidationException as DynamoDB does."""
+    monkeypatch.setattr(dodo_cio.state, "plan_problem", lambda plan: None)
+    with pytest.raises(StateRejected, match="DynamoDB refused the request"):
+        table.commit(plan_for([identify("customer", 1, customer=LONG)]))
+
+
+def test_a_retry_batch_dead_letters_only_the_op_whose_record_is_refused(
+    table: StateTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One refused record must not send the other messages of the batch to the dead-letter queue."""
+    from dodo_cio.customerio import DeliveryResult, OpResult
+    from dodo_cio.parking import LastError, ParkedDelivery
+    from dodo_cio.retry.service import RetryProcessor
+    from dodo_cio.retry.verdicts import SqsRecord
+    from support.fake_sqs import FakeSqs
+
+    class Sender:
+        def send(self, ops: Any) -> DeliveryResult:
+            return DeliveryResult(tuple(OpResult("delivered") for _ in ops), 200)
+
+    def parked(tag: str, customer: str) -> SqsRecord:
+        op = {**identify("customer", 100, customer), "identifiers": {"email": f"{tag}@example.com"}, "attributes": {}}
+        body = ParkedDelivery(f"msg_{tag}", "payment.succeeded", 100, 100, 1, [op], LastError("transient", "503"))
+        return SqsRecord(f"m_{tag}", f"rh_{tag}", body.to_json(), 1)
+
+    import dodo_cio.retry.service
+
+    for measured in (True, False):  # caught by the size check, then by DynamoDB's own refusal
+        if not measured:
+            monkeypatch.setattr(dodo_cio.retry.service, "claim_problem", lambda op: None)
+            monkeypatch.setattr(dodo_cio.state, "plan_problem", lambda plan: None)
+        sqs = FakeSqs()
+        processor = RetryProcessor(sqs=sqs, retry_queue_url="q", dead_letter_queue_url="dlq", state=table)
+        outcomes = processor.process([parked("good", f"cus_{measured}"), parked("long", LONG)], Sender())
+        assert [o.verdict for o in outcomes] == ["delivered", "dead_letter"], measured
+        expected = "2048-byte key limit" if measured else "DynamoDB refused the request"
+        assert "state record" in outcomes[1].reason and expected in outcomes[1].reason, outcomes[1].reason

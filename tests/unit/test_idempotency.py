@@ -167,3 +167,57 @@ def test_an_answer_that_could_not_be_remembered_still_stands(dynamodb: Any) -> N
     work = Work()
     assert WebhookDeduplicator(TABLE, boto3_client=FailingUpdates(dynamodb))("msg_unsaved", work) == DELIVERED
     assert work.runs == 1
+
+
+class Recording:
+    """The DynamoDB client with a list of the operations called through it, in order."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(**kwargs: Any) -> Any:
+            self.calls.append((name, kwargs))
+            return attribute(**kwargs)
+
+        return call
+
+
+def _plan_for_one_payment(customer_id: str = "cus_1") -> Any:
+    from dodo_cio.state import StatePlan, customer_key
+
+    plan = StatePlan()
+    plan.claim(customer_key(customer_id), "customer", 1_760_000_000)
+    plan.payments["pay_1"] = customer_id
+    return plan
+
+
+def test_the_state_records_and_the_in_progress_record_are_one_transaction(dynamodb: Any) -> None:
+    """All-or-nothing: a duplicate must never move state forward, so nothing may be written apart."""
+    from dodo_cio.state import StateTable
+
+    client = Recording(dynamodb)
+    dedupe = WebhookDeduplicator(TABLE, boto3_client=client, state=StateTable(TABLE, lambda: client))
+    assert dedupe("msg_tx", Work(), _plan_for_one_payment()) == DELIVERED
+    names = [name for name, _ in client.calls]
+    assert names == ["transact_write_items", "update_item"], names  # then only the answer is stored
+    (items,) = [kwargs["TransactItems"] for name, kwargs in client.calls if name == "transact_write_items"]
+    writes = [write for item in items for write in item.values()]  # {"Put": {...}} / {"Update": {...}}
+    keys = sorted((write.get("Key") or write["Item"])["id"]["S"] for write in writes)
+    assert keys == sorted([dedupe.key("msg_tx"), "cust#cus_1", "pay#pay_1"])
+
+
+def test_records_dynamodb_would_refuse_are_permanent_not_a_503(dynamodb: Any) -> None:
+    """A 2,100-character customer id: refused before any call, work not run, nothing written."""
+    from dodo_cio.state import StateRejected, StateTable
+
+    client = Recording(dynamodb)
+    dedupe, work = WebhookDeduplicator(TABLE, boto3_client=client, state=StateTable(TABLE, lambda: client)), Work()
+    with pytest.raises(StateRejected, match="2048-byte key limit"):
+        dedupe("msg_long", work, _plan_for_one_payment("c" * 2100))
+    assert work.runs == 0 and client.calls == []

@@ -70,3 +70,22 @@ def test_a_key_that_cannot_be_formatted_fails_as_it_does_in_powertools() -> None
         formatter.append_keys(name=5)  # `name` is a LogRecord attribute: Powertools formats it from the record
         with pytest.raises(ValueError, match="need to be type 'str'"):
             formatter.format(_record("delivered"))
+
+
+def test_no_logged_value_is_longer_than_the_cap_whoever_wrote_it() -> None:
+    """A 100 KB event type, an id of 2,100 characters, a long exception message: each line stays small."""
+    from dodo_cio.logmask import MAX_LOGGED_CHARS, MAX_TRACEBACK_CHARS
+
+    formatter = MaskingFormatter()
+    formatter.append_keys(event_type="x" * 100_000)
+    failed = _record("lookup failed for %s", args=("y" * 50_000,), reason=["z" * 50_000])
+    try:
+        raise KeyError("k" * 50_000)
+    except KeyError:
+        failed.exc_info = sys.exc_info()
+    for record in (_record("delivered", field="f" * 50_000), failed):
+        line = json.loads(formatter.format(record))
+        assert len(line["event_type"]) < MAX_LOGGED_CHARS + 50 and line["event_type"].endswith("more characters]")
+        assert len(json.dumps(line)) < 3 * MAX_TRACEBACK_CHARS, {k: len(json.dumps(v)) for k, v in line.items()}
+    assert len(line["message"]) < MAX_LOGGED_CHARS + 50 and len(line["reason"][0]) < MAX_LOGGED_CHARS + 50
+    assert 0 < len(line["exception"]) < MAX_TRACEBACK_CHARS + 50

@@ -75,6 +75,7 @@ def test_the_kept_headers_verify_the_body_without_the_timestamp_window() -> None
         (lambda d: d.update(error="x"), "error"),
         (lambda d: d.update(body_encoding="base64", body="%%%"), "base64"),
         (lambda d: d.update(body_encoding="gzip"), "body_encoding"),
+        (lambda d: d.update(kind="misc"), "kind"),
     ],
 )
 def test_anything_else_is_refused_with_the_reason(change: Any, problem: str) -> None:
@@ -92,6 +93,16 @@ def test_a_reprocess_event_is_recognised_and_an_api_gateway_event_is_not() -> No
     assert reprocess_request({"version": "2.0", "body": json.dumps(reprocess_event(item)), "headers": {}}) is None
     with pytest.raises(QuarantineFormatError):
         reprocess_request({"dodo_cio_reprocess": "not an object"})
+    assert reprocess_request(["not", "an", "object"]) is None  # the API Gateway reading refuses it
+
+
+@pytest.mark.parametrize("kind", ["unreadable", "unknown_type", "rejected"])
+def test_each_kind_round_trips_and_a_message_from_before_kinds_is_unreadable(kind: str) -> None:
+    item = _item(kind=kind)
+    assert QuarantinedWebhook.from_json(item.to_json()) == item
+    doc = item.to_dict()
+    doc.pop("kind")  # written before issue 16, when only unreadable bodies were quarantined
+    assert QuarantinedWebhook.from_dict(doc).kind == "unreadable"
 
 
 class _Sqs:
@@ -110,6 +121,7 @@ def test_quarantine_sends_one_message_with_the_reason_as_attributes() -> None:
     assert json.loads(sent["MessageBody"])["format"] == FORMAT
     assert sent["MessageAttributes"]["error_field"]["StringValue"] == "body.data"
     assert sent["MessageAttributes"]["event_type"]["StringValue"] == "payment.succeeded"
+    assert sent["MessageAttributes"]["kind"]["StringValue"] == "unreadable"
     quarantine(sqs, "https://sqs/q", _item(event_type=None, error_field=""))
     assert "event_type" not in sqs.sent[1]["MessageAttributes"]
 

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from dodo_cio.ingest import HttpResponse
-from dodo_cio.state import ExtraItemFailed, StatePlan, StateTable
+from dodo_cio.state import ExtraItemFailed, StatePlan, StateRejected, StateTable
 
 EXPIRES_AFTER_SECONDS: Final = 72 * 3600
 # The name Powertools gave the records' owner: `<module>.<qualified name>` of the function it wrapped.
@@ -104,7 +104,11 @@ class WebhookDeduplicator:
     def __call__(
         self, webhook_id: str, work: Callable[[], HttpResponse], plan: StatePlan | None = None
     ) -> HttpResponse:
-        """Run `work` once per webhook id; `plan` is committed with the "in progress" record."""
+        """Run `work` once per webhook id; `plan` is committed with the "in progress" record.
+
+        Raises `StateRejected` (nothing written, `work` not run) when DynamoDB refuses the plan as
+        it is: that is permanent, and answering 503 would only have Dodo send it again for days.
+        """
         key = self.key(webhook_id)
         for _ in range(_ATTEMPTS):
             try:
@@ -114,6 +118,8 @@ class WebhookDeduplicator:
                 if answer is None:  # it changed since the write failed: try to take it again
                     continue
                 return answer
+            except StateRejected:
+                raise  # permanent: the caller keeps the webhook where a person can see it (not a 503)
             except Exception:  # noqa: BLE001 - unreachable, throttled, out of time: Dodo retries
                 return _UNAVAILABLE
             return self._run(key, work)

@@ -5,15 +5,19 @@ Answers, and why:
   202 queued                some ops failed and are durably on the retry queue
   202 dead_lettered         the ops that failed can never be accepted as they are; they are on
                             the dead-letter queue with the reason, nothing waits on the retry queue
-  202 quarantined           signed by Dodo but unreadable to this version: kept whole on the
-                            quarantine queue (dodo_cio.quarantine) for `dodo-cio reprocess`
+  202 quarantined           signed by Dodo, but this version cannot process it as it is: a body it
+                            cannot read, a type it does not map, an id DynamoDB refuses as a key.
+                            Kept whole on the quarantine queue (dodo_cio.quarantine), with the
+                            reason, for a person to decide: `dodo-cio reprocess` after an upgrade
+  400 malformed event       a direct invoke that is neither an API Gateway event nor a re-run
   401 bad signature         before the body is parsed
   413 body too large        over 256 KB, before anything else
-  422 still_invalid         only for a re-run of a quarantined webhook that still cannot be read
+  422 still_invalid         only for a re-run of a quarantined webhook that still cannot be processed
   500                       the event could be neither delivered nor queued (or the bridge is
                             misconfigured): Dodo retries it on its own schedule
 Bad input never gets a 5xx, and a body whose signature verified is never answered 4xx: once
-verified, it is ours to keep.
+verified, it is ours to keep. What can never succeed as it is (permanent) is decided once, with a
+2xx; only what may succeed later (DynamoDB or SQS unreachable, a misconfiguration) is a 5xx.
 
 Every call runs to the invocation's deadline (dodo_cio.deadline) less `Settings.answer_reserve`,
 and each step keeps back one AWS attempt (`Settings.aws_attempt_seconds`) for every AWS call that
@@ -42,12 +46,14 @@ from dodo_cio.limits import fit_op
 from dodo_cio.mapping import MappingConfig, Op, map_event
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
 from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
-from dodo_cio.quarantine import QuarantinedWebhook, quarantine
+from dodo_cio.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook, QuarantineKind, quarantine
 from dodo_cio.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, VerifiedWebhook, header, verify
-from dodo_cio.state import StatePlan, StateTable, is_stale, plan_for
+from dodo_cio.state import StatePlan, StateRejected, StateTable, is_stale, plan_for, plan_problem
 from dodo_cio.telemetry import Log, Metrics
 
 MAX_BODY_BYTES: Final = 256 * 1024
+# An event type longer than this is not one of Dodo's; it is kept whole, but logged and labelled cut.
+MAX_LOGGED_TYPE_CHARS: Final = 200
 # A failed signature check re-reads the secret (a rotation may have just happened), at most this often.
 SECRET_REFRESH_INTERVAL: Final = 30.0
 # AWS calls that may still follow a step, each kept one attempt's worst case (see the module docstring).
@@ -75,10 +81,24 @@ class HttpResponse:
         }
 
 
-def request_from_apigw(event: Mapping[str, Any]) -> WebhookRequest:
-    """Raw body bytes exactly as signed: API Gateway base64-encodes some bodies."""
+class MalformedEvent(ValueError):
+    """An invoke event API Gateway would never send (only a direct invoke can): answered 400."""
+
+
+def request_from_apigw(event: Any) -> WebhookRequest:
+    """Raw body bytes exactly as signed: API Gateway base64-encodes some bodies.
+
+    Raises `MalformedEvent` for a shape API Gateway never sends (a direct invoke's mistake), so
+    the caller answers it with a clear error instead of a traceback.
+    """
+    if not isinstance(event, Mapping):
+        raise MalformedEvent(f"the event must be a JSON object, not {type(event).__name__}")
     headers = event.get("headers") or {}
     body = event.get("body") or ""
+    if not isinstance(headers, Mapping):
+        raise MalformedEvent(f"headers must be an object, not {type(headers).__name__}")
+    if not isinstance(body, str | bytes):
+        raise MalformedEvent(f"body must be a string, not {type(body).__name__}")
     if event.get("isBase64Encoded"):
         try:
             raw = base64.b64decode(body, validate=True)
@@ -162,10 +182,12 @@ class IngestService:
     def reprocess(self, item: QuarantinedWebhook) -> HttpResponse:
         """Run a quarantined webhook through the current model and mapping, as if Dodo sent it now.
 
-        Its kept signature is verified again against the current secret(s), without the timestamp
-        window (it was inside it when received); everything after that is the ordinary flow,
-        duplicate check included, except that a body this version still cannot read is answered
-        422 and left where it is instead of being quarantined a second time.
+        Its kept signature is verified again against the current secret(s) with the quarantine's
+        window instead of five minutes (`RERUN_TOLERANCE_SECONDS`: it was inside five minutes when
+        received, and the queue keeps nothing longer), so a re-run cannot carry a signed webhook
+        older than anything the bridge could have kept. Everything after that is the ordinary flow,
+        duplicate check included, except that a webhook this version still cannot process is
+        answered 422 and left where it is instead of being quarantined a second time.
         """
         self._count("QuarantineReprocessed")
         return self._authentic(WebhookRequest(item.headers(), item.body), rerun=True)
@@ -182,7 +204,8 @@ class IngestService:
     def _checked(self, request: WebhookRequest, *, rerun: bool) -> HttpResponse:
         try:
             secrets = self.secrets.load()
-            verified = self._verify(request, secrets.webhook_secrets, tolerance=None if rerun else 300)
+            tolerance = RERUN_TOLERANCE_SECONDS if rerun else 300
+            verified = self._verify(request, secrets.webhook_secrets, tolerance=tolerance)
         except SignatureError as exc:
             self._count("InvalidSignature")
             self.logger.warning("signature rejected", extra={"reason": exc.reason, "rerun": rerun})
@@ -203,7 +226,12 @@ class IngestService:
         if self.dedupe is None:
             return self._deliver(prepared)
         # The state writes ride in the duplicate check's own DynamoDB call (dodo_cio.idempotency).
-        response = self.dedupe(verified.webhook_id, lambda: self._deliver(prepared), prepared.plan or None)
+        try:
+            response = self.dedupe(verified.webhook_id, lambda: self._deliver(prepared), prepared.plan or None)
+        except StateRejected as exc:  # nothing was written: the same call would fail the same way
+            return self._cannot_process(
+                verified, request, "rejected", "state", str(exc), prepared.event.type, rerun=rerun
+            )
         if response.status in (409, 503):
             self._count("DuplicateInProgress" if response.status == 409 else "StateTableError")
             self.logger.warning("duplicate check answered %s", response.status)
@@ -217,21 +245,20 @@ class IngestService:
         try:
             doc = parse_json(request.body)
             envelope = parse_envelope(doc)
-            self.logger.append_keys(event_type=envelope.type)
+            self.logger.append_keys(event_type=envelope.type[:MAX_LOGGED_TYPE_CHARS])
             payload = parse_payload(envelope)
         except PayloadError as exc:
             self.logger.warning("payload unreadable", extra={"field": exc.field, "problem": exc.problem})
-            if rerun:
-                self._count("QuarantineStillInvalid")
-                return HttpResponse(422, {"status": "still_invalid", "field": exc.field, "detail": exc.problem})
             event_type = doc.get("type") if isinstance(doc, dict) else None
-            return self._quarantine(verified, request, exc, event_type if isinstance(event_type, str) else None)
+            event_type = event_type if isinstance(event_type, str) else None
+            return self._cannot_process(
+                verified, request, "unreadable", exc.field, exc.problem, event_type, rerun=rerun
+            )
 
         if payload is None:  # a type newer than this version: README "Mapping a new Dodo event type"
-            self._count("IgnoredEvent")
             self._count("UnknownEventType")
-            self.logger.info("unknown event type acknowledged, not delivered")
-            return HttpResponse(200, {"status": "ignored", "reason": "unknown event type"})
+            detail = "no mapping for this event type in this version of the bridge"
+            return self._cannot_process(verified, request, "unknown_type", "type", detail, envelope.type, rerun=rerun)
 
         event = DodoEvent(verified.webhook_id, envelope, payload)
         try:
@@ -259,32 +286,57 @@ class IngestService:
         if self.state is not None:
             payments = {**stated_payments, **known.learned_payments}  # not what the directory already holds
             plan = plan_for(ops, customers=stated, learned=known.learned, payments=payments)
+            problem = plan_problem(plan)  # measured here: DynamoDB would refuse it on every attempt
+            if problem is not None:
+                return self._cannot_process(verified, request, "rejected", "state", problem, event.type, rerun=rerun)
         return Prepared(event, ops, unresolved, plan, secrets)
 
-    def _quarantine(
-        self, verified: VerifiedWebhook, request: WebhookRequest, exc: PayloadError, event_type: str | None
+    def _cannot_process(
+        self,
+        verified: VerifiedWebhook,
+        request: WebhookRequest,
+        kind: QuarantineKind,
+        error_field: str,
+        error_detail: str,
+        event_type: str | None,
+        *,
+        rerun: bool,
     ) -> HttpResponse:
-        """Keep a verified body this version cannot read; 202 once it is durable, 500 (Dodo retries) if not."""
+        """A verified webhook this version can never process as it is: kept for a person to decide.
+
+        Fresh from Dodo it is quarantined (202 once durable); a re-run that still fails is answered
+        422 and stays where it is, so `dodo-cio reprocess` leaves it on the queue.
+        """
+        if event_type is not None and len(event_type) > MAX_LOGGED_TYPE_CHARS:
+            event_type = event_type[:MAX_LOGGED_TYPE_CHARS] + "...(cut)"
+        self.logger.append_keys(event_type=event_type)
+        self.logger.warning(
+            "cannot process this webhook as it is", extra={"kind": kind, "field": error_field, "reason": error_detail}
+        )
+        if rerun:
+            self._count("QuarantineStillInvalid")
+            return HttpResponse(422, {"status": "still_invalid", "field": error_field, "detail": error_detail})
         item = QuarantinedWebhook(
             webhook_id=verified.webhook_id,
             webhook_timestamp=header(request.headers, TIMESTAMP_HEADER) or str(verified.timestamp),
             webhook_signature=header(request.headers, SIGNATURE_HEADER) or "",
             received_at=int(self.clock()),
-            event_type=event_type[:200] if event_type else None,
-            error_field=exc.field,
-            error_detail=exc.problem,
+            event_type=event_type,
+            error_field=error_field,
+            error_detail=error_detail,
             body=request.body,
+            kind=kind,
         )
         try:
             if not self.settings.quarantine_queue_url:
                 raise ConfigError("QUARANTINE_QUEUE_URL is not set")
             quarantine(self._sqs_client(), self.settings.quarantine_queue_url, item)
-        except Exception as exc2:  # noqa: BLE001 - SQS or config failure: Dodo must send it again
+        except Exception as exc:  # noqa: BLE001 - SQS or config failure: Dodo must send it again
             self._count("QuarantineFailed")
-            self.logger.error("could not quarantine an unreadable webhook: %s", type(exc2).__name__)
-            return _error(500, "payload unreadable and could not be kept")
+            self.logger.error("could not quarantine the webhook: %s", type(exc).__name__)
+            return _error(500, "webhook could not be processed nor kept")
         self._count("WebhookQuarantined")
-        return HttpResponse(202, {"status": "quarantined", "field": exc.field, "detail": exc.problem})
+        return HttpResponse(202, {"status": "quarantined", "kind": kind, "field": error_field, "detail": error_detail})
 
     def _verify(
         self, request: WebhookRequest, webhook_secrets: tuple[bytes, ...], *, tolerance: int | None = 300

@@ -1,7 +1,10 @@
-"""Email masking for every log line, whatever code wrote it (a transform, an exception message).
+"""Email masking and length caps for every log line, whatever code wrote it (a transform, an exception).
 
 The bridge never logs bodies, but a merchant's transform or a library error might echo an
 address; masking at the formatter catches those too. `maya@example.com` -> `m***@example.com`.
+Every string value of a line is cut at `MAX_LOGGED_CHARS` (a traceback at `MAX_TRACEBACK_CHARS`),
+so a hostile webhook (a 100 KB event type, an id of 2,000 characters) cannot make a line that size
+or push a whole payload into the logs through an error message.
 
 The formatter also writes the common line (a plain text message, no exception) itself: the same
 JSON Powertools' formatter writes, built without its per-line detours (copying the whole log
@@ -27,6 +30,36 @@ _JSON_START: Final = frozenset('{["-0123456789tfn')
 _EXCEPTION_KEYS: Final = ("exception", "exception_name", "exception_notes")
 
 
+MAX_LOGGED_CHARS: Final = 1000
+MAX_TRACEBACK_CHARS: Final = 8000
+_TRACEBACK_KEYS: Final = frozenset({"exception", "stack_trace"})
+
+
+_PLAIN: Final = (int, float, bool, type(None))
+
+
+def _cut(value: Any, limit: int) -> Any:
+    if isinstance(value, (*_PLAIN, dict, list, tuple)):
+        return value
+    text = value if isinstance(value, str) else str(value)  # what the JSON serialiser would write
+    if len(text) <= limit:
+        return value
+    return f"{text[:limit]}...[{len(text) - limit} more characters]"
+
+
+def cap(value: Any, limit: int = MAX_LOGGED_CHARS) -> Any:
+    """`value` with every string in it (one level of nesting deep) cut to `limit` characters.
+
+    Anything else the serialiser would write as text (an exception in Powertools' stack trace)
+    is measured as that text.
+    """
+    if isinstance(value, dict):
+        return {k: _cut(v, limit) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cut(v, limit) for v in value]
+    return _cut(value, limit)
+
+
 def mask_emails(text: str) -> str:
     return _EMAIL.sub(r"\1***@\2", text) if "@" in text else text
 
@@ -35,6 +68,8 @@ class MaskingFormatter(LambdaPowertoolsFormatter):
     """Powertools' JSON formatter with email addresses masked in the final line."""
 
     def serialize(self, log: Any) -> str:
+        if isinstance(log, dict):
+            log = {k: cap(v, MAX_TRACEBACK_CHARS if k in _TRACEBACK_KEYS else MAX_LOGGED_CHARS) for k, v in log.items()}
         return mask_emails(super().serialize(log))
 
     def format(self, record: logging.LogRecord) -> str:

@@ -1,14 +1,19 @@
-"""The quarantine format: a signed Dodo webhook the bridge verified but could not parse.
+"""The quarantine format: a signed Dodo webhook the bridge verified but cannot process as it is.
 
-Such a body is genuinely from Dodo (its signature checked out), so the fault is in our model or a
-change on Dodo's side. Answering 400 would make Dodo give up on it; instead it is kept on the
-quarantine queue, whole and with the headers its signature covers, and answered 202 `quarantined`.
+Three kinds (`QuarantineKind`), each a webhook genuinely from Dodo (its signature checked out):
+  unreadable     the body does not fit our model (a gap in it, or a change on Dodo's side);
+  unknown_type   a type this version has no mapping for (Dodo adds types every few months);
+  rejected       DynamoDB refuses its records as they are (an id over the 2,048-byte key limit).
+Answering 4xx would make Dodo give up on it, and 5xx would have Dodo send it again for days to
+the same end; instead it is kept on the quarantine queue, whole and with the headers its
+signature covers, and answered 202 `quarantined`.
 Once the bridge is upgraded, `dodo-cio reprocess` hands each message to the deployed ingest
 function (a direct Lambda invoke, see `reprocess_event`), which verifies the kept signature
 against the current webhook secret(s) again, without the timestamp window, and runs it through the
 current mapping as if Dodo had just sent it. Authenticity therefore never rests on the queue alone:
 a message nobody can verify is refused, and only principals allowed to invoke the function (IAM)
-can ask for a re-run.
+can ask for a re-run. The re-run's timestamp window is the queue's retention (plus Dodo's five
+minutes), not unlimited: a signed webhook older than anything the queue could have kept is refused.
 
 The format is versioned and documented in the README ("Quarantined webhooks").
 """
@@ -20,7 +25,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 from dodo_cio.parking import SqsSender, json_object
 from dodo_cio.signature import ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -29,6 +34,12 @@ FORMAT: Final = "dodo-cio.quarantined-webhook"
 FORMAT_VERSION: Final = 1
 # The key of a direct Lambda invoke that asks the ingest function to re-run one quarantined webhook.
 REPROCESS_KEY: Final = "dodo_cio_reprocess"
+# The quarantine queue's MessageRetentionPeriod (template.yaml, the SQS maximum): nothing older exists.
+RETENTION_SECONDS: Final = 14 * 24 * 3600
+# How old a re-run's signed timestamp may be: the retention, plus the window it was received in.
+RERUN_TOLERANCE_SECONDS: Final = RETENTION_SECONDS + 300
+QuarantineKind = Literal["unreadable", "unknown_type", "rejected"]
+KINDS: Final = frozenset(get_args(QuarantineKind))
 
 
 class QuarantineFormatError(ValueError):
@@ -45,6 +56,7 @@ class QuarantinedWebhook:
     error_field: str
     error_detail: str
     body: bytes  # the raw body, byte for byte as signed
+    kind: QuarantineKind = "unreadable"  # absent from messages written before issue 16: all were
 
     @property
     def reason(self) -> str:
@@ -78,6 +90,7 @@ class QuarantinedWebhook:
             "webhook_signature": self.webhook_signature,
             "received_at": self.received_at,
             "event_type": self.event_type,
+            "kind": self.kind,
             "error": {"field": self.error_field, "detail": self.error_detail},
             "body_encoding": encoding,
             "body": body,
@@ -112,7 +125,9 @@ class QuarantinedWebhook:
                 raise QuarantineFormatError("body is not valid base64") from None
         else:
             raise QuarantineFormatError(f"unknown body_encoding {encoding!r}")
-        received_at, event_type = doc.get("received_at"), doc.get("event_type")
+        received_at, event_type, kind = doc.get("received_at"), doc.get("event_type"), doc.get("kind", "unreadable")
+        if kind not in KINDS:
+            raise QuarantineFormatError(f"unknown kind {kind!r}")
         headers = (doc["webhook_id"], doc["webhook_timestamp"], doc["webhook_signature"])
         return cls(
             *headers,
@@ -121,6 +136,7 @@ class QuarantinedWebhook:
             error_field=str(error.get("field", "")),
             error_detail=str(error.get("detail", "")),
             body=body,
+            kind=kind,
         )
 
 
@@ -129,12 +145,14 @@ def reprocess_event(item: QuarantinedWebhook) -> dict[str, Any]:
     return {REPROCESS_KEY: item.to_dict()}
 
 
-def reprocess_request(event: Mapping[str, Any]) -> QuarantinedWebhook | None:
-    """The quarantined webhook a direct invoke carries; None for an API Gateway event.
+def reprocess_request(event: Any) -> QuarantinedWebhook | None:
+    """The quarantined webhook a direct invoke carries; None for an API Gateway event (or no object).
 
     API Gateway builds its events itself, so a request from the public endpoint can never take
     this shape: its body is always a string under "body".
     """
+    if not isinstance(event, Mapping):
+        return None  # not a re-run; the API Gateway reading says what is wrong with it
     doc = event.get(REPROCESS_KEY)
     if doc is None:
         return None
@@ -145,7 +163,10 @@ def reprocess_request(event: Mapping[str, Any]) -> QuarantinedWebhook | None:
 
 def quarantine(sqs: SqsSender, queue_url: str, item: QuarantinedWebhook) -> str:
     """Keep the webhook durably; raises whatever SQS raises so the caller can answer 5xx."""
-    attributes = {"error_field": {"DataType": "String", "StringValue": item.error_field or "-"}}
+    attributes = {
+        "error_field": {"DataType": "String", "StringValue": item.error_field or "-"},
+        "kind": {"DataType": "String", "StringValue": item.kind},
+    }
     if item.event_type:
         attributes["event_type"] = {"DataType": "String", "StringValue": item.event_type}
     response = sqs.send_message(QueueUrl=queue_url, MessageBody=item.to_json(), MessageAttributes=attributes)

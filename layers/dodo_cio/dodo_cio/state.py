@@ -22,6 +22,14 @@ again without them (the uncommon case costs one more round trip).
 
 Records are kept for 400 days after the last write: a customer may come back after months, and a
 directory entry lost to expiry only costs a lookup in Dodo's API.
+
+Some inputs DynamoDB refuses whatever the moment: a key over 2,048 bytes (a Dodo id nobody expects,
+but a signed body can carry one), an attribute name over 64 KB, an item over 400 KB. Retrying
+cannot help, so they are not "the table is unavailable": keys and piece names are measured before
+any call (`plan_problem`, `claim_problem`), a key that cannot exist is not looked up, and a
+`ValidationException` DynamoDB answers all the same raises `StateRejected`, which callers treat as
+permanent (the ingest path keeps the webhook on the quarantine queue, the retry path dead-letters
+the op), never as a reason to ask for the same call again.
 """
 
 from __future__ import annotations
@@ -41,10 +49,21 @@ RECORD_TTL_SECONDS: Final = 400 * 24 * 3600
 MAX_TRANSACTION_ITEMS: Final = 100
 _MAX_ROUNDS: Final = 4  # each round removes at least one stale piece; more means something is wrong
 _BATCH_GET_KEYS: Final = 100
+# DynamoDB's own limits (Developer Guide, "Service, account, and table quotas"): a partition key of
+# at most 2,048 bytes, an attribute name of at most 65,535 bytes, both counted in UTF-8.
+MAX_KEY_BYTES: Final = 2048
+MAX_ATTRIBUTE_NAME_BYTES: Final = 65535
 
 
 class StateUnavailable(Exception):
     """The state table could not be read or written (unreachable, throttled, conflicting writes)."""
+
+
+class StateRejected(Exception):
+    """DynamoDB refuses these records as they are (a key or name over its limit, an item too large).
+
+    Permanent: the same call fails the same way every time. `str()` is the reason, without values.
+    """
 
 
 class ExtraItemFailed(Exception):
@@ -143,7 +162,9 @@ class StateTable:
         return Lookup(customers, payments)
 
     def _get(self, keys: Iterable[str]) -> dict[str, Mapping[str, Any]]:
-        pending = sorted(set(keys))
+        # A key DynamoDB would refuse cannot have been written, so it is not there: asking would
+        # only fail the whole batch with a ValidationException.
+        pending = sorted(k for k in set(keys) if key_problem(k) is None)
         found: dict[str, Mapping[str, Any]] = {}
         try:
             while pending:
@@ -161,7 +182,7 @@ class StateTable:
         except StateUnavailable:
             raise
         except Exception as exc:
-            raise StateUnavailable(type(exc).__name__) from exc
+            raise _classified(exc) from exc
         return found
 
     # -- writes ---------------------------------------------------------------------------------
@@ -170,8 +191,12 @@ class StateTable:
         """Write the plan (and the caller's own items, all-or-nothing); return the stale (record, piece)s.
 
         Raises `ExtraItemFailed` when one of `extra_items` fails its condition (nothing is written),
-        `StateUnavailable` for anything else that stops the write.
+        `StateRejected` when DynamoDB would refuse the records as they are (checked before any call
+        where it can be measured), `StateUnavailable` for anything else that stops the write.
         """
+        problem = plan_problem(plan)
+        if problem is not None:
+            raise StateRejected(problem)
         stale: set[tuple[str, str]] = set()
         records = {k: RecordWrite(r.key, dict(r.pieces), r.identifiers, r.learned) for k, r in plan.records.items()}
         payments = dict(plan.payments)
@@ -218,12 +243,14 @@ class StateTable:
                 if index < n_extra:
                     raise ExtraItemFailed(index, reason.get("Item")) from None
                 stale |= _stale_pieces(items[index], reason.get("Item") or {})
-            if not stale:  # cancelled for another reason (a concurrent write, throttling)
+            if not stale:  # cancelled for another reason (a concurrent write, throttling, a refused item)
                 codes = sorted({str(r.get("Code")) for r in reasons if r.get("Code") not in (None, "None")})
+                if "ValidationError" in codes:  # an item DynamoDB refuses as it is (e.g. over 400 KB)
+                    raise StateRejected("transaction cancelled: " + ", ".join(codes)) from None
                 raise StateUnavailable("transaction cancelled: " + ", ".join(codes)) from None
             return stale
         except Exception as exc:
-            raise StateUnavailable(type(exc).__name__) from exc
+            raise _classified(exc) from exc
         return set()
 
     def _items(self, records: Mapping[str, RecordWrite], payments: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -272,6 +299,56 @@ class StateTable:
                 }
             )
         return items
+
+
+def _classified(exc: Exception) -> Exception:
+    """A failed call as StateRejected (DynamoDB refused the request itself) or StateUnavailable."""
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and error.get("Code") == "ValidationException":
+        # DynamoDB's message names the limit, not the values; keep it short all the same.
+        return StateRejected(f"DynamoDB refused the request: {str(error.get('Message', ''))[:200]}")
+    return StateUnavailable(type(exc).__name__)
+
+
+def key_problem(key: str) -> str | None:
+    """Why DynamoDB would refuse `key` as a partition key, or None when it fits."""
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if size > MAX_KEY_BYTES:
+        return f"key {key[:40]!r}... is {size} bytes, over DynamoDB's {MAX_KEY_BYTES}-byte key limit"
+    return None
+
+
+def piece_problem(piece: str) -> str | None:
+    """Why DynamoDB would refuse a piece's attribute name, or None when it fits."""
+    size = len((PIECE_PREFIX + piece).encode("utf-8", "surrogatepass"))
+    if size > MAX_ATTRIBUTE_NAME_BYTES:
+        return f"piece {piece[:40]!r}... is {size} bytes, over DynamoDB's {MAX_ATTRIBUTE_NAME_BYTES}-byte name limit"
+    return None
+
+
+def plan_problem(plan: StatePlan) -> str | None:
+    """The first reason DynamoDB would refuse the plan's keys or names, or None when all fit."""
+    for record in plan.records.values():
+        problem = key_problem(record.key)
+        for piece in record.pieces:
+            problem = problem or piece_problem(piece)
+        if problem is not None:
+            return problem
+    for payment_id in plan.payments:
+        problem = key_problem(PAYMENT_PREFIX + payment_id)
+        if problem is not None:
+            return problem
+    return None
+
+
+def claim_problem(op: Mapping[str, Any]) -> str | None:
+    """Why the record an op claims could never be written, or None (also for ops with no claim)."""
+    claim = state_claim(op)
+    if claim is None:
+        return None
+    key, piece, _ = claim
+    return key_problem(key) or piece_problem(piece)
 
 
 def _stale_pieces(item: Mapping[str, Any], old: Mapping[str, Any]) -> set[tuple[str, str]]:

@@ -35,7 +35,15 @@ from dodo_cio.parking import ParkedDelivery, ParkedFormatError
 from dodo_cio.retry.pacing import RateLimiter
 from dodo_cio.retry.planning import OpFate, Sender, plan_requests, send_with_split
 from dodo_cio.retry.verdicts import VERDICT_CALLS, MessageOutcome, Queues, Sqs, SqsRecord, Verdicts, summarise
-from dodo_cio.state import StateTable, StateUnavailable, is_stale, plan_for, state_claim
+from dodo_cio.state import (
+    StateRejected,
+    StateTable,
+    StateUnavailable,
+    claim_problem,
+    is_stale,
+    plan_for,
+    state_claim,
+)
 from dodo_cio.telemetry import Log, Metrics
 
 _VERDICT_METRICS: Final = {
@@ -99,23 +107,46 @@ class RetryProcessor:
             fitted = fit_op(op)
             if fitted.unfixable:
                 fates[m][o] = OpFate(OpResult("permanent", fitted.unfixable), None, None)
+            elif self.state is not None and (refused := claim_problem(fitted.op)) is not None:
+                fates[m][o] = OpFate(OpResult("permanent", f"state record refused: {refused}"), None, None)
             messages[m][o] = fitted.op
         if self.state is None:
             return fates
-        admitted = [messages[m][o] for m, o, _ in flat if fates[m][o] is None]
-        plan = plan_for(admitted, learned=known.learned, payments=known.learned_payments)
+        admitted = [(m, o) for m, o, _ in flat if fates[m][o] is None]
+        if not self._commit_state(admitted, messages, fates, known):
+            # DynamoDB refused the batch's records as they are: find whose, one message at a time,
+            # so one bad message cannot send the others to the dead-letter queue.
+            for m in sorted({m for m, _ in admitted}):
+                self._commit_state([(mm, o) for mm, o in admitted if mm == m], messages, fates, known)
+        return fates
+
+    def _commit_state(
+        self,
+        slots: list[tuple[int, int]],
+        messages: list[list[dict[str, Any]]],
+        fates: list[list[OpFate | None]],
+        known: Known,
+    ) -> bool:
+        """Commit the freshness records of these ops and set the fates that follow; False if DynamoDB refused them."""
+        if self.state is None:
+            return True
+        plan = plan_for([messages[m][o] for m, o in slots], learned=known.learned, payments=known.learned_payments)
+        fate: OpFate | None = None
         try:
             self.state.commit(plan)
+        except StateRejected as exc:  # permanent: the same records are refused every time
+            if len({m for m, _ in slots}) > 1:
+                return False
+            fate = OpFate(OpResult("permanent", f"state records refused: {exc}"), None, None)
         except StateUnavailable:  # cannot tell; try again later rather than risk going back
-            waiting = OpFate(OpResult("transient", "state table unreachable for the freshness check"), None, None)
-            for m, o, _ in flat:
-                if fates[m][o] is None and state_claim(messages[m][o]) is not None:
-                    fates[m][o] = waiting
-            return fates
-        for m, o, _ in flat:
-            if fates[m][o] is None and is_stale(messages[m][o], plan, plan.stale):
+            fate = OpFate(OpResult("transient", "state table unreachable for the freshness check"), None, None)
+        for m, o in slots:
+            if fate is not None:
+                if state_claim(messages[m][o]) is not None:
+                    fates[m][o] = fate
+            elif is_stale(messages[m][o], plan, plan.stale):
                 fates[m][o] = OpFate(OpResult("delivered", "skipped: newer state was already applied"), None, None)
-        return fates
+        return True
 
     def process(
         self,
