@@ -90,3 +90,33 @@ def test_documented_parameter_grants_match_the_template() -> None:
         else:
             # "the same without `webhook-secret`"
             assert granted == documented - {"webhook-secret"} and "without `webhook-secret`" in retry_cell
+
+
+def test_every_stack_parameter_is_named_in_the_readme() -> None:
+    """An operator choosing `--parameter-overrides` finds each one explained somewhere in the README."""
+    missing = [name for name in template()["Parameters"] if f"`{name}" not in README]
+    assert missing == []
+
+
+def test_uninstalling_says_the_state_table_is_kept_and_how_to_remove_it() -> None:
+    section = _readme_section("Uninstalling")
+    table = template()["Resources"]["StateTable"]
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Retain"
+    assert table["Properties"]["DeletionProtectionEnabled"] is True
+    assert "The state table is kept" in section and "`StateTableName`" in section
+    # Deletion protection off first, then the delete, in that order.
+    off = section.index("aws dynamodb update-table --table-name")
+    assert "--no-deletion-protection-enabled" in section[off : section.index("\n", off)]
+    assert section.index("aws dynamodb delete-table --table-name") > off
+    # The name is generated (no TableName), so a new stack of the same name does not collide with it.
+    assert "TableName" not in table["Properties"] and "nothing collides" in section
+
+
+def test_day_14_is_explained_with_the_commands_that_exist() -> None:
+    section = _readme_section("What happens on day 14")
+    param = template()["Parameters"]["KeptMessageAgeAlarmDays"]
+    assert "`KeptMessageAgeAlarmDays`" in section and f"default {param['Default']}" in section
+    for command in ("redrive", "reprocess", "dlq --json", "replay"):
+        assert f"`dodo-cio {command}" in section, command
+    # `dlq --json` prints a listing, not the messages: the section must not promise more.
+    assert "never the ops or the bodies" in section

@@ -56,6 +56,9 @@ INGEST_METRICS = (
     "QuarantineStillInvalid",
 )
 RETRY_METRICS = ("RetryDelivered", "RetryScheduled", "RetryReparked", "DeadLettered", "RetryRequests")
+# The queues whose messages nobody consumes automatically: SQS deletes them at the end of their retention.
+KEPT_MESSAGE_QUEUES = ("RetryDeadLetterQueue", "QuarantineQueue")
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
 # --- SNS ----------------------------------------------------------------------------------------------
@@ -151,6 +154,12 @@ def _expected_alarms(cfn: dict[str, Any]) -> list[tuple[Metric, str, Any]]:
             "Maximum",
             0,
         ),
+        # The not-empty alarms notify once, when their queue stops being empty; these fire on every 5 minutes
+        # in which something arrived, so a second message is not met by silence.
+        *(
+            (Metric("AWS/SQS", "NumberOfMessagesSent", _dims(QueueName=queue)), "Sum", 0)
+            for queue in KEPT_MESSAGE_QUEUES
+        ),
         (
             Metric("AWS/SQS", "ApproximateAgeOfOldestMessage", _dims(QueueName="RetryQueue")),
             "Maximum",
@@ -161,6 +170,8 @@ def _expected_alarms(cfn: dict[str, Any]) -> list[tuple[Metric, str, Any]]:
         (Metric("AWS/ApiGateway", "5xx", _dims(ApiId="WebhookApi")), "Sum", 0),
         (_custom(cfn, "InvalidSignature"), "Sum", {"Ref": "InvalidSignatureAlarmThreshold"}),
         (_custom(cfn, "ConfigError"), "Sum", 0),
+        # Verified webhooks of a type the mapping does not handle: kept on the quarantine queue, not delivered.
+        (_custom(cfn, "UnknownEventType"), "Sum", 0),
     ]
 
 
@@ -187,7 +198,9 @@ def test_alarm_dimensions_point_at_the_right_attributes(cfn: dict[str, Any]) -> 
 
 
 def test_every_alarm_notifies_the_topic_and_explains_itself(cfn: dict[str, Any]) -> None:
-    for name, props in _alarms(cfn).items():
+    alarms = {name: res["Properties"] for name, res in resources_of_type(cfn, "AWS::CloudWatch::Alarm").items()}
+    assert len(alarms) > len(_alarms(cfn)), "metric-math alarms are checked here too"
+    for name, props in alarms.items():
         assert {"Ref": "AlarmTopic"} in props["AlarmActions"], name
         assert {"Ref": "AlarmTopic"} in props["OKActions"], name
         assert props["TreatMissingData"] == "notBreaching", name
@@ -203,6 +216,7 @@ def test_alarm_parameters(cfn: dict[str, Any]) -> None:
     # Below the backoff cap, the age alarm would fire on ordinary retries.
     assert int(params["OldestMessageAgeAlarmSeconds"]["MinValue"]) >= CAP_SECONDS
     assert int(params["InvalidSignatureAlarmThreshold"]["Default"]) == 20
+    assert int(params["KeptMessageAgeAlarmDays"]["Default"]) == 7
 
 
 # --- dashboard ----------------------------------------------------------------------------------------
@@ -252,7 +266,8 @@ def test_dashboard_body_is_valid_json_with_widgets(dashboard: dict[str, Any]) ->
     assert dashboard["widgets"]
     for widget in dashboard["widgets"]:
         assert {"type", "x", "y", "width", "height", "properties"} <= widget.keys()
-        assert widget["properties"]["region"] == "AWS__Region"
+        if widget["type"] != "alarm":  # an alarm status widget names its alarms by ARN, which holds the region
+            assert widget["properties"]["region"] == "AWS__Region"
 
 
 def test_dashboard_shows_every_custom_metric(cfn: dict[str, Any], dashboard: dict[str, Any]) -> None:
@@ -349,3 +364,117 @@ def test_a_backlog_waiting_an_hour_raises_an_alarm(cfn) -> None:
     window = alarm["EvaluationPeriods"] * next(q["MetricStat"]["Period"] for q in queries.values() if "MetricStat" in q)
     assert window == 3600 and alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+# --- nothing expires unseen: the dead-letter and quarantine queues ------------------------------------
+
+
+def _math_alarm_on(cfn: dict[str, Any], metric_name: str, queue: str) -> dict[str, Any]:
+    """The one metric-math alarm whose (only) metric is `metric_name` of `queue`."""
+    found = []
+    for resource in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values():
+        props = resource["Properties"]
+        stats = [q["MetricStat"] for q in props.get("Metrics", []) if "MetricStat" in q]
+        if any(
+            s["Metric"]["MetricName"] == metric_name
+            and s["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+            for s in stats
+        ):
+            assert len(stats) == 1, props
+            found.append(props)
+    assert len(found) == 1, f"expected one alarm on {metric_name} of {queue}, found {len(found)}"
+    return found[0]
+
+
+def _retention_days(cfn: dict[str, Any], queue: str) -> float:
+    return int(cfn["Resources"][queue]["Properties"]["MessageRetentionPeriod"]) / 86400
+
+
+def test_kept_message_age_parameter_leaves_time_before_sqs_deletes(cfn: dict[str, Any]) -> None:
+    param = cfn["Parameters"]["KeptMessageAgeAlarmDays"]
+    assert param["Type"] == "Number"
+    retention = min(_retention_days(cfn, q) for q in KEPT_MESSAGE_QUEUES)
+    assert retention == 14  # the SQS maximum; the README's "day 14"
+    assert 1 <= int(param["MinValue"]) <= int(param["Default"]) <= int(param["MaxValue"])
+    assert int(param["MaxValue"]) < retention  # at least a day left, whatever is deployed
+    assert int(param["Default"]) <= retention / 2  # "well before": half the retention left by default
+
+
+@pytest.mark.parametrize("queue", KEPT_MESSAGE_QUEUES)
+def test_kept_message_queues_alarm_on_their_oldest_message_in_days(cfn: dict[str, Any], queue: str) -> None:
+    alarm = _math_alarm_on(cfn, "ApproximateAgeOfOldestMessage", queue)
+    queries = {q["Id"]: q for q in alarm["Metrics"]}
+    (stat_id,) = [i for i, q in queries.items() if "MetricStat" in q]
+    (expression,) = [q for q in queries.values() if "Expression" in q]
+    assert queries[stat_id]["ReturnData"] is False and expression.get("ReturnData", True) is True
+    assert queries[stat_id]["MetricStat"]["Stat"] == "Maximum"
+    # The metric is in seconds, the threshold in days.
+    assert expression["Expression"].replace(" ", "") == f"{stat_id}/86400"
+    assert alarm["Threshold"] == {"Ref": "KeptMessageAgeAlarmDays"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert int(alarm["EvaluationPeriods"]) == 1 and int(queries[stat_id]["MetricStat"]["Period"]) == 300
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
+    assert alarm["TreatMissingData"] == "notBreaching"
+
+
+@pytest.mark.parametrize(("queue", "command"), [("RetryDeadLetterQueue", "redrive"), ("QuarantineQueue", "reprocess")])
+def test_age_alarms_name_their_runbook_step(cfn: dict[str, Any], queue: str, command: str) -> None:
+    description = _math_alarm_on(cfn, "ApproximateAgeOfOldestMessage", queue)["AlarmDescription"]
+    assert 'README "What happens on day 14"' in description
+    assert "### What happens on day 14" in README
+    assert "14 days" in description and "KeptMessageAgeAlarmDays" in description
+    assert "`dodo-cio dlq" in description and f"`dodo-cio {command}" in description
+
+
+@pytest.mark.parametrize("queue", KEPT_MESSAGE_QUEUES)
+def test_kept_message_queues_keep_their_not_empty_and_arrival_alarms(cfn: dict[str, Any], queue: str) -> None:
+    """Not-empty stays raised while anything is there; arrival notifies again for each new burst."""
+    visible = _find_alarm(cfn, Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName=queue)))
+    arrival = _find_alarm(cfn, Metric("AWS/SQS", "NumberOfMessagesSent", _dims(QueueName=queue)))
+    names = [sub_template(a["AlarmName"]) for a in (visible, arrival)]
+    prefix = {"RetryDeadLetterQueue": "dlq", "QuarantineQueue": "quarantine"}[queue]
+    assert names == [f"${{AWS::StackName}}-{prefix}-not-empty", f"${{AWS::StackName}}-{prefix}-arrival"]
+
+
+def test_the_dlq_arrival_alarm_says_what_it_cannot_count(cfn: dict[str, Any]) -> None:
+    """SQS leaves messages its redrive policy moves out of the DLQ's NumberOfMessagesSent."""
+    arrival = _find_alarm(cfn, Metric("AWS/SQS", "NumberOfMessagesSent", _dims(QueueName="RetryDeadLetterQueue")))
+    max_receives = cfn["Resources"]["RetryQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    assert f"{max_receives} receives" in arrival["AlarmDescription"]
+    assert "retry-errors" in arrival["AlarmDescription"]
+
+
+def test_the_unknown_event_type_alarm_points_at_the_mapping_and_reprocess(cfn: dict[str, Any]) -> None:
+    alarm = _find_alarm(cfn, _custom(cfn, "UnknownEventType"))
+    assert sub_template(alarm["AlarmName"]) == "${AWS::StackName}-unknown-event-type"
+    assert 'README "Mapping a new Dodo event type"' in alarm["AlarmDescription"]
+    assert "### Mapping a new Dodo event type" in README
+    assert "`dodo-cio reprocess" in alarm["AlarmDescription"]
+
+
+def test_alarm_descriptions_name_readme_sections_that_exist(cfn: dict[str, Any]) -> None:
+    headings = set(re.findall(r"^#+ (.+)$", README, re.M))
+    for name, res in resources_of_type(cfn, "AWS::CloudWatch::Alarm").items():
+        for title in re.findall(r'README "([^"]+)"', res["Properties"]["AlarmDescription"]):
+            assert title in headings, (name, title)
+
+
+def test_the_dashboard_shows_every_alarms_state(cfn: dict[str, Any], dashboard: dict[str, Any]) -> None:
+    """A raised alarm notifies only when its state changes: the dashboard shows which are raised now."""
+    (widget,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    assert widget["y"] == 0 and widget["width"] == 24  # at the top, across the page
+    shown = widget["properties"]["alarms"]
+    alarms = sorted(resources_of_type(cfn, "AWS::CloudWatch::Alarm"))
+    assert sorted(shown) == sorted(f"{name}.Arn" for name in alarms)  # `_substitute` keeps the placeholder's name
+    assert widget["properties"]["sortBy"] == "stateUpdatedTimestamp"  # ALARM first
+
+
+def test_dashboard_widgets_do_not_overlap(dashboard: dict[str, Any]) -> None:
+    cells: dict[tuple[int, int], str] = {}
+    for widget in dashboard["widgets"]:
+        title = widget["properties"].get("title", widget["type"])
+        assert widget["x"] >= 0 and widget["x"] + widget["width"] <= 24, title
+        for x in range(widget["x"], widget["x"] + widget["width"]):
+            for y in range(widget["y"], widget["y"] + widget["height"]):
+                assert (x, y) not in cells, (title, cells.get((x, y)))
+                cells[(x, y)] = title

@@ -8,6 +8,7 @@ starts reading (or stops reading) fails here until the template follows.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -343,3 +344,149 @@ def test_checkov_reserved_concurrency_skip_is_gone_from_ingest(sam_template: dic
     """CKV_AWS_115 now passes on the ingest function; a leftover skip would hide a regression."""
     skips = sam_template["Resources"]["IngestFunction"]["Metadata"]["checkov"]["skip"]
     assert "CKV_AWS_115" not in {s["id"] for s in skips}
+
+
+# --- DynamoDB: the ingest function deletes only its own idempotency records -----------------------------
+#
+# IAM's StringLike, as the tests apply it: `*` is any run of characters (also none), `?` exactly one, every
+# other character itself, case-sensitive, over the whole value. A `ForAllValues:` operator holds when each
+# value of the key matches at least one pattern; for DeleteItem the key holds one value, the item's
+# partition key.
+
+LEADING_KEYS = "dynamodb:LeadingKeys"
+# Actions that can remove items, or the table, besides DeleteItem: none may be granted at all.
+REMOVING_ACTIONS = {"dynamodb:batchwriteitem", "dynamodb:deletetable", "dynamodb:updatetable"}
+
+
+def _iam_like(pattern: str, value: str) -> bool:
+    assert "${" not in pattern, "policy variables are not modelled here"
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL) is not None
+
+
+def _delete_statement(cfn: dict[str, Any]) -> dict[str, Any]:
+    statements = statements_with_action(_role(cfn, "IngestFunction"), "dynamodb:DeleteItem")
+    assert len(statements) == 1, statements
+    return statements[0]
+
+
+def _delete_patterns(cfn: dict[str, Any]) -> list[str]:
+    return [str(p) for p in as_list(_delete_statement(cfn)["Condition"]["ForAllValues:StringLike"][LEADING_KEYS])]
+
+
+def _may_delete(cfn: dict[str, Any], key: str) -> bool:
+    return any(_iam_like(pattern, key) for pattern in _delete_patterns(cfn))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "matches"),
+    [
+        ("a*c", "ac", True),
+        ("a*c", "abbbc", True),
+        ("a?c", "abc", True),
+        ("a?c", "ac", False),
+        ("a?c", "abbc", False),
+        ("a.c", "abc", False),  # "." is itself, not a regex wildcard
+        ("A*", "a", False),  # case-sensitive
+        ("*#??", "x#ab", True),
+        ("*#??", "x#abc", False),  # whole value, not a prefix
+    ],
+)
+def test_iam_like_follows_string_like(pattern: str, value: str, matches: bool) -> None:
+    assert _iam_like(pattern, value) is matches
+
+
+def test_ingest_may_delete_only_under_the_leading_key_condition(cfn: dict[str, Any]) -> None:
+    """DeleteItem alone in its statement, on the state table, only for keys matching the idempotency pattern."""
+    stmt = _delete_statement(cfn)
+    assert as_list(stmt["Action"]) == ["dynamodb:DeleteItem"]
+    assert stmt["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+    # StringLike on the key, and the key must be present: a ForAllValues condition on a missing key holds.
+    assert stmt["Condition"] == {
+        "ForAllValues:StringLike": {LEADING_KEYS: _delete_patterns(cfn)},
+        "Null": {LEADING_KEYS: "false"},
+    }
+    # Every other DynamoDB statement of the role leaves deleting out.
+    for other in policy_statements(_role(cfn, "IngestFunction")):
+        actions = {str(a).lower() for a in as_list(other["Action"])}
+        if other is not stmt and any(a.startswith("dynamodb:") for a in actions):
+            assert "dynamodb:deleteitem" not in actions and not other.get("Condition"), other
+
+
+def test_the_delete_pattern_is_the_idempotency_record_key(cfn: dict[str, Any]) -> None:
+    """The key is "<function name>.<RECORD_OWNER>#<md5 hex>": any function name, 32 characters of digest."""
+    from dodo_cio.idempotency import RECORD_OWNER
+
+    assert _delete_patterns(cfn) == [f"*.{RECORD_OWNER}#{'?' * 32}"]
+
+
+@pytest.mark.parametrize(
+    "function_name",
+    [
+        "dodo-customerio-bridge-IngestFunction-AbC123xYz",
+        # A long stack name: CloudFormation truncates it in the generated name, which "*" does not mind.
+        "dodo-customerio-bridge-produc-IngestFunction-1A2B3C4D5E6F",
+        "x",
+    ],
+)
+@pytest.mark.parametrize("webhook_id", ["msg_x", "msg_2xKq9ZaYbXcWdVeUf", "", 'ünïcödé "quoted"'])
+def test_the_delete_pattern_matches_the_keys_the_ingest_function_writes(
+    cfn: dict[str, Any], monkeypatch: pytest.MonkeyPatch, function_name: str, webhook_id: str
+) -> None:
+    from dodo_cio.idempotency import WebhookDeduplicator
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", function_name)
+    key = WebhookDeduplicator("state", boto3_client=object()).key(webhook_id)
+    assert key.startswith(function_name + ".")
+    assert _may_delete(cfn, key), key
+
+
+def test_the_delete_pattern_matches_no_customer_payment_or_legacy_record(cfn: dict[str, Any]) -> None:
+    from dodo_cio.idempotency import RECORD_OWNER
+    from dodo_cio.state import PAYMENT_PREFIX, customer_key, legacy_key
+
+    others = [
+        customer_key("cus_2xKq9ZaYbXcWdVeUf"),
+        customer_key(""),
+        PAYMENT_PREFIX + "pay_2xKq9ZaYbXcWdVeUf",
+        legacy_key({"id": "cus_1"}),
+        legacy_key({"email": "a@example.com"}),
+        # Near misses of the idempotency key itself: no function name, a digest one character short or long.
+        f"{RECORD_OWNER}#{'0' * 32}",
+        f"fn.{RECORD_OWNER}#{'0' * 31}",
+        f"fn.{RECORD_OWNER}#{'0' * 33}",
+    ]
+    assert [key for key in others if _may_delete(cfn, key)] == []
+
+
+def test_the_retry_function_deletes_nothing_in_dynamodb(cfn: dict[str, Any]) -> None:
+    """Its code only reads, puts and updates state records (dodo_cio.retry, functions/retry)."""
+    actions = {
+        str(a).lower()
+        for stmt in policy_statements(_role(cfn, "RetryFunction"))
+        for a in as_list(stmt["Action"])
+        if str(a).lower().startswith("dynamodb:")
+    }
+    assert actions == {"dynamodb:batchgetitem", "dynamodb:putitem", "dynamodb:updateitem"}
+
+
+def test_no_role_may_remove_items_or_the_table_another_way(cfn: dict[str, Any]) -> None:
+    """BatchWriteItem can delete items, DeleteTable/UpdateTable the table (or its deletion protection)."""
+    for name, role in _roles(cfn).items():
+        for stmt in policy_statements(role):
+            actions = {str(a).lower() for a in as_list(stmt["Action"])}
+            assert not actions & REMOVING_ACTIONS, (name, stmt)
+            assert not any(a.startswith("dynamodb:") and "*" in a for a in actions), (name, stmt)
+
+
+def test_only_idempotency_code_deletes_items() -> None:
+    """If other code starts deleting records, the IAM condition above must be revisited, not silently widened."""
+    from infra.cfn import REPO_ROOT
+
+    deleting = sorted(
+        str(path.relative_to(REPO_ROOT))
+        for folder in ("layers/dodo_cio/dodo_cio", "functions")
+        for path in (REPO_ROOT / folder).rglob("*.py")
+        if re.search(r"\bdelete_item\(|[\"']Delete[\"']\s*:", path.read_text(encoding="utf-8"))
+    )
+    assert deleting == ["layers/dodo_cio/dodo_cio/idempotency.py"]

@@ -401,6 +401,19 @@ def test_state_table_keeps_idempotency_records_longer_than_dodo_retries(cfn) -> 
         assert env["STATE_TABLE_NAME"] == {"Ref": "StateTable"}
 
 
+def test_state_table_outlives_a_stack_delete_a_replacement_and_a_delete_call(cfn) -> None:
+    """The identity directory and the freshness records exist nowhere else (README "Uninstalling")."""
+    table = cfn["Resources"]["StateTable"]
+    assert table.get("DeletionPolicy") == "Retain"  # `sam delete` leaves it
+    assert table.get("UpdateReplacePolicy") == "Retain"  # an update that replaces it leaves the old one
+    props = table["Properties"]
+    assert props.get("DeletionProtectionEnabled") is True  # DeleteTable is refused until it is turned off
+    assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    # No fixed name: a new stack of the same name creates its own table beside the retained one (the
+    # README says so), instead of failing on a name that is taken.
+    assert "TableName" not in props
+
+
 def test_only_the_state_table_is_reachable_in_dynamodb(cfn) -> None:
     for resource in cfn["Resources"].values():
         if resource["Type"] != "AWS::IAM::Role":
