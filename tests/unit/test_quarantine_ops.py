@@ -250,6 +250,31 @@ def test_the_listing_marks_quarantined_webhooks_and_hides_emails() -> None:
     assert "dodo-cio reprocess" in table
 
 
+def test_the_listing_says_each_kind_and_that_rejected_ones_need_a_person() -> None:
+    from dataclasses import replace
+
+    kinds = ["unknown_type", "unknown_type", "rejected"]
+    items = [
+        quarantine_ops._quarantined({"MessageId": f"m{n}", "Body": replace(_item(f"msg_{n}"), kind=kind).to_json()}, 0)
+        for n, kind in enumerate(kinds)
+    ]
+    assert [item.why for item in items] == kinds
+    table = quarantine_ops.format_quarantined(items)
+    assert table.splitlines()[0].split() == [
+        "QUARANTINED",
+        "WEBHOOK",
+        "TYPE",
+        "RECEIVED",
+        "(UTC)",
+        "AGE",
+        "KIND",
+        "REASON",
+    ]
+    assert "by kind: unknown_type 2, rejected 1" in table
+    assert "no upgrade fixes them" in table
+    assert "no upgrade fixes" not in quarantine_ops.format_quarantined(items[:2])
+
+
 def test_dlq_lists_both_queues_and_json_stays_one_array(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

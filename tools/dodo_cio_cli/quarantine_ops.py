@@ -65,8 +65,9 @@ class Quarantined:
     event_type: str | None
     received_at: int | None  # Unix seconds, when the bridge received and verified it
     age_seconds: int | None
-    reason: str  # "field: detail", the validation error at receipt
+    reason: str  # "field: detail", why it could not be processed at receipt
     kind: str  # quarantined | unreadable (not in the quarantine format)
+    why: str = "-"  # the format's kind: unreadable | unknown_type | rejected ("-" when not in the format)
 
 
 def _quarantined(message: Mapping[str, Any], now: float) -> Quarantined:
@@ -87,6 +88,7 @@ def _quarantined(message: Mapping[str, Any], now: float) -> Quarantined:
         age_seconds=max(0, int(now - received)) if received else None,
         reason=_redact(item.reason),
         kind="quarantined",
+        why=item.kind,
     )
 
 
@@ -107,13 +109,14 @@ def format_quarantined(items: Sequence[Quarantined], *, limit: int | None = None
     """A table marked QUARANTINED, with a summary line and what to do about it."""
     if not items:
         return "no quarantined webhooks"
-    headers = ("QUARANTINED WEBHOOK", "TYPE", "RECEIVED (UTC)", "AGE", "VALIDATION ERROR")
+    headers = ("QUARANTINED WEBHOOK", "TYPE", "RECEIVED (UTC)", "AGE", "KIND", "REASON")
     rows = [
         (
             _truncate(_one_line(item.webhook_id or "-"), 40),
             _truncate(_one_line(item.event_type or "?"), 40),
             _received(item.received_at),
             format_age(item.age_seconds),
+            item.why,
             _truncate(_one_line(item.reason), ERROR_WIDTH),
         )
         for item in items
@@ -126,13 +129,18 @@ def format_quarantined(items: Sequence[Quarantined], *, limit: int | None = None
         )
 
     noun = "quarantined webhook" if len(items) == 1 else "quarantined webhooks"
+    by_kind = Counter(i.why for i in items if i.kind == "quarantined")
     by_field = Counter(_one_line(i.reason.split(":", 1)[0]) for i in items if i.kind == "quarantined")
-    summary = f"{len(items)} {noun} (signed by Dodo, unreadable to this version)"
+    summary = f"{len(items)} {noun} (signed by Dodo, not processable by this version as they are)"
+    if by_kind:
+        summary += " - by kind: " + ", ".join(f"{name} {count}" for name, count in by_kind.most_common())
     if by_field:
-        summary += " - by field: " + ", ".join(f"{name} {count}" for name, count in by_field.most_common())
+        summary += "; by field: " + ", ".join(f"{name} {count}" for name, count in by_field.most_common())
     if limit is not None and len(items) >= limit:
         summary += f" (stopped at --limit {limit}; there may be more)"
     advice = "after upgrading the bridge: dodo-cio reprocess (deletes each one the function accepts)"
+    if by_kind.get("rejected"):
+        advice += "; 'rejected' ones carry an id DynamoDB cannot key: no upgrade fixes them, read and decide"
     return "\n".join([*(line(r).rstrip() for r in [headers, *rows]), summary, advice])
 
 
