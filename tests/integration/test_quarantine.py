@@ -18,6 +18,7 @@ from dodo_cio.models import PayloadError
 from dodo_cio.quarantine import QuarantinedWebhook, reprocess_event
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
+from support.emf import emitted_metrics
 from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
@@ -215,7 +216,9 @@ def test_a_validation_error_dynamodb_answers_is_permanent_not_unavailable(bridge
     assert _kept(bridge).kind == "rejected"
 
 
-def test_an_unknown_type_is_kept_and_delivered_once_a_mapping_exists(bridge: Any, monkeypatch: Any) -> None:
+def test_an_unknown_type_is_kept_and_delivered_once_a_mapping_exists(
+    bridge: Any, monkeypatch: Any, capsys: Any
+) -> None:
     """A type this version does not map (None from parse_payload) is kept; the upgrade's re-run delivers it."""
     real = dodo_cio.ingest.parse_payload
     monkeypatch.setattr(dodo_cio.ingest, "parse_payload", lambda envelope: None)  # "before the upgrade"
@@ -224,6 +227,8 @@ def test_an_unknown_type_is_kept_and_delivered_once_a_mapping_exists(bridge: Any
     item = _kept(bridge)
     assert (item.kind, item.event_type) == ("unknown_type", "payment.succeeded")
     assert _rerun(bridge, item)[0] == 422  # still unmapped: stays for later
+    counted = emitted_metrics(capsys.readouterr().out)  # the alarm counts arrivals, not re-runs
+    assert (counted["UnknownEventType"], counted["QuarantineStillInvalid"]) == (1, 1)
     monkeypatch.setattr(dodo_cio.ingest, "parse_payload", real)  # "the upgrade"
     assert _rerun(bridge, item) == (200, {"status": "delivered"})
     assert [op["name"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"] == ["payment.succeeded"]

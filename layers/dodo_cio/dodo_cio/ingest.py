@@ -256,7 +256,8 @@ class IngestService:
             )
 
         if payload is None:  # a type newer than this version: README "Mapping a new Dodo event type"
-            self._count("UnknownEventType")
+            if not rerun:  # a re-run that is still unmapped counts as QuarantineStillInvalid, not a new arrival
+                self._count("UnknownEventType")
             detail = "no mapping for this event type in this version of the bridge"
             return self._cannot_process(verified, request, "unknown_type", "type", detail, envelope.type, rerun=rerun)
 
