@@ -464,7 +464,7 @@ def test_handler_does_not_report_an_unreadable_message_once_it_is_on_the_dlq(ret
 
 
 def test_handler_reports_messages_it_had_no_time_for(retry_app: ModuleType) -> None:
-    # 9 s left: 2.5 s kept to answer and 4.2 s for verdicts leave no room for a 7 s request.
+    # 9 s left: 2.5 s kept to answer and 4.5 s for verdicts leave no room for a 7 s request.
     h = install(retry_app, FakeSession())
     event = {"Records": [lambda_record(t, parked(t)) for t in "ab"]}
     context = FakeLambdaContext(function_name="dodo-customerio-retry", remaining_ms=9_000)

@@ -19,6 +19,46 @@ a 12 s timeout). So the time is budgeted from the top:
 The deadline lives in a context variable, so invocations on different threads of one process
 each see their own, and code run without one (the CLI, tools, most tests) is bounded
 by its calls' own timeouts only, as before. Importing this module costs nothing: no boto3.
+
+The slack (`STEP_SLACK`). A step that keeps time for N later AWS calls keeps N x (one attempt +
+STEP_SLACK), so its window ends one slack before the last instant at which the next call's first
+attempt can still start. When a step runs to its window's edge (a stalled Customer.io or Dodo
+API, an AWS attempt that started just in time), what runs between the two calls must fit in that
+slack: the code (reading the result, building and logging the parked message, a container's
+first SQS client) and the wait to be scheduled again. If it does not, the next call is refused
+(DeadlineExceeded) before it is even tried. 0.1 s did not fit on a 2-core host with 4 busy loops:
+parking after a stalled Customer.io was refused in 5 runs of 5. Measured there, the gap between
+Customer.io's end and parking's check is ~7 ms idle and 15-80 ms busy, above 0.1 s at times. A
+256 MB Lambda has about 0.15 vCPU (1,769 MB is one), so the same 7-12 ms of CPU (the code, and
+~5 ms more to build a container's first SQS client) take 0.05-0.1 s there before any contention.
+0.25 s covers both with margin. 0.5 s would not fit the ingest budget: lookups would keep 3 x 2.5 = 7.5 s of 9.5 s,
+and the directory read (one 2 s attempt) would have to start at 0 s, so it would always be refused.
+
+The ingest function (timeout 12 s, ANSWER_RESERVE 2.5 s, AWS attempts of 1 s connect + 1 s read
+= 2 s, slack 0.25 s; seconds from the start of the invocation; dodo_cio.ingest):
+
+    step                            its window ends at          an attempt in it starts by
+    every call (the answer reserve) 12 - 2.5             = 9.5
+    lookups (directory, Dodo API)   9.5 - 3 x (2 + 0.25) = 2.75  0.75 (Dodo API: min(now + 2, 2.75))
+    Customer.io request             9.5 - 2 x 2.25       = 5.0   (no whole-attempt check: capped)
+    parking (SQS)                   9.5 - 1 x 2.25       = 7.25  5.25
+    idempotency completion/removal  9.5                          7.5
+
+The worst case runs every step to its edge: lookups to 2.75; the idempotency transaction (under
+the reserve only) from 2.75 + 0.25 to 5.0, leaving Customer.io nothing; parking from 5.25 to 7.25;
+the completion from 7.5 to 9.5; the answer in the 2.5 s reserve, before the 12 s timeout. Each of
+the three boundaries leaves 0.25 s. On a cold container the SSM read and the first DynamoDB
+client come before the directory read; if they take more than 0.75 s at 256 MB the read is
+refused and the ops that needed it are parked as transient for the retry path (with a 0.1 s
+slack they had 1.2 s).
+
+The retry function (timeout 30 s, same reserve and attempts; dodo_cio.retry.service): every call
+ends by 27.5 s; a message's verdict keeps 2 SQS calls, 2 x 2.25 = 4.5 s; a Customer.io request
+(2 s connect + 5 s read) starts only while it ends by 27.5 - 4.5 = 23.0, so by 16.0 s; the SSM read
+and the batch's lookups and state commit keep a request and a verdict, 11.5 s, and end by 16.0 s.
+
+tests/unit/test_deadline_margins.py drives these windows with a fake clock and asserts each of
+them exactly; tests/integration/test_deadlines.py runs them, scaled down, against real sockets.
 """
 
 from __future__ import annotations
@@ -38,8 +78,9 @@ R = TypeVar("R")
 # botocore standard retry mode's cap on one backoff sleep (botocore/retries/standard.py).
 MAX_BACKOFF_SECONDS: Final = 20.0
 # Kept with each call a step keeps time for: the code between two calls (building a message,
-# logging) runs on the same clock, and a call that starts a few ms short of its worst case is refused.
-STEP_SLACK: Final = 0.1
+# logging, a first client) and the wait to be scheduled run on the same clock, and a call that
+# starts a few ms short of its worst case is refused. Sized in the module docstring.
+STEP_SLACK: Final = 0.25
 
 
 class DeadlineExceeded(Exception):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar, Final, Protocol
 from urllib.parse import quote
 
@@ -105,6 +106,7 @@ class DodoApi:
         *,
         connect_timeout: float = 1.0,
         read_timeout: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,  # what `deadline` is measured on; tests drive it
     ) -> None:
         key = api_key.strip()
         if not key or not all("!" <= c <= "~" for c in key):  # also keeps it out of http.client's ValueError
@@ -116,6 +118,7 @@ class DodoApi:
             else KeepAliveClient(self.base_url, connect_timeout=connect_timeout, read_timeout=read_timeout)
         )
         self._key = key
+        self._clock = clock
         self._headers = {
             "Authorization": f"Bearer {key}",
             "Accept": "application/json",
@@ -138,7 +141,7 @@ class DodoApi:
             return None
         path = f"/{collection}/{quote(object_id, safe='')}"  # `/`, `?`, `#`, `%` cannot leave the segment
         what = f"GET {path}"
-        if deadline is not None and deadline - time.monotonic() < self.MIN_CALL_TIME:
+        if deadline is not None and deadline - self._clock() < self.MIN_CALL_TIME:
             raise DodoApiUnavailable(f"{what} not sent: too little time left before the deadline")
         try:
             answer = self._transport.get(path, self._headers, deadline=deadline, max_bytes=MAX_ANSWER_BYTES)

@@ -96,11 +96,13 @@ class Resolver:
         dodo: Callable[[], DodoLookup | None] | None = None,
         *,
         api_budget: float = API_BUDGET_SECONDS,
+        clock: Callable[[], float] = time.monotonic,  # the deadlines' clock (dodo_cio.deadline); tests drive it
     ) -> None:
         self.strategy = strategy
         self._directory = directory
         self._dodo = dodo
         self._api_budget = api_budget
+        self._clock = clock
 
     def resolve(self, ops: list[Op], known: Known) -> tuple[list[Op], list[Unresolved]]:
         pending = [op for op in ops if needs_resolution(op)]
@@ -186,7 +188,7 @@ class Resolver:
             return
         from dodo_cio.dodo_api import DodoApiConfigError, DodoApiError, DodoApiUnavailable  # noqa: PLC0415
 
-        deadline = time.monotonic() + self._api_budget
+        deadline = self._clock() + self._api_budget
         invocation = current_at()
         if invocation is not None:
             deadline = min(deadline, invocation)

@@ -221,6 +221,7 @@ class RetryService:
     limiter: RateLimiter | None = None
     state: StateTable | None = None
     resolver: Resolver | None = None
+    monotonic: Callable[[], float] = time.monotonic  # the deadlines' clock (dodo_cio.deadline); tests drive it
     _clients: DeliveryClients | None = field(default=None, init=False)
     _requests: int = field(default=0, init=False)
     _processor: RetryProcessor | None = field(default=None, init=False)
@@ -241,6 +242,7 @@ class RetryService:
                 request_seconds=self.settings.track_request_seconds,
                 verdict_seconds=VERDICT_CALLS * (self.settings.aws_attempt_seconds + deadline.STEP_SLACK),
                 limits=self.settings.delivery_limits,
+                monotonic=self.monotonic,
             )
         return self._processor
 

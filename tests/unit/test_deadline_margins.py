@@ -1,0 +1,371 @@
+"""The budget each step leaves for the calls after it, exactly, on a clock the test drives (issue 16).
+
+tests/integration/test_deadlines.py shows with real sockets that every answer comes before
+Lambda's timeout; it cannot tell 3 kept calls from 0, nor a 2 s Dodo API budget from 60 s, as
+long as the answer is early enough. Here the ingest and retry services run on fakes (SSM, the
+directory, Dodo's API, Customer.io, SQS, the duplicate check) under a fixed outer deadline, each
+fake records the deadline it ran under (`deadline.current()`), and the tests assert those
+deadlines to the last bit (every number below is exact in binary floating point). The arithmetic
+they check is written down in dodo_cio.deadline's docstring:
+
+    outer deadline 1000, ANSWER_RESERVE 2.5, one AWS attempt 1 s + 1 s = 2 s, STEP_SLACK 0.25
+    every call            1000 - 2.5             = 997.5
+    lookups               997.5 - 3 x (2 + 0.25) = 990.75
+    Customer.io           997.5 - 2 x 2.25       = 993.0
+    parking               997.5 - 1 x 2.25       = 995.25
+    Dodo API lookups      min(clock + 2, 990.75)
+    retry: verdicts keep 2 x 2.25 = 4.5, a Customer.io request 2 + 5 = 7
+
+The literals are deliberate: an expectation computed from the constants would follow a wrong
+constant. Where time must pass, the fakes move the clock that the services and the AttemptGuard
+read (`Resolver(clock=)`, `RetryService(monotonic=)`, `AttemptGuard(clock=)`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pytest
+
+from dodo_cio import deadline
+from dodo_cio.config import Secrets, Settings
+from dodo_cio.customerio import DeliveryResult, OpResult
+from dodo_cio.deadline import AttemptGuard, Deadline, DeadlineExceeded
+from dodo_cio.destination import Credentials, DeliveryClients
+from dodo_cio.identity import Resolver
+from dodo_cio.ingest import HttpResponse, IngestService, WebhookRequest
+from dodo_cio.mapping import IdentifierStrategy
+from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.retry.service import RetryService
+from dodo_cio.signature import signature_headers
+from dodo_cio.state import Lookup, StatePlan
+from support.samples import SAMPLES
+
+OUTER = 1000.0  # the invocation's deadline, on the fake monotonic clock
+START = 500.0  # the fake monotonic clock when a test starts: far from every window's edge
+NOW = 1_800_000_000  # wall clock (signatures, parked messages)
+SECRET = b"margins-test-secret"
+RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
+DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
+ENV = {
+    "CUSTOMERIO_IDENTIFIER": "email",  # so a dunning webhook's person must be looked up
+    "RETRY_QUEUE_URL": RETRY_URL,
+    "DEAD_LETTER_QUEUE_URL": DLQ_URL,
+}
+DUNNING = (SAMPLES / "dunning.started.json").read_bytes()  # names its customer by id only
+CUSTOMER = json.loads(DUNNING)["data"]["customer_id"]
+
+# What the default settings give (dodo_cio.deadline's docstring).
+EVERY_CALL = 997.5
+LOOKUPS = 990.75
+CUSTOMERIO = 993.0
+PARKING = 995.25
+
+
+class Clock:
+    """A monotonic clock the test (and the fakes) move by hand."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+Trace = list[tuple[Any, ...]]
+
+
+def at() -> float | None:
+    return deadline.current_at()
+
+
+class Steps:
+    """Every fake of one run, each appending (step, the deadline it ran under, ...) to `trace`.
+
+    `guard`, when set, is the AttemptGuard a real boto3 client would carry: the fakes of AWS calls
+    (SSM aside) run its check first, as botocore does before every attempt.
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.trace: Trace = []
+        self.guard: AttemptGuard | None = None
+        self.customerio_takes: Callable[[], None] = lambda: None  # moves the clock during a send
+        self.parking_takes: Callable[[], None] = lambda: None
+
+    def _attempt(self, operation: str) -> None:
+        if self.guard is not None:
+            self.guard.before_attempt(operation_name=operation)
+
+    # SecretStore
+    def load(self, *, force: bool = False) -> Secrets:
+        self.trace.append(("ssm", at()))
+        return Secrets((SECRET,), "site-1", "key-1")
+
+    def delivery_credentials(self) -> Credentials:
+        self.trace.append(("ssm", at()))
+        return Secrets((SECRET,), "site-1", "key-1").delivery_credentials()
+
+    # the identity directory (DirectoryReader) and Dodo's API (DodoLookup)
+    def lookup(self, customer_ids: Iterable[str], payment_ids: Iterable[str]) -> Lookup:
+        self.trace.append(("directory", at()))
+        return Lookup({}, {})
+
+    def customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
+        self.trace.append(("dodo api", at(), deadline))
+        return {"customer_id": customer_id, "email": "ada@example.com"}
+
+    def payment(self, payment_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
+        raise AssertionError("no payment is looked up here")
+
+    # the duplicate check (ingest.Dedupe): its transaction, the work, then completing the record
+    def __call__(
+        self, webhook_id: str, work: Callable[[], HttpResponse], plan: StatePlan | None = None
+    ) -> HttpResponse:
+        self._attempt("TransactWriteItems")
+        self.trace.append(("transaction", at()))
+        response = work()
+        self._attempt("UpdateItem" if response.status < 500 else "DeleteItem")
+        self.trace.append(("completion", at()))
+        return response
+
+    # a Customer.io client (destination.DeliveryClient): every op fails, so what failed is parked
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        self.trace.append(("customer.io", at()))
+        self.customerio_takes()
+        return DeliveryResult(tuple(OpResult("transient", "timeout: deadline reached") for _ in ops), None)
+
+    def close(self) -> None:
+        pass
+
+    # SQS: parking on the ingest path, verdicts on the retry path
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        self._attempt("SendMessage")
+        self.trace.append(("sqs", at()))
+        self.parking_takes()
+        return {"MessageId": "m-1"}
+
+    def change_message_visibility(self, **kwargs: Any) -> dict[str, Any]:
+        self._attempt("ChangeMessageVisibility")
+        self.trace.append(("sqs", at()))
+        return {}
+
+    # Metrics and Log
+    def add_metric(self, name: str, unit: Any, value: float) -> None:
+        pass
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    warning = error = exception = info
+
+    def append_keys(self, **additional_keys: object) -> None:
+        pass
+
+
+def resolver(steps: Steps) -> Resolver:
+    """The real resolver, with the default Dodo API budget, on the test's clock."""
+    return Resolver(IdentifierStrategy.parse("email"), steps, lambda: steps, clock=steps.clock)
+
+
+def ingest_service(steps: Steps, **env: str) -> IngestService:
+    service = IngestService(
+        settings=Settings.from_env({**ENV, **env}),
+        secrets=steps,  # type: ignore[arg-type]
+        clock=lambda: float(NOW),
+        mapping=Settings.from_env(ENV).mapping(),
+        metrics=steps,
+        logger=steps,
+        sqs_factory=lambda: steps,
+        dedupe=steps,
+        resolver=resolver(steps),
+    )
+    service._clients = DeliveryClients(lambda credentials: steps)
+    return service
+
+
+def webhook(webhook_id: str = "msg_margins") -> WebhookRequest:
+    return WebhookRequest(signature_headers(SECRET, DUNNING, webhook_id=webhook_id, timestamp=NOW), DUNNING)
+
+
+def run_ingest(steps: Steps, **env: str) -> HttpResponse:
+    with deadline.within(Deadline(OUTER)):
+        return ingest_service(steps, **env).handle(webhook())
+
+
+# -- the ingest function ----------------------------------------------------------------------
+
+
+def test_each_ingest_step_keeps_exactly_the_time_of_the_calls_after_it() -> None:
+    steps = Steps(Clock())
+    response = run_ingest(steps)
+    assert response == HttpResponse(202, {"status": "queued"})
+    assert steps.trace == [
+        ("ssm", EVERY_CALL),  # 2.5 s kept to answer, from the very first call
+        ("directory", LOOKUPS),  # 3 calls kept: the transaction, parking, the completion
+        ("dodo api", LOOKUPS, START + 2.0),  # the lookup budget: 2 s from the clock's reading
+        ("transaction", EVERY_CALL),
+        ("customer.io", CUSTOMERIO),  # 2 calls kept: parking, the completion
+        ("sqs", PARKING),  # 1 call kept: the completion
+        ("completion", EVERY_CALL),
+    ]
+
+
+def test_the_answer_reserve_is_the_setting() -> None:
+    steps = Steps(Clock())
+    run_ingest(steps, ANSWER_RESERVE="4", BOTO_CONNECT_TIMEOUT="0.5", BOTO_READ_TIMEOUT="1.25")
+    # 1000 - 4 = 996; one attempt 1.75 s, so each kept call is 2 s
+    assert [t[1] for t in steps.trace] == [996.0, 990.0, 990.0, 996.0, 992.0, 994.0, 996.0]
+
+
+def test_the_dodo_api_lookups_end_by_the_lookup_window_when_it_comes_first() -> None:
+    steps = Steps(Clock(LOOKUPS - 1.25))  # 2 s from now would be past the lookups' window
+    run_ingest(steps)
+    (api,) = [t for t in steps.trace if t[0] == "dodo api"]
+    assert api == ("dodo api", LOOKUPS, LOOKUPS)
+
+
+def test_without_a_deadline_the_dodo_api_lookups_keep_their_own_budget() -> None:
+    steps = Steps(Clock())
+    ingest_service(steps).handle(webhook())
+    (api,) = [t for t in steps.trace if t[0] == "dodo api"]
+    assert api == ("dodo api", None, START + 2.0)
+    assert {t[1] for t in steps.trace} == {None}, "no deadline, nothing narrowed"
+
+
+def test_a_customerio_request_that_runs_to_its_edge_leaves_parking_an_attempt_and_the_slack() -> None:
+    """The margin between two steps is STEP_SLACK: 0.25 s of code and scheduling, not a ms more."""
+
+    def stalled_then(gap: float) -> tuple[HttpResponse, Trace]:
+        clock = Clock()
+        steps = Steps(clock)
+        steps.guard = AttemptGuard(2.0, clock=clock)  # as on every AWS client (dodo_cio.aws)
+
+        def stalls() -> None:
+            limit = deadline.current()
+            assert limit is not None
+            clock.now = limit.at + gap  # the read timed out at the window's edge; `gap` passes before SQS
+
+        steps.customerio_takes = stalls
+        steps.parking_takes = stalls  # SQS too answers at its edge: the completion must still fit
+        return run_ingest(steps), steps.trace
+
+    response, trace = stalled_then(0.25)
+    assert response == HttpResponse(202, {"status": "queued"})
+    assert [t[0] for t in trace][-3:] == ["customer.io", "sqs", "completion"]
+
+    response, trace = stalled_then(0.251)
+    assert response.status == 500, "parking refused: its attempt could no longer end in its window"
+    assert "sqs" not in [t[0] for t in trace]
+    assert trace[-1] == ("completion", EVERY_CALL), "the record's removal still had its own call kept"
+
+
+def test_the_slack_is_the_one_the_arithmetic_was_written_for() -> None:
+    # dodo_cio.deadline's docstring sizes it; the literals in this file follow from it.
+    assert deadline.STEP_SLACK == 0.25
+
+
+# -- the retry function -----------------------------------------------------------------------
+
+
+def parked_for_lookup(tag: str = "a") -> dict[str, Any]:
+    """A Lambda SQS record of a parked op whose person was not known yet: it needs a lookup."""
+    parked = ParkedDelivery(
+        webhook_id=f"msg_{tag}",
+        event_type="dunning.started",
+        event_time=NOW - 60,
+        first_seen=NOW - 60,
+        attempts=1,
+        ops=[{"type": "person", "action": "event", "name": "dunning.started", "_customer_id": CUSTOMER, "id": tag}],
+        last_error=LastError(kind="transient", reason="no email known", status=None, at=NOW - 60),
+    )
+    return {
+        "messageId": f"id-{tag}",
+        "receiptHandle": f"rh-{tag}",
+        "body": parked.to_json(),
+        "attributes": {"ApproximateReceiveCount": "1"},
+    }
+
+
+class Limiter:
+    def acquire(self) -> None:
+        pass
+
+
+def retry_service(steps: Steps) -> RetryService:
+    service = RetryService(
+        settings=Settings.from_env(ENV),
+        secrets=steps,  # type: ignore[arg-type]
+        metrics=steps,
+        logger=steps,
+        sqs_factory=lambda: steps,
+        clock=lambda: float(NOW),
+        rng=lambda: 0.5,
+        limiter=Limiter(),  # type: ignore[arg-type]
+        resolver=resolver(steps),
+        monotonic=steps.clock,
+    )
+    service._clients = DeliveryClients(lambda credentials: steps)
+    return service
+
+
+def run_retry(steps: Steps) -> list[tuple[str, bool]]:
+    with deadline.within(Deadline(OUTER)):
+        outcomes = retry_service(steps).handle([parked_for_lookup()])
+    return [(o.verdict, o.deferred) for o in outcomes]
+
+
+def test_each_retry_step_keeps_exactly_the_time_of_the_calls_after_it() -> None:
+    steps = Steps(Clock())
+    assert run_retry(steps) == [("retry", False)]
+    before_request = EVERY_CALL - 4.5 - 7.0  # a verdict's 2 SQS calls and one 7 s request
+    assert steps.trace == [
+        ("ssm", before_request),
+        ("directory", before_request),
+        ("dodo api", before_request, START + 2.0),
+        ("customer.io", EVERY_CALL - 4.5),
+        ("sqs", EVERY_CALL),  # the verdict: 2.5 s kept to answer
+    ]
+
+
+def test_a_retry_request_that_exactly_fits_is_sent_and_one_a_millisecond_short_is_deferred() -> None:
+    last_start = EVERY_CALL - 4.5 - 7.0
+    steps = Steps(Clock(last_start))
+    assert run_retry(steps) == [("retry", False)]
+    assert "customer.io" in [t[0] for t in steps.trace]
+
+    steps = Steps(Clock(last_start + 0.001))
+    assert run_retry(steps) == [("retry", True)], "deferred: back whole after the visibility timeout"
+    assert [t[0] for t in steps.trace] == ["ssm", "directory", "dodo api"], "no request, no SQS call"
+
+
+# -- the AttemptGuard at its margins ----------------------------------------------------------
+
+
+def test_an_attempt_that_exactly_fits_starts_and_one_a_millisecond_short_is_refused() -> None:
+    clock = Clock()
+    guard = AttemptGuard(2.0, clock=clock)
+    with deadline.within(Deadline(OUTER)):
+        clock.now = OUTER - 2.0
+        guard.before_attempt(operation_name="SendMessage")
+        clock.now = OUTER - 1.999
+        with pytest.raises(DeadlineExceeded, match=r"SendMessage not started: 2\.00 s left"):
+            guard.before_attempt(operation_name="SendMessage")
+
+
+@pytest.mark.parametrize(
+    ("attempts", "longest_sleep"),
+    [(1, 1.0), (2, 2.0), (3, 4.0), (5, 16.0), (6, 20.0), (40, 20.0)],  # 2**(n-1) s, capped at 20 s
+)
+def test_a_retry_is_made_only_if_the_longest_backoff_and_an_attempt_exactly_fit(
+    attempts: int, longest_sleep: float
+) -> None:
+    clock = Clock()
+    guard = AttemptGuard(2.0, clock=clock)
+    with deadline.within(Deadline(OUTER)):
+        clock.now = OUTER - longest_sleep - 2.0
+        assert guard.before_retry(attempts=attempts) is None, "fits: botocore's own handler decides"
+        clock.now += 0.001
+        assert guard.before_retry(attempts=attempts) is False, "a millisecond short: no retry"
