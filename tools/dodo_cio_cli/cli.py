@@ -21,6 +21,7 @@ SEND_TIMEOUT: Final = 15.0  # as dodo_cio_cli.sender; kept here so usage errors 
 EXIT_OK: Final = 0
 EXIT_HTTP_ERROR: Final = 1
 EXIT_USAGE: Final = 2
+DLQ_LIMIT: Final = 100  # messages per queue a `dlq` listing shows unless --limit says otherwise
 
 
 class UsageError(Exception):
@@ -136,10 +137,8 @@ def _local(args: argparse.Namespace) -> LocalTarget | None:
     return discover(local_url(args.local_url))
 
 
-def _cmd_dlq(args: argparse.Namespace) -> int:
-    """The DLQ's parked deliveries and, when a quarantine queue is known, the quarantined webhooks."""
-    from dodo_cio_cli import operator, quarantine_ops  # noqa: PLC0415
-
+def _kept_queues(args: argparse.Namespace) -> tuple[Any, str | None, str | None, int]:
+    """(sqs, DLQ URL, quarantine URL, SQS wait) from --local, --stack or the explicit URLs."""
     target = _local(args)
     if target is not None:
         sqs = target.client("sqs")
@@ -154,24 +153,75 @@ def _cmd_dlq(args: argparse.Namespace) -> int:
     if not url and not quarantine_url:
         raise UsageError("pass --stack NAME, --local, or --queue-url URL of the dead-letter queue")
     wait = 0 if target is not None else 1  # long polling only where short polls can miss messages (SQS)
-    dead = operator.list_dead_letters(sqs, url, limit=args.limit, wait_seconds=wait) if url else []
+    return sqs, url, quarantine_url, wait
+
+
+def _cmd_dlq(args: argparse.Namespace) -> int:
+    """The DLQ's parked deliveries and, when a quarantine queue is known, the quarantined webhooks."""
+    if args.export:
+        return _export(args)
+    if args.force:
+        raise UsageError("--force only applies to --export FILE")
+    from dodo_cio_cli import operator, quarantine_ops  # noqa: PLC0415
+
+    sqs, url, quarantine_url, wait = _kept_queues(args)
+    limit = DLQ_LIMIT if args.limit is None else args.limit
+    dead = operator.list_dead_letters(sqs, url, limit=limit, wait_seconds=wait) if url else []
     kept = (
-        quarantine_ops.list_quarantined(sqs, quarantine_url, limit=args.limit, wait_seconds=wait)
-        if quarantine_url
-        else None
+        quarantine_ops.list_quarantined(sqs, quarantine_url, limit=limit, wait_seconds=wait) if quarantine_url else None
     )
     if args.json:
         print(quarantine_ops.listing_json(dead, kept or []))
     elif kept is None:
-        print(operator.format_dead_letters(dead, limit=args.limit))
+        print(operator.format_dead_letters(dead, limit=limit))
     else:
         if url:
             print("Dead-lettered deliveries (dead-letter queue):")
-            print(operator.format_dead_letters(dead, limit=args.limit))
+            print(operator.format_dead_letters(dead, limit=limit))
             print()
         print("Quarantined webhooks (quarantine queue):")
-        print(quarantine_ops.format_quarantined(kept, limit=args.limit))
+        print(quarantine_ops.format_quarantined(kept, limit=limit))
     return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    """`dlq --export FILE`: every message of both queues, whole, to a 0600 file; the queues keep them."""
+    from dodo_cio_cli import archive  # noqa: PLC0415
+
+    if args.json or args.limit is not None:
+        raise UsageError("--export writes every message; leave out --json and --limit")
+    path = Path(args.export)
+    archive.refuse_existing(path, force=args.force)  # before any queue is read
+    sqs, url, quarantine_url, wait = _kept_queues(args)
+    report = archive.export(
+        sqs, path, {"dead_letter": url, "quarantine": quarantine_url}, force=args.force, wait_seconds=wait
+    )
+    print(archive.export_summary(report, path))
+    warnings = archive.export_warnings(report)
+    for warning in warnings:
+        print(f"dodo-cio dlq: {warning}", file=sys.stderr)
+    return EXIT_HTTP_ERROR if any(item.short for item in report) else EXIT_OK
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    """Each line of an export back onto its queue as a new message; exit 1 when any line was not restored."""
+    from dodo_cio_cli import archive  # noqa: PLC0415
+
+    path = Path(args.file)
+    lines = archive.read_lines(path)  # an unreadable file fails before anything is looked up
+    sqs, url, quarantine_url, wait = _kept_queues(args)
+    if not args.dry_run:
+        print(f"restoring {path} to the queues each message came from")
+    results = archive.restore(
+        sqs,
+        lines,
+        {"dead_letter": url, "quarantine": quarantine_url},
+        dry_run=args.dry_run,
+        on_result=lambda result: print(archive.format_restored(result), flush=True),
+        wait_seconds=wait,
+    )
+    print(archive.restore_summary(results, dry_run=args.dry_run))
+    return EXIT_HTTP_ERROR if any(r.outcome in archive.NOT_RESTORED for r in results) else EXIT_OK
 
 
 def _cmd_redrive(args: argparse.Namespace) -> int:
@@ -395,7 +445,7 @@ def local_options(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _add_operator_commands(sub: Any) -> None:
-    """`dlq`, `redrive`, `replay` and `reprocess`: against a stack (--stack), explicit resources, or --local."""
+    """`dlq`, `restore`, `redrive`, `replay`, `reprocess`: against a stack (--stack), explicit resources, or --local."""
 
     def aws_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--stack", help="CloudFormation stack name: read queue URLs/ARNs from its outputs")
@@ -408,14 +458,44 @@ def _add_operator_commands(sub: Any) -> None:
         description="Peek at dead-lettered deliveries (type, customer id, kind, reason, age) and at "
         "quarantined webhooks (signed by Dodo but unreadable to this version: webhook id, type, "
         "received time, validation error) without consuming them. Listing briefly hides each "
-        "message and bumps its receive count, which is harmless on both queues.",
+        "message and bumps its receive count, which is harmless on both queues. With --export FILE, "
+        "write the messages themselves, whole, to FILE instead, to keep them past SQS's 14 days "
+        "(dodo-cio restore FILE sends them back); exit 1 when SQS counted more messages than were written.",
     )
     aws_options(dlq)
     dlq.add_argument("--queue-url", help="dead-letter queue URL (instead of --stack)")
     dlq.add_argument("--quarantine-url", help="quarantine queue URL (default: the stack's QuarantineQueueUrl)")
-    dlq.add_argument("--limit", type=int, default=100, help="at most this many messages (default %(default)s)")
+    dlq.add_argument("--limit", type=int, help=f"at most this many messages (default {DLQ_LIMIT})")
     dlq.add_argument("--json", action="store_true", help="machine-readable output")
+    dlq.add_argument(
+        "--export",
+        metavar="FILE",
+        help="instead of listing, write every message of both queues whole (body, attributes, queue), one JSON "
+        "object per line, to FILE (created mode 0600: it holds customer emails); the messages stay queued",
+    )
+    dlq.add_argument("--force", action="store_true", help="with --export: overwrite FILE if it exists")
     dlq.set_defaults(func=_cmd_dlq)
+
+    restore = sub.add_parser(
+        "restore",
+        help="send the messages of a `dlq --export` file back onto their queues (fresh 14 days)",
+        description="Read FILE (written by dodo-cio dlq --export) and send each message back to the queue it "
+        "came from, as a new message with its body and message attributes unchanged, so redrive and reprocess "
+        "apply to it again. Every line is checked first: a line that is not an export line, whose body "
+        "changed, or that does not read as a parked delivery / quarantined webhook is reported with its line "
+        "number and not sent. A quarantined webhook signed more than 14 days and 5 minutes ago is not sent "
+        "either (reprocess would refuse it); replay its body instead. A message already on its queue is "
+        "skipped, so a restore can be run again. Exit 0 when every line was restored or skipped, 1 when some "
+        "were not restored, 2 on usage or AWS errors.",
+    )
+    restore.add_argument("file", metavar="FILE", help="a file written by dodo-cio dlq --export")
+    aws_options(restore)
+    restore.add_argument("--queue-url", help="dead-letter queue URL (instead of --stack)")
+    restore.add_argument("--quarantine-url", help="quarantine queue URL (default: the stack's QuarantineQueueUrl)")
+    restore.add_argument(
+        "--dry-run", action="store_true", help="check every line and say what would be sent; send nothing"
+    )
+    restore.set_defaults(func=_cmd_restore)
 
     redrive = sub.add_parser(
         "redrive",
