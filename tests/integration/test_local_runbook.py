@@ -146,7 +146,7 @@ def test_quarantined_webhooks_are_listed_and_reprocessed_locally(
     sandbox = bridge.sandbox
     assert sandbox is not None
     assert cli.main(["send", str(_unreadable_payment(tmp_path)), "--local"]) == 0
-    assert '"status":"quarantined","field":"data.total_amount"' in capsys.readouterr().out
+    assert '"status":"quarantined","kind":"unreadable","field":"data.total_amount"' in capsys.readouterr().out
 
     assert cli.main(["dlq", "--local"]) == 0
     out = capsys.readouterr().out
