@@ -110,6 +110,7 @@ def _queue(*ids: str, **bodies: str) -> FakeSqs:
         (200, {"status": "ignored"}, ("ignored", True)),
         (422, {"status": "still_invalid", "field": "data.x", "detail": "bad"}, ("still_invalid", False)),
         (401, {"error": "invalid signature"}, ("signature", False)),
+        (401, {"error": "invalid signature", "reason": "timestamp outside tolerance"}, ("too_old", False)),
         (409, {"error": "in progress"}, ("retry_later", False)),
         (500, {"error": "delivery failed and could not be queued"}, ("retry_later", False)),
         (503, {"error": "state table unavailable"}, ("retry_later", False)),

@@ -1,9 +1,10 @@
 """Quarantined webhooks, operator side: list them (`dodo-cio dlq`) and put them back through (`dodo-cio reprocess`).
 
-A quarantined webhook was signed by Dodo but could not be read by the deployed version (format in
-`dodo_cio.quarantine`). After an upgrade, `reprocess` hands each one to the ingest function by a
-direct Lambda invoke (`reprocess_event`); the function verifies the kept signature again against
-the current webhook secret(s), without the timestamp window, and runs the ordinary flow. The
+A quarantined webhook was signed by Dodo but could not be processed by the deployed version
+(format in `dodo_cio.quarantine`). After an upgrade, `reprocess` hands each one to the ingest
+function by a direct Lambda invoke (`reprocess_event`); the function verifies the kept signature
+again against the current webhook secret(s), with the queue's retention as the timestamp window
+(`quarantine.RERUN_TOLERANCE_SECONDS`), and runs the ordinary flow. The
 message is deleted only when the function answered 2xx, so nothing is lost to a secret that was
 rotated, a model that still cannot parse it, or a transient failure: those stay for the next run.
 
@@ -40,10 +41,13 @@ if TYPE_CHECKING:
 REPROCESS_VISIBILITY_SECONDS: Final = 300
 ERROR_WIDTH: Final = 70
 KEEP_HINTS: Final = {
-    "still_invalid": "this version still cannot read it; upgrade the model or mapping, then run again",
+    "still_invalid": "this version still cannot process it; upgrade the model or mapping, then run again "
+    "(a 'rejected' one no upgrade fixes: read it and decide)",
     "signature": "the kept signature no longer verifies: add the webhook secret it was signed with back "
     "to webhook-secret (space-separated, next to the current one), run again, then remove it",
     "retry_later": "a transient failure; run again later",
+    "too_old": "signed longer ago than the quarantine can keep anything (14 days and 5 minutes): the bridge "
+    "will not re-run it, whatever the secret; read it and decide (dodo-cio dlq --export keeps it)",
 }
 
 
@@ -175,8 +179,9 @@ def classify(status: int | None, body: Mapping[str, Any]) -> tuple[str, bool, st
     """(outcome, handled, detail) of the ingest function's answer to a reprocess invoke.
 
     2xx: handled, whatever it became (delivered, queued, ignored, dead_lettered, duplicate);
-    422: this version still cannot read it; 401: the kept signature no longer verifies with the
-    current secrets; 409 and 5xx: try again later. Anything else is kept and shown as it came.
+    422: this version still cannot process it; 401: the kept signature no longer verifies with the
+    current secrets, or (reason "timestamp outside tolerance") it is older than the re-run window;
+    409 and 5xx: try again later. Anything else is kept and shown as it came.
     """
     detail = ""
     if body.get("field") or body.get("detail"):
@@ -188,6 +193,8 @@ def classify(status: int | None, body: Mapping[str, Any]) -> tuple[str, bool, st
     if status == 422:
         return "still_invalid", False, detail
     if status == 401:
+        if body.get("reason") == "timestamp outside tolerance":  # the re-run window, not the secret
+            return "too_old", False, detail
         return "signature", False, detail or "invalid signature"
     if status == 409 or (status is not None and status >= 500):
         return "retry_later", False, detail
