@@ -229,8 +229,9 @@ class IngestService:
         try:
             response = self.dedupe(verified.webhook_id, lambda: self._deliver(prepared), prepared.plan or None)
         except StateRejected as exc:  # nothing was written: the same call would fail the same way
+            reason = f"{type(exc).__name__}: {exc}"  # the class and DynamoDB's reason, never a value in full
             return self._cannot_process(
-                verified, request, "rejected", "state", str(exc), prepared.event.type, rerun=rerun
+                verified, request, "rejected", "state", reason, prepared.event.type, rerun=rerun
             )
         if response.status in (409, 503):
             self._count("DuplicateInProgress" if response.status == 409 else "StateTableError")
