@@ -87,6 +87,7 @@ def test_retry_function_environment(cfn: dict[str, Any]) -> None:
         "CUSTOMERIO_IDENTIFIER": {"Ref": "CustomerioIdentifier"},
         "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID": {"Ref": "CustomerioSubscriptionObjectTypeId"},
         "CUSTOMERIO_PROFILE_METADATA": {"Ref": "CustomerioProfileMetadata"},
+        "CUSTOMERIO_CONTACT_FIELDS": {"Ref": "CustomerioContactFields"},
         "DODO_API_MODE": {"Ref": "DodoApiMode"},
         "RETRY_QUEUE_URL": {"Ref": "RetryQueue"},  # Ref of a queue is its URL
         "DEAD_LETTER_QUEUE_URL": {"Ref": "RetryDeadLetterQueue"},

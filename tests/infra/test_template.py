@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from dodo_cio.destination import APIS, TRACK
+from dodo_cio.mapping import CONTACT_FIELDS_MODES
 from infra.cfn import (
     REPO_ROOT,
     TEMPLATE_PATH,
@@ -368,6 +369,9 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
     assert params["CustomerioApi"]["Default"] == TRACK
     assert params["CustomerioPipelinesUrl"]["Default"] == ""
     assert params["CustomerioIdentifier"]["Default"] == "customer_id"
+    # auto: chosen per identifier strategy (MappingConfig.contact_owner); the values config.py accepts
+    assert params["CustomerioContactFields"]["Default"] == "auto"
+    assert tuple(params["CustomerioContactFields"]["AllowedValues"]) == CONTACT_FIELDS_MODES
     assert int(params["ApiThrottlingRateLimit"]["Default"]) == 50
     assert int(params["ApiThrottlingBurstLimit"]["Default"]) == 100
     assert int(params["LogRetentionInDays"]["Default"]) == 30

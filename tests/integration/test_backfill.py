@@ -70,6 +70,7 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dodo: FakeDodo) -> Path
         "CUSTOMERIO_IDENTIFIER",
         "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID",
         "CUSTOMERIO_PROFILE_METADATA",
+        "CUSTOMERIO_CONTACT_FIELDS",
         "DODO_PAYMENTS_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)

@@ -178,7 +178,7 @@ def test_payment_succeeded_full_mapping() -> None:
         "name": "Maya Fernandes",
         "first_name": "Maya",
         "last_name": "Fernandes",
-        "phone": None,  # Dodo sent phone_number: null, a removal
+        # no phone: Dodo sent phone_number: null, which says it does not know one (never a removal)
         "dodo_customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
     }
     assert event["attributes"] == {

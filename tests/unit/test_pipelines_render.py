@@ -146,7 +146,9 @@ def test_every_sample_renders_to_calls_the_spec_accepts(name: str, strategy: str
 def test_the_samples_exercise_removals_objects_and_every_strategy() -> None:
     """Guards the sweep above against passing vacuously."""
     _, ops = mapped("payment.succeeded.json", MappingConfig())
-    assert None in render(ops[0]).body["traits"].values()
+    assert None not in render(ops[0]).body["traits"].values()  # phone_number: null is unknown, not a removal
+    _, ops = mapped("subscription.active.json", MappingConfig())
+    assert None in render(ops[1]).body["traits"].values()  # subscription state Dodo cleared
     _, ops = mapped("subscription.active.json", MappingConfig(subscription_object_type_id="1"))
     assert [render(op).type for op in ops] == ["identify", "group", "track"]
     doc, ops = mapped(

@@ -7,7 +7,8 @@ webhook would produce, and sends them to the Customer.io API the bridge is deplo
 (`CustomerioApi`): `/api/v2/batch` requests to Track, or Pipelines calls (`/batch`) to Pipelines.
 
 What is sent
-  * a customer -> one `identify` with `customer_profile` (email, name, phone, dodo_customer_id);
+  * a customer -> one `identify` with `customer_profile` (dodo_customer_id, and the email, name and
+    phone Dodo knows when the stack's `CustomerioContactFields` leaves them to Dodo);
   * a subscription -> the `identify` the mapping makes for a `subscription.<status>` webhook
     (customer fields plus the `subscription_*` attributes), through `map_event` and so through
     your `customize.py` (renamed events, removed attributes, transforms);

@@ -272,6 +272,7 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
             None, "CustomerioSubscriptionObjectTypeId", "CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID"
         ),
         "CUSTOMERIO_PROFILE_METADATA": pick(None, "CustomerioProfileMetadata", "CUSTOMERIO_PROFILE_METADATA"),
+        "CUSTOMERIO_CONTACT_FIELDS": pick(None, "CustomerioContactFields", "CUSTOMERIO_CONTACT_FIELDS"),
     }
     settings = bridge_settings(values)
     url_override = values["CUSTOMERIO_PIPELINES_URL" if api == "pipelines" else "CUSTOMERIO_TRACK_URL"]

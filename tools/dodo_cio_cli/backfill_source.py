@@ -190,7 +190,9 @@ class OpBuilder:
         if not self.mapping.send_identify:
             return Built(object_id)
         removed = self.mapping.removed_attributes.get("*", frozenset())
-        profile = customer_profile(customer, metadata=self.mapping.profile_metadata)
+        profile = customer_profile(
+            customer, metadata=self.mapping.profile_metadata, contact=self.mapping.contact_fields_sent()
+        )
         attributes = {k: v for k, v in profile.items() if k not in removed}
         identifiers = self.mapping.identifier.resolve(customer.customer_id, customer.email, [customer.metadata])
         if identifiers is None:  # a fallback id would make a second person; the webhooks would not find it

@@ -76,6 +76,7 @@ _USER_OVERRIDABLE: Final = (
     "CUSTOMERIO_REGION",
     "CUSTOMERIO_API",  # track (the template's default) or pipelines: the sandbox serves both
     "CUSTOMERIO_IDENTIFIER",
+    "CUSTOMERIO_CONTACT_FIELDS",
     "CUSTOMERIO_CONNECT_TIMEOUT",
     "CUSTOMERIO_READ_TIMEOUT",
     "SECRETS_MAX_AGE",

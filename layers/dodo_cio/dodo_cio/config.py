@@ -20,6 +20,8 @@ Environment (documented in the README, "Configuration"):
   SECRETS_MAX_AGE         seconds a fetched secret is trusted (default 300: rotation within 5 min)
   CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID  optional: each subscription becomes an object of this type
   CUSTOMERIO_PROFILE_METADATA  prefixed (default: customer metadata as metadata_<key>) | none
+  CUSTOMERIO_CONTACT_FIELDS  auto (default: app under metadata:<key>, else dodo) | dodo | app: who owns the
+                          person's email, name and phone (MappingConfig.contact_fields)
   DODO_API_MODE           live_mode (default) | test_mode: where unknown customers are looked up
   DODO_API_URL            optional base URL override for those lookups (tests, proxies)
 
@@ -48,7 +50,13 @@ from dodo_cio.destination import (
     TrackCredentials,
 )
 from dodo_cio.dodo_api import dodo_api_base_url
-from dodo_cio.mapping import PROFILE_METADATA_MODES, IdentifierStrategy, MappingConfig, MappingConfigError
+from dodo_cio.mapping import (
+    CONTACT_FIELDS_MODES,
+    PROFILE_METADATA_MODES,
+    IdentifierStrategy,
+    MappingConfig,
+    MappingConfigError,
+)
 from dodo_cio.pipelines.client import PIPELINES_HOSTS, PipelinesClient, pipelines_base_url
 from dodo_cio.signature import parse_secrets
 
@@ -99,6 +107,7 @@ class Settings:
     secrets_max_age: int = 300
     subscription_object_type_id: str | None = None
     profile_metadata: str = "prefixed"
+    contact_fields: str = "auto"
     dodo_api_url: str = "https://live.dodopayments.com"
     aws_connect_timeout: float = AWS_CONNECT_TIMEOUT
     aws_read_timeout: float = AWS_READ_TIMEOUT
@@ -140,6 +149,9 @@ class Settings:
         profile_metadata = env.get("CUSTOMERIO_PROFILE_METADATA", "").strip().lower() or "prefixed"
         if profile_metadata not in PROFILE_METADATA_MODES:
             raise ConfigError(f"CUSTOMERIO_PROFILE_METADATA must be prefixed or none, not {profile_metadata!r}")
+        contact_fields = env.get("CUSTOMERIO_CONTACT_FIELDS", "").strip().lower() or "auto"
+        if contact_fields not in CONTACT_FIELDS_MODES:
+            raise ConfigError(f"CUSTOMERIO_CONTACT_FIELDS must be auto, dodo or app, not {contact_fields!r}")
         return cls(
             ssm_path=path,
             region=region,
@@ -156,6 +168,7 @@ class Settings:
             secrets_max_age=int(_float(env, "SECRETS_MAX_AGE", 300)),
             subscription_object_type_id=object_type or None,
             profile_metadata=profile_metadata,
+            contact_fields=contact_fields,
             dodo_api_url=dodo_api_url,
             aws_connect_timeout=aws_connect,
             aws_read_timeout=aws_read,
@@ -170,6 +183,7 @@ class Settings:
             identifier=self.identifier,
             subscription_object_type_id=self.subscription_object_type_id,
             profile_metadata=self.profile_metadata,
+            contact_fields=self.contact_fields,
         )
 
     def parameter_name(self, secret: str) -> str:

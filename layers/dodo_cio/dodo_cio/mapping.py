@@ -29,7 +29,7 @@ from dodo_cio.models import (
     Refund,
     Subscription,
 )
-from dodo_cio.profile import customer_profile, subscription_profile
+from dodo_cio.profile import CONTACT_FIELDS, customer_profile, subscription_profile
 from dodo_cio.ulid import deterministic_ulid
 
 Op = dict[str, Any]
@@ -100,6 +100,11 @@ class MappingConfig:
                         its person, instead of `subscription_*` attributes on the person.
     profile_metadata:   how the customer's Dodo metadata reaches the profile: "prefixed" puts each
                         key as `metadata_<key>`, "none" leaves it off the profile.
+    contact_fields:     who owns the person's email, name and phone: "dodo" (the bridge sends the
+                        values Dodo knows), "app" (the merchant's own app sets them; the bridge
+                        leaves them alone, though an email the identifier strategy addresses the
+                        person by still identifies them), or "auto" (the default): "app" under
+                        `metadata:<key>`, whose person belongs to the merchant's app, else "dodo".
     """
 
     identifier: IdentifierStrategy = field(default_factory=IdentifierStrategy)
@@ -112,6 +117,29 @@ class MappingConfig:
     exponents: Mapping[str, int] = field(default_factory=dict)
     subscription_object_type_id: str | None = None
     profile_metadata: str = "prefixed"
+    contact_fields: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.contact_fields not in CONTACT_FIELDS_MODES:
+            modes = ", ".join(CONTACT_FIELDS_MODES)
+            raise MappingConfigError(f"contact_fields must be one of {modes}, not {self.contact_fields!r}")
+
+    def contact_owner(self) -> str:
+        """Who owns the contact fields, "dodo" or "app": `contact_fields`, "auto" decided by the strategy."""
+        if self.contact_fields != "auto":
+            return self.contact_fields
+        return "app" if self.identifier.kind == "metadata" else "dodo"
+
+    def contact_fields_sent(self) -> frozenset[str]:
+        """Which contact fields (`profile.CONTACT_FIELDS`: email, name, phone) go on the profile.
+
+        All of them when Dodo owns them; none when the merchant's app does, except under the
+        `email` strategy, where the email is the identifier itself: it is Dodo's address the
+        person is addressed by, so it is never another address the app set.
+        """
+        if self.contact_owner() == "dodo":
+            return CONTACT_FIELDS
+        return frozenset({"email"}) if self.identifier.kind == "email" else frozenset()
 
     def with_changes(self, **changes: Any) -> MappingConfig:
         return replace(self, **changes)
@@ -139,6 +167,7 @@ TIMESTAMP: Final = "_timestamp"
 CUSTOMER_STATE: Final = "customer"
 SUBSCRIPTION_STATE: Final = "subscription"
 PROFILE_METADATA_MODES: Final = ("prefixed", "none")
+CONTACT_FIELDS_MODES: Final = ("auto", "dodo", "app")
 
 
 def _about(op: Op, customer_id: str | None, payment_id: str | None = None) -> Op:
@@ -248,7 +277,7 @@ def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
     identifiers = payload_identifiers(event, config)
     ops: list[Op] = []
     if config.send_identify and customer is not None:
-        profile = customer_profile(customer, metadata=config.profile_metadata)
+        profile = customer_profile(customer, metadata=config.profile_metadata, contact=config.contact_fields_sent())
         ops.append(_about(identify_op(event, identifiers, profile, CUSTOMER_STATE), customer_id))
     if config.send_identify and isinstance(p, Subscription) and state is not None:
         if config.subscription_object_type_id:

@@ -1,15 +1,17 @@
 """Profile state (the identify ops): the current value of each durable fact a marketer segments on.
 
-A field present in the payload as `null` is kept as `None`, which the mapping turns into a removal
-in Customer.io; a field Dodo did not send at all is left out, so nothing is cleared on a guess.
-Every value fits Customer.io's 1000-byte profile limit. docs-draft/mapping-fields.md lists every
-attribute.
+A subscription field present in the payload as `null` is kept as `None`, which the mapping turns
+into a removal in Customer.io; a field Dodo did not send at all is left out, so nothing is cleared
+on a guess. The person's contact fields (email, name, phone) are different: a null, empty or
+missing one means Dodo does not know it, never that it was cleared, so only a value is sent (a
+phone number or a name the merchant's app set must survive Dodo's `phone_number: null`). Every
+value fits Customer.io's 1000-byte profile limit. docs/mapping-fields.md lists every attribute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, Final
 
 from dodo_cio import payload_fields as f
 from dodo_cio.models import Customer, Subscription
@@ -47,23 +49,40 @@ def split_name(name: str | None) -> tuple[str | None, str | None, str | None]:
     return text, first, rest or None
 
 
-def customer_profile(customer: Customer, *, metadata: str = "prefixed") -> dict[str, Any]:
-    """The person's own fields, as current state (None: Dodo cleared it).
+# The person's contact fields, as `customer_profile` groups them: "name" covers name, first_name and
+# last_name. `MappingConfig.contact_fields_sent()` says which of them this deployment sends.
+CONTACT_FIELDS: Final = frozenset({"email", "name", "phone"})
 
-    Dodo's customer object has no more than id, email, name, phone and metadata; billing
-    country and business name belong to a subscription (`subscription_profile`).
+
+def _known(text: str | None) -> str | None:
+    """The value with its outer whitespace removed; None when Dodo does not know it (null or blank)."""
+    return (text.strip() or None) if text else None
+
+
+def customer_profile(
+    customer: Customer, *, metadata: str = "prefixed", contact: Collection[str] = CONTACT_FIELDS
+) -> dict[str, Any]:
+    """The person's own fields, as current state.
+
+    Contact fields (`contact`: which of email, name and phone to send; the merchant's app may own
+    them, see `MappingConfig.contact_fields`) go out only with a value: null, blank or missing in
+    Dodo's payload means unknown, and sending `null` would delete what the merchant's app set.
+    Dodo's customer object has no more than id, email, name, phone and metadata; billing country
+    and business name belong to a subscription (`subscription_profile`).
     """
-    email = customer.email.strip() if customer.email and customer.email.strip() else None
-    name, first_name, last_name = split_name(customer.name)
     out: dict[str, Any] = {"dodo_customer_id": customer.customer_id}
-    if email:  # an email is never removed: an empty one is a gap in the payload, not a change
+    email = _known(customer.email)
+    if email and "email" in contact:
         out["email"] = email
-    if "name" in customer.sent:  # a key Dodo did not send says nothing: nothing is cleared on a guess
+    name, first_name, last_name = split_name(customer.name)
+    if name and "name" in contact:
         out["name"] = name
         out["first_name"] = first_name
-        out["last_name"] = last_name
-    if "phone_number" in customer.sent:
-        out["phone"] = customer.phone_number or None
+        if last_name:  # a one-word name says nothing about a last name: it is left as it is
+            out["last_name"] = last_name
+    phone = _known(customer.phone_number)
+    if phone and "phone" in contact:
+        out["phone"] = phone
     if metadata == "prefixed":
         for key, value in (f.safe_metadata(customer.metadata) or {}).items():
             out[f"metadata_{key}"] = value

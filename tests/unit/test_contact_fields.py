@@ -1,0 +1,245 @@
+"""Contact fields (issue 17): a null, blank or missing email, name or phone from Dodo is unknown, never a
+removal; `CUSTOMERIO_CONTACT_FIELDS` leaves them to the merchant's own app; both APIs and the backfill agree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dodo_cio.config import ConfigError, Settings
+from dodo_cio.limits import wire_op
+from dodo_cio.mapping import CONTACT_FIELDS_MODES, IdentifierStrategy, MappingConfig, MappingConfigError, map_event
+from dodo_cio.models import Customer, DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.pipelines.render import render
+from dodo_cio.profile import CONTACT_FIELDS, customer_profile
+from dodo_cio_cli import backfill_command
+from dodo_cio_cli.backfill_source import Listing, OpBuilder
+from support.fake_dodo import make_customer
+
+SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
+ALL = CONTACT_FIELDS
+NONE: frozenset[str] = frozenset()
+EMAIL_ONLY = frozenset({"email"})
+CONTACT_KEYS = {"email", "name", "first_name", "last_name", "phone"}
+FULL = {
+    "email": "maya@example.com",
+    "name": "Maya Fernandes",
+    "phone_number": "+4915112345678",
+}
+
+
+def customer(**fields: Any) -> Customer:
+    return Customer.parse({"customer_id": "cus_maya", **fields}, "data.customer")
+
+
+# -- the profile ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "contact", "expected"),
+    [
+        pytest.param(
+            FULL,
+            ALL,
+            {
+                "email": "maya@example.com",
+                "name": "Maya Fernandes",
+                "first_name": "Maya",
+                "last_name": "Fernandes",
+                "phone": "+4915112345678",
+            },
+            id="all-known",
+        ),
+        pytest.param({**FULL, "phone_number": None}, ALL, {"phone"}, id="phone-null"),
+        pytest.param({**FULL, "phone_number": ""}, ALL, {"phone"}, id="phone-empty"),
+        pytest.param({**FULL, "phone_number": "   "}, ALL, {"phone"}, id="phone-blank"),
+        pytest.param({k: v for k, v in FULL.items() if k != "phone_number"}, ALL, {"phone"}, id="phone-missing"),
+        pytest.param({**FULL, "name": None}, ALL, {"name", "first_name", "last_name"}, id="name-null"),
+        pytest.param({**FULL, "name": "  "}, ALL, {"name", "first_name", "last_name"}, id="name-blank"),
+        pytest.param({"email": FULL["email"]}, ALL, {"name", "first_name", "last_name", "phone"}, id="only-email"),
+        pytest.param({**FULL, "name": "Priya"}, ALL, {"last_name"}, id="one-word-name"),
+        pytest.param({**FULL, "email": None}, ALL, {"email"}, id="email-null"),
+        pytest.param({**FULL, "email": " "}, ALL, {"email"}, id="email-blank"),
+        pytest.param(FULL, NONE, CONTACT_KEYS, id="app-owns-all"),
+        pytest.param(FULL, EMAIL_ONLY, {"name", "first_name", "last_name", "phone"}, id="email-identifier"),
+        pytest.param({**FULL, "email": None}, EMAIL_ONLY, CONTACT_KEYS, id="email-identifier-unknown"),
+    ],
+)
+def test_only_known_contact_fields_are_sent(
+    fields: dict[str, Any], contact: frozenset[str], expected: dict[str, Any] | set[str]
+) -> None:
+    profile = customer_profile(customer(**fields), contact=contact)
+    assert profile["dodo_customer_id"] == "cus_maya"  # always: the Dodo id is the bridge's own fact
+    assert None not in profile.values()  # a contact field is never a removal
+    if isinstance(expected, dict):
+        assert {k: v for k, v in profile.items() if k in CONTACT_KEYS} == expected
+    else:  # the names left out
+        assert CONTACT_KEYS - set(profile) == expected
+
+
+def test_contact_values_are_trimmed() -> None:
+    profile = customer_profile(customer(email=" maya@example.com ", name=" Maya  Fernandes ", phone_number=" +49 "))
+    assert (profile["email"], profile["name"], profile["phone"]) == ("maya@example.com", "Maya Fernandes", "+49")
+
+
+def test_metadata_does_not_depend_on_who_owns_the_contact_fields() -> None:
+    cust = customer(**FULL, metadata={"plan": "pro"})
+    assert customer_profile(cust, contact=NONE) == {"dodo_customer_id": "cus_maya", "metadata_plan": "pro"}
+
+
+# -- the mapping's setting --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("strategy", "mode", "owner", "sent"),
+    [
+        ("customer_id", "auto", "dodo", ALL),  # the bridge makes the person: Dodo's fields are all it has
+        ("email", "auto", "dodo", ALL),  # the email is the identifier itself
+        ("metadata:app_user_id", "auto", "app", NONE),  # the merchant's app owns the person
+        ("customer_id", "dodo", "dodo", ALL),
+        ("email", "dodo", "dodo", ALL),
+        ("metadata:app_user_id", "dodo", "dodo", ALL),
+        ("customer_id", "app", "app", NONE),
+        ("email", "app", "app", EMAIL_ONLY),  # the address the person is addressed by is still sent
+        ("metadata:app_user_id", "app", "app", NONE),
+    ],
+)
+def test_who_owns_the_contact_fields_per_strategy(strategy: str, mode: str, owner: str, sent: frozenset[str]) -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
+    assert config.contact_owner() == owner
+    assert config.contact_fields_sent() == sent
+
+
+def test_the_default_is_auto() -> None:
+    assert MappingConfig().contact_fields == "auto" == CONTACT_FIELDS_MODES[0]
+
+
+@pytest.mark.parametrize("mode", ["", "App", "both", "none"])
+def test_an_unknown_mode_is_refused_even_from_customize(mode: str) -> None:
+    with pytest.raises(MappingConfigError, match="contact_fields"):
+        MappingConfig(contact_fields=mode)
+    with pytest.raises(MappingConfigError, match="contact_fields"):
+        MappingConfig().with_changes(contact_fields=mode)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, "auto"),
+        ("", "auto"),
+        ("  ", "auto"),
+        ("auto", "auto"),
+        ("dodo", "dodo"),
+        (" DODO ", "dodo"),
+        ("app", "app"),
+        ("App", "app"),
+    ],
+)
+def test_settings_read_customerio_contact_fields(value: str | None, expected: str) -> None:
+    env = {} if value is None else {"CUSTOMERIO_CONTACT_FIELDS": value}
+    settings = Settings.from_env(env)
+    assert settings.contact_fields == expected
+    assert settings.mapping().contact_fields == expected
+
+
+@pytest.mark.parametrize("value", ["both", "merchant", "none", "dodo,app"])
+def test_settings_refuse_an_unknown_contact_fields_value(value: str) -> None:
+    with pytest.raises(ConfigError, match="CUSTOMERIO_CONTACT_FIELDS must be auto, dodo or app"):
+        Settings.from_env({"CUSTOMERIO_CONTACT_FIELDS": value})
+
+
+# -- the ops, on both APIs ---------------------------------------------------------------------------------
+
+
+def _ops(doc: dict[str, Any], config: MappingConfig) -> list[dict[str, Any]]:
+    raw = json.dumps(doc).encode()
+    envelope = parse_envelope(parse_json(raw))
+    event = DodoEvent("msg_contact_fields", envelope, parse_payload(envelope))
+    return map_event(event, config)
+
+
+def _payment(**customer_fields: Any) -> dict[str, Any]:
+    doc = json.loads((SAMPLES / "payment.succeeded.json").read_text())
+    doc["data"]["customer"].update(customer_fields)
+    return doc
+
+
+STRATEGIES = {
+    "customer_id": {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"},
+    "email": {"email": "maya.fernandes@example.com"},
+    "metadata:app_user_id": {"id": "usr_01927"},
+}
+
+
+@pytest.mark.parametrize("mode", CONTACT_FIELDS_MODES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_identify_carries_the_owned_fields_and_the_identifier_is_unchanged(strategy: str, mode: str) -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
+    identify, event = _ops(_payment(phone_number=None), config)
+    assert identify["identifiers"] == event["identifiers"] == STRATEGIES[strategy]
+    attributes = identify["attributes"]
+    assert "phone" not in attributes and None not in attributes.values()
+    sent = config.contact_fields_sent()
+    assert ("email" in attributes) == ("email" in sent)
+    assert ("name" in attributes) == ("first_name" in attributes) == ("name" in sent)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_null_phone_or_name_reaches_neither_api_as_a_removal(strategy: str) -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields="dodo")
+    identify, _ = _ops(_payment(phone_number=None, name=None), config)
+    track = wire_op(identify)["attributes"]
+    traits = render(identify).body["traits"]
+    for attributes in (track, traits):
+        assert not {"phone", "name", "first_name", "last_name"} & set(attributes)
+        assert attributes["email"] == "maya.fernandes@example.com"
+
+
+# -- the backfill ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("strategy", "mode", "contact"),
+    [
+        ("customer_id", "auto", {"email", "name", "first_name", "last_name", "phone"}),
+        ("metadata:app_user_id", "auto", set()),
+        ("metadata:app_user_id", "dodo", {"email", "name", "first_name", "last_name", "phone"}),
+        ("email", "app", {"email"}),
+    ],
+)
+def test_the_backfill_leaves_the_same_fields_to_the_app(strategy: str, mode: str, contact: set[str]) -> None:
+    config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
+    (op,) = OpBuilder(config).build(Listing("customers", "customers"), make_customer(6), 1_800_000_000).ops
+    assert set(op["attributes"]) & CONTACT_KEYS == contact
+
+
+def test_the_backfill_without_a_phone_sends_no_removal() -> None:
+    (op,) = OpBuilder(MappingConfig()).build(Listing("customers", "customers"), make_customer(1), 1_800_000_000).ops
+    assert "phone" not in op["attributes"] and None not in op["attributes"].values()
+
+
+class _Stack:
+    def __init__(self, **parameters: str) -> None:
+        self.parameters = {"SsmParameterPath": "/shop", "CustomerioApi": "track", **parameters}
+
+    def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
+        items = [{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()]
+        return {"Stacks": [{"StackName": "bridge", "StackStatus": "UPDATE_COMPLETE", "Parameters": items}]}
+
+
+def test_the_backfill_reads_the_stacks_contact_fields(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no customize.py
+    monkeypatch.setenv("CUSTOMERIO_CONTACT_FIELDS", "dodo")  # the stack's own value wins over the shell's
+    parser = argparse.ArgumentParser()
+    backfill_command.add_arguments(parser)
+    args = parser.parse_args(["--stack", "bridge"])
+    stack = _Stack(CustomerioIdentifier="metadata:app_user_id", CustomerioContactFields="app")
+    target = backfill_command._target(args, lambda service, region: stack)
+    assert target.mapping.contact_fields == "app" and target.mapping.contact_fields_sent() == NONE
+    monkeypatch.delenv("CUSTOMERIO_CONTACT_FIELDS")
+    del stack.parameters["CustomerioContactFields"]  # a stack from before the parameter existed: auto
+    assert backfill_command._target(args, lambda service, region: stack).mapping.contact_fields == "auto"
