@@ -361,7 +361,9 @@ def test_customerio_down_parks_the_event_and_answers_2xx(bridge, status: int) ->
     assert parked["event_type"] == "payment.succeeded"
     assert parked["attempts"] == 1
     assert parked["last_error"]["kind"] == "transient" and parked["last_error"]["status"] == status
-    assert [op["action"] for op in parked["ops"]] == ["identify", "event"]
+    # the profile, the event, and the commercial summary (dodo_cio.ledger), all waiting together
+    assert [op["action"] for op in parked["ops"]] == ["identify", "event", "identify"]
+    assert parked["ops"][2]["_state"] == "summary" and parked["ops"][2]["attributes"]["payments_count"] == 1
     assert parked["customer_id"] == "cus_2RfYk8HcWq5NzT1mLb9Xe"
     assert "maya" not in json.dumps(message["attributes"]).lower()
 

@@ -210,7 +210,7 @@ def test_a_validation_error_dynamodb_answers_is_permanent_not_unavailable(bridge
 
     for module in (dodo_cio.ingest, dodo_cio.state):  # both places that measure before calling
         monkeypatch.setattr(module, "plan_problem", lambda plan: None)
-    status, answer = bridge.send(_mutate(PAYMENT, _long_customer_id), webhook_id="msg_refused_by_dynamodb")
+    status, answer = bridge.send(_mutate(PAYMENT, _long_payment_id), webhook_id="msg_refused_by_dynamodb")
     assert (status, answer["status"], answer["kind"]) == (202, "quarantined", "rejected"), answer
     assert "DynamoDB refused the request" in answer["detail"]
     assert _kept(bridge).kind == "rejected"

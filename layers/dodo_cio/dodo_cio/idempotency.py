@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from dodo_cio.ingest import HttpResponse
-from dodo_cio.state import ExtraItemFailed, StatePlan, StateRejected, StateTable
+from dodo_cio.state import ExtraItemFailed, LedgerConflict, StatePlan, StateRejected, StateTable
 
 EXPIRES_AFTER_SECONDS: Final = 72 * 3600
 # The name Powertools gave the records' owner: `<module>.<qualified name>` of the function it wrapped.
@@ -108,6 +108,8 @@ class WebhookDeduplicator:
 
         Raises `StateRejected` (nothing written, `work` not run) when DynamoDB refuses the plan as
         it is: that is permanent, and answering 503 would only have Dodo send it again for days.
+        Raises `LedgerConflict` (nothing written, `work` not run) when the plan's ledger write
+        cannot go as planned (dodo_cio.state).
         """
         key = self.key(webhook_id)
         for _ in range(_ATTEMPTS):
@@ -118,8 +120,10 @@ class WebhookDeduplicator:
                 if answer is None:  # it changed since the write failed: try to take it again
                     continue
                 return answer
-            except StateRejected:
-                raise  # permanent: the caller keeps the webhook where a person can see it (not a 503)
+            except (StateRejected, LedgerConflict):
+                # Nothing was written. Permanent: the caller keeps the webhook where a person can see
+                # it (not a 503). A ledger conflict: the caller recounts or drops the count, then retries.
+                raise
             except Exception:  # noqa: BLE001 - unreachable, throttled, out of time: Dodo retries
                 return _UNAVAILABLE
             return self._run(key, work)

@@ -39,16 +39,28 @@ from typing import Any, Final, Protocol
 
 from dodo_cio import deadline
 from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
-from dodo_cio.customerio import DeliveryResult, OpResult
+from dodo_cio.customerio import DeliveryResult, OpResult, email_change_refusals
 from dodo_cio.destination import DeliveryClients
 from dodo_cio.identity import Resolver, Unresolved, event_facts
+from dodo_cio.ledger import SUMMARY_STATE, Ledger, LedgerChange, change_for
 from dodo_cio.limits import fit_op
-from dodo_cio.mapping import MappingConfig, Op, map_event
+from dodo_cio.mapping import CUSTOMER_ID, MappingConfig, Op, identify_op, map_event, payload_identifiers
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
 from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
 from dodo_cio.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook, QuarantineKind, quarantine
 from dodo_cio.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, VerifiedWebhook, header, verify
-from dodo_cio.state import StatePlan, StateRejected, StateTable, is_stale, plan_for, plan_problem
+from dodo_cio.state import (
+    LedgerConflict,
+    LedgerWrite,
+    StatePlan,
+    StateRejected,
+    StateTable,
+    StateUnavailable,
+    customer_key,
+    is_stale,
+    plan_for,
+    plan_problem,
+)
 from dodo_cio.telemetry import Log, Metrics
 
 MAX_BODY_BYTES: Final = 256 * 1024
@@ -60,6 +72,8 @@ SECRET_REFRESH_INTERVAL: Final = 30.0
 CALLS_AFTER_LOOKUPS: Final = 3  # the idempotency transaction, parking, the idempotency completion
 CALLS_AFTER_DELIVERY: Final = 2  # parking, the idempotency completion
 CALLS_AFTER_PARKING: Final = 1  # the idempotency completion (or its removal, for a 5xx)
+# Another webhook of the same customer changed the ledger between our read and our write: read again.
+LEDGER_ROUNDS: Final = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +135,16 @@ class Dedupe(Protocol):
 
 
 @dataclass(slots=True)
+class Summary:
+    """A webhook's change to its customer's ledger (dodo_cio.ledger), and the identify that sends it."""
+
+    change: LedgerChange
+    old: str | None  # the stored ledger as read: the write is conditional on it
+    ledger: Ledger
+    op: Op
+
+
+@dataclass(slots=True)
 class Prepared:
     """A verified webhook, mapped and resolved: what is left is to commit its state and deliver."""
 
@@ -129,6 +153,29 @@ class Prepared:
     unresolved: list[Unresolved]
     plan: StatePlan
     secrets: Secrets
+    summary: Summary | None = None
+
+    def write_ledger(self) -> None:
+        """Put the summary's ledger write in the plan, its identify's piece at the summary's stamp."""
+        summary = self.summary
+        if summary is None:
+            self.plan.ledger = None
+            return
+        change = summary.change
+        self.plan.ledger = LedgerWrite(change.customer_id, summary.old, summary.ledger.dumps(), change.marker)
+        self.plan.record(customer_key(change.customer_id)).pieces[SUMMARY_STATE] = summary.ledger.stamp
+
+    def drop_summary(self) -> None:
+        """The payment or refund was counted before: nothing changed, so no summary is sent."""
+        summary, self.summary = self.summary, None
+        if summary is None:
+            return
+        self.ops = [op for op in self.ops if op is not summary.op]
+        self.unresolved = [u for u in self.unresolved if u.op is not summary.op]
+        record = self.plan.records.get(customer_key(summary.change.customer_id))
+        if record is not None:
+            record.pieces.pop(SUMMARY_STATE, None)
+        self.write_ledger()
 
 
 @dataclass(kw_only=True)
@@ -226,13 +273,24 @@ class IngestService:
         if self.dedupe is None:
             return self._deliver(prepared)
         # The state writes ride in the duplicate check's own DynamoDB call (dodo_cio.idempotency).
-        try:
-            response = self.dedupe(verified.webhook_id, lambda: self._deliver(prepared), prepared.plan or None)
-        except StateRejected as exc:  # nothing was written: the same call would fail the same way
-            reason = f"{type(exc).__name__}: {exc}"  # the class and DynamoDB's reason, never a value in full
-            return self._cannot_process(
-                verified, request, "rejected", "state", reason, prepared.event.type, rerun=rerun
-            )
+        for _ in range(LEDGER_ROUNDS):
+            try:
+                response = self.dedupe(verified.webhook_id, lambda: self._deliver(prepared), prepared.plan or None)
+            except StateRejected as exc:  # nothing was written: the same call would fail the same way
+                reason = f"{type(exc).__name__}: {exc}"  # the class and DynamoDB's reason, never a value in full
+                return self._cannot_process(
+                    verified, request, "rejected", "state", reason, prepared.event.type, rerun=rerun
+                )
+            except LedgerConflict as exc:  # nothing was written
+                failed = self._recount(prepared, counted=exc.counted)
+                if failed is not None:
+                    return failed
+                continue
+            break
+        else:
+            self._count("StateTableError")
+            self.logger.warning("the customer's ledger kept changing under this webhook")
+            return _error(503, "state table busy; retry later")
         if response.status in (409, 503):
             self._count("DuplicateInProgress" if response.status == 409 else "StateTableError")
             self.logger.warning("duplicate check answered %s", response.status)
@@ -275,8 +333,15 @@ class IngestService:
             self.logger.info("nothing to deliver", extra={"reason": reason})
             return HttpResponse(200, {"status": "ignored", "reason": reason})
 
+        summary = self._summary(event, verified, request, rerun=rerun)
+        if isinstance(summary, HttpResponse):
+            return summary
+        if summary is not None:
+            ops.append(summary.op)
+
         known = event_facts(event, self.mapping)
         stated, stated_payments = dict(known.customers), dict(known.payments)  # what this webhook says
+        stated_emails, stated_paid = dict(known.emails), dict(known.paid)
         if self.resolver is None:
             self.resolver = Resolver(self.mapping.identifier)
         with deadline.keeping(self._keep(CALLS_AFTER_LOOKUPS)):  # directory reads, Dodo API lookups
@@ -287,11 +352,78 @@ class IngestService:
         plan = StatePlan()
         if self.state is not None:
             payments = {**stated_payments, **known.learned_payments}  # not what the directory already holds
-            plan = plan_for(ops, customers=stated, learned=known.learned, payments=payments)
+            plan = plan_for(
+                ops,
+                customers=stated,
+                learned=known.learned,
+                payments=payments,
+                emails=stated_emails,
+                learned_emails=known.learned_emails,
+                paid=stated_paid,
+            )
+        prepared = Prepared(event, ops, unresolved, plan, secrets, summary)
+        prepared.write_ledger()
+        if self.state is not None:
             problem = plan_problem(plan)  # measured here: DynamoDB would refuse it on every attempt
             if problem is not None:
                 return self._cannot_process(verified, request, "rejected", "state", problem, event.type, rerun=rerun)
-        return Prepared(event, ops, unresolved, plan, secrets)
+        return prepared
+
+    def _summary(
+        self, event: DodoEvent, verified: VerifiedWebhook, request: WebhookRequest, *, rerun: bool
+    ) -> Summary | HttpResponse | None:
+        """The ledger change this webhook makes and its summary identify; None when it makes none.
+
+        Reads the stored ledger (one consistent GetItem: the one extra round trip a payment or a
+        refund costs); the write rides in the duplicate check's transaction (`Prepared.write_ledger`).
+        """
+        mapping = self.mapping
+        if self.state is None or not (mapping.send_identify and mapping.send_summary):
+            return None
+        change = change_for(event)
+        if change is None:
+            return None
+        try:
+            with deadline.keeping(self._keep(CALLS_AFTER_LOOKUPS)):
+                old = self.state.read_ledger(change.customer_id)
+        except StateRejected as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            return self._cannot_process(verified, request, "rejected", "state", reason, event.type, rerun=rerun)
+        except StateUnavailable as exc:
+            self._count("StateTableError")
+            self.logger.warning("cannot read the customer's ledger: %s", exc)
+            return _error(503, "state table unavailable; retry later")
+        ledger = change.apply(Ledger.loads(old))
+        op = identify_op(
+            event, payload_identifiers(event, mapping), ledger.attributes(mapping.exponents), SUMMARY_STATE
+        )
+        op["timestamp"] = ledger.stamp  # never older than the summary it replaces (dodo_cio.ledger)
+        op[CUSTOMER_ID] = change.customer_id
+        return Summary(change, old, ledger, op)
+
+    def _recount(self, prepared: Prepared, *, counted: bool) -> HttpResponse | None:
+        """After a LedgerConflict: drop the count (already counted) or count again from a fresh read."""
+        summary = prepared.summary
+        if summary is None or self.state is None:  # cannot happen: only a ledger write conflicts
+            return _error(503, "state table busy; retry later")
+        if counted:
+            self._count("AlreadyCounted")
+            self.logger.info("payment or refund already counted; its summary is not sent again")
+            prepared.drop_summary()
+            return None
+        try:
+            with deadline.keeping(self._keep(CALLS_AFTER_LOOKUPS)):
+                old = self.state.read_ledger(summary.change.customer_id)
+        except (StateUnavailable, StateRejected) as exc:
+            self._count("StateTableError")
+            self.logger.warning("cannot read the customer's ledger again: %s", type(exc).__name__)
+            return _error(503, "state table unavailable; retry later")
+        ledger = summary.change.apply(Ledger.loads(old))
+        summary.old, summary.ledger = old, ledger
+        summary.op["attributes"] = ledger.attributes(self.mapping.exponents)
+        summary.op["timestamp"] = ledger.stamp
+        prepared.write_ledger()
+        return None
 
     def _cannot_process(
         self,
@@ -385,6 +517,8 @@ class IngestService:
         with deadline.keeping(self._keep(CALLS_AFTER_DELIVERY)):  # what fails must still be parked
             result = self._clients.get(credentials).send(ops)
         self.metrics.add_metric(name="DeliveryLatency", unit="Milliseconds", value=result.elapsed_ms)
+        if refused := email_change_refusals(result.results):  # dead-lettered like any permanent failure
+            self._count("EmailChangeRefused", refused)
         return result
 
     def _fresh(self, prepared: Prepared) -> list[Op]:

@@ -91,6 +91,8 @@ class MappingConfig:
     event_names:        Dodo type -> Customer.io event name (default: the Dodo type verbatim).
     ignored_types:      Dodo types acknowledged but not sent (default: payouts, which have no customer).
     send_identify:      whether to update profile attributes at all.
+    send_summary:       whether to keep and send the commercial summary (`total_spent`, ...:
+                        dodo_cio.ledger); needs the state table, and send_identify.
     extra_attributes:   Dodo type (or "*") -> function returning attributes added to the event op.
     removed_attributes: Dodo type (or "*") -> attribute names removed from every op of that type.
     transforms:         Dodo type (or "*") -> your own function (event, default ops) -> ops.
@@ -111,6 +113,7 @@ class MappingConfig:
     event_names: Mapping[str, str] = field(default_factory=dict)
     ignored_types: frozenset[str] = events.PAYOUT_TYPES
     send_identify: bool = True
+    send_summary: bool = True
     extra_attributes: Mapping[str, AttributeHook] = field(default_factory=dict)
     removed_attributes: Mapping[str, frozenset[str]] = field(default_factory=dict)
     transforms: Mapping[str, Transform] = field(default_factory=dict)
@@ -158,14 +161,27 @@ class MappingConfig:
 #   _state        the piece of state an identify carries ("customer", "subscription",
 #                 "subscription:<id>"), so freshness is decided per piece, not per person
 #   _timestamp    the Dodo event time of an object op (Track v2 objects have no timestamp field)
-# An op without `identifiers` is not resolved yet: it is never sent as it is.
+#   _contact      "email": the op waits for the customer's email (dodo_cio.identity); an identify
+#                 gets it as its `email` attribute. Abandoned checkouts under customer_id only.
+#   _recovery     on an abandoned checkout's event: the name it gets instead when the customer's
+#                 newest succeeded payment is later than the checkout (dodo_cio.identity)
+# An op without `identifiers`, or with one of the last two notes, is not resolved yet: it is
+# never sent as it is.
 
 CUSTOMER_ID: Final = "_customer_id"
 PAYMENT_ID: Final = "_payment_id"
 STATE: Final = "_state"
 TIMESTAMP: Final = "_timestamp"
+CONTACT: Final = "_contact"
+RECOVERY: Final = "_recovery"
 CUSTOMER_STATE: Final = "customer"
 SUBSCRIPTION_STATE: Final = "subscription"
+CONTACT_STATE: Final = "contact"  # the email an abandoned checkout gives its person (customer_id strategy)
+ABANDONED_CHECKOUT: Final = "abandoned_checkout.detected"
+# What an abandoned checkout is sent as when the customer paid after it, before it could be delivered:
+# a recovery campaign triggered by `abandoned_checkout.detected` must not email a buyer. Renameable
+# with `event_names` like a Dodo type.
+CHECKOUT_FOLLOWED_BY_PAYMENT: Final = "abandoned_checkout.followed_by_payment"
 PROFILE_METADATA_MODES: Final = ("prefixed", "none")
 CONTACT_FIELDS_MODES: Final = ("auto", "dodo", "app")
 
@@ -258,7 +274,48 @@ def payload_identifiers(event: DodoEvent, config: MappingConfig) -> dict[str, st
     metadata = event.payload.raw.get("metadata")
     if isinstance(metadata, dict):
         sources.append(metadata)
-    return config.identifier.resolve(customer_id, customer.email if customer else None, sources)
+    email = customer.email if customer else payload_email(event.payload.raw)
+    return config.identifier.resolve(customer_id, email, sources)
+
+
+def payload_email(raw: Mapping[str, Any]) -> str | None:
+    """An email a payload that names its customer by id may carry all the same (Dodo's samples do not)."""
+    nested = raw.get("customer")
+    for value in (nested.get("email") if isinstance(nested, dict) else None, raw.get("customer_email")):
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def wants_contact_email(config: MappingConfig, event_type: str = ABANDONED_CHECKOUT) -> bool:
+    """Whether an abandoned checkout gives its person the customer's email (identify ops, `_contact`).
+
+    Only under customer_id: under `email` the address is the identifier, and under `metadata:<key>`
+    the person is the merchant's app's. Never when the deployment leaves the email to the app.
+    """
+    removed = config.removed_attributes.get("*", frozenset()) | config.removed_attributes.get(event_type, frozenset())
+    return (
+        config.identifier.kind == "customer_id"
+        and config.send_identify
+        and "email" in config.contact_fields_sent()
+        and "email" not in removed
+    )
+
+
+def checkout_ops(event: DodoEvent, config: MappingConfig, customer_id: str, op: Op) -> list[Op]:
+    """An abandoned checkout's event, noted for its recovery check, after the identify that gives its
+    person the customer's email (from the payload, else resolved: dodo_cio.identity)."""
+    op[RECOVERY] = config.event_name(CHECKOUT_FOLLOWED_BY_PAYMENT)
+    if not wants_contact_email(config):
+        return [op]
+    attributes: dict[str, Any] = {"dodo_customer_id": customer_id}
+    email = payload_email(event.payload.raw)
+    if email:
+        attributes["email"] = email
+    contact = _about(identify_op(event, op.get("identifiers"), attributes, CONTACT_STATE), customer_id)
+    if not email:
+        contact[CONTACT] = op[CONTACT] = "email"  # the event waits for it: the campaign it starts emails
+    return [contact, op]
 
 
 def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
@@ -286,7 +343,10 @@ def default_ops(event: DodoEvent, config: MappingConfig) -> list[Op]:
         else:
             on_profile = {"subscription_id": p.subscription_id, **{f"subscription_{k}": v for k, v in state.items()}}
             ops.append(_about(identify_op(event, identifiers, on_profile, SUBSCRIPTION_STATE), customer_id))
-    ops.append(_about(event_op(event, identifiers, config.event_name(event.type), attributes), customer_id, payment_id))
+    op = _about(event_op(event, identifiers, config.event_name(event.type), attributes), customer_id, payment_id)
+    if event.type == ABANDONED_CHECKOUT and customer_id:
+        return [*ops, *checkout_ops(event, config, customer_id, op)]
+    ops.append(op)
     return ops
 
 

@@ -6,8 +6,16 @@ One item per Dodo customer, `cust#<customer_id>`, holds
   t#<piece>       the Dodo event time of the newest identify applied for each piece of state:
                   `t#customer` (the person's own fields), `t#subscription` (the subscription
                   attributes on the profile) or `t#subscription:<id>` (one subscription object).
+                  `t#paid` is not an identify's: the newest `payment.succeeded` of the customer, so
+                  an abandoned checkout delivered after it is not sent as one (dodo_cio.identity).
+  email           under the `customer_id` strategy only, the customer's email as Dodo last stated it
+                  (newest wins with `t#customer`), so an abandoned checkout that names only the
+                  customer id can still give its person an email address (dodo_cio.identity).
+  ledger          the customer's commercial summary (dodo_cio.ledger), as JSON.
 One item per payment seen, `pay#<payment_id>` -> `customer_id`, lets a dispute (which names only its
-payment) find its customer.
+payment) find its customer. One item per payment or refund counted in a ledger, `paid#<payment_id>`
+or `refunded#<refund_id>`, makes the counting exactly once: it is written with the ledger, in the
+same transaction, only if it does not exist yet (`LedgerWrite`, `LedgerConflict`).
 
 Freshness is per piece, not per person: a payment stamped a second after the subscription renewal
 it paid for must not stop the renewal's new billing date, and an older retry of either must never
@@ -37,7 +45,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 CUSTOMER_PREFIX: Final = "cust#"
@@ -45,6 +53,9 @@ PAYMENT_PREFIX: Final = "pay#"
 LEGACY_PREFIX: Final = "who#"  # identifies parked before per-piece state existed: one piece per person
 LEGACY_PIECE: Final = "profile"
 PIECE_PREFIX: Final = "t#"
+PAID_PIECE: Final = "paid"  # t#paid: the Dodo event time of the customer's newest succeeded payment
+EMAIL_ATTRIBUTE: Final = "email"
+LEDGER_ATTRIBUTE: Final = "ledger"
 RECORD_TTL_SECONDS: Final = 400 * 24 * 3600
 MAX_TRANSACTION_ITEMS: Final = 100
 _MAX_ROUNDS: Final = 4  # each round removes at least one stale piece; more means something is wrong
@@ -66,6 +77,19 @@ class StateRejected(Exception):
     """
 
 
+class LedgerConflict(Exception):
+    """The ledger write cannot go as planned; nothing was written.
+
+    `counted`: the payment or refund was already counted (under another webhook id, or by the
+    backfill), so the webhook must not count it again. Otherwise the ledger changed since it
+    was read (another webhook of the same customer): read it again and recompute.
+    """
+
+    def __init__(self, *, counted: bool) -> None:
+        super().__init__("already counted" if counted else "the ledger changed since it was read")
+        self.counted = counted
+
+
 class ExtraItemFailed(Exception):
     """A condition on one of the caller's own transaction items failed (e.g. the idempotency record)."""
 
@@ -83,6 +107,18 @@ class RecordWrite:
     pieces: dict[str, int] = field(default_factory=dict)  # piece -> Dodo event time (Unix seconds)
     identifiers: dict[str, str] | None = None  # set with the "customer" piece: newest wins
     learned: dict[str, str] | None = None  # from a lookup: set only if the record has none
+    email: str | None = None  # set with the "customer" piece: newest wins
+    learned_email: str | None = None  # from a lookup: set only if the record has none
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerWrite:
+    """A customer's ledger replaced (`old` -> `new`, compared as stored text) with its counted marker."""
+
+    customer_id: str
+    old: str | None  # None: the record has no ledger yet
+    new: str
+    marker: str  # the key of the "counted" record, written only if absent
 
 
 @dataclass
@@ -91,6 +127,7 @@ class StatePlan:
     payments: dict[str, str] = field(default_factory=dict)  # payment_id -> customer_id
     stale: set[tuple[str, str]] = field(default_factory=set)  # filled in by whoever commits the plan
     committed: bool = False
+    ledger: LedgerWrite | None = None  # only on the ingest path, with the duplicate check's record
 
     def record(self, key: str) -> RecordWrite:
         return self.records.setdefault(key, RecordWrite(key))
@@ -100,15 +137,25 @@ class StatePlan:
         pieces[piece] = max(timestamp, pieces.get(piece, timestamp))
 
     def __bool__(self) -> bool:
-        return bool(self.payments) or any(r.pieces or r.identifiers or r.learned for r in self.records.values())
+        return (
+            bool(self.payments)
+            or self.ledger is not None
+            or any(r.pieces or r.identifiers or r.learned or r.email or r.learned_email for r in self.records.values())
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """What the directory knows: customer id -> identifiers, payment id -> customer id."""
+    """What the directory knows: customer id -> identifiers, payment id -> customer id.
+
+    `emails` and `paid`: customer id -> the stored email (customer_id strategy) and the time of the
+    newest succeeded payment, for the customers whose record has them.
+    """
 
     customers: Mapping[str, Mapping[str, str]]
     payments: Mapping[str, str]
+    emails: Mapping[str, str] = field(default_factory=dict)
+    paid: Mapping[str, int] = field(default_factory=dict)
 
 
 def customer_key(customer_id: str) -> str:
@@ -155,11 +202,38 @@ class StateTable:
                 payments[key.removeprefix(PAYMENT_PREFIX)] = customer_id
         wanted = set(customer_ids) | set(payments.values())
         customers: dict[str, Mapping[str, str]] = {}
+        emails: dict[str, str] = {}
+        paid: dict[str, int] = {}
         for key, item in self._get(customer_key(c) for c in wanted).items():
+            customer_id = key.removeprefix(CUSTOMER_PREFIX)
             ident = _identifiers(_s(item, self._ident))
             if ident:
-                customers[key.removeprefix(CUSTOMER_PREFIX)] = ident
-        return Lookup(customers, payments)
+                customers[customer_id] = ident
+            email = _s(item, EMAIL_ATTRIBUTE)
+            if email:
+                emails[customer_id] = email
+            paid_at = _n(item, PIECE_PREFIX + PAID_PIECE)
+            if paid_at is not None:
+                paid[customer_id] = paid_at
+        return Lookup(customers, payments, emails, paid)
+
+    def read_ledger(self, customer_id: str) -> str | None:
+        """The customer's stored ledger text (None: none yet), read consistently: it is compared on write."""
+        key = customer_key(customer_id)
+        problem = key_problem(key)
+        if problem is not None:
+            raise StateRejected(problem)
+        try:
+            item = self.client.get_item(
+                TableName=self.table_name,
+                Key={"id": {"S": key}},
+                ConsistentRead=True,
+                ProjectionExpression="#l",
+                ExpressionAttributeNames={"#l": LEDGER_ATTRIBUTE},
+            ).get("Item")
+        except Exception as exc:
+            raise _classified(exc) from exc
+        return _s(item, LEDGER_ATTRIBUTE) if item else None
 
     def _get(self, keys: Iterable[str]) -> dict[str, Mapping[str, Any]]:
         # A key DynamoDB would refuse cannot have been written, so it is not there: asking would
@@ -198,11 +272,16 @@ class StateTable:
         if problem is not None:
             raise StateRejected(problem)
         stale: set[tuple[str, str]] = set()
-        records = {k: RecordWrite(r.key, dict(r.pieces), r.identifiers, r.learned) for k, r in plan.records.items()}
+        records = {k: replace(r, pieces=dict(r.pieces)) for k, r in plan.records.items()}
         payments = dict(plan.payments)
         extras = [dict(item) for item in extra_items]
+        ledger = plan.ledger
+        if ledger is not None:
+            if not extras:  # its marker and the webhook's own record stand or fall together
+                raise ValueError("a ledger write rides only with the duplicate check's record")
+            records.setdefault(customer_key(ledger.customer_id), RecordWrite(customer_key(ledger.customer_id)))
         for _ in range(_MAX_ROUNDS):
-            items = self._items(records, payments)
+            items = self._items(records, payments, ledger)
             if not items and not extras:
                 plan.committed, plan.stale = True, stale
                 return stale
@@ -224,7 +303,7 @@ class StateTable:
                 if record is not None:
                     record.pieces.pop(piece, None)
                     if piece == "customer":
-                        record.identifiers = None
+                        record.identifiers = record.email = None
         raise StateUnavailable("state records kept failing their conditions")
 
     def _transact(self, items: list[dict[str, Any]], n_extra: int) -> set[tuple[str, str]]:
@@ -237,12 +316,19 @@ class StateTable:
         except client.exceptions.TransactionCanceledException as exc:
             reasons = exc.response.get("CancellationReasons") or []
             stale: set[tuple[str, str]] = set()
+            ledger_conflicts: list[bool] = []  # counted (True) or moved (False)
             for index, reason in enumerate(reasons):
                 if reason.get("Code") != "ConditionalCheckFailed":
                     continue
                 if index < n_extra:
                     raise ExtraItemFailed(index, reason.get("Item")) from None
-                stale |= _stale_pieces(items[index], reason.get("Item") or {})
+                old = reason.get("Item") or {}
+                conflict = _ledger_conflict(items[index], old)
+                if conflict is not None:
+                    ledger_conflicts.append(conflict)
+                stale |= _stale_pieces(items[index], old)
+            if ledger_conflicts:  # a payment counted already says more than a ledger that moved
+                raise LedgerConflict(counted=any(ledger_conflicts)) from None
             if not stale:  # cancelled for another reason (a concurrent write, throttling, a refused item)
                 codes = sorted({str(r.get("Code")) for r in reasons if r.get("Code") not in (None, "None")})
                 if "ValidationError" in codes:  # an item DynamoDB refuses as it is (e.g. over 400 KB)
@@ -253,9 +339,12 @@ class StateTable:
             raise _classified(exc) from exc
         return set()
 
-    def _items(self, records: Mapping[str, RecordWrite], payments: Mapping[str, str]) -> list[dict[str, Any]]:
+    def _items(
+        self, records: Mapping[str, RecordWrite], payments: Mapping[str, str], ledger: LedgerWrite | None = None
+    ) -> list[dict[str, Any]]:
         expiration = {"N": str(int(self._clock()) + self._ttl)}
         items: list[dict[str, Any]] = []
+        ledger_key = customer_key(ledger.customer_id) if ledger is not None else None
         for record in records.values():
             names: dict[str, str] = {"#e": "expiration"}
             values: dict[str, Any] = {":e": expiration}
@@ -274,6 +363,19 @@ class StateTable:
                 names["#i"] = self._ident
                 values[":i"] = {"S": _dump(record.learned)}
                 sets.append("#i = if_not_exists(#i, :i)")
+            if record.email or record.learned_email:
+                names["#m"] = EMAIL_ATTRIBUTE
+                values[":m"] = {"S": record.email or record.learned_email}
+                sets.append("#m = :m" if record.email else "#m = if_not_exists(#m, :m)")
+            if ledger is not None and record.key == ledger_key:
+                names["#l"] = LEDGER_ATTRIBUTE
+                values[":l"] = {"S": ledger.new}
+                sets.append("#l = :l")
+                if ledger.old is None:
+                    conditions.append("attribute_not_exists(#l)")
+                else:
+                    values[":lold"] = {"S": ledger.old}
+                    conditions.append("#l = :lold")
             update: dict[str, Any] = {
                 "TableName": self.table_name,
                 "Key": {"id": {"S": record.key}},
@@ -295,6 +397,18 @@ class StateTable:
                             "customer_id": {"S": customer_id},
                             "expiration": expiration,
                         },
+                    }
+                }
+            )
+        if ledger is not None:
+            marker = {"id": {"S": ledger.marker}, "customer_id": {"S": ledger.customer_id}, "expiration": expiration}
+            items.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": marker,
+                        "ConditionExpression": "attribute_not_exists(id)",
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                     }
                 }
             )
@@ -339,6 +453,8 @@ def plan_problem(plan: StatePlan) -> str | None:
         problem = key_problem(PAYMENT_PREFIX + payment_id)
         if problem is not None:
             return problem
+    if plan.ledger is not None:
+        return key_problem(plan.ledger.marker) or key_problem(customer_key(plan.ledger.customer_id))
     return None
 
 
@@ -349,6 +465,19 @@ def claim_problem(op: Mapping[str, Any]) -> str | None:
         return None
     key, piece, _ = claim
     return key_problem(key) or piece_problem(piece)
+
+
+def _ledger_conflict(item: Mapping[str, Any], old: Mapping[str, Any]) -> bool | None:
+    """For an item of a cancelled transaction: True if it was a counted marker that exists already,
+    False if it carried a ledger that changed since it was read, None if it was neither."""
+    put = item.get("Put")
+    if put is not None:
+        return True if put.get("ConditionExpression") == "attribute_not_exists(id)" else None
+    update = item.get("Update") or {}
+    if update.get("ExpressionAttributeNames", {}).get("#l") != LEDGER_ATTRIBUTE:
+        return None
+    expected = update["ExpressionAttributeValues"].get(":lold", {}).get("S")
+    return False if _s(old, LEDGER_ATTRIBUTE) != expected else None
 
 
 def _stale_pieces(item: Mapping[str, Any], old: Mapping[str, Any]) -> set[tuple[str, str]]:
@@ -377,6 +506,15 @@ def _chunks(items: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]
 def _s(item: Mapping[str, Any], name: str) -> str | None:
     value = item.get(name)
     return value.get("S") if isinstance(value, dict) else None
+
+
+def _n(item: Mapping[str, Any], name: str) -> int | None:
+    value = item.get(name)
+    text = value.get("N") if isinstance(value, dict) else None
+    try:
+        return int(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _dump(identifiers: Mapping[str, str]) -> str:
@@ -422,11 +560,16 @@ def plan_for(
     customers: Mapping[str, Mapping[str, str]] | None = None,
     learned: Mapping[str, Mapping[str, str]] | None = None,
     payments: Mapping[str, str] | None = None,
+    emails: Mapping[str, str] | None = None,
+    learned_emails: Mapping[str, str] | None = None,
+    paid: Mapping[str, int] | None = None,
 ) -> StatePlan:
     """The writes a set of ops needs: each piece's newest time, plus what the directory should learn.
 
     `customers`: identifiers a payload stated (set with the customer piece, newest wins);
-    `learned`: identifiers looked up in Dodo's API (set only where the directory has none).
+    `learned`: identifiers looked up in Dodo's API (set only where the directory has none);
+    `emails`, `learned_emails`: the same for the customer's email (kept under customer_id only);
+    `paid`: customer id -> the event time of a succeeded payment this webhook reports (`t#paid`).
     """
     plan = StatePlan()
     for op in ops:
@@ -443,6 +586,18 @@ def plan_for(
         record = plan.record(customer_key(customer_id))
         if record.identifiers is None:
             record.learned = dict(identifiers)
+    for customer_id, email in (emails or {}).items():
+        record = plan.record(customer_key(customer_id))
+        if "customer" in record.pieces:
+            record.email = email
+        else:
+            record.learned_email = email
+    for customer_id, email in (learned_emails or {}).items():
+        record = plan.record(customer_key(customer_id))
+        if record.email is None:
+            record.learned_email = email
+    for customer_id, at in (paid or {}).items():
+        plan.claim(customer_key(customer_id), PAID_PIECE, at)
     plan.payments.update(payments or {})
     return plan
 

@@ -1,0 +1,186 @@
+"""The commercial summary (dodo_cio.ledger) through the real ingest handler, on moto's DynamoDB.
+
+What a marketer segments on after a customer's payments, refunds and Dodo's resends: the requests the
+sandbox accepted are replayed into the workspace model (support.workspace), which orders identify
+updates by their timestamp as Customer.io does, and the person's attributes are what is asserted.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+import dodo_cio.ingest
+from dodo_cio.state import StateTable
+from support.emf import emitted_metrics
+from support.samples import sample_paths
+from support.workspace import Workspace
+
+pytestmark = pytest.mark.network
+
+SAMPLES: dict[str, dict[str, Any]] = {p.name: json.loads(p.read_bytes()) for p in sample_paths()}
+CUSTOMER = SAMPLES["payment.succeeded.json"]["data"]["customer"]["customer_id"]
+DAY = 86_400
+T0 = "2026-10-{day:02d}T09:00:00Z"
+
+
+def payment(payment_id: str, amount: int, day: int, currency: str = "USD", method: str = "card") -> bytes:
+    doc = copy.deepcopy(SAMPLES["payment.succeeded.json"])
+    doc["timestamp"] = T0.format(day=day)
+    doc["data"].update(payment_id=payment_id, total_amount=amount, currency=currency, payment_method=method)
+    return json.dumps(doc).encode()
+
+
+def refund(refund_id: str, payment_id: str, amount: int, day: int, currency: str = "USD") -> bytes:
+    doc = copy.deepcopy(SAMPLES["refund.succeeded.json"])
+    doc["timestamp"] = T0.format(day=day)
+    doc["data"].update(refund_id=refund_id, payment_id=payment_id, amount=amount, currency=currency)
+    return json.dumps(doc).encode()
+
+
+def customer(bridge: Any) -> Any:
+    """The customer as the workspace holds them after every op Customer.io accepted."""
+    workspace = Workspace()
+    workspace.apply_batch(bridge.sandbox.accepted_ops())
+    found = workspace.person(id=CUSTOMER)
+    assert found is not None
+    return found
+
+
+def person(bridge: Any) -> dict[str, Any]:
+    return dict(customer(bridge).attributes)
+
+
+def summaries(bridge: Any) -> list[dict[str, Any]]:
+    """The summary identifies Customer.io accepted, in order."""
+    ops = bridge.sandbox.accepted_ops()
+    return [op for op in ops if op["action"] == "identify" and "payments_count" in op["attributes"]]
+
+
+def unix(day: int) -> int:
+    return 1_790_845_200 + (day - 1) * DAY  # 2026-10-01T09:00:00Z + days
+
+
+def test_three_payments_a_partial_refund_and_resends_are_counted_exactly_once(bridge: Any, capsys: Any) -> None:
+    sends = [
+        ("msg_p1", payment("pay_1", 4900, day=3)),
+        ("msg_p2", payment("pay_2", 4900, day=10, method="paypal")),
+        ("msg_p1", payment("pay_1", 4900, day=3)),  # Dodo redelivers the first webhook
+        ("msg_r1", refund("ref_1", "pay_2", 1000, day=12)),
+        ("msg_p3", payment("pay_3", 9900, day=20)),
+        ("msg_p3_again", payment("pay_3", 9900, day=20)),  # the same payment under a second webhook id
+        ("msg_r1_again", refund("ref_1", "pay_2", 1000, day=12)),  # and the same refund
+    ]
+    for webhook_id, body in sends:
+        assert bridge.send(body, webhook_id=webhook_id)[0] == 200
+    attributes = person(bridge)
+    assert {k: attributes.get(k) for k in ("total_spent", "total_refunded", "payments_count")} == {
+        "total_spent": 187,  # 49 + 49 - 10 + 99
+        "total_refunded": 10,
+        "payments_count": 3,
+    }
+    assert attributes["total_spent_currency"] == "USD" and "total_spent_by_currency" not in attributes
+    assert (attributes["first_payment_at"], attributes["last_payment_at"]) == (unix(3), unix(20))
+    assert (attributes["last_payment_amount"], attributes["last_payment_method"]) == (99, "card")
+    counted = emitted_metrics(capsys.readouterr().out)
+    assert counted["AlreadyCounted"] == 2  # pay_3 and ref_1 under their second ids (msg_p1: the duplicate check)
+
+
+def test_a_refund_before_its_payment_still_nets_out(bridge: Any) -> None:
+    assert bridge.send(refund("ref_early", "pay_late", 1500, day=5), webhook_id="msg_r")[0] == 200
+    assert person(bridge)["total_spent"] == -15  # known so far: a refund
+    assert bridge.send(payment("pay_late", 4900, day=4), webhook_id="msg_p")[0] == 200
+    attributes = person(bridge)
+    assert (attributes["total_spent"], attributes["total_refunded"], attributes["payments_count"]) == (34, 15, 1)
+
+
+def test_a_late_webhook_never_sends_an_older_summary_than_the_one_it_replaces(bridge: Any) -> None:
+    """Customer.io keeps the identify with the newest timestamp: a refund stamped before the last
+    payment must still replace that payment's summary, or its totals would be lost."""
+    assert bridge.send(payment("pay_a", 4900, day=10), webhook_id="msg_a")[0] == 200
+    assert bridge.send(refund("ref_a", "pay_a", 900, day=2), webhook_id="msg_r")[0] == 200  # older event time
+    assert [op["timestamp"] for op in summaries(bridge)] == [unix(10), unix(10) + 1]
+    assert person(bridge)["total_spent"] == 40
+
+
+def test_currencies_are_never_added_together(bridge: Any) -> None:
+    assert bridge.send(payment("pay_usd", 4900, day=3), webhook_id="msg_usd")[0] == 200
+    assert bridge.send(payment("pay_jpy", 5000, day=4, currency="JPY"), webhook_id="msg_jpy")[0] == 200
+    attributes = person(bridge)
+    assert (attributes["total_spent"], attributes["total_spent_currency"]) == (49, "USD")  # the first currency
+    assert attributes["total_spent_by_currency"] == {"JPY": 5000, "USD": 49}
+    assert (attributes["last_payment_amount"], attributes["last_payment_currency"]) == (5000, "JPY")
+    assert attributes["payments_count"] == 2
+
+
+def test_a_ledger_changed_by_another_webhook_meanwhile_is_read_again(bridge: Any, monkeypatch: Any) -> None:
+    """Broken on purpose: the first read returns the ledger as it was before another webhook wrote it."""
+    real = StateTable.read_ledger
+    snapshots: list[str | None] = []
+    monkeypatch.setattr(StateTable, "read_ledger", lambda t, c: snapshots.append(real(t, c)) or snapshots[-1])
+    for n, day in ((1, 3), (2, 4)):
+        assert bridge.send(payment(f"pay_{n}", 4900, day=day), webhook_id=f"msg_{n}")[0] == 200
+    reads: list[str | None] = []
+
+    def stale_first(table: StateTable, customer_id: str) -> str | None:
+        reads.append(real(table, customer_id))
+        # first: the ledger after pay_1 only (as if pay_2 were still being written); then the truth
+        return snapshots[1] if len(reads) == 1 else reads[-1]
+
+    monkeypatch.setattr(StateTable, "read_ledger", stale_first)
+    assert bridge.send(payment("pay_3", 2000, day=5), webhook_id="msg_3")[0] == 200
+    assert len(reads) == 2 and snapshots[1] is not None
+    assert (person(bridge)["total_spent"], person(bridge)["payments_count"]) == (118, 3)
+
+
+def test_without_the_summary_nothing_is_read_or_sent(bridge: Any, monkeypatch: Any) -> None:
+    service = bridge.app.service()
+    monkeypatch.setattr(service, "mapping", service.mapping.with_changes(send_summary=False))
+    monkeypatch.setattr(StateTable, "read_ledger", lambda *_: pytest.fail("the ledger was read"))
+    assert bridge.send(payment("pay_1", 4900, day=3), webhook_id="msg_1")[0] == 200
+    assert "total_spent" not in person(bridge)
+
+
+def test_an_unreachable_ledger_is_a_503_and_nothing_is_counted(bridge: Any, monkeypatch: Any) -> None:
+    from dodo_cio.state import StateUnavailable
+
+    real, outage = StateTable.read_ledger, [True]
+
+    def down(table: StateTable, customer_id: str) -> str | None:
+        if outage:
+            raise StateUnavailable("EndpointConnectionError")
+        return real(table, customer_id)
+
+    monkeypatch.setattr(StateTable, "read_ledger", down)
+    status, answer = bridge.send(payment("pay_1", 4900, day=3), webhook_id="msg_1")
+    assert (status, answer) == (503, {"error": "state table unavailable; retry later"})
+    assert bridge.sandbox.requests == []
+    outage.clear()
+    assert bridge.send(payment("pay_1", 4900, day=3), webhook_id="msg_1")[0] == 200  # Dodo's retry
+    assert person(bridge)["payments_count"] == 1
+    assert dodo_cio.ingest.LEDGER_ROUNDS >= 2
+
+
+def test_a_parked_summary_never_overwrites_a_newer_one_on_the_retry_path(
+    bridge: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pay_1's request fails and is parked; pay_2's goes through; the retry of pay_1 delivers its
+    event but not its summary, which the freshness piece `summary` knows is older."""
+    from dodo_cio_local.handler_modules import load_retry_module
+    from dodo_cio_local.local_run import read_template
+    from support.event_source import retry_event_source
+
+    bridge.sandbox.script(503)
+    assert bridge.send(payment("pay_1", 4900, day=3), webhook_id="msg_1") == (202, {"status": "queued"})
+    assert bridge.send(payment("pay_2", 2000, day=4), webhook_id="msg_2")[0] == 200
+    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
+    module = load_retry_module()
+    monkeypatch.setattr(module, "_service", None)
+    retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, read_template()).drain()
+    assert [op["attributes"]["payments_count"] for op in summaries(bridge)] == [2], "only the newest summary"
+    events = [e.name for e in customer(bridge).events]
+    assert events.count("payment.succeeded") == 2  # pay_1's event was delivered all the same
+    assert (person(bridge)["total_spent"], person(bridge)["payments_count"]) == (69, 2)

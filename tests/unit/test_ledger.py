@@ -1,0 +1,99 @@
+"""The commercial summary's arithmetic (dodo_cio.ledger): pure, no table, no socket."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from dodo_cio.ledger import PAID_PREFIX, REFUNDED_PREFIX, Ledger, change_for
+from dodo_cio.models import DodoEvent, parse_envelope, parse_payload
+from support.samples import sample_paths
+
+SAMPLES: dict[str, dict[str, Any]] = {p.name: json.loads(p.read_bytes()) for p in sample_paths()}
+
+
+def event(name: str, **data: Any) -> DodoEvent:
+    doc = json.loads(json.dumps(SAMPLES[name]))
+    doc["data"].update(data)
+    envelope = parse_envelope(doc)
+    payload = parse_payload(envelope)
+    assert payload is not None
+    return DodoEvent("msg_1", envelope, payload)
+
+
+def test_payments_and_refunds_add_up_in_minor_units_and_show_in_major() -> None:
+    ledger = Ledger().with_payment(1999, "usd", 100, "card").with_payment(1, "USD", 50, None).with_refund(500, "USD")
+    assert ledger.attributes() == {
+        "payments_count": 2,
+        "total_spent": 15,  # 19.99 + 0.01 - 5.00, exactly
+        "total_spent_currency": "USD",
+        "total_refunded": 5,
+        "first_payment_at": 50,
+        "last_payment_at": 100,
+        "last_payment_amount": 19.99,
+        "last_payment_currency": "USD",
+        "last_payment_method": "card",
+    }
+
+
+@pytest.mark.parametrize(("currency", "minor", "major"), [("JPY", 5000, 5000), ("KWD", 1250, 1.25), ("USD", 4900, 49)])
+def test_each_currency_keeps_its_own_exponent(currency: str, minor: int, major: float) -> None:
+    assert Ledger().with_payment(minor, currency, 1, None).attributes()["total_spent"] == major
+
+
+def test_the_summary_currency_is_the_first_and_others_are_only_listed() -> None:
+    ledger = Ledger().with_payment(4900, "EUR", 1, None).with_payment(5000, "JPY", 2, None)
+    out = ledger.attributes()
+    assert (out["total_spent"], out["total_spent_currency"]) == (49, "EUR")
+    assert out["total_spent_by_currency"] == {"EUR": 49, "JPY": 5000}
+    assert "total_spent_by_currency" not in Ledger().with_payment(1, "EUR", 1, None).attributes()
+
+
+def test_a_refund_first_sets_the_currency_and_nets_out_later() -> None:
+    early = Ledger().with_refund(1500, "USD")
+    assert early.attributes()["total_spent"] == -15 and early.attributes()["payments_count"] == 0
+    assert early.with_payment(4900, "USD", 1, None).attributes()["total_spent"] == 34
+
+
+def test_an_older_payment_counts_but_does_not_become_the_last_one() -> None:
+    ledger = Ledger().with_payment(4900, "USD", 200, "card").with_payment(100, "USD", 100, "paypal")
+    out = ledger.attributes()
+    assert (out["first_payment_at"], out["last_payment_at"], out["last_payment_method"]) == (100, 200, "card")
+    assert out["last_payment_amount"] == 49
+
+
+def test_every_stamp_is_after_the_last_and_never_before_its_event() -> None:
+    ledger = Ledger().stamped(100)
+    assert ledger.stamp == 100
+    assert ledger.stamped(100).stamp == 101  # two changes in one second do not tie
+    assert ledger.stamped(50).stamp == 101  # an older webhook still replaces the newer summary
+    assert ledger.stamped(500).stamp == 500
+
+
+def test_an_amount_past_any_json_number_is_left_out_not_sent_as_infinity() -> None:
+    out = Ledger().with_payment(10**400, "USD", 1, None).with_payment(100, "EUR", 2, None).attributes()
+    assert "total_spent" not in out and "last_payment_amount" in out
+    assert out["total_spent_by_currency"] == {"EUR": 1}
+    json.dumps(out, allow_nan=False)
+
+
+def test_the_stored_form_round_trips_and_anything_unreadable_is_empty() -> None:
+    ledger = Ledger().with_payment(4900, "USD", 10, "card").with_refund(100, "EUR").stamped(10)
+    assert Ledger.loads(ledger.dumps()) == ledger
+    for text in (None, "", "{", "[]", '{"totals": 1}', json.dumps({"stamp": "x", "totals": {}})):
+        assert Ledger.loads(text) == Ledger()
+
+
+def test_a_succeeded_payment_and_a_succeeded_refund_change_the_ledger_and_nothing_else_does() -> None:
+    paid = change_for(event("payment.succeeded.json"))
+    assert paid is not None and paid.marker.startswith(PAID_PREFIX) and paid.payment is not None
+    refunded = change_for(event("refund.succeeded.json"))
+    assert refunded is not None and refunded.marker.startswith(REFUNDED_PREFIX) and refunded.refund == (2450, "USD")
+    assert change_for(event("refund.succeeded.json", amount=None)) is None  # Dodo's schema allows it
+    assert change_for(event("refund.succeeded.json", currency=None)) is None
+    for name in ("payment.failed.json", "refund.failed.json", "subscription.renewed.json"):
+        assert change_for(event(name)) is None, name
+    counted = paid.apply(Ledger())
+    assert counted.attributes()["payments_count"] == 1 and counted.stamp == paid.event_time
