@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 import dodo_cio.ingest
+from dodo_cio.destination import APIS, PIPELINES
 from dodo_cio.state import StateTable
 from support.emf import emitted_metrics
 from support.samples import sample_paths
-from support.workspace import Workspace
+from support.workspace import Workspace, track_ops_of_calls, use_pipelines
 
 pytestmark = pytest.mark.network
 
@@ -41,10 +42,23 @@ def refund(refund_id: str, payment_id: str, amount: int, day: int, currency: str
     return json.dumps(doc).encode()
 
 
+@pytest.fixture(params=APIS)
+def api(request: pytest.FixtureRequest, bridge: Any, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The bridge deployed with CustomerioApi=track, then =pipelines."""
+    if request.param == PIPELINES:
+        use_pipelines(bridge, monkeypatch)
+    return str(request.param)
+
+
+def accepted(bridge: Any) -> list[dict[str, Any]]:
+    """Every op Customer.io accepted, as Track ops (Pipelines calls translated), in order."""
+    return bridge.sandbox.accepted_ops() or track_ops_of_calls(bridge.sandbox.accepted_calls())
+
+
 def customer(bridge: Any) -> Any:
     """The customer as the workspace holds them after every op Customer.io accepted."""
     workspace = Workspace()
-    workspace.apply_batch(bridge.sandbox.accepted_ops())
+    workspace.apply_batch(accepted(bridge))
     found = workspace.person(id=CUSTOMER)
     assert found is not None
     return found
@@ -56,7 +70,7 @@ def person(bridge: Any) -> dict[str, Any]:
 
 def summaries(bridge: Any) -> list[dict[str, Any]]:
     """The summary identifies Customer.io accepted, in order."""
-    ops = bridge.sandbox.accepted_ops()
+    ops = accepted(bridge)
     return [op for op in ops if op["action"] == "identify" and "payments_count" in op["attributes"]]
 
 
@@ -64,7 +78,9 @@ def unix(day: int) -> int:
     return 1_790_845_200 + (day - 1) * DAY  # 2026-10-01T09:00:00Z + days
 
 
-def test_three_payments_a_partial_refund_and_resends_are_counted_exactly_once(bridge: Any, capsys: Any) -> None:
+def test_three_payments_a_partial_refund_and_resends_are_counted_exactly_once(
+    bridge: Any, api: str, capsys: Any
+) -> None:
     sends = [
         ("msg_p1", payment("pay_1", 4900, day=3)),
         ("msg_p2", payment("pay_2", 4900, day=10, method="paypal")),
@@ -97,7 +113,7 @@ def test_a_refund_before_its_payment_still_nets_out(bridge: Any) -> None:
     assert (attributes["total_spent"], attributes["total_refunded"], attributes["payments_count"]) == (34, 15, 1)
 
 
-def test_a_late_webhook_never_sends_an_older_summary_than_the_one_it_replaces(bridge: Any) -> None:
+def test_a_late_webhook_never_sends_an_older_summary_than_the_one_it_replaces(bridge: Any, api: str) -> None:
     """Customer.io keeps the identify with the newest timestamp: a refund stamped before the last
     payment must still replace that payment's summary, or its totals would be lost."""
     assert bridge.send(payment("pay_a", 4900, day=10), webhook_id="msg_a")[0] == 200
@@ -106,7 +122,7 @@ def test_a_late_webhook_never_sends_an_older_summary_than_the_one_it_replaces(br
     assert person(bridge)["total_spent"] == 40
 
 
-def test_currencies_are_never_added_together(bridge: Any) -> None:
+def test_currencies_are_never_added_together(bridge: Any, api: str) -> None:
     assert bridge.send(payment("pay_usd", 4900, day=3), webhook_id="msg_usd")[0] == 200
     assert bridge.send(payment("pay_jpy", 5000, day=4, currency="JPY"), webhook_id="msg_jpy")[0] == 200
     attributes = person(bridge)
