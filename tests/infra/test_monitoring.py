@@ -172,6 +172,8 @@ def _expected_alarms(cfn: dict[str, Any]) -> list[tuple[Metric, str, Any]]:
         (_custom(cfn, "ConfigError"), "Sum", 0),
         # Verified webhooks of a type the mapping does not handle: kept on the quarantine queue, not delivered.
         (_custom(cfn, "UnknownEventType"), "Sum", 0),
+        # Customer.io refused an email change on a person addressed by id: dead-lettered until the setting is on.
+        (_custom(cfn, "EmailChangeRefused"), "Sum", 0),
     ]
 
 
@@ -450,6 +452,17 @@ def test_the_unknown_event_type_alarm_points_at_the_mapping_and_reprocess(cfn: d
     assert 'README "Mapping a new Dodo event type"' in alarm["AlarmDescription"]
     assert "### Mapping a new Dodo event type" in README
     assert "`dodo-cio reprocess" in alarm["AlarmDescription"]
+
+
+def test_the_email_change_alarm_names_the_workspace_setting_and_the_runbook_step(cfn: dict[str, Any]) -> None:
+    from dodo_cio.customerio import EMAIL_BY_ID_SETTING
+
+    alarm = _find_alarm(cfn, _custom(cfn, "EmailChangeRefused"))
+    assert sub_template(alarm["AlarmName"]) == "${AWS::StackName}-email-change-refused"
+    assert f'"{EMAIL_BY_ID_SETTING}"' in alarm["AlarmDescription"]
+    assert "`dodo-cio redrive" in alarm["AlarmDescription"]
+    assert 'README "One person per Dodo customer"' in alarm["AlarmDescription"]
+    assert EMAIL_BY_ID_SETTING in README
 
 
 def test_alarm_descriptions_name_readme_sections_that_exist(cfn: dict[str, Any]) -> None:

@@ -8,6 +8,16 @@ Classification (what each op's fate is) is a pure function so both paths and the
 
 The transport (`JsonPoster`) and the status classes (`status_outcome`, `answer_reason`) are shared
 with the Pipelines client (`dodo_cio.pipelines`): both APIs must fail, time out and be retried alike.
+
+One refusal is told apart from the rest (`email_change_refusal`): under the `customer_id` and
+`metadata:<key>` strategies the person is addressed by `id`, and Customer.io changes the `email` of
+a person addressed so only when the workspace's "Allow updates to email using ID" setting is on.
+Customer.io's published material names the setting but not the answer it gives otherwise (its
+Track reference says a conflicting identifier update "may return 200" and log an "Attribute
+Update Failure" in the workspace). So the bridge recognises it by what it can see: a refusal (a
+207 item, or a 4xx other than the credential, rate and size answers) of an identify addressed by
+`id` that sets `email`, whose answer names the email. It is permanent (no retry can change the
+setting; 409 included), its reason names the setting, and it is counted as `EmailChangeRefused`.
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol
 
@@ -30,6 +41,18 @@ TRACK_HOSTS: Final = {"us": "https://track.customer.io", "eu": "https://track-eu
 _TRANSIENT_STATUSES: Final = frozenset({408, 409, 425, 429})
 _CONFIG_STATUSES: Final = frozenset({401, 403, 404})
 _MAX_REASON: Final = 300
+# What an OpResult's `refusal` says when Customer.io refused to change the email of a person addressed
+# by id (see the module docstring); counted as the EmailChangeRefused metric on both paths.
+EMAIL_CHANGE_REFUSED: Final = "email_change"
+EMAIL_BY_ID_SETTING: Final = "Allow updates to email using ID"
+EMAIL_CHANGE_HINT: Final = (
+    "Customer.io refused to change the email of a person addressed by id: turn on the workspace setting "
+    f'"{EMAIL_BY_ID_SETTING}" (Workspace Settings), then move this message back with `dodo-cio redrive`'
+)
+# Answers that say something else than "this op is refused": credentials or URL, rate, size, timeouts.
+_NOT_A_REFUSAL: Final = _CONFIG_STATUSES | {408, 413, 425, 429}
+_ADDRESS: Final = re.compile(r"\S+@\S+")  # an address in the answer, e.g. the refused one itself
+_NAMES_EMAIL: Final = re.compile(r"e-?mail", re.IGNORECASE)  # a field, reason or message about the email
 USER_AGENT: Final = "dodo-customerio-bridge"
 
 
@@ -46,6 +69,45 @@ def track_base_url(region: str, override: str | None = None) -> str:
 class OpResult:
     outcome: Outcome
     reason: str = ""
+    refusal: str = ""  # EMAIL_CHANGE_REFUSED, or "" for every other outcome
+
+
+def changes_email_by_id(op: Mapping[str, Any]) -> bool:
+    """Whether the op is a person identify addressed by `id` that sets `email` (what the setting governs)."""
+    identifiers, attributes = op.get("identifiers"), op.get("attributes")
+    return (
+        op.get("type") == "person"
+        and op.get("action") == "identify"
+        and isinstance(identifiers, Mapping)
+        and set(identifiers) == {"id"}
+        and isinstance(attributes, Mapping)
+        and isinstance(attributes.get("email"), str)
+        and bool(attributes["email"].strip())
+    )
+
+
+def email_change_refusal(op: Mapping[str, Any], status: int, result: OpResult) -> OpResult | None:
+    """Customer.io's refusal to change the email of a person addressed by id, as a permanent result
+    naming the workspace setting; None when this answer to this op is something else.
+
+    `result` is the op's fate as the status classes decided it: a refusal (permanent: a 207 item, a
+    400 or 422; or a 409, which would otherwise be retried) whose reason (`HTTP <status>:
+    <Customer.io's words>`) names the email, not merely echoes an address. See the module docstring
+    for why no exact error text is matched.
+    """
+    if status != 207 and not (400 <= status < 500 and status not in _NOT_A_REFUSAL):
+        return None
+    if result.outcome != "permanent" and status != 409:
+        return None
+    if not changes_email_by_id(op) or not _NAMES_EMAIL.search(_ADDRESS.sub(" ", result.reason)):
+        return None
+    reason = f"{EMAIL_CHANGE_HINT}. {result.reason}"[: 2 * _MAX_REASON]
+    return OpResult("permanent", reason, EMAIL_CHANGE_REFUSED)
+
+
+def email_change_refusals(results: Sequence[OpResult]) -> int:
+    """How many of `results` are that refusal: the EmailChangeRefused metric of one delivery."""
+    return sum(r.refusal == EMAIL_CHANGE_REFUSED for r in results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +171,31 @@ def status_outcome(status: int) -> Outcome:
 
 
 def classify_response(
+    status: int,
+    body: bytes,
+    headers: Any,
+    n_ops: int,
+    *,
+    batch: bool,
+    ops: Sequence[Mapping[str, Any]] | None = None,
+) -> tuple[tuple[OpResult, ...], float | None]:
+    """Each op's outcome from one HTTP answer, and the server's requested wait if any.
+
+    With the `ops` that were sent, an op's refusal that is `email_change_refusal` says so.
+    """
+    results, retry_after = _classify(status, body, headers, n_ops, batch=batch)
+    if ops is None:
+        return results, retry_after
+    marked = tuple(
+        (email_change_refusal(op, status, r) or r) if r.outcome != "delivered" else r
+        for op, r in zip(ops, results, strict=True)
+    )
+    return marked, retry_after
+
+
+def _classify(
     status: int, body: bytes, headers: Any, n_ops: int, *, batch: bool
 ) -> tuple[tuple[OpResult, ...], float | None]:
-    """Each op's outcome from one HTTP answer, and the server's requested wait if any."""
     retry_after = parse_retry_after(headers.get("Retry-After") if headers is not None else None)
     if status == 207 and batch:
         try:
@@ -262,7 +346,9 @@ class TrackClient:
         elapsed_ms = (time.perf_counter() - start) * 1000
         if reply.status is None:
             return DeliveryResult(all_ops(len(ops), "transient", reply.failure), None, None, elapsed_ms)
-        results, retry_after = classify_response(reply.status, reply.body, reply.headers, len(ops), batch=batch)
+        results, retry_after = classify_response(
+            reply.status, reply.body, reply.headers, len(ops), batch=batch, ops=ops
+        )
         return DeliveryResult(results, reply.status, retry_after, elapsed_ms)
 
     def close(self) -> None:

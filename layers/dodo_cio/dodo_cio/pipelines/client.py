@@ -23,6 +23,12 @@ permanent, the rest go through. Halving costs requests, so one `send` makes at m
 retry path in other company. After a transient or config answer the requests still to go are not
 sent (the service is failing or the key is wrong): their ops share that outcome.
 
+A lone call refused because it would change the email of a person addressed by `id` (strict
+mode's 400 or a 409 whose answer names the email, on an identify that sets `email`) is
+`customerio.email_change_refusal`: permanent, its reason naming the workspace setting, counted as
+`EmailChangeRefused` like Track's. (Data Pipelines hands calls on to the workspace after answering,
+so a refusal made there never reaches this answer: see the README.)
+
 `DeliveryResult.status` is the status every request answered with, or None when they differ (each
 op's reason names its own), so a caller's own split-on-413 never sends again what was delivered.
 `pace`, when given, runs before each request after the first of a `send` (the caller paces the
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -47,6 +53,7 @@ from dodo_cio.customerio import (
     Reply,
     Session,
     answer_reason,
+    email_change_refusal,
     encode_json,
     parse_retry_after,
     status_outcome,
@@ -118,6 +125,7 @@ class _Item:
     op_index: int
     call: Call
     encoded: bytes  # the call as a batch item
+    op: Mapping[str, Any]  # the op as the mapping made it (what an email change refusal is judged on)
 
 
 @dataclass(slots=True)
@@ -192,7 +200,7 @@ class PipelinesClient:
             reason = f"not sent: {len(encoded)} bytes as a Pipelines call, at or over its {limit}-byte limit"
             state.results[index] = OpResult("permanent", reason)
             return None
-        return _Item(index, call, encoded)
+        return _Item(index, call, encoded, op)
 
     def _deliver(self, items: Sequence[_Item], state: _Send) -> None:
         """One request for `items`, halved on a 400 or 413 while the budget lasts."""
@@ -219,7 +227,14 @@ class PipelinesClient:
         outcome: Outcome = "permanent" if reply.status == 413 else status_outcome(reply.status)
         retry_after = None if outcome == "delivered" else parse_retry_after(_header(reply, "Retry-After"))
         state.answered(reply.status, retry_after)
-        if outcome == "delivered":
+        refused = (
+            email_change_refusal(items[0].op, reply.status, OpResult(outcome, answer_reason(reply.status, reply.body)))
+            if len(items) == 1 and outcome != "delivered"
+            else None
+        )
+        if refused is not None:  # this call alone is refused, for good: the rest still go
+            state.settle(items, refused)
+        elif outcome == "delivered":
             state.settle(items, OpResult("delivered"))
         elif outcome == "permanent":
             state.settle(items, OpResult("permanent", answer_reason(reply.status, reply.body)))

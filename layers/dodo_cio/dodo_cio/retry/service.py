@@ -27,7 +27,7 @@ from typing import Any, Final
 from dodo_cio import deadline
 from dodo_cio.backoff import BackoffPolicy
 from dodo_cio.config import ConfigError, SecretStore, Settings
-from dodo_cio.customerio import OpResult
+from dodo_cio.customerio import OpResult, email_change_refusals
 from dodo_cio.destination import TRACK_LIMITS, ApiLimits, DeliveryClients
 from dodo_cio.identity import Known, Resolver, needs_resolution
 from dodo_cio.limits import fit_op
@@ -202,6 +202,7 @@ class RetryProcessor:
                 outcomes[index] = verdicts.deferred(record, 0)  # its SQS calls might not end in time
             else:
                 outcomes[index] = verdicts.decide(record, parked, fates, now)
+                outcomes[index].email_changes_refused = email_change_refusals([f.result for f in fates])
         return [outcomes[index] for index in range(len(records))]
 
 
@@ -286,6 +287,8 @@ class RetryService:
         self.metrics.add_metric(name="RetryRequests", unit="Count", value=requests)
         for verdict, count in summarise(outcomes).items():
             self.metrics.add_metric(name=_VERDICT_METRICS[verdict], unit="Count", value=count)
+        if refused := sum(o.email_changes_refused for o in outcomes):  # refused ops: dead-lettered, not retried
+            self.metrics.add_metric(name="EmailChangeRefused", unit="Count", value=refused)
         for outcome in outcomes:
             if outcome.verdict != "delivered":
                 self.logger.warning(

@@ -70,6 +70,7 @@ class MessageOutcome:
     delay: int | None = None
     delivered_ops: int = 0
     deferred: bool = False  # verdict "retry" without an attempt: out of time before its turn
+    email_changes_refused: int = 0  # its ops Customer.io refused as an email change by id (EmailChangeRefused)
 
 
 class BatchItemFailure(TypedDict):
