@@ -104,6 +104,15 @@ def test_only_an_identify_by_id_that_sets_an_email_can_be_refused_so(op: dict[st
             id="207-only-echoes-an-address",
         ),
         pytest.param(207, b"stand-in: email not json", [BY_ID, EVENT], ["transient", "transient"], id="207-unreadable"),
+        pytest.param(
+            207,
+            body(item(0, "attributes.email", "stand-in: Invalid address")),
+            [BY_ID, EVENT],
+            ["permanent", "delivered"],
+            id="207-a-bad-address-is-not-the-setting",
+        ),
+        pytest.param(400, b"stand-in: email has a bad format", [BY_ID], ["permanent"], id="400-format"),
+        pytest.param(400, b"stand-in: malformed e-mail", [BY_ID], ["permanent"], id="400-malformed"),
         pytest.param(400, body({**REFUSED_EMAIL, "batch_index": None}), [BY_ID], ["refused"], id="400-entity"),
         pytest.param(422, b"stand-in: email", [BY_ID], ["refused"], id="422"),
         pytest.param(409, b"stand-in: email conflict", [BY_ID], ["refused"], id="409-is-not-retried"),
@@ -126,8 +135,9 @@ def test_classify_response_tells_the_refusal_apart(
     for result in results:
         if result.refusal:
             assert result.outcome == "permanent"  # dead-lettered, never retried
-            assert f'"{EMAIL_BY_ID_SETTING}"' in result.reason and "dodo-cio redrive" in result.reason
-            assert f"HTTP {status}" in result.reason and "stand-in" in result.reason  # Customer.io's own words kept
+            assert f'"{EMAIL_BY_ID_SETTING}"' in result.reason
+            assert result.reason.startswith(f"HTTP {status}: ")  # Customer.io's own words first, as in every reason
+            assert "stand-in" in result.reason
     assert email_change_refusals(results) == expected.count("refused")
 
 

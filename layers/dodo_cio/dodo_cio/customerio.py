@@ -16,8 +16,9 @@ Customer.io's published material names the setting but not the answer it gives o
 Track reference says a conflicting identifier update "may return 200" and log an "Attribute
 Update Failure" in the workspace). So the bridge recognises it by what it can see: a refusal (a
 207 item, or a 4xx other than the credential, rate and size answers) of an identify addressed by
-`id` that sets `email`, whose answer names the email. It is permanent (no retry can change the
-setting; 409 included), its reason names the setting, and it is counted as `EmailChangeRefused`.
+`id` that sets `email`, whose answer names the email but finds no fault with the address itself
+(invalid, malformed, format). It is permanent (no retry can change the setting; 409 included), its
+reason names the setting after Customer.io's words, and it is counted as `EmailChangeRefused`.
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ _MAX_REASON: Final = 300
 EMAIL_CHANGE_REFUSED: Final = "email_change"
 EMAIL_BY_ID_SETTING: Final = "Allow updates to email using ID"
 EMAIL_CHANGE_HINT: Final = (
-    "Customer.io refused to change the email of a person addressed by id: turn on the workspace setting "
-    f'"{EMAIL_BY_ID_SETTING}" (Workspace Settings), then move this message back with `dodo-cio redrive`'
+    "Customer.io refused the email of a person addressed by id: if the customer's email changed, the "
+    f'workspace setting "{EMAIL_BY_ID_SETTING}" (Workspace Settings) must be on'
 )
 # Answers that say something else than "this op is refused": credentials or URL, rate, size, timeouts.
 _NOT_A_REFUSAL: Final = _CONFIG_STATUSES | {408, 413, 425, 429}
 _ADDRESS: Final = re.compile(r"\S+@\S+")  # an address in the answer, e.g. the refused one itself
 _NAMES_EMAIL: Final = re.compile(r"e-?mail", re.IGNORECASE)  # a field, reason or message about the email
+# ... unless it finds fault with the address itself: a bad value, which no workspace setting lets through.
+_BAD_VALUE: Final = re.compile(r"invalid|malformed|format", re.IGNORECASE)
 USER_AGENT: Final = "dodo-customerio-bridge"
 
 
@@ -92,16 +95,17 @@ def email_change_refusal(op: Mapping[str, Any], status: int, result: OpResult) -
 
     `result` is the op's fate as the status classes decided it: a refusal (permanent: a 207 item, a
     400 or 422; or a 409, which would otherwise be retried) whose reason (`HTTP <status>:
-    <Customer.io's words>`) names the email, not merely echoes an address. See the module docstring
-    for why no exact error text is matched.
+    <Customer.io's words>`) names the email, not merely echoes an address, and does not call the
+    address invalid. See the module docstring for why no exact error text is matched.
     """
     if status != 207 and not (400 <= status < 500 and status not in _NOT_A_REFUSAL):
         return None
     if result.outcome != "permanent" and status != 409:
         return None
-    if not changes_email_by_id(op) or not _NAMES_EMAIL.search(_ADDRESS.sub(" ", result.reason)):
+    words = _ADDRESS.sub(" ", result.reason)
+    if not changes_email_by_id(op) or not _NAMES_EMAIL.search(words) or _BAD_VALUE.search(words):
         return None
-    reason = f"{EMAIL_CHANGE_HINT}. {result.reason}"[: 2 * _MAX_REASON]
+    reason = f"{result.reason[:_MAX_REASON]} ({EMAIL_CHANGE_HINT})"  # Customer.io's words first, as in every reason
     return OpResult("permanent", reason, EMAIL_CHANGE_REFUSED)
 
 
