@@ -64,16 +64,24 @@ def _tools_and_layer() -> None:
             sys.path.insert(0, path)
 
 
-def signed_events(n: int, *, prefix: str = "msg_bench_") -> list[dict[str, Any]]:
-    """`n` signed API Gateway events cycling through events/dodo, each with its own id and event time."""
+def signed_events(n: int, *, prefix: str = "msg_bench_", later_by: int = 0) -> list[dict[str, Any]]:
+    """`n` signed API Gateway events cycling through events/dodo, each with its own id and event time
+    (`later_by` seconds after the default times: newer than any webhook sent before, the happy path)."""
     _tools_and_layer()
     from dodo_cio_cli.apigw import signed_webhook_event
 
     samples = sample_bodies()
     events = []
     for i in range(n):
-        stamp = dt.datetime.fromtimestamp(BASE_EVENT_TIME + i, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        body = json.dumps(dict(samples[i % len(samples)], timestamp=stamp), separators=(",", ":")).encode()
+        stamp = dt.datetime.fromtimestamp(BASE_EVENT_TIME + later_by + i, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        doc = dict(samples[i % len(samples)], timestamp=stamp)
+        # Each payment and refund its own id, as in real traffic: the same id again is a payment the
+        # commercial summary has already counted (dodo_cio.ledger), which is not the common case.
+        data = dict(doc["data"])
+        for key in ("payment_id", "refund_id"):
+            if doc["type"].startswith(key.removesuffix("_id")) and isinstance(data.get(key), str):
+                data[key] = f"{data[key]}_{prefix}{i}"
+        body = json.dumps(dict(doc, data=data), separators=(",", ":")).encode()
         events.append(signed_webhook_event(body, WEBHOOK_SECRET, webhook_id=f"{prefix}{i:07d}"))
     return events
 

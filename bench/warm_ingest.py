@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Any
 
-from common import INGEST_DIR, LAYER, SECRET_VALUES, drive, ingest_environment, ingest_main
+from common import INGEST_DIR, LAYER, SECRET_VALUES, drive, ingest_environment, ingest_main, sample_bodies
 
 
 def run(track_url: str, events: list[dict[str, Any]], warmup: int) -> dict[str, Any]:
@@ -39,7 +39,41 @@ def run(track_url: str, events: list[dict[str, Any]], warmup: int) -> dict[str, 
     result = drive(app.lambda_handler, events, warmup)
     calls = {k: round(v / len(events), 3) for k, v in sorted(fake.calls.items())}
     write_units = round(fake.write_units / len(events), 3)
-    return {**result, "aws_calls_per_webhook": calls, "dynamodb_write_units_per_webhook": write_units, "impl": "bridge"}
+    by_kind = round_trips_by_kind(app.lambda_handler, fake)
+    return {
+        **result,
+        "aws_calls_per_webhook": calls,
+        "dynamodb_write_units_per_webhook": write_units,
+        "dynamodb_round_trips_by_kind": by_kind,
+        "impl": "bridge",
+    }
+
+
+def round_trips_by_kind(handler: Any, fake: Any) -> dict[str, Any]:
+    """DynamoDB calls per webhook, untimed, over one pass of the samples: the most any webhook that
+    changes the commercial summary makes (a succeeded payment or refund: its ledger is read first),
+    the most any other makes, and the types of the others that make more than 2."""
+    import json
+
+    from common import lambda_contexts, signed_events
+
+    events = signed_events(len(sample_bodies()), prefix="msg_count_", later_by=10**6)  # after the timed run
+    summary: list[int] = []
+    other: dict[str, int] = {}
+    for event, context in zip(events, lambda_contexts(len(events)), strict=True):
+        before = sum(v for k, v in fake.calls.items() if k.startswith("dynamodb."))
+        handler(event, context)
+        calls = sum(v for k, v in fake.calls.items() if k.startswith("dynamodb.")) - before
+        event_type = json.loads(event["body"])["type"]
+        if event_type in ("payment.succeeded", "refund.succeeded"):
+            summary.append(calls)
+        else:
+            other[event_type] = max(calls, other.get(event_type, 0))
+    return {
+        "summary": max(summary),
+        "other": max(other.values()),
+        "other_over_2": sorted(t for t, n in other.items() if n > 2),
+    }
 
 
 if __name__ == "__main__":
