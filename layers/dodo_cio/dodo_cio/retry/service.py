@@ -130,7 +130,12 @@ class RetryProcessor:
         """Commit the freshness records of these ops and set the fates that follow; False if DynamoDB refused them."""
         if self.state is None:
             return True
-        plan = plan_for([messages[m][o] for m, o in slots], learned=known.learned, payments=known.learned_payments)
+        plan = plan_for(
+            [messages[m][o] for m, o in slots],
+            learned=known.learned,
+            payments=known.learned_payments,
+            learned_emails=known.learned_emails,
+        )
         fate: OpFate | None = None
         try:
             self.state.commit(plan)
