@@ -53,7 +53,9 @@ def test_a_correct_deployment_passes(
         assert _line(out, name).split()[0] == "ok"
     assert "1 secret, well-formed" in _line(out, "webhook secret")
     assert "workspace region us" in _line(out, "Customer.io credentials")
-    assert out.rstrip().endswith("all checks passed")
+    # The optional Dodo API key is not stored: customer_id still works, abandoned checkouts of new customers
+    # reach a person without an email (test_check_dodo_api).
+    assert out.rstrip().endswith("all checks passed, 1 warning")
     assert SECRET not in out and API_KEY not in out  # never printed
     probe = us_sandbox.requests[-1]
     assert (probe.method, probe.path, probe.status) == ("GET", "/api/v1/accounts/region", 200)
@@ -102,7 +104,7 @@ def test_json_output(aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.Cap
     code, out = _check(capsys, "--track-url", us_sandbox.base_url, "--json")
     doc = json.loads(out)
     assert code == 0 and doc["ok"] is True
-    assert [c["status"] for c in doc["checks"]] == ["ok"] * 5
+    assert [c["status"] for c in doc["checks"]] == ["ok"] * 5 + ["WARN"]  # no dodo-api-key: exit 0 all the same
 
 
 class FakeCloudFormation:

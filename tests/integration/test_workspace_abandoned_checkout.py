@@ -9,25 +9,20 @@ strategy, both subscription modes, both APIs). A recovery campaign is triggered 
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 import pytest
+import test_workspace_sequences as harness
+from test_workspace_sequences import CUSTOMER, DAY, EMAIL_SENT, IDENTIFIERS, T0, World, both_orderings, iso
 
 from dodo_cio.destination import PIPELINES
 from dodo_cio_local.pipelines_v1 import is_pipelines_path
 from support.workspace import Workspace, track_ops_of_calls
-from test_workspace_sequences import (  # the harness: its fixtures and its world
-    CUSTOMER,
-    DAY,
-    EMAIL_SENT,
-    IDENTIFIERS,
-    T0,
-    World,
-    api,  # noqa: F401 - a fixture `world` depends on
-    both_orderings,
-    iso,
-    world,  # noqa: F401 - the fixture every test here takes
-)
+
+# The harness's fixtures: `world` (one deployment per strategy, subscription mode and API) needs `api`.
+api = harness.api
+world = harness.world
 
 HOUR = 3600
 DETECTED, LATE = "abandoned_checkout.detected", "abandoned_checkout.followed_by_payment"
@@ -39,7 +34,7 @@ def sent_ops(world: World) -> list[dict[str, Any]]:
     for request in sandbox.requests:
         if 200 <= request.status < 300 and not is_pipelines_path(request.path):
             doc = request.json
-            ops.extend(doc["batch"] if "batch" in doc else [doc])
+            ops.extend(doc.get("batch", [doc]))
     if world.api == PIPELINES:
         ops.extend(track_ops_of_calls(sandbox.accepted_calls()))
     return ops
@@ -60,7 +55,7 @@ def checkout_identifies(world: World) -> list[dict[str, Any]]:
     ops = sent_ops(world)
     return [
         dict(before.get("attributes") or {})
-        for before, op in zip(ops, ops[1:], strict=False)
+        for before, op in itertools.pairwise(ops)
         if op.get("name") == DETECTED and before.get("action") == "identify"
     ]
 

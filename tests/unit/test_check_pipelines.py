@@ -172,6 +172,7 @@ def test_a_pipelines_run_reads_and_verifies_the_pipelines_key_only(ssm: tuple[An
     client, stub = ssm
     for name, value in (("webhook-secret", SECRET), ("customerio-pipelines-api-key", KEY)):
         stub.add_response("get_parameter", _parameter(name, value), {"Name": f"{PATH}/{name}", "WithDecryption": True})
+    stub.add_client_error("get_parameter", "ParameterNotFound", "not found")  # the optional dodo-api-key
     session = FakeSession(FakeResponse(200), FakeResponse(401))  # the key, then the made-up key
     findings = check.run_checks(
         ssm=client,
@@ -186,6 +187,7 @@ def test_a_pipelines_run_reads_and_verifies_the_pipelines_key_only(ssm: tuple[An
         (f"SSM {PATH}/customerio-pipelines-api-key", "ok"),
         ("webhook secret", "ok"),
         ("Customer.io Pipelines key", "ok"),
+        (f"SSM {PATH}/dodo-api-key", "WARN"),  # customer_id: abandoned checkouts of new customers (check_dodo_api)
     ]  # and the stub would have refused a read of the Track site id or key
     assert [url for url, _ in session.calls] == [f"{EU}/batch", f"{EU}/batch"]
     assert KEY not in check.findings_json(findings)

@@ -1,11 +1,11 @@
 """`dodo-cio check`: is this deployment configured so that webhooks can reach Customer.io?
 
-Each check gives one `Finding`: `ok`, `FAIL` (the deployment has a problem; exit 1) or `skip`
-(could not be checked because an earlier check failed), with a one-line reason and a hint saying
-what to do. A finding that failed because *your* AWS credentials may not read something (access
-denied, KMS) is marked `access_error`: the exit code is then 2, since the deployment itself may be
-fine. Nothing printed or returned holds a secret: the webhook secret is reported as a count, the
-Customer.io credentials not at all.
+Each check gives one `Finding`: `ok`, `FAIL` (the deployment has a problem; exit 1), `WARN` (it
+works, with a gap worth closing; exit 0) or `skip` (could not be checked because an earlier check
+failed), with a one-line reason and a hint saying what to do. A finding that failed because *your*
+AWS credentials may not read something (access denied, KMS) is marked `access_error`: the exit
+code is then 2, since the deployment itself may be fine. Nothing printed or returned holds a
+secret: the webhook secret is reported as a count, the Customer.io credentials not at all.
 
 Checks, in order:
   1. the SSM parameters the deployment reads exist, are SecureString, decrypt and are not empty:
@@ -17,7 +17,9 @@ Checks, in order:
      one must not rely on the US host's redirect, which drops the credentials).
      Pipelines: the key is accepted, proved by a request that creates nothing
      (`dodo_cio_cli.check_pipelines` says which and why);
-  4. with `--stack`: the retry queue and the dead-letter queue exist, and the DLQ is empty.
+  4. the optional Dodo API key: WARN when the identifier strategy needs it and none is stored
+     (`dodo_cio_cli.check_dodo_api` says when and why);
+  5. with `--stack`: the retry queue and the dead-letter queue exist, and the DLQ is empty.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ _ACCESS_CODES: Final = frozenset(
     }
 )
 
-Status = Literal["ok", "FAIL", "skip"]
+Status = Literal["ok", "FAIL", "WARN", "skip"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,6 +439,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--track-url", help="Customer.io Track base URL override (default: the stack's, if any)")
     add_api_options(parser)
+    parser.add_argument(
+        "--identifier",
+        help="customer_id | email | metadata:<key>, to tell whether the Dodo API key is needed (default: the "
+        "stack's CustomerioIdentifier, else $CUSTOMERIO_IDENTIFIER, else customer_id)",
+    )
+    parser.add_argument(
+        "--contact-fields",
+        choices=("auto", "dodo", "app"),
+        help="who owns the person's email (default: the stack's CustomerioContactFields, else "
+        "$CUSTOMERIO_CONTACT_FIELDS, else auto)",
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -456,11 +469,17 @@ def run_checks(
     timeout: float = PROBE_TIMEOUT,
     api: str = TRACK,
     pipelines_url: str | None = None,
+    identifier: str = "customer_id",
+    contact_fields: str = "auto",
 ) -> list[Finding]:
     """Every check, in order; later checks are skipped when what they need could not be read.
 
     `api` is the deployment's `CustomerioApi`: only its credentials are read and verified.
+    `identifier` and `contact_fields` (`CustomerioIdentifier`, `CustomerioContactFields`) say
+    whether the optional Dodo API key is needed.
     """
+    from dodo_cio_cli.check_dodo_api import check_dodo_api_key  # noqa: PLC0415 - it imports this module
+
     findings, values = check_parameters(ssm, ssm_path, (WEBHOOK_SECRET, *CREDENTIAL_NAMES[api]))
     findings.append(check_webhook_secret(values.get(WEBHOOK_SECRET)))
     if api == PIPELINES:
@@ -471,6 +490,7 @@ def run_checks(
     else:
         site_id, api_key = values.get(SITE_ID), values.get(API_KEY)
         findings.append(check_customerio(region, track_url, site_id, api_key, session=session, timeout=timeout))
+    findings.append(check_dodo_api_key(ssm, ssm_path, identifier, contact_fields))
     if sqs is not None and outputs is not None:
         findings.extend(check_queues(sqs, outputs, stack=stack))
     return findings
@@ -488,10 +508,13 @@ def format_report(findings: Sequence[Finding], *, header: str = "") -> str:
             lines.append(f"        {'':<{width}}  note: {f.hint}")
     failed = sum(1 for f in findings if f.status == "FAIL")
     skipped = sum(1 for f in findings if f.status == "skip")
+    warned = sum(1 for f in findings if f.status == "WARN")
     if failed:
         summary = f"{failed} problem{'s' if failed != 1 else ''} found"
     else:
         summary = "all checks passed" if not skipped else "no problem found"
+    if warned:
+        summary += f", {warned} warning{'s' if warned != 1 else ''}"
     if skipped:
         summary += f", {skipped} check{'s' if skipped != 1 else ''} skipped"
     if any(f.access_error for f in findings):

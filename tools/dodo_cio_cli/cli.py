@@ -370,6 +370,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     track_url = args.track_url or parameters.get("CustomerioTrackUrl") or None
     pipelines_url = args.pipelines_url or parameters.get(api_choice.PIPELINES_URL_PARAMETER) or None
+    identifier, contact_fields = _identity_settings(args, parameters)
     findings = check.run_checks(
         ssm=_aws("ssm", args.region),
         ssm_path=ssm_path.rstrip("/"),
@@ -380,6 +381,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
         stack=args.stack or "",
         api=api,
         pipelines_url=pipelines_url,
+        identifier=identifier,
+        contact_fields=contact_fields,
     )
     if args.json:
         print(check.findings_json(findings))
@@ -392,6 +395,23 @@ def _cmd_check(args: argparse.Namespace) -> int:
         header = f"checking {where}SSM path {ssm_path}, Customer.io region {region}, {api} API{differs}{target}"
         print(check.format_report(findings, header=header))
     return check.exit_code(findings)
+
+
+def _identity_settings(args: argparse.Namespace, parameters: dict[str, str]) -> tuple[str, str]:
+    """`check`'s identifier strategy and contact-fields owner: the option, the stack's parameter, the environment."""
+    from dodo_cio.mapping import IdentifierStrategy, MappingConfig, MappingConfigError  # noqa: PLC0415
+
+    def pick(option: str | None, parameter: str, variable: str, default: str) -> str:
+        value = option or parameters.get(parameter) or os.environ.get(variable, "")
+        return value.strip() or default
+
+    identifier = pick(args.identifier, "CustomerioIdentifier", "CUSTOMERIO_IDENTIFIER", "customer_id")
+    contact_fields = pick(args.contact_fields, "CustomerioContactFields", "CUSTOMERIO_CONTACT_FIELDS", "auto").lower()
+    try:
+        MappingConfig(identifier=IdentifierStrategy.parse(identifier), contact_fields=contact_fields)
+    except MappingConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return identifier, contact_fields
 
 
 def _cmd_backfill(args: argparse.Namespace) -> int:
