@@ -118,6 +118,31 @@ def test_with_a_dodo_api_key_a_first_time_customer_is_emailable_when_the_checkou
     assert checkout_identifies(world) == (expected if world.strategy == "customer_id" else [])
 
 
+def test_a_lookup_that_failed_for_now_parks_the_checkout_and_the_retry_path_brings_the_email(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dodo's API answers 500 at ingest: identify and event wait together; the retry resolves them the same way."""
+    from dodo_cio.backoff import BackoffPolicy
+    from dodo_cio_local.handler_modules import load_retry_module
+    from support.fake_dodo import FakeDodo
+
+    with FakeDodo() as dodo:
+        with_dodo_api(world, monkeypatch, dodo)
+        retry = load_retry_module()
+        monkeypatch.setattr(retry, "_service", None)  # built again with the URL, paced as the harness paces it
+        service = retry.service()
+        service.policy, service.rng = BackoffPolicy(base=1, cap=1), lambda: 0.0
+        dodo.fail("/customers/cus_maya")
+        assert world.send(DETECTED, T0) == 202  # queued: nothing reached Customer.io yet
+        assert world.workspace().people == []
+        world.drain()
+        assert dodo.lookups("customers") == ["cus_maya"]  # the successful read: the retry's
+        assert [r.status for r in dodo.requests if r.path == "/customers/cus_maya"] == [500, 200]
+    for ws in both_orderings(world):
+        assert [e.name for e in ws.events(world.person(ws))] == [DETECTED]
+    assert email_when_triggered(world) == EMAIL_SENT[world.strategy]
+
+
 def test_a_customer_seen_before_gets_the_email_from_the_directory(world: World) -> None:
     """A failed payment (no purchase) named the customer: the checkout after it needs no Dodo API."""
     world.send("payment.failed", T0, payment_id="pay_f", status="failed")
