@@ -172,7 +172,7 @@ def test_an_unreachable_ledger_is_a_503_and_nothing_is_counted(bridge: Any, monk
 
     monkeypatch.setattr(StateTable, "read_ledger", down)
     status, answer = bridge.send(payment("pay_1", 4900, day=3), webhook_id="msg_1")
-    assert (status, answer) == (503, {"error": "state table unavailable; retry later"})
+    assert (status, answer) == (503, {"error": "duplicate check unavailable; retry later"})
     assert bridge.sandbox.requests == []
     outage.clear()
     assert bridge.send(payment("pay_1", 4900, day=3), webhook_id="msg_1")[0] == 200  # Dodo's retry

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from dodo_cio.ingest import HttpResponse
+from dodo_cio.ingest import STATE_DOWN, HttpResponse
 from dodo_cio.state import ExtraItemFailed, LedgerConflict, StatePlan, StateRejected, StateTable
 
 EXPIRES_AFTER_SECONDS: Final = 72 * 3600
@@ -57,7 +57,7 @@ _TAKE_NAMES: Final = {
 }
 
 _IN_PROGRESS = HttpResponse(409, {"error": "this webhook is already being processed; retry later"})
-_UNAVAILABLE = HttpResponse(503, {"error": "duplicate check unavailable; retry later"})
+_UNAVAILABLE = HttpResponse(503, {"error": STATE_DOWN})
 
 
 class _Taken(Exception):

@@ -74,6 +74,8 @@ CALLS_AFTER_DELIVERY: Final = 2  # parking, the idempotency completion
 CALLS_AFTER_PARKING: Final = 1  # the idempotency completion (or its removal, for a 5xx)
 # Another webhook of the same customer changed the ledger between our read and our write: read again.
 LEDGER_ROUNDS: Final = 3
+# One answer whichever state read failed (ledger or duplicate check): the README documents this body.
+STATE_DOWN: Final = "duplicate check unavailable; retry later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +394,7 @@ class IngestService:
         except StateUnavailable as exc:
             self._count("StateTableError")
             self.logger.warning("cannot read the customer's ledger: %s", exc)
-            return _error(503, "state table unavailable; retry later")
+            return _error(503, STATE_DOWN)
         ledger = change.apply(Ledger.loads(old))
         op = identify_op(
             event, payload_identifiers(event, mapping), ledger.attributes(mapping.exponents), SUMMARY_STATE
@@ -417,7 +419,7 @@ class IngestService:
         except (StateUnavailable, StateRejected) as exc:
             self._count("StateTableError")
             self.logger.warning("cannot read the customer's ledger again: %s", type(exc).__name__)
-            return _error(503, "state table unavailable; retry later")
+            return _error(503, STATE_DOWN)
         ledger = summary.change.apply(Ledger.loads(old))
         summary.old, summary.ledger = old, ledger
         summary.op["attributes"] = ledger.attributes(self.mapping.exponents)
