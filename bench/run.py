@@ -185,7 +185,7 @@ def warm_section(r: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     summary.insert(
         3,
         summary_row(
-            "DynamoDB round trips, a succeeded payment or refund (most)",
+            "DynamoDB round trips, a succeeded payment or refund or a subscription webhook (most)",
             f"{by_kind.get('summary', float('nan')):.2f}",
             "—",
             "—",

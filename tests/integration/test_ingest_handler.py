@@ -49,8 +49,9 @@ def test_identify_and_event_go_in_one_batch(bridge) -> None:
     assert request.path == "/api/v2/batch"
     actions = [op["action"] for op in request.json["batch"]]
     # The customer's own fields and the subscription's state are separate pieces of state, each
-    # with its own freshness (dodo_cio.state), so they are two identifies; then the event.
-    assert actions == ["identify", "identify", "event"]
+    # with its own freshness (dodo_cio.state), so they are two identifies; then the event, then
+    # the customer's summary (its subscription aggregates: dodo_cio.ledger).
+    assert actions == ["identify", "identify", "event", "identify"]
 
 
 def test_license_key_is_a_single_entity_op_without_the_key(bridge) -> None:

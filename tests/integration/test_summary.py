@@ -152,6 +152,52 @@ def test_a_ledger_changed_by_another_webhook_meanwhile_is_read_again(bridge: Any
     assert (person(bridge)["total_spent"], person(bridge)["payments_count"]) == (118, 3)
 
 
+def subscription(event_type: str, subscription_id: str, status: str, day: int) -> bytes:
+    doc = copy.deepcopy(SAMPLES["subscription.active.json"])
+    doc["type"], doc["timestamp"] = event_type, T0.format(day=day)
+    doc["data"].update(subscription_id=subscription_id, status=status)
+    doc["data"]["customer"] = SAMPLES["payment.succeeded.json"]["data"]["customer"]  # the one customer here
+    return json.dumps(doc).encode()
+
+
+def test_an_older_subscription_webhook_sends_no_summary_and_the_profile_status_is_the_summarys(
+    bridge: Any,
+) -> None:
+    assert bridge.send(subscription("subscription.active", "sub_a", "active", 3), webhook_id="msg_1")[0] == 200
+    assert bridge.send(subscription("subscription.cancelled", "sub_b", "cancelled", 5), webhook_id="msg_2")[0] == 200
+    ops = bridge.sandbox.accepted_ops()
+    # Profile mode: the subscription's own identify no longer says `subscription_status`; the
+    # summary does, with the most alive subscription's.
+    states = [op["attributes"] for op in ops if op["action"] == "identify" and "subscription_id" in op["attributes"]]
+    assert states and all("subscription_status" not in a for a in states)
+    assert [a["subscription_status"] for a in (op["attributes"] for op in ops) if "active_subscription_count" in a] == [
+        "active",
+        "active",
+    ]
+    sent = len(ops)
+    # sub_a's webhook of day 2 arrives late: sub_a's entry (day 3) is newer, so nothing changes.
+    assert bridge.send(subscription("subscription.on_hold", "sub_a", "on_hold", 2), webhook_id="msg_3")[0] == 200
+    late = bridge.sandbox.accepted_ops()[sent:]
+    assert late and not any("active_subscription_count" in op.get("attributes", {}) for op in late)
+    assert person(bridge)["active_subscription_count"] == 1
+
+
+def test_a_subscription_ledger_changed_meanwhile_is_read_again(bridge: Any, monkeypatch: Any) -> None:
+    """Broken on purpose: the first read misses sub_a, as if its webhook were still being written."""
+    assert bridge.send(subscription("subscription.active", "sub_a", "active", 3), webhook_id="msg_1")[0] == 200
+    real = StateTable.read_ledger
+    reads: list[str | None] = []
+
+    def stale_first(table: StateTable, customer_id: str) -> str | None:
+        reads.append(real(table, customer_id))
+        return None if len(reads) == 1 else reads[-1]
+
+    monkeypatch.setattr(StateTable, "read_ledger", stale_first)
+    assert bridge.send(subscription("subscription.active", "sub_b", "active", 4), webhook_id="msg_2")[0] == 200
+    assert len(reads) == 2
+    assert person(bridge)["active_subscription_ids"] == ["sub_a", "sub_b"]
+
+
 def test_without_the_summary_nothing_is_read_or_sent(bridge: Any, monkeypatch: Any) -> None:
     service = bridge.app.service()
     monkeypatch.setattr(service, "mapping", service.mapping.with_changes(send_summary=False))

@@ -42,9 +42,18 @@ from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
 from dodo_cio.customerio import DeliveryResult, OpResult, email_change_refusals
 from dodo_cio.destination import DeliveryClients
 from dodo_cio.identity import Resolver, Unresolved, event_facts
-from dodo_cio.ledger import SUMMARY_STATE, Ledger, LedgerChange, change_for
+from dodo_cio.ledger import SUBSCRIPTION_STATUS, SUMMARY_STATE, Ledger, LedgerChange, change_for
 from dodo_cio.limits import fit_op
-from dodo_cio.mapping import CUSTOMER_ID, MappingConfig, Op, identify_op, map_event, payload_identifiers
+from dodo_cio.mapping import (
+    CUSTOMER_ID,
+    STATE,
+    SUBSCRIPTION_STATE,
+    MappingConfig,
+    Op,
+    identify_op,
+    map_event,
+    payload_identifiers,
+)
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
 from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
 from dodo_cio.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook, QuarantineKind, quarantine
@@ -168,7 +177,8 @@ class Prepared:
         self.plan.record(customer_key(change.customer_id)).pieces[SUMMARY_STATE] = summary.ledger.stamp
 
     def drop_summary(self) -> None:
-        """The payment or refund was counted before: nothing changed, so no summary is sent."""
+        """The payment or refund was counted before, or a newer webhook of the subscription was:
+        nothing changed, so no summary is sent."""
         summary, self.summary = self.summary, None
         if summary is None:
             return
@@ -335,7 +345,7 @@ class IngestService:
             self.logger.info("nothing to deliver", extra={"reason": reason})
             return HttpResponse(200, {"status": "ignored", "reason": reason})
 
-        summary = self._summary(event, verified, request, rerun=rerun)
+        summary = self._summary(event, ops, verified, request, rerun=rerun)
         if isinstance(summary, HttpResponse):
             return summary
         if summary is not None:
@@ -372,12 +382,15 @@ class IngestService:
         return prepared
 
     def _summary(
-        self, event: DodoEvent, verified: VerifiedWebhook, request: WebhookRequest, *, rerun: bool
+        self, event: DodoEvent, ops: list[Op], verified: VerifiedWebhook, request: WebhookRequest, *, rerun: bool
     ) -> Summary | HttpResponse | None:
         """The ledger change this webhook makes and its summary identify; None when it makes none.
 
-        Reads the stored ledger (one consistent GetItem: the one extra round trip a payment or a
-        refund costs); the write rides in the duplicate check's transaction (`Prepared.write_ledger`).
+        Reads the stored ledger (one consistent GetItem: the one extra round trip a payment, a
+        refund or a subscription webhook costs); the write rides in the duplicate check's
+        transaction (`Prepared.write_ledger`). In profile mode the summary owns
+        `subscription_status` (the most alive subscription's): it leaves the subscription's own
+        identify, which would otherwise say "cancelled" while another subscription is active.
         """
         mapping = self.mapping
         if self.state is None or not (mapping.send_identify and mapping.send_summary):
@@ -385,6 +398,10 @@ class IngestService:
         change = change_for(event)
         if change is None:
             return None
+        if change.subscription is not None and self._profile_status:
+            for op in ops:
+                if op.get(STATE) == SUBSCRIPTION_STATE:
+                    op["attributes"].pop(SUBSCRIPTION_STATUS, None)
         try:
             with deadline.keeping(self._keep(CALLS_AFTER_LOOKUPS)):
                 old = self.state.read_ledger(change.customer_id)
@@ -395,13 +412,22 @@ class IngestService:
             self._count("StateTableError")
             self.logger.warning("cannot read the customer's ledger: %s", exc)
             return _error(503, STATE_DOWN)
-        ledger = change.apply(Ledger.loads(old))
-        op = identify_op(
-            event, payload_identifiers(event, mapping), ledger.attributes(mapping.exponents), SUMMARY_STATE
-        )
+        stored = Ledger.loads(old)
+        ledger = change.apply(stored)
+        if ledger.same_as(stored):  # an older subscription webhook: nothing to count, nothing to send
+            return None
+        op = identify_op(event, payload_identifiers(event, mapping), self._summary_attributes(ledger), SUMMARY_STATE)
         op["timestamp"] = ledger.stamp  # never older than the summary it replaces (dodo_cio.ledger)
         op[CUSTOMER_ID] = change.customer_id
         return Summary(change, old, ledger, op)
+
+    @property
+    def _profile_status(self) -> bool:
+        """Profile mode: the person has one `subscription_status` for all their subscriptions."""
+        return not self.mapping.subscription_object_type_id
+
+    def _summary_attributes(self, ledger: Ledger) -> dict[str, Any]:
+        return ledger.attributes(self.mapping.exponents, profile_status=self._profile_status)
 
     def _recount(self, prepared: Prepared, *, counted: bool) -> HttpResponse | None:
         """After a LedgerConflict: drop the count (already counted) or count again from a fresh read."""
@@ -420,9 +446,13 @@ class IngestService:
             self._count("StateTableError")
             self.logger.warning("cannot read the customer's ledger again: %s", type(exc).__name__)
             return _error(503, STATE_DOWN)
-        ledger = summary.change.apply(Ledger.loads(old))
+        stored = Ledger.loads(old)
+        ledger = summary.change.apply(stored)
+        if ledger.same_as(stored):  # a newer webhook of the same subscription got there first
+            prepared.drop_summary()
+            return None
         summary.old, summary.ledger = old, ledger
-        summary.op["attributes"] = ledger.attributes(self.mapping.exponents)
+        summary.op["attributes"] = self._summary_attributes(ledger)
         summary.op["timestamp"] = ledger.stamp
         prepared.write_ledger()
         return None

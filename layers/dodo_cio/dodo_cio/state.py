@@ -118,7 +118,7 @@ class LedgerWrite:
     customer_id: str
     old: str | None  # None: the record has no ledger yet
     new: str
-    marker: str  # the key of the "counted" record, written only if absent
+    marker: str | None  # the key of the "counted" record, written only if absent; None: nothing counted
 
 
 @dataclass
@@ -400,7 +400,7 @@ class StateTable:
                     }
                 }
             )
-        if ledger is not None:
+        if ledger is not None and ledger.marker is not None:
             marker = {"id": {"S": ledger.marker}, "customer_id": {"S": ledger.customer_id}, "expiration": expiration}
             items.append(
                 {
@@ -454,7 +454,8 @@ def plan_problem(plan: StatePlan) -> str | None:
         if problem is not None:
             return problem
     if plan.ledger is not None:
-        return key_problem(plan.ledger.marker) or key_problem(customer_key(plan.ledger.customer_id))
+        marker = plan.ledger.marker
+        return (key_problem(marker) if marker else None) or key_problem(customer_key(plan.ledger.customer_id))
     return None
 
 
