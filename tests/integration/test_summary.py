@@ -246,3 +246,44 @@ def test_a_parked_summary_never_overwrites_a_newer_one_on_the_retry_path(
     events = [e.name for e in customer(bridge).events]
     assert events.count("payment.succeeded") == 2  # pay_1's event was delivered all the same
     assert (person(bridge)["total_spent"], person(bridge)["payments_count"]) == (69, 2)
+
+
+def test_the_backfill_seeds_the_totals_and_webhooks_continue_from_them(
+    bridge: Any, api: str, monkeypatch: Any, tmp_path: Any, capsys: Any
+) -> None:
+    """`dodo-cio backfill` counts Dodo's history into the same ledger (dodo_cio_cli.backfill_summary):
+    a payment a webhook counted already is left alone, and later webhooks, resent or new, go on
+    from the seeded totals without counting anything twice."""
+    from dodo_cio_cli import cli
+    from support.fake_dodo import FakeDodo, make_payment, make_refund
+
+    who = {**SAMPLES["payment.succeeded.json"]["data"]["customer"], "created_at": T0.format(day=1)}
+    history = [
+        {**make_payment(1, who), "payment_id": "pay_1", "total_amount": 4900, "created_at": T0.format(day=1)},
+        {**make_payment(2, who), "payment_id": "pay_2", "total_amount": 2000, "created_at": T0.format(day=2)},
+    ]
+    refunds = [{**make_refund(1, history[0], 900), "refund_id": "ref_1"}]
+    assert bridge.send(payment("pay_2", 2000, day=2), webhook_id="msg_before")[0] == 200  # counted live
+    monkeypatch.chdir(tmp_path)  # the backfill's checkpoint file
+    with FakeDodo([who], [], payments=history, refunds=refunds) as dodo:
+        monkeypatch.setenv("DODO_PAYMENTS_API_KEY", dodo.api_key)
+        monkeypatch.setenv("CUSTOMERIO_SITE_ID", bridge.sandbox.site_id)
+        monkeypatch.setenv("CUSTOMERIO_API_KEY", bridge.sandbox.api_key)
+        monkeypatch.setenv("CUSTOMERIO_API", api)
+        if api == PIPELINES:
+            monkeypatch.setenv("CUSTOMERIO_PIPELINES_URL", bridge.sandbox.pipelines_url)
+            monkeypatch.setenv("CUSTOMERIO_PIPELINES_API_KEY", bridge.sandbox.pipelines_key)
+        argv = ["backfill", "--base-url", dodo.base_url, "--track-url", bridge.sandbox.base_url, "--rate", "1000"]
+        code = cli.main([*argv, "--statuses", "active", "--dodo-retries", "0", "--no-progress"])
+        out = capsys.readouterr().out
+    assert code == 0, out
+    assert "2 payments and refunds counted, 1 counted before (left alone)" in out
+    assert (person(bridge)["total_spent"], person(bridge)["payments_count"]) == (60, 2)  # 49 + 20 - 9
+    assert person(bridge)["total_refunded"] == 9
+
+    assert bridge.send(payment("pay_1", 4900, day=1), webhook_id="msg_resent")[0] == 200  # Dodo resends history
+    assert bridge.send(refund("ref_1", "pay_1", 900, day=3), webhook_id="msg_refund")[0] == 200
+    assert bridge.send(payment("pay_3", 1000, day=10), webhook_id="msg_new")[0] == 200
+    after = person(bridge)
+    assert (after["total_spent"], after["payments_count"], after["total_refunded"]) == (70, 3, 9)
+    assert after["last_payment_at"] == unix(10) and after["first_payment_at"] == unix(1)

@@ -1,8 +1,8 @@
 """A local fake of the Dodo Payments endpoints the bridge reads: two listings and two lookups.
 
-`GET /customers` and `GET /subscriptions` (what `dodo-cio backfill` reads) answer like Dodo's
-API as its own SDK sees it: Bearer auth, `page_number` counted from 0 (Dodo's default),
-`page_size` default 10 and at most 100, `status` filtering subscriptions, and a body of
+`GET /customers`, `GET /subscriptions`, `GET /payments` and `GET /refunds` (what `dodo-cio
+backfill` reads) answer like Dodo's API as its own SDK sees it: Bearer auth, `page_number` counted
+from 0 (Dodo's default), `page_size` default 10 and at most 100, `status` filtering, and a body of
 `{"items": [...]}`; a page past the end is `{"items": []}`, which is how the SDK and the backfill
 know the listing is over. A test points `dodopayments.DodoPayments(base_url=...)` at
 :attr:`FakeDodo.base_url`.
@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -92,6 +93,21 @@ def make_subscription(n: int, status: str, customer: dict[str, Any]) -> dict[str
     }
 
 
+def make_refund(n: int, payment: dict[str, Any], amount: int, *, status: str = "succeeded") -> dict[str, Any]:
+    """Refund `n` of `payment` as `GET /refunds` lists it (the SDK's `RefundListItem`: no customer)."""
+    return {
+        "refund_id": f"ref_{n:05d}",
+        "payment_id": payment["payment_id"],
+        "business_id": "bus_fake",
+        "status": status,
+        "created_at": _iso(_EPOCH + timedelta(days=n % 300 + 1)),
+        "amount": amount,
+        "currency": payment["currency"],
+        "is_partial": amount < payment["total_amount"],
+        "reason": None,
+    }
+
+
 def make_payment(n: int, customer: dict[str, Any], *, status: str = "succeeded") -> dict[str, Any]:
     """Payment `n` by `customer` as `GET /payments/{payment_id}` returns it (the SDK's `Payment`)."""
     created = _EPOCH + timedelta(days=n % 300, minutes=7 * n)
@@ -147,6 +163,7 @@ class FakeDodo:
         subscriptions: list[dict[str, Any]] | None = None,
         *,
         payments: list[dict[str, Any]] | None = None,
+        refunds: list[dict[str, Any]] | None = None,
         api_key: str = API_KEY,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -154,6 +171,7 @@ class FakeDodo:
         self.customers = list(customers or [])
         self.subscriptions = list(subscriptions or [])
         self.payments = list(payments or [])
+        self.refunds = list(refunds or [])
         self.api_key = api_key
         self.requests: list[Recorded] = []
         self._failures: dict[tuple[str, int | None, str | None], list[int]] = {}
@@ -296,7 +314,7 @@ class FakeDodo:
         collection, _, raw_id = path.rpartition("/")
         if collection in LOOKUPS and raw_id:
             return self._lookup(path, collection, unquote(raw_id))
-        if path not in ("/customers", "/subscriptions"):
+        if path not in LISTINGS:
             return 404, {"code": "NOT_FOUND", "message": f"no route {path}"}
         try:
             page = int(query.get("page_number", "0"))
@@ -309,9 +327,9 @@ class FakeDodo:
         injected = self._injected([(path, page, status_filter)])
         if injected is not None:
             return injected, {"code": "INTERNAL_SERVER_ERROR", "message": "injected failure"}
-        items = self.customers if path == "/customers" else self.subscriptions
+        items, statuses = LISTINGS[path](self)
         if status_filter is not None:
-            if status_filter not in SUBSCRIPTION_STATUSES:
+            if status_filter not in statuses:
                 return 422, {"code": "INVALID_REQUEST", "message": f"unknown status {status_filter}"}
             items = [s for s in items if s.get("status") == status_filter]
         return 200, {"items": items[page * size : (page + 1) * size]}
@@ -330,6 +348,15 @@ class FakeDodo:
         if found is None:
             return 404, {"code": "NOT_FOUND", "message": f"{noun} {object_id} not found"}
         return 200, found
+
+
+# Each listing: its items and the statuses `?status=` accepts (Dodo's enums as the SDK has them).
+LISTINGS: dict[str, Callable[[FakeDodo], tuple[list[dict[str, Any]], tuple[str, ...]]]] = {
+    "/customers": lambda f: (f.customers, ()),
+    "/subscriptions": lambda f: (f.subscriptions, SUBSCRIPTION_STATUSES),
+    "/payments": lambda f: (f.payments, ("succeeded", "failed", "cancelled", "processing")),
+    "/refunds": lambda f: (f.refunds, ("succeeded", "failed", "pending", "review")),
+}
 
 
 class _Handler(BaseHTTPRequestHandler):

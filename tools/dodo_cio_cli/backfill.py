@@ -83,6 +83,7 @@ if TYPE_CHECKING:
     from dodo_cio.customerio import DeliveryResult
     from dodo_cio.retry.planning import OpFate
     from dodo_cio_cli.backfill_destination import Destination
+    from dodo_cio_cli.backfill_summary import SeedCounts, SummarySeeder
 
 # -- the run ----------------------------------------------------------------------------------------
 
@@ -136,6 +137,7 @@ class Report:
     warnings: int = 0
     samples: list[Op] = field(default_factory=list)
     per_listing: dict[str, ListingState] = field(default_factory=dict)
+    seeded: SeedCounts | None = None  # the commercial summary's counts, when it was seeded
 
 
 class Backfill:
@@ -155,6 +157,7 @@ class Backfill:
         sleep: Callable[[float], None] = time.sleep,
         destination: Destination | None = None,
         pacer: Pacer | None = None,
+        seeder: SummarySeeder | None = None,
     ) -> None:
         from dodo_cio_cli.backfill_destination import Destination  # noqa: PLC0415 - pulls in the HTTP stack
 
@@ -171,11 +174,15 @@ class Backfill:
         self.sleep = sleep
         self.destination = destination if destination is not None else Destination()
         self.pacer = pacer if pacer is not None else Pacer(options.rate, sleep)
-        self.report = Report()
+        self.seeder = seeder
+        self.report = Report(seeded=seeder.counts if seeder is not None else None)
+
+    def plan(self) -> list[Listing]:
+        return listings(self.options.statuses, customers=self.options.customers, summary=self.seeder is not None)
 
     # -- driving
     def run(self) -> Report:
-        plan = listings(self.options.statuses, customers=self.options.customers)
+        plan = self.plan()
         try:
             if not self.options.dry_run:  # a checkpoint exists from the start, even if page 0 fails
                 self.state.started_at = self.state.started_at or int(self.clock())
@@ -205,7 +212,7 @@ class Backfill:
             return ""
         pending = [
             f"{listing.label} from page {self.state.listing(listing.key).next_page}"
-            for listing in listings(self.options.statuses, customers=self.options.customers)
+            for listing in self.plan()
             if not self.state.listing(listing.key).done
         ]
         more = f", then {len(pending) - 1} more listing{'s' if len(pending) > 2 else ''}" if len(pending) > 1 else ""
@@ -227,7 +234,7 @@ class Backfill:
                     ls.done = True
                     self._save()
                     return
-                ids = [str(i.get("customer_id") or i.get("subscription_id") or "") for i in items]
+                ids = [str(i.get(listing.id_field) or "") for i in items]
                 if ids == previous_ids:  # a server that repeats its last page would loop forever
                     self._note(f"{listing.label}: page {ls.next_page} repeats the previous page; stopping there")
                     ls.done = True
@@ -245,6 +252,8 @@ class Backfill:
 
         now = int(self.clock())
         built = [self.builder.build(listing, item, now) for item in items]
+        if self.seeder is not None:  # counts payments and refunds, adds each changed customer's summary
+            self.seeder.page(listing, items, built, now)
         failures = [(b.object_id, b.problem) for b in built if b.problem is not None]
         sendable = [b for b in built if b.problem is None and b.ops]
         # Nothing to send for the rest (e.g. the mapping ignores that type): done, not failed.
@@ -368,8 +377,9 @@ def format_summary(
     lines: list[str] = []
     verb = "would send" if options.dry_run else "sent"
     for key, ls in report.per_listing.items():
-        label = key if ":" not in key else f"{key.split(':', 1)[1]} subscriptions"
-        noun = "customers" if key == "customers" else "subscriptions"
+        path, _, status = key.partition(":")
+        label = f"{status} {path}" if status else key
+        noun = path
         state = "done" if ls.done else f"stopped before page {ls.next_page}"
         line = f"  {label}: {ls.objects} {noun} read, {ls.delivered} {verb}"
         if ls.failed:
@@ -383,6 +393,12 @@ def format_summary(
     lines.insert(0, f"{head} ({elapsed:.1f} s)" if not options.dry_run else head)
     if options.dry_run:
         lines.append(f"  {report.ops} ops in {requests}")
+    if report.seeded is not None:
+        seeded = report.seeded
+        lines.append(
+            f"  commercial summary: {seeded.counted} payments and refunds {'would be ' if options.dry_run else ''}"
+            f"counted, {seeded.already} counted before (left alone), {seeded.skipped} not countable"
+        )
     if report.warnings:
         lines.append(f"  {report.warnings} attribute(s) truncated or dropped to fit Customer.io's limits")
     if report.samples:

@@ -40,6 +40,7 @@ from dodo_cio_cli.backfill_state import State, fingerprint
 if TYPE_CHECKING:
     from dodo_cio.destination import Credentials
     from dodo_cio_cli.backfill_destination import Destination
+    from dodo_cio_cli.backfill_summary import SummarySeeder
 
 # -- the command ------------------------------------------------------------------------------------
 
@@ -133,6 +134,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sample", type=int, default=3, help="ops shown by --dry-run (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--state-table",
+        metavar="NAME",
+        help="the bridge's state table, where the commercial summary is seeded (default: the stack's "
+        "StateTableName output, else $STATE_TABLE_NAME); without one the summary is not seeded",
+    )
+    parser.add_argument(
+        "--no-summary",
+        action="store_true",
+        help="do not read succeeded payments and refunds nor seed the commercial summary",
+    )
 
 
 def load_mapping(defaults: MappingConfig, customize: str | None) -> tuple[MappingConfig, str]:
@@ -205,6 +217,7 @@ class _Target:
     identifier: str
     mapping: MappingConfig
     mapping_source: str
+    state_table: str | None = None
 
 
 def _options(args: argparse.Namespace) -> BackfillOptions:
@@ -243,11 +256,13 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
     from dodo_cio_cli.backfill_destination import Destination, bridge_settings  # noqa: PLC0415
 
     parameters: dict[str, str] = {}
+    outputs: dict[str, str] = {}
     if args.stack:
         try:
-            parameters = operator.resolve_stack_parameters(
-                aws("cloudformation", args.region), args.stack, required=("SsmParameterPath",)
-            )
+            cfn = aws("cloudformation", args.region)
+            parameters = operator.resolve_stack_parameters(cfn, args.stack, required=("SsmParameterPath",))
+            if not (args.no_summary or args.state_table):
+                outputs = operator.resolve_stack_outputs(cfn, args.stack)
         except operator.OperatorError as exc:
             raise BackfillError(str(exc)) from None
 
@@ -289,7 +304,12 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
         identifier=settings.identifier.text,
         mapping=mapping,
         mapping_source=mapping_source,
+        state_table=None if args.no_summary or not mapping.send_summary else _state_table(args, outputs),
     )
+
+
+def _state_table(args: argparse.Namespace, outputs: dict[str, str]) -> str | None:
+    return args.state_table or outputs.get("StateTableName") or os.environ.get("STATE_TABLE_NAME", "").strip() or None
 
 
 def _credentials(
@@ -338,6 +358,30 @@ def _open_state(path: Path, wanted: dict[str, Any], *, restart: bool) -> State:
     return state
 
 
+def _seeder(
+    args: argparse.Namespace,
+    target: _Target,
+    source: SdkSource,
+    options: BackfillOptions,
+    aws: Callable[[str, str | None], Any],
+) -> SummarySeeder | None:
+    """What seeds the commercial summary (dodo_cio_cli.backfill_summary), or None without a state table."""
+    if target.state_table is None:
+        if not args.no_summary:
+            print(
+                "not seeding the commercial summary: no state table (pass --stack or --state-table, or --no-summary)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return None
+    from dodo_cio.state import StateTable  # noqa: PLC0415
+    from dodo_cio_cli.backfill_summary import SummarySeeder  # noqa: PLC0415
+
+    table = StateTable(target.state_table, lambda: aws("dynamodb", args.region))
+    print(f"seeding the commercial summary in state table {target.state_table}", flush=True)
+    return SummarySeeder(table, target.mapping, source, dry_run=options.dry_run)
+
+
 def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], started: float) -> int:
     from dodo_cio_cli.backfill import Pacer  # noqa: PLC0415
     from dodo_cio_cli.backfill_destination import workspace_key  # noqa: PLC0415
@@ -376,7 +420,7 @@ def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], st
         )
         state = _open_state(state_path, wanted, restart=args.restart)
         if state.started_at:
-            plan = listings(options.statuses, customers=options.customers)
+            plan = listings(options.statuses, customers=options.customers, summary=target.state_table is not None)
             if state.completed_at and all(state.listing(listing.key).done for listing in plan):
                 print(f"already complete according to {state_path}; nothing to do (--restart sends everything again)")
                 source.close()
@@ -387,8 +431,17 @@ def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], st
             state.completed_at = None
 
     builder = OpBuilder(target.mapping, events=options.events)
+    seeder = _seeder(args, target, source, options, aws)
     backfill = Backfill(
-        source, sender, builder, options, state=state, state_path=state_path, destination=destination, pacer=pacer
+        source,
+        sender,
+        builder,
+        options,
+        state=state,
+        state_path=state_path,
+        destination=destination,
+        pacer=pacer,
+        seeder=seeder,
     )
     try:
         report = backfill.run()

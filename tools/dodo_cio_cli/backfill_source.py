@@ -53,23 +53,37 @@ class BackfillError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """One paginated Dodo listing: all customers, or the subscriptions in one status."""
+    """One paginated Dodo listing: all customers, the subscriptions in one status, or the succeeded
+    refunds or payments (the commercial summary: dodo_cio_cli.backfill_summary)."""
 
-    key: str  # state key: "customers" or "subscriptions:<status>"
-    path: str  # "customers" | "subscriptions"
+    key: str  # state key: "customers", "subscriptions:<status>", "refunds:succeeded", "payments:succeeded"
+    path: str  # "customers" | "subscriptions" | "refunds" | "payments"
     status: str | None = None
 
     @property
     def label(self) -> str:
-        return self.path if self.status is None else f"{self.status} subscriptions"
+        return self.path if self.status is None else f"{self.status} {self.path}"
 
     @property
     def noun(self) -> str:
-        return "customer" if self.path == "customers" else "subscription"
+        return self.path.removesuffix("s")
+
+    @property
+    def id_field(self) -> str:
+        return f"{self.noun}_id"
 
 
-def listings(statuses: Sequence[str], *, customers: bool = True) -> list[Listing]:
+# The summary's listings: refunds first, so each payment page's summaries already net them out.
+SUMMARY_LISTINGS: Final = (
+    Listing("refunds:succeeded", "refunds", "succeeded"),
+    Listing("payments:succeeded", "payments", "succeeded"),
+)
+
+
+def listings(statuses: Sequence[str], *, customers: bool = True, summary: bool = False) -> list[Listing]:
     out = [Listing("customers", "customers")] if customers else []
+    if summary:
+        out.extend(SUMMARY_LISTINGS)
     out.extend(Listing(f"subscriptions:{s}", "subscriptions", s) for s in statuses)
     return out
 
@@ -125,6 +139,10 @@ class SdkSource:
         try:
             if listing.path == "customers":
                 result: Any = self._client.customers.list(page_number=page_number, page_size=page_size)
+            elif listing.path == "payments":
+                result = self._client.payments.list(page_number=page_number, page_size=page_size, status="succeeded")
+            elif listing.path == "refunds":
+                result = self._client.refunds.list(page_number=page_number, page_size=page_size, status="succeeded")
             else:
                 result = self._client.subscriptions.list(
                     page_number=page_number, page_size=page_size, status=cast(Any, listing.status)
@@ -153,6 +171,20 @@ class SdkSource:
             raise BackfillError(f"unexpected answer from Dodo Payments reading {where}: {exc}") from None
         return [item.to_dict(mode="json", warnings=False) for item in result.items]
 
+    def payment(self, payment_id: str) -> dict[str, Any] | None:
+        """One payment (a refund's customer), or None when Dodo does not know it."""
+        sdk = self._sdk
+        try:
+            found = self._client.payments.retrieve(payment_id)
+        except sdk.NotFoundError:
+            return None
+        except (sdk.APIStatusError, sdk.APIConnectionError) as exc:
+            raise BackfillError(
+                f"cannot read payment {payment_id[:40]} from Dodo Payments ({type(exc).__name__})", code=EXIT_INCOMPLETE
+            ) from None
+        data: dict[str, Any] = found.to_dict(mode="json", warnings=False)
+        return data
+
     def close(self) -> None:
         self._client.close()
 
@@ -178,6 +210,8 @@ class OpBuilder:
         self.events = events
 
     def build(self, listing: Listing, raw: Mapping[str, Any], now: int) -> Built:
+        if listing.path in ("payments", "refunds"):  # they only feed the summary (backfill_summary)
+            return Built(str(raw.get(listing.id_field) or "?"))
         built = self.customer(raw, now) if listing.path == "customers" else self.subscription(raw, now)
         return self._fit(built)
 

@@ -306,6 +306,23 @@ class StateTable:
                         record.identifiers = record.email = None
         raise StateUnavailable("state records kept failing their conditions")
 
+    def write_ledger(self, write: LedgerWrite, *, piece: str, stamp: int) -> None:
+        """A ledger change on its own, outside any webhook (`dodo-cio backfill` seeding the totals).
+
+        The same items the ingest path writes (the ledger compared with what was read, the summary
+        `piece` at `stamp`, the counted marker only if absent), in one transaction. Raises
+        `LedgerConflict` (counted: the marker exists; else the ledger moved), `StateRejected` or
+        `StateUnavailable`; nothing is written then.
+        """
+        key = customer_key(write.customer_id)
+        problem = key_problem(key) or (key_problem(write.marker) if write.marker else None)
+        if problem is not None:
+            raise StateRejected(problem)
+        records = {key: RecordWrite(key, pieces={piece: stamp})}
+        stale = self._transact(self._items(records, {}, write), 0)
+        if stale:  # the summary piece is newer than the stamp: only a ledger that moved can do that
+            raise LedgerConflict(counted=False)
+
     def _transact(self, items: list[dict[str, Any]], n_extra: int) -> set[tuple[str, str]]:
         """One TransactWriteItems; the stale pieces if it was cancelled by them, else nothing."""
         if not items:
