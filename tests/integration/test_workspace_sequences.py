@@ -263,6 +263,48 @@ def test_two_subscriptions_with_one_cancelled(world: World) -> None:
         assert person["subscription_status"] == "expired"  # of two ended ones, the latest word
 
 
+def test_payments_a_partial_refund_a_redelivery_and_a_refund_first_add_up(world: World) -> None:
+    world.send("refund.succeeded", T0, refund_id="ref_early", payment_id="pay_0", amount=500, currency="USD")
+    for n, amount in enumerate((4900, 2000, 1000), start=1):
+        world.send("payment.succeeded", T0 + n * DAY, payment_id=f"pay_{n}", total_amount=amount, currency="USD")
+    world.send("refund.succeeded", T0 + 5 * DAY, refund_id="ref_part", payment_id="pay_1", amount=900, currency="USD")
+    world.send("payment.succeeded", T0 + 2 * DAY, payment_id="pay_2", total_amount=2000, currency="USD")  # resent
+    for ws in both_orderings(world):
+        person = world.person(ws).attributes
+        assert (person["total_spent"], person["payments_count"], person["total_refunded"]) == (65, 3, 14)
+        assert (person["first_payment_at"], person["last_payment_at"]) == (T0 + DAY, T0 + 3 * DAY)
+        assert (person["last_payment_amount"], person["total_spent_currency"]) == (10, "USD")
+
+
+def test_an_email_change_leaves_one_person(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dodo_cio.ingest
+
+    monkeypatch.setattr(dodo_cio.ingest, "MERGE_DELAY_SECONDS", 0)  # the merge waits on the retry queue
+    world.send("payment.succeeded", T0, payment_id="pay_1")
+    world.send("subscription.active", T0 + 5, subscription_id="sub_1")
+    moved = {**copy.deepcopy(CUSTOMER), "email": "maya.new@example.com"}
+    world.send("payment.succeeded", T0 + DAY, payment_id="pay_2", customer=moved)
+    world.send("dunning.started", T0 + DAY + 1, subscription_id="sub_1")  # names only the customer id
+    world.drain()  # the merge
+    world.send("subscription.updated", T0 + 10, subscription_id="sub_1")  # older, still the old address
+    world.drain()
+    for ws in both_orderings(world):
+        assert len(ws.people) == 1, [p.identifiers for p in ws.people]
+        (person,) = ws.people
+        if world.strategy == "email":  # the old person merged into the new one
+            assert ws.person(email="maya.new@example.com") is not None
+            assert ws.person(email="maya@example.com") is None
+        elif world.strategy == "customer_id":  # addressed by id: the email is an attribute that changes
+            assert person.attributes.get("email") == "maya.new@example.com"
+        names = [e.name for e in ws.events(person)]
+        assert sorted(names) == sorted(
+            ["payment.succeeded", "subscription.active", "payment.succeeded", "dunning.started", "subscription.updated"]
+        )
+        assert person.attributes["payments_count"] == 2
+        if world.object_type is not None:  # the subscription relates to the one person left
+            assert [o.object_id for o in ws.related_objects(person)] == ["sub_1"]
+
+
 def test_dunning_then_recovery_reaches_the_one_person(world: World) -> None:
     world.send("subscription.active", T0, subscription_id="sub_1")
     world.send("payment.failed", T0 + 30 * DAY, subscription_id="sub_1", payment_id="pay_f", status="failed")

@@ -440,6 +440,9 @@ def track_op_of_call(call: Mapping[str, Any], kind: str | None = None) -> dict[s
         return {"type": "object", "action": "identify",
                 "identifiers": {"object_type_id": type_id, "object_id": call.get("groupId")},
                 "attributes": traits, "cio_relationships": [relationship], **when}  # fmt: skip
+    if kind == "alias":  # Customer.io's Journeys destination merges on an alias, as Track's merge
+        return {"type": "person", "action": "merge", "primary": _pipelines_person(call.get("userId")),
+                "secondary": _pipelines_person(call.get("previousId"))}  # fmt: skip
     raise WorkspaceError(f"Pipelines call type {kind!r} is not modeled here")
 
 

@@ -147,12 +147,12 @@ def test_a_call_pipelines_refuses_is_that_customers_failure_only() -> None:
 
 
 class WithATrackOnlyOp(OpBuilder):
-    """Adds a `merge` (Track only) to the second customer's ops."""
+    """Adds a `delete` (Track only) to the second customer's ops."""
 
     def build(self, listing: Listing, raw: Any, now: int) -> Built:
         built = super().build(listing, raw, now)
         if raw["customer_id"] == "cus_00001":
-            built.ops.append({"type": "person", "action": "merge", "primary": {"id": "a"}, "secondary": {"id": "b"}})
+            built.ops.append({"type": "person", "action": "delete", "identifiers": {"id": "cus_00001"}})
         return built
 
 
@@ -161,7 +161,7 @@ def test_a_dry_run_shows_pipelines_calls_and_reports_what_pipelines_cannot_say()
     listing = report.per_listing["customers"]
     assert (listing.delivered, listing.failed) == (2, 1)
     assert listing.failures == [
-        {"id": "cus_00001", "reason": "not sent: the Pipelines API has no call for a person 'merge' op (Track only)"}
+        {"id": "cus_00001", "reason": "not sent: the Pipelines API has no call for a person 'delete' op (Track only)"}
     ]
     assert [s["type"] for s in report.samples] == ["identify", "identify"]
     assert all("userId" in s and "traits" in s and "identifiers" not in s for s in report.samples)

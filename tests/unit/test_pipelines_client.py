@@ -102,6 +102,16 @@ def test_one_op_goes_to_its_own_endpoint_without_type_several_to_batch_with_it()
     assert batch["batch"][0] == {"type": "identify", **body}
 
 
+def test_a_merge_is_an_alias_sent_on_its_own_after_the_batch() -> None:
+    identify = identify_op({"email": "new@example.com"}, {"plan": None}, timestamp=1_700_000_000)
+    merge = {"type": "person", "action": "merge", "primary": {"email": "new@example.com"},
+             "secondary": {"email": "old@example.com"}}  # fmt: skip
+    c, session = client()
+    assert c.send([merge, identify, person(1)]).delivered
+    assert session.paths == ["/batch", "/alias"]  # /batch takes no alias
+    assert session.requests[1][1] == {"userId": "new@example.com", "previousId": "old@example.com"}
+
+
 def test_nothing_to_send_makes_no_request() -> None:
     c, session = client()
     result = c.send([])

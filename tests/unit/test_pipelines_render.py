@@ -214,7 +214,7 @@ OBJECT = {
     [
         ({**PERSON, "action": "delete"}, "no call for a person 'delete' op"),
         ({**PERSON, "action": "add_device", "device": {"token": "t"}}, "no call for a person 'add_device' op"),
-        ({"type": "person", "action": "merge", "primary": {"id": "a"}, "secondary": {"id": "b"}}, "'merge'"),
+        ({"type": "person", "action": "merge", "primary": {"id": "a"}, "secondary": {"phone": "+1"}}, "by 'phone'"),
         ({**OBJECT, "action": "delete"}, "no call for a object 'delete' op"),
         ({**PERSON, "action": "identify", "identifiers": {"phone": "+15555550100"}}, "by 'phone'"),
         (

@@ -444,12 +444,12 @@ class LocalBridge:
         settings = self.settings
         if module is None or settings is None:
             raise RuntimeError("the local bridge is not running")
-        context = FakeLambdaContext(
-            f"{STACK_NAME}-IngestFunction",
-            memory_limit_in_mb=settings.memory_mb,
-            timeout_seconds=settings.timeout_seconds,
-        )
-        with self.lock:
+        with self.lock:  # Lambda's clock starts when the invocation does, not while it waits its turn
+            context = FakeLambdaContext(
+                f"{STACK_NAME}-IngestFunction",
+                memory_limit_in_mb=settings.memory_mb,
+                timeout_seconds=settings.timeout_seconds,
+            )
             return module.lambda_handler(event, context)
 
     def invoke(self, event: dict[str, Any]) -> Invocation:

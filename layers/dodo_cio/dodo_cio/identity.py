@@ -120,6 +120,8 @@ def event_facts(event: DodoEvent, config: MappingConfig) -> Known:
 
 
 def needs_resolution(op: Mapping[str, Any]) -> bool:
+    if op.get("action") == "merge":  # names both people itself
+        return False
     if CONTACT in op or RECOVERY in op:
         return True
     if op.get("type") == "object":
@@ -312,6 +314,18 @@ class Resolver:
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
+
+
+def readdress(op: Op, identifiers: Mapping[str, str]) -> None:
+    """Point an op at the person the directory says is current (a person op's identifiers, an
+    object's relationship); a merge names its people itself and is left alone."""
+    if op.get("action") == "merge":
+        return
+    if op.get("type") == "object":
+        if op.get("cio_relationships"):
+            op["cio_relationships"] = [{"identifiers": dict(identifiers)}]
+    elif op.get("identifiers"):
+        op["identifiers"] = dict(identifiers)
 
 
 def _addressed(op: Mapping[str, Any]) -> dict[str, str] | None:

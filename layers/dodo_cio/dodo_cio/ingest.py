@@ -41,7 +41,7 @@ from dodo_cio import deadline
 from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
 from dodo_cio.customerio import DeliveryResult, OpResult, email_change_refusals
 from dodo_cio.destination import DeliveryClients
-from dodo_cio.identity import Resolver, Unresolved, event_facts
+from dodo_cio.identity import Resolver, Unresolved, event_facts, readdress
 from dodo_cio.ledger import SUBSCRIPTION_STATUS, SUMMARY_STATE, Ledger, LedgerChange, change_for
 from dodo_cio.limits import fit_op
 from dodo_cio.mapping import (
@@ -52,6 +52,7 @@ from dodo_cio.mapping import (
     Op,
     identify_op,
     map_event,
+    merge_op,
     payload_identifiers,
 )
 from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
@@ -59,6 +60,7 @@ from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
 from dodo_cio.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook, QuarantineKind, quarantine
 from dodo_cio.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, VerifiedWebhook, header, verify
 from dodo_cio.state import (
+    CUSTOMER_PREFIX,
     LedgerConflict,
     LedgerWrite,
     StatePlan,
@@ -83,6 +85,10 @@ CALLS_AFTER_DELIVERY: Final = 2  # parking, the idempotency completion
 CALLS_AFTER_PARKING: Final = 1  # the idempotency completion (or its removal, for a 5xx)
 # Another webhook of the same customer changed the ledger between our read and our write: read again.
 LEDGER_ROUNDS: Final = 3
+# A merge of a customer's old address into the new one waits this long on the retry queue: Customer.io
+# ignores a merge whose primary does not exist yet, and the identify creating it was sent just now.
+MERGE_DELAY_SECONDS: Final = 60
+MERGE_WAITS: Final = "merge of the customer's old address waits until the new person exists"
 # One answer whichever state read failed (ledger or duplicate check): the README documents this body.
 STATE_DOWN: Final = "duplicate check unavailable; retry later"
 
@@ -372,6 +378,7 @@ class IngestService:
                 emails=stated_emails,
                 learned_emails=known.learned_emails,
                 paid=stated_paid,
+                guard=self.mapping.identifier.kind == "email",  # an email change: merge (`_follow_identity`)
             )
         prepared = Prepared(event, ops, unresolved, plan, secrets, summary)
         prepared.write_ledger()
@@ -553,6 +560,33 @@ class IngestService:
             self._count("EmailChangeRefused", refused)
         return result
 
+    def _follow_identity(self, prepared: Prepared) -> list[Op]:
+        """What the commit learnt about the customer's address: the merges it calls for.
+
+        Under the email strategy a customer whose webhook states a new address (newer than the
+        directory's) is the same person: the old person is merged into the new one (Customer.io
+        keeps the primary, fills its empty attributes from the secondary, moves 30 days of events,
+        segments, journeys and message history, and deletes the secondary). The merge waits on the
+        retry queue (`MERGE_DELAY_SECONDS`): sent at once, the new person might not exist yet, and a
+        merge into a missing primary does nothing. A webhook older than the change still naming the
+        old address is sent to the current one instead, so it does not bring the old person back.
+        """
+        plan = prepared.plan
+        for key, current in plan.current.items():
+            customer_id = key.removeprefix(CUSTOMER_PREFIX)
+            for op in prepared.ops:
+                if op.get(CUSTOMER_ID) == customer_id:
+                    readdress(op, current)
+        merges: list[Op] = []
+        for key, old in plan.renamed.items():
+            record = plan.records.get(key)
+            if record is None or record.identifiers is None:
+                continue
+            merges.append(merge_op(record.identifiers, old, key.removeprefix(CUSTOMER_PREFIX)))
+            self._count("EmailChanged")
+            self.logger.info("customer changed address: the old person is merged into the new one")
+        return merges
+
     def _fresh(self, prepared: Prepared) -> list[Op]:
         """Ops still worth sending: the plan was committed with the duplicate check, which marked stale pieces.
 
@@ -571,6 +605,7 @@ class IngestService:
 
     def _deliver(self, prepared: Prepared) -> HttpResponse:
         event = prepared.event
+        merges = self._follow_identity(prepared)
         fresh = self._fresh(prepared)
         sendable, unfixable = self._fit(fresh)
         result = self._send(sendable, prepared.secrets) if sendable else None
@@ -597,6 +632,9 @@ class IngestService:
             fail(op, "permanent", why, sent=False)
         for item in prepared.unresolved:
             fail(item.op, item.kind, item.reason, sent=False)
+        if merges:  # not a failure: sent from the retry queue once the new person surely exists
+            failed.setdefault("transient", []).extend(merges)
+            errors.setdefault("transient", LastError("transient", MERGE_WAITS, at=now, retry_after=MERGE_DELAY_SECONDS))
 
         if delivered:
             self._count("OpsDelivered", delivered)

@@ -216,6 +216,17 @@ def identify_op(event: DodoEvent, identifiers: Mapping[str, str] | None, attribu
     return op
 
 
+def merge_op(primary: Mapping[str, str], secondary: Mapping[str, str], customer_id: str) -> Op:
+    """The old person merged into the new one (Track v2 `merge`; Pipelines `alias`): no `identifiers`."""
+    return {
+        "type": "person",
+        "action": "merge",
+        "primary": dict(primary),
+        "secondary": dict(secondary),
+        CUSTOMER_ID: customer_id,
+    }
+
+
 def subscription_object_op(
     event: DodoEvent, object_type_id: str, sub: Subscription, person: Mapping[str, str] | None, state: dict[str, Any]
 ) -> Op:

@@ -109,6 +109,9 @@ class RecordWrite:
     learned: dict[str, str] | None = None  # from a lookup: set only if the record has none
     email: str | None = None  # set with the "customer" piece: newest wins
     learned_email: str | None = None  # from a lookup: set only if the record has none
+    # Fail the write when the stored identifiers differ from `identifiers` (an email change under the
+    # email strategy): the commit learns the old ones (`StatePlan.renamed`) and writes again without it.
+    guard: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,11 @@ class StatePlan:
     stale: set[tuple[str, str]] = field(default_factory=set)  # filled in by whoever commits the plan
     committed: bool = False
     ledger: LedgerWrite | None = None  # only on the ingest path, with the duplicate check's record
+    # Filled in by the commit, per customer record: the identifiers a guarded write replaced (the
+    # customer changed address), and the newer ones the directory kept when this plan's customer
+    # piece was stale (an older webhook still naming the old address).
+    renamed: dict[str, dict[str, str]] = field(default_factory=dict)
+    current: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def record(self, key: str) -> RecordWrite:
         return self.records.setdefault(key, RecordWrite(key))
@@ -289,10 +297,14 @@ class StateTable:
             if extras and len(chunks) > 1:  # the caller's items must be all-or-nothing with the plan
                 raise ValueError(f"a plan with extra items must fit one transaction ({MAX_TRANSACTION_ITEMS} items)")
             newly: set[tuple[str, str]] = set()
+            stored: dict[str, dict[str, str]] = {}  # customer key -> the identifiers a failed write found
             for n, chunk in enumerate(chunks or [[]]):
-                found = self._transact([*(extras if n == 0 else []), *chunk], len(extras) if n == 0 else 0)
+                found = self._transact([*(extras if n == 0 else []), *chunk], len(extras) if n == 0 else 0, stored)
                 newly |= found
-            if not newly:
+            renamed = self._note_identities(records, plan, stored, newly)
+            if stored and not (newly or renamed):  # cancelled by a record, yet for no reason we know
+                raise StateUnavailable("transaction cancelled: ConditionalCheckFailed")
+            if not newly and not renamed:
                 plan.committed, plan.stale = True, stale
                 return stale
             # Only the chunks that failed need another round, but a retry of the whole plan is
@@ -323,8 +335,36 @@ class StateTable:
         if stale:  # the summary piece is newer than the stamp: only a ledger that moved can do that
             raise LedgerConflict(counted=False)
 
-    def _transact(self, items: list[dict[str, Any]], n_extra: int) -> set[tuple[str, str]]:
-        """One TransactWriteItems; the stale pieces if it was cancelled by them, else nothing."""
+    @staticmethod
+    def _note_identities(
+        records: Mapping[str, RecordWrite],
+        plan: StatePlan,
+        stored: Mapping[str, dict[str, str]],
+        newly: set[tuple[str, str]],
+    ) -> bool:
+        """Sort what cancelled writes found in the identifiers: True when a guarded write must go again."""
+        again = False
+        for key, identifiers in stored.items():
+            record = records.get(key)
+            if record is None:
+                continue
+            if (key, "customer") in newly:  # this webhook is older: the directory's address is the current one
+                plan.current[key] = identifiers
+            elif record.guard and record.identifiers is not None:
+                if not _same_person(identifiers, record.identifiers):
+                    plan.renamed[key] = identifiers
+                record.guard = False  # noted; the write replaces them
+                again = True
+        return again
+
+    def _transact(
+        self, items: list[dict[str, Any]], n_extra: int, stored: dict[str, dict[str, str]] | None = None
+    ) -> set[tuple[str, str]]:
+        """One TransactWriteItems; the stale pieces if it was cancelled by them, else nothing.
+
+        `stored` receives, per customer record whose write failed its condition, the identifiers
+        the record holds, when they differ from the ones written (see `RecordWrite.guard`).
+        """
         if not items:
             return set()
         client = self.client
@@ -344,8 +384,13 @@ class StateTable:
                 if conflict is not None:
                     ledger_conflicts.append(conflict)
                 stale |= _stale_pieces(items[index], old)
+                other = self._other_identifiers(items[index], old)
+                if other is not None and stored is not None:
+                    stored[items[index]["Update"]["Key"]["id"]["S"]] = other
             if ledger_conflicts:  # a payment counted already says more than a ledger that moved
                 raise LedgerConflict(counted=any(ledger_conflicts)) from None
+            if stored:  # a guarded write met another address: the caller notes it and writes again
+                return stale
             if not stale:  # cancelled for another reason (a concurrent write, throttling, a refused item)
                 codes = sorted({str(r.get("Code")) for r in reasons if r.get("Code") not in (None, "None")})
                 if "ValidationError" in codes:  # an item DynamoDB refuses as it is (e.g. over 400 KB)
@@ -355,6 +400,15 @@ class StateTable:
         except Exception as exc:
             raise _classified(exc) from exc
         return set()
+
+    def _other_identifiers(self, item: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, str] | None:
+        """The identifiers a customer record holds when the failed write would set others, else None."""
+        update = item.get("Update")
+        if not update or update.get("ExpressionAttributeNames", {}).get("#i") != self._ident:
+            return None
+        mine = update["ExpressionAttributeValues"].get(":i", {}).get("S")
+        theirs = _s(old, self._ident)
+        return _identifiers(theirs) if theirs and theirs != mine else None
 
     def _items(
         self, records: Mapping[str, RecordWrite], payments: Mapping[str, str], ledger: LedgerWrite | None = None
@@ -376,6 +430,8 @@ class StateTable:
                 names["#i"] = self._ident
                 values[":i"] = {"S": _dump(record.identifiers)}
                 sets.append("#i = :i")
+                if record.guard:
+                    conditions.append("(attribute_not_exists(#i) OR #i = :i)")
             elif record.learned:
                 names["#i"] = self._ident
                 values[":i"] = {"S": _dump(record.learned)}
@@ -535,6 +591,11 @@ def _n(item: Mapping[str, Any], name: str) -> int | None:
         return None
 
 
+def _same_person(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+    """Customer.io matches email case-insensitively: `Maya@x` and `maya@x` are one person."""
+    return {k: v.casefold() for k, v in a.items()} == {k: v.casefold() for k, v in b.items()}
+
+
 def _dump(identifiers: Mapping[str, str]) -> str:
     return json.dumps(dict(identifiers), sort_keys=True, separators=(",", ":"))
 
@@ -581,13 +642,15 @@ def plan_for(
     emails: Mapping[str, str] | None = None,
     learned_emails: Mapping[str, str] | None = None,
     paid: Mapping[str, int] | None = None,
+    guard: bool = False,
 ) -> StatePlan:
     """The writes a set of ops needs: each piece's newest time, plus what the directory should learn.
 
     `customers`: identifiers a payload stated (set with the customer piece, newest wins);
     `learned`: identifiers looked up in Dodo's API (set only where the directory has none);
     `emails`, `learned_emails`: the same for the customer's email (kept under customer_id only);
-    `paid`: customer id -> the event time of a succeeded payment this webhook reports (`t#paid`).
+    `paid`: customer id -> the event time of a succeeded payment this webhook reports (`t#paid`);
+    `guard`: stated identifiers are written only over the same ones (`RecordWrite.guard`).
     """
     plan = StatePlan()
     for op in ops:
@@ -598,6 +661,7 @@ def plan_for(
         record = plan.record(customer_key(customer_id))
         if "customer" in record.pieces:
             record.identifiers = dict(identifiers)
+            record.guard = guard
         else:
             record.learned = dict(identifiers)
     for customer_id, identifiers in (learned or {}).items():

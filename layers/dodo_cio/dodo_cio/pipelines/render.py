@@ -7,6 +7,9 @@ the Pipelines API says it. Each op becomes exactly one call, so one op's fate is
 * person `event` -> `track`: `userId`, `event` (the op's name), `properties` (its attributes),
   `messageId` (its ULID `id`, derived from the webhook id, so a redelivery repeats it) and
   `timestamp`;
+* person `merge` (an email change: dodo_cio.ingest) -> `alias`: `userId` the primary, `previousId`
+  the secondary; Customer.io's Journeys destination merges the two people on an alias, as Track's
+  merge does. `/batch` does not take it, so the client sends it to `/alias` on its own;
 * object `identify` (a subscription, when CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID is set) ->
   `group`: `groupId` = the object id (the Dodo subscription id), `traits` = the object's
   attributes plus `object_type_id`, `userId` = the related person, and `relationshipAttributes`
@@ -33,7 +36,7 @@ The flip side of that rule: under customer_id or metadata, a value that looks li
 address or starts with `cio_` would be read as one; Dodo customer ids (`cus_...`) never do, and a
 merchant's own user ids are expected not to.
 
-What Pipelines cannot say (a Track-only action such as `delete`, `merge` or `add_device`, a phone
+What Pipelines cannot say (a Track-only action such as `delete` or `add_device`, a phone
 identifier, an op without identifiers, an object related to no person or to several: the spec's
 `/batch` requires a `group` to name its person, and a call relates one) is a `RenderError`: the
 client reports that op as a permanent failure with the reason, it is never dropped silently.
@@ -168,4 +171,7 @@ def render(op: Mapping[str, Any]) -> Call:
         return _person(op, action)
     if kind == "object" and action == "identify":
         return _group(op)
+    if kind == "person" and action == "merge":
+        primary = user_id(op.get("primary"), "merge's primary")
+        return Call("alias", {"userId": primary, "previousId": user_id(op.get("secondary"), "merge's secondary")})
     raise RenderError(f"the Pipelines API has no call for a {kind} {action!r} op (Track only)")
