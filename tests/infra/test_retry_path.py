@@ -92,6 +92,7 @@ def test_retry_function_environment(cfn: dict[str, Any]) -> None:
         "RETRY_QUEUE_URL": {"Ref": "RetryQueue"},  # Ref of a queue is its URL
         "DEAD_LETTER_QUEUE_URL": {"Ref": "RetryDeadLetterQueue"},
         "CUSTOMERIO_RATE_LIMIT_RPS": {"Ref": "CustomerioRequestsPerSecond"},
+        "CUSTOMERIO_INGEST_SHARE": {"Ref": "CustomerioIngestShare"},  # the budget's split (dodo_cio.budget)
         "RETRY_MAX_CONCURRENCY": {"Ref": "RetryMaxConcurrency"},
         "STATE_TABLE_NAME": {"Ref": "StateTable"},
     }

@@ -159,6 +159,24 @@ def test_customerio_api_pipelines_delivers_to_the_sandbox_v1_from_both_functions
         bridge.stop()
 
 
+def test_sandbox_rate_limit_makes_a_workspace_at_its_limit_and_sets_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make run --sandbox-rate-limit 3`: 429 with Retry-After above 3 a second; the bridge's budget follows."""
+    from dodo_cio.config import Settings
+
+    monkeypatch.delenv("CUSTOMERIO_RATE_LIMIT_RPS", raising=False)
+    with pytest.raises(LocalRunError, match="sandbox-rate-limit"):
+        LocalBridge(port=0, sandbox_port=0, sandbox_rate_limit=0)
+    bridge = LocalBridge(port=0, sandbox_port=0, secret=DEV_WEBHOOK_SECRET, drain=False, sandbox_rate_limit=3)
+    bridge.start()
+    try:
+        assert bridge.sandbox is not None and bridge.sandbox.rate_limit == 3
+        running = Settings.from_env()
+        assert (running.rate_limit_rps, running.ingest_max_concurrency) == (3, 1)  # one local container
+        assert running.ingest_rate_per_container == 1.5
+    finally:
+        bridge.stop()
+
+
 def test_pipelines_with_real_track_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
     bridge = LocalBridge(port=0, sandbox_port=0, customerio_site_id="real-site", customerio_api_key="real-key")

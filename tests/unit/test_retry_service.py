@@ -370,8 +370,8 @@ def test_the_default_limiter_paces_to_the_container_share(monkeypatch: pytest.Mo
     h.service.limiter = None
     h.service.handle([lambda_record(t, parked(t)) for t in "ab"])  # 3 requests: 413, then one each
     assert len(session.requests) == 3
-    # 10 rps shared by 4 containers: one request per 0.4 s.
-    assert sleeps == [pytest.approx(0.4), pytest.approx(0.8)]
+    # 10 rps, half of it ingest's (dodo_cio.budget), the rest shared by 4 containers: one per 0.8 s.
+    assert sleeps == [pytest.approx(0.8), pytest.approx(1.6)]
 
 
 # -- the Lambda handler -----------------------------------------------------------------------

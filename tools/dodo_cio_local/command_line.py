@@ -57,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--template", type=Path, default=DEFAULT_TEMPLATE, help="SAM template to follow (default: the repo's)"
     )
     parser.add_argument(
+        "--sandbox-rate-limit",
+        type=float,
+        default=None,
+        metavar="RPS",
+        help="the sandbox answers 429 with Retry-After above this many requests per second, as a workspace "
+        "at its limit does; the bridge's budget (CUSTOMERIO_RATE_LIMIT_RPS) follows it unless that is set",
+    )
+    parser.add_argument(
         "--no-drain",
         dest="drain",
         action="store_false",
@@ -155,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
             customerio_api_key=api_key,
             log=log,
             drain=getattr(args, "drain", True),
+            sandbox_rate_limit=getattr(args, "sandbox_rate_limit", None),
         )
         info = bridge.start()
     except LocalRunError as exc:

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 3000
 DEFAULT_SANDBOX_PORT: Final = 4010
+LOCAL_CONTAINERS: Final = 1  # one warm ingest container: invocations take turns (`self.lock`)
 # Local sandbox credentials; only the sandbox accepts them.
 SANDBOX_SITE_ID: Final = "local-site"
 SANDBOX_API_KEY: Final = "local-api-key"
@@ -133,6 +134,7 @@ class LocalBridge:
         drain: bool = True,
         backoff_scale: float | None = None,
         drain_interval: float = DEFAULT_DRAIN_INTERVAL,
+        sandbox_rate_limit: float | None = None,
     ) -> None:
         if bool(customerio_site_id) != bool(customerio_api_key):
             raise LocalRunError("set both CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY, or neither")
@@ -140,6 +142,11 @@ class LocalBridge:
             self.backoff_scale = backoff_scale_from_env() if backoff_scale is None else check_scale(backoff_scale)
         except ValueError as exc:
             raise LocalRunError(str(exc)) from None
+        if sandbox_rate_limit is not None and not sandbox_rate_limit > 0:
+            raise LocalRunError(
+                f"--sandbox-rate-limit must be a positive number of requests a second, not {sandbox_rate_limit:g}"
+            )
+        self.sandbox_rate_limit = sandbox_rate_limit
         self.drain = drain
         self.host = host
         self.port = port
@@ -219,6 +226,11 @@ class LocalBridge:
             QUARANTINE_QUEUE_URL=quarantine_url,
             STATE_TABLE_NAME=STATE_TABLE,
         )
+        # The budget's containers (dodo_cio.budget): this run hosts the ingest function in one container.
+        function_env["INGEST_MAX_CONCURRENCY"] = str(LOCAL_CONTAINERS)
+        if self.sandbox_rate_limit is not None and "CUSTOMERIO_RATE_LIMIT_RPS" not in os.environ:
+            # The budget of the deployment this rehearses: the workspace's limit, here the sandbox's.
+            function_env["CUSTOMERIO_RATE_LIMIT_RPS"] = f"{self.sandbox_rate_limit:g}"
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")
         function_env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DodoCustomerioBridge")
         if self.drain:
@@ -282,6 +294,7 @@ class LocalBridge:
             pipelines_key=SANDBOX_PIPELINES_KEY,
             host="127.0.0.1",
             port=self.sandbox_port,
+            rate_limit=self.sandbox_rate_limit,  # 429 with Retry-After above it, as Customer.io does
         )
         try:
             url = sandbox.start()

@@ -11,8 +11,13 @@ Environment (documented in the README, "Configuration"):
   STATE_TABLE_NAME        DynamoDB table for exactly-once per webhook id and the stale-profile check
   DEAD_LETTER_QUEUE_URL   where the retry function puts what it gives up on, with the reason
   QUARANTINE_QUEUE_URL    ingest only: where signed webhooks this version cannot parse are kept
-  CUSTOMERIO_RATE_LIMIT_RPS  Customer.io requests per second the retry path may use in all (default 100;
-                          with pipelines at most its published 3,000 per 3 s)
+  CUSTOMERIO_RATE_LIMIT_RPS  Customer.io requests per second both functions may use in all (default 100;
+                          with pipelines at most its published 3,000 per 3 s); dodo_cio.budget
+  CUSTOMERIO_INGEST_SHARE ingest's part of that budget, 0 to 1 (default 0.5); the retry drain gets the rest
+  INGEST_MAX_CONCURRENCY  ingest only: the most ingest containers at once (its reserved concurrency); each
+                          takes an equal part of ingest's share. 0 or unset: API_BURST_LIMIT instead
+  API_BURST_LIMIT         ingest only: the webhook API's burst limit, the bound when nothing is reserved;
+                          with neither set, ingest is not paced (a deployment or test without them)
   RETRY_MAX_CONCURRENCY   the retry event source's MaximumConcurrency; each container takes its share
   CUSTOMERIO_CONNECT_TIMEOUT / CUSTOMERIO_READ_TIMEOUT   seconds (defaults 2 / 5)
   BOTO_CONNECT_TIMEOUT / BOTO_READ_TIMEOUT   seconds per attempt of every AWS call (defaults 1 / 1)
@@ -71,6 +76,7 @@ AWS_ATTEMPTS: Final = 3
 AWS_CONNECT_TIMEOUT: Final = 1.0
 AWS_READ_TIMEOUT: Final = 1.0
 ANSWER_RESERVE: Final = 2.5
+DEFAULT_INGEST_SHARE: Final = 0.5
 
 
 class ConfigError(RuntimeError):
@@ -90,6 +96,20 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _non_negative(env: Mapping[str, str], name: str, default: float) -> float:
+    """A count or a share: 0 is a value here (no reservation; ingest sends nothing directly)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a finite number, 0 or more, not {raw!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     ssm_path: str
@@ -102,6 +122,8 @@ class Settings:
     state_table: str | None = None
     rate_limit_rps: float = 100.0
     retry_max_concurrency: int = 2
+    ingest_share: float = DEFAULT_INGEST_SHARE
+    ingest_max_concurrency: int = 0  # 0: unknown, ingest not paced
     connect_timeout: float = 2.0
     read_timeout: float = 5.0
     secrets_max_age: int = 300
@@ -146,6 +168,12 @@ class Settings:
                 f"CUSTOMERIO_RATE_LIMIT_RPS {rate_limit_rps:g} is over the Pipelines API's published rate "
                 f"({PIPELINES_LIMITS.requests} requests per {PIPELINES_LIMITS.per_seconds:g} s)"
             )
+        ingest_share = _non_negative(env, "CUSTOMERIO_INGEST_SHARE", DEFAULT_INGEST_SHARE)
+        if not 0 <= ingest_share <= 1:
+            raise ConfigError(f"CUSTOMERIO_INGEST_SHARE must be between 0 and 1, not {ingest_share:g}")
+        ingest_containers = int(_non_negative(env, "INGEST_MAX_CONCURRENCY", 0)) or int(
+            _non_negative(env, "API_BURST_LIMIT", 0)
+        )
         profile_metadata = env.get("CUSTOMERIO_PROFILE_METADATA", "").strip().lower() or "prefixed"
         if profile_metadata not in PROFILE_METADATA_MODES:
             raise ConfigError(f"CUSTOMERIO_PROFILE_METADATA must be prefixed or none, not {profile_metadata!r}")
@@ -163,6 +191,8 @@ class Settings:
             state_table=env.get("STATE_TABLE_NAME", "").strip() or None,
             rate_limit_rps=rate_limit_rps,
             retry_max_concurrency=max(1, int(_float(env, "RETRY_MAX_CONCURRENCY", 2))),
+            ingest_share=ingest_share,
+            ingest_max_concurrency=max(0, ingest_containers),
             connect_timeout=_float(env, "CUSTOMERIO_CONNECT_TIMEOUT", 2.0),
             read_timeout=_float(env, "CUSTOMERIO_READ_TIMEOUT", 5.0),
             secrets_max_age=int(_float(env, "SECRETS_MAX_AGE", 300)),
@@ -235,8 +265,15 @@ class Settings:
 
     @property
     def rate_per_container(self) -> float:
-        """Each concurrent retry container gets an equal share of the workspace's request rate."""
-        return self.rate_limit_rps / self.retry_max_concurrency
+        """Each concurrent retry container gets an equal part of what ingest leaves (dodo_cio.budget)."""
+        return self.rate_limit_rps * (1 - self.ingest_share) / self.retry_max_concurrency
+
+    @property
+    def ingest_rate_per_container(self) -> float:
+        """Each ingest container's part of ingest's share; 0 (not paced) when the concurrency is unknown."""
+        if self.ingest_max_concurrency <= 0:
+            return 0.0
+        return self.rate_limit_rps * self.ingest_share / self.ingest_max_concurrency
 
 
 @dataclass(frozen=True, slots=True)

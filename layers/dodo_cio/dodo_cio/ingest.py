@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
 from dodo_cio import deadline
+from dodo_cio.budget import Budget
 from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
 from dodo_cio.customerio import DeliveryResult, OpResult, email_change_refusals
 from dodo_cio.destination import DeliveryClients
@@ -88,6 +89,7 @@ LEDGER_ROUNDS: Final = 3
 # A merge of a customer's old address into the new one waits this long on the retry queue: Customer.io
 # ignores a merge whose primary does not exist yet, and the identify creating it was sent just now.
 MERGE_DELAY_SECONDS: Final = 60
+BUDGET_SPENT: Final = "this container's share of the Customer.io budget is spent; sent from the retry queue"
 MERGE_WAITS: Final = "merge of the customer's old address waits until the new person exists"
 # One answer whichever state read failed (ledger or duplicate check): the README documents this body.
 STATE_DOWN: Final = "duplicate check unavailable; retry later"
@@ -214,6 +216,8 @@ class IngestService:
     state: StateTable | None = None
     resolver: Resolver | None = None
     _clients: DeliveryClients | None = field(default=None, init=False)
+    # This container's part of the workspace's Customer.io budget (dodo_cio.budget); built on first use.
+    budget: Budget | None = None
     _sqs: SqsSender | None = field(default=None, init=False)
     _last_forced_refresh: float = field(default=0.0, init=False)
 
@@ -560,6 +564,11 @@ class IngestService:
             self._count("EmailChangeRefused", refused)
         return result
 
+    def _budget(self) -> Budget:
+        if self.budget is None:
+            self.budget = Budget(self.settings.ingest_rate_per_container)
+        return self.budget
+
     def _follow_identity(self, prepared: Prepared) -> list[Op]:
         """What the commit learnt about the customer's address: the merges it calls for.
 
@@ -608,7 +617,14 @@ class IngestService:
         merges = self._follow_identity(prepared)
         fresh = self._fresh(prepared)
         sendable, unfixable = self._fit(fresh)
+        budget = self._budget()
+        deferred: list[Op] = []
+        if sendable and not budget.take():  # this container's share is spent: the retry queue batches them
+            deferred, sendable = sendable, []
         result = self._send(sendable, prepared.secrets) if sendable else None
+        if result is not None and result.status == 429:  # the workspace is at its limit: stop piling on
+            budget.hold(result.retry_after)
+            self._count("CustomerioThrottled")
 
         failed: dict[str, list[Op]] = {}
         errors: dict[str, LastError] = {}  # the first error of each kind, as the parked message records it
@@ -632,6 +648,11 @@ class IngestService:
             fail(op, "permanent", why, sent=False)
         for item in prepared.unresolved:
             fail(item.op, item.kind, item.reason, sent=False)
+        if deferred:
+            self._count("DeliveryDeferred")
+            wait = max(1.0, budget.wait())
+            errors.setdefault("transient", LastError("transient", BUDGET_SPENT, at=now, retry_after=wait))
+            failed.setdefault("transient", []).extend(deferred)
         if merges:  # not a failure: sent from the retry queue once the new person surely exists
             failed.setdefault("transient", []).extend(merges)
             errors.setdefault("transient", LastError("transient", MERGE_WAITS, at=now, retry_after=MERGE_DELAY_SECONDS))

@@ -1,0 +1,75 @@
+"""One container's part of the Customer.io budget (dodo_cio.budget), on a clock the test moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from dodo_cio.budget import HOLD_SECONDS, MAX_HOLD_SECONDS, Budget
+from dodo_cio.config import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_burst_then_the_rate_and_never_more() -> None:
+    clock = Clock()
+    budget = Budget(2.0, clock=clock)  # 2 a second, 2 seconds deep
+    assert [budget.take() for _ in range(5)] == [True, True, True, True, False]
+    assert budget.wait() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert budget.take() and not budget.take()
+    clock.now += 100  # an idle container refills only to its depth
+    assert sum(budget.take() for _ in range(10)) == 4
+
+
+def test_a_429_closes_it_for_the_retry_after_or_the_default_and_empties_it() -> None:
+    clock = Clock()
+    budget = Budget(10.0, clock=clock)
+    budget.hold(3.0)
+    assert not budget.take() and budget.wait() == pytest.approx(3.0)
+    clock.now += 3.0
+    assert budget.take()  # refilled from the moment of the hold, not before
+    assert budget.wait() == 0.0
+    budget.hold(None)
+    assert budget.wait() == pytest.approx(HOLD_SECONDS)
+    budget.hold(10_000)  # a Retry-After that would stall a container for hours is capped
+    assert budget.wait() == pytest.approx(MAX_HOLD_SECONDS)
+
+
+def test_no_rate_means_no_budget() -> None:
+    budget = Budget(0.0)
+    assert all(budget.take() for _ in range(1000)) and budget.wait() == 0.0
+
+
+@pytest.mark.parametrize(
+    ("env", "ingest", "retry"),
+    [
+        ({}, 0.0, 25.0),  # no concurrency known: ingest not paced; retry 100 x 0.5 / 2
+        ({"INGEST_MAX_CONCURRENCY": "50"}, 1.0, 25.0),
+        ({"INGEST_MAX_CONCURRENCY": "0", "API_BURST_LIMIT": "100"}, 0.5, 25.0),
+        ({"INGEST_MAX_CONCURRENCY": "10", "CUSTOMERIO_INGEST_SHARE": "0.2", "RETRY_MAX_CONCURRENCY": "4"}, 2.0, 20.0),
+    ],
+)
+def test_both_functions_together_stay_inside_the_workspace_budget(
+    env: dict[str, str], ingest: float, retry: float
+) -> None:
+    settings = Settings.from_env({"SSM_PARAMETER_PATH": "/x", **env})
+    assert settings.ingest_rate_per_container == pytest.approx(ingest)
+    assert settings.rate_per_container == pytest.approx(retry)
+    containers = settings.ingest_max_concurrency
+    total = (
+        settings.ingest_rate_per_container * containers + settings.rate_per_container * settings.retry_max_concurrency
+    )
+    assert total <= settings.rate_limit_rps + 1e-9
+
+
+def test_an_ingest_share_outside_0_to_1_is_refused() -> None:
+    from dodo_cio.config import ConfigError
+
+    with pytest.raises(ConfigError, match="CUSTOMERIO_INGEST_SHARE"):
+        Settings.from_env({"SSM_PARAMETER_PATH": "/x", "CUSTOMERIO_INGEST_SHARE": "1.5"})
