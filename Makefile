@@ -44,8 +44,8 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 run: $(STAMP) ## run the bridge locally (moto + local Customer.io sandbox unless real credentials are set)
 	$(BIN)/python -m dodo_cio_local $(ARGS)
 
-load: $(STAMP) ## load test: 2,000 signed webhooks, 20 senders, sandbox failing 20 %; fails on any loss or double
-	$(BIN)/python -m dodo_cio_testdata.loadtest
+load: $(STAMP) ## load test: 2,000 signed webhooks, 20 senders, sandbox failing 20 %; fails on any loss or double (ARGS='--burst': renewal day)
+	$(BIN)/python -m dodo_cio_testdata.loadtest $(ARGS)
 
 events: $(STAMP) ## check events/dodo against Dodo's SDK models (filling in fields it adds), re-sign events/apigw
 	$(BIN)/python -m dodo_cio_testdata.sample_bodies

@@ -16,3 +16,11 @@ def _network_guard(request: pytest.FixtureRequest) -> None:
         disable_socket(allow_unix_socket=True)
     else:
         socket_allow_hosts(["127.0.0.1", "localhost", "::1"], allow_unix_socket=True)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test sees the DynamoDB `make run` serves (dodo_cio_local.local_dynamodb), whatever ran first:
+    moto with item-level rollback and ClientRequestToken honoured, as DynamoDB behaves."""
+    from dodo_cio_local import local_dynamodb
+
+    local_dynamodb.install()

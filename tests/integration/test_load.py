@@ -137,3 +137,18 @@ def test_check_without_event_ids_counts_by_customer(webhooks: list[Webhook]) -> 
     assert verdict.doubled is None  # cannot tell a double from a wire duplicate without ids
     assert verdict.lost == [webhooks[0]]
     assert (verdict.wire_duplicates, verdict.other) == (1, 1)
+
+
+@pytest.mark.network
+def test_a_burst_over_the_workspace_limit_is_parked_and_batched_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Renewal day in miniature: senders at 5x a sandbox limited to 10 requests a second, no 503s."""
+    for key in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY", "CUSTOMERIO_TRACK_URL", "CUSTOMERIO_RATE_LIMIT_RPS"):
+        monkeypatch.delenv(key, raising=False)
+    config = LoadConfig(webhooks=300, concurrency=20, fail_rate=0, seed=11, sandbox_rate_limit=10, send_rate=50)
+    report = run_load(config, io.StringIO())
+    summary = report.format()
+    assert report.lost == 0 and report.doubled == 0 and report.dlq_depth == 0 and report.drained, summary
+    # Beyond its share ingest parked instead of sending: deferred webhooks answered 202 with no 503 injected.
+    assert report.injected_503 == 0 and report.answers.get("202 queued", 0) > 0, summary
+    assert report.wire_requests < report.webhooks, summary  # the retry drain batched what was parked
+    assert "429 share" in summary and "requests per event" in summary

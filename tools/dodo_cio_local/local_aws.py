@@ -32,6 +32,7 @@ from typing import Any, Final
 from urllib.parse import unquote
 
 from dodo_cio_cli.local_target import LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY, endpoint_client
+from dodo_cio_local import local_dynamodb
 from dodo_cio_local.http_base import BackgroundServer
 
 LOOPBACK: Final = "127.0.0.1"
@@ -89,6 +90,7 @@ class LocalAws:
                     super().log(type, message, *args)
 
         reset_moto()
+        local_dynamodb.install()  # a burst's worth of transactions: no table copies, tokens honoured
         app = DomainDispatcherApplication(create_backend_app)
         said = io.StringIO()
         try:

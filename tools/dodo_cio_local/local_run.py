@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 3000
 DEFAULT_SANDBOX_PORT: Final = 4010
-LOCAL_CONTAINERS: Final = 1  # one warm ingest container: invocations take turns (`self.lock`)
+LOCAL_CONTAINERS: Final = 1  # one warm container per function: invocations take turns (`self.lock`)
 # Local sandbox credentials; only the sandbox accepts them.
 SANDBOX_SITE_ID: Final = "local-site"
 SANDBOX_API_KEY: Final = "local-api-key"
@@ -104,6 +104,13 @@ class LocalBridgeInfo:
     ingest_function: str = f"{STACK_NAME}-IngestFunction"  # its Invoke API is at the webhook URL's origin
     customerio_api: str = "track"  # CUSTOMERIO_API of both functions
     pipelines_url: str = ""  # the sandbox's /v1 (CUSTOMERIO_PIPELINES_URL); empty with real credentials
+
+
+class _FrontServer(ThreadingHTTPServer):
+    """The webhook front. Dodo's renewal burst opens many connections at once: the default listen
+    backlog of 5 refused them under 50 senders before the handler ever saw them."""
+
+    request_queue_size = 128
 
 
 class LocalBridge:
@@ -228,13 +235,14 @@ class LocalBridge:
         )
         # The budget's containers (dodo_cio.budget): this run hosts the ingest function in one container.
         function_env["INGEST_MAX_CONCURRENCY"] = str(LOCAL_CONTAINERS)
-        if self.sandbox_rate_limit is not None and "CUSTOMERIO_RATE_LIMIT_RPS" not in os.environ:
-            # The budget of the deployment this rehearses: the workspace's limit, here the sandbox's.
-            function_env["CUSTOMERIO_RATE_LIMIT_RPS"] = f"{self.sandbox_rate_limit:g}"
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")
         function_env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DodoCustomerioBridge")
         if self.drain:
             self._merge_retry_environment(function_env, settings, dlq_url)
+            function_env["RETRY_MAX_CONCURRENCY"] = str(LOCAL_CONTAINERS)  # one drain: all of the retry share
+        if self.sandbox_rate_limit is not None and not os.environ.get("CUSTOMERIO_RATE_LIMIT_RPS"):
+            # The budget of the deployment this rehearses (both functions): the workspace's limit, the sandbox's.
+            function_env["CUSTOMERIO_RATE_LIMIT_RPS"] = f"{self.sandbox_rate_limit:g}"
         for key, value in function_env.items():
             self._setenv(key, value)
         self._load_handler(function_env["POWERTOOLS_METRICS_NAMESPACE"])
@@ -349,7 +357,7 @@ class LocalBridge:
     def _start_http(self) -> str:
         """Serve in a daemon thread; returns the base URL (port 0 resolved)."""
         try:
-            server = ThreadingHTTPServer((self.host, self.port), FrontHandler)
+            server = _FrontServer((self.host, self.port), FrontHandler)
         except OSError as exc:
             raise LocalRunError(f"cannot listen on {self.host}:{self.port} ({exc}); pass --port") from None
         server.daemon_threads = True

@@ -39,6 +39,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from dodo_cio_testdata.loadtest_model import (
+    BURST_OVERLOAD,
+    BURST_SANDBOX_RPS,
+    BURST_SENDERS,
+    BURST_WEBHOOKS,
     OBJECT_ID_KEYS,
     SAMPLES_DIR,
     AcceptedEvent,
@@ -251,6 +255,7 @@ def run_load(config: LoadConfig, out: TextIO | None = None) -> LoadReport:
         report.wall_seconds = time.perf_counter() - send_start
         wire = target.wire()
     _fill_report(report, webhooks, deliveries, wire)
+    report.peak_memory_mb = peak_memory_mb()
     if report.log_path:
         report.log_errors = _count_errors(report.log_path)
     return report
@@ -295,6 +300,13 @@ def _fill_report(
     report.other_events = verdict.other
     report.lost_examples = [f"{w.webhook_id} ({w.event_type})" for w in verdict.lost[:5]]
     report.doubled_examples = [f"{w.webhook_id} ({w.event_type})" for w in (verdict.doubled or [])[:5]]
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+    import resource  # noqa: PLC0415 - POSIX only
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _count_errors(path: str) -> int:
@@ -357,6 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the retry queue to empty (%(default)s)",
     )
     parser.add_argument(
+        "--sandbox-rate-limit",
+        type=float,
+        default=None,
+        metavar="RPS",
+        help="the sandbox answers 429 with Retry-After above this many requests a second (a workspace at its limit)",
+    )
+    parser.add_argument(
+        "--burst",
+        action="store_true",
+        help=f"renewal day: {BURST_WEBHOOKS:,} webhooks from {BURST_SENDERS} senders at {BURST_OVERLOAD}x the "
+        f"sandbox's limit (--sandbox-rate-limit, default {BURST_SANDBOX_RPS:g}), no injected 503s; checks the "
+        "targets (429s <= 2 %%, <= 0.3 requests per event, delivered <= 2 min after the last webhook, < 1 GB)",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="show the bridge's and the sandbox's logs instead of filing them"
     )
     return parser
@@ -364,12 +390,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limit = args.sandbox_rate_limit
+    if args.burst:
+        limit = limit or BURST_SANDBOX_RPS
+        given = set(argv if argv is not None else sys.argv[1:])
+        args.webhooks = args.webhooks if {"-n", "--webhooks"} & given else BURST_WEBHOOKS
+        args.concurrency = args.concurrency if {"-c", "--concurrency"} & given else BURST_SENDERS
+        args.fail_rate = args.fail_rate if "--fail-rate" in given else 0.0
     try:
         config = LoadConfig(
             webhooks=args.webhooks,
             concurrency=args.concurrency,
             duplicate_rate=args.duplicates,
             fail_rate=args.fail_rate,
+            sandbox_rate_limit=limit,
+            send_rate=limit * BURST_OVERLOAD if args.burst and limit else None,
             seed=args.seed,
             url=args.url,
             secret=args.secret,

@@ -19,6 +19,15 @@ SEND_TIMEOUT: Final = 15.0  # Dodo gives up on an answer after 15 s
 DRAIN_IDLE_INTERVAL: Final = 0.25
 PROGRESS_EVERY: Final = 5.0
 SANDBOX_LOGGER: Final = "dodo_cio_local.sandbox"
+# Renewal day's targets (issue 18), for `--burst`.
+BURST_WEBHOOKS: Final = 10_000
+BURST_SENDERS: Final = 50
+BURST_SANDBOX_RPS: Final = 20.0
+BURST_OVERLOAD: Final = 5  # senders start webhooks at this many times the sandbox's limit
+BURST_MAX_429_SHARE: Final = 0.02
+BURST_MAX_REQUESTS_PER_EVENT: Final = 0.3
+BURST_MAX_DRAIN_SECONDS: Final = 120.0
+BURST_MAX_MEMORY_MB: Final = 1024.0
 # Ids in the samples that name one object: rewritten per webhook so each is a distinct event.
 OBJECT_ID_KEYS: Final = (
     "payment_id",
@@ -55,6 +64,14 @@ class LoadConfig:
     request_timeout: float = SEND_TIMEOUT
     verbose: bool = False  # bridge and sandbox logs on the console instead of a log file
     progress: bool = True
+    # Renewal day (`--burst`): the sandbox answers 429 above this many requests a second, and the
+    # senders together start at most `send_rate` webhooks a second (None: as fast as they are answered).
+    sandbox_rate_limit: float | None = None
+    send_rate: float | None = None
+
+    @property
+    def burst(self) -> bool:
+        return self.sandbox_rate_limit is not None
 
     def __post_init__(self) -> None:
         if self.webhooks < 1:
@@ -69,6 +86,10 @@ class LoadConfig:
             raise ValueError("max_attempts must be at least 1")
         if self.retry_pause < 0 or self.drain_timeout <= 0 or self.request_timeout <= 0:
             raise ValueError("retry_pause must be >= 0; drain_timeout and request_timeout > 0")
+        for name in ("sandbox_rate_limit", "send_rate"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be a positive number of requests a second")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +182,33 @@ class LoadReport:
     doubled_examples: list[str] = field(default_factory=list)
     log_path: str | None = None
     log_errors: int = 0
+    peak_memory_mb: float = 0.0  # this process's peak RSS: the emulator, the sandbox and the senders
+
+    @property
+    def throttled_share(self) -> float:
+        """429s among the requests to Customer.io."""
+        return self.wire_status.get("429", 0) / self.wire_requests if self.wire_requests else 0.0
+
+    @property
+    def requests_per_event(self) -> float:
+        return self.wire_requests / self.events_delivered if self.events_delivered else 0.0
+
+    def target_misses(self) -> list[str]:
+        """Renewal day's targets (issue 18), checked on a burst only."""
+        if not self.config.burst:
+            return []
+        misses = []
+        if self.throttled_share > BURST_MAX_429_SHARE:
+            misses.append(f"429s {self.throttled_share:.1%} of requests (target <= {BURST_MAX_429_SHARE:.0%})")
+        if self.requests_per_event > BURST_MAX_REQUESTS_PER_EVENT:
+            per_event = f"{self.requests_per_event:.2f} requests per event"
+            misses.append(f"{per_event} (target <= {BURST_MAX_REQUESTS_PER_EVENT})")
+        if self.drained and self.drain_seconds > BURST_MAX_DRAIN_SECONDS:
+            late = f"delivered {self.drain_seconds:.0f} s after the last webhook"
+            misses.append(f"{late} (target <= {BURST_MAX_DRAIN_SECONDS:.0f} s)")
+        if self.peak_memory_mb >= BURST_MAX_MEMORY_MB:
+            misses.append(f"peak memory {self.peak_memory_mb:.0f} MB (target < {BURST_MAX_MEMORY_MB:.0f} MB)")
+        return misses
 
     @property
     def ok(self) -> bool:
@@ -171,6 +219,7 @@ class LoadReport:
             and self.unacknowledged == 0
             and self.unexpected_answers == 0
             and self.drained
+            and not self.target_misses()
         )
 
     def failures(self) -> list[str]:
@@ -191,6 +240,7 @@ class LoadReport:
             problems.append(
                 f"retry queue not empty after {self.config.drain_timeout:g} s ({self.retry_queue_left} left)"
             )
+        problems.extend(self.target_misses())
         return problems
 
     def format(self) -> str:
@@ -238,6 +288,15 @@ class LoadReport:
             lines.append(f"  other events         {self.other_events} accepted during the run, not from it")
         if self.log_path:
             lines.append(f"  bridge log           {self.log_path} ({self.log_errors} ERROR lines)")
+        if cfg.burst:
+            lines += [
+                f"  renewal day          sandbox limit {cfg.sandbox_rate_limit:g} req/s, senders at up to "
+                f"{cfg.send_rate or 0:g} webhooks/s",
+                f"  429 share            {self.throttled_share:.2%} of Customer.io requests (target <= 2 %)",
+                f"  requests per event   {self.requests_per_event:.3f} (target <= 0.3)",
+                f"  delivered after      {self.drain_seconds:.1f} s after the last answer (target <= 120 s)",
+                f"  peak memory          {self.peak_memory_mb:.0f} MB, this process (target < 1024 MB)",
+            ]
         problems = self.failures()
         lines.append("  result               " + ("PASS" if not problems else "FAIL: " + "; ".join(problems)))
         return "\n".join(lines)

@@ -102,6 +102,9 @@ def send_all(
     """`config.concurrency` sender threads, each with its own session, taking deliveries in plan order."""
     import requests  # noqa: PLC0415
 
+    from dodo_cio.retry.pacing import RateLimiter  # noqa: PLC0415
+
+    pace = RateLimiter(config.send_rate or 0.0)  # all senders together, as Dodo's endpoint rate_limit would
     jobs: queue.SimpleQueue[tuple[Webhook, bool]] = queue.SimpleQueue()
     for job in plan:
         jobs.put(job)
@@ -116,6 +119,7 @@ def send_all(
                     webhook, duplicate = jobs.get_nowait()
                 except queue.Empty:
                     return
+                pace.acquire()
                 results.append(deliver(session, webhook, duplicate=duplicate, url=url, secret=secret, config=config))
         except BaseException as exc:  # noqa: BLE001 - reported after the join
             errors.append(exc)
@@ -218,6 +222,7 @@ class InProcessTarget(Target):
                 log=_console_log if config.verbose else self._bridge_log,
                 drain=True,
                 drain_interval=DRAIN_IDLE_INTERVAL,
+                sandbox_rate_limit=config.sandbox_rate_limit,
             )
             self._stack.callback(bridge.stop)
             info = bridge.start()
