@@ -72,6 +72,18 @@ def test_a_redelivered_webhook_is_answered_from_the_first_time_and_not_sent_agai
     assert len(bridge.sandbox.requests) == 2
 
 
+def test_only_the_stored_answer_of_a_redelivery_carries_the_replayed_header(bridge) -> None:
+    from dodo_cio_local.lambda_context import FakeLambdaContext
+    from support.apigw import signed_event
+
+    first, again = (
+        bridge.app.lambda_handler(signed_event(PAYMENT, bridge.secret, webhook_id="msg_twice"), FakeLambdaContext())
+        for _ in range(2)
+    )
+    assert "idempotent-replayed" not in first["headers"] and again["headers"]["idempotent-replayed"] == "true"
+    assert first["body"] == again["body"]  # Dodo sees the same answer
+
+
 def test_a_redelivery_of_a_parked_webhook_queues_nothing_more(bridge) -> None:
     bridge.sandbox.script(503)
     assert bridge.send(PAYMENT, webhook_id="msg_parked_once")[0] == 202

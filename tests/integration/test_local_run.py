@@ -218,3 +218,17 @@ def test_a_busy_aws_port_is_a_clear_error_and_leaves_nothing_running() -> None:
             bridge.start()
     assert bridge.info is None and bridge.aws.endpoint is None
     assert _environ() == before
+
+
+def test_check_local_checks_what_the_run_emulates_and_delivers_to(local, capsys) -> None:
+    """`dodo-cio check --local`: the run's SSM secrets, the sandbox's credentials and region, its queues."""
+    from dodo_cio_cli import cli
+
+    _, info = local
+    base = info.webhook_url.removesuffix("/webhooks/dodo")
+    assert cli.main(["check", "--local-url", base]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "checking the local run at" in out and "FAIL" not in out
+    local[0].sandbox.script(401)  # the sandbox refuses the credentials: the check says so, exit 1
+    assert cli.main(["check", "--local-url", base]) == 1
+    assert "FAIL" in capsys.readouterr().out

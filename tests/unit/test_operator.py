@@ -436,6 +436,7 @@ def test_json_is_a_list_of_every_field() -> None:
 class _Response:
     status_code = 202
     text = '{"status":"accepted"}'
+    headers: dict[str, str] = {}  # noqa: RUF012 - read only
 
 
 class _Session:
@@ -465,6 +466,24 @@ def test_replay_signs_the_exact_bytes_and_keeps_the_webhook_id() -> None:
     assert call["data"] == body and call["timeout"] == 15.0
     assert call["headers"]["content-type"] == "application/json"
     assert verify(call["headers"], body, parse_secrets(SECRET)).webhook_id == "msg_original"
+
+
+def test_a_stored_answer_is_said_to_be_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """The bridge marks the answer to a webhook id it had answered before; replay says nothing was sent again."""
+    from dodo_cio.ingest import REPLAYED_HEADER
+    from dodo_cio_cli import cli
+
+    class Stored(_Response):
+        headers = {REPLAYED_HEADER: "true"}  # noqa: RUF012
+
+    session = _Session()
+    session.post = lambda url, **kwargs: Stored()  # type: ignore[method-assign]
+    answer = operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=session)
+    assert answer.replayed and tuple(answer) == (202, '{"status":"accepted"}')
+    assert cli._replay_answer(answer, "msg_1") == 0
+    assert "already answered webhook-id msg_1" in capsys.readouterr().out
+    fresh = operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=_Session())
+    assert not fresh.replayed
 
 
 def test_replay_without_a_webhook_id_uses_a_fresh_one() -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from dodo_cio_cli.local_target import LocalTarget
+    from dodo_cio_cli.operator import ReplayAnswer
 
 DEFAULT_URL: Final = "http://127.0.0.1:3000/webhooks/dodo"
 SEND_TIMEOUT: Final = 15.0  # as dodo_cio_cli.sender; kept here so usage errors need no import
@@ -95,6 +96,10 @@ def _cmd_send(args: argparse.Namespace) -> int:
     print(f"HTTP {response.status_code} {response.reason}")
     if response.text:
         print(response.text)
+    if response.headers.get("idempotent-replayed", "").lower() == "true":  # dodo_cio.ingest.REPLAYED_HEADER
+        from dodo_cio_cli.operator import REPLAYED_NOTICE  # noqa: PLC0415
+
+        print(REPLAYED_NOTICE.format(webhook_id=args.webhook_id or "?"))
     return EXIT_OK if 200 <= response.status_code < 300 else EXIT_HTTP_ERROR
 
 
@@ -110,11 +115,20 @@ def _cmd_event(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+NO_REGION: Final = (
+    "no AWS region: pass --region, or set AWS_REGION (or a region in your AWS configuration, aws configure)"
+)
+
+
 def _aws(service: str, region: str | None) -> Any:
     import boto3  # noqa: PLC0415 - only the AWS-facing commands pay for it
+    from botocore.exceptions import NoRegionError  # noqa: PLC0415
 
     client: Any = boto3.client  # one helper for every service the commands touch
-    return client(service, region_name=region) if region else client(service)
+    try:
+        return client(service, region_name=region) if region else client(service)
+    except NoRegionError:  # a traceback and exit 1 told the user nothing they could act on
+        raise UsageError(NO_REGION) from None
 
 
 def _outputs(args: argparse.Namespace, *keys: str) -> dict[str, str]:
@@ -288,13 +302,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if target is not None:
         # The local run's own secret, from its SSM: $DODO_WEBHOOK_SECRET may be a deployment's.
         secret = args.secret or operator.read_secret_from_ssm(target.client("ssm"), target.ssm_parameter_path)
-        status, text = operator.replay(
+        answer = operator.replay(
             body, url=args.url or target.webhook_url, secret=_secret(secret), webhook_id=args.webhook_id
         )
-        print(f"HTTP {status}")
-        if text:
-            print(text)
-        return EXIT_OK if 200 <= status < 300 else EXIT_HTTP_ERROR
+        return _replay_answer(answer, args.webhook_id)
     outputs = _outputs(args, "WebhookUrl")
     url = args.url or outputs.get("WebhookUrl") or DEFAULT_URL
     secret = args.secret or os.environ.get("DODO_WEBHOOK_SECRET", "")
@@ -307,11 +318,18 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         )
         secret = operator.read_secret_from_ssm(_aws("ssm", args.region), path)
     secret = _secret(secret)
-    status, text = operator.replay(body, url=url, secret=secret, webhook_id=args.webhook_id)
-    print(f"HTTP {status}")
-    if text:
-        print(text)
-    return EXIT_OK if 200 <= status < 300 else EXIT_HTTP_ERROR
+    return _replay_answer(operator.replay(body, url=url, secret=secret, webhook_id=args.webhook_id), args.webhook_id)
+
+
+def _replay_answer(answer: ReplayAnswer, webhook_id: str | None) -> int:
+    from dodo_cio_cli.operator import REPLAYED_NOTICE  # noqa: PLC0415
+
+    print(f"HTTP {answer.status}")
+    if answer.text:
+        print(answer.text)
+    if answer.replayed:
+        print(REPLAYED_NOTICE.format(webhook_id=webhook_id or "?"))
+    return EXIT_OK if 200 <= answer.status < 300 else EXIT_HTTP_ERROR
 
 
 def _cmd_reprocess(args: argparse.Namespace) -> int:
@@ -351,6 +369,9 @@ def _cmd_reprocess(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from dodo_cio_cli import api_choice, check, operator  # noqa: PLC0415
 
+    target = _local(args)
+    if target is not None:
+        return _check_local(args, target)
     parameters: dict[str, str] = {}
     outputs: dict[str, str] | None = None
     if args.stack:
@@ -391,8 +412,40 @@ def _cmd_check(args: argparse.Namespace) -> int:
         where = f"stack {args.stack}, " if args.stack else ""
         differs = f" (the stack delivers with {deployed})" if deployed != api else ""
         url = pipelines_url if api == "pipelines" else track_url
-        target = f", URL {url}" if url else ""
-        header = f"checking {where}SSM path {ssm_path}, Customer.io region {region}, {api} API{differs}{target}"
+        at_url = f", URL {url}" if url else ""
+        header = f"checking {where}SSM path {ssm_path}, Customer.io region {region}, {api} API{differs}{at_url}"
+        print(check.format_report(findings, header=header))
+    return check.exit_code(findings)
+
+
+def _check_local(args: argparse.Namespace, target: LocalTarget) -> int:
+    """`check --local`: the same checks against what `make run` emulates and delivers to."""
+    from dodo_cio_cli import check  # noqa: PLC0415
+
+    deployment = target.deployment
+    api = (args.api or deployment.get("customerio_api") or "track").lower()
+    track_url = args.track_url or deployment.get("track_url") or None
+    pipelines_url = args.pipelines_url or deployment.get("pipelines_url") or None
+    region = (args.region_cio or deployment.get("customerio_region") or "us").lower()
+    findings = check.run_checks(
+        ssm=target.client("ssm"),
+        ssm_path=target.ssm_parameter_path.rstrip("/"),
+        region=region,
+        track_url=track_url,
+        sqs=target.client("sqs"),
+        outputs={"RetryQueueUrl": target.retry_queue_url, "DeadLetterQueueUrl": target.dead_letter_queue_url},
+        stack="",
+        api=api,
+        pipelines_url=pipelines_url,
+        identifier=args.identifier or deployment.get("identifier") or "customer_id",
+        contact_fields=args.contact_fields or deployment.get("contact_fields") or "auto",
+    )
+    if args.json:
+        print(check.findings_json(findings))
+    else:
+        url = pipelines_url if api == "pipelines" else track_url
+        where = f"the local run at {target.base_url}, SSM path {target.ssm_parameter_path}"
+        header = f"checking {where}, {api} API, URL {url}"
         print(check.format_report(findings, header=header))
     return check.exit_code(findings)
 
@@ -438,6 +491,7 @@ def _add_check_and_backfill(sub: Any) -> None:
         "your AWS credentials cannot read what is checked.",
     )
     check_module.add_arguments(check)
+    local_options(check, "a running `make run`: its emulated SSM and queues, and the Customer.io it delivers to")
     check.set_defaults(func=_cmd_check)
 
     backfill_parser = sub.add_parser(

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.error import URLError
 from urllib.request import urlopen
@@ -70,6 +70,8 @@ class LocalTarget:
     ssm_parameter_path: str
     lambda_endpoint: str
     ingest_function: str
+    # The deployment the run stands for (`dodo-cio check --local`); empty from a run older than it.
+    deployment: Mapping[str, str] = field(default_factory=dict)
 
     def client(self, service: str) -> Any:
         """boto3 client for the emulated AWS; `lambda` goes to the local run's own Invoke API."""
@@ -129,6 +131,7 @@ def discover(
         ssm_parameter_path=text("ssm_parameter_path"),
         lambda_endpoint=text("lambda_endpoint") or base_url,
         ingest_function=text("ingest_function"),
+        deployment={str(k): str(v) for k, v in (page.get("deployment") or {}).items() if isinstance(v, str)},
     )
 
 

@@ -15,7 +15,7 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
 
@@ -452,6 +452,25 @@ def cancel_redrive(sqs: SQSClient, task_handle: str) -> int | None:
 # -- replay -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayAnswer:
+    """The bridge's answer to a replay; unpacks as (status, text). `replayed`: the bridge had
+    answered this webhook id before and returned that stored answer, sending nothing again."""
+
+    status: int
+    text: str
+    replayed: bool = False
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.status, self.text))
+
+
+REPLAYED_NOTICE: Final = (
+    "(the bridge had already answered webhook-id {webhook_id}: this is its stored answer, and nothing was "
+    "sent again; replay without --webhook-id to deliver it as a new event)"
+)
+
+
 def replay(
     body: bytes,
     *,
@@ -460,7 +479,7 @@ def replay(
     webhook_id: str | None = None,
     timeout: float = REPLAY_TIMEOUT,
     session: requests.Session | None = None,
-) -> tuple[int, str]:
+) -> ReplayAnswer:
     """Sign a saved Dodo webhook body and POST it to the bridge; returns (HTTP status, answer text).
 
     The request goes through exactly the path a Dodo delivery takes (verify -> map -> deliver ->
@@ -499,7 +518,10 @@ def replay(
         raise OperatorError(f"no answer from {url} within {timeout:g} s") from None
     except requests.RequestException as exc:
         raise OperatorError(f"cannot reach {url}: {type(exc).__name__}") from None
-    return int(response.status_code), str(response.text)
+    from dodo_cio.ingest import REPLAYED_HEADER  # noqa: PLC0415 - the handler's own contract
+
+    replayed = response.headers.get(REPLAYED_HEADER, "").lower() == "true"
+    return ReplayAnswer(int(response.status_code), str(response.text), replayed)
 
 
 def read_secret_from_ssm(ssm: SSMClient, path: str) -> str:

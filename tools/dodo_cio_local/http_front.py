@@ -147,6 +147,15 @@ class FrontHandler(LocalRequestHandler):
             "webhook_url": info.webhook_url,
             "customerio": "real Track API" if info.sandbox_url is None else "local sandbox",
             "track_url": info.track_url,
+            # What `dodo-cio check --local` checks against: the deployment this run stands for.
+            "deployment": {
+                "customerio_api": info.customerio_api,
+                "track_url": info.track_url,
+                "pipelines_url": info.pipelines_url,
+                "customerio_region": os.environ.get("CUSTOMERIO_REGION", "") or "us",
+                "identifier": os.environ.get("CUSTOMERIO_IDENTIFIER", "") or "customer_id",
+                "contact_fields": os.environ.get("CUSTOMERIO_CONTACT_FIELDS", "") or "auto",
+            },
             "queues": bridge.queue_depths(),
             "retry_drain": bridge.drain_status,
             # What `dodo-cio ... --local` reads to find the emulated AWS (see local_target.py).

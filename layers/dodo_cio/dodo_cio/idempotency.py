@@ -184,7 +184,7 @@ class WebhookDeduplicator:
         if status != COMPLETED or data is None:
             return _UNAVAILABLE
         stored = json.loads(data["S"])
-        return HttpResponse(int(stored["status"]), dict(stored["body"]))
+        return HttpResponse(int(stored["status"]), dict(stored["body"]), replayed=True)
 
     def _run(self, key: str, work: Callable[[], HttpResponse]) -> HttpResponse:
         try:

@@ -101,15 +101,22 @@ class WebhookRequest:
     body: bytes
 
 
+REPLAYED_HEADER: Final = "idempotent-replayed"  # "true" on the stored answer to a webhook id seen before
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
     body: dict[str, Any]
+    replayed: bool = False  # the stored answer of an earlier delivery of the same webhook id
 
     def to_apigw(self) -> dict[str, Any]:
+        headers = {"content-type": "application/json"}
+        if self.replayed:  # the body is the first answer's, unchanged: Dodo sees the same; a person is told
+            headers[REPLAYED_HEADER] = "true"
         return {
             "statusCode": self.status,
-            "headers": {"content-type": "application/json"},
+            "headers": headers,
             "body": json.dumps(self.body, separators=(",", ":")),
         }
 
