@@ -44,6 +44,10 @@ def _dims(**dims: str) -> frozenset[tuple[str, str]]:
 
 INGEST_METRICS = (
     "WebhookReceived",
+    "TransformError",
+    "DeliveryDeferred",  # the container's Customer.io budget was spent (dodo_cio.budget)
+    "CustomerioThrottled",
+    "EmailChanged",
     "WebhookDelivered",
     "WebhookParked",
     "IgnoredEvent",
@@ -174,6 +178,8 @@ def _expected_alarms(cfn: dict[str, Any]) -> list[tuple[Metric, str, Any]]:
         (_custom(cfn, "UnknownEventType"), "Sum", 0),
         # Customer.io refused an email change on a person addressed by id: dead-lettered until the setting is on.
         (_custom(cfn, "EmailChangeRefused"), "Sum", 0),
+        # The mapping (a customize.py transform) raised: answered 500; also rolls a deploy back.
+        (_custom(cfn, "TransformError"), "Sum", 0),
     ]
 
 
