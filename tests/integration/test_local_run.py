@@ -232,3 +232,29 @@ def test_check_local_checks_what_the_run_emulates_and_delivers_to(local, capsys)
     local[0].sandbox.script(401)  # the sandbox refuses the credentials: the check says so, exit 1
     assert cli.main(["check", "--local-url", base]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_trace_local_shows_a_customers_records_and_what_waits_for_them(local, capsys) -> None:
+    """`dodo-cio trace ID --local`: the directory, the summary, the duplicate check's answer, the parked message."""
+    bridge, info = local
+    base = info.webhook_url.removesuffix("/webhooks/dodo")
+    doc = json.loads(PAYMENT.read_bytes())
+    customer = doc["data"]["customer"]["customer_id"]
+    first = sender.send_webhook(PAYMENT.read_bytes(), url=info.webhook_url, secret=info.secret, webhook_id="msg_tr1")
+    assert first.status_code == 200
+    bridge.sandbox.script(503)
+    doc["data"]["payment_id"] = "pay_trace_2"
+    parked = sender.send_webhook(
+        json.dumps(doc).encode(), url=info.webhook_url, secret=info.secret, webhook_id="msg_tr2"
+    )
+    assert parked.status_code == 202  # waits on the retry queue (this run does not drain it)
+
+    assert cli.main(["trace", customer, "--local-url", base]) == 0
+    out = capsys.readouterr().out
+    assert f"customer {customer} is the Customer.io person" in out and "summary" in out
+    assert "retry queue" in out and "msg_tr2" in out and "503" in out
+    assert cli.main(["trace", "msg_tr1", "--local-url", base, "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert any("answered 200" in e["what"] for e in found["entries"]), found
+    assert cli.main(["trace", "cus_nobody_knows", "--local-url", base]) == 1
+    assert "nothing found" in capsys.readouterr().out

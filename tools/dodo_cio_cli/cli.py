@@ -332,6 +332,57 @@ def _replay_answer(answer: ReplayAnswer, webhook_id: str | None) -> int:
     return EXIT_OK if 200 <= answer.status < 300 else EXIT_HTTP_ERROR
 
 
+def _cmd_trace(args: argparse.Namespace) -> int:
+    from dodo_cio_cli import operator, trace  # noqa: PLC0415
+
+    if not args.subject.strip():
+        raise UsageError("give the id to trace: a customer_id, payment_id, subscription_id, webhook_id or email")
+    if not args.since > 0:
+        raise UsageError(f"--since must be a positive number of days, not {args.since:g}")
+    target = _local(args)
+    if target is not None:
+        sources = trace.Sources(
+            dynamodb=target.client("dynamodb"),
+            sqs=target.client("sqs"),
+            table=target.state_table or None,
+            identifier=target.deployment.get("identifier") or "customer_id",
+            ingest_function=target.ingest_function,
+            queues={
+                "retry queue": target.retry_queue_url,
+                "dead-letter queue": target.dead_letter_queue_url,
+                "quarantine": target.quarantine_queue_url,
+            },
+        )
+        found = trace.trace(args.subject.strip(), sources, since_days=args.since)
+        found.notes.append("the local run's log lines are in the terminal that runs `make run`")
+    else:
+        if not args.stack:
+            raise UsageError("pass --stack NAME (or --local for a running `make run`)")
+        cfn = _aws("cloudformation", args.region)
+        outputs = operator.resolve_stack_outputs(cfn, args.stack, required=("StateTableName", "IngestFunctionName"))
+        parameters = operator.resolve_stack_parameters(cfn, args.stack)
+        sources = trace.Sources(
+            dynamodb=_aws("dynamodb", args.region),
+            sqs=_aws("sqs", args.region),
+            table=outputs["StateTableName"],
+            identifier=parameters.get("CustomerioIdentifier") or "customer_id",
+            ingest_function=outputs["IngestFunctionName"],
+            queues={
+                "retry queue": outputs.get("RetryQueueUrl", ""),
+                "dead-letter queue": outputs.get("DeadLetterQueueUrl", ""),
+                "quarantine": outputs.get("QuarantineQueueUrl", ""),
+            },
+            logs=_aws("logs", args.region),
+            log_groups={
+                "ingest log": f"/aws/lambda/{args.stack}/IngestFunction",
+                "retry log": f"/aws/lambda/{args.stack}/RetryFunction",
+            },
+        )
+        found = trace.trace(args.subject.strip(), sources, since_days=args.since)
+    print(found.to_json() if args.json else found.format())
+    return EXIT_OK if found.entries else EXIT_HTTP_ERROR
+
+
 def _cmd_reprocess(args: argparse.Namespace) -> int:
     """Quarantined webhooks through the deployed ingest function; exit 1 when any stayed on the queue."""
     from dodo_cio_cli import quarantine_ops  # noqa: PLC0415
@@ -605,6 +656,24 @@ def _add_operator_commands(sub: Any) -> None:
     )
     replay.add_argument("--ssm-path", help="SSM path holding webhook-secret (default: the stack's parameter)")
     replay.set_defaults(func=_cmd_replay)
+
+    trace = sub.add_parser(
+        "trace",
+        help="everything the bridge knows about a customer, payment, subscription, webhook or email, in time order",
+        description="Why didn't she get the email? Reads the state table (the customer's directory entry, when "
+        "each piece of their profile was written, their commercial summary; a payment's customer; a webhook id's "
+        "answer), the retry, dead-letter and quarantine queues (peeked, left in place) and, on AWS, both "
+        "functions' log lines through CloudWatch Logs Insights, and prints what it finds in time order. An email "
+        "is matched against queued ops only: the bridge never logs one. Exit 0 when something was found, 1 "
+        "when nothing was, 2 on usage or AWS errors.",
+    )
+    aws_options(trace)
+    trace.add_argument("subject", metavar="ID", help="customer_id, payment_id, subscription_id, webhook_id or email")
+    trace.add_argument(
+        "--since", type=float, default=7, metavar="DAYS", help="how far back the log query goes (default %(default)s)"
+    )
+    trace.add_argument("--json", action="store_true", help="the same as JSON, for machines")
+    trace.set_defaults(func=_cmd_trace)
 
     reprocess = sub.add_parser(
         "reprocess",

@@ -72,6 +72,7 @@ class LocalTarget:
     ingest_function: str
     # The deployment the run stands for (`dodo-cio check --local`); empty from a run older than it.
     deployment: Mapping[str, str] = field(default_factory=dict)
+    state_table: str = ""
 
     def client(self, service: str) -> Any:
         """boto3 client for the emulated AWS; `lambda` goes to the local run's own Invoke API."""
@@ -131,6 +132,7 @@ def discover(
         ssm_parameter_path=text("ssm_parameter_path"),
         lambda_endpoint=text("lambda_endpoint") or base_url,
         ingest_function=text("ingest_function"),
+        state_table=text("state_table"),
         deployment={str(k): str(v) for k, v in (page.get("deployment") or {}).items() if isinstance(v, str)},
     )
 

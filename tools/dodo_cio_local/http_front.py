@@ -170,6 +170,7 @@ class FrontHandler(LocalRequestHandler):
                 "ssm_parameter_path": os.environ.get("SSM_PARAMETER_PATH", ""),
                 "lambda_endpoint": info.webhook_url.removesuffix(WEBHOOK_PATH),
                 "ingest_function": info.ingest_function,
+                "state_table": os.environ.get("STATE_TABLE_NAME", ""),
             },
             "send_sample": f"dodo-cio send events/dodo/payment.succeeded.json --url {info.webhook_url} "
             "--secret <printed at start>",

@@ -233,6 +233,8 @@ class LocalBridge:
             QUARANTINE_QUEUE_URL=quarantine_url,
             STATE_TABLE_NAME=STATE_TABLE,
         )
+        # As Lambda sets it: the duplicate check's records are owned by the function (`dodo-cio trace` finds them).
+        function_env["AWS_LAMBDA_FUNCTION_NAME"] = f"{STACK_NAME}-IngestFunction"
         # The budget's containers (dodo_cio.budget): this run hosts the ingest function in one container.
         function_env["INGEST_MAX_CONCURRENCY"] = str(LOCAL_CONTAINERS)
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")

@@ -350,6 +350,7 @@ class IngestService:
             return self._cannot_process(verified, request, "unknown_type", "type", detail, envelope.type, rerun=rerun)
 
         event = DodoEvent(verified.webhook_id, envelope, payload)
+        self._log_customer(event)
         try:
             ops = map_event(event, self.mapping)
         except Exception:  # a merchant's transform failed: let Dodo retry once it is fixed
@@ -570,6 +571,12 @@ class IngestService:
         if refused := email_change_refusals(result.results):  # dead-lettered like any permanent failure
             self._count("EmailChangeRefused", refused)
         return result
+
+    def _log_customer(self, event: DodoEvent) -> None:
+        """`dodo-cio trace` finds a customer's webhooks in the logs by their Dodo id (never an email)."""
+        customer_id = _customer_id(event)
+        if customer_id:
+            self.logger.append_keys(customer_id=customer_id[:MAX_LOGGED_TYPE_CHARS])
 
     def _budget(self) -> Budget:
         if self.budget is None:
