@@ -213,6 +213,9 @@ def _mentions(doc: Mapping[str, Any], ids: set[str]) -> bool:
             continue
         values = [*_values(op.get("identifiers")), *_values(op.get("primary")), *_values(op.get("secondary"))]
         values += [op.get("_customer_id"), op.get("_payment_id")]
+        attributes = op.get("attributes")
+        if isinstance(attributes, dict):  # a subscription, payment or refund the op is about
+            values += [attributes.get(k) for k in ("subscription_id", "payment_id", "refund_id", "dispute_id")]
         if any(isinstance(v, str) and (v in ids or v.casefold() in {i.casefold() for i in ids}) for v in values):
             return True
     body = doc.get("body")
