@@ -256,6 +256,7 @@ def test_trace_local_shows_a_customers_records_and_what_waits_for_them(local, ca
     assert cli.main(["trace", "pay_trace_2", "--local-url", base]) == 0  # a payment: its customer, its parked ops
     out = capsys.readouterr().out
     assert f"payment pay_trace_2 belongs to customer {customer}" in out and "msg_tr2" in out
+    assert "pay_trace_2: payment.succeeded received as webhook msg_tr2" in out  # its receipt
     assert cli.main(["trace", "msg_tr1", "--local-url", base, "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
     assert any("answered 200" in e["what"] for e in found["entries"]), found

@@ -110,7 +110,7 @@ def trace(subject: str, sources: Sources, *, since_days: float = LOGS_SINCE_DAYS
 def _state(result: Trace, sources: Sources, subject: str) -> set[str]:
     """Adds the records about `subject`; returns the ids they point to (a payment's customer)."""
     from dodo_cio.idempotency import RECORD_OWNER  # noqa: PLC0415
-    from dodo_cio.state import CUSTOMER_PREFIX, PAYMENT_PREFIX, ident_attribute  # noqa: PLC0415
+    from dodo_cio.state import CUSTOMER_PREFIX, PAYMENT_PREFIX, RECEIPT_PREFIX, ident_attribute  # noqa: PLC0415
 
     more: set[str] = set()
     payment = _get(result, sources, PAYMENT_PREFIX + subject)
@@ -122,6 +122,9 @@ def _state(result: Trace, sources: Sources, subject: str) -> set[str]:
     record = _get(result, sources, CUSTOMER_PREFIX + customer_id)
     if record is not None:
         _customer_record(result, customer_id, record, ident_attribute(sources.identifier))
+    receipts = _get(result, sources, RECEIPT_PREFIX + subject)
+    if receipts is not None:
+        _receipt_record(result, subject, receipts)
     digest = hashlib.md5(json.dumps(subject).encode(), usedforsecurity=False).hexdigest()
     idem = _get(result, sources, f"{sources.ingest_function}.{RECORD_OWNER}#{digest}")
     if idem is not None:
@@ -144,6 +147,26 @@ def _customer_record(result: Trace, customer_id: str, item: Mapping[str, Any], i
     if ledger.stamp:
         summary = {k: v for k, v in ledger.attributes().items() if k != "active_subscription_ids"}
         result.add(ledger.stamp, "state", f"customer {customer_id}: summary {json.dumps(summary, sort_keys=True)}")
+
+
+def _receipt_record(result: Trace, object_id: str, item: Mapping[str, Any]) -> None:
+    from dodo_cio.state import RECEIPT_EVENT_PREFIX  # noqa: PLC0415
+
+    for name, value in sorted(item.items()):
+        text = value.get("S") if isinstance(value, dict) else None
+        if not name.startswith(RECEIPT_EVENT_PREFIX) or not text:
+            continue
+        try:
+            seen = json.loads(text)
+        except ValueError:
+            continue
+        event_type = name.removeprefix(RECEIPT_EVENT_PREFIX)
+        received = seen.get("received_at")
+        result.add(
+            received if isinstance(received, int) else None,
+            "state",
+            f"{object_id}: {event_type} received as webhook {seen.get('webhook_id')}",
+        )
 
 
 def _webhook_record(result: Trace, webhook_id: str, item: Mapping[str, Any]) -> None:

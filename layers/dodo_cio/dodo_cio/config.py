@@ -19,6 +19,8 @@ Environment (documented in the README, "Configuration"):
   API_BURST_LIMIT         ingest only: the webhook API's burst limit, the bound when nothing is reserved;
                           with neither set, ingest is not paced (a deployment or test without them)
   RETRY_MAX_CONCURRENCY   the retry event source's MaximumConcurrency; each container takes its share
+  RECEIPT_DAYS            ingest only: days the state table keeps which webhooks arrived per Dodo object
+                          (default 35; `dodo-cio reconcile` compares Dodo's history with them)
   CUSTOMERIO_CONNECT_TIMEOUT / CUSTOMERIO_READ_TIMEOUT   seconds (defaults 2 / 5)
   BOTO_CONNECT_TIMEOUT / BOTO_READ_TIMEOUT   seconds per attempt of every AWS call (defaults 1 / 1)
   ANSWER_RESERVE          seconds of the invocation's time kept to answer (default 2.5; dodo_cio.deadline)
@@ -124,6 +126,7 @@ class Settings:
     retry_max_concurrency: int = 2
     ingest_share: float = DEFAULT_INGEST_SHARE
     ingest_max_concurrency: int = 0  # 0: unknown, ingest not paced
+    receipt_days: int = 35  # how long the state table keeps which webhooks arrived (dodo-cio reconcile)
     connect_timeout: float = 2.0
     read_timeout: float = 5.0
     secrets_max_age: int = 300
@@ -193,6 +196,7 @@ class Settings:
             retry_max_concurrency=max(1, int(_float(env, "RETRY_MAX_CONCURRENCY", 2))),
             ingest_share=ingest_share,
             ingest_max_concurrency=max(0, ingest_containers),
+            receipt_days=max(1, int(_float(env, "RECEIPT_DAYS", 35))),
             connect_timeout=_float(env, "CUSTOMERIO_CONNECT_TIMEOUT", 2.0),
             read_timeout=_float(env, "CUSTOMERIO_READ_TIMEOUT", 5.0),
             secrets_max_age=int(_float(env, "SECRETS_MAX_AGE", 300)),

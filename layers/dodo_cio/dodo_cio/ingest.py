@@ -56,20 +56,33 @@ from dodo_cio.mapping import (
     merge_op,
     payload_identifiers,
 )
-from dodo_cio.models import DodoEvent, PayloadError, parse_envelope, parse_json, parse_payload
+from dodo_cio.models import (
+    Dispute,
+    DodoEvent,
+    PayloadError,
+    Payment,
+    Refund,
+    Subscription,
+    parse_envelope,
+    parse_json,
+    parse_payload,
+)
 from dodo_cio.parking import LastError, ParkedDelivery, SqsSender, park
 from dodo_cio.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook, QuarantineKind, quarantine
 from dodo_cio.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, VerifiedWebhook, header, verify
 from dodo_cio.state import (
     CUSTOMER_PREFIX,
+    RECEIPT_PREFIX,
     LedgerConflict,
     LedgerWrite,
+    Receipt,
     StatePlan,
     StateRejected,
     StateTable,
     StateUnavailable,
     customer_key,
     is_stale,
+    key_problem,
     plan_for,
     plan_problem,
 )
@@ -392,6 +405,7 @@ class IngestService:
                 paid=stated_paid,
                 guard=self.mapping.identifier.kind == "email",  # an email change: merge (`_follow_identity`)
             )
+            plan.receipts.extend(receipts_for(event, received_at=int(self.clock())))
         prepared = Prepared(event, ops, unresolved, plan, secrets, summary)
         prepared.write_ledger()
         if self.state is not None:
@@ -722,6 +736,27 @@ class IngestService:
             return HttpResponse(202, {"status": "queued"})
         # Nothing will be tried again: saying "queued" would promise a delivery that is not coming.
         return HttpResponse(202, {"status": "dead_lettered"})
+
+
+def receipts_for(event: DodoEvent, *, received_at: int) -> list[Receipt]:
+    """That this webhook arrived, under the Dodo object it is about (`dodo-cio reconcile`); none for an
+    object whose id DynamoDB could not key: bookkeeping never costs a webhook its delivery."""
+    p = event.payload
+    object_id = (
+        p.payment_id
+        if isinstance(p, Payment)
+        else p.refund_id
+        if isinstance(p, Refund)
+        else p.dispute_id
+        if isinstance(p, Dispute)
+        else p.subscription_id
+        if isinstance(p, Subscription)
+        else None
+    )
+    if object_id is None or key_problem(RECEIPT_PREFIX + object_id) is not None:
+        return []
+    at = event.envelope.timestamp
+    return [Receipt(object_id, event.type, event.webhook_id, at, received_at, _customer_id(event))]
 
 
 def _customer_id(event: DodoEvent) -> str | None:

@@ -42,6 +42,7 @@ the op), never as a reason to ask for the same call again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -50,6 +51,9 @@ from typing import Any, Final
 
 CUSTOMER_PREFIX: Final = "cust#"
 PAYMENT_PREFIX: Final = "pay#"
+RECEIPT_PREFIX: Final = "seen#"  # a Dodo object's webhooks as they arrived (`Receipt`)
+RECEIPT_EVENT_PREFIX: Final = "ev:"
+RECEIPT_DAYS: Final = 35
 LEGACY_PREFIX: Final = "who#"  # identifies parked before per-piece state existed: one piece per person
 LEGACY_PIECE: Final = "profile"
 PIECE_PREFIX: Final = "t#"
@@ -115,6 +119,23 @@ class RecordWrite:
 
 
 @dataclass(frozen=True, slots=True)
+class Receipt:
+    """That a webhook about a Dodo object arrived: what `dodo-cio reconcile` compares Dodo's history with.
+
+    Kept as `seen#<object_id>`, one attribute per event type (`ev:<type>`: webhook id, Dodo's event
+    time, when it arrived), for `receipt_days` (README "Proving nothing is missing"). It rides in the
+    duplicate check's transaction: no round trip of its own.
+    """
+
+    object_id: str
+    event_type: str
+    webhook_id: str
+    at: int  # Dodo's event time
+    received_at: int
+    customer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerWrite:
     """A customer's ledger replaced (`old` -> `new`, compared as stored text) with its counted marker."""
 
@@ -136,6 +157,7 @@ class StatePlan:
     # piece was stale (an older webhook still naming the old address).
     renamed: dict[str, dict[str, str]] = field(default_factory=dict)
     current: dict[str, dict[str, str]] = field(default_factory=dict)
+    receipts: list[Receipt] = field(default_factory=list)  # only with the duplicate check's record
 
     def record(self, key: str) -> RecordWrite:
         return self.records.setdefault(key, RecordWrite(key))
@@ -147,6 +169,7 @@ class StatePlan:
     def __bool__(self) -> bool:
         return (
             bool(self.payments)
+            or bool(self.receipts)
             or self.ledger is not None
             or any(r.pieces or r.identifiers or r.learned or r.email or r.learned_email for r in self.records.values())
         )
@@ -185,6 +208,7 @@ class StateTable:
         ident: str = "ident:customer_id",
         clock: Callable[[], float] = time.time,
         ttl_seconds: int = RECORD_TTL_SECONDS,
+        receipt_days: int = RECEIPT_DAYS,
     ) -> None:
         self.table_name = table_name
         self._ident = ident
@@ -192,6 +216,7 @@ class StateTable:
         self._client: Any = None
         self._clock = clock
         self._ttl = ttl_seconds
+        self._receipt_days = receipt_days
 
     @property
     def client(self) -> Any:
@@ -289,7 +314,7 @@ class StateTable:
                 raise ValueError("a ledger write rides only with the duplicate check's record")
             records.setdefault(customer_key(ledger.customer_id), RecordWrite(customer_key(ledger.customer_id)))
         for _ in range(_MAX_ROUNDS):
-            items = self._items(records, payments, ledger)
+            items = self._items(records, payments, ledger) + self._receipt_items(plan.receipts)
             if not items and not extras:
                 plan.committed, plan.stale = True, stale
                 return stale
@@ -400,6 +425,37 @@ class StateTable:
         except Exception as exc:
             raise _classified(exc) from exc
         return set()
+
+    def _receipt_items(self, receipts: Sequence[Receipt]) -> list[dict[str, Any]]:
+        """One upsert per object: the event type's attribute, and the record kept `receipt_days` more."""
+        expiration = {"N": str(int(self._clock()) + self._receipt_days * 86400)}
+        items: list[dict[str, Any]] = []
+        for receipt in receipts:
+            value = {"webhook_id": receipt.webhook_id, "at": receipt.at, "received_at": receipt.received_at}
+            if receipt.customer_id:
+                value["customer_id"] = receipt.customer_id
+            update = {
+                "TableName": self.table_name,
+                "Key": {"id": {"S": RECEIPT_PREFIX + receipt.object_id}},
+                "UpdateExpression": "SET #ev = :ev, #e = :e",
+                "ExpressionAttributeNames": {"#ev": RECEIPT_EVENT_PREFIX + receipt.event_type, "#e": "expiration"},
+                "ExpressionAttributeValues": {":ev": {"S": json.dumps(value, sort_keys=True)}, ":e": expiration},
+            }
+            items.append({"Update": update})
+        return items
+
+    def read_receipts(self, object_ids: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """Object id -> event type -> what arrived (webhook id, Dodo's time, when it arrived)."""
+        found: dict[str, dict[str, dict[str, Any]]] = {}
+        for key, item in self._get(RECEIPT_PREFIX + o for o in object_ids).items():
+            events: dict[str, dict[str, Any]] = {}
+            for name, value in item.items():
+                text = value.get("S") if isinstance(value, dict) else None
+                if name.startswith(RECEIPT_EVENT_PREFIX) and text:
+                    with contextlib.suppress(ValueError):
+                        events[name.removeprefix(RECEIPT_EVENT_PREFIX)] = json.loads(text)
+            found[key.removeprefix(RECEIPT_PREFIX)] = events
+        return found
 
     def _other_identifiers(self, item: Mapping[str, Any], old: Mapping[str, Any]) -> dict[str, str] | None:
         """The identifiers a customer record holds when the failed write would set others, else None."""

@@ -45,7 +45,12 @@ class DodoApiFactory:
 def state_table(settings: Settings, client_factory: Callable[[], Any]) -> StateTable | None:
     if not settings.state_table:
         return None
-    return StateTable(settings.state_table, client_factory, ident=ident_attribute(settings.identifier.text))
+    return StateTable(
+        settings.state_table,
+        client_factory,
+        ident=ident_attribute(settings.identifier.text),
+        receipt_days=settings.receipt_days,
+    )
 
 
 def resolver(settings: Settings, secrets: SecretStore, state: StateTable | None) -> Resolver:
