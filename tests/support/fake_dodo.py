@@ -172,6 +172,7 @@ class FakeDodo:
         self.subscriptions = list(subscriptions or [])
         self.payments = list(payments or [])
         self.refunds = list(refunds or [])
+        self.disputes: list[dict[str, Any]] = []
         self.api_key = api_key
         self.requests: list[Recorded] = []
         self._failures: dict[tuple[str, int | None, str | None], list[int]] = {}
@@ -356,6 +357,7 @@ LISTINGS: dict[str, Callable[[FakeDodo], tuple[list[dict[str, Any]], tuple[str, 
     "/subscriptions": lambda f: (f.subscriptions, SUBSCRIPTION_STATUSES),
     "/payments": lambda f: (f.payments, ("succeeded", "failed", "cancelled", "processing")),
     "/refunds": lambda f: (f.refunds, ("succeeded", "failed", "pending", "review")),
+    "/disputes": lambda f: (f.disputes, ()),
 }
 
 

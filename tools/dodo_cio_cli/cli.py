@@ -6,6 +6,7 @@ Imports are lazy per subcommand so `send` and `event` stay fast and never load m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -332,6 +333,63 @@ def _replay_answer(answer: ReplayAnswer, webhook_id: str | None) -> int:
     return EXIT_OK if 200 <= answer.status < 300 else EXIT_HTTP_ERROR
 
 
+def _cmd_reconcile(args: argparse.Namespace) -> int:
+    import datetime  # noqa: PLC0415
+
+    from dodo_cio.state import StateTable  # noqa: PLC0415
+    from dodo_cio_cli import operator, reconcile  # noqa: PLC0415
+    from dodo_cio_cli.backfill_source import BackfillError  # noqa: PLC0415
+
+    until = args.until or datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    for name, value in (("--since", args.since), ("--until", until)):
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"{name} must be a date like 2026-11-01, not {value!r}") from None
+    if until < args.since:
+        raise UsageError(f"--until {until} is before --since {args.since}")
+    target = _local(args)
+    api_key = os.environ.get(args.api_key_env, "").strip()
+    if target is not None:
+        dynamodb, sqs, table = target.client("dynamodb"), target.client("sqs"), args.state_table or target.state_table
+        queues = {"retry queue": target.retry_queue_url, "dead-letter queue": target.dead_letter_queue_url}
+        queues["quarantine"] = target.quarantine_queue_url
+    else:
+        outputs = _outputs(args, "StateTableName")
+        table = args.state_table or outputs.get("StateTableName", "")
+        if not table:
+            raise UsageError("pass --stack NAME, --local, or --state-table NAME")
+        dynamodb, sqs = _aws("dynamodb", args.region), _aws("sqs", args.region)
+        queues = {
+            "retry queue": outputs.get("RetryQueueUrl", ""),
+            "dead-letter queue": outputs.get("DeadLetterQueueUrl", ""),
+        }
+        queues["quarantine"] = outputs.get("QuarantineQueueUrl", "")
+        if not api_key and args.stack:
+            path = operator.resolve_stack_parameters(_aws("cloudformation", args.region), args.stack)
+            name = f"{path.get('SsmParameterPath', '').rstrip('/')}/dodo-api-key"
+            with contextlib.suppress(Exception):
+                api_key = _aws("ssm", args.region).get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    if not api_key:
+        raise UsageError(
+            f"no Dodo Payments API key: set ${args.api_key_env} (or store <path>/dodo-api-key with --stack)"
+        )
+    state = StateTable(table, lambda: dynamodb)
+    try:
+        lister = reconcile.SdkLister(api_key, environment=args.environment, base_url=args.base_url)
+        try:
+            objects = [o for f in reconcile.FAMILIES for o in reconcile.list_family(lister, f, args.since, until)]
+        finally:
+            lister.close()
+    except BackfillError as exc:
+        print(f"dodo-cio reconcile: {exc}", file=sys.stderr)
+        return exc.code
+    queued = reconcile.queued_objects(sqs, {k: v for k, v in queues.items() if v})
+    report = reconcile.reconcile(objects, state.read_receipts, queued, since=args.since, until=until)
+    print(report.to_json() if args.json else report.format())
+    return EXIT_OK if report.ok else EXIT_HTTP_ERROR
+
+
 def _cmd_trace(args: argparse.Namespace) -> int:
     from dodo_cio_cli import operator, trace  # noqa: PLC0415
 
@@ -569,13 +627,61 @@ def local_options(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def aws_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stack", help="CloudFormation stack name: read queue URLs/ARNs from its outputs")
+    p.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    local_options(p, "the queues (and function) of a running `make run` instead of AWS")
+
+
+def _add_investigation_commands(sub: Any) -> None:
+    """`trace` and `reconcile`: what the bridge knows about one id, and what it never received."""
+    trace = sub.add_parser(
+        "trace",
+        help="everything the bridge knows about a customer, payment, subscription, webhook or email, in time order",
+        description="Why didn't she get the email? Reads the state table (the customer's directory entry, when "
+        "each piece of their profile was written, their commercial summary; a payment's customer; a webhook id's "
+        "answer), the retry, dead-letter and quarantine queues (peeked, left in place) and, on AWS, both "
+        "functions' log lines through CloudWatch Logs Insights, and prints what it finds in time order. An email "
+        "is matched against queued ops only: the bridge never logs one. Exit 0 when something was found, 1 "
+        "when nothing was, 2 on usage or AWS errors.",
+    )
+    aws_options(trace)
+    trace.add_argument("subject", metavar="ID", help="customer_id, payment_id, subscription_id, webhook_id or email")
+    trace.add_argument(
+        "--since", type=float, default=7, metavar="DAYS", help="how far back the log query goes (default %(default)s)"
+    )
+    trace.add_argument("--json", action="store_true", help="the same as JSON, for machines")
+    trace.set_defaults(func=_cmd_trace)
+
+    reconcile = sub.add_parser(
+        "reconcile",
+        help="compare what Dodo holds for a period with what reached the bridge; exit 1 if anything is missing",
+        description="Lists Dodo's payments, refunds, disputes and subscriptions created in --since..--until "
+        "(the SDK's list calls) and checks each against the bridge's receipts in the state table (kept "
+        "ReceiptRetentionDays): missing when the webhook its state implies never arrived, stuck when it waits on "
+        "the retry queue or was dead-lettered or quarantined. Exit 0 when nothing is missing or stuck, 1 "
+        "otherwise, 2 on usage or credential errors.",
+    )
+    aws_options(reconcile)
+    reconcile.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="first day, UTC")
+    reconcile.add_argument("--until", metavar="YYYY-MM-DD", help="last day, UTC (default: today)")
+    reconcile.add_argument("--state-table", metavar="NAME", help="the state table (default: the stack's output)")
+    reconcile.add_argument(
+        "--environment", choices=("live_mode", "test_mode"), default="live_mode", help="Dodo API (%(default)s)"
+    )
+    reconcile.add_argument("--base-url", help="Dodo API base URL instead of --environment (a proxy or a fake)")
+    reconcile.add_argument(
+        "--api-key-env",
+        default="DODO_PAYMENTS_API_KEY",
+        metavar="NAME",
+        help="environment variable holding the Dodo API key (default %(default)s; else SSM <path>/dodo-api-key)",
+    )
+    reconcile.add_argument("--json", action="store_true", help="the report as JSON")
+    reconcile.set_defaults(func=_cmd_reconcile)
+
+
 def _add_operator_commands(sub: Any) -> None:
     """`dlq`, `restore`, `redrive`, `replay`, `reprocess`: against a stack (--stack), explicit resources, or --local."""
-
-    def aws_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--stack", help="CloudFormation stack name: read queue URLs/ARNs from its outputs")
-        p.add_argument("--region", help="AWS region (default: your AWS configuration)")
-        local_options(p, "the queues (and function) of a running `make run` instead of AWS")
 
     dlq = sub.add_parser(
         "dlq",
@@ -657,24 +763,6 @@ def _add_operator_commands(sub: Any) -> None:
     replay.add_argument("--ssm-path", help="SSM path holding webhook-secret (default: the stack's parameter)")
     replay.set_defaults(func=_cmd_replay)
 
-    trace = sub.add_parser(
-        "trace",
-        help="everything the bridge knows about a customer, payment, subscription, webhook or email, in time order",
-        description="Why didn't she get the email? Reads the state table (the customer's directory entry, when "
-        "each piece of their profile was written, their commercial summary; a payment's customer; a webhook id's "
-        "answer), the retry, dead-letter and quarantine queues (peeked, left in place) and, on AWS, both "
-        "functions' log lines through CloudWatch Logs Insights, and prints what it finds in time order. An email "
-        "is matched against queued ops only: the bridge never logs one. Exit 0 when something was found, 1 "
-        "when nothing was, 2 on usage or AWS errors.",
-    )
-    aws_options(trace)
-    trace.add_argument("subject", metavar="ID", help="customer_id, payment_id, subscription_id, webhook_id or email")
-    trace.add_argument(
-        "--since", type=float, default=7, metavar="DAYS", help="how far back the log query goes (default %(default)s)"
-    )
-    trace.add_argument("--json", action="store_true", help="the same as JSON, for machines")
-    trace.set_defaults(func=_cmd_trace)
-
     reprocess = sub.add_parser(
         "reprocess",
         help="put quarantined webhooks back through the ingest function (after an upgrade)",
@@ -737,6 +825,7 @@ def _parser() -> argparse.ArgumentParser:
     event.set_defaults(func=_cmd_event)
 
     _add_operator_commands(sub)
+    _add_investigation_commands(sub)
     _add_check_and_backfill(sub)
     return parser
 
