@@ -121,7 +121,8 @@ REPLAYED_HEADER: Final = "idempotent-replayed"  # "true" on the stored answer to
 class HttpResponse:
     status: int
     body: dict[str, Any]
-    replayed: bool = False  # the stored answer of an earlier delivery of the same webhook id
+    # The stored answer of an earlier delivery of the same webhook id: a header, not part of the answer.
+    replayed: bool = field(default=False, compare=False)
 
     def to_apigw(self) -> dict[str, Any]:
         headers = {"content-type": "application/json"}
