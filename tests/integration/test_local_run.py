@@ -262,3 +262,30 @@ def test_trace_local_shows_a_customers_records_and_what_waits_for_them(local, ca
     assert any("answered 200" in e["what"] for e in found["entries"]), found
     assert cli.main(["trace", "cus_nobody_knows", "--local-url", base]) == 1
     assert "nothing found" in capsys.readouterr().out
+
+
+def test_reconcile_local_finds_a_withheld_webhook_and_fix_delivers_it(local, capsys, monkeypatch) -> None:
+    """`dodo-cio reconcile --local --fix`: Dodo's payment fetched whole and sent, signed, as its webhook."""
+    from support.fake_dodo import FakeDodo, make_customer, make_payment
+
+    bridge, info = local
+    base = info.webhook_url.removesuffix("/webhooks/dodo")
+    who = make_customer(7)
+    sent, withheld = make_payment(71, who), make_payment(72, who)
+    with FakeDodo([who], [], payments=[sent, withheld]) as dodo:
+        monkeypatch.setenv("DODO_PAYMENTS_API_KEY", dodo.api_key)
+        doc = json.loads(PAYMENT.read_bytes())
+        doc["data"] = {**doc["data"], "payment_id": sent["payment_id"]}
+        assert (
+            sender.send_webhook(json.dumps(doc).encode(), url=info.webhook_url, secret=info.secret).status_code == 200
+        )
+        argv = ["reconcile", "--local-url", base, "--base-url", dodo.base_url, "--since", "2020-01-01"]
+        assert cli.main(argv) == 1
+        assert f"MISSING  payment.succeeded      {withheld['payment_id']}" in capsys.readouterr().out
+        assert cli.main([*argv, "--fix"]) == 0
+        assert f"sent payment.succeeded {withheld['payment_id']}: HTTP 200" in capsys.readouterr().out
+        assert cli.main(argv) == 0 and "nothing missing" in capsys.readouterr().out
+        assert cli.main([*argv, "--fix"]) == 0  # nothing left to send
+    monkeypatch.delenv("DODO_PAYMENTS_API_KEY")  # the fixture checks the environment is as it found it
+    events = [op for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]
+    assert sum(1 for op in events if op["attributes"].get("payment_id") == withheld["payment_id"]) == 1

@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 API_KEY = "fake-dodo-key"
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 10
-LOOKUPS = ("/customers", "/payments")  # collections with a `GET /{collection}/{id}` route
+LOOKUPS = ("/customers", "/payments", "/refunds", "/subscriptions")  # collections with a `GET /{collection}/{id}`
 SUBSCRIPTION_STATUSES = ("pending", "active", "on_hold", "paused", "cancelled", "failed", "expired", "past_due")
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -339,11 +339,12 @@ class FakeDodo:
         injected = self._injected([(path, None, None), (f"{collection}/*", None, None)])
         if injected is not None:
             return injected, {"code": "INTERNAL_SERVER_ERROR", "message": "injected failure"}
-        items, field, noun = (
-            (self.customers, "customer_id", "Customer")
-            if collection == "/customers"
-            else (self.payments, "payment_id", "Payment")
-        )
+        items, field, noun = {
+            "/customers": (self.customers, "customer_id", "Customer"),
+            "/payments": (self.payments, "payment_id", "Payment"),
+            "/refunds": (self.refunds, "refund_id", "Refund"),
+            "/subscriptions": (self.subscriptions, "subscription_id", "Subscription"),
+        }[collection]
         with self._lock:
             found = next((item for item in items if item.get(field) == object_id), None)
         if found is None:

@@ -387,7 +387,38 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     queued = reconcile.queued_objects(sqs, {k: v for k, v in queues.items() if v})
     report = reconcile.reconcile(objects, state.read_receipts, queued, since=args.since, until=until)
     print(report.to_json() if args.json else report.format())
+    if args.fix and report.findings:
+        return _reconcile_fix(args, report, api_key, target)
     return EXIT_OK if report.ok else EXIT_HTTP_ERROR
+
+
+def _reconcile_fix(args: argparse.Namespace, report: Any, api_key: str, target: LocalTarget | None) -> int:
+    from dodo_cio_cli import operator, reconcile  # noqa: PLC0415
+
+    if target is not None:
+        url = args.url or target.webhook_url
+        secret = operator.read_secret_from_ssm(target.client("ssm"), target.ssm_parameter_path)
+    else:
+        url = args.url or _outputs(args, "WebhookUrl").get("WebhookUrl", "")
+        secret = os.environ.get("DODO_WEBHOOK_SECRET", "")
+        if not secret and args.stack:
+            path = operator.resolve_stack_parameters(_aws("cloudformation", args.region), args.stack)
+            secret = operator.read_secret_from_ssm(_aws("ssm", args.region), path.get("SsmParameterPath", ""))
+    if not url:
+        raise UsageError("--fix needs the webhook endpoint: --stack, --local or --url")
+    secret = _secret(secret)
+    lister = reconcile.SdkLister(api_key, environment=args.environment, base_url=args.base_url)
+    try:
+        done = reconcile.fix(
+            report, lister, lambda body, wid: tuple(operator.replay(body, url=url, secret=secret, webhook_id=wid))
+        )
+    finally:
+        lister.close()
+    for finding, outcome in done:
+        print(f"  sent {finding.event_type} {finding.object_id}: {outcome}")
+    sent_ok = all(outcome.startswith("HTTP 2") for _, outcome in done)
+    stuck = any(f.state == "stuck" for f in report.findings)
+    return EXIT_OK if sent_ok and not stuck else EXIT_HTTP_ERROR
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
@@ -677,6 +708,13 @@ def _add_investigation_commands(sub: Any) -> None:
         help="environment variable holding the Dodo API key (default %(default)s; else SSM <path>/dodo-api-key)",
     )
     reconcile.add_argument("--json", action="store_true", help="the report as JSON")
+    reconcile.add_argument(
+        "--fix",
+        action="store_true",
+        help="send each missing object, fetched whole from Dodo, through the bridge's endpoint as its webhook "
+        "(signed now, with a webhook id derived from the object: a second --fix is answered, not counted again)",
+    )
+    reconcile.add_argument("--url", help="webhook endpoint for --fix (default: the stack's WebhookUrl, or --local's)")
     reconcile.set_defaults(func=_cmd_reconcile)
 
 
