@@ -97,7 +97,9 @@ def _cmd_send(args: argparse.Namespace) -> int:
     print(f"HTTP {response.status_code} {response.reason}")
     if response.text:
         print(response.text)
-    if response.headers.get("idempotent-replayed", "").lower() == "true":  # dodo_cio.ingest.REPLAYED_HEADER
+    from dodo_cio.ingest import REPLAYED_HEADER  # noqa: PLC0415 - the handler's own contract
+
+    if response.headers.get(REPLAYED_HEADER, "").lower() == "true":
         from dodo_cio_cli.operator import REPLAYED_NOTICE  # noqa: PLC0415
 
         print(REPLAYED_NOTICE.format(webhook_id=args.webhook_id or "?"))

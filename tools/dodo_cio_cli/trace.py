@@ -69,7 +69,7 @@ class Trace:
         if not self.entries:
             lines.append("  nothing found in the state table, the queues or the logs read")
         for entry in self.ordered():
-            when = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(entry.at)) if entry.at else "(no time)".ljust(20)
+            when = _utc(entry.at) if entry.at else "(no time)".ljust(20)
             lines.append(f"  {when}  {entry.source:<17} {entry.what}")
         lines.extend(f"  note: {note}" for note in self.notes)
         return "\n".join(lines)

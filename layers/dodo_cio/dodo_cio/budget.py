@@ -65,8 +65,7 @@ class Budget:
             now = self._clock()
             if now < self._held_until:
                 return False
-            self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.per_second)
-            self._at = now
+            self._tokens, self._at = self._refilled(now), now
             if self._tokens < 1.0:
                 return False
             self._tokens -= 1.0
@@ -87,5 +86,9 @@ class Budget:
             now = self._clock()
             if now < self._held_until:
                 return self._held_until - now
-            tokens = min(self.capacity, self._tokens + (now - self._at) * self.per_second)
+            tokens = self._refilled(now)
             return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.per_second
+
+    def _refilled(self, now: float) -> float:
+        """The tokens at `now` (callers hold the lock): what was left plus the rate since, up to the depth."""
+        return min(self.capacity, self._tokens + (now - self._at) * self.per_second)

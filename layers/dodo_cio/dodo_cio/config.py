@@ -37,6 +37,7 @@ Nothing here calls AWS at import time; the SSM read happens on first use and is 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -85,30 +86,20 @@ class ConfigError(RuntimeError):
     """The deployment is misconfigured; the message says what to fix and never holds a secret."""
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def _float(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
+    """A positive number of seconds; with `zero_ok`, a count or a share where 0 is a value too (no
+    reservation; ingest sends nothing directly)."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    unit = "" if zero_ok else " of seconds"
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, not {raw!r}") from None
-    if not 0 < value < float("inf"):  # also rejects nan and inf, which float() accepts
-        raise ConfigError(f"{name} must be a positive, finite number of seconds, not {raw!r}")
-    return value
-
-
-def _non_negative(env: Mapping[str, str], name: str, default: float) -> float:
-    """A count or a share: 0 is a value here (no reservation; ingest sends nothing directly)."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if not 0 <= value < float("inf"):
-        raise ConfigError(f"{name} must be a finite number, 0 or more, not {raw!r}")
+        raise ConfigError(f"{name} must be a number{unit}, not {raw!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):  # float() accepts nan and inf
+        bound = "a finite number, 0 or more" if zero_ok else f"a positive, finite number{unit}"
+        raise ConfigError(f"{name} must be {bound}, not {raw!r}")
     return value
 
 
@@ -171,11 +162,11 @@ class Settings:
                 f"CUSTOMERIO_RATE_LIMIT_RPS {rate_limit_rps:g} is over the Pipelines API's published rate "
                 f"({PIPELINES_LIMITS.requests} requests per {PIPELINES_LIMITS.per_seconds:g} s)"
             )
-        ingest_share = _non_negative(env, "CUSTOMERIO_INGEST_SHARE", DEFAULT_INGEST_SHARE)
+        ingest_share = _float(env, "CUSTOMERIO_INGEST_SHARE", DEFAULT_INGEST_SHARE, zero_ok=True)
         if not 0 <= ingest_share <= 1:
             raise ConfigError(f"CUSTOMERIO_INGEST_SHARE must be between 0 and 1, not {ingest_share:g}")
-        ingest_containers = int(_non_negative(env, "INGEST_MAX_CONCURRENCY", 0)) or int(
-            _non_negative(env, "API_BURST_LIMIT", 0)
+        ingest_containers = int(_float(env, "INGEST_MAX_CONCURRENCY", 0, zero_ok=True)) or int(
+            _float(env, "API_BURST_LIMIT", 0, zero_ok=True)
         )
         profile_metadata = env.get("CUSTOMERIO_PROFILE_METADATA", "").strip().lower() or "prefixed"
         if profile_metadata not in PROFILE_METADATA_MODES:
