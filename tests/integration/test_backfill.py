@@ -19,9 +19,9 @@ from dodo_cio.pipelines.render import iso_time
 from dodo_cio.times import to_unix_ms
 from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_cli import backfill_source, cli
+from dodo_cio_local.dodo_standin import DodoStandIn
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 from support.aws import fake_credentials
-from support.fake_dodo import FakeDodo
 
 pytestmark = pytest.mark.network
 
@@ -50,13 +50,13 @@ def cio(sandbox: TrackSandbox) -> TrackSandbox:
 
 
 @pytest.fixture
-def dodo() -> Iterator[FakeDodo]:
-    with FakeDodo.populated(N_CUSTOMERS, STATUSES) as fake:
+def dodo() -> Iterator[DodoStandIn]:
+    with DodoStandIn.populated(N_CUSTOMERS, STATUSES) as fake:
         yield fake
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dodo: FakeDodo) -> Path:
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dodo: DodoStandIn) -> Path:
     monkeypatch.chdir(tmp_path)  # the state file lands here; no customize.py here: the default mapping
     monkeypatch.setenv("DODO_PAYMENTS_API_KEY", dodo.api_key)
     monkeypatch.setenv("CUSTOMERIO_SITE_ID", SITE_ID)
@@ -86,7 +86,7 @@ def pipelines_env(env: Path, sandbox: TrackSandbox, monkeypatch: pytest.MonkeyPa
     return env
 
 
-def _backfill(dodo: FakeDodo, cio: TrackSandbox, *argv: str, api: str = "track") -> int:
+def _backfill(dodo: DodoStandIn, cio: TrackSandbox, *argv: str, api: str = "track") -> int:
     to = ["--track-url", cio.base_url] if api == "track" else ["--api", api, "--pipelines-url", cio.pipelines_url]
     return cli.main(
         [
@@ -106,7 +106,7 @@ def _backfill(dodo: FakeDodo, cio: TrackSandbox, *argv: str, api: str = "track")
     )
 
 
-def _refused(dodo: FakeDodo, cio: TrackSandbox, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+def _refused(dodo: DodoStandIn, cio: TrackSandbox, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
     """Runs the backfill, which must stop with exit status 2, and returns what it printed to stderr."""
     assert _backfill(dodo, cio, *argv) == 2
     return capsys.readouterr().err
@@ -121,7 +121,7 @@ def _identified(cio: TrackSandbox) -> list[dict[str, Any]]:
 
 
 def test_customers_and_live_subscriptions_arrive_as_identify_ops(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _backfill(dodo, cio) == 0
     out = capsys.readouterr().out
@@ -159,7 +159,7 @@ def test_customers_and_live_subscriptions_arrive_as_identify_ops(
 
 
 def test_dry_run_sends_nothing(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _backfill(dodo, cio, "--dry-run", "--sample", "2", "--identifier", "email") == 0
     out = capsys.readouterr().out
@@ -172,7 +172,7 @@ def test_dry_run_sends_nothing(
 
 
 def test_events_when_asked_with_ids_that_survive_a_rerun(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", "--events") == 0
     events = [op for op in cio.accepted_ops() if op["action"] == "event"]
@@ -192,7 +192,7 @@ def test_events_when_asked_with_ids_that_survive_a_rerun(
 
 
 def test_dodo_failure_after_page_2_then_resume_sends_only_the_rest(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     dodo.fail("/customers", 2, 500)
     assert _backfill(dodo, cio, "--page-size", "50") == 1
@@ -214,7 +214,7 @@ def test_dodo_failure_after_page_2_then_resume_sends_only_the_rest(
 
 
 def test_killed_by_an_exception_mid_run_then_resumed(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     real_page = backfill_source.SdkSource.page
     pages: list[int] = []
@@ -244,7 +244,7 @@ def test_killed_by_an_exception_mid_run_then_resumed(
 
 
 def test_customerio_outage_stops_resumably(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cio.script(REGION_OK, 503, 503)  # the credentials check, then the first batch twice
     assert _backfill(dodo, cio, "--max-attempts", "2", "--no-customers") == 1
@@ -257,7 +257,7 @@ def test_customerio_outage_stops_resumably(
 
 
 def test_207_rejections_are_reported_and_the_rest_delivered(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rejection = {"errors": [{"batch_index": 3, "reason": "invalid", "field": "attributes.email", "message": "bad"}]}
     cio.script(REGION_OK, ScriptedResponse(207, body=rejection))  # the credentials check, then page 0
@@ -294,7 +294,7 @@ def test_a_rejected_key_stops_the_backfill_before_sending(
     value: str,
     messages: list[str],
     dodo_read: bool,
-    dodo: FakeDodo,
+    dodo: DodoStandIn,
     cio: TrackSandbox,
     env: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -309,7 +309,7 @@ def test_a_rejected_key_stops_the_backfill_before_sending(
 
 
 def test_customerio_revoking_the_key_during_the_run_stops_it(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cio.script(REGION_OK, 200, 401)  # accepted at first, revoked during the run
     err = _refused(dodo, cio, capsys, "--page-size", "100")
@@ -317,7 +317,7 @@ def test_customerio_revoking_the_key_during_the_run_stops_it(
 
 
 def test_eu_workspace_with_a_us_setting_is_refused(
-    dodo: FakeDodo, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with TrackSandbox(site_id=SITE_ID, api_key=API_KEY, region="eu") as eu:
         assert "your workspace is in eu; set CustomerioRegion=eu" in _refused(dodo, eu, capsys, "--region-cio", "us")
@@ -328,7 +328,7 @@ def test_eu_workspace_with_a_us_setting_is_refused(
 @pytest.mark.parametrize("api", ["track", "pipelines"])
 def test_keys_from_ssm_with_a_stack(
     api: str,
-    dodo: FakeDodo,
+    dodo: DodoStandIn,
     cio: TrackSandbox,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -372,7 +372,7 @@ def test_keys_from_ssm_with_a_stack(
 
 
 def test_a_wrong_base_url_is_a_usage_error(
-    dodo: FakeDodo, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = cli.main(
         ["backfill", "--base-url", dodo.base_url + "/v9", "--track-url", cio.base_url, "--dodo-retries", "0"]
@@ -389,7 +389,7 @@ def _calls(cio: TrackSandbox, kind: str) -> list[dict[str, Any]]:
 
 
 def test_pipelines_customers_and_subscriptions_arrive_as_strict_mode_identify_calls(
-    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _backfill(dodo, cio, api="pipelines") == 0
     out = capsys.readouterr().out
@@ -414,7 +414,7 @@ def test_pipelines_customers_and_subscriptions_arrive_as_strict_mode_identify_ca
 
 
 def test_pipelines_events_carry_a_message_id_that_a_rerun_repeats_and_the_dodo_time(
-    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path
+    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path
 ) -> None:
     argv = ("--no-customers", "--statuses", "on_hold", "--events")
     assert _backfill(dodo, cio, *argv, api="pipelines") == 0
@@ -435,7 +435,7 @@ def test_pipelines_events_carry_a_message_id_that_a_rerun_repeats_and_the_dodo_t
 
 
 def test_pipelines_subscription_objects_are_group_calls_like_the_bridges(
-    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path, monkeypatch: pytest.MonkeyPatch
+    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "4")  # the bridge's setting, read by the backfill
     assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", api="pipelines") == 0
@@ -448,7 +448,7 @@ def test_pipelines_subscription_objects_are_group_calls_like_the_bridges(
 
 
 def test_pipelines_a_wrong_key_stops_before_dodo_is_read(
-    dodo: FakeDodo,
+    dodo: DodoStandIn,
     cio: TrackSandbox,
     pipelines_env: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -463,7 +463,7 @@ def test_pipelines_a_wrong_key_stops_before_dodo_is_read(
 
 
 def test_pipelines_outage_stops_resumably_and_a_rerun_finishes(
-    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cio.script(*PIPELINES_KEY_OK, 503, 503)
     assert _backfill(dodo, cio, "--max-attempts", "2", "--no-customers", api="pipelines") == 1
@@ -474,7 +474,7 @@ def test_pipelines_outage_stops_resumably_and_a_rerun_finishes(
 
 
 def test_pipelines_dry_run_shows_the_calls_and_sends_nothing(
-    dodo: FakeDodo, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
+    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _backfill(dodo, cio, "--dry-run", "--identifier", "email", "--sample", "1", api="pipelines") == 0
     out = capsys.readouterr().out

@@ -1,7 +1,7 @@
 """The request path's Dodo API client against the local fake of Dodo's API on loopback.
 
 What each answer means, the time budget, the id escaping and the size cap, over a real socket
-(`support.fake_dodo`). The scripted-transport tests, which open no socket, are in
+(`dodo_cio_local.dodo_standin`). The scripted-transport tests, which open no socket, are in
 tests/unit/test_dodo_api.py.
 """
 
@@ -16,27 +16,27 @@ import pytest
 
 from dodo_cio.dodo_api import DodoApi, DodoApiConfigError, DodoApiUnavailable
 from dodo_cio.http import KeepAliveClient, TransportError
-from support.fake_dodo import FakeDodo, make_customer, make_payment
+from dodo_cio_local.dodo_standin import DodoStandIn, make_customer, make_payment
 
 # -------------------------------------------------------------------------------------------------
 # against the fake API on loopback
 
 
 @pytest.fixture
-def dodo() -> Iterator[FakeDodo]:
-    with FakeDodo.populated(5, n_payments=3) as fake:
+def dodo() -> Iterator[DodoStandIn]:
+    with DodoStandIn.populated(5, n_payments=3) as fake:
         yield fake
 
 
 @pytest.fixture
-def api(dodo: FakeDodo) -> Iterator[DodoApi]:
+def api(dodo: DodoStandIn) -> Iterator[DodoApi]:
     client = DodoApi(dodo.base_url, dodo.api_key, connect_timeout=1.0, read_timeout=2.0)
     yield client
     client.close()
 
 
 @pytest.mark.network
-def test_found_customer(api: DodoApi, dodo: FakeDodo) -> None:
+def test_found_customer(api: DodoApi, dodo: DodoStandIn) -> None:
     customer = api.customer("cus_00003")
     assert customer == make_customer(3)
     assert customer is not None
@@ -50,7 +50,7 @@ def test_found_customer(api: DodoApi, dodo: FakeDodo) -> None:
 
 
 @pytest.mark.network
-def test_found_payment_names_its_customer(api: DodoApi, dodo: FakeDodo) -> None:
+def test_found_payment_names_its_customer(api: DodoApi, dodo: DodoStandIn) -> None:
     mine = dodo.add_payment({**make_payment(42, make_customer(4)), "payment_id": "pay_dispute"})
     payment = api.payment("pay_dispute")
     assert payment == mine
@@ -62,7 +62,7 @@ def test_found_payment_names_its_customer(api: DodoApi, dodo: FakeDodo) -> None:
 
 
 @pytest.mark.network
-def test_unknown_ids_are_none(api: DodoApi, dodo: FakeDodo) -> None:
+def test_unknown_ids_are_none(api: DodoApi, dodo: DodoStandIn) -> None:
     assert api.customer("cus_nobody") is None
     assert api.payment("pay_nobody") is None
     assert [(r.path, r.status) for r in dodo.requests] == [
@@ -72,7 +72,7 @@ def test_unknown_ids_are_none(api: DodoApi, dodo: FakeDodo) -> None:
 
 
 @pytest.mark.network
-def test_the_connection_is_kept_between_calls(api: DodoApi, dodo: FakeDodo) -> None:
+def test_the_connection_is_kept_between_calls(api: DodoApi, dodo: DodoStandIn) -> None:
     assert api.customer("cus_00000") is not None
     transport = cast(Any, api)._transport
     first = transport._conn.sock.getsockname()
@@ -81,7 +81,7 @@ def test_the_connection_is_kept_between_calls(api: DodoApi, dodo: FakeDodo) -> N
 
 
 @pytest.mark.network
-def test_wrong_key_is_a_config_error_without_the_key(dodo: FakeDodo) -> None:
+def test_wrong_key_is_a_config_error_without_the_key(dodo: DodoStandIn) -> None:
     key = "sk_test_wrong_0123456789"
     client = DodoApi(dodo.base_url, key)
     with pytest.raises(DodoApiConfigError) as caught:
@@ -95,14 +95,14 @@ def test_wrong_key_is_a_config_error_without_the_key(dodo: FakeDodo) -> None:
 
 
 @pytest.mark.network
-def test_403_is_a_config_error(api: DodoApi, dodo: FakeDodo) -> None:
+def test_403_is_a_config_error(api: DodoApi, dodo: DodoStandIn) -> None:
     dodo.fail("/payments/pay_00001", status=403)
     with pytest.raises(DodoApiConfigError, match="HTTP 403"):
         api.payment("pay_00001")
 
 
 @pytest.mark.network
-def test_500_is_unavailable_and_the_next_call_works(api: DodoApi, dodo: FakeDodo) -> None:
+def test_500_is_unavailable_and_the_next_call_works(api: DodoApi, dodo: DodoStandIn) -> None:
     dodo.fail("/payments/pay_00001", status=500)
     with pytest.raises(DodoApiUnavailable, match="HTTP 500: injected failure") as caught:
         api.payment("pay_00001")
@@ -112,14 +112,14 @@ def test_500_is_unavailable_and_the_next_call_works(api: DodoApi, dodo: FakeDodo
 
 @pytest.mark.network
 @pytest.mark.parametrize("status", [429, 502, 503])
-def test_throttling_and_gateway_errors_are_unavailable(api: DodoApi, dodo: FakeDodo, status: int) -> None:
+def test_throttling_and_gateway_errors_are_unavailable(api: DodoApi, dodo: DodoStandIn, status: int) -> None:
     dodo.fail("/customers/*", status=status)  # any customer lookup
     with pytest.raises(DodoApiUnavailable, match=f"HTTP {status}"):
         api.customer("cus_00002")
 
 
 @pytest.mark.network
-def test_slow_answer_is_unavailable_at_the_read_timeout(dodo: FakeDodo) -> None:
+def test_slow_answer_is_unavailable_at_the_read_timeout(dodo: DodoStandIn) -> None:
     client = DodoApi(dodo.base_url, dodo.api_key, read_timeout=0.3)
     dodo.stall("/customers/cus_00001", 5.0)
     start = time.monotonic()
@@ -131,7 +131,7 @@ def test_slow_answer_is_unavailable_at_the_read_timeout(dodo: FakeDodo) -> None:
 
 
 @pytest.mark.network
-def test_deadline_shortens_the_read_timeout(api: DodoApi, dodo: FakeDodo) -> None:
+def test_deadline_shortens_the_read_timeout(api: DodoApi, dodo: DodoStandIn) -> None:
     dodo.stall("/payments/*", 5.0)
     start = time.monotonic()
     with pytest.raises(DodoApiUnavailable):
@@ -146,7 +146,7 @@ def test_deadline_with_time_left_changes_nothing(api: DodoApi) -> None:
 
 @pytest.mark.network
 @pytest.mark.parametrize("left", [-1.0, 0.0, 0.01])
-def test_deadline_passed_or_too_close_sends_nothing(api: DodoApi, dodo: FakeDodo, left: float) -> None:
+def test_deadline_passed_or_too_close_sends_nothing(api: DodoApi, dodo: DodoStandIn, left: float) -> None:
     with pytest.raises(DodoApiUnavailable, match="not sent"):
         api.customer("cus_00001", deadline=time.monotonic() + left)
     with pytest.raises(DodoApiUnavailable, match="not sent"):
@@ -155,7 +155,7 @@ def test_deadline_passed_or_too_close_sends_nothing(api: DodoApi, dodo: FakeDodo
 
 
 @pytest.mark.network
-def test_id_with_slash_stays_one_path_segment(api: DodoApi, dodo: FakeDodo) -> None:
+def test_id_with_slash_stays_one_path_segment(api: DodoApi, dodo: DodoStandIn) -> None:
     odd = dodo.add_customer({**make_customer(9), "customer_id": "cus/../9?x=1#f"})
     assert api.customer("cus/../9?x=1#f") == odd
     assert dodo.requests[-1].path == "/customers/cus%2F..%2F9%3Fx%3D1%23f"
@@ -167,14 +167,14 @@ def test_id_with_slash_stays_one_path_segment(api: DodoApi, dodo: FakeDodo) -> N
 
 @pytest.mark.network
 @pytest.mark.parametrize("nothing", ["", ".", ".."])
-def test_ids_naming_nothing_are_never_sent(api: DodoApi, dodo: FakeDodo, nothing: str) -> None:
+def test_ids_naming_nothing_are_never_sent(api: DodoApi, dodo: DodoStandIn, nothing: str) -> None:
     assert api.customer(nothing) is None  # an empty id would list customers; dots would climb the path
     assert api.payment(nothing) is None
     assert dodo.requests == []
 
 
 @pytest.mark.network
-def test_transport_caps_the_answer_size(dodo: FakeDodo) -> None:
+def test_transport_caps_the_answer_size(dodo: DodoStandIn) -> None:
     transport = KeepAliveClient(dodo.base_url, connect_timeout=1.0, read_timeout=1.0)
     headers = {"Authorization": f"Bearer {dodo.api_key}"}
     with pytest.raises(TransportError, match="larger than 50 bytes"):
@@ -187,8 +187,60 @@ def test_transport_caps_the_answer_size(dodo: FakeDodo) -> None:
 
 @pytest.mark.network
 def test_nothing_listening_is_unavailable() -> None:
-    with FakeDodo() as gone:
+    with DodoStandIn() as gone:
         url = gone.base_url  # a port that was just free, now closed again
     client = DodoApi(url, "k", connect_timeout=0.5)
     with pytest.raises(DodoApiUnavailable, match="connection error"):
         client.customer("cus_00001")
+
+
+# -------------------------------------------------------------------------------------------------
+# the stand-in's webhook endpoints, through Dodo's own SDK (what `dodo-cio setup` calls)
+
+
+@pytest.mark.network
+def test_webhook_endpoints_through_the_sdk(dodo: DodoStandIn) -> None:
+    import dodopayments
+
+    client = dodopayments.DodoPayments(bearer_token=dodo.api_key, base_url=dodo.base_url, max_retries=0)
+    created = client.webhooks.create(url="http://127.0.0.1:9/hook", filter_types=["payment.succeeded"], rate_limit=5)
+    assert created.url == "http://127.0.0.1:9/hook" and created.rate_limit == 5 and created.disabled is False
+    assert [w.id for w in client.webhooks.list()] == [created.id]
+    secret = client.webhooks.retrieve_secret(created.id).secret
+    assert secret.startswith("whsec_") and "secret" not in client.webhooks.retrieve(created.id).to_dict()
+    updated = client.webhooks.update(created.id, rate_limit=None, filter_types=["refund.succeeded"])
+    assert updated.rate_limit is None and updated.filter_types == ["refund.succeeded"]
+    assert client.webhooks.retrieve_secret(created.id).secret == secret  # an update keeps the secret
+    with pytest.raises(dodopayments.UnprocessableEntityError, match="unknown event types"):
+        client.webhooks.create(url="http://127.0.0.1:9/hook", filter_types=["payment.exploded"])
+    with pytest.raises(dodopayments.UnprocessableEntityError, match="rate_limit"):
+        client.webhooks.update(created.id, rate_limit=0)
+    client.webhooks.delete(created.id)
+    with pytest.raises(dodopayments.NotFoundError):
+        client.webhooks.retrieve(created.id)
+    wrong = dodopayments.DodoPayments(bearer_token="nope", base_url=dodo.base_url, max_retries=0)
+    with pytest.raises(dodopayments.AuthenticationError):
+        wrong.webhooks.list()
+
+
+@pytest.mark.network
+def test_emitted_events_honour_each_endpoints_filter_and_state(dodo: DodoStandIn) -> None:
+    """`POST /__dodo/events`: kept as the object Dodo holds; delivered where the filter lets it through."""
+    import dodopayments
+    import requests
+
+    client = dodopayments.DodoPayments(bearer_token=dodo.api_key, base_url=dodo.base_url, max_retries=0)
+    nowhere = "http://127.0.0.1:9/hook"  # port 9: refused, reported as status 0
+    wants = client.webhooks.create(url=nowhere, filter_types=["payment.succeeded"])
+    client.webhooks.create(url=nowhere, filter_types=["refund.succeeded"])
+    client.webhooks.create(url=nowhere, disabled=True)
+    body = {"type": "payment.succeeded", "data": {**make_payment(90, make_customer(1)), "payload_type": "Payment"}}
+    answer = requests.post(f"{dodo.base_url}/__dodo/events", json=body, timeout=10).json()
+    assert answer["stored"] == "payments" and [d["endpoint"] for d in answer["deliveries"]] == [wants.id]
+    assert answer["deliveries"][0]["status"] == 0
+    assert client.payments.retrieve("pay_00090").payment_id == "pay_00090"
+    held = requests.post(f"{dodo.base_url}/__dodo/events?withhold=1", json=body, timeout=10).json()
+    assert held["deliveries"] == []
+    assert sum(1 for p in dodo.payments if p["payment_id"] == "pay_00090") == 1  # kept once, the latest copy
+    bad = requests.post(f"{dodo.base_url}/__dodo/events", json={"data": {}}, timeout=10)
+    assert bad.status_code == 422

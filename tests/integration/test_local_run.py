@@ -264,28 +264,54 @@ def test_trace_local_shows_a_customers_records_and_what_waits_for_them(local, ca
     assert "nothing found" in capsys.readouterr().out
 
 
-def test_reconcile_local_finds_a_withheld_webhook_and_fix_delivers_it(local, capsys, monkeypatch) -> None:
-    """`dodo-cio reconcile --local --fix`: Dodo's payment fetched whole and sent, signed, as its webhook."""
-    from support.fake_dodo import FakeDodo, make_customer, make_payment
+def _rehearse(dodo_url: str, payment_id: str, *, withhold: bool) -> dict:
+    """A payment.succeeded as Dodo would emit it, through the stand-in (held back with `withhold`)."""
+    doc = json.loads(PAYMENT.read_bytes())
+    doc["data"] = {**doc["data"], "payment_id": payment_id}
+    url = f"{dodo_url}/__dodo/events" + ("?withhold=1" if withhold else "")
+    answer = requests.post(url, data=json.dumps(doc).encode(), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
 
+
+def test_setup_local_then_a_withheld_webhook_is_reconciled_and_fixed(local, capsys) -> None:
+    """The issue's rehearsal: setup leaves a working bridge; reconcile finds what Dodo held back; --fix sends it."""
     bridge, info = local
     base = info.webhook_url.removesuffix("/webhooks/dodo")
-    who = make_customer(7)
-    sent, withheld = make_payment(71, who), make_payment(72, who)
-    with FakeDodo([who], [], payments=[sent, withheld]) as dodo:
-        monkeypatch.setenv("DODO_PAYMENTS_API_KEY", dodo.api_key)
-        doc = json.loads(PAYMENT.read_bytes())
-        doc["data"] = {**doc["data"], "payment_id": sent["payment_id"]}
-        assert (
-            sender.send_webhook(json.dumps(doc).encode(), url=info.webhook_url, secret=info.secret).status_code == 200
-        )
-        argv = ["reconcile", "--local-url", base, "--base-url", dodo.base_url, "--since", "2020-01-01"]
-        assert cli.main(argv) == 1
-        assert f"MISSING  payment.succeeded      {withheld['payment_id']}" in capsys.readouterr().out
-        assert cli.main([*argv, "--fix"]) == 0
-        assert f"sent payment.succeeded {withheld['payment_id']}: HTTP 200" in capsys.readouterr().out
-        assert cli.main(argv) == 0 and "nothing missing" in capsys.readouterr().out
-        assert cli.main([*argv, "--fix"]) == 0  # nothing left to send
-    monkeypatch.delenv("DODO_PAYMENTS_API_KEY")  # the fixture checks the environment is as it found it
+    dodo = bridge.dodo
+    assert dodo is not None and info.dodo_api_url == dodo.base_url
+    assert _rehearse(info.dodo_api_url, "pay_before_setup", withhold=False)["deliveries"] == []  # no endpoint yet
+
+    assert cli.main(["setup", "--local-url", base]) == 0
+    out = capsys.readouterr().out
+    (endpoint,) = dodo.webhooks.values()
+    assert endpoint["url"] == info.webhook_url and "payout.created" not in endpoint["filter_types"]
+    assert "payment.succeeded" in endpoint["filter_types"] and endpoint["rate_limit"] >= 1
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    stored = ssm.get_parameter(Name="/dodo-customerio/webhook-secret", WithDecryption=True)["Parameter"]
+    assert stored["Value"] == endpoint["secret"] and stored["Type"] == "SecureString"
+    assert endpoint["secret"] not in out and "setup is done" in out
+
+    # Dodo signs with the endpoint's secret; the bridge verifies with what setup stored.
+    (delivery,) = _rehearse(info.dodo_api_url, "pay_sent", withhold=False)["deliveries"]
+    assert delivery["status"] == 200
+    _rehearse(info.dodo_api_url, "pay_withheld", withhold=True)
+    argv = ["reconcile", "--local-url", base, "--since", "2020-01-01"]  # no --base-url: the run's stand-in
+    assert cli.main(argv) == 1
+    out = capsys.readouterr().out
+    assert "MISSING  payment.succeeded      pay_withheld" in out and "pay_sent" not in out
+    assert "pay_before_setup" in out  # sent while no endpoint existed: missing too
+    assert cli.main([*argv, "--fix"]) == 0
+    assert "sent payment.succeeded pay_withheld: HTTP 200" in capsys.readouterr().out
+    assert cli.main(argv) == 0 and "nothing missing" in capsys.readouterr().out
+
     events = [op for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]
-    assert sum(1 for op in events if op["attributes"].get("payment_id") == withheld["payment_id"]) == 1
+    for payment_id in ("pay_sent", "pay_withheld", "pay_before_setup"):
+        assert sum(1 for op in events if op["attributes"].get("payment_id") == payment_id) == 1, payment_id
+
+    # Run again: nothing differs, so nothing is written to Dodo.
+    patches_before = len(dodo.requests)
+    assert cli.main(["setup", "--local-url", base]) == 0
+    out = capsys.readouterr().out
+    assert out.count("unchanged") >= 4 and "stored" not in out and "created" not in out
+    assert not [r for r in dodo.requests[patches_before:] if r.method in ("POST", "PATCH")]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from dodo_cio_cli import cli
-from support.fake_dodo import FakeDodo, make_customer, make_payment, make_subscription
+from dodo_cio_local.dodo_standin import DodoStandIn, make_customer, make_payment, make_subscription
 from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
@@ -29,7 +29,7 @@ def test_a_withheld_webhook_is_reported_missing_until_it_arrives(
     who = make_customer(1)
     sent, withheld = make_payment(1, who), make_payment(2, who)
     pending = make_payment(3, who, status="requires_payment_method")  # a checkout step: no webhook expected
-    with FakeDodo([who], [make_subscription(9, "pending", who)], payments=[sent, withheld, pending]) as dodo:
+    with DodoStandIn([who], [make_subscription(9, "pending", who)], payments=[sent, withheld, pending]) as dodo:
         monkeypatch.setenv("DODO_PAYMENTS_API_KEY", dodo.api_key)
         argv = ["reconcile", "--since", "2020-01-01", "--base-url", dodo.base_url]
         argv += ["--state-table", os.environ["STATE_TABLE_NAME"]]

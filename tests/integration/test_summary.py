@@ -255,7 +255,7 @@ def test_the_backfill_seeds_the_totals_and_webhooks_continue_from_them(
     a payment a webhook counted already is left alone, and later webhooks, resent or new, go on
     from the seeded totals without counting anything twice."""
     from dodo_cio_cli import cli
-    from support.fake_dodo import FakeDodo, make_payment, make_refund
+    from dodo_cio_local.dodo_standin import DodoStandIn, make_payment, make_refund
 
     who = {**SAMPLES["payment.succeeded.json"]["data"]["customer"], "created_at": T0.format(day=1)}
     history = [
@@ -265,7 +265,7 @@ def test_the_backfill_seeds_the_totals_and_webhooks_continue_from_them(
     refunds = [{**make_refund(1, history[0], 900), "refund_id": "ref_1"}]
     assert bridge.send(payment("pay_2", 2000, day=2), webhook_id="msg_before")[0] == 200  # counted live
     monkeypatch.chdir(tmp_path)  # the backfill's checkpoint file
-    with FakeDodo([who], [], payments=history, refunds=refunds) as dodo:
+    with DodoStandIn([who], [], payments=history, refunds=refunds) as dodo:
         monkeypatch.setenv("DODO_PAYMENTS_API_KEY", dodo.api_key)
         monkeypatch.setenv("CUSTOMERIO_SITE_ID", bridge.sandbox.site_id)
         monkeypatch.setenv("CUSTOMERIO_API_KEY", bridge.sandbox.api_key)

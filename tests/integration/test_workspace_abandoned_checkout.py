@@ -102,9 +102,9 @@ def test_an_abandoned_checkout_before_any_payment(world: World) -> None:
 def test_with_a_dodo_api_key_a_first_time_customer_is_emailable_when_the_checkout_arrives(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from support.fake_dodo import FakeDodo
+    from dodo_cio_local.dodo_standin import DodoStandIn
 
-    with FakeDodo() as dodo:
+    with DodoStandIn() as dodo:
         with_dodo_api(world, monkeypatch, dodo)
         assert world.send(DETECTED, T0) == 200  # delivered at once, not parked
         assert world.send(DETECTED, T0 + DAY) == 200  # a second checkout: the directory answers
@@ -123,10 +123,10 @@ def test_a_lookup_that_failed_for_now_parks_the_checkout_and_the_retry_path_brin
 ) -> None:
     """Dodo's API answers 500 at ingest: identify and event wait together; the retry resolves them the same way."""
     from dodo_cio.backoff import BackoffPolicy
+    from dodo_cio_local.dodo_standin import DodoStandIn
     from dodo_cio_local.handler_modules import load_retry_module
-    from support.fake_dodo import FakeDodo
 
-    with FakeDodo() as dodo:
+    with DodoStandIn() as dodo:
         with_dodo_api(world, monkeypatch, dodo)
         retry = load_retry_module()
         monkeypatch.setattr(retry, "_service", None)  # built again with the URL, paced as the harness paces it

@@ -355,7 +355,7 @@ def test_backfill_then_webhooks_land_on_the_same_person(world: World) -> None:
     from dodo_cio.config import Settings
     from dodo_cio.customerio import TrackClient
     from dodo_cio_cli.backfill_source import OpBuilder, listings
-    from support.fake_dodo import make_subscription
+    from dodo_cio_local.dodo_standin import make_subscription
 
     mapping = Settings.from_env().mapping()
     customer = {**copy.deepcopy(CUSTOMER), "created_at": iso(T0 - 90 * DAY), "business_id": "bus_1"}
@@ -388,10 +388,10 @@ def test_backfill_then_webhooks_land_on_the_same_person(world: World) -> None:
 def test_with_a_dodo_api_key_a_customer_never_seen_is_looked_up_at_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dodo_cio_local.dodo_standin import DodoStandIn
     from support.aws import SSM_PATH
-    from support.fake_dodo import FakeDodo
 
-    with FakeDodo() as dodo:
+    with DodoStandIn() as dodo:
         dodo.add_customer({**copy.deepcopy(CUSTOMER), "created_at": iso(T0), "business_id": "bus_1"})
         monkeypatch.setenv("DODO_API_URL", dodo.base_url)
         monkeypatch.setattr(world.bridge.app, "_service", None)  # built again with the URL

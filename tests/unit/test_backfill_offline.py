@@ -20,7 +20,7 @@ from dodo_cio_cli import backfill, backfill_command, backfill_source, backfill_s
 from dodo_cio_cli.backfill import Backfill, BackfillOptions
 from dodo_cio_cli.backfill_source import BackfillError, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
-from support.fake_dodo import make_customer, make_subscription
+from dodo_cio_local.dodo_standin import make_customer, make_subscription
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000

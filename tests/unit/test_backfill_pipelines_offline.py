@@ -22,7 +22,7 @@ from dodo_cio_cli.backfill import Backfill, BackfillOptions, Pacer, format_summa
 from dodo_cio_cli.backfill_destination import Destination
 from dodo_cio_cli.backfill_source import BackfillError, Built, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
-from support.fake_dodo import make_customer
+from dodo_cio_local.dodo_standin import make_customer
 
 NOW = 1_800_000_000
 URL = "https://cdp.customer.io/v1"

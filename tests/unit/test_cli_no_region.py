@@ -18,6 +18,9 @@ from dodo_cio_cli import cli
         ["reprocess", "--stack", "s"],
         ["replay", "{body}", "--stack", "s"],
         ["backfill", "--stack", "s"],
+        ["setup", "--stack", "s"],
+        ["trace", "cus_1", "--stack", "s"],
+        ["reconcile", "--since", "2026-11-01", "--stack", "s"],
     ],
     ids=lambda argv: argv[0],
 )

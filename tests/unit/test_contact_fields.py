@@ -18,7 +18,7 @@ from dodo_cio.pipelines.render import render
 from dodo_cio.profile import CONTACT_FIELDS, customer_profile
 from dodo_cio_cli import backfill_command
 from dodo_cio_cli.backfill_source import Listing, OpBuilder
-from support.fake_dodo import make_customer
+from dodo_cio_local.dodo_standin import make_customer
 
 SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
 ALL = CONTACT_FIELDS

@@ -40,6 +40,34 @@ Op = dict[str, Any]
 _EMAIL: Final = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 
 
+def sdk_client(
+    api_key: str,
+    *,
+    environment: str = "live_mode",
+    base_url: str | None = None,
+    max_retries: int = 2,
+    timeout: float = 30.0,
+) -> Any:
+    """A `dodopayments.DodoPayments` for `base_url` (a proxy, the local stand-in) or else the named environment.
+
+    With no `base_url` it passes `base_url=None` so a `DODO_PAYMENTS_BASE_URL` in the shell cannot send
+    a live key somewhere the operator did not name.
+    """
+    import dodopayments  # noqa: PLC0415 - only the commands that call Dodo need the SDK (httpx, pydantic)
+
+    if base_url:
+        return dodopayments.DodoPayments(
+            bearer_token=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
+    return dodopayments.DodoPayments(
+        bearer_token=api_key,
+        environment=cast(Any, environment),
+        base_url=None,
+        max_retries=max_retries,
+        timeout=timeout,
+    )
+
+
 class BackfillError(Exception):
     """Stops the run with `code` (1: rerun to resume; 2: fix something first) and a message to print."""
 
@@ -120,18 +148,9 @@ class SdkSource:
         self._sdk = dodopayments
         self.environment = environment
         self.where = base_url or dodopayments.ENVIRONMENTS.get(environment, environment)
-        if base_url:
-            self._client = dodopayments.DodoPayments(
-                bearer_token=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout
-            )
-        else:  # base_url=None: ignore a DODO_PAYMENTS_BASE_URL in the environment, use the named one
-            self._client = dodopayments.DodoPayments(
-                bearer_token=api_key,
-                environment=cast(Any, environment),
-                base_url=None,
-                max_retries=max_retries,
-                timeout=timeout,
-            )
+        self._client = sdk_client(
+            api_key, environment=environment, base_url=base_url, max_retries=max_retries, timeout=timeout
+        )
 
     def page(self, listing: Listing, page_number: int, page_size: int) -> list[dict[str, Any]]:
         sdk = self._sdk

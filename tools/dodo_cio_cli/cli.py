@@ -353,6 +353,9 @@ def _cmd_reconcile(args: argparse.Namespace) -> int:
     target = _local(args)
     api_key = os.environ.get(args.api_key_env, "").strip()
     if target is not None:
+        # The local run's stand-in for Dodo's API, unless told otherwise.
+        args.base_url = args.base_url or target.deployment.get("dodo_api_url") or None
+        api_key = api_key or target.deployment.get("dodo_api_key", "")
         dynamodb, sqs, table = target.client("dynamodb"), target.client("sqs"), args.state_table or target.state_table
         queues = {"retry queue": target.retry_queue_url, "dead-letter queue": target.dead_letter_queue_url}
         queues["quarantine"] = target.quarantine_queue_url
@@ -609,6 +612,102 @@ def _identity_settings(args: argparse.Namespace, parameters: dict[str, str]) -> 
     return identifier, contact_fields
 
 
+def _cmd_setup(args: argparse.Namespace) -> int:
+    """`dodo-cio setup`: the wiring; what it does is in setup_command.py."""
+    import getpass  # noqa: PLC0415
+
+    from dodo_cio_cli import api_choice, operator, setup_command  # noqa: PLC0415
+    from dodo_cio_cli.backfill_source import sdk_client  # noqa: PLC0415
+
+    if args.rate_limit is not None and args.rate_limit < 1:
+        raise UsageError(f"--rate-limit must be a positive number of webhooks a second, not {args.rate_limit}")
+    target = _local(args)
+    if target is not None:
+        found = target.deployment
+        settings = {
+            "CustomerioApi": found.get("customerio_api", ""),
+            "CustomerioRequestsPerSecond": found.get("customerio_requests_per_second", ""),
+            "CustomerioIngestShare": found.get("customerio_ingest_share", ""),
+            "CustomerioIdentifier": found.get("identifier", ""),
+            "CustomerioContactFields": found.get("contact_fields", ""),
+        }
+        where, webhook_url = f"the local run at {target.base_url}", target.webhook_url
+        ssm_path, ssm = target.ssm_parameter_path, target.client("ssm")
+        base_url = args.base_url or found.get("dodo_api_url") or None
+        default_key = found.get("dodo_api_key", "")
+        check_argv = ["check", "--local-url", target.base_url]
+    else:
+        if not args.stack:
+            raise UsageError("pass --stack NAME (or --local for a running `make run`)")
+        cfn = _aws("cloudformation", args.region)
+        settings = operator.resolve_stack_parameters(cfn, args.stack, required=("SsmParameterPath",))
+        webhook_url = operator.resolve_stack_outputs(cfn, args.stack, required=("WebhookUrl",))["WebhookUrl"]
+        where, ssm_path, ssm = f"stack {args.stack}", settings["SsmParameterPath"], _aws("ssm", args.region)
+        base_url, default_key = args.base_url, ""
+        check_argv = ["check", "--stack", args.stack, *(["--region", args.region] if args.region else [])]
+    environment = args.environment or settings.get("DodoApiMode") or "live_mode"
+
+    def number(name: str, default: float) -> float:
+        try:
+            return float(settings.get(name) or default)
+        except ValueError:
+            return default
+
+    deployment = setup_command.Deployment(
+        where=where,
+        webhook_url=args.url or webhook_url,
+        ssm_path=ssm_path,
+        api=api_choice.choose_api(None, settings, stack=True),
+        rate_limit=args.rate_limit
+        or setup_command.fitting_rate_limit(
+            number("CustomerioRequestsPerSecond", 100),
+            number("CustomerioIngestShare", 0.5),
+            number("ApiThrottlingRateLimit", 0) or None,
+        ),
+        identifier=settings.get("CustomerioIdentifier") or "customer_id",
+        contact_fields=settings.get("CustomerioContactFields") or "auto",
+        default_dodo_api_key=default_key,
+    )
+
+    def probe(body: bytes, secret: str) -> int:
+        import requests  # noqa: PLC0415
+
+        from dodo_cio_cli import sender  # noqa: PLC0415
+
+        try:
+            return int(sender.send_webhook(body, url=deployment.webhook_url, secret=secret).status_code)
+        except requests.RequestException:
+            return 0
+
+    setup = setup_command.Setup(
+        deployment,
+        store=setup_command.ParameterStore(ssm, ssm_path),
+        dodo=lambda key: sdk_client(key, environment=environment, base_url=base_url),
+        env=os.environ,
+        prompt=getpass.getpass if sys.stdin.isatty() else None,
+        check=lambda: _cmd_check(_parser().parse_args(check_argv)),
+        probe=probe,
+        dry_run=args.dry_run,
+        api_key_env=args.api_key_env,
+    )
+    import dodopayments  # noqa: PLC0415
+
+    try:
+        return setup.run()
+    except setup_command.SetupError as exc:
+        raise UsageError(str(exc)) from None
+    except (dodopayments.AuthenticationError, dodopayments.PermissionDeniedError) as exc:
+        raise UsageError(
+            f"Dodo Payments rejected the API key (HTTP {exc.status_code}); check it, and that it is a "
+            f"{environment} key (--environment)"
+        ) from None
+    except dodopayments.APIStatusError as exc:
+        print(f"dodo-cio setup: Dodo Payments answered HTTP {exc.status_code}: {exc.message}", file=sys.stderr)
+        return EXIT_HTTP_ERROR
+    except dodopayments.APIConnectionError as exc:
+        raise UsageError(f"cannot reach Dodo Payments ({type(exc).__name__}); check --base-url / the network") from None
+
+
 def _cmd_backfill(args: argparse.Namespace) -> int:
     from dodo_cio_cli import backfill_command  # noqa: PLC0415
 
@@ -664,6 +763,46 @@ def aws_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", help="CloudFormation stack name: read queue URLs/ARNs from its outputs")
     p.add_argument("--region", help="AWS region (default: your AWS configuration)")
     local_options(p, "the queues (and function) of a running `make run` instead of AWS")
+
+
+def _add_setup_command(sub: Any) -> None:
+    """`setup`: Dodo's endpoint, the secrets in SSM, then proof."""
+    setup = sub.add_parser(
+        "setup",
+        help="register the bridge with Dodo and store its secrets in SSM, then check and prove it (re-runnable)",
+        description="Creates (or updates only what differs in) the Dodo webhook endpoint for the stack's WebhookUrl: "
+        "the event types the mapping sends, and a rate limit that fits the Customer.io budget. Stores its "
+        "signing secret and the Customer.io keys of the stack's API (from CUSTOMERIO_SITE_ID, CUSTOMERIO_API_KEY "
+        "or CUSTOMERIO_PIPELINES_API_KEY, else kept from SSM, else asked without echo) as SecureStrings under the "
+        "stack's SsmParameterPath, and the Dodo API key too when the identifier strategy needs it. Then runs "
+        "`dodo-cio check` and sends one signed payout.created, which the bridge verifies and acknowledges "
+        "without touching Customer.io. Never prints a secret. Exit 0 when all is set and proven, 1 when the "
+        "check or the test webhook failed, 2 on usage, credential or AWS errors.",
+    )
+    aws_options(setup)
+    setup.add_argument(
+        "--dry-run", action="store_true", help="read everything and say what would change; change nothing"
+    )
+    setup.add_argument(
+        "--rate-limit",
+        type=int,
+        metavar="N",
+        help="webhooks a second Dodo may send (default: CustomerioRequestsPerSecond x CustomerioIngestShare, "
+        "at most ApiThrottlingRateLimit)",
+    )
+    setup.add_argument("--url", help="webhook endpoint to register (default: the stack's WebhookUrl, or --local's)")
+    setup.add_argument(
+        "--environment", choices=("live_mode", "test_mode"), help="Dodo API (default: the stack's DodoApiMode)"
+    )
+    setup.add_argument("--base-url", help="Dodo API base URL instead of --environment (a proxy; --local: the stand-in)")
+    setup.add_argument(
+        "--api-key-env",
+        default="DODO_PAYMENTS_API_KEY",
+        metavar="NAME",
+        help="environment variable holding the Dodo API key (default %(default)s; else SSM <path>/dodo-api-key, "
+        "else asked)",
+    )
+    setup.set_defaults(func=_cmd_setup)
 
 
 def _add_investigation_commands(sub: Any) -> None:
@@ -864,6 +1003,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     event.set_defaults(func=_cmd_event)
 
+    _add_setup_command(sub)
     _add_operator_commands(sub)
     _add_investigation_commands(sub)
     _add_check_and_backfill(sub)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Final
 
-from dodo_cio_cli.backfill_source import MAX_PAGE_SIZE, BackfillError
+from dodo_cio_cli.backfill_source import MAX_PAGE_SIZE, BackfillError, sdk_client
 
 FAMILIES: Final = ("payments", "refunds", "disputes", "subscriptions")
 _PAYMENT_EVENTS: Final = {"succeeded", "failed", "cancelled", "processing"}
@@ -177,11 +177,7 @@ class SdkLister:
         import dodopayments  # noqa: PLC0415
 
         self._sdk = dodopayments
-        kwargs: dict[str, Any] = {"bearer_token": api_key, "max_retries": 2, "timeout": 30.0}
-        if base_url:
-            self._client = dodopayments.DodoPayments(base_url=base_url, **kwargs)
-        else:
-            self._client = dodopayments.DodoPayments(environment=environment, base_url=None, **kwargs)  # type: ignore[arg-type]
+        self._client = sdk_client(api_key, environment=environment, base_url=base_url)
 
     def __call__(self, family: str, page: int, size: int) -> list[dict[str, Any]]:
         sdk = self._sdk

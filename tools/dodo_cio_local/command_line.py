@@ -21,6 +21,7 @@ from types import FrameType
 from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET, WEBHOOK_PATH
 from dodo_cio_local.local_aws import DEFAULT_AWS_PORT
 from dodo_cio_local.local_run import (
+    DEFAULT_DODO_PORT,
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_SANDBOX_PORT,
@@ -41,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=DEFAULT_SANDBOX_PORT,
         help="Customer.io sandbox port (default %(default)s; unused with real credentials)",
+    )
+    parser.add_argument(
+        "--dodo-port",
+        type=int,
+        default=DEFAULT_DODO_PORT,
+        help="port of the stand-in for Dodo's API on 127.0.0.1 (default %(default)s; 0 = any free port)",
     )
     parser.add_argument(
         "--aws-port",
@@ -106,11 +113,14 @@ def _banner(info: LocalBridgeInfo, bridge: LocalBridge) -> str:
         f"                  visibility {settings.retry_queue.attributes['VisibilityTimeout']} s, "
         f"maxReceiveCount {settings.max_receive_count} -> {info.dlq_url}",
         f"  quarantine      {info.quarantine_url}",
+        f"  Dodo API        stand-in at {info.dodo_api_url} (API key {info.dodo_api_key!r}); rehearse a webhook",
+        f"                  Dodo gave up on: POST {info.dodo_api_url}/__dodo/events?withhold=1 with its body",
         f"  retry drain     {bridge.drain_status}",
         f"  emulated AWS    {info.aws_endpoint}  (SQS, SSM, DynamoDB on 127.0.0.1;",
         f"                  the ingest function's Lambda Invoke API at {info.webhook_url.removesuffix(WEBHOOK_PATH)})",
         "",
         "The operator commands reach this run with --local (they read the status page):",
+        "  .venv/bin/dodo-cio setup --local | check --local | trace ID --local | reconcile --since DAY --local",
         "  .venv/bin/dodo-cio dlq --local | redrive --local | reprocess --local | replay FILE --local",
     ]
     base = info.webhook_url.removesuffix(WEBHOOK_PATH)
@@ -164,6 +174,7 @@ def run(args: argparse.Namespace) -> int:
             log=log,
             drain=getattr(args, "drain", True),
             sandbox_rate_limit=getattr(args, "sandbox_rate_limit", None),
+            dodo_port=getattr(args, "dodo_port", DEFAULT_DODO_PORT),
         )
         info = bridge.start()
     except LocalRunError as exc:

@@ -155,6 +155,11 @@ class FrontHandler(LocalRequestHandler):
                 "customerio_region": os.environ.get("CUSTOMERIO_REGION", "") or "us",
                 "identifier": os.environ.get("CUSTOMERIO_IDENTIFIER", "") or "customer_id",
                 "contact_fields": os.environ.get("CUSTOMERIO_CONTACT_FIELDS", "") or "auto",
+                # `dodo-cio setup --local`: the Dodo API to register the endpoint with, and the budget it fits.
+                "dodo_api_url": info.dodo_api_url,
+                "dodo_api_key": info.dodo_api_key,
+                "customerio_requests_per_second": os.environ.get("CUSTOMERIO_RATE_LIMIT_RPS", ""),
+                "customerio_ingest_share": os.environ.get("CUSTOMERIO_INGEST_SHARE", ""),
             },
             "queues": bridge.queue_depths(),
             "retry_drain": bridge.drain_status,

@@ -53,11 +53,13 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType as QueueAttributeName
 
     from dodo_cio.backoff import BackoffPolicy
+    from dodo_cio_local.dodo_standin import DodoStandIn
     from dodo_cio_local.sandbox import TrackSandbox
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 3000
 DEFAULT_SANDBOX_PORT: Final = 4010
+DEFAULT_DODO_PORT: Final = 4030  # `make run`'s stand-in for Dodo's API (LocalBridge itself takes any free port)
 LOCAL_CONTAINERS: Final = 1  # one warm container per function: invocations take turns (`self.lock`)
 # Local sandbox credentials; only the sandbox accepts them.
 SANDBOX_SITE_ID: Final = "local-site"
@@ -104,6 +106,8 @@ class LocalBridgeInfo:
     ingest_function: str = f"{STACK_NAME}-IngestFunction"  # its Invoke API is at the webhook URL's origin
     customerio_api: str = "track"  # CUSTOMERIO_API of both functions
     pipelines_url: str = ""  # the sandbox's /v1 (CUSTOMERIO_PIPELINES_URL); empty with real credentials
+    dodo_api_url: str = ""  # the stand-in for Dodo's API (DODO_API_URL of both functions)
+    dodo_api_key: str = ""  # the only key the stand-in accepts
 
 
 class _FrontServer(ThreadingHTTPServer):
@@ -142,6 +146,7 @@ class LocalBridge:
         backoff_scale: float | None = None,
         drain_interval: float = DEFAULT_DRAIN_INTERVAL,
         sandbox_rate_limit: float | None = None,
+        dodo_port: int = 0,
     ) -> None:
         if bool(customerio_site_id) != bool(customerio_api_key):
             raise LocalRunError("set both CUSTOMERIO_SITE_ID and CUSTOMERIO_API_KEY, or neither")
@@ -170,6 +175,8 @@ class LocalBridge:
         # operators reach SQS while the functions run.
         self.lock = threading.Lock()
         self.sandbox: TrackSandbox | None = None
+        self.dodo: DodoStandIn | None = None
+        self.dodo_port = dodo_port
         self.info: LocalBridgeInfo | None = None
         self.settings: TemplateSettings | None = None
         self.handler_module: ModuleType | None = None
@@ -224,7 +231,9 @@ class LocalBridge:
         queue_url, dlq_url, quarantine_url = self._start_aws(settings, ssm_path)
         track_url, sandbox_url = self._start_customerio(function_env.get("CUSTOMERIO_REGION") or "us")
         pipelines_url = self.sandbox.pipelines_url if self.sandbox is not None else ""
+        dodo_api_url = self._start_dodo()
         function_env.update(
+            DODO_API_URL=dodo_api_url,
             SSM_PARAMETER_PATH=ssm_path,
             CUSTOMERIO_TRACK_URL=track_url,
             CUSTOMERIO_PIPELINES_URL=pipelines_url,
@@ -264,6 +273,8 @@ class LocalBridge:
             queue_arns=self._queue_arns,
             customerio_api=function_env.get("CUSTOMERIO_API") or "track",
             pipelines_url=pipelines_url,
+            dodo_api_url=dodo_api_url,
+            dodo_api_key=self.dodo.api_key if self.dodo is not None else "",
         )
         if self.drain:
             self._retry.start(self.aws.client("sqs"), settings, queue_url, self.lock)
@@ -315,6 +326,20 @@ class LocalBridge:
             ) from None
         self.sandbox = sandbox
         return url, url
+
+    def _start_dodo(self) -> str:
+        """The stand-in for Dodo's API (`dodo_standin.py`): what `dodo-cio setup --local` and the lookups call."""
+        from dodo_cio_local.dodo_standin import DodoStandIn  # noqa: PLC0415
+
+        dodo = DodoStandIn(port=self.dodo_port)
+        try:
+            url = dodo.start()
+        except OSError as exc:
+            raise LocalRunError(
+                f"cannot listen on 127.0.0.1:{self.dodo_port} for the Dodo API stand-in ({exc}); pass --dodo-port"
+            ) from None
+        self.dodo = dodo
+        return url
 
     def _load_handler(self, metrics_namespace: str) -> None:
         # Imported after the environment is set: Powertools reads its namespace at import time.
@@ -378,6 +403,9 @@ class LocalBridge:
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
+        if self.dodo is not None:
+            self.dodo.stop()
+            self.dodo = None
         if self.handler_module is not None or self.aws.endpoint is not None:
             reset_handler_state(self.handler_module)
         self._retry.reset()

@@ -1,44 +1,65 @@
-"""A local fake of the Dodo Payments endpoints the bridge reads: two listings and two lookups.
+"""`make run`'s stand-in for the parts of Dodo's API the bridge and `dodo-cio` call, shaped as the SDK sees them.
 
-`GET /customers`, `GET /subscriptions`, `GET /payments` and `GET /refunds` (what `dodo-cio
-backfill` reads) answer like Dodo's API as its own SDK sees it: Bearer auth, `page_number` counted
-from 0 (Dodo's default), `page_size` default 10 and at most 100, `status` filtering, and a body of
-`{"items": [...]}`; a page past the end is `{"items": []}`, which is how the SDK and the backfill
-know the listing is over. A test points `dodopayments.DodoPayments(base_url=...)` at
-:attr:`FakeDodo.base_url`.
+Why a stand-in: `dodo-cio setup`, `reconcile` and `backfill` and the ingest function's customer
+lookups all talk to Dodo's API; a local run that could not answer them could not rehearse them.
+Every answer is the JSON the `dodopayments` SDK (1.123) parses into its models, behind Bearer auth.
 
-`GET /customers/{customer_id}` and `GET /payments/{payment_id}` (the request path's identity
-lookups, `dodo_cio.dodo_api`) answer one object, or 404 `{"code": "NOT_FOUND", "message": ...}`
-for an id nobody registered. The id is one percent-decoded path segment: an id holding `/` must
-arrive escaped, and an unescaped one is a 404 "no route" rather than a lookup. Customers are
-those of the listing (:meth:`FakeDodo.add_customer` adds one); payments are registered with
-:meth:`FakeDodo.add_payment` (:func:`make_payment` builds one shaped like the SDK's `Payment`).
+* Listings: `GET /customers`, `/subscriptions`, `/payments`, `/refunds`, `/disputes`, with
+  `page_number` counted from 0, `page_size` (default 10, at most 100) and `status` filtering; a page
+  past the end is `{"items": []}`, which is how the SDK knows a listing is over.
+* Lookups: `GET /{collection}/{id}` for customers, payments, refunds and subscriptions, or 404
+  `{"code": "NOT_FOUND", ...}`. The id is one percent-decoded path segment: an id holding `/` must
+  arrive escaped; unescaped it is a 404 "no route", not a lookup.
+* Webhook endpoints: `POST /webhooks` (create), `GET /webhooks` (cursor pages: `limit`, `iterator`;
+  `{"data", "iterator", "done"}`), `GET`/`PATCH`/`DELETE /webhooks/{id}` and
+  `GET /webhooks/{id}/secret` (`{"secret": "whsec_..."}`, a fresh one per endpoint), with
+  `filter_types` checked against the 48 known event types and `rate_limit` a positive integer.
+* Its own controls (no auth, loopback only), for rehearsing: `POST /__dodo/events` with a webhook
+  body (`{"type", "data", ...}`) keeps `data` as the object Dodo holds and delivers the body,
+  Standard-Webhooks-signed with each endpoint's secret, to every enabled endpoint whose filter lets
+  the type through; `?withhold=1` keeps the object and delivers nothing: the webhook Dodo gave up on,
+  which `dodo-cio reconcile` must find. The answer lists each delivery's HTTP status.
 
-Fault injection: :meth:`FakeDodo.fail` answers a given page of a given listing with an error
-status a number of times (a 500 "after page 2", a 401 for a revoked key); without a page number
-it applies to a lookup path (`"/payments/pay_00001"`, or `"/payments/*"` for any payment).
-:meth:`FakeDodo.stall` delays answers the same way, to trip a client's read timeout. Every
-request is recorded so a test can assert which pages and objects were read.
-
-Run it by hand (`python tests/support/fake_dodo.py --customers 250`) to try the backfill against
-the local run: it prints its URL and an API key.
+Tests drive it in-process: :meth:`DodoStandIn.fail` answers a given page of a given listing (or a
+lookup path) with an error status a number of times, :meth:`DodoStandIn.stall` delays answers to
+trip a client's read timeout, and every request is recorded (:meth:`lookups`, :meth:`pages_read`).
+`python -m dodo_cio_local.dodo_standin --customers 250` serves sample data alone, for trying backfill.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Final
+from urllib.error import HTTPError, URLError
 from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.request import Request, urlopen
 
-API_KEY = "fake-dodo-key"
+API_KEY: Final = "local-dodo-key"  # the stand-in's placeholder, not a secret
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 10
+CONTROL_PREFIX: Final = "/__dodo/"
+DELIVERY_TIMEOUT: Final = 15.0  # Dodo gives up on an endpoint after 15 s
+WEBHOOK_FIELDS: Final = ("url", "description", "metadata", "disabled", "filter_types", "rate_limit")
+PAYLOAD_COLLECTIONS: Final = {
+    "Payment": "payments",
+    "Refund": "refunds",
+    "Subscription": "subscriptions",
+    "Dispute": "disputes",
+}
+COLLECTION_KEYS: Final = {
+    "payments": "payment_id",
+    "refunds": "refund_id",
+    "subscriptions": "subscription_id",
+    "disputes": "dispute_id",
+}
 LOOKUPS = ("/customers", "/payments", "/refunds", "/subscriptions")  # collections with a `GET /{collection}/{id}`
 SUBSCRIPTION_STATUSES = ("pending", "active", "on_hold", "paused", "cancelled", "failed", "expired", "past_due")
 _EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -152,9 +173,10 @@ class Recorded:
     path: str
     query: dict[str, str]
     status: int
+    method: str = "GET"
 
 
-class FakeDodo:
+class DodoStandIn:
     """The fake API on loopback, served from a daemon thread; use as a context manager."""
 
     def __init__(
@@ -173,6 +195,8 @@ class FakeDodo:
         self.payments = list(payments or [])
         self.refunds = list(refunds or [])
         self.disputes: list[dict[str, Any]] = []
+        self.webhooks: dict[str, dict[str, Any]] = {}  # id -> WebhookDetails, plus its "secret"
+        self.deliveries: list[tuple[str, str, int]] = []  # (endpoint id, webhook-id, HTTP status)
         self.api_key = api_key
         self.requests: list[Recorded] = []
         self._failures: dict[tuple[str, int | None, str | None], list[int]] = {}
@@ -187,7 +211,7 @@ class FakeDodo:
     @classmethod
     def populated(
         cls, n_customers: int, statuses: dict[str, int] | None = None, *, n_payments: int = 0, **kwargs: Any
-    ) -> FakeDodo:
+    ) -> DodoStandIn:
         """`n_customers` customers and, per status, that many subscriptions spread over them.
 
         `n_payments` succeeded payments `pay_00000`... are spread over the customers the same way.
@@ -205,7 +229,7 @@ class FakeDodo:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> str:
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -219,7 +243,7 @@ class FakeDodo:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def __enter__(self) -> FakeDodo:
+    def __enter__(self) -> DodoStandIn:
         self.start()
         return self
 
@@ -309,9 +333,18 @@ class FakeDodo:
         with self._lock:
             self.requests.append(rec)
 
-    def answer(self, path: str, query: dict[str, str], authorization: str) -> tuple[int, Any]:
+    def answer(
+        self, method: str, path: str, query: dict[str, str], authorization: str, body: bytes = b""
+    ) -> tuple[int, Any]:
+        """(status, JSON) for one request; the HTTP handler only parses and writes."""
+        if path.startswith(CONTROL_PREFIX):
+            return self._control(method, path, query, body)
         if authorization != f"Bearer {self.api_key}":
             return 401, {"code": "UNAUTHORIZED", "message": "Invalid API key"}
+        if path == "/webhooks" or path.startswith("/webhooks/"):
+            return self._webhooks(method, path, query, body)
+        if method != "GET":
+            return 405, {"code": "METHOD_NOT_ALLOWED", "message": f"{method} {path}"}
         collection, _, raw_id = path.rpartition("/")
         if collection in LOOKUPS and raw_id:
             return self._lookup(path, collection, unquote(raw_id))
@@ -351,9 +384,163 @@ class FakeDodo:
             return 404, {"code": "NOT_FOUND", "message": f"{noun} {object_id} not found"}
         return 200, found
 
+    # -- webhook endpoints (the SDK's `client.webhooks`)
+    def _webhooks(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+        parts = path.split("/")[2:]  # after "/webhooks"
+        try:
+            fields = json.loads(body) if body else {}
+        except ValueError:
+            return 400, {"code": "INVALID_REQUEST", "message": "the body is not JSON"}
+        if not isinstance(fields, dict):
+            return 422, {"code": "INVALID_REQUEST", "message": "the body must be a JSON object"}
+        if not parts:
+            if method == "GET":
+                return self._list_webhooks(query)
+            if method == "POST":
+                return self._create_webhook(fields)
+            return 405, {"code": "METHOD_NOT_ALLOWED", "message": f"{method} /webhooks"}
+        with self._lock:
+            found = self.webhooks.get(unquote(parts[0]))
+        if found is None:
+            return 404, {"code": "NOT_FOUND", "message": f"Webhook {unquote(parts[0])} not found"}
+        if parts[1:] == ["secret"] and method == "GET":
+            return 200, {"secret": found["secret"]}
+        if len(parts) != 1:
+            return 404, {"code": "NOT_FOUND", "message": f"no route {path}"}
+        if method == "GET":
+            return 200, _public(found)
+        if method == "DELETE":
+            with self._lock:
+                self.webhooks.pop(found["id"], None)
+            return 200, None
+        if method == "PATCH":
+            problem = _webhook_problem(fields, creating=False)
+            if problem:
+                return 422, {"code": "INVALID_REQUEST", "message": problem}
+            with self._lock:
+                found.update({k: v for k, v in fields.items() if k in WEBHOOK_FIELDS})
+                found["updated_at"] = _iso(datetime.now(UTC))
+            return 200, _public(found)
+        return 405, {"code": "METHOD_NOT_ALLOWED", "message": f"{method} {path}"}
+
+    def _create_webhook(self, fields: dict[str, Any]) -> tuple[int, Any]:
+        problem = _webhook_problem(fields, creating=True)
+        if problem:
+            return 422, {"code": "INVALID_REQUEST", "message": problem}
+        now = _iso(datetime.now(UTC))
+        with self._lock:
+            webhook_id = f"ep_{len(self.webhooks) + 1:05d}{secrets.token_hex(4)}"
+            record: dict[str, Any] = {
+                "id": webhook_id,
+                "url": fields["url"],
+                "description": fields.get("description") or "",
+                "metadata": fields.get("metadata") or {},
+                "disabled": bool(fields.get("disabled") or False),
+                "filter_types": list(fields.get("filter_types") or []),
+                "rate_limit": fields.get("rate_limit"),
+                "created_at": now,
+                "updated_at": now,
+                "secret": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+            }
+            self.webhooks[webhook_id] = record
+        return 200, _public(record)
+
+    def _list_webhooks(self, query: dict[str, str]) -> tuple[int, Any]:
+        try:
+            limit = int(query.get("limit", "10"))
+            start = int(query.get("iterator") or "0")
+        except ValueError:
+            return 422, {"code": "INVALID_REQUEST", "message": "limit and iterator must be integers"}
+        with self._lock:
+            every = [_public(w) for w in self.webhooks.values()]
+        page = every[start : start + max(limit, 1)]
+        done = start + len(page) >= len(every)
+        return 200, {"data": page, "iterator": None if done else str(start + len(page)), "done": done}
+
+    # -- the stand-in's own controls
+    def _control(self, method: str, path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+        if (method, path) != ("POST", f"{CONTROL_PREFIX}events"):
+            return 404, {"code": "NOT_FOUND", "message": f"no route {method} {path}: POST {CONTROL_PREFIX}events"}
+        try:
+            webhook = json.loads(body)
+        except ValueError:
+            return 400, {"code": "INVALID_REQUEST", "message": "the body is not JSON"}
+        data = webhook.get("data") if isinstance(webhook, dict) else None
+        if not isinstance(data, dict) or not isinstance(webhook.get("type"), str):
+            return 422, {"code": "INVALID_REQUEST", "message": 'a webhook body: {"type": ..., "data": {...}}'}
+        stored = self.keep(data)
+        if query.get("withhold") in ("1", "true"):
+            return 200, {"stored": stored, "deliveries": []}
+        return 200, {"stored": stored, "deliveries": self.deliver(webhook["type"], body)}
+
+    def keep(self, data: dict[str, Any]) -> str | None:
+        """Keep a webhook's object as the one Dodo holds (replacing an older copy); returns its collection."""
+        collection = PAYLOAD_COLLECTIONS.get(str(data.get("payload_type", "")))
+        if collection is None:
+            return None
+        items: list[dict[str, Any]] = getattr(self, collection)
+        key = COLLECTION_KEYS[collection]
+        with self._lock:
+            items[:] = [item for item in items if item.get(key) != data.get(key)]
+            items.append({k: v for k, v in data.items() if k != "payload_type"})
+        return collection
+
+    def deliver(self, event_type: str, body: bytes) -> list[dict[str, Any]]:
+        """POST `body` to each enabled endpoint whose filter lets `event_type` through, signed with its secret."""
+        from dodo_cio.signature import parse_secrets, signature_headers  # noqa: PLC0415
+
+        with self._lock:
+            targets = [
+                dict(w)
+                for w in self.webhooks.values()
+                if not w["disabled"] and (not w["filter_types"] or event_type in w["filter_types"])
+            ]
+        outcomes: list[dict[str, Any]] = []
+        for endpoint in targets:
+            headers = {"content-type": "application/json", "user-agent": "dodo-standin"}
+            headers.update(signature_headers(parse_secrets(endpoint["secret"])[0], body))
+            request = Request(endpoint["url"], data=body, headers=headers, method="POST")  # noqa: S310 - http(s) only
+            try:
+                with urlopen(request, timeout=DELIVERY_TIMEOUT) as answer:  # noqa: S310 - checked on create
+                    status = int(answer.status)
+            except HTTPError as exc:
+                status = exc.code
+            except (URLError, OSError):
+                status = 0  # no answer: Dodo would retry later; the stand-in reports it
+            webhook_id = headers["webhook-id"]
+            with self._lock:
+                self.deliveries.append((endpoint["id"], webhook_id, status))
+            outcomes.append({"endpoint": endpoint["id"], "webhook_id": webhook_id, "status": status})
+        return outcomes
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint as `WebhookDetails`: everything but its secret."""
+    return {k: v for k, v in record.items() if k != "secret"}
+
+
+def _webhook_problem(fields: dict[str, Any], *, creating: bool) -> str | None:
+    """Why Dodo would refuse these endpoint fields (422), or None."""
+    from dodo_cio.events import ALL_TYPES  # noqa: PLC0415
+
+    url = fields.get("url")
+    if (creating or "url" in fields) and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        return "url must be an http(s) URL"
+    types = fields.get("filter_types")
+    if types is not None:
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            return "filter_types must be a list of event types"
+        unknown = sorted(set(types) - ALL_TYPES)
+        if unknown:
+            return f"unknown event types in filter_types: {', '.join(unknown)}"
+    limit = fields.get("rate_limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        return "rate_limit must be a positive integer or null"
+    return None
+
 
 # Each listing: its items and the statuses `?status=` accepts (Dodo's enums as the SDK has them).
-LISTINGS: dict[str, Callable[[FakeDodo], tuple[list[dict[str, Any]], tuple[str, ...]]]] = {
+LISTINGS: dict[str, Callable[[DodoStandIn], tuple[list[dict[str, Any]], tuple[str, ...]]]] = {
     "/customers": lambda f: (f.customers, ()),
     "/subscriptions": lambda f: (f.subscriptions, SUBSCRIPTION_STATUSES),
     "/payments": lambda f: (f.payments, ("succeeded", "failed", "cancelled", "processing")),
@@ -366,11 +553,27 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
-        fake: FakeDodo = self.server.fake  # type: ignore[attr-defined]
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        fake: DodoStandIn = self.server.fake  # type: ignore[attr-defined]
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        status, payload = fake.answer(parts.path.rstrip("/") or "/", query, self.headers.get("Authorization", ""))
-        fake._record(Recorded(parts.path, query, status))
+        length = int(self.headers.get("Content-Length") or 0)
+        request_body = self.rfile.read(length) if length > 0 else b""
+        status, payload = fake.answer(
+            self.command, parts.path.rstrip("/") or "/", query, self.headers.get("Authorization", ""), request_body
+        )
+        fake._record(Recorded(parts.path, query, status, self.command))
         body = json.dumps(payload).encode()
         try:
             self.send_response(status)
@@ -386,18 +589,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Serve a fake Dodo Payments API for trying `dodo-cio backfill`.")
-    parser.add_argument("--port", type=int, default=4020)
+    parser = argparse.ArgumentParser(description="Serve the stand-in Dodo Payments API alone, with sample data.")
+    parser.add_argument("--port", type=int, default=4030)
     parser.add_argument("--customers", type=int, default=25)
     parser.add_argument("--active", type=int, default=10, help="active subscriptions")
     parser.add_argument("--on-hold", type=int, default=2, help="on_hold subscriptions")
     parser.add_argument("--payments", type=int, default=10, help="payments pay_00000... (for GET /payments/{id})")
     args = parser.parse_args()
-    fake = FakeDodo.populated(
+    fake = DodoStandIn.populated(
         args.customers, {"active": args.active, "on_hold": args.on_hold}, n_payments=args.payments, port=args.port
     )
     fake.start()
-    print(f"fake Dodo API on {fake.base_url} (API key {fake.api_key!r}); Ctrl-C to stop", flush=True)
+    print(f"stand-in Dodo API on {fake.base_url} (API key {fake.api_key!r}); Ctrl-C to stop", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
