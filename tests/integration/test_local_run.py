@@ -260,6 +260,10 @@ def test_trace_local_shows_a_customers_records_and_what_waits_for_them(local, ca
     assert cli.main(["trace", "msg_tr1", "--local-url", base, "--json"]) == 0
     found = json.loads(capsys.readouterr().out)
     assert any("answered 200" in e["what"] for e in found["entries"]), found
+    # The functions' own log lines, kept by the run as CloudWatch would keep them.
+    logged = [e for e in found["entries"] if e["source"] == "ingest log"]
+    assert logged and all("webhook_id=msg_tr1" in e["what"] for e in logged), found
+    assert all(e["at"] for e in logged)
     assert cli.main(["trace", "cus_nobody_knows", "--local-url", base]) == 1
     assert "nothing found" in capsys.readouterr().out
 

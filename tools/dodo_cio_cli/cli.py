@@ -446,9 +446,9 @@ def _cmd_trace(args: argparse.Namespace) -> int:
                 "dead-letter queue": target.dead_letter_queue_url,
                 "quarantine": target.quarantine_queue_url,
             },
+            log_lines=target.log_lines(),
         )
         found = trace.trace(args.subject.strip(), sources, since_days=args.since)
-        found.notes.append("the local run's log lines are in the terminal that runs `make run`")
     else:
         if not args.stack:
             raise UsageError("pass --stack NAME (or --local for a running `make run`)")

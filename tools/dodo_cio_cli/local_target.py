@@ -50,6 +50,7 @@ def endpoint_client(service: str, endpoint: str, region: str) -> Any:
 DEFAULT_LOCAL_URL: Final = "http://127.0.0.1:3000"
 LOCAL_URL_ENV: Final = "DODO_CIO_LOCAL_URL"
 STATUS_PATH: Final = "/__local"
+LOGS_PATH: Final = "/__local/logs"  # as dodo_cio_local.log_keeper serves it (the CLI does not import the emulator)
 STATUS_TIMEOUT: Final = 5.0
 MOVE_VISIBILITY_SECONDS: Final = 30  # long enough to send and delete one batch of 10
 
@@ -73,6 +74,15 @@ class LocalTarget:
     # The deployment the run stands for (`dodo-cio check --local`); empty from a run older than it.
     deployment: Mapping[str, str] = field(default_factory=dict)
     state_table: str = ""
+
+    def log_lines(self, fetch: Callable[[str, float], Any] | None = None) -> list[str]:
+        """Both functions' recent log lines, kept by the run (`GET /__local/logs`); [] from a run without them."""
+        try:
+            page = (fetch or _fetch_status)(self.base_url + LOGS_PATH, STATUS_TIMEOUT)
+        except (URLError, OSError, ValueError):
+            return []
+        lines = page.get("lines") if isinstance(page, dict) else None
+        return [line for line in lines if isinstance(line, str)] if isinstance(lines, list) else []
 
     def client(self, service: str) -> Any:
         """boto3 client for the emulated AWS; `lambda` goes to the local run's own Invoke API."""

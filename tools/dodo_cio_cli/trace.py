@@ -14,8 +14,8 @@ table by hand. The trace reads them for one id, whichever kind it is:
 
 An email address is matched against the queued ops' identifiers only: the bridge never writes
 an email to a log line nor keys a record by one (README "Observability"). Locally (`--local`) the
-trace reads what `make run` keeps (its emulated state table and queues); its log lines are in the
-terminal that runs it.
+trace reads what `make run` keeps (its emulated state table and queues, and the functions' last
+log lines, `GET /__local/logs`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any, Final
 
 from dodo_cio_cli.operator import OperatorError
@@ -87,6 +88,7 @@ class Sources:
     queues: Mapping[str, str]  # label -> URL: retry queue, dead-letter queue, quarantine
     logs: Any = None  # CloudWatch Logs client (AWS only)
     log_groups: Mapping[str, str] = field(default_factory=dict)  # label -> log group name
+    log_lines: Sequence[str] = ()  # a local run's kept log lines (GET /__local/logs), as Lambda writes them
 
 
 def trace(subject: str, sources: Sources, *, since_days: float = LOGS_SINCE_DAYS, now: float | None = None) -> Trace:
@@ -101,6 +103,8 @@ def trace(subject: str, sources: Sources, *, since_days: float = LOGS_SINCE_DAYS
             _queue(result, sources.sqs, label, url, ids)
     if sources.logs is not None and sources.log_groups:
         _logs(result, sources, ids, since=current - since_days * 86400, until=current)
+    if sources.log_lines:
+        _log_lines(result, sources.log_lines, ids)
     return result
 
 
@@ -279,11 +283,39 @@ def _logs(result: Trace, sources: Sources, ids: set[str], *, since: float, until
             continue
         for row in rows:
             fields = {f["field"]: f["value"] for f in row if "field" in f and "value" in f}
-            at = _insights_time(fields.get("@timestamp"))
-            detail = ", ".join(
-                f"{k}={fields[k]}" for k in ("webhook_id", "event_type", "status", "verdict", "reason") if k in fields
-            )
-            result.add(at, label, f"{fields.get('level', '?')} {fields.get('message', '')} ({detail})")
+            result.add(_insights_time(fields.get("@timestamp")), label, _log_entry(fields))
+
+
+def _log_lines(result: Trace, lines: Sequence[str], ids: set[str]) -> None:
+    """The local run's kept lines that name one of `ids`, as the Logs Insights query would pick them."""
+    for line in lines:
+        try:
+            fields = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(fields, dict) or not ids & {fields.get("webhook_id"), fields.get("customer_id")}:
+            continue
+        function = str(fields.get("function_name") or "")
+        label = "retry log" if "Retry" in function else "ingest log" if "Ingest" in function else "local log"
+        result.add(_log_time(fields.get("timestamp")), label, _log_entry(fields))
+
+
+def _log_entry(fields: Mapping[str, Any]) -> str:
+    """One log line as the trace shows it: level, message and the fields that say what happened."""
+    detail = ", ".join(
+        f"{k}={fields[k]}" for k in ("webhook_id", "event_type", "status", "verdict", "reason") if k in fields
+    )
+    return f"{fields.get('level', '?')} {fields.get('message', '')} ({detail})"
+
+
+def _log_time(text: Any) -> int | None:
+    """Powertools' `2026-12-06 22:25:26,123+0000` as Unix seconds."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return int(datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f%z").timestamp())
+    except ValueError:
+        return None
 
 
 def _insights(

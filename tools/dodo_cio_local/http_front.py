@@ -24,6 +24,7 @@ from dodo_cio_cli.apigw import ROUTE_KEY, WEBHOOK_PATH, http_api_event, request_
 from dodo_cio_local.http_base import LocalRequestHandler
 from dodo_cio_local.local_aws import ApiAnswer, invoke_api
 from dodo_cio_local.local_template import REGION
+from dodo_cio_local.log_keeper import LOGS_PATH
 
 if TYPE_CHECKING:
     from dodo_cio_local.local_run import LocalBridge
@@ -80,6 +81,8 @@ class FrontHandler(LocalRequestHandler):
                 status = self._json(405, {"message": "Method Not Allowed"}, {"Allow": "POST"})
         elif path in {"/", "/__local"} and self.command in {"GET", "HEAD"}:
             status = self._json(200, self._status_page())
+        elif path == LOGS_PATH and self.command == "GET":
+            status = self._json(200, {"lines": self.bridge.logs.lines()})
         elif (answer := self._lambda_api(path, body)) is not None:
             self._send(answer.status, answer.body, answer.headers)
             status = answer.status

@@ -47,6 +47,7 @@ from dodo_cio_local.local_template import (  # noqa: F401 - also re-exported: te
     read_template,
     state_table_spec,
 )
+from dodo_cio_local.log_keeper import LogKeeper
 from dodo_cio_local.retry_drain import DEFAULT_DRAIN_INTERVAL, RetryDrain, backoff_scale_from_env, check_scale
 
 if TYPE_CHECKING:
@@ -176,6 +177,7 @@ class LocalBridge:
         self.lock = threading.Lock()
         self.sandbox: TrackSandbox | None = None
         self.dodo: DodoStandIn | None = None
+        self.logs = LogKeeper()  # both functions' log lines, for `dodo-cio trace --local`
         self.dodo_port = dodo_port
         self.info: LocalBridgeInfo | None = None
         self.settings: TemplateSettings | None = None
@@ -259,6 +261,7 @@ class LocalBridge:
         self._load_handler(function_env["POWERTOOLS_METRICS_NAMESPACE"])
         if self.drain:
             self._retry.load(function_env["POWERTOOLS_METRICS_NAMESPACE"])
+        self.logs.attach(m for m in (self.handler_module, self._retry.module) if m is not None)
         base = self._start_http()
         self.info = LocalBridgeInfo(
             webhook_url=base + WEBHOOK_PATH,
@@ -400,6 +403,7 @@ class LocalBridge:
         if serving is not None:
             serving.stop()
         self._retry.stop()  # before the sandbox and moto it talks to
+        self.logs.detach()
         if self.sandbox is not None:
             self.sandbox.stop()
             self.sandbox = None
