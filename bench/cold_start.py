@@ -71,10 +71,10 @@ WATCH = (
     "aws_lambda_powertools.logging",
     "aws_lambda_powertools.utilities.parameters",
     "boto3",
-    "dodo_cio.mapping",
-    "dodo_cio.models",
-    "dodo_cio.ingest",
-    "dodo_cio.customerio",
+    "dodo_cio.mapping.mapper",
+    "dodo_cio.receiving.models",
+    "dodo_cio.ingest.service",
+    "dodo_cio.delivery.track",
 )
 _STARTUP = ("site", "__editable__")  # interpreter start-up (the venv's .pth files), not there in Lambda
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+)\s*\|\s*(\d+)\s*\|(\s*)(\S+)")

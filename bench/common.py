@@ -76,7 +76,7 @@ def signed_events(n: int, *, prefix: str = "msg_bench_", later_by: int = 0) -> l
         stamp = dt.datetime.fromtimestamp(BASE_EVENT_TIME + later_by + i, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         doc = dict(samples[i % len(samples)], timestamp=stamp)
         # Each payment and refund its own id, as in real traffic: the same id again is a payment the
-        # commercial summary has already counted (dodo_cio.ledger), which is not the common case.
+        # commercial summary has already counted (dodo_cio.state.summary), which is not the common case.
         data = dict(doc["data"])
         for key in ("payment_id", "refund_id"):
             if doc["type"].startswith(key.removesuffix("_id")) and isinstance(data.get(key), str):
@@ -94,9 +94,9 @@ def write_events(path: str | Path, n: int) -> None:
 def sample_ops(doc: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
     """(envelope, ops) of one sample body as the bridge maps and fits it: what a parked message holds."""
     _tools_and_layer()
-    from dodo_cio.limits import fit_op
-    from dodo_cio.mapping import MappingConfig, map_event
-    from dodo_cio.models import DodoEvent, parse_envelope, parse_payload
+    from dodo_cio.mapping.limits import fit_op
+    from dodo_cio.mapping.mapper import MappingConfig, map_event
+    from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_payload
 
     envelope = parse_envelope(doc)
     event = DodoEvent("msg_sample", envelope, parse_payload(envelope))
@@ -105,7 +105,7 @@ def sample_ops(doc: dict[str, Any]) -> tuple[Any, list[dict[str, Any]]]:
 
 def parked_body(webhook_id: str, envelope: Any, ops: list[dict[str, Any]], now: int) -> str:
     """A ParkedDelivery message body: `ops` failed with a 503 a minute before `now`."""
-    from dodo_cio.parking import LastError, ParkedDelivery
+    from dodo_cio.delivery.parking import LastError, ParkedDelivery
 
     return ParkedDelivery(
         webhook_id=webhook_id,
@@ -286,34 +286,3 @@ def drive(handler: Any, events: Sequence[dict[str, Any]], warmup: int) -> dict[s
         "statuses": statuses,
         "peak_rss_mb": peak_rss_mb(),
     }
-
-
-def ingest_main(run: Any, description: str) -> None:
-    """The command line both warm-ingest scripts share (the bridge and its floor): same options, same stub."""
-    import argparse
-    import tempfile
-
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--n", type=int, default=2000, help="timed webhooks")
-    parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--events", help="signed webhooks from write_events (default: sign them now)")
-    parser.add_argument("--track-url", help="a running stub (default: start one)")
-    parser.add_argument("--json", help="write the result here instead of stdout")
-    args = parser.parse_args()
-    total = args.n + args.warmup
-    events = json.loads(Path(args.events).read_text())[:total] if args.events else signed_events(total)
-    if len(events) < total:
-        raise SystemExit(f"{args.events} holds {len(events)} webhooks, {total} are needed")
-    with tempfile.NamedTemporaryFile(prefix="bench-stdout-") as log:
-        real_stdout = silence_stdout(log.name)
-        if args.track_url:
-            result = run(args.track_url, events, args.warmup)
-        else:
-            import stub_http
-
-            with stub_http.start() as url:
-                result = run(url, events, args.warmup)
-        sys.stdout.flush()
-        result["stdout_bytes_per_webhook"] = os.path.getsize(log.name) / total
-        sys.stdout = real_stdout
-    write_json(args.json, result)

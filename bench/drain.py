@@ -76,7 +76,7 @@ SANDBOX_KEY = "drain-key"
 
 def parked_messages(n: int) -> tuple[list[str], set[str]]:
     """`n` ParkedDelivery bodies (identify + event, one customer each) and their event ids."""
-    from dodo_cio.ulid import deterministic_ulid
+    from dodo_cio.platform.ulid import deterministic_ulid
 
     mapped = [sample_ops(doc) for doc in sample_bodies()]
     templates = [(envelope, ops) for envelope, ops in mapped if [op["action"] for op in ops] == ["identify", "event"]]
@@ -251,7 +251,7 @@ def _instrument() -> tuple[defaultdict[str, float], Counter[str], Any]:
     count as the handler's, the others as the poller's)."""
     from botocore.client import BaseClient
 
-    from dodo_cio import customerio
+    from dodo_cio.delivery import track as customerio
 
     spent: defaultdict[str, float] = defaultdict(float)
     calls: Counter[str] = Counter()

@@ -49,7 +49,7 @@ class _Service:
         self._aws = aws
         self._name = name
         self.exceptions = aws.exceptions
-        # What dodo_cio.deadline.AttemptGuard hooks into on a botocore client; nothing is emitted here.
+        # What dodo_cio.platform.deadline.AttemptGuard hooks into on a botocore client; nothing is emitted here.
         events = SimpleNamespace(register_first=lambda *_, **__: None)
         self.meta = SimpleNamespace(events=events, service_model=SimpleNamespace(service_id=_ServiceId(name)))
 

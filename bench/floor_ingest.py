@@ -25,8 +25,9 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from common import SECRET_VALUES, SSM_PATH, STATE_TABLE, drive, ingest_main
+from common import SECRET_VALUES, SSM_PATH, STATE_TABLE, drive
 from fakeaws import FakeAws
+from ingest_cli import ingest_main
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _AMOUNTS = ("total_amount", "amount", "tax", "settlement_amount", "recurring_pre_tax_amount")

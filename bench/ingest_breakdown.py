@@ -42,13 +42,13 @@ STAGES = (
     ("parse", "JSON parse + typed validation (models)"),
     ("map", "mapping (map_event; the floor: its build_ops)"),
     ("resolve", "identity resolution + state plan"),
-    ("dedupe", "duplicate check's own work (dodo_cio.idempotency)"),
+    ("dedupe", "duplicate check's own work (dodo_cio.state.idempotency)"),
     ("state", "state records' own work (StateTable.commit)"),
     ("fit", "limits fitting (fit_op)"),
     ("http", "Customer.io request (http.client -> stub; the bridge's also encodes the body)"),
     ("aws", "AWS calls on the in-memory fake (both sides make theirs)"),
     ("logging", "structured log lines (Powertools Logger; the floor: one print)"),
-    ("metrics", "EMF metrics (dodo_cio.telemetry)"),
+    ("metrics", "EMF metrics (dodo_cio.platform.telemetry)"),
     ("glue", "everything else (Lambda wrappers, deadlines, handler glue)"),
 )
 _FAKE_CALLS = ("put_item", "update_item", "transact_write_items", "batch_get_item", "get_item", "delete_item")
@@ -119,28 +119,28 @@ def bridge(track_url: str, events: list[dict[str, Any]], warmup: int) -> dict[st
     fake = botocore_fake(SECRET_VALUES)
     install_into_boto3(fake)
     import app
-    import dodo_cio.config
-    import dodo_cio.customerio
-    import dodo_cio.idempotency
-    import dodo_cio.identity
-    import dodo_cio.state
-    from dodo_cio import ingest
+    import dodo_cio.configuration.settings
+    import dodo_cio.delivery.track
+    import dodo_cio.state.idempotency
+    import dodo_cio.state.identity
+    import dodo_cio.state.table
+    from dodo_cio.ingest import service as ingest
 
     s = Stages()
     for owner, name, stage in (
-        (dodo_cio.config.SecretStore, "load", "secrets"),
+        (dodo_cio.configuration.settings.SecretStore, "load", "secrets"),
         (ingest, "verify", "verify"),
         (ingest, "parse_json", "parse"),
         (ingest, "parse_envelope", "parse"),
         (ingest, "parse_payload", "parse"),
         (ingest, "map_event", "map"),
-        (dodo_cio.identity.Resolver, "resolve", "resolve"),
+        (dodo_cio.state.identity.Resolver, "resolve", "resolve"),
         (ingest, "plan_for", "resolve"),
-        (dodo_cio.idempotency.WebhookDeduplicator, "__call__", "dedupe"),
+        (dodo_cio.state.idempotency.WebhookDeduplicator, "__call__", "dedupe"),
         (ingest.IngestService, "_deliver", "glue"),  # what runs under the duplicate check is not its work
-        (dodo_cio.state.StateTable, "commit", "state"),
+        (dodo_cio.state.table.StateTable, "commit", "state"),
         (ingest, "fit_op", "fit"),
-        (dodo_cio.customerio.TrackClient, "send", "http"),
+        (dodo_cio.delivery.track.TrackClient, "send", "http"),
         *((app.logger, name, "logging") for name in ("info", "warning", "error", "append_keys")),
         (app.metrics, "add_metric", "metrics"),
         (app.metrics, "flush", "metrics"),

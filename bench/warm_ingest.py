@@ -24,7 +24,8 @@ import os
 import sys
 from typing import Any
 
-from common import INGEST_DIR, LAYER, SECRET_VALUES, drive, ingest_environment, ingest_main, sample_bodies
+from common import INGEST_DIR, LAYER, SECRET_VALUES, drive, ingest_environment, sample_bodies
+from ingest_cli import ingest_main
 
 
 def run(track_url: str, events: list[dict[str, Any]], warmup: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Ingest Lambda: API Gateway (HTTP API) -> dodo_cio.ingest. Wiring only; the logic is in the layer."""
+"""Ingest Lambda: API Gateway (HTTP API) -> dodo_cio.ingest.service. Wiring only; the logic is in the layer."""
 
 from __future__ import annotations
 
@@ -8,17 +8,20 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from customize import build_mapping
-from dodo_cio import aws, deadline, wiring
-from dodo_cio.config import ConfigError, SecretStore, Settings
-from dodo_cio.idempotency import WebhookDeduplicator
-from dodo_cio.ingest import HttpResponse, IngestService, MalformedEvent, request_from_apigw
-from dodo_cio.logmask import MaskingFormatter
-from dodo_cio.mapping import MappingConfig
-from dodo_cio.quarantine import QuarantineFormatError, reprocess_request
-from dodo_cio.telemetry import EmfMetrics
+from dodo_cio.configuration import wiring
+from dodo_cio.configuration.settings import SecretStore, Settings
+from dodo_cio.ingest.service import IngestService
+from dodo_cio.mapping.mapper import MappingConfig
+from dodo_cio.platform import aws, deadline
+from dodo_cio.platform.env import ConfigError
+from dodo_cio.platform.logmask import MaskingFormatter
+from dodo_cio.platform.telemetry import EmfMetrics
+from dodo_cio.receiving.http_api import HttpResponse, MalformedEvent, request_from_apigw
+from dodo_cio.receiving.quarantine import QuarantineFormatError, reprocess_request
+from dodo_cio.state.idempotency import WebhookDeduplicator
 
 logger = Logger(logger_formatter=MaskingFormatter())
-metrics = EmfMetrics()  # Powertools' EMF lines, without its per-metric cost (dodo_cio.telemetry)
+metrics = EmfMetrics()  # Powertools' EMF lines, without its per-metric cost (dodo_cio.platform.telemetry)
 _service: IngestService | None = None
 _dedupe: WebhookDeduplicator | None = None
 

@@ -5,7 +5,7 @@ and returns the configuration the ingest function uses. Examples are in the READ
 ("Customising the mapping"); by default nothing is changed.
 """
 
-from dodo_cio.mapping import MappingConfig
+from dodo_cio.mapping.mapper import MappingConfig
 
 
 def build_mapping(defaults: MappingConfig) -> MappingConfig:

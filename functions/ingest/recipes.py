@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dodo_cio.mapping import MappingConfig, Op
-from dodo_cio.models import DodoEvent, Payment
+from dodo_cio.mapping.mapper import MappingConfig, Op
+from dodo_cio.receiving.models import DodoEvent, Payment
 
 
 def track_payment_events(defaults: MappingConfig) -> MappingConfig:

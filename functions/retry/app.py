@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-from dodo_cio import aws, deadline, wiring
-from dodo_cio.config import SecretStore, Settings
-from dodo_cio.logmask import MaskingFormatter
+from dodo_cio.configuration import wiring
+from dodo_cio.configuration.settings import SecretStore, Settings
+from dodo_cio.platform import aws, deadline
+from dodo_cio.platform.logmask import MaskingFormatter
 from dodo_cio.retry.service import RetryService
 from dodo_cio.retry.verdicts import BatchResponse, batch_response
 

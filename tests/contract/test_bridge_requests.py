@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from contract.wire import Recorder, Sent, deployment, ready_ops
-from dodo_cio.customerio import TrackClient
-from dodo_cio.limits import MAX_OP_BYTES
+from dodo_cio.delivery.track import TrackClient
+from dodo_cio.mapping.limits import MAX_OP_BYTES
 
 SAMPLES = sorted((Path(__file__).resolve().parents[2] / "events" / "dodo").glob("*.json"))
 

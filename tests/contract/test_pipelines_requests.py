@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from contract.wire import Recorder, Sent, deployment, ready_ops
-from dodo_cio.destination import PipelinesCredentials
+from dodo_cio.delivery.destination import PipelinesCredentials
 from dodo_cio_local.pipelines_v1 import BATCH_MAX_BYTES, CALL_MAX_BYTES, call_size
 from support.samples import sample_paths
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from dodo_cio.destination import PIPELINES_LIMITS
+from dodo_cio.delivery.destination import PIPELINES_LIMITS
 from dodo_cio_local.pipelines_v1 import (
     BATCH_MAX_BYTES,
     CALL_MAX_BYTES,

@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from dodo_cio.config import Settings
-from dodo_cio.identity import Known, Resolver
-from dodo_cio.limits import fit_op
-from dodo_cio.mapping import IdentifierStrategy, MappingConfig, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio.state import Lookup
+from dodo_cio.configuration.settings import Settings
+from dodo_cio.mapping.limits import fit_op
+from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, map_event
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.state.identity import Known, Resolver
+from dodo_cio.state.table import Lookup
 
 WEBHOOK_ID = "msg_contract"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dodo_cio import config, events
+from dodo_cio.configuration import settings as config
+from dodo_cio.receiving import events
 from support.aws import template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,8 +33,16 @@ def test_every_variable_the_template_sets_is_documented() -> None:
 
 def test_every_variable_the_code_reads_is_documented() -> None:
     section = _readme_section("Configuration")
-    read = set(re.findall(r"env\.get\(\"([A-Z_]+)\"", (ROOT / "layers/dodo_cio/dodo_cio/config.py").read_text()))
-    read |= set(re.findall(r"_float\(env, \"([A-Z_]+)\"", (ROOT / "layers/dodo_cio/dodo_cio/config.py").read_text()))
+    read = set(
+        re.findall(
+            r"env\.get\(\"([A-Z_]+)\"", (ROOT / "layers/dodo_cio/dodo_cio/configuration/settings.py").read_text()
+        )
+    )
+    read |= set(
+        re.findall(
+            r"env_number\(env, \"([A-Z_]+)\"", (ROOT / "layers/dodo_cio/dodo_cio/configuration/settings.py").read_text()
+        )
+    )
     assert read, "the pattern found nothing: update this test"
     for name in read:
         assert name in section, f"{name} is read by config.py but not documented"

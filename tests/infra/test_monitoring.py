@@ -45,7 +45,7 @@ def _dims(**dims: str) -> frozenset[tuple[str, str]]:
 INGEST_METRICS = (
     "WebhookReceived",
     "TransformError",
-    "DeliveryDeferred",  # the container's Customer.io budget was spent (dodo_cio.budget)
+    "DeliveryDeferred",  # the container's Customer.io budget was spent (dodo_cio.delivery.budget)
     "CustomerioThrottled",
     "EmailChanged",
     "WebhookDelivered",
@@ -217,7 +217,7 @@ def test_every_alarm_notifies_the_topic_and_explains_itself(cfn: dict[str, Any])
 
 
 def test_alarm_parameters(cfn: dict[str, Any]) -> None:
-    from dodo_cio.backoff import CAP_SECONDS
+    from dodo_cio.delivery.backoff import CAP_SECONDS
 
     params = cfn["Parameters"]
     assert int(params["OldestMessageAgeAlarmSeconds"]["Default"]) == 3600
@@ -461,7 +461,7 @@ def test_the_unknown_event_type_alarm_points_at_the_mapping_and_reprocess(cfn: d
 
 
 def test_the_email_change_alarm_names_the_workspace_setting_and_the_runbook_step(cfn: dict[str, Any]) -> None:
-    from dodo_cio.customerio import EMAIL_BY_ID_SETTING
+    from dodo_cio.delivery.track import EMAIL_BY_ID_SETTING
 
     alarm = _find_alarm(cfn, _custom(cfn, "EmailChangeRefused"))
     assert sub_template(alarm["AlarmName"]) == "${AWS::StackName}-email-change-refused"

@@ -1,7 +1,7 @@
 """Least privilege in template.yaml: what each function may read, decrypt, log to and send to, and the
 ingest function's reserved concurrency. On the translated CloudFormation (see conftest.py).
 
-The parameter lists are checked against what dodo_cio.config actually fetches, so a secret the code
+The parameter lists are checked against what dodo_cio.configuration.settings actually fetches, so a secret the code
 starts reading (or stops reading) fails here until the template follows.
 """
 
@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.config import ConfigError, SecretStore, Settings
+from dodo_cio.configuration.settings import SecretStore, Settings
+from dodo_cio.platform.env import ConfigError
 from infra.cfn import (
     as_list,
     getatt,
@@ -415,7 +416,7 @@ def test_ingest_may_delete_only_under_the_leading_key_condition(cfn: dict[str, A
 
 def test_the_delete_pattern_is_the_idempotency_record_key(cfn: dict[str, Any]) -> None:
     """The key is "<function name>.<RECORD_OWNER>#<md5 hex>": any function name, 32 characters of digest."""
-    from dodo_cio.idempotency import RECORD_OWNER
+    from dodo_cio.state.idempotency import RECORD_OWNER
 
     assert _delete_patterns(cfn) == [f"*.{RECORD_OWNER}#{'?' * 32}"]
 
@@ -433,7 +434,7 @@ def test_the_delete_pattern_is_the_idempotency_record_key(cfn: dict[str, Any]) -
 def test_the_delete_pattern_matches_the_keys_the_ingest_function_writes(
     cfn: dict[str, Any], monkeypatch: pytest.MonkeyPatch, function_name: str, webhook_id: str
 ) -> None:
-    from dodo_cio.idempotency import WebhookDeduplicator
+    from dodo_cio.state.idempotency import WebhookDeduplicator
 
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", function_name)
     key = WebhookDeduplicator("state", boto3_client=object()).key(webhook_id)
@@ -442,8 +443,8 @@ def test_the_delete_pattern_matches_the_keys_the_ingest_function_writes(
 
 
 def test_the_delete_pattern_matches_no_customer_payment_or_legacy_record(cfn: dict[str, Any]) -> None:
-    from dodo_cio.idempotency import RECORD_OWNER
-    from dodo_cio.state import PAYMENT_PREFIX, customer_key, legacy_key
+    from dodo_cio.state.idempotency import RECORD_OWNER
+    from dodo_cio.state.table import PAYMENT_PREFIX, customer_key, legacy_key
 
     others = [
         customer_key("cus_2xKq9ZaYbXcWdVeUf"),
@@ -489,4 +490,4 @@ def test_only_idempotency_code_deletes_items() -> None:
         for path in (REPO_ROOT / folder).rglob("*.py")
         if re.search(r"\bdelete_item\(|[\"']Delete[\"']\s*:", path.read_text(encoding="utf-8"))
     )
-    assert deleting == ["layers/dodo_cio/dodo_cio/idempotency.py"]
+    assert deleting == ["layers/dodo_cio/dodo_cio/state/idempotency.py"]

@@ -1,5 +1,5 @@
 """The retry path in template.yaml: the retry function, its SQS event source, its role, and queue settings
-that follow the backoff schedule in dodo_cio.backoff (the constants are imported, so the template is
+that follow the backoff schedule in dodo_cio.delivery.backoff (the constants are imported, so the template is
 checked against the code, not against numbers copied here).
 
 Like test_template.py, this runs on the translated CloudFormation (see conftest.py).
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.backoff import CAP_SECONDS, CONFIG_HORIZON_SECONDS, TRANSIENT_HORIZON_SECONDS
+from dodo_cio.delivery.backoff import CAP_SECONDS, CONFIG_HORIZON_SECONDS, TRANSIENT_HORIZON_SECONDS
 from infra.cfn import (
     getatt,
     only_resource_of_type,
@@ -92,7 +92,7 @@ def test_retry_function_environment(cfn: dict[str, Any]) -> None:
         "RETRY_QUEUE_URL": {"Ref": "RetryQueue"},  # Ref of a queue is its URL
         "DEAD_LETTER_QUEUE_URL": {"Ref": "RetryDeadLetterQueue"},
         "CUSTOMERIO_RATE_LIMIT_RPS": {"Ref": "CustomerioRequestsPerSecond"},
-        "CUSTOMERIO_INGEST_SHARE": {"Ref": "CustomerioIngestShare"},  # the budget's split (dodo_cio.budget)
+        "CUSTOMERIO_INGEST_SHARE": {"Ref": "CustomerioIngestShare"},  # the budget's split (dodo_cio.delivery.budget)
         "RETRY_MAX_CONCURRENCY": {"Ref": "RetryMaxConcurrency"},
         "STATE_TABLE_NAME": {"Ref": "StateTable"},
     }

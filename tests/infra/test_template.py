@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.destination import APIS, TRACK
-from dodo_cio.mapping import CONTACT_FIELDS_MODES
+from dodo_cio.delivery.destination import APIS, TRACK
+from dodo_cio.mapping.mapper import CONTACT_FIELDS_MODES
 from infra.cfn import (
     REPO_ROOT,
     TEMPLATE_PATH,
@@ -324,7 +324,7 @@ def test_dlq_keeps_messages_longer_than_the_retry_queue(cfn: dict[str, Any]) -> 
 
 
 def test_quarantine_queue_keeps_whole_webhooks_for_the_longest_time(cfn: dict[str, Any]) -> None:
-    from dodo_cio.ingest import MAX_BODY_BYTES
+    from dodo_cio.ingest.service import MAX_BODY_BYTES
 
     props = _queue(cfn, "QuarantineQueue")
     assert int(props["MessageRetentionPeriod"]) == 14 * 24 * 3600  # the SQS maximum
@@ -418,7 +418,7 @@ def test_outputs(cfn: dict[str, Any]) -> None:
 
 
 def test_state_table_keeps_idempotency_records_longer_than_dodo_retries(cfn) -> None:
-    from dodo_cio.idempotency import EXPIRES_AFTER_SECONDS
+    from dodo_cio.state.idempotency import EXPIRES_AFTER_SECONDS
 
     table = cfn["Resources"]["StateTable"]["Properties"]
     assert table["BillingMode"] == "PAY_PER_REQUEST"

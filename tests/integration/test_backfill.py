@@ -14,10 +14,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from dodo_cio.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
-from dodo_cio.pipelines.render import iso_time
-from dodo_cio.times import to_unix_ms
-from dodo_cio.ulid import deterministic_ulid
+from dodo_cio.delivery.pipelines.render import iso_time
+from dodo_cio.mapping.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
+from dodo_cio.platform.times import to_unix_ms
+from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio_cli import backfill_source, cli
 from dodo_cio_local.dodo_standin import DodoStandIn
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
@@ -180,7 +180,7 @@ def test_events_when_asked_with_ids_that_survive_a_rerun(
     assert len(events) == len(subs) == 5
     assert {e["name"] for e in events} == {"subscription.on_hold"}
     assert all(e["attributes"]["backfill"] is True for e in events)
-    from dodo_cio.times import to_unix_ms
+    from dodo_cio.platform.times import to_unix_ms
 
     assert sorted(e["id"] for e in events) == sorted(
         deterministic_ulid(f"backfill:{s['subscription_id']}", to_unix_ms(s["created_at"]) or 0) for s in subs

@@ -7,7 +7,7 @@ from typing import Any
 import boto3
 import pytest
 
-from dodo_cio.state import PAID_PIECE, StateTable, customer_key, plan_for
+from dodo_cio.state.table import PAID_PIECE, StateTable, customer_key, plan_for
 from support.aws import create_state_table
 
 

@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from dodo_cio.parking import LastError, ParkedDelivery
-from dodo_cio.quarantine import REPROCESS_KEY, QuarantinedWebhook, quarantine
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.receiving.quarantine import REPROCESS_KEY, QuarantinedWebhook, quarantine
 from dodo_cio_cli import cli
 from support.aws import create_quarantine_queue, create_queues
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dodo_cio.signature import parse_secrets, verify
+from dodo_cio.receiving.signature import parse_secrets, verify
 from dodo_cio_cli import cli
 from support.receiver import Receiver, loopback_receiver
 

@@ -1,17 +1,17 @@
 """Stalled dependencies against the handlers' deadlines (issue 10, "Deadlines"), with real sockets.
 
 A loopback endpoint that accepts connections and never answers (support.blackhole) stands in for
-DynamoDB, SQS or Customer.io: the boto3 client of the container (dodo_cio.aws) is pointed at it
+DynamoDB, SQS or Customer.io: the boto3 client of the container (dodo_cio.platform.aws) is pointed at it
 with its service's endpoint variable, moto answers every other AWS call in process, and the
 Customer.io sandbox answers Customer.io where it is not the one stalled.
 
 Everything is scaled down so each case takes a second or two: the fake Lambda context says 4.5 s
 (ingest) or 5 s (retry) are left instead of 12 or 30, each AWS attempt may take 0.2 s to connect
 and 0.3 s to read, and 0.5 s is kept to answer. The slack kept between two steps
-(`dodo_cio.deadline.STEP_SLACK`, 0.25 s) is not scaled: it is the time the code between two calls
+(`dodo_cio.platform.deadline.STEP_SLACK`, 0.25 s) is not scaled: it is the time the code between two calls
 and the wait to be scheduled take, whatever the timeouts. So the ingest cases get 4.5 s, not 3:
 every call ends by 4.0 s, the Customer.io request by 4.0 - 2 x (0.5 + 0.25) = 2.5 s, parking by
-3.25 s, and a payment's first AWS call, the ledger read (dodo_cio.ledger), by 4.0 - 3 x 0.75 =
+3.25 s, and a payment's first AWS call, the ledger read (dodo_cio.state.summary), by 4.0 - 3 x 0.75 =
 1.75 s; and the retry case 5 s, not 4.5: a 1.2 s request starts only by 4.5 - 2 x 0.75 - 1.2 =
 1.8 s. That leaves a cold start on a busy machine (4 busy loops on 2 cores) more than a second
 before the first request. What is asserted is the deadline the context gave (the answer comes before it), not a
@@ -31,10 +31,10 @@ from typing import Any
 
 import pytest
 
-from dodo_cio import aws
-from dodo_cio.http import KeepAliveClient, TransportTimeout
-from dodo_cio.parking import LastError, ParkedDelivery, park
-from dodo_cio.ulid import deterministic_ulid
+from dodo_cio.delivery.parking import LastError, ParkedDelivery, park
+from dodo_cio.platform import aws
+from dodo_cio.platform.http import KeepAliveClient, TransportTimeout
+from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio_local.event_source import SqsEventSource
 from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext

@@ -14,8 +14,8 @@ from typing import Any, cast
 
 import pytest
 
-from dodo_cio.dodo_api import DodoApi, DodoApiConfigError, DodoApiUnavailable
-from dodo_cio.http import KeepAliveClient, TransportError
+from dodo_cio.platform.http import KeepAliveClient, TransportError
+from dodo_cio.state.dodo_api import DodoApi, DodoApiConfigError, DodoApiUnavailable
 from dodo_cio_local.dodo_standin import DodoStandIn, make_customer, make_payment
 
 # -------------------------------------------------------------------------------------------------

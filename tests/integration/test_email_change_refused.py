@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.backoff import BackoffPolicy
-from dodo_cio.customerio import EMAIL_BY_ID_SETTING
-from dodo_cio.destination import APIS, PIPELINES
+from dodo_cio.delivery.backoff import BackoffPolicy
+from dodo_cio.delivery.destination import APIS, PIPELINES
+from dodo_cio.delivery.track import EMAIL_BY_ID_SETTING
 from dodo_cio_local.event_source import SqsEventSource
 from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext

@@ -52,10 +52,10 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import EndpointConnectionError
 
-from dodo_cio.backoff import BackoffPolicy
-from dodo_cio.destination import APIS, PIPELINES, TRACK
-from dodo_cio.models import parse_envelope, parse_json
-from dodo_cio.ulid import deterministic_ulid
+from dodo_cio.delivery.backoff import BackoffPolicy
+from dodo_cio.delivery.destination import APIS, PIPELINES, TRACK
+from dodo_cio.platform.ulid import deterministic_ulid
+from dodo_cio.receiving.models import parse_envelope, parse_json
 from dodo_cio_local.event_source import PollResult, SqsEventSource
 from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.local_run import TemplateSettings, read_template
@@ -317,7 +317,7 @@ class Webhook:
 
 
 def _profile_identify(op: dict[str, Any]) -> bool:
-    """The webhook's own identify; the commercial summary (dodo_cio.ledger) is its own op beside it."""
+    """The webhook's own identify; the commercial summary (dodo_cio.state.summary) is its own op beside it."""
     return op.get("action") == "identify" and "payments_count" not in (op.get("attributes") or {})
 
 
@@ -442,7 +442,7 @@ class Harness:
         if fault.refused:
             if len(self.sandbox.requests) != requests_before:
                 self.problems.append("the refused request reached the sandbox")
-        elif self.sandbox._script_depth() >= len(fault.script):
+        elif self.sandbox.script_depth() >= len(fault.script):
             self.problems.append("the scripted fault was never consumed: the fault did not happen")
 
     # -- the verdict

@@ -7,7 +7,7 @@ in, the answer is a 2xx/4xx, and every request the sandbox received was answered
 the Track v2 contract (strict JSON, the derived schema and the published limits). A 202 is allowed
 only for what no adjustment can make valid (an identifier over 150 bytes, dead-lettered at once)
 and for a signed body the bridge cannot read, which must then be on the quarantine queue byte for
-byte with nothing sent (dodo_cio.quarantine); headers that fail verification are a 401 (413
+byte with nothing sent (dodo_cio.receiving.quarantine); headers that fail verification are a 401 (413
 when the body is too large), while a validly signed delivery with odd but legal headers is the
 control group and must be delivered.
 
@@ -36,11 +36,11 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from dodo_cio import events
-from dodo_cio.mapping import IdentifierStrategy
-from dodo_cio.quarantine import QuarantinedWebhook
-from dodo_cio.signature import MAX_SIGNATURE_ENTRIES, MAX_SIGNATURE_HEADER_LENGTH, encodable, sign
-from dodo_cio.times import to_unix_seconds
+from dodo_cio.mapping.mapper import IdentifierStrategy
+from dodo_cio.platform.times import to_unix_seconds
+from dodo_cio.receiving import events
+from dodo_cio.receiving.quarantine import QuarantinedWebhook
+from dodo_cio.receiving.signature import MAX_SIGNATURE_ENTRIES, MAX_SIGNATURE_HEADER_LENGTH, encodable, sign
 from dodo_cio_local.sandbox import TrackV2ValidationError, TrackV2Validator
 from support.apigw import http_api_event
 from support.samples import sample_paths
@@ -734,7 +734,7 @@ def assert_queued_only_unfixable(bridge: Any) -> None:
     those go to the dead-letter queue with the reason; nothing else may wait on the retry queue..."""
     retrying, dead = bridge.parked(), bridge.dead_lettered()
     # ...except ops whose person is not known yet (a customer id alone, under the email or metadata
-    # strategy, for a customer never seen): they wait, never sent to a second person (dodo_cio.identity).
+    # strategy, for a customer never seen): they wait, never sent to a second person (dodo_cio.state.identity).
     for message in retrying:
         error = message["body"]["last_error"]
         assert error["kind"] == "config" and "not seen before" in error["reason"], error
@@ -797,9 +797,9 @@ def test_every_event_type_with_random_fields_is_never_a_5xx_nor_an_invalid_reque
 
 def test_an_op_of_exactly_32_kib_is_trimmed_not_refused(bridge) -> None:
     """An /entity body must be *under* 32 KiB: an op of exactly 32768 bytes used to be sent as is (413)."""
-    from dodo_cio.limits import encoded_size
-    from dodo_cio.mapping import MappingConfig, map_event
-    from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
+    from dodo_cio.mapping.limits import encoded_size
+    from dodo_cio.mapping.mapper import MappingConfig, map_event
+    from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 
     def body_with(pad: int) -> bytes:
         data = {"customer_id": "cus_exact", **{f"k{i:02d}": "v" * 990 for i in range(32)}, "zz": "w" * pad}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from dodo_cio.http import KeepAliveClient, TransportError
+from dodo_cio.platform.http import KeepAliveClient, TransportError
 
 pytestmark = pytest.mark.network
 

@@ -1,4 +1,4 @@
-"""The ingest function inside its part of the Customer.io budget (dodo_cio.budget), on a clock the test moves.
+"""The ingest function inside its part of the Customer.io budget (dodo_cio.delivery.budget), on a clock the test moves.
 
 Each case breaks the budget on purpose (a container whose share is spent, a workspace answering 429)
 and asserts what was sent, what was parked and what Dodo was answered, never how long it took.
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.budget import Budget
-from dodo_cio.ingest import BUDGET_SPENT
+from dodo_cio.delivery.budget import Budget
+from dodo_cio.ingest.service import BUDGET_SPENT
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.emf import emitted_metrics
 from support.samples import sample_paths

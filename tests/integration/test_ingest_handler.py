@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.signature import sign
+from dodo_cio.receiving.signature import sign
 from support.apigw import http_api_event, signed_event
 from support.samples import sample_paths
 from support.workspace import use_pipelines
@@ -49,8 +49,8 @@ def test_identify_and_event_go_in_one_batch(bridge) -> None:
     assert request.path == "/api/v2/batch"
     actions = [op["action"] for op in request.json["batch"]]
     # The customer's own fields and the subscription's state are separate pieces of state, each
-    # with its own freshness (dodo_cio.state), so they are two identifies; then the event, then
-    # the customer's summary (its subscription aggregates: dodo_cio.ledger).
+    # with its own freshness (dodo_cio.state.table), so they are two identifies; then the event, then
+    # the customer's summary (its subscription aggregates: dodo_cio.state.summary).
     assert actions == ["identify", "identify", "event", "identify"]
 
 
@@ -161,10 +161,10 @@ def test_an_older_event_arriving_late_does_not_roll_the_profile_back(bridge) -> 
 def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bridge) -> None:
     import boto3
 
-    from dodo_cio.parking import ParkedDelivery
+    from dodo_cio.delivery.parking import ParkedDelivery
     from dodo_cio.retry.service import RetryProcessor
     from dodo_cio.retry.verdicts import SqsRecord
-    from dodo_cio.state import StateTable
+    from dodo_cio.state.table import StateTable
 
     older = _at(SAMPLES["subscription.active.json"], "2026-10-01T10:00:00Z")
     newer = _at(SAMPLES["subscription.cancelled.json"], "2026-10-20T10:00:00Z")
@@ -178,7 +178,7 @@ def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bri
         bridge.dlq_url,
         state=StateTable("dodo-cio-state", lambda: boto3.client("dynamodb")),
     )
-    from dodo_cio.customerio import TrackClient
+    from dodo_cio.delivery.track import TrackClient
 
     client = TrackClient(bridge.sandbox.base_url, "it-site", "it-api-key-9f8e7d")
     body = json.dumps(message["body"])
@@ -374,7 +374,7 @@ def test_customerio_down_parks_the_event_and_answers_2xx(bridge, status: int) ->
     assert parked["event_type"] == "payment.succeeded"
     assert parked["attempts"] == 1
     assert parked["last_error"]["kind"] == "transient" and parked["last_error"]["status"] == status
-    # the profile, the event, and the commercial summary (dodo_cio.ledger), all waiting together
+    # the profile, the event, and the commercial summary (dodo_cio.state.summary), all waiting together
     assert [op["action"] for op in parked["ops"]] == ["identify", "event", "identify"]
     assert parked["ops"][2]["_state"] == "summary" and parked["ops"][2]["attributes"]["payments_count"] == 1
     assert parked["customer_id"] == "cus_2RfYk8HcWq5NzT1mLb9Xe"

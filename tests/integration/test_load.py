@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
-from dodo_cio.mapping import MappingConfig, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_payload
-from dodo_cio.ulid import deterministic_ulid
+from dodo_cio.mapping.mapper import MappingConfig, map_event
+from dodo_cio.platform.ulid import deterministic_ulid
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_payload
 from dodo_cio_testdata.loadtest import (
     AcceptedEvent,
     LoadConfig,

@@ -137,7 +137,7 @@ def test_customerio_api_pipelines_delivers_to_the_sandbox_v1_from_both_functions
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`CUSTOMERIO_API=pipelines make run`: the sandbox's Pipelines key seeded, its /v1 given to both functions."""
-    from dodo_cio.config import Settings
+    from dodo_cio.configuration.settings import Settings
 
     for key in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY", "CUSTOMERIO_TRACK_URL", "SSM_PARAMETER_PATH"):
         monkeypatch.delenv(key, raising=False)
@@ -161,7 +161,7 @@ def test_customerio_api_pipelines_delivers_to_the_sandbox_v1_from_both_functions
 
 def test_sandbox_rate_limit_makes_a_workspace_at_its_limit_and_sets_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """`make run --sandbox-rate-limit 3`: 429 with Retry-After above 3 a second; the bridge's budget follows."""
-    from dodo_cio.config import Settings
+    from dodo_cio.configuration.settings import Settings
 
     monkeypatch.delenv("CUSTOMERIO_RATE_LIMIT_RPS", raising=False)
     with pytest.raises(LocalRunError, match="sandbox-rate-limit"):

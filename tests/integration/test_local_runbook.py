@@ -22,7 +22,7 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
-from dodo_cio import aws
+from dodo_cio.platform import aws
 from dodo_cio_cli import cli
 from dodo_cio_cli.local_target import LOCAL_URL_ENV, discover
 from dodo_cio_local.local_run import LocalBridge, LocalBridgeInfo
@@ -140,7 +140,8 @@ def test_quarantined_webhooks_are_listed_and_reprocessed_locally(
 ) -> None:
     from aws_lambda_powertools.utilities import parameters
 
-    from dodo_cio import ingest, models
+    from dodo_cio.ingest import service as ingest
+    from dodo_cio.receiving import models
 
     bridge, info = local
     sandbox = bridge.sandbox

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.signature import SECRET_PREFIX
+from dodo_cio.receiving.signature import SECRET_PREFIX
 from dodo_cio_cli.operator import dead_letters_json, format_dead_letters, list_dead_letters
 from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.local_run import read_template
@@ -230,7 +230,7 @@ def test_no_secret_and_no_email_leaks_anywhere(
 
     # -- Customer.io up: everything delivered at once ---------------------------------------------
     # Payloads that carry the customer first: under the email strategy, the ones that name only a
-    # customer id are addressed through what those taught the bridge (dodo_cio.identity).
+    # customer id are addressed through what those taught the bridge (dodo_cio.state.identity).
     for name, raw in sorted(
         BODIES.items(), key=lambda item: not isinstance(json.loads(item[1])["data"].get("customer"), dict)
     ):

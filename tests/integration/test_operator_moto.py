@@ -18,14 +18,14 @@ from typing import Any
 import boto3
 import pytest
 
-from dodo_cio.customerio import DeliveryResult, OpResult
-from dodo_cio.parking import LastError, ParkedDelivery
-from dodo_cio.quarantine import QuarantinedWebhook, quarantine
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.track import DeliveryResult, OpResult
+from dodo_cio.receiving.quarantine import QuarantinedWebhook, quarantine
+from dodo_cio.receiving.signature import parse_secrets, verify
 from dodo_cio.retry.service import RetryProcessor
 from dodo_cio.retry.verdicts import SqsRecord
-from dodo_cio.signature import parse_secrets, verify
 from dodo_cio_cli import cli, operator
-from dodo_cio_cli.operator import OperatorError
+from dodo_cio_cli.aws_calls import OperatorError
 from support.aws import SSM_PATH, create_quarantine_queue, create_queues, put_secrets
 from support.receiver import Receiver, loopback_receiver
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from dodo_cio.config import Settings
-from dodo_cio.destination import PipelinesCredentials
-from dodo_cio.mapping import MappingConfig, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.configuration.settings import Settings
+from dodo_cio.delivery.destination import PipelinesCredentials
+from dodo_cio.mapping.mapper import MappingConfig, map_event
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 from support.receiver import loopback_receiver
 from support.samples import SAMPLES
 

@@ -1,7 +1,7 @@
 """A signed body the bridge cannot read is kept, and can be run again once the bridge can read it.
 
 The ingest handler in-process on moto and the sandbox (conftest.bridge). A re-run is the direct
-invoke `dodo-cio reprocess` sends (dodo_cio.quarantine.reprocess_event).
+invoke `dodo-cio reprocess` sends (dodo_cio.receiving.quarantine.reprocess_event).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-import dodo_cio.ingest
-from dodo_cio.models import PayloadError
-from dodo_cio.quarantine import QuarantinedWebhook, reprocess_event
+import dodo_cio.ingest.service
+from dodo_cio.receiving.models import PayloadError
+from dodo_cio.receiving.quarantine import QuarantinedWebhook, reprocess_event
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
 from support.emf import emitted_metrics
@@ -109,15 +109,15 @@ def test_without_a_quarantine_queue_dodo_is_asked_to_send_it_again(bridge: Any, 
 
 def _quarantine_a_payment_the_old_model_rejects(bridge: Any, monkeypatch: Any) -> QuarantinedWebhook:
     """What an upgrade fixes: this version's model refuses a field Dodo started sending."""
-    real = dodo_cio.ingest.parse_payload
+    real = dodo_cio.ingest.service.parse_payload
 
     def old_model(envelope: Any) -> Any:
         raise PayloadError("data.total_amount", "must be an integer")
 
-    monkeypatch.setattr(dodo_cio.ingest, "parse_payload", old_model)
+    monkeypatch.setattr(dodo_cio.ingest.service, "parse_payload", old_model)
     status, answer = bridge.send(PAYMENT, webhook_id="msg_after_upgrade")
     assert (status, answer["status"]) == (202, "quarantined")
-    monkeypatch.setattr(dodo_cio.ingest, "parse_payload", real)  # "the upgrade"
+    monkeypatch.setattr(dodo_cio.ingest.service, "parse_payload", real)  # "the upgrade"
     return _kept(bridge)
 
 
@@ -206,9 +206,9 @@ def test_an_id_dynamodb_cannot_key_is_kept_with_its_reason_every_time(bridge: An
 
 def test_a_validation_error_dynamodb_answers_is_permanent_not_unavailable(bridge: Any, monkeypatch: Any) -> None:
     """Broken on purpose: without the size check, DynamoDB's own ValidationException must be read as permanent."""
-    import dodo_cio.state
+    import dodo_cio.state.table
 
-    for module in (dodo_cio.ingest, dodo_cio.state):  # both places that measure before calling
+    for module in (dodo_cio.ingest.service, dodo_cio.state.table):  # both places that measure before calling
         monkeypatch.setattr(module, "plan_problem", lambda plan: None)
     status, answer = bridge.send(_mutate(PAYMENT, _long_payment_id), webhook_id="msg_refused_by_dynamodb")
     assert (status, answer["status"], answer["kind"]) == (202, "quarantined", "rejected"), answer
@@ -220,8 +220,8 @@ def test_an_unknown_type_is_kept_and_delivered_once_a_mapping_exists(
     bridge: Any, monkeypatch: Any, capsys: Any
 ) -> None:
     """A type this version does not map (None from parse_payload) is kept; the upgrade's re-run delivers it."""
-    real = dodo_cio.ingest.parse_payload
-    monkeypatch.setattr(dodo_cio.ingest, "parse_payload", lambda envelope: None)  # "before the upgrade"
+    real = dodo_cio.ingest.service.parse_payload
+    monkeypatch.setattr(dodo_cio.ingest.service, "parse_payload", lambda envelope: None)  # "before the upgrade"
     status, answer = bridge.send(PAYMENT, webhook_id="msg_new_type")
     assert (status, answer["status"], answer["kind"], answer["field"]) == (202, "quarantined", "unknown_type", "type")
     item = _kept(bridge)
@@ -229,7 +229,7 @@ def test_an_unknown_type_is_kept_and_delivered_once_a_mapping_exists(
     assert _rerun(bridge, item)[0] == 422  # still unmapped: stays for later
     counted = emitted_metrics(capsys.readouterr().out)  # the alarm counts arrivals, not re-runs
     assert (counted["UnknownEventType"], counted["QuarantineStillInvalid"]) == (1, 1)
-    monkeypatch.setattr(dodo_cio.ingest, "parse_payload", real)  # "the upgrade"
+    monkeypatch.setattr(dodo_cio.ingest.service, "parse_payload", real)  # "the upgrade"
     assert _rerun(bridge, item) == (200, {"status": "delivered"})
     assert [op["name"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"] == ["payment.succeeded"]
 

@@ -1,4 +1,4 @@
-"""Which webhooks arrived, per Dodo object (dodo_cio.state.Receipt): what `dodo-cio reconcile` will read.
+"""Which webhooks arrived, per Dodo object (dodo_cio.state.table.Receipt): what `dodo-cio reconcile` will read.
 
 Written in the duplicate check's own transaction: a webhook makes no DynamoDB call more than before.
 """
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.state import StateTable
+from dodo_cio.state.table import StateTable
 from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
@@ -54,8 +54,8 @@ def test_each_object_keeps_which_webhooks_arrived_at_no_extra_call(
 
 
 def test_an_object_id_dynamodb_cannot_key_gets_no_receipt_rather_than_failing_the_webhook() -> None:
-    from dodo_cio.ingest import receipts_for
-    from dodo_cio.models import DodoEvent, parse_envelope, parse_payload
+    from dodo_cio.ingest.service import receipts_for
+    from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_payload
 
     def event(payment_id: str) -> DodoEvent:
         envelope = parse_envelope(json.loads(body("payment.succeeded.json", payment_id=payment_id)))

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dodo_cio.times import to_unix_ms
-from dodo_cio.ulid import deterministic_ulid
+from dodo_cio.platform.times import to_unix_ms
+from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio_cli import cli
 from dodo_cio_cli.local_target import LOCAL_URL_ENV
 from dodo_cio_local.local_run import LocalBridge

@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import requests
 
-from dodo_cio.backoff import BackoffPolicy
-from dodo_cio.config import SecretStore, Settings
-from dodo_cio.parking import LastError, ParkedDelivery, park
+from dodo_cio.configuration.settings import SecretStore, Settings
+from dodo_cio.delivery.backoff import BackoffPolicy
+from dodo_cio.delivery.parking import LastError, ParkedDelivery, park
+from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio.retry.service import RetryService
-from dodo_cio.ulid import deterministic_ulid
 from dodo_cio_cli import sender
 from dodo_cio_local.event_source import PollResult, SqsEventSource
 from dodo_cio_local.handler_modules import load_retry_module

@@ -489,8 +489,8 @@ def test_pipelines_validate_false_keeps_auth_and_limits() -> None:
 def test_the_pipelines_client_delivers_every_sample_to_the_sandbox(sandbox: TrackSandbox) -> None:
     """The bridge's own client, in strict mode, against the sandbox: nothing refused, nothing dropped."""
     from contract.wire import ready_ops
-    from dodo_cio.config import Settings
-    from dodo_cio.destination import PipelinesCredentials
+    from dodo_cio.configuration.settings import Settings
+    from dodo_cio.delivery.destination import PipelinesCredentials
     from support.samples import sample_paths
 
     settings = Settings.from_env(

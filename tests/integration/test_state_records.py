@@ -7,8 +7,8 @@ from typing import Any
 import boto3
 import pytest
 
-import dodo_cio.state
-from dodo_cio.state import ExtraItemFailed, StatePlan, StateRejected, StateTable, customer_key, plan_for
+import dodo_cio.state.table
+from dodo_cio.state.table import ExtraItemFailed, StatePlan, StateRejected, StateTable, customer_key, plan_for
 from support.aws import create_state_table
 
 
@@ -76,8 +76,8 @@ def test_a_failed_extra_item_writes_nothing(table: StateTable) -> None:
 
 def test_in_one_retry_batch_only_the_newest_update_of_a_piece_is_sent(table: StateTable) -> None:
     """Two parked updates of one subscription drained together: the older counts as done, unsent."""
-    from dodo_cio.customerio import DeliveryResult, OpResult
-    from dodo_cio.parking import LastError, ParkedDelivery
+    from dodo_cio.delivery.parking import LastError, ParkedDelivery
+    from dodo_cio.delivery.track import DeliveryResult, OpResult
     from dodo_cio.retry.service import RetryProcessor
     from dodo_cio.retry.verdicts import SqsRecord
 
@@ -130,7 +130,7 @@ def test_dynamodbs_own_validation_error_is_rejected_not_unavailable(
     table: StateTable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Broken on purpose: with the size check off, moto answers ValidationException as DynamoDB does."""
-    monkeypatch.setattr(dodo_cio.state, "plan_problem", lambda plan: None)
+    monkeypatch.setattr(dodo_cio.state.table, "plan_problem", lambda plan: None)
     with pytest.raises(StateRejected, match="DynamoDB refused the request"):
         table.commit(plan_for([identify("customer", 1, customer=LONG)]))
 
@@ -139,8 +139,8 @@ def test_a_retry_batch_dead_letters_only_the_op_whose_record_is_refused(
     table: StateTable, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One refused record must not send the other messages of the batch to the dead-letter queue."""
-    from dodo_cio.customerio import DeliveryResult, OpResult
-    from dodo_cio.parking import LastError, ParkedDelivery
+    from dodo_cio.delivery.parking import LastError, ParkedDelivery
+    from dodo_cio.delivery.track import DeliveryResult, OpResult
     from dodo_cio.retry.service import RetryProcessor
     from dodo_cio.retry.verdicts import SqsRecord
     from support.fake_sqs import FakeSqs
@@ -159,7 +159,7 @@ def test_a_retry_batch_dead_letters_only_the_op_whose_record_is_refused(
     for measured in (True, False):  # caught by the size check, then by DynamoDB's own refusal
         if not measured:
             monkeypatch.setattr(dodo_cio.retry.service, "claim_problem", lambda op: None)
-            monkeypatch.setattr(dodo_cio.state, "plan_problem", lambda plan: None)
+            monkeypatch.setattr(dodo_cio.state.table, "plan_problem", lambda plan: None)
         sqs = FakeSqs()
         processor = RetryProcessor(sqs=sqs, retry_queue_url="q", dead_letter_queue_url="dlq", state=table)
         outcomes = processor.process([parked("good", f"cus_{measured}"), parked("long", LONG)], Sender())

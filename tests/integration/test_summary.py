@@ -1,4 +1,4 @@
-"""The commercial summary (dodo_cio.ledger) through the real ingest handler, on moto's DynamoDB.
+"""The commercial summary (dodo_cio.state.summary) through the real ingest handler, on moto's DynamoDB.
 
 What a marketer segments on after a customer's payments, refunds and Dodo's resends: the requests the
 sandbox accepted are replayed into the workspace model (support.workspace), which orders identify
@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-import dodo_cio.ingest
-from dodo_cio.destination import APIS, PIPELINES
-from dodo_cio.state import StateTable
+import dodo_cio.ingest.service
+from dodo_cio.delivery.destination import APIS, PIPELINES
+from dodo_cio.state.table import StateTable
 from support.emf import emitted_metrics
 from support.samples import sample_paths
 from support.workspace import Workspace, track_ops_of_calls, use_pipelines
@@ -207,7 +207,7 @@ def test_without_the_summary_nothing_is_read_or_sent(bridge: Any, monkeypatch: A
 
 
 def test_an_unreachable_ledger_is_a_503_and_nothing_is_counted(bridge: Any, monkeypatch: Any) -> None:
-    from dodo_cio.state import StateUnavailable
+    from dodo_cio.state.table import StateUnavailable
 
     real, outage = StateTable.read_ledger, [True]
 
@@ -223,7 +223,7 @@ def test_an_unreachable_ledger_is_a_503_and_nothing_is_counted(bridge: Any, monk
     outage.clear()
     assert bridge.send(payment("pay_1", 4900, day=3), webhook_id="msg_1")[0] == 200  # Dodo's retry
     assert person(bridge)["payments_count"] == 1
-    assert dodo_cio.ingest.LEDGER_ROUNDS >= 2
+    assert dodo_cio.ingest.service.LEDGER_ROUNDS >= 2
 
 
 def test_a_parked_summary_never_overwrites_a_newer_one_on_the_retry_path(

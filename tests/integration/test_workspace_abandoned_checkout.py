@@ -16,7 +16,7 @@ import pytest
 import test_workspace_sequences as harness
 from test_workspace_sequences import CUSTOMER, DAY, EMAIL_SENT, IDENTIFIERS, T0, World, both_orderings, iso
 
-from dodo_cio.destination import PIPELINES
+from dodo_cio.delivery.destination import PIPELINES
 from dodo_cio_local.pipelines_v1 import is_pipelines_path
 from support.workspace import Workspace, track_ops_of_calls
 
@@ -122,7 +122,7 @@ def test_a_lookup_that_failed_for_now_parks_the_checkout_and_the_retry_path_brin
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Dodo's API answers 500 at ingest: identify and event wait together; the retry resolves them the same way."""
-    from dodo_cio.backoff import BackoffPolicy
+    from dodo_cio.delivery.backoff import BackoffPolicy
     from dodo_cio_local.dodo_standin import DodoStandIn
     from dodo_cio_local.handler_modules import load_retry_module
 

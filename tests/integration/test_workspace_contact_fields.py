@@ -16,7 +16,7 @@ import pytest
 import test_workspace_sequences as harness
 from test_workspace_sequences import CUSTOMER, DAY, IDENTIFIERS, T0, World, both_orderings
 
-from dodo_cio.customerio import TrackClient
+from dodo_cio.delivery.track import TrackClient
 
 # The harness's fixtures: `world` (one deployment per strategy, subscription mode and API) needs `api`.
 api = harness.api

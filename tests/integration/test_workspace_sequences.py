@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.backoff import BackoffPolicy
-from dodo_cio.destination import APIS, PIPELINES, TRACK
+from dodo_cio.delivery.backoff import BackoffPolicy
+from dodo_cio.delivery.destination import APIS, PIPELINES, TRACK
 from dodo_cio_local.event_source import SqsEventSource
 from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext
@@ -277,9 +277,9 @@ def test_payments_a_partial_refund_a_redelivery_and_a_refund_first_add_up(world:
 
 
 def test_an_email_change_leaves_one_person(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dodo_cio.ingest
+    import dodo_cio.ingest.service
 
-    monkeypatch.setattr(dodo_cio.ingest, "MERGE_DELAY_SECONDS", 0)  # the merge waits on the retry queue
+    monkeypatch.setattr(dodo_cio.ingest.service, "MERGE_DELAY_SECONDS", 0)  # the merge waits on the retry queue
     world.send("payment.succeeded", T0, payment_id="pay_1")
     world.send("subscription.active", T0 + 5, subscription_id="sub_1")
     moved = {**copy.deepcopy(CUSTOMER), "email": "maya.new@example.com"}
@@ -352,8 +352,8 @@ def test_a_customer_never_seen_is_parked_not_made_a_second_person(world: World) 
 
 def test_backfill_then_webhooks_land_on_the_same_person(world: World) -> None:
     """`dodo-cio backfill` writes the same person and subscription state the webhooks then update."""
-    from dodo_cio.config import Settings
-    from dodo_cio.customerio import TrackClient
+    from dodo_cio.configuration.settings import Settings
+    from dodo_cio.delivery.track import TrackClient
     from dodo_cio_cli.backfill_source import OpBuilder, listings
     from dodo_cio_local.dodo_standin import make_subscription
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dodo_cio.signature import signature_headers
+from dodo_cio.receiving.signature import signature_headers
 from dodo_cio_cli.apigw import http_api_event as build_event
 
 

@@ -1,7 +1,7 @@
 """Abandoned checkouts reach a person who can be emailed, and never start a recovery email to a buyer.
 
-The mapping (`dodo_cio.mapping.checkout_ops`) notes what an abandoned checkout needs; the resolver
-(`dodo_cio.identity`) fills it in from the same sources and budget as identifiers: the payload, the
+The mapping (`dodo_cio.mapping.mapper.checkout_ops`) notes what an abandoned checkout needs; the resolver
+(`dodo_cio.state.identity`) fills it in from the same sources and budget as identifiers: the payload, the
 directory, Dodo's API. Under customer_id the identify before the event gets the customer's email;
 under every strategy, a checkout that reaches its person after the customer's newest succeeded
 payment is renamed `abandoned_checkout.followed_by_payment`.
@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.dodo_api import DodoApiConfigError, DodoApiUnavailable
-from dodo_cio.identity import Known, Resolver, event_facts, needs_resolution
-from dodo_cio.mapping import IdentifierStrategy, MappingConfig, Op, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio.state import PAID_PIECE, Lookup, StateUnavailable, customer_key, plan_for
+from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, Op, map_event
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.state.dodo_api import DodoApiConfigError, DodoApiUnavailable
+from dodo_cio.state.identity import Known, Resolver, event_facts, needs_resolution
+from dodo_cio.state.table import PAID_PIECE, Lookup, StateUnavailable, customer_key, plan_for
 from support.samples import load_sample
 
 CUSTOMER = "cus_6MbWq2TzKn8RyH4dXc1Lp"  # the samples' customer

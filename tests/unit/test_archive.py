@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.parking import LastError, ParkedDelivery
-from dodo_cio.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.receiving.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook
 from dodo_cio_cli import archive, cli
 
 EMAIL = "ana.souza@example.com"

@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
-from dodo_cio import attributes as attrs
-from dodo_cio import payload_fields, secret_names
-from dodo_cio import profile as profiles
-from dodo_cio.mapping import MappingConfig, map_event
-from dodo_cio.models import (
+from dodo_cio.mapping import attributes as attrs
+from dodo_cio.mapping import payload_fields
+from dodo_cio.mapping import profile as profiles
+from dodo_cio.mapping.mapper import MappingConfig, map_event
+from dodo_cio.platform import secret_names
+from dodo_cio.receiving.models import (
     Customer,
     DodoEvent,
     Payment,

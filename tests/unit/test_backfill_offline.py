@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.customerio import DeliveryResult, classify_response
-from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
-from dodo_cio.mapping import IdentifierStrategy, MappingConfig, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio.ulid import deterministic_ulid, ulid_time_ms
+from dodo_cio.delivery.track import DeliveryResult, classify_response
+from dodo_cio.mapping.limits import MAX_BATCH_BYTES, encoded_size
+from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, map_event
+from dodo_cio.platform.ulid import deterministic_ulid, ulid_time_ms
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 from dodo_cio_cli import backfill, backfill_command, backfill_source, backfill_state, cli
 from dodo_cio_cli.backfill import Backfill, BackfillOptions
 from dodo_cio_cli.backfill_source import BackfillError, Listing, OpBuilder

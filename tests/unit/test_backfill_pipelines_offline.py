@@ -14,9 +14,15 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.destination import PIPELINES_LIMITS, TRACK_LIMITS, ApiLimits, PipelinesCredentials, TrackCredentials
-from dodo_cio.mapping import MappingConfig
-from dodo_cio.pipelines.client import PipelinesClient
+from dodo_cio.delivery.destination import (
+    PIPELINES_LIMITS,
+    TRACK_LIMITS,
+    ApiLimits,
+    PipelinesCredentials,
+    TrackCredentials,
+)
+from dodo_cio.delivery.pipelines.client import PipelinesClient
+from dodo_cio.mapping.mapper import MappingConfig
 from dodo_cio_cli import backfill_command, backfill_destination, backfill_state, cli
 from dodo_cio_cli.backfill import Backfill, BackfillOptions, Pacer, format_summary
 from dodo_cio_cli.backfill_destination import Destination
@@ -118,7 +124,7 @@ def test_the_planner_uses_the_destinations_limits() -> None:
 
     class Counting:
         def send(self, ops: Any) -> Any:
-            from dodo_cio.customerio import DeliveryResult, OpResult
+            from dodo_cio.delivery.track import DeliveryResult, OpResult
 
             seen.append(len(ops))
             return DeliveryResult(tuple(OpResult("delivered") for _ in ops), 200, None)

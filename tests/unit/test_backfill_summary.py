@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.ledger import Ledger
-from dodo_cio.mapping import MappingConfig
-from dodo_cio.state import LedgerConflict, LedgerWrite, StateUnavailable
+from dodo_cio.mapping.mapper import MappingConfig
+from dodo_cio.state.summary import Ledger
+from dodo_cio.state.table import LedgerConflict, LedgerWrite, StateUnavailable
 from dodo_cio_cli.backfill_source import SUMMARY_LISTINGS, BackfillError, Built
 from dodo_cio_cli.backfill_summary import SummarySeeder
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dodo_cio.backoff import BackoffPolicy
+from dodo_cio.delivery.backoff import BackoffPolicy
 
 POLICY = BackoffPolicy()
 BASE = 30

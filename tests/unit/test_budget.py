@@ -1,11 +1,11 @@
-"""One container's part of the Customer.io budget (dodo_cio.budget), on a clock the test moves."""
+"""One container's part of the Customer.io budget (dodo_cio.delivery.budget), on a clock the test moves."""
 
 from __future__ import annotations
 
 import pytest
 
-from dodo_cio.budget import HOLD_SECONDS, MAX_HOLD_SECONDS, Budget
-from dodo_cio.config import Settings
+from dodo_cio.configuration.settings import Settings
+from dodo_cio.delivery.budget import HOLD_SECONDS, MAX_HOLD_SECONDS, Budget
 
 
 class Clock:
@@ -69,7 +69,7 @@ def test_both_functions_together_stay_inside_the_workspace_budget(
 
 
 def test_an_ingest_share_outside_0_to_1_is_refused() -> None:
-    from dodo_cio.config import ConfigError
+    from dodo_cio.platform.env import ConfigError
 
     with pytest.raises(ConfigError, match="CUSTOMERIO_INGEST_SHARE"):
         Settings.from_env({"SSM_PARAMETER_PATH": "/x", "CUSTOMERIO_INGEST_SHARE": "1.5"})

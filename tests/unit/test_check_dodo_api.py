@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from dodo_cio.mapping import IdentifierStrategy, MappingConfig
+from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig
 from dodo_cio_cli import check
-from dodo_cio_cli.check import Finding
 from dodo_cio_cli.check_dodo_api import check_dodo_api_key, needs_dodo_api_key
+from dodo_cio_cli.findings import Finding
 
 PATH = "/dodo-customerio"
 NAME = f"SSM {PATH}/dodo-api-key"

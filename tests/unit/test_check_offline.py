@@ -9,7 +9,8 @@ import pytest
 from botocore.stub import Stubber
 
 from dodo_cio_cli import check, cli
-from dodo_cio_cli.check import Finding, RegionAnswer
+from dodo_cio_cli.check import RegionAnswer
+from dodo_cio_cli.findings import Finding
 
 REGION = "us-east-1"
 PATH = "/dodo-customerio"
@@ -64,7 +65,7 @@ def test_empty_parameter_fails(ssm: tuple[Any, Stubber]) -> None:
 def test_no_aws_credentials_at_all_is_an_operator_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from botocore.exceptions import NoCredentialsError
 
-    from dodo_cio_cli.operator import OperatorError
+    from dodo_cio_cli.aws_calls import OperatorError
 
     class NoCredentials:
         def get_parameter(self, **kwargs: Any) -> Any:

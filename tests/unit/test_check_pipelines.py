@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from dodo_cio.pipelines.client import PIPELINES_HOSTS
+from dodo_cio.delivery.pipelines.client import PIPELINES_HOSTS
 from dodo_cio_cli import api_choice, check, check_pipelines, cli
 from dodo_cio_cli.check_pipelines import CONTROL_KEY, PipelinesAnswer
 

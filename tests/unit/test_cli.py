@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.ingest import request_from_apigw
-from dodo_cio.signature import parse_secrets, verify
+from dodo_cio.receiving.http_api import request_from_apigw
+from dodo_cio.receiving.signature import parse_secrets, verify
 from dodo_cio_cli import cli
 from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET
 from dodo_cio_testdata import make_events

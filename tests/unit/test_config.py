@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.config import SECRET_NAMES, ConfigError, Secrets, SecretStore, Settings
-from dodo_cio.destination import TrackCredentials
-from dodo_cio.mapping import IdentifierStrategy
+from dodo_cio.configuration.settings import SECRET_NAMES, Secrets, SecretStore, Settings
+from dodo_cio.delivery.destination import TrackCredentials
+from dodo_cio.mapping.mapper import IdentifierStrategy
+from dodo_cio.platform.env import ConfigError
 
 KEY_BYTES = b"0123456789abcdef0123456789abcdef"
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(KEY_BYTES).decode()

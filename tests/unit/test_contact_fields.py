@@ -10,12 +10,19 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.config import ConfigError, Settings
-from dodo_cio.limits import wire_op
-from dodo_cio.mapping import CONTACT_FIELDS_MODES, IdentifierStrategy, MappingConfig, MappingConfigError, map_event
-from dodo_cio.models import Customer, DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio.pipelines.render import render
-from dodo_cio.profile import CONTACT_FIELDS, customer_profile
+from dodo_cio.configuration.settings import Settings
+from dodo_cio.delivery.pipelines.render import render
+from dodo_cio.mapping.limits import wire_op
+from dodo_cio.mapping.mapper import (
+    CONTACT_FIELDS_MODES,
+    IdentifierStrategy,
+    MappingConfig,
+    MappingConfigError,
+    map_event,
+)
+from dodo_cio.mapping.profile import CONTACT_FIELDS, customer_profile
+from dodo_cio.platform.env import ConfigError
+from dodo_cio.receiving.models import Customer, DodoEvent, parse_envelope, parse_json, parse_payload
 from dodo_cio_cli import backfill_command
 from dodo_cio_cli.backfill_source import Listing, OpBuilder
 from dodo_cio_local.dodo_standin import make_customer

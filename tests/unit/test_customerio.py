@@ -12,7 +12,7 @@ import pytest
 import requests
 import responses
 
-from dodo_cio.customerio import (
+from dodo_cio.delivery.track import (
     DeliveryResult,
     OpResult,
     TrackClient,

@@ -1,4 +1,4 @@
-"""Deadlines (dodo_cio.deadline) and the pieces that obey them, without a socket.
+"""Deadlines (dodo_cio.platform.deadline) and the pieces that obey them, without a socket.
 
 The arithmetic and the botocore hooks run on fake clocks; the hooks are also installed on real
 botocore clients here, where a refused attempt shows as DeadlineExceeded and an attempt that was
@@ -16,15 +16,17 @@ import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
 
-from dodo_cio import aws, deadline
-from dodo_cio.config import AWS_ATTEMPTS, ConfigError, Settings, aws_config, aws_timeouts
-from dodo_cio.customerio import DeliveryResult, OpResult, TrackClient
-from dodo_cio.deadline import AttemptGuard, Deadline, DeadlineExceeded
-from dodo_cio.identity import Known, Resolver
-from dodo_cio.mapping import IdentifierStrategy
-from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.configuration.settings import Settings
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.track import DeliveryResult, OpResult, TrackClient
+from dodo_cio.mapping.mapper import IdentifierStrategy
+from dodo_cio.platform import aws, deadline
+from dodo_cio.platform.aws import AWS_ATTEMPTS, aws_config, aws_timeouts
+from dodo_cio.platform.deadline import AttemptGuard, Deadline, DeadlineExceeded
+from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry.service import RetryProcessor
 from dodo_cio.retry.verdicts import DEFERRED_REASON, SqsRecord, failed_message_ids, summarise
+from dodo_cio.state.identity import Known, Resolver
 from support.aws import fake_credentials
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"

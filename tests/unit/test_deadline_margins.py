@@ -6,7 +6,7 @@ long as the answer is early enough. Here the ingest and retry services run on fa
 directory, Dodo's API, Customer.io, SQS, the duplicate check) under a fixed outer deadline, each
 fake records the deadline it ran under (`deadline.current()`), and the tests assert those
 deadlines to the last bit (every number below is exact in binary floating point). The arithmetic
-they check is written down in dodo_cio.deadline's docstring:
+they check is written down in dodo_cio.platform.deadline's docstring:
 
     outer deadline 1000, ANSWER_RESERVE 2.5, one AWS attempt 1 s + 1 s = 2 s, STEP_SLACK 0.25
     every call            1000 - 2.5             = 997.5
@@ -29,18 +29,19 @@ from typing import Any
 
 import pytest
 
-from dodo_cio import deadline
-from dodo_cio.config import Secrets, Settings
-from dodo_cio.customerio import DeliveryResult, OpResult
-from dodo_cio.deadline import AttemptGuard, Deadline, DeadlineExceeded
-from dodo_cio.destination import Credentials, DeliveryClients
-from dodo_cio.identity import Resolver
-from dodo_cio.ingest import HttpResponse, IngestService, WebhookRequest
-from dodo_cio.mapping import IdentifierStrategy
-from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.configuration.settings import Secrets, Settings
+from dodo_cio.delivery.destination import Credentials, DeliveryClients
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.track import DeliveryResult, OpResult
+from dodo_cio.ingest.service import IngestService
+from dodo_cio.mapping.mapper import IdentifierStrategy
+from dodo_cio.platform import deadline
+from dodo_cio.platform.deadline import AttemptGuard, Deadline, DeadlineExceeded
+from dodo_cio.receiving.http_api import HttpResponse, WebhookRequest
+from dodo_cio.receiving.signature import signature_headers
 from dodo_cio.retry.service import RetryService
-from dodo_cio.signature import signature_headers
-from dodo_cio.state import Lookup, StatePlan
+from dodo_cio.state.identity import Resolver
+from dodo_cio.state.table import Lookup, StatePlan
 from support.samples import SAMPLES
 
 OUTER = 1000.0  # the invocation's deadline, on the fake monotonic clock
@@ -57,7 +58,7 @@ ENV = {
 DUNNING = (SAMPLES / "dunning.started.json").read_bytes()  # names its customer by id only
 CUSTOMER = json.loads(DUNNING)["data"]["customer_id"]
 
-# What the default settings give (dodo_cio.deadline's docstring).
+# What the default settings give (dodo_cio.platform.deadline's docstring).
 EVERY_CALL = 997.5
 LOOKUPS = 990.75
 CUSTOMERIO = 993.0
@@ -241,7 +242,7 @@ def test_a_customerio_request_that_runs_to_its_edge_leaves_parking_an_attempt_an
     def stalled_then(gap: float) -> tuple[HttpResponse, Trace]:
         clock = Clock()
         steps = Steps(clock)
-        steps.guard = AttemptGuard(2.0, clock=clock)  # as on every AWS client (dodo_cio.aws)
+        steps.guard = AttemptGuard(2.0, clock=clock)  # as on every AWS client (dodo_cio.platform.aws)
 
         def stalls() -> None:
             limit = deadline.current()
@@ -263,7 +264,7 @@ def test_a_customerio_request_that_runs_to_its_edge_leaves_parking_an_attempt_an
 
 
 def test_the_slack_is_the_one_the_arithmetic_was_written_for() -> None:
-    # dodo_cio.deadline's docstring sizes it; the literals in this file follow from it.
+    # dodo_cio.platform.deadline's docstring sizes it; the literals in this file follow from it.
     assert deadline.STEP_SLACK == 0.25
 
 

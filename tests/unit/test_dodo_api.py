@@ -15,7 +15,8 @@ from typing import Any, cast
 
 import pytest
 
-from dodo_cio.dodo_api import (
+from dodo_cio.platform.http import Answer, TransportError, TransportTimeout
+from dodo_cio.state.dodo_api import (
     DODO_API_HOSTS,
     MAX_ANSWER_BYTES,
     DodoApi,
@@ -24,7 +25,6 @@ from dodo_cio.dodo_api import (
     DodoApiUnavailable,
     dodo_api_base_url,
 )
-from dodo_cio.http import Answer, TransportError, TransportTimeout
 
 # -------------------------------------------------------------------------------------------------
 # a scripted transport: no sockets
@@ -173,7 +173,7 @@ def test_unknown_mode_names_the_allowed_ones(mode: str) -> None:
 
 def test_import_pulls_in_no_http_library() -> None:
     code = (
-        "import sys, dodo_cio.dodo_api; "
+        "import sys, dodo_cio.state.dodo_api; "
         "print(','.join(m for m in ('dodopayments', 'httpx', 'requests', 'urllib3', 'pydantic') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.customerio import (
+from dodo_cio.delivery.destination import PIPELINES_LIMITS
+from dodo_cio.delivery.pipelines import PipelinesClient
+from dodo_cio.delivery.track import (
     EMAIL_BY_ID_SETTING,
     EMAIL_CHANGE_REFUSED,
     OpResult,
@@ -23,8 +25,6 @@ from dodo_cio.customerio import (
     classify_response,
     email_change_refusals,
 )
-from dodo_cio.destination import PIPELINES_LIMITS
-from dodo_cio.pipelines import PipelinesClient
 from support.track_ops import event_op, identify_op
 
 TS = 1_800_000_000

@@ -22,9 +22,9 @@ from dodopayments.types.subscription_active_webhook_event import Data as Subscri
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from dodo_cio import events
-from dodo_cio.mapping import MappingConfig, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.mapping.mapper import MappingConfig, map_event
+from dodo_cio.receiving import events
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 from dodo_cio_testdata import make_events, sample_bodies
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +161,7 @@ def test_the_whole_check_passes_on_events_dodo(capsys: pytest.CaptureFixture[str
 def test_dodos_sdk_knows_exactly_the_types_dodo_cio_knows() -> None:
     assert set(sample_bodies.event_models()) == events.ALL_TYPES
     assert sample_bodies.catalogue_problems([*events.ALL_TYPES, "payout.reversed"], events.ALL_TYPES) == [
-        "payout.reversed: a webhook type in Dodo's SDK, not in dodo_cio.events"
+        "payout.reversed: a webhook type in Dodo's SDK, not in dodo_cio.receiving.events"
     ]
 
 

@@ -11,8 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from dodo_cio.idempotency import RECORD_OWNER, WebhookDeduplicator
-from dodo_cio.ingest import HttpResponse
+from dodo_cio.receiving.http_api import HttpResponse
+from dodo_cio.state.idempotency import RECORD_OWNER, WebhookDeduplicator
 from dodo_cio_local.local_template import read_template
 
 TABLE = "dedupe-test"
@@ -189,7 +189,7 @@ class Recording:
 
 
 def _plan_for_one_payment(customer_id: str = "cus_1") -> Any:
-    from dodo_cio.state import StatePlan, customer_key
+    from dodo_cio.state.table import StatePlan, customer_key
 
     plan = StatePlan()
     plan.claim(customer_key(customer_id), "customer", 1_760_000_000)
@@ -199,7 +199,7 @@ def _plan_for_one_payment(customer_id: str = "cus_1") -> Any:
 
 def test_the_state_records_and_the_in_progress_record_are_one_transaction(dynamodb: Any) -> None:
     """All-or-nothing: a duplicate must never move state forward, so nothing may be written apart."""
-    from dodo_cio.state import StateTable
+    from dodo_cio.state.table import StateTable
 
     client = Recording(dynamodb)
     dedupe = WebhookDeduplicator(TABLE, boto3_client=client, state=StateTable(TABLE, lambda: client))
@@ -214,7 +214,7 @@ def test_the_state_records_and_the_in_progress_record_are_one_transaction(dynamo
 
 def test_records_dynamodb_would_refuse_are_permanent_not_a_503(dynamodb: Any) -> None:
     """A 2,100-character customer id: refused before any call, work not run, nothing written."""
-    from dodo_cio.state import StateRejected, StateTable
+    from dodo_cio.state.table import StateRejected, StateTable
 
     client = Recording(dynamodb)
     dedupe, work = WebhookDeduplicator(TABLE, boto3_client=client, state=StateTable(TABLE, lambda: client)), Work()

@@ -1,4 +1,4 @@
-"""Identity resolution (dodo_cio.identity): payload, then directory, then Dodo's API, else unresolved."""
+"""Identity resolution (dodo_cio.state.identity): payload, then directory, then Dodo's API, else unresolved."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.dodo_api import DodoApiConfigError, DodoApiUnavailable
-from dodo_cio.identity import Known, Resolver
-from dodo_cio.mapping import IdentifierStrategy
-from dodo_cio.state import Lookup, StateUnavailable
+from dodo_cio.mapping.mapper import IdentifierStrategy
+from dodo_cio.state.dodo_api import DodoApiConfigError, DodoApiUnavailable
+from dodo_cio.state.identity import Known, Resolver
+from dodo_cio.state.table import Lookup, StateUnavailable
 
 EMAIL = IdentifierStrategy.parse("email")
 
@@ -141,8 +141,8 @@ def test_unreachable_directory_falls_through_to_the_api_or_waits_as_transient() 
 
 def test_lookups_share_one_budget_and_what_does_not_fit_waits() -> None:
     """A slow API: the first lookup spends the budget, the second is not started and waits as transient."""
-    from dodo_cio.dodo_api import DodoApi
-    from dodo_cio.http import Answer, TransportTimeout
+    from dodo_cio.platform.http import Answer, TransportTimeout
+    from dodo_cio.state.dodo_api import DodoApi
 
     class Slow:
         def __init__(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 
-from dodo_cio.ingest import request_from_apigw
+from dodo_cio.receiving.http_api import request_from_apigw
 
 
 def test_plain_body_is_taken_as_utf8_bytes() -> None:

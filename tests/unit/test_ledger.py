@@ -1,4 +1,4 @@
-"""The commercial summary's arithmetic (dodo_cio.ledger): pure, no table, no socket."""
+"""The commercial summary's arithmetic (dodo_cio.state.summary): pure, no table, no socket."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.ledger import PAID_PREFIX, REFUNDED_PREFIX, Ledger, Sub, change_for
-from dodo_cio.models import DodoEvent, parse_envelope, parse_payload
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_payload
+from dodo_cio.state.summary import PAID_PREFIX, REFUNDED_PREFIX, Ledger, Sub, change_for
 from support.samples import sample_paths
 
 SAMPLES: dict[str, dict[str, Any]] = {p.name: json.loads(p.read_bytes()) for p in sample_paths()}

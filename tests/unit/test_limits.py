@@ -15,7 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dodo_cio.limits import FitResult, encoded_size, fit_op, is_identity_value, surely_fits, truncate_utf8, wire_size
+from dodo_cio.mapping.limits import (
+    FitResult,
+    encoded_size,
+    fit_op,
+    is_identity_value,
+    surely_fits,
+    truncate_utf8,
+    wire_size,
+)
 
 EVENT_NAME_BYTES = 100
 ATTRIBUTE_NAME_BYTES = 150

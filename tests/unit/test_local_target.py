@@ -10,8 +10,8 @@ from urllib.error import URLError
 import pytest
 
 from dodo_cio_cli import cli
+from dodo_cio_cli.aws_calls import OperatorError
 from dodo_cio_cli.local_target import DEFAULT_LOCAL_URL, LOCAL_URL_ENV, discover, local_url, move_messages
-from dodo_cio_cli.operator import OperatorError
 from dodo_cio_local.local_aws import invoke_api
 
 PAGE = {

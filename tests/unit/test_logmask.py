@@ -12,7 +12,7 @@ import pytest
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
-from dodo_cio.logmask import MaskingFormatter, mask_emails
+from dodo_cio.platform.logmask import MaskingFormatter, mask_emails
 
 
 def test_mask_emails_keeps_first_letter_and_domain() -> None:
@@ -74,7 +74,7 @@ def test_a_key_that_cannot_be_formatted_fails_as_it_does_in_powertools() -> None
 
 def test_no_logged_value_is_longer_than_the_cap_whoever_wrote_it() -> None:
     """A 100 KB event type, an id of 2,100 characters, a long exception message: each line stays small."""
-    from dodo_cio.logmask import MAX_LOGGED_CHARS, MAX_TRACEBACK_CHARS
+    from dodo_cio.platform.logmask import MAX_LOGGED_CHARS, MAX_TRACEBACK_CHARS
 
     formatter = MaskingFormatter()
     formatter.append_keys(event_type="x" * 100_000)

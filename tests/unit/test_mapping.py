@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from dodo_cio import events
-from dodo_cio.mapping import IdentifierStrategy, MappingConfig, MappingConfigError, Op, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, MappingConfigError, Op, map_event
+from dodo_cio.receiving import events
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
@@ -43,7 +43,7 @@ def ops_of(doc: dict[str, Any], config: MappingConfig | None = None, webhook_id:
 
 
 def unix(text: str) -> int:
-    """Independent of dodo_cio.times: floor of the ISO instant in Unix seconds."""
+    """Independent of dodo_cio.platform.times: floor of the ISO instant in Unix seconds."""
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return (when - EPOCH) // timedelta(seconds=1)
 

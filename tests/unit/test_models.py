@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from dodo_cio import events
-from dodo_cio.models import (
+from dodo_cio.receiving import events
+from dodo_cio.receiving.models import (
     CustomerRef,
     Dispute,
     Envelope,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dodo_cio.money import (
+from dodo_cio.mapping.money import (
     EXPONENTS,
     SYMBOLS,
     decimal_number,

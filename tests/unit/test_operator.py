@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from dodo_cio.parking import LastError, ParkedDelivery
-from dodo_cio.signature import parse_secrets, verify
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.receiving.signature import parse_secrets, verify
 from dodo_cio_cli import operator
-from dodo_cio_cli.operator import DeadLetter, OperatorError
+from dodo_cio_cli.aws_calls import OperatorError
+from dodo_cio_cli.operator import DeadLetter
 
 REGION = "us-east-1"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry-dlq"
@@ -470,7 +471,7 @@ def test_replay_signs_the_exact_bytes_and_keeps_the_webhook_id() -> None:
 
 def test_a_stored_answer_is_said_to_be_one(capsys: pytest.CaptureFixture[str]) -> None:
     """The bridge marks the answer to a webhook id it had answered before; replay says nothing was sent again."""
-    from dodo_cio.ingest import REPLAYED_HEADER
+    from dodo_cio.receiving.http_api import REPLAYED_HEADER
     from dodo_cio_cli import cli
 
     class Stored(_Response):

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.parking import (
+from dodo_cio.delivery.parking import (
     ERROR_KINDS,
     FORMAT_VERSION,
     LastError,

@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import requests
 
-from dodo_cio import deadline
-from dodo_cio.destination import PIPELINES_LIMITS, ApiLimits
-from dodo_cio.pipelines import PipelinesClient, pack, pipelines_headers
-from dodo_cio.pipelines.client import SPLIT_BUDGET
+from dodo_cio.delivery.destination import PIPELINES_LIMITS, ApiLimits
+from dodo_cio.delivery.pipelines import PipelinesClient, pack, pipelines_headers
+from dodo_cio.delivery.pipelines.client import SPLIT_BUDGET
+from dodo_cio.platform import deadline
 from support.track_ops import event_op, identify_op
 
 BASE = "https://cdp.example.test/v1"

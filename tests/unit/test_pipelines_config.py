@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.config import ConfigError, Secrets, SecretStore, Settings
-from dodo_cio.customerio import TrackClient
-from dodo_cio.destination import PIPELINES_LIMITS, TRACK_LIMITS, PipelinesCredentials, TrackCredentials
-from dodo_cio.pipelines import PipelinesClient
+from dodo_cio.configuration.settings import Secrets, SecretStore, Settings
+from dodo_cio.delivery.destination import PIPELINES_LIMITS, TRACK_LIMITS, PipelinesCredentials, TrackCredentials
+from dodo_cio.delivery.pipelines import PipelinesClient
+from dodo_cio.delivery.track import TrackClient
+from dodo_cio.platform.env import ConfigError
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 PIPELINES_KEY = "cdp-secret-key-Zx81"

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from dodo_cio.identity import Known, Resolver
-from dodo_cio.mapping import CUSTOMER_ID, PAYMENT_ID, IdentifierStrategy, MappingConfig, Op, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio.pipelines import Call, RenderError, render
-from dodo_cio.pipelines.render import iso_time, user_id
+from dodo_cio.delivery.pipelines import Call, RenderError, render
+from dodo_cio.delivery.pipelines.render import iso_time, user_id
+from dodo_cio.mapping.mapper import CUSTOMER_ID, PAYMENT_ID, IdentifierStrategy, MappingConfig, Op, map_event
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.state.identity import Known, Resolver
 from support.samples import SAMPLES, load_sample
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "contract" / "pipelines_v1.schema.json").read_text())

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.quarantine import (
+from dodo_cio.receiving.quarantine import (
     FORMAT,
     QuarantinedWebhook,
     QuarantineFormatError,
@@ -15,7 +15,7 @@ from dodo_cio.quarantine import (
     reprocess_event,
     reprocess_request,
 )
-from dodo_cio.signature import SignatureError, sign, verify
+from dodo_cio.receiving.signature import SignatureError, sign, verify
 
 SECRET = b"unit-test-secret-0123456789"
 
@@ -128,10 +128,10 @@ def test_quarantine_sends_one_message_with_the_reason_as_attributes() -> None:
 
 def test_an_ingest_service_with_state_but_no_duplicate_check_is_refused() -> None:
     """The state records only commit inside the duplicate check's transaction: never one without the other."""
-    from dodo_cio.config import SecretStore, Settings
-    from dodo_cio.ingest import IngestService
-    from dodo_cio.mapping import MappingConfig
-    from dodo_cio.state import StateTable
+    from dodo_cio.configuration.settings import SecretStore, Settings
+    from dodo_cio.ingest.service import IngestService
+    from dodo_cio.mapping.mapper import MappingConfig
+    from dodo_cio.state.table import StateTable
 
     settings = Settings.from_env({})
     state = StateTable("t", lambda: None)

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from dodo_cio.quarantine import REPROCESS_KEY, QuarantinedWebhook, reprocess_event
+from dodo_cio.receiving.quarantine import REPROCESS_KEY, QuarantinedWebhook, reprocess_event
 from dodo_cio_cli import cli, quarantine_ops
-from dodo_cio_cli.operator import OperatorError
+from dodo_cio_cli.aws_calls import OperatorError
 
 EMAIL = "ana.souza@example.com"
 

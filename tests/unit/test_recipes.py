@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import recipes
-from dodo_cio.mapping import MappingConfig, map_event
-from dodo_cio.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.mapping.mapper import MappingConfig, map_event
+from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 
 SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dodo_cio.customerio import DeliveryResult, OpResult
-from dodo_cio.limits import MAX_BATCH_BYTES
+from dodo_cio.delivery.track import DeliveryResult, OpResult
+from dodo_cio.mapping.limits import MAX_BATCH_BYTES
 from dodo_cio.retry.planning import MAX_OPS_PER_REQUEST, NOT_SENT_REASON, plan_requests, send_with_split
 from support.track_ops import event_op
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.backoff import BackoffPolicy
-from dodo_cio.customerio import DeliveryResult, OpResult
-from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.backoff import BackoffPolicy
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.track import DeliveryResult, OpResult
 from dodo_cio.retry.service import RetryProcessor
 from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids, summarise
 from support.fake_sqs import FakeSqs

@@ -17,9 +17,10 @@ import pytest
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from dodo_cio.config import ConfigError, Secrets, Settings
-from dodo_cio.destination import Credentials
-from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.configuration.settings import Secrets, Settings
+from dodo_cio.delivery.destination import Credentials
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryService
 from dodo_cio_local.lambda_context import FakeLambdaContext
@@ -370,7 +371,7 @@ def test_the_default_limiter_paces_to_the_container_share(monkeypatch: pytest.Mo
     h.service.limiter = None
     h.service.handle([lambda_record(t, parked(t)) for t in "ab"])  # 3 requests: 413, then one each
     assert len(session.requests) == 3
-    # 10 rps, half of it ingest's (dodo_cio.budget), the rest shared by 4 containers: one per 0.8 s.
+    # 10 rps, half of it ingest's (dodo_cio.delivery.budget), the rest shared by 4 containers: one per 0.8 s.
     assert sleeps == [pytest.approx(0.8), pytest.approx(1.6)]
 
 

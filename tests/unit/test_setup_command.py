@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from dodo_cio.events import ALL_TYPES, PAYOUT_TYPES
+from dodo_cio.receiving.events import ALL_TYPES, PAYOUT_TYPES
 from dodo_cio_cli import setup_command as sc
 
 PATH = "/dodo-customerio"

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from dodo_cio.signature import (
+from dodo_cio.receiving.signature import (
     MAX_SIGNATURE_ENTRIES,
     SignatureError,
     VerifiedWebhook,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.telemetry import EmfMetrics
+from dodo_cio.platform.telemetry import EmfMetrics
 
 ENV = {"POWERTOOLS_METRICS_NAMESPACE": "DodoCustomerioTest", "POWERTOOLS_SERVICE_NAME": "bridge-test"}
 

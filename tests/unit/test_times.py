@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dodo_cio.times import to_unix_ms, to_unix_seconds
+from dodo_cio.platform.times import to_unix_ms, to_unix_seconds
 
 BASE = 1_754_285_400  # 2025-08-04T05:30:00Z
 

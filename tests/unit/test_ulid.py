@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dodo_cio.ulid import deterministic_ulid, is_ulid, ulid_time_ms
+from dodo_cio.platform.ulid import deterministic_ulid, is_ulid, ulid_time_ms
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 MAX_TIME = 2**48 - 1

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Final
 
-from dodo_cio.destination import APIS, TRACK
+from dodo_cio.delivery.destination import APIS, TRACK
 
 STACK_PARAMETER: Final = "CustomerioApi"
 PIPELINES_URL_PARAMETER: Final = "CustomerioPipelinesUrl"

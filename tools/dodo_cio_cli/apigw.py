@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, Final
 
-from dodo_cio.signature import parse_secrets, signature_headers
+from dodo_cio.receiving.signature import parse_secrets, signature_headers
 
 WEBHOOK_PATH: Final = "/webhooks/dodo"
 ROUTE_KEY: Final = f"POST {WEBHOOK_PATH}"

@@ -35,9 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from dodo_cio.parking import ParkedDelivery, ParkedFormatError
-from dodo_cio.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook, QuarantineFormatError
-from dodo_cio_cli.operator import OperatorError, _one_line, _redact, _truncate, call_aws
+from dodo_cio.delivery.parking import ParkedDelivery, ParkedFormatError
+from dodo_cio.receiving.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook, QuarantineFormatError
+from dodo_cio_cli.aws_calls import OperatorError, call_aws
+from dodo_cio_cli.operator import _one_line, _redact, _truncate
 from dodo_cio_cli.sqs_peek import peek_messages
 
 if TYPE_CHECKING:

@@ -80,7 +80,7 @@ from dodo_cio_cli.backfill_source import (
 from dodo_cio_cli.backfill_state import ListingState, State
 
 if TYPE_CHECKING:
-    from dodo_cio.customerio import DeliveryResult
+    from dodo_cio.delivery.track import DeliveryResult
     from dodo_cio.retry.planning import OpFate
     from dodo_cio_cli.backfill_destination import Destination
     from dodo_cio_cli.backfill_summary import SeedCounts, SummarySeeder

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dodo_cio.mapping import (
+from dodo_cio.mapping.mapper import (
     MappingConfig,
 )
 from dodo_cio_cli.backfill import Backfill, BackfillOptions, format_summary
@@ -38,7 +38,7 @@ from dodo_cio_cli.backfill_source import (
 from dodo_cio_cli.backfill_state import State, fingerprint
 
 if TYPE_CHECKING:
-    from dodo_cio.destination import Credentials
+    from dodo_cio.delivery.destination import Credentials
     from dodo_cio_cli.backfill_destination import Destination
     from dodo_cio_cli.backfill_summary import SummarySeeder
 
@@ -374,7 +374,7 @@ def _seeder(
                 flush=True,
             )
         return None
-    from dodo_cio.state import StateTable  # noqa: PLC0415
+    from dodo_cio.state.table import StateTable  # noqa: PLC0415
     from dodo_cio_cli.backfill_summary import SummarySeeder  # noqa: PLC0415
 
     table = StateTable(target.state_table, lambda: aws("dynamodb", args.region))

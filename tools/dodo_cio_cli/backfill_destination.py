@@ -13,7 +13,7 @@ what differs is said here, once, and always the way the bridge itself says it:
 * the credentials are that API's only: a Pipelines backfill needs no Track site id or key;
 * the preflight is `dodo-cio check`'s for that API, so a wrong key stops the run before Dodo is read.
 
-Imported only when a backfill runs: `dodo_cio.config` pulls in the HTTP stack, and the other
+Imported only when a backfill runs: `dodo_cio.configuration.settings` pulls in the HTTP stack, and the other
 subcommands must stay quick to start.
 """
 
@@ -23,9 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from dodo_cio.config import PIPELINES_API_KEY_NAME, ConfigError, Settings
-from dodo_cio.customerio import TRACK_HOSTS
-from dodo_cio.destination import (
+from dodo_cio.configuration.settings import PIPELINES_API_KEY_NAME, Settings
+from dodo_cio.delivery.destination import (
     PIPELINES,
     TRACK,
     TRACK_LIMITS,
@@ -35,6 +34,8 @@ from dodo_cio.destination import (
     PipelinesCredentials,
     TrackCredentials,
 )
+from dodo_cio.delivery.track import TRACK_HOSTS
+from dodo_cio.platform.env import ConfigError
 from dodo_cio_cli.backfill_source import BackfillError, Op
 
 PIPELINES_KEY_ENV: Final = "CUSTOMERIO_PIPELINES_API_KEY"
@@ -91,7 +92,7 @@ class Destination:
         """
         if self.api != PIPELINES:
             return op
-        from dodo_cio.pipelines.render import render  # noqa: PLC0415
+        from dodo_cio.delivery.pipelines.render import render  # noqa: PLC0415
 
         return render(op).batch_item()
 

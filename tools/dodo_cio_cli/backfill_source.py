@@ -10,8 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, cast
 
-from dodo_cio import events as event_catalogue
-from dodo_cio.mapping import (
+from dodo_cio.mapping.mapper import (
     CUSTOMER_ID,
     CUSTOMER_STATE,
     STATE,
@@ -19,9 +18,10 @@ from dodo_cio.mapping import (
     MappingConfig,
     map_event,
 )
-from dodo_cio.models import Customer, DodoEvent, Envelope, PayloadError, parse_subscription
-from dodo_cio.profile import customer_profile
-from dodo_cio.times import to_unix_ms
+from dodo_cio.mapping.profile import customer_profile
+from dodo_cio.platform.times import to_unix_ms
+from dodo_cio.receiving import events as event_catalogue
+from dodo_cio.receiving.models import Customer, DodoEvent, Envelope, PayloadError, parse_subscription
 
 DEFAULT_STATE_FILE: Final = ".backfill-state.json"
 DEFAULT_API_KEY_ENV: Final = "DODO_PAYMENTS_API_KEY"
@@ -301,7 +301,7 @@ class OpBuilder:
 
     @staticmethod
     def _fit(built: Built) -> Built:
-        from dodo_cio.limits import fit_op  # noqa: PLC0415
+        from dodo_cio.mapping.limits import fit_op  # noqa: PLC0415
 
         fitted: list[Op] = []
         for op in built.ops:

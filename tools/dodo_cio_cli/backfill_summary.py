@@ -1,6 +1,6 @@
 """Backfill, part three: the commercial summary seeded from Dodo's history (README "The commercial summary").
 
-Webhooks keep each customer's ledger (`dodo_cio.ledger`) from the day the bridge was installed; a
+Webhooks keep each customer's ledger (`dodo_cio.state.summary`) from the day the bridge was installed; a
 customer who paid before then would start from zero. The backfill reads Dodo's succeeded refunds
 and payments (and the subscriptions it already lists) and counts each into its customer's ledger
 with the same pure functions and the same state-table write as the ingest path
@@ -25,11 +25,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from dodo_cio.ledger import PAID_PREFIX, REFUNDED_PREFIX, SUBSCRIPTION_STATUS, SUMMARY_STATE, Ledger, subscription_entry
-from dodo_cio.mapping import CUSTOMER_ID, STATE, SUBSCRIPTION_STATE, MappingConfig
-from dodo_cio.models import PayloadError, parse_subscription
-from dodo_cio.state import LedgerConflict, LedgerWrite, StateRejected, StateTable, StateUnavailable
-from dodo_cio.times import to_unix_seconds
+from dodo_cio.mapping.mapper import CUSTOMER_ID, STATE, SUBSCRIPTION_STATE, MappingConfig
+from dodo_cio.platform.times import to_unix_seconds
+from dodo_cio.receiving.models import PayloadError, parse_subscription
+from dodo_cio.state.summary import (
+    PAID_PREFIX,
+    REFUNDED_PREFIX,
+    SUBSCRIPTION_STATUS,
+    SUMMARY_STATE,
+    Ledger,
+    subscription_entry,
+)
+from dodo_cio.state.table import LedgerConflict, LedgerWrite, StateRejected, StateTable, StateUnavailable
 from dodo_cio_cli.backfill_source import EXIT_INCOMPLETE, BackfillError, Built, Listing, Op
 
 ROUNDS: Final = 5  # a ledger that keeps moving under live webhooks: read again, this many times

@@ -28,12 +28,24 @@ import argparse
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final
 
-from dodo_cio.config import CREDENTIAL_NAMES, PIPELINES_API_KEY_NAME, SECRET_NAMES
-from dodo_cio.customerio import TRACK_HOSTS, auth_header, track_base_url
-from dodo_cio.destination import PIPELINES, TRACK
-from dodo_cio.signature import SECRET_PREFIX, parse_secrets
+from dodo_cio.configuration.settings import CREDENTIAL_NAMES, PIPELINES_API_KEY_NAME, SECRET_NAMES
+from dodo_cio.delivery.destination import PIPELINES, TRACK
+from dodo_cio.delivery.track import TRACK_HOSTS, auth_header, track_base_url
+from dodo_cio.receiving.signature import SECRET_PREFIX, parse_secrets
+from dodo_cio_cli.aws_calls import error_parts
+from dodo_cio_cli.check_dodo_api import check_dodo_api_key
+from dodo_cio_cli.check_pipelines import check_pipelines
+from dodo_cio_cli.findings import (
+    PROBE_TIMEOUT,
+    Finding,
+    check_parameters,
+    exit_code,
+    request_once,
+    short_body,
+    wrong_region,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -60,120 +72,10 @@ __all__ = [
 ]
 
 REGION_PATH: Final = "/api/v1/accounts/region"
-PROBE_TIMEOUT: Final = 10.0
 WEBHOOK_SECRET, SITE_ID, API_KEY = SECRET_NAMES
-_ACCESS_CODES: Final = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "UnauthorizedOperation",
-        "KMSAccessDeniedException",
-        "KMSDisabledException",
-        "KMSInvalidStateException",
-        "KMSNotFoundException",
-        "InvalidKeyId",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "RequestThrottled",
-        "ThrottlingException",
-    }
-)
-
-Status = Literal["ok", "FAIL", "WARN", "skip"]
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """The verdict of one check, worded for the person at the terminal."""
-
-    name: str
-    status: Status
-    reason: str
-    hint: str = ""
-    access_error: bool = False  # could not look (our credentials), rather than found a problem
-
-
-def exit_code(findings: Sequence[Finding]) -> int:
-    """2 when something could not be checked for lack of AWS access, else 1 on any FAIL, else 0."""
-    if any(f.access_error for f in findings):
-        return 2
-    return 1 if any(f.status == "FAIL" for f in findings) else 0
 
 
 # -- SSM --------------------------------------------------------------------------------------------
-
-
-def _error_parts(exc: Exception) -> tuple[str, str]:
-    error = getattr(exc, "response", {}).get("Error", {})
-    return str(error.get("Code", "")), str(error.get("Message", "")).strip()
-
-
-def check_parameters(
-    ssm: SSMClient, path: str, names: Sequence[str] = SECRET_NAMES
-) -> tuple[list[Finding], dict[str, str]]:
-    """One finding per SSM parameter in `names` (under `path`), and the decrypted usable values.
-
-    Only the parameters the deployment reads are checked: a Pipelines deployment needs no Track
-    site id or key, and a Track one no Pipelines key, so their absence is no finding.
-    Read one at a time so that one missing or undecryptable parameter does not hide the others.
-    Raises `OperatorError` (exit 2) when AWS cannot be reached at all (no credentials, no region).
-    """
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - keep import cheap
-
-    from dodo_cio_cli.operator import OperatorError  # noqa: PLC0415
-
-    base = path.rstrip("/")
-    findings: list[Finding] = []
-    values: dict[str, str] = {}
-    for secret in names:
-        name = f"{base}/{secret}"
-        label = f"SSM {name}"
-        put = f"aws ssm put-parameter --type SecureString --name {name} --value '…'"
-        try:
-            parameter = ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]
-        except ClientError as exc:
-            code, message = _error_parts(exc)
-            if code == "ParameterNotFound":
-                findings.append(Finding(label, "FAIL", "not found", f"create it: {put}"))
-            elif code in _ACCESS_CODES or code.startswith("KMS"):
-                findings.append(
-                    Finding(
-                        label,
-                        "FAIL",
-                        f"cannot read or decrypt it with your AWS credentials ({code}: {message})".rstrip(": "),
-                        "your credentials need ssm:GetParameter on it and kms:Decrypt on its key "
-                        "(the functions' roles have their own)",
-                        access_error=True,
-                    )
-                )
-            else:
-                findings.append(
-                    Finding(label, "FAIL", f"{code or 'error'}: {message}", "check the path and region", True)
-                )
-            continue
-        except BotoCoreError as exc:  # no credentials, no region, endpoint unreachable
-            raise OperatorError(f"reading SSM parameter {name} failed: {exc}") from None
-        value = str(parameter.get("Value", ""))
-        kind = str(parameter.get("Type", ""))
-        if kind != "SecureString":
-            findings.append(
-                Finding(
-                    label,
-                    "FAIL",
-                    f"is a {kind or 'non-SecureString'} parameter: readable by anyone with ssm:GetParameter, "
-                    "unencrypted",
-                    f"delete it and put it again as a SecureString: aws ssm delete-parameter --name {name} && {put}",
-                )
-            )
-        elif not value.strip():
-            findings.append(Finding(label, "FAIL", "is empty", f"put the value: {put} --overwrite"))
-        else:
-            findings.append(Finding(label, "ok", "SecureString, decrypts"))
-        if value.strip():
-            values[secret] = value.strip()
-    return findings, values
 
 
 def check_webhook_secret(value: str | None) -> Finding:
@@ -256,53 +158,11 @@ def probe_region(
     )
 
 
-def request_once(
-    method: str,
-    url: str,
-    headers: dict[str, str],
-    *,
-    session: requests.Session | None,
-    timeout: float,
-    data: bytes | None = None,
-) -> tuple[Any, str]:
-    """One probe request: (response, "") or (None, why no answer came).
-
-    Redirects are not followed; the probes report them (see `probe_region` for why).
-    """
-    import requests  # noqa: PLC0415 - only the probes need HTTP
-
-    client: Any = session if session is not None else requests
-    extra = {"data": data} if data is not None else {}
-    try:
-        return getattr(client, method)(url, headers=headers, timeout=timeout, allow_redirects=False, **extra), ""
-    except requests.Timeout:
-        return None, f"no answer from {url} within {timeout:g} s"
-    except requests.RequestException as exc:
-        return None, f"cannot reach {url}: {type(exc).__name__}"
-
-
-def short_body(response: Any) -> str:
-    """The start of an answer's body, on one line: enough to recognise an error, short enough to print."""
-    text = str(getattr(response, "text", "") or "").strip().replace("\n", " ")
-    return text[:200]
-
-
 def _region_of_host(location: str) -> str | None:
     for region, host in TRACK_HOSTS.items():
         if location.startswith(host):
             return region
     return None
-
-
-def wrong_region(actual: str, name: str = "Customer.io credentials", what: str = "workspace") -> Finding:
-    """The finding for credentials that belong to the other region: which setting to change."""
-    return Finding(
-        name,
-        "FAIL",
-        f"your {what} is in {actual}; set CustomerioRegion={actual}",
-        f"sam deploy --parameter-overrides CustomerioRegion={actual} (or run sam deploy --guided again); "
-        f"locally, CUSTOMERIO_REGION={actual}",
-    )
 
 
 def check_customerio(
@@ -389,7 +249,7 @@ def check_queues(sqs: SQSClient, outputs: Mapping[str, str], *, stack: str = "")
                 ],
             ).get("Attributes", {})
         except ClientError as exc:
-            code, message = _error_parts(exc)
+            code, message = error_parts(exc)
             code = code.removeprefix("AWS.SimpleQueueService.")
             if code in {"QueueDoesNotExist", "NonExistentQueue"}:
                 findings.append(Finding(label, "FAIL", f"{url} does not exist", "redeploy the stack (sam deploy)"))
@@ -478,13 +338,10 @@ def run_checks(
     `identifier` and `contact_fields` (`CustomerioIdentifier`, `CustomerioContactFields`) say
     whether the optional Dodo API key is needed.
     """
-    from dodo_cio_cli.check_dodo_api import check_dodo_api_key  # noqa: PLC0415 - it imports this module
 
     findings, values = check_parameters(ssm, ssm_path, (WEBHOOK_SECRET, *CREDENTIAL_NAMES[api]))
     findings.append(check_webhook_secret(values.get(WEBHOOK_SECRET)))
     if api == PIPELINES:
-        from dodo_cio_cli.check_pipelines import check_pipelines  # noqa: PLC0415 - it imports this module
-
         key = values.get(PIPELINES_API_KEY_NAME)
         findings.append(check_pipelines(region, pipelines_url, key, session=session, timeout=timeout))
     else:

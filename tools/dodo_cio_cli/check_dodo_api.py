@@ -1,7 +1,7 @@
 """`dodo-cio check`: does this deployment's identifier strategy need the optional Dodo API key?
 
 The key (`<path>/dodo-api-key`) lets the bridge look up a customer it has not seen in a webhook yet
-(`dodo_cio.identity`). Whether a deployment needs it depends on the strategy:
+(`dodo_cio.state.identity`). Whether a deployment needs it depends on the strategy:
 
 * `email` and `metadata:<key>`: a webhook that names only the customer id (dunning, credits,
   license keys, abandoned checkouts, entitlements; a dispute names only its payment) cannot be
@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from dodo_cio.config import DODO_API_KEY_NAME
-from dodo_cio.mapping import IdentifierStrategy, MappingConfig, wants_contact_email
-from dodo_cio_cli.check import Finding, check_parameters
+from dodo_cio.configuration.settings import DODO_API_KEY_NAME
+from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, wants_contact_email
+from dodo_cio_cli.findings import Finding, check_parameters
 
 if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient

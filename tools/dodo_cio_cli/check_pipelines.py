@@ -29,9 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from dodo_cio.config import PIPELINES_API_KEY_NAME
-from dodo_cio.pipelines.client import PIPELINES_HOSTS, pipelines_base_url, pipelines_headers
-from dodo_cio_cli.check import PROBE_TIMEOUT, Finding, request_once, short_body, wrong_region
+from dodo_cio.configuration.settings import PIPELINES_API_KEY_NAME
+from dodo_cio.delivery.pipelines.client import PIPELINES_HOSTS, pipelines_base_url, pipelines_headers
+from dodo_cio_cli.findings import PROBE_TIMEOUT, Finding, request_once, short_body, wrong_region
 
 if TYPE_CHECKING:
     import requests

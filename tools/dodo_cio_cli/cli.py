@@ -41,7 +41,7 @@ def _read_body(source: str) -> bytes:
 
 
 def _secret(value: str | None) -> str:
-    from dodo_cio.signature import parse_secrets  # noqa: PLC0415
+    from dodo_cio.receiving.signature import parse_secrets  # noqa: PLC0415
 
     raw = value or os.environ.get("DODO_WEBHOOK_SECRET", "")
     if not raw.strip():
@@ -97,7 +97,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
     print(f"HTTP {response.status_code} {response.reason}")
     if response.text:
         print(response.text)
-    from dodo_cio.ingest import REPLAYED_HEADER  # noqa: PLC0415 - the handler's own contract
+    from dodo_cio.receiving.http_api import REPLAYED_HEADER  # noqa: PLC0415 - the handler's own contract
 
     if response.headers.get(REPLAYED_HEADER, "").lower() == "true":
         from dodo_cio_cli.operator import REPLAYED_NOTICE  # noqa: PLC0415
@@ -338,7 +338,7 @@ def _replay_answer(answer: ReplayAnswer, webhook_id: str | None) -> int:
 def _cmd_reconcile(args: argparse.Namespace) -> int:
     import datetime  # noqa: PLC0415
 
-    from dodo_cio.state import StateTable  # noqa: PLC0415
+    from dodo_cio.state.table import StateTable  # noqa: PLC0415
     from dodo_cio_cli import operator, reconcile  # noqa: PLC0415
     from dodo_cio_cli.backfill_source import BackfillError  # noqa: PLC0415
 
@@ -597,7 +597,7 @@ def _check_local(args: argparse.Namespace, target: LocalTarget) -> int:
 
 def _identity_settings(args: argparse.Namespace, parameters: dict[str, str]) -> tuple[str, str]:
     """`check`'s identifier strategy and contact-fields owner: the option, the stack's parameter, the environment."""
-    from dodo_cio.mapping import IdentifierStrategy, MappingConfig, MappingConfigError  # noqa: PLC0415
+    from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, MappingConfigError  # noqa: PLC0415
 
     def pick(option: str | None, parameter: str, variable: str, default: str) -> str:
         value = option or parameters.get(parameter) or os.environ.get(variable, "")
@@ -1013,7 +1013,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(list(argv) if argv is not None else None)
-    from dodo_cio_cli.operator import OperatorError  # noqa: PLC0415 - stdlib + boto3 types only
+    from dodo_cio_cli.aws_calls import OperatorError  # noqa: PLC0415 - stdlib + boto3 types only
 
     try:
         code: int = args.func(args)

@@ -21,7 +21,7 @@ from typing import Any, Final
 from urllib.error import URLError
 from urllib.request import urlopen
 
-from dodo_cio_cli.operator import OperatorError, call_aws
+from dodo_cio_cli.aws_calls import OperatorError, call_aws
 
 LOCAL_ACCESS_KEY_ID: Final = "local"
 LOCAL_SECRET_ACCESS_KEY: Final = "local"  # noqa: S105 - the emulator's placeholder, not a secret

@@ -17,14 +17,14 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NoReturn, Protocol
 
-from dodo_cio.parking import ParkedDelivery, ParkedFormatError
-from dodo_cio.signature import parse_secrets
+from dodo_cio.delivery.parking import ParkedDelivery, ParkedFormatError
+from dodo_cio.receiving.signature import parse_secrets
+from dodo_cio_cli.aws_calls import PEEK_VISIBILITY_SECONDS, OperatorError, call_aws
+from dodo_cio_cli.sqs_peek import peek_messages
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import requests
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_ssm import SSMClient
@@ -50,19 +50,12 @@ __all__ = [
 
 MAX_REDRIVE_RATE: Final = 500  # SQS's ceiling for MaxNumberOfMessagesPerSecond
 REPLAY_TIMEOUT: Final = 15.0  # Dodo gives up on an endpoint after 15 s; a replay should too
-PEEK_VISIBILITY_SECONDS: Final = 30  # long enough to page through the queue without seeing repeats
 REASON_WIDTH: Final = 60
 STATUS_HINT: Final = "see `dodo-cio redrive --status`"
 WEBHOOK_SECRET_NAME: Final = "webhook-secret"  # noqa: S105 - a parameter name, not a secret
 
-_SQS_PREFIX: Final = "AWS.SimpleQueueService."
 _EMAIL: Final = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 _ACTIVE_TASK: Final = re.compile(r"already|only one active", re.IGNORECASE)
-_T = TypeVar("_T")
-
-
-class OperatorError(Exception):
-    """A failed operator action, worded for the person at the terminal (never holds a secret)."""
 
 
 class CloudFormation(Protocol):
@@ -87,42 +80,6 @@ def _one_line(text: str) -> str:
 
 def _truncate(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _error_parts(exc: Exception) -> tuple[str, str]:
-    """(code, message) of a botocore ClientError; SQS's query-compatible codes lose their prefix."""
-    error = getattr(exc, "response", {}).get("Error", {})
-    code = str(error.get("Code", "")).removeprefix(_SQS_PREFIX)
-    return code, str(error.get("Message", "")).strip()
-
-
-def call_aws(action: str, call: Callable[[], _T], translate: Callable[[str, str], str | None] | None = None) -> _T:
-    """Run one AWS call; ClientError -> `translate(code, message)` or a generic line; no traceback."""
-    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415 - keep import cheap
-
-    try:
-        return call()
-    except ClientError as exc:
-        code, message = _error_parts(exc)
-        text = (translate(code, message) if translate else None) or _generic(action, code, message)
-        raise OperatorError(text) from None
-    except BotoCoreError as exc:  # no credentials, no region, endpoint unreachable, ...
-        raise OperatorError(f"{action} failed: {exc}") from None
-
-
-def _generic(action: str, code: str, message: str) -> str:
-    if code in {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation"}:
-        return f"{action}: access denied ({message or code}); check the credentials and IAM policy in use"
-    if code in {"RequestThrottled", "ThrottlingException", "Throttling"}:
-        return f"{action}: throttled by AWS; try again in a moment"
-    if code in {
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-    }:
-        return f"{action}: AWS rejected the credentials ({code}); refresh them (e.g. `aws sso login`)"
-    return f"{action} failed: {code or 'error'}: {message}".rstrip(": ")
 
 
 def _require_sqs_arn(value: str, what: str) -> None:
@@ -233,7 +190,6 @@ def list_dead_letters(
 
     Bodies are parsed but only ids, kind, reason and timing are kept: ops hold emails.
     """
-    from dodo_cio_cli.sqs_peek import peek_messages  # noqa: PLC0415 - it imports this module
 
     current = time.time() if now is None else now
     messages = peek_messages(
@@ -518,7 +474,7 @@ def replay(
         raise OperatorError(f"no answer from {url} within {timeout:g} s") from None
     except requests.RequestException as exc:
         raise OperatorError(f"cannot reach {url}: {type(exc).__name__}") from None
-    from dodo_cio.ingest import REPLAYED_HEADER  # noqa: PLC0415 - the handler's own contract
+    from dodo_cio.receiving.http_api import REPLAYED_HEADER  # noqa: PLC0415 - the handler's own contract
 
     replayed = response.headers.get(REPLAYED_HEADER, "").lower() == "true"
     return ReplayAnswer(int(response.status_code), str(response.text), replayed)

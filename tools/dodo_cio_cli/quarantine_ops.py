@@ -1,7 +1,7 @@
 """Quarantined webhooks, operator side: list them (`dodo-cio dlq`) and put them back through (`dodo-cio reprocess`).
 
 A quarantined webhook was signed by Dodo but could not be processed by the deployed version
-(format in `dodo_cio.quarantine`). After an upgrade, `reprocess` hands each one to the ingest
+(format in `dodo_cio.receiving.quarantine`). After an upgrade, `reprocess` hands each one to the ingest
 function by a direct Lambda invoke (`reprocess_event`); the function verifies the kept signature
 again against the current webhook secret(s), with the queue's retention as the timestamp window
 (`quarantine.RERUN_TOLERANCE_SECONDS`), and runs the ordinary flow. The
@@ -21,16 +21,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from dodo_cio.quarantine import QuarantinedWebhook, QuarantineFormatError, reprocess_event
-from dodo_cio_cli.operator import (
-    DeadLetter,
-    OperatorError,
-    _one_line,
-    _redact,
-    _truncate,
-    call_aws,
-    format_age,
-)
+from dodo_cio.receiving.quarantine import QuarantinedWebhook, QuarantineFormatError, reprocess_event
+from dodo_cio_cli.aws_calls import OperatorError, call_aws
+from dodo_cio_cli.operator import DeadLetter, _one_line, _redact, _truncate, format_age
 from dodo_cio_cli.sqs_peek import peek_messages, release_messages
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """`dodo-cio reconcile`: prove that every payment, refund, dispute and subscription reached the bridge.
 
 Dodo's logs stop at the bridge's 2xx, and Customer.io shows what arrived, not what should have. The
-bridge keeps a receipt per Dodo object of the webhooks that arrived (`dodo_cio.state.Receipt`, kept
+bridge keeps a receipt per Dodo object of the webhooks that arrived (`dodo_cio.state.table.Receipt`, kept
 `ReceiptRetentionDays`); reconcile lists what Dodo holds for a period through the SDK's list calls
 and compares, object by object, with the webhook each one's state implies:
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from dodo_cio.signature import signature_headers
+from dodo_cio.receiving.signature import signature_headers
 from dodo_cio_cli.apigw import first_secret
 
 if TYPE_CHECKING:

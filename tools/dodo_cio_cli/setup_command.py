@@ -33,11 +33,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from dodo_cio.config import CREDENTIAL_NAMES, DODO_API_KEY_NAME, SECRET_NAMES
-from dodo_cio.events import ALL_TYPES
-from dodo_cio.mapping import IdentifierStrategy, MappingConfig
+from dodo_cio.configuration.settings import CREDENTIAL_NAMES, DODO_API_KEY_NAME, SECRET_NAMES
+from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig
+from dodo_cio.receiving.events import ALL_TYPES
+from dodo_cio_cli.aws_calls import OperatorError, call_aws
 from dodo_cio_cli.check_dodo_api import needs_dodo_api_key
-from dodo_cio_cli.operator import OperatorError, call_aws
 
 WEBHOOK_SECRET_NAME: Final = SECRET_NAMES[0]
 # Where each Customer.io key may come from instead of a prompt.
@@ -47,7 +47,7 @@ KEY_ENVIRONMENT: Final = {
     "customerio-pipelines-api-key": "CUSTOMERIO_PIPELINES_API_KEY",
 }
 ENDPOINT_DESCRIPTION: Final = "Customer.io bridge (managed by dodo-cio setup)"
-# The bridge re-reads its secrets on a signature failure, at most every 30 s (dodo_cio.ingest).
+# The bridge re-reads its secrets on a signature failure, at most every 30 s (dodo_cio.ingest.service).
 SECRET_REREAD_WAIT: Final = 31.0
 _ABSENT: Final = "parameter not found"  # how ParameterStore.read tells absence from a failure
 EXIT_OK: Final = 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dodo_cio_cli.operator import PEEK_VISIBILITY_SECONDS, OperatorError, call_aws
+from dodo_cio_cli.aws_calls import PEEK_VISIBILITY_SECONDS, OperatorError, call_aws
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

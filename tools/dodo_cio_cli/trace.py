@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from dodo_cio_cli.operator import OperatorError
+from dodo_cio_cli.aws_calls import OperatorError
 
 LOGS_SINCE_DAYS: Final = 7
 LOGS_LIMIT: Final = 200
@@ -113,8 +113,8 @@ def trace(subject: str, sources: Sources, *, since_days: float = LOGS_SINCE_DAYS
 
 def _state(result: Trace, sources: Sources, subject: str) -> set[str]:
     """Adds the records about `subject`; returns the ids they point to (a payment's customer)."""
-    from dodo_cio.idempotency import RECORD_OWNER  # noqa: PLC0415
-    from dodo_cio.state import CUSTOMER_PREFIX, PAYMENT_PREFIX, RECEIPT_PREFIX, ident_attribute  # noqa: PLC0415
+    from dodo_cio.state.idempotency import RECORD_OWNER  # noqa: PLC0415
+    from dodo_cio.state.table import CUSTOMER_PREFIX, PAYMENT_PREFIX, RECEIPT_PREFIX, ident_attribute  # noqa: PLC0415
 
     more: set[str] = set()
     payment = _get(result, sources, PAYMENT_PREFIX + subject)
@@ -137,8 +137,8 @@ def _state(result: Trace, sources: Sources, subject: str) -> set[str]:
 
 
 def _customer_record(result: Trace, customer_id: str, item: Mapping[str, Any], ident: str) -> None:
-    from dodo_cio.ledger import Ledger  # noqa: PLC0415
-    from dodo_cio.state import LEDGER_ATTRIBUTE, PIECE_PREFIX  # noqa: PLC0415
+    from dodo_cio.state.summary import Ledger  # noqa: PLC0415
+    from dodo_cio.state.table import LEDGER_ATTRIBUTE, PIECE_PREFIX  # noqa: PLC0415
 
     identifiers = _s(item, ident)
     if identifiers:
@@ -154,7 +154,7 @@ def _customer_record(result: Trace, customer_id: str, item: Mapping[str, Any], i
 
 
 def _receipt_record(result: Trace, object_id: str, item: Mapping[str, Any]) -> None:
-    from dodo_cio.state import RECEIPT_EVENT_PREFIX  # noqa: PLC0415
+    from dodo_cio.state.table import RECEIPT_EVENT_PREFIX  # noqa: PLC0415
 
     for name, value in sorted(item.items()):
         text = value.get("S") if isinstance(value, dict) else None
@@ -193,7 +193,7 @@ def _webhook_record(result: Trace, webhook_id: str, item: Mapping[str, Any]) -> 
 
 
 def _get(result: Trace, sources: Sources, key: str) -> Mapping[str, Any] | None:
-    from dodo_cio.state import key_problem  # noqa: PLC0415
+    from dodo_cio.state.table import key_problem  # noqa: PLC0415
 
     if key_problem(key) is not None:
         return None

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET, WEBHOOK_PATH
+from dodo_cio_local.http_front import LocalBridgeInfo
 from dodo_cio_local.local_aws import DEFAULT_AWS_PORT
 from dodo_cio_local.local_run import (
     DEFAULT_DODO_PORT,
@@ -27,7 +28,6 @@ from dodo_cio_local.local_run import (
     DEFAULT_SANDBOX_PORT,
     SANDBOX_SITE_ID,
     LocalBridge,
-    LocalBridgeInfo,
 )
 from dodo_cio_local.local_template import DEFAULT_TEMPLATE, LocalRunError
 from dodo_cio_local.retry_drain import BACKOFF_SCALE_ENV, DEFAULT_BACKOFF_SCALE

@@ -487,7 +487,7 @@ class DodoStandIn:
 
     def deliver(self, event_type: str, body: bytes) -> list[dict[str, Any]]:
         """POST `body` to each enabled endpoint whose filter lets `event_type` through, signed with its secret."""
-        from dodo_cio.signature import parse_secrets, signature_headers  # noqa: PLC0415
+        from dodo_cio.receiving.signature import parse_secrets, signature_headers  # noqa: PLC0415
 
         with self._lock:
             targets = [
@@ -521,7 +521,7 @@ def _public(record: dict[str, Any]) -> dict[str, Any]:
 
 def _webhook_problem(fields: dict[str, Any], *, creating: bool) -> str | None:
     """Why Dodo would refuse these endpoint fields (422), or None."""
-    from dodo_cio.events import ALL_TYPES  # noqa: PLC0415
+    from dodo_cio.receiving.events import ALL_TYPES  # noqa: PLC0415
 
     url = fields.get("url")
     if (creating or "url" in fields) and not (isinstance(url, str) and url.startswith(("http://", "https://"))):

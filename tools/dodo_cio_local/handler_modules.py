@@ -75,13 +75,13 @@ def _load_as(name: str, target: Path) -> ModuleType:
 def reset_handler_state(module: ModuleType | None) -> None:
     """Drop the warm container's cached service, AWS clients and Powertools' cached parameters.
 
-    The container's boto3 clients (dodo_cio.aws, and the SSM provider built on them) point at the
+    The container's boto3 clients (dodo_cio.platform.aws, and the SSM provider built on them) point at the
     emulator's port: a later run, or a test under mock_aws, must build its own.
     """
     from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS  # noqa: PLC0415
 
-    from dodo_cio import aws  # noqa: PLC0415
+    from dodo_cio.platform import aws  # noqa: PLC0415
 
     if module is not None:
         service = getattr(module, "_service", None)

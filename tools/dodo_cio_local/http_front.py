@@ -16,18 +16,21 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from dodo_cio_cli.apigw import ROUTE_KEY, WEBHOOK_PATH, http_api_event, request_id
 from dodo_cio_local.http_base import LocalRequestHandler
 from dodo_cio_local.local_aws import ApiAnswer, invoke_api
-from dodo_cio_local.local_template import REGION
+from dodo_cio_local.local_template import REGION, STACK_NAME
 from dodo_cio_local.log_keeper import LOGS_PATH
 
 if TYPE_CHECKING:
-    from dodo_cio_local.local_run import LocalBridge
+    from collections.abc import Callable
+
+    from dodo_cio_local.local_template import TemplateSettings
+    from dodo_cio_local.log_keeper import LogKeeper
 
 # API Gateway HTTP APIs accept payloads up to 10 MB; anything larger never reaches Lambda.
 MAX_REQUEST_BYTES: Final = 10 * 1024 * 1024
@@ -55,6 +58,43 @@ def integration_response(result: Any, elapsed_ms: float) -> Invocation:
     return Invocation(200, {"content-type": "application/json"}, body, elapsed_ms)
 
 
+@dataclass(frozen=True, slots=True)
+class LocalBridgeInfo:
+    """Where a started bridge can be reached: what the banner prints and the tests connect to."""
+
+    webhook_url: str
+    status_url: str
+    sandbox_url: str | None  # None when real Customer.io credentials are used
+    track_url: str
+    secret: str
+    queue_url: str
+    dlq_url: str
+    quarantine_url: str = ""
+    aws_endpoint: str = ""  # moto's server: SQS, SSM and DynamoDB for other processes
+    queue_arns: dict[str, str] = field(default_factory=dict)  # queue URL -> ARN
+    ingest_function: str = f"{STACK_NAME}-IngestFunction"  # its Invoke API is at the webhook URL's origin
+    customerio_api: str = "track"  # CUSTOMERIO_API of both functions
+    pipelines_url: str = ""  # the sandbox's /v1 (CUSTOMERIO_PIPELINES_URL); empty with real credentials
+    dodo_api_url: str = ""  # the stand-in for Dodo's API (DODO_API_URL of both functions)
+    dodo_api_key: str = ""  # the only key the stand-in accepts
+
+
+class Bridge(Protocol):
+    """What the front asks of the running bridge (`local_run.LocalBridge`), so this module need not import it."""
+
+    info: LocalBridgeInfo | None
+    settings: TemplateSettings | None
+    bound_port: int
+    logs: LogKeeper
+    log: Callable[[str], None] | None
+
+    @property
+    def drain_status(self) -> str: ...
+    def queue_depths(self) -> dict[str, dict[str, int]]: ...
+    def call_handler(self, event: dict[str, Any]) -> Any: ...
+    def invoke(self, event: dict[str, Any]) -> Invocation: ...
+
+
 class FrontHandler(LocalRequestHandler):
     """Routes every method: API Gateway, not http.server, decides which method a route takes."""
 
@@ -63,8 +103,8 @@ class FrontHandler(LocalRequestHandler):
     server_version = "dodo-cio-local"
 
     @property
-    def bridge(self) -> LocalBridge:
-        bridge: LocalBridge = self.server.bridge  # type: ignore[attr-defined]
+    def bridge(self) -> Bridge:
+        bridge: Bridge = self.server.bridge  # type: ignore[attr-defined]
         return bridge
 
     def _dispatch(self) -> None:
@@ -196,6 +236,6 @@ class FrontHandler(LocalRequestHandler):
         return status
 
     def _log_line(self, text: str) -> None:
-        log = self.bridge._log
+        log = self.bridge.log
         if log is not None:
             log(f"{time.strftime('%H:%M:%S')} local {text}")

@@ -3,7 +3,7 @@
 It carries what Powertools reads (names, memory, request id, log group) and a clock: the time left
 counts down from the function's Timeout in template.yaml, as a fresh invocation's does, unless a
 caller fixes it (`remaining_ms`) to test a deadline. The handlers budget every call from it
-(dodo_cio.deadline), so a context that gave the retry function the ingest function's time would
+(dodo_cio.platform.deadline), so a context that gave the retry function the ingest function's time would
 test a function that is not deployed.
 """
 

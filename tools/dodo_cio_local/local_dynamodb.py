@@ -1,7 +1,7 @@
 """moto's DynamoDB, made to hold a burst of webhooks the way DynamoDB does (issue 18, "An emulator that holds a burst").
 
 Two things moto 5 does that DynamoDB does not, both on `TransactWriteItems`, the call every webhook
-makes (its duplicate check and state records, `dodo_cio.idempotency`):
+makes (its duplicate check and state records, `dodo_cio.state.idempotency`):
 
 * **It copies every table the transaction names, whole, before each transaction**, to roll back a
   cancelled one. With thousands of webhooks the state table holds thousands of items, so each

@@ -22,7 +22,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from dodo_cio_cli.apigw import DEV_WEBHOOK_SECRET, WEBHOOK_PATH
 from dodo_cio_local.handler_modules import load_ingest_module, reset_handler_state
 from dodo_cio_local.http_base import BackgroundServer
-from dodo_cio_local.http_front import FrontHandler, Invocation, integration_response
+from dodo_cio_local.http_front import FrontHandler, Invocation, LocalBridgeInfo, integration_response
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from dodo_cio_local.local_aws import LocalAws, LocalAwsError
 from dodo_cio_local.local_template import (  # noqa: F401 - also re-exported: tests, bench and loadtest use them
@@ -53,7 +52,7 @@ from dodo_cio_local.retry_drain import DEFAULT_DRAIN_INTERVAL, RetryDrain, backo
 if TYPE_CHECKING:
     from mypy_boto3_sqs.literals import QueueAttributeNameType as QueueAttributeName
 
-    from dodo_cio.backoff import BackoffPolicy
+    from dodo_cio.delivery.backoff import BackoffPolicy
     from dodo_cio_local.dodo_standin import DodoStandIn
     from dodo_cio_local.sandbox import TrackSandbox
 
@@ -88,27 +87,6 @@ _USER_OVERRIDABLE: Final = (
     "POWERTOOLS_LOGGER_LOG_EVENT",
     "POWERTOOLS_METRICS_DISABLED",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class LocalBridgeInfo:
-    """Where a started bridge can be reached: what the banner prints and the tests connect to."""
-
-    webhook_url: str
-    status_url: str
-    sandbox_url: str | None  # None when real Customer.io credentials are used
-    track_url: str
-    secret: str
-    queue_url: str
-    dlq_url: str
-    quarantine_url: str = ""
-    aws_endpoint: str = ""  # moto's server: SQS, SSM and DynamoDB for other processes
-    queue_arns: dict[str, str] = field(default_factory=dict)  # queue URL -> ARN
-    ingest_function: str = f"{STACK_NAME}-IngestFunction"  # its Invoke API is at the webhook URL's origin
-    customerio_api: str = "track"  # CUSTOMERIO_API of both functions
-    pipelines_url: str = ""  # the sandbox's /v1 (CUSTOMERIO_PIPELINES_URL); empty with real credentials
-    dodo_api_url: str = ""  # the stand-in for Dodo's API (DODO_API_URL of both functions)
-    dodo_api_key: str = ""  # the only key the stand-in accepts
 
 
 class _FrontServer(ThreadingHTTPServer):
@@ -169,7 +147,7 @@ class LocalBridge:
         self.real_customerio = bool(customerio_site_id)
         self._site_id = customerio_site_id or SANDBOX_SITE_ID
         self._api_key = customerio_api_key or SANDBOX_API_KEY
-        self._log = log
+        self.log = log  # where the run's own lines go (the banner's terminal); None: nowhere
         # One invocation at a time: a single warm Lambda container never runs two events at once,
         # and the handler modules' state is the container's. The status page and the retry drain
         # take the same lock; commands from another terminal reach moto's server concurrently, as
@@ -211,7 +189,7 @@ class LocalBridge:
             raise
 
     def _start(self) -> LocalBridgeInfo:
-        from dodo_cio.signature import parse_secrets  # noqa: PLC0415
+        from dodo_cio.receiving.signature import parse_secrets  # noqa: PLC0415
 
         try:
             parse_secrets(self.secret)
@@ -246,7 +224,7 @@ class LocalBridge:
         )
         # As Lambda sets it: the duplicate check's records are owned by the function (`dodo-cio trace` finds them).
         function_env["AWS_LAMBDA_FUNCTION_NAME"] = f"{STACK_NAME}-IngestFunction"
-        # The budget's containers (dodo_cio.budget): this run hosts the ingest function in one container.
+        # The budget's containers (dodo_cio.delivery.budget): this run hosts the ingest function in one container.
         function_env["INGEST_MAX_CONCURRENCY"] = str(LOCAL_CONTAINERS)
         function_env.setdefault("POWERTOOLS_SERVICE_NAME", "dodo-customerio-bridge")
         function_env.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DodoCustomerioBridge")
@@ -304,7 +282,7 @@ class LocalBridge:
     def _start_customerio(self, region: str) -> tuple[str, str | None]:
         """(Track base URL, sandbox URL or None): the sandbox unless real credentials were given."""
         if self.real_customerio:
-            from dodo_cio.customerio import track_base_url  # noqa: PLC0415
+            from dodo_cio.delivery.track import track_base_url  # noqa: PLC0415
 
             try:
                 return track_base_url(region, os.environ.get("CUSTOMERIO_TRACK_URL")), None

@@ -24,7 +24,7 @@ from dodo_cio_local.lambda_context import FakeLambdaContext
 from dodo_cio_local.local_template import STACK_NAME, LocalRunError, TemplateSettings
 
 if TYPE_CHECKING:
-    from dodo_cio.backoff import BackoffPolicy
+    from dodo_cio.delivery.backoff import BackoffPolicy
     from dodo_cio_local.event_source import PollResult
 
 # The local run's retry schedule: this fraction of the real one (base, cap and horizons alike).
@@ -57,7 +57,7 @@ def scaled_backoff(scale: float) -> BackoffPolicy:
     Scaling all four keeps the schedule's proportions, including the template's arithmetic that a
     delivery reaches its horizon long before maxReceiveCount (SQS's 1 s minimum visibility aside).
     """
-    from dodo_cio.backoff import BackoffPolicy  # noqa: PLC0415
+    from dodo_cio.delivery.backoff import BackoffPolicy  # noqa: PLC0415
 
     real = BackoffPolicy()
     if scale == 1:
@@ -97,7 +97,7 @@ class RetryDrain:
 
     def load(self, metrics_namespace: str) -> None:
         """functions/retry/app.py with its service built now, on the (scaled) local backoff."""
-        from dodo_cio.config import ConfigError  # noqa: PLC0415
+        from dodo_cio.platform.env import ConfigError  # noqa: PLC0415
 
         module = self.module = load_retry_module()
         metrics = getattr(module, "metrics", None)

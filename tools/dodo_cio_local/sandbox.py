@@ -182,7 +182,7 @@ class TrackSandbox:
         self._script: deque[ScriptedResponse] = deque()
         self._rng = random.Random(seed)  # noqa: S311 - simulated outages, not security
         self._serving: BackgroundServer | None = None
-        self._stopping = threading.Event()
+        self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._base_url: str | None = None
 
@@ -204,7 +204,7 @@ class TrackSandbox:
         if self._serving is not None:
             raise RuntimeError("the sandbox is already running")
         _ensure_log_output()
-        self._stopping.clear()
+        self.stopping.clear()
         server = SandboxServer((self.host, self.port), SandboxHandler)
         server.sandbox = self
         self.port = server.server_address[1]
@@ -223,7 +223,7 @@ class TrackSandbox:
         serving, self._serving = self._serving, None
         if serving is None:
             return
-        self._stopping.set()
+        self.stopping.set()
         serving.stop()
         with self._lock:
             connections = list(self._connections)
@@ -282,37 +282,37 @@ class TrackSandbox:
         with self._lock:
             return list(self.requests)
 
-    def _record(self, rec: ReceivedRequest) -> None:
+    def record(self, rec: ReceivedRequest) -> None:
         with self._lock:
             self.requests.append(rec)
 
-    def _track_connection(self, conn: socket.socket, *, add: bool) -> None:
+    def track_connection(self, conn: socket.socket, *, add: bool) -> None:
         with self._lock:
             if add:
                 self._connections.add(conn)
             else:
                 self._connections.discard(conn)
 
-    def _next_scripted(self) -> ScriptedResponse | None:
+    def next_scripted(self) -> ScriptedResponse | None:
         with self._lock:
             return self._script.popleft() if self._script else None
 
-    def _script_depth(self) -> int:
+    def script_depth(self) -> int:
         with self._lock:
             return len(self._script)
 
-    def _rate_limited(self) -> float | None:
+    def rate_limited(self) -> float | None:
         """``None`` when the request may proceed, else the seconds until the rate limit allows one."""
         if self._bucket is None:
             return None
         with self._lock:
             return self._bucket.take()
 
-    def _roll_failure(self) -> bool:
+    def roll_failure(self) -> bool:
         with self._lock:
             return self.fail_rate > 0 and self._rng.random() < self.fail_rate
 
-    def _configure(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+    def configure(self, doc: Mapping[str, Any]) -> dict[str, Any]:
         unknown = set(doc) - {"fail_rate", "seed"}
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")
@@ -327,7 +327,7 @@ class TrackSandbox:
                 self._rng.seed(seed)
             return {"fail_rate": self.fail_rate, "seed": self.seed}
 
-    def _process(self, rec: ReceivedRequest) -> tuple[int, Any]:
+    def process(self, rec: ReceivedRequest) -> tuple[int, Any]:
         if is_pipelines_path(rec.path):
             return self.pipelines.process(rec)
         if not basic_auth_is(rec.headers, self.site_id, self.api_key):
@@ -369,7 +369,7 @@ class TrackSandbox:
             return 207, {"errors": [e.as_json() for e in errors]}
         return 200, {}
 
-    def _log(self, rec: ReceivedRequest, elapsed_ms: float) -> None:
+    def log_request(self, rec: ReceivedRequest, elapsed_ms: float) -> None:
         level = logging.INFO if rec.status < 500 or rec.scripted else logging.WARNING
         log.log(level, "%s", log_line(rec, elapsed_ms))
 

@@ -13,10 +13,11 @@ import contextlib
 import json
 import math
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from http.server import ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from dodo_cio_local.http_base import LocalRequestHandler
@@ -24,8 +25,25 @@ from dodo_cio_local.sandbox_faults import ScriptedResponse
 from dodo_cio_local.sandbox_records import ReceivedRequest, try_json
 from dodo_cio_local.track_v2 import too_large_body
 
-if TYPE_CHECKING:
-    from dodo_cio_local.sandbox import TrackSandbox
+
+class SandboxCore(Protocol):
+    """What the HTTP side asks of the sandbox (`TrackSandbox`), so this module need not import it."""
+
+    stopping: threading.Event
+
+    def record(self, rec: ReceivedRequest) -> None: ...
+    def track_connection(self, conn: socket.socket, *, add: bool) -> None: ...
+    def next_scripted(self) -> ScriptedResponse | None: ...
+    def script_depth(self) -> int: ...
+    def rate_limited(self) -> float | None: ...
+    def roll_failure(self) -> bool: ...
+    def configure(self, doc: Mapping[str, Any]) -> dict[str, Any]: ...
+    def process(self, rec: ReceivedRequest) -> tuple[int, Any]: ...
+    def log_request(self, rec: ReceivedRequest, elapsed_ms: float) -> None: ...
+    def script(self, *responses: int | ScriptedResponse) -> None: ...
+    def reset(self) -> None: ...
+    def summaries(self) -> list[dict[str, Any]]: ...
+
 
 CONTROL_PREFIX = "/__sandbox/"
 # Bodies larger than this are not even read: the answer is 413 and the connection is closed.
@@ -36,7 +54,7 @@ class SandboxServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128  # load tests open many connections at once
-    sandbox: TrackSandbox
+    sandbox: SandboxCore
 
 
 class SandboxHandler(LocalRequestHandler):
@@ -52,12 +70,12 @@ class SandboxHandler(LocalRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self.server.sandbox._track_connection(self.connection, add=True)
+        self.server.sandbox.track_connection(self.connection, add=True)
 
     def finish(self) -> None:
         with contextlib.suppress(OSError):
             super().finish()
-        self.server.sandbox._track_connection(self.connection, add=False)
+        self.server.sandbox.track_connection(self.connection, add=False)
 
     # -- request handling
     def _dispatch(self) -> None:
@@ -79,7 +97,7 @@ class SandboxHandler(LocalRequestHandler):
                 response=None,
                 received_at=time.time(),
             )
-            sandbox._record(rec)
+            sandbox.record(rec)
             if body is None:  # too large to read: answered without reading, connection dropped
                 self._finish(rec, 413, too_large_body(int(self.headers["Content-Length"] or 0), path))
             else:
@@ -89,22 +107,22 @@ class SandboxHandler(LocalRequestHandler):
 
     def _answer(self, rec: ReceivedRequest) -> None:
         sandbox = self.server.sandbox
-        scripted = sandbox._next_scripted()
+        scripted = sandbox.next_scripted()
         if scripted is not None:
             self._play(rec, scripted)
             return
-        wait = sandbox._rate_limited()
+        wait = sandbox.rate_limited()
         if wait is not None:
             rec.scripted = "rate_limit"
             retry_after = str(max(1, math.ceil(wait)))
             body = {"meta": {"error": "Too Many Requests (sandbox rate_limit)"}}
             self._finish(rec, 429, body, {"Retry-After": retry_after})
             return
-        if sandbox._roll_failure():
+        if sandbox.roll_failure():
             rec.scripted = "fail_rate"
             self._finish(rec, 503, {"meta": {"error": "Service Unavailable (sandbox fail_rate)"}})
             return
-        status, payload = sandbox._process(rec)
+        status, payload = sandbox.process(rec)
         self._finish(rec, status, payload)
 
     def _play(self, rec: ReceivedRequest, scripted: ScriptedResponse) -> None:
@@ -115,7 +133,7 @@ class SandboxHandler(LocalRequestHandler):
             self._log(rec)
             self._drop()
             return
-        if scripted.delay and sandbox._stopping.wait(scripted.delay):
+        if scripted.delay and sandbox.stopping.wait(scripted.delay):
             self._drop()  # shutting down: don't keep the caller waiting
             return
         body = scripted.body_bytes()
@@ -139,7 +157,7 @@ class SandboxHandler(LocalRequestHandler):
 
     def _log(self, rec: ReceivedRequest) -> None:
         # Logged before the answer is written, so the line exists by the time the client has it.
-        self.server.sandbox._log(rec, (time.monotonic() - self._started) * 1000)
+        self.server.sandbox.log_request(rec, (time.monotonic() - self._started) * 1000)
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -163,12 +181,12 @@ class SandboxHandler(LocalRequestHandler):
                 if not isinstance(items, list):
                     raise ValueError('expected {"responses": [...]}')
                 sandbox.script(*(ScriptedResponse.from_json(item) for item in items))
-                payload = {"queued": sandbox._script_depth()}
+                payload = {"queued": sandbox.script_depth()}
             elif route == ("POST", "config"):
                 doc = json.loads(body or b"{}")
                 if not isinstance(doc, dict):
                     raise ValueError("expected a JSON object")
-                payload = sandbox._configure(doc)
+                payload = sandbox.configure(doc)
             else:
                 status, payload = 404, {"meta": {"error": f"unknown sandbox control {self.command} {path}"}}
         except (ValueError, TypeError) as exc:

@@ -77,8 +77,8 @@ def _unique(value: str, tag: str) -> str:
 
 def make_webhook(index: int, sample: Mapping[str, Any], run_token: str) -> Webhook:
     """The sample as a distinct event: its own webhook id, customer and object ids."""
-    from dodo_cio.models import parse_envelope  # noqa: PLC0415
-    from dodo_cio.ulid import deterministic_ulid  # noqa: PLC0415
+    from dodo_cio.platform.ulid import deterministic_ulid  # noqa: PLC0415
+    from dodo_cio.receiving.models import parse_envelope  # noqa: PLC0415
 
     tag = f"load{run_token}{index:06d}"
     doc = json.loads(json.dumps(sample))

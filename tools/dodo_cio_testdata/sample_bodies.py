@@ -21,7 +21,7 @@ as only the values that matter:
   pydantic picks it (in SDK 1.123.0 the only such unions are metadata scalars);
 * a null or an empty list holds no object to check, so the SDK models that no body carries are listed
   in UNCARRIED: the check fails when that list is wrong, e.g. when the SDK adds a nested model;
-* each type in dodo_cio.events has a body (in ignored/ for types the default mapping drops), and Dodo's
+* each type in dodo_cio.receiving.events has a body (in ignored/ for types the default mapping drops), and Dodo's
   SDK knows exactly those types;
 * a customer is the same object in every body that carries it, and a body naming only a customer_id
   names one of them, so the bodies keep telling the consistent stories events/README.md describes.
@@ -47,8 +47,8 @@ from typing import Any, Final
 from dodopayments.types import CustomerLimitedDetails, UnwrapWebhookEvent
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from dodo_cio import events
-from dodo_cio.mapping import MappingConfig
+from dodo_cio.mapping.mapper import MappingConfig
+from dodo_cio.receiving import events
 
 REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 BODIES_DIR: Final = REPO_ROOT / "events" / "dodo"
@@ -223,10 +223,10 @@ def walk(doc: Doc, *, fill: bool = False) -> Walk:
 
 
 def catalogue_problems(sdk_types: Iterable[str], known: frozenset[str]) -> list[str]:
-    """Types Dodo's SDK and dodo_cio.events disagree on: a new SDK type needs a family (and a body)."""
+    """Types Dodo's SDK and dodo_cio.receiving.events disagree on: a new SDK type needs a family (and a body)."""
     sdk = set(sdk_types)
-    return [f"{t}: a webhook type in Dodo's SDK, not in dodo_cio.events" for t in sorted(sdk - known)] + [
-        f"{t}: in dodo_cio.events, not a webhook type in Dodo's SDK" for t in sorted(known - sdk)
+    return [f"{t}: a webhook type in Dodo's SDK, not in dodo_cio.receiving.events" for t in sorted(sdk - known)] + [
+        f"{t}: in dodo_cio.receiving.events, not a webhook type in Dodo's SDK" for t in sorted(known - sdk)
     ]
 
 

@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
-from dodo_cio.customerio import DeliveryResult, OpResult
-from dodo_cio.limits import MAX_BATCH_BYTES, encoded_size
+from dodo_cio.delivery.track import DeliveryResult, OpResult
+from dodo_cio.mapping.limits import MAX_BATCH_BYTES, encoded_size
 
 _BATCH_OVERHEAD: Final = len('{"batch":[]}')
 MAX_OPS_PER_REQUEST: Final = 1000

@@ -2,13 +2,13 @@
 
 Order of work, and why:
   1. read each body; one this version cannot read is dead-lettered untouched (`verdicts`);
-  2. pre-send fates for the whole batch at once: who each op is for (`dodo_cio.identity`), whether
-     it fits Customer.io's limits, whether newer state was already applied (`dodo_cio.state`);
+  2. pre-send fates for the whole batch at once: who each op is for (`dodo_cio.state.identity`), whether
+     it fits Customer.io's limits, whether newer state was already applied (`dodo_cio.state.table`);
   3. the ops still to send, packed into few requests (`planning`), paced (`pacing`), sent through
      the same `TrackClient` and classification as the ingest path;
   4. one verdict per message from its ops' fates (`verdicts`), recorded on SQS.
 
-Time: the invocation runs to its deadline (`dodo_cio.deadline`) less `Settings.answer_reserve`. A
+Time: the invocation runs to its deadline (`dodo_cio.platform.deadline`) less `Settings.answer_reserve`. A
 Customer.io request is started only while its whole timeout still fits before the time kept to
 record verdicts, and a verdict that needs SQS only while its calls still fit. A message that did
 not get its turn is deferred: reported as a batch item failure with no SQS call and no verdict,
@@ -24,18 +24,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from dodo_cio import deadline
-from dodo_cio.backoff import BackoffPolicy
-from dodo_cio.config import ConfigError, SecretStore, Settings
-from dodo_cio.customerio import OpResult, email_change_refusals
-from dodo_cio.destination import TRACK_LIMITS, ApiLimits, DeliveryClients
-from dodo_cio.identity import Known, Resolver, needs_resolution
-from dodo_cio.limits import fit_op
-from dodo_cio.parking import ParkedDelivery, ParkedFormatError
+from dodo_cio.configuration.settings import SecretStore, Settings
+from dodo_cio.delivery.backoff import BackoffPolicy
+from dodo_cio.delivery.destination import TRACK_LIMITS, ApiLimits, DeliveryClients
+from dodo_cio.delivery.parking import ParkedDelivery, ParkedFormatError
+from dodo_cio.delivery.track import OpResult, email_change_refusals
+from dodo_cio.mapping.limits import fit_op
+from dodo_cio.platform import deadline
+from dodo_cio.platform.env import ConfigError
+from dodo_cio.platform.telemetry import Log, Metrics
 from dodo_cio.retry.pacing import RateLimiter
 from dodo_cio.retry.planning import OpFate, Sender, plan_requests, send_with_split
 from dodo_cio.retry.verdicts import VERDICT_CALLS, MessageOutcome, Queues, Sqs, SqsRecord, Verdicts, summarise
-from dodo_cio.state import (
+from dodo_cio.state.identity import Known, Resolver, needs_resolution
+from dodo_cio.state.table import (
     StateRejected,
     StateTable,
     StateUnavailable,
@@ -44,7 +46,6 @@ from dodo_cio.state import (
     plan_for,
     state_claim,
 )
-from dodo_cio.telemetry import Log, Metrics
 
 _VERDICT_METRICS: Final = {
     "delivered": "RetryDelivered",
@@ -84,8 +85,8 @@ class RetryProcessor:
         """Pre-decided fates: who each op is for, whether it fits, whether newer state was applied.
 
         Per batch, not per op: one directory read for the ops that still need their person
-        (`dodo_cio.identity`), then one transaction that moves every piece of state forward
-        (`dodo_cio.state`); a stale identify counts as done, one that could not be checked waits.
+        (`dodo_cio.state.identity`), then one transaction that moves every piece of state forward
+        (`dodo_cio.state.table`); a stale identify counts as done, one that could not be checked waits.
         Ops are fitted to Customer.io's limits here too, since a parked op may have been resolved
         only now.
         """
@@ -227,7 +228,7 @@ class RetryService:
     limiter: RateLimiter | None = None
     state: StateTable | None = None
     resolver: Resolver | None = None
-    monotonic: Callable[[], float] = time.monotonic  # the deadlines' clock (dodo_cio.deadline); tests drive it
+    monotonic: Callable[[], float] = time.monotonic  # the deadlines' clock (dodo_cio.platform.deadline); tests drive it
     _clients: DeliveryClients | None = field(default=None, init=False)
     _requests: int = field(default=0, init=False)
     _processor: RetryProcessor | None = field(default=None, init=False)

@@ -23,8 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal, Protocol, TypedDict
 
-from dodo_cio.backoff import BackoffPolicy
-from dodo_cio.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.backoff import BackoffPolicy
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
 from dodo_cio.retry.planning import OpFate
 
 Verdict = Literal["delivered", "retry", "repark", "dead_letter"]
