@@ -24,3 +24,18 @@ def pytest_configure(config: pytest.Config) -> None:
     from dodo_cio_local import local_dynamodb
 
     local_dynamodb.install()
+    _share_botocore_loader()
+
+
+def _share_botocore_loader() -> None:
+    """One botocore data loader for every session the tests make.
+
+    Each fixture builds fresh boto3 clients (under a fresh moto), and every new session parsed the
+    services' JSON models again: about a quarter of an integration test's setup. The loader only
+    reads botocore's own data files, so sharing it changes no behaviour, only the time.
+    """
+    import functools
+
+    import botocore.session
+
+    botocore.session.create_loader = functools.cache(botocore.session.create_loader)  # type: ignore[assignment]

@@ -22,7 +22,6 @@ from dodo_cio.mapping.mapper import (
 )
 from dodo_cio_cli.backfill import Backfill, BackfillOptions, format_summary
 from dodo_cio_cli.backfill_source import (
-    DEFAULT_API_KEY_ENV,
     DEFAULT_STATE_FILE,
     DEFAULT_STATUSES,
     DODO_API_KEY_PARAMETER,
@@ -46,28 +45,25 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dodo_cio_cli import options  # noqa: PLC0415
     from dodo_cio_cli.api_choice import add_api_options  # noqa: PLC0415
 
-    parser.add_argument(
-        "--stack",
-        help="CloudFormation stack name: SSM path, Customer.io API, region/URL and identifier from its parameters",
+    options.add(
+        parser,
+        "stack",
+        "region",
+        "ssm_path",
+        "api_key_env",
+        "environment",
+        "base_url",
+        help={
+            "stack": "CloudFormation stack name: SSM path, Customer.io API, region/URL and identifier from its "
+            "parameters",
+            "api_key_env": "environment variable holding the Dodo API key (default %(default)s); when it is unset "
+            f"the key is read from SSM <path>/{DODO_API_KEY_PARAMETER} (with --stack or --ssm-path)",
+            "environment": "which Dodo Payments API to read (default %(default)s)",
+        },
     )
-    parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
-    parser.add_argument("--ssm-path", help="SSM path of the secrets (default: the stack's SsmParameterPath)")
-    parser.add_argument(
-        "--api-key-env",
-        default=DEFAULT_API_KEY_ENV,
-        metavar="NAME",
-        help="environment variable holding the Dodo API key (default %(default)s); when it is unset the key "
-        f"is read from SSM <path>/{DODO_API_KEY_PARAMETER} (with --stack or --ssm-path)",
-    )
-    parser.add_argument(
-        "--environment",
-        choices=("live_mode", "test_mode"),
-        default="live_mode",
-        help="which Dodo Payments API to read (default %(default)s)",
-    )
-    parser.add_argument("--base-url", help="Dodo API base URL instead of --environment (a proxy or a local fake)")
     parser.add_argument(
         "--dodo-retries",
         type=int,
@@ -87,17 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also send one subscription.<status> event per subscription (attribute backfill=true, dedup id "
         "from backfill:<subscription_id>); off by default: identify only",
     )
-    parser.add_argument(
-        "--identifier",
-        help="customer_id | email | metadata:<key>; must match the bridge's (default: the stack's "
-        "CustomerioIdentifier, else $CUSTOMERIO_IDENTIFIER, else customer_id)",
-    )
-    parser.add_argument(
-        "--region-cio",
-        choices=("us", "eu"),
-        help="Customer.io region (default: the stack's CustomerioRegion, else $CUSTOMERIO_REGION, else us)",
-    )
-    parser.add_argument("--track-url", help="Customer.io Track base URL override (default: the stack's, if any)")
+    options.add(parser, "identifier", "region_cio", "track_url")
     add_api_options(parser, url_env=True)
     parser.add_argument(
         "--customize",

@@ -289,20 +289,29 @@ def check_queues(sqs: SQSClient, outputs: Mapping[str, str], *, stack: str = "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dodo_cio_cli.api_choice import add_api_options  # noqa: PLC0415 - beside its siblings' options
+    from dodo_cio_cli import options  # noqa: PLC0415 - beside its siblings' options
+    from dodo_cio_cli.api_choice import add_api_options  # noqa: PLC0415
 
-    parser.add_argument("--stack", help="CloudFormation stack name: read the settings from its parameters and outputs")
-    parser.add_argument("--region", help="AWS region (default: your AWS configuration)")
-    parser.add_argument("--ssm-path", help="SSM path of the secrets (default: the stack's SsmParameterPath)")
-    parser.add_argument(
-        "--region-cio", choices=("us", "eu"), help="Customer.io region (default: the stack's CustomerioRegion, else us)"
+    options.add(
+        parser,
+        "stack",
+        "region",
+        "ssm_path",
+        "region_cio",
+        "track_url",
+        help={
+            "stack": "CloudFormation stack name: read the settings from its parameters and outputs",
+            "region_cio": "Customer.io region (default: the stack's CustomerioRegion, else us)",
+        },
     )
-    parser.add_argument("--track-url", help="Customer.io Track base URL override (default: the stack's, if any)")
     add_api_options(parser)
-    parser.add_argument(
-        "--identifier",
-        help="customer_id | email | metadata:<key>, to tell whether the Dodo API key is needed (default: the "
-        "stack's CustomerioIdentifier, else $CUSTOMERIO_IDENTIFIER, else customer_id)",
+    options.add(
+        parser,
+        "identifier",
+        help={
+            "identifier": "customer_id | email | metadata:<key>, to tell whether the Dodo API key is needed "
+            "(default: the stack's CustomerioIdentifier, else $CUSTOMERIO_IDENTIFIER, else customer_id)"
+        },
     )
     parser.add_argument(
         "--contact-fields",
@@ -310,7 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="who owns the person's email (default: the stack's CustomerioContactFields, else "
         "$CUSTOMERIO_CONTACT_FIELDS, else auto)",
     )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    options.add(parser, "json")
 
 
 # -- the whole run ----------------------------------------------------------------------------------

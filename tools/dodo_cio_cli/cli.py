@@ -10,9 +10,12 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+
+from dodo_cio_cli import options
 
 if TYPE_CHECKING:
     from dodo_cio_cli.local_target import LocalTarget
@@ -714,63 +717,183 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     return backfill_command.command(args, _aws)
 
 
-def _add_check_and_backfill(sub: Any) -> None:
-    """`check` and `backfill`: their options live beside their code."""
+def _args_check(p: argparse.ArgumentParser) -> None:
+    from dodo_cio_cli import check as check_module  # noqa: PLC0415 - its options live beside its code
+
+    check_module.add_arguments(p)
+    local_options(p, "a running `make run`: its emulated SSM and queues, and the Customer.io it delivers to")
+
+
+def _args_backfill(p: argparse.ArgumentParser) -> None:
     from dodo_cio_cli import backfill_command  # noqa: PLC0415 - stdlib and dodo_cio only at import time
-    from dodo_cio_cli import check as check_module  # noqa: PLC0415
 
-    check = sub.add_parser(
-        "check",
-        help="verify a deployment's configuration: SSM secrets, Customer.io credentials and region, queues",
-        description="Check that the SSM parameters exist and decrypt, the webhook secret is well-formed, the "
-        "Customer.io credentials of the chosen API (--api, else the stack's CustomerioApi) are accepted and "
-        "belong to the configured region and, with --stack, that the queues exist and the dead-letter queue is "
-        "empty. Track: the site id and API key, by GET /api/v1/accounts/region. Pipelines: only the key in "
-        "<path>/customerio-pipelines-api-key, by POST /batch with an empty batch in strict mode, which carries "
-        "no call and so creates nothing (a made-up key must then be refused, or the check says it cannot tell). "
-        "Prints ok/FAIL per check with a hint. Exit 0 when all pass, 1 on any FAIL, 2 on usage errors or when "
-        "your AWS credentials cannot read what is checked.",
-    )
-    check_module.add_arguments(check)
-    local_options(check, "a running `make run`: its emulated SSM and queues, and the Customer.io it delivers to")
-    check.set_defaults(func=_cmd_check)
-
-    backfill_parser = sub.add_parser(
-        "backfill",
-        help="send existing Dodo customers and live subscriptions to Customer.io (identify; resumable)",
-        description="Read customers and subscriptions from the Dodo Payments API, map them with the bridge's "
-        "mapping (identify only unless --events) and send them with the bridge's client for its Customer.io API "
-        "(--api, else the stack's CustomerioApi): /api/v2/batch requests to Track, or strict-mode calls to "
-        "Pipelines, within that API's limits. Progress is saved after each page in --state; run the same "
-        "command again to resume. Try "
-        "--dry-run first. Exit 0 when everything was delivered, 1 when some objects were rejected or the run "
-        "stopped early (rerun to resume), 2 on usage or credential errors.",
-    )
-    backfill_command.add_arguments(backfill_parser)
-    backfill_parser.set_defaults(func=_cmd_backfill)
+    backfill_command.add_arguments(p)
 
 
-def local_options(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument("--local", action="store_true", help=f"use {what}")
+def _args_setup(p: argparse.ArgumentParser) -> None:
+    aws_options(p)
+    options.add(p, "dry_run", help={"dry_run": "read everything and say what would change; change nothing"})
     p.add_argument(
-        "--local-url",
-        metavar="URL",
-        help="where that local run listens (implies --local; default: $DODO_CIO_LOCAL_URL, else http://127.0.0.1:3000)",
+        "--rate-limit",
+        type=int,
+        metavar="N",
+        help="webhooks a second Dodo may send (default: CustomerioRequestsPerSecond x CustomerioIngestShare, "
+        "at most ApiThrottlingRateLimit)",
+    )
+    options.add(
+        p,
+        "url",
+        "environment",
+        "base_url",
+        "api_key_env",
+        help={
+            "url": "webhook endpoint to register (default: the stack's WebhookUrl, or --local's)",
+            "environment": "Dodo API (default: the stack's DodoApiMode)",
+            "api_key_env": "environment variable holding the Dodo API key (default %(default)s; else SSM "
+            "<path>/dodo-api-key, else asked)",
+        },
+        environment=None,
     )
 
 
-def aws_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stack", help="CloudFormation stack name: read queue URLs/ARNs from its outputs")
-    p.add_argument("--region", help="AWS region (default: your AWS configuration)")
-    local_options(p, "the queues (and function) of a running `make run` instead of AWS")
+def _args_trace(p: argparse.ArgumentParser) -> None:
+    aws_options(p)
+    p.add_argument("subject", metavar="ID", help="customer_id, payment_id, subscription_id, webhook_id or email")
+    p.add_argument(
+        "--since", type=float, default=7, metavar="DAYS", help="how far back the log query goes (default %(default)s)"
+    )
+    options.add(p, "json")
 
 
-def _add_setup_command(sub: Any) -> None:
-    """`setup`: Dodo's endpoint, the secrets in SSM, then proof."""
-    setup = sub.add_parser(
+def _args_reconcile(p: argparse.ArgumentParser) -> None:
+    aws_options(p)
+    p.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="first day, UTC")
+    p.add_argument("--until", metavar="YYYY-MM-DD", help="last day, UTC (default: today)")
+    options.add(p, "state_table", "environment", "base_url", "api_key_env", "json")
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="send each missing object, fetched whole from Dodo, through the bridge's endpoint as its webhook "
+        "(signed now, with a webhook id derived from the object: a second --fix is answered, not counted again)",
+    )
+    options.add(p, "url", help={"url": "webhook endpoint for --fix (default: the stack's WebhookUrl, or --local's)"})
+
+
+def _args_dlq(p: argparse.ArgumentParser) -> None:
+    aws_options(p)
+    options.add(p, "queue_url", "quarantine_url")
+    p.add_argument("--limit", type=int, help=f"at most this many messages (default {DLQ_LIMIT})")
+    options.add(p, "json")
+    p.add_argument(
+        "--export",
+        metavar="FILE",
+        help="instead of listing, write every message of both queues whole (body, attributes, queue), one JSON "
+        "object per line, to FILE (created mode 0600: it holds customer emails); the messages stay queued",
+    )
+    p.add_argument("--force", action="store_true", help="with --export: overwrite FILE if it exists")
+
+
+def _args_restore(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="a file written by dodo-cio dlq --export")
+    aws_options(p)
+    options.add(
+        p,
+        "queue_url",
+        "quarantine_url",
+        "dry_run",
+        help={"dry_run": "check every line and say what would be sent; send nothing"},
+    )
+
+
+def _args_redrive(p: argparse.ArgumentParser) -> None:
+    aws_options(p)
+    p.add_argument("--dlq-arn", help="dead-letter queue ARN (instead of --stack)")
+    p.add_argument("--to-arn", help="retry queue ARN (instead of --stack)")
+    p.add_argument("--rate", type=int, help="messages per second, 1-500 (default: as fast as SQS allows)")
+    p.add_argument("--status", action="store_true", help="show running and recent redrives instead")
+    p.add_argument("--cancel", metavar="TASK_HANDLE", help="cancel a running p")
+
+
+def _args_replay(p: argparse.ArgumentParser) -> None:
+    aws_options(p)
+    p.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
+    p.add_argument("--url", help=f"webhook endpoint (default: the stack's WebhookUrl, else {DEFAULT_URL})")
+    options.add(
+        p,
+        "webhook_id",
+        "secret",
+        "ssm_path",
+        help={
+            "webhook_id": "the original webhook-id (keeps the event id derived from it)",
+            "secret": "webhook secret (default: $DODO_WEBHOOK_SECRET, else read from SSM; --local: its SSM)",
+        },
+    )
+
+
+def _args_reprocess(p: argparse.ArgumentParser) -> None:
+    aws_options(p)
+    p.add_argument("--queue-url", help="quarantine queue URL (instead of --stack)")
+    p.add_argument("--function", help="ingest function name or ARN (instead of --stack)")
+    p.add_argument("--limit", type=int, default=100, help="at most this many messages (default %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be sent; invoke and delete nothing")
+
+
+def _args_send(p: argparse.ArgumentParser) -> None:
+    p.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
+    p.add_argument("--url", default=DEFAULT_URL, help="webhook endpoint (default %(default)s)")
+    options.add(p, "secret", "webhook_id", "timestamp")
+    p.add_argument(
+        "--header",
+        action="append",
+        metavar="NAME:VALUE",
+        help="extra or overriding request header (repeatable)",
+    )
+    local_options(p, "the local run's webhook URL and its webhook secret (no --secret needed)")
+
+
+def _args_event(p: argparse.ArgumentParser) -> None:
+    p.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
+    options.add(p, "secret", "timestamp", "webhook_id")
+    p.add_argument(
+        "--base64", action="store_true", help="base64-encode the body (isBase64Encoded), as for binary bodies"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: its name, one-line help, description, what runs it and which options it takes."""
+
+    name: str
+    help: str
+    description: str
+    run: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None]
+
+
+# In the order `dodo-cio --help` lists them.
+COMMANDS: Final = (
+    Command(
+        "send",
+        "sign a Dodo webhook body and POST it",
+        "Sign BODY_FILE like Dodo does (Standard Webhooks) and POST it. Exit 0 on 2xx, "
+        "1 on another HTTP answer, 2 on usage or connection errors.",
+        _cmd_send,
+        _args_send,
+    ),
+    Command(
+        "event",
+        "print an API Gateway HTTP API v2 event for `sam local invoke -e`",
+        "Print an API Gateway HTTP API (payload 2.0) event carrying BODY_FILE, freshly "
+        "signed. Signatures are valid for 5 minutes around --timestamp, so regenerate stored events "
+        "before invoking: dodo-cio event events/dodo/payment.succeeded.json --secret whsec_... "
+        "> /tmp/ev.json",
+        _cmd_event,
+        _args_event,
+    ),
+    Command(
         "setup",
-        help="register the bridge with Dodo and store its secrets in SSM, then check and prove it (re-runnable)",
-        description="Creates (or updates only what differs in) the Dodo webhook endpoint for the stack's WebhookUrl: "
+        "register the bridge with Dodo and store its secrets in SSM, then check and prove it (re-runnable)",
+        "Creates (or updates only what differs in) the Dodo webhook endpoint for the stack's WebhookUrl: "
         "the event types the mapping sends, and a rate limit that fits the Customer.io budget. Stores its "
         "signing secret and the Customer.io keys of the stack's API (from CUSTOMERIO_SITE_ID, CUSTOMERIO_API_KEY "
         "or CUSTOMERIO_PIPELINES_API_KEY, else kept from SSM, else asked without echo) as SecureStrings under the "
@@ -778,118 +901,25 @@ def _add_setup_command(sub: Any) -> None:
         "`dodo-cio check` and sends one signed payout.created, which the bridge verifies and acknowledges "
         "without touching Customer.io. Never prints a secret. Exit 0 when all is set and proven, 1 when the "
         "check or the test webhook failed, 2 on usage, credential or AWS errors.",
-    )
-    aws_options(setup)
-    setup.add_argument(
-        "--dry-run", action="store_true", help="read everything and say what would change; change nothing"
-    )
-    setup.add_argument(
-        "--rate-limit",
-        type=int,
-        metavar="N",
-        help="webhooks a second Dodo may send (default: CustomerioRequestsPerSecond x CustomerioIngestShare, "
-        "at most ApiThrottlingRateLimit)",
-    )
-    setup.add_argument("--url", help="webhook endpoint to register (default: the stack's WebhookUrl, or --local's)")
-    setup.add_argument(
-        "--environment", choices=("live_mode", "test_mode"), help="Dodo API (default: the stack's DodoApiMode)"
-    )
-    setup.add_argument("--base-url", help="Dodo API base URL instead of --environment (a proxy; --local: the stand-in)")
-    setup.add_argument(
-        "--api-key-env",
-        default="DODO_PAYMENTS_API_KEY",
-        metavar="NAME",
-        help="environment variable holding the Dodo API key (default %(default)s; else SSM <path>/dodo-api-key, "
-        "else asked)",
-    )
-    setup.set_defaults(func=_cmd_setup)
-
-
-def _add_investigation_commands(sub: Any) -> None:
-    """`trace` and `reconcile`: what the bridge knows about one id, and what it never received."""
-    trace = sub.add_parser(
-        "trace",
-        help="everything the bridge knows about a customer, payment, subscription, webhook or email, in time order",
-        description="Why didn't she get the email? Reads the state table (the customer's directory entry, when "
-        "each piece of their profile was written, their commercial summary; a payment's customer; a webhook id's "
-        "answer), the retry, dead-letter and quarantine queues (peeked, left in place) and, on AWS, both "
-        "functions' log lines through CloudWatch Logs Insights, and prints what it finds in time order. An email "
-        "is matched against queued ops only: the bridge never logs one. Exit 0 when something was found, 1 "
-        "when nothing was, 2 on usage or AWS errors.",
-    )
-    aws_options(trace)
-    trace.add_argument("subject", metavar="ID", help="customer_id, payment_id, subscription_id, webhook_id or email")
-    trace.add_argument(
-        "--since", type=float, default=7, metavar="DAYS", help="how far back the log query goes (default %(default)s)"
-    )
-    trace.add_argument("--json", action="store_true", help="the same as JSON, for machines")
-    trace.set_defaults(func=_cmd_trace)
-
-    reconcile = sub.add_parser(
-        "reconcile",
-        help="compare what Dodo holds for a period with what reached the bridge; exit 1 if anything is missing",
-        description="Lists Dodo's payments, refunds, disputes and subscriptions created in --since..--until "
-        "(the SDK's list calls) and checks each against the bridge's receipts in the state table (kept "
-        "ReceiptRetentionDays): missing when the webhook its state implies never arrived, stuck when it waits on "
-        "the retry queue or was dead-lettered or quarantined. Exit 0 when nothing is missing or stuck, 1 "
-        "otherwise, 2 on usage or credential errors.",
-    )
-    aws_options(reconcile)
-    reconcile.add_argument("--since", required=True, metavar="YYYY-MM-DD", help="first day, UTC")
-    reconcile.add_argument("--until", metavar="YYYY-MM-DD", help="last day, UTC (default: today)")
-    reconcile.add_argument("--state-table", metavar="NAME", help="the state table (default: the stack's output)")
-    reconcile.add_argument(
-        "--environment", choices=("live_mode", "test_mode"), default="live_mode", help="Dodo API (%(default)s)"
-    )
-    reconcile.add_argument("--base-url", help="Dodo API base URL instead of --environment (a proxy or a fake)")
-    reconcile.add_argument(
-        "--api-key-env",
-        default="DODO_PAYMENTS_API_KEY",
-        metavar="NAME",
-        help="environment variable holding the Dodo API key (default %(default)s; else SSM <path>/dodo-api-key)",
-    )
-    reconcile.add_argument("--json", action="store_true", help="the report as JSON")
-    reconcile.add_argument(
-        "--fix",
-        action="store_true",
-        help="send each missing object, fetched whole from Dodo, through the bridge's endpoint as its webhook "
-        "(signed now, with a webhook id derived from the object: a second --fix is answered, not counted again)",
-    )
-    reconcile.add_argument("--url", help="webhook endpoint for --fix (default: the stack's WebhookUrl, or --local's)")
-    reconcile.set_defaults(func=_cmd_reconcile)
-
-
-def _add_operator_commands(sub: Any) -> None:
-    """`dlq`, `restore`, `redrive`, `replay`, `reprocess`: against a stack (--stack), explicit resources, or --local."""
-
-    dlq = sub.add_parser(
+        _cmd_setup,
+        _args_setup,
+    ),
+    Command(
         "dlq",
-        help="list the dead-letter queue and the quarantined webhooks, with their reasons (never emails)",
-        description="Peek at dead-lettered deliveries (type, customer id, kind, reason, age) and at "
+        "list the dead-letter queue and the quarantined webhooks, with their reasons (never emails)",
+        "Peek at dead-lettered deliveries (type, customer id, kind, reason, age) and at "
         "quarantined webhooks (signed by Dodo but unreadable to this version: webhook id, type, "
         "received time, validation error) without consuming them. Listing briefly hides each "
         "message and bumps its receive count, which is harmless on both queues. With --export FILE, "
         "write the messages themselves, whole, to FILE instead, to keep them past SQS's 14 days "
         "(dodo-cio restore FILE sends them back); exit 1 when SQS counted more messages than were written.",
-    )
-    aws_options(dlq)
-    dlq.add_argument("--queue-url", help="dead-letter queue URL (instead of --stack)")
-    dlq.add_argument("--quarantine-url", help="quarantine queue URL (default: the stack's QuarantineQueueUrl)")
-    dlq.add_argument("--limit", type=int, help=f"at most this many messages (default {DLQ_LIMIT})")
-    dlq.add_argument("--json", action="store_true", help="machine-readable output")
-    dlq.add_argument(
-        "--export",
-        metavar="FILE",
-        help="instead of listing, write every message of both queues whole (body, attributes, queue), one JSON "
-        "object per line, to FILE (created mode 0600: it holds customer emails); the messages stay queued",
-    )
-    dlq.add_argument("--force", action="store_true", help="with --export: overwrite FILE if it exists")
-    dlq.set_defaults(func=_cmd_dlq)
-
-    restore = sub.add_parser(
+        _cmd_dlq,
+        _args_dlq,
+    ),
+    Command(
         "restore",
-        help="send the messages of a `dlq --export` file back onto their queues (fresh 14 days)",
-        description="Read FILE (written by dodo-cio dlq --export) and send each message back to the queue it "
+        "send the messages of a `dlq --export` file back onto their queues (fresh 14 days)",
+        "Read FILE (written by dodo-cio dlq --export) and send each message back to the queue it "
         "came from, as a new message with its body and message attributes unchanged, so redrive and reprocess "
         "apply to it again. Every line is checked first: a line that is not an export line, whose body "
         "changed, or that does not read as a parked delivery / quarantined webhook is reported with its line "
@@ -897,67 +927,93 @@ def _add_operator_commands(sub: Any) -> None:
         "either (reprocess would refuse it); replay its body instead. A message already on its queue is "
         "skipped, so a restore can be run again. Exit 0 when every line was restored or skipped, 1 when some "
         "were not restored, 2 on usage or AWS errors.",
-    )
-    restore.add_argument("file", metavar="FILE", help="a file written by dodo-cio dlq --export")
-    aws_options(restore)
-    restore.add_argument("--queue-url", help="dead-letter queue URL (instead of --stack)")
-    restore.add_argument("--quarantine-url", help="quarantine queue URL (default: the stack's QuarantineQueueUrl)")
-    restore.add_argument(
-        "--dry-run", action="store_true", help="check every line and say what would be sent; send nothing"
-    )
-    restore.set_defaults(func=_cmd_restore)
-
-    redrive = sub.add_parser(
+        _cmd_restore,
+        _args_restore,
+    ),
+    Command(
         "redrive",
-        help="move dead-lettered deliveries back to the retry queue (after fixing the cause)",
-        description="Start an SQS message move task from the DLQ to the retry queue at a chosen rate "
+        "move dead-lettered deliveries back to the retry queue (after fixing the cause)",
+        "Start an SQS message move task from the DLQ to the retry queue at a chosen rate "
         "(with --local: move them by receive/send/delete, as moto has no move tasks). "
         "Fix the cause first: a delivery past its retry horizon that fails again goes straight back.",
-    )
-    aws_options(redrive)
-    redrive.add_argument("--dlq-arn", help="dead-letter queue ARN (instead of --stack)")
-    redrive.add_argument("--to-arn", help="retry queue ARN (instead of --stack)")
-    redrive.add_argument("--rate", type=int, help="messages per second, 1-500 (default: as fast as SQS allows)")
-    redrive.add_argument("--status", action="store_true", help="show running and recent redrives instead")
-    redrive.add_argument("--cancel", metavar="TASK_HANDLE", help="cancel a running redrive")
-    redrive.set_defaults(func=_cmd_redrive)
-
-    replay = sub.add_parser(
+        _cmd_redrive,
+        _args_redrive,
+    ),
+    Command(
         "replay",
-        help="send a saved Dodo webhook body through the bridge again (signed now)",
-        description="Sign BODY_FILE now and POST it to the bridge, through the same path as a Dodo "
+        "send a saved Dodo webhook body through the bridge again (signed now)",
+        "Sign BODY_FILE now and POST it to the bridge, through the same path as a Dodo "
         "delivery. The bridge maps and delivers it with the Customer.io API it is deployed with "
         "(CustomerioApi: track or pipelines), so replay works the same for both and takes no --api. "
         "Pass the original --webhook-id: the event keeps the id derived from it (Track's event id, which "
         "Customer.io documents as deduplicated; Pipelines' messageId, for which its spec documents no "
         "deduplication). Exit 0 on 2xx, 1 on another HTTP answer, 2 on usage or connection errors.",
-    )
-    aws_options(replay)
-    replay.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
-    replay.add_argument("--url", help=f"webhook endpoint (default: the stack's WebhookUrl, else {DEFAULT_URL})")
-    replay.add_argument("--webhook-id", help="the original webhook-id (keeps the event id derived from it)")
-    replay.add_argument(
-        "--secret", help="webhook secret (default: $DODO_WEBHOOK_SECRET, else read from SSM; --local: its SSM)"
-    )
-    replay.add_argument("--ssm-path", help="SSM path holding webhook-secret (default: the stack's parameter)")
-    replay.set_defaults(func=_cmd_replay)
-
-    reprocess = sub.add_parser(
+        _cmd_replay,
+        _args_replay,
+    ),
+    Command(
         "reprocess",
-        help="put quarantined webhooks back through the ingest function (after an upgrade)",
-        description="Receive quarantined webhooks and invoke the ingest function directly with each "
+        "put quarantined webhooks back through the ingest function (after an upgrade)",
+        "Receive quarantined webhooks and invoke the ingest function directly with each "
         "(lambda:InvokeFunction, RequestResponse). The function verifies the kept signature against "
         "the current webhook secret(s), without the 5-minute window, and runs the current mapping. "
         "A message is deleted only when the function answers 2xx; a 422 (still unreadable), 401 "
         "(signature no longer verifies) or 409/5xx (try later) leaves it on the queue. Exit 0 when "
         "none stayed, 1 when some did, 2 on usage or AWS errors.",
-    )
-    aws_options(reprocess)
-    reprocess.add_argument("--queue-url", help="quarantine queue URL (instead of --stack)")
-    reprocess.add_argument("--function", help="ingest function name or ARN (instead of --stack)")
-    reprocess.add_argument("--limit", type=int, default=100, help="at most this many messages (default %(default)s)")
-    reprocess.add_argument("--dry-run", action="store_true", help="list what would be sent; invoke and delete nothing")
-    reprocess.set_defaults(func=_cmd_reprocess)
+        _cmd_reprocess,
+        _args_reprocess,
+    ),
+    Command(
+        "trace",
+        "everything the bridge knows about a customer, payment, subscription, webhook or email, in time order",
+        "Why didn't she get the email? Reads the state table (the customer's directory entry, when "
+        "each piece of their profile was written, their commercial summary; a payment's customer; a webhook id's "
+        "answer), the retry, dead-letter and quarantine queues (peeked, left in place) and, on AWS, both "
+        "functions' log lines through CloudWatch Logs Insights, and prints what it finds in time order. An email "
+        "is matched against queued ops only: the bridge never logs one. Exit 0 when something was found, 1 "
+        "when nothing was, 2 on usage or AWS errors.",
+        _cmd_trace,
+        _args_trace,
+    ),
+    Command(
+        "reconcile",
+        "compare what Dodo holds for a period with what reached the bridge; exit 1 if anything is missing",
+        "Lists Dodo's payments, refunds, disputes and subscriptions created in --since..--until "
+        "(the SDK's list calls) and checks each against the bridge's receipts in the state table (kept "
+        "ReceiptRetentionDays): missing when the webhook its state implies never arrived, stuck when it waits on "
+        "the retry queue or was dead-lettered or quarantined. Exit 0 when nothing is missing or stuck, 1 "
+        "otherwise, 2 on usage or credential errors.",
+        _cmd_reconcile,
+        _args_reconcile,
+    ),
+    Command(
+        "check",
+        "verify a deployment's configuration: SSM secrets, Customer.io credentials and region, queues",
+        "Check that the SSM parameters exist and decrypt, the webhook secret is well-formed, the "
+        "Customer.io credentials of the chosen API (--api, else the stack's CustomerioApi) are accepted and "
+        "belong to the configured region and, with --stack, that the queues exist and the dead-letter queue is "
+        "empty. Track: the site id and API key, by GET /api/v1/accounts/region. Pipelines: only the key in "
+        "<path>/customerio-pipelines-api-key, by POST /batch with an empty batch in strict mode, which carries "
+        "no call and so creates nothing (a made-up key must then be refused, or the check says it cannot tell). "
+        "Prints ok/FAIL per check with a hint. Exit 0 when all pass, 1 on any FAIL, 2 on usage errors or when "
+        "your AWS credentials cannot read what is checked.",
+        _cmd_check,
+        _args_check,
+    ),
+    Command(
+        "backfill",
+        "send existing Dodo customers and live subscriptions to Customer.io (identify; resumable)",
+        "Read customers and subscriptions from the Dodo Payments API, map them with the bridge's "
+        "mapping (identify only unless --events) and send them with the bridge's client for its Customer.io API "
+        "(--api, else the stack's CustomerioApi): /api/v2/batch requests to Track, or strict-mode calls to "
+        "Pipelines, within that API's limits. Progress is saved after each page in --state; run the same "
+        "command again to resume. Try "
+        "--dry-run first. Exit 0 when everything was delivered, 1 when some objects were rejected or the run "
+        "stopped early (rerun to resume), 2 on usage or credential errors.",
+        _cmd_backfill,
+        _args_backfill,
+    ),
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -965,49 +1021,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="dodo-cio", description="Developer tools for the Dodo Payments -> Customer.io bridge."
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    send = sub.add_parser(
-        "send",
-        help="sign a Dodo webhook body and POST it",
-        description="Sign BODY_FILE like Dodo does (Standard Webhooks) and POST it. Exit 0 on 2xx, "
-        "1 on another HTTP answer, 2 on usage or connection errors.",
-    )
-    send.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
-    send.add_argument("--url", default=DEFAULT_URL, help="webhook endpoint (default %(default)s)")
-    send.add_argument("--secret", help="webhook secret whsec_... (default: $DODO_WEBHOOK_SECRET)")
-    send.add_argument("--webhook-id", help="webhook-id header (default: a fresh msg_... id)")
-    send.add_argument("--timestamp", type=int, help="webhook-timestamp, Unix seconds (default: now)")
-    send.add_argument(
-        "--header",
-        action="append",
-        metavar="NAME:VALUE",
-        help="extra or overriding request header (repeatable)",
-    )
-    local_options(send, "the local run's webhook URL and its webhook secret (no --secret needed)")
-    send.set_defaults(func=_cmd_send)
-
-    event = sub.add_parser(
-        "event",
-        help="print an API Gateway HTTP API v2 event for `sam local invoke -e`",
-        description="Print an API Gateway HTTP API (payload 2.0) event carrying BODY_FILE, freshly "
-        "signed. Signatures are valid for 5 minutes around --timestamp, so regenerate stored events "
-        "before invoking: dodo-cio event events/dodo/payment.succeeded.json --secret whsec_... "
-        "> /tmp/ev.json",
-    )
-    event.add_argument("body", metavar="BODY_FILE", help="Dodo webhook JSON body, or - for stdin")
-    event.add_argument("--secret", help="webhook secret whsec_... (default: $DODO_WEBHOOK_SECRET)")
-    event.add_argument("--timestamp", type=int, help="webhook-timestamp, Unix seconds (default: now)")
-    event.add_argument("--webhook-id", help="webhook-id header (default: a fresh msg_... id)")
-    event.add_argument(
-        "--base64", action="store_true", help="base64-encode the body (isBase64Encoded), as for binary bodies"
-    )
-    event.set_defaults(func=_cmd_event)
-
-    _add_setup_command(sub)
-    _add_operator_commands(sub)
-    _add_investigation_commands(sub)
-    _add_check_and_backfill(sub)
+    for command in COMMANDS:
+        p = sub.add_parser(command.name, help=command.help, description=command.description)
+        command.arguments(p)
+        p.set_defaults(func=command.run)
     return parser
+
+
+def local_options(p: argparse.ArgumentParser, what: str) -> None:
+    """--local and --local-url, worded for what the command uses of the local run."""
+    options.add(p, "local", "local_url", help={"local": f"use {what}"})
+
+
+def aws_options(p: argparse.ArgumentParser) -> None:
+    options.aws_target(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
+from dodo_cio.state.table import item_int, item_str
 from dodo_cio_cli.aws_calls import OperatorError
 
 LOGS_SINCE_DAYS: Final = 7
@@ -120,7 +121,7 @@ def _state(result: Trace, sources: Sources, subject: str) -> set[str]:
     payment = _get(result, sources, PAYMENT_PREFIX + subject)
     customer_id = subject
     if payment is not None:
-        customer_id = _s(payment, "customer_id") or subject
+        customer_id = item_str(payment, "customer_id") or subject
         result.add(None, "state", f"payment {subject} belongs to customer {customer_id}")
         more.add(customer_id)
     record = _get(result, sources, CUSTOMER_PREFIX + customer_id)
@@ -140,14 +141,14 @@ def _customer_record(result: Trace, customer_id: str, item: Mapping[str, Any], i
     from dodo_cio.state.summary import Ledger  # noqa: PLC0415
     from dodo_cio.state.table import LEDGER_ATTRIBUTE, PIECE_PREFIX  # noqa: PLC0415
 
-    identifiers = _s(item, ident)
+    identifiers = item_str(item, ident)
     if identifiers:
         result.add(None, "state", f"customer {customer_id} is the Customer.io person {identifiers}")
     for name, value in sorted(item.items()):
         if name.startswith(PIECE_PREFIX) and isinstance(value, dict) and "N" in value:
             piece = name[len(PIECE_PREFIX) :]
             result.add(int(value["N"]), "state", f"customer {customer_id}: newest '{piece}' written")
-    ledger = Ledger.loads(_s(item, LEDGER_ATTRIBUTE))
+    ledger = Ledger.loads(item_str(item, LEDGER_ATTRIBUTE))
     if ledger.stamp:
         summary = {k: v for k, v in ledger.attributes().items() if k != "active_subscription_ids"}
         result.add(ledger.stamp, "state", f"customer {customer_id}: summary {json.dumps(summary, sort_keys=True)}")
@@ -174,8 +175,8 @@ def _receipt_record(result: Trace, object_id: str, item: Mapping[str, Any]) -> N
 
 
 def _webhook_record(result: Trace, webhook_id: str, item: Mapping[str, Any]) -> None:
-    status = _s(item, "status") or "?"
-    data = _s(item, "data")
+    status = item_str(item, "status") or "?"
+    data = item_str(item, "data")
     answer = ""
     if data:
         try:
@@ -183,7 +184,7 @@ def _webhook_record(result: Trace, webhook_id: str, item: Mapping[str, Any]) -> 
             answer = f": answered {stored.get('status')} {json.dumps(stored.get('body'), sort_keys=True)}"
         except ValueError:
             answer = ""
-    expires = _n(item, "expiration")
+    expires = item_int(item, "expiration")
     result.add(
         None,
         "state",
@@ -342,17 +343,6 @@ def _insights_time(text: str | None) -> int | None:
         return calendar.timegm(time.strptime(text[:19], "%Y-%m-%d %H:%M:%S"))  # Logs Insights answers in UTC
     except ValueError:
         return None
-
-
-def _s(item: Mapping[str, Any], name: str) -> str | None:
-    value = item.get(name)
-    return value.get("S") if isinstance(value, dict) else None
-
-
-def _n(item: Mapping[str, Any], name: str) -> int | None:
-    value = item.get(name)
-    text = value.get("N") if isinstance(value, dict) else None
-    return int(text) if isinstance(text, str) and text.lstrip("-").isdigit() else None
 
 
 def _utc(at: int) -> str:

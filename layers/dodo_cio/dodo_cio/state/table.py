@@ -230,7 +230,7 @@ class StateTable:
         """One BatchGetItem per 100 keys; a payment's customer is looked up in a second call if needed."""
         payments: dict[str, str] = {}
         for key, item in self._get(PAYMENT_PREFIX + p for p in set(payment_ids)).items():
-            customer_id = _s(item, "customer_id")
+            customer_id = item_str(item, "customer_id")
             if customer_id:
                 payments[key.removeprefix(PAYMENT_PREFIX)] = customer_id
         wanted = set(customer_ids) | set(payments.values())
@@ -239,13 +239,13 @@ class StateTable:
         paid: dict[str, int] = {}
         for key, item in self._get(customer_key(c) for c in wanted).items():
             customer_id = key.removeprefix(CUSTOMER_PREFIX)
-            ident = _identifiers(_s(item, self._ident))
+            ident = _identifiers(item_str(item, self._ident))
             if ident:
                 customers[customer_id] = ident
-            email = _s(item, EMAIL_ATTRIBUTE)
+            email = item_str(item, EMAIL_ATTRIBUTE)
             if email:
                 emails[customer_id] = email
-            paid_at = _n(item, PIECE_PREFIX + PAID_PIECE)
+            paid_at = item_int(item, PIECE_PREFIX + PAID_PIECE)
             if paid_at is not None:
                 paid[customer_id] = paid_at
         return Lookup(customers, payments, emails, paid)
@@ -266,7 +266,7 @@ class StateTable:
             ).get("Item")
         except Exception as exc:
             raise _classified(exc) from exc
-        return _s(item, LEDGER_ATTRIBUTE) if item else None
+        return item_str(item, LEDGER_ATTRIBUTE) if item else None
 
     def _get(self, keys: Iterable[str]) -> dict[str, Mapping[str, Any]]:
         # A key DynamoDB would refuse cannot have been written, so it is not there: asking would
@@ -463,7 +463,7 @@ class StateTable:
         if not update or update.get("ExpressionAttributeNames", {}).get("#i") != self._ident:
             return None
         mine = update["ExpressionAttributeValues"].get(":i", {}).get("S")
-        theirs = _s(old, self._ident)
+        theirs = item_str(old, self._ident)
         return _identifiers(theirs) if theirs and theirs != mine else None
 
     def _items(
@@ -607,7 +607,7 @@ def _ledger_conflict(item: Mapping[str, Any], old: Mapping[str, Any]) -> bool | 
     if update.get("ExpressionAttributeNames", {}).get("#l") != LEDGER_ATTRIBUTE:
         return None
     expected = update["ExpressionAttributeValues"].get(":lold", {}).get("S")
-    return False if _s(old, LEDGER_ATTRIBUTE) != expected else None
+    return False if item_str(old, LEDGER_ATTRIBUTE) != expected else None
 
 
 def _stale_pieces(item: Mapping[str, Any], old: Mapping[str, Any]) -> set[tuple[str, str]]:
@@ -633,12 +633,14 @@ def _chunks(items: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _s(item: Mapping[str, Any], name: str) -> str | None:
+def item_str(item: Mapping[str, Any], name: str) -> str | None:
+    """A string attribute of an item as DynamoDB's client returns it (`{"S": ...}`), or None."""
     value = item.get(name)
     return value.get("S") if isinstance(value, dict) else None
 
 
-def _n(item: Mapping[str, Any], name: str) -> int | None:
+def item_int(item: Mapping[str, Any], name: str) -> int | None:
+    """A whole-number attribute (`{"N": "12"}`), or None when absent or not a whole number."""
     value = item.get(name)
     text = value.get("N") if isinstance(value, dict) else None
     try:
