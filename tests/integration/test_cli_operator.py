@@ -10,31 +10,18 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from dodo_cio.delivery.parking import LastError, ParkedDelivery
 from dodo_cio.receiving.quarantine import REPROCESS_KEY, QuarantinedWebhook, quarantine
 from dodo_cio_cli import cli
 from support.aws import create_quarantine_queue, create_queues
+from support.fake_sqs import parked_body
 
 EMAIL = "maya.fernandes@example.com"
-
-
-def _dead_letter() -> str:
-    return ParkedDelivery(
-        webhook_id="msg_dead",
-        event_type="payment.succeeded",
-        event_time=1_700_000_000,
-        first_seen=1_700_000_005,
-        attempts=3,
-        ops=[{"type": "person", "identifiers": {"id": "cus_1"}, "action": "identify", "attributes": {"email": EMAIL}}],
-        last_error=LastError(kind="permanent", reason="HTTP 400: attributes invalid", status=400, at=1_700_000_100),
-        customer_id="cus_1",
-    ).to_json()
 
 
 def test_dlq_lists_type_customer_and_reason_without_emails(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
     sqs = boto3.client("sqs")
     _, dlq_url = create_queues(sqs)
-    sqs.send_message(QueueUrl=dlq_url, MessageBody=_dead_letter())
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=parked_body("msg_dead", EMAIL))
     assert cli.main(["dlq", "--queue-url", dlq_url]) == 0
     table = capsys.readouterr().out
     assert "payment.succeeded" in table and "cus_1" in table and "HTTP 400" in table
@@ -118,7 +105,7 @@ def test_dlq_lists_quarantined_webhooks_from_the_stack_and_consumes_nothing(
     sqs = boto3.client("sqs")
     _, dlq_url = create_queues(sqs)
     quarantine_url = create_quarantine_queue(sqs)
-    sqs.send_message(QueueUrl=dlq_url, MessageBody=_dead_letter())
+    sqs.send_message(QueueUrl=dlq_url, MessageBody=parked_body("msg_dead", EMAIL))
     quarantine(sqs, quarantine_url, _quarantined("msg_kept"))  # as the ingest function writes it
     sqs.send_message(QueueUrl=quarantine_url, MessageBody="not in the quarantine format")
     cfn = boto3.client("cloudformation")

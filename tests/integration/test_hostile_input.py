@@ -312,7 +312,7 @@ ONE_IN_15 = st.sampled_from([False] * 14 + [True])
 # -- 1. random bytes ---------------------------------------------------------------------------------
 
 
-@_fuzz_settings(120)
+@_fuzz_settings(60)
 @given(
     body=st.one_of(
         st.binary(max_size=2048),
@@ -346,7 +346,7 @@ def test_random_bytes_never_get_a_5xx(bridge, body: bytes, signed: bool, force_b
 # -- 2. random JSON, validly signed ------------------------------------------------------------------
 
 
-@_fuzz_settings(120)
+@_fuzz_settings(60)
 @given(doc=st.one_of(JSON_VALUES, ENVELOPES, NEAR_ENVELOPES), ascii_only=st.booleans())
 def test_random_json_never_gets_a_5xx(bridge, doc: Any, ascii_only: bool) -> None:
     start_example(bridge)
@@ -430,7 +430,7 @@ GARBAGE_IDS = st.one_of(
 ODD_VALID_IDS = st.text(ANY_CHAR, min_size=1, max_size=256).filter(lambda s: s.strip() and encodable(s))
 
 
-@_fuzz_settings(200)
+@_fuzz_settings(100)
 @given(
     mode=st.sampled_from(["random_only", "signature", "timestamp", "webhook_id", "wrong_secret", "odd_but_valid"]),
     data=st.data(),
@@ -755,7 +755,7 @@ def use_container(bridge: Any, monkeypatch: pytest.MonkeyPatch, identifier: str)
     monkeypatch.setattr(bridge.app, "_service", containers[identifier])
 
 
-@_fuzz_settings(300)
+@_fuzz_settings(150)
 @given(
     event_type=st.sampled_from(sorted(events.ALL_TYPES)),
     identifier=st.sampled_from(IDENTIFIERS),

@@ -1,9 +1,43 @@
-"""An in-memory SQS for the retry path's unit tests: what was sent where, and which calls fail."""
+"""In-memory SQS for unit tests: what was sent where and which calls fail (the retry path), a queue the
+peeking commands release again (`Releasing`), and the body of a dead-lettered delivery."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from dodo_cio.delivery.parking import LastError, ParkedDelivery
+
+
+def parked_body(webhook_id: str, email: str, *, reason: str = "HTTP 400: attributes invalid", attempts: int = 3) -> str:
+    """A dead-lettered delivery of a payment.succeeded whose one op holds `email` (which no listing may show)."""
+    return ParkedDelivery(
+        webhook_id=webhook_id,
+        event_type="payment.succeeded",
+        event_time=1_700_000_000,
+        first_seen=1_700_000_005,
+        attempts=attempts,
+        ops=[{"type": "person", "identifiers": {"id": "cus_1"}, "action": "identify", "attributes": {"email": email}}],
+        last_error=LastError(kind="permanent", reason=reason, status=400, at=1_700_000_100),
+        customer_id="cus_1",
+    ).to_json()
+
+
+@dataclass(kw_only=True)
+class Releasing:
+    """What the peeking commands need of a queue: hidden messages shown again by a 0 visibility timeout."""
+
+    hidden: set[str] = field(default_factory=set)
+    released: list[str] = field(default_factory=list)
+
+    def change_message_visibility_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        for entry in Entries:
+            assert entry["VisibilityTimeout"] == 0
+            message_id = entry["ReceiptHandle"].removeprefix("rh-")
+            self.hidden.discard(message_id)
+            self.released.append(message_id)
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
 
 class FakeSqs:

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.delivery.parking import LastError, ParkedDelivery
 from dodo_cio.receiving.quarantine import RERUN_TOLERANCE_SECONDS, QuarantinedWebhook
 from dodo_cio_cli import archive, cli
+from support.fake_sqs import Releasing, parked_body
 
 EMAIL = "ana.souza@example.com"
 DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -28,16 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _parked(webhook_id: str) -> str:
-    return ParkedDelivery(
-        webhook_id=webhook_id,
-        event_type="payment.succeeded",
-        event_time=1_700_000_000,
-        first_seen=1_700_000_005,
-        attempts=4,
-        ops=[{"type": "person", "identifiers": {"id": "cus_1"}, "action": "identify", "attributes": {"email": EMAIL}}],
-        last_error=LastError(kind="permanent", reason="HTTP 400: attribute plan is invalid", status=400, at=1),
-        customer_id="cus_1",
-    ).to_json()
+    return parked_body(webhook_id, EMAIL, reason="HTTP 400: attribute plan is invalid", attempts=4)
 
 
 def _quarantined(webhook_id: str, *, signed: float | None = None) -> str:
@@ -64,12 +55,10 @@ class Message:
 
 
 @dataclass
-class FakeSqs:
+class FakeSqs(Releasing):
     """Queues by URL: receive hides (and counts a receive), visibility 0 shows again, send appends."""
 
     queues: dict[str, dict[str, Message]]
-    hidden: set[str] = field(default_factory=set)
-    released: list[str] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     receives: list[dict[str, Any]] = field(default_factory=list)
@@ -98,14 +87,6 @@ class FakeSqs:
                 }
             )
         return {"Messages": out}
-
-    def change_message_visibility_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        for entry in Entries:
-            assert entry["VisibilityTimeout"] == 0
-            message_id = entry["ReceiptHandle"].removeprefix("rh-")
-            self.hidden.discard(message_id)
-            self.released.append(message_id)
-        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
     def delete_message(self, **kwargs: Any) -> dict[str, Any]:
         self.deleted.append(kwargs["ReceiptHandle"])

@@ -62,21 +62,22 @@ def test_not_needed_when_the_app_owns_the_email_under_customer_id(ssm: tuple[Any
     assert finding.status == "ok" and "not needed" in finding.reason
 
 
-def test_a_stored_key_is_ok_and_never_shown(ssm: tuple[Any, Stubber]) -> None:
+@pytest.mark.parametrize(
+    ("kind", "identifier", "status", "says"),
+    [
+        ("SecureString", "email", "ok", "looked up in Dodo's API"),
+        ("String", "customer_id", "FAIL", "SecureString"),  # plaintext fails like every other parameter
+    ],
+)
+def test_a_stored_key_is_judged_by_its_type_and_never_shown(
+    ssm: tuple[Any, Stubber], kind: str, identifier: str, status: str, says: str
+) -> None:
     client, stub = ssm
-    answer = {"Parameter": {"Name": f"{PATH}/dodo-api-key", "Type": "SecureString", "Value": "dodo-k3y", "Version": 1}}
+    answer = {"Parameter": {"Name": f"{PATH}/dodo-api-key", "Type": kind, "Value": "dodo-k3y", "Version": 1}}
     stub.add_response("get_parameter", answer)
-    finding = check_dodo_api_key(client, PATH, "email")
-    assert finding.status == "ok" and "looked up in Dodo's API" in finding.reason
+    finding = check_dodo_api_key(client, PATH, identifier)
+    assert finding.status == status and says in finding.reason + finding.hint
     assert "dodo-k3y" not in check.findings_json([finding])
-
-
-def test_a_plaintext_key_fails_like_every_other_parameter(ssm: tuple[Any, Stubber]) -> None:
-    client, stub = ssm
-    answer = {"Parameter": {"Name": f"{PATH}/dodo-api-key", "Type": "String", "Value": "dodo-k3y", "Version": 1}}
-    stub.add_response("get_parameter", answer)
-    finding = check_dodo_api_key(client, PATH, "customer_id")
-    assert finding.status == "FAIL" and "SecureString" in finding.hint
 
 
 def test_the_report_counts_warnings_and_they_do_not_fail() -> None:

@@ -43,6 +43,11 @@ def body(*errors: dict[str, Any]) -> bytes:
 
 
 REFUSED_EMAIL = item(0, "email", "stand-in: the email of this person cannot be changed here")
+NAMES_E_MAIL = body(item(0, "identifiers", "stand-in: cannot update E-mail of an existing person"))
+ABOUT_THE_EVENT = body(item(1, "email", "stand-in: about the email"))
+ABOUT_ELSE = body(item(0, "attributes.plan", "stand-in: value too long"))
+ECHOES_ADDRESS = body(item(0, "", "stand-in: maya.new@mailbox.example is refused"))
+BAD_ADDRESS = body(item(0, "attributes.email", "stand-in: Invalid address"))
 
 
 # -- which ops a refusal can be about ---------------------------------------------------------------------
@@ -73,43 +78,15 @@ def test_only_an_identify_by_id_that_sets_an_email_can_be_refused_so(op: dict[st
     ("status", "answer", "ops", "expected"),
     [
         pytest.param(207, body(REFUSED_EMAIL), [BY_ID, EVENT], ["refused", "delivered"], id="207-item-names-email"),
-        pytest.param(
-            207,
-            body(item(0, "identifiers", "stand-in: cannot update E-mail of an existing person")),
-            [BY_ID, EVENT],
-            ["refused", "delivered"],
-            id="207-message-names-e-mail",
-        ),
+        pytest.param(207, NAMES_E_MAIL, [BY_ID, EVENT], ["refused", "delivered"], id="207-message-names-e-mail"),
         pytest.param(207, body(REFUSED_EMAIL), [BY_EMAIL, EVENT], ["permanent", "delivered"], id="207-by-email"),
         pytest.param(207, body(REFUSED_EMAIL), [NO_EMAIL, EVENT], ["permanent", "delivered"], id="207-no-email-set"),
-        pytest.param(
-            207,
-            body(item(1, "email", "stand-in: about the email")),
-            [BY_ID, EVENT],
-            ["delivered", "permanent"],
-            id="207-the-event-item",
-        ),
-        pytest.param(
-            207,
-            body(item(0, "attributes.plan", "stand-in: value too long")),
-            [BY_ID, EVENT],
-            ["permanent", "delivered"],
-            id="207-about-something-else",
-        ),
-        pytest.param(
-            207,
-            body(item(0, "", "stand-in: maya.new@mailbox.example is refused")),
-            [BY_ID, EVENT],
-            ["permanent", "delivered"],
-            id="207-only-echoes-an-address",
-        ),
+        pytest.param(207, ABOUT_THE_EVENT, [BY_ID, EVENT], ["delivered", "permanent"], id="207-the-event-item"),
+        pytest.param(207, ABOUT_ELSE, [BY_ID, EVENT], ["permanent", "delivered"], id="207-about-something-else"),
+        pytest.param(207, ECHOES_ADDRESS, [BY_ID, EVENT], ["permanent", "delivered"], id="207-only-echoes-an-address"),
         pytest.param(207, b"stand-in: email not json", [BY_ID, EVENT], ["transient", "transient"], id="207-unreadable"),
         pytest.param(
-            207,
-            body(item(0, "attributes.email", "stand-in: Invalid address")),
-            [BY_ID, EVENT],
-            ["permanent", "delivered"],
-            id="207-a-bad-address-is-not-the-setting",
+            207, BAD_ADDRESS, [BY_ID, EVENT], ["permanent", "delivered"], id="207-bad-address-not-the-setting"
         ),
         pytest.param(400, b"stand-in: email has a bad format", [BY_ID], ["permanent"], id="400-format"),
         pytest.param(400, b"stand-in: malformed e-mail", [BY_ID], ["permanent"], id="400-malformed"),

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 from dodo_cio.receiving.quarantine import REPROCESS_KEY, QuarantinedWebhook, reprocess_event
 from dodo_cio_cli import cli, quarantine_ops
 from dodo_cio_cli.aws_calls import OperatorError
+from support.fake_sqs import Releasing
 
 EMAIL = "ana.souza@example.com"
 
@@ -36,13 +37,11 @@ def _item(webhook_id: str, *, detail: str = "must be an integer", event_type: st
 
 
 @dataclass
-class FakeSqs:
+class FakeSqs(Releasing):
     """A queue: receive hides, change_message_visibility_batch(0) shows again, delete removes."""
 
     bodies: dict[str, str]
-    hidden: set[str] = field(default_factory=set)
     deleted: list[str] = field(default_factory=list)
-    released: list[str] = field(default_factory=list)
     receives: list[dict[str, Any]] = field(default_factory=list)
 
     def receive_message(self, **kwargs: Any) -> dict[str, Any]:
@@ -57,14 +56,6 @@ class FakeSqs:
         self.hidden.discard(message_id)
         self.deleted.append(message_id)
         return {}
-
-    def change_message_visibility_batch(self, *, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
-        for entry in Entries:
-            assert entry["VisibilityTimeout"] == 0
-            message_id = entry["ReceiptHandle"].removeprefix("rh-")
-            self.hidden.discard(message_id)
-            self.released.append(message_id)
-        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
 
 @dataclass

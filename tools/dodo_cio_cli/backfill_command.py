@@ -15,25 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from dodo_cio.mapping.mapper import (
-    MappingConfig,
-)
+from dodo_cio.mapping.mapper import MappingConfig
+from dodo_cio_cli import backfill_source, options
+from dodo_cio_cli.api_choice import add_api_options
 from dodo_cio_cli.backfill import Backfill, BackfillOptions, format_summary
-from dodo_cio_cli.backfill_source import (
-    DEFAULT_STATE_FILE,
-    DEFAULT_STATUSES,
-    DODO_API_KEY_PARAMETER,
-    EXIT_INCOMPLETE,
-    EXIT_OK,
-    MAX_PAGE_SIZE,
-    BackfillError,
-    OpBuilder,
-    SdkSource,
-    listings,
-    parse_statuses,
-)
 from dodo_cio_cli.backfill_state import State, fingerprint
 
 if TYPE_CHECKING:
@@ -45,14 +32,9 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dodo_cio_cli import options  # noqa: PLC0415
-    from dodo_cio_cli.api_choice import add_api_options  # noqa: PLC0415
-
     options.add(
         parser,
-        "stack",
-        "region",
-        "ssm_path",
+        *options.STACK_SETTINGS,
         "api_key_env",
         "environment",
         "base_url",
@@ -60,77 +42,104 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             "stack": "CloudFormation stack name: SSM path, Customer.io API, region/URL and identifier from its "
             "parameters",
             "api_key_env": "environment variable holding the Dodo API key (default %(default)s); when it is unset "
-            f"the key is read from SSM <path>/{DODO_API_KEY_PARAMETER} (with --stack or --ssm-path)",
+            f"the key is read from SSM <path>/{backfill_source.DODO_API_KEY_PARAMETER} (with --stack or --ssm-path)",
             "environment": "which Dodo Payments API to read (default %(default)s)",
         },
     )
-    parser.add_argument(
-        "--dodo-retries",
-        type=int,
-        default=2,
-        help="retries of a failed Dodo request, with the SDK's backoff, before stopping (default %(default)s)",
-    )
-    parser.add_argument(
-        "--statuses",
-        default=",".join(DEFAULT_STATUSES),
-        help="subscription statuses to backfill, comma separated, in the order sent: a customer with several "
-        "subscriptions keeps the attributes of the one sent last (default %(default)s)",
-    )
-    parser.add_argument("--no-customers", action="store_true", help="skip the customer listing (subscriptions only)")
-    parser.add_argument(
-        "--events",
-        action="store_true",
-        help="also send one subscription.<status> event per subscription (attribute backfill=true, dedup id "
-        "from backfill:<subscription_id>); off by default: identify only",
-    )
+    options.add_declared(parser, _BEFORE_API)
     options.add(parser, "identifier", "region_cio", "track_url")
     add_api_options(parser, url_env=True)
-    parser.add_argument(
+    options.add_declared(parser, _AFTER_API)
+
+
+# backfill's own options, declared once each (the ones other commands share are in options.py).
+_BEFORE_API: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
+    (
+        "--dodo-retries",
+        {
+            "type": int,
+            "default": 2,
+            "help": "retries of a failed Dodo request, with the SDK's backoff, before stopping (default %(default)s)",
+        },
+    ),
+    (
+        "--statuses",
+        {
+            "default": ",".join(backfill_source.DEFAULT_STATUSES),
+            "help": "subscription statuses to backfill, comma separated, in the order sent: a customer with "
+            "several subscriptions keeps the attributes of the one sent last (default %(default)s)",
+        },
+    ),
+    ("--no-customers", {"action": "store_true", "help": "skip the customer listing (subscriptions only)"}),
+    (
+        "--events",
+        {
+            "action": "store_true",
+            "help": "also send one subscription.<status> event per subscription "
+            "(attribute backfill=true, dedup id from backfill:<subscription_id>); off by default: identify only",
+        },
+    ),
+)
+_AFTER_API: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
+    (
         "--customize",
-        metavar="FILE",
-        help="the mapping customisation to apply (default: functions/ingest/customize.py when it exists here)",
-    )
-    parser.add_argument(
+        {
+            "metavar": "FILE",
+            "help": "the mapping customisation to apply (default: functions/ingest/customize.py when it exists here)",
+        },
+    ),
+    (
         "--rate",
-        type=float,
-        default=10.0,
-        help="Customer.io requests per second, at most the API's published rate (default %(default)s)",
-    )
-    parser.add_argument(
-        "--page-size", type=int, default=MAX_PAGE_SIZE, help="Dodo page size, 1-100 (default %(default)s)"
-    )
-    parser.add_argument(
+        {
+            "type": float,
+            "default": 10.0,
+            "help": "Customer.io requests per second, at most the API's published rate (default %(default)s)",
+        },
+    ),
+    (
+        "--page-size",
+        {"type": int, "default": backfill_source.MAX_PAGE_SIZE, "help": "Dodo page size, 1-100 (default %(default)s)"},
+    ),
+    (
         "--max-attempts",
-        type=int,
-        default=5,
-        help="attempts per Customer.io request on 429/5xx/timeouts before stopping (default %(default)s)",
-    )
-    parser.add_argument(
+        {
+            "type": int,
+            "default": 5,
+            "help": "attempts per Customer.io request on 429/5xx/timeouts before stopping (default %(default)s)",
+        },
+    ),
+    (
         "--state",
-        default=DEFAULT_STATE_FILE,
-        metavar="FILE",
-        help="checkpoint file; a rerun continues from it (default %(default)s)",
-    )
-    parser.add_argument("--restart", action="store_true", help="ignore the checkpoint and start from the first page")
-    parser.add_argument(
+        {
+            "default": backfill_source.DEFAULT_STATE_FILE,
+            "metavar": "FILE",
+            "help": "checkpoint file; a rerun continues from it (default %(default)s)",
+        },
+    ),
+    ("--restart", {"action": "store_true", "help": "ignore the checkpoint and start from the first page"}),
+    (
         "--dry-run",
-        action="store_true",
-        help="read Dodo and build the ops, print counts and a masked sample, send nothing (needs no Customer.io "
-        "credentials, writes no checkpoint)",
-    )
-    parser.add_argument("--sample", type=int, default=3, help="ops shown by --dry-run (default %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument(
+        {
+            "action": "store_true",
+            "help": "read Dodo and build the ops, print counts and a masked sample, "
+            "send nothing (needs no Customer.io credentials, writes no checkpoint)",
+        },
+    ),
+    ("--sample", {"type": int, "default": 3, "help": "ops shown by --dry-run (default %(default)s)"}),
+    ("--no-progress", {"action": "store_true", "help": "no progress bar"}),
+    (
         "--state-table",
-        metavar="NAME",
-        help="the bridge's state table, where the commercial summary is seeded (default: the stack's "
-        "StateTableName output, else $STATE_TABLE_NAME); without one the summary is not seeded",
-    )
-    parser.add_argument(
+        {
+            "metavar": "NAME",
+            "help": "the bridge's state table, where the commercial summary is seeded (default: the stack's "
+            "StateTableName output, else $STATE_TABLE_NAME); without one the summary is not seeded",
+        },
+    ),
+    (
         "--no-summary",
-        action="store_true",
-        help="do not read succeeded payments and refunds nor seed the commercial summary",
-    )
+        {"action": "store_true", "help": "do not read succeeded payments and refunds nor seed the commercial summary"},
+    ),
+)
 
 
 def load_mapping(defaults: MappingConfig, customize: str | None) -> tuple[MappingConfig, str]:
@@ -138,7 +147,7 @@ def load_mapping(defaults: MappingConfig, customize: str | None) -> tuple[Mappin
     path = Path(customize) if customize else Path("functions/ingest/customize.py")
     if not path.is_file():
         if customize:
-            raise BackfillError(f"--customize: no file {customize}")
+            raise backfill_source.BackfillError(f"--customize: no file {customize}")
         return defaults, "the default mapping"
     directory = str(path.resolve().parent)
     added = directory not in sys.path
@@ -147,23 +156,25 @@ def load_mapping(defaults: MappingConfig, customize: str | None) -> tuple[Mappin
     try:
         spec = importlib.util.spec_from_file_location("_dodo_cio_backfill_customize", path)
         if spec is None or spec.loader is None:
-            raise BackfillError(f"cannot load {path}")
+            raise backfill_source.BackfillError(f"cannot load {path}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         build = getattr(module, "build_mapping", None)
         if not callable(build):
-            raise BackfillError(f"{path} has no build_mapping(defaults) function")
+            raise backfill_source.BackfillError(f"{path} has no build_mapping(defaults) function")
         mapping = build(defaults)
-    except BackfillError:
+    except backfill_source.BackfillError:
         raise
     except Exception as exc:  # noqa: BLE001 - the merchant's code: say where it failed
-        raise BackfillError(f"{path} failed: {type(exc).__name__}: {exc}") from None
+        raise backfill_source.BackfillError(f"{path} failed: {type(exc).__name__}: {exc}") from None
     finally:
         if added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(directory)
     if not isinstance(mapping, MappingConfig):
-        raise BackfillError(f"{path}: build_mapping must return a MappingConfig, not {type(mapping).__name__}")
+        raise backfill_source.BackfillError(
+            f"{path}: build_mapping must return a MappingConfig, not {type(mapping).__name__}"
+        )
     return mapping, str(path)
 
 
@@ -178,9 +189,11 @@ def _ssm_value(ssm: Any, name: str, *, what: str) -> str | None:
         if code == "ParameterNotFound":
             return None
         message = str(exc.response.get("Error", {}).get("Message", "")).strip()
-        raise BackfillError(f"reading {what} from SSM {name} failed: {code}: {message}".rstrip(": ")) from None
+        raise backfill_source.BackfillError(
+            f"reading {what} from SSM {name} failed: {code}: {message}".rstrip(": ")
+        ) from None
     except BotoCoreError as exc:
-        raise BackfillError(f"reading {what} from SSM {name} failed: {exc}") from None
+        raise backfill_source.BackfillError(f"reading {what} from SSM {name} failed: {exc}") from None
     return value.strip() or None
 
 
@@ -189,7 +202,7 @@ def command(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
     started = time.monotonic()
     try:
         return _command(args, aws, started)
-    except BackfillError as exc:
+    except backfill_source.BackfillError as exc:
         print(f"dodo-cio backfill: {exc}", file=sys.stderr)
         return exc.code
 
@@ -207,17 +220,19 @@ class _Target:
 
 
 def _options(args: argparse.Namespace) -> BackfillOptions:
-    if not 1 <= args.page_size <= MAX_PAGE_SIZE:
-        raise BackfillError(f"--page-size must be 1 to {MAX_PAGE_SIZE}, not {args.page_size}")
+    if not 1 <= args.page_size <= backfill_source.MAX_PAGE_SIZE:
+        raise backfill_source.BackfillError(
+            f"--page-size must be 1 to {backfill_source.MAX_PAGE_SIZE}, not {args.page_size}"
+        )
     if not args.rate > 0:
-        raise BackfillError(f"--rate must be a positive number of requests per second, not {args.rate}")
+        raise backfill_source.BackfillError(f"--rate must be a positive number of requests per second, not {args.rate}")
     if args.max_attempts < 1:
-        raise BackfillError(f"--max-attempts must be at least 1, not {args.max_attempts}")
+        raise backfill_source.BackfillError(f"--max-attempts must be at least 1, not {args.max_attempts}")
     if args.dodo_retries < 0:
-        raise BackfillError(f"--dodo-retries must be 0 or more, not {args.dodo_retries}")
-    statuses = parse_statuses(args.statuses)
+        raise backfill_source.BackfillError(f"--dodo-retries must be 0 or more, not {args.dodo_retries}")
+    statuses = backfill_source.parse_statuses(args.statuses)
     if args.no_customers and not statuses:
-        raise BackfillError("nothing to backfill: --no-customers and no --statuses")
+        raise backfill_source.BackfillError("nothing to backfill: --no-customers and no --statuses")
     return BackfillOptions(
         statuses=statuses,
         customers=not args.no_customers,
@@ -250,7 +265,7 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
             if not (args.no_summary or args.state_table):
                 outputs = operator.resolve_stack_outputs(cfn, args.stack)
         except operator.OperatorError as exc:
-            raise BackfillError(str(exc)) from None
+            raise backfill_source.BackfillError(str(exc)) from None
 
     def pick(option: str | None, parameter: str, variable: str) -> str:
         if option:
@@ -260,7 +275,7 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
     try:
         api = api_choice.choose_api(args.api, parameters, stack=bool(args.stack))
     except ValueError as exc:
-        raise BackfillError(str(exc)) from None
+        raise backfill_source.BackfillError(str(exc)) from None
     values = {
         "CUSTOMERIO_API": api,
         "CUSTOMERIO_REGION": pick(args.region_cio, "CustomerioRegion", "CUSTOMERIO_REGION"),
@@ -281,7 +296,7 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
     destination.check_rate(args.rate)
     mapping, mapping_source = load_mapping(settings.mapping(), args.customize)
     if not mapping.send_identify and not args.events:
-        raise BackfillError(
+        raise backfill_source.BackfillError(
             f"{mapping_source} turns identify off (send_identify=False): nothing to send without --events"
         )
     return _Target(
@@ -315,14 +330,16 @@ def _credentials(
             ssm = aws("ssm", args.region)
         return _ssm_value(ssm, f"{target.ssm_path}/{name}", what=what) or ""
 
-    api_key = os.environ.get(args.api_key_env, "").strip() or read(DODO_API_KEY_PARAMETER, "the Dodo API key")
+    api_key = os.environ.get(args.api_key_env, "").strip() or read(
+        backfill_source.DODO_API_KEY_PARAMETER, "the Dodo API key"
+    )
     if not api_key:
         where = (
-            f" or put it in SSM {target.ssm_path}/{DODO_API_KEY_PARAMETER}"
+            f" or put it in SSM {target.ssm_path}/{backfill_source.DODO_API_KEY_PARAMETER}"
             if target.ssm_path
             else " (or pass --stack/--ssm-path to read it from SSM)"
         )
-        raise BackfillError(
+        raise backfill_source.BackfillError(
             f"no Dodo Payments API key: set ${args.api_key_env}{where}; create one in Dodo's dashboard "
             "(Developer → API keys)"
         )
@@ -337,7 +354,7 @@ def _open_state(path: Path, wanted: dict[str, Any], *, restart: bool) -> State:
         return State(fingerprint=wanted)
     differs = sorted(k for k in set(wanted) | set(state.fingerprint) if wanted.get(k) != state.fingerprint.get(k))
     if differs:
-        raise BackfillError(
+        raise backfill_source.BackfillError(
             f"the state file {path} belongs to a different backfill ({', '.join(differs)} changed); "
             "pass --restart to start over, or --state to use another file"
         )
@@ -347,7 +364,7 @@ def _open_state(path: Path, wanted: dict[str, Any], *, restart: bool) -> State:
 def _seeder(
     args: argparse.Namespace,
     target: _Target,
-    source: SdkSource,
+    source: backfill_source.SdkSource,
     options: BackfillOptions,
     aws: Callable[[str, str | None], Any],
 ) -> SummarySeeder | None:
@@ -381,7 +398,9 @@ def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], st
     if credentials is not None:
         destination.preflight(credentials)
         sender = destination.client(credentials, pace=pacer)
-    source = SdkSource(api_key, environment=args.environment, base_url=args.base_url, max_retries=args.dodo_retries)
+    source = backfill_source.SdkSource(
+        api_key, environment=args.environment, base_url=args.base_url, max_retries=args.dodo_retries
+    )
     state_path = Path(args.state)
     state: State | None = None
     if options.dry_run:
@@ -406,17 +425,19 @@ def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], st
         )
         state = _open_state(state_path, wanted, restart=args.restart)
         if state.started_at:
-            plan = listings(options.statuses, customers=options.customers, summary=target.state_table is not None)
+            plan = backfill_source.listings(
+                options.statuses, customers=options.customers, summary=target.state_table is not None
+            )
             if state.completed_at and all(state.listing(listing.key).done for listing in plan):
                 print(f"already complete according to {state_path}; nothing to do (--restart sends everything again)")
                 source.close()
                 if sender is not None:
                     sender.close()
-                return EXIT_OK
+                return backfill_source.EXIT_OK
             print(f"resuming from {state_path}", flush=True)
             state.completed_at = None
 
-    builder = OpBuilder(target.mapping, events=options.events)
+    builder = backfill_source.OpBuilder(target.mapping, events=options.events)
     seeder = _seeder(args, target, source, options, aws)
     backfill = Backfill(
         source,
@@ -439,7 +460,7 @@ def _command(args: argparse.Namespace, aws: Callable[[str, str | None], Any], st
     print(format_summary(report, options, elapsed=elapsed, requests_to=destination.requests_to))
     if report.message:
         print(f"dodo-cio backfill: {report.message}", file=sys.stderr)
-    elif report.code == EXIT_INCOMPLETE:
+    elif report.code == backfill_source.EXIT_INCOMPLETE:
         print(
             "dodo-cio backfill: some objects were rejected (listed above and in the state file); "
             "fix the data or the mapping, then run again with --restart",

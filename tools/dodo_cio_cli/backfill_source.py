@@ -135,22 +135,15 @@ class SdkSource:
     """Dodo Payments through its official SDK, one numbered page at a time."""
 
     def __init__(
-        self,
-        api_key: str,
-        *,
-        environment: str = "live_mode",
-        base_url: str | None = None,
-        max_retries: int = 2,
-        timeout: float = 30.0,
+        self, api_key: str, *, environment: str = "live_mode", base_url: str | None = None, **sdk: Any
     ) -> None:
+        """`sdk`: `max_retries` and `timeout`, as `sdk_client` takes them."""
         import dodopayments  # noqa: PLC0415 - only the backfill needs the SDK (httpx, pydantic)
 
         self._sdk = dodopayments
         self.environment = environment
         self.where = base_url or dodopayments.ENVIRONMENTS.get(environment, environment)
-        self._client = sdk_client(
-            api_key, environment=environment, base_url=base_url, max_retries=max_retries, timeout=timeout
-        )
+        self._client = sdk_client(api_key, environment=environment, base_url=base_url, **sdk)
 
     def page(self, listing: Listing, page_number: int, page_size: int) -> list[dict[str, Any]]:
         sdk = self._sdk

@@ -34,6 +34,8 @@ from dodo_cio.configuration.settings import CREDENTIAL_NAMES, PIPELINES_API_KEY_
 from dodo_cio.delivery.destination import PIPELINES, TRACK
 from dodo_cio.delivery.track import TRACK_HOSTS, auth_header, track_base_url
 from dodo_cio.receiving.signature import SECRET_PREFIX, parse_secrets
+from dodo_cio_cli import options
+from dodo_cio_cli.api_choice import add_api_options
 from dodo_cio_cli.aws_calls import error_parts
 from dodo_cio_cli.check_dodo_api import check_dodo_api_key
 from dodo_cio_cli.check_pipelines import check_pipelines
@@ -289,14 +291,9 @@ def check_queues(sqs: SQSClient, outputs: Mapping[str, str], *, stack: str = "")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dodo_cio_cli import options  # noqa: PLC0415 - beside its siblings' options
-    from dodo_cio_cli.api_choice import add_api_options  # noqa: PLC0415
-
     options.add(
         parser,
-        "stack",
-        "region",
-        "ssm_path",
+        *options.STACK_SETTINGS,
         "region_cio",
         "track_url",
         help={

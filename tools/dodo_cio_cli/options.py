@@ -9,7 +9,7 @@ choices and its default are the same everywhere, so `--environment` cannot mean 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 DEFAULT_API_KEY_ENV: Final = "DODO_PAYMENTS_API_KEY"
@@ -68,6 +68,10 @@ OPTIONS: Final[Mapping[str, tuple[str, Mapping[str, Any]]]] = {
 }
 
 
+# Where a command finds a deployed stack's settings and secrets.
+STACK_SETTINGS: Final = ("stack", "region", "ssm_path")
+
+
 def add(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
     *names: str,
@@ -91,3 +95,9 @@ def aws_target(
     """--stack, --region, --local, --local-url: where an operator command acts."""
     add(parser, "stack", "region")
     add(parser, "local", "local_url", help={"local": f"use {what} instead of AWS"})
+
+
+def add_declared(parser: argparse.ArgumentParser, declared: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """A command's own options, declared as data: (flags, argparse keywords) each; "-n --webhooks" for two flags."""
+    for flags, keywords in declared:
+        parser.add_argument(*flags.split(), **keywords)

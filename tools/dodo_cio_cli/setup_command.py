@@ -213,47 +213,33 @@ class ParameterStore:
         )
 
 
+@dataclass
 class Setup:
     """One run of `dodo-cio setup`; every effect goes through the collaborators given, so tests can watch."""
 
-    def __init__(
-        self,
-        deployment: Deployment,
-        *,
-        store: ParameterStore,
-        dodo: Callable[[str], Any],  # API key -> dodopayments.DodoPayments (or a stand-in)
-        env: Mapping[str, str],
-        prompt: Callable[[str], str] | None,  # getpass when interactive, else None
-        check: Callable[[], int],
-        probe: Callable[[bytes, str], int],  # (body, secret) -> HTTP status of the signed POST
-        out: Callable[[str], None] = print,
-        sleep: Callable[[float], None] = time.sleep,
-        dry_run: bool = False,
-        api_key_env: str = "DODO_PAYMENTS_API_KEY",
-    ) -> None:
-        self.deployment = deployment
-        self.store = store
-        self._dodo = dodo
-        self._env = env
-        self._prompt = prompt
-        self._check = check
-        self._probe = probe
-        self._out = out
-        self._sleep = sleep
-        self.dry_run = dry_run
-        self.api_key_env = api_key_env
-        self.steps: list[Step] = []
+    deployment: Deployment
+    store: ParameterStore
+    dodo: Callable[[str], Any]  # API key -> dodopayments.DodoPayments (or a stand-in)
+    env: Mapping[str, str]
+    prompt: Callable[[str], str] | None  # getpass when interactive, else None
+    check: Callable[[], int]
+    probe: Callable[[bytes, str], int]  # (body, secret) -> HTTP status of the signed POST
+    out: Callable[[str], None] = print
+    sleep: Callable[[float], None] = time.sleep
+    dry_run: bool = False
+    api_key_env: str = "DODO_PAYMENTS_API_KEY"
+    steps: list[Step] = field(default_factory=list)
 
     # -- inputs -----------------------------------------------------------------------------------
 
     def _given(self, variable: str, stored: str | None, question: str) -> str | None:
-        value = self._env.get(variable, "").strip()
+        value = self.env.get(variable, "").strip()
         if value:
             return value
         if stored:
             return stored
-        if self._prompt is not None and not self.dry_run:
-            return self._prompt(question).strip() or None
+        if self.prompt is not None and not self.dry_run:
+            return self.prompt(question).strip() or None
         return None
 
     def gather(self) -> Inputs:
@@ -348,9 +334,9 @@ class Setup:
 
     def run(self) -> int:
         d = self.deployment
-        self._out(f"setting up {d.where}: {d.webhook_url}, SSM path {self.store.path}, {d.api} API")
+        self.out(f"setting up {d.where}: {d.webhook_url}, SSM path {self.store.path}, {d.api} API")
         inputs = self.gather()
-        client = self._dodo(inputs.dodo_api_key)
+        client = self.dodo(inputs.dodo_api_key)
         _, secret = self.endpoint(client)
         secret_changed = self.put(WEBHOOK_SECRET_NAME, secret)
         for short, value in inputs.keys.items():
@@ -359,31 +345,31 @@ class Setup:
         if stored_key is not None or self._wants_dodo_key():
             self.put(DODO_API_KEY_NAME, inputs.dodo_api_key)
         for step in self.steps:
-            self._out(step.format())
+            self.out(step.format())
         if self.dry_run:
-            self._out("dry run: nothing was changed; run without --dry-run to apply")
+            self.out("dry run: nothing was changed; run without --dry-run to apply")
             return EXIT_OK
-        self._out("")
-        if self._check() != EXIT_OK:
-            self._out("setup: the check found a problem (above); the test webhook was not sent")
+        self.out("")
+        if self.check() != EXIT_OK:
+            self.out("setup: the check found a problem (above); the test webhook was not sent")
             return EXIT_FAILED
         return self._prove(secret or "", waited=not secret_changed)
 
     def _prove(self, secret: str, *, waited: bool) -> int:
-        status = self._probe(probe_body(), secret)
+        status = self.probe(probe_body(), secret)
         if status == 401 and not waited:
-            self._out(
+            self.out(
                 "  the bridge still had the old secret; it re-reads it after a failure: "
                 f"retrying in {SECRET_REREAD_WAIT:g} s"
             )
-            self._sleep(SECRET_REREAD_WAIT)
-            status = self._probe(probe_body(), secret)
+            self.sleep(SECRET_REREAD_WAIT)
+            status = self.probe(probe_body(), secret)
         if 200 <= status < 300:
-            self._out(f"test webhook: HTTP {status}: the bridge verified Dodo's signature and answered; setup is done")
+            self.out(f"test webhook: HTTP {status}: the bridge verified Dodo's signature and answered; setup is done")
             return EXIT_OK
         reason = {
             0: "no answer (is the stack's API reachable?)",
             401: "the bridge rejected the signature: it does not read the secret just stored (SsmParameterPath?)",
         }.get(status, "see `dodo-cio trace` and the ingest function's log")
-        self._out(f"test webhook: HTTP {status}: {reason}")
+        self.out(f"test webhook: HTTP {status}: {reason}")
         return EXIT_FAILED

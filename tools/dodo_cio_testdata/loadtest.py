@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
+from dodo_cio_cli import options
 from dodo_cio_testdata.loadtest_model import (
     BURST_OVERLOAD,
     BURST_SANDBOX_RPS,
@@ -324,67 +325,89 @@ def _count_errors(path: str) -> int:
 DEFAULTS: Final = LoadConfig()
 
 
+# The load test's options, one entry each: (flags, argparse keywords).
+_OPTIONS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
+    ("-n --webhooks", {"type": int, "default": DEFAULTS.webhooks, "help": "distinct webhooks (%(default)s)"}),
+    (
+        "-c --concurrency",
+        {"type": int, "default": DEFAULTS.concurrency, "help": "concurrent senders (%(default)s)"},
+    ),
+    (
+        "--duplicates",
+        {
+            "type": float,
+            "default": DEFAULTS.duplicate_rate,
+            "help": "fraction of webhooks delivered twice with the same webhook-id (%(default)s)",
+        },
+    ),
+    (
+        "--fail-rate",
+        {
+            "type": float,
+            "default": DEFAULTS.fail_rate,
+            "help": "fraction of Customer.io requests the sandbox answers 503 (%(default)s)",
+        },
+    ),
+    ("--seed", {"type": int, "default": DEFAULTS.seed, "help": "seeds the plan and the sandbox (%(default)s)"}),
+    (
+        "--url",
+        {"default": None, "help": "webhook URL of a running `make run` (default: start the local run in this process)"},
+    ),
+    (
+        "--secret",
+        {"default": None, "help": "webhook secret; default $DODO_WEBHOOK_SECRET, else the development secret"},
+    ),
+    (
+        "--max-attempts",
+        {"type": int, "default": DEFAULTS.max_attempts, "help": "Dodo-style attempts per delivery (%(default)s)"},
+    ),
+    (
+        "--retry-pause",
+        {
+            "type": float,
+            "default": DEFAULTS.retry_pause,
+            "help": "seconds before retry n is n times this (%(default)s)",
+        },
+    ),
+    (
+        "--drain-timeout",
+        {
+            "type": float,
+            "default": DEFAULTS.drain_timeout,
+            "help": "seconds to wait for the retry queue to empty (%(default)s)",
+        },
+    ),
+    (
+        "--sandbox-rate-limit",
+        {
+            "type": float,
+            "default": None,
+            "metavar": "RPS",
+            "help": "the sandbox answers 429 with Retry-After above this many requests a second "
+            "(a workspace at its limit)",
+        },
+    ),
+    (
+        "--burst",
+        {
+            "action": "store_true",
+            "help": f"renewal day: {BURST_WEBHOOKS:,} webhooks from {BURST_SENDERS} senders at {BURST_OVERLOAD}x the "
+            f"sandbox's limit (--sandbox-rate-limit, default {BURST_SANDBOX_RPS:g}), no injected 503s; checks the "
+            "targets (429s <= 2 %%, <= 0.3 requests per event, delivered <= 2 min after the last webhook, < 1 GB)",
+        },
+    ),
+    (
+        "-v --verbose",
+        {"action": "store_true", "help": "show the bridge's and the sandbox's logs instead of filing them"},
+    ),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m dodo_cio_testdata.loadtest", description=(__doc__ or "").split("\n\n")[0]
     )
-    parser.add_argument("-n", "--webhooks", type=int, default=DEFAULTS.webhooks, help="distinct webhooks (%(default)s)")
-    parser.add_argument(
-        "-c", "--concurrency", type=int, default=DEFAULTS.concurrency, help="concurrent senders (%(default)s)"
-    )
-    parser.add_argument(
-        "--duplicates",
-        type=float,
-        default=DEFAULTS.duplicate_rate,
-        help="fraction of webhooks delivered twice with the same webhook-id (%(default)s)",
-    )
-    parser.add_argument(
-        "--fail-rate",
-        type=float,
-        default=DEFAULTS.fail_rate,
-        help="fraction of Customer.io requests the sandbox answers 503 (%(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seeds the plan and the sandbox (%(default)s)")
-    parser.add_argument(
-        "--url",
-        default=None,
-        help="webhook URL of a running `make run` (default: start the local run in this process)",
-    )
-    parser.add_argument(
-        "--secret", default=None, help="webhook secret; default $DODO_WEBHOOK_SECRET, else the development secret"
-    )
-    parser.add_argument(
-        "--max-attempts", type=int, default=DEFAULTS.max_attempts, help="Dodo-style attempts per delivery (%(default)s)"
-    )
-    parser.add_argument(
-        "--retry-pause",
-        type=float,
-        default=DEFAULTS.retry_pause,
-        help="seconds before retry n is n times this (%(default)s)",
-    )
-    parser.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=DEFAULTS.drain_timeout,
-        help="seconds to wait for the retry queue to empty (%(default)s)",
-    )
-    parser.add_argument(
-        "--sandbox-rate-limit",
-        type=float,
-        default=None,
-        metavar="RPS",
-        help="the sandbox answers 429 with Retry-After above this many requests a second (a workspace at its limit)",
-    )
-    parser.add_argument(
-        "--burst",
-        action="store_true",
-        help=f"renewal day: {BURST_WEBHOOKS:,} webhooks from {BURST_SENDERS} senders at {BURST_OVERLOAD}x the "
-        f"sandbox's limit (--sandbox-rate-limit, default {BURST_SANDBOX_RPS:g}), no injected 503s; checks the "
-        "targets (429s <= 2 %%, <= 0.3 requests per event, delivered <= 2 min after the last webhook, < 1 GB)",
-    )
-    parser.add_argument(
-        "-v", "--verbose", action="store_true", help="show the bridge's and the sandbox's logs instead of filing them"
-    )
+    options.add_declared(parser, _OPTIONS)
     return parser
 
 
