@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 # pytest workers for make test: one per core (pytest-xdist); PYTEST_WORKERS=0 runs in one process.
 PYTEST_WORKERS ?= auto
 
-.PHONY: help install run load events test lint typecheck unit scan build bench clean
+.PHONY: help install run load events test lint typecheck unit scan build bench size clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ scan: $(CHECKOV_VENV)/.installed ## checkov on the template
 
 build: $(SAM_VENV)/.installed ## sam build for the real target (arm64, python3.13)
 	SAM_CLI_TELEMETRY=0 PATH="$(PY313_BIN):$$PATH" $(SAM_VENV)/bin/sam build
+
+size: $(STAMP) ## lines of product and of tests, per area, and their ratio
+	$(BIN)/python -m dodo_cio_testdata.suite_size
 
 bench: $(STAMP) ## benchmarks vs their floors (~1-2 min), writes bench/RESULTS.md; not run by make test
 	$(BIN)/python bench/run.py
