@@ -226,6 +226,10 @@ def ingest_environment(track_url: str) -> dict[str, str]:
         "CUSTOMERIO_TRACK_URL": track_url,
         "RETRY_QUEUE_URL": RETRY_QUEUE_URL,
         "STATE_TABLE_NAME": STATE_TABLE,
+        # What a webhook costs, not how fast Customer.io may be called: one container with all of a budget
+        # no burst reaches (with the template's, 2,000 webhooks in a second spent it and were parked).
+        "INGEST_MAX_CONCURRENCY": "1",
+        "CUSTOMERIO_RATE_LIMIT_RPS": "1000000",
     }
 
 

@@ -125,6 +125,9 @@ def provision(endpoint: str, info: dict[str, Any], sandbox_url: str) -> dict[str
         "RETRY_QUEUE_URL": queue_url,
         "DEAD_LETTER_QUEUE_URL": dlq_url,
         "STATE_TABLE_NAME": "bench-drain-state",
+        # A backlog with no webhooks arriving: the drain may use the whole budget (the template's share would
+        # leave it half, and the floor, which paces at the whole rate limit, would no longer compare).
+        "CUSTOMERIO_INGEST_SHARE": "0",
     }
 
 

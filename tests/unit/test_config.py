@@ -276,3 +276,19 @@ def test_extra_values_from_fetcher_are_ignored() -> None:
     values: dict[str, Any] = {**full_values(), "/dodo-customerio/other": "x", "_errors": ["y"]}
     secrets = SecretStore(Settings.from_env({}), FakeFetcher(values)).load()
     assert secrets == Secrets((KEY_BYTES,), SITE_ID, API_KEY)
+
+
+def test_a_missing_dodo_api_key_is_remembered_for_the_secrets_age_then_asked_again() -> None:
+    """Powertools caches only what SSM returned: without this, every lookup without a key cost an SSM call."""
+    now = [1000.0]
+    fetch = FakeFetcher({})
+    store = SecretStore(Settings.from_env({"SECRETS_MAX_AGE": "300"}), fetch, clock=lambda: now[0])
+    assert store.dodo_api_key() is None and store.dodo_api_key() is None
+    assert len(fetch.calls) == 1
+    now[0] += 299.9
+    assert store.dodo_api_key() is None and len(fetch.calls) == 1
+    now[0] += 0.2  # the secrets' age has passed: a key stored meanwhile is found
+    fetch.values = {"/dodo-customerio/dodo-api-key": "k3y"}
+    assert store.dodo_api_key() == "k3y" and len(fetch.calls) == 2
+    assert store.dodo_api_key() == "k3y"  # a key that exists is Powertools' to cache: asked each time here
+    assert len(fetch.calls) == 3

@@ -38,6 +38,7 @@ Nothing here calls AWS at import time; the SSM read happens on first use and is 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -297,9 +298,13 @@ class SecretStore:
     a Pipelines deployment needs no Track site id or key in SSM, and reads none.
     """
 
-    def __init__(self, settings: Settings, fetch: Fetcher = ssm_fetcher) -> None:
+    def __init__(
+        self, settings: Settings, fetch: Fetcher = ssm_fetcher, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._settings = settings
         self._fetch = fetch
+        self._clock = clock
+        self._no_dodo_key_until = float("-inf")
 
     def _values(self, names: list[str], force: bool) -> Mapping[str, str]:
         try:
@@ -326,9 +331,19 @@ class SecretStore:
         return Secrets(webhook_secrets, found[0], found[1])
 
     def dodo_api_key(self) -> str | None:
-        """The optional Dodo API key, for looking up customers the bridge has not seen."""
+        """The optional Dodo API key, for looking up customers the bridge has not seen.
+
+        Its absence is remembered for `secrets_max_age` too: Powertools caches only the parameters SSM
+        returned, so without this every lookup of a deployment that stores no key cost one more SSM
+        call (the drain benchmark made one per batch; SSM's default throughput is 40 calls a second).
+        """
+        if self._clock() < self._no_dodo_key_until:
+            return None
         name = self._settings.parameter_name(DODO_API_KEY_NAME)
-        return self._values([name], False).get(name) or None
+        key = self._values([name], False).get(name) or None
+        if key is None:
+            self._no_dodo_key_until = self._clock() + self._settings.secrets_max_age
+        return key
 
     def load(self, *, force: bool = False) -> Secrets:
         api = self._settings.customerio_api
