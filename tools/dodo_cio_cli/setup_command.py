@@ -102,7 +102,7 @@ class Step:
     detail: str = ""
 
     def format(self) -> str:
-        return f"  {self.subject:<34} {self.action}{': ' + self.detail if self.detail else ''}"
+        return f"  {self.subject:<46} {self.action}{': ' + self.detail if self.detail else ''}"
 
 
 @dataclass
