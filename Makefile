@@ -13,7 +13,8 @@ STAMP := $(VENV)/.installed
 CHECKOV_VENV := .venv-checkov
 SAM_VENV := .venv-sam
 export AWS_DEFAULT_REGION ?= us-east-1
-# pytest workers for make test: one per core (pytest-xdist); PYTEST_WORKERS=0 runs in one process.
+# pytest workers for make test: one per core (pytest-xdist); PYTEST_WORKERS=0 runs in one process. Each test
+# file runs whole on one worker, in its own order (--dist loadfile), as it does in one process.
 PYTEST_WORKERS ?= auto
 
 .PHONY: help install run load events test lint typecheck unit scan build bench size clean
@@ -69,7 +70,7 @@ test: $(STAMP) $(CHECKOV_VENV)/.installed ## lint, type-check and run every test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy layers/dodo_cio/dodo_cio tools functions/ingest
 	$(BIN)/mypy functions/retry  # separately: both handlers are modules named app
-	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(BIN)/pytest -q -n $(PYTEST_WORKERS)
+	CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 
 scan: $(CHECKOV_VENV)/.installed ## checkov on the template
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --framework cloudformation --compact --skip-download --quiet
