@@ -166,3 +166,22 @@ def test_a_retry_batch_dead_letters_only_the_op_whose_record_is_refused(
         assert [o.verdict for o in outcomes] == ["delivered", "dead_letter"], measured
         expected = "2048-byte key limit" if measured else "DynamoDB refused the request"
         assert "state record" in outcomes[1].reason and expected in outcomes[1].reason, outcomes[1].reason
+
+
+def test_a_cancellation_the_table_cannot_explain_is_unavailable_never_success(
+    table: StateTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Broken on purpose: the identity guard cancels the write (another address is stored) and the note that
+    explains it is taken away. With no stale piece and nothing renamed, the commit must not report success."""
+    from dodo_cio.state.table import StateUnavailable
+
+    table.commit(plan_for([identify("customer", 100)], customers={"cus_1": {"email": "a@example.com"}}))
+    newer = plan_for([identify("customer", 200)], customers={"cus_1": {"email": "b@example.com"}}, guard=True)
+    monkeypatch.setattr(StateTable, "_note_identities", staticmethod(lambda *args: False))
+    with pytest.raises(StateUnavailable, match="transaction cancelled"):
+        table.commit(newer)
+    assert not newer.committed
+    monkeypatch.undo()
+    table.commit(newer)  # as it runs: the other address is noted and the write goes again
+    assert newer.committed
+    assert table.lookup(["cus_1"], []).customers == {"cus_1": {"email": "b@example.com"}}
