@@ -26,9 +26,11 @@ class FakeSsm:
     def __init__(self, values: dict[str, tuple[str, str]] | None = None, *, deny: bool = False) -> None:
         self.values = dict(values or {})  # name -> (value, type)
         self.puts: list[str] = []
+        self.gets: list[str] = []
         self.deny = deny
 
     def get_parameter(self, Name: str, WithDecryption: bool) -> dict[str, Any]:
+        self.gets.append(Name)
         if self.deny:
             raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetParameter")
         if Name not in self.values:
@@ -143,6 +145,7 @@ def test_a_first_run_creates_the_endpoint_stores_every_secret_checks_and_proves(
     assert ssm.values[f"{PATH}/dodo-api-key"] == ("dodo-key-123", "SecureString")  # customer_id + dodo contact fields
     ((body, secret),) = sent
     assert secret == DODO_SECRET and b'"type": "payout.created"' in body
+    assert sorted(ssm.gets) == sorted(set(ssm.gets)), "each parameter is read from SSM once per run"
     text = "\n".join(out)
     for value in (DODO_SECRET, "cio-key-9", "site-9", "dodo-key-123"):
         assert value not in text  # never printed

@@ -185,12 +185,18 @@ class ParameterStore:
             raise SetupError(f"the SSM path must start with '/', like /dodo-customerio, not {path!r}")
         self._ssm = ssm
         self.path = path.rstrip("/")
+        self._read: dict[str, tuple[str | None, str]] = {}  # one run reads each parameter once
 
     def name(self, short: str) -> str:
         return f"{self.path}/{short}"
 
     def read(self, short: str) -> tuple[str | None, str]:
-        """(decrypted value or None when absent, its type)."""
+        """(decrypted value or None when absent, its type); asked of SSM once, then as written since."""
+        if short not in self._read:
+            self._read[short] = self._fetch(short)
+        return self._read[short]
+
+    def _fetch(self, short: str) -> tuple[str | None, str]:
         name = self.name(short)
         try:
             got = call_aws(
@@ -211,6 +217,7 @@ class ParameterStore:
             f"storing {name}",
             lambda: self._ssm.put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True),
         )
+        self._read[short] = (value, "SecureString")
 
 
 @dataclass
