@@ -619,6 +619,7 @@ def _cmd_setup(args: argparse.Namespace) -> int:
     """`dodo-cio setup`: the wiring; what it does is in setup_command.py."""
     import getpass  # noqa: PLC0415
 
+    from dodo_cio.configuration.settings import DEFAULT_INGEST_SHARE, DEFAULT_RATE_LIMIT_RPS  # noqa: PLC0415
     from dodo_cio_cli import api_choice, operator, setup_command  # noqa: PLC0415
     from dodo_cio_cli.backfill_source import sdk_client  # noqa: PLC0415
 
@@ -663,8 +664,8 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         api=api_choice.choose_api(None, settings, stack=True),
         rate_limit=args.rate_limit
         or setup_command.fitting_rate_limit(
-            number("CustomerioRequestsPerSecond", 100),
-            number("CustomerioIngestShare", 0.5),
+            number("CustomerioRequestsPerSecond", DEFAULT_RATE_LIMIT_RPS),
+            number("CustomerioIngestShare", DEFAULT_INGEST_SHARE),
             number("ApiThrottlingRateLimit", 0) or None,
         ),
         identifier=settings.get("CustomerioIdentifier") or "customer_id",

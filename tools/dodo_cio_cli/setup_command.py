@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from dodo_cio.configuration.settings import CREDENTIAL_NAMES, DODO_API_KEY_NAME, SECRET_NAMES
+from dodo_cio.ingest.service import SECRET_REFRESH_INTERVAL
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig
 from dodo_cio.receiving.events import ALL_TYPES
 from dodo_cio_cli.aws_calls import OperatorError, call_aws
@@ -47,8 +48,8 @@ KEY_ENVIRONMENT: Final = {
     "customerio-pipelines-api-key": "CUSTOMERIO_PIPELINES_API_KEY",
 }
 ENDPOINT_DESCRIPTION: Final = "Customer.io bridge (managed by dodo-cio setup)"
-# The bridge re-reads its secrets on a signature failure, at most every 30 s (dodo_cio.ingest.service).
-SECRET_REREAD_WAIT: Final = 31.0
+# The bridge re-reads its secrets after a signature failure, at most every SECRET_REFRESH_INTERVAL seconds.
+SECRET_REREAD_WAIT: Final = SECRET_REFRESH_INTERVAL + 1
 _ABSENT: Final = "parameter not found"  # how ParameterStore.read tells absence from a failure
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1

@@ -78,6 +78,7 @@ PIPELINES_API_KEY_NAME: Final = "customerio-pipelines-api-key"  # SecureString; 
 CREDENTIAL_NAMES: Final = {TRACK: SECRET_NAMES[1:], PIPELINES: (PIPELINES_API_KEY_NAME,)}
 ANSWER_RESERVE: Final = 2.5
 DEFAULT_INGEST_SHARE: Final = 0.5
+DEFAULT_RATE_LIMIT_RPS: Final = 100.0  # the template's CustomerioRequestsPerSecond
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ class Settings:
                 f"CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID must be the object type's number (e.g. 1), not {object_type!r}"
             )
         aws_connect, aws_read = aws_timeouts(env)
-        rate_limit_rps = env_number(env, "CUSTOMERIO_RATE_LIMIT_RPS", 100.0)
+        rate_limit_rps = env_number(env, "CUSTOMERIO_RATE_LIMIT_RPS", DEFAULT_RATE_LIMIT_RPS)
         if api == PIPELINES and rate_limit_rps > PIPELINES_LIMITS.requests_per_second:
             raise ConfigError(
                 f"CUSTOMERIO_RATE_LIMIT_RPS {rate_limit_rps:g} is over the Pipelines API's published rate "
