@@ -30,17 +30,7 @@ from infra.cfn import (
     sub_template,
 )
 
-# Both APIs' credentials: CustomerioApi picks which are read, and switching it needs no policy change.
-CREDENTIALS = ["customerio-site-id", "customerio-api-key", "customerio-pipelines-api-key"]
-INGEST_PARAMETERS = ["webhook-secret", *CREDENTIALS, "dodo-api-key"]
-# The retry function verifies no signatures, so it must not be able to read the webhook secret.
-RETRY_PARAMETERS = [*CREDENTIALS, "dodo-api-key"]
-
-FUNCTIONS = [
-    pytest.param("IngestFunction", "IngestFunctionRole", INGEST_PARAMETERS, id="ingest"),
-    pytest.param("RetryFunction", "RetryFunctionRole", RETRY_PARAMETERS, id="retry"),
-]
-
+FUNCTIONS = [("IngestFunction", "IngestFunctionRole"), ("RetryFunction", "RetryFunctionRole")]
 PARAMETER_ARN_KEY = "kms:EncryptionContext:PARAMETER_ARN"
 
 
@@ -68,37 +58,6 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 # --- SSM parameters and their KMS decrypts ------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
-@pytest.mark.parametrize("action", ["ssm:GetParameter", "ssm:GetParameters"])
-def test_each_function_reads_exactly_its_parameters(
-    cfn: dict[str, Any], function: str, role_id: str, expected: list[str], action: str
-) -> None:
-    """Powertools uses GetParameters for several names and GetParameter for one: both, on the same list."""
-    statements = statements_with_action(_role(cfn, function), action)
-    assert len(statements) == 1, statements
-    names = parameter_names(as_list(statements[0]["Resource"]))
-    assert sorted(names) == sorted(expected)
-    assert len(names) == len(set(names))
-
-
-@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
-def test_each_function_decrypts_exactly_its_parameters_and_only_through_ssm(
-    cfn: dict[str, Any], function: str, role_id: str, expected: list[str]
-) -> None:
-    statements = statements_with_action(_role(cfn, function), "kms:Decrypt")
-    assert len(statements) == 1, statements
-    stmt = statements[0]
-    assert as_list(stmt["Action"]) == ["kms:Decrypt"]
-    # The aws/ssm key's id differs per account, so the key is "*" and the conditions do the narrowing:
-    # one exact-match block, no StringLike patterns.
-    assert stmt["Resource"] == "*"
-    assert list(stmt["Condition"]) == ["StringEquals"]
-    condition = stmt["Condition"]["StringEquals"]
-    assert set(condition) == {"kms:ViaService", PARAMETER_ARN_KEY}
-    assert sub_template(condition["kms:ViaService"]) == "ssm.${AWS::Region}.amazonaws.com"
-    assert sorted(parameter_names(as_list(condition[PARAMETER_ARN_KEY]))) == sorted(expected)
 
 
 def test_no_role_names_a_parameter_by_wildcard(cfn: dict[str, Any]) -> None:
@@ -155,25 +114,40 @@ def _names_fetched(calls: list[str], api: str) -> set[str]:
         ("RetryFunction", ["delivery_credentials", "dodo_api_key"]),
     ],
 )
-def test_granted_parameters_are_the_ones_the_code_reads(cfn: dict[str, Any], function: str, calls: list[str]) -> None:
-    """The grant is what either API's deployment reads: the template does not depend on CustomerioApi."""
-    (stmt,) = statements_with_action(_role(cfn, function), "ssm:GetParameters")
+def test_each_function_reads_and_decrypts_exactly_the_parameters_its_code_reads(
+    cfn: dict[str, Any], function: str, calls: list[str]
+) -> None:
+    """The grant is what either API's deployment reads: the template does not depend on CustomerioApi.
+
+    Powertools uses GetParameters for several names and GetParameter for one: both, on the same list.
+    """
     track, pipelines = _names_fetched(calls, "track"), _names_fetched(calls, "pipelines")
     assert "customerio-pipelines-api-key" in pipelines - track  # each API reads only its own credentials
-    assert sorted(parameter_names(as_list(stmt["Resource"]))) == sorted(track | pipelines)
+    expected = sorted(track | pipelines)  # a name granted twice fails too
+    role = _role(cfn, function)
+    for action in ("ssm:GetParameter", "ssm:GetParameters"):
+        (stmt,) = statements_with_action(role, action)
+        assert sorted(parameter_names(as_list(stmt["Resource"]))) == expected, action
+    (stmt,) = statements_with_action(role, "kms:Decrypt")
+    assert as_list(stmt["Action"]) == ["kms:Decrypt"]
+    # The aws/ssm key's id differs per account, so the key is "*" and the conditions do the narrowing:
+    # one exact-match block, no StringLike patterns.
+    assert stmt["Resource"] == "*"
+    assert list(stmt["Condition"]) == ["StringEquals"]
+    condition = stmt["Condition"]["StringEquals"]
+    assert set(condition) == {"kms:ViaService", PARAMETER_ARN_KEY}
+    assert sub_template(condition["kms:ViaService"]) == "ssm.${AWS::Region}.amazonaws.com"
+    assert sorted(parameter_names(as_list(condition[PARAMETER_ARN_KEY]))) == expected
 
 
 # --- roles, logs and X-Ray ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
-def test_role_is_written_out_without_managed_policies(
-    cfn: dict[str, Any], function: str, role_id: str, expected: list[str]
-) -> None:
-    """SAM's generated role would add AWSLambdaBasicExecutionRole: logs:* writes to every log group."""
+@pytest.mark.parametrize(("function", "role_id"), FUNCTIONS)
+def test_role_is_written_out_for_lambda(cfn: dict[str, Any], function: str, role_id: str) -> None:
+    """SAM's generated role would add AWSLambdaBasicExecutionRole (logs:* on every log group): see below."""
     found_id, role = role_of_function(cfn, cfn["Resources"][function])
     assert found_id == role_id
-    assert role["Properties"].get("ManagedPolicyArns", []) == []
     trust = as_list(role["Properties"]["AssumeRolePolicyDocument"]["Statement"])
     assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
 
@@ -184,34 +158,25 @@ def test_no_role_in_the_stack_has_a_managed_policy(cfn: dict[str, Any]) -> None:
     assert with_managed == []
 
 
-@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
-def test_function_writes_logs_only_to_its_own_log_group(
-    cfn: dict[str, Any], function: str, role_id: str, expected: list[str]
-) -> None:
-    log_group = ref_name(cfn["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"])
-    assert log_group and cfn["Resources"][log_group]["Type"] == "AWS::Logs::LogGroup"
-    logs = [
-        stmt
-        for stmt in policy_statements(_role(cfn, function))
-        if any(str(a).lower().startswith("logs:") for a in as_list(stmt["Action"]))
-    ]
-    # The log group exists (the stack creates it), so CreateLogGroup is not needed.
-    assert [sorted(as_list(s["Action"])) for s in logs] == [["logs:CreateLogStream", "logs:PutLogEvents"]]
-    assert statement_resources(logs[0]) == [(log_group, "Arn")]
-
-
-def test_the_two_functions_log_to_different_groups(cfn: dict[str, Any]) -> None:
-    groups = {
-        ref_name(cfn["Resources"][f]["Properties"]["LoggingConfig"]["LogGroup"])
-        for f in ("IngestFunction", "RetryFunction")
-    }
+def test_each_function_writes_logs_only_to_its_own_log_group(cfn: dict[str, Any]) -> None:
+    groups = set()
+    for function, _ in FUNCTIONS:
+        log_group = ref_name(cfn["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"])
+        assert log_group and cfn["Resources"][log_group]["Type"] == "AWS::Logs::LogGroup"
+        logs = [
+            stmt
+            for stmt in policy_statements(_role(cfn, function))
+            if any(str(a).lower().startswith("logs:") for a in as_list(stmt["Action"]))
+        ]
+        # The log group exists (the stack creates it), so CreateLogGroup is not needed.
+        assert [sorted(as_list(s["Action"])) for s in logs] == [["logs:CreateLogStream", "logs:PutLogEvents"]]
+        assert statement_resources(logs[0]) == [(log_group, "Arn")]
+        groups.add(log_group)
     assert len(groups) == 2
 
 
-@pytest.mark.parametrize(("function", "role_id", "expected"), FUNCTIONS)
-def test_wildcard_resources_are_only_the_unavoidable_ones(
-    cfn: dict[str, Any], function: str, role_id: str, expected: list[str]
-) -> None:
+@pytest.mark.parametrize(("function", "role_id"), FUNCTIONS)
+def test_wildcard_resources_are_only_the_unavoidable_ones(cfn: dict[str, Any], function: str, role_id: str) -> None:
     role = _role(cfn, function)
     xray = {"xray:puttracesegments", "xray:puttelemetryrecords"}
     granted: set[str] = set()
@@ -226,20 +191,7 @@ def test_wildcard_resources_are_only_the_unavoidable_ones(
     assert xray <= granted, "TracingMode=Active needs the two X-Ray actions"
 
 
-# --- X-Ray: a deploy parameter, and the roles' X-Ray grant follows it ---------------------------------
-
-
-def test_tracing_mode_parameter_defaults_to_no_traces(cfn: dict[str, Any]) -> None:
-    param = cfn["Parameters"]["TracingMode"]
-    assert (param["Type"], param["AllowedValues"]) == ("String", ["Active", "PassThrough"])
-    assert param["Default"] == "PassThrough", "X-Ray was the largest line of the cost: operators opt in"
-
-
-@pytest.mark.parametrize("mode", ["Active", "PassThrough"])
-@pytest.mark.parametrize("function", ["IngestFunction", "RetryFunction"])
-def test_both_functions_trace_as_the_parameter_says(cfn: dict[str, Any], function: str, mode: str) -> None:
-    config = cfn["Resources"][function]["Properties"]["TracingConfig"]
-    assert _evaluate(config["Mode"], {"TracingMode": mode}, cfn["Conditions"]) == mode
+# --- X-Ray: the roles' grant follows the TracingMode parameter ---------------------------------------
 
 
 @pytest.mark.parametrize(("mode", "granted"), [("Active", True), ("PassThrough", False)])
@@ -260,11 +212,28 @@ def test_the_xray_grant_follows_the_tracing_mode(cfn: dict[str, Any], role_id: s
 # --- SQS: the quarantine queue is the ingest function's to write, and nobody's to read -----------------
 
 
-def test_ingest_may_only_send_to_its_three_queues(cfn: dict[str, Any]) -> None:
-    """Retry queue (transient failures), DLQ (permanent ones), quarantine (bodies it cannot parse)."""
-    assert sqs_grants(_role(cfn, "IngestFunction")) == {
-        "sqs:SendMessage": {("RetryQueue", "Arn"), ("RetryDeadLetterQueue", "Arn"), ("QuarantineQueue", "Arn")}
-    }
+RETRY, DLQ, QUARANTINE = ("RetryQueue", "Arn"), ("RetryDeadLetterQueue", "Arn"), ("QuarantineQueue", "Arn")
+
+
+@pytest.mark.parametrize(
+    ("function", "grants"),
+    [
+        # Retry queue (transient failures), DLQ (permanent ones), quarantine (bodies it cannot parse).
+        ("IngestFunction", {"sqs:SendMessage": {RETRY, DLQ, QUARANTINE}}),
+        (
+            "RetryFunction",
+            {
+                "sqs:ReceiveMessage": {RETRY},
+                "sqs:DeleteMessage": {RETRY},
+                "sqs:ChangeMessageVisibility": {RETRY},
+                "sqs:GetQueueAttributes": {RETRY},
+                "sqs:SendMessage": {RETRY, DLQ},  # re-parking; dead-lettering with the reason
+            },
+        ),
+    ],
+)
+def test_each_function_reaches_exactly_its_queues(cfn: dict[str, Any], function: str, grants: dict[str, Any]) -> None:
+    assert sqs_grants(_role(cfn, function)) == grants
 
 
 def test_only_the_ingest_role_reaches_the_quarantine_queue_and_only_to_send(cfn: dict[str, Any]) -> None:
@@ -284,13 +253,6 @@ def test_only_the_ingest_role_reaches_the_quarantine_queue_and_only_to_send(cfn:
                 if any(str(a).lower().startswith("sqs:") for a in as_list(stmt.get("Action", []))):
                     assert "*" not in resources, (name, stmt)
     assert reach == {"IngestFunctionRole": {"sqs:SendMessage"}}
-
-
-def test_no_function_consumes_the_quarantine_queue(cfn: dict[str, Any]) -> None:
-    sources = [
-        m["Properties"]["EventSourceArn"] for m in resources_of_type(cfn, "AWS::Lambda::EventSourceMapping").values()
-    ]
-    assert sources and [s for s in sources if getatt(s) == ("QuarantineQueue", "Arn")] == []
 
 
 # --- the ingest function's reserved concurrency --------------------------------------------------------

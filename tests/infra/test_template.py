@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from dodo_cio.delivery.backoff import CAP_SECONDS, CONFIG_HORIZON_SECONDS, TRANSIENT_HORIZON_SECONDS
 from dodo_cio.delivery.destination import APIS, TRACK
 from dodo_cio.mapping.mapper import CONTACT_FIELDS_MODES
 from infra.cfn import (
@@ -168,32 +169,77 @@ def test_every_checkov_skip_in_the_template_is_used(sam_template: dict[str, Any]
 
 # --- functions and layer ------------------------------------------------------------------------------
 
+POWERTOOLS_ENV = {
+    "POWERTOOLS_SERVICE_NAME": "dodo-customerio-bridge",
+    "POWERTOOLS_METRICS_NAMESPACE": "DodoCustomerioBridge",
+    "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
+    "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+}
+# Both functions deliver and resolve parked ops under the same mapping, identity and budget settings.
+SHARED_ENV = {
+    **POWERTOOLS_ENV,
+    **{
+        name: {"Ref": parameter}
+        for name, parameter in (
+            ("SSM_PARAMETER_PATH", "SsmParameterPath"),
+            ("CUSTOMERIO_REGION", "CustomerioRegion"),
+            ("CUSTOMERIO_TRACK_URL", "CustomerioTrackUrl"),
+            ("CUSTOMERIO_API", "CustomerioApi"),
+            ("CUSTOMERIO_PIPELINES_URL", "CustomerioPipelinesUrl"),
+            ("CUSTOMERIO_IDENTIFIER", "CustomerioIdentifier"),
+            ("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "CustomerioSubscriptionObjectTypeId"),
+            ("CUSTOMERIO_PROFILE_METADATA", "CustomerioProfileMetadata"),
+            ("CUSTOMERIO_CONTACT_FIELDS", "CustomerioContactFields"),
+            ("DODO_API_MODE", "DodoApiMode"),
+            ("RETRY_QUEUE_URL", "RetryQueue"),  # Ref of a queue is its URL
+            ("DEAD_LETTER_QUEUE_URL", "RetryDeadLetterQueue"),
+            ("STATE_TABLE_NAME", "StateTable"),
+            # The budget's split (dodo_cio.delivery.budget): RPS x share / containers.
+            ("CUSTOMERIO_RATE_LIMIT_RPS", "CustomerioRequestsPerSecond"),
+            ("CUSTOMERIO_INGEST_SHARE", "CustomerioIngestShare"),
+        )
+    },
+}
 
-def test_every_function_runs_python313_on_arm64(cfn: dict[str, Any]) -> None:
+
+@pytest.mark.parametrize(
+    ("function", "own_env"),
+    [
+        pytest.param(
+            "IngestFunction",
+            {
+                # Only ingest knows the quarantine queue: the retry function must never see quarantined webhooks.
+                "QUARANTINE_QUEUE_URL": {"Ref": "QuarantineQueue"},
+                "INGEST_MAX_CONCURRENCY": {"Ref": "IngestReservedConcurrency"},
+                "API_BURST_LIMIT": {"Ref": "ApiThrottlingBurstLimit"},
+                "RECEIPT_DAYS": {"Ref": "ReceiptRetentionDays"},
+            },
+            id="ingest",
+        ),
+        # Each container paces itself to RPS / RETRY_MAX_CONCURRENCY: the event source's MaximumConcurrency.
+        pytest.param("RetryFunction", {"RETRY_MAX_CONCURRENCY": {"Ref": "RetryMaxConcurrency"}}, id="retry"),
+    ],
+)
+def test_function_environment(cfn: dict[str, Any], function: str, own_env: dict[str, Any]) -> None:
+    assert cfn["Resources"][function]["Properties"]["Environment"]["Variables"] == {**SHARED_ENV, **own_env}
+
+
+def test_every_function_runs_python313_on_arm64_and_traces_as_the_parameter_says(cfn: dict[str, Any]) -> None:
     functions = resources_of_type(cfn, "AWS::Lambda::Function")
     assert functions, "no Lambda functions in the translated template"
     for name, fn in functions.items():
         assert fn["Properties"]["Runtime"] == "python3.13", name
         assert fn["Properties"]["Architectures"] == ["arm64"], name
-
-
-def test_every_function_traces_as_the_tracing_mode_parameter_says(cfn: dict[str, Any]) -> None:
-    for name, fn in resources_of_type(cfn, "AWS::Lambda::Function").items():
         assert fn["Properties"].get("TracingConfig") == {"Mode": {"Ref": "TracingMode"}}, name
 
 
-def test_ingest_answers_before_dodo_gives_up(cfn: dict[str, Any]) -> None:
-    ingest = _ingest(cfn)["Properties"]
-    assert ingest["Timeout"] < 15  # Dodo waits 15 s for the response
-    assert ingest["Handler"] == "app.lambda_handler"
-
-
-def test_bridge_layer_is_built_for_the_function_platform(cfn: dict[str, Any], sam_template: dict[str, Any]) -> None:
+def test_functions_and_layer_are_built_for_the_lambda_platform(
+    cfn: dict[str, Any], sam_template: dict[str, Any]
+) -> None:
     layer_id, layer = only_resource_of_type(cfn, "AWS::Lambda::LayerVersion")
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
     assert layer["Properties"]["CompatibleArchitectures"] == ["arm64"]
     assert layer.get("DeletionPolicy") == "Delete"  # SAM's RetentionPolicy: Delete
-    assert [ref_name(x) for x in _ingest(cfn)["Properties"]["Layers"]] == [layer_id]
     # Build metadata lives only in the SAM template (the translator drops it); sam build reads it there.
     sam_layer = sam_template["Resources"]["BridgeLayer"]
     assert sam_layer["Properties"]["ContentUri"] == "layers/dodo_cio"
@@ -207,39 +253,22 @@ def test_bridge_layer_is_built_for_the_function_platform(cfn: dict[str, Any], sa
     assert "--platform manylinux2014_aarch64" in makefile and "--python-version 3.13" in makefile
     assert "--invalidation-mode unchecked-hash" in makefile
     for name, folder in (("IngestFunction", "ingest"), ("RetryFunction", "retry")):
+        props = cfn["Resources"][name]["Properties"]
+        assert props["Handler"] == "app.lambda_handler", name
+        assert [ref_name(x) for x in props["Layers"]] == [layer_id], name
+        assert sam_template["Resources"][name]["Properties"]["CodeUri"] == f"functions/{folder}/"
         assert sam_template["Resources"][name]["Metadata"]["BuildMethod"] == "makefile"
         function_makefile = (REPO_ROOT / "functions" / folder / "Makefile").read_text()
         assert f"build-{name}:" in function_makefile and "unchecked-hash" in function_makefile
 
 
-def test_ingest_environment(cfn: dict[str, Any]) -> None:
-    env = _ingest(cfn)["Properties"]["Environment"]["Variables"]
-    assert env["POWERTOOLS_SERVICE_NAME"] == "dodo-customerio-bridge"
-    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "DodoCustomerioBridge"
-    assert env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
-    assert env["POWERTOOLS_LOG_LEVEL"] == {"Ref": "LogLevel"}
-    assert env["SSM_PARAMETER_PATH"] == {"Ref": "SsmParameterPath"}
-    assert env["CUSTOMERIO_REGION"] == {"Ref": "CustomerioRegion"}
-    assert env["CUSTOMERIO_TRACK_URL"] == {"Ref": "CustomerioTrackUrl"}
-    assert env["CUSTOMERIO_API"] == {"Ref": "CustomerioApi"}
-    assert env["CUSTOMERIO_PIPELINES_URL"] == {"Ref": "CustomerioPipelinesUrl"}
-    assert env["CUSTOMERIO_IDENTIFIER"] == {"Ref": "CustomerioIdentifier"}
-    assert env["RETRY_QUEUE_URL"] == {"Ref": "RetryQueue"}  # Ref of a queue is its URL
-    assert env["QUARANTINE_QUEUE_URL"] == {"Ref": "QuarantineQueue"}
-
-
-def test_only_the_ingest_function_knows_the_quarantine_queue(cfn: dict[str, Any]) -> None:
-    """The retry function must never see quarantined webhooks (test_permissions checks its role)."""
-    for name, fn in resources_of_type(cfn, "AWS::Lambda::Function").items():
-        env = fn["Properties"]["Environment"]["Variables"]
-        has_it = any(ref_name(v) == "QuarantineQueue" or getatt(v) == ("QuarantineQueue", "Arn") for v in env.values())
-        assert has_it is (name == "IngestFunction"), name
-
-
-def test_ingest_logs_to_its_own_log_group(cfn: dict[str, Any]) -> None:
-    logging = _ingest(cfn)["Properties"]["LoggingConfig"]
-    group = cfn["Resources"][ref_name(logging["LogGroup"]) or ""]
-    assert group["Type"] == "AWS::Logs::LogGroup"
+def test_function_timeouts_and_concurrency(cfn: dict[str, Any]) -> None:
+    assert _ingest(cfn)["Properties"]["Timeout"] < 15  # Dodo waits 15 s for the response
+    retry = cfn["Resources"]["RetryFunction"]["Properties"]
+    assert int(retry["Timeout"]) == 30
+    # Reserved concurrency makes the SQS pollers over-pull; throttled receives would count towards
+    # maxReceiveCount. The event source's MaximumConcurrency bounds the function instead.
+    assert "ReservedConcurrentExecutions" not in retry
 
 
 def test_every_log_group_has_retention(cfn: dict[str, Any]) -> None:
@@ -289,7 +318,7 @@ def test_http_api_stage_throttling_and_json_access_log(cfn: dict[str, Any]) -> N
     assert {"requestId", "status", "routeKey"} <= fields.keys()
 
 
-# --- queues -------------------------------------------------------------------------------------------
+# --- the retry queue feeding the retry function, against the backoff schedule ---------------------------
 
 
 def _queue(cfn: dict[str, Any], name: str) -> dict[str, Any]:
@@ -298,16 +327,28 @@ def _queue(cfn: dict[str, Any], name: str) -> dict[str, Any]:
     return queue["Properties"]
 
 
-@pytest.mark.parametrize("name", ["RetryQueue", "RetryDeadLetterQueue", "QuarantineQueue"])
-def test_queues_are_encrypted(cfn: dict[str, Any], name: str) -> None:
-    props = _queue(cfn, name)
-    assert props.get("SqsManagedSseEnabled") is True or props.get("KmsMasterKeyId")
+def test_the_retry_queue_feeds_the_retry_function_in_batches(cfn: dict[str, Any]) -> None:
+    _, mapping = only_resource_of_type(cfn, "AWS::Lambda::EventSourceMapping")  # none reads the quarantine
+    esm = mapping["Properties"]
+    assert getatt(esm["EventSourceArn"]) == ("RetryQueue", "Arn")
+    assert ref_name(esm["FunctionName"]) == "RetryFunctionAliaslive"  # the alias a gradual deploy shifts
+    assert esm.get("Enabled", True) is True
+    # Without it, one message that must wait would send the whole batch back.
+    assert esm["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert esm["BatchSize"] == {"Ref": "RetryBatchSize"}
+    assert int(esm["MaximumBatchingWindowInSeconds"]) == 5  # Lambda requires a window for batches above 10
+    assert esm["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RetryMaxConcurrency"}
 
 
-def test_retry_queue_redrives_to_the_dlq(cfn: dict[str, Any]) -> None:
-    redrive = _queue(cfn, "RetryQueue")["RedrivePolicy"]
-    assert getatt(redrive["deadLetterTargetArn"]) == ("RetryDeadLetterQueue", "Arn")
-    assert int(redrive["maxReceiveCount"]) >= 5
+def test_retry_path_parameters(cfn: dict[str, Any]) -> None:
+    batch, concurrency = cfn["Parameters"]["RetryBatchSize"], cfn["Parameters"]["RetryMaxConcurrency"]
+    assert int(batch["Default"]) == 50 and int(batch["MinValue"]) >= 1
+    assert 10 < int(batch["MaxValue"]) <= 10000  # Lambda's limit for standard queues; the window is always set
+    assert concurrency["Type"] == "Number" and int(concurrency["Default"]) == 2
+    assert int(concurrency["MinValue"]) == 2 and int(concurrency.get("MaxValue", 1000)) <= 1000  # SQS: 2..1000
+    rate = cfn["Parameters"]["CustomerioRequestsPerSecond"]
+    assert rate["Type"] == "Number" and int(rate["MinValue"]) >= 1
+    assert int(rate["Default"]) == 100  # Customer.io's stated fair-use rate for the Track API
 
 
 def test_retry_queue_visibility_covers_six_retry_timeouts(cfn: dict[str, Any]) -> None:
@@ -316,11 +357,46 @@ def test_retry_queue_visibility_covers_six_retry_timeouts(cfn: dict[str, Any]) -
     assert int(_queue(cfn, "RetryQueue")["VisibilityTimeout"]) >= 6 * timeout
 
 
-def test_dlq_keeps_messages_longer_than_the_retry_queue(cfn: dict[str, Any]) -> None:
+def test_retry_queue_keeps_messages_past_the_longest_horizon(cfn: dict[str, Any]) -> None:
+    """Nothing may expire silently: the function must see the message after its horizon to dead-letter it.
+
+    The last check before the horizon can schedule one more full-cap wait, then a receive that may
+    take up to the visibility timeout. Retention counts from the enqueue time, which is never earlier
+    than first_seen (the horizons' origin).
+    """
+    queue = _queue(cfn, "RetryQueue")
+    retention = int(queue["MessageRetentionPeriod"])
+    longest = max(CONFIG_HORIZON_SECONDS, TRANSIENT_HORIZON_SECONDS)
+    assert retention >= longest + CAP_SECONDS + int(queue["VisibilityTimeout"])
     # A message moved to a DLQ keeps its original enqueue time, so equal retention would expire it at once.
-    retry = int(_queue(cfn, "RetryQueue")["MessageRetentionPeriod"])
-    dlq = int(_queue(cfn, "RetryDeadLetterQueue")["MessageRetentionPeriod"])
-    assert dlq > retry
+    assert int(_queue(cfn, "RetryDeadLetterQueue")["MessageRetentionPeriod"]) > retention
+
+
+def test_horizons_are_reached_by_time_before_receives_run_out(cfn: dict[str, Any]) -> None:
+    """maxReceiveCount is a backstop for poison messages, never the thing that ends a retry.
+
+    Configuration errors wait the full cap every time, so reaching the 7-day horizon takes
+    CONFIG_HORIZON_SECONDS / CAP_SECONDS receives (672). Transient waits are full jitter, uniform in
+    [0, ceiling <= cap], so they average at most cap / 2: about 288 receives in 36 h.
+    """
+    redrive = _queue(cfn, "RetryQueue")["RedrivePolicy"]
+    assert getatt(redrive["deadLetterTargetArn"]) == ("RetryDeadLetterQueue", "Arn")
+    max_receive = int(redrive["maxReceiveCount"])
+    assert max_receive <= 1000  # SQS's limit
+    config_receives = CONFIG_HORIZON_SECONDS / CAP_SECONDS
+    assert config_receives == 672
+    assert max_receive > TRANSIENT_HORIZON_SECONDS / (CAP_SECONDS / 2)
+    # Margin: ~1.5x the configuration-error count, so processing-time drift cannot eat it.
+    assert max_receive >= 1.4 * config_receives
+
+
+# --- queues -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["RetryQueue", "RetryDeadLetterQueue", "QuarantineQueue"])
+def test_queues_are_encrypted(cfn: dict[str, Any], name: str) -> None:
+    props = _queue(cfn, name)
+    assert props.get("SqsManagedSseEnabled") is True or props.get("KmsMasterKeyId")
 
 
 def test_quarantine_queue_keeps_whole_webhooks_for_the_longest_time(cfn: dict[str, Any]) -> None:
@@ -401,6 +477,9 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
     assert int(params["ApiThrottlingBurstLimit"]["Default"]) == 100
     assert int(params["LogRetentionInDays"]["Default"]) == 30
     assert params["LogLevel"]["Default"] == "INFO"
+    tracing = params["TracingMode"]
+    assert (tracing["Type"], tracing["AllowedValues"]) == ("String", ["Active", "PassThrough"])
+    assert tracing["Default"] == "PassThrough", "X-Ray was the largest line of the cost: operators opt in"
 
 
 def test_outputs(cfn: dict[str, Any]) -> None:
@@ -413,6 +492,9 @@ def test_outputs(cfn: dict[str, Any]) -> None:
     assert outputs["QuarantineQueueUrl"]["Value"] == {"Ref": "QuarantineQueue"}
     assert outputs["QuarantineQueueArn"]["Value"] == {"Fn::GetAtt": ["QuarantineQueue", "Arn"]}
     assert outputs["IngestFunctionName"]["Value"] == {"Ref": "IngestFunction"}
+    assert outputs["RetryFunctionName"]["Value"] == {"Ref": "RetryFunction"}
+    assert outputs["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}  # Ref of a topic is its ARN
+    assert outputs["DashboardName"]["Value"] == {"Ref": "Dashboard"}
     layer_id, _ = only_resource_of_type(cfn, "AWS::Lambda::LayerVersion")
     assert outputs["BridgeLayerArn"]["Value"] == {"Ref": layer_id}
 
@@ -425,9 +507,6 @@ def test_state_table_keeps_idempotency_records_longer_than_dodo_retries(cfn) -> 
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
     assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert EXPIRES_AFTER_SECONDS >= 48 * 3600  # Dodo retries for ~27.5 h; the issue asks for >= 48 h
-    for name in ("IngestFunction", "RetryFunction"):
-        env = cfn["Resources"][name]["Properties"]["Environment"]["Variables"]
-        assert env["STATE_TABLE_NAME"] == {"Ref": "StateTable"}
 
 
 def test_state_table_outlives_a_stack_delete_a_replacement_and_a_delete_call(cfn) -> None:
