@@ -139,37 +139,24 @@ def _find_alarm(cfn: dict[str, Any], metric: Metric) -> dict[str, Any]:
     return found[0]
 
 
+def _sqs(metric: str, queue: str) -> Metric:
+    return Metric("AWS/SQS", metric, _dims(QueueName=queue))
+
+
 def _expected_alarms(cfn: dict[str, Any]) -> list[tuple[Metric, str, Any]]:
     """(metric, statistic, threshold) of every alarm the bridge must have; dimensions name logical ids."""
-    lambda_alarms = [
-        (Metric("AWS/Lambda", metric, _dims(FunctionName=fn)), "Sum", 0)
-        for fn in ("IngestFunction", "RetryFunction")
-        for metric in ("Errors", "Throttles")
-    ]
     return [
-        (
-            Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName="RetryDeadLetterQueue")),
-            "Maximum",
-            0,
-        ),
-        # Anything on the quarantine queue is a signed webhook nobody has looked at yet.
-        (
-            Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName="QuarantineQueue")),
-            "Maximum",
-            0,
-        ),
+        # Anything on the DLQ or the quarantine queue (signed webhooks) is something nobody has looked at yet.
+        *((_sqs("ApproximateNumberOfMessagesVisible", queue), "Maximum", 0) for queue in KEPT_MESSAGE_QUEUES),
         # The not-empty alarms notify once, when their queue stops being empty; these fire on every 5 minutes
         # in which something arrived, so a second message is not met by silence.
+        *((_sqs("NumberOfMessagesSent", queue), "Sum", 0) for queue in KEPT_MESSAGE_QUEUES),
+        (_sqs("ApproximateAgeOfOldestMessage", "RetryQueue"), "Maximum", {"Ref": "OldestMessageAgeAlarmSeconds"}),
         *(
-            (Metric("AWS/SQS", "NumberOfMessagesSent", _dims(QueueName=queue)), "Sum", 0)
-            for queue in KEPT_MESSAGE_QUEUES
+            (Metric("AWS/Lambda", metric, _dims(FunctionName=fn)), "Sum", 0)
+            for fn in ("IngestFunction", "RetryFunction")
+            for metric in ("Errors", "Throttles")
         ),
-        (
-            Metric("AWS/SQS", "ApproximateAgeOfOldestMessage", _dims(QueueName="RetryQueue")),
-            "Maximum",
-            {"Ref": "OldestMessageAgeAlarmSeconds"},
-        ),
-        *lambda_alarms,
         # HTTP APIs publish 4xx/5xx (REST APIs: 4XXError/5XXError), dimensions ApiId or ApiId+Stage.
         (Metric("AWS/ApiGateway", "5xx", _dims(ApiId="WebhookApi")), "Sum", 0),
         (_custom(cfn, "InvalidSignature"), "Sum", {"Ref": "InvalidSignatureAlarmThreshold"}),
@@ -208,12 +195,14 @@ def test_alarm_dimensions_point_at_the_right_attributes(cfn: dict[str, Any]) -> 
 def test_every_alarm_notifies_the_topic_and_explains_itself(cfn: dict[str, Any]) -> None:
     alarms = {name: res["Properties"] for name, res in resources_of_type(cfn, "AWS::CloudWatch::Alarm").items()}
     assert len(alarms) > len(_alarms(cfn)), "metric-math alarms are checked here too"
+    headings = set(re.findall(r"^#+ (.+)$", README, re.M))
     for name, props in alarms.items():
-        assert {"Ref": "AlarmTopic"} in props["AlarmActions"], name
-        assert {"Ref": "AlarmTopic"} in props["OKActions"], name
+        assert props["AlarmActions"] == props["OKActions"] == [{"Ref": "AlarmTopic"}], name
         assert props["TreatMissingData"] == "notBreaching", name
         description = props.get("AlarmDescription", "")
         assert 80 <= len(description) <= 1024, name  # what it means and what to do; CloudWatch's limit
+        for title in re.findall(r'README "([^"]+)"', description):
+            assert title in headings, (name, title)
 
 
 def test_alarm_parameters(cfn: dict[str, Any]) -> None:
@@ -225,6 +214,112 @@ def test_alarm_parameters(cfn: dict[str, Any]) -> None:
     assert int(params["OldestMessageAgeAlarmSeconds"]["MinValue"]) >= CAP_SECONDS
     assert int(params["InvalidSignatureAlarmThreshold"]["Default"]) == 20
     assert int(params["KeptMessageAgeAlarmDays"]["Default"]) == 7
+
+
+def test_a_backlog_waiting_an_hour_raises_an_alarm(cfn: dict[str, Any]) -> None:
+    """Retried messages drop out of ApproximateAgeOfOldestMessage, so a long outage needs its own alarm."""
+    alarm = cfn["Resources"]["RetryBacklogAlarm"]["Properties"]
+    stats = [q["MetricStat"] for q in alarm["Metrics"] if "MetricStat" in q]
+    names = {s["Metric"]["MetricName"] for s in stats}
+    assert names == {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
+    for stat in stats:
+        assert stat["Metric"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["RetryQueue", "QueueName"]}
+    assert alarm["EvaluationPeriods"] * stats[0]["Period"] == 3600
+    assert alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
+
+
+# --- nothing expires unseen: the dead-letter and quarantine queues ------------------------------------
+
+
+def _math_alarm_on(cfn: dict[str, Any], metric_name: str, queue: str) -> dict[str, Any]:
+    """The one metric-math alarm whose (only) metric is `metric_name` of `queue`."""
+    found = []
+    for resource in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values():
+        props = resource["Properties"]
+        stats = [q["MetricStat"] for q in props.get("Metrics", []) if "MetricStat" in q]
+        if any(
+            s["Metric"]["MetricName"] == metric_name
+            and s["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
+            for s in stats
+        ):
+            assert len(stats) == 1, props
+            found.append(props)
+    assert len(found) == 1, f"expected one alarm on {metric_name} of {queue}, found {len(found)}"
+    return found[0]
+
+
+def test_kept_message_age_parameter_leaves_time_before_sqs_deletes(cfn: dict[str, Any]) -> None:
+    param = cfn["Parameters"]["KeptMessageAgeAlarmDays"]
+    assert param["Type"] == "Number"
+    retention = min(int(cfn["Resources"][q]["Properties"]["MessageRetentionPeriod"]) for q in KEPT_MESSAGE_QUEUES)
+    assert retention == 14 * 86400  # the SQS maximum; the README's "day 14"
+    assert 1 <= int(param["MinValue"]) <= int(param["Default"]) <= int(param["MaxValue"])
+    assert int(param["MaxValue"]) < 14  # at least a day left, whatever is deployed
+    assert int(param["Default"]) <= 14 / 2  # "well before": half the retention left by default
+
+
+@pytest.mark.parametrize("queue", KEPT_MESSAGE_QUEUES)
+def test_kept_message_queues_alarm_on_their_oldest_message_in_days(cfn: dict[str, Any], queue: str) -> None:
+    alarm = _math_alarm_on(cfn, "ApproximateAgeOfOldestMessage", queue)
+    queries = {q["Id"]: q for q in alarm["Metrics"]}
+    (stat_id,) = [i for i, q in queries.items() if "MetricStat" in q]
+    (expression,) = [q for q in queries.values() if "Expression" in q]
+    assert queries[stat_id]["ReturnData"] is False and expression.get("ReturnData", True) is True
+    assert queries[stat_id]["MetricStat"]["Stat"] == "Maximum"
+    # The metric is in seconds, the threshold in days.
+    assert expression["Expression"].replace(" ", "") == f"{stat_id}/86400"
+    assert alarm["Threshold"] == {"Ref": "KeptMessageAgeAlarmDays"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert int(alarm["EvaluationPeriods"]) == 1 and int(queries[stat_id]["MetricStat"]["Period"]) == 300
+
+
+def _alarm_on(cfn: dict[str, Any], metric: str, queue: str | None) -> dict[str, Any]:
+    if queue is None:
+        return _find_alarm(cfn, _custom(cfn, metric))
+    if metric == "ApproximateAgeOfOldestMessage":
+        return _math_alarm_on(cfn, metric, queue)
+    return _find_alarm(cfn, _sqs(metric, queue))
+
+
+DAY_14 = ['README "What happens on day 14"', "14 days", "KeptMessageAgeAlarmDays", "`dodo-cio dlq"]
+
+
+@pytest.mark.parametrize(
+    ("metric", "queue", "name", "says"),
+    [
+        # Not-empty stays raised while anything is there; arrival notifies again for each new burst.
+        ("ApproximateNumberOfMessagesVisible", "RetryDeadLetterQueue", "dlq-not-empty", []),
+        # SQS leaves messages its redrive policy moves out of the DLQ's NumberOfMessagesSent.
+        ("NumberOfMessagesSent", "RetryDeadLetterQueue", "dlq-arrival", ["{max_receives} receives", "retry-errors"]),
+        ("ApproximateNumberOfMessagesVisible", "QuarantineQueue", "quarantine-not-empty", []),
+        ("NumberOfMessagesSent", "QuarantineQueue", "quarantine-arrival", []),
+        ("ApproximateAgeOfOldestMessage", "RetryDeadLetterQueue", "dlq-expiring", [*DAY_14, "`dodo-cio redrive"]),
+        ("ApproximateAgeOfOldestMessage", "QuarantineQueue", "quarantine-expiring", [*DAY_14, "`dodo-cio reprocess"]),
+        (
+            "UnknownEventType",
+            None,
+            "unknown-event-type",
+            ['README "Mapping a new Dodo event type"', "`dodo-cio reprocess"],
+        ),
+        (
+            "EmailChangeRefused",
+            None,
+            "email-change-refused",
+            ['"{email_setting}"', "`dodo-cio redrive", 'README "One person per Dodo customer"'],
+        ),
+    ],
+)
+def test_alarm_names_and_their_runbook_steps(
+    cfn: dict[str, Any], metric: str, queue: str | None, name: str, says: list[str]
+) -> None:
+    from dodo_cio.delivery.track import EMAIL_BY_ID_SETTING
+
+    alarm = _alarm_on(cfn, metric, queue)
+    assert sub_template(alarm["AlarmName"]) == f"${{AWS::StackName}}-{name}"
+    max_receives = cfn["Resources"]["RetryQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
+    for text in says:
+        assert text.format(max_receives=max_receives, email_setting=EMAIL_BY_ID_SETTING) in alarm["AlarmDescription"]
+    assert EMAIL_BY_ID_SETTING in README  # the setting that alarm names is explained
 
 
 # --- dashboard ----------------------------------------------------------------------------------------
@@ -270,24 +365,27 @@ def _dashboard_metrics(dashboard: dict[str, Any]) -> set[Metric]:
     return found
 
 
-def test_dashboard_body_is_valid_json_with_widgets(dashboard: dict[str, Any]) -> None:
+def test_dashboard_widgets_are_complete_and_do_not_overlap(dashboard: dict[str, Any]) -> None:
     assert dashboard["widgets"]
+    cells: dict[tuple[int, int], str] = {}
     for widget in dashboard["widgets"]:
         assert {"type", "x", "y", "width", "height", "properties"} <= widget.keys()
         if widget["type"] != "alarm":  # an alarm status widget names its alarms by ARN, which holds the region
             assert widget["properties"]["region"] == "AWS__Region"
+        title = widget["properties"].get("title", widget["type"])
+        assert widget["x"] >= 0 and widget["x"] + widget["width"] <= 24, title
+        for x in range(widget["x"], widget["x"] + widget["width"]):
+            for y in range(widget["y"], widget["y"] + widget["height"]):
+                assert (x, y) not in cells, (title, cells.get((x, y)))
+                cells[(x, y)] = title
 
 
-def test_dashboard_shows_every_custom_metric(cfn: dict[str, Any], dashboard: dict[str, Any]) -> None:
-    shown = _dashboard_metrics(dashboard)
-    missing = [m for m in (*INGEST_METRICS, *RETRY_METRICS) if _custom(cfn, m) not in shown]
-    assert missing == []
-
-
-def test_dashboard_shows_queues_functions_and_api(dashboard: dict[str, Any]) -> None:
-    shown = _dashboard_metrics(dashboard)
-    expected = [
-        Metric("AWS/SQS", metric, _dims(QueueName=f"{queue}.QueueName"))
+def test_dashboard_shows_every_custom_metric_queue_function_and_the_api(
+    cfn: dict[str, Any], dashboard: dict[str, Any]
+) -> None:
+    expected = [_custom(cfn, m) for m in (*INGEST_METRICS, *RETRY_METRICS)]
+    expected += [
+        _sqs(metric, f"{queue}.QueueName")
         for queue in ("RetryQueue", "RetryDeadLetterQueue", "QuarantineQueue")
         for metric in (
             "ApproximateNumberOfMessagesVisible",
@@ -303,13 +401,14 @@ def test_dashboard_shows_queues_functions_and_api(dashboard: dict[str, Any]) -> 
     expected += [
         Metric("AWS/ApiGateway", metric, _dims(ApiId="WebhookApi")) for metric in ("Count", "4xx", "5xx", "Latency")
     ]
+    shown = _dashboard_metrics(dashboard)
     assert [m for m in expected if m not in shown] == []
 
 
 def test_one_widget_shows_the_quarantine_depth_beside_the_quarantined_count(
     cfn: dict[str, Any], dashboard: dict[str, Any]
 ) -> None:
-    depth = Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName="QuarantineQueue.QueueName"))
+    depth = _sqs("ApproximateNumberOfMessagesVisible", "QuarantineQueue.QueueName")
     count = _custom(cfn, "WebhookQuarantined")
     widgets = [w for w in dashboard["widgets"] if {depth, count} <= _dashboard_metrics({"widgets": [w]})]
     assert len(widgets) == 1
@@ -318,14 +417,13 @@ def test_one_widget_shows_the_quarantine_depth_beside_the_quarantined_count(
     assert isinstance(row[-1], dict) and row[-1]["stat"] == "Sum"
 
 
-def test_concurrency_widget_marks_the_ingest_reservation(cfn: dict[str, Any]) -> None:
+def test_dashboard_marks_the_concurrency_limits_and_reads_both_function_log_groups(cfn: dict[str, Any]) -> None:
     body = _dashboard_body(cfn)
     assert '"value": ${IngestReservedConcurrency}' in body
     assert '"value": ${RetryMaxConcurrency}' in body
-
-
-def _emitted_by_code() -> str:
-    return "\n".join(p.read_text(encoding="utf-8") for d in CODE_DIRS for p in Path(d).rglob("*.py"))
+    for function in ("IngestFunction", "RetryFunction"):
+        group = ref_name(cfn["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"])
+        assert f"SOURCE '${{{group}}}'" in body, function  # the error log widget
 
 
 def test_custom_metrics_on_dashboard_and_alarms_are_emitted_by_the_code(
@@ -334,148 +432,13 @@ def test_custom_metrics_on_dashboard_and_alarms_are_emitted_by_the_code(
     namespace, _ = _powertools(cfn)
     names = {m.name for m in _dashboard_metrics(dashboard) if m.namespace == namespace}
     names |= {p["MetricName"] for p in _alarms(cfn).values() if p["Namespace"] == namespace}
-    code = _emitted_by_code()
+    code = "\n".join(p.read_text(encoding="utf-8") for d in CODE_DIRS for p in Path(d).rglob("*.py"))
     # Every name appears in the code as a string literal (add_metric / _count / the verdict table).
     assert sorted(n for n in names if f'"{n}"' not in code) == []
     # And every custom metric on the dashboard carries exactly the service dimension.
     for metric in _dashboard_metrics(dashboard):
         if metric.namespace == namespace:
             assert metric == _custom(cfn, metric.name), metric
-
-
-def test_dashboard_error_log_widget_reads_both_function_log_groups(cfn: dict[str, Any]) -> None:
-    body = _dashboard_body(cfn)
-    for function in ("IngestFunction", "RetryFunction"):
-        group = ref_name(cfn["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"])
-        assert f"SOURCE '${{{group}}}'" in body, function
-
-
-# --- outputs ------------------------------------------------------------------------------------------
-
-
-def test_monitoring_outputs(cfn: dict[str, Any]) -> None:
-    outputs = cfn["Outputs"]
-    assert outputs["RetryFunctionName"]["Value"] == {"Ref": "RetryFunction"}
-    assert outputs["AlarmTopicArn"]["Value"] == {"Ref": "AlarmTopic"}  # Ref of a topic is its ARN
-    assert outputs["DashboardName"]["Value"] == {"Ref": "Dashboard"}
-
-
-def test_a_backlog_waiting_an_hour_raises_an_alarm(cfn) -> None:
-    """Retried messages drop out of ApproximateAgeOfOldestMessage, so a long outage needs its own alarm."""
-    alarm = cfn["Resources"]["RetryBacklogAlarm"]["Properties"]
-    queries = {m["Id"]: m for m in alarm["Metrics"]}
-    names = {q["MetricStat"]["Metric"]["MetricName"] for q in queries.values() if "MetricStat" in q}
-    assert names == {"ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"}
-    for q in queries.values():
-        if "MetricStat" in q:
-            assert q["MetricStat"]["Metric"]["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["RetryQueue", "QueueName"]}
-    window = alarm["EvaluationPeriods"] * next(q["MetricStat"]["Period"] for q in queries.values() if "MetricStat" in q)
-    assert window == 3600 and alarm["DatapointsToAlarm"] == alarm["EvaluationPeriods"]
-    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
-
-
-# --- nothing expires unseen: the dead-letter and quarantine queues ------------------------------------
-
-
-def _math_alarm_on(cfn: dict[str, Any], metric_name: str, queue: str) -> dict[str, Any]:
-    """The one metric-math alarm whose (only) metric is `metric_name` of `queue`."""
-    found = []
-    for resource in resources_of_type(cfn, "AWS::CloudWatch::Alarm").values():
-        props = resource["Properties"]
-        stats = [q["MetricStat"] for q in props.get("Metrics", []) if "MetricStat" in q]
-        if any(
-            s["Metric"]["MetricName"] == metric_name
-            and s["Metric"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
-            for s in stats
-        ):
-            assert len(stats) == 1, props
-            found.append(props)
-    assert len(found) == 1, f"expected one alarm on {metric_name} of {queue}, found {len(found)}"
-    return found[0]
-
-
-def _retention_days(cfn: dict[str, Any], queue: str) -> float:
-    return int(cfn["Resources"][queue]["Properties"]["MessageRetentionPeriod"]) / 86400
-
-
-def test_kept_message_age_parameter_leaves_time_before_sqs_deletes(cfn: dict[str, Any]) -> None:
-    param = cfn["Parameters"]["KeptMessageAgeAlarmDays"]
-    assert param["Type"] == "Number"
-    retention = min(_retention_days(cfn, q) for q in KEPT_MESSAGE_QUEUES)
-    assert retention == 14  # the SQS maximum; the README's "day 14"
-    assert 1 <= int(param["MinValue"]) <= int(param["Default"]) <= int(param["MaxValue"])
-    assert int(param["MaxValue"]) < retention  # at least a day left, whatever is deployed
-    assert int(param["Default"]) <= retention / 2  # "well before": half the retention left by default
-
-
-@pytest.mark.parametrize("queue", KEPT_MESSAGE_QUEUES)
-def test_kept_message_queues_alarm_on_their_oldest_message_in_days(cfn: dict[str, Any], queue: str) -> None:
-    alarm = _math_alarm_on(cfn, "ApproximateAgeOfOldestMessage", queue)
-    queries = {q["Id"]: q for q in alarm["Metrics"]}
-    (stat_id,) = [i for i, q in queries.items() if "MetricStat" in q]
-    (expression,) = [q for q in queries.values() if "Expression" in q]
-    assert queries[stat_id]["ReturnData"] is False and expression.get("ReturnData", True) is True
-    assert queries[stat_id]["MetricStat"]["Stat"] == "Maximum"
-    # The metric is in seconds, the threshold in days.
-    assert expression["Expression"].replace(" ", "") == f"{stat_id}/86400"
-    assert alarm["Threshold"] == {"Ref": "KeptMessageAgeAlarmDays"}
-    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
-    assert int(alarm["EvaluationPeriods"]) == 1 and int(queries[stat_id]["MetricStat"]["Period"]) == 300
-    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}] and alarm["OKActions"] == [{"Ref": "AlarmTopic"}]
-    assert alarm["TreatMissingData"] == "notBreaching"
-
-
-@pytest.mark.parametrize(("queue", "command"), [("RetryDeadLetterQueue", "redrive"), ("QuarantineQueue", "reprocess")])
-def test_age_alarms_name_their_runbook_step(cfn: dict[str, Any], queue: str, command: str) -> None:
-    description = _math_alarm_on(cfn, "ApproximateAgeOfOldestMessage", queue)["AlarmDescription"]
-    assert 'README "What happens on day 14"' in description
-    assert "### What happens on day 14" in README
-    assert "14 days" in description and "KeptMessageAgeAlarmDays" in description
-    assert "`dodo-cio dlq" in description and f"`dodo-cio {command}" in description
-
-
-@pytest.mark.parametrize("queue", KEPT_MESSAGE_QUEUES)
-def test_kept_message_queues_keep_their_not_empty_and_arrival_alarms(cfn: dict[str, Any], queue: str) -> None:
-    """Not-empty stays raised while anything is there; arrival notifies again for each new burst."""
-    visible = _find_alarm(cfn, Metric("AWS/SQS", "ApproximateNumberOfMessagesVisible", _dims(QueueName=queue)))
-    arrival = _find_alarm(cfn, Metric("AWS/SQS", "NumberOfMessagesSent", _dims(QueueName=queue)))
-    names = [sub_template(a["AlarmName"]) for a in (visible, arrival)]
-    prefix = {"RetryDeadLetterQueue": "dlq", "QuarantineQueue": "quarantine"}[queue]
-    assert names == [f"${{AWS::StackName}}-{prefix}-not-empty", f"${{AWS::StackName}}-{prefix}-arrival"]
-
-
-def test_the_dlq_arrival_alarm_says_what_it_cannot_count(cfn: dict[str, Any]) -> None:
-    """SQS leaves messages its redrive policy moves out of the DLQ's NumberOfMessagesSent."""
-    arrival = _find_alarm(cfn, Metric("AWS/SQS", "NumberOfMessagesSent", _dims(QueueName="RetryDeadLetterQueue")))
-    max_receives = cfn["Resources"]["RetryQueue"]["Properties"]["RedrivePolicy"]["maxReceiveCount"]
-    assert f"{max_receives} receives" in arrival["AlarmDescription"]
-    assert "retry-errors" in arrival["AlarmDescription"]
-
-
-def test_the_unknown_event_type_alarm_points_at_the_mapping_and_reprocess(cfn: dict[str, Any]) -> None:
-    alarm = _find_alarm(cfn, _custom(cfn, "UnknownEventType"))
-    assert sub_template(alarm["AlarmName"]) == "${AWS::StackName}-unknown-event-type"
-    assert 'README "Mapping a new Dodo event type"' in alarm["AlarmDescription"]
-    assert "### Mapping a new Dodo event type" in README
-    assert "`dodo-cio reprocess" in alarm["AlarmDescription"]
-
-
-def test_the_email_change_alarm_names_the_workspace_setting_and_the_runbook_step(cfn: dict[str, Any]) -> None:
-    from dodo_cio.delivery.track import EMAIL_BY_ID_SETTING
-
-    alarm = _find_alarm(cfn, _custom(cfn, "EmailChangeRefused"))
-    assert sub_template(alarm["AlarmName"]) == "${AWS::StackName}-email-change-refused"
-    assert f'"{EMAIL_BY_ID_SETTING}"' in alarm["AlarmDescription"]
-    assert "`dodo-cio redrive" in alarm["AlarmDescription"]
-    assert 'README "One person per Dodo customer"' in alarm["AlarmDescription"]
-    assert EMAIL_BY_ID_SETTING in README
-
-
-def test_alarm_descriptions_name_readme_sections_that_exist(cfn: dict[str, Any]) -> None:
-    headings = set(re.findall(r"^#+ (.+)$", README, re.M))
-    for name, res in resources_of_type(cfn, "AWS::CloudWatch::Alarm").items():
-        for title in re.findall(r'README "([^"]+)"', res["Properties"]["AlarmDescription"]):
-            assert title in headings, (name, title)
 
 
 def test_the_dashboard_shows_every_alarms_state(cfn: dict[str, Any], dashboard: dict[str, Any]) -> None:
@@ -486,14 +449,3 @@ def test_the_dashboard_shows_every_alarms_state(cfn: dict[str, Any], dashboard: 
     alarms = sorted(resources_of_type(cfn, "AWS::CloudWatch::Alarm"))
     assert sorted(shown) == sorted(f"{name}.Arn" for name in alarms)  # `_substitute` keeps the placeholder's name
     assert widget["properties"]["sortBy"] == "stateUpdatedTimestamp"  # ALARM first
-
-
-def test_dashboard_widgets_do_not_overlap(dashboard: dict[str, Any]) -> None:
-    cells: dict[tuple[int, int], str] = {}
-    for widget in dashboard["widgets"]:
-        title = widget["properties"].get("title", widget["type"])
-        assert widget["x"] >= 0 and widget["x"] + widget["width"] <= 24, title
-        for x in range(widget["x"], widget["x"] + widget["width"]):
-            for y in range(widget["y"], widget["y"] + widget["height"]):
-                assert (x, y) not in cells, (title, cells.get((x, y)))
-                cells[(x, y)] = title
