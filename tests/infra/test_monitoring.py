@@ -84,22 +84,6 @@ def test_alarm_topic_and_conditional_email_subscription(cfn: dict[str, Any]) -> 
     assert cfn["Parameters"]["AlarmEmail"]["Default"] == ""
 
 
-@pytest.mark.parametrize(
-    ("value", "ok"),
-    [
-        ("", True),
-        ("ops@example.com", True),
-        ("a.b+alerts@sub.example.co", True),
-        ("ops", False),
-        ("ops@example", False),
-        ("a b@example.com", False),
-    ],
-)
-def test_alarm_email_pattern(cfn: dict[str, Any], value: str, ok: bool) -> None:
-    pattern = re.compile(cfn["Parameters"]["AlarmEmail"]["AllowedPattern"])
-    assert bool(pattern.fullmatch(value)) is ok
-
-
 def test_alarm_topic_is_not_encrypted_with_the_aws_managed_sns_key(
     cfn: dict[str, Any], sam_template: dict[str, Any]
 ) -> None:
