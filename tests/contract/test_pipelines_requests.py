@@ -1,10 +1,10 @@
-"""Every request the bridge sends with CUSTOMERIO_API=pipelines, for every sample, identifier strategy
-and subscription mode, is one Customer.io's published Pipelines spec accepts in strict mode.
+"""Every request the bridge sends, for every sample, identifier strategy and subscription mode, is one
+Customer.io's published contract accepts: the Track v2 schema (plus the byte limits it cannot express) under
+CUSTOMERIO_API=track, the Pipelines spec in strict mode under CUSTOMERIO_API=pipelines.
 
-The requests are what the deployment's own client makes (`Settings.delivery_clients` under
-CUSTOMERIO_API=pipelines, the real mapping, identity resolution and op fitting before it), recorded
-instead of sent; each is checked by the sandbox's validator (`pipelines_validator` fixture), which
-reads the spec copy in this folder, with the two readings issue 12 names.
+The requests are what the deployment's own client makes (the real mapping, identity resolution and op fitting
+before it, `contract.wire`), recorded instead of sent; each is checked by the sandbox's validator for its API
+(the Pipelines one reads the spec copy in this folder, with the two readings issue 12 names).
 """
 
 from __future__ import annotations
@@ -19,12 +19,40 @@ import pytest
 
 from contract.wire import Recorder, Sent, deployment, ready_ops
 from dodo_cio.delivery.destination import PipelinesCredentials
+from dodo_cio.delivery.track import TrackClient
+from dodo_cio.mapping.limits import MAX_OP_BYTES
 from dodo_cio_local.pipelines_v1 import BATCH_MAX_BYTES, CALL_MAX_BYTES, call_size
 from support.samples import sample_paths
 
 KEY = "contract-pipelines-key"
 STRATEGIES = ["customer_id", "email", "metadata:app_user_id"]
 SUBSCRIPTIONS = [p for p in sample_paths() if p.name.startswith("subscription.")]
+
+
+@pytest.mark.parametrize("object_type", [None, "7"], ids=["profile", "objects"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("sample", sample_paths(), ids=lambda p: p.name)
+def test_every_request_matches_the_track_v2_schema(
+    track_v2_validator: Any, sample: Path, strategy: str, object_type: str | None
+) -> None:
+    recorder = Recorder()
+    client = TrackClient("https://track.customer.io", "site", "key", session=recorder)
+    client.send(ready_ops(sample.read_bytes(), deployment("track", strategy, object_type).mapping()))
+    assert len(recorder.sent) == 1, "one request per webhook"
+    url, doc = recorder.sent[0].url, json.loads(recorder.sent[0].body)
+    if url == "https://track.customer.io/api/v2/batch":
+        track_v2_validator.validate_batch(doc)
+        ops = doc["batch"]
+    else:
+        assert url == "https://track.customer.io/api/v2/entity"
+        track_v2_validator.validate_entity(doc)
+        ops = [doc]
+    for op in ops:
+        assert len(json.dumps(op, separators=(",", ":"), ensure_ascii=False).encode()) <= MAX_OP_BYTES
+        assert len(op["identifiers"]) == (2 if op["type"] == "object" else 1)
+        assert not [k for k in op if k.startswith("_")], "the bridge's own notes never go on the wire"
+        for relationship in op.get("cio_relationships", []):
+            assert len(relationship["identifiers"]) == 1
 
 
 def pipelines_requests(sample: Path, strategy: str, object_type: str | None) -> list[Sent]:
@@ -92,9 +120,7 @@ def test_calls_carry_the_dodo_time_and_a_stable_message_id(sample: Path) -> None
 
 
 @pytest.mark.parametrize("object_type", [None, "7"], ids=["profile", "objects"])
-@pytest.mark.parametrize(
-    "sample", [p for p in sample_paths() if p.name.startswith("subscription.")], ids=lambda p: p.name
-)
+@pytest.mark.parametrize("sample", SUBSCRIPTIONS, ids=lambda p: p.name)
 def test_subscriptions_are_groups_only_when_the_object_type_is_set(sample: Path, object_type: str | None) -> None:
     groups = [c for c in calls_of(pipelines_requests(sample, "customer_id", object_type)) if c["type"] == "group"]
     if object_type is None:

@@ -32,24 +32,14 @@ def _project_dependencies() -> dict[str, Requirement]:
     return {canonicalize_name(r.name): r for r in map(Requirement, deps)}
 
 
-def _pinned_version(req: Requirement) -> str:
-    specs = list(req.specifier)
-    assert len(specs) == 1 and specs[0].operator == "==", f"{req} is not pinned with =="
-    return specs[0].version
-
-
-def test_powertools_pinned_to_the_same_version() -> None:
-    layer = _layer_requirements()["aws-lambda-powertools"]
-    project = _project_dependencies()["aws-lambda-powertools"]
-    assert _pinned_version(layer) == _pinned_version(project)
-    assert layer.extras == project.extras
-
-
-def test_every_layer_requirement_is_a_project_dependency_with_the_same_specifier() -> None:
-    project = _project_dependencies()
+def test_every_layer_requirement_is_pinned_and_a_project_dependency_with_the_same_specifier_and_extras() -> None:
+    project, layer = _project_dependencies(), _layer_requirements()
+    assert "aws-lambda-powertools" in layer
     mismatched = {
-        name: (str(req.specifier), str(project[name].specifier) if name in project else None)
-        for name, req in _layer_requirements().items()
-        if name not in project or req.specifier != project[name].specifier
+        name: (str(req), str(project[name]) if name in project else None)
+        for name, req in layer.items()
+        if name not in project or (req.specifier, req.extras) != (project[name].specifier, project[name].extras)
     }
-    assert mismatched == {}, "layer specifier vs pyproject specifier"
+    assert mismatched == {}, "layer requirement vs pyproject dependency"
+    unpinned = [str(req) for req in layer.values() if [s.operator for s in req.specifier] != ["=="]]
+    assert unpinned == [], "the layer ships one exact version"
