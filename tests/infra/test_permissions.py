@@ -144,12 +144,25 @@ def test_each_function_reads_and_decrypts_exactly_the_parameters_its_code_reads(
 
 
 @pytest.mark.parametrize(("function", "role_id"), FUNCTIONS)
-def test_role_is_written_out_for_lambda(cfn: dict[str, Any], function: str, role_id: str) -> None:
-    """SAM's generated role would add AWSLambdaBasicExecutionRole (logs:* on every log group): see below."""
+def test_role_is_written_out_and_wildcards_only_the_unavoidable(
+    cfn: dict[str, Any], function: str, role_id: str
+) -> None:
+    """SAM's generated role would add AWSLambdaBasicExecutionRole (logs:* on every log group)."""
     found_id, role = role_of_function(cfn, cfn["Resources"][function])
     assert found_id == role_id
     trust = as_list(role["Properties"]["AssumeRolePolicyDocument"]["Statement"])
     assert trust == [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]
+    xray = {"xray:puttracesegments", "xray:puttelemetryrecords"}
+    granted: set[str] = set()
+    for stmt in policy_statements(role):
+        assert stmt["Effect"] == "Allow", stmt
+        actions = {str(a).lower() for a in as_list(stmt["Action"])}
+        granted |= actions
+        assert not any(a == "*" or a.endswith(":*") for a in actions), stmt
+        if "*" in as_list(stmt["Resource"]):
+            # X-Ray has no resource-level permissions; kms:Decrypt is bound by its conditions to SSM.
+            assert actions <= xray or (actions == {"kms:decrypt"} and stmt.get("Condition")), stmt
+    assert xray <= granted, "TracingMode=Active needs the two X-Ray actions"
 
 
 def test_no_role_in_the_stack_has_a_managed_policy(cfn: dict[str, Any]) -> None:
@@ -173,22 +186,6 @@ def test_each_function_writes_logs_only_to_its_own_log_group(cfn: dict[str, Any]
         assert statement_resources(logs[0]) == [(log_group, "Arn")]
         groups.add(log_group)
     assert len(groups) == 2
-
-
-@pytest.mark.parametrize(("function", "role_id"), FUNCTIONS)
-def test_wildcard_resources_are_only_the_unavoidable_ones(cfn: dict[str, Any], function: str, role_id: str) -> None:
-    role = _role(cfn, function)
-    xray = {"xray:puttracesegments", "xray:puttelemetryrecords"}
-    granted: set[str] = set()
-    for stmt in policy_statements(role):
-        assert stmt["Effect"] == "Allow", stmt
-        actions = {str(a).lower() for a in as_list(stmt["Action"])}
-        granted |= actions
-        assert not any(a == "*" or a.endswith(":*") for a in actions), stmt
-        if "*" in as_list(stmt["Resource"]):
-            # X-Ray has no resource-level permissions; kms:Decrypt is bound by its conditions to SSM.
-            assert actions <= xray or (actions == {"kms:decrypt"} and stmt.get("Condition")), stmt
-    assert xray <= granted, "TracingMode=Active needs the two X-Ray actions"
 
 
 # --- X-Ray: the roles' grant follows the TracingMode parameter ---------------------------------------
@@ -360,13 +357,18 @@ def test_iam_like_follows_string_like(pattern: str, value: str, matches: bool) -
 
 
 def test_ingest_may_delete_only_under_the_leading_key_condition(cfn: dict[str, Any]) -> None:
-    """DeleteItem alone in its statement, on the state table, only for keys matching the idempotency pattern."""
+    """DeleteItem alone in its statement, on the state table, only for keys matching the idempotency pattern.
+
+    The key is "<function name>.<RECORD_OWNER>#<md5 hex>": any function name, 32 characters of digest.
+    """
+    from dodo_cio.state.idempotency import RECORD_OWNER
+
     stmt = _delete_statement(cfn)
     assert as_list(stmt["Action"]) == ["dynamodb:DeleteItem"]
     assert stmt["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
     # StringLike on the key, and the key must be present: a ForAllValues condition on a missing key holds.
     assert stmt["Condition"] == {
-        "ForAllValues:StringLike": {LEADING_KEYS: _delete_patterns(cfn)},
+        "ForAllValues:StringLike": {LEADING_KEYS: [f"*.{RECORD_OWNER}#{'?' * 32}"]},
         "Null": {LEADING_KEYS: "false"},
     }
     # Every other DynamoDB statement of the role leaves deleting out.
@@ -374,13 +376,6 @@ def test_ingest_may_delete_only_under_the_leading_key_condition(cfn: dict[str, A
         actions = {str(a).lower() for a in as_list(other["Action"])}
         if other is not stmt and any(a.startswith("dynamodb:") for a in actions):
             assert "dynamodb:deleteitem" not in actions and not other.get("Condition"), other
-
-
-def test_the_delete_pattern_is_the_idempotency_record_key(cfn: dict[str, Any]) -> None:
-    """The key is "<function name>.<RECORD_OWNER>#<md5 hex>": any function name, 32 characters of digest."""
-    from dodo_cio.state.idempotency import RECORD_OWNER
-
-    assert _delete_patterns(cfn) == [f"*.{RECORD_OWNER}#{'?' * 32}"]
 
 
 @pytest.mark.parametrize(
@@ -433,13 +428,15 @@ def test_the_retry_function_deletes_nothing_in_dynamodb(cfn: dict[str, Any]) -> 
     assert actions == {"dynamodb:batchgetitem", "dynamodb:putitem", "dynamodb:updateitem"}
 
 
-def test_no_role_may_remove_items_or_the_table_another_way(cfn: dict[str, Any]) -> None:
+def test_no_role_reaches_another_table_or_may_remove_items_or_the_table_another_way(cfn: dict[str, Any]) -> None:
     """BatchWriteItem can delete items, DeleteTable/UpdateTable the table (or its deletion protection)."""
     for name, role in _roles(cfn).items():
         for stmt in policy_statements(role):
             actions = {str(a).lower() for a in as_list(stmt["Action"])}
             assert not actions & REMOVING_ACTIONS, (name, stmt)
             assert not any(a.startswith("dynamodb:") and "*" in a for a in actions), (name, stmt)
+            if any(a.startswith("dynamodb:") for a in actions):
+                assert stmt["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}, (name, stmt)
 
 
 def test_only_idempotency_code_deletes_items() -> None:

@@ -25,7 +25,6 @@ from infra.cfn import (
     as_list,
     getatt,
     only_resource_of_type,
-    policy_statements,
     ref_name,
     resources_of_type,
     sub_template,
@@ -502,12 +501,3 @@ def test_state_table_outlives_a_stack_delete_a_replacement_and_a_delete_call(cfn
     # No fixed name: a new stack of the same name creates its own table beside the retained one (the
     # README says so), instead of failing on a name that is taken.
     assert "TableName" not in props
-
-
-def test_only_the_state_table_is_reachable_in_dynamodb(cfn) -> None:
-    for resource in cfn["Resources"].values():
-        if resource["Type"] != "AWS::IAM::Role":
-            continue
-        for statement in policy_statements(resource):
-            if any(a.startswith("dynamodb:") for a in as_list(statement["Action"])):
-                assert statement["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
