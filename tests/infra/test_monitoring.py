@@ -25,11 +25,8 @@ class Metric(NamedTuple):
 
 
 def _powertools(cfn: dict[str, Any]) -> tuple[str, str]:
-    """(namespace, service) as Powertools will emit them, read from the functions' environment."""
+    """(namespace, service) as Powertools will emit them (test_template pins both functions' environment)."""
     env = cfn["Resources"]["RetryFunction"]["Properties"]["Environment"]["Variables"]
-    ingest = cfn["Resources"]["IngestFunction"]["Properties"]["Environment"]["Variables"]
-    for key in ("POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_SERVICE_NAME"):
-        assert env[key] == ingest[key], key
     return env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]
 
 
