@@ -151,7 +151,8 @@ def _expected_alarms(cfn: dict[str, Any]) -> list[tuple[Metric, str, Any]]:
     ]
 
 
-def test_every_expected_alarm_exists_with_its_metric_statistic_and_threshold(cfn: dict[str, Any]) -> None:
+def test_every_expected_alarm_exists_with_its_metric_statistic_threshold_and_dimensions(cfn: dict[str, Any]) -> None:
+    """SQS alarms need the queue *name* (GetAtt QueueName; Ref is the URL); Lambda and API need Ref."""
     for metric, statistic, threshold in _expected_alarms(cfn):
         props = _find_alarm(cfn, metric)
         assert props["Statistic"] == statistic, metric
@@ -159,18 +160,13 @@ def test_every_expected_alarm_exists_with_its_metric_statistic_and_threshold(cfn
         assert props["Threshold"] == threshold, metric
         assert int(props["Period"]) == 300, metric
         assert int(props["EvaluationPeriods"]) == 1, metric
-    assert len(_alarms(cfn)) == len(_expected_alarms(cfn))
-
-
-def test_alarm_dimensions_point_at_the_right_attributes(cfn: dict[str, Any]) -> None:
-    """SQS alarms need the queue *name* (GetAtt QueueName; Ref is the URL); Lambda and API need Ref."""
-    for props in _alarms(cfn).values():
         for dim in props["Dimensions"]:
             value = dim["Value"]
             if dim["Name"] == "QueueName":
                 assert value == {"Fn::GetAtt": [ref_name(value), "QueueName"]}, value
             elif dim["Name"] in ("FunctionName", "ApiId"):
                 assert set(value) == {"Ref"}, value
+    assert len(_alarms(cfn)) == len(_expected_alarms(cfn))
 
 
 def test_every_alarm_notifies_the_topic_and_explains_itself(cfn: dict[str, Any]) -> None:
