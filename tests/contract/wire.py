@@ -1,8 +1,8 @@
 """What the contract tests share: each sample's ops as the bridge would deliver them, and a recorder.
 
-Both APIs' contract tests (`test_bridge_requests.py` for Track, `test_pipelines_requests.py` for
-Pipelines) send the same ops -- the real mapping, identity resolution and op fitting -- through
-their API's real client, so the two can only differ in how each client says them.
+Both APIs' contract tests (`test_pipelines_requests.py`) send the same ops -- the real mapping, identity
+resolution and op fitting -- through their API's real client, so the two can only differ in how each client
+says them.
 """
 
 from __future__ import annotations
