@@ -128,12 +128,52 @@ def test_truncate_utf8_with_marker() -> None:
     assert truncate_utf8("abc", 6, ELLIPSIS) == "abc"
 
 
+def make_object(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "identifiers": {"object_type_id": "1", "object_id": "sub_6HkWz3RqLb9XmT2vNc5Yd"},
+        "action": "identify",
+        "attributes": attributes,
+        "cio_relationships": [{"identifiers": {"id": "cus_4PwLx9QmTz2NbK6cYr8Vd"}}],
+        "_state": "subscription:sub_6HkWz3RqLb9XmT2vNc5Yd",
+        "_customer_id": "cus_4PwLx9QmTz2NbK6cYr8Vd",
+    }
+
+
 # -------------------------------------------------------------------------------------------------
-# a valid op is left alone
+# an op within every limit is left alone; event data (event, page, screen) has only the op's 32 KB
 
 
-def test_valid_op_unchanged() -> None:
-    op = make_op({"amount": 49.0, "tags": ["a", "b"], "note": "x" * 998, "ok": True, "n": None})
+@pytest.mark.parametrize(
+    "op",
+    [
+        pytest.param(
+            make_op({"amount": 49.0, "tags": ["a", "b"], "note": "x" * 998, "ok": True, "n": None}), id="valid"
+        ),
+        pytest.param(make_op(name="é" * 50), id="event-name-of-exactly-100-bytes"),
+        pytest.param(make_identify({"note": "x" * 998}), id="value-of-exactly-1000-bytes-as-json"),  # quotes included
+        pytest.param(make_op({"a": 1}, identifiers={"id": "c" * 150}), id="identifier-of-exactly-150-bytes"),
+        pytest.param(make_identify({"email": "a@example.com"}), id="identify-without-name"),
+        pytest.param(make_object({"status": "active", "recurring_amount": 15, "addon_ids": ["adn_1"]}), id="object"),
+        pytest.param(make_op({"metadata": {f"key_{i}": "v" * 90 for i in range(20)}}), id="event-metadata-of-2kb"),
+        pytest.param(make_op({"note": "x" * 3000}, action="page"), id="page"),
+        pytest.param(make_op({"note": "x" * 3000}, action="screen"), id="screen"),
+        pytest.param(
+            make_op(
+                {
+                    "n" * 200: 1,  # a name over 150 bytes
+                    "note": "x" * 5000,
+                    "email_text": "a" * 1200 + "@example.com",
+                    "cart": list(range(400)),
+                    **{f"a{i:03d}": i for i in range(350)},  # more than 300 attributes
+                }
+            ),
+            id="event-without-per-attribute-limits",
+        ),
+    ],
+)
+def test_an_op_within_every_limit_is_left_alone(op: dict[str, Any]) -> None:
+    assert json_len(op) < OP_BYTES
     result = fit(op)
     assert result.op == op
     assert result.warnings == []
@@ -172,13 +212,6 @@ def test_long_event_name_truncated_on_a_character_boundary(name: str) -> None:
     assert len(result.warnings) == 1
     assert "name" in result.warnings[0]
     assert result.unfixable is None
-
-
-def test_event_name_of_exactly_100_bytes_is_kept() -> None:
-    name = "é" * 50
-    result = fit(make_op(name=name))
-    assert result.op["name"] == name
-    assert result.warnings == []
 
 
 # -------------------------------------------------------------------------------------------------
@@ -222,14 +255,6 @@ def test_long_string_value_truncated_to_fit_as_json(value: str) -> None:
     assert result.op["attributes"]["other"] == "kept"
     assert len(result.warnings) == 1
     assert "note" in result.warnings[0]
-
-
-def test_string_of_exactly_1000_bytes_as_json_is_kept() -> None:
-    value = "x" * 998
-    assert json_len(value) == ATTRIBUTE_VALUE_BYTES
-    result = fit(make_identify({"note": value}))
-    assert result.op["attributes"]["note"] == value
-    assert result.warnings == []
 
 
 @pytest.mark.parametrize(
@@ -294,41 +319,6 @@ def test_op_over_32kb_after_value_truncation() -> None:
     assert_within_limits(result.op)
     assert len(result.op["attributes"]) < 40
     assert result.unfixable is None
-
-
-def test_op_over_32kb_after_metadata_kept_whole_on_an_event() -> None:
-    """Event data has no per-attribute limit: metadata of 2 KB goes out whole."""
-    metadata = {f"key_{i}": "v" * 90 for i in range(20)}
-    assert json_len(metadata) > ATTRIBUTE_VALUE_BYTES
-    result = fit(make_op({"metadata": metadata}))
-    assert result.op["attributes"]["metadata"] == metadata
-    assert result.warnings == []
-
-
-# -------------------------------------------------------------------------------------------------
-# events: only the op's size limit
-
-
-def test_event_attributes_have_no_per_attribute_limits() -> None:
-    attrs: dict[str, Any] = {
-        "n" * 200: 1,  # a name over 150 bytes
-        "note": "x" * 5000,
-        "email_text": "a" * 1200 + "@example.com",
-        "cart": list(range(400)),
-        "metadata": {f"m{i}": "v" * 100 for i in range(30)},
-        **{f"a{i:03d}": i for i in range(350)},  # more than 300 attributes
-    }
-    op = make_op(attrs)
-    assert json_len(op) < OP_BYTES
-    result = fit(op)
-    assert result.op == op
-    assert result.warnings == []
-
-
-@pytest.mark.parametrize("action", ["page", "screen"])
-def test_page_and_screen_data_is_event_data(action: str) -> None:
-    op = make_op({"note": "x" * 3000}, action=action)
-    assert fit(op).op == op
 
 
 # -------------------------------------------------------------------------------------------------
@@ -435,26 +425,6 @@ def test_underscore_keys_survive_when_attributes_are_dropped() -> None:
     assert result.op["attributes"] == {}
 
 
-def make_object(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "identifiers": {"object_type_id": "1", "object_id": "sub_6HkWz3RqLb9XmT2vNc5Yd"},
-        "action": "identify",
-        "attributes": attributes,
-        "cio_relationships": [{"identifiers": {"id": "cus_4PwLx9QmTz2NbK6cYr8Vd"}}],
-        "_state": "subscription:sub_6HkWz3RqLb9XmT2vNc5Yd",
-        "_customer_id": "cus_4PwLx9QmTz2NbK6cYr8Vd",
-    }
-
-
-def test_object_op_passes_through_untouched() -> None:
-    op = make_object({"status": "active", "recurring_amount": 15, "addon_ids": ["adn_1", "adn_2"]})
-    result = fit(op)
-    assert result.op == op
-    assert result.warnings == []
-    assert result.unfixable is None
-
-
 def test_object_attributes_get_the_identify_limits_and_nothing_else_changes() -> None:
     op = make_object({"note": "x" * 2000, "list": list(range(500)), "status": "active"})
     result = fit(op)
@@ -481,27 +451,11 @@ def test_identifier_over_150_bytes_is_unfixable(identifiers: dict[str, str]) -> 
     assert next(iter(identifiers)) in result.unfixable
 
 
-def test_identifier_of_exactly_150_bytes_is_fine() -> None:
-    result = fit(make_op({"a": 1}, identifiers={"id": "c" * 150}))
-    assert result.unfixable is None
-    assert result.warnings == []
-
-
 def test_op_too_big_outside_attributes_is_unfixable() -> None:
     op = make_op({"a": "b"}, cio_relationships=[{"identifiers": {"object_id": "x" * 100}}] * 400)
     result = fit(op)
     assert result.unfixable is not None
     assert "32768" in result.unfixable
-
-
-def test_identify_op_without_name() -> None:
-    op = make_op({"email": "a@example.com"})
-    del op["name"]
-    del op["id"]
-    op["action"] = "identify"
-    result = fit(op)
-    assert result.op == op
-    assert "name" not in result.op
 
 
 def test_several_changes_give_several_warnings() -> None:
