@@ -432,6 +432,7 @@ def test_refund_mapping() -> None:
     assert amount(attrs, "refund_amount") == (24.5, 2450, "USD", "$24.50")
     assert attrs["is_partial"] is True
     assert attrs["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
+    assert attrs["payment_id"] == "pay_8fTq2WbXn4LcRk7YvP1sD"
     assert attrs["reason"] == "Customer requested a partial refund for an unused seat"
 
 
