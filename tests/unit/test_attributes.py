@@ -267,16 +267,6 @@ def test_name_words(name: str, words: list[str]) -> None:
     assert secret_names.name_words(name) == words
 
 
-def test_secret_metadata_never_reaches_an_event_and_ordinary_keys_do() -> None:
-    out = attrs.payment_attributes(Payment.parse(rich_payment()), {})
-    assert out["metadata"] == {
-        "app_user_id": "usr_01927",
-        "utm_source": "newsletter",
-        "tokens_purchased": 500,
-        "secret_santa": "yes",
-    }
-
-
 # -------------------------------------------------------------------------------------------------
 # the customer profile
 

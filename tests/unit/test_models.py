@@ -293,12 +293,6 @@ def test_customer_ref_top_level_id(event_type: str) -> None:
     assert ref.raw["amount"] == 10
 
 
-def test_customer_ref_nested_id() -> None:
-    ref = parse(_customer_ref_doc({"customer": {"customer_id": "cus_N", "email": "n@example.com"}}))
-    assert isinstance(ref, CustomerRef)
-    assert ref.customer_id == "cus_N"
-
-
 def test_customer_ref_top_level_wins_over_nested() -> None:
     ref = parse(_customer_ref_doc({"customer_id": "cus_TOP", "customer": {"customer_id": "cus_NESTED"}}))
     assert isinstance(ref, CustomerRef)
