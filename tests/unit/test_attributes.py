@@ -358,20 +358,9 @@ def test_subscription_state_null_is_a_removal_absent_is_left_alone() -> None:
     for absent in ("has_payment_method", "cancellation_feedback", "paused_at"):
         del raw[absent]
     state = profiles.subscription_profile(parse_subscription(raw), {})
-    for cleared in (
-        "scheduled_product_id",
-        "scheduled_product_name",
-        "scheduled_change_at",
-        "discount_code",
-        "discount_name",
-        "discount_cycles_remaining",  # discounts decide, not the deprecated field beside them
-        "addon_ids",
-        "meter_names",
-        "credit_balances",
-        "credits_remaining",
-        "billing_country",
-        "customer_business_name",
-    ):
+    # every key Dodo sent as null or empty clears its attribute (test_mapping pins them all on a sample);
+    # these two are decided by other fields: discounts, not the deprecated count beside them, and billing
+    for cleared in ("discount_cycles_remaining", "billing_country"):
         assert cleared in state and state[cleared] is None, cleared
     assert state["addon_count"] == 0
     for absent in ("has_payment_method", "cancellation_feedback", "paused_at"):
@@ -478,8 +467,6 @@ def test_payment_event() -> None:
     assert (out["tax_amount"], out["tax_amount_display"]) == (1.66, "$1.66")
     assert out["settlement_amount_display"] == "$19.99"
     assert json.dumps(out["total_amount"]) == "19.99"
-    assert (out["card_exp_month"], out["card_exp_year"]) == (8, 2029)
-    assert out["card_expires_at"] == int(datetime(2029, 9, 1, tzinfo=UTC).timestamp())
     assert out["product_cart"] == [
         {"product_id": "pdt_7LpQz3VbKx9MwR2sYd4Tn", "quantity": 1},
         {"product_id": "pdt_3TmRk8WzQn2LbY6c", "quantity": 2},
@@ -489,8 +476,6 @@ def test_payment_event() -> None:
     assert out["discount_code"] == "SPRING10"
     assert out["discounts"] == [{"code": "SPRING10", "name": "Spring sale", "type": "percentage", "percent_off": 10}]
     assert out["custom_fields"] == {"github_username": "mayaf"}
-    assert out["invoice_url"].startswith("https://")
-    assert out["billing_country"] == "US"
     assert out["refund_status"] == "partial"
     assert None not in out.values()
     no_bare_amount(out)
@@ -535,21 +520,12 @@ def test_card_expiry(month: object, year: object, expected: tuple[Any, ...]) -> 
 # refunds, disputes, license keys
 
 
-def test_refund_and_dispute_amounts_are_named() -> None:
-    refund = attrs.refund_attributes(Refund.parse(data("refund.succeeded.json")), {})
-    assert (refund["refund_amount"], refund["refund_amount_display"]) == (24.5, "$24.50")
+def test_a_refunds_network_reference_is_forwarded() -> None:
+    """The amounts of refunds and disputes: test_mapping and the every-sample test below."""
     raw = data("refund.succeeded.json")
     raw.update(network_reference="74537604221431003881865", network_reference_type="ARN")
     traced = attrs.refund_attributes(Refund.parse(raw), {})
     assert (traced["network_reference"], traced["network_reference_type"]) == ("74537604221431003881865", "ARN")
-    doc = load_sample("dispute.opened.json")
-    envelope = parse_envelope(parse_json(json.dumps(doc).encode()))
-    dispute = parse_payload(envelope)
-    out = attrs.dispute_attributes(dispute, {})  # type: ignore[arg-type]
-    assert (out["dispute_amount"], out["dispute_amount_minor"], out["dispute_amount_display"]) == (49, 4900, "$49.00")
-    for family in (refund, out):
-        no_bare_amount(family)
-        money_is_complete(family)
 
 
 # -------------------------------------------------------------------------------------------------
