@@ -210,23 +210,20 @@ def test_a_null_phone_or_name_reaches_neither_api_as_a_removal(strategy: str) ->
 
 
 @pytest.mark.parametrize(
-    ("strategy", "mode", "contact"),
+    ("strategy", "mode", "n", "contact"),
     [
-        ("customer_id", "auto", {"email", "name", "first_name", "last_name", "phone"}),
-        ("metadata:app_user_id", "auto", set()),
-        ("metadata:app_user_id", "dodo", {"email", "name", "first_name", "last_name", "phone"}),
-        ("email", "app", {"email"}),
+        ("customer_id", "auto", 6, {"email", "name", "first_name", "last_name", "phone"}),
+        ("customer_id", "auto", 1, {"email", "name", "first_name", "last_name"}),  # no phone: no removal either
+        ("metadata:app_user_id", "auto", 6, set()),
+        ("metadata:app_user_id", "dodo", 6, {"email", "name", "first_name", "last_name", "phone"}),
+        ("email", "app", 6, {"email"}),
     ],
 )
-def test_the_backfill_leaves_the_same_fields_to_the_app(strategy: str, mode: str, contact: set[str]) -> None:
+def test_the_backfill_leaves_the_same_fields_to_the_app(strategy: str, mode: str, n: int, contact: set[str]) -> None:
     config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
-    (op,) = OpBuilder(config).build(Listing("customers", "customers"), make_customer(6), 1_800_000_000).ops
+    (op,) = OpBuilder(config).build(Listing("customers", "customers"), make_customer(n), 1_800_000_000).ops
     assert set(op["attributes"]) & CONTACT_KEYS == contact
-
-
-def test_the_backfill_without_a_phone_sends_no_removal() -> None:
-    (op,) = OpBuilder(MappingConfig()).build(Listing("customers", "customers"), make_customer(1), 1_800_000_000).ops
-    assert "phone" not in op["attributes"] and None not in op["attributes"].values()
+    assert None not in op["attributes"].values()
 
 
 class _Stack:
