@@ -70,10 +70,6 @@ def _problems(doc: dict[str, Any]) -> list[str]:
 # --- coverage and behaviour of the bodies ---------------------------------------------------------
 
 
-def test_the_default_mapping_ignores_only_payouts() -> None:
-    assert MappingConfig().ignored_types == events.PAYOUT_TYPES
-
-
 def test_every_type_dodo_cio_knows_has_a_body_named_after_it() -> None:
     assert _types_present(ALL_FILES) == events.ALL_TYPES
     assert len(events.ALL_TYPES) == 48
