@@ -269,33 +269,21 @@ def test_only_last_four_card_digits_survive(raw: Any, expected: str | None) -> N
 
 
 def test_secret_metadata_keys_are_removed() -> None:
+    """Which names are secrets: test_attributes' tables; here, that their values never leave."""
     doc = load_sample("payment.succeeded.json")
     doc["data"]["metadata"] = {
         "app_user_id": "usr_01927",
-        "utm_source": "newsletter",
         "seats": 3,
-        "api_key": "sk_live_AAAA1111",
-        "API_KEY": "sk_live_AAAA2222",
-        "apiKey": "sk_live_AAAA3333",
-        "x-api-key": "sk_live_AAAA4444",
-        "private_key": "-----BEGIN FFFF",
-        "secret_token": "tok_BBBB",
-        "client_secret": "cs_CCCC",
-        "password": "hunter2-DDDD",
+        "x-api-key": "sk_live_AAAA",
+        "client_secret": "cs_BBBB",
+        "password": "hunter2-CCCC",
         "card_number": "4111111111111111",
-        "cvv": "123",
-        "key": "KEY_EEEE",
         "nested": {"x": 1},
     }
     ops = ops_of(doc)
-    assert the_event(ops)["attributes"]["metadata"] == {
-        "app_user_id": "usr_01927",
-        "utm_source": "newsletter",
-        "seats": 3,
-    }
-    dump = json.dumps(ops)
-    for leaked in ("AAAA", "BBBB", "CCCC", "DDDD", "EEEE", "FFFF", "4111111111111111"):
-        assert leaked not in dump
+    assert the_event(ops)["attributes"]["metadata"] == {"app_user_id": "usr_01927", "seats": 3}
+    for leaked in ("AAAA", "BBBB", "CCCC", "4111111111111111"):
+        assert leaked not in json.dumps(ops)
 
 
 def test_only_secret_metadata_means_no_metadata_attribute() -> None:
