@@ -256,15 +256,6 @@ def test_parked_until_the_first_payment_then_delivered_renamed(strategy: Identif
     assert event["attributes"]["customer_paid_at"] == paid.envelope.timestamp
 
 
-def test_a_failed_payment_is_no_purchase_so_the_recovery_email_may_still_go() -> None:
-    config = MappingConfig(identifier=BY_EMAIL)
-    _, ops = checkout(config)
-    facts = event_facts(payment("payment.failed"), config)
-    directory = Directory({CUSTOMER: facts.customers[CUSTOMER]}, paid=facts.paid)
-    ready, _ = resolver(BY_EMAIL, directory).resolve(ops, Known())
-    assert ready[0]["name"] == "abandoned_checkout.detected"
-
-
 def test_a_payment_webhook_claims_the_paid_piece_newest_wins() -> None:
     plan = plan_for([], paid={CUSTOMER: 200})
     plan.claim(customer_key(CUSTOMER), PAID_PIECE, 100)  # an older payment in the same batch

@@ -448,14 +448,6 @@ def test_subscription_event_carries_state_and_full_lists() -> None:
     money_is_complete(out)
 
 
-def test_subscription_event_from_the_cancelled_sample() -> None:
-    out = attrs.subscription_attributes(parse_subscription(data("subscription.cancelled.json")), {})
-    assert out["cancelled_by"] == "customer"
-    assert out["cancellation_feedback"] == "too_expensive"
-    assert out["cancellation_comment"] == "Switching to the annual plan next quarter"
-    assert "trial_ends_at" not in out  # no trial
-
-
 # -------------------------------------------------------------------------------------------------
 # payment events
 
