@@ -84,7 +84,10 @@ def test_every_ignored_body_parses_and_maps_to_nothing(path: Path) -> None:
     envelope = parse_envelope(parse_json(path.read_bytes()))
     payload = parse_payload(envelope)
     assert payload is not None, f"{envelope.type} is not a known type"
-    assert map_event(DodoEvent(f"msg_sample_{path.stem}", envelope, payload), MappingConfig()) == []
+    event = DodoEvent(f"msg_sample_{path.stem}", envelope, payload)
+    assert map_event(event, MappingConfig()) == []
+    # even if a merchant stops ignoring them, there is nobody to address
+    assert map_event(event, MappingConfig(ignored_types=frozenset())) == []
 
 
 def test_event_times_are_distinct() -> None:

@@ -405,7 +405,7 @@ def test_bad_dates_are_dropped_not_fatal() -> None:
 
 
 # -------------------------------------------------------------------------------------------------
-# refunds, disputes, license keys, customer refs, payouts
+# refunds, disputes, license keys, customer refs (payouts: test_event_samples)
 
 
 def test_refund_mapping() -> None:
@@ -525,18 +525,6 @@ def test_customer_ref_nested_customer() -> None:
     assert [op["action"] for op in ops] == ["event"]
     assert ops[0]["identifiers"] == {"id": "cus_N"}
     assert "customer" not in ops[0]["attributes"]
-
-
-@pytest.mark.parametrize("event_type", sorted(events.PAYOUT_TYPES))
-def test_payouts_map_to_nothing(event_type: str) -> None:
-    doc = {
-        "type": event_type,
-        "timestamp": "2026-10-14T09:21:47Z",
-        "data": {"payout_id": "po_1", "amount": 1},
-    }
-    assert ops_of(doc) == []
-    # even if a merchant stops ignoring them, there is nobody to address
-    assert ops_of(doc, MappingConfig(ignored_types=frozenset())) == []
 
 
 # -------------------------------------------------------------------------------------------------
