@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, Op, map_event
-from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.receiving.models import DodoEvent
 from dodo_cio.state.dodo_api import DodoApiConfigError, DodoApiUnavailable
 from dodo_cio.state.identity import Known, Resolver, event_facts, needs_resolution
 from dodo_cio.state.table import PAID_PIECE, customer_key, plan_for
+from support.g1_events import event_of
 from support.g1_resolver import Broken, Directory, Dodo
 from support.samples import load_sample
 
@@ -27,13 +28,6 @@ EMAIL = "maya@example.com"
 ID = IdentifierStrategy()
 BY_EMAIL = IdentifierStrategy.parse("email")
 BY_APP_ID = IdentifierStrategy.parse("metadata:app_user_id")
-
-
-def event_of(doc: dict[str, Any], webhook_id: str = "msg_checkout_1") -> DodoEvent:
-    envelope = parse_envelope(parse_json(json.dumps(doc).encode("utf-8")))
-    payload = parse_payload(envelope)
-    assert payload is not None
-    return DodoEvent(webhook_id, envelope, payload)
 
 
 def checkout(config: MappingConfig | None = None, **data: Any) -> tuple[DodoEvent, list[Op]]:

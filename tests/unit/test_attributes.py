@@ -18,21 +18,16 @@ import pytest
 from dodo_cio.mapping import attributes as attrs
 from dodo_cio.mapping import payload_fields
 from dodo_cio.mapping import profile as profiles
-from dodo_cio.mapping.mapper import MappingConfig, map_event
 from dodo_cio.platform import secret_names
 from dodo_cio.receiving.models import (
     Customer,
-    DodoEvent,
     Payment,
     Refund,
-    parse_envelope,
-    parse_json,
-    parse_payload,
     parse_subscription,
 )
-from support.samples import SAMPLES, load_sample
+from support.g1_events import json_len, money_is_complete, no_bare_amount
+from support.samples import load_sample
 
-SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
 PROFILE_VALUE_BYTES = 1000  # Customer.io's identify limit, restated on purpose
 DAY = 86_400
 
@@ -44,10 +39,6 @@ def data(name: str) -> dict[str, Any]:
 
 def unix(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-
-
-def json_len(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
 def discount(code: str, *, kind: str, amount: int, position: int, **extra: Any) -> dict[str, Any]:
@@ -150,20 +141,6 @@ def rich_payment() -> dict[str, Any]:
 
 def customer(**fields: Any) -> Customer:
     return Customer.parse({"customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe", **fields}, "data.customer")
-
-
-def no_bare_amount(out: dict[str, Any]) -> None:
-    assert "amount" not in out, "a bare `amount` means something different in every event"
-
-
-def money_is_complete(out: dict[str, Any]) -> None:
-    """Every amount comes as four attributes, and no number prints with a pointless `.0`."""
-    for key in [k for k in out if k.endswith("_minor")]:
-        prefix = key.removesuffix("_minor")
-        assert {prefix, f"{prefix}_currency", f"{prefix}_display"} <= set(out), prefix
-        major = out[prefix]
-        assert isinstance(major, int | float) and not isinstance(major, bool)
-        assert not (isinstance(major, float) and major.is_integer()), f"{prefix} prints as {major!r}"
 
 
 # -------------------------------------------------------------------------------------------------
@@ -594,27 +571,6 @@ def test_generic_secret_filter_by_whole_words() -> None:
 
 # -------------------------------------------------------------------------------------------------
 # every sample
-
-
-@pytest.mark.parametrize("name", SAMPLE_NAMES)
-def test_every_sample_event_is_compact_and_names_its_amounts(name: str) -> None:
-    doc = load_sample(name)
-    envelope = parse_envelope(parse_json((SAMPLES / name).read_bytes()))
-    payload = parse_payload(envelope)
-    assert payload is not None
-    ops = map_event(DodoEvent(f"msg_{name}", envelope, payload), MappingConfig())
-    event = next(op for op in ops if op["action"] == "event")
-    out = event["attributes"]
-    assert None not in out.values()
-    no_bare_amount(out)
-    money_is_complete(out)
-    assert not any(secret_names.is_secret_key(k) for k in out)
-    for op in ops:
-        if op["action"] == "identify":
-            assert all(json_len(v) <= PROFILE_VALUE_BYTES for v in op["attributes"].values()), name
-    if name.startswith("credit."):
-        numbers = [k for k in ("credit_amount", "balance_after", "available_balance") if k in out]
-        assert numbers and all(isinstance(out[k], int | float) for k in numbers), doc["type"]
 
 
 def test_money_that_no_json_number_holds_is_left_out() -> None:

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, MappingConfigError, Op, map_event
+from dodo_cio.platform import secret_names
 from dodo_cio.receiving import events
-from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.receiving.models import DodoEvent
+from support.g1_events import WEBHOOK_ID, event_of, json_len, money_is_complete, no_bare_amount, ops_of
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
-WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0"
 OTHER_WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC1"
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -29,17 +30,6 @@ WITH_CUSTOMER = {
     for path in SAMPLES.glob("*.json")
     if isinstance(json.loads(path.read_text()).get("data", {}).get("customer"), dict)
 }
-
-
-def event_of(doc: dict[str, Any], webhook_id: str = WEBHOOK_ID) -> DodoEvent:
-    envelope = parse_envelope(parse_json(json.dumps(doc).encode("utf-8")))
-    payload = parse_payload(envelope)
-    assert payload is not None
-    return DodoEvent(webhook_id, envelope, payload)
-
-
-def ops_of(doc: dict[str, Any], config: MappingConfig | None = None, webhook_id: str = WEBHOOK_ID) -> list[Op]:
-    return map_event(event_of(doc, webhook_id), config or MappingConfig())
 
 
 def unix(text: str) -> int:
@@ -139,6 +129,18 @@ def test_every_sample_maps_to_well_formed_ops(name: str) -> None:
             assert type(op["attributes"][key]) is int
     for needle in ("card_holder_name", "Congress Ave", "Torstrasse", "Meguro", "three_ds"):
         assert needle not in json.dumps(ops)
+
+    # compact, amounts named and complete, no secret names; profile values within Customer.io's 1000 bytes
+    out = event["attributes"]
+    assert None not in out.values()
+    no_bare_amount(out)
+    money_is_complete(out)
+    assert not any(secret_names.is_secret_key(k) for k in out)
+    for op in ops[:-1]:
+        assert all(json_len(v) <= 1000 for v in op["attributes"].values()), name
+    if name.startswith("credit."):  # Dodo's decimal strings go out as numbers
+        numbers = [k for k in ("credit_amount", "balance_after", "available_balance") if k in out]
+        assert numbers and all(isinstance(out[k], int | float) for k in numbers), doc["type"]
 
 
 def _date_like(key: str) -> bool:
