@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dodo_cio.mapping.mapper import MappingConfig, Op, map_event
 from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 
 WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def unix(text: str, unit: timedelta = timedelta(seconds=1)) -> int:
+    """Independent of dodo_cio.platform.times: the ISO instant in whole `unit`s since the epoch (floored)."""
+    return (datetime.fromisoformat(text.replace("Z", "+00:00")) - EPOCH) // unit
 
 
 def event_of(doc: dict[str, Any], webhook_id: str = WEBHOOK_ID) -> DodoEvent:

@@ -25,7 +25,7 @@ from dodo_cio.receiving.models import (
     Refund,
     parse_subscription,
 )
-from support.g1_events import json_len, money_is_complete, no_bare_amount
+from support.g1_events import json_len, money_is_complete, no_bare_amount, unix
 from support.samples import load_sample
 
 PROFILE_VALUE_BYTES = 1000  # Customer.io's identify limit, restated on purpose
@@ -35,10 +35,6 @@ DAY = 86_400
 def data(name: str) -> dict[str, Any]:
     payload: dict[str, Any] = copy.deepcopy(load_sample(name)["data"])
     return payload
-
-
-def unix(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
 def discount(code: str, *, kind: str, amount: int, position: int, **extra: Any) -> dict[str, Any]:

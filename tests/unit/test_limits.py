@@ -8,7 +8,6 @@ or an object) has per-attribute limits; event data has only the op's 32 KB.
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from dodo_cio.mapping.limits import (
     truncate_utf8,
     wire_size,
 )
+from support.g1_events import json_len
 
 EVENT_NAME_BYTES = 100
 ATTRIBUTE_NAME_BYTES = 150
@@ -36,11 +36,6 @@ ELLIPSIS = "…"
 
 def utf8_len(text: str) -> int:
     return len(text.encode("utf-8"))
-
-
-def json_len(value: Any) -> int:
-    """Bytes as sent on the wire: compact JSON, UTF-8, non-ASCII not escaped."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
 
 
 def make_op(attributes: dict[str, Any] | None = None, name: str = "payment.succeeded", **extra: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, MappingCo
 from dodo_cio.platform import secret_names
 from dodo_cio.receiving import events
 from dodo_cio.receiving.models import DodoEvent
-from support.g1_events import WEBHOOK_ID, event_of, json_len, money_is_complete, no_bare_amount, ops_of
+from support.g1_events import WEBHOOK_ID, event_of, json_len, money_is_complete, no_bare_amount, ops_of, unix
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
@@ -22,7 +22,6 @@ OTHER_WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC1"
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # samples whose customer is a full object (identify expected), read from the bodies themselves
 WITH_CUSTOMER = {
@@ -32,15 +31,8 @@ WITH_CUSTOMER = {
 }
 
 
-def unix(text: str) -> int:
-    """Independent of dodo_cio.platform.times: floor of the ISO instant in Unix seconds."""
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (when - EPOCH) // timedelta(seconds=1)
-
-
 def unix_ms(text: str) -> int:
-    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (when - EPOCH) // timedelta(milliseconds=1)
+    return unix(text, timedelta(milliseconds=1))
 
 
 def ulid_time(value: str) -> int:

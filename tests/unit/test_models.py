@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from dodo_cio.receiving.models import (
     parse_json,
     parse_payload,
 )
+from support.g1_events import unix
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
@@ -48,10 +48,6 @@ def body(doc: dict[str, Any]) -> bytes:
 
 def parse(doc: dict[str, Any]) -> Payload | None:
     return parse_payload(parse_envelope(parse_json(body(doc))))
-
-
-def unix(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
 def json_error(raw: bytes) -> PayloadError:
