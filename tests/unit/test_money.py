@@ -135,8 +135,7 @@ def test_override_values_are_validated(bad: object) -> None:
 
 
 def test_large_values_are_exact() -> None:
-    assert to_major(123456789012345, "USD") == 1234567890123.45
-    assert repr(to_major(123456789012345, "USD")) == "1234567890123.45"
+    # 1234567890123.45 (USD): test_fractional_amounts_print_as_the_exact_decimal
     assert to_major(123456789012345678, "JPY") == 123456789012345678
     # 16 significant digits have no exact float: the nearest one (the minor integer stays exact)
     assert to_major(9007199254740993, "KWD") == float(Decimal("9007199254740.993"))
