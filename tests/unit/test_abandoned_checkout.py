@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, Op, map_event
-from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.receiving.models import DodoEvent
 from dodo_cio.state.dodo_api import DodoApiConfigError, DodoApiUnavailable
 from dodo_cio.state.identity import Known, Resolver, event_facts, needs_resolution
-from dodo_cio.state.table import PAID_PIECE, Lookup, StateUnavailable, customer_key, plan_for
+from dodo_cio.state.table import PAID_PIECE, customer_key, plan_for
+from support.g1_events import event_of
+from support.g1_resolver import Broken, Directory, Dodo
 from support.samples import load_sample
 
 CUSTOMER = "cus_6MbWq2TzKn8RyH4dXc1Lp"  # the samples' customer
@@ -26,13 +28,6 @@ EMAIL = "maya@example.com"
 ID = IdentifierStrategy()
 BY_EMAIL = IdentifierStrategy.parse("email")
 BY_APP_ID = IdentifierStrategy.parse("metadata:app_user_id")
-
-
-def event_of(doc: dict[str, Any], webhook_id: str = "msg_checkout_1") -> DodoEvent:
-    envelope = parse_envelope(parse_json(json.dumps(doc).encode("utf-8")))
-    payload = parse_payload(envelope)
-    assert payload is not None
-    return DodoEvent(webhook_id, envelope, payload)
 
 
 def checkout(config: MappingConfig | None = None, **data: Any) -> tuple[DodoEvent, list[Op]]:
@@ -59,49 +54,6 @@ def payment(event_type: str = "payment.succeeded", timestamp: str = "2026-10-15T
 def checkout_time() -> int:
     event, _ = checkout()
     return event.envelope.timestamp
-
-
-class Directory:
-    """The state table's directory as the resolver reads it; records every lookup."""
-
-    def __init__(
-        self,
-        customers: dict[str, dict[str, str]] | None = None,
-        emails: dict[str, str] | None = None,
-        paid: dict[str, int] | None = None,
-    ) -> None:
-        self.customers, self.emails, self.paid = customers or {}, emails or {}, paid or {}
-        self.calls: list[set[str]] = []
-
-    def lookup(self, customer_ids: Any, payment_ids: Any) -> Lookup:
-        wanted = set(customer_ids)
-        self.calls.append(wanted)
-
-        def mine(d: dict[str, Any]) -> dict[str, Any]:
-            return {k: v for k, v in d.items() if k in wanted}
-
-        return Lookup(mine(self.customers), {}, mine(self.emails), mine(self.paid))
-
-
-class Broken:
-    def lookup(self, customer_ids: Any, payment_ids: Any) -> Lookup:
-        raise StateUnavailable("ProvisionedThroughputExceededException")
-
-
-class Dodo:
-    def __init__(self, customers: dict[str, Any] | None = None, fail: Exception | None = None) -> None:
-        self.customers, self.fail = customers or {}, fail
-        self.asked: list[str] = []
-
-    def customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        assert deadline is not None, "the lookup runs to the resolver's budget"
-        self.asked.append(customer_id)
-        if self.fail:
-            raise self.fail
-        return self.customers.get(customer_id)
-
-    def payment(self, payment_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        raise AssertionError("a checkout names its customer: no payment lookup")
 
 
 def dodo_customer(email: str | None = EMAIL) -> dict[str, Any]:
@@ -187,7 +139,7 @@ def test_the_email_comes_from_the_directory_without_asking_dodo() -> None:
     directory = Directory(emails={CUSTOMER: EMAIL})
     known = Known()
     ready, unresolved = resolver(ID, directory, dodo).resolve(ops, known)
-    assert unresolved == [] and dodo.asked == [] and directory.calls == [{CUSTOMER}]
+    assert unresolved == [] and dodo.asked == [] and directory.calls == [({CUSTOMER}, set())]
     contact, event = ready
     assert wire(contact)["attributes"] == {"dodo_customer_id": CUSTOMER, "email": EMAIL}
     assert event["name"] == "abandoned_checkout.detected" and "_contact" not in event and "_recovery" not in event
@@ -296,15 +248,6 @@ def test_parked_until_the_first_payment_then_delivered_renamed(strategy: Identif
     assert event["identifiers"] == identifiers
     assert event["name"] == "abandoned_checkout.followed_by_payment"
     assert event["attributes"]["customer_paid_at"] == paid.envelope.timestamp
-
-
-def test_a_failed_payment_is_no_purchase_so_the_recovery_email_may_still_go() -> None:
-    config = MappingConfig(identifier=BY_EMAIL)
-    _, ops = checkout(config)
-    facts = event_facts(payment("payment.failed"), config)
-    directory = Directory({CUSTOMER: facts.customers[CUSTOMER]}, paid=facts.paid)
-    ready, _ = resolver(BY_EMAIL, directory).resolve(ops, Known())
-    assert ready[0]["name"] == "abandoned_checkout.detected"
 
 
 def test_a_payment_webhook_claims_the_paid_piece_newest_wins() -> None:

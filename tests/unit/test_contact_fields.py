@@ -18,14 +18,14 @@ from dodo_cio.mapping.mapper import (
     IdentifierStrategy,
     MappingConfig,
     MappingConfigError,
-    map_event,
 )
 from dodo_cio.mapping.profile import CONTACT_FIELDS, customer_profile
 from dodo_cio.platform.env import ConfigError
-from dodo_cio.receiving.models import Customer, DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.receiving.models import Customer
 from dodo_cio_cli import backfill_command
 from dodo_cio_cli.backfill_source import Listing, OpBuilder
 from dodo_cio_local.dodo_standin import make_customer
+from support.g1_events import ops_of
 
 SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
 ALL = CONTACT_FIELDS
@@ -162,13 +162,6 @@ def test_settings_refuse_an_unknown_contact_fields_value(value: str) -> None:
 # -- the ops, on both APIs ---------------------------------------------------------------------------------
 
 
-def _ops(doc: dict[str, Any], config: MappingConfig) -> list[dict[str, Any]]:
-    raw = json.dumps(doc).encode()
-    envelope = parse_envelope(parse_json(raw))
-    event = DodoEvent("msg_contact_fields", envelope, parse_payload(envelope))
-    return map_event(event, config)
-
-
 def _payment(**customer_fields: Any) -> dict[str, Any]:
     doc = json.loads((SAMPLES / "payment.succeeded.json").read_text())
     doc["data"]["customer"].update(customer_fields)
@@ -186,7 +179,7 @@ STRATEGIES = {
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_the_identify_carries_the_owned_fields_and_the_identifier_is_unchanged(strategy: str, mode: str) -> None:
     config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
-    identify, event = _ops(_payment(phone_number=None), config)
+    identify, event = ops_of(_payment(phone_number=None), config)
     assert identify["identifiers"] == event["identifiers"] == STRATEGIES[strategy]
     attributes = identify["attributes"]
     assert "phone" not in attributes and None not in attributes.values()
@@ -198,7 +191,7 @@ def test_the_identify_carries_the_owned_fields_and_the_identifier_is_unchanged(s
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_null_phone_or_name_reaches_neither_api_as_a_removal(strategy: str) -> None:
     config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields="dodo")
-    identify, _ = _ops(_payment(phone_number=None, name=None), config)
+    identify, _ = ops_of(_payment(phone_number=None, name=None), config)
     track = wire_op(identify)["attributes"]
     traits = render(identify).body["traits"]
     for attributes in (track, traits):
@@ -210,23 +203,20 @@ def test_a_null_phone_or_name_reaches_neither_api_as_a_removal(strategy: str) ->
 
 
 @pytest.mark.parametrize(
-    ("strategy", "mode", "contact"),
+    ("strategy", "mode", "n", "contact"),
     [
-        ("customer_id", "auto", {"email", "name", "first_name", "last_name", "phone"}),
-        ("metadata:app_user_id", "auto", set()),
-        ("metadata:app_user_id", "dodo", {"email", "name", "first_name", "last_name", "phone"}),
-        ("email", "app", {"email"}),
+        ("customer_id", "auto", 6, {"email", "name", "first_name", "last_name", "phone"}),
+        ("customer_id", "auto", 1, {"email", "name", "first_name", "last_name"}),  # no phone: no removal either
+        ("metadata:app_user_id", "auto", 6, set()),
+        ("metadata:app_user_id", "dodo", 6, {"email", "name", "first_name", "last_name", "phone"}),
+        ("email", "app", 6, {"email"}),
     ],
 )
-def test_the_backfill_leaves_the_same_fields_to_the_app(strategy: str, mode: str, contact: set[str]) -> None:
+def test_the_backfill_leaves_the_same_fields_to_the_app(strategy: str, mode: str, n: int, contact: set[str]) -> None:
     config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
-    (op,) = OpBuilder(config).build(Listing("customers", "customers"), make_customer(6), 1_800_000_000).ops
+    (op,) = OpBuilder(config).build(Listing("customers", "customers"), make_customer(n), 1_800_000_000).ops
     assert set(op["attributes"]) & CONTACT_KEYS == contact
-
-
-def test_the_backfill_without_a_phone_sends_no_removal() -> None:
-    (op,) = OpBuilder(MappingConfig()).build(Listing("customers", "customers"), make_customer(1), 1_800_000_000).ops
-    assert "phone" not in op["attributes"] and None not in op["attributes"].values()
+    assert None not in op["attributes"].values()
 
 
 class _Stack:

@@ -19,7 +19,6 @@ from dodo_cio.delivery.pipelines import PipelinesClient
 from dodo_cio.delivery.track import (
     EMAIL_BY_ID_SETTING,
     EMAIL_CHANGE_REFUSED,
-    OpResult,
     TrackClient,
     changes_email_by_id,
     classify_response,
@@ -122,11 +121,6 @@ def test_without_the_ops_nothing_is_marked() -> None:
     results, _ = classify_response(207, body(REFUSED_EMAIL), {}, 2, batch=True)
     assert [r.outcome for r in results] == ["permanent", "delivered"]
     assert email_change_refusals(results) == 0
-
-
-def test_a_plain_result_is_no_refusal() -> None:
-    assert OpResult("permanent", "HTTP 400: email").refusal == ""
-    assert email_change_refusals([OpResult("delivered"), OpResult("permanent", "x", EMAIL_CHANGE_REFUSED)]) == 1
 
 
 # -- both clients ------------------------------------------------------------------------------------------

@@ -9,45 +9,9 @@ import pytest
 from dodo_cio.mapping.mapper import IdentifierStrategy
 from dodo_cio.state.dodo_api import DodoApiConfigError, DodoApiUnavailable
 from dodo_cio.state.identity import Known, Resolver
-from dodo_cio.state.table import Lookup, StateUnavailable
+from support.g1_resolver import Broken, Directory, Dodo
 
 EMAIL = IdentifierStrategy.parse("email")
-
-
-class Directory:
-    def __init__(self, customers: dict[str, dict[str, str]] | None = None, payments: dict[str, str] | None = None):
-        self.customers, self.payments = customers or {}, payments or {}
-        self.calls: list[tuple[set[str], set[str]]] = []
-
-    def lookup(self, customer_ids: Any, payment_ids: Any) -> Lookup:
-        self.calls.append((set(customer_ids), set(payment_ids)))
-        payments = {p: c for p, c in self.payments.items() if p in set(payment_ids)}
-        wanted = set(customer_ids) | set(payments.values())
-        return Lookup({c: i for c, i in self.customers.items() if c in wanted}, payments)
-
-
-class Broken:
-    def lookup(self, customer_ids: Any, payment_ids: Any) -> Lookup:
-        raise StateUnavailable("ProvisionedThroughputExceededException")
-
-
-class Dodo:
-    def __init__(self, customers: dict[str, Any] | None = None, payments: dict[str, Any] | None = None, fail=None):
-        self.customers, self.payments, self.fail = customers or {}, payments or {}, fail
-        self.asked: list[str] = []
-
-    def customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        return self._look_up(self.customers, customer_id, deadline)
-
-    def payment(self, payment_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        return self._look_up(self.payments, payment_id, deadline)
-
-    def _look_up(self, known: dict[str, Any], object_id: str, deadline: float | None) -> dict[str, Any] | None:
-        assert deadline is not None, "every lookup runs to the resolver's budget"
-        self.asked.append(object_id)
-        if self.fail:
-            raise self.fail
-        return known.get(object_id)
 
 
 def dunning(customer_id: str = "cus_1") -> dict[str, Any]:

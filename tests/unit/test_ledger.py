@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_payload
+from dodo_cio.receiving.models import DodoEvent
 from dodo_cio.state.summary import PAID_PREFIX, REFUNDED_PREFIX, Ledger, Sub, change_for
+from support.g1_events import event_of
 from support.samples import sample_paths
 
 SAMPLES: dict[str, dict[str, Any]] = {p.name: json.loads(p.read_bytes()) for p in sample_paths()}
@@ -17,10 +18,7 @@ SAMPLES: dict[str, dict[str, Any]] = {p.name: json.loads(p.read_bytes()) for p i
 def event(name: str, **data: Any) -> DodoEvent:
     doc = json.loads(json.dumps(SAMPLES[name]))
     doc["data"].update(data)
-    envelope = parse_envelope(doc)
-    payload = parse_payload(envelope)
-    assert payload is not None
-    return DodoEvent("msg_1", envelope, payload)
+    return event_of(doc)
 
 
 def test_payments_and_refunds_add_up_in_minor_units_and_show_in_major() -> None:

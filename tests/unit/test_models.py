@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from dodo_cio.receiving.models import (
     parse_json,
     parse_payload,
 )
+from support.g1_events import unix
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
@@ -47,10 +48,6 @@ def body(doc: dict[str, Any]) -> bytes:
 
 def parse(doc: dict[str, Any]) -> Payload | None:
     return parse_payload(parse_envelope(parse_json(body(doc))))
-
-
-def unix(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
 def json_error(raw: bytes) -> PayloadError:
@@ -92,57 +89,6 @@ def test_every_sample_parses_into_its_family(path: Path) -> None:
     assert type(payload) is EXPECTED_CLASS[family]
 
 
-def test_envelope_timestamp_ms_keeps_milliseconds() -> None:
-    doc = load_sample("payment.succeeded.json")  # 2026-10-14T09:21:47.512304Z
-    envelope = parse_envelope(doc)
-    assert envelope.timestamp_ms == unix(doc["timestamp"]) * 1000 + 512
-
-
-def test_payment_sample_fields() -> None:
-    doc = load_sample("payment.succeeded.json")
-    payment = parse(doc)
-    assert isinstance(payment, Payment)
-    assert payment.payment_id == "pay_8fTq2WbXn4LcRk7YvP1sD"
-    assert payment.total_amount == 4900
-    assert payment.currency == "USD"
-    assert payment.customer.customer_id == "cus_2RfYk8HcWq5NzT1mLb9Xe"
-    assert payment.customer.email == "maya.fernandes@example.com"
-    assert payment.customer.name == "Maya Fernandes"
-    assert payment.customer.phone_number is None
-    assert payment.customer.metadata == {}
-    assert payment.raw["metadata"] == {"app_user_id": "usr_01927", "utm_source": "newsletter"}
-
-
-def test_subscription_sample_fields() -> None:
-    sub = parse(load_sample("subscription.on_hold.json"))
-    assert isinstance(sub, Subscription)
-    assert (sub.subscription_id, sub.status, sub.product_id) == (
-        "sub_6HkWz3RqLb9XmT2vNc5Yd",
-        "on_hold",
-        "pdt_2XcRm8TzWq4KbL7nYd1Vs",
-    )
-    assert sub.customer.phone_number == "+447700900481"
-
-
-def test_refund_dispute_license_sample_fields() -> None:
-    refund = parse(load_sample("refund.succeeded.json"))
-    assert isinstance(refund, Refund)
-    assert (refund.refund_id, refund.payment_id, refund.amount, refund.currency) == (
-        "ref_7YbLq4WzTn1KcR9mXd3Vs",
-        "pay_8fTq2WbXn4LcRk7YvP1sD",
-        2450,
-        "USD",
-    )
-    dispute = parse(load_sample("dispute.opened.json"))
-    assert isinstance(dispute, Dispute)
-    assert dispute.amount == 4900  # sent as the string "4900"
-    assert dispute.customer is not None
-    assert dispute.customer.customer_id == "cus_2RfYk8HcWq5NzT1mLb9Xe"
-    lk = parse(load_sample("license_key.created.json"))
-    assert isinstance(lk, LicenseKey)
-    assert (lk.license_key_id, lk.customer_id) == ("lic_9RxTm2QbWk6NzL3cYd8Vs", "cus_2RfYk8HcWq5NzT1mLb9Xe")
-
-
 # -------------------------------------------------------------------------------------------------
 # the body and the envelope
 
@@ -152,18 +98,25 @@ def test_empty_body(raw: bytes) -> None:
     assert "empty" in str(json_error(raw))
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"{'type': 'x'}", b"\xff\xfe{}", b'{"a": 1', b"nul"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"{not json",
+        b"{'type': 'x'}",
+        b"\xff\xfe{}",
+        b'{"a": 1',
+        b"nul",
+        b"[" * 100_000 + b"]" * 100_000,  # too deep
+        b'{"n": ' + b"9" * 5000 + b"}",  # Python refuses > 4300 digits (a ValueError, not a JSONDecodeError)
+        *[
+            b'{"type": "credit.added", "data": {"x": ' + constant + b"}}"
+            for constant in (b"NaN", b"Infinity", b"-Infinity")
+        ],
+    ],
+    ids=lambda raw: raw[-16:].decode("latin-1"),
+)
 def test_not_json(raw: bytes) -> None:
     assert "JSON" in json_error(raw).problem
-
-
-def test_deeply_nested_json_is_a_payload_error() -> None:
-    json_error(b"[" * 100_000 + b"]" * 100_000)
-
-
-def test_integer_with_too_many_digits_is_a_payload_error() -> None:
-    # Python refuses to convert > 4300 digits (ValueError, not JSONDecodeError): still bad input.
-    json_error(b'{"type": "payment.succeeded", "n": ' + b"9" * 5000 + b"}")
 
 
 @pytest.mark.parametrize("raw", [b"[]", b'[{"type": "payment.succeeded"}]', b'"payment.succeeded"', b"42", b"null"])
@@ -306,14 +259,6 @@ def test_required_field_of_wrong_type(sample: str, path: tuple[str, ...], value:
     assert err.field == field
 
 
-def test_other_families_share_the_rules() -> None:
-    # payment.failed / subscription.cancelled use the same models as the samples above
-    doc = _without(load_sample("payment.failed.json"), "data", "total_amount")
-    assert payload_error(doc).field == "data.total_amount"
-    doc = _with(load_sample("subscription.cancelled.json"), 3, "data", "status")
-    assert payload_error(doc).field == "data.status"
-
-
 # -------------------------------------------------------------------------------------------------
 # CustomerRef: credit / dunning / abandoned checkout / entitlements
 
@@ -328,12 +273,6 @@ def test_customer_ref_top_level_id(event_type: str) -> None:
     assert isinstance(ref, CustomerRef)
     assert ref.customer_id == "cus_A"
     assert ref.raw["amount"] == 10
-
-
-def test_customer_ref_nested_id() -> None:
-    ref = parse(_customer_ref_doc({"customer": {"customer_id": "cus_N", "email": "n@example.com"}}))
-    assert isinstance(ref, CustomerRef)
-    assert ref.customer_id == "cus_N"
 
 
 def test_customer_ref_top_level_wins_over_nested() -> None:
@@ -390,24 +329,10 @@ def test_unknown_enum_values_pass() -> None:
 
 
 @pytest.mark.parametrize("event_type", ["payment.teleported", "invoice.created", "Payment.Succeeded", "x"])
-def test_unknown_type_gives_none(event_type: str) -> None:
-    doc = _with(load_sample(PAYMENT), event_type, "type")
-    envelope = parse_envelope(doc)
+def test_unknown_type_gives_none_without_validating_data(event_type: str) -> None:
+    envelope = parse_envelope({"type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": {}})
     assert envelope.type == event_type
     assert parse_payload(envelope) is None
-
-
-def test_unknown_type_does_not_validate_data() -> None:
-    doc = {"type": "brand.new", "timestamp": "2026-10-14T09:21:47Z", "data": {}}
-    assert parse(doc) is None
-
-
-@pytest.mark.parametrize("event_type", sorted(events.PAYOUT_TYPES))
-def test_payouts_parse_without_a_customer(event_type: str) -> None:
-    doc = {"type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1"}}
-    payout = parse(doc)
-    assert isinstance(payout, Payout)
-    assert payout.raw == {"payout_id": "po_1"}
 
 
 @pytest.mark.parametrize(
@@ -441,50 +366,28 @@ def test_dispute_amount(value: Any, expected: int | None) -> None:
     assert dispute.amount is None or type(dispute.amount) is int
 
 
-def test_dispute_without_customer() -> None:
-    for doc in (
-        _with(load_sample(DISPUTE), None, "data", "customer"),
-        _without(load_sample(DISPUTE), "data", "customer"),
-    ):
-        dispute = parse(doc)
-        assert isinstance(dispute, Dispute)
-        assert dispute.customer is None
-
-
-@pytest.mark.parametrize("value", [None, "2450", 24.5, True])
-def test_refund_amount_absent_or_wrong_type_is_none(value: Any) -> None:
-    refund = parse(_with(load_sample(REFUND), value, "data", "amount"))
-    assert isinstance(refund, Refund)
-    assert refund.amount is None
-    assert refund.currency == "USD"
-
-
-def test_refund_currency_null() -> None:
-    refund = parse(_with(load_sample(REFUND), None, "data", "currency"))
-    assert isinstance(refund, Refund)
-    assert refund.currency is None
-    assert refund.amount == 2450
-
-
 @pytest.mark.parametrize(
-    ("key", "value"),
-    [("email", 42), ("name", ["Maya"]), ("phone_number", {"n": 1}), ("metadata", "not-an-object")],
+    ("sample", "path", "value", "field", "expected"),
+    [
+        (DISPUTE, ("customer",), None, "customer", None),
+        (DISPUTE, ("customer",), MISSING, "customer", None),
+        *[(REFUND, ("amount",), value, "amount", None) for value in (None, "2450", 24.5, True)],
+        (REFUND, ("currency",), None, "currency", None),
+        (REFUND, ("currency",), ["USD"], "currency", None),
+        (DISPUTE, ("currency",), 840, "currency", None),
+        (PAYMENT, ("customer", "email"), 42, "customer.email", None),
+        (PAYMENT, ("customer", "name"), ["Maya"], "customer.name", None),
+        (PAYMENT, ("customer", "phone_number"), {"n": 1}, "customer.phone_number", None),
+        (PAYMENT, ("customer", "metadata"), "not-an-object", "customer.metadata", {}),
+    ],
 )
-def test_optional_customer_field_of_wrong_type_is_absent(key: str, value: Any) -> None:
-    payment = parse(_with(load_sample(PAYMENT), value, "data", "customer", key))
-    assert isinstance(payment, Payment)
-    got = getattr(payment.customer, "phone_number" if key == "phone_number" else key)
-    assert got == ({} if key == "metadata" else None)
-    assert payment.customer.customer_id == "cus_2RfYk8HcWq5NzT1mLb9Xe"
-
-
-def test_optional_field_of_wrong_type_elsewhere_is_absent() -> None:
-    dispute = parse(_with(load_sample(DISPUTE), 840, "data", "currency"))
-    assert isinstance(dispute, Dispute)
-    assert dispute.currency is None
-    refund = parse(_with(load_sample(REFUND), ["USD"], "data", "currency"))
-    assert isinstance(refund, Refund)
-    assert refund.currency is None
+def test_an_optional_field_absent_or_of_the_wrong_type_is_empty(
+    sample: str, path: tuple[str, ...], value: Any, field: str, expected: Any
+) -> None:
+    doc = load_sample(sample)
+    payload = parse(_without(doc, "data", *path) if value is MISSING else _with(doc, value, "data", *path))
+    assert type(payload) is type(parse(doc))  # still parsed
+    assert attrgetter(field)(payload) == expected
 
 
 def test_customer_metadata_is_copied() -> None:
@@ -495,11 +398,6 @@ def test_customer_metadata_is_copied() -> None:
     assert payment.customer.metadata == {"plan": "pro"}
     payment.customer.metadata["plan"] = "changed"
     assert envelope.data["customer"]["metadata"] == {"plan": "pro"}
-
-
-def test_nan_and_infinity_are_rejected() -> None:
-    for constant in (b"NaN", b"Infinity", b"-Infinity"):
-        json_error(b'{"type": "credit.added", "data": {"x": ' + constant + b"}}")
 
 
 def test_lone_surrogates_are_replaced_so_the_text_can_be_sent() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given
@@ -41,27 +41,6 @@ BASE = 1_754_285_400  # 2025-08-04T05:30:00Z
 def test_iso_strings(text: str, seconds: int, ms: int) -> None:
     assert to_unix_seconds(text) == seconds
     assert to_unix_ms(text) == ms
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "2025-08-04T05:30:00.123456",
-        "2025-08-04T05:30:00.123456Z",
-        "2025-08-04T05:30:00+00:00",
-        "2025-08-04T07:30:00.5+02:00",
-        "2025-08-04T00:00:00-05:30",
-        "2025-08-04",
-        "2000-01-01T00:00:00Z",
-    ],
-)
-def test_agrees_with_datetime(text: str) -> None:
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    expected_ms = (parsed - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
-    assert to_unix_ms(text) == expected_ms
-    assert to_unix_seconds(text) == expected_ms // 1000
 
 
 @pytest.mark.parametrize(
