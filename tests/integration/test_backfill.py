@@ -18,7 +18,7 @@ from dodo_cio.delivery.pipelines.render import iso_time
 from dodo_cio.mapping.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
 from dodo_cio.platform.times import to_unix_ms
 from dodo_cio.platform.ulid import deterministic_ulid
-from dodo_cio_cli import backfill_source, cli
+from dodo_cio_cli import cli
 from dodo_cio_local.dodo_standin import DodoStandIn
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 from support.aws import fake_credentials
@@ -158,39 +158,6 @@ def test_customers_and_live_subscriptions_arrive_as_identify_ops(
     assert "already complete" in capsys.readouterr().out and not _posts(cio)
 
 
-def test_dry_run_sends_nothing(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _backfill(dodo, cio, "--dry-run", "--sample", "2", "--identifier", "email") == 0
-    out = capsys.readouterr().out
-    assert not cio.requests  # not even the credentials check
-    assert not env.exists()
-    assert "dry run: nothing was sent" in out
-    assert "customers: 250 customers read, 250 would send" in out
-    assert "active subscriptions: 120 subscriptions read, 120 would send" in out
-    assert "c***@example.com" in out and "customer0@example.com" not in out
-
-
-def test_events_when_asked_with_ids_that_survive_a_rerun(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", "--events") == 0
-    events = [op for op in cio.accepted_ops() if op["action"] == "event"]
-    subs = [s for s in dodo.subscriptions if s["status"] == "on_hold"]
-    assert len(events) == len(subs) == 5
-    assert {e["name"] for e in events} == {"subscription.on_hold"}
-    assert all(e["attributes"]["backfill"] is True for e in events)
-    from dodo_cio.platform.times import to_unix_ms
-
-    assert sorted(e["id"] for e in events) == sorted(
-        deterministic_ulid(f"backfill:{s['subscription_id']}", to_unix_ms(s["created_at"]) or 0) for s in subs
-    )
-    first_ids = sorted(e["id"] for e in events)
-    cio.reset()
-    assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", "--events", "--restart") == 0
-    assert sorted(op["id"] for op in cio.accepted_ops() if op["action"] == "event") == first_ids
-
-
 def test_dodo_failure_after_page_2_then_resume_sends_only_the_rest(
     dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -211,49 +178,6 @@ def test_dodo_failure_after_page_2_then_resume_sends_only_the_rest(
     assert resumed_reads == [2, 3, 4, 5]
     second = [op["identifiers"]["id"] for op in _identified(cio) if "subscription_id" not in op["attributes"]]
     assert sorted(second) == [f"cus_{n:05d}" for n in range(100, N_CUSTOMERS)]  # nothing sent twice
-
-
-def test_killed_by_an_exception_mid_run_then_resumed(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    real_page = backfill_source.SdkSource.page
-    pages: list[int] = []
-
-    def page_then_die(self: Any, listing: Any, page_number: int, page_size: int) -> Any:
-        if listing.key == "subscriptions:active" and page_number == 1:
-            raise KeyboardInterrupt  # Ctrl-C while reading
-        pages.append(page_number)
-        return real_page(self, listing, page_number, page_size)
-
-    monkeypatch.setattr(backfill_source.SdkSource, "page", page_then_die)
-    assert _backfill(dodo, cio) == 1
-    assert "interrupted" in capsys.readouterr().err
-    state = json.loads(env.read_text())
-    assert state["listings"]["customers"]["done"] is True
-    assert state["listings"]["subscriptions:active"]["next_page"] == 1
-
-    monkeypatch.setattr(backfill_source.SdkSource, "page", real_page)
-    cio.reset()
-    assert _backfill(dodo, cio) == 0
-    resent = _identified(cio)
-    assert not [op for op in resent if "subscription_id" not in op["attributes"]]  # customers were done
-    active = sorted(
-        op["attributes"]["subscription_id"] for op in resent if op["attributes"]["subscription_status"] == "active"
-    )
-    assert active == sorted(s["subscription_id"] for s in dodo.subscriptions if s["status"] == "active")[100:]
-
-
-def test_customerio_outage_stops_resumably(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cio.script(REGION_OK, 503, 503)  # the credentials check, then the first batch twice
-    assert _backfill(dodo, cio, "--max-attempts", "2", "--no-customers") == 1
-    err = capsys.readouterr().err
-    assert "Customer.io still failing after 2 attempts (HTTP 503" in err
-    assert json.loads(env.read_text())["listings"]["subscriptions:active"]["next_page"] == 0
-    assert _backfill(dodo, cio, "--no-customers") == 0
-    live = sum(1 for s in dodo.subscriptions if s["status"] in LIVE)
-    assert len(_identified(cio)) == live
 
 
 def test_207_rejections_are_reported_and_the_rest_delivered(
@@ -306,14 +230,6 @@ def test_a_rejected_key_stops_the_backfill_before_sending(
         assert message in err
     assert bool(dodo.requests) is dodo_read
     assert not _posts(cio)
-
-
-def test_customerio_revoking_the_key_during_the_run_stops_it(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cio.script(REGION_OK, 200, 401)  # accepted at first, revoked during the run
-    err = _refused(dodo, cio, capsys, "--page-size", "100")
-    assert "Customer.io refused the request (HTTP 401" in err and "customers from page 1" in err
 
 
 def test_eu_workspace_with_a_us_setting_is_refused(
