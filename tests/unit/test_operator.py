@@ -487,12 +487,6 @@ def test_a_stored_answer_is_said_to_be_one(capsys: pytest.CaptureFixture[str]) -
     assert not fresh.replayed
 
 
-def test_replay_without_a_webhook_id_uses_a_fresh_one() -> None:
-    session = _Session()
-    operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=session)
-    assert session.calls[0]["headers"]["webhook-id"].startswith("msg_")
-
-
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
