@@ -31,54 +31,53 @@ NOW = 1_792_100_000
 # -- start_redrive ---------------------------------------------------------------------------------
 
 
-def test_start_redrive_sends_source_destination_and_rate(sqs: tuple[Any, Stubber]) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "request_fields"),
+    [
+        pytest.param({"destination_arn": RETRY_ARN, "rate": 25}, {"DestinationArn": RETRY_ARN}, id="rate-25"),
+        pytest.param({"destination_arn": RETRY_ARN, "rate": 1}, {"DestinationArn": RETRY_ARN}, id="lowest-rate"),
+        pytest.param({"destination_arn": RETRY_ARN, "rate": 500}, {"DestinationArn": RETRY_ARN}, id="highest-rate"),
+        pytest.param({}, {}, id="what-was-not-given-is-left-out"),
+    ],
+)
+def test_start_redrive_sends_source_destination_and_rate(
+    sqs: tuple[Any, Stubber], kwargs: dict[str, Any], request_fields: dict[str, Any]
+) -> None:
     client, stubber = sqs
+    if "rate" in kwargs:
+        request_fields = {**request_fields, "MaxNumberOfMessagesPerSecond": kwargs["rate"]}
     stubber.add_response(
-        "start_message_move_task",
-        {"TaskHandle": "handle-1"},
-        {"SourceArn": DLQ_ARN, "DestinationArn": RETRY_ARN, "MaxNumberOfMessagesPerSecond": 25},
+        "start_message_move_task", {"TaskHandle": "handle-1"}, {"SourceArn": DLQ_ARN, **request_fields}
     )
-    assert operator.start_redrive(client, DLQ_ARN, destination_arn=RETRY_ARN, rate=25) == "handle-1"
-
-
-def test_start_redrive_leaves_out_what_was_not_given(sqs: tuple[Any, Stubber]) -> None:
-    client, stubber = sqs
-    stubber.add_response("start_message_move_task", {"TaskHandle": "handle-2"}, {"SourceArn": DLQ_ARN})
-    assert operator.start_redrive(client, DLQ_ARN) == "handle-2"
-
-
-@pytest.mark.parametrize("rate", [1, 500])
-def test_rate_bounds_are_accepted(sqs: tuple[Any, Stubber], rate: int) -> None:
-    client, stubber = sqs
-    stubber.add_response(
-        "start_message_move_task",
-        {"TaskHandle": "h"},
-        {"SourceArn": DLQ_ARN, "DestinationArn": RETRY_ARN, "MaxNumberOfMessagesPerSecond": rate},
-    )
-    operator.start_redrive(client, DLQ_ARN, destination_arn=RETRY_ARN, rate=rate)
-
-
-@pytest.mark.parametrize("rate", [0, -5, 501, 10_000, 2.5, True, "10"])
-def test_bad_rates_fail_before_any_call(sqs: tuple[Any, Stubber], rate: Any) -> None:
-    client, _ = sqs  # no response queued: any API call would fail the test
-    with pytest.raises(OperatorError, match=r"--rate must be a whole number .* from 1 to 500"):
-        operator.start_redrive(client, DLQ_ARN, destination_arn=RETRY_ARN, rate=rate)
+    assert operator.start_redrive(client, DLQ_ARN, **kwargs) == "handle-1"
 
 
 @pytest.mark.parametrize(
-    ("source", "destination"),
-    [(DLQ_URL, RETRY_ARN), (DLQ_ARN, "https://sqs.us-east-1.amazonaws.com/1/bridge-retry")],
+    ("source", "destination", "rate", "message"),
+    [
+        *[
+            pytest.param(
+                DLQ_ARN, RETRY_ARN, rate, r"--rate must be a whole number .* from 1 to 500", id=f"rate-{rate!r}"
+            )
+            for rate in (0, -5, 501, 10_000, 2.5, True, "10")
+        ],
+        pytest.param(DLQ_URL, RETRY_ARN, None, "must be a queue ARN", id="source-url"),
+        pytest.param(
+            DLQ_ARN,
+            "https://sqs.us-east-1.amazonaws.com/1/bridge-retry",
+            None,
+            "must be a queue ARN",
+            id="destination-url",
+        ),
+        pytest.param(DLQ_ARN, DLQ_ARN, None, "retry queue", id="into-the-dlq-itself"),
+    ],
 )
-def test_urls_where_arns_belong_are_explained(sqs: tuple[Any, Stubber], source: str, destination: str) -> None:
-    client, _ = sqs
-    with pytest.raises(OperatorError, match="must be a queue ARN"):
-        operator.start_redrive(client, source, destination_arn=destination)
-
-
-def test_redrive_into_the_dlq_itself_is_refused(sqs: tuple[Any, Stubber]) -> None:
-    client, _ = sqs
-    with pytest.raises(OperatorError, match="retry queue"):
-        operator.start_redrive(client, DLQ_ARN, destination_arn=DLQ_ARN)
+def test_bad_requests_fail_before_any_call(
+    sqs: tuple[Any, Stubber], source: str, destination: str, rate: Any, message: str
+) -> None:
+    client, _ = sqs  # no response queued: any API call would fail the test
+    with pytest.raises(OperatorError, match=message):
+        operator.start_redrive(client, source, destination_arn=destination, rate=rate)
 
 
 @pytest.mark.parametrize(
@@ -567,41 +566,46 @@ STACK = {
 }
 
 
-def test_resolve_stack_outputs(cfn: tuple[Any, Stubber]) -> None:
+def test_resolve_stack_outputs_and_parameters(cfn: tuple[Any, Stubber]) -> None:
     client, stubber = cfn
-    stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
+    for _ in range(2):
+        stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
     outputs = operator.resolve_stack_outputs(client, "bridge", required=("DeadLetterQueueArn", "RetryQueueArn"))
     assert outputs == {
         "DeadLetterQueueUrl": DLQ_URL,
         "DeadLetterQueueArn": DLQ_ARN,
         "RetryQueueArn": RETRY_ARN,
     }
-
-
-def test_a_missing_output_is_named(cfn: tuple[Any, Stubber]) -> None:
-    client, stubber = cfn
-    stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
-    with pytest.raises(OperatorError, match=r"stack 'bridge' \(UPDATE_COMPLETE\) has no output RetryQueueUrl"):
-        operator.resolve_stack_outputs(client, "bridge", required=("RetryQueueUrl", "DeadLetterQueueArn"))
-
-
-def test_a_missing_stack_is_named_with_its_region(cfn: tuple[Any, Stubber]) -> None:
-    client, stubber = cfn
-    stubber.add_client_error("describe_stacks", "ValidationError", "Stack with id nope does not exist")
-    with pytest.raises(OperatorError, match="stack 'nope' not found in us-east-1"):
-        operator.resolve_stack_outputs(client, "nope")
-
-
-def test_resolve_stack_parameters(cfn: tuple[Any, Stubber]) -> None:
-    client, stubber = cfn
-    stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
     assert operator.resolve_stack_parameters(client, "bridge", required=("SsmParameterPath",)) == {
         "SsmParameterPath": "/dodo-customerio"
     }
 
 
-def test_unexpected_aws_errors_are_one_line(cfn: tuple[Any, Stubber]) -> None:
+@pytest.mark.parametrize(
+    ("error", "stack", "message"),
+    [
+        pytest.param(None, "bridge", r"stack 'bridge' \(UPDATE_COMPLETE\) has no output RetryQueueUrl", id="no-output"),
+        pytest.param(
+            ("ValidationError", "Stack with id nope does not exist"),
+            "nope",
+            "stack 'nope' not found in us-east-1",
+            id="no-stack-names-the-region",
+        ),
+        pytest.param(
+            ("ExpiredToken", "The security token included in the request is expired"),
+            "bridge",
+            "refresh them",
+            id="unexpected-aws-error-is-one-line",
+        ),
+    ],
+)
+def test_stack_errors_are_named(
+    cfn: tuple[Any, Stubber], error: tuple[str, str] | None, stack: str, message: str
+) -> None:
     client, stubber = cfn
-    stubber.add_client_error("describe_stacks", "ExpiredToken", "The security token included in the request is expired")
-    with pytest.raises(OperatorError, match="refresh them"):
-        operator.resolve_stack_outputs(client, "bridge")
+    if error is None:
+        stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": stack})
+    else:
+        stubber.add_client_error("describe_stacks", *error)
+    with pytest.raises(OperatorError, match=message):
+        operator.resolve_stack_outputs(client, stack, required=("RetryQueueUrl", "DeadLetterQueueArn"))
