@@ -80,8 +80,3 @@ def test_a_stored_key_passes_and_the_stack_names_the_strategy(
     code, out = _check(capsys, "--stack", "bridge")
     assert code == 0 and out.rstrip().endswith("all checks passed"), out
     assert _dodo_line(out).split()[0] == "ok" and "dodo-k3y" not in out
-
-
-def test_an_unknown_strategy_is_a_usage_error(secrets: None, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = _check(capsys, "--ssm-path", SSM_PATH, "--identifier", "phone")
-    assert code == 2 and "customer_id, email, metadata:<key>" in out

@@ -228,25 +228,6 @@ def test_export_says_when_sqs_counted_more_than_it_wrote(
     assert len(out.read_text().splitlines()) == 3  # what it did read is kept all the same
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [(["--json"], "--json"), (["--limit", "5"], "--limit")],
-)
-def test_export_takes_every_message_and_prints_no_listing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
-) -> None:
-    out = tmp_path / "kept.jsonl"
-    assert _run(monkeypatch, _two_queues(), ["dlq", "--queue-url", DLQ, "--export", str(out), *extra]) == 2
-    assert message in capsys.readouterr().err and not out.exists()
-
-
-def test_force_without_export_is_a_usage_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _run(monkeypatch, _two_queues(), ["dlq", "--queue-url", DLQ, "--force"]) == 2
-    assert "--export" in capsys.readouterr().err
-
-
 # -- restore ----------------------------------------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from dodo_cio.mapping.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, map_event
 from dodo_cio.platform.ulid import deterministic_ulid, ulid_time_ms
 from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio_cli import backfill, backfill_command, backfill_source, backfill_state, cli
+from dodo_cio_cli import backfill, backfill_command, backfill_source, backfill_state
 from dodo_cio_cli.backfill import Backfill, BackfillOptions
 from dodo_cio_cli.backfill_source import BackfillError, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
@@ -410,50 +410,3 @@ def test_repository_customize_is_the_default(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.chdir(ROOT)
     mapping, source = backfill_command.load_mapping(MappingConfig(), None)
     assert source == "functions/ingest/customize.py" and isinstance(mapping, MappingConfig)
-
-
-def test_cli_without_an_api_key_is_a_clear_usage_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    monkeypatch.delenv("DODO_PAYMENTS_API_KEY", raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["backfill", "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert "no Dodo Payments API key: set $DODO_PAYMENTS_API_KEY" in err and "--stack/--ssm-path" in err
-
-
-def test_cli_without_customerio_credentials_suggests_dry_run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    monkeypatch.setenv("MY_DODO_KEY", "k")
-    for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["backfill", "--api-key-env", "MY_DODO_KEY"]) == 2
-    assert "no Customer.io credentials" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize(
-    ("argv", "needle"),
-    [
-        (["--page-size", "500"], "--page-size must be 1 to 100"),
-        (["--rate", "0"], "--rate must be a positive"),
-        (["--statuses", "active,bogus"], "unknown bogus"),
-        (["--identifier", "phone"], "identifier strategy 'phone'"),
-        (["--no-customers", "--statuses", ""], "nothing to backfill"),
-    ],
-)
-def test_cli_usage_errors(
-    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["backfill", "--dry-run", *argv]) == 2
-    assert needle in capsys.readouterr().err
-
-
-def test_cli_backfill_help(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["backfill", "--help"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
-    assert "--dry-run" in out and "--state" in out and "--events" in out

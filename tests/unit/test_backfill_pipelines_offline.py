@@ -23,7 +23,7 @@ from dodo_cio.delivery.destination import (
 )
 from dodo_cio.delivery.pipelines.client import PipelinesClient
 from dodo_cio.mapping.mapper import MappingConfig
-from dodo_cio_cli import backfill_command, backfill_destination, backfill_state, cli
+from dodo_cio_cli import backfill_command, backfill_destination, backfill_state
 from dodo_cio_cli.backfill import Backfill, BackfillOptions, Pacer, format_summary
 from dodo_cio_cli.backfill_destination import Destination
 from dodo_cio_cli.backfill_source import BackfillError, Built, Listing, OpBuilder
@@ -256,31 +256,3 @@ def test_the_state_file_names_a_track_workspace_by_its_site_id_and_a_pipelines_o
     # A rotated Pipelines key resumes; another region (or API) does not.
     assert doc(URL, "") == doc(URL, backfill_destination.workspace_key(PipelinesCredentials("rotated")))
     assert doc(URL, "")["customerio"] != doc("https://cdp-eu.customer.io/v1", "")["customerio"]
-
-
-@pytest.mark.parametrize(
-    ("argv", "needle"),
-    [
-        (["--api", "pipelines", "--rate", "1500"], "over the Pipelines API's published rate (3,000 requests per 3 s)"),
-        (["--rate", "1001"], "over the Track API's published rate (1,000 requests per 1 s)"),
-    ],
-)
-def test_a_rate_over_the_apis_published_rate_is_refused(
-    argv: list[str], needle: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("CUSTOMERIO_API", raising=False)
-    assert cli.main(["backfill", "--dry-run", *argv]) == 2
-    assert needle in capsys.readouterr().err
-
-
-def test_cli_pipelines_without_its_key_is_refused_before_anything_is_sent(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DODO_PAYMENTS_API_KEY", "k")
-    monkeypatch.setenv("CUSTOMERIO_SITE_ID", "site")
-    monkeypatch.setenv("CUSTOMERIO_API_KEY", "key")
-    monkeypatch.delenv("CUSTOMERIO_PIPELINES_API_KEY", raising=False)
-    assert cli.main(["backfill", "--api", "pipelines"]) == 2
-    assert "no Customer.io Pipelines API key" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from dodo_cio_cli import check, cli
+from dodo_cio_cli import check
 from dodo_cio_cli.check import RegionAnswer
 from dodo_cio_cli.findings import Finding
 
@@ -269,17 +269,3 @@ def test_report_and_exit_codes() -> None:
     assert "  FAIL  c  broken" in text and "hint: fix it" in text
     assert text.endswith("1 problem found, 1 check skipped")
     assert '"ok": false' in check.findings_json(bad)
-
-
-def test_cli_check_needs_a_path(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["check"]) == 2
-    assert "--stack NAME or --ssm-path" in capsys.readouterr().err
-    assert cli.main(["check", "--ssm-path", "dodo"]) == 2
-    assert "must start with '/'" in capsys.readouterr().err
-
-
-def test_cli_check_help(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["check", "--help"])
-    assert exc.value.code == 0
-    assert "accounts/region" in capsys.readouterr().out

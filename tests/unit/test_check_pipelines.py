@@ -15,7 +15,7 @@ import pytest
 from botocore.stub import Stubber
 
 from dodo_cio.delivery.pipelines.client import PIPELINES_HOSTS
-from dodo_cio_cli import api_choice, check, check_pipelines, cli
+from dodo_cio_cli import api_choice, check, check_pipelines
 from dodo_cio_cli.check_pipelines import CONTROL_KEY, PipelinesAnswer
 
 US, EU = PIPELINES_HOSTS["us"], PIPELINES_HOSTS["eu"]
@@ -205,23 +205,3 @@ def test_choose_api_takes_the_flag_then_the_stack_then_the_environment() -> None
         api_choice.choose_api(None, {}, stack=False, env={"CUSTOMERIO_API": "cdp"})
     with pytest.raises(ValueError, match="the stack's CustomerioApi"):
         api_choice.choose_api(None, {"CustomerioApi": "v2"}, stack=True)
-
-
-def test_cli_check_refuses_an_unknown_api_before_touching_aws(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(cli, "_aws", lambda *a: pytest.fail("AWS was called"))
-    monkeypatch.setenv("CUSTOMERIO_API", "journeys")
-    assert cli.main(["check", "--ssm-path", PATH]) == 2
-    assert "$CUSTOMERIO_API must be track or pipelines, not 'journeys'" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["check", "--ssm-path", PATH, "--api", "journeys"])
-    assert exc.value.code == 2
-
-
-def test_cli_check_help_says_how_the_pipelines_key_is_proved(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
-        cli.main(["check", "--help"])
-    out = " ".join(capsys.readouterr().out.split())
-    assert "--api {track,pipelines}" in out and "--pipelines-url" in out
-    assert "POST /batch with an empty batch in strict mode" in out and "creates nothing" in out
