@@ -144,7 +144,7 @@ def test_redirect_to_the_eu_host_is_a_region_mismatch() -> None:
 def test_bad_credentials() -> None:
     probe = FakeProbe({US: RegionAnswer(401), EU: RegionAnswer(401)})
     finding = check.check_customerio("us", None, "site", "key", probe=probe)
-    assert finding.status == "FAIL" and "rejected the site id / API key (HTTP 401)" in finding.reason
+    assert (finding.status, finding.reason) == ("FAIL", "Customer.io rejected the site id / API key (HTTP 401)")
     assert "customerio-api-key" in finding.hint
     with_override = FakeProbe({"http://sandbox": RegionAnswer(401)})
     assert check.check_customerio("us", "http://sandbox", "s", "k", probe=with_override).status == "FAIL"
