@@ -1,16 +1,24 @@
-"""The operator subcommands wired end to end: `dlq` and `reprocess` on moto queues, `redrive` on a stubbed SQS."""
+"""The operator subcommands wired end to end: `dlq` and `reprocess` on moto queues, `redrive` on a stubbed SQS.
+
+The Stubber tests of the same functions are in tests/unit/test_operator.py.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
+from dodo_cio.delivery.track import DeliveryResult, OpResult
 from dodo_cio.receiving.quarantine import REPROCESS_KEY, QuarantinedWebhook, quarantine
+from dodo_cio.retry.service import RetryProcessor
+from dodo_cio.retry.verdicts import SqsRecord
 from dodo_cio_cli import cli
 from support.aws import create_quarantine_queue, create_queues
 from support.fake_sqs import parked_body
@@ -70,13 +78,28 @@ def _stack(cfn: Any, outputs: dict[str, str]) -> Stubber:
     return stub
 
 
-def test_dlq_lists_quarantined_webhooks_from_the_stack_and_consumes_nothing(
+class RejectingSender:
+    """Customer.io answering 400 for every op, quoting the address as an API might."""
+
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        reason = f"HTTP 400: invalid email {EMAIL}"
+        return DeliveryResult(results=tuple(OpResult("permanent", reason) for _ in ops), status=400)
+
+
+def test_dlq_lists_both_queues_from_the_stack_without_emails_and_consumes_nothing(
     aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The retry function's own code dead-letters, so the listing reads the format it really writes."""
     sqs = boto3.client("sqs")
-    _, dlq_url = create_queues(sqs)
+    retry_url, dlq_url = create_queues(sqs)
     quarantine_url = create_quarantine_queue(sqs)
-    sqs.send_message(QueueUrl=dlq_url, MessageBody=parked_body("msg_dead", EMAIL))
+    now = int(time.time())
+    records = [
+        SqsRecord("r1", "rh1", parked_body("msg_dead", EMAIL, attempts=2), 1),
+        SqsRecord("r2", "rh2", f"{{not json, mentions {EMAIL}", 1),
+    ]
+    outcomes = RetryProcessor(sqs, retry_url, dlq_url, clock=lambda: now).process(records, RejectingSender())
+    assert [o.verdict for o in outcomes] == ["dead_letter", "dead_letter"]
     quarantine(sqs, quarantine_url, _quarantined("msg_kept"))  # as the ingest function writes it
     sqs.send_message(QueueUrl=quarantine_url, MessageBody="not in the quarantine format")
     cfn = boto3.client("cloudformation")
@@ -86,19 +109,32 @@ def test_dlq_lists_quarantined_webhooks_from_the_stack_and_consumes_nothing(
         assert cli.main(["dlq", "--stack", "bridge"]) == 0
     out = capsys.readouterr().out
     parked, kept = out.split("Quarantined webhooks (quarantine queue):")
-    assert "HTTP 400: attributes invalid" in parked and "msg_kept" not in parked
+    assert "HTTP 400: invalid email <email>" in parked and "cus_1" in parked and "msg_kept" not in parked
+    assert parked.strip().splitlines()[-1].startswith("2 dead letters - by kind: ")
     assert "QUARANTINED WEBHOOK" in kept and "msg_kept" in kept and "subscription.renewed" in kept
     assert "data.next_billing_date: must be an ISO-8601 date-time" in kept
     assert "not a quarantined webhook" in kept  # the stray message is shown, not hidden
-    assert EMAIL not in out
-    assert (_visible(sqs, dlq_url), _visible(sqs, quarantine_url)) == (1, 2), "a listing must not consume"
     assert cli.main(["dlq", "--queue-url", dlq_url, "--quarantine-url", quarantine_url, "--json"]) == 0
-    listed = {(i["queue"], i["webhook_id"], i["kind"], i.get("attempts")) for i in json.loads(capsys.readouterr().out)}
-    assert listed == {
-        ("dead_letter", "msg_dead", "permanent", 3),
-        ("quarantine", "msg_kept", "quarantined", None),
-        ("quarantine", None, "unreadable", None),
+    as_json = capsys.readouterr().out
+    for shown in (out, as_json):
+        assert EMAIL not in shown and "maya.fernandes" not in shown and "example.com" not in shown
+    items = {(i["queue"], i["kind"]): i for i in json.loads(as_json)}
+    assert set(items) == {
+        ("dead_letter", "permanent"),
+        ("dead_letter", "unreadable"),
+        ("quarantine", "quarantined"),
+        ("quarantine", "unreadable"),
     }
+    dead = items["dead_letter", "permanent"]
+    assert (dead["event_type"], dead["customer_id"], dead["webhook_id"]) == ("payment.succeeded", "cus_1", "msg_dead")
+    assert (dead["reason"], dead["status"], dead["attempts"]) == ("HTTP 400: invalid email <email>", 400, 3)
+    assert (dead["first_seen"], dead["dead_lettered_at"]) == (1_700_000_005, now)  # 3: 2 parked + this receive
+    unreadable = items["dead_letter", "unreadable"]
+    assert (unreadable["event_type"], unreadable["customer_id"], unreadable["webhook_id"]) == ("?", None, None)
+    assert unreadable["reason"].startswith("unreadable parked message: not JSON")
+    assert unreadable["dead_lettered_at"] == now
+    assert items["quarantine", "quarantined"]["webhook_id"] == "msg_kept"
+    assert (_visible(sqs, dlq_url), _visible(sqs, quarantine_url)) == (2, 2), "a listing must not consume"
 
 
 class IngestFunction:

@@ -430,7 +430,7 @@ def test_json_is_a_list_of_every_field() -> None:
     assert doc == [LETTER]  # the field names and values the letter was built from, no more
 
 
-# -- replay (the HTTP round trip is in tests/integration/test_operator_moto.py) --------------------
+# -- replay (the HTTP round trip is in tests/integration/test_cli_send.py) ------------------------
 
 
 class _Response:
