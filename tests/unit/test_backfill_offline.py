@@ -261,14 +261,6 @@ def test_interrupted_run_resumes_without_resending_completed_pages(tmp_path: Pat
     assert sorted(sender.delivered_ids() + resumed_sender.delivered_ids()) == [f"cus_{n:05d}" for n in range(35)]
 
 
-def test_a_dodo_failure_stops_with_the_page_to_resume_from(tmp_path: Path) -> None:
-    failure = BackfillError("Dodo Payments answered HTTP 500 reading customers page 1", code=1)
-    report, state, _ = _run(MemorySource(30, fail_at=("customers", 1, failure)), ScriptedSender(), tmp_path)
-    assert report.code == 1
-    assert "HTTP 500" in report.message and "run the same command again to resume" in report.message
-    assert state.listings["customers"].next_page == 1
-
-
 def test_transient_failures_are_retried_with_backoff_and_retry_after(tmp_path: Path) -> None:
     sleeps: list[float] = []
     sender = ScriptedSender(503, 429, 200)
