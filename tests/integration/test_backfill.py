@@ -22,6 +22,7 @@ from dodo_cio_cli import cli
 from dodo_cio_local.dodo_standin import DodoStandIn
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 from support.aws import fake_credentials
+from support.g4_stack import FakeStack
 
 pytestmark = pytest.mark.network
 
@@ -262,17 +263,12 @@ def test_keys_from_ssm_with_a_stack(
         parameters |= {"CustomerioApi": "pipelines", "CustomerioPipelinesUrl": cio.pipelines_url}
         secrets = {"customerio-pipelines-api-key": cio.pipelines_key}
 
-    class Stack:
-        def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
-            return {
-                "Stacks": [{"Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]}]
-            }
-
     with mock_aws():
         ssm = boto3.client("ssm")
         for name, value in {"dodo-api-key": dodo.api_key, **secrets}.items():
             ssm.put_parameter(Name=f"/shop/{name}", Value=value, Type="SecureString")
-        monkeypatch.setattr(cli, "_aws", lambda service, region: Stack() if service == "cloudformation" else ssm)
+        stack = FakeStack(parameters)
+        monkeypatch.setattr(cli, "_aws", lambda service, region: stack if service == "cloudformation" else ssm)
         code = cli.main(
             ["backfill", "--stack", "bridge", "--base-url", dodo.base_url, "--statuses", "on_hold", "--rate", "1000"]
         )

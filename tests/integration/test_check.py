@@ -13,6 +13,7 @@ import pytest
 from dodo_cio_cli import cli
 from dodo_cio_local.sandbox import TrackSandbox
 from support.aws import SSM_PATH, create_queues, put_secrets
+from support.g4_stack import FakeStack
 
 pytestmark = pytest.mark.network
 
@@ -59,29 +60,13 @@ def test_a_correct_deployment_passes(
     assert [c["status"] for c in doc["checks"]] == ["ok"] * 5 + ["WARN"]  # no dodo-api-key: exit 0 all the same
 
 
-class FakeCloudFormation:
-    """describe_stacks for one deployed stack (moto's CloudFormation extra is not installed)."""
-
-    def __init__(self, parameters: dict[str, str], outputs: dict[str, str]) -> None:
-        self.stack = {
-            "StackName": "bridge",
-            "StackStatus": "UPDATE_COMPLETE",
-            "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
-        }
-
-    def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
-        assert kwargs == {"StackName": "bridge"}
-        return {"Stacks": [self.stack]}
-
-
 def test_stack_settings_queues_and_dead_letters(
     aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     sqs = boto3.client("sqs")
     retry_url, dlq_url = create_queues(sqs)
-    cfn = FakeCloudFormation(
+    cfn = FakeStack(
         {"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", "CustomerioTrackUrl": us_sandbox.base_url},
         {"RetryQueueUrl": retry_url, "DeadLetterQueueUrl": dlq_url},
     )
@@ -102,26 +87,10 @@ def test_stack_settings_queues_and_dead_letters(
     assert "dodo-cio dlq --stack bridge" in out
 
     # The stack says eu; the sandbox workspace is us: the stack's region is what is checked.
-    cfn.stack["Parameters"][1]["ParameterValue"] = "eu"
+    cfn.parameters["CustomerioRegion"] = "eu"
     sqs.purge_queue(QueueUrl=dlq_url)
     assert cli.main(["check", "--stack", "bridge"]) == 1
     assert "your workspace is in us; set CustomerioRegion=us" in capsys.readouterr().out
-
-
-def test_unknown_stack_is_exit_2(
-    aws_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    class NoStack:
-        def describe_stacks(self, **kwargs: Any) -> Any:
-            from botocore.exceptions import ClientError
-
-            raise ClientError(
-                {"Error": {"Code": "ValidationError", "Message": "Stack with id nope does not exist"}}, "DescribeStacks"
-            )
-
-    monkeypatch.setattr(cli, "_aws", lambda service, region: NoStack())
-    assert cli.main(["check", "--stack", "nope"]) == 2
-    assert "stack 'nope' not found" in capsys.readouterr().err
 
 
 # -- a Pipelines deployment (CustomerioApi=pipelines) -----------------------------------------------
@@ -162,7 +131,7 @@ def test_the_stack_chooses_the_api_and_api_can_check_the_other_one(
     aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _put_pipelines(us_sandbox.pipelines_key)
-    cfn = FakeCloudFormation(
+    cfn = FakeStack(
         {
             "SsmParameterPath": SSM_PATH,
             "CustomerioRegion": "us",

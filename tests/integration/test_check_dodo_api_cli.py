@@ -7,11 +7,12 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
-from test_check import API_KEY, SECRET, SITE_ID, FakeCloudFormation
+from test_check import API_KEY, SECRET, SITE_ID
 
 from dodo_cio_cli import cli
 from dodo_cio_local.sandbox import TrackSandbox
 from support.aws import SSM_PATH, create_queues, put_secrets
+from support.g4_stack import FakeStack
 
 pytestmark = pytest.mark.network
 
@@ -66,7 +67,7 @@ def test_a_stored_key_passes_and_the_stack_names_the_strategy(
     secrets: None, sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     retry_url, dlq_url = create_queues(boto3.client("sqs"))
-    cfn = FakeCloudFormation(
+    cfn = FakeStack(
         {"SsmParameterPath": SSM_PATH, "CustomerioTrackUrl": sandbox.base_url, "CustomerioIdentifier": "email"},
         {"RetryQueueUrl": retry_url, "DeadLetterQueueUrl": dlq_url},
     )

@@ -22,6 +22,7 @@ from dodo_cio.retry.verdicts import SqsRecord
 from dodo_cio_cli import cli
 from support.aws import create_quarantine_queue, create_queues
 from support.fake_sqs import parked_body
+from support.g4_stack import FakeStack
 
 EMAIL = "maya.fernandes@example.com"
 
@@ -66,18 +67,6 @@ def _visible(sqs: Any, url: str) -> int:
     return int(attrs["ApproximateNumberOfMessages"])
 
 
-def _stack(cfn: Any, outputs: dict[str, str]) -> Stubber:
-    stub = Stubber(cfn)
-    stack = {
-        "StackName": "bridge",
-        "CreationTime": "2026-01-01T00:00:00Z",
-        "StackStatus": "UPDATE_COMPLETE",
-        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
-    }
-    stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "bridge"})
-    return stub
-
-
 class RejectingSender:
     """Customer.io answering 400 for every op, quoting the address as an API might."""
 
@@ -102,11 +91,9 @@ def test_dlq_lists_both_queues_from_the_stack_without_emails_and_consumes_nothin
     assert [o.verdict for o in outcomes] == ["dead_letter", "dead_letter"]
     quarantine(sqs, quarantine_url, _quarantined("msg_kept"))  # as the ingest function writes it
     sqs.send_message(QueueUrl=quarantine_url, MessageBody="not in the quarantine format")
-    cfn = boto3.client("cloudformation")
-    stub = _stack(cfn, {"DeadLetterQueueUrl": dlq_url, "QuarantineQueueUrl": quarantine_url})
+    cfn = FakeStack(outputs={"DeadLetterQueueUrl": dlq_url, "QuarantineQueueUrl": quarantine_url})
     monkeypatch.setattr(cli, "_aws", lambda service, region: cfn if service == "cloudformation" else sqs)
-    with stub:
-        assert cli.main(["dlq", "--stack", "bridge"]) == 0
+    assert cli.main(["dlq", "--stack", "bridge"]) == 0
     out = capsys.readouterr().out
     parked, kept = out.split("Quarantined webhooks (quarantine queue):")
     assert "HTTP 400: invalid email <email>" in parked and "cus_1" in parked and "msg_kept" not in parked
@@ -159,12 +146,10 @@ def test_reprocess_on_moto_deletes_what_was_handled_and_leaves_the_rest_visible(
     answers = {"msg_ok": 200, "msg_invalid": 422, "msg_rotated": 401, "msg_down": 503}
     for webhook_id in answers:
         quarantine(sqs, url, _quarantined(webhook_id))
-    cfn = boto3.client("cloudformation")
-    stub = _stack(cfn, {"QuarantineQueueUrl": url, "IngestFunctionName": "bridge-IngestFunction"})
-    services = {"cloudformation": cfn, "sqs": sqs, "lambda": IngestFunction(answers)}
+    stack = FakeStack(outputs={"QuarantineQueueUrl": url, "IngestFunctionName": "bridge-IngestFunction"})
+    services = {"cloudformation": stack, "sqs": sqs, "lambda": IngestFunction(answers)}
     monkeypatch.setattr(cli, "_aws", lambda service, region: services[service])
-    with stub:
-        assert cli.main(["reprocess", "--stack", "bridge"]) == 1
+    assert cli.main(["reprocess", "--stack", "bridge"]) == 1
     out = capsys.readouterr().out
     assert "1 handled and deleted, 3 kept on the queue" in out
     left = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]

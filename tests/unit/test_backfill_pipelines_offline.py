@@ -29,6 +29,7 @@ from dodo_cio_cli.backfill_destination import Destination
 from dodo_cio_cli.backfill_source import BackfillError, Built, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
 from dodo_cio_local.dodo_standin import make_customer
+from support.g4_stack import FakeStack
 
 NOW = 1_800_000_000
 URL = "https://cdp.customer.io/v1"
@@ -185,27 +186,21 @@ def _args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-class Stack:
-    def __init__(self, **parameters: str) -> None:
-        self.parameters = {"SsmParameterPath": "/shop", **parameters}
-
-    def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
-        items = [{"ParameterKey": k, "ParameterValue": v} for k, v in self.parameters.items()]
-        return {"Stacks": [{"StackName": "bridge", "StackStatus": "UPDATE_COMPLETE", "Parameters": items}]}
-
-
 def test_the_stack_gives_the_api_url_and_the_whole_default_mapping(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.chdir(tmp_path)  # no customize.py: the defaults as the functions build them
     monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "9")  # the stack has its own (empty) value
-    stack = Stack(
-        CustomerioApi="pipelines",
-        CustomerioRegion="eu",
-        CustomerioPipelinesUrl="",
-        CustomerioIdentifier="email",
-        CustomerioSubscriptionObjectTypeId="",
-        CustomerioProfileMetadata="none",
+    stack = FakeStack(
+        dict(
+            SsmParameterPath="/shop",
+            CustomerioApi="pipelines",
+            CustomerioRegion="eu",
+            CustomerioPipelinesUrl="",
+            CustomerioIdentifier="email",
+            CustomerioSubscriptionObjectTypeId="",
+            CustomerioProfileMetadata="none",
+        )
     )
     target = backfill_command._target(_args("--stack", "bridge"), lambda service, region: stack)
     assert target.destination == Destination("pipelines", "eu", None, "https://cdp-eu.customer.io/v1", PIPELINES_LIMITS)
