@@ -6,7 +6,6 @@ deployment's settings come from. The sandbox runs are in tests/integration/test_
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 from pathlib import Path
@@ -88,21 +87,6 @@ def _run(
         pacer=Pacer(opts.rate, sleeps.append),
     )
     return job.run(), state, sleeps
-
-
-def test_customers_go_as_strict_mode_identify_calls_through_the_bridges_client() -> None:
-    session = Answers()
-    client = PipelinesClient(URL, KEY, session=session)
-    report, state, _ = _run(12, client, _pipelines())
-    assert report.code == 0 and state.listings["customers"].delivered == 12
-    assert [url for url, _, _ in session.posts] == [f"{URL}/batch", f"{URL}/batch"]  # one per page of 10
-    calls = [call for _, body, _ in session.posts for call in body["batch"]]
-    assert [c["userId"] for c in calls] == [f"cus_{n:05d}" for n in range(12)]
-    assert {c["type"] for c in calls} == {"identify"}
-    assert {c["timestamp"] for c in calls} == {"2027-01-15T08:00:00Z"}  # NOW, as ISO-8601
-    headers = session.posts[0][2]
-    assert headers["X-Strict-Mode"] == "1"
-    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
 
 
 def test_every_request_a_pipelines_send_makes_is_paced_and_counted() -> None:
