@@ -230,21 +230,6 @@ def _run(
     return job.run(), state, err.getvalue()
 
 
-def test_reads_every_page_until_an_empty_one_and_checkpoints(tmp_path: Path) -> None:
-    source, sender = MemorySource(25, active=12), ScriptedSender()
-    report, _, _ = _run(source, sender, tmp_path)
-    assert report.code == 0
-    assert source.reads == [("customers", p) for p in range(4)] + [("subscriptions:active", p) for p in range(3)]
-    assert sorted(sender.delivered_ids()) == sorted(
-        [f"cus_{n:05d}" for n in range(25)] + [f"cus_{n:05d}" for n in range(12)]
-    )
-    saved = State.load(tmp_path / "state.json")
-    assert saved is not None and saved.completed_at == NOW
-    assert (saved.listings["customers"].next_page, saved.listings["customers"].done) == (3, True)
-    assert saved.listings["customers"].delivered == 25
-    assert saved.listings["subscriptions:active"].delivered == 12
-
-
 def test_interrupted_run_resumes_without_resending_completed_pages(tmp_path: Path) -> None:
     source = MemorySource(35, fail_at=("customers", 2, KeyboardInterrupt()))
     sender = ScriptedSender()
@@ -284,17 +269,6 @@ def test_credentials_rejected_mid_run_is_exit_2(tmp_path: Path) -> None:
     assert report.code == 2
     assert "HTTP 401" in report.message and "site id and API key" in report.message
     assert state.listings["customers"].next_page == 1  # the first page went through
-
-
-def test_207_reports_the_rejected_objects_and_delivers_the_rest(tmp_path: Path) -> None:
-    body = json.dumps({"errors": [{"batch_index": 1, "reason": "invalid", "field": "identifiers", "message": "bad"}]})
-    report, state, _ = _run(MemorySource(5), ScriptedSender((207, body.encode())), tmp_path, statuses=())
-    assert report.code == 1
-    listing = state.listings["customers"]
-    assert (listing.delivered, listing.failed, listing.done) == (4, 1, True)
-    assert listing.failures == [{"id": "cus_00001", "reason": "HTTP 207: identifiers; invalid; bad"}]
-    summary = backfill.format_summary(report, BackfillOptions(), elapsed=1.0)
-    assert "1 failed" in summary and "cus_00001" in summary
 
 
 def test_large_pages_are_split_into_requests_within_the_byte_limit(tmp_path: Path) -> None:
