@@ -41,22 +41,17 @@ def secrets(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
 
 
-def test_each_strategy_warns_about_what_goes_missing_without_the_key(
+def test_the_strategy_from_the_environment_or_the_options_decides_the_warning(
     secrets: None, sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The environment's strategy, then the options over it (the default's warning: test_check.py)."""
     base = ("--ssm-path", SSM_PATH, "--track-url", sandbox.base_url)
-    code, out = _check(capsys, *base)  # customer_id, the default
-    assert code == 0 and out.rstrip().endswith("all checks passed, 1 warning")
-    line = _dodo_line(out)
-    assert line.split()[0] == "WARN" and "abandoned checkout" in line and "without an email" in line
-    assert f"aws ssm put-parameter --type SecureString --name {SSM_PATH}/dodo-api-key" in out
-
-    code, out = _check(capsys, *base, "--identifier", "email")
-    assert code == 0 and "waits on the retry queue" in _dodo_line(out)
-
     monkeypatch.setenv("CUSTOMERIO_IDENTIFIER", "metadata:app_user_id")  # as `make run` is configured
     code, out = _check(capsys, *base)
-    assert code == 0 and "metadata key 'app_user_id'" in _dodo_line(out)
+    assert code == 0 and out.rstrip().endswith("all checks passed, 1 warning")
+    line = _dodo_line(out)
+    assert line.split()[0] == "WARN" and "metadata key 'app_user_id'" in line
+    assert f"aws ssm put-parameter --type SecureString --name {SSM_PATH}/dodo-api-key" in out
 
     code, out = _check(capsys, *base, "--identifier", "customer_id", "--contact-fields", "app")
     assert code == 0 and out.rstrip().endswith("all checks passed")
