@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 from botocore.stub import Stubber
 
 from dodo_cio.delivery.parking import LastError, ParkedDelivery
@@ -144,7 +145,7 @@ FAILED = {
 }
 
 
-def test_redrive_status_lists_tasks(sqs: tuple[Any, Stubber]) -> None:
+def test_redrive_status_lists_tasks_or_none(sqs: tuple[Any, Stubber]) -> None:
     client, stubber = sqs
     stubber.add_response(
         "list_message_move_tasks", {"Results": [RUNNING, FAILED]}, {"SourceArn": DLQ_ARN, "MaxResults": 10}
@@ -172,10 +173,6 @@ def test_redrive_status_lists_tasks(sqs: tuple[Any, Stubber]) -> None:
     assert "handle handle-1" in first
     assert "to the original queues" in second and "failed: CouldNotDetermineMessageSource" in second
     assert json.dumps(tasks)  # plain data, ready for --json
-
-
-def test_redrive_status_without_tasks(sqs: tuple[Any, Stubber]) -> None:
-    client, stubber = sqs
     stubber.add_response("list_message_move_tasks", {"Results": []}, {"SourceArn": DLQ_ARN, "MaxResults": 10})
     assert operator.redrive_status(client, DLQ_ARN) == []
     assert "no redrive" in operator.format_redrive_status([])
@@ -487,44 +484,26 @@ def test_a_stored_answer_is_said_to_be_one(capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"url": "127.0.0.1:3000/webhooks/dodo", "secret": SECRET}, "http"),
-        ({"url": "http://127.0.0.1/", "secret": "whsec_not*base64"}, "webhook secret: webhook secret #1"),
-        ({"url": "http://127.0.0.1/", "secret": " "}, "no webhook secret"),
+        ({"url": "127.0.0.1:3000/webhooks/dodo"}, None, "http"),
+        ({"secret": "whsec_not*base64"}, None, "webhook secret: webhook secret #1"),
+        ({"secret": " "}, None, "no webhook secret"),
+        ({}, requests.ConnectionError("no"), "cannot reach"),
+        ({"timeout": 2}, requests.ReadTimeout("slow"), r"no answer from .* within 2 s"),
     ],
 )
-def test_replay_usage_errors(kwargs: dict[str, Any], message: str) -> None:
-    session = _Session()
+def test_replay_errors_are_operator_errors(kwargs: dict[str, Any], error: Exception | None, message: str) -> None:
+    session = _Session(error)
     with pytest.raises(OperatorError, match=message):
-        operator.replay(b"{}", session=session, **kwargs)
-    assert session.calls == []
-
-
-def test_replay_connection_errors_become_operator_errors() -> None:
-    import requests
-
-    with pytest.raises(OperatorError, match="cannot reach"):
-        operator.replay(
-            b"{}",
-            url="http://127.0.0.1:9/",
-            secret=SECRET,
-            session=_Session(requests.ConnectionError("no")),
-        )
-    with pytest.raises(OperatorError, match=r"no answer from .* within 2 s"):
-        operator.replay(
-            b"{}",
-            url="http://127.0.0.1:9/",
-            secret=SECRET,
-            timeout=2,
-            session=_Session(requests.ReadTimeout("slow")),
-        )
+        operator.replay(b"{}", session=session, **{"url": "http://127.0.0.1:9/", "secret": SECRET, **kwargs})
+    assert len(session.calls) == (0 if error is None else 1)  # a usage error sends nothing
 
 
 # -- SSM ---------------------------------------------------------------------------------------------
 
 
-def test_read_secret_from_ssm(ssm: tuple[Any, Stubber]) -> None:
+def test_read_secret_from_ssm_and_errors_name_the_parameter_not_the_value(ssm: tuple[Any, Stubber]) -> None:
     client, stubber = ssm
     stubber.add_response(
         "get_parameter",
@@ -532,10 +511,6 @@ def test_read_secret_from_ssm(ssm: tuple[Any, Stubber]) -> None:
         {"Name": "/dodo-customerio/webhook-secret", "WithDecryption": True},
     )
     assert operator.read_secret_from_ssm(client, "/dodo-customerio/") == SECRET
-
-
-def test_ssm_errors_name_the_parameter_not_the_value(ssm: tuple[Any, Stubber]) -> None:
-    client, stubber = ssm
     stubber.add_client_error("get_parameter", "ParameterNotFound", "")
     with pytest.raises(OperatorError, match="/dodo-customerio/webhook-secret not found"):
         operator.read_secret_from_ssm(client, "/dodo-customerio")
