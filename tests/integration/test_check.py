@@ -104,29 +104,6 @@ def _put_pipelines(key: str) -> None:
     )
 
 
-def _pipelines_posts(box: TrackSandbox) -> list[tuple[str, str, int]]:
-    return [(r.method, r.path, r.status) for r in box.requests if r.path.startswith("/v1/")]
-
-
-def test_a_pipelines_key_is_proved_by_a_request_that_creates_nothing(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
-) -> None:
-    us_sandbox.reset()
-    _put_pipelines(us_sandbox.pipelines_key)
-    code, out = _check(capsys, "--api", "pipelines", "--pipelines-url", us_sandbox.pipelines_url)
-    assert code == 0, out
-    assert _line(out, "customerio-pipelines-api-key").split()[0] == "ok"
-    assert "customerio-site-id" not in out and "customerio-api-key" not in out  # not needed, not read
-    line = _line(out, "Customer.io Pipelines key")
-    assert line.split()[0] == "ok" and f"accepted by {us_sandbox.pipelines_url}" in line
-    assert f"pipelines API, URL {us_sandbox.pipelines_url}" in out.splitlines()[0]
-    # The key's empty batch (the sandbox, like the spec, accepts it), then the made-up key's, refused.
-    assert _pipelines_posts(us_sandbox) == [("POST", "/v1/batch", 200), ("POST", "/v1/batch", 401)]
-    assert us_sandbox.requests[0].headers.get("X-Strict-Mode") == "1"
-    assert us_sandbox.accepted_calls() == []  # nothing was created
-    assert us_sandbox.pipelines_key not in out
-
-
 def test_the_stack_chooses_the_api_and_api_can_check_the_other_one(
     aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
