@@ -11,6 +11,7 @@ from botocore.stub import Stubber
 from dodo_cio_cli import check
 from dodo_cio_cli.check import RegionAnswer
 from dodo_cio_cli.findings import Finding
+from support.g4_http import FakeResponse, FakeSession
 
 REGION = "us-east-1"
 PATH = "/dodo-customerio"
@@ -170,29 +171,6 @@ def test_missing_credentials_skip_and_bad_region_fails() -> None:
     assert bad.status == "FAIL" and "'us' or 'eu'" in bad.reason
 
 
-class FakeResponse:
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.status_code = status
-        self._body = body
-        self.headers = headers or {}
-        self.text = "" if body is None else str(body)
-
-    def json(self) -> Any:
-        if isinstance(self._body, str):
-            raise ValueError("not json")
-        return self._body
-
-
-class FakeSession:
-    def __init__(self, response: FakeResponse) -> None:
-        self.response = response
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def get(self, url: str, **kwargs: Any) -> FakeResponse:
-        self.calls.append((url, kwargs))
-        return self.response
-
-
 def test_probe_sends_basic_auth_and_does_not_follow_redirects() -> None:
     session = FakeSession(FakeResponse(200, {"url": EU, "region": "EU", "environment_id": 7}))
     answer = check.probe_region(EU + "/", "site", "key", session=session)  # type: ignore[arg-type]
@@ -203,21 +181,16 @@ def test_probe_sends_basic_auth_and_does_not_follow_redirects() -> None:
     assert kwargs["headers"]["Authorization"] == "Basic " + base64.b64encode(b"site:key").decode()
 
 
-def test_probe_reports_redirects_and_unreadable_answers() -> None:
-    moved = FakeSession(FakeResponse(301, headers={"Location": EU}))
-    assert check.probe_region(US, "s", "k", session=moved).location == EU  # type: ignore[arg-type]
-    garbage = FakeSession(FakeResponse(200, "<html>"))
-    assert check.probe_region(US, "s", "k", session=garbage).error == "the answer is not JSON"  # type: ignore[arg-type]
-
-
-def test_probe_connection_error() -> None:
+def test_probe_reports_redirects_unreadable_answers_and_connection_errors() -> None:
     import requests
 
-    class Broken:
-        def get(self, url: str, **kwargs: Any) -> Any:
-            raise requests.ConnectionError("refused")
-
-    answer = check.probe_region(US, "s", "k", session=Broken())  # type: ignore[arg-type]
+    session = FakeSession(
+        FakeResponse(301, headers={"Location": EU}), FakeResponse(200, "<html>"), requests.ConnectionError("refused")
+    )
+    probe: Any = check.probe_region
+    assert probe(US, "s", "k", session=session).location == EU
+    assert probe(US, "s", "k", session=session).error == "the answer is not JSON"
+    answer = probe(US, "s", "k", session=session)
     assert answer.status is None and "cannot reach" in answer.error
 
 

@@ -17,6 +17,7 @@ from botocore.stub import Stubber
 from dodo_cio.delivery.pipelines.client import PIPELINES_HOSTS
 from dodo_cio_cli import api_choice, check, check_pipelines
 from dodo_cio_cli.check_pipelines import CONTROL_KEY, PipelinesAnswer
+from support.g4_http import FakeResponse, FakeSession
 
 US, EU = PIPELINES_HOSTS["us"], PIPELINES_HOSTS["eu"]
 KEY = "pipelines-key-for-unit-tests"
@@ -112,26 +113,6 @@ def test_no_key_skips_and_bad_settings_fail_before_any_request() -> None:
 # -- the probe itself -------------------------------------------------------------------------------
 
 
-class FakeResponse:
-    def __init__(self, status: int, text: str = "", headers: dict[str, str] | None = None) -> None:
-        self.status_code = status
-        self.text = text
-        self.headers = headers or {}
-
-
-class FakeSession:
-    def __init__(self, *responses: FakeResponse | Exception) -> None:
-        self.responses = list(responses)
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def post(self, url: str, **kwargs: Any) -> FakeResponse:
-        self.calls.append((url, kwargs))
-        response = self.responses.pop(0)
-        if isinstance(response, Exception):
-            raise response
-        return response
-
-
 def test_the_probe_is_an_empty_strict_mode_batch_with_the_key_as_the_user() -> None:
     session = FakeSession(FakeResponse(200))
     answer = check_pipelines.probe_pipelines(US + "/", KEY, session=session)  # type: ignore[arg-type]
@@ -150,7 +131,7 @@ def test_the_probe_reports_redirects_bodies_and_transport_failures() -> None:
 
     session = FakeSession(
         FakeResponse(301, headers={"Location": f"{EU}/batch"}),
-        FakeResponse(400, text='{"meta":{"errors":["batch is empty"]}}\n'),
+        FakeResponse(400, '{"meta":{"errors":["batch is empty"]}}\n'),
         requests.ConnectionError("refused"),
         requests.Timeout("slow"),
     )
