@@ -107,12 +107,6 @@ def _backfill(dodo: DodoStandIn, cio: TrackSandbox, *argv: str, api: str = "trac
     )
 
 
-def _refused(dodo: DodoStandIn, cio: TrackSandbox, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """Runs the backfill, which must stop with exit status 2, and returns what it printed to stderr."""
-    assert _backfill(dodo, cio, *argv) == 2
-    return capsys.readouterr().err
-
-
 def _posts(cio: TrackSandbox) -> list[Any]:
     return [r for r in cio.requests if r.method == "POST"]
 
@@ -196,9 +190,10 @@ def test_207_rejections_are_reported_and_the_rest_delivered(
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "messages", "dodo_read"),
+    ("api", "variable", "value", "messages", "dodo_read"),
     [
         pytest.param(
+            "track",
             "CUSTOMERIO_API_KEY",
             "revoked-key",
             ["Customer.io check failed: Customer.io rejected the site id / API key (HTTP 401)"],
@@ -206,6 +201,15 @@ def test_207_rejections_are_reported_and_the_rest_delivered(
             id="customerio",
         ),
         pytest.param(
+            "pipelines",
+            "CUSTOMERIO_PIPELINES_API_KEY",
+            "a-revoked-key",
+            ["Customer.io check failed: Customer.io rejected the Pipelines API key (HTTP 401)"],
+            False,
+            id="customerio-pipelines",
+        ),
+        pytest.param(
+            "track",
             "DODO_PAYMENTS_API_KEY",
             "sk_test_wrong",
             ["Dodo Payments rejected the API key (HTTP 401) reading customers page 0", "--environment test_mode"],
@@ -215,6 +219,7 @@ def test_207_rejections_are_reported_and_the_rest_delivered(
     ],
 )
 def test_a_rejected_key_stops_the_backfill_before_sending(
+    api: str,
     variable: str,
     value: str,
     messages: list[str],
@@ -226,18 +231,21 @@ def test_a_rejected_key_stops_the_backfill_before_sending(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(variable, value)
-    err = _refused(dodo, cio, capsys)
+    assert _backfill(dodo, cio, api=api) == 2
+    err = capsys.readouterr().err
     for message in messages:
         assert message in err
+    assert value not in err
     assert bool(dodo.requests) is dodo_read
-    assert not _posts(cio)
+    assert not (cio.accepted_calls() if api == "pipelines" else _posts(cio))  # Pipelines' probe is a POST
 
 
 def test_eu_workspace_with_a_us_setting_is_refused(
     dodo: DodoStandIn, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with TrackSandbox(site_id=SITE_ID, api_key=API_KEY, region="eu") as eu:
-        assert "your workspace is in eu; set CustomerioRegion=eu" in _refused(dodo, eu, capsys, "--region-cio", "us")
+        assert _backfill(dodo, eu, "--region-cio", "us") == 2
+        assert "your workspace is in eu; set CustomerioRegion=eu" in capsys.readouterr().err
         assert not [r for r in eu.requests if r.method == "POST"]
 
 
@@ -357,21 +365,6 @@ def test_pipelines_subscription_objects_are_group_calls_like_the_bridges(
     for group in groups:
         assert group["traits"]["object_type_id"] == "4"
         assert group["userId"] == subs[group["groupId"]]["customer"]["customer_id"]
-
-
-def test_pipelines_a_wrong_key_stops_before_dodo_is_read(
-    dodo: DodoStandIn,
-    cio: TrackSandbox,
-    pipelines_env: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("CUSTOMERIO_PIPELINES_API_KEY", "a-revoked-key")
-    assert _backfill(dodo, cio, api="pipelines") == 2
-    err = capsys.readouterr().err
-    assert "Customer.io check failed: Customer.io rejected the Pipelines API key (HTTP 401)" in err
-    assert "a-revoked-key" not in err
-    assert not dodo.requests and cio.accepted_calls() == []
 
 
 def test_pipelines_outage_stops_resumably_and_a_rerun_finishes(
