@@ -10,7 +10,6 @@ from botocore.stub import Stubber
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig
 from dodo_cio_cli import check
 from dodo_cio_cli.check_dodo_api import check_dodo_api_key, needs_dodo_api_key
-from dodo_cio_cli.findings import Finding
 
 PATH = "/dodo-customerio"
 NAME = f"SSM {PATH}/dodo-api-key"
@@ -78,14 +77,3 @@ def test_a_stored_key_is_judged_by_its_type_and_never_shown(
     finding = check_dodo_api_key(client, PATH, identifier)
     assert finding.status == status and says in finding.reason + finding.hint
     assert "dodo-k3y" not in check.findings_json([finding])
-
-
-def test_the_report_counts_warnings_and_they_do_not_fail() -> None:
-    findings = [Finding("a", "ok", "fine"), Finding("b", "WARN", "a gap", hint="close it")]
-    assert check.exit_code(findings) == 0
-    text = check.format_report(findings)
-    assert "  WARN  b  a gap" in text and "hint: close it" in text
-    assert text.endswith("all checks passed, 1 warning")
-    both = [*findings, Finding("c", "FAIL", "broken"), Finding("d", "WARN", "another")]
-    assert check.format_report(both).endswith("1 problem found, 2 warnings")
-    assert '"ok": true' in check.findings_json(findings)
