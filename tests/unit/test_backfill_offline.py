@@ -16,7 +16,7 @@ from dodo_cio.mapping.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, map_event
 from dodo_cio.platform.ulid import deterministic_ulid, ulid_time_ms
 from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio_cli import backfill, backfill_command, backfill_source, backfill_state
+from dodo_cio_cli import backfill, backfill_command, backfill_source
 from dodo_cio_cli.backfill import Backfill, BackfillOptions
 from dodo_cio_cli.backfill_source import BackfillError, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
@@ -336,18 +336,6 @@ def test_a_state_file_from_another_backfill_is_refused(tmp_path: Path) -> None:
         backfill_command._open_state(path, {"identifier": "customer_id", "page_size": 100}, restart=False)
     fresh = backfill_command._open_state(path, {"identifier": "customer_id", "page_size": 100}, restart=True)
     assert fresh.listings == {}
-
-
-def test_fingerprint_hides_the_site_id() -> None:
-    doc = backfill_state.fingerprint(
-        dodo="https://live.dodopayments.com",
-        customerio_url="https://track.customer.io",
-        site_id="secret-site",
-        identifier="customer_id",
-        events=False,
-        page_size=100,
-    )
-    assert "secret-site" not in json.dumps(doc)
 
 
 # -- customize.py and the command line --------------------------------------------------------------

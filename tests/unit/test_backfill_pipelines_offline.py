@@ -235,3 +235,4 @@ def test_the_state_file_names_a_track_workspace_by_its_site_id_and_a_pipelines_o
     # A rotated Pipelines key resumes; another region (or API) does not.
     assert doc(URL, "") == doc(URL, backfill_destination.workspace_key(PipelinesCredentials("rotated")))
     assert doc(URL, "")["customerio"] != doc("https://cdp-eu.customer.io/v1", "")["customerio"]
+    assert "secret-site" not in json.dumps(doc("https://track.customer.io", "secret-site"))  # a Track site id, hashed
