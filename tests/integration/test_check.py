@@ -1,4 +1,5 @@
-"""`dodo-cio check` end to end: SSM in moto, Customer.io as the local Track sandbox on loopback."""
+"""`dodo-cio check` end to end: SSM in moto, Customer.io as the local Track sandbox on loopback; the settings
+(API, region, Dodo-key strategy) from the options, the stack or the environment."""
 
 from __future__ import annotations
 
@@ -35,13 +36,21 @@ def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 def _line(out: str, name: str) -> str:
-    return next(line for line in out.splitlines() if name in line and line.strip().split()[0] in {"ok", "FAIL", "skip"})
+    """The finding's own line (a hint below it may name the same thing)."""
+    statuses = {"ok", "FAIL", "skip", "WARN"}
+    return next(line for line in out.splitlines() if name in line and line.strip().split()[0] in statuses)
+
+
+@pytest.fixture
+def track_secrets(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("CUSTOMERIO_IDENTIFIER", "CUSTOMERIO_CONTACT_FIELDS"):
+        monkeypatch.delenv(variable, raising=False)
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
 
 
 def test_a_correct_deployment_passes(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     code, out = _check(capsys, "--track-url", us_sandbox.base_url)
     assert code == 0, out
     for name in ("webhook-secret", "customerio-site-id", "customerio-api-key"):
@@ -60,16 +69,33 @@ def test_a_correct_deployment_passes(
     assert [c["status"] for c in doc["checks"]] == ["ok"] * 5 + ["WARN"]  # no dodo-api-key: exit 0 all the same
 
 
-def test_stack_settings_queues_and_dead_letters(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_the_strategy_from_the_environment_or_the_options_decides_the_dodo_key_warning(
+    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
+    monkeypatch.setenv("CUSTOMERIO_IDENTIFIER", "metadata:app_user_id")  # as `make run` is configured
+    code, out = _check(capsys, "--track-url", us_sandbox.base_url)
+    assert code == 0 and out.rstrip().endswith("all checks passed, 1 warning")
+    line = _line(out, "dodo-api-key")
+    assert line.split()[0] == "WARN" and "metadata key 'app_user_id'" in line
+    assert f"aws ssm put-parameter --type SecureString --name {SSM_PATH}/dodo-api-key" in out
+
+    code, out = _check(
+        capsys, "--track-url", us_sandbox.base_url, "--identifier", "customer_id", "--contact-fields", "app"
+    )
+    assert code == 0 and out.rstrip().endswith("all checks passed")
+    assert _line(out, "dodo-api-key").split()[0] == "ok" and "not needed" in _line(out, "dodo-api-key")
+
+
+def test_stack_settings_dodo_key_queues_and_dead_letters(
+    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sqs = boto3.client("sqs")
     retry_url, dlq_url = create_queues(sqs)
     cfn = FakeStack(
         {"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", "CustomerioTrackUrl": us_sandbox.base_url},
         {"RetryQueueUrl": retry_url, "DeadLetterQueueUrl": dlq_url},
     )
+    cfn.parameters["CustomerioIdentifier"] = "email"
 
     def clients(service: str, region: str | None) -> Any:
         return cfn if service == "cloudformation" else boto3.client(service)
@@ -79,6 +105,13 @@ def test_stack_settings_queues_and_dead_letters(
     out = capsys.readouterr().out
     assert "checking stack bridge, SSM path /dodo-customerio, Customer.io region us" in out
     assert "exists, empty" in _line(out, "dead-letter queue")
+    assert "under email" in _line(out, "dodo-api-key")  # the stack's strategy
+
+    boto3.client("ssm").put_parameter(Name=f"{SSM_PATH}/dodo-api-key", Value="dodo-k3y", Type="SecureString")
+    assert cli.main(["check", "--stack", "bridge"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("all checks passed"), out
+    assert _line(out, "dodo-api-key").split()[0] == "ok" and "dodo-k3y" not in out
 
     sqs.send_message(QueueUrl=dlq_url, MessageBody="{}")
     assert cli.main(["check", "--stack", "bridge"]) == 1
