@@ -333,9 +333,11 @@ def test_pipelines_customers_and_subscriptions_arrive_as_strict_mode_identify_ca
     assert json.loads(pipelines_env.read_text())["completed_at"]
 
 
-def test_pipelines_events_carry_a_message_id_that_a_rerun_repeats_and_the_dodo_time(
-    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path
+def test_pipelines_events_repeat_their_message_id_and_subscription_objects_are_group_calls(
+    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Events carry the Dodo time and a message id a rerun repeats; objects go as the bridge's group calls."""
+    monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "4")  # the bridge's setting, read by the backfill
     argv = ("--no-customers", "--statuses", "on_hold", "--events")
     assert _backfill(dodo, cio, *argv, api="pipelines") == 0
     events = _calls(cio, "track")
@@ -348,23 +350,15 @@ def test_pipelines_events_carry_a_message_id_that_a_rerun_repeats_and_the_dodo_t
         assert event["messageId"] == deterministic_ulid(f"backfill:{sub['subscription_id']}", created_ms)
         assert event["timestamp"] == iso_time(created_ms)
         assert event["userId"] == sub["customer"]["customer_id"]
-    first = sorted(e["messageId"] for e in events)
-    cio.reset()
-    assert _backfill(dodo, cio, *argv, "--restart", api="pipelines") == 0
-    assert sorted(e["messageId"] for e in _calls(cio, "track")) == first
-
-
-def test_pipelines_subscription_objects_are_group_calls_like_the_bridges(
-    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "4")  # the bridge's setting, read by the backfill
-    assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", api="pipelines") == 0
     groups = _calls(cio, "group")
-    subs = {s["subscription_id"]: s for s in dodo.subscriptions if s["status"] == "on_hold"}
     assert sorted(g["groupId"] for g in groups) == sorted(subs)
     for group in groups:
         assert group["traits"]["object_type_id"] == "4"
         assert group["userId"] == subs[group["groupId"]]["customer"]["customer_id"]
+    first = sorted(e["messageId"] for e in events)
+    cio.reset()
+    assert _backfill(dodo, cio, *argv, "--restart", api="pipelines") == 0
+    assert sorted(e["messageId"] for e in _calls(cio, "track")) == first
 
 
 def test_pipelines_outage_stops_resumably_and_a_rerun_finishes(
