@@ -58,7 +58,7 @@ def test_a_correct_deployment_passes(
     assert "1 secret, well-formed" in _line(out, "webhook secret")
     assert "workspace region us" in _line(out, "Customer.io credentials")
     # The optional Dodo API key is not stored: customer_id still works, abandoned checkouts of new customers
-    # reach a person without an email (test_check_dodo_api).
+    # reach a person without an email (tests/unit/test_check_offline.py).
     assert out.rstrip().endswith("all checks passed, 1 warning")
     assert SECRET not in out and API_KEY not in out  # never printed
     probe = us_sandbox.requests[-1]

@@ -20,7 +20,6 @@ from dodo_cio_cli import operator
 from dodo_cio_cli.aws_calls import OperatorError
 from dodo_cio_cli.operator import DeadLetter
 
-REGION = "us-east-1"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry-dlq"
 RETRY_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
