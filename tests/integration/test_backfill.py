@@ -18,10 +18,11 @@ from dodo_cio.delivery.pipelines.render import iso_time
 from dodo_cio.mapping.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
 from dodo_cio.platform.times import to_unix_ms
 from dodo_cio.platform.ulid import deterministic_ulid
-from dodo_cio_cli import backfill_source, cli
+from dodo_cio_cli import cli
 from dodo_cio_local.dodo_standin import DodoStandIn
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 from support.aws import fake_credentials
+from support.g4_stack import FakeStack
 
 pytestmark = pytest.mark.network
 
@@ -106,12 +107,6 @@ def _backfill(dodo: DodoStandIn, cio: TrackSandbox, *argv: str, api: str = "trac
     )
 
 
-def _refused(dodo: DodoStandIn, cio: TrackSandbox, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
-    """Runs the backfill, which must stop with exit status 2, and returns what it printed to stderr."""
-    assert _backfill(dodo, cio, *argv) == 2
-    return capsys.readouterr().err
-
-
 def _posts(cio: TrackSandbox) -> list[Any]:
     return [r for r in cio.requests if r.method == "POST"]
 
@@ -158,39 +153,6 @@ def test_customers_and_live_subscriptions_arrive_as_identify_ops(
     assert "already complete" in capsys.readouterr().out and not _posts(cio)
 
 
-def test_dry_run_sends_nothing(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _backfill(dodo, cio, "--dry-run", "--sample", "2", "--identifier", "email") == 0
-    out = capsys.readouterr().out
-    assert not cio.requests  # not even the credentials check
-    assert not env.exists()
-    assert "dry run: nothing was sent" in out
-    assert "customers: 250 customers read, 250 would send" in out
-    assert "active subscriptions: 120 subscriptions read, 120 would send" in out
-    assert "c***@example.com" in out and "customer0@example.com" not in out
-
-
-def test_events_when_asked_with_ids_that_survive_a_rerun(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", "--events") == 0
-    events = [op for op in cio.accepted_ops() if op["action"] == "event"]
-    subs = [s for s in dodo.subscriptions if s["status"] == "on_hold"]
-    assert len(events) == len(subs) == 5
-    assert {e["name"] for e in events} == {"subscription.on_hold"}
-    assert all(e["attributes"]["backfill"] is True for e in events)
-    from dodo_cio.platform.times import to_unix_ms
-
-    assert sorted(e["id"] for e in events) == sorted(
-        deterministic_ulid(f"backfill:{s['subscription_id']}", to_unix_ms(s["created_at"]) or 0) for s in subs
-    )
-    first_ids = sorted(e["id"] for e in events)
-    cio.reset()
-    assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", "--events", "--restart") == 0
-    assert sorted(op["id"] for op in cio.accepted_ops() if op["action"] == "event") == first_ids
-
-
 def test_dodo_failure_after_page_2_then_resume_sends_only_the_rest(
     dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -213,49 +175,6 @@ def test_dodo_failure_after_page_2_then_resume_sends_only_the_rest(
     assert sorted(second) == [f"cus_{n:05d}" for n in range(100, N_CUSTOMERS)]  # nothing sent twice
 
 
-def test_killed_by_an_exception_mid_run_then_resumed(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    real_page = backfill_source.SdkSource.page
-    pages: list[int] = []
-
-    def page_then_die(self: Any, listing: Any, page_number: int, page_size: int) -> Any:
-        if listing.key == "subscriptions:active" and page_number == 1:
-            raise KeyboardInterrupt  # Ctrl-C while reading
-        pages.append(page_number)
-        return real_page(self, listing, page_number, page_size)
-
-    monkeypatch.setattr(backfill_source.SdkSource, "page", page_then_die)
-    assert _backfill(dodo, cio) == 1
-    assert "interrupted" in capsys.readouterr().err
-    state = json.loads(env.read_text())
-    assert state["listings"]["customers"]["done"] is True
-    assert state["listings"]["subscriptions:active"]["next_page"] == 1
-
-    monkeypatch.setattr(backfill_source.SdkSource, "page", real_page)
-    cio.reset()
-    assert _backfill(dodo, cio) == 0
-    resent = _identified(cio)
-    assert not [op for op in resent if "subscription_id" not in op["attributes"]]  # customers were done
-    active = sorted(
-        op["attributes"]["subscription_id"] for op in resent if op["attributes"]["subscription_status"] == "active"
-    )
-    assert active == sorted(s["subscription_id"] for s in dodo.subscriptions if s["status"] == "active")[100:]
-
-
-def test_customerio_outage_stops_resumably(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cio.script(REGION_OK, 503, 503)  # the credentials check, then the first batch twice
-    assert _backfill(dodo, cio, "--max-attempts", "2", "--no-customers") == 1
-    err = capsys.readouterr().err
-    assert "Customer.io still failing after 2 attempts (HTTP 503" in err
-    assert json.loads(env.read_text())["listings"]["subscriptions:active"]["next_page"] == 0
-    assert _backfill(dodo, cio, "--no-customers") == 0
-    live = sum(1 for s in dodo.subscriptions if s["status"] in LIVE)
-    assert len(_identified(cio)) == live
-
-
 def test_207_rejections_are_reported_and_the_rest_delivered(
     dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -271,9 +190,10 @@ def test_207_rejections_are_reported_and_the_rest_delivered(
 
 
 @pytest.mark.parametrize(
-    ("variable", "value", "messages", "dodo_read"),
+    ("api", "variable", "value", "messages", "dodo_read"),
     [
         pytest.param(
+            "track",
             "CUSTOMERIO_API_KEY",
             "revoked-key",
             ["Customer.io check failed: Customer.io rejected the site id / API key (HTTP 401)"],
@@ -281,6 +201,15 @@ def test_207_rejections_are_reported_and_the_rest_delivered(
             id="customerio",
         ),
         pytest.param(
+            "pipelines",
+            "CUSTOMERIO_PIPELINES_API_KEY",
+            "a-revoked-key",
+            ["Customer.io check failed: Customer.io rejected the Pipelines API key (HTTP 401)"],
+            False,
+            id="customerio-pipelines",
+        ),
+        pytest.param(
+            "track",
             "DODO_PAYMENTS_API_KEY",
             "sk_test_wrong",
             ["Dodo Payments rejected the API key (HTTP 401) reading customers page 0", "--environment test_mode"],
@@ -290,6 +219,7 @@ def test_207_rejections_are_reported_and_the_rest_delivered(
     ],
 )
 def test_a_rejected_key_stops_the_backfill_before_sending(
+    api: str,
     variable: str,
     value: str,
     messages: list[str],
@@ -301,26 +231,21 @@ def test_a_rejected_key_stops_the_backfill_before_sending(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(variable, value)
-    err = _refused(dodo, cio, capsys)
+    assert _backfill(dodo, cio, api=api) == 2
+    err = capsys.readouterr().err
     for message in messages:
         assert message in err
+    assert value not in err
     assert bool(dodo.requests) is dodo_read
-    assert not _posts(cio)
-
-
-def test_customerio_revoking_the_key_during_the_run_stops_it(
-    dodo: DodoStandIn, cio: TrackSandbox, env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cio.script(REGION_OK, 200, 401)  # accepted at first, revoked during the run
-    err = _refused(dodo, cio, capsys, "--page-size", "100")
-    assert "Customer.io refused the request (HTTP 401" in err and "customers from page 1" in err
+    assert not (cio.accepted_calls() if api == "pipelines" else _posts(cio))  # Pipelines' probe is a POST
 
 
 def test_eu_workspace_with_a_us_setting_is_refused(
     dodo: DodoStandIn, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with TrackSandbox(site_id=SITE_ID, api_key=API_KEY, region="eu") as eu:
-        assert "your workspace is in eu; set CustomerioRegion=eu" in _refused(dodo, eu, capsys, "--region-cio", "us")
+        assert _backfill(dodo, eu, "--region-cio", "us") == 2
+        assert "your workspace is in eu; set CustomerioRegion=eu" in capsys.readouterr().err
         assert not [r for r in eu.requests if r.method == "POST"]
 
 
@@ -346,17 +271,12 @@ def test_keys_from_ssm_with_a_stack(
         parameters |= {"CustomerioApi": "pipelines", "CustomerioPipelinesUrl": cio.pipelines_url}
         secrets = {"customerio-pipelines-api-key": cio.pipelines_key}
 
-    class Stack:
-        def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
-            return {
-                "Stacks": [{"Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]}]
-            }
-
     with mock_aws():
         ssm = boto3.client("ssm")
         for name, value in {"dodo-api-key": dodo.api_key, **secrets}.items():
             ssm.put_parameter(Name=f"/shop/{name}", Value=value, Type="SecureString")
-        monkeypatch.setattr(cli, "_aws", lambda service, region: Stack() if service == "cloudformation" else ssm)
+        stack = FakeStack(parameters)
+        monkeypatch.setattr(cli, "_aws", lambda service, region: stack if service == "cloudformation" else ssm)
         code = cli.main(
             ["backfill", "--stack", "bridge", "--base-url", dodo.base_url, "--statuses", "on_hold", "--rate", "1000"]
         )
@@ -413,9 +333,11 @@ def test_pipelines_customers_and_subscriptions_arrive_as_strict_mode_identify_ca
     assert json.loads(pipelines_env.read_text())["completed_at"]
 
 
-def test_pipelines_events_carry_a_message_id_that_a_rerun_repeats_and_the_dodo_time(
-    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path
+def test_pipelines_events_repeat_their_message_id_and_subscription_objects_are_group_calls(
+    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Events carry the Dodo time and a message id a rerun repeats; objects go as the bridge's group calls."""
+    monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "4")  # the bridge's setting, read by the backfill
     argv = ("--no-customers", "--statuses", "on_hold", "--events")
     assert _backfill(dodo, cio, *argv, api="pipelines") == 0
     events = _calls(cio, "track")
@@ -428,38 +350,15 @@ def test_pipelines_events_carry_a_message_id_that_a_rerun_repeats_and_the_dodo_t
         assert event["messageId"] == deterministic_ulid(f"backfill:{sub['subscription_id']}", created_ms)
         assert event["timestamp"] == iso_time(created_ms)
         assert event["userId"] == sub["customer"]["customer_id"]
-    first = sorted(e["messageId"] for e in events)
-    cio.reset()
-    assert _backfill(dodo, cio, *argv, "--restart", api="pipelines") == 0
-    assert sorted(e["messageId"] for e in _calls(cio, "track")) == first
-
-
-def test_pipelines_subscription_objects_are_group_calls_like_the_bridges(
-    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "4")  # the bridge's setting, read by the backfill
-    assert _backfill(dodo, cio, "--no-customers", "--statuses", "on_hold", api="pipelines") == 0
     groups = _calls(cio, "group")
-    subs = {s["subscription_id"]: s for s in dodo.subscriptions if s["status"] == "on_hold"}
     assert sorted(g["groupId"] for g in groups) == sorted(subs)
     for group in groups:
         assert group["traits"]["object_type_id"] == "4"
         assert group["userId"] == subs[group["groupId"]]["customer"]["customer_id"]
-
-
-def test_pipelines_a_wrong_key_stops_before_dodo_is_read(
-    dodo: DodoStandIn,
-    cio: TrackSandbox,
-    pipelines_env: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    monkeypatch.setenv("CUSTOMERIO_PIPELINES_API_KEY", "a-revoked-key")
-    assert _backfill(dodo, cio, api="pipelines") == 2
-    err = capsys.readouterr().err
-    assert "Customer.io check failed: Customer.io rejected the Pipelines API key (HTTP 401)" in err
-    assert "a-revoked-key" not in err
-    assert not dodo.requests and cio.accepted_calls() == []
+    first = sorted(e["messageId"] for e in events)
+    cio.reset()
+    assert _backfill(dodo, cio, *argv, "--restart", api="pipelines") == 0
+    assert sorted(e["messageId"] for e in _calls(cio, "track")) == first
 
 
 def test_pipelines_outage_stops_resumably_and_a_rerun_finishes(

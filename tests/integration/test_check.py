@@ -1,4 +1,5 @@
-"""`dodo-cio check` end to end: SSM in moto, Customer.io as the local Track sandbox on loopback."""
+"""`dodo-cio check` end to end: SSM in moto, Customer.io as the local Track sandbox on loopback; the settings
+(API, region, Dodo-key strategy) from the options, the stack or the environment."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import boto3
 import pytest
 
 from dodo_cio_cli import cli
-from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
+from dodo_cio_local.sandbox import TrackSandbox
 from support.aws import SSM_PATH, create_queues, put_secrets
+from support.g4_stack import FakeStack
 
 pytestmark = pytest.mark.network
 
@@ -27,12 +29,6 @@ def us_sandbox() -> Iterator[TrackSandbox]:
         yield box
 
 
-@pytest.fixture(scope="module")
-def eu_sandbox() -> Iterator[TrackSandbox]:
-    with TrackSandbox(site_id=SITE_ID, api_key=API_KEY, region="eu") as box:
-        yield box
-
-
 def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     code = cli.main(["check", "--ssm-path", SSM_PATH, *argv])
     captured = capsys.readouterr()
@@ -40,13 +36,21 @@ def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 def _line(out: str, name: str) -> str:
-    return next(line for line in out.splitlines() if name in line and line.strip().split()[0] in {"ok", "FAIL", "skip"})
+    """The finding's own line (a hint below it may name the same thing)."""
+    statuses = {"ok", "FAIL", "skip", "WARN"}
+    return next(line for line in out.splitlines() if name in line and line.strip().split()[0] in statuses)
+
+
+@pytest.fixture
+def track_secrets(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in ("CUSTOMERIO_IDENTIFIER", "CUSTOMERIO_CONTACT_FIELDS"):
+        monkeypatch.delenv(variable, raising=False)
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
 
 
 def test_a_correct_deployment_passes(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     code, out = _check(capsys, "--track-url", us_sandbox.base_url)
     assert code == 0, out
     for name in ("webhook-secret", "customerio-site-id", "customerio-api-key"):
@@ -54,85 +58,44 @@ def test_a_correct_deployment_passes(
     assert "1 secret, well-formed" in _line(out, "webhook secret")
     assert "workspace region us" in _line(out, "Customer.io credentials")
     # The optional Dodo API key is not stored: customer_id still works, abandoned checkouts of new customers
-    # reach a person without an email (test_check_dodo_api).
+    # reach a person without an email (tests/unit/test_check_offline.py).
     assert out.rstrip().endswith("all checks passed, 1 warning")
     assert SECRET not in out and API_KEY not in out  # never printed
     probe = us_sandbox.requests[-1]
     assert (probe.method, probe.path, probe.status) == ("GET", "/api/v1/accounts/region", 200)
-
-
-def test_eu_workspace_configured_as_us(
-    aws_env: None, eu_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
-) -> None:
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
-    code, out = _check(capsys, "--track-url", eu_sandbox.base_url, "--region-cio", "us")
-    assert code == 1
-    line = _line(out, "Customer.io credentials")
-    assert line.split()[0] == "FAIL"
-    assert "your workspace is in eu; set CustomerioRegion=eu" in line
-    assert "1 problem found" in out
-    code, _ = _check(capsys, "--track-url", eu_sandbox.base_url, "--region-cio", "eu")
-    assert code == 0
-
-
-def test_wrong_api_key(aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key="an-old-key")
-    code, out = _check(capsys, "--track-url", us_sandbox.base_url)
-    assert code == 1
-    assert "rejected the site id / API key (HTTP 401)" in _line(out, "Customer.io credentials")
-    assert "hint:" in out and "an-old-key" not in out
-
-
-def test_missing_plaintext_and_malformed_parameters(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
-) -> None:
-    ssm = boto3.client("ssm")
-    ssm.put_parameter(Name=f"{SSM_PATH}/webhook-secret", Value="whsec_%%%not-base64", Type="SecureString")
-    ssm.put_parameter(Name=f"{SSM_PATH}/customerio-site-id", Value=SITE_ID, Type="String")
-    code, out = _check(capsys, "--track-url", us_sandbox.base_url)
-    assert code == 1
-    assert _line(out, "customerio-site-id").split()[0] == "FAIL" and "String" in _line(out, "customerio-site-id")
-    assert "not found" in _line(out, "customerio-api-key")
-    assert "aws ssm put-parameter --type SecureString --name /dodo-customerio/customerio-api-key" in out
-    assert "webhook secret #1 is not valid base64" in _line(out, "webhook secret")
-    assert _line(out, "Customer.io credentials").split()[0] == "skip"
-    assert "%%%not-base64" not in out
-
-
-def test_json_output(aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]) -> None:
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
     code, out = _check(capsys, "--track-url", us_sandbox.base_url, "--json")
     doc = json.loads(out)
     assert code == 0 and doc["ok"] is True
     assert [c["status"] for c in doc["checks"]] == ["ok"] * 5 + ["WARN"]  # no dodo-api-key: exit 0 all the same
 
 
-class FakeCloudFormation:
-    """describe_stacks for one deployed stack (moto's CloudFormation extra is not installed)."""
-
-    def __init__(self, parameters: dict[str, str], outputs: dict[str, str]) -> None:
-        self.stack = {
-            "StackName": "bridge",
-            "StackStatus": "UPDATE_COMPLETE",
-            "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
-        }
-
-    def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
-        assert kwargs == {"StackName": "bridge"}
-        return {"Stacks": [self.stack]}
-
-
-def test_stack_settings_queues_and_dead_letters(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_the_strategy_from_the_environment_or_the_options_decides_the_dodo_key_warning(
+    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
+    monkeypatch.setenv("CUSTOMERIO_IDENTIFIER", "metadata:app_user_id")  # as `make run` is configured
+    code, out = _check(capsys, "--track-url", us_sandbox.base_url)
+    assert code == 0 and out.rstrip().endswith("all checks passed, 1 warning")
+    line = _line(out, "dodo-api-key")
+    assert line.split()[0] == "WARN" and "metadata key 'app_user_id'" in line
+    assert f"aws ssm put-parameter --type SecureString --name {SSM_PATH}/dodo-api-key" in out
+
+    code, out = _check(
+        capsys, "--track-url", us_sandbox.base_url, "--identifier", "customer_id", "--contact-fields", "app"
+    )
+    assert code == 0 and out.rstrip().endswith("all checks passed")
+    assert _line(out, "dodo-api-key").split()[0] == "ok" and "not needed" in _line(out, "dodo-api-key")
+
+
+def test_stack_settings_dodo_key_queues_and_dead_letters(
+    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     sqs = boto3.client("sqs")
     retry_url, dlq_url = create_queues(sqs)
-    cfn = FakeCloudFormation(
+    cfn = FakeStack(
         {"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", "CustomerioTrackUrl": us_sandbox.base_url},
         {"RetryQueueUrl": retry_url, "DeadLetterQueueUrl": dlq_url},
     )
+    cfn.parameters["CustomerioIdentifier"] = "email"
 
     def clients(service: str, region: str | None) -> Any:
         return cfn if service == "cloudformation" else boto3.client(service)
@@ -142,6 +105,13 @@ def test_stack_settings_queues_and_dead_letters(
     out = capsys.readouterr().out
     assert "checking stack bridge, SSM path /dodo-customerio, Customer.io region us" in out
     assert "exists, empty" in _line(out, "dead-letter queue")
+    assert "under email" in _line(out, "dodo-api-key")  # the stack's strategy
+
+    boto3.client("ssm").put_parameter(Name=f"{SSM_PATH}/dodo-api-key", Value="dodo-k3y", Type="SecureString")
+    assert cli.main(["check", "--stack", "bridge"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("all checks passed"), out
+    assert _line(out, "dodo-api-key").split()[0] == "ok" and "dodo-k3y" not in out
 
     sqs.send_message(QueueUrl=dlq_url, MessageBody="{}")
     assert cli.main(["check", "--stack", "bridge"]) == 1
@@ -150,26 +120,10 @@ def test_stack_settings_queues_and_dead_letters(
     assert "dodo-cio dlq --stack bridge" in out
 
     # The stack says eu; the sandbox workspace is us: the stack's region is what is checked.
-    cfn.stack["Parameters"][1]["ParameterValue"] = "eu"
+    cfn.parameters["CustomerioRegion"] = "eu"
     sqs.purge_queue(QueueUrl=dlq_url)
     assert cli.main(["check", "--stack", "bridge"]) == 1
     assert "your workspace is in us; set CustomerioRegion=us" in capsys.readouterr().out
-
-
-def test_unknown_stack_is_exit_2(
-    aws_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    class NoStack:
-        def describe_stacks(self, **kwargs: Any) -> Any:
-            from botocore.exceptions import ClientError
-
-            raise ClientError(
-                {"Error": {"Code": "ValidationError", "Message": "Stack with id nope does not exist"}}, "DescribeStacks"
-            )
-
-    monkeypatch.setattr(cli, "_aws", lambda service, region: NoStack())
-    assert cli.main(["check", "--stack", "nope"]) == 2
-    assert "stack 'nope' not found" in capsys.readouterr().err
 
 
 # -- a Pipelines deployment (CustomerioApi=pipelines) -----------------------------------------------
@@ -183,65 +137,11 @@ def _put_pipelines(key: str) -> None:
     )
 
 
-def _pipelines_posts(box: TrackSandbox) -> list[tuple[str, str, int]]:
-    return [(r.method, r.path, r.status) for r in box.requests if r.path.startswith("/v1/")]
-
-
-def test_a_pipelines_key_is_proved_by_a_request_that_creates_nothing(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
-) -> None:
-    us_sandbox.reset()
-    _put_pipelines(us_sandbox.pipelines_key)
-    code, out = _check(capsys, "--api", "pipelines", "--pipelines-url", us_sandbox.pipelines_url)
-    assert code == 0, out
-    assert _line(out, "customerio-pipelines-api-key").split()[0] == "ok"
-    assert "customerio-site-id" not in out and "customerio-api-key" not in out  # not needed, not read
-    line = _line(out, "Customer.io Pipelines key")
-    assert line.split()[0] == "ok" and f"accepted by {us_sandbox.pipelines_url}" in line
-    assert f"pipelines API, URL {us_sandbox.pipelines_url}" in out.splitlines()[0]
-    # The key's empty batch (the sandbox, like the spec, accepts it), then the made-up key's, refused.
-    assert _pipelines_posts(us_sandbox) == [("POST", "/v1/batch", 200), ("POST", "/v1/batch", 401)]
-    assert us_sandbox.requests[0].headers.get("X-Strict-Mode") == "1"
-    assert us_sandbox.accepted_calls() == []  # nothing was created
-    assert us_sandbox.pipelines_key not in out
-
-
-def test_a_wrong_pipelines_key_is_rejected(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
-) -> None:
-    us_sandbox.reset()
-    _put_pipelines("a-track-api-key-by-mistake")
-    code, out = _check(capsys, "--api", "pipelines", "--pipelines-url", us_sandbox.pipelines_url)
-    assert code == 1
-    assert "rejected the Pipelines API key (HTTP 401)" in _line(out, "Customer.io Pipelines key")
-    assert "Data Pipelines → Sources" in out and "a-track-api-key-by-mistake" not in out
-    assert _pipelines_posts(us_sandbox) == [("POST", "/v1/batch", 401)]  # an override: no other region to ask
-
-
-def test_a_strict_mode_400_counts_only_when_a_made_up_key_is_refused(
-    aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A server that refuses an empty batch (400) has still authenticated the key first, which the
-    second request shows; one that answers 400 to any key proves nothing."""
-    refused = ScriptedResponse(400, body={"meta": {"errors": ["batch must not be empty"]}})
-    _put_pipelines(us_sandbox.pipelines_key)
-    argv = ("--api", "pipelines", "--pipelines-url", us_sandbox.pipelines_url)
-    us_sandbox.reset()
-    us_sandbox.script(refused)  # the key's request; the made-up key's then meets the sandbox's auth
-    code, out = _check(capsys, *argv)
-    assert code == 0 and "refused for its content (400)" in _line(out, "Customer.io Pipelines key")
-    us_sandbox.reset()
-    us_sandbox.script(refused, refused)
-    code, out = _check(capsys, *argv)
-    assert code == 1 and "cannot tell whether the key is right" in _line(out, "Customer.io Pipelines key")
-    assert us_sandbox.accepted_calls() == []
-
-
 def test_the_stack_chooses_the_api_and_api_can_check_the_other_one(
     aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _put_pipelines(us_sandbox.pipelines_key)
-    cfn = FakeCloudFormation(
+    cfn = FakeStack(
         {
             "SsmParameterPath": SSM_PATH,
             "CustomerioRegion": "us",

@@ -1,39 +1,30 @@
-"""The operator subcommands wired end to end: `dlq` and `reprocess` on moto queues, `redrive` on a stubbed SQS."""
+"""The operator subcommands wired end to end: `dlq` and `reprocess` on moto queues, `redrive` on a stubbed SQS.
+
+The Stubber tests of the same functions are in tests/unit/test_operator.py.
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
+from dodo_cio.delivery.track import DeliveryResult, OpResult
 from dodo_cio.receiving.quarantine import REPROCESS_KEY, QuarantinedWebhook, quarantine
+from dodo_cio.retry.service import RetryProcessor
+from dodo_cio.retry.verdicts import SqsRecord
 from dodo_cio_cli import cli
 from support.aws import create_quarantine_queue, create_queues
 from support.fake_sqs import parked_body
+from support.g4_stack import FakeStack
 
 EMAIL = "maya.fernandes@example.com"
-
-
-def test_dlq_lists_type_customer_and_reason_without_emails(aws_env: None, capsys: pytest.CaptureFixture[str]) -> None:
-    sqs = boto3.client("sqs")
-    _, dlq_url = create_queues(sqs)
-    sqs.send_message(QueueUrl=dlq_url, MessageBody=parked_body("msg_dead", EMAIL))
-    assert cli.main(["dlq", "--queue-url", dlq_url]) == 0
-    table = capsys.readouterr().out
-    assert "payment.succeeded" in table and "cus_1" in table and "HTTP 400" in table
-    assert EMAIL not in table
-    assert cli.main(["dlq", "--queue-url", dlq_url, "--json"]) == 0
-    (item,) = json.loads(capsys.readouterr().out)
-    assert (item["event_type"], item["kind"], item["attempts"]) == ("payment.succeeded", "permanent", 3)
-
-
-def test_dlq_without_a_queue_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["dlq"]) == 2
-    assert "--stack" in capsys.readouterr().err
 
 
 def test_redrive_moves_from_the_dlq_to_the_retry_queue_at_the_chosen_rate(
@@ -53,17 +44,6 @@ def test_redrive_moves_from_the_dlq_to_the_retry_queue_at_the_chosen_rate(
         assert cli.main(["redrive", "--dlq-arn", dlq, "--to-arn", retry, "--rate", "10"]) == 0
     stub.assert_no_pending_responses()
     assert "task-1" in capsys.readouterr().out
-
-
-def test_redrive_rate_out_of_range_is_refused_before_any_call(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    calls: list[Any] = []
-    monkeypatch.setattr(cli, "_aws", lambda service, region: calls.append(service) or object())
-    dlq = "arn:aws:sqs:us-east-1:123456789012:q-dlq"
-    code = cli.main(["redrive", "--dlq-arn", dlq, "--to-arn", dlq.replace("-dlq", ""), "--rate", "900"])
-    assert code == 2
-    assert "500" in capsys.readouterr().err
 
 
 # -- quarantined webhooks ---------------------------------------------------------------------------
@@ -87,40 +67,61 @@ def _visible(sqs: Any, url: str) -> int:
     return int(attrs["ApproximateNumberOfMessages"])
 
 
-def _stack(cfn: Any, outputs: dict[str, str]) -> Stubber:
-    stub = Stubber(cfn)
-    stack = {
-        "StackName": "bridge",
-        "CreationTime": "2026-01-01T00:00:00Z",
-        "StackStatus": "UPDATE_COMPLETE",
-        "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in outputs.items()],
-    }
-    stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "bridge"})
-    return stub
+class RejectingSender:
+    """Customer.io answering 400 for every op, quoting the address as an API might."""
+
+    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
+        reason = f"HTTP 400: invalid email {EMAIL}"
+        return DeliveryResult(results=tuple(OpResult("permanent", reason) for _ in ops), status=400)
 
 
-def test_dlq_lists_quarantined_webhooks_from_the_stack_and_consumes_nothing(
+def test_dlq_lists_both_queues_from_the_stack_without_emails_and_consumes_nothing(
     aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The retry function's own code dead-letters, so the listing reads the format it really writes."""
     sqs = boto3.client("sqs")
-    _, dlq_url = create_queues(sqs)
+    retry_url, dlq_url = create_queues(sqs)
     quarantine_url = create_quarantine_queue(sqs)
-    sqs.send_message(QueueUrl=dlq_url, MessageBody=parked_body("msg_dead", EMAIL))
+    now = int(time.time())
+    records = [
+        SqsRecord("r1", "rh1", parked_body("msg_dead", EMAIL, attempts=2), 1),
+        SqsRecord("r2", "rh2", f"{{not json, mentions {EMAIL}", 1),
+    ]
+    outcomes = RetryProcessor(sqs, retry_url, dlq_url, clock=lambda: now).process(records, RejectingSender())
+    assert [o.verdict for o in outcomes] == ["dead_letter", "dead_letter"]
     quarantine(sqs, quarantine_url, _quarantined("msg_kept"))  # as the ingest function writes it
     sqs.send_message(QueueUrl=quarantine_url, MessageBody="not in the quarantine format")
-    cfn = boto3.client("cloudformation")
-    stub = _stack(cfn, {"DeadLetterQueueUrl": dlq_url, "QuarantineQueueUrl": quarantine_url})
+    cfn = FakeStack(outputs={"DeadLetterQueueUrl": dlq_url, "QuarantineQueueUrl": quarantine_url})
     monkeypatch.setattr(cli, "_aws", lambda service, region: cfn if service == "cloudformation" else sqs)
-    with stub:
-        assert cli.main(["dlq", "--stack", "bridge"]) == 0
+    assert cli.main(["dlq", "--stack", "bridge"]) == 0
     out = capsys.readouterr().out
     parked, kept = out.split("Quarantined webhooks (quarantine queue):")
-    assert "HTTP 400: attributes invalid" in parked and "msg_kept" not in parked
+    assert "HTTP 400: invalid email <email>" in parked and "cus_1" in parked and "msg_kept" not in parked
+    assert parked.strip().splitlines()[-1].startswith("2 dead letters - by kind: ")
     assert "QUARANTINED WEBHOOK" in kept and "msg_kept" in kept and "subscription.renewed" in kept
     assert "data.next_billing_date: must be an ISO-8601 date-time" in kept
     assert "not a quarantined webhook" in kept  # the stray message is shown, not hidden
-    assert EMAIL not in out
-    assert (_visible(sqs, dlq_url), _visible(sqs, quarantine_url)) == (1, 2), "a listing must not consume"
+    assert cli.main(["dlq", "--queue-url", dlq_url, "--quarantine-url", quarantine_url, "--json"]) == 0
+    as_json = capsys.readouterr().out
+    for shown in (out, as_json):
+        assert EMAIL not in shown and "maya.fernandes" not in shown and "example.com" not in shown
+    items = {(i["queue"], i["kind"]): i for i in json.loads(as_json)}
+    assert set(items) == {
+        ("dead_letter", "permanent"),
+        ("dead_letter", "unreadable"),
+        ("quarantine", "quarantined"),
+        ("quarantine", "unreadable"),
+    }
+    dead = items["dead_letter", "permanent"]
+    assert (dead["event_type"], dead["customer_id"], dead["webhook_id"]) == ("payment.succeeded", "cus_1", "msg_dead")
+    assert (dead["reason"], dead["status"], dead["attempts"]) == ("HTTP 400: invalid email <email>", 400, 3)
+    assert (dead["first_seen"], dead["dead_lettered_at"]) == (1_700_000_005, now)  # 3: 2 parked + this receive
+    unreadable = items["dead_letter", "unreadable"]
+    assert (unreadable["event_type"], unreadable["customer_id"], unreadable["webhook_id"]) == ("?", None, None)
+    assert unreadable["reason"].startswith("unreadable parked message: not JSON")
+    assert unreadable["dead_lettered_at"] == now
+    assert items["quarantine", "quarantined"]["webhook_id"] == "msg_kept"
+    assert (_visible(sqs, dlq_url), _visible(sqs, quarantine_url)) == (2, 2), "a listing must not consume"
 
 
 class IngestFunction:
@@ -145,12 +146,10 @@ def test_reprocess_on_moto_deletes_what_was_handled_and_leaves_the_rest_visible(
     answers = {"msg_ok": 200, "msg_invalid": 422, "msg_rotated": 401, "msg_down": 503}
     for webhook_id in answers:
         quarantine(sqs, url, _quarantined(webhook_id))
-    cfn = boto3.client("cloudformation")
-    stub = _stack(cfn, {"QuarantineQueueUrl": url, "IngestFunctionName": "bridge-IngestFunction"})
-    services = {"cloudformation": cfn, "sqs": sqs, "lambda": IngestFunction(answers)}
+    stack = FakeStack(outputs={"QuarantineQueueUrl": url, "IngestFunctionName": "bridge-IngestFunction"})
+    services = {"cloudformation": stack, "sqs": sqs, "lambda": IngestFunction(answers)}
     monkeypatch.setattr(cli, "_aws", lambda service, region: services[service])
-    with stub:
-        assert cli.main(["reprocess", "--stack", "bridge"]) == 1
+    assert cli.main(["reprocess", "--stack", "bridge"]) == 1
     out = capsys.readouterr().out
     assert "1 handled and deleted, 3 kept on the queue" in out
     left = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]

@@ -46,9 +46,3 @@ def test_a_withheld_webhook_is_reported_missing_until_it_arrives(
         capsys.readouterr()
         assert cli.main(argv) == 0
         assert "nothing missing" in capsys.readouterr().out
-
-
-def test_dates_are_checked_before_anything_is_read(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["reconcile", "--since", "last week", "--state-table", "t"]) == 2
-    assert "--since must be a date" in capsys.readouterr().err
-    assert cli.main(["reconcile", "--since", "2026-12-01", "--until", "2026-11-01", "--state-table", "t"]) == 2

@@ -228,34 +228,7 @@ def test_export_says_when_sqs_counted_more_than_it_wrote(
     assert len(out.read_text().splitlines()) == 3  # what it did read is kept all the same
 
 
-@pytest.mark.parametrize(
-    ("extra", "message"),
-    [(["--json"], "--json"), (["--limit", "5"], "--limit")],
-)
-def test_export_takes_every_message_and_prints_no_listing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
-) -> None:
-    out = tmp_path / "kept.jsonl"
-    assert _run(monkeypatch, _two_queues(), ["dlq", "--queue-url", DLQ, "--export", str(out), *extra]) == 2
-    assert message in capsys.readouterr().err and not out.exists()
-
-
-def test_force_without_export_is_a_usage_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _run(monkeypatch, _two_queues(), ["dlq", "--queue-url", DLQ, "--force"]) == 2
-    assert "--export" in capsys.readouterr().err
-
-
 # -- restore ----------------------------------------------------------------------------------------
-
-
-def _exported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqs: FakeSqs) -> Path:
-    out = tmp_path / "kept.jsonl"
-    assert (
-        _run(monkeypatch, sqs, ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)]) == 0
-    )
-    return out
 
 
 def _restore_argv(path: Path, *extra: str) -> list[str]:
@@ -279,16 +252,30 @@ def _line(queue: str, body: str, **changes: Any) -> str:
 def test_restore_sends_each_readable_message_to_its_own_queue_unchanged(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = _exported(tmp_path, monkeypatch, _two_queues())
-    empty = _sqs()  # day 15: SQS deleted them all
+    """Exported and restored with --local, the queues of `make run`."""
+    sqs = _two_queues()
+
+    class Target:
+        dead_letter_queue_url, quarantine_queue_url = DLQ, QUARANTINE
+
+        def client(self, service: str) -> FakeSqs:
+            assert service == "sqs"
+            return sqs
+
+    monkeypatch.setattr(cli, "_local", lambda args: Target() if args.local else None)
+    path = tmp_path / "kept.jsonl"
+    assert cli.main(["dlq", "--local", "--export", str(path)]) == 0
+    assert {r["WaitTimeSeconds"] for r in sqs.receives} == {0}  # moto's short polls miss nothing
+    for queue in sqs.queues.values():
+        queue.clear()  # day 15: SQS deleted them all
     capsys.readouterr()
 
-    assert _run(monkeypatch, empty, _restore_argv(path)) == 1  # the unreadable dead letter is not restored
+    assert cli.main(["restore", str(path), "--local"]) == 1  # the unreadable dead letter is not restored
 
-    by_queue = {url: [m["MessageBody"] for m in empty.sent if m["QueueUrl"] == url] for url in (DLQ, QUARANTINE)}
+    by_queue = {url: [m["MessageBody"] for m in sqs.sent if m["QueueUrl"] == url] for url in (DLQ, QUARANTINE)}
     originals = _two_queues()
     assert by_queue == {DLQ: [originals.queues[DLQ]["d1"].body], QUARANTINE: [originals.queues[QUARANTINE]["q1"].body]}
-    parked, kept = empty.sent
+    parked, kept = sqs.sent
     assert parked["MessageAttributes"] == originals.queues[DLQ]["d1"].attributes  # binary value back as bytes
     assert kept["MessageAttributes"] == originals.queues[QUARANTINE]["q1"].attributes
     assert set(parked) == {"QueueUrl", "MessageBody", "MessageAttributes"}  # a new message: no delay, no id
@@ -460,26 +447,3 @@ def test_the_readme_tells_how_to_keep_messages_past_day_14() -> None:
         "--force",
     ):
         assert text in day_14, text
-
-
-def test_local_exports_and_restores_the_queues_of_make_run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    sqs = _two_queues()
-
-    class Target:
-        dead_letter_queue_url, quarantine_queue_url = DLQ, QUARANTINE
-
-        def client(self, service: str) -> FakeSqs:
-            assert service == "sqs"
-            return sqs
-
-    monkeypatch.setattr(cli, "_local", lambda args: Target() if args.local else None)
-    out = tmp_path / "kept.jsonl"
-    assert cli.main(["dlq", "--local", "--export", str(out)]) == 0
-    assert len(out.read_text().splitlines()) == 3
-    assert {r["WaitTimeSeconds"] for r in sqs.receives} == {0}  # moto's short polls miss nothing
-    sqs.queues[DLQ].clear()
-    sqs.queues[QUARANTINE].clear()
-    assert cli.main(["restore", str(out), "--local"]) == 1  # the unreadable dead letter
-    assert [m["QueueUrl"] for m in sqs.sent] == [DLQ, QUARANTINE]

@@ -1,8 +1,10 @@
 """`dodo-cio backfill` without a network: the op building, the paging, checkpointing and delivery
-rules with an in-memory Dodo source and a scripted Customer.io sender."""
+rules with an in-memory Dodo source and a scripted Customer.io sender; towards the Pipelines API the
+real `PipelinesClient` over a fake session; and where the deployment's settings come from."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 from collections.abc import Sequence
@@ -11,16 +13,26 @@ from typing import Any
 
 import pytest
 
+from dodo_cio.delivery.destination import (
+    PIPELINES_LIMITS,
+    TRACK_LIMITS,
+    ApiLimits,
+    PipelinesCredentials,
+    TrackCredentials,
+)
+from dodo_cio.delivery.pipelines.client import PipelinesClient
 from dodo_cio.delivery.track import DeliveryResult, classify_response
 from dodo_cio.mapping.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, map_event
 from dodo_cio.platform.ulid import deterministic_ulid, ulid_time_ms
 from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
-from dodo_cio_cli import backfill, backfill_command, backfill_source, backfill_state, cli
-from dodo_cio_cli.backfill import Backfill, BackfillOptions
-from dodo_cio_cli.backfill_source import BackfillError, Listing, OpBuilder
+from dodo_cio_cli import backfill, backfill_command, backfill_destination, backfill_source, backfill_state
+from dodo_cio_cli.backfill import Backfill, BackfillOptions, Pacer, format_summary
+from dodo_cio_cli.backfill_destination import Destination
+from dodo_cio_cli.backfill_source import BackfillError, Built, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
 from dodo_cio_local.dodo_standin import make_customer, make_subscription
+from support.g4_stack import FakeStack
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000
@@ -207,42 +219,31 @@ class ScriptedSender:
 def _run(
     source: Any,
     sender: Any,
-    tmp_path: Path,
+    tmp_path: Path | None = None,
     *,
     state: State | None = None,
     sleeps: list[float] | None = None,
+    destination: Destination | None = None,
+    builder: OpBuilder | None = None,
     **options: Any,
 ) -> tuple[backfill.Report, State, str]:
+    """One run at the clock NOW; its state file in `tmp_path` when given, its sleeps into `sleeps`."""
     opts = BackfillOptions(**({"statuses": ("active",), "page_size": 10, "rate": 1e6, "progress": False} | options))
     state = state or State(fingerprint={"test": 1})
     err = io.StringIO()
     job = Backfill(
         source,
         sender,
-        OpBuilder(MappingConfig(), events=opts.events),
+        builder or OpBuilder(MappingConfig(), events=opts.events),
         opts,
         state=state,
-        state_path=tmp_path / "state.json",
+        state_path=tmp_path / "state.json" if tmp_path else None,
         err=err,
         clock=lambda: NOW,
         sleep=(sleeps.append if sleeps is not None else lambda s: None),
+        destination=destination,
     )
     return job.run(), state, err.getvalue()
-
-
-def test_reads_every_page_until_an_empty_one_and_checkpoints(tmp_path: Path) -> None:
-    source, sender = MemorySource(25, active=12), ScriptedSender()
-    report, _, _ = _run(source, sender, tmp_path)
-    assert report.code == 0
-    assert source.reads == [("customers", p) for p in range(4)] + [("subscriptions:active", p) for p in range(3)]
-    assert sorted(sender.delivered_ids()) == sorted(
-        [f"cus_{n:05d}" for n in range(25)] + [f"cus_{n:05d}" for n in range(12)]
-    )
-    saved = State.load(tmp_path / "state.json")
-    assert saved is not None and saved.completed_at == NOW
-    assert (saved.listings["customers"].next_page, saved.listings["customers"].done) == (3, True)
-    assert saved.listings["customers"].delivered == 25
-    assert saved.listings["subscriptions:active"].delivered == 12
 
 
 def test_interrupted_run_resumes_without_resending_completed_pages(tmp_path: Path) -> None:
@@ -259,14 +260,6 @@ def test_interrupted_run_resumes_without_resending_completed_pages(tmp_path: Pat
     assert report.code == 0
     assert resumed_source.reads == [("customers", 2), ("customers", 3), ("customers", 4)]
     assert sorted(sender.delivered_ids() + resumed_sender.delivered_ids()) == [f"cus_{n:05d}" for n in range(35)]
-
-
-def test_a_dodo_failure_stops_with_the_page_to_resume_from(tmp_path: Path) -> None:
-    failure = BackfillError("Dodo Payments answered HTTP 500 reading customers page 1", code=1)
-    report, state, _ = _run(MemorySource(30, fail_at=("customers", 1, failure)), ScriptedSender(), tmp_path)
-    assert report.code == 1
-    assert "HTTP 500" in report.message and "run the same command again to resume" in report.message
-    assert state.listings["customers"].next_page == 1
 
 
 def test_transient_failures_are_retried_with_backoff_and_retry_after(tmp_path: Path) -> None:
@@ -292,17 +285,6 @@ def test_credentials_rejected_mid_run_is_exit_2(tmp_path: Path) -> None:
     assert report.code == 2
     assert "HTTP 401" in report.message and "site id and API key" in report.message
     assert state.listings["customers"].next_page == 1  # the first page went through
-
-
-def test_207_reports_the_rejected_objects_and_delivers_the_rest(tmp_path: Path) -> None:
-    body = json.dumps({"errors": [{"batch_index": 1, "reason": "invalid", "field": "identifiers", "message": "bad"}]})
-    report, state, _ = _run(MemorySource(5), ScriptedSender((207, body.encode())), tmp_path, statuses=())
-    assert report.code == 1
-    listing = state.listings["customers"]
-    assert (listing.delivered, listing.failed, listing.done) == (4, 1, True)
-    assert listing.failures == [{"id": "cus_00001", "reason": "HTTP 207: identifiers; invalid; bad"}]
-    summary = backfill.format_summary(report, BackfillOptions(), elapsed=1.0)
-    assert "1 failed" in summary and "cus_00001" in summary
 
 
 def test_large_pages_are_split_into_requests_within_the_byte_limit(tmp_path: Path) -> None:
@@ -372,18 +354,6 @@ def test_a_state_file_from_another_backfill_is_refused(tmp_path: Path) -> None:
     assert fresh.listings == {}
 
 
-def test_fingerprint_hides_the_site_id() -> None:
-    doc = backfill_state.fingerprint(
-        dodo="https://live.dodopayments.com",
-        customerio_url="https://track.customer.io",
-        site_id="secret-site",
-        identifier="customer_id",
-        events=False,
-        page_size=100,
-    )
-    assert "secret-site" not in json.dumps(doc)
-
-
 # -- customize.py and the command line --------------------------------------------------------------
 
 
@@ -412,48 +382,186 @@ def test_repository_customize_is_the_default(monkeypatch: pytest.MonkeyPatch) ->
     assert source == "functions/ingest/customize.py" and isinstance(mapping, MappingConfig)
 
 
-def test_cli_without_an_api_key_is_a_clear_usage_error(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+# -- towards the Pipelines API: the real PipelinesClient over a fake session (sandbox runs: tests/integration) --
+
+URL = "https://cdp.customer.io/v1"
+KEY = "offline-pipelines-key"
+
+
+class Answers:
+    """A requests-style session answering each POST with the next status (then 200); records them."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses)
+        self.posts: list[tuple[str, dict[str, Any], dict[str, str]]] = []
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any) -> Any:
+        self.posts.append((url, json.loads(data), headers))
+        status = self.statuses.pop(0) if self.statuses else 200
+        body = b"{}" if status == 200 else b'{"meta":{"errors":["refused"]}}'
+        return type("Response", (), {"status_code": status, "headers": {}, "content": body})()
+
+    def close(self) -> None:
+        pass
+
+
+def _pipelines(limits: ApiLimits = PIPELINES_LIMITS) -> Destination:
+    return Destination(api="pipelines", url=URL, limits=limits)
+
+
+def test_every_request_a_pipelines_send_makes_is_paced_and_counted() -> None:
+    """The client packs one planned request into several (here 2 calls each): each one counts."""
+    small = ApiLimits(32_000, 500_000, 2, 1, 1.0)
+    session = Answers()
+    pacer_sleeps: list[float] = []
+    pacer = Pacer(1.0, pacer_sleeps.append)
+    client = PipelinesClient(URL, KEY, session=session, limits=small, pace=pacer)
+    opts = BackfillOptions(statuses=(), page_size=10, rate=1.0, progress=False)
+    job = Backfill(MemorySource(6), client, OpBuilder(MappingConfig()), opts, clock=lambda: NOW, pacer=pacer)
+    report = job.run()
+    assert report.code == 0 and len(session.posts) == 3
+    assert report.requests == pacer.requests == 3
+    assert len(pacer_sleeps) >= 2  # at one request per second, the 2nd and 3rd waited
+
+
+def test_the_planner_uses_the_destinations_limits() -> None:
+    seen: list[int] = []
+
+    class Counting:
+        def send(self, ops: Any) -> Any:
+            from dodo_cio.delivery.track import DeliveryResult, OpResult
+
+            seen.append(len(ops))
+            return DeliveryResult(tuple(OpResult("delivered") for _ in ops), 200, None)
+
+    report, _, _ = _run(
+        MemorySource(7), Counting(), destination=_pipelines(ApiLimits(32_000, 500_000, 3, 3000, 3.0)), statuses=()
+    )
+    assert report.code == 0 and seen == [3, 3, 1]
+    report, _, _ = _run(MemorySource(7), Counting(), destination=Destination(), statuses=())
+    assert seen[3:] == [7]  # Track's 1,000 ops per request
+
+
+def test_a_refused_key_stops_the_run_with_the_pipelines_hint() -> None:
+    client = PipelinesClient(URL, KEY, session=Answers(401))
+    report, state, _ = _run(MemorySource(5), client, destination=_pipelines(), statuses=())
+    assert report.code == 2
+    assert "HTTP 401" in report.message and "Pipelines API key" in report.message and "site id" not in report.message
+    assert state.listings["customers"].delivered == 0
+
+
+def test_a_call_pipelines_refuses_is_that_customers_failure_only() -> None:
+    """Pipelines answers 400 for the whole request; the client narrows it down to the call at fault."""
+    client = PipelinesClient(URL, KEY, session=Answers(400, 200, 400, 200, 400))  # 4th call at fault
+    report, state, _ = _run(MemorySource(4), client, destination=_pipelines(), statuses=())
+    listing = state.listings["customers"]
+    assert report.code == 1 and (listing.delivered, listing.failed) == (3, 1)
+    assert listing.failures[0]["id"] == "cus_00003" and listing.failures[0]["reason"].startswith("HTTP 400")
+
+
+class WithATrackOnlyOp(OpBuilder):
+    """Adds a `delete` (Track only) to the second customer's ops."""
+
+    def build(self, listing: Listing, raw: Any, now: int) -> Built:
+        built = super().build(listing, raw, now)
+        if raw["customer_id"] == "cus_00001":
+            built.ops.append({"type": "person", "action": "delete", "identifiers": {"id": "cus_00001"}})
+        return built
+
+
+def test_a_dry_run_shows_pipelines_calls_and_reports_what_pipelines_cannot_say() -> None:
+    report, _, _ = _run(
+        MemorySource(3),
+        None,
+        destination=_pipelines(),
+        builder=WithATrackOnlyOp(MappingConfig()),
+        dry_run=True,
+        sample=5,
+    )
+    listing = report.per_listing["customers"]
+    assert (listing.delivered, listing.failed) == (2, 1)
+    assert listing.failures == [
+        {"id": "cus_00001", "reason": "not sent: the Pipelines API has no call for a person 'delete' op (Track only)"}
+    ]
+    assert [s["type"] for s in report.samples] == ["identify", "identify"]
+    assert all("userId" in s and "traits" in s and "identifiers" not in s for s in report.samples)
+    assert "customer0@example.com" not in json.dumps(report.samples)  # masked as for Track
+    summary = format_summary(report, BackfillOptions(dry_run=True), elapsed=0.1, requests_to="the Pipelines API")
+    assert "request to the Pipelines API" in summary and "1 failed" in summary
+
+
+# -- the command: settings, credentials, rate -------------------------------------------------------
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    backfill_command.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_the_stack_gives_the_api_url_and_the_whole_default_mapping(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.delenv("DODO_PAYMENTS_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)  # no customize.py: the defaults as the functions build them
+    monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", "9")  # the stack has its own (empty) value
+    stack = FakeStack(
+        dict(
+            SsmParameterPath="/shop",
+            CustomerioApi="pipelines",
+            CustomerioRegion="eu",
+            CustomerioPipelinesUrl="",
+            CustomerioIdentifier="email",
+            CustomerioSubscriptionObjectTypeId="",
+            CustomerioProfileMetadata="none",
+        )
+    )
+    target = backfill_command._target(_args("--stack", "bridge"), lambda service, region: stack)
+    assert target.destination == Destination("pipelines", "eu", None, "https://cdp-eu.customer.io/v1", PIPELINES_LIMITS)
+    assert target.mapping.identifier.text == "email" and target.mapping.profile_metadata == "none"
+    assert target.mapping.subscription_object_type_id is None
+    assert target.ssm_path == "/shop"
+
+    stack.parameters["CustomerioSubscriptionObjectTypeId"] = "3"
+    target = backfill_command._target(_args("--stack", "bridge", "--api", "track"), lambda s, r: stack)
+    assert (target.destination.api, target.destination.limits) == ("track", TRACK_LIMITS)
+    assert target.mapping.subscription_object_type_id == "3"  # objects, as the bridge writes them
+
+
+def test_without_a_stack_the_environment_chooses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["backfill", "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    assert "no Dodo Payments API key: set $DODO_PAYMENTS_API_KEY" in err and "--stack/--ssm-path" in err
+    monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
+    monkeypatch.setenv("CUSTOMERIO_PIPELINES_URL", "http://127.0.0.1:9/v1")
+    target = backfill_command._target(_args(), lambda s, r: pytest.fail("no stack, no AWS"))
+    assert (target.destination.api, target.destination.url) == ("pipelines", "http://127.0.0.1:9/v1")
+    assert target.destination.override == "http://127.0.0.1:9/v1"
+    monkeypatch.setenv("CUSTOMERIO_PIPELINES_URL", "http://127.0.0.1:9/v2")
+    with pytest.raises(BackfillError, match="CUSTOMERIO_PIPELINES_URL must be an http"):
+        backfill_command._target(_args(), lambda s, r: None)
 
 
-def test_cli_without_customerio_credentials_suggests_dry_run(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    monkeypatch.setenv("MY_DODO_KEY", "k")
-    for name in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["backfill", "--api-key-env", "MY_DODO_KEY"]) == 2
-    assert "no Customer.io credentials" in capsys.readouterr().err
+def test_credentials_are_the_chosen_apis_only() -> None:
+    def read(name: str, what: str) -> str:
+        return {"customerio-pipelines-api-key": "from-ssm"}.get(name, "")
+
+    pipelines = _pipelines()
+    assert pipelines.credentials(read, {}) == PipelinesCredentials("from-ssm")
+    assert pipelines.credentials(read, {"CUSTOMERIO_PIPELINES_API_KEY": "from-env"}) == PipelinesCredentials("from-env")
+    track_env = {"CUSTOMERIO_SITE_ID": "site", "CUSTOMERIO_API_KEY": "key"}
+    with pytest.raises(BackfillError, match=r"no Customer\.io Pipelines API key.*CUSTOMERIO_PIPELINES_API_KEY"):
+        pipelines.credentials(lambda name, what: "", track_env)  # Track's credentials are no use here
+    assert Destination().credentials(read, track_env) == TrackCredentials("site", "key")
 
 
-@pytest.mark.parametrize(
-    ("argv", "needle"),
-    [
-        (["--page-size", "500"], "--page-size must be 1 to 100"),
-        (["--rate", "0"], "--rate must be a positive"),
-        (["--statuses", "active,bogus"], "unknown bogus"),
-        (["--identifier", "phone"], "identifier strategy 'phone'"),
-        (["--no-customers", "--statuses", ""], "nothing to backfill"),
-    ],
-)
-def test_cli_usage_errors(
-    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert cli.main(["backfill", "--dry-run", *argv]) == 2
-    assert needle in capsys.readouterr().err
+def test_the_state_file_names_a_track_workspace_by_its_site_id_and_a_pipelines_one_by_its_url() -> None:
+    assert backfill_destination.workspace_key(TrackCredentials("site", "key")) == "site"
+    assert backfill_destination.workspace_key(PipelinesCredentials("key")) == ""
 
+    def doc(url: str, site_id: str) -> dict[str, Any]:
+        return backfill_state.fingerprint(
+            dodo="d", customerio_url=url, site_id=site_id, identifier="customer_id", events=False, page_size=100
+        )
 
-def test_cli_backfill_help(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["backfill", "--help"])
-    assert exc.value.code == 0
-    out = capsys.readouterr().out
-    assert "--dry-run" in out and "--state" in out and "--events" in out
+    # A rotated Pipelines key resumes; another region (or API) does not.
+    assert doc(URL, "") == doc(URL, backfill_destination.workspace_key(PipelinesCredentials("rotated")))
+    assert doc(URL, "")["customerio"] != doc("https://cdp-eu.customer.io/v1", "")["customerio"]
+    assert "secret-site" not in json.dumps(doc("https://track.customer.io", "secret-site"))  # a Track site id, hashed

@@ -1,18 +1,25 @@
-"""`dodo-cio check` pieces without a network: SSM and SQS through botocore's Stubber, HTTP faked."""
+"""`dodo-cio check` pieces without a network: SSM and SQS through botocore's Stubber, HTTP faked; the optional
+Dodo API key: needed by which strategies, and a warning, not a failure; a Pipelines deployment's key, its
+probe faked. The sandbox runs of the same checks are in tests/integration/test_check.py."""
 
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 from botocore.stub import Stubber
 
-from dodo_cio_cli import check, cli
+from dodo_cio.delivery.pipelines.client import PIPELINES_HOSTS
+from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig
+from dodo_cio_cli import api_choice, check, check_pipelines
 from dodo_cio_cli.check import RegionAnswer
+from dodo_cio_cli.check_dodo_api import check_dodo_api_key, needs_dodo_api_key
+from dodo_cio_cli.check_pipelines import CONTROL_KEY, PipelinesAnswer
 from dodo_cio_cli.findings import Finding
+from support.g4_http import FakeResponse, FakeSession
 
-REGION = "us-east-1"
 PATH = "/dodo-customerio"
 SECRET = "whsec_" + base64.b64encode(b"unit-test-secret-for-check-0001").decode()
 SECRET_2 = "whsec_" + base64.b64encode(b"the-next-secret-after-rotation").decode()
@@ -144,7 +151,7 @@ def test_redirect_to_the_eu_host_is_a_region_mismatch() -> None:
 def test_bad_credentials() -> None:
     probe = FakeProbe({US: RegionAnswer(401), EU: RegionAnswer(401)})
     finding = check.check_customerio("us", None, "site", "key", probe=probe)
-    assert finding.status == "FAIL" and "rejected the site id / API key (HTTP 401)" in finding.reason
+    assert (finding.status, finding.reason) == ("FAIL", "Customer.io rejected the site id / API key (HTTP 401)")
     assert "customerio-api-key" in finding.hint
     with_override = FakeProbe({"http://sandbox": RegionAnswer(401)})
     assert check.check_customerio("us", "http://sandbox", "s", "k", probe=with_override).status == "FAIL"
@@ -159,7 +166,7 @@ def test_bad_credentials() -> None:
         (RegionAnswer(200), "without a region"),
     ],
 )
-def test_other_answers_fail_with_the_reason(answer: RegionAnswer, needle: str) -> None:
+def test_other_track_answers_fail_with_the_reason(answer: RegionAnswer, needle: str) -> None:
     finding = check.check_customerio("us", None, "s", "k", probe=FakeProbe({US: answer}))
     assert finding.status == "FAIL" and needle in finding.reason
 
@@ -168,29 +175,6 @@ def test_missing_credentials_skip_and_bad_region_fails() -> None:
     assert check.check_customerio("us", None, None, "k").status == "skip"
     bad = check.check_customerio("mars", None, "s", "k")
     assert bad.status == "FAIL" and "'us' or 'eu'" in bad.reason
-
-
-class FakeResponse:
-    def __init__(self, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
-        self.status_code = status
-        self._body = body
-        self.headers = headers or {}
-        self.text = "" if body is None else str(body)
-
-    def json(self) -> Any:
-        if isinstance(self._body, str):
-            raise ValueError("not json")
-        return self._body
-
-
-class FakeSession:
-    def __init__(self, response: FakeResponse) -> None:
-        self.response = response
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def get(self, url: str, **kwargs: Any) -> FakeResponse:
-        self.calls.append((url, kwargs))
-        return self.response
 
 
 def test_probe_sends_basic_auth_and_does_not_follow_redirects() -> None:
@@ -203,21 +187,16 @@ def test_probe_sends_basic_auth_and_does_not_follow_redirects() -> None:
     assert kwargs["headers"]["Authorization"] == "Basic " + base64.b64encode(b"site:key").decode()
 
 
-def test_probe_reports_redirects_and_unreadable_answers() -> None:
-    moved = FakeSession(FakeResponse(301, headers={"Location": EU}))
-    assert check.probe_region(US, "s", "k", session=moved).location == EU  # type: ignore[arg-type]
-    garbage = FakeSession(FakeResponse(200, "<html>"))
-    assert check.probe_region(US, "s", "k", session=garbage).error == "the answer is not JSON"  # type: ignore[arg-type]
-
-
-def test_probe_connection_error() -> None:
+def test_probe_reports_redirects_unreadable_answers_and_connection_errors() -> None:
     import requests
 
-    class Broken:
-        def get(self, url: str, **kwargs: Any) -> Any:
-            raise requests.ConnectionError("refused")
-
-    answer = check.probe_region(US, "s", "k", session=Broken())  # type: ignore[arg-type]
+    session = FakeSession(
+        FakeResponse(301, headers={"Location": EU}), FakeResponse(200, "<html>"), requests.ConnectionError("refused")
+    )
+    probe: Any = check.probe_region
+    assert probe(US, "s", "k", session=session).location == EU
+    assert probe(US, "s", "k", session=session).error == "the answer is not JSON"
+    answer = probe(US, "s", "k", session=session)
     assert answer.status is None and "cannot reach" in answer.error
 
 
@@ -269,17 +248,248 @@ def test_report_and_exit_codes() -> None:
     assert "  FAIL  c  broken" in text and "hint: fix it" in text
     assert text.endswith("1 problem found, 1 check skipped")
     assert '"ok": false' in check.findings_json(bad)
+    warned = [*good, Finding("w", "WARN", "a gap", hint="close it")]
+    assert check.exit_code(warned) == 0  # a warning is not a failure
+    text = check.format_report(warned)
+    assert "  WARN  w  a gap" in text and "hint: close it" in text
+    assert text.endswith("all checks passed, 1 warning")
+    both = [*bad, warned[-1], Finding("v", "WARN", "another")]
+    assert check.format_report(both).endswith("1 problem found, 2 warnings, 1 check skipped")
+    assert '"ok": true' in check.findings_json(warned)
 
 
-def test_cli_check_needs_a_path(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["check"]) == 2
-    assert "--stack NAME or --ssm-path" in capsys.readouterr().err
-    assert cli.main(["check", "--ssm-path", "dodo"]) == 2
-    assert "must start with '/'" in capsys.readouterr().err
+# -- the optional Dodo API key: needed by which strategies, and a warning, not a failure ---------------
+
+NAME = f"SSM {PATH}/dodo-api-key"
 
 
-def test_cli_check_help(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        cli.main(["check", "--help"])
-    assert exc.value.code == 0
-    assert "accounts/region" in capsys.readouterr().out
+def config(identifier: str, contact_fields: str = "auto") -> MappingConfig:
+    return MappingConfig(identifier=IdentifierStrategy.parse(identifier), contact_fields=contact_fields)
+
+
+def test_which_deployments_need_the_key() -> None:
+    by_email = needs_dodo_api_key(config("email"))
+    assert by_email is not None and "waits on the retry queue" in by_email and "followed_by_payment" in by_email
+    by_app_id = needs_dodo_api_key(config("metadata:app_user_id"))
+    assert by_app_id is not None and "metadata key 'app_user_id'" in by_app_id
+    by_id = needs_dodo_api_key(config("customer_id"))
+    assert by_id is not None and "abandoned checkout" in by_id and "without an email" in by_id
+    assert needs_dodo_api_key(config("customer_id", "dodo")) == by_id
+    # The app owns the email: under customer_id nothing goes missing without the key.
+    assert needs_dodo_api_key(config("customer_id", "app")) is None
+    # Under metadata the app owns it by default, but the person must still be found.
+    assert needs_dodo_api_key(config("metadata:app_user_id", "app")) is not None
+
+
+def _not_found(stub: Stubber) -> None:
+    stub.add_client_error(
+        "get_parameter",
+        "ParameterNotFound",
+        "not found",
+        expected_params={"Name": f"{PATH}/dodo-api-key", "WithDecryption": True},
+    )
+
+
+@pytest.mark.parametrize("identifier", ["customer_id", "email", "metadata:app_user_id"])
+def test_a_missing_key_is_a_warning_with_the_command_to_store_it(ssm: tuple[Any, Stubber], identifier: str) -> None:
+    client, stub = ssm
+    _not_found(stub)
+    finding = check_dodo_api_key(client, PATH, identifier)
+    assert (finding.name, finding.status) == (NAME, "WARN")
+    assert finding.reason.startswith("not stored: under ")
+    assert f"aws ssm put-parameter --type SecureString --name {PATH}/dodo-api-key" in finding.hint
+    assert "DodoApiMode" in finding.hint
+    assert check.exit_code([finding]) == 0  # the bridge works without it
+
+
+def test_not_needed_when_the_app_owns_the_email_under_customer_id(ssm: tuple[Any, Stubber]) -> None:
+    client, stub = ssm
+    _not_found(stub)
+    finding = check_dodo_api_key(client, PATH, "customer_id", "app")
+    assert finding.status == "ok" and "not needed" in finding.reason
+
+
+@pytest.mark.parametrize(
+    ("kind", "identifier", "status", "says"),
+    [
+        ("SecureString", "email", "ok", "looked up in Dodo's API"),
+        ("String", "customer_id", "FAIL", "SecureString"),  # plaintext fails like every other parameter
+    ],
+)
+def test_a_stored_key_is_judged_by_its_type_and_never_shown(
+    ssm: tuple[Any, Stubber], kind: str, identifier: str, status: str, says: str
+) -> None:
+    client, stub = ssm
+    stub.add_response("get_parameter", _parameter("dodo-api-key", "dodo-k3y", kind))
+    finding = check_dodo_api_key(client, PATH, identifier)
+    assert finding.status == status and says in finding.reason + finding.hint
+    assert "dodo-k3y" not in check.findings_json([finding])
+
+
+# -- a Pipelines deployment: every answer a host might give, including ones the sandbox never gives ----
+
+CDP_US, CDP_EU = PIPELINES_HOSTS["us"], PIPELINES_HOSTS["eu"]
+KEY = "pipelines-key-for-unit-tests"
+
+
+class PipelinesProbe:
+    """Answers by (base URL, whether the key is the made-up control key); records each call."""
+
+    def __init__(self, answers: dict[tuple[str, bool], PipelinesAnswer]) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, base_url: str, api_key: str, **kwargs: Any) -> PipelinesAnswer:
+        self.calls.append((base_url, "control" if api_key == CONTROL_KEY else api_key))
+        return self.answers.get((base_url, api_key == CONTROL_KEY), PipelinesAnswer(None, error="unreachable"))
+
+
+def _checks_with(answers: dict[tuple[str, bool], PipelinesAnswer], **kwargs: Any) -> tuple[Any, PipelinesProbe]:
+    probe = PipelinesProbe(answers)
+    region = kwargs.pop("region", "us")
+    url = kwargs.pop("url", None)
+    return check_pipelines.check_pipelines(region, url, KEY, probe=probe, **kwargs), probe
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_a_key_past_authentication_is_ok_once_a_made_up_key_is_refused(status: int) -> None:
+    finding, probe = _checks_with({(CDP_US, False): PipelinesAnswer(status), (CDP_US, True): PipelinesAnswer(401)})
+    assert finding.status == "ok", finding
+    assert f"accepted by {CDP_US}" in finding.reason and "it carried no data" in finding.reason
+    assert ("(400)" in finding.reason) is (status == 400)
+    assert probe.calls == [(CDP_US, KEY), (CDP_US, "control")]
+    assert KEY not in finding.reason + finding.hint
+
+
+@pytest.mark.parametrize("control", [PipelinesAnswer(200), PipelinesAnswer(400), PipelinesAnswer(None, error="gone")])
+def test_a_host_that_lets_a_made_up_key_through_proves_nothing(control: PipelinesAnswer) -> None:
+    finding, _ = _checks_with({(CDP_US, False): PipelinesAnswer(400), (CDP_US, True): control}, url=CDP_US)
+    assert finding.status == "FAIL" and "cannot tell whether the key is right" in finding.reason
+    assert "CustomerioPipelinesUrl" in finding.hint
+
+
+def test_a_rejected_key_says_where_to_find_the_right_one() -> None:
+    rejected = {(url, control): PipelinesAnswer(401) for url in (CDP_US, CDP_EU) for control in (False, True)}
+    finding, probe = _checks_with(rejected)
+    assert finding.status == "FAIL" and finding.reason == "Customer.io rejected the Pipelines API key (HTTP 401)"
+    assert "customerio-pipelines-api-key" in finding.hint and "Data Pipelines" in finding.hint
+    assert probe.calls == [(CDP_US, KEY), (CDP_EU, KEY)]  # the other region asked too: not there either
+
+
+def test_a_source_in_the_other_region_names_the_setting_to_change() -> None:
+    answers = {
+        (CDP_US, False): PipelinesAnswer(401),
+        (CDP_EU, False): PipelinesAnswer(200),
+        (CDP_EU, True): PipelinesAnswer(401),
+    }
+    finding, probe = _checks_with(answers)
+    assert finding.status == "FAIL"
+    assert finding.reason == "your Pipelines source is in eu; set CustomerioRegion=eu"
+    assert probe.calls == [(CDP_US, KEY), (CDP_EU, KEY), (CDP_EU, "control")]
+
+
+def test_an_override_has_no_other_region_to_ask() -> None:
+    proxy = "http://proxy.internal/v1"
+    finding, probe = _checks_with({(proxy, False): PipelinesAnswer(403)}, url=proxy)
+    assert finding.status == "FAIL" and "HTTP 403" in finding.reason
+    assert probe.calls == [(proxy, KEY)]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason", "hint"),
+    [
+        (PipelinesAnswer(None, error="cannot reach x: ConnectionError"), "cannot reach x", "network"),
+        (PipelinesAnswer(503, error="busy"), "answered HTTP 503: busy", "try again"),
+        (PipelinesAnswer(429), "answered HTTP 429", "try again"),
+        (PipelinesAnswer(404, error="no route"), "/batch answered HTTP 404: no route", "CustomerioPipelinesUrl"),
+        (PipelinesAnswer(308, location=f"{CDP_EU}/batch"), f"redirects to {CDP_EU}/batch", "CustomerioRegion"),
+    ],
+)
+def test_other_pipelines_answers_fail_with_the_reason(answer: PipelinesAnswer, reason: str, hint: str) -> None:
+    finding, probe = _checks_with({(CDP_US, False): answer})
+    assert finding.status == "FAIL" and reason in finding.reason and hint in finding.hint
+    assert probe.calls == [(CDP_US, KEY)]  # no control request when the key itself was not past authentication
+
+
+def test_no_key_skips_and_bad_settings_fail_before_any_request() -> None:
+    probe = PipelinesProbe({})
+    assert check_pipelines.check_pipelines("us", None, None, probe=probe).status == "skip"
+    region = check_pipelines.check_pipelines("mars", None, KEY, probe=probe)
+    assert region.status == "FAIL" and "'us' or 'eu'" in region.reason
+    url = check_pipelines.check_pipelines("us", "https://cdp.customer.io/v2", KEY, probe=probe)
+    assert url.status == "FAIL" and "ending in /v1" in url.reason
+    assert probe.calls == []
+
+
+# -- the probe itself -------------------------------------------------------------------------------
+
+
+def test_the_probe_is_an_empty_strict_mode_batch_with_the_key_as_the_user() -> None:
+    session = FakeSession(FakeResponse(200))
+    answer = check_pipelines.probe_pipelines(CDP_US + "/", KEY, session=session)  # type: ignore[arg-type]
+    assert answer == PipelinesAnswer(200)
+    ((url, kwargs),) = session.calls
+    assert url == f"{CDP_US}/batch"
+    assert json.loads(kwargs["data"]) == {"batch": []}  # no call in it: nothing to create
+    headers = kwargs["headers"]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
+    assert headers["X-Strict-Mode"] == "1"
+    assert kwargs["allow_redirects"] is False
+
+
+def test_the_probe_reports_redirects_bodies_and_transport_failures() -> None:
+    import requests
+
+    session = FakeSession(
+        FakeResponse(301, headers={"Location": f"{CDP_EU}/batch"}),
+        FakeResponse(400, '{"meta":{"errors":["batch is empty"]}}\n'),
+        requests.ConnectionError("refused"),
+        requests.Timeout("slow"),
+    )
+    probe: Any = check_pipelines.probe_pipelines
+    assert probe(CDP_US, KEY, session=session).location == f"{CDP_EU}/batch"
+    assert probe(CDP_US, KEY, session=session) == PipelinesAnswer(400, error='{"meta":{"errors":["batch is empty"]}}')
+    assert "cannot reach" in probe(CDP_US, KEY, session=session).error
+    assert "no answer" in probe(CDP_US, KEY, session=session, timeout=2).error
+
+
+# -- the whole run, and where the API comes from ----------------------------------------------------
+
+
+def test_a_pipelines_run_reads_and_verifies_the_pipelines_key_only(ssm: tuple[Any, Stubber]) -> None:
+    client, stub = ssm
+    for name, value in (("webhook-secret", SECRET), ("customerio-pipelines-api-key", KEY)):
+        stub.add_response("get_parameter", _parameter(name, value), {"Name": f"{PATH}/{name}", "WithDecryption": True})
+    stub.add_client_error("get_parameter", "ParameterNotFound", "not found")  # the optional dodo-api-key
+    session = FakeSession(FakeResponse(200), FakeResponse(401))  # the key, then the made-up key
+    findings = check.run_checks(
+        ssm=client,
+        ssm_path=PATH,
+        region="eu",
+        track_url=None,
+        api="pipelines",
+        session=session,  # type: ignore[arg-type]
+    )
+    assert [(f.name, f.status) for f in findings] == [
+        (f"SSM {PATH}/webhook-secret", "ok"),
+        (f"SSM {PATH}/customerio-pipelines-api-key", "ok"),
+        ("webhook secret", "ok"),
+        ("Customer.io Pipelines key", "ok"),
+        (f"SSM {PATH}/dodo-api-key", "WARN"),  # customer_id: abandoned checkouts of new customers (check_dodo_api)
+    ]  # and the stub would have refused a read of the Track site id or key
+    assert [url for url, _ in session.calls] == [f"{CDP_EU}/batch", f"{CDP_EU}/batch"]
+    assert KEY not in check.findings_json(findings)
+
+
+def test_choose_api_takes_the_flag_then_the_stack_then_the_environment() -> None:
+    stack = {"CustomerioApi": "pipelines"}
+    assert api_choice.choose_api("track", stack, stack=True, env={}) == "track"
+    assert api_choice.choose_api(None, stack, stack=True, env={"CUSTOMERIO_API": "track"}) == "pipelines"
+    # A stack deployed before the parameter existed delivers with Track, whatever the shell says.
+    assert api_choice.choose_api(None, {}, stack=True, env={"CUSTOMERIO_API": "pipelines"}) == "track"
+    assert api_choice.choose_api(None, {}, stack=False, env={"CUSTOMERIO_API": " Pipelines "}) == "pipelines"
+    assert api_choice.choose_api(None, {}, stack=False, env={}) == "track"
+    with pytest.raises(ValueError, match=r"\$CUSTOMERIO_API must be track or pipelines, not 'cdp'"):
+        api_choice.choose_api(None, {}, stack=False, env={"CUSTOMERIO_API": "cdp"})
+    with pytest.raises(ValueError, match="the stack's CustomerioApi"):
+        api_choice.choose_api(None, {"CustomerioApi": "v2"}, stack=True)

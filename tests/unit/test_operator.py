@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 from botocore.stub import Stubber
 
 from dodo_cio.delivery.parking import LastError, ParkedDelivery
@@ -19,7 +20,6 @@ from dodo_cio_cli import operator
 from dodo_cio_cli.aws_calls import OperatorError
 from dodo_cio_cli.operator import DeadLetter
 
-REGION = "us-east-1"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry-dlq"
 RETRY_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -31,54 +31,53 @@ NOW = 1_792_100_000
 # -- start_redrive ---------------------------------------------------------------------------------
 
 
-def test_start_redrive_sends_source_destination_and_rate(sqs: tuple[Any, Stubber]) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "request_fields"),
+    [
+        pytest.param({"destination_arn": RETRY_ARN, "rate": 25}, {"DestinationArn": RETRY_ARN}, id="rate-25"),
+        pytest.param({"destination_arn": RETRY_ARN, "rate": 1}, {"DestinationArn": RETRY_ARN}, id="lowest-rate"),
+        pytest.param({"destination_arn": RETRY_ARN, "rate": 500}, {"DestinationArn": RETRY_ARN}, id="highest-rate"),
+        pytest.param({}, {}, id="what-was-not-given-is-left-out"),
+    ],
+)
+def test_start_redrive_sends_source_destination_and_rate(
+    sqs: tuple[Any, Stubber], kwargs: dict[str, Any], request_fields: dict[str, Any]
+) -> None:
     client, stubber = sqs
+    if "rate" in kwargs:
+        request_fields = {**request_fields, "MaxNumberOfMessagesPerSecond": kwargs["rate"]}
     stubber.add_response(
-        "start_message_move_task",
-        {"TaskHandle": "handle-1"},
-        {"SourceArn": DLQ_ARN, "DestinationArn": RETRY_ARN, "MaxNumberOfMessagesPerSecond": 25},
+        "start_message_move_task", {"TaskHandle": "handle-1"}, {"SourceArn": DLQ_ARN, **request_fields}
     )
-    assert operator.start_redrive(client, DLQ_ARN, destination_arn=RETRY_ARN, rate=25) == "handle-1"
-
-
-def test_start_redrive_leaves_out_what_was_not_given(sqs: tuple[Any, Stubber]) -> None:
-    client, stubber = sqs
-    stubber.add_response("start_message_move_task", {"TaskHandle": "handle-2"}, {"SourceArn": DLQ_ARN})
-    assert operator.start_redrive(client, DLQ_ARN) == "handle-2"
-
-
-@pytest.mark.parametrize("rate", [1, 500])
-def test_rate_bounds_are_accepted(sqs: tuple[Any, Stubber], rate: int) -> None:
-    client, stubber = sqs
-    stubber.add_response(
-        "start_message_move_task",
-        {"TaskHandle": "h"},
-        {"SourceArn": DLQ_ARN, "DestinationArn": RETRY_ARN, "MaxNumberOfMessagesPerSecond": rate},
-    )
-    operator.start_redrive(client, DLQ_ARN, destination_arn=RETRY_ARN, rate=rate)
-
-
-@pytest.mark.parametrize("rate", [0, -5, 501, 10_000, 2.5, True, "10"])
-def test_bad_rates_fail_before_any_call(sqs: tuple[Any, Stubber], rate: Any) -> None:
-    client, _ = sqs  # no response queued: any API call would fail the test
-    with pytest.raises(OperatorError, match=r"--rate must be a whole number .* from 1 to 500"):
-        operator.start_redrive(client, DLQ_ARN, destination_arn=RETRY_ARN, rate=rate)
+    assert operator.start_redrive(client, DLQ_ARN, **kwargs) == "handle-1"
 
 
 @pytest.mark.parametrize(
-    ("source", "destination"),
-    [(DLQ_URL, RETRY_ARN), (DLQ_ARN, "https://sqs.us-east-1.amazonaws.com/1/bridge-retry")],
+    ("source", "destination", "rate", "message"),
+    [
+        *[
+            pytest.param(
+                DLQ_ARN, RETRY_ARN, rate, r"--rate must be a whole number .* from 1 to 500", id=f"rate-{rate!r}"
+            )
+            for rate in (0, -5, 501, 10_000, 2.5, True, "10")
+        ],
+        pytest.param(DLQ_URL, RETRY_ARN, None, "must be a queue ARN", id="source-url"),
+        pytest.param(
+            DLQ_ARN,
+            "https://sqs.us-east-1.amazonaws.com/1/bridge-retry",
+            None,
+            "must be a queue ARN",
+            id="destination-url",
+        ),
+        pytest.param(DLQ_ARN, DLQ_ARN, None, "retry queue", id="into-the-dlq-itself"),
+    ],
 )
-def test_urls_where_arns_belong_are_explained(sqs: tuple[Any, Stubber], source: str, destination: str) -> None:
-    client, _ = sqs
-    with pytest.raises(OperatorError, match="must be a queue ARN"):
-        operator.start_redrive(client, source, destination_arn=destination)
-
-
-def test_redrive_into_the_dlq_itself_is_refused(sqs: tuple[Any, Stubber]) -> None:
-    client, _ = sqs
-    with pytest.raises(OperatorError, match="retry queue"):
-        operator.start_redrive(client, DLQ_ARN, destination_arn=DLQ_ARN)
+def test_bad_requests_fail_before_any_call(
+    sqs: tuple[Any, Stubber], source: str, destination: str, rate: Any, message: str
+) -> None:
+    client, _ = sqs  # no response queued: any API call would fail the test
+    with pytest.raises(OperatorError, match=message):
+        operator.start_redrive(client, source, destination_arn=destination, rate=rate)
 
 
 @pytest.mark.parametrize(
@@ -145,7 +144,7 @@ FAILED = {
 }
 
 
-def test_redrive_status_lists_tasks(sqs: tuple[Any, Stubber]) -> None:
+def test_redrive_status_lists_tasks_or_none(sqs: tuple[Any, Stubber]) -> None:
     client, stubber = sqs
     stubber.add_response(
         "list_message_move_tasks", {"Results": [RUNNING, FAILED]}, {"SourceArn": DLQ_ARN, "MaxResults": 10}
@@ -173,10 +172,6 @@ def test_redrive_status_lists_tasks(sqs: tuple[Any, Stubber]) -> None:
     assert "handle handle-1" in first
     assert "to the original queues" in second and "failed: CouldNotDetermineMessageSource" in second
     assert json.dumps(tasks)  # plain data, ready for --json
-
-
-def test_redrive_status_without_tasks(sqs: tuple[Any, Stubber]) -> None:
-    client, stubber = sqs
     stubber.add_response("list_message_move_tasks", {"Results": []}, {"SourceArn": DLQ_ARN, "MaxResults": 10})
     assert operator.redrive_status(client, DLQ_ARN) == []
     assert "no redrive" in operator.format_redrive_status([])
@@ -431,7 +426,7 @@ def test_json_is_a_list_of_every_field() -> None:
     assert doc == [LETTER]  # the field names and values the letter was built from, no more
 
 
-# -- replay (the HTTP round trip is in tests/integration/test_operator_moto.py) --------------------
+# -- replay (the HTTP round trip is in tests/integration/test_cli_send.py) ------------------------
 
 
 class _Response:
@@ -487,51 +482,27 @@ def test_a_stored_answer_is_said_to_be_one(capsys: pytest.CaptureFixture[str]) -
     assert not fresh.replayed
 
 
-def test_replay_without_a_webhook_id_uses_a_fresh_one() -> None:
-    session = _Session()
-    operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=session)
-    assert session.calls[0]["headers"]["webhook-id"].startswith("msg_")
-
-
 @pytest.mark.parametrize(
-    ("kwargs", "message"),
+    ("kwargs", "error", "message"),
     [
-        ({"url": "127.0.0.1:3000/webhooks/dodo", "secret": SECRET}, "http"),
-        ({"url": "http://127.0.0.1/", "secret": "whsec_not*base64"}, "webhook secret: webhook secret #1"),
-        ({"url": "http://127.0.0.1/", "secret": " "}, "no webhook secret"),
+        ({"url": "127.0.0.1:3000/webhooks/dodo"}, None, "http"),
+        ({"secret": "whsec_not*base64"}, None, "webhook secret: webhook secret #1"),
+        ({"secret": " "}, None, "no webhook secret"),
+        ({}, requests.ConnectionError("no"), "cannot reach"),
+        ({"timeout": 2}, requests.ReadTimeout("slow"), r"no answer from .* within 2 s"),
     ],
 )
-def test_replay_usage_errors(kwargs: dict[str, Any], message: str) -> None:
-    session = _Session()
+def test_replay_errors_are_operator_errors(kwargs: dict[str, Any], error: Exception | None, message: str) -> None:
+    session = _Session(error)
     with pytest.raises(OperatorError, match=message):
-        operator.replay(b"{}", session=session, **kwargs)
-    assert session.calls == []
-
-
-def test_replay_connection_errors_become_operator_errors() -> None:
-    import requests
-
-    with pytest.raises(OperatorError, match="cannot reach"):
-        operator.replay(
-            b"{}",
-            url="http://127.0.0.1:9/",
-            secret=SECRET,
-            session=_Session(requests.ConnectionError("no")),
-        )
-    with pytest.raises(OperatorError, match=r"no answer from .* within 2 s"):
-        operator.replay(
-            b"{}",
-            url="http://127.0.0.1:9/",
-            secret=SECRET,
-            timeout=2,
-            session=_Session(requests.ReadTimeout("slow")),
-        )
+        operator.replay(b"{}", session=session, **{"url": "http://127.0.0.1:9/", "secret": SECRET, **kwargs})
+    assert len(session.calls) == (0 if error is None else 1)  # a usage error sends nothing
 
 
 # -- SSM ---------------------------------------------------------------------------------------------
 
 
-def test_read_secret_from_ssm(ssm: tuple[Any, Stubber]) -> None:
+def test_read_secret_from_ssm_and_errors_name_the_parameter_not_the_value(ssm: tuple[Any, Stubber]) -> None:
     client, stubber = ssm
     stubber.add_response(
         "get_parameter",
@@ -539,10 +510,6 @@ def test_read_secret_from_ssm(ssm: tuple[Any, Stubber]) -> None:
         {"Name": "/dodo-customerio/webhook-secret", "WithDecryption": True},
     )
     assert operator.read_secret_from_ssm(client, "/dodo-customerio/") == SECRET
-
-
-def test_ssm_errors_name_the_parameter_not_the_value(ssm: tuple[Any, Stubber]) -> None:
-    client, stubber = ssm
     stubber.add_client_error("get_parameter", "ParameterNotFound", "")
     with pytest.raises(OperatorError, match="/dodo-customerio/webhook-secret not found"):
         operator.read_secret_from_ssm(client, "/dodo-customerio")
@@ -573,41 +540,46 @@ STACK = {
 }
 
 
-def test_resolve_stack_outputs(cfn: tuple[Any, Stubber]) -> None:
+def test_resolve_stack_outputs_and_parameters(cfn: tuple[Any, Stubber]) -> None:
     client, stubber = cfn
-    stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
+    for _ in range(2):
+        stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
     outputs = operator.resolve_stack_outputs(client, "bridge", required=("DeadLetterQueueArn", "RetryQueueArn"))
     assert outputs == {
         "DeadLetterQueueUrl": DLQ_URL,
         "DeadLetterQueueArn": DLQ_ARN,
         "RetryQueueArn": RETRY_ARN,
     }
-
-
-def test_a_missing_output_is_named(cfn: tuple[Any, Stubber]) -> None:
-    client, stubber = cfn
-    stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
-    with pytest.raises(OperatorError, match=r"stack 'bridge' \(UPDATE_COMPLETE\) has no output RetryQueueUrl"):
-        operator.resolve_stack_outputs(client, "bridge", required=("RetryQueueUrl", "DeadLetterQueueArn"))
-
-
-def test_a_missing_stack_is_named_with_its_region(cfn: tuple[Any, Stubber]) -> None:
-    client, stubber = cfn
-    stubber.add_client_error("describe_stacks", "ValidationError", "Stack with id nope does not exist")
-    with pytest.raises(OperatorError, match="stack 'nope' not found in us-east-1"):
-        operator.resolve_stack_outputs(client, "nope")
-
-
-def test_resolve_stack_parameters(cfn: tuple[Any, Stubber]) -> None:
-    client, stubber = cfn
-    stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
     assert operator.resolve_stack_parameters(client, "bridge", required=("SsmParameterPath",)) == {
         "SsmParameterPath": "/dodo-customerio"
     }
 
 
-def test_unexpected_aws_errors_are_one_line(cfn: tuple[Any, Stubber]) -> None:
+@pytest.mark.parametrize(
+    ("error", "stack", "message"),
+    [
+        pytest.param(None, "bridge", r"stack 'bridge' \(UPDATE_COMPLETE\) has no output RetryQueueUrl", id="no-output"),
+        pytest.param(
+            ("ValidationError", "Stack with id nope does not exist"),
+            "nope",
+            "stack 'nope' not found in us-east-1",
+            id="no-stack-names-the-region",
+        ),
+        pytest.param(
+            ("ExpiredToken", "The security token included in the request is expired"),
+            "bridge",
+            "refresh them",
+            id="unexpected-aws-error-is-one-line",
+        ),
+    ],
+)
+def test_stack_errors_are_named(
+    cfn: tuple[Any, Stubber], error: tuple[str, str] | None, stack: str, message: str
+) -> None:
     client, stubber = cfn
-    stubber.add_client_error("describe_stacks", "ExpiredToken", "The security token included in the request is expired")
-    with pytest.raises(OperatorError, match="refresh them"):
-        operator.resolve_stack_outputs(client, "bridge")
+    if error is None:
+        stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": stack})
+    else:
+        stubber.add_client_error("describe_stacks", *error)
+    with pytest.raises(OperatorError, match=message):
+        operator.resolve_stack_outputs(client, stack, required=("RetryQueueUrl", "DeadLetterQueueArn"))
