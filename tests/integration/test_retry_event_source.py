@@ -1,5 +1,7 @@
 """The retry path end to end: moto's queues (as template.yaml defines them), the real retry handler
 fed by the local SQS event source (Lambda's poller, which moto does not run), and the Track sandbox.
+What each Customer.io answer makes of a message (207, 400, 401, horizons, unreadable bodies) is
+decided in tests/unit/test_retry_processor.py; here only what needs real queues and real polls.
 
 Time: SQS visibility is whole seconds, so the handler runs on a fast BackoffPolicy (1-3 s waits,
 the real 36 h / 7 d horizons) and an injected clock; "time passing" for a waiting message is
@@ -40,7 +42,6 @@ pytestmark = pytest.mark.network
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYMENT = ROOT / "events" / "dodo" / "payment.succeeded.json"
-HOUR = 3600
 # Whole-second waits (SQS's minimum is 1 s); horizons stay the production ones.
 FAST = BackoffPolicy(base=1, cap=3)
 
@@ -272,73 +273,6 @@ def test_parked_webhooks_reach_customerio_in_one_batch_request(retry: Retry) -> 
     assert retry.dead_letters() == []
 
 
-def test_a_207_dead_letters_the_named_message_and_delivers_the_others(retry: Retry) -> None:
-    for tag in "abc":
-        retry.park(parked(tag))
-    errors = [{"batch_index": 1, "reason": "invalid", "field": "name", "message": "scripted rejection"}]
-    retry.sandbox.script(ScriptedResponse(207, body={"errors": errors}))
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted, result.failed) == (3, 3, ())
-    (dead,) = retry.dead_letters()
-    doc = json.loads(dead["Body"])
-    assert doc["webhook_id"] == "msg_b"
-    assert doc["last_error"]["kind"] == "permanent" and doc["last_error"]["permanent"] is True
-    assert doc["last_error"]["reason"].startswith("HTTP 207") and "scripted rejection" in doc["last_error"]["reason"]
-    assert doc["attempts"] == 2  # the ingest attempt plus this one
-    assert dead["MessageAttributes"]["error_kind"]["StringValue"] == "permanent"
-    assert retry.accepted_event_ids() == Counter({op("a")["id"]: 1, op("c")["id"]: 1})
-    assert retry.counts() == (0, 0)
-
-
-def test_a_400_dead_letters_at_once(retry: Retry) -> None:
-    retry.park(parked("bad"))
-    retry.sandbox.script(400)
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted, result.failed) == (1, 1, ())
-    (dead,) = retry.dead_letters()
-    last_error = json.loads(dead["Body"])["last_error"]
-    assert (last_error["kind"], last_error["status"]) == ("permanent", 400)
-    assert retry.counts() == (0, 0)
-
-
-def test_a_401_keeps_the_message_waiting_the_full_cap(retry: Retry) -> None:
-    retry.park(parked("key"))
-    retry.sandbox.script(401)
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted, len(result.failed)) == (1, 0, 1)
-    assert retry.counts() == (0, 1)
-    time.sleep(1.3)  # longer than a transient wait (1 s here): a configuration error waits the cap (3 s)
-    assert retry.counts() == (0, 1)
-    assert retry.dead_letters() == []
-    retry.time_passes(result)  # the key was fixed; the next attempt goes through
-    assert retry.poll().deleted == 1
-    assert retry.accepted_event_ids() == Counter({op("key")["id"]: 1})
-
-
-def test_a_503_is_delivered_on_the_next_poll(retry: Retry) -> None:
-    retry.park(parked("flaky"))
-    retry.sandbox.script(503, 200)
-
-    first = retry.poll()
-    assert (first.received, first.deleted, len(first.failed)) == (1, 0, 1)
-    assert retry.poll().received == 0  # waiting out its delay
-    retry.time_passes(first)
-    second = retry.poll()
-
-    assert (second.received, second.deleted, second.failed) == (1, 1, ())
-    assert second.event is not None
-    assert second.event["Records"][0]["attributes"]["ApproximateReceiveCount"] == "2"
-    assert [r.status for r in retry.sandbox.requests] == [503, 200]
-    assert retry.accepted_event_ids() == Counter({op("flaky")["id"]: 1})
-    assert retry.counts() == (0, 0)
-
-
 def test_a_429_retry_after_keeps_the_message_invisible_that_long(retry: Retry) -> None:
     retry.park(parked("busy"))
     retry.sandbox.script(ScriptedResponse(429, headers={"Retry-After": "2"}))
@@ -373,38 +307,6 @@ def test_an_outage_longer_than_an_hour_ends_with_everything_delivered(retry: Ret
     assert [r.status for r in retry.sandbox.requests] == [503] * polls_down + [200]
     assert retry.dead_letters() == []
     assert retry.counts() == (0, 0)
-
-
-def test_an_outage_past_the_horizon_dead_letters_with_the_reason(retry: Retry) -> None:
-    retry.park(parked("late", first_seen=retry.clock(), attempts=1))
-    retry.clock.advance(36 * HOUR + 60)
-    retry.sandbox.script(503)
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted, result.failed) == (1, 1, ())
-    (dead,) = retry.dead_letters()
-    doc = json.loads(dead["Body"])
-    assert doc["last_error"]["reason"].startswith("gave up after 36.0 h: HTTP 503")
-    assert doc["last_error"]["kind"] == "transient"
-    assert doc["last_error"]["at"] == int(retry.clock())
-    assert doc["attempts"] == 2
-    assert dead["MessageAttributes"]["error_kind"]["StringValue"] == "transient"
-    assert retry.counts() == (0, 0)
-
-
-def test_an_unreadable_body_is_dead_lettered_untouched(retry: Retry) -> None:
-    retry.sqs.send_message(QueueUrl=retry.bridge.queue_url, MessageBody="{not a parked delivery")
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted) == (1, 1)
-    (dead,) = retry.dead_letters()
-    assert dead["Body"] == "{not a parked delivery"
-    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
-    assert attributes["error_kind"] == "unreadable"
-    assert attributes["reason"].startswith("unreadable parked message")
-    assert retry.sandbox.requests == []
 
 
 def test_the_redrive_policy_catches_a_handler_that_always_crashes(retry: Retry) -> None:
