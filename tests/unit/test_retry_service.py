@@ -14,7 +14,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-import requests
 from requests.structures import CaseInsensitiveDict
 
 from dodo_cio.configuration.settings import Secrets, Settings
@@ -250,71 +249,31 @@ def test_one_request_delivers_the_whole_batch() -> None:
     assert h.sqs.sent == [] and h.sqs.visibility == []
 
 
-def test_a_207_dead_letters_the_named_op_and_delivers_the_rest() -> None:
-    body = json.dumps({"errors": [{"batch_index": 2, "reason": "invalid", "field": "name"}]}).encode()
-    h = Harness(FakeSession(scripted=[FakeResponse(207, body)]))
-    records = [lambda_record("a", parked("a")), lambda_record("b", parked("b", 2), receive_count=3)]
-    outcomes = h.service.handle(records)
-    assert [o.verdict for o in outcomes] == ["delivered", "dead_letter"]
-    assert h.metrics.totals() == {"RetryRequests": 1, "RetryDelivered": 1, "DeadLettered": 1}
-    (message,) = h.sqs.sent_to(DLQ_URL)
-    dead = ParkedDelivery.from_json(message["MessageBody"])
-    assert [o["id"] for o in dead.ops] == ["op_b1"]
-    assert dead.last_error.kind == "permanent"
-    assert "invalid" in dead.last_error.reason and "name" in dead.last_error.reason
-    assert dead.attempts == 1 + 3
-
-
 def test_mixed_fates_count_every_request_and_verdict() -> None:
-    # One op per request: the 3-message batch is split by 413s into 5 requests.
-    session = FakeSession({"op_b0": 503, "op_c0": 400}, max_ops=1)
+    # One op per request: the 4-message batch (d has 2 ops) is split by 413s into 9 requests.
+    session = FakeSession({"op_b0": 503, "op_c0": 400, "op_d1": 503}, max_ops=1)
     h = Harness(session, rng=0.5)
-    records = [lambda_record(t, parked(t)) for t in "abc"]
+    records = [lambda_record(t, parked(t, 2 if t == "d" else 1)) for t in "abcd"]
     outcomes = h.service.handle(records)
-    assert [o.verdict for o in outcomes] == ["delivered", "retry", "dead_letter"]
-    assert [len(ops) for _, ops, _ in session.requests] == [3, 1, 2, 1, 1]
+    assert [o.verdict for o in outcomes] == ["delivered", "retry", "dead_letter", "repark"]
+    assert [len(ops) for _, ops, _ in session.requests] == [5, 2, 1, 1, 3, 1, 2, 1, 1]
     assert h.metrics.totals() == {
-        "RetryRequests": 5,
+        "RetryRequests": 9,
         "RetryDelivered": 1,
         "RetryScheduled": 1,
         "DeadLettered": 1,
+        "RetryReparked": 1,
     }
-    assert h.limiter.acquired == 5
+    assert h.limiter.acquired == 9
     assert h.delay_for("rh-b") == 30  # attempt 1 + 1 = 2: ceiling 60, rng 0.5
-    warned = [kw["extra"] for level, _, kw in h.logger.lines if level == "warning"]
-    assert {(w["message_id"], w["verdict"]) for w in warned} == {("id-b", "retry"), ("id-c", "dead_letter")}
-
-
-def test_a_partial_delivery_is_counted_as_reparked() -> None:
-    session = FakeSession({"op_a1": 503}, max_ops=1)
-    h = Harness(session)
-    outcomes = h.service.handle([lambda_record("a", parked("a", 2))])
-    assert outcomes[0].verdict == "repark"
-    assert h.metrics.totals() == {"RetryRequests": 3, "RetryReparked": 1}
     (message,) = h.sqs.sent_to(RETRY_URL)
-    assert [o["id"] for o in ParkedDelivery.from_json(message["MessageBody"]).ops] == ["op_a1"]
-
-
-def test_a_429_with_retry_after_sets_at_least_that_delay() -> None:
-    h = Harness(FakeSession(scripted=[FakeResponse(429, b"slow down", {"retry-after": "120"})]), rng=0.0)
-    outcomes = h.service.handle([lambda_record("a", parked("a")), lambda_record("b", parked("b"))])
-    assert [o.verdict for o in outcomes] == ["retry", "retry"]
-    assert h.delay_for("rh-a") == h.delay_for("rh-b") == 120
-
-
-def test_a_timeout_is_retried() -> None:
-    h = Harness(FakeSession(scripted=[requests.ReadTimeout("read timed out")]), rng=0.5)
-    outcomes = h.service.handle([lambda_record("a", parked("a", attempts=3), receive_count=2)])
-    assert outcomes[0].verdict == "retry"
-    assert outcomes[0].reason.startswith("timeout")
-    assert h.delay_for("rh-a") == 240  # attempt 5: ceiling 480
-
-
-def test_401_retries_every_message_with_the_cap() -> None:
-    h = Harness(FakeSession(scripted=[FakeResponse(401, b"unauthorized")]), rng=0.0)
-    outcomes = h.service.handle([lambda_record("a", parked("a")), lambda_record("b", parked("b"))])
-    assert [o.verdict for o in outcomes] == ["retry", "retry"]
-    assert [h.delay_for("rh-a"), h.delay_for("rh-b")] == [CAP, CAP]
+    assert [o["id"] for o in ParkedDelivery.from_json(message["MessageBody"]).ops] == ["op_d1"]
+    warned = [kw["extra"] for level, _, kw in h.logger.lines if level == "warning"]
+    assert {(w["message_id"], w["verdict"]) for w in warned} == {
+        ("id-b", "retry"),
+        ("id-c", "dead_letter"),
+        ("id-d", "repark"),
+    }
 
 
 @pytest.mark.parametrize(
@@ -419,19 +378,29 @@ def test_handler_reports_only_the_retried_message(retry_app: ModuleType, capsys:
     }
 
 
-def test_handler_all_failed_batch_does_not_raise(retry_app: ModuleType) -> None:
-    install(retry_app, FakeSession(scripted=[FakeResponse(503, b"down")]))
-    event = {"Records": [lambda_record(t, parked(t)) for t in "abc"]}
+@pytest.mark.parametrize(
+    ("session", "dlq_down", "records", "failed"),
+    [
+        pytest.param(FakeSession(scripted=[FakeResponse(503, b"down")]), False, "abc", "abc", id="all-failed-no-raise"),
+        pytest.param(FakeSession(), False, "ab", "", id="all-delivered"),
+        # An unreadable body the DLQ did not take must stay on the queue: named, in its place.
+        pytest.param(FakeSession({"op_c0": 503}, max_ops=1), True, "a-c", ["bad", "c"], id="unreadable-dlq-down"),
+        pytest.param(FakeSession(), False, "-a", "", id="unreadable-dead-lettered"),
+        pytest.param(FakeSession(), False, "", "", id="no-records"),
+    ],
+)
+def test_handler_names_exactly_the_messages_that_must_stay(
+    retry_app: ModuleType, session: FakeSession, dlq_down: bool, records: str, failed: Sequence[str]
+) -> None:
+    h = install(retry_app, session)
+    if dlq_down:
+        h.sqs.failing_queues.add(DLQ_URL)
+    event = {"Records": [lambda_record("bad", "{") if t == "-" else lambda_record(t, parked(t)) for t in records]}
     response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
-    assert response == {"batchItemFailures": [{"itemIdentifier": f"id-{t}"} for t in "abc"]}
-
-
-def test_handler_all_delivered_reports_no_failures(retry_app: ModuleType) -> None:
-    h = install(retry_app, FakeSession())
-    event = {"Records": [lambda_record(t, parked(t)) for t in "ab"]}
-    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
-    assert response == {"batchItemFailures": []}
-    assert len(h.session.requests) == 1
+    assert response == {"batchItemFailures": [{"itemIdentifier": f"id-{t}"} for t in failed]}
+    if not records:
+        assert retry_app.lambda_handler({}, FakeLambdaContext(function_name="x")) == response
+        assert h.session.requests == []
 
 
 def test_handler_builds_its_service_from_the_environment(
@@ -446,24 +415,6 @@ def test_handler_builds_its_service_from_the_environment(
     assert service.settings.track_url == TRACK
 
 
-def test_handler_reports_an_unreadable_message_it_could_not_dead_letter(retry_app: ModuleType) -> None:
-    # Unreadable bodies are dead-lettered untouched; if the DLQ does not answer, the message must
-    # stay on the queue, so it is named, in its place among the others.
-    h = install(retry_app, FakeSession({"op_c0": 503}, max_ops=1))
-    h.sqs.failing_queues.add(DLQ_URL)
-    event = {"Records": [lambda_record("a", parked("a")), lambda_record("bad", "{"), lambda_record("c", parked("c"))]}
-    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
-    assert response == {"batchItemFailures": [{"itemIdentifier": "id-bad"}, {"itemIdentifier": "id-c"}]}
-
-
-def test_handler_does_not_report_an_unreadable_message_once_it_is_on_the_dlq(retry_app: ModuleType) -> None:
-    h = install(retry_app, FakeSession())
-    event = {"Records": [lambda_record("bad", "not json"), lambda_record("a", parked("a"))]}
-    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
-    assert response == {"batchItemFailures": []}, "Lambda deletes both: one delivered, one dead-lettered"
-    assert [m["MessageBody"] for m in h.sqs.sent_to(DLQ_URL)] == ["not json"]
-
-
 def test_handler_reports_messages_it_had_no_time_for(retry_app: ModuleType) -> None:
     # 9 s left: 2.5 s kept to answer and 4.5 s for verdicts leave no room for a 7 s request.
     h = install(retry_app, FakeSession())
@@ -472,15 +423,6 @@ def test_handler_reports_messages_it_had_no_time_for(retry_app: ModuleType) -> N
     response = retry_app.lambda_handler(event, context)
     assert response == {"batchItemFailures": [{"itemIdentifier": "id-a"}, {"itemIdentifier": "id-b"}]}
     assert h.session.requests == [] and h.sqs.sent == [] and h.sqs.visibility == []
-
-
-def test_handler_answers_an_event_without_records(retry_app: ModuleType) -> None:
-    h = install(retry_app, FakeSession())
-    for event in ({"Records": []}, {}):
-        assert retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry")) == {
-            "batchItemFailures": []
-        }
-    assert h.session.requests == []
 
 
 def test_importing_the_handler_leaves_out_what_the_first_record_does_not_need() -> None:
