@@ -19,15 +19,14 @@ from botocore.exceptions import EndpointConnectionError
 from dodo_cio.configuration.settings import Settings
 from dodo_cio.delivery.parking import LastError, ParkedDelivery
 from dodo_cio.delivery.track import DeliveryResult, OpResult, TrackClient
-from dodo_cio.mapping.mapper import IdentifierStrategy
 from dodo_cio.platform import aws, deadline
 from dodo_cio.platform.aws import AWS_ATTEMPTS, aws_config, aws_timeouts
 from dodo_cio.platform.deadline import AttemptGuard, Deadline, DeadlineExceeded
 from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry.service import RetryProcessor
 from dodo_cio.retry.verdicts import DEFERRED_REASON, SqsRecord, failed_message_ids, summarise
-from dodo_cio.state.identity import Known, Resolver
 from support.aws import fake_credentials
+from support.fake_sqs import FakeSqs
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -111,35 +110,6 @@ def test_each_invocation_gets_the_time_its_own_context_gives() -> None:
 
 
 # -- the botocore hooks -----------------------------------------------------------------------
-
-
-def test_an_attempt_that_cannot_end_before_the_deadline_is_refused() -> None:
-    clock = Clock()
-    guard = AttemptGuard(2.0, clock=clock)
-    guard.before_attempt(operation_name="PutItem")  # no deadline: nothing is refused
-    with deadline.within(Deadline(10.0)):
-        clock.now = 8.0
-        guard.before_attempt(operation_name="PutItem")  # exactly one worst-case attempt left
-        clock.now = 8.01
-        with pytest.raises(DeadlineExceeded, match=r"PutItem not started: 1\.99 s left.*2\.00 s"):
-            guard.before_attempt(operation_name="PutItem")
-        clock.now = 12.0
-        with pytest.raises(DeadlineExceeded, match=r"0\.00 s left"):
-            guard.before_attempt(operation_name="PutItem")
-
-
-def test_a_retry_is_declined_unless_the_longest_backoff_and_an_attempt_fit() -> None:
-    clock = Clock()
-    guard = AttemptGuard(2.0, clock=clock)
-    assert guard.before_retry(attempts=5) is None, "no deadline: botocore decides"
-    with deadline.within(Deadline(10.0)):
-        clock.now = 7.0  # 3 s left: 1 s of backoff before attempt 2, then 2 s
-        assert guard.before_retry(attempts=1) is None
-        assert guard.before_retry(attempts=2) is False, "attempt 3 may wait 2 s first"
-        clock.now = 6.0
-        assert guard.before_retry(attempts=2) is None
-        clock.now = 0.0
-        assert guard.before_retry(attempts=9) is False, "the 20 s cap on one sleep still does not fit in 10 s"
 
 
 def offline_client(service: str, connect: float = 0.2, read: float = 0.3) -> Any:
@@ -248,48 +218,7 @@ def test_a_track_request_runs_to_the_current_deadline() -> None:
     assert [r.outcome for r in late.results] == ["transient"] and "deadline" in late.results[0].reason
 
 
-class Lookups:
-    def __init__(self) -> None:
-        self.deadlines: list[float | None] = []
-
-    def customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        self.deadlines.append(deadline)
-        return {"customer_id": customer_id, "email": "a@example.com"}
-
-    def payment(self, payment_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
-        raise AssertionError("not asked")
-
-
-def test_dodo_lookups_end_by_the_earlier_of_their_budget_and_the_deadline() -> None:
-    api = Lookups()
-    resolver = Resolver(IdentifierStrategy.parse("email"), None, lambda: api, api_budget=2.0)
-    op = {"type": "person", "action": "event", "name": "dunning.started", "_customer_id": "cus_1"}
-    start = time.monotonic()
-    resolver.resolve([dict(op)], Known())
-    with deadline.within(Deadline(start + 0.5)):
-        resolver.resolve([dict(op)], Known())
-    with deadline.within(Deadline(start + 60.0)):
-        resolver.resolve([dict(op)], Known())
-    own, capped, roomy = api.deadlines
-    assert own is not None and start + 2.0 <= own <= time.monotonic() + 2.0
-    assert capped == start + 0.5
-    assert roomy is not None and roomy <= time.monotonic() + 2.0, "a later deadline does not lengthen the budget"
-
-
 # -- the retry function under a deadline -------------------------------------------------------
-
-
-class Sqs:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-
-    def send_message(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(("send_message", kwargs))
-        return {"MessageId": "m"}
-
-    def change_message_visibility(self, **kwargs: Any) -> dict[str, Any]:
-        self.calls.append(("change_message_visibility", kwargs))
-        return {}
 
 
 class SlowSender:
@@ -321,14 +250,14 @@ def record(tag: str, n_ops: int) -> SqsRecord:
     return SqsRecord(f"id-{tag}", f"rh-{tag}", parked.to_json(), 1)
 
 
-def processor(sqs: Sqs, clock: Clock) -> RetryProcessor:
+def processor(sqs: FakeSqs, clock: Clock) -> RetryProcessor:
     return RetryProcessor(
         sqs, QUEUE, DLQ, clock=lambda: 1_700_000_100.0, request_seconds=3.0, verdict_seconds=2.0, monotonic=clock
     )
 
 
 def test_the_retry_path_starts_no_request_its_timeout_could_carry_past_the_time_kept() -> None:
-    clock, sqs = Clock(), Sqs()
+    clock, sqs = Clock(), FakeSqs()
     sender = SlowSender(clock, 4.0, failing=[f"{t}-{i}" for t in "ab" for i in range(600)])
     records = [record(tag, 600) for tag in "abc"]  # 600 ops each: one request per message
     with deadline.within(Deadline(10.0)):  # requests may run until 8 (2 s kept), each needs 3
@@ -338,23 +267,24 @@ def test_the_retry_path_starts_no_request_its_timeout_could_carry_past_the_time_
     assert verdicts == {"id-a": ("retry", False), "id-b": ("retry", False), "id-c": ("retry", True)}
     assert failed_message_ids(outcomes) == {"id-a", "id-b", "id-c"}, "all three come back"
     assert summarise(outcomes) == {"retry": 2, "deferred": 1}, "a deferred message is counted once"
-    assert [kwargs["ReceiptHandle"] for _, kwargs in sqs.calls] == ["rh-a", "rh-b"], "nothing is sent for c"
+    assert [c["ReceiptHandle"] for c in sqs.visibility] == ["rh-a", "rh-b"], "nothing is sent for c"
+    assert sqs.sent == []
     assert outcomes[2].reason == DEFERRED_REASON
 
 
 def test_a_verdict_whose_sqs_calls_may_not_end_in_time_is_deferred_but_a_delivery_stands() -> None:
-    clock, sqs = Clock(), Sqs()
+    clock, sqs = Clock(), FakeSqs()
     sender = SlowSender(clock, 8.5, failing=["b-0"])
     with deadline.within(Deadline(10.0)):
         outcomes = processor(sqs, clock).process([record("a", 1), record("b", 1)], sender)
     assert sender.requests == [2]
     assert [(o.verdict, o.deferred) for o in outcomes] == [("delivered", False), ("retry", True)]
-    assert sqs.calls == [], "1.5 s left: no visibility change or re-park was started"
+    assert sqs.sent == sqs.visibility == [], "1.5 s left: no visibility change or re-park was started"
 
 
 def test_without_a_deadline_the_retry_path_is_unchanged() -> None:
-    clock, sqs = Clock(), Sqs()
+    clock, sqs = Clock(), FakeSqs()
     sender = SlowSender(clock, 100.0, failing=["b-0"])
     outcomes = processor(sqs, clock).process([record("a", 1), record("b", 1)], sender)
     assert [(o.verdict, o.deferred) for o in outcomes] == [("delivered", False), ("retry", False)]
-    assert [name for name, _ in sqs.calls] == ["change_message_visibility"]
+    assert (len(sqs.visibility), sqs.sent) == (1, [])

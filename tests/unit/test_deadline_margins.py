@@ -348,11 +348,15 @@ def test_a_retry_request_that_exactly_fits_is_sent_and_one_a_millisecond_short_i
 def test_an_attempt_that_exactly_fits_starts_and_one_a_millisecond_short_is_refused() -> None:
     clock = Clock()
     guard = AttemptGuard(2.0, clock=clock)
+    guard.before_attempt(operation_name="SendMessage")  # no deadline: nothing is refused
     with deadline.within(Deadline(OUTER)):
         clock.now = OUTER - 2.0
         guard.before_attempt(operation_name="SendMessage")
         clock.now = OUTER - 1.999
-        with pytest.raises(DeadlineExceeded, match=r"SendMessage not started: 2\.00 s left"):
+        with pytest.raises(DeadlineExceeded, match=r"SendMessage not started: 2\.00 s left.*2\.00 s"):
+            guard.before_attempt(operation_name="SendMessage")
+        clock.now = OUTER + 2.0
+        with pytest.raises(DeadlineExceeded, match=r"0\.00 s left"):
             guard.before_attempt(operation_name="SendMessage")
 
 
@@ -365,6 +369,7 @@ def test_a_retry_is_made_only_if_the_longest_backoff_and_an_attempt_exactly_fit(
 ) -> None:
     clock = Clock()
     guard = AttemptGuard(2.0, clock=clock)
+    assert guard.before_retry(attempts=attempts) is None, "no deadline: botocore decides"
     with deadline.within(Deadline(OUTER)):
         clock.now = OUTER - longest_sleep - 2.0
         assert guard.before_retry(attempts=attempts) is None, "fits: botocore's own handler decides"
