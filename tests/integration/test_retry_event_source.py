@@ -3,9 +3,9 @@ fed by the local SQS event source (Lambda's poller, which moto does not run), an
 What each Customer.io answer makes of a message (207, 400, 401, horizons, unreadable bodies) is
 decided in tests/unit/test_retry_processor.py; here only what needs real queues and real polls.
 
-Time: SQS visibility is whole seconds, so the handler runs on a fast BackoffPolicy (1-3 s waits,
-the real 36 h / 7 d horizons) and an injected clock; "time passing" for a waiting message is
-simulated by setting its visibility to 0 with the receipt handle the poll saw.
+Time: SQS visibility is whole seconds, so the handler runs on a fast BackoffPolicy (1-3 s waits);
+"time passing" for a waiting message is simulated by setting its visibility to 0 with the receipt
+handle the poll saw.
 """
 
 from __future__ import annotations
@@ -46,19 +46,6 @@ PAYMENT = ROOT / "events" / "dodo" / "payment.succeeded.json"
 FAST = BackoffPolicy(base=1, cap=3)
 
 
-class Clock:
-    """The retry service's wall clock, moved forward by the tests."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture(scope="module")
 def template() -> TemplateSettings:
     return read_template()
@@ -69,7 +56,6 @@ class Retry:
     bridge: Any  # conftest.Bridge: moto clients, queue URLs, the ingest handler, the sandbox
     module: ModuleType
     source: SqsEventSource
-    clock: Clock
 
     def __getattr__(self, name: str) -> Any:  # sqs, sandbox, queue_url, ...: the ingest side's
         return getattr(self.bridge, name)
@@ -105,11 +91,10 @@ class Retry:
 
 @pytest.fixture
 def retry(bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Retry]:
-    """A warm retry container (fast backoff, injected clock) behind the event source of the template."""
+    """A warm retry container (fast backoff) behind the event source of the template."""
     monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
     module = load_retry_module()
     settings = Settings.from_env()
-    clock = Clock()
     service = RetryService(
         settings=settings,
         secrets=SecretStore(settings),
@@ -117,28 +102,22 @@ def retry(bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPat
         logger=module.logger,
         sqs_factory=lambda: module._client("sqs"),
         policy=FAST,
-        clock=clock,
         rng=lambda: 0.0,  # no jitter: transient waits are SQS's 1 s minimum
     )
     monkeypatch.setattr(module, "_service", service)
     source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, template)
-    yield Retry(bridge, module, source, clock)
+    yield Retry(bridge, module, source)
 
 
-def op(tag: str, index: int = 0) -> dict[str, Any]:
-    event_id = deterministic_ulid(f"msg_{tag}#{index}", 1_700_000_000_000)
-    return event_op(f"cus_{tag}", event_id=event_id, timestamp=1_700_000_000, attributes={"index": index})
-
-
-def parked(tag: str, *, n_ops: int = 1, first_seen: float | None = None, attempts: int = 1) -> ParkedDelivery:
-    seen = int(time.time() if first_seen is None else first_seen)
+def parked(tag: str) -> ParkedDelivery:
+    seen = int(time.time())
     return ParkedDelivery(
         webhook_id=f"msg_{tag}",
         event_type="payment.succeeded",
         event_time=1_700_000_000,
         first_seen=seen,
-        attempts=attempts,
-        ops=[op(tag, i) for i in range(n_ops)],
+        attempts=1,
+        ops=[event_op(f"cus_{tag}", event_id=deterministic_ulid(f"msg_{tag}#0", 1_700_000_000_000))],
         last_error=LastError(kind="transient", reason="HTTP 503", status=503, at=seen),
         customer_id=f"cus_{tag}",
     )
@@ -285,28 +264,6 @@ def test_a_429_retry_after_keeps_the_message_invisible_that_long(retry: Retry) -
 
     assert 2.0 <= elapsed < 4, f"visible again after {elapsed:.2f} s"
     assert retry.poll().deleted == 1
-
-
-def test_an_outage_longer_than_an_hour_ends_with_everything_delivered(retry: Retry) -> None:
-    for tag in "xyz":
-        retry.park(parked(tag))
-    polls_down = 6
-    retry.sandbox.script(*([503] * polls_down), 200)
-
-    for _ in range(polls_down):
-        result = retry.poll()
-        assert (result.received, result.deleted, len(result.failed)) == (3, 0, 3)
-        retry.clock.advance(90 * 60 / polls_down)
-        retry.time_passes(result)
-    final = retry.poll()
-
-    assert (final.received, final.deleted, final.failed) == (3, 3, ())
-    assert final.event is not None
-    assert {r["attributes"]["ApproximateReceiveCount"] for r in final.event["Records"]} == {"7"}
-    assert retry.accepted_event_ids() == Counter({op(t)["id"]: 1 for t in "xyz"})
-    assert [r.status for r in retry.sandbox.requests] == [503] * polls_down + [200]
-    assert retry.dead_letters() == []
-    assert retry.counts() == (0, 0)
 
 
 def test_the_redrive_policy_catches_a_handler_that_always_crashes(retry: Retry) -> None:
