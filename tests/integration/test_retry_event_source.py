@@ -1,10 +1,9 @@
-"""The retry path end to end: moto's queues (as template.yaml defines them), the real retry handler
-fed by the local SQS event source (Lambda's poller, which moto does not run), and the Track sandbox.
-What each Customer.io answer makes of a message (207, 400, 401, horizons, unreadable bodies) is
-decided in tests/unit/test_retry_processor.py; here only what needs real queues and real polls.
+"""The retry queue's event source: moto's queues (as template.yaml defines them) polled by the local
+SQS event source (Lambda's poller, which moto does not run), and the local run that drains them.
 
-Time: SQS visibility is whole seconds, so the handler runs on a fast BackoffPolicy (1-3 s waits);
-"time passing" for a waiting message is simulated by setting its visibility to 0 with the receipt
+What each Customer.io answer makes of a parked message is decided in tests/unit/test_retry_processor.py;
+the real retry handler behind this event source, for every fault, in tests/integration/test_fault_matrix.py.
+"Time passing" for a waiting message is simulated by setting its visibility to 0 with the receipt
 handle the poll saw.
 """
 
@@ -14,28 +13,21 @@ import hashlib
 import json
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import requests
 
-from dodo_cio.configuration.settings import SecretStore, Settings
 from dodo_cio.delivery.backoff import BackoffPolicy
 from dodo_cio.delivery.parking import LastError, ParkedDelivery, park
 from dodo_cio.platform.ulid import deterministic_ulid
-from dodo_cio.retry.service import RetryService
 from dodo_cio_cli import sender
 from dodo_cio_local.event_source import PollResult, SqsEventSource
-from dodo_cio_local.handler_modules import load_retry_module
-from dodo_cio_local.local_run import LocalBridge, TemplateSettings, read_template
-from dodo_cio_local.sandbox import ScriptedResponse
+from dodo_cio_local.local_run import LocalBridge, read_template
 from support.aws import queue_properties, receive_all
-from support.event_source import retry_event_source
 from support.track_ops import event_op
 
 pytestmark = pytest.mark.network
@@ -46,67 +38,32 @@ PAYMENT = ROOT / "events" / "dodo" / "payment.succeeded.json"
 FAST = BackoffPolicy(base=1, cap=3)
 
 
-@pytest.fixture(scope="module")
-def template() -> TemplateSettings:
-    return read_template()
-
-
 @dataclass
-class Retry:
-    bridge: Any  # conftest.Bridge: moto clients, queue URLs, the ingest handler, the sandbox
-    module: ModuleType
-    source: SqsEventSource
-
-    def __getattr__(self, name: str) -> Any:  # sqs, sandbox, queue_url, ...: the ingest side's
-        return getattr(self.bridge, name)
+class RetryQueue:
+    sqs: Any  # moto's, from the integration conftest's bridge
+    url: str
 
     def park(self, parked: ParkedDelivery) -> str:
-        return park(self.sqs, self.bridge.queue_url, parked)
-
-    def poll(self) -> PollResult:
-        return self.source.poll_once()
+        return park(self.sqs, self.url, parked)
 
     def time_passes(self, result: PollResult) -> None:
         """The messages a poll left for retry become visible now, as if their delay had passed."""
-        handles = result.receipt_handles
         for message_id in result.failed:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.bridge.queue_url, ReceiptHandle=handles[message_id], VisibilityTimeout=0
-            )
+            handle = result.receipt_handles[message_id]
+            self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=0)
 
     def counts(self, url: str | None = None) -> tuple[int, int]:
         """(visible, in flight) on the retry queue (or `url`)."""
         attrs = self.sqs.get_queue_attributes(
-            QueueUrl=url or self.bridge.queue_url,
+            QueueUrl=url or self.url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return receive_all(self.sqs, self.bridge.dlq_url)
-
-    def accepted_event_ids(self) -> Counter[str]:
-        return Counter(op["id"] for op in self.sandbox.accepted_ops() if op.get("action") == "event")
-
 
 @pytest.fixture
-def retry(bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Retry]:
-    """A warm retry container (fast backoff) behind the event source of the template."""
-    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
-    module = load_retry_module()
-    settings = Settings.from_env()
-    service = RetryService(
-        settings=settings,
-        secrets=SecretStore(settings),
-        metrics=module.metrics,
-        logger=module.logger,
-        sqs_factory=lambda: module._client("sqs"),
-        policy=FAST,
-        rng=lambda: 0.0,  # no jitter: transient waits are SQS's 1 s minimum
-    )
-    monkeypatch.setattr(module, "_service", service)
-    source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, template)
-    yield Retry(bridge, module, source)
+def retry(bridge: Any) -> RetryQueue:
+    return RetryQueue(bridge.sqs, bridge.queue_url)
 
 
 def parked(tag: str) -> ParkedDelivery:
@@ -136,12 +93,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05
 # -- the event source itself ------------------------------------------------------------------
 
 
-def test_the_event_is_built_as_lambda_builds_it(retry: Retry) -> None:
+def test_the_event_is_built_as_lambda_builds_it(retry: RetryQueue) -> None:
     from aws_lambda_powertools.utilities.parser.models import SqsModel
 
     message_id = retry.park(parked("a"))
     seen: list[dict[str, Any]] = []
-    source = SqsEventSource(retry.sqs, retry.bridge.queue_url, lambda event, ctx: seen.append(event))
+    source = SqsEventSource(retry.sqs, retry.url, lambda event, ctx: seen.append(event))
 
     result = source.poll_once()
 
@@ -174,20 +131,20 @@ def test_the_event_is_built_as_lambda_builds_it(retry: Retry) -> None:
         "dataType": "String",
     }
     assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
-    arn = retry.sqs.get_queue_attributes(QueueUrl=retry.bridge.queue_url, AttributeNames=["QueueArn"])
+    arn = retry.sqs.get_queue_attributes(QueueUrl=retry.url, AttributeNames=["QueueArn"])
     assert record["eventSourceARN"] == arn["Attributes"]["QueueArn"]
     assert (record["eventSource"], record["awsRegion"]) == ("aws:sqs", "us-east-1")
     SqsModel.model_validate(seen[0])  # Powertools' model of Lambda's SQS event accepts it
     assert retry.counts() == (0, 0)
 
 
-def test_a_batch_above_ten_is_several_receives_and_one_invocation(retry: Retry) -> None:
+def test_a_batch_above_ten_is_several_receives_and_one_invocation(retry: RetryQueue) -> None:
     for i in range(25):
         retry.park(parked(f"n{i}"))
     sizes: list[int] = []
     source = SqsEventSource(
         retry.sqs,
-        retry.bridge.queue_url,
+        retry.url,
         lambda event, ctx: sizes.append(len(event["Records"])),
         batch_size=25,
     )
@@ -196,7 +153,7 @@ def test_a_batch_above_ten_is_several_receives_and_one_invocation(retry: Retry) 
     assert retry.counts() == (0, 0)
 
 
-def test_partial_batch_responses_are_honoured_like_lambda(retry: Retry) -> None:
+def test_partial_batch_responses_are_honoured_like_lambda(retry: RetryQueue) -> None:
     for tag in "abc":
         retry.park(parked(tag))
     answers: list[Any] = []
@@ -205,7 +162,7 @@ def test_partial_batch_responses_are_honoured_like_lambda(retry: Retry) -> None:
         ids = [r["messageId"] for r in event["Records"]]
         return answers.pop(0)(ids)
 
-    source = SqsEventSource(retry.sqs, retry.bridge.queue_url, handler)
+    source = SqsEventSource(retry.sqs, retry.url, handler)
 
     # An id the batch does not hold makes the whole response invalid: nothing is deleted.
     answers.append(lambda ids: {"batchItemFailures": [{"itemIdentifier": "not-in-batch"}]})
@@ -233,40 +190,7 @@ def test_partial_batch_responses_are_honoured_like_lambda(retry: Retry) -> None:
 # -- the retry function behind it ----------------------------------------------------------------
 
 
-def test_parked_webhooks_reach_customerio_in_one_batch_request(retry: Retry) -> None:
-    body = PAYMENT.read_bytes()
-    retry.sandbox.script(503, 503, 503)
-    for i in range(3):
-        assert retry.bridge.send(body, webhook_id=f"msg_outage_{i}") == (202, {"status": "queued"})
-    assert retry.counts() == (3, 0)
-    retry.sandbox.reset()  # forget the failed ingest attempts
-
-    results = retry.source.drain(5)
-
-    assert [(r.received, r.deleted, r.failed) for r in results] == [(3, 3, ()), (0, 0, ())]
-    (request,) = retry.sandbox.requests
-    assert (request.path, request.status) == ("/api/v2/batch", 200)
-    ids = retry.accepted_event_ids()
-    assert len(ids) == 3 and set(ids.values()) == {1}, ids
-    assert retry.counts() == (0, 0)
-    assert retry.dead_letters() == []
-
-
-def test_a_429_retry_after_keeps_the_message_invisible_that_long(retry: Retry) -> None:
-    retry.park(parked("busy"))
-    retry.sandbox.script(ScriptedResponse(429, headers={"Retry-After": "2"}))
-
-    start = time.monotonic()
-    result = retry.poll()
-    assert (result.received, len(result.failed)) == (1, 1)
-    wait_until(lambda: retry.counts()[0] == 1, timeout=5)
-    elapsed = time.monotonic() - start
-
-    assert 2.0 <= elapsed < 4, f"visible again after {elapsed:.2f} s"
-    assert retry.poll().deleted == 1
-
-
-def test_the_redrive_policy_catches_a_handler_that_always_crashes(retry: Retry) -> None:
+def test_the_redrive_policy_catches_a_handler_that_always_crashes(retry: RetryQueue) -> None:
     """The template's maxReceiveCount is only a backstop; a queue with 3 shows it working."""
     sqs = retry.sqs
     dlq_url = sqs.create_queue(QueueName="backstop-dlq")["QueueUrl"]
