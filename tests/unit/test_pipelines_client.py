@@ -112,10 +112,12 @@ def test_a_merge_is_an_alias_sent_on_its_own_after_the_batch() -> None:
     assert session.requests[1][1] == {"userId": "new@example.com", "previousId": "old@example.com"}
 
 
-def test_nothing_to_send_makes_no_request() -> None:
+def test_nothing_to_send_makes_no_request_and_close_closes_the_session() -> None:
     c, session = client()
     result = c.send([])
     assert (result.results, result.status, session.requests) == ((), None, [])
+    c.close()
+    assert session.closed
 
 
 def test_an_op_pipelines_cannot_express_is_permanent_and_the_rest_still_go() -> None:
@@ -239,12 +241,9 @@ def test_requests_stay_within_the_batch_limit_and_results_keep_their_order() -> 
     assert result.status == 200
 
 
-def test_the_published_limits() -> None:
+def test_a_call_over_the_per_call_limit_is_permanent_and_never_sent() -> None:
     assert (PIPELINES_LIMITS.max_call_bytes, PIPELINES_LIMITS.max_request_bytes) == (32_000, 500_000)
     assert PIPELINES_LIMITS.requests_per_second == 1000  # 3,000 requests per 3 s
-
-
-def test_a_call_over_the_per_call_limit_is_permanent_and_never_sent() -> None:
     c, session = client()
     result = c.send([person(1, size=PIPELINES_LIMITS.max_call_bytes), person(2)])
     assert [r.outcome for r in result.results] == ["permanent", "delivered"]
@@ -295,9 +294,3 @@ def test_pace_runs_before_every_request_but_the_first() -> None:
     c, session = client(refusing("cus_1"), pace=lambda: paced.append(len(session.requests)))
     c.send([person(0), person(1)])
     assert paced == [1, 2] and len(session.requests) == 3
-
-
-def test_close_closes_the_session() -> None:
-    c, session = client()
-    c.close()
-    assert session.closed
