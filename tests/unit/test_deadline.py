@@ -17,16 +17,16 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from dodo_cio.configuration.settings import Settings
-from dodo_cio.delivery.parking import LastError, ParkedDelivery
 from dodo_cio.delivery.track import DeliveryResult, OpResult, TrackClient
 from dodo_cio.platform import aws, deadline
 from dodo_cio.platform.aws import AWS_ATTEMPTS, aws_config, aws_timeouts
 from dodo_cio.platform.deadline import AttemptGuard, Deadline, DeadlineExceeded
 from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry.service import RetryProcessor
-from dodo_cio.retry.verdicts import DEFERRED_REASON, SqsRecord, failed_message_ids, summarise
+from dodo_cio.retry.verdicts import DEFERRED_REASON, failed_message_ids, summarise
 from support.aws import fake_credentials
 from support.fake_sqs import FakeSqs
+from support.g3_parked import parked, record
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -237,19 +237,6 @@ class SlowSender:
         return DeliveryResult(results, 503 if self.failing else 200)
 
 
-def record(tag: str, n_ops: int) -> SqsRecord:
-    parked = ParkedDelivery(
-        webhook_id=f"msg_{tag}",
-        event_type="payment.succeeded",
-        event_time=1_700_000_000,
-        first_seen=1_700_000_000,
-        attempts=1,
-        ops=[{**EVENT, "id": f"{tag}-{i}"} for i in range(n_ops)],
-        last_error=LastError(kind="transient", reason="HTTP 503", status=503, at=1_700_000_000),
-    )
-    return SqsRecord(f"id-{tag}", f"rh-{tag}", parked.to_json(), 1)
-
-
 def processor(sqs: FakeSqs, clock: Clock) -> RetryProcessor:
     return RetryProcessor(
         sqs, QUEUE, DLQ, clock=lambda: 1_700_000_100.0, request_seconds=3.0, verdict_seconds=2.0, monotonic=clock
@@ -258,8 +245,8 @@ def processor(sqs: FakeSqs, clock: Clock) -> RetryProcessor:
 
 def test_the_retry_path_starts_no_request_its_timeout_could_carry_past_the_time_kept() -> None:
     clock, sqs = Clock(), FakeSqs()
-    sender = SlowSender(clock, 4.0, failing=[f"{t}-{i}" for t in "ab" for i in range(600)])
-    records = [record(tag, 600) for tag in "abc"]  # 600 ops each: one request per message
+    sender = SlowSender(clock, 4.0, failing=[f"op_{t}{i}" for t in "ab" for i in range(600)])
+    records = [record(tag, parked(tag, 600)) for tag in "abc"]  # 600 ops each: one request per message
     with deadline.within(Deadline(10.0)):  # requests may run until 8 (2 s kept), each needs 3
         outcomes = processor(sqs, clock).process(records, sender)
     assert sender.requests == [600, 600], "the third request would have started at 8 s"
@@ -274,9 +261,9 @@ def test_the_retry_path_starts_no_request_its_timeout_could_carry_past_the_time_
 
 def test_a_verdict_whose_sqs_calls_may_not_end_in_time_is_deferred_but_a_delivery_stands() -> None:
     clock, sqs = Clock(), FakeSqs()
-    sender = SlowSender(clock, 8.5, failing=["b-0"])
+    sender = SlowSender(clock, 8.5, failing=["op_b0"])
     with deadline.within(Deadline(10.0)):
-        outcomes = processor(sqs, clock).process([record("a", 1), record("b", 1)], sender)
+        outcomes = processor(sqs, clock).process([record("a", parked("a")), record("b", parked("b"))], sender)
     assert sender.requests == [2]
     assert [(o.verdict, o.deferred) for o in outcomes] == [("delivered", False), ("retry", True)]
     assert sqs.sent == sqs.visibility == [], "1.5 s left: no visibility change or re-park was started"
@@ -284,7 +271,7 @@ def test_a_verdict_whose_sqs_calls_may_not_end_in_time_is_deferred_but_a_deliver
 
 def test_without_a_deadline_the_retry_path_is_unchanged() -> None:
     clock, sqs = Clock(), FakeSqs()
-    sender = SlowSender(clock, 100.0, failing=["b-0"])
-    outcomes = processor(sqs, clock).process([record("a", 1), record("b", 1)], sender)
+    sender = SlowSender(clock, 100.0, failing=["op_b0"])
+    outcomes = processor(sqs, clock).process([record("a", parked("a")), record("b", parked("b"))], sender)
     assert [(o.verdict, o.deferred) for o in outcomes] == [("delivered", False), ("retry", False)]
     assert (len(sqs.visibility), sqs.sent) == (1, [])

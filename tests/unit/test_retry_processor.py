@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 
 from dodo_cio.delivery.backoff import BackoffPolicy
-from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.parking import ParkedDelivery
 from dodo_cio.delivery.track import DeliveryResult, OpResult
 from dodo_cio.retry.service import RetryProcessor
 from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids, summarise
 from support.fake_sqs import FakeSqs
+from support.g3_parked import parked, record
 
 RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -84,45 +85,6 @@ def by_op(statuses: dict[str, tuple[str, int | None]], max_ops: int = 1) -> Answ
 
 def wire_bytes(ops: Sequence[dict[str, Any]]) -> int:
     return len(json.dumps({"batch": list(ops)}, separators=(",", ":"), ensure_ascii=False).encode())
-
-
-def op(tag: str, action: str = "event") -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "type": "person",
-        "identifiers": {"id": f"cus_{tag}"},
-        "action": action,
-        "timestamp": 1792055307,
-        "attributes": {"plan": "pro"},
-    }
-    if action == "event":
-        doc["name"] = "payment.succeeded"
-    doc["id"] = f"op_{tag}"  # also how the fakes tell ops apart
-    return doc
-
-
-def parked(
-    tag: str,
-    n_ops: int = 1,
-    *,
-    attempts: int = 1,
-    first_seen: float = NOW - 600,
-    kind: str = "transient",
-) -> ParkedDelivery:
-    return ParkedDelivery(
-        webhook_id=f"msg_{tag}",
-        event_type="payment.succeeded",
-        event_time=int(first_seen) - 5,
-        first_seen=int(first_seen),
-        attempts=attempts,
-        ops=[op(f"{tag}{i}") for i in range(n_ops)],
-        last_error=LastError(kind=kind, reason="HTTP 503", status=503, at=int(first_seen) + 1),
-        customer_id=f"cus_{tag}",
-    )
-
-
-def record(tag: str, body: ParkedDelivery | str, receive_count: int = 1) -> SqsRecord:
-    text = body if isinstance(body, str) else body.to_json()
-    return SqsRecord(message_id=f"id-{tag}", receipt_handle=f"rh-{tag}", body=text, receive_count=receive_count)
 
 
 def processor(sqs: FakeSqs, rng: float = 0.5, clock: float = NOW) -> RetryProcessor:

@@ -18,20 +18,20 @@ from requests.structures import CaseInsensitiveDict
 
 from dodo_cio.configuration.settings import Secrets, Settings
 from dodo_cio.delivery.destination import Credentials
-from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.parking import ParkedDelivery
 from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryService
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.emf import emitted_metrics
 from support.fake_sqs import FakeSqs
+from support.g3_parked import NOW, lambda_record, parked
 
 ROOT = Path(__file__).resolve().parents[2]
 RETRY_APP = ROOT / "functions" / "retry" / "app.py"
 TRACK = "https://track.example.test"
 RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
-NOW = 1_800_000_000
 CAP = 900
 ENV = {
     "POWERTOOLS_SERVICE_NAME": "dodo-customerio-retry-test",
@@ -141,49 +141,6 @@ class FakeSession:
 
 
 # -- builders ---------------------------------------------------------------------------------
-
-
-def parked(tag: str, n_ops: int = 1, *, attempts: int = 1, first_seen: int = NOW - 600) -> ParkedDelivery:
-    return ParkedDelivery(
-        webhook_id=f"msg_{tag}",
-        event_type="subscription.active",
-        event_time=first_seen - 2,
-        first_seen=first_seen,
-        attempts=attempts,
-        ops=[
-            {
-                "type": "person",
-                "identifiers": {"id": f"cus_{tag}"},
-                "action": "event",
-                "name": "subscription.active",
-                "id": f"op_{tag}{i}",
-                "timestamp": first_seen - 2,
-                "attributes": {"plan": "pro"},
-            }
-            for i in range(n_ops)
-        ],
-        last_error=LastError(kind="transient", reason="HTTP 503", status=503, at=first_seen + 1),
-    )
-
-
-def lambda_record(tag: str, body: ParkedDelivery | str, receive_count: int = 1) -> dict[str, Any]:
-    """An SQS record as Lambda's event source mapping delivers it."""
-    return {
-        "messageId": f"id-{tag}",
-        "receiptHandle": f"rh-{tag}",
-        "body": body if isinstance(body, str) else body.to_json(),
-        "attributes": {
-            "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": str((NOW - 600) * 1000),
-            "SenderId": "AROAEXAMPLE:dodo-customerio-ingest",
-            "ApproximateFirstReceiveTimestamp": str((NOW - 590) * 1000),
-        },
-        "messageAttributes": {},
-        "md5OfBody": "0" * 32,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:bridge-retry",
-        "awsRegion": "us-east-1",
-    }
 
 
 def settings(**overrides: str) -> Settings:
