@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.configuration.settings import SECRET_NAMES, Secrets, SecretStore, Settings
+from dodo_cio.configuration.settings import Secrets, SecretStore, Settings
 from dodo_cio.delivery.destination import TrackCredentials
 from dodo_cio.mapping.mapper import IdentifierStrategy
 from dodo_cio.platform.env import ConfigError
@@ -164,10 +164,6 @@ def full_values(path: str = "/dodo-customerio", secret: str = WEBHOOK_SECRET) ->
         f"{path}/customerio-site-id": SITE_ID,
         f"{path}/customerio-api-key": API_KEY,
     }
-
-
-def test_secret_names() -> None:
-    assert SECRET_NAMES == ("webhook-secret", "customerio-site-id", "customerio-api-key")
 
 
 def test_load_returns_parsed_secrets_and_ignores_other_values() -> None:

@@ -294,25 +294,3 @@ def test_one_session_carries_every_send_with_the_timeouts_and_closes_with_the_cl
     assert session.calls == [(f"{BASE}/api/v2/entity", (1.5, 4.0)), (f"{BASE}/api/v2/batch", (1.5, 4.0))]
     track.close()
     assert session.closed
-
-
-# -------------------------------------------------------------------------------------------------
-# results and sizes
-
-
-def test_delivery_result_helpers() -> None:
-    mixed = DeliveryResult((OpResult("delivered"), OpResult("transient", "x"), OpResult("config", "y")), 500)
-    assert not mixed.delivered
-    assert mixed.failed_indexes() == [1, 2]
-    ok = DeliveryResult((OpResult("delivered"),), 200)
-    assert ok.delivered
-    assert ok.failed_indexes() == []
-
-
-def test_request_size() -> None:
-    single = json.dumps(OP_A, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    assert request_size([OP_A]) == len(single)
-    both = json.dumps({"batch": [OP_A, OP_B]}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    assert request_size([OP_A, OP_B]) == len(both)
-    # "café ☕" is 6 characters but 9 bytes: the size is in bytes
-    assert request_size([{"a": "café ☕"}]) == len('{"a":"café ☕"}'.encode())

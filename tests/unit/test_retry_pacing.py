@@ -47,14 +47,6 @@ def test_time_already_spent_counts_towards_the_interval() -> None:
     assert fake.sleeps[1:] == [pytest.approx(0.5)]
 
 
-def test_back_to_back_acquires_with_a_frozen_clock_accumulate() -> None:
-    sleeps: list[float] = []
-    limiter = RateLimiter(10.0, clock=lambda: 100.0, sleep=sleeps.append)
-    for _ in range(4):
-        limiter.acquire()
-    assert sleeps == pytest.approx([0.1, 0.2, 0.3])
-
-
 @pytest.mark.parametrize("rate", [0.0, -1.0])
 def test_rate_zero_never_sleeps(rate: float) -> None:
     sleeps: list[float] = []
