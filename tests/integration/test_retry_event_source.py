@@ -10,7 +10,6 @@ handle the poll saw.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from collections.abc import Callable
@@ -27,7 +26,6 @@ from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio_cli import sender
 from dodo_cio_local.event_source import PollResult, SqsEventSource
 from dodo_cio_local.local_run import LocalBridge, read_template
-from support.aws import queue_properties, receive_all
 from support.track_ops import event_op
 
 pytestmark = pytest.mark.network
@@ -162,7 +160,17 @@ def test_partial_batch_responses_are_honoured_like_lambda(retry: RetryQueue) -> 
         ids = [r["messageId"] for r in event["Records"]]
         return answers.pop(0)(ids)
 
+    def crash(ids: list[str]) -> Any:
+        raise RuntimeError("boom")
+
     source = SqsEventSource(retry.sqs, retry.url, handler)
+
+    # A handler that raises is a function error: nothing is deleted, everything comes back.
+    answers.append(crash)
+    crashed = source.poll_once()
+    assert (crashed.received, crashed.deleted, len(crashed.failed)) == (3, 0, 3)
+    assert isinstance(crashed.error, RuntimeError)
+    retry.time_passes(crashed)
 
     # An id the batch does not hold makes the whole response invalid: nothing is deleted.
     answers.append(lambda ids: {"batchItemFailures": [{"itemIdentifier": "not-in-batch"}]})
@@ -183,45 +191,8 @@ def test_partial_batch_responses_are_honoured_like_lambda(retry: RetryQueue) -> 
     third = source.poll_once()
     assert (third.received, third.deleted) == (1, 1)
     assert third.event is not None
-    assert third.event["Records"][0]["attributes"]["ApproximateReceiveCount"] == "3"
+    assert third.event["Records"][0]["attributes"]["ApproximateReceiveCount"] == "4"
     assert retry.counts() == (0, 0)
-
-
-# -- the retry function behind it ----------------------------------------------------------------
-
-
-def test_the_redrive_policy_catches_a_handler_that_always_crashes(retry: RetryQueue) -> None:
-    """The template's maxReceiveCount is only a backstop; a queue with 3 shows it working."""
-    sqs = retry.sqs
-    dlq_url = sqs.create_queue(QueueName="backstop-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    props = queue_properties("RetryQueue")
-    url = sqs.create_queue(
-        QueueName="backstop",
-        Attributes={
-            "VisibilityTimeout": str(props["VisibilityTimeout"]),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}),
-        },
-    )["QueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody="poison")
-
-    def crash(event: dict[str, Any], context: Any) -> Any:
-        raise RuntimeError("boom")
-
-    source = SqsEventSource(sqs, url, crash, batch_size=10)
-    for receive in range(1, 4):
-        result = source.poll_once()
-        assert (result.received, result.deleted, isinstance(result.error, RuntimeError)) == (1, 0, True)
-        assert result.event is not None
-        assert result.event["Records"][0]["attributes"]["ApproximateReceiveCount"] == str(receive)
-        sqs.change_message_visibility(
-            QueueUrl=url, ReceiptHandle=result.receipt_handles[result.failed[0]], VisibilityTimeout=0
-        )
-
-    assert source.poll_once().received == 0  # the 4th receive finds it past maxReceiveCount
-    (moved,) = receive_all(sqs, dlq_url)
-    assert moved["Body"] == "poison"
-    assert retry.counts(url) == (0, 0)
 
 
 # -- the local run ------------------------------------------------------------------------------
