@@ -20,6 +20,7 @@ from dodo_cio.delivery.track import (
     request_size,
     track_base_url,
 )
+from support.g3_track import TrackSession
 from support.track_ops import event_op, identify_op
 
 BASE = "https://track.example.test"
@@ -273,24 +274,14 @@ def test_no_ops_no_request(mock_http: Any) -> None:
     assert len(mock_http.calls) == 0
 
 
-class FakeSession:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.closed = False
-
-    def post(self, url: str, **kwargs: Any) -> Any:
-        self.calls.append((url, kwargs["timeout"]))
-        return type("Response", (), {"status_code": 200, "content": b"", "headers": {}})()
-
-    def close(self) -> None:
-        self.closed = True
-
-
 def test_one_session_carries_every_send_with_the_timeouts_and_closes_with_the_client() -> None:
-    session = FakeSession()
-    track = TrackClient(BASE, "s", "k", connect_timeout=1.5, read_timeout=4.0, session=session)  # type: ignore[arg-type]
+    session = TrackSession()
+    track = TrackClient(BASE, "s", "k", connect_timeout=1.5, read_timeout=4.0, session=session)
     track.send([OP_A])
     track.send([OP_A, OP_B])
-    assert session.calls == [(f"{BASE}/api/v2/entity", (1.5, 4.0)), (f"{BASE}/api/v2/batch", (1.5, 4.0))]
+    assert [(path, timeout) for path, *_, timeout in session.requests] == [
+        ("/entity", (1.5, 4.0)),
+        ("/batch", (1.5, 4.0)),
+    ]
     track.close()
     assert session.closed

@@ -27,6 +27,7 @@ from dodo_cio.retry.verdicts import DEFERRED_REASON, failed_message_ids, summari
 from support.aws import fake_credentials
 from support.fake_sqs import FakeSqs
 from support.g3_parked import parked, record
+from support.g3_track import TrackSession
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -183,38 +184,21 @@ def test_timeouts_and_reserve_come_from_the_environment() -> None:
 # -- Customer.io and the Dodo API -------------------------------------------------------------
 
 
-class RecordingSession:
-    def __init__(self) -> None:
-        self.timeouts: list[tuple[float, float]] = []
-
-    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any) -> Any:
-        self.timeouts.append(timeout)
-
-        class Response:
-            status_code = 200
-            headers: dict[str, str] = {}  # noqa: RUF012 - a stand-in, never mutated
-            content = b"{}"
-
-        return Response()
-
-    def close(self) -> None:
-        pass
-
-
 EVENT = {"type": "person", "identifiers": {"id": "cus_1"}, "action": "event", "name": "x", "id": "01J"}
 
 
 def test_a_track_request_runs_to_the_current_deadline() -> None:
-    session = RecordingSession()
+    session = TrackSession()
     track = TrackClient("https://track.example", "s", "k", connect_timeout=2.0, read_timeout=5.0, session=session)
     assert track.send([EVENT]).delivered
     with deadline.within(Deadline.after(0.5)):
         assert track.send([EVENT]).delivered
     with deadline.within(Deadline.after(-0.1)):
         late = track.send([EVENT])
-    assert session.timeouts[0] == (2.0, 5.0)
-    assert all(0 < t <= 0.5 for t in session.timeouts[1]), "both timeouts capped at the time left"
-    assert len(session.timeouts) == 2, "past the deadline nothing is sent"
+    timeouts = [timeout for *_, timeout in session.requests]
+    assert timeouts[0] == (2.0, 5.0)
+    assert all(0 < t <= 0.5 for t in timeouts[1]), "both timeouts capped at the time left"
+    assert len(timeouts) == 2, "past the deadline nothing is sent"
     assert [r.outcome for r in late.results] == ["transient"] and "deadline" in late.results[0].reason
 
 

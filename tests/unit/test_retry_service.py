@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from requests.structures import CaseInsensitiveDict
 
 from dodo_cio.configuration.settings import Secrets, Settings
 from dodo_cio.delivery.destination import Credentials
@@ -26,6 +24,7 @@ from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.emf import emitted_metrics
 from support.fake_sqs import FakeSqs
 from support.g3_parked import NOW, lambda_record, parked
+from support.g3_track import Answer, TrackSession
 
 ROOT = Path(__file__).resolve().parents[2]
 RETRY_APP = ROOT / "functions" / "retry" / "app.py"
@@ -95,51 +94,6 @@ class CountingLimiter:
         self.acquired += 1
 
 
-class FakeResponse:
-    def __init__(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.status_code = status
-        self.content = body
-        self.headers = CaseInsensitiveDict(headers or {})
-
-
-class FakeSession:
-    """Customer.io stand-in: 413 for requests of more than `max_ops` ops, else a status per op id.
-
-    Records each request (path, ops, headers); `scripted` answers take precedence, in order.
-    """
-
-    def __init__(
-        self,
-        statuses: dict[str, int] | None = None,
-        *,
-        max_ops: int = 1000,
-        scripted: Sequence[FakeResponse | Exception] = (),
-    ) -> None:
-        self.statuses = statuses or {}
-        self.max_ops = max_ops
-        self.scripted = list(scripted)
-        self.requests: list[tuple[str, list[dict[str, Any]], dict[str, str]]] = []
-        self.closed = False
-
-    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any) -> FakeResponse:
-        doc = json.loads(data)
-        path = url.removeprefix(TRACK)
-        ops = doc["batch"] if path == "/api/v2/batch" else [doc]
-        self.requests.append((path, ops, headers))
-        if self.scripted:
-            answer = self.scripted.pop(0)
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-        if len(ops) > self.max_ops:
-            return FakeResponse(413, b"Request Entity Too Large")
-        status = self.statuses.get(ops[0]["id"], 200)
-        return FakeResponse(status, b"" if status < 300 else f"status {status}".encode())
-
-    def close(self) -> None:
-        self.closed = True
-
-
 # -- builders ---------------------------------------------------------------------------------
 
 
@@ -151,20 +105,20 @@ def settings(**overrides: str) -> Settings:
 class Harness:
     def __init__(
         self,
-        session: FakeSession | None = None,
+        session: TrackSession | None = None,
         secrets: FakeSecrets | None = None,
         settings_: Settings | None = None,
         rng: float = 0.5,
     ) -> None:
         self.sqs = FakeSqs()
-        self.session = session or FakeSession()
+        self.session = session or TrackSession()
         self.secrets = secrets or FakeSecrets()
         self.metrics = FakeMetrics()
         self.logger = FakeLogger()
         self.limiter = CountingLimiter()
         self.sessions_made = 0
 
-        def session_factory() -> FakeSession:
+        def session_factory() -> TrackSession:
             self.sessions_made += 1
             return self.session
 
@@ -197,8 +151,8 @@ def test_one_request_delivers_the_whole_batch() -> None:
     ]
     outcomes = h.service.handle(records)
     assert [o.verdict for o in outcomes] == ["delivered"] * 3
-    ((path, ops, headers),) = h.session.requests
-    assert path == "/api/v2/batch"
+    ((path, ops, headers, _),) = h.session.requests
+    assert path == "/batch"
     assert [o["id"] for o in ops] == ["op_a0", "op_a1", "op_b0", "op_c0"]
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"site-1:key-1").decode()
     assert h.metrics.totals() == {"RetryRequests": 1, "RetryDelivered": 3}
@@ -208,12 +162,12 @@ def test_one_request_delivers_the_whole_batch() -> None:
 
 def test_mixed_fates_count_every_request_and_verdict() -> None:
     # One op per request: the 4-message batch (d has 2 ops) is split by 413s into 9 requests.
-    session = FakeSession({"op_b0": 503, "op_c0": 400, "op_d1": 503}, max_ops=1)
+    session = TrackSession({"op_b0": 503, "op_c0": 400, "op_d1": 503}, max_ops=1)
     h = Harness(session, rng=0.5)
     records = [lambda_record(t, parked(t, 2 if t == "d" else 1)) for t in "abcd"]
     outcomes = h.service.handle(records)
     assert [o.verdict for o in outcomes] == ["delivered", "retry", "dead_letter", "repark"]
-    assert [len(ops) for _, ops, _ in session.requests] == [5, 2, 1, 1, 3, 1, 2, 1, 1]
+    assert [len(ops) for _, ops, _, _ in session.requests] == [5, 2, 1, 1, 3, 1, 2, 1, 1]
     assert h.metrics.totals() == {
         "RetryRequests": 9,
         "RetryDelivered": 1,
@@ -282,7 +236,7 @@ def test_the_default_limiter_paces_to_the_container_share(monkeypatch: pytest.Mo
         return real(per_second, clock=lambda: 0.0, sleep=sleeps.append)
 
     monkeypatch.setattr(service_module, "RateLimiter", frozen_clock_limiter)
-    session = FakeSession(max_ops=1)
+    session = TrackSession(max_ops=1)
     h = Harness(session, settings_=settings(CUSTOMERIO_RATE_LIMIT_RPS="10", RETRY_MAX_CONCURRENCY="4"))
     h.service.limiter = None
     h.service.handle([lambda_record(t, parked(t)) for t in "ab"])  # 3 requests: 413, then one each
@@ -306,7 +260,7 @@ def retry_app() -> Iterator[ModuleType]:
         yield module
 
 
-def install(retry_app: ModuleType, session: FakeSession) -> Harness:
+def install(retry_app: ModuleType, session: TrackSession) -> Harness:
     h = Harness(session)
     h.service.metrics = retry_app.metrics  # the handler's own Metrics: flushed by @log_metrics
     retry_app._service = h.service
@@ -321,7 +275,7 @@ def _reset_service(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def test_handler_reports_only_the_retried_message(retry_app: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
-    h = install(retry_app, FakeSession({"op_b0": 503, "op_c0": 400}, max_ops=1))
+    h = install(retry_app, TrackSession({"op_b0": 503, "op_c0": 400}, max_ops=1))
     event = {"Records": [lambda_record(t, parked(t)) for t in "abc"]}
     response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
     assert response == {"batchItemFailures": [{"itemIdentifier": "id-b"}]}
@@ -338,16 +292,16 @@ def test_handler_reports_only_the_retried_message(retry_app: ModuleType, capsys:
 @pytest.mark.parametrize(
     ("session", "dlq_down", "records", "failed"),
     [
-        pytest.param(FakeSession(scripted=[FakeResponse(503, b"down")]), False, "abc", "abc", id="all-failed-no-raise"),
-        pytest.param(FakeSession(), False, "ab", "", id="all-delivered"),
+        pytest.param(TrackSession(scripted=[Answer(503, b"down")]), False, "abc", "abc", id="all-failed-no-raise"),
+        pytest.param(TrackSession(), False, "ab", "", id="all-delivered"),
         # An unreadable body the DLQ did not take must stay on the queue: named, in its place.
-        pytest.param(FakeSession({"op_c0": 503}, max_ops=1), True, "a-c", ["bad", "c"], id="unreadable-dlq-down"),
-        pytest.param(FakeSession(), False, "-a", "", id="unreadable-dead-lettered"),
-        pytest.param(FakeSession(), False, "", "", id="no-records"),
+        pytest.param(TrackSession({"op_c0": 503}, max_ops=1), True, "a-c", ["bad", "c"], id="unreadable-dlq-down"),
+        pytest.param(TrackSession(), False, "-a", "", id="unreadable-dead-lettered"),
+        pytest.param(TrackSession(), False, "", "", id="no-records"),
     ],
 )
 def test_handler_names_exactly_the_messages_that_must_stay(
-    retry_app: ModuleType, session: FakeSession, dlq_down: bool, records: str, failed: Sequence[str]
+    retry_app: ModuleType, session: TrackSession, dlq_down: bool, records: str, failed: Sequence[str]
 ) -> None:
     h = install(retry_app, session)
     if dlq_down:
@@ -374,7 +328,7 @@ def test_handler_builds_its_service_from_the_environment(
 
 def test_handler_reports_messages_it_had_no_time_for(retry_app: ModuleType) -> None:
     # 9 s left: 2.5 s kept to answer and 4.5 s for verdicts leave no room for a 7 s request.
-    h = install(retry_app, FakeSession())
+    h = install(retry_app, TrackSession())
     event = {"Records": [lambda_record(t, parked(t)) for t in "ab"]}
     context = FakeLambdaContext(function_name="dodo-customerio-retry", remaining_ms=9_000)
     response = retry_app.lambda_handler(event, context)
