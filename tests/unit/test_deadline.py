@@ -251,11 +251,3 @@ def test_a_verdict_whose_sqs_calls_may_not_end_in_time_is_deferred_but_a_deliver
     assert sender.requests == [2]
     assert [(o.verdict, o.deferred) for o in outcomes] == [("delivered", False), ("retry", True)]
     assert sqs.sent == sqs.visibility == [], "1.5 s left: no visibility change or re-park was started"
-
-
-def test_without_a_deadline_the_retry_path_is_unchanged() -> None:
-    clock, sqs = Clock(), FakeSqs()
-    sender = SlowSender(clock, 100.0, failing=["op_b0"])
-    outcomes = processor(sqs, clock).process([record("a", parked("a")), record("b", parked("b"))], sender)
-    assert [(o.verdict, o.deferred) for o in outcomes] == [("delivered", False), ("retry", False)]
-    assert (len(sqs.visibility), sqs.sent) == (1, [])
