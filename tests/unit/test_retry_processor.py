@@ -171,24 +171,20 @@ def test_207_dead_letters_the_named_messages_with_only_their_failed_ops() -> Non
     assert failed_message_ids(outcomes) == set()
 
 
-def test_207_failing_every_op_of_a_message_dead_letters_all_of_them() -> None:
-    sqs = FakeSqs()
-    a, b = parked("a", 2), parked("b")
-    sender = FakeSender(partial_207({0: "HTTP 207: bad", 1: "HTTP 207: worse"}))
-    outcomes = processor(sqs).process([record("a", a), record("b", b)], sender)
-    assert [o.verdict for o in outcomes] == ["dead_letter", "delivered"]
-    (body,) = dlq_bodies(sqs)
-    assert body.ops == a.ops
-    assert body.last_error.reason == "HTTP 207: bad"
-
-
-def test_400_dead_letters_the_whole_message() -> None:
+@pytest.mark.parametrize(
+    ("answer", "reason", "status"),
+    [
+        pytest.param(partial_207({0: "HTTP 207: bad", 1: "HTTP 207: worse"}), "HTTP 207: bad", 207, id="207-every-op"),
+        pytest.param(every_op("permanent", 400, "HTTP 400"), "HTTP 400", 400, id="400"),
+    ],
+)
+def test_a_message_refused_whole_is_dead_lettered_whole(answer: Answer, reason: str, status: int) -> None:
     sqs = FakeSqs()
     p = parked("a", 2, attempts=1)
-    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(every_op("permanent", 400, "HTTP 400")))
+    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(answer))
     assert outcomes[0].verdict == "dead_letter"
     (body,) = dlq_bodies(sqs)
-    assert body.ops == p.ops and body.attempts == 3 and body.last_error.status == 400
+    assert (body.ops, body.attempts, body.last_error.reason, body.last_error.status) == (p.ops, 3, reason, status)
 
 
 @pytest.mark.parametrize(
@@ -267,16 +263,6 @@ def test_visibility_change_failing_still_retries() -> None:
     assert outcomes[0].verdict == "retry"
     assert outcomes[0].delay is None  # the queue's own visibility timeout brings it back
     assert failed_message_ids(outcomes) == {"id-a"}
-    assert sqs.sent == []
-
-
-def test_no_sender_means_every_message_waits_the_config_cap() -> None:
-    sqs = FakeSqs()
-    records = [record("a", parked("a", 2)), record("b", parked("b", attempts=7))]
-    outcomes = processor(sqs, rng=0.0).process(records, None, missing_credentials="no API key in SSM")
-    assert [o.verdict for o in outcomes] == ["retry", "retry"]
-    assert [o.reason for o in outcomes] == ["no API key in SSM"] * 2
-    assert [sqs.delay_for("rh-a", RETRY_URL), sqs.delay_for("rh-b", RETRY_URL)] == [CAP, CAP]
     assert sqs.sent == []
 
 
