@@ -98,8 +98,7 @@ class CountingLimiter:
 
 
 def settings(**overrides: str) -> Settings:
-    env = {k: v for k, v in {**ENV, **overrides}.items() if v is not None}
-    return Settings.from_env(env)
+    return Settings.from_env({**ENV, **overrides})
 
 
 class Harness:
@@ -133,10 +132,6 @@ class Harness:
             rng=lambda: rng,
             limiter=self.limiter,  # type: ignore[arg-type]
         )
-
-    def delay_for(self, receipt_handle: str) -> int:
-        (call,) = [c for c in self.sqs.visibility if c["ReceiptHandle"] == receipt_handle]
-        return int(call["VisibilityTimeout"])
 
 
 # -- RetryService -----------------------------------------------------------------------------
@@ -176,7 +171,7 @@ def test_mixed_fates_count_every_request_and_verdict() -> None:
         "RetryReparked": 1,
     }
     assert h.limiter.acquired == 9
-    assert h.delay_for("rh-b") == 30  # attempt 1 + 1 = 2: ceiling 60, rng 0.5
+    assert h.sqs.delay_for("rh-b", RETRY_URL) == 30  # attempt 1 + 1 = 2: ceiling 60, rng 0.5
     (message,) = h.sqs.sent_to(RETRY_URL)
     assert [o["id"] for o in ParkedDelivery.from_json(message["MessageBody"]).ops] == ["op_d1"]
     warned = [kw["extra"] for level, _, kw in h.logger.lines if level == "warning"]
@@ -198,7 +193,7 @@ def test_missing_credentials_retry_everything_with_the_cap(secret: Any) -> None:
     h = Harness(secrets=secrets, rng=0.0)
     outcomes = h.service.handle([lambda_record("a", parked("a")), lambda_record("b", parked("b", 2))])
     assert [o.verdict for o in outcomes] == ["retry", "retry"]
-    assert [h.delay_for("rh-a"), h.delay_for("rh-b")] == [CAP, CAP]
+    assert [h.sqs.delay_for("rh-a", RETRY_URL), h.sqs.delay_for("rh-b", RETRY_URL)] == [CAP, CAP]
     assert h.session.requests == [] and h.sessions_made == 0
     assert h.metrics.totals() == {"ConfigError": 1, "RetryRequests": 0, "RetryScheduled": 2}
     missing = "Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)"
