@@ -154,29 +154,21 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 # track_base_url
 
 
-@pytest.mark.parametrize("override", [None, "", "   "])
-@pytest.mark.parametrize(
-    ("region", "expected"),
-    [
-        ("us", "https://track.customer.io"),
-        ("US", "https://track.customer.io"),
-        ("eu", "https://track-eu.customer.io"),
-        (" EU ", "https://track-eu.customer.io"),
-    ],
-)
-def test_track_base_url_is_the_regions_without_an_override(region: str, expected: str, override: str | None) -> None:
-    assert track_base_url(region, override) == expected
+TRACK_US, TRACK_EU = "https://track.customer.io", "https://track-eu.customer.io"
 
 
-@pytest.mark.parametrize("region", ["us", "eu"])
 @pytest.mark.parametrize(
-    ("override", "expected"),
+    ("region", "override", "expected"),
     [
-        ("http://localhost:4010/", "http://localhost:4010"),
-        (" https://proxy.example.com/cio ", "https://proxy.example.com/cio"),
+        *[(region, override, TRACK_US) for region in ("us", "US") for override in (None, "", "   ")],
+        *[(region, override, TRACK_EU) for region in ("eu", " EU ") for override in (None, "", "   ")],
+        *[(region, "http://localhost:4010/", "http://localhost:4010") for region in ("us", "eu")],
+        *[(region, " https://proxy.example.com/cio ", "https://proxy.example.com/cio") for region in ("us", "eu")],
     ],
 )
-def test_track_base_url_override_wins_trimmed(region: str, override: str, expected: str) -> None:
+def test_track_base_url_is_the_regions_unless_an_override_wins_trimmed(
+    region: str, override: str | None, expected: str
+) -> None:
     assert track_base_url(region, override) == expected
 
 
