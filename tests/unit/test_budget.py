@@ -25,6 +25,8 @@ def test_a_burst_then_the_rate_and_never_more() -> None:
     assert budget.take() and not budget.take()
     clock.now += 100  # an idle container refills only to its depth
     assert sum(budget.take() for _ in range(10)) == 4
+    no_rate = Budget(0.0)  # no rate means no budget
+    assert all(no_rate.take() for _ in range(1000)) and no_rate.wait() == 0.0
 
 
 def test_a_429_closes_it_for_the_retry_after_or_the_default_and_empties_it() -> None:
@@ -39,11 +41,6 @@ def test_a_429_closes_it_for_the_retry_after_or_the_default_and_empties_it() -> 
     assert budget.wait() == pytest.approx(HOLD_SECONDS)
     budget.hold(10_000)  # a Retry-After that would stall a container for hours is capped
     assert budget.wait() == pytest.approx(MAX_HOLD_SECONDS)
-
-
-def test_no_rate_means_no_budget() -> None:
-    budget = Budget(0.0)
-    assert all(budget.take() for _ in range(1000)) and budget.wait() == 0.0
 
 
 @pytest.mark.parametrize(
