@@ -1,12 +1,10 @@
 """The budget each step leaves for the calls after it, exactly, on a clock the test drives (issue 16).
 
 tests/integration/test_deadlines.py shows with real sockets that every answer comes before
-Lambda's timeout; it cannot tell 3 kept calls from 0, nor a 2 s Dodo API budget from 60 s, as
-long as the answer is early enough. Here the ingest and retry services run on fakes (SSM, the
-directory, Dodo's API, Customer.io, SQS, the duplicate check) under a fixed outer deadline, each
-fake records the deadline it ran under (`deadline.current()`), and the tests assert those
-deadlines to the last bit (every number below is exact in binary floating point). The arithmetic
-they check is written down in dodo_cio.platform.deadline's docstring:
+Lambda's timeout; it cannot tell 3 kept calls from 0, nor a 2 s Dodo API budget from 60 s. Here
+the ingest and retry services run on fakes that record the deadline each ran under, asserted to
+the last bit (every number below is exact in binary floating point; dodo_cio.platform.deadline's
+docstring derives them):
 
     outer deadline 1000, ANSWER_RESERVE 2.5, one AWS attempt 1 s + 1 s = 2 s, STEP_SLACK 0.25
     every call            1000 - 2.5             = 997.5
