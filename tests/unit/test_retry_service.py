@@ -155,33 +155,6 @@ def test_one_request_delivers_the_whole_batch() -> None:
     assert h.sqs.sent == [] and h.sqs.visibility == []
 
 
-def test_mixed_fates_count_every_request_and_verdict() -> None:
-    # One op per request: the 4-message batch (d has 2 ops) is split by 413s into 9 requests.
-    session = TrackSession({"op_b0": 503, "op_c0": 400, "op_d1": 503}, max_ops=1)
-    h = Harness(session, rng=0.5)
-    records = [lambda_record(t, parked(t, 2 if t == "d" else 1)) for t in "abcd"]
-    outcomes = h.service.handle(records)
-    assert [o.verdict for o in outcomes] == ["delivered", "retry", "dead_letter", "repark"]
-    assert [len(ops) for _, ops, _, _ in session.requests] == [5, 2, 1, 1, 3, 1, 2, 1, 1]
-    assert h.metrics.totals() == {
-        "RetryRequests": 9,
-        "RetryDelivered": 1,
-        "RetryScheduled": 1,
-        "DeadLettered": 1,
-        "RetryReparked": 1,
-    }
-    assert h.limiter.acquired == 9
-    assert h.sqs.delay_for("rh-b", RETRY_URL) == 30  # attempt 1 + 1 = 2: ceiling 60, rng 0.5
-    (message,) = h.sqs.sent_to(RETRY_URL)
-    assert [o["id"] for o in ParkedDelivery.from_json(message["MessageBody"]).ops] == ["op_d1"]
-    warned = [kw["extra"] for level, _, kw in h.logger.lines if level == "warning"]
-    assert {(w["message_id"], w["verdict"]) for w in warned} == {
-        ("id-b", "retry"),
-        ("id-c", "dead_letter"),
-        ("id-d", "repark"),
-    }
-
-
 @pytest.mark.parametrize(
     "secret",
     [(None, None), ("site-1", None), (None, "key-1"), ConfigError("could not read SSM parameters: Boom")],
@@ -269,18 +242,32 @@ def _reset_service(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("retry_app")._service = None
 
 
-def test_handler_reports_only_the_retried_message(retry_app: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
-    h = install(retry_app, TrackSession({"op_b0": 503, "op_c0": 400}, max_ops=1))
-    event = {"Records": [lambda_record(t, parked(t)) for t in "abc"]}
+def test_mixed_fates_count_every_request_and_verdict(retry_app: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    # One op per request: the 4-message batch (d has 2 ops) is split by 413s into 9 requests.
+    session = TrackSession({"op_b0": 503, "op_c0": 400, "op_d1": 503}, max_ops=1)
+    h = install(retry_app, session)
+    event = {"Records": [lambda_record(t, parked(t, 2 if t == "d" else 1)) for t in "abcd"]}
     response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
-    assert response == {"batchItemFailures": [{"itemIdentifier": "id-b"}]}
-    assert len(h.sqs.sent_to(DLQ_URL)) == 1
-    assert [c["ReceiptHandle"] for c in h.sqs.visibility] == ["rh-b"]
+    assert response == {"batchItemFailures": [{"itemIdentifier": "id-b"}]}, "only the retried message stays"
+    assert [len(ops) for _, ops, _, _ in session.requests] == [5, 2, 1, 1, 3, 1, 2, 1, 1]
     assert emitted_metrics(capsys.readouterr().out) == {
-        "RetryRequests": 5,
+        "RetryRequests": 9,
         "RetryDelivered": 1,
         "RetryScheduled": 1,
         "DeadLettered": 1,
+        "RetryReparked": 1,
+    }
+    assert h.limiter.acquired == 9
+    assert [c["ReceiptHandle"] for c in h.sqs.visibility] == ["rh-b"]
+    assert h.sqs.delay_for("rh-b", RETRY_URL) == 30  # attempt 1 + 1 = 2: ceiling 60, rng 0.5
+    assert len(h.sqs.sent_to(DLQ_URL)) == 1
+    (message,) = h.sqs.sent_to(RETRY_URL)
+    assert [o["id"] for o in ParkedDelivery.from_json(message["MessageBody"]).ops] == ["op_d1"]
+    warned = [kw["extra"] for level, _, kw in h.logger.lines if level == "warning"]
+    assert {(w["message_id"], w["verdict"]) for w in warned} == {
+        ("id-b", "retry"),
+        ("id-c", "dead_letter"),
+        ("id-d", "repark"),
     }
 
 
