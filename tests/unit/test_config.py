@@ -178,6 +178,8 @@ def test_load_returns_parsed_secrets_and_ignores_other_values() -> None:
             False,
         )
     ]
+    assert store.delivery_credentials() == TrackCredentials(SITE_ID, API_KEY)  # the retry path's read
+    assert fetch.calls[-1][0] == ["/dodo-customerio/customerio-site-id", "/dodo-customerio/customerio-api-key"]
 
 
 def test_load_force_and_custom_path_and_max_age() -> None:

@@ -121,18 +121,6 @@ def test_pipelines_reads_only_the_webhook_secret_and_its_key() -> None:
     assert fetch.asked[-1] == ["/dodo-customerio/customerio-pipelines-api-key"]  # the retry path's read
 
 
-def test_track_reads_what_it_always_read() -> None:
-    secrets_store, fetch = store({})
-    secrets = secrets_store.load()
-    assert fetch.asked == [
-        [f"/dodo-customerio/{n}" for n in ("webhook-secret", "customerio-site-id", "customerio-api-key")]
-    ]
-    assert secrets.pipelines_api_key is None
-    assert (
-        secrets.delivery_credentials() == secrets_store.delivery_credentials() == TrackCredentials(SITE_ID, TRACK_KEY)
-    )
-
-
 def test_pipelines_without_track_credentials_loads_and_delivers() -> None:
     values = {k: v for k, v in ALL.items() if "site-id" not in k and "customerio-api-key" not in k}
     secrets_store, _ = store(PIPELINES, values)
