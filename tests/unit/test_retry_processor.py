@@ -25,7 +25,7 @@ from dodo_cio.delivery.track import DeliveryResult, OpResult
 from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryProcessor, RetryService
-from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids, summarise
+from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.emf import emitted_metrics
 from support.fake_sqs import FakeSqs
@@ -147,23 +147,6 @@ def test_sqs_record_from_lambda(attributes: dict[str, str] | None, expected: int
 
 
 # -- delivered --------------------------------------------------------------------------------
-
-
-def test_all_delivered_in_one_request_without_touching_sqs() -> None:
-    sqs = FakeSqs()
-    sender = FakeSender(OK)
-    messages = [parked("a", 2), parked("b"), parked("c", 3)]
-    records = [record(p.webhook_id, p) for p in messages]
-    paced: list[int] = []
-    outcomes = processor(sqs).process(records, sender, on_request=lambda: paced.append(1))
-    assert len(sender.requests) == len(paced) == 1, "on_request runs once per request"
-    assert sender.requests[0] == [o for p in messages for o in p.ops]
-    assert [o.verdict for o in outcomes] == ["delivered"] * 3
-    assert [o.delivered_ops for o in outcomes] == [2, 1, 3]
-    assert sqs.sent == [] and sqs.visibility == []
-    assert failed_message_ids(outcomes) == set()
-    assert summarise(outcomes) == {"delivered": 3}
-    assert processor(sqs).process([], sender) == [] and len(sender.requests) == 1, "no records, no request"
 
 
 # -- permanent failures -----------------------------------------------------------------------
@@ -625,18 +608,13 @@ class Harness:
 # -- RetryService -----------------------------------------------------------------------------
 
 
-def test_one_request_delivers_the_whole_batch() -> None:
+def test_one_paced_request_delivers_the_whole_batch_without_touching_sqs() -> None:
     h = Harness()
-    records = [
-        lambda_record("a", parked("a", 2)),
-        lambda_record("b", parked("b")),
-        lambda_record("c", parked("c")),
-    ]
-    outcomes = h.service.handle(records)
-    assert [o.verdict for o in outcomes] == ["delivered"] * 3
+    outcomes = h.service.handle([lambda_record(t, parked(t, n)) for t, n in (("a", 2), ("b", 1), ("c", 3))])
+    assert [(o.verdict, o.delivered_ops) for o in outcomes] == [("delivered", 2), ("delivered", 1), ("delivered", 3)]
     ((path, ops, headers, _),) = h.session.requests
     assert path == "/batch"
-    assert [o["id"] for o in ops] == ["op_a0", "op_a1", "op_b0", "op_c0"]
+    assert [o["id"] for o in ops] == ["op_a0", "op_a1", "op_b0", "op_c0", "op_c1", "op_c2"]
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"site-1:key-1").decode()
     assert h.metrics.totals() == {"RetryRequests": 1, "RetryDelivered": 3}
     assert h.limiter.acquired == 1
