@@ -249,16 +249,6 @@ def test_429_retry_after_is_a_floor_on_the_delay(attempts: int, delay: int) -> N
     assert sqs.delay_for("rh-a", RETRY_URL) == delay
 
 
-def test_401_is_a_config_error_that_waits_the_cap() -> None:
-    sqs = FakeSqs()
-    outcomes = processor(sqs, rng=0.0).process(
-        [record("a", parked("a", attempts=1))], FakeSender(every_op("config", 401, "HTTP 401: unauthorized"))
-    )
-    assert outcomes[0].verdict == "retry"
-    assert outcomes[0].reason == "HTTP 401: unauthorized"
-    assert sqs.delay_for("rh-a", RETRY_URL) == CAP
-
-
 def test_a_mix_of_config_and_transient_ops_backs_off_as_transient() -> None:
     sqs = FakeSqs()
     p = parked("a", 2, attempts=1)
