@@ -37,6 +37,7 @@ def test_defaults_match_the_documented_schedule() -> None:
     assert (POLICY.base, POLICY.cap) == (BASE, CAP)
     assert POLICY.transient_horizon == 36 * HOUR
     assert POLICY.config_horizon == 7 * DAY
+    assert (POLICY.horizon("config"), POLICY.horizon("permanent")) == (7 * DAY, 36 * HOUR)  # all but config: 36 h
 
 
 @pytest.mark.parametrize(("attempt", "expected"), sorted({**CEILINGS, **ODD_ATTEMPTS}.items()))
@@ -143,12 +144,6 @@ def test_config_wait_follows_a_custom_cap() -> None:
 # -- horizons ---------------------------------------------------------------------------------
 
 FIRST_SEEN = 1_792_055_310
-
-
-def test_horizon_per_kind() -> None:
-    assert POLICY.horizon("transient") == 36 * HOUR
-    assert POLICY.horizon("config") == 7 * DAY
-    assert POLICY.horizon("permanent") == 36 * HOUR  # anything but config gets the transient horizon
 
 
 @pytest.mark.parametrize(("kind", "horizon"), [("transient", 36 * HOUR), ("config", 7 * DAY)])
