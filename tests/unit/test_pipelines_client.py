@@ -75,24 +75,12 @@ def user_ids(body: Any) -> list[str]:
 # what goes out
 
 
-def test_strict_mode_and_basic_auth_with_the_key_as_user_and_no_password() -> None:
-    c, session = client()
-    c.send([person(1)])
-    c.send([person(1), person(2)])
-    for _, _, headers in session.requests:
-        assert headers["X-Strict-Mode"] == "1"
-        scheme, token = headers["Authorization"].split(" ")
-        assert (scheme, base64.b64decode(token)) == ("Basic", f"{KEY}:".encode())
-        assert headers["Content-Type"] == "application/json"
-    assert pipelines_headers(KEY) == session.requests[0][2]
-
-
 def test_one_op_goes_to_its_own_endpoint_without_type_several_to_batch_with_it() -> None:
     identify = identify_op({"id": "cus_1"}, {"plan": None}, timestamp=1_700_000_000)
     c, session = client()
     assert c.send([identify]).delivered
     assert c.send([identify, person(1)]).delivered
-    (path, body, _), (batch_path, batch, _) = session.requests
+    (path, body, headers), (batch_path, batch, batch_headers) = session.requests
     assert (path, body) == (
         "/identify",
         {"userId": "cus_1", "traits": {"plan": None}, "timestamp": "2023-11-14T22:13:20Z"},
@@ -100,6 +88,11 @@ def test_one_op_goes_to_its_own_endpoint_without_type_several_to_batch_with_it()
     assert batch_path == "/batch"
     assert [item["type"] for item in batch["batch"]] == ["identify", "track"]
     assert batch["batch"][0] == {"type": "identify", **body}
+    # strict mode, and basic auth with the key as user and no password, on every request
+    assert headers == batch_headers == pipelines_headers(KEY)
+    assert headers["X-Strict-Mode"] == "1" and headers["Content-Type"] == "application/json"
+    scheme, token = headers["Authorization"].split(" ")
+    assert (scheme, base64.b64decode(token)) == ("Basic", f"{KEY}:".encode())
 
 
 def test_a_merge_is_an_alias_sent_on_its_own_after_the_batch() -> None:
