@@ -48,7 +48,7 @@ BAD_NAME = b'{"errors":[{"reason":"invalid","field":"name","message":"required"}
         *[
             (200, body, batch, "delivered", None)
             for body in (b"", b"{}", b"OK", b"<html>ok</html>")
-            for batch in (0, 1)
+            for batch in (False, True)
         ],
         (207, b"whatever", False, "delivered", None),  # a 207 on /entity is a success
         (400, BAD_NAME, False, "permanent", "HTTP 400: " + BAD_NAME.decode()),
