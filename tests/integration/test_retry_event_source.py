@@ -1,143 +1,78 @@
-"""The retry path end to end: moto's queues (as template.yaml defines them), the real retry handler
-fed by the local SQS event source (Lambda's poller, which moto does not run), and the Track sandbox.
+"""The retry queue's event source: moto's queues (as template.yaml defines them) polled by the local
+SQS event source (Lambda's poller, which moto does not run), and the local run that drains them.
 
-Time: SQS visibility is whole seconds, so the handler runs on a fast BackoffPolicy (1-3 s waits,
-the real 36 h / 7 d horizons) and an injected clock; "time passing" for a waiting message is
-simulated by setting its visibility to 0 with the receipt handle the poll saw.
+What each Customer.io answer makes of a parked message is decided in tests/unit/test_retry_processor.py;
+the real retry handler behind this event source, for every fault, in tests/integration/test_fault_matrix.py.
+"Time passing" for a waiting message is simulated by setting its visibility to 0 with the receipt
+handle the poll saw.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import requests
 
-from dodo_cio.configuration.settings import SecretStore, Settings
 from dodo_cio.delivery.backoff import BackoffPolicy
 from dodo_cio.delivery.parking import LastError, ParkedDelivery, park
 from dodo_cio.platform.ulid import deterministic_ulid
-from dodo_cio.retry.service import RetryService
 from dodo_cio_cli import sender
 from dodo_cio_local.event_source import PollResult, SqsEventSource
-from dodo_cio_local.handler_modules import load_retry_module
-from dodo_cio_local.local_run import LocalBridge, TemplateSettings, read_template
-from dodo_cio_local.sandbox import ScriptedResponse
-from support.aws import queue_properties, receive_all
-from support.event_source import retry_event_source
+from dodo_cio_local.local_run import LocalBridge, read_template
 from support.track_ops import event_op
 
 pytestmark = pytest.mark.network
 
 ROOT = Path(__file__).resolve().parents[2]
 PAYMENT = ROOT / "events" / "dodo" / "payment.succeeded.json"
-HOUR = 3600
 # Whole-second waits (SQS's minimum is 1 s); horizons stay the production ones.
 FAST = BackoffPolicy(base=1, cap=3)
 
 
-class Clock:
-    """The retry service's wall clock, moved forward by the tests."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture(scope="module")
-def template() -> TemplateSettings:
-    return read_template()
-
-
 @dataclass
-class Retry:
-    bridge: Any  # conftest.Bridge: moto clients, queue URLs, the ingest handler, the sandbox
-    module: ModuleType
-    source: SqsEventSource
-    clock: Clock
-
-    def __getattr__(self, name: str) -> Any:  # sqs, sandbox, queue_url, ...: the ingest side's
-        return getattr(self.bridge, name)
+class RetryQueue:
+    sqs: Any  # moto's, from the integration conftest's bridge
+    url: str
 
     def park(self, parked: ParkedDelivery) -> str:
-        return park(self.sqs, self.bridge.queue_url, parked)
-
-    def poll(self) -> PollResult:
-        return self.source.poll_once()
+        return park(self.sqs, self.url, parked)
 
     def time_passes(self, result: PollResult) -> None:
         """The messages a poll left for retry become visible now, as if their delay had passed."""
-        handles = result.receipt_handles
         for message_id in result.failed:
-            self.sqs.change_message_visibility(
-                QueueUrl=self.bridge.queue_url, ReceiptHandle=handles[message_id], VisibilityTimeout=0
-            )
+            handle = result.receipt_handles[message_id]
+            self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=handle, VisibilityTimeout=0)
 
     def counts(self, url: str | None = None) -> tuple[int, int]:
         """(visible, in flight) on the retry queue (or `url`)."""
         attrs = self.sqs.get_queue_attributes(
-            QueueUrl=url or self.bridge.queue_url,
+            QueueUrl=url or self.url,
             AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
         )["Attributes"]
         return int(attrs["ApproximateNumberOfMessages"]), int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
-    def dead_letters(self) -> list[dict[str, Any]]:
-        return receive_all(self.sqs, self.bridge.dlq_url)
-
-    def accepted_event_ids(self) -> Counter[str]:
-        return Counter(op["id"] for op in self.sandbox.accepted_ops() if op.get("action") == "event")
-
 
 @pytest.fixture
-def retry(bridge: Any, template: TemplateSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Retry]:
-    """A warm retry container (fast backoff, injected clock) behind the event source of the template."""
-    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
-    module = load_retry_module()
-    settings = Settings.from_env()
-    clock = Clock()
-    service = RetryService(
-        settings=settings,
-        secrets=SecretStore(settings),
-        metrics=module.metrics,
-        logger=module.logger,
-        sqs_factory=lambda: module._client("sqs"),
-        policy=FAST,
-        clock=clock,
-        rng=lambda: 0.0,  # no jitter: transient waits are SQS's 1 s minimum
-    )
-    monkeypatch.setattr(module, "_service", service)
-    source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, template)
-    yield Retry(bridge, module, source, clock)
+def retry(bridge: Any) -> RetryQueue:
+    return RetryQueue(bridge.sqs, bridge.queue_url)
 
 
-def op(tag: str, index: int = 0) -> dict[str, Any]:
-    event_id = deterministic_ulid(f"msg_{tag}#{index}", 1_700_000_000_000)
-    return event_op(f"cus_{tag}", event_id=event_id, timestamp=1_700_000_000, attributes={"index": index})
-
-
-def parked(tag: str, *, n_ops: int = 1, first_seen: float | None = None, attempts: int = 1) -> ParkedDelivery:
-    seen = int(time.time() if first_seen is None else first_seen)
+def parked(tag: str) -> ParkedDelivery:
+    seen = int(time.time())
     return ParkedDelivery(
         webhook_id=f"msg_{tag}",
         event_type="payment.succeeded",
         event_time=1_700_000_000,
         first_seen=seen,
-        attempts=attempts,
-        ops=[op(tag, i) for i in range(n_ops)],
+        attempts=1,
+        ops=[event_op(f"cus_{tag}", event_id=deterministic_ulid(f"msg_{tag}#0", 1_700_000_000_000))],
         last_error=LastError(kind="transient", reason="HTTP 503", status=503, at=seen),
         customer_id=f"cus_{tag}",
     )
@@ -156,12 +91,12 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05
 # -- the event source itself ------------------------------------------------------------------
 
 
-def test_the_event_is_built_as_lambda_builds_it(retry: Retry) -> None:
+def test_the_event_is_built_as_lambda_builds_it(retry: RetryQueue) -> None:
     from aws_lambda_powertools.utilities.parser.models import SqsModel
 
     message_id = retry.park(parked("a"))
     seen: list[dict[str, Any]] = []
-    source = SqsEventSource(retry.sqs, retry.bridge.queue_url, lambda event, ctx: seen.append(event))
+    source = SqsEventSource(retry.sqs, retry.url, lambda event, ctx: seen.append(event))
 
     result = source.poll_once()
 
@@ -194,20 +129,20 @@ def test_the_event_is_built_as_lambda_builds_it(retry: Retry) -> None:
         "dataType": "String",
     }
     assert record["md5OfBody"] == hashlib.md5(record["body"].encode()).hexdigest()
-    arn = retry.sqs.get_queue_attributes(QueueUrl=retry.bridge.queue_url, AttributeNames=["QueueArn"])
+    arn = retry.sqs.get_queue_attributes(QueueUrl=retry.url, AttributeNames=["QueueArn"])
     assert record["eventSourceARN"] == arn["Attributes"]["QueueArn"]
     assert (record["eventSource"], record["awsRegion"]) == ("aws:sqs", "us-east-1")
     SqsModel.model_validate(seen[0])  # Powertools' model of Lambda's SQS event accepts it
     assert retry.counts() == (0, 0)
 
 
-def test_a_batch_above_ten_is_several_receives_and_one_invocation(retry: Retry) -> None:
+def test_a_batch_above_ten_is_several_receives_and_one_invocation(retry: RetryQueue) -> None:
     for i in range(25):
         retry.park(parked(f"n{i}"))
     sizes: list[int] = []
     source = SqsEventSource(
         retry.sqs,
-        retry.bridge.queue_url,
+        retry.url,
         lambda event, ctx: sizes.append(len(event["Records"])),
         batch_size=25,
     )
@@ -216,7 +151,7 @@ def test_a_batch_above_ten_is_several_receives_and_one_invocation(retry: Retry) 
     assert retry.counts() == (0, 0)
 
 
-def test_partial_batch_responses_are_honoured_like_lambda(retry: Retry) -> None:
+def test_partial_batch_responses_are_honoured_like_lambda(retry: RetryQueue) -> None:
     for tag in "abc":
         retry.park(parked(tag))
     answers: list[Any] = []
@@ -225,7 +160,17 @@ def test_partial_batch_responses_are_honoured_like_lambda(retry: Retry) -> None:
         ids = [r["messageId"] for r in event["Records"]]
         return answers.pop(0)(ids)
 
-    source = SqsEventSource(retry.sqs, retry.bridge.queue_url, handler)
+    def crash(ids: list[str]) -> Any:
+        raise RuntimeError("boom")
+
+    source = SqsEventSource(retry.sqs, retry.url, handler)
+
+    # A handler that raises is a function error: nothing is deleted, everything comes back.
+    answers.append(crash)
+    crashed = source.poll_once()
+    assert (crashed.received, crashed.deleted, len(crashed.failed)) == (3, 0, 3)
+    assert isinstance(crashed.error, RuntimeError)
+    retry.time_passes(crashed)
 
     # An id the batch does not hold makes the whole response invalid: nothing is deleted.
     answers.append(lambda ids: {"batchItemFailures": [{"itemIdentifier": "not-in-batch"}]})
@@ -246,199 +191,8 @@ def test_partial_batch_responses_are_honoured_like_lambda(retry: Retry) -> None:
     third = source.poll_once()
     assert (third.received, third.deleted) == (1, 1)
     assert third.event is not None
-    assert third.event["Records"][0]["attributes"]["ApproximateReceiveCount"] == "3"
+    assert third.event["Records"][0]["attributes"]["ApproximateReceiveCount"] == "4"
     assert retry.counts() == (0, 0)
-
-
-# -- the retry function behind it ----------------------------------------------------------------
-
-
-def test_parked_webhooks_reach_customerio_in_one_batch_request(retry: Retry) -> None:
-    body = PAYMENT.read_bytes()
-    retry.sandbox.script(503, 503, 503)
-    for i in range(3):
-        assert retry.bridge.send(body, webhook_id=f"msg_outage_{i}") == (202, {"status": "queued"})
-    assert retry.counts() == (3, 0)
-    retry.sandbox.reset()  # forget the failed ingest attempts
-
-    results = retry.source.drain(5)
-
-    assert [(r.received, r.deleted, r.failed) for r in results] == [(3, 3, ()), (0, 0, ())]
-    (request,) = retry.sandbox.requests
-    assert (request.path, request.status) == ("/api/v2/batch", 200)
-    ids = retry.accepted_event_ids()
-    assert len(ids) == 3 and set(ids.values()) == {1}, ids
-    assert retry.counts() == (0, 0)
-    assert retry.dead_letters() == []
-
-
-def test_a_207_dead_letters_the_named_message_and_delivers_the_others(retry: Retry) -> None:
-    for tag in "abc":
-        retry.park(parked(tag))
-    errors = [{"batch_index": 1, "reason": "invalid", "field": "name", "message": "scripted rejection"}]
-    retry.sandbox.script(ScriptedResponse(207, body={"errors": errors}))
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted, result.failed) == (3, 3, ())
-    (dead,) = retry.dead_letters()
-    doc = json.loads(dead["Body"])
-    assert doc["webhook_id"] == "msg_b"
-    assert doc["last_error"]["kind"] == "permanent" and doc["last_error"]["permanent"] is True
-    assert doc["last_error"]["reason"].startswith("HTTP 207") and "scripted rejection" in doc["last_error"]["reason"]
-    assert doc["attempts"] == 2  # the ingest attempt plus this one
-    assert dead["MessageAttributes"]["error_kind"]["StringValue"] == "permanent"
-    assert retry.accepted_event_ids() == Counter({op("a")["id"]: 1, op("c")["id"]: 1})
-    assert retry.counts() == (0, 0)
-
-
-def test_a_400_dead_letters_at_once(retry: Retry) -> None:
-    retry.park(parked("bad"))
-    retry.sandbox.script(400)
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted, result.failed) == (1, 1, ())
-    (dead,) = retry.dead_letters()
-    last_error = json.loads(dead["Body"])["last_error"]
-    assert (last_error["kind"], last_error["status"]) == ("permanent", 400)
-    assert retry.counts() == (0, 0)
-
-
-def test_a_401_keeps_the_message_waiting_the_full_cap(retry: Retry) -> None:
-    retry.park(parked("key"))
-    retry.sandbox.script(401)
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted, len(result.failed)) == (1, 0, 1)
-    assert retry.counts() == (0, 1)
-    time.sleep(1.3)  # longer than a transient wait (1 s here): a configuration error waits the cap (3 s)
-    assert retry.counts() == (0, 1)
-    assert retry.dead_letters() == []
-    retry.time_passes(result)  # the key was fixed; the next attempt goes through
-    assert retry.poll().deleted == 1
-    assert retry.accepted_event_ids() == Counter({op("key")["id"]: 1})
-
-
-def test_a_503_is_delivered_on_the_next_poll(retry: Retry) -> None:
-    retry.park(parked("flaky"))
-    retry.sandbox.script(503, 200)
-
-    first = retry.poll()
-    assert (first.received, first.deleted, len(first.failed)) == (1, 0, 1)
-    assert retry.poll().received == 0  # waiting out its delay
-    retry.time_passes(first)
-    second = retry.poll()
-
-    assert (second.received, second.deleted, second.failed) == (1, 1, ())
-    assert second.event is not None
-    assert second.event["Records"][0]["attributes"]["ApproximateReceiveCount"] == "2"
-    assert [r.status for r in retry.sandbox.requests] == [503, 200]
-    assert retry.accepted_event_ids() == Counter({op("flaky")["id"]: 1})
-    assert retry.counts() == (0, 0)
-
-
-def test_a_429_retry_after_keeps_the_message_invisible_that_long(retry: Retry) -> None:
-    retry.park(parked("busy"))
-    retry.sandbox.script(ScriptedResponse(429, headers={"Retry-After": "2"}))
-
-    start = time.monotonic()
-    result = retry.poll()
-    assert (result.received, len(result.failed)) == (1, 1)
-    wait_until(lambda: retry.counts()[0] == 1, timeout=5)
-    elapsed = time.monotonic() - start
-
-    assert 2.0 <= elapsed < 4, f"visible again after {elapsed:.2f} s"
-    assert retry.poll().deleted == 1
-
-
-def test_an_outage_longer_than_an_hour_ends_with_everything_delivered(retry: Retry) -> None:
-    for tag in "xyz":
-        retry.park(parked(tag))
-    polls_down = 6
-    retry.sandbox.script(*([503] * polls_down), 200)
-
-    for _ in range(polls_down):
-        result = retry.poll()
-        assert (result.received, result.deleted, len(result.failed)) == (3, 0, 3)
-        retry.clock.advance(90 * 60 / polls_down)
-        retry.time_passes(result)
-    final = retry.poll()
-
-    assert (final.received, final.deleted, final.failed) == (3, 3, ())
-    assert final.event is not None
-    assert {r["attributes"]["ApproximateReceiveCount"] for r in final.event["Records"]} == {"7"}
-    assert retry.accepted_event_ids() == Counter({op(t)["id"]: 1 for t in "xyz"})
-    assert [r.status for r in retry.sandbox.requests] == [503] * polls_down + [200]
-    assert retry.dead_letters() == []
-    assert retry.counts() == (0, 0)
-
-
-def test_an_outage_past_the_horizon_dead_letters_with_the_reason(retry: Retry) -> None:
-    retry.park(parked("late", first_seen=retry.clock(), attempts=1))
-    retry.clock.advance(36 * HOUR + 60)
-    retry.sandbox.script(503)
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted, result.failed) == (1, 1, ())
-    (dead,) = retry.dead_letters()
-    doc = json.loads(dead["Body"])
-    assert doc["last_error"]["reason"].startswith("gave up after 36.0 h: HTTP 503")
-    assert doc["last_error"]["kind"] == "transient"
-    assert doc["last_error"]["at"] == int(retry.clock())
-    assert doc["attempts"] == 2
-    assert dead["MessageAttributes"]["error_kind"]["StringValue"] == "transient"
-    assert retry.counts() == (0, 0)
-
-
-def test_an_unreadable_body_is_dead_lettered_untouched(retry: Retry) -> None:
-    retry.sqs.send_message(QueueUrl=retry.bridge.queue_url, MessageBody="{not a parked delivery")
-
-    result = retry.poll()
-
-    assert (result.received, result.deleted) == (1, 1)
-    (dead,) = retry.dead_letters()
-    assert dead["Body"] == "{not a parked delivery"
-    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
-    assert attributes["error_kind"] == "unreadable"
-    assert attributes["reason"].startswith("unreadable parked message")
-    assert retry.sandbox.requests == []
-
-
-def test_the_redrive_policy_catches_a_handler_that_always_crashes(retry: Retry) -> None:
-    """The template's maxReceiveCount is only a backstop; a queue with 3 shows it working."""
-    sqs = retry.sqs
-    dlq_url = sqs.create_queue(QueueName="backstop-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    props = queue_properties("RetryQueue")
-    url = sqs.create_queue(
-        QueueName="backstop",
-        Attributes={
-            "VisibilityTimeout": str(props["VisibilityTimeout"]),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}),
-        },
-    )["QueueUrl"]
-    sqs.send_message(QueueUrl=url, MessageBody="poison")
-
-    def crash(event: dict[str, Any], context: Any) -> Any:
-        raise RuntimeError("boom")
-
-    source = SqsEventSource(sqs, url, crash, batch_size=10)
-    for receive in range(1, 4):
-        result = source.poll_once()
-        assert (result.received, result.deleted, isinstance(result.error, RuntimeError)) == (1, 0, True)
-        assert result.event is not None
-        assert result.event["Records"][0]["attributes"]["ApproximateReceiveCount"] == str(receive)
-        sqs.change_message_visibility(
-            QueueUrl=url, ReceiptHandle=result.receipt_handles[result.failed[0]], VisibilityTimeout=0
-        )
-
-    assert source.poll_once().received == 0  # the 4th receive finds it past maxReceiveCount
-    (moved,) = receive_all(sqs, dlq_url)
-    assert moved["Body"] == "poison"
-    assert retry.counts(url) == (0, 0)
 
 
 # -- the local run ------------------------------------------------------------------------------

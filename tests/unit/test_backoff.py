@@ -30,23 +30,19 @@ def _no_rng() -> float:
 
 # Written out by hand: 30 s doubling per attempt, capped at 15 minutes from attempt 6 on.
 CEILINGS = {1: 30, 2: 60, 3: 120, 4: 240, 5: 480, 6: 900, 7: 900, 8: 900, 9: 900, 10: 900, 11: 900, 12: 900}
+ODD_ATTEMPTS = {10_000: CAP, 0: BASE, -3: BASE}  # no float overflow; nothing below the base
 
 
 def test_defaults_match_the_documented_schedule() -> None:
     assert (POLICY.base, POLICY.cap) == (BASE, CAP)
     assert POLICY.transient_horizon == 36 * HOUR
     assert POLICY.config_horizon == 7 * DAY
+    assert (POLICY.horizon("config"), POLICY.horizon("permanent")) == (7 * DAY, 36 * HOUR)  # all but config: 36 h
 
 
-@pytest.mark.parametrize(("attempt", "expected"), sorted(CEILINGS.items()))
+@pytest.mark.parametrize(("attempt", "expected"), sorted({**CEILINGS, **ODD_ATTEMPTS}.items()))
 def test_ceiling_doubles_from_base_and_caps(attempt: int, expected: int) -> None:
     assert POLICY.ceiling(attempt) == expected
-
-
-def test_ceiling_of_huge_and_nonpositive_attempts() -> None:
-    assert POLICY.ceiling(10_000) == CAP  # no float overflow
-    assert POLICY.ceiling(0) == BASE
-    assert POLICY.ceiling(-3) == BASE
 
 
 def test_ceiling_with_a_custom_policy() -> None:
@@ -57,13 +53,9 @@ def test_ceiling_with_a_custom_policy() -> None:
 # -- delay ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("attempt", sorted(CEILINGS))
-def test_rng_zero_waits_the_one_second_minimum(attempt: int) -> None:
-    assert POLICY.delay(attempt, rng=_constant(0.0)) == 1
-
-
 @pytest.mark.parametrize(("attempt", "ceiling"), sorted(CEILINGS.items()))
-def test_rng_near_one_waits_the_ceiling(attempt: int, ceiling: int) -> None:
+def test_full_jitter_spans_the_one_second_minimum_to_the_ceiling(attempt: int, ceiling: int) -> None:
+    assert POLICY.delay(attempt, rng=_constant(0.0)) == 1
     # 0.999 * ceiling is within a second of the ceiling for every ceiling <= 900, so it rounds up to it.
     delay = POLICY.delay(attempt, rng=_constant(0.999))
     assert delay == ceiling
@@ -106,28 +98,23 @@ def test_delay_uses_the_default_rng_within_bounds() -> None:
 # -- Retry-After ------------------------------------------------------------------------------
 
 
-def test_retry_after_raises_the_delay() -> None:
-    assert POLICY.delay(1, retry_after=120, rng=_constant(0.0)) == 120
-    assert POLICY.delay(1, retry_after=120, rng=_constant(0.999)) == 120  # jitter alone would give 30
-
-
-def test_retry_after_never_lowers_the_delay() -> None:
-    assert POLICY.delay(8, retry_after=120, rng=_constant(0.5)) == 450
-
-
-def test_retry_after_past_the_cap_waits_the_cap() -> None:
-    assert POLICY.delay(1, retry_after=5000, rng=_constant(0.0)) == CAP
-    assert POLICY.delay(1, retry_after=CAP + 1, rng=_constant(0.0)) == CAP
-
-
-def test_fractional_retry_after_rounds_up() -> None:
-    assert POLICY.delay(1, retry_after=120.2, rng=_constant(0.0)) == 121
-    assert POLICY.delay(1, retry_after=0.3, rng=_constant(0.0)) == 1
-
-
-@pytest.mark.parametrize("retry_after", [0, -5, None])
-def test_absent_or_nonpositive_retry_after_is_ignored(retry_after: float | None) -> None:
-    assert POLICY.delay(3, retry_after=retry_after, rng=_constant(0.5)) == 60
+@pytest.mark.parametrize(
+    ("attempt", "u", "retry_after", "expected"),
+    [
+        (1, 0.0, 120, 120),  # raises the delay
+        (1, 0.999, 120, 120),  # jitter alone would give 30
+        (8, 0.5, 120, 450),  # never lowers it
+        (1, 0.0, 5000, CAP),  # past the cap: the cap
+        (1, 0.0, CAP + 1, CAP),
+        (1, 0.0, 120.2, 121),  # fractions round up
+        (1, 0.0, 0.3, 1),
+        (3, 0.5, 0, 60),  # absent or not positive: ignored
+        (3, 0.5, -5, 60),
+        (3, 0.5, None, 60),
+    ],
+)
+def test_retry_after_is_a_floor_on_the_delay(attempt: int, u: float, retry_after: float | None, expected: int) -> None:
+    assert POLICY.delay(attempt, retry_after=retry_after, rng=_constant(u)) == expected
 
 
 @settings(max_examples=200, deadline=None)
@@ -159,12 +146,6 @@ def test_config_wait_follows_a_custom_cap() -> None:
 FIRST_SEEN = 1_792_055_310
 
 
-def test_horizon_per_kind() -> None:
-    assert POLICY.horizon("transient") == 36 * HOUR
-    assert POLICY.horizon("config") == 7 * DAY
-    assert POLICY.horizon("permanent") == 36 * HOUR  # anything but config gets the transient horizon
-
-
 @pytest.mark.parametrize(("kind", "horizon"), [("transient", 36 * HOUR), ("config", 7 * DAY)])
 def test_expired_at_the_boundary(kind: str, horizon: int) -> None:
     assert not POLICY.expired(kind=kind, first_seen=FIRST_SEEN, now=FIRST_SEEN)
@@ -172,16 +153,10 @@ def test_expired_at_the_boundary(kind: str, horizon: int) -> None:
     assert POLICY.expired(kind=kind, first_seen=FIRST_SEEN, now=FIRST_SEEN + horizon + 1)
 
 
-def test_config_errors_outlive_the_transient_horizon() -> None:
-    now = FIRST_SEEN + 37 * HOUR
-    assert POLICY.expired(kind="transient", first_seen=FIRST_SEEN, now=now)
-    assert not POLICY.expired(kind="config", first_seen=FIRST_SEEN, now=now)
-
-
 # -- a whole outage ---------------------------------------------------------------------------
 
 
-def _attempts_during_outage(seed: int, kind: str = "transient") -> int:
+def _attempts_during_outage(seed: int, kind: str) -> int:
     """Attempts a message gets while Customer.io keeps failing for longer than the horizon."""
     rng = random.Random(seed)
     elapsed = 0  # seconds since first_seen
@@ -193,19 +168,8 @@ def _attempts_during_outage(seed: int, kind: str = "transient") -> int:
         attempts += 1
 
 
-@pytest.mark.parametrize("seed", [1, 7, 2024])
-def test_a_36_hour_outage_costs_a_few_hundred_attempts(seed: int) -> None:
-    attempts = _attempts_during_outage(seed)
-    print(f"seed {seed}: {attempts} attempts in 36 h")
-    # Mean wait at the cap is 450 s, so about 129600 / 450 = 288 attempts; the template's
-    # maxReceiveCount backstop must never be the thing that ends a delivery.
-    assert 50 < attempts < 1000
-    assert 200 < attempts < 400
-
-
 def test_a_week_of_config_errors_stays_under_the_receive_backstop() -> None:
     # Every wait is the full 900 s cap, so the 7-day horizon is reached after 604800 / 900 = 672 waits.
     attempts = _attempts_during_outage(0, kind="config")
     print(f"config: {attempts} attempts in 7 days")
-    assert attempts == 672
-    assert attempts < 1000
+    assert attempts == 672  # under the template's maxReceiveCount backstop of 1000

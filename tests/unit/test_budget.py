@@ -1,4 +1,5 @@
-"""One container's part of the Customer.io budget (dodo_cio.delivery.budget), on a clock the test moves."""
+"""One container's part of the Customer.io budget: the ingest path's (dodo_cio.delivery.budget) and the retry
+path's pacing (dodo_cio.retry.pacing), on clocks the tests move."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 
 from dodo_cio.configuration.settings import Settings
 from dodo_cio.delivery.budget import HOLD_SECONDS, MAX_HOLD_SECONDS, Budget
+from dodo_cio.retry.pacing import RateLimiter
 
 
 class Clock:
@@ -25,6 +27,8 @@ def test_a_burst_then_the_rate_and_never_more() -> None:
     assert budget.take() and not budget.take()
     clock.now += 100  # an idle container refills only to its depth
     assert sum(budget.take() for _ in range(10)) == 4
+    no_rate = Budget(0.0)  # no rate means no budget
+    assert all(no_rate.take() for _ in range(1000)) and no_rate.wait() == 0.0
 
 
 def test_a_429_closes_it_for_the_retry_after_or_the_default_and_empties_it() -> None:
@@ -39,11 +43,6 @@ def test_a_429_closes_it_for_the_retry_after_or_the_default_and_empties_it() -> 
     assert budget.wait() == pytest.approx(HOLD_SECONDS)
     budget.hold(10_000)  # a Retry-After that would stall a container for hours is capped
     assert budget.wait() == pytest.approx(MAX_HOLD_SECONDS)
-
-
-def test_no_rate_means_no_budget() -> None:
-    budget = Budget(0.0)
-    assert all(budget.take() for _ in range(1000)) and budget.wait() == 0.0
 
 
 @pytest.mark.parametrize(
@@ -73,3 +72,55 @@ def test_an_ingest_share_outside_0_to_1_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="CUSTOMERIO_INGEST_SHARE"):
         Settings.from_env({"SSM_PARAMETER_PATH": "/x", "CUSTOMERIO_INGEST_SHARE": "1.5"})
+
+
+# -- the retry path's pacing -------------------------------------------------------------------
+
+
+class FakeTime:
+    """A clock that only moves when the limiter sleeps (requests themselves take no time)."""
+
+    def __init__(self, start: float = 5000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_n_acquires_are_spaced_by_the_interval() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(4.0, clock=fake.clock, sleep=fake.sleep)
+    starts = []
+    for _ in range(9):
+        limiter.acquire()
+        starts.append(fake.now)
+    # 4 per second: the first goes at once, each next one 0.25 s after the previous.
+    assert sum(fake.sleeps) == pytest.approx(8 * 0.25)
+    assert starts == pytest.approx([5000.0 + 0.25 * i for i in range(9)])
+
+
+def test_time_already_spent_counts_towards_the_interval() -> None:
+    fake = FakeTime()
+    limiter = RateLimiter(2.0, clock=fake.clock, sleep=fake.sleep)
+    limiter.acquire()
+    fake.now += 0.2  # the request took 0.2 s
+    limiter.acquire()
+    assert fake.sleeps == [pytest.approx(0.3)]
+    fake.now += 10  # idle for a while: no debt, no burst credit beyond one request
+    limiter.acquire()
+    limiter.acquire()
+    assert fake.sleeps[1:] == [pytest.approx(0.5)]
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0])
+def test_rate_zero_never_sleeps(rate: float) -> None:
+    sleeps: list[float] = []
+    limiter = RateLimiter(rate, clock=lambda: 0.0, sleep=sleeps.append)
+    for _ in range(50):
+        limiter.acquire()
+    assert sleeps == []

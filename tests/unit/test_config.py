@@ -1,4 +1,5 @@
-"""Configuration: environment variables from template.yaml and the three secrets from SSM."""
+"""Configuration: environment variables from template.yaml, the secrets from SSM, and choosing the API
+(CUSTOMERIO_API, the Pipelines URL, reading only the chosen API's credentials)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.configuration.settings import SECRET_NAMES, Secrets, SecretStore, Settings
-from dodo_cio.delivery.destination import TrackCredentials
+from dodo_cio.configuration.settings import Secrets, SecretStore, Settings
+from dodo_cio.delivery.destination import PIPELINES_LIMITS, TRACK_LIMITS, PipelinesCredentials, TrackCredentials
+from dodo_cio.delivery.pipelines import PipelinesClient
+from dodo_cio.delivery.track import TrackClient
 from dodo_cio.mapping.mapper import IdentifierStrategy
 from dodo_cio.platform.env import ConfigError
 
@@ -19,6 +22,8 @@ OLD_KEY_BYTES = b"fedcba9876543210fedcba9876543210"
 OLD_WEBHOOK_SECRET = "whsec_" + base64.b64encode(OLD_KEY_BYTES).decode()
 SITE_ID = "site-4f7a1c"
 API_KEY = "cio-api-key-9d2e5b"
+PIPELINES_KEY = "cdp-secret-key-Zx81"
+PIPELINES = {"CUSTOMERIO_API": "pipelines"}
 
 
 # -------------------------------------------------------------------------------------------------
@@ -81,11 +86,6 @@ def test_settings_from_env(env: dict[str, str], expected: dict[str, Any]) -> Non
     assert {name: getattr(settings, name) for name in expected} == expected
 
 
-def test_parameter_names_hang_under_the_normalised_path() -> None:
-    settings = Settings.from_env({"SSM_PARAMETER_PATH": "/acme/dodo-cio/"})
-    assert settings.parameter_name("webhook-secret") == "/acme/dodo-cio/webhook-secret"
-
-
 def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SSM_PARAMETER_PATH", "/from-env")
     monkeypatch.setenv("CUSTOMERIO_REGION", "eu")
@@ -108,31 +108,32 @@ def rejected(name: str, value: str) -> str:
     return str(config_error(lambda: Settings.from_env({name: value})))
 
 
-@pytest.mark.parametrize("path", ["dodo-customerio", "", "  ", "/", "ssm:/x"])
-def test_path_without_leading_slash(path: str) -> None:
-    message = rejected("SSM_PARAMETER_PATH", path)
-    assert "SSM_PARAMETER_PATH" in message
-    assert "'/'" in message
-
-
-@pytest.mark.parametrize("region", ["ap", "us-east-1", "europe", "u s"])
-def test_bad_region(region: str) -> None:
-    message = rejected("CUSTOMERIO_REGION", region)
-    assert "CUSTOMERIO_REGION" in message
-    assert "'us' or 'eu'" in message
-
-
-@pytest.mark.parametrize("identifier", ["phone", "metadata:", "cio_id", "user id"])
-def test_bad_identifier(identifier: str) -> None:
-    message = rejected("CUSTOMERIO_IDENTIFIER", identifier)
-    assert "customer_id, email, metadata:<key>" in message
-    assert repr(identifier.strip()) in message
-
-
-@pytest.mark.parametrize("name", ["CUSTOMERIO_CONNECT_TIMEOUT", "CUSTOMERIO_READ_TIMEOUT", "SECRETS_MAX_AGE"])
-@pytest.mark.parametrize("value", ["fast", "5s", "0", "-1", "nan", "inf", "-inf"])
-def test_bad_timeout(name: str, value: str) -> None:
-    assert name in rejected(name, value)
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        *[
+            ("SSM_PARAMETER_PATH", path, ("SSM_PARAMETER_PATH", "'/'"))
+            for path in ["dodo-customerio", "", "  ", "/", "ssm:/x"]
+        ],
+        *[
+            ("CUSTOMERIO_REGION", region, ("CUSTOMERIO_REGION", "'us' or 'eu'"))
+            for region in ["ap", "us-east-1", "europe", "u s"]
+        ],
+        *[
+            ("CUSTOMERIO_IDENTIFIER", strategy, ("customer_id, email, metadata:<key>", repr(strategy)))
+            for strategy in ["phone", "metadata:", "cio_id", "user id"]
+        ],
+        *[
+            (name, value, (name,))
+            for name in ["CUSTOMERIO_CONNECT_TIMEOUT", "CUSTOMERIO_READ_TIMEOUT", "SECRETS_MAX_AGE"]
+            for value in ["fast", "5s", "0", "-1", "nan", "inf", "-inf"]
+        ],
+    ],
+)
+def test_a_bad_value_is_refused_saying_why(name: str, value: str, says: tuple[str, ...]) -> None:
+    message = rejected(name, value)
+    for fragment in says:
+        assert fragment in message
 
 
 def test_config_error_is_not_a_value_error() -> None:
@@ -165,12 +166,8 @@ def full_values(path: str = "/dodo-customerio", secret: str = WEBHOOK_SECRET) ->
     }
 
 
-def test_secret_names() -> None:
-    assert SECRET_NAMES == ("webhook-secret", "customerio-site-id", "customerio-api-key")
-
-
-def test_load_returns_parsed_secrets() -> None:
-    fetch = FakeFetcher(full_values())
+def test_load_returns_parsed_secrets_and_ignores_other_values() -> None:
+    fetch = FakeFetcher({**full_values(), "/dodo-customerio/other": "x", "_errors": ["y"]})
     store = SecretStore(Settings.from_env({}), fetch)
     secrets = store.load()
     assert secrets == Secrets(webhook_secrets=(KEY_BYTES,), site_id=SITE_ID, api_key=API_KEY)
@@ -186,14 +183,16 @@ def test_load_returns_parsed_secrets() -> None:
             False,
         )
     ]
+    assert store.delivery_credentials() == TrackCredentials(SITE_ID, API_KEY)  # the retry path's read
+    assert fetch.calls[-1][0] == ["/dodo-customerio/customerio-site-id", "/dodo-customerio/customerio-api-key"]
 
 
 def test_load_force_and_custom_path_and_max_age() -> None:
-    settings = Settings.from_env({"SSM_PARAMETER_PATH": "/acme", "SECRETS_MAX_AGE": "45"})
+    settings = Settings.from_env({"SSM_PARAMETER_PATH": "/acme/", "SECRETS_MAX_AGE": "45"})
     fetch = FakeFetcher(full_values("/acme"))
     SecretStore(settings, fetch).load(force=True)
     names, max_age, force = fetch.calls[0]
-    assert names[0] == "/acme/webhook-secret"
+    assert names[0] == settings.parameter_name("webhook-secret") == "/acme/webhook-secret"  # path normalised
     assert max_age == 45
     assert force is True
 
@@ -204,40 +203,29 @@ def test_rotation_window_two_secrets() -> None:
     assert secrets.webhook_secrets == (KEY_BYTES, OLD_KEY_BYTES)
 
 
-@pytest.mark.parametrize("how", ["missing", "empty"])
-def test_missing_webhook_secret(how: str) -> None:
-    values = full_values()
-    if how == "missing":
+@pytest.mark.parametrize(
+    ("bad_secret", "says"),
+    [
+        (None, "missing or empty"),
+        ("", "missing or empty"),
+        ("whsec_not*base64*at*all", "#1 is not valid base64"),
+        ("whsec_", "#1 is empty"),
+        ("not-base64-%%%-SENSITIVE", "#1 is not valid base64"),
+        ("whsec_ü" + "A" * 30, "#1 is not valid base64"),
+        ("   ,  ", "no webhook secret configured"),
+        (f"{WEBHOOK_SECRET},whsec_***leaked?***", "#2 is not valid base64"),  # named by position only
+    ],
+)
+def test_an_unusable_webhook_secret_is_named_never_echoed(bad_secret: str | None, says: str) -> None:
+    values = full_values(secret=bad_secret or "")
+    if bad_secret is None:
         del values["/dodo-customerio/webhook-secret"]
-    else:
-        values["/dodo-customerio/webhook-secret"] = ""
     message = str(config_error(SecretStore(Settings.from_env({}), FakeFetcher(values)).load))
     assert "/dodo-customerio/webhook-secret" in message
-    assert "missing" in message
-    assert SITE_ID not in message
-    assert API_KEY not in message
-
-
-@pytest.mark.parametrize(
-    "bad_secret",
-    ["whsec_not*base64*at*all", "whsec_", "not-base64-%%%-SENSITIVE", "whsec_ü" + "A" * 30, "   ,  "],
-)
-def test_unusable_webhook_secret_never_echoed(bad_secret: str) -> None:
-    store = SecretStore(Settings.from_env({}), FakeFetcher(full_values(secret=bad_secret)))
-    message = str(config_error(store.load))
-    assert "/dodo-customerio/webhook-secret" in message
-    for piece in (bad_secret.strip(), bad_secret.removeprefix("whsec_").strip(), "SENSITIVE"):
-        if len(piece) > 3:
-            assert piece not in message
-
-
-def test_second_secret_bad_is_named_by_position_only() -> None:
-    bad = "whsec_***leaked?***"
-    store = SecretStore(Settings.from_env({}), FakeFetcher(full_values(secret=f"{WEBHOOK_SECRET},{bad}")))
-    message = str(config_error(store.load))
-    assert "#2" in message
-    assert "leaked" not in message
-    assert WEBHOOK_SECRET.removeprefix("whsec_") not in message
+    assert says in message
+    for piece in (*(bad_secret or "").split(","), "SENSITIVE", "leaked", SITE_ID, API_KEY):
+        for shown in (piece.strip(), piece.removeprefix("whsec_").strip()):
+            assert len(shown) <= 3 or shown not in message
 
 
 def test_fetcher_failure_becomes_config_error() -> None:
@@ -272,12 +260,6 @@ def test_customerio_credentials_missing(missing: str, how: str) -> None:
     assert API_KEY not in message
 
 
-def test_extra_values_from_fetcher_are_ignored() -> None:
-    values: dict[str, Any] = {**full_values(), "/dodo-customerio/other": "x", "_errors": ["y"]}
-    secrets = SecretStore(Settings.from_env({}), FakeFetcher(values)).load()
-    assert secrets == Secrets((KEY_BYTES,), SITE_ID, API_KEY)
-
-
 def test_a_missing_dodo_api_key_is_remembered_for_the_secrets_age_then_asked_again() -> None:
     """Powertools caches only what SSM returned: without this, every lookup without a key cost an SSM call."""
     now = [1000.0]
@@ -292,3 +274,158 @@ def test_a_missing_dodo_api_key_is_remembered_for_the_secrets_age_then_asked_aga
     assert store.dodo_api_key() == "k3y" and len(fetch.calls) == 2
     assert store.dodo_api_key() == "k3y"  # a key that exists is Powertools' to cache: asked each time here
     assert len(fetch.calls) == 3
+
+
+# -------------------------------------------------------------------------------------------------
+# choosing the API
+
+
+@pytest.mark.parametrize(
+    ("env", "api", "url"),
+    [
+        ({}, "track", "https://cdp.customer.io/v1"),
+        ({"CUSTOMERIO_API": ""}, "track", "https://cdp.customer.io/v1"),
+        ({"CUSTOMERIO_API": " Pipelines "}, "pipelines", "https://cdp.customer.io/v1"),
+        ({**PIPELINES, "CUSTOMERIO_REGION": "eu"}, "pipelines", "https://cdp-eu.customer.io/v1"),
+        (
+            {**PIPELINES, "CUSTOMERIO_PIPELINES_URL": " http://127.0.0.1:4010/v1/ "},
+            "pipelines",
+            "http://127.0.0.1:4010/v1",
+        ),
+        (
+            {**PIPELINES, "CUSTOMERIO_PIPELINES_URL": "https://proxy.example/cio/v1"},
+            "pipelines",
+            "https://proxy.example/cio/v1",
+        ),
+        ({**PIPELINES, "CUSTOMERIO_PIPELINES_URL": "  "}, "pipelines", "https://cdp.customer.io/v1"),
+    ],
+)
+def test_api_and_pipelines_url(env: dict[str, str], api: str, url: str) -> None:
+    settings = Settings.from_env(env)
+    assert (settings.customerio_api, settings.pipelines_url) == (api, url)
+    assert settings.delivery_limits == (PIPELINES_LIMITS if api == "pipelines" else TRACK_LIMITS)
+
+
+def refused(env: dict[str, str]) -> str:
+    return str(config_error(lambda: Settings.from_env(env)))
+
+
+@pytest.mark.parametrize("value", ["cdp", "segment", "track,pipelines", "v2"])
+def test_unknown_api_names_the_variable_and_the_choices(value: str) -> None:
+    message = refused({"CUSTOMERIO_API": value})
+    assert "CUSTOMERIO_API" in message and "'track' or 'pipelines'" in message and repr(value) in message
+
+
+@pytest.mark.parametrize(
+    "url", ["https://cdp.customer.io", "https://cdp.customer.io/v2", "cdp.customer.io/v1", "ftp://x/v1", "https:///v1"]
+)
+def test_pipelines_url_must_be_http_and_end_in_v1(url: str) -> None:
+    message = refused({**PIPELINES, "CUSTOMERIO_PIPELINES_URL": url})
+    assert "CUSTOMERIO_PIPELINES_URL" in message and "/v1" in message and repr(url) in message
+
+
+def test_a_bad_pipelines_url_is_refused_even_on_track() -> None:
+    """A typo is reported when it is made, not when someone switches the API months later."""
+    assert "CUSTOMERIO_PIPELINES_URL" in refused({"CUSTOMERIO_PIPELINES_URL": "https://cdp.customer.io"})
+
+
+def test_region_is_checked_with_a_pipelines_override() -> None:
+    message = refused({**PIPELINES, "CUSTOMERIO_REGION": "ap", "CUSTOMERIO_PIPELINES_URL": "http://127.0.0.1:1/v1"})
+    assert "CUSTOMERIO_REGION" in message
+
+
+def test_rate_is_capped_at_the_pipelines_published_rate() -> None:
+    assert Settings.from_env({**PIPELINES, "CUSTOMERIO_RATE_LIMIT_RPS": "1000"}).rate_limit_rps == 1000
+    message = refused({**PIPELINES, "CUSTOMERIO_RATE_LIMIT_RPS": "1500"})
+    assert "CUSTOMERIO_RATE_LIMIT_RPS" in message and "3000 requests per 3 s" in message
+    assert Settings.from_env({"CUSTOMERIO_RATE_LIMIT_RPS": "1500"}).rate_limit_rps == 1500  # Track: as before
+
+
+# -------------------------------------------------------------------------------------------------
+# Pipelines: its secrets
+
+
+ALL = {
+    "/dodo-customerio/webhook-secret": WEBHOOK_SECRET,
+    "/dodo-customerio/customerio-site-id": SITE_ID,
+    "/dodo-customerio/customerio-api-key": API_KEY,
+    "/dodo-customerio/customerio-pipelines-api-key": PIPELINES_KEY,
+}
+
+
+def store(env: dict[str, str], values: Mapping[str, str] = ALL) -> tuple[SecretStore, FakeFetcher]:
+    fetch = FakeFetcher(values)
+    return SecretStore(Settings.from_env(env), fetch), fetch
+
+
+def test_pipelines_reads_only_the_webhook_secret_and_its_key() -> None:
+    secrets_store, fetch = store(PIPELINES)
+    secrets = secrets_store.load()
+    assert [names for names, *_ in fetch.calls] == [
+        ["/dodo-customerio/webhook-secret", "/dodo-customerio/customerio-pipelines-api-key"]
+    ]
+    assert (secrets.site_id, secrets.api_key, secrets.pipelines_api_key) == (None, None, PIPELINES_KEY)
+    assert secrets.delivery_credentials() == PipelinesCredentials(PIPELINES_KEY)
+    assert secrets_store.delivery_credentials() == PipelinesCredentials(PIPELINES_KEY)
+    assert fetch.calls[-1][0] == ["/dodo-customerio/customerio-pipelines-api-key"]  # the retry path's read
+
+
+def test_pipelines_without_track_credentials_loads_and_delivers() -> None:
+    values = {k: v for k, v in ALL.items() if "site-id" not in k and "customerio-api-key" not in k}
+    secrets_store, _ = store(PIPELINES, values)
+    assert secrets_store.load().delivery_credentials() == PipelinesCredentials(PIPELINES_KEY)
+
+
+@pytest.mark.parametrize("how", ["absent", "empty"])
+def test_a_missing_pipelines_key_names_the_parameter_and_no_secret(how: str) -> None:
+    values = {**ALL}
+    if how == "absent":
+        del values["/dodo-customerio/customerio-pipelines-api-key"]
+    else:
+        values["/dodo-customerio/customerio-pipelines-api-key"] = ""
+    secrets_store, _ = store(PIPELINES, values)
+    secrets = secrets_store.load()  # the webhook can still be verified, and parked
+    for read in (secrets.delivery_credentials, secrets_store.delivery_credentials):
+        with pytest.raises(ConfigError) as info:
+            read()
+        message = str(info.value)
+        assert "customerio-pipelines-api-key" in message
+        assert all(secret not in message for secret in (SITE_ID, API_KEY, WEBHOOK_SECRET))
+
+
+def test_credentials_never_show_in_a_repr() -> None:
+    shown = repr(
+        [
+            PipelinesCredentials(PIPELINES_KEY),
+            TrackCredentials(SITE_ID, API_KEY),
+            Secrets((b"k",), SITE_ID, API_KEY, PIPELINES_KEY),
+        ]
+    )
+    assert all(secret not in shown for secret in (PIPELINES_KEY, SITE_ID, API_KEY))
+
+
+# -------------------------------------------------------------------------------------------------
+# the client cache
+
+
+class Session:
+    closed = 0
+
+    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any) -> Any:
+        raise AssertionError("not sent in this test")
+
+    def close(self) -> None:
+        Session.closed += 1
+
+
+def test_delivery_clients_follow_the_credentials_and_are_kept_until_they_change() -> None:
+    settings = Settings.from_env({**PIPELINES, "CUSTOMERIO_PIPELINES_URL": "http://127.0.0.1:9/v1"})
+    clients = settings.delivery_clients(Session)
+    first = clients.get(PipelinesCredentials(PIPELINES_KEY))
+    assert isinstance(first, PipelinesClient) and first.base_url == "http://127.0.0.1:9/v1"
+    assert clients.get(PipelinesCredentials(PIPELINES_KEY)) is first
+    closed = Session.closed
+    rotated = clients.get(PipelinesCredentials(PIPELINES_KEY + "-rotated"))
+    assert rotated is not first and Session.closed == closed + 1
+    track = Settings.from_env({}).delivery_clients(Session).get(TrackCredentials(SITE_ID, API_KEY))
+    assert isinstance(track, TrackClient) and track.base_url == "https://track.customer.io"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import calendar
 import json
 from email.utils import formatdate
@@ -21,6 +20,7 @@ from dodo_cio.delivery.track import (
     request_size,
     track_base_url,
 )
+from support.g3_track import TrackSession
 from support.track_ops import event_op, identify_op
 
 BASE = "https://track.example.test"
@@ -39,19 +39,35 @@ def outcomes(results: tuple[OpResult, ...]) -> list[str]:
 # classify_response
 
 
-@pytest.mark.parametrize("body", [b"", b"{}", b"OK", b"<html>fine</html>"])
-@pytest.mark.parametrize("batch", [False, True])
-def test_200_is_delivered_whatever_the_body(body: bytes, batch: bool) -> None:
+BAD_NAME = b'{"errors":[{"reason":"invalid","field":"name","message":"required"}]}'
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "batch", "outcome", "reason"),
+    [
+        *[
+            (200, body, batch, "delivered", None)
+            for body in (b"", b"{}", b"OK", b"<html>ok</html>")
+            for batch in (False, True)
+        ],
+        (207, b"whatever", False, "delivered", None),  # a 207 on /entity is a success
+        (400, BAD_NAME, False, "permanent", "HTTP 400: " + BAD_NAME.decode()),
+        (400, BAD_NAME, True, "permanent", "HTTP 400: " + BAD_NAME.decode()),
+        *[(status, b"", True, "config", f"HTTP {status}") for status in (401, 403, 404)],
+        *[(status, b"", False, "permanent", f"HTTP {status}") for status in (405, 415, 422)],
+        *[
+            (s, b"busy", False, "transient", f"HTTP {s}: busy")
+            for s in (408, 409, 425, 429, 413, 500, 502, 503, 504, 599)
+        ],
+    ],
+)
+def test_the_status_decides_every_op(status: int, body: bytes, batch: bool, outcome: str, reason: str | None) -> None:
     n = 2 if batch else 1
-    results, retry_after = classify_response(200, body, {}, n, batch=batch)
-    assert outcomes(results) == ["delivered"] * n
+    results, retry_after = classify_response(status, body, {}, n, batch=batch)
+    assert outcomes(results) == [outcome] * n
     assert retry_after is None
-
-
-def test_2xx_ignores_retry_after() -> None:
-    results, retry_after = classify_response(202, b"", {"Retry-After": "30"}, 1, batch=False)
-    assert outcomes(results) == ["delivered"]
-    assert retry_after is None
+    if reason is not None:
+        assert results[0].reason == reason
 
 
 def test_207_names_both_items() -> None:
@@ -71,24 +87,19 @@ def test_207_names_both_items() -> None:
     assert results[0].reason.startswith("HTTP 207")
 
 
-def test_207_only_the_named_item_fails() -> None:
-    body = b'{"errors": [{"batch_index": 1, "reason": "invalid", "message": "nope"}]}'
+@pytest.mark.parametrize(
+    ("indexes", "expected"),
+    [
+        ([1], ["delivered", "permanent", "delivered"]),
+        ([7, 0], ["permanent", "delivered", "delivered"]),  # out of range next to a valid index
+        *[([index], ["delivered"] * 3) for index in (3, 5, -1, "0", True, None, 1.0)],  # unusable: ignored
+    ],
+)
+def test_207_fails_only_the_items_it_names_by_a_usable_index(indexes: list[Any], expected: list[str]) -> None:
+    body = json.dumps({"errors": [{"batch_index": index, "reason": "x"} for index in indexes]}).encode()
     results, _ = classify_response(207, body, {}, 3, batch=True)
-    assert outcomes(results) == ["delivered", "permanent", "delivered"]
-    assert results[0].reason == ""
-
-
-@pytest.mark.parametrize("index", [2, 5, -1, "0", True, None, 1.0])
-def test_207_unusable_index_is_ignored(index: Any) -> None:
-    body = json.dumps({"errors": [{"batch_index": index, "reason": "x"}]}).encode()
-    results, _ = classify_response(207, body, {}, 2, batch=True)
-    assert outcomes(results) == ["delivered", "delivered"]
-
-
-def test_207_out_of_range_next_to_a_valid_index() -> None:
-    body = json.dumps({"errors": [{"batch_index": 7, "reason": "x"}, {"batch_index": 0, "reason": "y"}]})
-    results, _ = classify_response(207, body.encode(), {}, 2, batch=True)
-    assert outcomes(results) == ["permanent", "delivered"]
+    assert outcomes(results) == expected
+    assert results[1].reason == ("HTTP 207: x" if expected[1] == "permanent" else "")
 
 
 @pytest.mark.parametrize(
@@ -101,57 +112,18 @@ def test_207_unreadable_body_means_resend_everything(body: bytes) -> None:
     assert "207" in results[0].reason
 
 
-def test_207_on_entity_is_a_success() -> None:
-    results, _ = classify_response(207, b"whatever", {}, 1, batch=False)
-    assert outcomes(results) == ["delivered"]
-
-
-@pytest.mark.parametrize("batch", [False, True])
-def test_400_is_permanent_with_the_body_as_reason(batch: bool) -> None:
-    body = b'{"errors":[{"reason":"invalid","field":"name","message":"required"}]}'
-    n = 2 if batch else 1
-    results, _ = classify_response(400, body, {}, n, batch=batch)
-    assert outcomes(results) == ["permanent"] * n
-    assert results[0].reason == "HTTP 400: " + body.decode()
-
-
-@pytest.mark.parametrize("status", [401, 403, 404])
-def test_auth_and_not_found_are_config(status: int) -> None:
-    results, _ = classify_response(status, b"", {}, 2, batch=True)
-    assert outcomes(results) == ["config", "config"]
-    assert results[0].reason == f"HTTP {status}"
-
-
-@pytest.mark.parametrize("status", [408, 409, 425, 429, 413, 500, 502, 503, 504, 599])
-def test_transient_statuses(status: int) -> None:
-    results, _ = classify_response(status, b"busy", {}, 1, batch=False)
-    assert outcomes(results) == ["transient"]
-    assert results[0].reason == f"HTTP {status}: busy"
-
-
-@pytest.mark.parametrize("status", [400, 405, 415, 422])
-def test_other_4xx_are_permanent(status: int) -> None:
-    results, _ = classify_response(status, b"", {}, 1, batch=False)
-    assert outcomes(results) == ["permanent"]
-
-
 def test_long_reason_is_capped() -> None:
     results, _ = classify_response(500, b"e" * 5000, {}, 1, batch=False)
     assert len(results[0].reason) <= len("HTTP 500: ") + 300
 
 
-def test_retry_after_seconds() -> None:
-    _, retry_after = classify_response(429, b"", {"Retry-After": "30"}, 1, batch=False)
-    assert retry_after == 30.0
-    _, retry_after = classify_response(503, b"", None, 1, batch=False)
-    assert retry_after is None
-
-
-def test_retry_after_http_date() -> None:
+def test_retry_after_is_read_from_a_failure_only() -> None:
+    assert classify_response(429, b"", {"Retry-After": "30"}, 1, batch=False)[1] == 30.0
+    assert classify_response(503, b"", None, 1, batch=False)[1] is None
+    assert classify_response(202, b"", {"Retry-After": "30"}, 1, batch=False)[1] is None
     future = formatdate(calendar.timegm((2099, 1, 1, 0, 0, 0)), usegmt=True)
-    _, retry_after = classify_response(503, b"", {"Retry-After": future}, 1, batch=False)
-    assert retry_after is not None
-    assert retry_after > 365 * 86400  # far in the future, computed against the real clock
+    retry_after = classify_response(503, b"", {"Retry-After": future}, 1, batch=False)[1]
+    assert retry_after is not None and retry_after > 365 * 86400  # computed against the real clock
 
 
 @pytest.mark.parametrize(
@@ -182,29 +154,21 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 # track_base_url
 
 
-@pytest.mark.parametrize("override", [None, "", "   "])
-@pytest.mark.parametrize(
-    ("region", "expected"),
-    [
-        ("us", "https://track.customer.io"),
-        ("US", "https://track.customer.io"),
-        ("eu", "https://track-eu.customer.io"),
-        (" EU ", "https://track-eu.customer.io"),
-    ],
-)
-def test_track_base_url_is_the_regions_without_an_override(region: str, expected: str, override: str | None) -> None:
-    assert track_base_url(region, override) == expected
+TRACK_US, TRACK_EU = "https://track.customer.io", "https://track-eu.customer.io"
 
 
-@pytest.mark.parametrize("region", ["us", "eu"])
 @pytest.mark.parametrize(
-    ("override", "expected"),
+    ("region", "override", "expected"),
     [
-        ("http://localhost:4010/", "http://localhost:4010"),
-        (" https://proxy.example.com/cio ", "https://proxy.example.com/cio"),
+        *[(region, override, TRACK_US) for region in ("us", "US") for override in (None, "", "   ")],
+        *[(region, override, TRACK_EU) for region in ("eu", " EU ") for override in (None, "", "   ")],
+        *[(region, "http://localhost:4010/", "http://localhost:4010") for region in ("us", "eu")],
+        *[(region, " https://proxy.example.com/cio ", "https://proxy.example.com/cio") for region in ("us", "eu")],
     ],
 )
-def test_track_base_url_override_wins_trimmed(region: str, override: str, expected: str) -> None:
+def test_track_base_url_is_the_regions_unless_an_override_wins_trimmed(
+    region: str, override: str | None, expected: str
+) -> None:
     assert track_base_url(region, override) == expected
 
 
@@ -242,16 +206,9 @@ def test_one_op_goes_to_entity(mock_http: Any) -> None:
     assert request.url == f"{BASE}/api/v2/entity"
     assert json.loads(request.body) == OP_A
     assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["Authorization"] == "Basic c2l0ZTprZXk="  # base64("site:key")
     assert "café ☕".encode() in request.body  # UTF-8 on the wire, not \\u escapes
     assert len(request.body) == request_size([OP_A])
-
-
-def test_auth_header_is_basic_site_colon_key(mock_http: Any) -> None:
-    mock_http.add(responses.POST, f"{BASE}/api/v2/entity", status=200)
-    client().send([OP_A])
-    header = mock_http.calls[0].request.headers["Authorization"]
-    assert header == "Basic c2l0ZTprZXk="  # base64("site:key")
-    assert base64.b64decode(header.removeprefix("Basic ")) == b"site:key"
 
 
 def test_two_ops_go_to_batch(mock_http: Any) -> None:
@@ -264,29 +221,23 @@ def test_two_ops_go_to_batch(mock_http: Any) -> None:
     assert len(request.body) == request_size([OP_B, OP_A])
 
 
-def test_batch_207(mock_http: Any) -> None:
+@pytest.mark.parametrize(
+    ("ops", "status", "headers", "expected", "retry_after"),
+    [
+        pytest.param([OP_B, OP_A, OP_C], 207, {}, ["delivered", "permanent", "delivered"], None, id="207"),
+        pytest.param([OP_A], 429, {"retry-after": "12"}, ["transient"], 12.0, id="429-lowercase-retry-after"),
+        pytest.param([OP_A, OP_B], 401, {}, ["config", "config"], None, id="401"),
+    ],
+)
+def test_the_answer_decides_each_op(
+    mock_http: Any, ops: list[Any], status: int, headers: dict[str, str], expected: list[str], retry_after: Any
+) -> None:
     body = {"errors": [{"batch_index": 1, "reason": "invalid", "field": "name", "message": "bad"}]}
-    mock_http.add(responses.POST, f"{BASE}/api/v2/batch", json=body, status=207)
-    result = client().send([OP_B, OP_A, OP_C])
-    assert result.status == 207
-    assert not result.delivered
-    assert outcomes(result.results) == ["delivered", "permanent", "delivered"]
-    assert result.failed_indexes() == [1]
-
-
-def test_429_with_lowercase_retry_after(mock_http: Any) -> None:
-    mock_http.add(responses.POST, f"{BASE}/api/v2/entity", status=429, headers={"retry-after": "12"})
-    result = client().send([OP_A])
-    assert outcomes(result.results) == ["transient"]
-    assert result.status == 429
-    assert result.retry_after == 12.0
-
-
-def test_401_is_config(mock_http: Any) -> None:
-    mock_http.add(responses.POST, f"{BASE}/api/v2/batch", status=401, body="Unauthorized")
-    result = client().send([OP_A, OP_B])
-    assert outcomes(result.results) == ["config", "config"]
-    assert result.failed_indexes() == [0, 1]
+    path = "batch" if len(ops) > 1 else "entity"
+    mock_http.add(responses.POST, f"{BASE}/api/v2/{path}", json=body, status=status, headers=headers)
+    result = client().send(ops)
+    assert (outcomes(result.results), result.status, result.retry_after) == (expected, status, retry_after)
+    assert result.failed_indexes() == [i for i, outcome in enumerate(expected) if outcome != "delivered"]
 
 
 @pytest.mark.parametrize(
@@ -315,80 +266,14 @@ def test_no_ops_no_request(mock_http: Any) -> None:
     assert len(mock_http.calls) == 0
 
 
-# -------------------------------------------------------------------------------------------------
-# a fake session: the timeouts and the session's lifecycle
-
-
-class FakeResponse:
-    def __init__(self, status: int = 200, content: bytes = b"", headers: dict[str, str] | None = None) -> None:
-        self.status_code = status
-        self.content = content
-        self.headers = headers or {}
-
-
-class FakeSession:
-    def __init__(self, response: FakeResponse | None = None, error: Exception | None = None) -> None:
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.response = response or FakeResponse()
-        self.error = error
-        self.closed = False
-
-    def post(self, url: str, **kwargs: Any) -> FakeResponse:
-        self.calls.append((url, kwargs))
-        if self.error is not None:
-            raise self.error
-        return self.response
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def test_timeouts_are_passed_to_the_session() -> None:
-    session = FakeSession()
-    track = TrackClient(BASE, "s", "k", connect_timeout=1.5, read_timeout=4.0, session=session)  # type: ignore[arg-type]
-    track.send([OP_A])
-    url, kwargs = session.calls[0]
-    assert url == f"{BASE}/api/v2/entity"
-    assert kwargs["timeout"] == (1.5, 4.0)
-    assert json.loads(kwargs["data"]) == OP_A
-    assert kwargs["headers"]["Authorization"] == "Basic " + base64.b64encode(b"s:k").decode()
-    track.close()
-    assert session.closed
-
-
-def test_timeout_from_fake_session() -> None:
-    session = FakeSession(error=requests.Timeout("slow"))
-    result = TrackClient(BASE, "s", "k", session=session).send([OP_A])  # type: ignore[arg-type]
-    assert result.status is None
-    assert outcomes(result.results) == ["transient"]
-    assert "timeout" in result.results[0].reason
-
-
-def test_session_is_reused_across_sends() -> None:
-    session = FakeSession()
-    track = TrackClient(BASE, "s", "k", session=session)  # type: ignore[arg-type]
+def test_one_session_carries_every_send_with_the_timeouts_and_closes_with_the_client() -> None:
+    session = TrackSession()
+    track = TrackClient(BASE, "s", "k", connect_timeout=1.5, read_timeout=4.0, session=session)
     track.send([OP_A])
     track.send([OP_A, OP_B])
-    assert [url for url, _ in session.calls] == [f"{BASE}/api/v2/entity", f"{BASE}/api/v2/batch"]
-
-
-# -------------------------------------------------------------------------------------------------
-# results and sizes
-
-
-def test_delivery_result_helpers() -> None:
-    mixed = DeliveryResult((OpResult("delivered"), OpResult("transient", "x"), OpResult("config", "y")), 500)
-    assert not mixed.delivered
-    assert mixed.failed_indexes() == [1, 2]
-    ok = DeliveryResult((OpResult("delivered"),), 200)
-    assert ok.delivered
-    assert ok.failed_indexes() == []
-
-
-def test_request_size() -> None:
-    single = json.dumps(OP_A, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    assert request_size([OP_A]) == len(single)
-    both = json.dumps({"batch": [OP_A, OP_B]}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    assert request_size([OP_A, OP_B]) == len(both)
-    # "café ☕" is 6 characters but 9 bytes: the size is in bytes
-    assert request_size([{"a": "café ☕"}]) == len('{"a":"café ☕"}'.encode())
+    assert [(path, timeout) for path, *_, timeout in session.requests] == [
+        ("/entity", (1.5, 4.0)),
+        ("/batch", (1.5, 4.0)),
+    ]
+    track.close()
+    assert session.closed

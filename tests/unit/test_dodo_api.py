@@ -61,15 +61,16 @@ def scripted_api(*answers: Answer | Exception, key: str = "sk_live_abc") -> tupl
     return DodoApi("https://live.dodopayments.com", key, transport=transport), transport
 
 
-def test_request_shape() -> None:
-    api, transport = scripted_api(answer(200, {"customer_id": "cus_1"}))
+def test_request_shape_and_404_is_none() -> None:
+    api, transport = scripted_api(answer(200, {"customer_id": "cus_1"}), answer(404), key=" sk_live_abc\n")
     deadline = time.monotonic() + 3
     assert api.customer("cus_1", deadline=deadline) == {"customer_id": "cus_1"}
     path, headers, options = transport.calls[0]
     assert path == "/customers/cus_1"
-    assert headers["Authorization"] == "Bearer sk_live_abc"
+    assert headers["Authorization"] == "Bearer sk_live_abc"  # the key stripped
     assert headers["Accept"] == "application/json"
     assert options == {"deadline": deadline, "max_bytes": MAX_ANSWER_BYTES}
+    assert api.payment("pay_gone") is None
     api.close()
     assert transport.closed
 
@@ -132,12 +133,6 @@ def test_unusable_key_is_refused_without_echoing_it(key: str) -> None:
         DodoApi("https://live.dodopayments.com", key, transport=Scripted())
     if key.strip():
         assert key.strip() not in str(caught.value)
-
-
-def test_key_is_stripped() -> None:
-    api, transport = scripted_api(answer(404), key=" sk_live_abc\n")
-    assert api.customer("cus_1") is None
-    assert transport.calls[0][1]["Authorization"] == "Bearer sk_live_abc"
 
 
 # -------------------------------------------------------------------------------------------------

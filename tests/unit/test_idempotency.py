@@ -13,6 +13,7 @@ from moto import mock_aws
 
 from dodo_cio.receiving.http_api import HttpResponse
 from dodo_cio.state.idempotency import RECORD_OWNER, WebhookDeduplicator
+from dodo_cio_local.lambda_context import FakeLambdaContext
 from dodo_cio_local.local_template import read_template
 
 TABLE = "dedupe-test"
@@ -29,14 +30,6 @@ class Work:
     def __call__(self) -> HttpResponse:
         self.runs += 1
         return self.answer
-
-
-class Context:
-    def __init__(self, remaining_ms: int) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @pytest.fixture
@@ -92,7 +85,7 @@ def test_a_record_written_by_powertools_is_replayed(dynamodb: Any) -> None:
 
 def test_a_webhook_still_in_progress_is_answered_409(dynamodb: Any) -> None:
     first = WebhookDeduplicator(TABLE, boto3_client=dynamodb)
-    first.register_context(Context(remaining_ms=10_000))
+    first.register_context(FakeLambdaContext(remaining_ms=10_000))
     second, work = WebhookDeduplicator(TABLE, boto3_client=dynamodb), Work()
 
     def while_first_runs() -> HttpResponse:
@@ -106,7 +99,7 @@ def test_a_webhook_still_in_progress_is_answered_409(dynamodb: Any) -> None:
 def test_an_attempt_that_outlived_its_invocation_does_not_block_the_next(dynamodb: Any) -> None:
     a_minute_ago = time.time() - 60  # the record itself is good for 72 h; its invocation had 3 s left
     timed_out = WebhookDeduplicator(TABLE, boto3_client=dynamodb, clock=lambda: a_minute_ago)
-    timed_out.register_context(Context(remaining_ms=3_000))
+    timed_out.register_context(FakeLambdaContext(remaining_ms=3_000))
     timed_out._take(timed_out.key("msg_timeout"), None)  # the record an invocation left behind when killed
     retry, work = WebhookDeduplicator(TABLE, boto3_client=dynamodb), Work()
     assert retry("msg_timeout", work) == DELIVERED

@@ -59,18 +59,12 @@ def parked(**changes: Any) -> ParkedDelivery:
     return ParkedDelivery(**{**FIELDS, "last_error": LastError(**LAST_ERROR), **changes})
 
 
-def test_format_version_is_1() -> None:
+def test_the_document_is_version_1_compact_utf8() -> None:
     assert FORMAT_VERSION == 1
     assert frozenset({"transient", "permanent", "config"}) == ERROR_KINDS
-
-
-def test_json_document_shape() -> None:
-    doc = json.loads(parked().to_json())
-    assert doc == {"version": 1, **FIELDS, "last_error": {**LAST_ERROR, "permanent": False}}
-
-
-def test_json_is_compact_utf8() -> None:
+    assert issubclass(ParkedFormatError, ValueError)
     text = parked().to_json()
+    assert json.loads(text) == {"version": 1, **FIELDS, "last_error": {**LAST_ERROR, "permanent": False}}
     assert "Zoë ☕" in text
     assert text == json.dumps(json.loads(text), separators=(",", ":"), ensure_ascii=False)
 
@@ -143,27 +137,15 @@ def test_from_json_rejects_non_objects(text: str | bytes) -> None:
         ParkedDelivery.from_json(text)
 
 
-def test_parked_format_error_is_a_value_error() -> None:
-    assert issubclass(ParkedFormatError, ValueError)
-
-
 def test_from_json_tolerates_optional_fields_missing_or_odd() -> None:
     doc = _doc(attempts="3", customer_id=42)
-    del doc["last_error"]["status"]
-    del doc["last_error"]["retry_after"]
-    del doc["last_error"]["at"]
-    del doc["last_error"]["reason"]
+    for key in ("status", "at", "reason"):
+        del doc["last_error"][key]
+    doc["last_error"]["retry_after"] = 5  # an integer becomes a float
     item = ParkedDelivery.from_json(json.dumps(doc))
     assert item.attempts == 0
     assert item.customer_id is None
-    assert item.last_error == LastError(kind="transient", reason="", status=None, at=0, retry_after=None)
-
-
-def test_from_json_integer_retry_after_becomes_float() -> None:
-    doc = _doc()
-    doc["last_error"]["retry_after"] = 5
-    item = ParkedDelivery.from_json(json.dumps(doc))
-    assert item.last_error.retry_after == 5.0
+    assert item.last_error == LastError(kind="transient", reason="", status=None, at=0, retry_after=5.0)
     assert isinstance(item.last_error.retry_after, float)
 
 
@@ -191,35 +173,26 @@ QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/dodo-cio-retry"
 
 def test_park_sends_the_message() -> None:
     sqs = FakeSqs()
-    item = parked()
-    message_id = park(sqs, QUEUE, item, delay_seconds=30)
-    assert message_id == "m-1"
-    assert len(sqs.calls) == 1
-    call = sqs.calls[0]
+    item = parked(last_error=LastError(kind="permanent", reason="HTTP 400"))
+    assert park(sqs, QUEUE, item, delay_seconds=30) == "m-1"
+    (call,) = sqs.calls
     assert call["QueueUrl"] == QUEUE
     assert ParkedDelivery.from_json(call["MessageBody"]) == item
     assert call["DelaySeconds"] == 30
     assert call["MessageAttributes"] == {
         "event_type": {"DataType": "String", "StringValue": "payment.succeeded"},
-        "error_kind": {"DataType": "String", "StringValue": "transient"},
+        "error_kind": {"DataType": "String", "StringValue": "permanent"},
     }
 
 
 @pytest.mark.parametrize(
     ("delay", "expected"),
-    [(0, 0), (-5, 0), (900, 900), (901, 900), (86_400, 900), (12.9, 12)],
+    [(None, 0), (0, 0), (-5, 0), (900, 900), (901, 900), (86_400, 900), (12.9, 12)],
 )
-def test_park_clamps_delay_to_sqs_range(delay: float, expected: int) -> None:
+def test_park_clamps_delay_to_sqs_range(delay: float | None, expected: int) -> None:
     sqs = FakeSqs()
-    park(sqs, QUEUE, parked(), delay_seconds=delay)  # type: ignore[arg-type]
+    park(sqs, QUEUE, parked(), **({} if delay is None else {"delay_seconds": delay}))  # type: ignore[arg-type]
     assert sqs.calls[0]["DelaySeconds"] == expected
-
-
-def test_park_default_delay_and_kind_attribute() -> None:
-    sqs = FakeSqs()
-    park(sqs, QUEUE, parked(last_error=LastError(kind="permanent", reason="HTTP 400")))
-    assert sqs.calls[0]["DelaySeconds"] == 0
-    assert sqs.calls[0]["MessageAttributes"]["error_kind"]["StringValue"] == "permanent"
 
 
 def test_park_without_message_id() -> None:

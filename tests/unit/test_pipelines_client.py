@@ -75,24 +75,12 @@ def user_ids(body: Any) -> list[str]:
 # what goes out
 
 
-def test_strict_mode_and_basic_auth_with_the_key_as_user_and_no_password() -> None:
-    c, session = client()
-    c.send([person(1)])
-    c.send([person(1), person(2)])
-    for _, _, headers in session.requests:
-        assert headers["X-Strict-Mode"] == "1"
-        scheme, token = headers["Authorization"].split(" ")
-        assert (scheme, base64.b64decode(token)) == ("Basic", f"{KEY}:".encode())
-        assert headers["Content-Type"] == "application/json"
-    assert pipelines_headers(KEY) == session.requests[0][2]
-
-
 def test_one_op_goes_to_its_own_endpoint_without_type_several_to_batch_with_it() -> None:
     identify = identify_op({"id": "cus_1"}, {"plan": None}, timestamp=1_700_000_000)
     c, session = client()
     assert c.send([identify]).delivered
     assert c.send([identify, person(1)]).delivered
-    (path, body, _), (batch_path, batch, _) = session.requests
+    (path, body, headers), (batch_path, batch, batch_headers) = session.requests
     assert (path, body) == (
         "/identify",
         {"userId": "cus_1", "traits": {"plan": None}, "timestamp": "2023-11-14T22:13:20Z"},
@@ -100,6 +88,11 @@ def test_one_op_goes_to_its_own_endpoint_without_type_several_to_batch_with_it()
     assert batch_path == "/batch"
     assert [item["type"] for item in batch["batch"]] == ["identify", "track"]
     assert batch["batch"][0] == {"type": "identify", **body}
+    # strict mode, and basic auth with the key as user and no password, on every request
+    assert headers == batch_headers == pipelines_headers(KEY)
+    assert headers["X-Strict-Mode"] == "1" and headers["Content-Type"] == "application/json"
+    scheme, token = headers["Authorization"].split(" ")
+    assert (scheme, base64.b64decode(token)) == ("Basic", f"{KEY}:".encode())
 
 
 def test_a_merge_is_an_alias_sent_on_its_own_after_the_batch() -> None:
@@ -112,10 +105,12 @@ def test_a_merge_is_an_alias_sent_on_its_own_after_the_batch() -> None:
     assert session.requests[1][1] == {"userId": "new@example.com", "previousId": "old@example.com"}
 
 
-def test_nothing_to_send_makes_no_request() -> None:
+def test_nothing_to_send_makes_no_request_and_close_closes_the_session() -> None:
     c, session = client()
     result = c.send([])
     assert (result.results, result.status, session.requests) == ((), None, [])
+    c.close()
+    assert session.closed
 
 
 def test_an_op_pipelines_cannot_express_is_permanent_and_the_rest_still_go() -> None:
@@ -239,12 +234,9 @@ def test_requests_stay_within_the_batch_limit_and_results_keep_their_order() -> 
     assert result.status == 200
 
 
-def test_the_published_limits() -> None:
+def test_a_call_over_the_per_call_limit_is_permanent_and_never_sent() -> None:
     assert (PIPELINES_LIMITS.max_call_bytes, PIPELINES_LIMITS.max_request_bytes) == (32_000, 500_000)
     assert PIPELINES_LIMITS.requests_per_second == 1000  # 3,000 requests per 3 s
-
-
-def test_a_call_over_the_per_call_limit_is_permanent_and_never_sent() -> None:
     c, session = client()
     result = c.send([person(1, size=PIPELINES_LIMITS.max_call_bytes), person(2)])
     assert [r.outcome for r in result.results] == ["permanent", "delivered"]
@@ -295,9 +287,3 @@ def test_pace_runs_before_every_request_but_the_first() -> None:
     c, session = client(refusing("cus_1"), pace=lambda: paced.append(len(session.requests)))
     c.send([person(0), person(1)])
     assert paced == [1, 2] and len(session.requests) == 3
-
-
-def test_close_closes_the_session() -> None:
-    c, session = client()
-    c.close()
-    assert session.closed

@@ -255,12 +255,3 @@ def test_the_spec_wants_a_group_to_name_its_person() -> None:
     alone = Call("group", {key: value for key, value in call.body.items() if key != "userId"})
     assert spec_errors([call]) == []
     assert [e.split(":")[0] for e in spec_errors([alone])] == ["/batch"]
-
-
-def test_direct_calls_leave_type_to_the_endpoint_and_batch_items_carry_it() -> None:
-    call = render({**PERSON, "action": "identify", "attributes": {"plan": None}})
-    assert (call.path, call.body) == (
-        "/identify",
-        {"userId": "cus_1", "traits": {"plan": None}, "timestamp": "2023-11-14T22:13:20Z"},
-    )
-    assert call.batch_item() == {"type": "identify", **call.body}

@@ -1,26 +1,55 @@
-"""RetryProcessor: one verdict per parked message, and what reaches SQS for each verdict."""
+"""dodo_cio.retry.service: RetryProcessor (one verdict per parked message, and what reaches SQS for each
+verdict), then RetryService and the retry Lambda handler with the real TrackClient over a fake session."""
 
 from __future__ import annotations
 
+import base64
+import importlib.util
 import json
+import os
 import random
-from collections.abc import Callable, Sequence
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from dodo_cio.configuration.settings import Secrets, Settings
 from dodo_cio.delivery.backoff import BackoffPolicy
-from dodo_cio.delivery.parking import LastError, ParkedDelivery
+from dodo_cio.delivery.destination import Credentials
+from dodo_cio.delivery.parking import ParkedDelivery
 from dodo_cio.delivery.track import DeliveryResult, OpResult
-from dodo_cio.retry.service import RetryProcessor
-from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids, summarise
+from dodo_cio.platform.env import ConfigError
+from dodo_cio.retry import service as service_module
+from dodo_cio.retry.service import RetryProcessor, RetryService
+from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids
+from dodo_cio_local.lambda_context import FakeLambdaContext
+from support.emf import emitted_metrics
 from support.fake_sqs import FakeSqs
+from support.g3_parked import lambda_record, parked, record
+from support.g3_track import Answer as TrackAnswer
+from support.g3_track import TrackSession
 
 RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
 NOW = 1_800_000_000.75
 HOUR = 3600
 CAP = 900
+ROOT = Path(__file__).resolve().parents[2]
+RETRY_APP = ROOT / "functions" / "retry" / "app.py"
+TRACK = "https://track.example.test"
+ENV = {
+    "POWERTOOLS_SERVICE_NAME": "dodo-customerio-retry-test",
+    "POWERTOOLS_METRICS_NAMESPACE": "DodoCustomerioTest",
+    "SSM_PARAMETER_PATH": "/dodo-customerio",
+    "CUSTOMERIO_REGION": "us",
+    "CUSTOMERIO_TRACK_URL": TRACK,
+    "RETRY_QUEUE_URL": RETRY_URL,
+    "DEAD_LETTER_QUEUE_URL": DLQ_URL,
+}
 
 
 # -- fakes ------------------------------------------------------------------------------------
@@ -86,45 +115,6 @@ def wire_bytes(ops: Sequence[dict[str, Any]]) -> int:
     return len(json.dumps({"batch": list(ops)}, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-def op(tag: str, action: str = "event") -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "type": "person",
-        "identifiers": {"id": f"cus_{tag}"},
-        "action": action,
-        "timestamp": 1792055307,
-        "attributes": {"plan": "pro"},
-    }
-    if action == "event":
-        doc["name"] = "payment.succeeded"
-    doc["id"] = f"op_{tag}"  # also how the fakes tell ops apart
-    return doc
-
-
-def parked(
-    tag: str,
-    n_ops: int = 1,
-    *,
-    attempts: int = 1,
-    first_seen: float = NOW - 600,
-    kind: str = "transient",
-) -> ParkedDelivery:
-    return ParkedDelivery(
-        webhook_id=f"msg_{tag}",
-        event_type="payment.succeeded",
-        event_time=int(first_seen) - 5,
-        first_seen=int(first_seen),
-        attempts=attempts,
-        ops=[op(f"{tag}{i}") for i in range(n_ops)],
-        last_error=LastError(kind=kind, reason="HTTP 503", status=503, at=int(first_seen) + 1),
-        customer_id=f"cus_{tag}",
-    )
-
-
-def record(tag: str, body: ParkedDelivery | str, receive_count: int = 1) -> SqsRecord:
-    text = body if isinstance(body, str) else body.to_json()
-    return SqsRecord(message_id=f"id-{tag}", receipt_handle=f"rh-{tag}", body=text, receive_count=receive_count)
-
-
 def processor(sqs: FakeSqs, rng: float = 0.5, clock: float = NOW) -> RetryProcessor:
     return RetryProcessor(sqs, RETRY_URL, DLQ_URL, BackoffPolicy(), clock=lambda: clock, rng=lambda: rng)
 
@@ -157,36 +147,6 @@ def test_sqs_record_from_lambda(attributes: dict[str, str] | None, expected: int
 
 
 # -- delivered --------------------------------------------------------------------------------
-
-
-def test_all_delivered_in_one_request_without_touching_sqs() -> None:
-    sqs = FakeSqs()
-    sender = FakeSender(OK)
-    messages = [parked("a", 2), parked("b"), parked("c", 3)]
-    records = [record(p.webhook_id, p) for p in messages]
-    outcomes = processor(sqs).process(records, sender)
-    assert len(sender.requests) == 1
-    assert sender.requests[0] == [o for p in messages for o in p.ops]
-    assert [o.verdict for o in outcomes] == ["delivered"] * 3
-    assert [o.delivered_ops for o in outcomes] == [2, 1, 3]
-    assert sqs.sent == [] and sqs.visibility == []
-    assert failed_message_ids(outcomes) == set()
-    assert summarise(outcomes) == {"delivered": 3}
-
-
-def test_on_request_is_called_once_per_request() -> None:
-    calls: list[int] = []
-    sender = FakeSender(OK)
-    processor(FakeSqs()).process(
-        [record("a", parked("a")), record("b", parked("b"))], sender, on_request=lambda: calls.append(1)
-    )
-    assert len(calls) == len(sender.requests) == 1
-
-
-def test_no_records_no_requests() -> None:
-    sender = FakeSender(OK)
-    assert processor(FakeSqs()).process([], sender) == []
-    assert sender.requests == []
 
 
 # -- permanent failures -----------------------------------------------------------------------
@@ -222,33 +182,37 @@ def test_207_dead_letters_the_named_messages_with_only_their_failed_ops() -> Non
     assert failed_message_ids(outcomes) == set()
 
 
-def test_207_failing_every_op_of_a_message_dead_letters_all_of_them() -> None:
-    sqs = FakeSqs()
-    a, b = parked("a", 2), parked("b")
-    sender = FakeSender(partial_207({0: "HTTP 207: bad", 1: "HTTP 207: worse"}))
-    outcomes = processor(sqs).process([record("a", a), record("b", b)], sender)
-    assert [o.verdict for o in outcomes] == ["dead_letter", "delivered"]
-    (body,) = dlq_bodies(sqs)
-    assert body.ops == a.ops
-    assert body.last_error.reason == "HTTP 207: bad"
-
-
-def test_400_dead_letters_the_whole_message() -> None:
+@pytest.mark.parametrize(
+    ("answer", "reason", "status"),
+    [
+        pytest.param(partial_207({0: "HTTP 207: bad", 1: "HTTP 207: worse"}), "HTTP 207: bad", 207, id="207-every-op"),
+        pytest.param(every_op("permanent", 400, "HTTP 400"), "HTTP 400", 400, id="400"),
+    ],
+)
+def test_a_message_refused_whole_is_dead_lettered_whole(answer: Answer, reason: str, status: int) -> None:
     sqs = FakeSqs()
     p = parked("a", 2, attempts=1)
-    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(every_op("permanent", 400, "HTTP 400")))
+    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(answer))
     assert outcomes[0].verdict == "dead_letter"
     (body,) = dlq_bodies(sqs)
-    assert body.ops == p.ops and body.attempts == 3 and body.last_error.status == 400
+    assert (body.ops, body.attempts, body.last_error.reason, body.last_error.status) == (p.ops, 3, reason, status)
 
 
-def test_dlq_send_failing_keeps_the_message_for_retry() -> None:
+@pytest.mark.parametrize(
+    ("body", "answer"),
+    [
+        pytest.param(parked("a"), every_op("permanent", 400, "HTTP 400"), id="permanent"),
+        pytest.param(parked("a", first_seen=NOW - 40 * HOUR), every_op("transient", 503, "HTTP 503"), id="expired"),
+        pytest.param("{", OK, id="unreadable"),
+    ],
+)
+def test_a_message_the_dlq_did_not_take_stays_for_retry(body: ParkedDelivery | str, answer: Answer) -> None:
     sqs = FakeSqs(failing_queues=[DLQ_URL])
-    outcomes = processor(sqs).process([record("a", parked("a"))], FakeSender(every_op("permanent", 400, "HTTP 400")))
+    outcomes = processor(sqs).process([record("a", body)], FakeSender(answer))
     assert outcomes[0].verdict == "retry"
     assert failed_message_ids(outcomes) == {"id-a"}
     assert sqs.sent == []
-    assert len(sqs.visibility) == 1
+    assert len(sqs.visibility) == (0 if isinstance(body, str) else 1)
 
 
 # -- transient and config failures ------------------------------------------------------------
@@ -273,33 +237,16 @@ def test_transient_failures_are_retried_with_the_backoff_of_each_message(status:
     assert sqs.sent == [], "a retried message is neither re-sent nor dead-lettered"
 
 
-def test_429_retry_after_raises_the_delay() -> None:
+@pytest.mark.parametrize(
+    ("attempts", "delay"),
+    [pytest.param(1, 120, id="raises-a-jittered-30"), pytest.param(9, 450, id="never-shortens-a-longer-backoff")],
+)
+def test_429_retry_after_is_a_floor_on_the_delay(attempts: int, delay: int) -> None:
     sqs = FakeSqs()
-    p = parked("a", attempts=1)  # attempt 2: jitter alone would give 0.5 * 60 = 30
-    outcomes = processor(sqs, rng=0.5).process(
-        [record("a", p)], FakeSender(every_op("transient", 429, "HTTP 429", retry_after=120))
-    )
+    answer = every_op("transient", 429, "HTTP 429", retry_after=120)
+    outcomes = processor(sqs, rng=0.5).process([record("a", parked("a", attempts=attempts))], FakeSender(answer))
     assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a", RETRY_URL) == 120
-
-
-def test_retry_after_does_not_shorten_a_longer_backoff() -> None:
-    sqs = FakeSqs()
-    p = parked("a", attempts=9)  # ceiling 900: 0.5 -> 450
-    processor(sqs, rng=0.5).process(
-        [record("a", p)], FakeSender(every_op("transient", 429, "HTTP 429", retry_after=120))
-    )
-    assert sqs.delay_for("rh-a", RETRY_URL) == 450
-
-
-def test_401_is_a_config_error_that_waits_the_cap() -> None:
-    sqs = FakeSqs()
-    outcomes = processor(sqs, rng=0.0).process(
-        [record("a", parked("a", attempts=1))], FakeSender(every_op("config", 401, "HTTP 401: unauthorized"))
-    )
-    assert outcomes[0].verdict == "retry"
-    assert outcomes[0].reason == "HTTP 401: unauthorized"
-    assert sqs.delay_for("rh-a", RETRY_URL) == CAP
+    assert sqs.delay_for("rh-a", RETRY_URL) == delay
 
 
 def test_a_mix_of_config_and_transient_ops_backs_off_as_transient() -> None:
@@ -317,16 +264,6 @@ def test_visibility_change_failing_still_retries() -> None:
     assert outcomes[0].verdict == "retry"
     assert outcomes[0].delay is None  # the queue's own visibility timeout brings it back
     assert failed_message_ids(outcomes) == {"id-a"}
-    assert sqs.sent == []
-
-
-def test_no_sender_means_every_message_waits_the_config_cap() -> None:
-    sqs = FakeSqs()
-    records = [record("a", parked("a", 2)), record("b", parked("b", attempts=7))]
-    outcomes = processor(sqs, rng=0.0).process(records, None, missing_credentials="no API key in SSM")
-    assert [o.verdict for o in outcomes] == ["retry", "retry"]
-    assert [o.reason for o in outcomes] == ["no API key in SSM"] * 2
-    assert [sqs.delay_for("rh-a", RETRY_URL), sqs.delay_for("rh-b", RETRY_URL)] == [CAP, CAP]
     assert sqs.sent == []
 
 
@@ -350,34 +287,27 @@ def test_transient_failure_past_36_hours_is_dead_lettered() -> None:
     assert sqs.visibility == []
 
 
-def test_transient_failure_just_inside_36_hours_is_retried() -> None:
+@pytest.mark.parametrize(
+    ("answer", "age", "delay"),
+    [
+        pytest.param(every_op("transient", 503, "HTTP 503"), 35 * HOUR, 450, id="transient-inside-36h"),
+        pytest.param(every_op("config", 401, "HTTP 401"), 6 * 24 * HOUR, CAP, id="config-past-36h-inside-7d"),
+        pytest.param(every_op("config", 401, "HTTP 401"), 7 * 24 * HOUR + 60, None, id="config-past-7d"),
+    ],
+)
+def test_the_horizon_is_36_hours_or_7_days_for_config_errors(answer: Answer, age: int, delay: int | None) -> None:
     sqs = FakeSqs()
-    p = parked("a", attempts=250, first_seen=NOW - 35 * HOUR)
-    outcomes = processor(sqs).process([record("a", p)], FakeSender(every_op("transient", 503, "HTTP 503")))
-    assert outcomes[0].verdict == "retry"
-    assert sqs.sent == []
-
-
-def test_config_error_within_7_days_is_retried_past_them_dead_lettered() -> None:
-    sqs = FakeSqs()
-    inside = parked("in", attempts=100, first_seen=NOW - 6 * 24 * HOUR)
-    outside = parked("out", attempts=100, first_seen=NOW - 7 * 24 * HOUR - 60)
-    sender = FakeSender(every_op("config", 401, "HTTP 401: unauthorized"))
-    outcomes = processor(sqs).process([record("in", inside), record("out", outside)], sender)
-    assert [o.verdict for o in outcomes] == ["retry", "dead_letter"]
-    assert sqs.delay_for("rh-in", RETRY_URL) == CAP
-    (body,) = dlq_bodies(sqs)
-    assert body.webhook_id == "msg_out"
-    assert body.last_error.kind == "config"
-    assert body.last_error.reason.startswith("gave up after")
-
-
-def test_expired_message_whose_dlq_send_fails_is_kept() -> None:
-    sqs = FakeSqs(failing_queues=[DLQ_URL])
-    p = parked("a", first_seen=NOW - 40 * HOUR)
-    outcomes = processor(sqs).process([record("a", p)], FakeSender(every_op("transient", 503, "HTTP 503")))
-    assert outcomes[0].verdict == "retry"
-    assert failed_message_ids(outcomes) == {"id-a"}
+    outcomes = processor(sqs, rng=0.5).process(
+        [record("a", parked("a", attempts=100, first_seen=NOW - age))], FakeSender(answer)
+    )
+    if delay is not None:
+        assert outcomes[0].verdict == "retry" and sqs.sent == []
+        assert sqs.delay_for("rh-a", RETRY_URL) == delay
+    else:
+        assert outcomes[0].verdict == "dead_letter"
+        (body,) = dlq_bodies(sqs)
+        assert body.last_error.kind == "config"
+        assert body.last_error.reason.startswith("gave up after 168.0 h")
 
 
 # -- unreadable bodies ------------------------------------------------------------------------
@@ -411,13 +341,6 @@ def test_unreadable_body_goes_to_the_dlq_untouched(body: str) -> None:
     assert outcome_of(outcomes, "id-bad").reason == attributes["reason"]["StringValue"]
 
 
-def test_unreadable_body_whose_dlq_send_fails_is_retried() -> None:
-    sqs = FakeSqs(failing_queues=[DLQ_URL])
-    outcomes = processor(sqs).process([record("bad", "{")], FakeSender(OK))
-    assert outcomes[0].verdict == "retry"
-    assert failed_message_ids(outcomes) == {"id-bad"}
-
-
 def test_outcomes_follow_the_records_order_and_the_batch_response_names_only_retries() -> None:
     # The unreadable body is judged first (its DLQ send fails), but its outcome keeps its place.
     sqs = FakeSqs(failing_queues=[DLQ_URL])
@@ -427,15 +350,6 @@ def test_outcomes_follow_the_records_order_and_the_batch_response_names_only_ret
     assert [o.record.message_id for o in outcomes] == ["id-a", "id-bad", "id-c", "id-d"]
     assert [o.verdict for o in outcomes] == ["delivered", "retry", "retry", "delivered"]
     assert batch_response(outcomes) == {"batchItemFailures": [{"itemIdentifier": "id-bad"}, {"itemIdentifier": "id-c"}]}
-
-
-def test_the_batch_response_is_empty_when_nothing_must_wait() -> None:
-    sqs = FakeSqs()
-    records = [record("a", parked("a")), record("bad", "not json")]
-    outcomes = processor(sqs).process(records, FakeSender(OK))
-    assert [o.verdict for o in outcomes] == ["delivered", "dead_letter"]
-    assert batch_response(outcomes) == {"batchItemFailures": []}
-    assert batch_response([]) == {"batchItemFailures": []}
 
 
 # -- partial deliveries -----------------------------------------------------------------------
@@ -585,10 +499,292 @@ def test_outage_longer_than_the_horizon_ends_in_the_dlq_well_before_the_receive_
     assert 36 * HOUR <= clock["now"] - NOW <= 36 * HOUR + CAP + 1
     (body,) = dlq_bodies(sqs)
     assert body.attempts == 1 + receives
-    assert 50 < receives < 1000
+    # Mean wait at the cap is 450 s, about 129600 / 450 = 288 receives; the template's maxReceiveCount
+    # backstop (1000) must never be what ends a delivery.
+    assert 200 < receives < 400
 
 
-def test_parked_fixture_round_trips() -> None:
-    # Guard for the builders above: what the tests send is what ParkedDelivery reads back.
-    p = parked("z", 3, attempts=4)
-    assert ParkedDelivery.from_json(p.to_json()) == p
+# -- RetryService and the retry Lambda handler: fakes ------------------------------------------
+
+
+class FakeSecrets:
+    def __init__(self, site_id: str | None = "site-1", api_key: str | None = "key-1") -> None:
+        self.value: tuple[str | None, str | None] | ConfigError = (site_id, api_key)
+
+    def delivery_credentials(self) -> Credentials:
+        """As `SecretStore.delivery_credentials` for a Track deployment: ConfigError when missing."""
+        if isinstance(self.value, ConfigError):
+            raise self.value
+        return Secrets((), *self.value).delivery_credentials()
+
+
+class FakeMetrics:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any, float]] = []
+
+    def add_metric(self, name: str, unit: Any, value: float) -> None:
+        self.calls.append((name, unit, value))
+
+    def totals(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, unit, value in self.calls:
+            assert unit == "Count"
+            out[name] = out.get(name, 0) + value
+        return out
+
+
+class FakeLogger:
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, object, dict[str, Any]]] = []
+
+    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(("info", msg, kwargs))
+
+    def warning(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(("warning", msg, kwargs))
+
+    def error(self, msg: object, *args: Any, **kwargs: Any) -> None:
+        self.lines.append(("error", msg % args if args else msg, kwargs))
+
+
+class CountingLimiter:
+    def __init__(self) -> None:
+        self.acquired = 0
+
+    def acquire(self) -> None:
+        self.acquired += 1
+
+
+# -- builders ---------------------------------------------------------------------------------
+
+
+def settings(**overrides: str) -> Settings:
+    return Settings.from_env({**ENV, **overrides})
+
+
+class Harness:
+    def __init__(
+        self,
+        session: TrackSession | None = None,
+        secrets: FakeSecrets | None = None,
+        settings_: Settings | None = None,
+        rng: float = 0.5,
+    ) -> None:
+        self.sqs = FakeSqs()
+        self.session = session or TrackSession()
+        self.secrets = secrets or FakeSecrets()
+        self.metrics = FakeMetrics()
+        self.logger = FakeLogger()
+        self.limiter = CountingLimiter()
+        self.sessions_made = 0
+
+        def session_factory() -> TrackSession:
+            self.sessions_made += 1
+            return self.session
+
+        self.service = RetryService(
+            settings=settings_ or settings(),
+            secrets=self.secrets,  # type: ignore[arg-type]
+            metrics=self.metrics,
+            logger=self.logger,
+            sqs_factory=lambda: self.sqs,
+            session_factory=session_factory,
+            clock=lambda: float(NOW),
+            rng=lambda: rng,
+            limiter=self.limiter,  # type: ignore[arg-type]
+        )
+
+
+# -- RetryService -----------------------------------------------------------------------------
+
+
+def test_one_paced_request_delivers_the_whole_batch_without_touching_sqs() -> None:
+    h = Harness()
+    outcomes = h.service.handle([lambda_record(t, parked(t, n)) for t, n in (("a", 2), ("b", 1), ("c", 3))])
+    assert [(o.verdict, o.delivered_ops) for o in outcomes] == [("delivered", 2), ("delivered", 1), ("delivered", 3)]
+    ((path, ops, headers, _),) = h.session.requests
+    assert path == "/batch"
+    assert [o["id"] for o in ops] == ["op_a0", "op_a1", "op_b0", "op_c0", "op_c1", "op_c2"]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(b"site-1:key-1").decode()
+    assert h.metrics.totals() == {"RetryRequests": 1, "RetryDelivered": 3}
+    assert h.limiter.acquired == 1
+    assert h.sqs.sent == [] and h.sqs.visibility == []
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [(None, None), ("site-1", None), (None, "key-1"), ConfigError("could not read SSM parameters: Boom")],
+    ids=["both-missing", "no-key", "no-site", "ssm-error"],
+)
+def test_missing_credentials_retry_everything_with_the_cap(secret: Any) -> None:
+    secrets = FakeSecrets()
+    secrets.value = secret
+    h = Harness(secrets=secrets, rng=0.0)
+    outcomes = h.service.handle([lambda_record("a", parked("a")), lambda_record("b", parked("b", 2))])
+    assert [o.verdict for o in outcomes] == ["retry", "retry"]
+    assert [h.sqs.delay_for("rh-a", RETRY_URL), h.sqs.delay_for("rh-b", RETRY_URL)] == [CAP, CAP]
+    assert h.session.requests == [] and h.sessions_made == 0
+    assert h.metrics.totals() == {"ConfigError": 1, "RetryRequests": 0, "RetryScheduled": 2}
+    missing = "Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)"
+    expected = str(secret) if isinstance(secret, ConfigError) else missing
+    assert {o.reason for o in outcomes} == {expected}
+    assert any(level == "error" and expected in str(msg) for level, msg, _ in h.logger.lines)
+
+
+@pytest.mark.parametrize("missing", ["DEAD_LETTER_QUEUE_URL", "RETRY_QUEUE_URL"])
+def test_missing_queue_urls_raise_config_error(missing: str) -> None:
+    env = {k: v for k, v in ENV.items() if k != missing}
+    h = Harness(settings_=Settings.from_env(env))
+    with pytest.raises(ConfigError, match="DEAD_LETTER_QUEUE_URL"):
+        h.service.handle([lambda_record("a", parked("a"))])
+    assert h.session.requests == []
+
+
+def test_the_client_is_kept_across_invocations_and_rebuilt_on_rotation() -> None:
+    h = Harness()
+    h.service.handle([lambda_record("a", parked("a"))])
+    h.service.handle([lambda_record("b", parked("b"))])
+    assert h.sessions_made == 1
+    h.secrets.value = ("site-1", "key-2")
+    h.service.handle([lambda_record("c", parked("c"))])
+    assert h.sessions_made == 2
+    assert h.session.requests[-1][2]["Authorization"] == "Basic " + base64.b64encode(b"site-1:key-2").decode()
+
+
+def test_the_default_limiter_paces_to_the_container_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+    real = service_module.RateLimiter
+
+    def frozen_clock_limiter(per_second: float) -> Any:
+        # The real limiter, on a clock that does not move: each sleep is the pacing it imposes.
+        return real(per_second, clock=lambda: 0.0, sleep=sleeps.append)
+
+    monkeypatch.setattr(service_module, "RateLimiter", frozen_clock_limiter)
+    session = TrackSession(max_ops=1)
+    h = Harness(session, settings_=settings(CUSTOMERIO_RATE_LIMIT_RPS="10", RETRY_MAX_CONCURRENCY="4"))
+    h.service.limiter = None
+    h.service.handle([lambda_record(t, parked(t)) for t in "ab"])  # 3 requests: 413, then one each
+    assert len(session.requests) == 3
+    # 10 rps, half of it ingest's (dodo_cio.delivery.budget), the rest shared by 4 containers: one per 0.8 s.
+    assert sleeps == [pytest.approx(0.8), pytest.approx(1.6)]
+
+
+# -- the Lambda handler -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def retry_app() -> Iterator[ModuleType]:
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in ENV.items():
+            mp.setenv(key, value)
+        spec = importlib.util.spec_from_file_location("retry_app", RETRY_APP)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+
+
+def install(retry_app: ModuleType, session: TrackSession) -> Harness:
+    h = Harness(session)
+    h.service.metrics = retry_app.metrics  # the handler's own Metrics: flushed by @log_metrics
+    retry_app._service = h.service
+    return h
+
+
+@pytest.fixture(autouse=True)
+def _reset_service(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "retry_app" in request.fixturenames:
+        request.getfixturevalue("retry_app")._service = None
+
+
+def test_mixed_fates_count_every_request_and_verdict(retry_app: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    # One op per request: the 4-message batch (d has 2 ops) is split by 413s into 9 requests.
+    session = TrackSession({"op_b0": 503, "op_c0": 400, "op_d1": 503}, max_ops=1)
+    h = install(retry_app, session)
+    event = {"Records": [lambda_record(t, parked(t, 2 if t == "d" else 1)) for t in "abcd"]}
+    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": "id-b"}]}, "only the retried message stays"
+    assert [len(ops) for _, ops, _, _ in session.requests] == [5, 2, 1, 1, 3, 1, 2, 1, 1]
+    assert emitted_metrics(capsys.readouterr().out) == {
+        "RetryRequests": 9,
+        "RetryDelivered": 1,
+        "RetryScheduled": 1,
+        "DeadLettered": 1,
+        "RetryReparked": 1,
+    }
+    assert h.limiter.acquired == 9
+    assert [c["ReceiptHandle"] for c in h.sqs.visibility] == ["rh-b"]
+    assert h.sqs.delay_for("rh-b", RETRY_URL) == 30  # attempt 1 + 1 = 2: ceiling 60, rng 0.5
+    assert len(h.sqs.sent_to(DLQ_URL)) == 1
+    (message,) = h.sqs.sent_to(RETRY_URL)
+    assert [o["id"] for o in ParkedDelivery.from_json(message["MessageBody"]).ops] == ["op_d1"]
+    warned = [kw["extra"] for level, _, kw in h.logger.lines if level == "warning"]
+    assert {(w["message_id"], w["verdict"]) for w in warned} == {
+        ("id-b", "retry"),
+        ("id-c", "dead_letter"),
+        ("id-d", "repark"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("session", "dlq_down", "records", "failed"),
+    [
+        pytest.param(TrackSession(scripted=[TrackAnswer(503, b"down")]), False, "abc", "abc", id="all-failed-no-raise"),
+        pytest.param(TrackSession(), False, "ab", "", id="all-delivered"),
+        # An unreadable body the DLQ did not take must stay on the queue: named, in its place.
+        pytest.param(TrackSession({"op_c0": 503}, max_ops=1), True, "a-c", ["bad", "c"], id="unreadable-dlq-down"),
+        pytest.param(TrackSession(), False, "-a", "", id="unreadable-dead-lettered"),
+        pytest.param(TrackSession(), False, "", "", id="no-records"),
+    ],
+)
+def test_handler_names_exactly_the_messages_that_must_stay(
+    retry_app: ModuleType, session: TrackSession, dlq_down: bool, records: str, failed: Sequence[str]
+) -> None:
+    h = install(retry_app, session)
+    if dlq_down:
+        h.sqs.failing_queues.add(DLQ_URL)
+    event = {"Records": [lambda_record("bad", "{") if t == "-" else lambda_record(t, parked(t)) for t in records]}
+    response = retry_app.lambda_handler(event, FakeLambdaContext(function_name="dodo-customerio-retry"))
+    assert response == {"batchItemFailures": [{"itemIdentifier": f"id-{t}"} for t in failed]}
+    if not records:
+        assert retry_app.lambda_handler({}, FakeLambdaContext(function_name="x")) == response
+        assert h.session.requests == []
+
+
+def test_handler_builds_its_service_from_the_environment(
+    retry_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key, value in ENV.items():
+        monkeypatch.setenv(key, value)
+    retry_app._service = None
+    service = retry_app.service()
+    assert service is retry_app.service(), "one service per container"
+    assert (service.settings.retry_queue_url, service.settings.dead_letter_queue_url) == (RETRY_URL, DLQ_URL)
+    assert service.settings.track_url == TRACK
+
+
+def test_handler_reports_messages_it_had_no_time_for(retry_app: ModuleType) -> None:
+    # 9 s left: 2.5 s kept to answer and 4.5 s for verdicts leave no room for a 7 s request.
+    h = install(retry_app, TrackSession())
+    event = {"Records": [lambda_record(t, parked(t)) for t in "ab"]}
+    context = FakeLambdaContext(function_name="dodo-customerio-retry", remaining_ms=9_000)
+    response = retry_app.lambda_handler(event, context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": "id-a"}, {"itemIdentifier": "id-b"}]}
+    assert h.session.requests == [] and h.sqs.sent == [] and h.sqs.visibility == []
+
+
+def test_importing_the_handler_leaves_out_what_the_first_record_does_not_need() -> None:
+    # Cold start: Powertools' batch utility (asyncio and every event source's data classes, about
+    # 45 ms) is not used, and boto3 is imported by the first AWS call, not by the import.
+    code = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('retry_app', {str(RETRY_APP)!r}); "
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec)); "
+        "names = ('aws_lambda_powertools.utilities.batch', 'aws_lambda_powertools.utilities.data_classes', "
+        "'asyncio', 'boto3'); "
+        "print(','.join(n for n in names if n in sys.modules))"
+    )
+    env = {**os.environ, **ENV}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60, env=env)
+    assert done.stdout.strip() == ""
