@@ -134,15 +134,20 @@ def test_routes_status_page_and_binary_bodies(local) -> None:
 
 
 def test_customerio_api_pipelines_delivers_to_the_sandbox_v1_from_both_functions(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`CUSTOMERIO_API=pipelines make run`: the sandbox's Pipelines key seeded, its /v1 given to both functions."""
+    """`CUSTOMERIO_API=pipelines make run`: the sandbox's Pipelines key seeded, its /v1 given to both functions.
+    `dodo-cio replay --local` needs no Pipelines support of its own: it signs with the run's secret (from its SSM,
+    not $DODO_WEBHOOK_SECRET) and the event's `messageId` derives from the original webhook id."""
     from dodo_cio.configuration.settings import Settings
+    from dodo_cio.platform.times import to_unix_ms
+    from dodo_cio.platform.ulid import deterministic_ulid
 
     for key in ("CUSTOMERIO_SITE_ID", "CUSTOMERIO_API_KEY", "CUSTOMERIO_TRACK_URL", "SSM_PARAMETER_PATH"):
         monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("DODO_WEBHOOK_SECRET", WRONG_SECRET)  # a deployment's secret: replay --local must not use it
     monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
-    bridge = LocalBridge(port=0, sandbox_port=0, secret=DEV_WEBHOOK_SECRET, drain=False)
+    bridge = LocalBridge(port=0, sandbox_port=0, drain=False)
     info = bridge.start()
     try:
         sandbox = bridge.sandbox
@@ -152,9 +157,17 @@ def test_customerio_api_pipelines_delivers_to_the_sandbox_v1_from_both_functions
         assert settings.retry_environment["CUSTOMERIO_API"] == "track"  # the template's default, overridden
         running = Settings.from_env()  # the one environment both handlers read in this process
         assert (running.customerio_api, running.pipelines_url) == ("pipelines", sandbox.pipelines_url)
-        assert _send(info, PAYMENT).json() == {"status": "delivered"}
-        assert [r.path.split("/")[1] for r in sandbox.requests] == ["v1"]
-        assert sandbox.accepted_calls() and sandbox.accepted_ops() == []
+        base = info.webhook_url.removesuffix("/webhooks/dodo")
+        assert cli.main(["replay", str(PAYMENT), "--local-url", base, "--webhook-id", "msg_replayed"]) == 0
+        assert '{"status":"delivered"}' in capsys.readouterr().out
+        assert [(r.path.split("/")[1], r.status) for r in sandbox.requests] == [("v1", 200)]
+        assert sandbox.accepted_ops() == []
+        (event,) = [c for c in sandbox.accepted_calls() if c["type"] == "track"]
+        sent_at = to_unix_ms(json.loads(PAYMENT.read_bytes())["timestamp"]) or 0
+        assert (event["event"], event["messageId"]) == (
+            "payment.succeeded",
+            deterministic_ulid("msg_replayed", sent_at),
+        )
     finally:
         bridge.stop()
 

@@ -199,13 +199,6 @@ def test_quarantined_webhooks_are_listed_and_reprocessed_locally(
     assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
-def test_replay_signs_with_the_local_runs_own_secret(local, capsys: pytest.CaptureFixture[str]) -> None:
-    bridge, _ = local
-    assert cli.main(["replay", str(PAYMENT), "--local", "--webhook-id", "msg_replayed_locally"]) == 0
-    assert '{"status":"delivered"}' in capsys.readouterr().out
-    assert bridge.sandbox is not None and [r.status for r in bridge.sandbox.requests] == [200]
-
-
 def test_local_without_a_local_run_says_how_to_start_one(capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as probe:  # a port nothing listens on once closed
         probe.bind(("127.0.0.1", 0))
