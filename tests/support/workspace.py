@@ -1,9 +1,9 @@
 """An in-memory Customer.io workspace: replay the Track v2 ops the bridge sent, then assert on the end state.
 
 Tests that push a realistic run of Dodo webhooks through the bridge care about what the workspace ends up
-holding (people, attributes, events, objects, relationships), not about request bytes. The model takes ops
-exactly as sent and raises `WorkspaceError` for one Customer.io's schema would reject, so a malformed op fails
-the test instead of vanishing. Ops Customer.io accepts but does nothing with are listed in `dropped`.
+holding (people, attributes, events, objects, relationships), not about request bytes. An op Customer.io's
+schema would reject raises `WorkspaceError`, so it fails the test instead of vanishing; ops Customer.io
+accepts but does nothing with are listed in `dropped`.
 
 [spec] = Customer.io's Track OpenAPI (v2 op schemas, v1 identify text); [assumed] = our reading.
 - [spec] A person op names exactly one of id/email/cio_id/phone (a non-empty string); merge takes `primary`
@@ -14,13 +14,12 @@ the test instead of vanishing. Ops Customer.io accepts but does nothing with are
 - [spec] identify creates the person unless `attributes._update` is true. If the op's identifier matches
   nobody but the body's `id`/`email` matches someone, that person is updated and gets the op's identifier.
   An `id`/`email` attribute held by a different person is not applied and goes to `conflicts` (Customer.io
-  answers 200 and logs an "Attribute Update Failure"). [spec, opt-in `strict_identifier_changes`] changing an
-  id/email already set also conflicts unless the op addresses the person by cio_id.
+  answers 200 and logs an "Attribute Update Failure").
 - [spec for objects and relationships; assumed for people] an attribute set to None or "" is removed.
 - [spec] `timestamp` (integer Unix seconds) orders rapid attribute updates. [assumed] With
   `order_by_timestamp`, a write or removal is ignored when that attribute was last written by a strictly
-  newer op; no timestamp means "now", newer than any; ties go to the later arrival. Object and relationship
-  attributes use the same clock (their schemas have no timestamp, so it is usually "now").
+  newer op; no timestamp means "now", newer than any; ties go to the later arrival. Objects and
+  relationships use the same clock.
 - [spec] An event whose `id` was already seen in the workspace is ignored. [assumed] No dedup window.
 - [spec] merge: `primary` must exist; the secondary is deleted. [assumed] Secondary attributes fill only
   what the primary lacks; its events and relationships move over (the primary's relationship attributes win).
@@ -71,7 +70,7 @@ class Conflict:
     cio_id: str  # the person the op addressed
     attribute: str
     value: Any
-    owner_cio_id: str | None  # who already holds the value; None for an identifier change by id/email
+    owner_cio_id: str  # who already holds the value
     reason: str
 
 
@@ -180,9 +179,8 @@ def _timestamp(op: Mapping[str, Any]) -> float:
 class Workspace:
     """One Customer.io workspace. `apply*` change it; `person`, `people`, `object`... return snapshots."""
 
-    def __init__(self, *, order_by_timestamp: bool = True, strict_identifier_changes: bool = False) -> None:
+    def __init__(self, *, order_by_timestamp: bool = True) -> None:
         self.order_by_timestamp = order_by_timestamp
-        self.strict_identifier_changes = strict_identifier_changes
         self.conflicts: list[Conflict] = []
         self.dropped: list[tuple[str, Mapping[str, Any]]] = []  # (reason, op)
         self._people: dict[str, _Person] = {}  # by cio_id, in creation order
@@ -272,16 +270,12 @@ class Workspace:
             return
         person = person or self._create(ref, ts)
         for name in [n for n in ("id", "email") if attrs.get(n) not in (None, "")]:  # removals never conflict
-            value, current = attrs[name], person.record.attributes.get(name)
+            value = attrs[name]
             owner = self._find(name, value) if isinstance(value, str) else None
             if owner is not None and owner is not person:
+                del attrs[name]
                 reason = f"{name} {value!r} already belongs to another person"
-            elif self.strict_identifier_changes and ref[0] != "cio_id" and current and not _same(name, current, value):
-                reason, owner = f"changing {name} needs the person addressed by cio_id", None
-            else:
-                continue
-            del attrs[name]
-            self.conflicts.append(Conflict(person.cio_id, name, value, owner.cio_id if owner else None, reason))
+                self.conflicts.append(Conflict(person.cio_id, name, value, owner.cio_id, reason))
         person.record.write(attrs, ts, self.order_by_timestamp)
         for key, rel_attrs in rels:
             self._link(person, key, rel_attrs, ts, add=True)

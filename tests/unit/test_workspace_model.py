@@ -61,12 +61,6 @@ def test_identify_creates_then_merges_attributes_into_the_same_person() -> None:
     assert ws.person(cio_id=first.cio_id) == after
 
 
-def test_each_person_gets_its_own_generated_cio_id() -> None:
-    ws = Workspace()
-    ws.apply_batch([identify({"id": "a"}, {}), identify({"id": "b"}, {})])
-    assert len({p.cio_id for p in ws.people}) == 2
-
-
 def test_email_identifier_matches_case_insensitively() -> None:
     ws = Workspace()
     ws.apply(identify({"email": "Maya@Example.com"}, {"first_name": "Maya"}))
@@ -86,19 +80,12 @@ def test_id_attribute_sets_the_identifier_of_an_email_person() -> None:
 
 
 @pytest.mark.parametrize("removal", [None, ""])
-def test_none_or_empty_string_removes_an_attribute(removal: Any) -> None:
+def test_none_or_empty_string_removes_an_attribute_and_creates_nothing(removal: Any) -> None:
     ws = Workspace()
     ws.apply(identify({"id": "cus_1"}, {"plan": "pro", "seats": 3}))
-    ws.apply(identify({"id": "cus_1"}, {"plan": removal}))
+    ws.apply(identify({"id": "cus_1"}, {"plan": removal, "note": removal}))  # `note` was never set
     person = ws.person(id="cus_1")
-    assert person is not None and "plan" not in person.attributes and person.attributes["seats"] == 3
-
-
-def test_removing_an_attribute_never_set_creates_nothing() -> None:
-    ws = Workspace()
-    ws.apply(identify({"id": "cus_1"}, {"plan": None, "note": ""}))
-    person = ws.person(id="cus_1")
-    assert person is not None and dict(person.attributes) == {"id": "cus_1"}
+    assert person is not None and dict(person.attributes) == {"id": "cus_1", "seats": 3}
 
 
 def test_update_only_does_not_create_but_does_update() -> None:
@@ -166,66 +153,49 @@ def test_body_identifier_finds_the_person_and_gives_them_the_new_identifier() ->
     assert ws.person(id="cus_9") == ws.person(email="maya@example.com")
 
 
-def test_changing_a_set_identifier_needs_cio_id_when_strict() -> None:
-    ws = Workspace(strict_identifier_changes=True)
-    ws.apply(identify({"id": "cus_1"}, {"email": "old@example.com"}))
-    ws.apply(identify({"id": "cus_1"}, {"email": "OLD@example.com"}))  # same address, new case: not a change
-    ws.apply(identify({"id": "cus_1"}, {"email": "new@example.com"}))
-    assert [c.value for c in ws.conflicts] == ["new@example.com"]
-    person = ws.person(id="cus_1")
-    assert person is not None and person.attributes["email"] == "OLD@example.com"
-    ws.apply(identify({"cio_id": person.cio_id}, {"email": "new@example.com"}))
-    assert ws.person(email="new@example.com") is not None
-    lenient = Workspace()
-    lenient.apply_batch([identify({"id": "c"}, {"email": "o@x.io"}), identify({"id": "c"}, {"email": "n@x.io"})])
-    assert lenient.conflicts == [] and lenient.person(email="n@x.io") is not None
+def test_changing_an_identifier_the_person_holds_is_no_conflict() -> None:
+    ws = Workspace()
+    ws.apply_batch([identify({"id": "c"}, {"email": "o@x.io"}), identify({"id": "c"}, {"email": "n@x.io"})])
+    assert ws.conflicts == [] and ws.person(email="n@x.io") == ws.person(id="c")
 
 
 # ---- ordering ---------------------------------------------------------------------------------
 
 
-def test_ordering_on_an_older_write_does_not_overwrite_a_newer_one() -> None:
-    ws = Workspace()
-    ws.apply(identify({"id": "cus_1"}, {"status": "active", "plan": "pro"}, ts=200))
-    ws.apply(identify({"id": "cus_1"}, {"status": "pending", "seats": 2}, ts=100))  # late arrival
-    person = ws.person(id="cus_1")
-    assert person is not None
-    # Per attribute: the stale op still sets what the newer op never wrote.
-    assert (person.attributes["status"], person.attributes["seats"]) == ("active", 2)
-    ws.apply(identify({"id": "cus_1"}, {"status": "paused"}, ts=200))  # a tie: later arrival wins
-    person = ws.person(id="cus_1")
-    assert person is not None and person.attributes["status"] == "paused"
+ACTIVE, PENDING = {"status": "active"}, {"status": "pending"}
 
 
-def test_ordering_on_applies_to_removals_both_ways() -> None:
-    ws = Workspace()
-    ws.apply(identify({"id": "cus_1"}, {"plan": None}, ts=300))
-    ws.apply(identify({"id": "cus_1"}, {"plan": "pro"}, ts=100))  # older than the removal: stays removed
+@pytest.mark.parametrize(
+    ("ordered", "writes", "expected"),
+    [  # writes: (attributes, timestamp) in arrival order
+        pytest.param(
+            True,
+            [({**ACTIVE, "plan": "pro"}, 200), ({**PENDING, "seats": 2}, 100)],
+            {**ACTIVE, "plan": "pro", "seats": 2},  # per attribute: the late op sets what the newer never wrote
+            id="older-write-loses",
+        ),
+        pytest.param(True, [(ACTIVE, 200), ({"status": "paused"}, 200)], {"status": "paused"}, id="tie-later-wins"),
+        pytest.param(True, [({"plan": None}, 300), ({"plan": "pro"}, 100)], {}, id="older-write-after-removal"),
+        pytest.param(True, [({"seats": 5}, 300), ({"seats": ""}, 100)], {"seats": 5}, id="older-removal-ignored"),
+        pytest.param(
+            True,
+            [({"plan": "pro"}, 100), ({"plan": "team"}, None), ({"plan": "free"}, 2_000_000_000)],
+            {"plan": "team"},
+            id="no-timestamp-is-now",
+        ),
+        pytest.param(
+            False,
+            [(ACTIVE, 200), (PENDING, 100), ({"plan": None}, 300), ({"plan": "pro"}, 100)],
+            {**PENDING, "plan": "pro"},
+            id="ordering-off-last-arrival-wins",
+        ),
+    ],
+)
+def test_attribute_ordering(ordered: bool, writes: list[tuple[dict[str, Any], int | None]], expected: Any) -> None:
+    ws = Workspace(order_by_timestamp=ordered)
+    ws.apply_batch([identify({"id": "cus_1"}, attrs, ts) for attrs, ts in writes])
     person = ws.person(id="cus_1")
-    assert person is not None and "plan" not in person.attributes
-    ws.apply(identify({"id": "cus_1"}, {"seats": 5}, ts=300))
-    ws.apply(identify({"id": "cus_1"}, {"seats": ""}, ts=100))  # an older removal is ignored too
-    person = ws.person(id="cus_1")
-    assert person is not None and person.attributes["seats"] == 5
-
-
-def test_an_op_without_timestamp_counts_as_now() -> None:
-    ws = Workspace()
-    ws.apply(identify({"id": "cus_1"}, {"plan": "pro"}, ts=100))
-    ws.apply(identify({"id": "cus_1"}, {"plan": "team"}))  # no timestamp: newer than 100
-    ws.apply(identify({"id": "cus_1"}, {"plan": "free"}, ts=2_000_000_000))  # older than "now"
-    person = ws.person(id="cus_1")
-    assert person is not None and person.attributes["plan"] == "team"
-
-
-def test_ordering_off_last_arrival_wins() -> None:
-    ws = Workspace(order_by_timestamp=False)
-    ws.apply(identify({"id": "cus_1"}, {"status": "active"}, ts=200))
-    ws.apply(identify({"id": "cus_1"}, {"status": "pending"}, ts=100))
-    ws.apply(identify({"id": "cus_1"}, {"plan": None}, ts=300))
-    ws.apply(identify({"id": "cus_1"}, {"plan": "pro"}, ts=100))
-    person = ws.person(id="cus_1")
-    assert person is not None and (person.attributes["status"], person.attributes["plan"]) == ("pending", "pro")
+    assert person is not None and dict(person.attributes) == {"id": "cus_1", **expected}
 
 
 # ---- events -----------------------------------------------------------------------------------
@@ -312,12 +282,16 @@ def test_object_identify_creates_updates_and_removes_attributes() -> None:
     assert ws.object("2", "sub_1") is None
 
 
-def test_object_attributes_follow_the_timestamp_rule() -> None:
+def test_object_and_relationship_attributes_follow_the_timestamp_rule() -> None:
     ws = Workspace()
-    ws.apply({**obj("identify", {"status": "cancelled"}), "timestamp": 200})
-    ws.apply({**obj("identify", {"status": "active"}), "timestamp": 100})
-    view = ws.object("1", "sub_1")
-    assert view is not None and view.attributes["status"] == "cancelled"
+    add = {"type": "person", "identifiers": {"id": "cus_1"}, "action": "add_relationships"}
+    for ts, value in ((200, "new"), (100, "old")):
+        ws.apply({**obj("identify", {"status": value}), "timestamp": ts})
+        rels = [{"identifiers": SUB, "relationship_attributes": {"role": value}}]
+        ws.apply({**add, "timestamp": ts, "cio_relationships": rels})
+    view, person = ws.object("1", "sub_1"), ws.person(id="cus_1")
+    assert view is not None and person is not None
+    assert (view.attributes["status"], ws.relationship(person, "1", "sub_1")) == ("new", {"role": "new"})
 
 
 def test_object_side_relationships_create_the_person_and_carry_attributes() -> None:
@@ -364,19 +338,6 @@ def test_person_side_relationships_create_the_object() -> None:
         }
     )
     assert ws.related_objects(person) == [] and ws.object("1", "sub_1") is not None  # the object stays
-
-
-def test_relationship_attributes_follow_the_timestamp_rule() -> None:
-    ws = Workspace()
-    add = {"type": "person", "identifiers": {"id": "cus_1"}, "action": "add_relationships"}
-    ws.apply(
-        {**add, "timestamp": 200, "cio_relationships": [{"identifiers": SUB, "relationship_attributes": {"role": "a"}}]}
-    )
-    ws.apply(
-        {**add, "timestamp": 100, "cio_relationships": [{"identifiers": SUB, "relationship_attributes": {"role": "b"}}]}
-    )
-    person = ws.person(id="cus_1")
-    assert person is not None and ws.relationship(person, "1", "sub_1") == {"role": "a"}
 
 
 def test_object_delete_removes_it_from_people() -> None:
