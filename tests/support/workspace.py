@@ -7,9 +7,9 @@ accepts but does nothing with are listed in `dropped`.
 
 [spec] = Customer.io's Track OpenAPI (v2 op schemas, v1 identify text); [assumed] = our reading.
 - [spec] A person op names exactly one of id/email/cio_id/phone (a non-empty string); merge takes `primary`
-  and `secondary` (id/email/cio_id) and no `identifiers`; event needs `name`; add/delete_relationships need
-  `cio_relationships`. [assumed] Valid but unmodeled actions (page, screen, devices, suppress) and
-  `cio_object_id` raise too, so a test never silently skips them.
+  and `secondary` (id/email/cio_id) and no `identifiers`; event needs `name`. Only what the bridge sends is
+  modeled (person identify/event/merge, object identify): other valid actions (delete, add/delete_relationships,
+  page, devices, suppress...) and `cio_object_id` raise too, so a test never silently skips them.
 - [spec] `email` matches case-insensitively; `cio_id` is generated on creation and never changes.
 - [spec] identify creates the person unless `attributes._update` is true. If the op's identifier matches
   nobody but the body's `id`/`email` matches someone, that person is updated and gets the op's identifier.
@@ -23,10 +23,8 @@ accepts but does nothing with are listed in `dropped`.
 - [spec] An event whose `id` was already seen in the workspace is ignored. [assumed] No dedup window.
 - [spec] merge: `primary` must exist; the secondary is deleted. [assumed] Secondary attributes fill only
   what the primary lacks; its events and relationships move over (the primary's relationship attributes win).
-- [spec] delete removes a person or object with its relationships.
-- [assumed] event, add_relationships and relationships named from either side create an unknown person
-  addressed by id/email/phone, and any missing object; an unknown cio_id is dropped (the spec says so for
-  identify).
+- [assumed] event and relationships named from either side create an unknown person addressed by
+  id/email/phone, and any missing object; an unknown cio_id is dropped (the spec says so for identify).
 """
 
 from __future__ import annotations
@@ -42,9 +40,8 @@ from typing import Any
 
 PERSON_IDS = ("id", "email", "cio_id", "phone")
 NO_PHONE_IDS = ("id", "email", "cio_id")  # what merge and v2_cio_relationships accept
-PERSON_ACTIONS = ("identify", "event", "delete", "add_relationships", "delete_relationships")
-OBJECT_ACTIONS = ("identify", "delete", "add_relationships", "delete_relationships")
 NOT_MODELED = {"page", "screen", "add_device", "delete_device", "suppress", "unsuppress", "identify_anonymous"}
+NOT_MODELED |= {"delete", "add_relationships", "delete_relationships"}  # valid, but the bridge never sends them
 NOW = float("inf")  # the clock value of an op without a timestamp
 
 ObjectKey = tuple[str, str]  # (object_type_id, object_id)
@@ -153,10 +150,10 @@ def _mapping(op: Mapping[str, Any], name: str) -> dict[str, Any]:
     return copy.deepcopy(dict(value))
 
 
-def _relationships(op: Mapping[str, Any], parse: Callable[[Any, str], Any], required: bool) -> list[Any]:
+def _relationships(op: Mapping[str, Any], parse: Callable[[Any, str], Any]) -> list[Any]:
     """Validated `cio_relationships` items as (reference, relationship_attributes), before anything changes."""
     items = op.get("cio_relationships")
-    if items is None and not required:
+    if items is None:
         return []
     if not isinstance(items, list):
         raise WorkspaceError(f"cio_relationships must be a list, got {items!r}")
@@ -214,49 +211,25 @@ class Workspace:
             raise WorkspaceError(f"action {action!r} is valid in Customer.io but not modeled here")
         if kind == "person" and action == "merge":
             self._merge(op)
-        elif kind == "person" and action in PERSON_ACTIONS:
-            self._apply_person(op, action, _one_identifier(op.get("identifiers"), "identifiers"))
-        elif kind == "object" and action in OBJECT_ACTIONS:
-            self._apply_object(op, action, _object_key(op.get("identifiers"), "identifiers"))
+        elif kind == "person" and action in ("identify", "event"):
+            ref = _one_identifier(op.get("identifiers"), "identifiers")
+            (self._identify if action == "identify" else self._event)(op, ref, _timestamp(op))
+        elif kind == "object" and action == "identify":
+            self._identify_object(op, _object_key(op.get("identifiers"), "identifiers"))
         else:
             raise WorkspaceError(f"unknown type/action {kind!r}/{action!r}")
 
-    def _apply_person(self, op: Mapping[str, Any], action: str, ref: PersonRef) -> None:
-        ts = _timestamp(op)
-        if action == "identify":
-            self._identify(op, ref, ts)
-        elif action == "event":
-            self._event(op, ref, ts)
-        elif action == "delete":
-            person = self._find(*ref)
-            if person is not None:
-                del self._people[person.cio_id]
-                self._relations = {pair: r for pair, r in self._relations.items() if pair[0] != person.cio_id}
-        else:
-            rels, add = _relationships(op, _object_key, required=True), action == "add_relationships"
-            person = self._find_or_create(op, ref, ts) if add else self._find(*ref)
-            for key, attrs in rels:
-                self._link(person, key, attrs, ts, add)
-
-    def _apply_object(self, op: Mapping[str, Any], action: str, key: ObjectKey) -> None:
+    def _identify_object(self, op: Mapping[str, Any], key: ObjectKey) -> None:
         ts, attrs = _timestamp(op), _mapping(op, "attributes")
-        if action == "delete":
-            self._objects.pop(key, None)
-            self._relations = {pair: r for pair, r in self._relations.items() if pair[1] != key}
-            return
-        rels, add = (
-            _relationships(op, partial(_one_identifier, allowed=NO_PHONE_IDS), action != "identify"),
-            action != "delete_relationships",
-        )
-        if add:  # [assumed] add_relationships creates the object, like identify does
-            self._objects.setdefault(key, _Record()).write(attrs, ts, self.order_by_timestamp)
+        rels = _relationships(op, partial(_one_identifier, allowed=NO_PHONE_IDS))
+        self._objects.setdefault(key, _Record()).write(attrs, ts, self.order_by_timestamp)
         for ref, rel_attrs in rels:
-            self._link(self._find_or_create(op, ref, ts) if add else self._find(*ref), key, rel_attrs, ts, add)
+            self._link(self._find_or_create(op, ref, ts), key, rel_attrs, ts)
 
     def _identify(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
         attrs = _mapping(op, "attributes")
         update_only = attrs.pop("_update", False) is True
-        rels = _relationships(op, _object_key, required=False)
+        rels = _relationships(op, _object_key)
         person = self._find(*ref)
         if person is None and ref[0] == "cio_id":
             self.dropped.append((f"no person with cio_id {ref[1]!r}", op))
@@ -278,7 +251,7 @@ class Workspace:
                 self.conflicts.append(Conflict(person.cio_id, name, value, owner.cio_id, reason))
         person.record.write(attrs, ts, self.order_by_timestamp)
         for key, rel_attrs in rels:
-            self._link(person, key, rel_attrs, ts, add=True)
+            self._link(person, key, rel_attrs, ts)
 
     def _event(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
         name, event_id, attrs = op.get("name"), op.get("id"), _mapping(op, "attributes")
@@ -330,13 +303,11 @@ class Workspace:
             return None
         return person or self._create(ref, ts)
 
-    def _link(self, person: _Person | None, key: ObjectKey, attrs: Mapping[str, Any], ts: float, add: bool) -> None:
-        """Add (creating the object if needed) or remove one person-object relationship."""
-        if person is not None and add:
+    def _link(self, person: _Person | None, key: ObjectKey, attrs: Mapping[str, Any], ts: float) -> None:
+        """Relate a person to an object (creating the object if needed), writing the relationship's attributes."""
+        if person is not None:
             self._objects.setdefault(key, _Record())
             self._relations.setdefault((person.cio_id, key), _Record()).write(attrs, ts, self.order_by_timestamp)
-        elif person is not None:
-            self._relations.pop((person.cio_id, key), None)
 
     def person(
         self, *, id: str | None = None, email: str | None = None, cio_id: str | None = None, phone: str | None = None

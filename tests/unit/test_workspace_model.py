@@ -227,7 +227,7 @@ def test_event_with_a_known_id_is_ignored_workspace_wide() -> None:
     assert ws.person(id="cus_2") is None  # the ignored event created nobody
 
 
-# ---- merge and delete -------------------------------------------------------------------------
+# ---- merge ---------------------------------------------------------------------------------
 
 
 def test_merge_fills_missing_attributes_moves_events_and_relationships_then_deletes_secondary() -> None:
@@ -260,15 +260,6 @@ def test_merge_needs_an_existing_primary() -> None:
     assert ws.person(id="cus_2") is not None  # nothing was merged away
 
 
-def test_delete_removes_the_person_and_their_relationships() -> None:
-    ws = Workspace()
-    ws.apply({**identify({"id": "cus_1"}, {}), "cio_relationships": [{"identifiers": SUB}]})
-    ws.apply({"type": "person", "identifiers": {"id": "cus_1"}, "action": "delete"})
-    assert ws.person(id="cus_1") is None and ws.people == []
-    view = ws.object("1", "sub_1")
-    assert view is not None and view.people == frozenset()
-
-
 # ---- objects and relationships ----------------------------------------------------------------
 
 
@@ -284,68 +275,32 @@ def test_object_identify_creates_updates_and_removes_attributes() -> None:
 
 def test_object_and_relationship_attributes_follow_the_timestamp_rule() -> None:
     ws = Workspace()
-    add = {"type": "person", "identifiers": {"id": "cus_1"}, "action": "add_relationships"}
     for ts, value in ((200, "new"), (100, "old")):
-        ws.apply({**obj("identify", {"status": value}), "timestamp": ts})
-        rels = [{"identifiers": SUB, "relationship_attributes": {"role": value}}]
-        ws.apply({**add, "timestamp": ts, "cio_relationships": rels})
+        rels = [{"identifiers": {"id": "cus_1"}, "relationship_attributes": {"role": value}}]
+        ws.apply({**obj("identify", {"status": value}, rels), "timestamp": ts})
     view, person = ws.object("1", "sub_1"), ws.person(id="cus_1")
     assert view is not None and person is not None
     assert (view.attributes["status"], ws.relationship(person, "1", "sub_1")) == ("new", {"role": "new"})
 
 
-def test_object_side_relationships_create_the_person_and_carry_attributes() -> None:
+def test_relationships_from_either_side_create_what_is_missing_and_carry_attributes() -> None:
     ws = Workspace()
-    ws.apply(
-        obj(
-            "identify",
-            {"status": "active"},
-            [{"identifiers": {"id": "cus_1"}, "relationship_attributes": {"role": "owner"}}],
-        )
-    )
-    person = ws.person(id="cus_1")
-    assert person is not None and person.objects == {("1", "sub_1")}
+    rels = [{"identifiers": {"id": "cus_1"}, "relationship_attributes": {"role": "owner"}}]
+    ws.apply(obj("identify", {"status": "active"}, rels))  # the object's side creates the person
+    ws.apply({**identify({"email": "m@example.com"}, {}), "cio_relationships": [{"identifiers": SUB}]})
+    person, other = ws.person(id="cus_1"), ws.person(email="m@example.com")
+    assert person is not None and other is not None
+    assert person.objects == other.objects == {("1", "sub_1")}
     assert ws.relationship(person, "1", "sub_1") == {"role": "owner"}
-    ws.apply(
-        obj(
-            "add_relationships",
-            rels=[{"identifiers": {"id": "cus_1"}, "relationship_attributes": {"role": None, "seat": 1}}],
-        )
-    )
+    assert ws.relationship(other, "1", "sub_1") == {}
+    rels = [{"identifiers": {"id": "cus_1"}, "relationship_attributes": {"role": None, "seat": 1}}]
+    ws.apply(obj("identify", rels=rels))
     assert ws.relationship(person, "1", "sub_1") == {"seat": 1}
-    ws.apply(obj("delete_relationships", rels=[{"identifiers": {"id": "cus_1"}}]))
-    assert ws.relationship(person, "1", "sub_1") is None and ws.related_objects(person) == []
-
-
-def test_person_side_relationships_create_the_object() -> None:
-    ws = Workspace()
-    rels = [{"identifiers": SUB, "relationship_attributes": {"role": "payer"}}]
-    ws.apply(
-        {"type": "person", "identifiers": {"id": "cus_1"}, "action": "add_relationships", "cio_relationships": rels}
-    )
-    person = ws.person(id="cus_1")
-    assert person is not None
-    [related] = ws.related_objects(person)
-    assert (related.type_id, related.object_id, dict(related.attributes)) == ("1", "sub_1", {})
-    assert related.people == {person.cio_id}
-    assert ws.relationship(person, "1", "sub_1") == {"role": "payer"}
-    ws.apply(
-        {
-            "type": "person",
-            "identifiers": {"id": "cus_1"},
-            "action": "delete_relationships",
-            "cio_relationships": [{"identifiers": SUB}],
-        }
-    )
-    assert ws.related_objects(person) == [] and ws.object("1", "sub_1") is not None  # the object stays
-
-
-def test_object_delete_removes_it_from_people() -> None:
-    ws = Workspace()
-    ws.apply(obj("identify", {"status": "active"}, [{"identifiers": {"email": "m@example.com"}}]))
-    ws.apply(obj("delete"))
-    person = ws.person(email="m@example.com")
-    assert ws.objects == [] and person is not None and person.objects == frozenset()
+    ws.apply({**identify({"id": "cus_2"}, {}), "cio_relationships": [{"identifiers": {**SUB, "object_id": "sub_2"}}]})
+    person_side = ws.person(id="cus_2")
+    assert person_side is not None
+    [related] = ws.related_objects(person_side)
+    assert (related.type_id, related.object_id, dict(related.attributes)) == ("1", "sub_2", {})
 
 
 # ---- request bodies ---------------------------------------------------------------------------
@@ -382,7 +337,7 @@ MALFORMED: dict[str, dict[str, Any]] = {
     "merge with identifiers": {**merge({"id": "a"}, {"id": "b"}), "identifiers": {"id": "a"}},
     "merge without secondary": {"type": "person", "action": "merge", "primary": {"id": "a"}},
     "merge by phone": merge({"phone": "+14155552671"}, {"id": "b"}),
-    "add_relationships without list": {"type": "person", "identifiers": {"id": "a"}, "action": "add_relationships"},
+    "relationships not a list": {**identify({"id": "a"}, {}), "cio_relationships": {"identifiers": SUB}},
     "relationship without object_id": {
         **identify({"id": "a"}, {}),
         "cio_relationships": [{"identifiers": {"object_type_id": "1"}}],
@@ -391,12 +346,12 @@ MALFORMED: dict[str, dict[str, Any]] = {
     "boolean timestamp": identify({"id": "cus_1"}, {}, ts=None, timestamp=True),
     "attributes not an object": {"type": "person", "identifiers": {"id": "a"}, "action": "identify", "attributes": [1]},
     "object without object_id": {"type": "object", "identifiers": {"object_type_id": "1"}, "action": "identify"},
-    "object relationship with two ids": obj(
-        "add_relationships", rels=[{"identifiers": {"id": "a", "email": "a@x.io"}}]
-    ),
+    "object relationship with two ids": obj("identify", rels=[{"identifiers": {"id": "a", "email": "a@x.io"}}]),
 }
 NOT_MODELED: dict[str, dict[str, Any]] = {
     "page": {"type": "person", "identifiers": {"id": "a"}, "action": "page", "name": "/pricing"},
+    "delete": {"type": "person", "identifiers": {"id": "a"}, "action": "delete"},
+    "add_relationships": {**obj("add_relationships", rels=[{"identifiers": {"id": "a"}}])},
     "cio_object_id": {"type": "object", "identifiers": {"cio_object_id": "ob1"}, "action": "identify"},
 }
 
@@ -439,15 +394,7 @@ def test_the_valid_shapes_used_here_pass_the_contract(contract: TrackV2Validator
         {**identify({"email": "m@example.com"}, {}), "cio_relationships": [{"identifiers": SUB}]},
         event({"id": "cus_1"}, "payment.succeeded", ULID_1, amount=49.0),
         merge({"id": "cus_1"}, {"email": "m@example.com"}),
-        {"type": "person", "identifiers": {"cio_id": "a3000001"}, "action": "delete"},
-        {
-            "type": "person",
-            "identifiers": {"id": "a"},
-            "action": "delete_relationships",
-            "cio_relationships": [{"identifiers": SUB}],
-        },
         obj("identify", {"status": "active", "plan": ""}),
-        obj("delete"),
     ]
     assert {i: contract.entity_errors(op) for i, op in enumerate(ops) if contract.entity_errors(op)} == {}
 
