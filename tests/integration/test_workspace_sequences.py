@@ -104,23 +104,38 @@ class World:
     def drain(self) -> None:
         self.retry.drain(max_polls=10)
 
+    def use_dodo_api(self, dodo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Deploy with a dodo-api-key, Maya known to the Dodo API stand-in `dodo`."""
+        from support.aws import SSM_PATH
+
+        dodo.add_customer({**copy.deepcopy(CUSTOMER), "created_at": iso(T0 - DAY), "business_id": "bus_1"})
+        monkeypatch.setenv("DODO_API_URL", dodo.base_url)
+        monkeypatch.setattr(self.bridge.app, "_service", None)  # built again with the URL
+        ssm = self.bridge.ssm
+        ssm.put_parameter(Name=f"{SSM_PATH}/dodo-api-key", Value=dodo.api_key, Type="SecureString", Overwrite=True)
+
     # -- Customer.io's side ---------------------------------------------------------------------
 
-    def workspace(self, *, ordered: bool = True) -> Workspace:
-        """Track requests in arrival order (all of them on a Track deployment; on a Pipelines one only a
-        backfill's, which comes first), then on Pipelines every accepted call, said as Track ops."""
-        sandbox, ws = self.bridge.sandbox, Workspace(order_by_timestamp=ordered)
+    def accepted_ops(self) -> list[dict[str, Any]]:
+        """Every op Customer.io accepted, as Track ops in arrival order: the Track requests (all of them on a
+        Track deployment; on a Pipelines one only a backfill's, which comes first), then the Pipelines calls."""
+        sandbox, ops = self.bridge.sandbox, []
         for request in sandbox.requests:
             if not 200 <= request.status < 300 or is_pipelines_path(request.path):
                 continue
             rejected = {e["batch_index"] for e in (request.response or {}).get("errors", [])}
             assert not rejected, f"Customer.io rejected ops: {request.response}"
-            ws.apply_request(request.json)
+            ops.extend(request.json.get("batch", [request.json]))
         if self.api == PIPELINES:
             assert sandbox.dropped_calls() == [], "Customer.io dropped Pipelines calls"
-            ws.apply_batch(track_ops_of_calls(sandbox.accepted_calls()))
+            ops.extend(track_ops_of_calls(sandbox.accepted_calls()))
         else:
             assert sandbox.accepted_calls() == [], "a Track deployment sent Pipelines calls"
+        return ops
+
+    def workspace(self, *, ordered: bool = True) -> Workspace:
+        ws = Workspace(order_by_timestamp=ordered)
+        ws.apply_batch(self.accepted_ops())
         assert self.bridge.dead_lettered() == [], "nothing may reach the DLQ in these sequences"
         return ws
 
@@ -371,15 +386,9 @@ def test_with_a_dodo_api_key_a_customer_never_seen_is_looked_up_at_once(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from dodo_cio_local.dodo_standin import DodoStandIn
-    from support.aws import SSM_PATH
 
     with DodoStandIn() as dodo:
-        dodo.add_customer({**copy.deepcopy(CUSTOMER), "created_at": iso(T0), "business_id": "bus_1"})
-        monkeypatch.setenv("DODO_API_URL", dodo.base_url)
-        monkeypatch.setattr(world.bridge.app, "_service", None)  # built again with the URL
-        world.bridge.ssm.put_parameter(
-            Name=f"{SSM_PATH}/dodo-api-key", Value=dodo.api_key, Type="SecureString", Overwrite=True
-        )
+        world.use_dodo_api(dodo, monkeypatch)
         assert world.send("dunning.started", T0, subscription_id="sub_1") == 200  # delivered, not parked
         world.send("dunning.recovered", T0 + 60, subscription_id="sub_1")
         looked_up = dodo.lookups("customers")
