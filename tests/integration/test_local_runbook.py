@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -184,11 +183,3 @@ def test_quarantined_webhooks_are_listed_and_reprocessed_locally(
             FunctionName="someone-else", Payload=b"{}"
         )
     assert refused.value.response["Error"]["Code"] == "ResourceNotFoundException"
-
-
-def test_local_without_a_local_run_says_how_to_start_one(capsys: pytest.CaptureFixture[str]) -> None:
-    with socket.socket() as probe:  # a port nothing listens on once closed
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert cli.main(["dlq", "--local-url", f"http://127.0.0.1:{port}"]) == 2
-    assert "make run" in capsys.readouterr().err
