@@ -380,19 +380,3 @@ def test_backfill_then_webhooks_land_on_the_same_person(world: World) -> None:
         assert world.subscription(ws, "sub_1")["status"] == expected
         # The on_hold webhook carries the customer, so the dunning that names only the id follows it.
         assert [e.name for e in ws.events(person)] == ["subscription.on_hold", "dunning.started"]
-
-
-def test_with_a_dodo_api_key_a_customer_never_seen_is_looked_up_at_once(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from dodo_cio_local.dodo_standin import DodoStandIn
-
-    with DodoStandIn() as dodo:
-        world.use_dodo_api(dodo, monkeypatch)
-        assert world.send("dunning.started", T0, subscription_id="sub_1") == 200  # delivered, not parked
-        world.send("dunning.recovered", T0 + 60, subscription_id="sub_1")
-        looked_up = dodo.lookups("customers")
-    ws = world.workspace()
-    assert [e.name for e in ws.events(world.person(ws))] == ["dunning.started", "dunning.recovered"]
-    # Once: the answer went to the directory; never under customer_id, which needs no lookup.
-    assert looked_up == ([] if world.strategy == "customer_id" else ["cus_maya"])
