@@ -323,17 +323,6 @@ def test_dunning_then_recovery_reaches_the_one_person(world: World) -> None:
         assert sub["status"] == "active" and "past_due_ends_at" not in sub
 
 
-def test_dispute_lifecycle_that_names_only_its_payment(world: World) -> None:
-    world.send("payment.succeeded", T0, payment_id="pay_d")
-    world.send("dispute.opened", T0 + DAY, payment_id="pay_d", dispute_id="dp_1", dispute_status="dispute_opened")
-    world.send("dispute.won", T0 + 9 * DAY, payment_id="pay_d", dispute_id="dp_1", dispute_status="dispute_won")
-    for ws in both_orderings(world):
-        events = ws.events(world.person(ws))
-        disputes = [e for e in events if e.name.startswith("dispute.")]
-        assert [e.name for e in disputes] == ["dispute.opened", "dispute.won"]
-        assert all(e.attributes.get("payment_id") == "pay_d" for e in disputes)
-
-
 def test_a_customer_never_seen_is_parked_not_made_a_second_person(world: World) -> None:
     world.send("dunning.started", T0, subscription_id="sub_1")
     ws = world.workspace()
