@@ -221,13 +221,6 @@ def test_renewal_with_the_payment_stamped_later_keeps_the_new_billing_date(world
         ]
 
 
-def test_an_older_subscription_update_arriving_late_never_wins(world: World) -> None:
-    world.send("subscription.on_hold", T0 + 10, subscription_id="sub_1")
-    world.send("subscription.active", T0, subscription_id="sub_1")  # a Dodo retry of an older event
-    for ws in both_orderings(world):
-        assert world.subscription(ws, "sub_1")["status"] == "on_hold"
-
-
 def test_unpause_and_a_plan_change_remove_what_they_clear(world: World) -> None:
     change = {"product_id": "pdt_team", "effective_at": iso(T0 + DAY), "product_name": "Team"}
     pending = {"subscription_id": "sub_1", "product_id": "pdt_solo", "scheduled_change": change}
