@@ -295,27 +295,6 @@ def test_an_email_change_leaves_one_person(world: World, monkeypatch: pytest.Mon
             assert [o.object_id for o in ws.related_objects(person)] == ["sub_1"]
 
 
-def test_dunning_then_recovery_reaches_the_one_person(world: World) -> None:
-    world.send("subscription.active", T0, subscription_id="sub_1")
-    world.send("payment.failed", T0 + 30 * DAY, subscription_id="sub_1", payment_id="pay_f", status="failed")
-    world.send(
-        "subscription.past_due", T0 + 30 * DAY + 1, subscription_id="sub_1", status="past_due",
-        past_due_ends_at=iso(T0 + 37 * DAY),
-    )  # fmt: skip
-    world.send("dunning.started", T0 + 30 * DAY + 2, subscription_id="sub_1")  # names only the customer id
-    world.send("payment.succeeded", T0 + 32 * DAY, subscription_id="sub_1", payment_id="pay_ok")
-    world.send("subscription.active", T0 + 32 * DAY, subscription_id="sub_1", status="active", past_due_ends_at=None)
-    world.send("dunning.recovered", T0 + 32 * DAY + 1, subscription_id="sub_1")
-    world.drain()
-    for ws in both_orderings(world):
-        person = world.person(ws)
-        assert person.attributes.get("email") == EMAIL_SENT[world.strategy]
-        names = [e.name for e in ws.events(person)]
-        assert "dunning.started" in names and "dunning.recovered" in names
-        sub = world.subscription(ws, "sub_1")
-        assert sub["status"] == "active" and "past_due_ends_at" not in sub
-
-
 def test_a_customer_never_seen_is_parked_not_made_a_second_person(world: World) -> None:
     world.send("dunning.started", T0, subscription_id="sub_1")
     ws = world.workspace()
