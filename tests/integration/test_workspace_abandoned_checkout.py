@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import test_workspace_sequences as harness
-from test_workspace_sequences import CUSTOMER, DAY, EMAIL_SENT, IDENTIFIERS, T0, World, both_orderings
+from test_workspace_sequences import CUSTOMER, DAY, EMAIL_SENT, T0, World, both_orderings
 
 from support.workspace import Workspace
 
@@ -117,23 +117,3 @@ def test_a_lookup_that_failed_for_now_parks_the_checkout_and_the_retry_path_brin
     for ws in both_orderings(world):
         assert [e.name for e in ws.events(world.person(ws))] == [DETECTED]
     assert email_when_triggered(world) == EMAIL_SENT[world.strategy]
-
-
-def test_a_customer_seen_before_gets_the_email_from_the_directory(world: World) -> None:
-    """A failed payment (no purchase) named the customer: the checkout after it needs no Dodo API."""
-    world.send("payment.failed", T0, payment_id="pay_f", status="failed")
-    assert world.send(DETECTED, T0 + 60, payment_id="pay_f") == 200
-    assert email_when_triggered(world) == EMAIL_SENT[world.strategy]
-    expected = [{"dodo_customer_id": "cus_maya", "email": CUSTOMER["email"]}]
-    assert checkout_identifies(world) == (expected if world.strategy == "customer_id" else [])
-    for ws in both_orderings(world):
-        assert [e.name for e in ws.events(world.person(ws))] == ["payment.failed", DETECTED]
-
-
-def test_a_checkout_dodo_delivers_after_the_customers_payment_starts_no_recovery(world: World) -> None:
-    world.send("payment.succeeded", T0 + HOUR, payment_id="pay_1")
-    world.send(DETECTED, T0)  # Dodo's retries can deliver a webhook hours late
-    for ws in both_orderings(world):
-        person = world.person(ws)
-        assert [e.name for e in ws.events(person)] == ["payment.succeeded", LATE]
-        assert ws.person(**IDENTIFIERS[world.strategy]) is not None
