@@ -50,7 +50,7 @@ IDENTIFIERS = {
     "metadata:app_user_id": {"id": "user-42"},
 }
 # The email the bridge puts on the person (CustomerioContactFields=auto): under metadata:<key> the merchant's
-# app owns the person and its email, so the checkout's address is not sent (test_workspace_contact_fields).
+# app owns the person and its email, so the checkout's address is not sent (unit: test_contact_fields).
 EMAIL_SENT = {"customer_id": "maya@example.com", "email": "maya@example.com", "metadata:app_user_id": None}
 OBJECT_TYPE = "3"
 T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
