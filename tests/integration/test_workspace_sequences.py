@@ -237,35 +237,6 @@ def test_unpause_and_a_plan_change_remove_what_they_clear(world: World) -> None:
         assert not {"paused_at", "scheduled_product_id", "scheduled_change_at"} & set(sub), sub
 
 
-def test_two_subscriptions_with_one_cancelled(world: World) -> None:
-    world.send(
-        "subscription.active", T0, subscription_id="sub_plan", product_id="pdt_plan", recurring_pre_tax_amount=1500
-    )
-    world.send(
-        "subscription.active", T0 + 5, subscription_id="sub_addon", product_id="pdt_addon",
-        recurring_pre_tax_amount=12000, payment_frequency_interval="Year", payment_frequency_count=1,
-    )  # fmt: skip
-    world.send("subscription.on_hold", T0 + 10, subscription_id="sub_plan", product_id="pdt_plan", status="on_hold")
-    world.send("subscription.cancelled", T0 + 20, subscription_id="sub_plan", product_id="pdt_plan", status="cancelled")
-    for ws in both_orderings(world):
-        person = world.person(ws).attributes
-        # Across subscriptions, in both modes: the cancelled one no longer counts, the other does.
-        assert person["has_active_subscription"] is True
-        assert (person["active_subscription_count"], person["active_subscription_ids"]) == (1, ["sub_addon"])
-        assert (person["mrr"], person["mrr_currency"]) == (10, "USD")  # 120 a year
-        if world.object_type is None:  # one status for the person: the most alive subscription's
-            assert person["subscription_status"] == "active"
-        else:  # each subscription is its own object, related to the one person
-            assert world.subscription(ws, "sub_plan")["status"] == "cancelled"
-            assert world.subscription(ws, "sub_addon")["status"] == "active"
-            assert {o.object_id for o in ws.related_objects(world.person(ws))} == {"sub_plan", "sub_addon"}
-    world.send("subscription.expired", T0 + 30, subscription_id="sub_addon", product_id="pdt_addon", status="expired")
-    person = world.person(world.workspace()).attributes
-    assert (person["has_active_subscription"], person["active_subscription_count"], person["mrr"]) == (False, 0, 0)
-    if world.object_type is None:
-        assert person["subscription_status"] == "expired"  # of two ended ones, the latest word
-
-
 def test_an_email_change_leaves_one_person(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     import dodo_cio.ingest.service
 
