@@ -266,19 +266,6 @@ def test_an_email_change_leaves_one_person(world: World, monkeypatch: pytest.Mon
             assert [o.object_id for o in ws.related_objects(person)] == ["sub_1"]
 
 
-def test_a_customer_never_seen_is_parked_not_made_a_second_person(world: World) -> None:
-    world.send("dunning.started", T0, subscription_id="sub_1")
-    ws = world.workspace()
-    if world.strategy == "customer_id":  # the customer id is the identifier: nothing to resolve
-        assert [e.name for e in ws.events(world.person(ws))] == ["dunning.started"]
-        return
-    assert ws.people == []  # no {"id": "cus_maya"} stray: the op waits on the retry queue
-    world.send("payment.succeeded", T0 + 60, payment_id="pay_1")
-    world.drain()
-    ws = world.workspace()
-    assert {e.name for e in ws.events(world.person(ws))} == {"dunning.started", "payment.succeeded"}
-
-
 def test_backfill_then_webhooks_land_on_the_same_person(world: World) -> None:
     """`dodo-cio backfill` writes the same person and subscription state the webhooks then update."""
     from dodo_cio.configuration.settings import Settings
