@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -185,16 +184,6 @@ class Workspace:
         self._relations: dict[tuple[str, ObjectKey], _Record] = {}  # (cio_id, object key) -> attributes
         self._event_ids: set[str] = set()
         self._next_cio_id = itertools.count(0xA3000001)
-
-    def apply_request(self, body: Mapping[str, Any] | str | bytes) -> None:
-        """A `/api/v2/batch` body (`{"batch": [...]}`) or a single `/api/v2/entity` op, as dict or JSON."""
-        doc = json.loads(body) if isinstance(body, str | bytes) else body
-        if isinstance(doc, Mapping) and "batch" in doc:
-            if not isinstance(doc["batch"], list):
-                raise WorkspaceError(f"batch must be a list, got {doc['batch']!r}")
-            self.apply_batch(doc["batch"])
-        else:
-            self.apply(doc)
 
     def apply_batch(self, ops: Iterable[Mapping[str, Any]]) -> None:
         for index, op in enumerate(ops):

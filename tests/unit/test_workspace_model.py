@@ -4,7 +4,6 @@ that would let a wrong bridge pass if the model got it wrong."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -227,7 +226,7 @@ def test_event_with_a_known_id_is_ignored_workspace_wide() -> None:
     assert ws.person(id="cus_2") is None  # the ignored event created nobody
 
 
-# ---- merge ---------------------------------------------------------------------------------
+# ---- merge ------------------------------------------------------------------------------------
 
 
 def test_merge_fills_missing_attributes_moves_events_and_relationships_then_deletes_secondary() -> None:
@@ -303,25 +302,14 @@ def test_relationships_from_either_side_create_what_is_missing_and_carry_attribu
     assert (related.type_id, related.object_id, dict(related.attributes)) == ("1", "sub_2", {})
 
 
-# ---- request bodies ---------------------------------------------------------------------------
-
-
-def test_apply_request_takes_batch_bodies_single_ops_and_raw_json() -> None:
-    ws = Workspace()
-    ws.apply_request({"batch": [identify({"id": "cus_1"}, {"plan": "pro"}), event({"id": "cus_1"}, "paid", ULID_1)]})
-    ws.apply_request(identify({"id": "cus_2"}, {}))  # an /api/v2/entity body
-    ws.apply_request(json.dumps({"batch": [event({"id": "cus_2"}, "paid", ULID_2)]}).encode())
-    assert sorted(p.attributes["id"] for p in ws.people) == ["cus_1", "cus_2"]
-    assert [len(p.events) for p in ws.people] == [1, 1]
+# ---- batches ----------------------------------------------------------------------------------
 
 
 def test_a_malformed_op_in_a_batch_is_named_by_its_index() -> None:
     ws = Workspace()
-    body = {"batch": [identify({"id": "cus_1"}, {}), {"type": "person", "identifiers": {}, "action": "identify"}]}
+    batch = [identify({"id": "cus_1"}, {}), {"type": "person", "identifiers": {}, "action": "identify"}]
     with pytest.raises(WorkspaceError, match=r"batch\[1\]: identifiers must hold exactly one"):
-        ws.apply_request(body)
-    with pytest.raises(WorkspaceError, match="batch must be a list"):
-        ws.apply_request({"batch": {"type": "person"}})
+        ws.apply_batch(batch)
 
 
 # ---- malformed ops ----------------------------------------------------------------------------
