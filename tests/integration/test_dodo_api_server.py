@@ -111,11 +111,6 @@ def test_deadline_shortens_the_read_timeout(api: DodoApi, dodo: DodoStandIn) -> 
 
 
 @pytest.mark.network
-def test_deadline_with_time_left_changes_nothing(api: DodoApi) -> None:
-    assert api.customer("cus_00001", deadline=time.monotonic() + 5) == make_customer(1)
-
-
-@pytest.mark.network
 @pytest.mark.parametrize("left", [-1.0, 0.0, 0.01])
 def test_deadline_passed_or_too_close_sends_nothing(api: DodoApi, dodo: DodoStandIn, left: float) -> None:
     with pytest.raises(DodoApiUnavailable, match="not sent"):
