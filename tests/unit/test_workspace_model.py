@@ -121,26 +121,17 @@ def test_snapshots_are_read_only_and_do_not_follow_later_ops() -> None:
 # ---- people: conflicts ------------------------------------------------------------------------
 
 
-def test_email_owned_by_another_person_is_a_conflict_not_an_update() -> None:
+@pytest.mark.parametrize(("name", "held", "claimed"), [("email", "a@example.com", "A@example.com"), ("id", "c1", "c1")])
+def test_an_identifier_owned_by_another_person_is_a_conflict_not_an_update(name: str, held: str, claimed: str) -> None:
     ws = Workspace()
-    ws.apply_batch([identify({"id": "cus_1"}, {"email": "a@example.com"}), identify({"id": "cus_2"}, {})])
-    ws.apply(identify({"id": "cus_2"}, {"email": "A@example.com", "plan": "pro"}))
-    second = ws.person(id="cus_2")
-    assert second is not None and "email" not in second.attributes and second.attributes["plan"] == "pro"
-    owner = ws.person(email="a@example.com")
-    assert owner is not None and owner.attributes["id"] == "cus_1"
+    ws.apply_batch([identify({"phone": "+1"}, {name: held}), identify({"phone": "+2"}, {})])
+    ws.apply(identify({"phone": "+2"}, {name: claimed, "plan": "pro"}))
+    second, owner = ws.person(phone="+2"), ws.person(**{name: held})
+    assert second is not None and name not in second.attributes and second.attributes["plan"] == "pro"
+    assert owner is not None and owner.attributes["phone"] == "+1"
     [conflict] = ws.conflicts
-    assert (conflict.cio_id, conflict.attribute, conflict.value) == (second.cio_id, "email", "A@example.com")
+    assert (conflict.cio_id, conflict.attribute, conflict.value) == (second.cio_id, name, claimed)
     assert conflict.owner_cio_id == owner.cio_id
-
-
-def test_id_owned_by_another_person_is_a_conflict() -> None:
-    ws = Workspace()
-    ws.apply_batch([identify({"id": "cus_1"}, {}), identify({"email": "b@example.com"}, {})])
-    ws.apply(identify({"email": "b@example.com"}, {"id": "cus_1"}))
-    b = ws.person(email="b@example.com")
-    assert b is not None and "id" not in b.attributes
-    assert [(c.attribute, c.value) for c in ws.conflicts] == [("id", "cus_1")]
 
 
 def test_body_identifier_finds_the_person_and_gives_them_the_new_identifier() -> None:
