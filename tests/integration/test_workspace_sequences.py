@@ -1,18 +1,11 @@
 """What a Customer.io workspace ends up holding after realistic sequences of Dodo webhooks.
 
-Each sequence is sent through the real ingest handler (moto for AWS, the local sandbox for
-Customer.io), parked deliveries are drained by the real retry handler, and every request the
-sandbox accepted is replayed, in order, into a model of a workspace (`support.workspace`); on a
-Pipelines deployment (every sequence runs on both APIs) its accepted calls, said as Track ops. The
-assertions are about the final state a marketer sees: one person per Dodo customer under every
-identifier strategy, the current state of every subscription, cleared fields gone, events on the
-right person. Every sequence runs under each identifier strategy and both subscription modes
-(attributes on the profile, or one Customer.io object per subscription), and with the model both
-ordering attribute updates by their timestamp and ignoring it (last arrival wins), since
-Customer.io does not promise to discard an older update that arrives later.
-
-Bodies start from the samples in `events/dodo/` (shaped like `dodopayments` 1.123.0) with the
-fields each step changes.
+Each sequence goes through the real ingest handler (moto for AWS, the local sandbox for Customer.io),
+parked deliveries are drained by the real retry handler, and everything the sandbox accepted (on
+Pipelines: its calls, said as Track ops) is replayed in order into `support.workspace`. The assertions
+are what a marketer sees, under each identifier strategy, both subscription modes, both APIs, and with
+the model ordering updates by timestamp or not (Customer.io does not promise to drop a late older one).
+Bodies start from the samples in `events/dodo/` (shaped like `dodopayments` 1.123.0).
 """
 
 from __future__ import annotations
