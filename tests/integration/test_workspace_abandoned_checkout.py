@@ -8,17 +8,14 @@ strategy, both subscription modes, both APIs). A recovery campaign is triggered 
 
 from __future__ import annotations
 
-import copy
 import itertools
 from typing import Any
 
 import pytest
 import test_workspace_sequences as harness
-from test_workspace_sequences import CUSTOMER, DAY, EMAIL_SENT, IDENTIFIERS, T0, World, both_orderings, iso
+from test_workspace_sequences import CUSTOMER, DAY, EMAIL_SENT, T0, World, both_orderings
 
-from dodo_cio.delivery.destination import PIPELINES
-from dodo_cio_local.pipelines_v1 import is_pipelines_path
-from support.workspace import Workspace, track_ops_of_calls
+from support.workspace import Workspace
 
 # The harness's fixtures: `world` (one deployment per strategy, subscription mode and API) needs `api`.
 api = harness.api
@@ -28,22 +25,10 @@ HOUR = 3600
 DETECTED, LATE = "abandoned_checkout.detected", "abandoned_checkout.followed_by_payment"
 
 
-def sent_ops(world: World) -> list[dict[str, Any]]:
-    """Every op Customer.io accepted, in arrival order, said as Track ops on either API."""
-    sandbox, ops = world.bridge.sandbox, []
-    for request in sandbox.requests:
-        if 200 <= request.status < 300 and not is_pipelines_path(request.path):
-            doc = request.json
-            ops.extend(doc.get("batch", [doc]))
-    if world.api == PIPELINES:
-        ops.extend(track_ops_of_calls(sandbox.accepted_calls()))
-    return ops
-
-
 def email_when_triggered(world: World, name: str = DETECTED) -> Any:
     """The person's email at the moment the event `name` reached them: what the campaign it starts sees."""
     ws = Workspace()
-    for op in sent_ops(world):
+    for op in world.accepted_ops():
         ws.apply(op)
         if op.get("action") == "event" and op.get("name") == name:
             return world.person(ws).attributes.get("email")
@@ -52,7 +37,7 @@ def email_when_triggered(world: World, name: str = DETECTED) -> Any:
 
 def checkout_identifies(world: World) -> list[dict[str, Any]]:
     """The attributes of each identify sent right before a checkout event: the one it brings (customer_id)."""
-    ops = sent_ops(world)
+    ops = world.accepted_ops()
     return [
         dict(before.get("attributes") or {})
         for before, op in itertools.pairwise(ops)
@@ -62,15 +47,6 @@ def checkout_identifies(world: World) -> list[dict[str, Any]]:
 
 def every_event_name(ws: Workspace) -> list[str]:
     return [e.name for person in ws.people for e in ws.events(person)]
-
-
-def with_dodo_api(world: World, monkeypatch: pytest.MonkeyPatch, dodo: Any) -> None:
-    from support.aws import SSM_PATH
-
-    dodo.add_customer({**copy.deepcopy(CUSTOMER), "created_at": iso(T0 - DAY), "business_id": "bus_1"})
-    monkeypatch.setenv("DODO_API_URL", dodo.base_url)
-    monkeypatch.setattr(world.bridge.app, "_service", None)  # built again with the URL
-    world.bridge.ssm.put_parameter(Name=f"{SSM_PATH}/dodo-api-key", Value=dodo.api_key, Type="SecureString")
 
 
 def test_an_abandoned_checkout_before_any_payment(world: World) -> None:
@@ -105,7 +81,7 @@ def test_with_a_dodo_api_key_a_first_time_customer_is_emailable_when_the_checkou
     from dodo_cio_local.dodo_standin import DodoStandIn
 
     with DodoStandIn() as dodo:
-        with_dodo_api(world, monkeypatch, dodo)
+        world.use_dodo_api(dodo, monkeypatch)
         assert world.send(DETECTED, T0) == 200  # delivered at once, not parked
         assert world.send(DETECTED, T0 + DAY) == 200  # a second checkout: the directory answers
         looked_up = dodo.lookups("customers")
@@ -127,7 +103,7 @@ def test_a_lookup_that_failed_for_now_parks_the_checkout_and_the_retry_path_brin
     from dodo_cio_local.handler_modules import load_retry_module
 
     with DodoStandIn() as dodo:
-        with_dodo_api(world, monkeypatch, dodo)
+        world.use_dodo_api(dodo, monkeypatch)
         retry = load_retry_module()
         monkeypatch.setattr(retry, "_service", None)  # built again with the URL, paced as the harness paces it
         service = retry.service()
@@ -141,23 +117,3 @@ def test_a_lookup_that_failed_for_now_parks_the_checkout_and_the_retry_path_brin
     for ws in both_orderings(world):
         assert [e.name for e in ws.events(world.person(ws))] == [DETECTED]
     assert email_when_triggered(world) == EMAIL_SENT[world.strategy]
-
-
-def test_a_customer_seen_before_gets_the_email_from_the_directory(world: World) -> None:
-    """A failed payment (no purchase) named the customer: the checkout after it needs no Dodo API."""
-    world.send("payment.failed", T0, payment_id="pay_f", status="failed")
-    assert world.send(DETECTED, T0 + 60, payment_id="pay_f") == 200
-    assert email_when_triggered(world) == EMAIL_SENT[world.strategy]
-    expected = [{"dodo_customer_id": "cus_maya", "email": CUSTOMER["email"]}]
-    assert checkout_identifies(world) == (expected if world.strategy == "customer_id" else [])
-    for ws in both_orderings(world):
-        assert [e.name for e in ws.events(world.person(ws))] == ["payment.failed", DETECTED]
-
-
-def test_a_checkout_dodo_delivers_after_the_customers_payment_starts_no_recovery(world: World) -> None:
-    world.send("payment.succeeded", T0 + HOUR, payment_id="pay_1")
-    world.send(DETECTED, T0)  # Dodo's retries can deliver a webhook hours late
-    for ws in both_orderings(world):
-        person = world.person(ws)
-        assert [e.name for e in ws.events(person)] == ["payment.succeeded", LATE]
-        assert ws.person(**IDENTIFIERS[world.strategy]) is not None

@@ -1,40 +1,36 @@
 """An in-memory Customer.io workspace: replay the Track v2 ops the bridge sent, then assert on the end state.
 
 Tests that push a realistic run of Dodo webhooks through the bridge care about what the workspace ends up
-holding (people, attributes, events, objects, relationships), not about request bytes. The model takes ops
-exactly as sent and raises `WorkspaceError` for one Customer.io's schema would reject, so a malformed op fails
-the test instead of vanishing. Ops Customer.io accepts but does nothing with are listed in `dropped`.
+holding (people, attributes, events, objects, relationships), not about request bytes. An op Customer.io's
+schema would reject raises `WorkspaceError`, so it fails the test instead of vanishing; ops Customer.io
+accepts but does nothing with are listed in `dropped`.
 
 [spec] = Customer.io's Track OpenAPI (v2 op schemas, v1 identify text); [assumed] = our reading.
 - [spec] A person op names exactly one of id/email/cio_id/phone (a non-empty string); merge takes `primary`
-  and `secondary` (id/email/cio_id) and no `identifiers`; event needs `name`; add/delete_relationships need
-  `cio_relationships`. [assumed] Valid but unmodeled actions (page, screen, devices, suppress) and
-  `cio_object_id` raise too, so a test never silently skips them.
+  and `secondary` (id/email/cio_id) and no `identifiers`; event needs `name`. Only what the bridge sends is
+  modeled (person identify/event/merge, object identify): other valid actions (delete, add/delete_relationships,
+  page, devices, suppress...) and `cio_object_id` raise too, so a test never silently skips them.
 - [spec] `email` matches case-insensitively; `cio_id` is generated on creation and never changes.
 - [spec] identify creates the person unless `attributes._update` is true. If the op's identifier matches
   nobody but the body's `id`/`email` matches someone, that person is updated and gets the op's identifier.
   An `id`/`email` attribute held by a different person is not applied and goes to `conflicts` (Customer.io
-  answers 200 and logs an "Attribute Update Failure"). [spec, opt-in `strict_identifier_changes`] changing an
-  id/email already set also conflicts unless the op addresses the person by cio_id.
+  answers 200 and logs an "Attribute Update Failure").
 - [spec for objects and relationships; assumed for people] an attribute set to None or "" is removed.
 - [spec] `timestamp` (integer Unix seconds) orders rapid attribute updates. [assumed] With
   `order_by_timestamp`, a write or removal is ignored when that attribute was last written by a strictly
-  newer op; no timestamp means "now", newer than any; ties go to the later arrival. Object and relationship
-  attributes use the same clock (their schemas have no timestamp, so it is usually "now").
+  newer op; no timestamp means "now", newer than any; ties go to the later arrival. Objects and
+  relationships use the same clock.
 - [spec] An event whose `id` was already seen in the workspace is ignored. [assumed] No dedup window.
 - [spec] merge: `primary` must exist; the secondary is deleted. [assumed] Secondary attributes fill only
   what the primary lacks; its events and relationships move over (the primary's relationship attributes win).
-- [spec] delete removes a person or object with its relationships.
-- [assumed] event, add_relationships and relationships named from either side create an unknown person
-  addressed by id/email/phone, and any missing object; an unknown cio_id is dropped (the spec says so for
-  identify).
+- [assumed] event and relationships named from either side create an unknown person addressed by
+  id/email/phone, and any missing object; an unknown cio_id is dropped (the spec says so for identify).
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -43,9 +39,8 @@ from typing import Any
 
 PERSON_IDS = ("id", "email", "cio_id", "phone")
 NO_PHONE_IDS = ("id", "email", "cio_id")  # what merge and v2_cio_relationships accept
-PERSON_ACTIONS = ("identify", "event", "delete", "add_relationships", "delete_relationships")
-OBJECT_ACTIONS = ("identify", "delete", "add_relationships", "delete_relationships")
 NOT_MODELED = {"page", "screen", "add_device", "delete_device", "suppress", "unsuppress", "identify_anonymous"}
+NOT_MODELED |= {"delete", "add_relationships", "delete_relationships"}  # valid, but the bridge never sends them
 NOW = float("inf")  # the clock value of an op without a timestamp
 
 ObjectKey = tuple[str, str]  # (object_type_id, object_id)
@@ -71,7 +66,7 @@ class Conflict:
     cio_id: str  # the person the op addressed
     attribute: str
     value: Any
-    owner_cio_id: str | None  # who already holds the value; None for an identifier change by id/email
+    owner_cio_id: str  # who already holds the value
     reason: str
 
 
@@ -154,10 +149,10 @@ def _mapping(op: Mapping[str, Any], name: str) -> dict[str, Any]:
     return copy.deepcopy(dict(value))
 
 
-def _relationships(op: Mapping[str, Any], parse: Callable[[Any, str], Any], required: bool) -> list[Any]:
+def _relationships(op: Mapping[str, Any], parse: Callable[[Any, str], Any]) -> list[Any]:
     """Validated `cio_relationships` items as (reference, relationship_attributes), before anything changes."""
     items = op.get("cio_relationships")
-    if items is None and not required:
+    if items is None:
         return []
     if not isinstance(items, list):
         raise WorkspaceError(f"cio_relationships must be a list, got {items!r}")
@@ -180,9 +175,8 @@ def _timestamp(op: Mapping[str, Any]) -> float:
 class Workspace:
     """One Customer.io workspace. `apply*` change it; `person`, `people`, `object`... return snapshots."""
 
-    def __init__(self, *, order_by_timestamp: bool = True, strict_identifier_changes: bool = False) -> None:
+    def __init__(self, *, order_by_timestamp: bool = True) -> None:
         self.order_by_timestamp = order_by_timestamp
-        self.strict_identifier_changes = strict_identifier_changes
         self.conflicts: list[Conflict] = []
         self.dropped: list[tuple[str, Mapping[str, Any]]] = []  # (reason, op)
         self._people: dict[str, _Person] = {}  # by cio_id, in creation order
@@ -190,16 +184,6 @@ class Workspace:
         self._relations: dict[tuple[str, ObjectKey], _Record] = {}  # (cio_id, object key) -> attributes
         self._event_ids: set[str] = set()
         self._next_cio_id = itertools.count(0xA3000001)
-
-    def apply_request(self, body: Mapping[str, Any] | str | bytes) -> None:
-        """A `/api/v2/batch` body (`{"batch": [...]}`) or a single `/api/v2/entity` op, as dict or JSON."""
-        doc = json.loads(body) if isinstance(body, str | bytes) else body
-        if isinstance(doc, Mapping) and "batch" in doc:
-            if not isinstance(doc["batch"], list):
-                raise WorkspaceError(f"batch must be a list, got {doc['batch']!r}")
-            self.apply_batch(doc["batch"])
-        else:
-            self.apply(doc)
 
     def apply_batch(self, ops: Iterable[Mapping[str, Any]]) -> None:
         for index, op in enumerate(ops):
@@ -216,49 +200,25 @@ class Workspace:
             raise WorkspaceError(f"action {action!r} is valid in Customer.io but not modeled here")
         if kind == "person" and action == "merge":
             self._merge(op)
-        elif kind == "person" and action in PERSON_ACTIONS:
-            self._apply_person(op, action, _one_identifier(op.get("identifiers"), "identifiers"))
-        elif kind == "object" and action in OBJECT_ACTIONS:
-            self._apply_object(op, action, _object_key(op.get("identifiers"), "identifiers"))
+        elif kind == "person" and action in ("identify", "event"):
+            ref = _one_identifier(op.get("identifiers"), "identifiers")
+            (self._identify if action == "identify" else self._event)(op, ref, _timestamp(op))
+        elif kind == "object" and action == "identify":
+            self._identify_object(op, _object_key(op.get("identifiers"), "identifiers"))
         else:
             raise WorkspaceError(f"unknown type/action {kind!r}/{action!r}")
 
-    def _apply_person(self, op: Mapping[str, Any], action: str, ref: PersonRef) -> None:
-        ts = _timestamp(op)
-        if action == "identify":
-            self._identify(op, ref, ts)
-        elif action == "event":
-            self._event(op, ref, ts)
-        elif action == "delete":
-            person = self._find(*ref)
-            if person is not None:
-                del self._people[person.cio_id]
-                self._relations = {pair: r for pair, r in self._relations.items() if pair[0] != person.cio_id}
-        else:
-            rels, add = _relationships(op, _object_key, required=True), action == "add_relationships"
-            person = self._find_or_create(op, ref, ts) if add else self._find(*ref)
-            for key, attrs in rels:
-                self._link(person, key, attrs, ts, add)
-
-    def _apply_object(self, op: Mapping[str, Any], action: str, key: ObjectKey) -> None:
+    def _identify_object(self, op: Mapping[str, Any], key: ObjectKey) -> None:
         ts, attrs = _timestamp(op), _mapping(op, "attributes")
-        if action == "delete":
-            self._objects.pop(key, None)
-            self._relations = {pair: r for pair, r in self._relations.items() if pair[1] != key}
-            return
-        rels, add = (
-            _relationships(op, partial(_one_identifier, allowed=NO_PHONE_IDS), action != "identify"),
-            action != "delete_relationships",
-        )
-        if add:  # [assumed] add_relationships creates the object, like identify does
-            self._objects.setdefault(key, _Record()).write(attrs, ts, self.order_by_timestamp)
+        rels = _relationships(op, partial(_one_identifier, allowed=NO_PHONE_IDS))
+        self._objects.setdefault(key, _Record()).write(attrs, ts, self.order_by_timestamp)
         for ref, rel_attrs in rels:
-            self._link(self._find_or_create(op, ref, ts) if add else self._find(*ref), key, rel_attrs, ts, add)
+            self._link(self._find_or_create(op, ref, ts), key, rel_attrs, ts)
 
     def _identify(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
         attrs = _mapping(op, "attributes")
         update_only = attrs.pop("_update", False) is True
-        rels = _relationships(op, _object_key, required=False)
+        rels = _relationships(op, _object_key)
         person = self._find(*ref)
         if person is None and ref[0] == "cio_id":
             self.dropped.append((f"no person with cio_id {ref[1]!r}", op))
@@ -272,19 +232,15 @@ class Workspace:
             return
         person = person or self._create(ref, ts)
         for name in [n for n in ("id", "email") if attrs.get(n) not in (None, "")]:  # removals never conflict
-            value, current = attrs[name], person.record.attributes.get(name)
+            value = attrs[name]
             owner = self._find(name, value) if isinstance(value, str) else None
             if owner is not None and owner is not person:
+                del attrs[name]
                 reason = f"{name} {value!r} already belongs to another person"
-            elif self.strict_identifier_changes and ref[0] != "cio_id" and current and not _same(name, current, value):
-                reason, owner = f"changing {name} needs the person addressed by cio_id", None
-            else:
-                continue
-            del attrs[name]
-            self.conflicts.append(Conflict(person.cio_id, name, value, owner.cio_id if owner else None, reason))
+                self.conflicts.append(Conflict(person.cio_id, name, value, owner.cio_id, reason))
         person.record.write(attrs, ts, self.order_by_timestamp)
         for key, rel_attrs in rels:
-            self._link(person, key, rel_attrs, ts, add=True)
+            self._link(person, key, rel_attrs, ts)
 
     def _event(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
         name, event_id, attrs = op.get("name"), op.get("id"), _mapping(op, "attributes")
@@ -336,13 +292,11 @@ class Workspace:
             return None
         return person or self._create(ref, ts)
 
-    def _link(self, person: _Person | None, key: ObjectKey, attrs: Mapping[str, Any], ts: float, add: bool) -> None:
-        """Add (creating the object if needed) or remove one person-object relationship."""
-        if person is not None and add:
+    def _link(self, person: _Person | None, key: ObjectKey, attrs: Mapping[str, Any], ts: float) -> None:
+        """Relate a person to an object (creating the object if needed), writing the relationship's attributes."""
+        if person is not None:
             self._objects.setdefault(key, _Record())
             self._relations.setdefault((person.cio_id, key), _Record()).write(attrs, ts, self.order_by_timestamp)
-        elif person is not None:
-            self._relations.pop((person.cio_id, key), None)
 
     def person(
         self, *, id: str | None = None, email: str | None = None, cio_id: str | None = None, phone: str | None = None

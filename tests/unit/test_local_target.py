@@ -42,22 +42,6 @@ def test_the_local_url_comes_from_the_flag_then_the_environment_then_the_default
         local_url("127.0.0.1:3000", env={})
 
 
-def test_discover_reads_the_status_page() -> None:
-    asked: list[str] = []
-
-    def fetch(url: str, timeout: float) -> Any:
-        asked.append(url)
-        return PAGE
-
-    target = discover("http://127.0.0.1:3000", fetch=fetch)
-    assert asked == ["http://127.0.0.1:3000/__local"]
-    assert target.dead_letter_queue_url.endswith("/d") and target.quarantine_queue_url.endswith("/q")
-    assert target.retry_queue_arn.endswith(":r") and target.ingest_function == "dodo-cio-local-IngestFunction"
-    sqs, lam = target.client("sqs"), target.client("lambda")
-    assert sqs.meta.endpoint_url == "http://127.0.0.1:4020"
-    assert lam.meta.endpoint_url == "http://127.0.0.1:3000", "Invoke goes to the local run, not moto"
-
-
 def test_discover_says_how_to_start_the_local_run_when_nothing_answers() -> None:
     def refused(url: str, timeout: float) -> Any:
         raise URLError(ConnectionRefusedError(111, "Connection refused"))
@@ -96,13 +80,6 @@ def _invoke(path: str = PATH, *, client: str = "127.0.0.1", call: Any = None, **
         call=handler,
     )
     return answer, events
-
-
-def test_invoke_runs_the_handler_and_returns_what_it_returned() -> None:
-    answer, events = _invoke(call=lambda event: {"statusCode": 202, "body": '{"status":"queued"}'})
-    assert events == [{"dodo_cio_reprocess": {"webhook_id": "msg_1"}}]
-    assert answer.status == 200 and "x-amz-function-error" not in answer.headers
-    assert json.loads(answer.body) == {"statusCode": 202, "body": '{"status":"queued"}'}
 
 
 def test_invoke_reports_a_raising_handler_as_lambda_does() -> None:
