@@ -25,7 +25,7 @@ from dodo_cio.delivery.track import DeliveryResult, OpResult
 from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryProcessor, RetryService
-from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids
+from dodo_cio.retry.verdicts import SqsRecord, failed_message_ids
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.emf import emitted_metrics
 from support.fake_sqs import FakeSqs
@@ -95,15 +95,17 @@ def partial_207(failures: dict[int, str]) -> Answer:
     return answer
 
 
-def by_op(statuses: dict[str, tuple[str, int | None]], max_ops: int = 1) -> Answer:
-    """413 for requests of more than `max_ops` ops; otherwise each op's outcome by its id."""
+def by_op(
+    statuses: dict[str, tuple[str, int | None]], max_ops: int = 1, waits: dict[str, float] | None = None
+) -> Answer:
+    """413 for requests of more than `max_ops` ops; otherwise each op's outcome (and Retry-After) by its id."""
 
     def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
         if len(ops) > max_ops:
             return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
         fates = [statuses.get(o["id"], ("delivered", 200)) for o in ops]
         results = tuple(OpResult(outcome, f"HTTP {status}") for outcome, status in fates)  # type: ignore[arg-type]
-        return DeliveryResult(results, fates[0][1])
+        return DeliveryResult(results, fates[0][1], (waits or {}).get(ops[0]["id"]))
 
     return answer
 
@@ -144,9 +146,6 @@ def dlq_bodies(sqs: FakeSqs) -> list[ParkedDelivery]:
 def test_sqs_record_from_lambda(attributes: dict[str, str] | None, expected: int) -> None:
     raw = {"messageId": "m-1", "receiptHandle": "rh-1", "body": "{}", "attributes": attributes}
     assert SqsRecord.from_lambda(raw) == SqsRecord("m-1", "rh-1", "{}", expected)
-
-
-# -- delivered --------------------------------------------------------------------------------
 
 
 # -- permanent failures -----------------------------------------------------------------------
@@ -237,25 +236,25 @@ def test_transient_failures_are_retried_with_the_backoff_of_each_message(status:
     assert sqs.sent == [], "a retried message is neither re-sent nor dead-lettered"
 
 
+SAYS_120 = every_op("transient", 429, "HTTP 429", retry_after=120)
+SAY_60_AND_300 = by_op({"op_a0": ("transient", 429), "op_a1": ("transient", 429)}, waits={"op_a0": 60, "op_a1": 300})
+CONFIG_AND_503 = by_op({"op_a0": ("config", 401), "op_a1": ("transient", 503)})
+
+
 @pytest.mark.parametrize(
-    ("attempts", "delay"),
-    [pytest.param(1, 120, id="raises-a-jittered-30"), pytest.param(9, 450, id="never-shortens-a-longer-backoff")],
+    ("n_ops", "attempts", "rng", "answer", "delay"),
+    [
+        pytest.param(1, 1, 0.5, SAYS_120, 120, id="retry-after-raises-a-jittered-30"),
+        pytest.param(1, 9, 0.5, SAYS_120, 450, id="retry-after-never-shortens-a-longer-backoff"),
+        pytest.param(2, 1, 0.0, SAY_60_AND_300, 300, id="the-longest-retry-after-of-a-message-wins"),
+        pytest.param(2, 1, 0.5, CONFIG_AND_503, 30, id="config-beside-transient-backs-off-as-transient-not-the-cap"),
+    ],
 )
-def test_429_retry_after_is_a_floor_on_the_delay(attempts: int, delay: int) -> None:
+def test_the_delay_of_a_retried_message(n_ops: int, attempts: int, rng: float, answer: Answer, delay: int) -> None:
     sqs = FakeSqs()
-    answer = every_op("transient", 429, "HTTP 429", retry_after=120)
-    outcomes = processor(sqs, rng=0.5).process([record("a", parked("a", attempts=attempts))], FakeSender(answer))
+    outcomes = processor(sqs, rng=rng).process([record("a", parked("a", n_ops, attempts=attempts))], FakeSender(answer))
     assert outcomes[0].verdict == "retry"
     assert sqs.delay_for("rh-a", RETRY_URL) == delay
-
-
-def test_a_mix_of_config_and_transient_ops_backs_off_as_transient() -> None:
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=1)
-    answer = by_op({"op_a0": ("config", 401), "op_a1": ("transient", 503)}, max_ops=1)
-    outcomes = processor(sqs, rng=0.5).process([record("a", p)], FakeSender(answer))
-    assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a", RETRY_URL) == 30  # attempt 2, not the config cap
 
 
 def test_visibility_change_failing_still_retries() -> None:
@@ -270,44 +269,34 @@ def test_visibility_change_failing_still_retries() -> None:
 # -- horizons ---------------------------------------------------------------------------------
 
 
-def test_transient_failure_past_36_hours_is_dead_lettered() -> None:
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=250, first_seen=NOW - 37 * HOUR)
-    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(every_op("transient", 503, "HTTP 503")))
-    (outcome,) = outcomes
-    assert outcome.verdict == "dead_letter"
-    assert outcome.reason.startswith("gave up after")
-    assert "37.0 h" in outcome.reason and "HTTP 503" in outcome.reason
-    (body,) = dlq_bodies(sqs)
-    assert body.ops == p.ops
-    assert body.last_error.reason == outcome.reason
-    assert body.last_error.kind == "transient"
-    assert body.attempts == 252
-    assert body.last_error.at == int(NOW)
-    assert sqs.visibility == []
+TRANSIENT, CONFIG = every_op("transient", 503, "HTTP 503"), every_op("config", 401, "HTTP 401")
 
 
 @pytest.mark.parametrize(
-    ("answer", "age", "delay"),
+    ("answer", "age", "delay", "gave_up"),
     [
-        pytest.param(every_op("transient", 503, "HTTP 503"), 35 * HOUR, 450, id="transient-inside-36h"),
-        pytest.param(every_op("config", 401, "HTTP 401"), 6 * 24 * HOUR, CAP, id="config-past-36h-inside-7d"),
-        pytest.param(every_op("config", 401, "HTTP 401"), 7 * 24 * HOUR + 60, None, id="config-past-7d"),
+        pytest.param(TRANSIENT, 35 * HOUR, 450, None, id="transient-inside-36h"),
+        pytest.param(TRANSIENT, 37 * HOUR, None, "gave up after 37.0 h: HTTP 503", id="transient-past-36h"),
+        pytest.param(CONFIG, 6 * 24 * HOUR, CAP, None, id="config-past-36h-inside-7d"),
+        pytest.param(CONFIG, 7 * 24 * HOUR + 60, None, "gave up after 168.0 h: HTTP 401", id="config-past-7d"),
     ],
 )
-def test_the_horizon_is_36_hours_or_7_days_for_config_errors(answer: Answer, age: int, delay: int | None) -> None:
+def test_the_horizon_is_36_hours_or_7_days_for_config_errors(
+    answer: Answer, age: int, delay: int | None, gave_up: str | None
+) -> None:
     sqs = FakeSqs()
-    outcomes = processor(sqs, rng=0.5).process(
-        [record("a", parked("a", attempts=100, first_seen=NOW - age))], FakeSender(answer)
-    )
-    if delay is not None:
+    p = parked("a", 2, attempts=100, first_seen=NOW - age)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p, 2)], FakeSender(answer))
+    if gave_up is None:
         assert outcomes[0].verdict == "retry" and sqs.sent == []
         assert sqs.delay_for("rh-a", RETRY_URL) == delay
     else:
-        assert outcomes[0].verdict == "dead_letter"
+        assert (outcomes[0].verdict, outcomes[0].reason) == ("dead_letter", gave_up)
         (body,) = dlq_bodies(sqs)
-        assert body.last_error.kind == "config"
-        assert body.last_error.reason.startswith("gave up after 168.0 h")
+        assert (body.ops, body.attempts, body.last_error.at) == (p.ops, 102, int(NOW))
+        kind = answer([{}]).results[0].outcome  # the kind the ops failed with
+        assert (body.last_error.kind, body.last_error.reason) == (kind, gave_up)
+        assert sqs.visibility == []
 
 
 # -- unreadable bodies ------------------------------------------------------------------------
@@ -341,24 +330,22 @@ def test_unreadable_body_goes_to_the_dlq_untouched(body: str) -> None:
     assert outcome_of(outcomes, "id-bad").reason == attributes["reason"]["StringValue"]
 
 
-def test_outcomes_follow_the_records_order_and_the_batch_response_names_only_retries() -> None:
-    # The unreadable body is judged first (its DLQ send fails), but its outcome keeps its place.
-    sqs = FakeSqs(failing_queues=[DLQ_URL])
-    sender = FakeSender(by_op({"op_c0": ("transient", 503)}, max_ops=10))
-    records = [record("a", parked("a")), record("bad", "{"), record("c", parked("c")), record("d", parked("d"))]
-    outcomes = processor(sqs).process(records, sender)
-    assert [o.record.message_id for o in outcomes] == ["id-a", "id-bad", "id-c", "id-d"]
-    assert [o.verdict for o in outcomes] == ["delivered", "retry", "retry", "delivered"]
-    assert batch_response(outcomes) == {"batchItemFailures": [{"itemIdentifier": "id-bad"}, {"itemIdentifier": "id-c"}]}
-
-
 # -- partial deliveries -----------------------------------------------------------------------
 
 
-def test_half_delivered_message_is_reparked_with_the_remaining_ops() -> None:
+@pytest.mark.parametrize(
+    ("waiting", "kind", "status", "attempts", "delay"),
+    [
+        pytest.param(1, "transient", 503, 2, 240, id="transient-attempt-5"),  # + receive count 3: ceiling 480, 0.5
+        pytest.param(0, "config", 401, 20, CAP, id="config-waits-the-cap-no-more"),  # SQS's maximum delay
+    ],
+)
+def test_half_delivered_message_is_reparked_with_the_remaining_ops(
+    waiting: int, kind: str, status: int, attempts: int, delay: int
+) -> None:
     sqs = FakeSqs()
-    p = parked("a", 2, attempts=2)  # + receive count 3 = attempt 5: ceiling 480, 0.5 -> 240
-    sender = FakeSender(by_op({"op_a1": ("transient", 503)}, max_ops=1))
+    p = parked("a", 2, attempts=attempts)
+    sender = FakeSender(by_op({f"op_a{waiting}": (kind, status)}, max_ops=1))
     outcomes = processor(sqs, rng=0.5).process([record("a", p, 3)], sender)
     assert [len(r) for r in sender.requests] == [2, 1, 1]  # 413, then each half
     (outcome,) = outcomes
@@ -367,25 +354,14 @@ def test_half_delivered_message_is_reparked_with_the_remaining_ops() -> None:
     assert failed_message_ids(outcomes) == set(), "the original is deleted, not retried"
     assert sqs.visibility == []
     (message,) = sqs.sent_to(RETRY_URL)
-    assert message["DelaySeconds"] == 240
+    assert message["DelaySeconds"] == delay
     body = ParkedDelivery.from_json(message["MessageBody"])
-    assert body.ops == [p.ops[1]]
-    assert body.attempts == 5
+    assert body.ops == [p.ops[waiting]]
+    assert body.attempts == attempts + 3
     assert body.first_seen == p.first_seen, "the horizon still counts from the first sighting"
-    assert (body.last_error.kind, body.last_error.status) == ("transient", 503)
-    assert message["MessageAttributes"]["error_kind"]["StringValue"] == "transient"
+    assert (body.last_error.kind, body.last_error.status) == (kind, status)
+    assert message["MessageAttributes"]["error_kind"]["StringValue"] == kind
     assert sqs.sent_to(DLQ_URL) == []
-
-
-def test_repark_delay_never_exceeds_sqs_maximum() -> None:
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=20)
-    sender = FakeSender(by_op({"op_a0": ("config", 401)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.99).process([record("a", p)], sender)
-    assert outcomes[0].verdict == "repark"
-    (message,) = sqs.sent_to(RETRY_URL)
-    assert message["DelaySeconds"] == 900
-    assert ParkedDelivery.from_json(message["MessageBody"]).ops == [p.ops[0]]
 
 
 @pytest.mark.parametrize(
@@ -409,21 +385,6 @@ def test_permanent_and_waiting_ops_part_ways(ops: int, waiting: str, delivered: 
     assert ParkedDelivery.from_json(retry["MessageBody"]).ops == [p.ops[-1]]
     assert retry["DelaySeconds"] == 30
     assert failed_message_ids(outcomes) == set()
-
-
-def test_the_longest_retry_after_of_a_message_wins() -> None:
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=1)
-
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        if len(ops) > 1:
-            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
-        wait = {"op_a0": 60.0, "op_a1": 300.0}[ops[0]["id"]]
-        return DeliveryResult((OpResult("transient", "HTTP 429"),), 429, wait)
-
-    outcomes = processor(sqs, rng=0.0).process([record("a", p)], FakeSender(answer))
-    assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a", RETRY_URL) == 300
 
 
 def test_repark_failing_falls_back_to_retrying_the_whole_message() -> None:
@@ -732,8 +693,8 @@ def test_mixed_fates_count_every_request_and_verdict(retry_app: ModuleType, caps
     [
         pytest.param(TrackSession(scripted=[TrackAnswer(503, b"down")]), False, "abc", "abc", id="all-failed-no-raise"),
         pytest.param(TrackSession(), False, "ab", "", id="all-delivered"),
-        # An unreadable body the DLQ did not take must stay on the queue: named, in its place.
-        pytest.param(TrackSession({"op_c0": 503}, max_ops=1), True, "a-c", ["bad", "c"], id="unreadable-dlq-down"),
+        # An unreadable body (judged first) the DLQ did not take must stay on the queue: named, in its place.
+        pytest.param(TrackSession({"op_c0": 503}, max_ops=1), True, "ac-d", ["c", "bad"], id="unreadable-dlq-down"),
         pytest.param(TrackSession(), False, "-a", "", id="unreadable-dead-lettered"),
         pytest.param(TrackSession(), False, "", "", id="no-records"),
     ],
