@@ -193,32 +193,24 @@ def client(base: str = BASE, **kwargs: Any) -> TrackClient:
     return TrackClient(base, "site", "key", **kwargs)
 
 
-def test_one_op_goes_to_entity(mock_http: Any) -> None:
+def test_one_op_goes_to_entity_several_to_batch_and_none_nowhere(mock_http: Any) -> None:
     mock_http.add(responses.POST, f"{BASE}/api/v2/entity", body="", status=200)
-    result = client().send([OP_A])
-    assert result.delivered
-    assert result.status == 200
-    assert outcomes(result.results) == ["delivered"]
-    assert result.elapsed_ms >= 0
-    assert len(mock_http.calls) == 1
-    request = mock_http.calls[0].request
-    assert request.method == "POST"
-    assert request.url == f"{BASE}/api/v2/entity"
-    assert json.loads(request.body) == OP_A
-    assert request.headers["Content-Type"] == "application/json"
-    assert request.headers["Authorization"] == "Basic c2l0ZTprZXk="  # base64("site:key")
-    assert "café ☕".encode() in request.body  # UTF-8 on the wire, not \\u escapes
-    assert len(request.body) == request_size([OP_A])
-
-
-def test_two_ops_go_to_batch(mock_http: Any) -> None:
     mock_http.add(responses.POST, f"{BASE}/api/v2/batch", body="{}", status=200)
-    result = client(BASE + "/").send([OP_B, OP_A])
-    assert result.delivered
-    request = mock_http.calls[0].request
-    assert request.url == f"{BASE}/api/v2/batch"
-    assert json.loads(request.body) == {"batch": [OP_B, OP_A]}
-    assert len(request.body) == request_size([OP_B, OP_A])
+    track = client(BASE + "/")
+    empty = track.send([])
+    assert empty == DeliveryResult((), None) and empty.delivered
+    assert len(mock_http.calls) == 0
+    result = track.send([OP_A])
+    assert (outcomes(result.results), result.status) == (["delivered"], 200)
+    assert result.elapsed_ms >= 0
+    assert track.send([OP_B, OP_A]).delivered
+    entity, batch = (call.request for call in mock_http.calls)
+    assert (entity.method, entity.url, json.loads(entity.body)) == ("POST", f"{BASE}/api/v2/entity", OP_A)
+    assert entity.headers["Content-Type"] == "application/json"
+    assert entity.headers["Authorization"] == "Basic c2l0ZTprZXk="  # base64("site:key")
+    assert "café ☕".encode() in entity.body  # UTF-8 on the wire, not \\u escapes
+    assert (batch.url, json.loads(batch.body)) == (f"{BASE}/api/v2/batch", {"batch": [OP_B, OP_A]})
+    assert [len(entity.body), len(batch.body)] == [request_size([OP_A]), request_size([OP_B, OP_A])]
 
 
 @pytest.mark.parametrize(
@@ -257,13 +249,6 @@ def test_transport_errors_are_transient_without_status(mock_http: Any, exc: Exce
     assert result.retry_after is None
     assert outcomes(result.results) == ["transient", "transient"]
     assert word in result.results[0].reason
-
-
-def test_no_ops_no_request(mock_http: Any) -> None:
-    result = client().send([])
-    assert result == DeliveryResult((), None)
-    assert result.delivered
-    assert len(mock_http.calls) == 0
 
 
 def test_one_session_carries_every_send_with_the_timeouts_and_closes_with_the_client() -> None:
