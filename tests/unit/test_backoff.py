@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 
 import pytest
 from hypothesis import given, settings
@@ -151,25 +150,3 @@ def test_expired_at_the_boundary(kind: str, horizon: int) -> None:
     assert not POLICY.expired(kind=kind, first_seen=FIRST_SEEN, now=FIRST_SEEN)
     assert not POLICY.expired(kind=kind, first_seen=FIRST_SEEN, now=FIRST_SEEN + horizon - 1)
     assert POLICY.expired(kind=kind, first_seen=FIRST_SEEN, now=FIRST_SEEN + horizon + 1)
-
-
-# -- a whole outage ---------------------------------------------------------------------------
-
-
-def _attempts_during_outage(seed: int, kind: str) -> int:
-    """Attempts a message gets while Customer.io keeps failing for longer than the horizon."""
-    rng = random.Random(seed)
-    elapsed = 0  # seconds since first_seen
-    attempts = 1  # the ingest attempt that parked it
-    while True:
-        elapsed += POLICY.delay(attempts, kind=kind, rng=rng.random)
-        if POLICY.expired(kind=kind, first_seen=0, now=elapsed):
-            return attempts  # this receive dead-letters it instead of trying again
-        attempts += 1
-
-
-def test_a_week_of_config_errors_stays_under_the_receive_backstop() -> None:
-    # Every wait is the full 900 s cap, so the 7-day horizon is reached after 604800 / 900 = 672 waits.
-    attempts = _attempts_during_outage(0, kind="config")
-    print(f"config: {attempts} attempts in 7 days")
-    assert attempts == 672  # under the template's maxReceiveCount backstop of 1000
