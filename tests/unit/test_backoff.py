@@ -44,9 +44,10 @@ def test_ceiling_doubles_from_base_and_caps(attempt: int, expected: int) -> None
     assert POLICY.ceiling(attempt) == expected
 
 
-def test_ceiling_with_a_custom_policy() -> None:
+def test_a_custom_policy_doubles_from_its_base_to_its_cap_and_config_waits_that_cap() -> None:
     policy = BackoffPolicy(base=2, cap=50)
     assert [policy.ceiling(n) for n in range(1, 8)] == [2, 4, 8, 16, 32, 50, 50]
+    assert policy.delay(1, kind="config", rng=_no_rng) == 50
 
 
 # -- delay ------------------------------------------------------------------------------------
@@ -134,10 +135,6 @@ def test_retry_after_is_a_floor_up_to_the_cap(attempt: int, u: float, retry_afte
 def test_config_errors_always_wait_the_full_cap(attempt: int) -> None:
     assert POLICY.delay(attempt, kind="config", rng=_no_rng) == CAP
     assert POLICY.delay(attempt, kind="config", retry_after=30, rng=_no_rng) == CAP
-
-
-def test_config_wait_follows_a_custom_cap() -> None:
-    assert BackoffPolicy(cap=600).delay(1, kind="config", rng=_no_rng) == 600
 
 
 # -- horizons ---------------------------------------------------------------------------------

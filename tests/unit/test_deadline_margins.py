@@ -231,18 +231,13 @@ def test_the_answer_reserve_is_the_setting() -> None:
     assert [t[1] for t in steps.trace] == [996.0, 990.0, 990.0, 996.0, 992.0, 994.0, 996.0]
 
 
-def test_the_dodo_api_lookups_end_by_the_lookup_window_when_it_comes_first() -> None:
+def test_the_dodo_api_lookups_end_by_the_lookup_window_when_it_comes_first_and_by_their_budget_without_one() -> None:
     steps = Steps(Clock(LOOKUPS - 1.25))  # 2 s from now would be past the lookups' window
     run_ingest(steps)
-    (api,) = [t for t in steps.trace if t[0] == "dodo api"]
-    assert api == ("dodo api", LOOKUPS, LOOKUPS)
-
-
-def test_without_a_deadline_the_dodo_api_lookups_keep_their_own_budget() -> None:
+    assert [t for t in steps.trace if t[0] == "dodo api"] == [("dodo api", LOOKUPS, LOOKUPS)]
     steps = Steps(Clock())
-    ingest_service(steps).handle(webhook())
-    (api,) = [t for t in steps.trace if t[0] == "dodo api"]
-    assert api == ("dodo api", None, START + 2.0)
+    ingest_service(steps).handle(webhook())  # no deadline
+    assert [t for t in steps.trace if t[0] == "dodo api"] == [("dodo api", None, START + 2.0)]
     assert {t[1] for t in steps.trace} == {None}, "no deadline, nothing narrowed"
 
 
