@@ -83,26 +83,9 @@ def test_the_event_is_built_as_lambda_builds_it(retry: RetryQueue) -> None:
     result = source.poll_once()
 
     assert (result.received, result.deleted, result.failed, result.error) == (1, 1, (), None)
+    SqsModel.model_validate(seen[0])  # Powertools' model of Lambda's SQS event: every field and attribute Lambda has
     (record,) = seen[0]["Records"]
-    assert list(record) == [
-        "messageId",
-        "receiptHandle",
-        "body",
-        "attributes",
-        "messageAttributes",
-        "md5OfBody",
-        *(["md5OfMessageAttributes"] if "md5OfMessageAttributes" in record else []),
-        "eventSource",
-        "eventSourceARN",
-        "awsRegion",
-    ]
     assert record["messageId"] == message_id
-    assert set(record["attributes"]) >= {
-        "ApproximateReceiveCount",
-        "SentTimestamp",
-        "SenderId",
-        "ApproximateFirstReceiveTimestamp",
-    }
     assert record["attributes"]["ApproximateReceiveCount"] == "1"  # SQS's count, as a string
     assert record["messageAttributes"]["event_type"] == {
         "stringValue": "payment.succeeded",
@@ -114,7 +97,6 @@ def test_the_event_is_built_as_lambda_builds_it(retry: RetryQueue) -> None:
     arn = retry.sqs.get_queue_attributes(QueueUrl=retry.url, AttributeNames=["QueueArn"])
     assert record["eventSourceARN"] == arn["Attributes"]["QueueArn"]
     assert (record["eventSource"], record["awsRegion"]) == ("aws:sqs", "us-east-1")
-    SqsModel.model_validate(seen[0])  # Powertools' model of Lambda's SQS event accepts it
     assert retry.counts() == (0, 0)
 
 
