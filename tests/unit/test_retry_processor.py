@@ -10,18 +10,19 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import requests
 
 from dodo_cio.configuration.settings import Secrets, Settings
 from dodo_cio.delivery.backoff import BackoffPolicy
 from dodo_cio.delivery.destination import Credentials
 from dodo_cio.delivery.parking import ParkedDelivery
-from dodo_cio.delivery.track import DeliveryResult, OpResult
+from dodo_cio.delivery.track import TrackClient
 from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryProcessor, RetryService
@@ -52,62 +53,26 @@ ENV = {
 }
 
 
-# -- fakes ------------------------------------------------------------------------------------
+# -- the sender: the real Track client over support.g3_track's session -------------------------
 
 
-Answer = Callable[[Sequence[dict[str, Any]]], DeliveryResult]
+def track(session: TrackSession) -> TrackClient:
+    return TrackClient(TRACK, "site-1", "key-1", session=session)
 
 
-class FakeSender:
-    """Answers each request with the next scripted answer (the last one repeats); records the ops."""
-
-    def __init__(self, *answers: Answer) -> None:
-        self.answers = list(answers)
-        self.requests: list[list[dict[str, Any]]] = []
-
-    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        self.requests.append(list(ops))
-        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        return answer(ops)
+def refused_207(*indexes: int) -> TrackAnswer:
+    """A 207 naming the items at `indexes` as refused (reason "HTTP 207: bad <index>"), the rest accepted."""
+    errors = [{"batch_index": i, "message": f"bad {i}"} for i in indexes]
+    return TrackAnswer(207, json.dumps({"errors": errors}).encode())
 
 
-def every_op(outcome: str, status: int | None, reason: str = "", retry_after: float | None = None) -> Answer:
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        return DeliveryResult(tuple(OpResult(outcome, reason) for _ in ops), status, retry_after)  # type: ignore[arg-type]
-
-    return answer
+def retry_after(seconds: int) -> TrackAnswer:
+    return TrackAnswer(429, headers={"Retry-After": str(seconds)})
 
 
-OK = every_op("delivered", 200)
-
-
-def partial_207(failures: dict[int, str]) -> Answer:
-    """A 207 naming some batch indexes as rejected, the rest accepted."""
-
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        return DeliveryResult(
-            tuple(
-                OpResult("permanent", failures[i]) if i in failures else OpResult("delivered") for i in range(len(ops))
-            ),
-            207,
-        )
-
-    return answer
-
-
-def by_op(
-    statuses: dict[str, tuple[str, int | None]], max_ops: int = 1, waits: dict[str, float] | None = None
-) -> Answer:
-    """413 for requests of more than `max_ops` ops; otherwise each op's outcome (and Retry-After) by its id."""
-
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        if len(ops) > max_ops:
-            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
-        fates = [statuses.get(o["id"], ("delivered", 200)) for o in ops]
-        results = tuple(OpResult(outcome, f"HTTP {status}") for outcome, status in fates)  # type: ignore[arg-type]
-        return DeliveryResult(results, fates[0][1], (waits or {}).get(ops[0]["id"]))
-
-    return answer
+def sent(session: TrackSession) -> list[list[dict[str, Any]]]:
+    """The ops of each request, in order."""
+    return [ops for _, ops, *_ in session.requests]
 
 
 # -- builders ---------------------------------------------------------------------------------
@@ -155,21 +120,21 @@ def test_207_dead_letters_the_named_messages_with_only_their_failed_ops() -> Non
     sqs = FakeSqs()
     a, b, c = parked("a", attempts=1), parked("b", 2, attempts=3), parked("c")
     # Request order: a0, b0, b1, c0. Index 2 is b's second op.
-    sender = FakeSender(partial_207({2: "HTTP 207: attributes.plan; invalid value"}))
+    session = TrackSession(scripted=[refused_207(2)])
     records = [record("a", a), record("b", b, receive_count=4), record("c", c)]
-    outcomes = processor(sqs).process(records, sender)
+    outcomes = processor(sqs).process(records, track(session))
 
-    assert len(sender.requests) == 1
+    assert len(session.requests) == 1
     assert [o.verdict for o in outcomes] == ["delivered", "dead_letter", "delivered"]
     dead = outcome_of(outcomes, "id-b")
-    assert dead.reason == "HTTP 207: attributes.plan; invalid value"
+    assert dead.reason == "HTTP 207: bad 2"
     assert dead.delivered_ops == 1
 
     (message,) = sqs.sent_to(DLQ_URL)
     body = ParkedDelivery.from_json(message["MessageBody"])
     assert body.ops == [b.ops[1]], "only the failed op"
     assert body.last_error.kind == "permanent"
-    assert body.last_error.reason == "HTTP 207: attributes.plan; invalid value"
+    assert body.last_error.reason == "HTTP 207: bad 2"
     assert body.last_error.status == 207
     assert body.last_error.at == 1_800_000_000
     assert body.attempts == 3 + 4
@@ -184,30 +149,30 @@ def test_207_dead_letters_the_named_messages_with_only_their_failed_ops() -> Non
 @pytest.mark.parametrize(
     ("answer", "reason", "status"),
     [
-        pytest.param(partial_207({0: "HTTP 207: bad", 1: "HTTP 207: worse"}), "HTTP 207: bad", 207, id="207-every-op"),
-        pytest.param(every_op("permanent", 400, "HTTP 400"), "HTTP 400", 400, id="400"),
+        pytest.param(refused_207(0, 1), "HTTP 207: bad 0", 207, id="207-every-op"),
+        pytest.param(TrackAnswer(400), "HTTP 400", 400, id="400"),
     ],
 )
-def test_a_message_refused_whole_is_dead_lettered_whole(answer: Answer, reason: str, status: int) -> None:
+def test_a_message_refused_whole_is_dead_lettered_whole(answer: TrackAnswer, reason: str, status: int) -> None:
     sqs = FakeSqs()
     p = parked("a", 2, attempts=1)
-    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(answer))
+    outcomes = processor(sqs).process([record("a", p, 2)], track(TrackSession(scripted=[answer])))
     assert outcomes[0].verdict == "dead_letter"
     (body,) = dlq_bodies(sqs)
     assert (body.ops, body.attempts, body.last_error.reason, body.last_error.status) == (p.ops, 3, reason, status)
 
 
 @pytest.mark.parametrize(
-    ("body", "answer"),
+    ("body", "status"),
     [
-        pytest.param(parked("a"), every_op("permanent", 400, "HTTP 400"), id="permanent"),
-        pytest.param(parked("a", first_seen=NOW - 40 * HOUR), every_op("transient", 503, "HTTP 503"), id="expired"),
-        pytest.param("{", OK, id="unreadable"),
+        pytest.param(parked("a"), 400, id="permanent"),
+        pytest.param(parked("a", first_seen=NOW - 40 * HOUR), 503, id="expired"),
+        pytest.param("{", 200, id="unreadable"),
     ],
 )
-def test_a_message_the_dlq_did_not_take_stays_for_retry(body: ParkedDelivery | str, answer: Answer) -> None:
+def test_a_message_the_dlq_did_not_take_stays_for_retry(body: ParkedDelivery | str, status: int) -> None:
     sqs = FakeSqs(failing_queues=[DLQ_URL])
-    outcomes = processor(sqs).process([record("a", body)], FakeSender(answer))
+    outcomes = processor(sqs).process([record("a", body)], track(TrackSession(default=status)))
     assert outcomes[0].verdict == "retry"
     assert failed_message_ids(outcomes) == {"id-a"}
     assert sqs.sent == []
@@ -218,16 +183,22 @@ def test_a_message_the_dlq_did_not_take_stays_for_retry(body: ParkedDelivery | s
 
 
 @pytest.mark.parametrize(
-    ("status", "reason"),
-    [(500, "HTTP 500"), (503, "HTTP 503: busy"), (429, "HTTP 429"), (None, "timeout: ReadTimeout")],
+    ("answer", "reason"),
+    [
+        (TrackAnswer(500), "HTTP 500"),
+        (TrackAnswer(503, b"busy"), "HTTP 503: busy"),
+        (TrackAnswer(429), "HTTP 429"),
+        (requests.ReadTimeout("read timed out"), "timeout: ReadTimeout"),
+    ],
+    ids=["500", "503", "429", "timeout"],
 )
-def test_transient_failures_are_retried_with_the_backoff_of_each_message(status: int | None, reason: str) -> None:
+def test_transient_failures_are_retried_with_the_backoff_of_each_message(answer: Any, reason: str) -> None:
     sqs = FakeSqs()
     # attempts + receive count: a -> 1 + 1 = 2 (ceiling 60), b -> 4 + 3 = 7 (ceiling 900),
     # c -> 2 + 2 = 4 (ceiling 240). rng() = 0.5 waits half the ceiling.
     a, b, c = parked("a", attempts=1), parked("b", attempts=4), parked("c", 2, attempts=2)
     records = [record("a", a, 1), record("b", b, 3), record("c", c, 2)]
-    outcomes = processor(sqs, rng=0.5).process(records, FakeSender(every_op("transient", status, reason)))
+    outcomes = processor(sqs, rng=0.5).process(records, track(TrackSession(scripted=[answer])))
     assert [o.verdict for o in outcomes] == ["retry"] * 3
     assert [sqs.delay_for(f"rh-{t}", RETRY_URL) for t in "abc"] == [30, 450, 120]
     assert [o.delay for o in outcomes] == [30, 450, 120]
@@ -236,30 +207,31 @@ def test_transient_failures_are_retried_with_the_backoff_of_each_message(status:
     assert sqs.sent == [], "a retried message is neither re-sent nor dead-lettered"
 
 
-SAYS_120 = every_op("transient", 429, "HTTP 429", retry_after=120)
-SAY_60_AND_300 = by_op({"op_a0": ("transient", 429), "op_a1": ("transient", 429)}, waits={"op_a0": 60, "op_a1": 300})
-CONFIG_AND_503 = by_op({"op_a0": ("config", 401), "op_a1": ("transient", 503)})
+WAITS_60_AND_300 = TrackSession(scripted=[TrackAnswer(413), retry_after(60), retry_after(300)])  # one op each
+CONFIG_AND_503 = TrackSession({"op_a0": 401, "op_a1": 503}, max_ops=1)
 
 
 @pytest.mark.parametrize(
-    ("n_ops", "attempts", "rng", "answer", "delay"),
+    ("n_ops", "attempts", "rng", "session", "delay"),
     [
-        pytest.param(1, 1, 0.5, SAYS_120, 120, id="retry-after-raises-a-jittered-30"),
-        pytest.param(1, 9, 0.5, SAYS_120, 450, id="retry-after-never-shortens-a-longer-backoff"),
-        pytest.param(2, 1, 0.0, SAY_60_AND_300, 300, id="the-longest-retry-after-of-a-message-wins"),
+        pytest.param(1, 1, 0.5, TrackSession(scripted=[retry_after(120)]), 120, id="retry-after-raises-a-jittered-30"),
+        pytest.param(1, 9, 0.5, TrackSession(scripted=[retry_after(120)]), 450, id="retry-after-never-shortens"),
+        pytest.param(2, 1, 0.0, WAITS_60_AND_300, 300, id="the-longest-retry-after-of-a-message-wins"),
         pytest.param(2, 1, 0.5, CONFIG_AND_503, 30, id="config-beside-transient-backs-off-as-transient-not-the-cap"),
     ],
 )
-def test_the_delay_of_a_retried_message(n_ops: int, attempts: int, rng: float, answer: Answer, delay: int) -> None:
+def test_the_delay_of_a_retried_message(
+    n_ops: int, attempts: int, rng: float, session: TrackSession, delay: int
+) -> None:
     sqs = FakeSqs()
-    outcomes = processor(sqs, rng=rng).process([record("a", parked("a", n_ops, attempts=attempts))], FakeSender(answer))
+    outcomes = processor(sqs, rng=rng).process([record("a", parked("a", n_ops, attempts=attempts))], track(session))
     assert outcomes[0].verdict == "retry"
     assert sqs.delay_for("rh-a", RETRY_URL) == delay
 
 
 def test_visibility_change_failing_still_retries() -> None:
     sqs = FakeSqs(visibility_fails=True)
-    outcomes = processor(sqs).process([record("a", parked("a"))], FakeSender(every_op("transient", 503, "HTTP 503")))
+    outcomes = processor(sqs).process([record("a", parked("a"))], track(TrackSession(default=503)))
     assert outcomes[0].verdict == "retry"
     assert outcomes[0].delay is None  # the queue's own visibility timeout brings it back
     assert failed_message_ids(outcomes) == {"id-a"}
@@ -269,24 +241,24 @@ def test_visibility_change_failing_still_retries() -> None:
 # -- horizons ---------------------------------------------------------------------------------
 
 
-TRANSIENT, CONFIG = every_op("transient", 503, "HTTP 503"), every_op("config", 401, "HTTP 401")
+KIND = {503: "transient", 401: "config"}
 
 
 @pytest.mark.parametrize(
-    ("answer", "age", "delay", "gave_up"),
+    ("status", "age", "delay", "gave_up"),
     [
-        pytest.param(TRANSIENT, 35 * HOUR, 450, None, id="transient-inside-36h"),
-        pytest.param(TRANSIENT, 37 * HOUR, None, "gave up after 37.0 h: HTTP 503", id="transient-past-36h"),
-        pytest.param(CONFIG, 6 * 24 * HOUR, CAP, None, id="config-past-36h-inside-7d"),
-        pytest.param(CONFIG, 7 * 24 * HOUR + 60, None, "gave up after 168.0 h: HTTP 401", id="config-past-7d"),
+        pytest.param(503, 35 * HOUR, 450, None, id="transient-inside-36h"),
+        pytest.param(503, 37 * HOUR, None, "gave up after 37.0 h: HTTP 503: status 503", id="transient-past-36h"),
+        pytest.param(401, 6 * 24 * HOUR, CAP, None, id="config-past-36h-inside-7d"),
+        pytest.param(401, 7 * 24 * HOUR + 60, None, "gave up after 168.0 h: HTTP 401: status 401", id="config-past-7d"),
     ],
 )
 def test_the_horizon_is_36_hours_or_7_days_for_config_errors(
-    answer: Answer, age: int, delay: int | None, gave_up: str | None
+    status: int, age: int, delay: int | None, gave_up: str | None
 ) -> None:
     sqs = FakeSqs()
     p = parked("a", 2, attempts=100, first_seen=NOW - age)
-    outcomes = processor(sqs, rng=0.5).process([record("a", p, 2)], FakeSender(answer))
+    outcomes = processor(sqs, rng=0.5).process([record("a", p, 2)], track(TrackSession(default=status)))
     if gave_up is None:
         assert outcomes[0].verdict == "retry" and sqs.sent == []
         assert sqs.delay_for("rh-a", RETRY_URL) == delay
@@ -294,8 +266,7 @@ def test_the_horizon_is_36_hours_or_7_days_for_config_errors(
         assert (outcomes[0].verdict, outcomes[0].reason) == ("dead_letter", gave_up)
         (body,) = dlq_bodies(sqs)
         assert (body.ops, body.attempts, body.last_error.at) == (p.ops, 102, int(NOW))
-        kind = answer([{}]).results[0].outcome  # the kind the ops failed with
-        assert (body.last_error.kind, body.last_error.reason) == (kind, gave_up)
+        assert (body.last_error.kind, body.last_error.reason) == (KIND[status], gave_up)
         assert sqs.visibility == []
 
 
@@ -315,12 +286,12 @@ def test_the_horizon_is_36_hours_or_7_days_for_config_errors(
 )
 def test_unreadable_body_goes_to_the_dlq_untouched(body: str) -> None:
     sqs = FakeSqs()
-    sender = FakeSender(OK)
+    session = TrackSession()
     good = parked("good")
-    outcomes = processor(sqs).process([record("bad", body), record("good", good)], sender)
+    outcomes = processor(sqs).process([record("bad", body), record("good", good)], track(session))
     assert outcome_of(outcomes, "id-bad").verdict == "dead_letter"
     assert outcome_of(outcomes, "id-good").verdict == "delivered"
-    assert sender.requests == [good.ops], "the unreadable message sends nothing"
+    assert sent(session) == [good.ops], "the unreadable message sends nothing"
     (message,) = sqs.sent_to(DLQ_URL)
     assert message["MessageBody"] == (body or "(empty)")
     attributes = message["MessageAttributes"]
@@ -345,9 +316,9 @@ def test_half_delivered_message_is_reparked_with_the_remaining_ops(
 ) -> None:
     sqs = FakeSqs()
     p = parked("a", 2, attempts=attempts)
-    sender = FakeSender(by_op({f"op_a{waiting}": (kind, status)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.5).process([record("a", p, 3)], sender)
-    assert [len(r) for r in sender.requests] == [2, 1, 1]  # 413, then each half
+    session = TrackSession({f"op_a{waiting}": status}, max_ops=1)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p, 3)], track(session))
+    assert [len(ops) for ops in sent(session)] == [2, 1, 1]  # 413, then each half
     (outcome,) = outcomes
     assert outcome.verdict == "repark"
     assert outcome.delivered_ops == 1
@@ -376,8 +347,8 @@ def test_half_delivered_message_is_reparked_with_the_remaining_ops(
 def test_permanent_and_waiting_ops_part_ways(ops: int, waiting: str, delivered: int) -> None:
     sqs = FakeSqs()
     p = parked("a", ops, attempts=1)
-    sender = FakeSender(by_op({"op_a0": ("permanent", 400), waiting: ("transient", 503)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
+    session = TrackSession({"op_a0": 400, waiting: 503}, max_ops=1)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p)], track(session))
     assert [(o.verdict, o.delivered_ops) for o in outcomes] == [("repark", delivered)]
     (dead,) = dlq_bodies(sqs)
     assert dead.ops == [p.ops[0]] and dead.last_error.kind == "permanent"
@@ -390,8 +361,7 @@ def test_permanent_and_waiting_ops_part_ways(ops: int, waiting: str, delivered: 
 def test_repark_failing_falls_back_to_retrying_the_whole_message() -> None:
     sqs = FakeSqs(failing_queues=[RETRY_URL])
     p = parked("a", 2, attempts=1)
-    sender = FakeSender(by_op({"op_a1": ("transient", 503)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p)], track(TrackSession({"op_a1": 503}, max_ops=1)))
     assert outcomes[0].verdict == "retry"
     assert sqs.delay_for("rh-a", RETRY_URL) == 30
     assert failed_message_ids(outcomes) == {"id-a"}
@@ -405,9 +375,9 @@ def test_a_message_spread_over_two_requests_is_reparked_with_the_undelivered_par
     # The largest prefix of ops that fits in one request, found independently of the planner.
     fits = max(k for k in range(1, 21) if wire_bytes(big.ops[:k]) < 500_000)
     assert 1 < fits < 20
-    sender = FakeSender(OK, every_op("transient", 503, "HTTP 503"))
-    outcomes = processor(sqs, rng=0.5).process([record("big", big)], sender)
-    assert [len(r) for r in sender.requests] == [fits, 20 - fits]
+    session = TrackSession(scripted=[TrackAnswer(200)], default=503)
+    outcomes = processor(sqs, rng=0.5).process([record("big", big)], track(session))
+    assert [len(ops) for ops in sent(session)] == [fits, 20 - fits]
     (outcome,) = outcomes
     assert outcome.verdict == "repark"
     assert outcome.delivered_ops == fits
@@ -418,16 +388,10 @@ def test_a_message_spread_over_two_requests_is_reparked_with_the_undelivered_par
 def test_207_indexes_are_relative_to_each_half_after_a_413() -> None:
     sqs = FakeSqs()
     a, b, c = parked("a"), parked("b"), parked("c", 2)
-
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        if len(ops) > 2:
-            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
-        return partial_207({1: "HTTP 207: second item rejected"})(ops)
-
-    sender = FakeSender(answer)
-    outcomes = processor(sqs).process([record("a", a), record("b", b), record("c", c)], sender)
+    session = TrackSession(scripted=[TrackAnswer(413), refused_207(1), refused_207(1)])
+    outcomes = processor(sqs).process([record("a", a), record("b", b), record("c", c)], track(session))
     # [a0 b0 c0 c1] -> 413 -> [a0 b0] and [c0 c1]; index 1 of each half is b0 and c1.
-    assert [[o["id"] for o in r] for r in sender.requests] == [
+    assert [[o["id"] for o in ops] for ops in sent(session)] == [
         ["op_a0", "op_b0", "op_c0", "op_c1"],
         ["op_a0", "op_b0"],
         ["op_c0", "op_c1"],
@@ -440,16 +404,16 @@ def test_207_indexes_are_relative_to_each_half_after_a_413() -> None:
 
 
 @pytest.mark.parametrize(
-    ("answer", "horizon", "fewest", "most"),
+    ("status", "horizon", "fewest", "most"),
     [
         # Mean wait at the cap is 450 s: about 129600 / 450 = 288 receives.
-        pytest.param(TRANSIENT, 36 * HOUR, 201, 399, id="transient-36h"),
+        pytest.param(503, 36 * HOUR, 201, 399, id="transient-36h"),
         # Every wait is the full 900 s cap (+ 1 s for the run): after 672 waits 604800 s have passed.
-        pytest.param(CONFIG, 7 * 24 * HOUR, 673, 673, id="config-7d"),
+        pytest.param(401, 7 * 24 * HOUR, 673, 673, id="config-7d"),
     ],
 )
 def test_outage_longer_than_the_horizon_ends_in_the_dlq_well_before_the_receive_backstop(
-    answer: Answer, horizon: int, fewest: int, most: int
+    status: int, horizon: int, fewest: int, most: int
 ) -> None:
     """Redeliver one message after each visibility delay until the processor gives up on it; the template's
     maxReceiveCount backstop (1000) must never be what ends a delivery."""
@@ -458,7 +422,7 @@ def test_outage_longer_than_the_horizon_ends_in_the_dlq_well_before_the_receive_
     sqs = FakeSqs()
     proc = RetryProcessor(sqs, RETRY_URL, DLQ_URL, clock=lambda: clock["now"], rng=rng.random)
     p = parked("a", attempts=1, first_seen=NOW)
-    sender = FakeSender(answer)
+    sender = track(TrackSession(default=status))
     receives = 0
     while True:
         receives += 1
