@@ -245,27 +245,6 @@ def test_fetcher_failure_becomes_config_error() -> None:
     assert raised.__cause__ is error  # kept for debugging, not in the message
 
 
-@pytest.mark.parametrize("missing", ["customerio-site-id", "customerio-api-key", "both"])
-@pytest.mark.parametrize("how", ["absent", "empty"])
-def test_customerio_credentials_missing(missing: str, how: str) -> None:
-    values = full_values()
-    names = ["customerio-site-id", "customerio-api-key"] if missing == "both" else [missing]
-    for name in names:
-        if how == "absent":
-            del values[f"/dodo-customerio/{name}"]
-        else:
-            values[f"/dodo-customerio/{name}"] = ""
-    secrets = SecretStore(Settings.from_env({}), FakeFetcher(values)).load()
-    assert secrets.webhook_secrets == (KEY_BYTES,)  # webhooks can still be verified
-    assert secrets.site_id == (None if "customerio-site-id" in names else SITE_ID)
-    assert secrets.api_key == (None if "customerio-api-key" in names else API_KEY)
-    message = str(config_error(secrets.delivery_credentials))
-    assert "customerio-site-id" in message
-    assert "customerio-api-key" in message
-    assert SITE_ID not in message
-    assert API_KEY not in message
-
-
 def test_a_missing_dodo_api_key_is_remembered_for_the_secrets_age_then_asked_again() -> None:
     """Powertools caches only what SSM returned: without this, every lookup without a key cost an SSM call."""
     now = [1000.0]
@@ -355,19 +334,37 @@ def test_pipelines_without_track_credentials_loads_and_delivers() -> None:
     assert secrets_store.load().delivery_credentials() == PipelinesCredentials(PIPELINES_KEY)
 
 
+TRACK_NAMES = ("customerio-site-id", "customerio-api-key")
+
+
+@pytest.mark.parametrize(
+    ("env", "missing", "named"),
+    [
+        *[({}, names, TRACK_NAMES) for names in [TRACK_NAMES[:1], TRACK_NAMES[1:], TRACK_NAMES]],
+        (PIPELINES, ("customerio-pipelines-api-key",), ("customerio-pipelines-api-key",)),
+    ],
+    ids=["track-site-id", "track-api-key", "track-both", "pipelines-key"],
+)
 @pytest.mark.parametrize("how", ["absent", "empty"])
-def test_a_missing_pipelines_key_names_the_parameter_and_no_secret(how: str) -> None:
+def test_missing_credentials_name_the_parameters_and_no_secret(
+    env: dict[str, str], missing: tuple[str, ...], named: tuple[str, ...], how: str
+) -> None:
     values = {**ALL}
-    if how == "absent":
-        del values["/dodo-customerio/customerio-pipelines-api-key"]
-    else:
-        values["/dodo-customerio/customerio-pipelines-api-key"] = ""
-    secrets_store, _ = store(PIPELINES, values)
-    secrets = secrets_store.load()  # the webhook can still be verified, and parked
+    for name in missing:
+        if how == "absent":
+            del values[f"/dodo-customerio/{name}"]
+        else:
+            values[f"/dodo-customerio/{name}"] = ""
+    secrets_store, _ = store(env, values)
+    secrets = secrets_store.load()
+    assert secrets.webhook_secrets == (KEY_BYTES,)  # the webhook can still be verified, and parked
+    if env == {}:
+        assert secrets.site_id == (None if "customerio-site-id" in missing else SITE_ID)
+        assert secrets.api_key == (None if "customerio-api-key" in missing else API_KEY)
     for read in (secrets.delivery_credentials, secrets_store.delivery_credentials):
         message = str(config_error(read))
-        assert "customerio-pipelines-api-key" in message
-        assert all(secret not in message for secret in (SITE_ID, API_KEY, WEBHOOK_SECRET))
+        assert all(name in message for name in named)
+        assert all(secret not in message for secret in (SITE_ID, API_KEY, WEBHOOK_SECRET, PIPELINES_KEY))
 
 
 def test_credentials_never_show_in_a_repr() -> None:
