@@ -443,8 +443,7 @@ def test_outage_longer_than_the_horizon_ends_in_the_dlq_well_before_the_receive_
 
 
 class FakeSecrets:
-    def __init__(self, site_id: str | None = "site-1", api_key: str | None = "key-1") -> None:
-        self.value: tuple[str | None, str | None] | ConfigError = (site_id, api_key)
+    value: tuple[str | None, str | None] | ConfigError = ("site-1", "key-1")  # a test may set its own
 
     def delivery_credentials(self) -> Credentials:
         """As `SecretStore.delivery_credentials` for a Track deployment: ConfigError when missing."""
@@ -453,19 +452,12 @@ class FakeSecrets:
         return Secrets((), *self.value).delivery_credentials()
 
 
-class FakeMetrics:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any, float]] = []
+class FakeMetrics(dict[str, float]):
+    """Each metric's total (every one a count)."""
 
     def add_metric(self, name: str, unit: Any, value: float) -> None:
-        self.calls.append((name, unit, value))
-
-    def totals(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, unit, value in self.calls:
-            assert unit == "Count"
-            out[name] = out.get(name, 0) + value
-        return out
+        assert unit == "Count"
+        self[name] = self.get(name, 0) + value
 
 
 class FakeLogger:
@@ -541,7 +533,7 @@ def test_one_paced_request_delivers_the_whole_batch_without_touching_sqs() -> No
     assert path == "/batch"
     assert [o["id"] for o in ops] == ["op_a0", "op_a1", "op_b0", "op_c0", "op_c1", "op_c2"]
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"site-1:key-1").decode()
-    assert h.metrics.totals() == {"RetryRequests": 1, "RetryDelivered": 3}
+    assert h.metrics == {"RetryRequests": 1, "RetryDelivered": 3}
     assert h.limiter.acquired == 1
     assert h.sqs.sent == [] and h.sqs.visibility == []
 
@@ -559,7 +551,7 @@ def test_missing_credentials_retry_everything_with_the_cap(secret: Any) -> None:
     assert [o.verdict for o in outcomes] == ["retry", "retry"]
     assert [h.sqs.delay_for("rh-a", RETRY_URL), h.sqs.delay_for("rh-b", RETRY_URL)] == [CAP, CAP]
     assert h.session.requests == [] and h.sessions_made == 0
-    assert h.metrics.totals() == {"ConfigError": 1, "RetryRequests": 0, "RetryScheduled": 2}
+    assert h.metrics == {"ConfigError": 1, "RetryRequests": 0, "RetryScheduled": 2}
     missing = "Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)"
     expected = str(secret) if isinstance(secret, ConfigError) else missing
     assert {o.reason for o in outcomes} == {expected}
