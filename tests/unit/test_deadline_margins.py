@@ -277,11 +277,6 @@ def parked_for_lookup(tag: str = "a") -> dict[str, Any]:
     return lambda_record(tag, replace(parked(tag, first_seen=NOW - 60), ops=[op]))
 
 
-class Limiter:
-    def acquire(self) -> None:
-        pass
-
-
 def retry_service(steps: Steps) -> RetryService:
     service = RetryService(
         settings=Settings.from_env(ENV),
@@ -291,7 +286,6 @@ def retry_service(steps: Steps) -> RetryService:
         sqs_factory=lambda: steps,
         clock=lambda: float(NOW),
         rng=lambda: 0.5,
-        limiter=Limiter(),  # type: ignore[arg-type]
         resolver=resolver(steps),
         monotonic=steps.clock,
     )
