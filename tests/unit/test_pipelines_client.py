@@ -129,20 +129,10 @@ def test_an_op_pipelines_cannot_express_is_permanent_and_the_rest_still_go() -> 
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [
-        (200, "delivered"),
-        (202, "delivered"),
-        (400, "permanent"),
-        (422, "permanent"),
-        (401, "config"),
-        (403, "config"),
-        (404, "config"),
-        (408, "transient"),
-        (409, "transient"),
-        (429, "transient"),
-        (413, "permanent"),  # a lone call Customer.io finds too large always will be
-        (500, "transient"),
-        (502, "transient"),
-        (503, "transient"),
+        *[(status, "delivered") for status in (200, 202)],
+        *[(status, "permanent") for status in (400, 422, 413)],  # 413: a lone call too large always will be
+        *[(status, "config") for status in (401, 403, 404)],
+        *[(status, "transient") for status in (408, 409, 429, 500, 502, 503)],
     ],
 )
 def test_classification_of_a_lone_call(status: int, outcome: str) -> None:
