@@ -141,15 +141,6 @@ def test_ops_answered_413_alone_are_permanent(n_ops: int, requests: int) -> None
     assert len(paced) == requests
 
 
-def test_non_413_answers_pass_through_with_status_and_retry_after() -> None:
-    class Busy:
-        def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-            return DeliveryResult(tuple(OpResult("transient", "HTTP 429") for _ in ops), 429, 30.0)
-
-    fates = send_with_split(Busy(), [op("a"), op("b")], lambda: None)
-    assert [(f.result.outcome, f.status, f.retry_after) for f in fates] == [("transient", 429, 30.0)] * 2
-
-
 def test_a_half_without_time_left_is_transient_and_not_sent() -> None:
     # 4 ops -> 413 -> the first half is sent, then time runs out before the second half.
     allowed = iter([True, True, False])
