@@ -124,6 +124,7 @@ def refused(env: dict[str, str]) -> str:
             ]
             for value in ["fast", "5s", "0", "-1", "nan", "inf", "-inf"]
         ],
+        *[("CUSTOMERIO_INGEST_SHARE", share, ("CUSTOMERIO_INGEST_SHARE",)) for share in ["1.5", "-0.1", "x"]],
         *[
             ("CUSTOMERIO_API", api, ("CUSTOMERIO_API", "'track' or 'pipelines'", repr(api)))
             for api in ["cdp", "segment", "track,pipelines", "v2"]

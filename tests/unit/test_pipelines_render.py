@@ -170,17 +170,9 @@ def test_iso_time(ms: int, text: str) -> None:
     assert iso_time(ms) == text
 
 
-@pytest.mark.parametrize(
-    ("identifiers", "expected"),
-    [
-        ({"id": "cus_1"}, "cus_1"),
-        ({"id": "usr_04411"}, "usr_04411"),
-        ({"email": "maya@example.com"}, "maya@example.com"),
-        ({"cio_id": "a1b2c3"}, "cio_a1b2c3"),
-    ],
-)
-def test_user_id_rule(identifiers: dict[str, str], expected: str) -> None:
-    assert user_id(identifiers) == expected
+def test_a_cio_id_is_the_user_id_with_its_prefix() -> None:
+    # an id or an email is the userId as it is: every sample's calls in the sweep above
+    assert user_id({"cio_id": "a1b2c3"}) == "cio_a1b2c3"
 
 
 PERSON = {"type": "person", "identifiers": {"id": "cus_1"}, "timestamp": 1_700_000_000, "attributes": {}}
