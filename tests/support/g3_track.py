@@ -19,16 +19,22 @@ class Answer:
 
 
 class TrackSession:
-    """413 for requests of more than `max_ops` ops, else the status `statuses` gives the first op's id (200).
+    """413 for requests of more than `max_ops` ops, else the status `statuses` gives the first op's id (`default`).
 
     `scripted` answers (or exceptions to raise) come first, in order. Every request is recorded as
     (path under /api/v2, its ops, headers, timeout).
     """
 
     def __init__(
-        self, statuses: dict[str, int] | None = None, *, max_ops: int = 1000, scripted: Sequence[Any] = ()
+        self,
+        statuses: dict[str, int] | None = None,
+        *,
+        max_ops: int = 1000,
+        scripted: Sequence[Any] = (),
+        default: int = 200,
     ) -> None:
         self.statuses = statuses or {}
+        self.default = default
         self.max_ops = max_ops
         self.scripted = list(scripted)
         self.requests: list[tuple[str, list[dict[str, Any]], dict[str, str], Any]] = []
@@ -46,7 +52,7 @@ class TrackSession:
             return answer  # type: ignore[no-any-return]
         if len(ops) > self.max_ops:
             return Answer(413, b"Request Entity Too Large")
-        status = self.statuses.get(ops[0]["id"], 200)
+        status = self.statuses.get(ops[0]["id"], self.default)
         return Answer(status, b"" if status < 300 else f"status {status}".encode())
 
     def close(self) -> None:

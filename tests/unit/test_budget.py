@@ -10,17 +10,24 @@ from dodo_cio.delivery.budget import HOLD_SECONDS, MAX_HOLD_SECONDS, Budget
 from dodo_cio.retry.pacing import RateLimiter
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
+class FakeTime:
+    """A clock the test moves, which also moves when the code under test sleeps."""
 
-    def __call__(self) -> float:
+    def __init__(self, start: float = 5000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
         return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 def test_a_burst_then_the_rate_and_never_more() -> None:
-    clock = Clock()
-    budget = Budget(2.0, clock=clock)  # 2 a second, 2 seconds deep
+    clock = FakeTime()
+    budget = Budget(2.0, clock=clock.clock)  # 2 a second, 2 seconds deep
     assert [budget.take() for _ in range(5)] == [True, True, True, True, False]
     assert budget.wait() == pytest.approx(0.5)
     clock.now += 0.5
@@ -32,8 +39,8 @@ def test_a_burst_then_the_rate_and_never_more() -> None:
 
 
 def test_a_429_closes_it_for_the_retry_after_or_the_default_and_empties_it() -> None:
-    clock = Clock()
-    budget = Budget(10.0, clock=clock)
+    clock = FakeTime()
+    budget = Budget(10.0, clock=clock.clock)
     budget.hold(3.0)
     assert not budget.take() and budget.wait() == pytest.approx(3.0)
     clock.now += 3.0
@@ -67,29 +74,7 @@ def test_both_functions_together_stay_inside_the_workspace_budget(
     assert total <= settings.rate_limit_rps + 1e-9
 
 
-def test_an_ingest_share_outside_0_to_1_is_refused() -> None:
-    from dodo_cio.platform.env import ConfigError
-
-    with pytest.raises(ConfigError, match="CUSTOMERIO_INGEST_SHARE"):
-        Settings.from_env({"SSM_PARAMETER_PATH": "/x", "CUSTOMERIO_INGEST_SHARE": "1.5"})
-
-
 # -- the retry path's pacing -------------------------------------------------------------------
-
-
-class FakeTime:
-    """A clock that only moves when the limiter sleeps (requests themselves take no time)."""
-
-    def __init__(self, start: float = 5000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_n_acquires_are_spaced_by_the_interval() -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import boto3
@@ -34,23 +35,22 @@ from botocore.exceptions import EndpointConnectionError
 
 from dodo_cio.configuration.settings import Secrets, Settings
 from dodo_cio.delivery.destination import Credentials, DeliveryClients
-from dodo_cio.delivery.parking import LastError, ParkedDelivery
 from dodo_cio.delivery.track import DeliveryResult, OpResult, TrackClient
 from dodo_cio.ingest.service import IngestService
 from dodo_cio.mapping.mapper import IdentifierStrategy
 from dodo_cio.platform import aws, deadline
-from dodo_cio.platform.aws import AWS_ATTEMPTS, aws_config, aws_timeouts
+from dodo_cio.platform.aws import AWS_ATTEMPTS, aws_config
 from dodo_cio.platform.deadline import AttemptGuard, Deadline, DeadlineExceeded
-from dodo_cio.platform.env import ConfigError
 from dodo_cio.receiving.http_api import HttpResponse, WebhookRequest
 from dodo_cio.receiving.signature import signature_headers
 from dodo_cio.retry.service import RetryProcessor, RetryService
 from dodo_cio.retry.verdicts import DEFERRED_REASON, failed_message_ids, summarise
 from dodo_cio.state.identity import Resolver
 from dodo_cio.state.table import Lookup, StatePlan
+from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.aws import fake_credentials
 from support.fake_sqs import FakeSqs
-from support.g3_parked import parked, record
+from support.g3_parked import lambda_record, parked, record
 from support.g3_track import TrackSession
 from support.samples import SAMPLES
 
@@ -231,18 +231,13 @@ def test_the_answer_reserve_is_the_setting() -> None:
     assert [t[1] for t in steps.trace] == [996.0, 990.0, 990.0, 996.0, 992.0, 994.0, 996.0]
 
 
-def test_the_dodo_api_lookups_end_by_the_lookup_window_when_it_comes_first() -> None:
+def test_the_dodo_api_lookups_end_by_the_lookup_window_when_it_comes_first_and_by_their_budget_without_one() -> None:
     steps = Steps(Clock(LOOKUPS - 1.25))  # 2 s from now would be past the lookups' window
     run_ingest(steps)
-    (api,) = [t for t in steps.trace if t[0] == "dodo api"]
-    assert api == ("dodo api", LOOKUPS, LOOKUPS)
-
-
-def test_without_a_deadline_the_dodo_api_lookups_keep_their_own_budget() -> None:
+    assert [t for t in steps.trace if t[0] == "dodo api"] == [("dodo api", LOOKUPS, LOOKUPS)]
     steps = Steps(Clock())
-    ingest_service(steps).handle(webhook())
-    (api,) = [t for t in steps.trace if t[0] == "dodo api"]
-    assert api == ("dodo api", None, START + 2.0)
+    ingest_service(steps).handle(webhook())  # no deadline
+    assert [t for t in steps.trace if t[0] == "dodo api"] == [("dodo api", None, START + 2.0)]
     assert {t[1] for t in steps.trace} == {None}, "no deadline, nothing narrowed"
 
 
@@ -273,36 +268,13 @@ def test_a_customerio_request_that_runs_to_its_edge_leaves_parking_an_attempt_an
     assert trace[-1] == ("completion", EVERY_CALL), "the record's removal still had its own call kept"
 
 
-def test_the_slack_is_the_one_the_arithmetic_was_written_for() -> None:
-    # dodo_cio.platform.deadline's docstring sizes it; the literals in this file follow from it.
-    assert deadline.STEP_SLACK == 0.25
-
-
 # -- the retry function -----------------------------------------------------------------------
 
 
 def parked_for_lookup(tag: str = "a") -> dict[str, Any]:
     """A Lambda SQS record of a parked op whose person was not known yet: it needs a lookup."""
-    parked = ParkedDelivery(
-        webhook_id=f"msg_{tag}",
-        event_type="dunning.started",
-        event_time=NOW - 60,
-        first_seen=NOW - 60,
-        attempts=1,
-        ops=[{"type": "person", "action": "event", "name": "dunning.started", "_customer_id": CUSTOMER, "id": tag}],
-        last_error=LastError(kind="transient", reason="no email known", status=None, at=NOW - 60),
-    )
-    return {
-        "messageId": f"id-{tag}",
-        "receiptHandle": f"rh-{tag}",
-        "body": parked.to_json(),
-        "attributes": {"ApproximateReceiveCount": "1"},
-    }
-
-
-class Limiter:
-    def acquire(self) -> None:
-        pass
+    op = {"type": "person", "action": "event", "name": "dunning.started", "_customer_id": CUSTOMER, "id": tag}
+    return lambda_record(tag, replace(parked(tag, first_seen=NOW - 60), ops=[op]))
 
 
 def retry_service(steps: Steps) -> RetryService:
@@ -314,7 +286,6 @@ def retry_service(steps: Steps) -> RetryService:
         sqs_factory=lambda: steps,
         clock=lambda: float(NOW),
         rng=lambda: 0.5,
-        limiter=Limiter(),  # type: ignore[arg-type]
         resolver=resolver(steps),
         monotonic=steps.clock,
     )
@@ -400,20 +371,12 @@ def test_a_deadline_counts_down_and_keeps_time_back() -> None:
     assert limit.fits(6.0, now=104.0) and not limit.fits(6.01, now=104.0)
 
 
-class Context:
-    def __init__(self, remaining: Any) -> None:
-        self.remaining = remaining
-
-    def get_remaining_time_in_millis(self) -> Any:
-        return self.remaining
-
-
 def test_the_lambda_context_gives_the_invocations_end() -> None:
-    limit = deadline.from_context(Context(12_000), now=50.0)
+    limit = deadline.from_context(FakeLambdaContext(remaining_ms=12_000), now=50.0)
     assert limit == Deadline(62.0)
     assert deadline.from_context(object()) is None, "a context that cannot say gives no deadline"
-    assert deadline.from_context(Context("soon")) is None
-    assert deadline.from_context(Context(float("nan"))) is None
+    assert deadline.from_context(FakeLambdaContext(remaining_ms="soon")) is None  # type: ignore[arg-type]
+    assert deadline.from_context(FakeLambdaContext(remaining_ms=float("nan"))) is None  # type: ignore[arg-type]
 
 
 def test_a_narrower_deadline_applies_inside_its_block_and_never_widens() -> None:
@@ -436,7 +399,7 @@ def test_each_invocation_gets_the_time_its_own_context_gives() -> None:
     seen: list[float | None] = []
 
     @deadline.per_invocation
-    def handler(event: str, context: Context) -> str:
+    def handler(event: str, context: FakeLambdaContext) -> str:
         seen.append(deadline.current_at())
         if event == "fail":
             raise RuntimeError("handler failed")
@@ -444,10 +407,10 @@ def test_each_invocation_gets_the_time_its_own_context_gives() -> None:
 
     start = time.monotonic()
     with deadline.within(Deadline(start + 1.0)):  # a stale deadline, as a warm container might keep
-        assert handler("ok", Context(30_000)) == "ok"
+        assert handler("ok", FakeLambdaContext(remaining_ms=30_000)) == "ok"
         assert deadline.current_at() == start + 1.0, "the decorator restores what was there"
     with pytest.raises(RuntimeError):
-        handler("fail", Context(5_000))
+        handler("fail", FakeLambdaContext(remaining_ms=5_000))
     assert deadline.current() is None
     first, second = seen
     assert first is not None and start + 29.0 < first <= time.monotonic() + 30.0, "replaced, not narrowed"
@@ -507,15 +470,6 @@ def test_every_container_client_gets_the_configured_timeouts_and_the_guard(
     assert client.meta.config.retries == {"total_max_attempts": AWS_ATTEMPTS, "mode": "standard"}
     with deadline.within(Deadline.after(0.45)), pytest.raises(DeadlineExceeded):
         client.send_message(QueueUrl=RETRY_URL, MessageBody="{}")  # 0.45 s left < 0.2 + 0.3
-
-
-def test_timeouts_and_reserve_come_from_the_environment() -> None:
-    assert aws_timeouts({}) == (1.0, 1.0)
-    settings = Settings.from_env({"BOTO_CONNECT_TIMEOUT": "0.5", "BOTO_READ_TIMEOUT": "1.5", "ANSWER_RESERVE": "3"})
-    assert settings.aws_attempt_seconds == 2.0 and settings.answer_reserve == 3.0
-    assert Settings.from_env({}).answer_reserve == 2.5
-    with pytest.raises(ConfigError, match="BOTO_READ_TIMEOUT"):
-        Settings.from_env({"BOTO_READ_TIMEOUT": "0"})
 
 
 # -- Customer.io and the Dodo API -------------------------------------------------------------

@@ -141,27 +141,6 @@ def test_no_table_no_processing_503(dynamodb: Any) -> None:
     assert work.runs == 0
 
 
-class FailingUpdates:
-    """The real client, except that completing a record fails."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-    def update_item(self, **_: Any) -> Any:
-        raise self._client.exceptions.ProvisionedThroughputExceededException(
-            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
-        )
-
-
-def test_an_answer_that_could_not_be_remembered_still_stands(dynamodb: Any) -> None:
-    work = Work()
-    assert WebhookDeduplicator(TABLE, boto3_client=FailingUpdates(dynamodb))("msg_unsaved", work) == DELIVERED
-    assert work.runs == 1
-
-
 class Recording:
     """The DynamoDB client with a list of the operations called through it, in order."""
 
@@ -179,6 +158,21 @@ class Recording:
             return attribute(**kwargs)
 
         return call
+
+
+class FailingUpdates(Recording):
+    """The real client, except that completing a record fails."""
+
+    def update_item(self, **_: Any) -> Any:
+        raise self._client.exceptions.ProvisionedThroughputExceededException(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, "UpdateItem"
+        )
+
+
+def test_an_answer_that_could_not_be_remembered_still_stands(dynamodb: Any) -> None:
+    work = Work()
+    assert WebhookDeduplicator(TABLE, boto3_client=FailingUpdates(dynamodb))("msg_unsaved", work) == DELIVERED
+    assert work.runs == 1
 
 
 def _plan_for_one_payment(customer_id: str = "cus_1") -> Any:

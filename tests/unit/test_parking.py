@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from dodo_cio.delivery.parking import (
     ParkedFormatError,
     park,
 )
+from support.fake_sqs import FakeSqs
 
 OPS: list[dict[str, Any]] = [
     {
@@ -106,20 +106,13 @@ def _without(key: str) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("doc", "mentions"),
     [
-        (_doc(version=2), "version"),
-        (_doc(version="1"), "version"),
-        (_doc(version=0), "version"),
-        (_without("version"), "version"),
-        (_without("ops"), "ops"),
-        (_doc(ops=[]), "ops"),
-        (_doc(ops="[]"), "ops"),
-        (_doc(ops=[OPS[0], "op"]), "ops"),
+        *[(doc, "version") for doc in (_doc(version=2), _doc(version="1"), _doc(version=0), _without("version"))],
+        *[(doc, "ops") for doc in (_without("ops"), _doc(ops=[]), _doc(ops="[]"), _doc(ops=[OPS[0], "op"]))],
         (_doc(last_error={"kind": "fatal", "reason": "x"}), "kind"),
         (_doc(last_error={"reason": "x"}), "kind"),
         (_doc(last_error="transient"), "kind"),
         (_without("last_error"), "kind"),
-        (_without("webhook_id"), "webhook_id"),
-        (_doc(webhook_id=123), "webhook_id"),
+        *[(doc, "webhook_id") for doc in (_without("webhook_id"), _doc(webhook_id=123))],
         (_without("event_type"), "event_type"),
         (_doc(event_time="2026-10-14T09:21:47Z"), "event_time"),
         (_without("first_seen"), "first_seen"),
@@ -158,24 +151,14 @@ def test_unknown_extra_fields_are_ignored() -> None:
 # park()
 
 
-class FakeSqs:
-    def __init__(self, response: Mapping[str, Any] | None = None) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.response = {"MessageId": "m-1"} if response is None else response
-
-    def send_message(self, **kwargs: Any) -> Mapping[str, Any]:
-        self.calls.append(kwargs)
-        return self.response
-
-
 QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/dodo-cio-retry"
 
 
 def test_park_sends_the_message() -> None:
     sqs = FakeSqs()
     item = parked(last_error=LastError(kind="permanent", reason="HTTP 400"))
-    assert park(sqs, QUEUE, item, delay_seconds=30) == "m-1"
-    (call,) = sqs.calls
+    assert park(sqs, QUEUE, item, delay_seconds=30) == "new-1"
+    (call,) = sqs.sent
     assert call["QueueUrl"] == QUEUE
     assert ParkedDelivery.from_json(call["MessageBody"]) == item
     assert call["DelaySeconds"] == 30
@@ -192,17 +175,14 @@ def test_park_sends_the_message() -> None:
 def test_park_clamps_delay_to_sqs_range(delay: float | None, expected: int) -> None:
     sqs = FakeSqs()
     park(sqs, QUEUE, parked(), **({} if delay is None else {"delay_seconds": delay}))  # type: ignore[arg-type]
-    assert sqs.calls[0]["DelaySeconds"] == expected
+    assert sqs.sent[0]["DelaySeconds"] == expected
 
 
-def test_park_without_message_id() -> None:
-    assert park(FakeSqs(response={}), QUEUE, parked()) == ""
+def test_park_without_message_id_and_when_sqs_fails() -> None:
+    class NoId(FakeSqs):
+        def send_message(self, **kwargs: Any) -> dict[str, Any]:
+            return {}
 
-
-def test_park_propagates_sqs_errors() -> None:
-    class Broken:
-        def send_message(self, **kwargs: Any) -> Mapping[str, Any]:
-            raise ConnectionError("sqs down")
-
-    with pytest.raises(ConnectionError):
-        park(Broken(), QUEUE, parked())
+    assert park(NoId(), QUEUE, parked()) == ""
+    with pytest.raises(RuntimeError, match="SQS is unavailable"):  # raised to the caller, which answers 5xx
+        park(FakeSqs(failing_queues=[QUEUE]), QUEUE, parked())

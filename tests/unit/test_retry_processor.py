@@ -10,22 +10,23 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+import requests
 
 from dodo_cio.configuration.settings import Secrets, Settings
 from dodo_cio.delivery.backoff import BackoffPolicy
 from dodo_cio.delivery.destination import Credentials
 from dodo_cio.delivery.parking import ParkedDelivery
-from dodo_cio.delivery.track import DeliveryResult, OpResult
+from dodo_cio.delivery.track import TrackClient
 from dodo_cio.platform.env import ConfigError
 from dodo_cio.retry import service as service_module
 from dodo_cio.retry.service import RetryProcessor, RetryService
-from dodo_cio.retry.verdicts import SqsRecord, batch_response, failed_message_ids
+from dodo_cio.retry.verdicts import SqsRecord, failed_message_ids
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.emf import emitted_metrics
 from support.fake_sqs import FakeSqs
@@ -52,60 +53,26 @@ ENV = {
 }
 
 
-# -- fakes ------------------------------------------------------------------------------------
+# -- the sender: the real Track client over support.g3_track's session -------------------------
 
 
-Answer = Callable[[Sequence[dict[str, Any]]], DeliveryResult]
+def track(session: TrackSession) -> TrackClient:
+    return TrackClient(TRACK, "site-1", "key-1", session=session)
 
 
-class FakeSender:
-    """Answers each request with the next scripted answer (the last one repeats); records the ops."""
-
-    def __init__(self, *answers: Answer) -> None:
-        self.answers = list(answers)
-        self.requests: list[list[dict[str, Any]]] = []
-
-    def send(self, ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        self.requests.append(list(ops))
-        answer = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        return answer(ops)
+def refused_207(*indexes: int) -> TrackAnswer:
+    """A 207 naming the items at `indexes` as refused (reason "HTTP 207: bad <index>"), the rest accepted."""
+    errors = [{"batch_index": i, "message": f"bad {i}"} for i in indexes]
+    return TrackAnswer(207, json.dumps({"errors": errors}).encode())
 
 
-def every_op(outcome: str, status: int | None, reason: str = "", retry_after: float | None = None) -> Answer:
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        return DeliveryResult(tuple(OpResult(outcome, reason) for _ in ops), status, retry_after)  # type: ignore[arg-type]
-
-    return answer
+def retry_after(seconds: int) -> TrackAnswer:
+    return TrackAnswer(429, headers={"Retry-After": str(seconds)})
 
 
-OK = every_op("delivered", 200)
-
-
-def partial_207(failures: dict[int, str]) -> Answer:
-    """A 207 naming some batch indexes as rejected, the rest accepted."""
-
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        return DeliveryResult(
-            tuple(
-                OpResult("permanent", failures[i]) if i in failures else OpResult("delivered") for i in range(len(ops))
-            ),
-            207,
-        )
-
-    return answer
-
-
-def by_op(statuses: dict[str, tuple[str, int | None]], max_ops: int = 1) -> Answer:
-    """413 for requests of more than `max_ops` ops; otherwise each op's outcome by its id."""
-
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        if len(ops) > max_ops:
-            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
-        fates = [statuses.get(o["id"], ("delivered", 200)) for o in ops]
-        results = tuple(OpResult(outcome, f"HTTP {status}") for outcome, status in fates)  # type: ignore[arg-type]
-        return DeliveryResult(results, fates[0][1])
-
-    return answer
+def sent(session: TrackSession) -> list[list[dict[str, Any]]]:
+    """The ops of each request, in order."""
+    return [ops for _, ops, *_ in session.requests]
 
 
 # -- builders ---------------------------------------------------------------------------------
@@ -146,9 +113,6 @@ def test_sqs_record_from_lambda(attributes: dict[str, str] | None, expected: int
     assert SqsRecord.from_lambda(raw) == SqsRecord("m-1", "rh-1", "{}", expected)
 
 
-# -- delivered --------------------------------------------------------------------------------
-
-
 # -- permanent failures -----------------------------------------------------------------------
 
 
@@ -156,21 +120,21 @@ def test_207_dead_letters_the_named_messages_with_only_their_failed_ops() -> Non
     sqs = FakeSqs()
     a, b, c = parked("a", attempts=1), parked("b", 2, attempts=3), parked("c")
     # Request order: a0, b0, b1, c0. Index 2 is b's second op.
-    sender = FakeSender(partial_207({2: "HTTP 207: attributes.plan; invalid value"}))
+    session = TrackSession(scripted=[refused_207(2)])
     records = [record("a", a), record("b", b, receive_count=4), record("c", c)]
-    outcomes = processor(sqs).process(records, sender)
+    outcomes = processor(sqs).process(records, track(session))
 
-    assert len(sender.requests) == 1
+    assert len(session.requests) == 1
     assert [o.verdict for o in outcomes] == ["delivered", "dead_letter", "delivered"]
     dead = outcome_of(outcomes, "id-b")
-    assert dead.reason == "HTTP 207: attributes.plan; invalid value"
+    assert dead.reason == "HTTP 207: bad 2"
     assert dead.delivered_ops == 1
 
     (message,) = sqs.sent_to(DLQ_URL)
     body = ParkedDelivery.from_json(message["MessageBody"])
     assert body.ops == [b.ops[1]], "only the failed op"
     assert body.last_error.kind == "permanent"
-    assert body.last_error.reason == "HTTP 207: attributes.plan; invalid value"
+    assert body.last_error.reason == "HTTP 207: bad 2"
     assert body.last_error.status == 207
     assert body.last_error.at == 1_800_000_000
     assert body.attempts == 3 + 4
@@ -185,30 +149,30 @@ def test_207_dead_letters_the_named_messages_with_only_their_failed_ops() -> Non
 @pytest.mark.parametrize(
     ("answer", "reason", "status"),
     [
-        pytest.param(partial_207({0: "HTTP 207: bad", 1: "HTTP 207: worse"}), "HTTP 207: bad", 207, id="207-every-op"),
-        pytest.param(every_op("permanent", 400, "HTTP 400"), "HTTP 400", 400, id="400"),
+        pytest.param(refused_207(0, 1), "HTTP 207: bad 0", 207, id="207-every-op"),
+        pytest.param(TrackAnswer(400), "HTTP 400", 400, id="400"),
     ],
 )
-def test_a_message_refused_whole_is_dead_lettered_whole(answer: Answer, reason: str, status: int) -> None:
+def test_a_message_refused_whole_is_dead_lettered_whole(answer: TrackAnswer, reason: str, status: int) -> None:
     sqs = FakeSqs()
     p = parked("a", 2, attempts=1)
-    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(answer))
+    outcomes = processor(sqs).process([record("a", p, 2)], track(TrackSession(scripted=[answer])))
     assert outcomes[0].verdict == "dead_letter"
     (body,) = dlq_bodies(sqs)
     assert (body.ops, body.attempts, body.last_error.reason, body.last_error.status) == (p.ops, 3, reason, status)
 
 
 @pytest.mark.parametrize(
-    ("body", "answer"),
+    ("body", "status"),
     [
-        pytest.param(parked("a"), every_op("permanent", 400, "HTTP 400"), id="permanent"),
-        pytest.param(parked("a", first_seen=NOW - 40 * HOUR), every_op("transient", 503, "HTTP 503"), id="expired"),
-        pytest.param("{", OK, id="unreadable"),
+        pytest.param(parked("a"), 400, id="permanent"),
+        pytest.param(parked("a", first_seen=NOW - 40 * HOUR), 503, id="expired"),
+        pytest.param("{", 200, id="unreadable"),
     ],
 )
-def test_a_message_the_dlq_did_not_take_stays_for_retry(body: ParkedDelivery | str, answer: Answer) -> None:
+def test_a_message_the_dlq_did_not_take_stays_for_retry(body: ParkedDelivery | str, status: int) -> None:
     sqs = FakeSqs(failing_queues=[DLQ_URL])
-    outcomes = processor(sqs).process([record("a", body)], FakeSender(answer))
+    outcomes = processor(sqs).process([record("a", body)], track(TrackSession(default=status)))
     assert outcomes[0].verdict == "retry"
     assert failed_message_ids(outcomes) == {"id-a"}
     assert sqs.sent == []
@@ -219,16 +183,22 @@ def test_a_message_the_dlq_did_not_take_stays_for_retry(body: ParkedDelivery | s
 
 
 @pytest.mark.parametrize(
-    ("status", "reason"),
-    [(500, "HTTP 500"), (503, "HTTP 503: busy"), (429, "HTTP 429"), (None, "timeout: ReadTimeout")],
+    ("answer", "reason"),
+    [
+        (TrackAnswer(500), "HTTP 500"),
+        (TrackAnswer(503, b"busy"), "HTTP 503: busy"),
+        (TrackAnswer(429), "HTTP 429"),
+        (requests.ReadTimeout("read timed out"), "timeout: ReadTimeout"),
+    ],
+    ids=["500", "503", "429", "timeout"],
 )
-def test_transient_failures_are_retried_with_the_backoff_of_each_message(status: int | None, reason: str) -> None:
+def test_transient_failures_are_retried_with_the_backoff_of_each_message(answer: Any, reason: str) -> None:
     sqs = FakeSqs()
     # attempts + receive count: a -> 1 + 1 = 2 (ceiling 60), b -> 4 + 3 = 7 (ceiling 900),
     # c -> 2 + 2 = 4 (ceiling 240). rng() = 0.5 waits half the ceiling.
     a, b, c = parked("a", attempts=1), parked("b", attempts=4), parked("c", 2, attempts=2)
     records = [record("a", a, 1), record("b", b, 3), record("c", c, 2)]
-    outcomes = processor(sqs, rng=0.5).process(records, FakeSender(every_op("transient", status, reason)))
+    outcomes = processor(sqs, rng=0.5).process(records, track(TrackSession(scripted=[answer])))
     assert [o.verdict for o in outcomes] == ["retry"] * 3
     assert [sqs.delay_for(f"rh-{t}", RETRY_URL) for t in "abc"] == [30, 450, 120]
     assert [o.delay for o in outcomes] == [30, 450, 120]
@@ -237,30 +207,31 @@ def test_transient_failures_are_retried_with_the_backoff_of_each_message(status:
     assert sqs.sent == [], "a retried message is neither re-sent nor dead-lettered"
 
 
+WAITS_60_AND_300 = TrackSession(scripted=[TrackAnswer(413), retry_after(60), retry_after(300)])  # one op each
+CONFIG_AND_503 = TrackSession({"op_a0": 401, "op_a1": 503}, max_ops=1)
+
+
 @pytest.mark.parametrize(
-    ("attempts", "delay"),
-    [pytest.param(1, 120, id="raises-a-jittered-30"), pytest.param(9, 450, id="never-shortens-a-longer-backoff")],
+    ("n_ops", "attempts", "rng", "session", "delay"),
+    [
+        pytest.param(1, 1, 0.5, TrackSession(scripted=[retry_after(120)]), 120, id="retry-after-raises-a-jittered-30"),
+        pytest.param(1, 9, 0.5, TrackSession(scripted=[retry_after(120)]), 450, id="retry-after-never-shortens"),
+        pytest.param(2, 1, 0.0, WAITS_60_AND_300, 300, id="the-longest-retry-after-of-a-message-wins"),
+        pytest.param(2, 1, 0.5, CONFIG_AND_503, 30, id="config-beside-transient-backs-off-as-transient-not-the-cap"),
+    ],
 )
-def test_429_retry_after_is_a_floor_on_the_delay(attempts: int, delay: int) -> None:
+def test_the_delay_of_a_retried_message(
+    n_ops: int, attempts: int, rng: float, session: TrackSession, delay: int
+) -> None:
     sqs = FakeSqs()
-    answer = every_op("transient", 429, "HTTP 429", retry_after=120)
-    outcomes = processor(sqs, rng=0.5).process([record("a", parked("a", attempts=attempts))], FakeSender(answer))
+    outcomes = processor(sqs, rng=rng).process([record("a", parked("a", n_ops, attempts=attempts))], track(session))
     assert outcomes[0].verdict == "retry"
     assert sqs.delay_for("rh-a", RETRY_URL) == delay
 
 
-def test_a_mix_of_config_and_transient_ops_backs_off_as_transient() -> None:
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=1)
-    answer = by_op({"op_a0": ("config", 401), "op_a1": ("transient", 503)}, max_ops=1)
-    outcomes = processor(sqs, rng=0.5).process([record("a", p)], FakeSender(answer))
-    assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a", RETRY_URL) == 30  # attempt 2, not the config cap
-
-
 def test_visibility_change_failing_still_retries() -> None:
     sqs = FakeSqs(visibility_fails=True)
-    outcomes = processor(sqs).process([record("a", parked("a"))], FakeSender(every_op("transient", 503, "HTTP 503")))
+    outcomes = processor(sqs).process([record("a", parked("a"))], track(TrackSession(default=503)))
     assert outcomes[0].verdict == "retry"
     assert outcomes[0].delay is None  # the queue's own visibility timeout brings it back
     assert failed_message_ids(outcomes) == {"id-a"}
@@ -270,44 +241,33 @@ def test_visibility_change_failing_still_retries() -> None:
 # -- horizons ---------------------------------------------------------------------------------
 
 
-def test_transient_failure_past_36_hours_is_dead_lettered() -> None:
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=250, first_seen=NOW - 37 * HOUR)
-    outcomes = processor(sqs).process([record("a", p, 2)], FakeSender(every_op("transient", 503, "HTTP 503")))
-    (outcome,) = outcomes
-    assert outcome.verdict == "dead_letter"
-    assert outcome.reason.startswith("gave up after")
-    assert "37.0 h" in outcome.reason and "HTTP 503" in outcome.reason
-    (body,) = dlq_bodies(sqs)
-    assert body.ops == p.ops
-    assert body.last_error.reason == outcome.reason
-    assert body.last_error.kind == "transient"
-    assert body.attempts == 252
-    assert body.last_error.at == int(NOW)
-    assert sqs.visibility == []
+KIND = {503: "transient", 401: "config"}
 
 
 @pytest.mark.parametrize(
-    ("answer", "age", "delay"),
+    ("status", "age", "delay", "gave_up"),
     [
-        pytest.param(every_op("transient", 503, "HTTP 503"), 35 * HOUR, 450, id="transient-inside-36h"),
-        pytest.param(every_op("config", 401, "HTTP 401"), 6 * 24 * HOUR, CAP, id="config-past-36h-inside-7d"),
-        pytest.param(every_op("config", 401, "HTTP 401"), 7 * 24 * HOUR + 60, None, id="config-past-7d"),
+        pytest.param(503, 35 * HOUR, 450, None, id="transient-inside-36h"),
+        pytest.param(503, 37 * HOUR, None, "gave up after 37.0 h: HTTP 503: status 503", id="transient-past-36h"),
+        pytest.param(401, 6 * 24 * HOUR, CAP, None, id="config-past-36h-inside-7d"),
+        pytest.param(401, 7 * 24 * HOUR + 60, None, "gave up after 168.0 h: HTTP 401: status 401", id="config-past-7d"),
     ],
 )
-def test_the_horizon_is_36_hours_or_7_days_for_config_errors(answer: Answer, age: int, delay: int | None) -> None:
+def test_the_horizon_is_36_hours_or_7_days_for_config_errors(
+    status: int, age: int, delay: int | None, gave_up: str | None
+) -> None:
     sqs = FakeSqs()
-    outcomes = processor(sqs, rng=0.5).process(
-        [record("a", parked("a", attempts=100, first_seen=NOW - age))], FakeSender(answer)
-    )
-    if delay is not None:
+    p = parked("a", 2, attempts=100, first_seen=NOW - age)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p, 2)], track(TrackSession(default=status)))
+    if gave_up is None:
         assert outcomes[0].verdict == "retry" and sqs.sent == []
         assert sqs.delay_for("rh-a", RETRY_URL) == delay
     else:
-        assert outcomes[0].verdict == "dead_letter"
+        assert (outcomes[0].verdict, outcomes[0].reason) == ("dead_letter", gave_up)
         (body,) = dlq_bodies(sqs)
-        assert body.last_error.kind == "config"
-        assert body.last_error.reason.startswith("gave up after 168.0 h")
+        assert (body.ops, body.attempts, body.last_error.at) == (p.ops, 102, int(NOW))
+        assert (body.last_error.kind, body.last_error.reason) == (KIND[status], gave_up)
+        assert sqs.visibility == []
 
 
 # -- unreadable bodies ------------------------------------------------------------------------
@@ -326,12 +286,12 @@ def test_the_horizon_is_36_hours_or_7_days_for_config_errors(answer: Answer, age
 )
 def test_unreadable_body_goes_to_the_dlq_untouched(body: str) -> None:
     sqs = FakeSqs()
-    sender = FakeSender(OK)
+    session = TrackSession()
     good = parked("good")
-    outcomes = processor(sqs).process([record("bad", body), record("good", good)], sender)
+    outcomes = processor(sqs).process([record("bad", body), record("good", good)], track(session))
     assert outcome_of(outcomes, "id-bad").verdict == "dead_letter"
     assert outcome_of(outcomes, "id-good").verdict == "delivered"
-    assert sender.requests == [good.ops], "the unreadable message sends nothing"
+    assert sent(session) == [good.ops], "the unreadable message sends nothing"
     (message,) = sqs.sent_to(DLQ_URL)
     assert message["MessageBody"] == (body or "(empty)")
     attributes = message["MessageAttributes"]
@@ -341,51 +301,38 @@ def test_unreadable_body_goes_to_the_dlq_untouched(body: str) -> None:
     assert outcome_of(outcomes, "id-bad").reason == attributes["reason"]["StringValue"]
 
 
-def test_outcomes_follow_the_records_order_and_the_batch_response_names_only_retries() -> None:
-    # The unreadable body is judged first (its DLQ send fails), but its outcome keeps its place.
-    sqs = FakeSqs(failing_queues=[DLQ_URL])
-    sender = FakeSender(by_op({"op_c0": ("transient", 503)}, max_ops=10))
-    records = [record("a", parked("a")), record("bad", "{"), record("c", parked("c")), record("d", parked("d"))]
-    outcomes = processor(sqs).process(records, sender)
-    assert [o.record.message_id for o in outcomes] == ["id-a", "id-bad", "id-c", "id-d"]
-    assert [o.verdict for o in outcomes] == ["delivered", "retry", "retry", "delivered"]
-    assert batch_response(outcomes) == {"batchItemFailures": [{"itemIdentifier": "id-bad"}, {"itemIdentifier": "id-c"}]}
-
-
 # -- partial deliveries -----------------------------------------------------------------------
 
 
-def test_half_delivered_message_is_reparked_with_the_remaining_ops() -> None:
+@pytest.mark.parametrize(
+    ("waiting", "kind", "status", "attempts", "delay"),
+    [
+        pytest.param(1, "transient", 503, 2, 240, id="transient-attempt-5"),  # + receive count 3: ceiling 480, 0.5
+        pytest.param(0, "config", 401, 20, CAP, id="config-waits-the-cap-no-more"),  # SQS's maximum delay
+    ],
+)
+def test_half_delivered_message_is_reparked_with_the_remaining_ops(
+    waiting: int, kind: str, status: int, attempts: int, delay: int
+) -> None:
     sqs = FakeSqs()
-    p = parked("a", 2, attempts=2)  # + receive count 3 = attempt 5: ceiling 480, 0.5 -> 240
-    sender = FakeSender(by_op({"op_a1": ("transient", 503)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.5).process([record("a", p, 3)], sender)
-    assert [len(r) for r in sender.requests] == [2, 1, 1]  # 413, then each half
+    p = parked("a", 2, attempts=attempts)
+    session = TrackSession({f"op_a{waiting}": status}, max_ops=1)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p, 3)], track(session))
+    assert [len(ops) for ops in sent(session)] == [2, 1, 1]  # 413, then each half
     (outcome,) = outcomes
     assert outcome.verdict == "repark"
     assert outcome.delivered_ops == 1
     assert failed_message_ids(outcomes) == set(), "the original is deleted, not retried"
     assert sqs.visibility == []
     (message,) = sqs.sent_to(RETRY_URL)
-    assert message["DelaySeconds"] == 240
+    assert message["DelaySeconds"] == delay
     body = ParkedDelivery.from_json(message["MessageBody"])
-    assert body.ops == [p.ops[1]]
-    assert body.attempts == 5
+    assert body.ops == [p.ops[waiting]]
+    assert body.attempts == attempts + 3
     assert body.first_seen == p.first_seen, "the horizon still counts from the first sighting"
-    assert (body.last_error.kind, body.last_error.status) == ("transient", 503)
-    assert message["MessageAttributes"]["error_kind"]["StringValue"] == "transient"
+    assert (body.last_error.kind, body.last_error.status) == (kind, status)
+    assert message["MessageAttributes"]["error_kind"]["StringValue"] == kind
     assert sqs.sent_to(DLQ_URL) == []
-
-
-def test_repark_delay_never_exceeds_sqs_maximum() -> None:
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=20)
-    sender = FakeSender(by_op({"op_a0": ("config", 401)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.99).process([record("a", p)], sender)
-    assert outcomes[0].verdict == "repark"
-    (message,) = sqs.sent_to(RETRY_URL)
-    assert message["DelaySeconds"] == 900
-    assert ParkedDelivery.from_json(message["MessageBody"]).ops == [p.ops[0]]
 
 
 @pytest.mark.parametrize(
@@ -400,8 +347,8 @@ def test_repark_delay_never_exceeds_sqs_maximum() -> None:
 def test_permanent_and_waiting_ops_part_ways(ops: int, waiting: str, delivered: int) -> None:
     sqs = FakeSqs()
     p = parked("a", ops, attempts=1)
-    sender = FakeSender(by_op({"op_a0": ("permanent", 400), waiting: ("transient", 503)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
+    session = TrackSession({"op_a0": 400, waiting: 503}, max_ops=1)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p)], track(session))
     assert [(o.verdict, o.delivered_ops) for o in outcomes] == [("repark", delivered)]
     (dead,) = dlq_bodies(sqs)
     assert dead.ops == [p.ops[0]] and dead.last_error.kind == "permanent"
@@ -411,26 +358,10 @@ def test_permanent_and_waiting_ops_part_ways(ops: int, waiting: str, delivered: 
     assert failed_message_ids(outcomes) == set()
 
 
-def test_the_longest_retry_after_of_a_message_wins() -> None:
-    sqs = FakeSqs()
-    p = parked("a", 2, attempts=1)
-
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        if len(ops) > 1:
-            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
-        wait = {"op_a0": 60.0, "op_a1": 300.0}[ops[0]["id"]]
-        return DeliveryResult((OpResult("transient", "HTTP 429"),), 429, wait)
-
-    outcomes = processor(sqs, rng=0.0).process([record("a", p)], FakeSender(answer))
-    assert outcomes[0].verdict == "retry"
-    assert sqs.delay_for("rh-a", RETRY_URL) == 300
-
-
 def test_repark_failing_falls_back_to_retrying_the_whole_message() -> None:
     sqs = FakeSqs(failing_queues=[RETRY_URL])
     p = parked("a", 2, attempts=1)
-    sender = FakeSender(by_op({"op_a1": ("transient", 503)}, max_ops=1))
-    outcomes = processor(sqs, rng=0.5).process([record("a", p)], sender)
+    outcomes = processor(sqs, rng=0.5).process([record("a", p)], track(TrackSession({"op_a1": 503}, max_ops=1)))
     assert outcomes[0].verdict == "retry"
     assert sqs.delay_for("rh-a", RETRY_URL) == 30
     assert failed_message_ids(outcomes) == {"id-a"}
@@ -444,9 +375,9 @@ def test_a_message_spread_over_two_requests_is_reparked_with_the_undelivered_par
     # The largest prefix of ops that fits in one request, found independently of the planner.
     fits = max(k for k in range(1, 21) if wire_bytes(big.ops[:k]) < 500_000)
     assert 1 < fits < 20
-    sender = FakeSender(OK, every_op("transient", 503, "HTTP 503"))
-    outcomes = processor(sqs, rng=0.5).process([record("big", big)], sender)
-    assert [len(r) for r in sender.requests] == [fits, 20 - fits]
+    session = TrackSession(scripted=[TrackAnswer(200)], default=503)
+    outcomes = processor(sqs, rng=0.5).process([record("big", big)], track(session))
+    assert [len(ops) for ops in sent(session)] == [fits, 20 - fits]
     (outcome,) = outcomes
     assert outcome.verdict == "repark"
     assert outcome.delivered_ops == fits
@@ -457,16 +388,10 @@ def test_a_message_spread_over_two_requests_is_reparked_with_the_undelivered_par
 def test_207_indexes_are_relative_to_each_half_after_a_413() -> None:
     sqs = FakeSqs()
     a, b, c = parked("a"), parked("b"), parked("c", 2)
-
-    def answer(ops: Sequence[dict[str, Any]]) -> DeliveryResult:
-        if len(ops) > 2:
-            return DeliveryResult(tuple(OpResult("transient", "HTTP 413") for _ in ops), 413)
-        return partial_207({1: "HTTP 207: second item rejected"})(ops)
-
-    sender = FakeSender(answer)
-    outcomes = processor(sqs).process([record("a", a), record("b", b), record("c", c)], sender)
+    session = TrackSession(scripted=[TrackAnswer(413), refused_207(1), refused_207(1)])
+    outcomes = processor(sqs).process([record("a", a), record("b", b), record("c", c)], track(session))
     # [a0 b0 c0 c1] -> 413 -> [a0 b0] and [c0 c1]; index 1 of each half is b0 and c1.
-    assert [[o["id"] for o in r] for r in sender.requests] == [
+    assert [[o["id"] for o in ops] for ops in sent(session)] == [
         ["op_a0", "op_b0", "op_c0", "op_c1"],
         ["op_a0", "op_b0"],
         ["op_c0", "op_c1"],
@@ -478,14 +403,26 @@ def test_207_indexes_are_relative_to_each_half_after_a_413() -> None:
 # -- a whole outage, driven through the processor ---------------------------------------------
 
 
-def test_outage_longer_than_the_horizon_ends_in_the_dlq_well_before_the_receive_backstop() -> None:
-    """Redeliver one message after each visibility delay until the processor gives up on it."""
+@pytest.mark.parametrize(
+    ("status", "horizon", "fewest", "most"),
+    [
+        # Mean wait at the cap is 450 s: about 129600 / 450 = 288 receives.
+        pytest.param(503, 36 * HOUR, 201, 399, id="transient-36h"),
+        # Every wait is the full 900 s cap (+ 1 s for the run): after 672 waits 604800 s have passed.
+        pytest.param(401, 7 * 24 * HOUR, 673, 673, id="config-7d"),
+    ],
+)
+def test_outage_longer_than_the_horizon_ends_in_the_dlq_well_before_the_receive_backstop(
+    status: int, horizon: int, fewest: int, most: int
+) -> None:
+    """Redeliver one message after each visibility delay until the processor gives up on it; the template's
+    maxReceiveCount backstop (1000) must never be what ends a delivery."""
     rng = random.Random(42)
     clock = {"now": NOW}
     sqs = FakeSqs()
     proc = RetryProcessor(sqs, RETRY_URL, DLQ_URL, clock=lambda: clock["now"], rng=rng.random)
     p = parked("a", attempts=1, first_seen=NOW)
-    sender = FakeSender(every_op("transient", 503, "HTTP 503"))
+    sender = track(TrackSession(default=status))
     receives = 0
     while True:
         receives += 1
@@ -496,20 +433,17 @@ def test_outage_longer_than_the_horizon_ends_in_the_dlq_well_before_the_receive_
         assert receives < 1000
     print(f"dead-lettered after {receives} receives, {(clock['now'] - NOW) / HOUR:.1f} h")
     assert outcome.verdict == "dead_letter"
-    assert 36 * HOUR <= clock["now"] - NOW <= 36 * HOUR + CAP + 1
+    assert horizon <= clock["now"] - NOW <= horizon + CAP + 1
     (body,) = dlq_bodies(sqs)
     assert body.attempts == 1 + receives
-    # Mean wait at the cap is 450 s, about 129600 / 450 = 288 receives; the template's maxReceiveCount
-    # backstop (1000) must never be what ends a delivery.
-    assert 200 < receives < 400
+    assert fewest <= receives <= most
 
 
 # -- RetryService and the retry Lambda handler: fakes ------------------------------------------
 
 
 class FakeSecrets:
-    def __init__(self, site_id: str | None = "site-1", api_key: str | None = "key-1") -> None:
-        self.value: tuple[str | None, str | None] | ConfigError = (site_id, api_key)
+    value: tuple[str | None, str | None] | ConfigError = ("site-1", "key-1")  # a test may set its own
 
     def delivery_credentials(self) -> Credentials:
         """As `SecretStore.delivery_credentials` for a Track deployment: ConfigError when missing."""
@@ -518,19 +452,12 @@ class FakeSecrets:
         return Secrets((), *self.value).delivery_credentials()
 
 
-class FakeMetrics:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any, float]] = []
+class FakeMetrics(dict[str, float]):
+    """Each metric's total (every one a count)."""
 
     def add_metric(self, name: str, unit: Any, value: float) -> None:
-        self.calls.append((name, unit, value))
-
-    def totals(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, unit, value in self.calls:
-            assert unit == "Count"
-            out[name] = out.get(name, 0) + value
-        return out
+        assert unit == "Count"
+        self[name] = self.get(name, 0) + value
 
 
 class FakeLogger:
@@ -606,7 +533,7 @@ def test_one_paced_request_delivers_the_whole_batch_without_touching_sqs() -> No
     assert path == "/batch"
     assert [o["id"] for o in ops] == ["op_a0", "op_a1", "op_b0", "op_c0", "op_c1", "op_c2"]
     assert headers["Authorization"] == "Basic " + base64.b64encode(b"site-1:key-1").decode()
-    assert h.metrics.totals() == {"RetryRequests": 1, "RetryDelivered": 3}
+    assert h.metrics == {"RetryRequests": 1, "RetryDelivered": 3}
     assert h.limiter.acquired == 1
     assert h.sqs.sent == [] and h.sqs.visibility == []
 
@@ -624,7 +551,7 @@ def test_missing_credentials_retry_everything_with_the_cap(secret: Any) -> None:
     assert [o.verdict for o in outcomes] == ["retry", "retry"]
     assert [h.sqs.delay_for("rh-a", RETRY_URL), h.sqs.delay_for("rh-b", RETRY_URL)] == [CAP, CAP]
     assert h.session.requests == [] and h.sessions_made == 0
-    assert h.metrics.totals() == {"ConfigError": 1, "RetryRequests": 0, "RetryScheduled": 2}
+    assert h.metrics == {"ConfigError": 1, "RetryRequests": 0, "RetryScheduled": 2}
     missing = "Customer.io credentials are missing in SSM (customerio-site-id, customerio-api-key)"
     expected = str(secret) if isinstance(secret, ConfigError) else missing
     assert {o.reason for o in outcomes} == {expected}
@@ -732,8 +659,8 @@ def test_mixed_fates_count_every_request_and_verdict(retry_app: ModuleType, caps
     [
         pytest.param(TrackSession(scripted=[TrackAnswer(503, b"down")]), False, "abc", "abc", id="all-failed-no-raise"),
         pytest.param(TrackSession(), False, "ab", "", id="all-delivered"),
-        # An unreadable body the DLQ did not take must stay on the queue: named, in its place.
-        pytest.param(TrackSession({"op_c0": 503}, max_ops=1), True, "a-c", ["bad", "c"], id="unreadable-dlq-down"),
+        # An unreadable body (judged first) the DLQ did not take must stay on the queue: named, in its place.
+        pytest.param(TrackSession({"op_c0": 503}, max_ops=1), True, "ac-d", ["c", "bad"], id="unreadable-dlq-down"),
         pytest.param(TrackSession(), False, "-a", "", id="unreadable-dead-lettered"),
         pytest.param(TrackSession(), False, "", "", id="no-records"),
     ],
