@@ -1,24 +1,16 @@
 """Hostile input through the real ingest handler: never a 5xx, never an invalid Customer.io request.
 
-Hypothesis drives `bridge.invoke(event)` (the Lambda handler in-process, moto for AWS, the Track
-sandbox on loopback) with random bodies, random JSON, random headers and, for every Dodo event
-type, sample payloads whose fields were replaced by random values of random types. Whatever comes
-in, the answer is a 2xx/4xx, and every request the sandbox received was answered 2xx and passes
-the Track v2 contract (strict JSON, the derived schema and the published limits). A 202 is allowed
-only for what no adjustment can make valid (an identifier over 150 bytes, dead-lettered at once)
-and for a signed body the bridge cannot read, which must then be on the quarantine queue byte for
-byte with nothing sent (dodo_cio.receiving.quarantine); headers that fail verification are a 401 (413
-when the body is too large), while a validly signed delivery with odd but legal headers is the
-control group and must be delivered.
+Hypothesis drives the Lambda handler in-process (moto for AWS, the Track sandbox on loopback) with random
+bodies, JSON, headers and, for every Dodo event type, sample payloads whose fields were replaced by random
+values (aimed at the fields the mapping reads half of the time; edge values included: huge and negative
+amounts, bare `1e400`/`NaN` tokens, dates past 5138, reserved attribute names, byte limits, lone
+surrogates). Whatever comes in, the answer is a 2xx/4xx and every request the sandbox received was answered
+2xx and passes the Track v2 contract. A 202 is allowed only for what no adjustment can make valid
+(dead-lettered at once) and for a signed body the bridge cannot read (then quarantined byte for byte,
+nothing sent); bad headers are a 401 (413 when the body is too large), and a validly signed delivery with
+odd but legal headers is the control group and must be delivered.
 
-Values are aimed at the fields the mapping reads half of the time, and include edge values (huge
-and negative amounts, bare `1e400`/`NaN` tokens, dates past the year 5138, Customer.io's reserved
-attribute names, 150/1000/32768-byte limits) as well as arbitrary unicode, lone surrogates
-included (sent escaped).
-
-The bridge fixture (moto, state table, SSM) is built once per test function, so each function runs
-many examples against one warm container; every example gets a fresh webhook id (the state table
-deduplicates on it) and a reset sandbox.
+The bridge is built once per test function: each example gets a fresh webhook id and a reset sandbox.
 """
 
 from __future__ import annotations
@@ -205,15 +197,87 @@ TEXT = st.one_of(
     # Long strings, to cross every byte limit (1000-byte values, 150-byte identifiers, 32 KB ops).
     st.builds(lambda s, n: s * n, st.text(ANY_CHAR, min_size=1, max_size=4), st.integers(40, 2500)),
 )
+EDGE_INTS = [0, -1, -4900, 2**31, 2**53 + 1, 2**63, -(2**63) - 1, 2**64, 10**18, 10**19, 10**308, 10**311, 10**400]
+EDGE_FLOATS = [-0.0, 0.1, 1e308, -1e308, 5e-324, 49.99, 1e20]
+EDGE_NUMBERS = [*EDGE_INTS, -(10**400), *EDGE_FLOATS]
 NUMBERS = st.one_of(
     st.integers(),
     st.integers(min_value=-(10**40), max_value=10**40),
-    st.sampled_from([0, -1, -4900, 2**31, 2**53 + 1, 2**63, -(2**63) - 1, 2**64, 10**18, 10**19, 10**308, 10**400]),
+    st.sampled_from(EDGE_INTS),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from([-0.0, 0.1, 1e308, -1e308, 5e-324, 49.99, 1e20]),
+    st.sampled_from(EDGE_FLOATS),
 )
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
-SPECIAL_KEYS = [
+# Fields the default mapping reads: mutations aim at them half of the time.
+MAPPED_KEYS = frozenset(
+    [
+        "activations_limit",
+        "actor_type",
+        "amount",
+        "app_user_id",
+        "billing",
+        "cancel_at_next_billing_date",
+        "cancellation_comment",
+        "cancellation_feedback",
+        "cancelled_at",
+        "cancelled_by",
+        "card_last_four",
+        "card_network",
+        "card_type",
+        "charge_type",
+        "country",
+        "created_at",
+        "currency",
+        "customer",
+        "customer_id",
+        "dispute_id",
+        "dispute_stage",
+        "dispute_status",
+        "effective_at",
+        "email",
+        "error_code",
+        "error_message",
+        "expires_at",
+        "id",
+        "instances_count",
+        "invoice_id",
+        "is_partial",
+        "is_update_payment_method",
+        "key",
+        "metadata",
+        "name",
+        "next_billing_date",
+        "on_demand",
+        "past_due_ends_at",
+        "paused_at",
+        "payment_frequency_count",
+        "payment_frequency_interval",
+        "payment_id",
+        "payment_link",
+        "payment_method",
+        "phone_number",
+        "previous_billing_date",
+        "product_cart",
+        "product_id",
+        "quantity",
+        "reason",
+        "recurring_pre_tax_amount",
+        "refund_id",
+        "remarks",
+        "retry_attempt",
+        "scheduled_change",
+        "settlement_amount",
+        "settlement_currency",
+        "source",
+        "status",
+        "subscription_id",
+        "tax",
+        "tax_inclusive",
+        "total_amount",
+        "trial_period_days",
+    ]
+)
+SPECIAL_KEYS = [  # besides MAPPED_KEYS
     # Track v2 keys with a meaning of their own, wherever they might land.
     "recipient",
     "from_address",
@@ -231,21 +295,6 @@ SPECIAL_KEYS = [
     "name",
     "type",
     "action",
-    # Dodo fields the mapping reads.
-    "metadata",
-    "customer",
-    "customer_id",
-    "amount",
-    "currency",
-    "total_amount",
-    "created_at",
-    "expires_at",
-    "next_billing_date",
-    "scheduled_change",
-    "cancelled_by",
-    "product_cart",
-    "billing",
-    "card_last_four",
     # Things that must never be forwarded.
     "key",
     "api_key",
@@ -262,7 +311,7 @@ SPECIAL_KEYS = [
     "__proto__",
     "x.y",
 ]
-KEYS = st.one_of(st.sampled_from(SPECIAL_KEYS), st.text(ANY_CHAR, max_size=20))
+KEYS = st.one_of(st.sampled_from([*SPECIAL_KEYS, *sorted(MAPPED_KEYS)]), st.text(ANY_CHAR, max_size=20))
 VALUES = st.recursive(
     SCALARS,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(KEYS, children, max_size=4),
@@ -565,107 +614,18 @@ def _at(doc: Any, path: tuple[Any, ...]) -> Any:
     return doc
 
 
-# Fields the default mapping reads: mutations aim at them half of the time.
-MAPPED_KEYS = frozenset(
-    [
-        "activations_limit",
-        "actor_type",
-        "amount",
-        "app_user_id",
-        "billing",
-        "cancel_at_next_billing_date",
-        "cancellation_comment",
-        "cancellation_feedback",
-        "cancelled_at",
-        "cancelled_by",
-        "card_last_four",
-        "card_network",
-        "card_type",
-        "charge_type",
-        "country",
-        "created_at",
-        "currency",
-        "customer",
-        "customer_id",
-        "dispute_id",
-        "dispute_stage",
-        "dispute_status",
-        "effective_at",
-        "email",
-        "error_code",
-        "error_message",
-        "expires_at",
-        "id",
-        "instances_count",
-        "invoice_id",
-        "is_partial",
-        "is_update_payment_method",
-        "key",
-        "metadata",
-        "name",
-        "next_billing_date",
-        "on_demand",
-        "past_due_ends_at",
-        "paused_at",
-        "payment_frequency_count",
-        "payment_frequency_interval",
-        "payment_id",
-        "payment_link",
-        "payment_method",
-        "phone_number",
-        "previous_billing_date",
-        "product_cart",
-        "product_id",
-        "quantity",
-        "reason",
-        "recurring_pre_tax_amount",
-        "refund_id",
-        "remarks",
-        "retry_attempt",
-        "scheduled_change",
-        "settlement_amount",
-        "settlement_currency",
-        "source",
-        "status",
-        "subscription_id",
-        "tax",
-        "tax_inclusive",
-        "total_amount",
-        "trial_period_days",
-    ]
-)
 # Values at the edges of what the mapping does with a field (money, dates, identifiers, byte limits).
 EDGE_VALUES = st.sampled_from(
     [
         None,
         True,
         False,
-        0,
-        -1,
-        -4900,
-        2**63,
-        2**64,
-        10**19,
-        10**308,
-        10**311,
-        10**400,
-        -(10**400),
-        1e308,
-        -1e308,
-        49.99,
-        "",
-        " ",
+        *EDGE_NUMBERS,
+        *SPECIAL_STRINGS,
         "4900",
         "-4900",
-        "99999999999999999999",
-        "KWD",
         "jpy",
-        "XXX",
-        "🚀",
-        "x" * 151,
-        "é" * 600,
         "y" * 40_000,
-        "0001-01-01T00:00:00Z",
         "9999-12-31T23:59:59.999999Z",
         "1700000000",
         "17000000000000",
@@ -675,7 +635,6 @@ EDGE_VALUES = st.sampled_from(
         {"": None},
         {"product_id": 10**400},
         # Number literals Python reads as inf/-inf/0.0/-0.0, and the constants JSON does not have.
-        RAW + "1e400",
         RAW + "-1E999",
         RAW + "1e-400",
         RAW + "-0",
@@ -861,17 +820,7 @@ FOUND: list[tuple[str, dict[str, Any], int]] = [
         _with("payment.succeeded.json", lambda d: d["data"]["metadata"].update(x=RAW + "1e400")),
         202,  # quarantined
     ),
-    # Issue 16: state keys over DynamoDB's 2,048 bytes were answered 503 on every try and never kept.
-    (
-        "a customer_id of 2,100 characters",
-        _with("payment.succeeded.json", lambda d: d["data"]["customer"].update(customer_id="c" * 2100)),
-        202,  # quarantined, kind "rejected"
-    ),
-    (
-        "a payment_id of 2,100 characters",
-        _with("payment.succeeded.json", lambda d: d["data"].update(payment_id="p" * 2100)),
-        202,  # quarantined, kind "rejected"
-    ),
+    # Issue 16 (ids over DynamoDB's 2,048-byte keys are quarantined): tests/integration/test_quarantine.py.
     (
         "a subscription_id of 2,100 characters is not a key: delivered",
         _with("subscription.renewed.json", lambda d: d["data"].update(subscription_id="s" * 2100)),
