@@ -213,7 +213,7 @@ def _body_changed(event: dict[str, Any]) -> dict[str, Any]:
 def test_bad_input_gets_a_json_error_and_nothing_is_sent_or_queued(bridge, make: Any, status: int) -> None:
     got, answer = bridge.invoke(make(bridge.secret))
     assert got == status and "error" in answer, answer
-    assert bridge.sandbox.requests == [] and bridge.parked() == []
+    assert bridge.sandbox.requests == [] and bridge.parked() == [] and bridge.quarantined() == []
     if status == 413:
         assert answer["limit_bytes"] == 256 * 1024
 

@@ -316,11 +316,6 @@ def test_no_secret_and_no_email_leaks_anywhere(
         text = "\n".join([o.url, others, o.body.decode("utf-8")])
         for secret in [*webhook_secrets, api_key, *payload_secrets]:
             assert not contains(text, secret), f"{secret[:6]}… sent to Customer.io: {o.url}"
-    for rec in cap.sandbox:
-        others = "\n".join(f"{k}: {v}" for k, v in rec.headers.items() if k.lower() != "authorization")
-        text = "\n".join([rec.path, others, rec.body.decode("utf-8")])
-        for secret in [*webhook_secrets, api_key, *payload_secrets]:
-            assert not contains(text, secret), f"{secret[:6]}… received by the sandbox at {rec.path}"
     # Not vacuous: the events that carried the secrets did go out, minus the secrets.
     ops = [op for rec in cap.sandbox if rec.json for op in (rec.json.get("batch") or [rec.json])]
     payment = next(op for op in ops if op.get("attributes", {}).get("payment_id") == "pay_leaktest_metadata")

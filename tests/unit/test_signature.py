@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -90,15 +89,6 @@ def test_reference_rejects_what_we_reject_for_wrong_secret() -> None:
 # --- header handling ------------------------------------------------------------------------------
 
 
-def test_header_names_are_case_insensitive() -> None:
-    headers = {
-        "WEBHOOK-ID": MSG_ID,
-        "Webhook-Timestamp": str(NOW),
-        "Webhook-Signature": sign(KEY, MSG_ID, NOW, BODY),
-    }
-    assert verify(headers, BODY, [KEY], now=NOW).webhook_id == MSG_ID
-
-
 def test_header_lookup() -> None:
     assert header(None, "webhook-id") is None
     assert header({}, "webhook-id") is None
@@ -123,11 +113,6 @@ def test_no_headers_at_all() -> None:
 
 
 # --- rotation and several entries -----------------------------------------------------------------
-
-
-def test_two_signatures_old_key_first() -> None:
-    value = f"{sign(OLD_KEY, MSG_ID, NOW, BODY)} {sign(KEY, MSG_ID, NOW, BODY)}"
-    assert verify(_headers(value), BODY, [KEY], now=NOW).timestamp == NOW
 
 
 def test_several_secrets_only_second_matches() -> None:
@@ -162,36 +147,31 @@ def test_not_base64_signature_does_not_match_and_does_not_crash() -> None:
     assert verify(_headers(f"v1,not*base64! {good}"), BODY, [KEY], now=NOW).webhook_id == MSG_ID
 
 
-def test_wrong_secret() -> None:
-    assert _reason(_headers(sign(OLD_KEY, MSG_ID, NOW, BODY))) == "no matching signature"
-
-
-def test_body_changed_after_signing() -> None:
-    headers = _headers(sign(KEY, MSG_ID, NOW, BODY))
-    assert _reason(headers, body=BODY.replace(b"pay_1", b"pay_2")) == "no matching signature"
-    # re-serialising JSON (spacing) is a change too
-    assert _reason(headers, body=BODY.replace(b":", b": ")) == "no matching signature"
-
-
-def test_id_and_timestamp_are_covered() -> None:
-    signature = sign(KEY, MSG_ID, NOW, BODY)
-    assert _reason(_headers(signature, msg_id="msg_other")) == "no matching signature"
-    assert _reason(_headers(signature, ts=NOW + 1)) == "no matching signature"
+@pytest.mark.parametrize(
+    ("body", "msg_id", "ts"),
+    [
+        pytest.param(BODY.replace(b"pay_1", b"pay_2"), MSG_ID, NOW, id="body changed"),
+        pytest.param(BODY.replace(b":", b": "), MSG_ID, NOW, id="JSON re-serialised"),  # spacing is a change too
+        pytest.param(BODY, "msg_other", NOW, id="other webhook id"),
+        pytest.param(BODY, MSG_ID, NOW + 1, id="other timestamp"),
+    ],
+)
+def test_body_id_and_timestamp_are_all_signed(body: bytes, msg_id: str, ts: int) -> None:
+    headers = _headers(sign(KEY, MSG_ID, NOW, BODY), msg_id=msg_id, ts=ts)
+    assert _reason(headers, body=body) == "no matching signature"
 
 
 # --- timestamps -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("offset", [-360, 360, -301, 301])
-def test_timestamp_outside_tolerance(offset: int) -> None:
+@pytest.mark.parametrize("offset", [-360, 360, -301, 301, -300, 0, 300])
+def test_the_timestamp_may_be_five_minutes_off_either_way(offset: int) -> None:
     ts = NOW + offset
-    assert _reason(_headers(sign(KEY, MSG_ID, ts, BODY), ts=ts)) == "timestamp outside tolerance"
-
-
-@pytest.mark.parametrize("offset", [-300, 0, 300])
-def test_timestamp_at_the_edge_is_accepted(offset: int) -> None:
-    ts = NOW + offset
-    assert verify(_headers(sign(KEY, MSG_ID, ts, BODY), ts=ts), BODY, [KEY], now=NOW).timestamp == ts
+    headers = _headers(sign(KEY, MSG_ID, ts, BODY), ts=ts)
+    if abs(offset) > 300:
+        assert _reason(headers) == "timestamp outside tolerance"
+    else:
+        assert verify(headers, BODY, [KEY], now=NOW).timestamp == ts
 
 
 def test_custom_tolerance_and_default_clock() -> None:
@@ -373,11 +353,3 @@ def test_any_single_byte_change_fails(body: bytes, data: st.DataObject) -> None:
 def test_reference_agrees_on_random_input(body: str, msg_id: str) -> None:
     ref = Webhook(WHSEC).sign(msg_id, datetime.fromtimestamp(NOW, tz=UTC), body)
     assert ref == sign(KEY, msg_id, NOW, body.encode())
-
-
-def test_random_key_material() -> None:
-    key = os.urandom(32)
-    raw = "whsec_" + base64.b64encode(key).decode()
-    assert parse_secrets(raw) == (key,)
-    ref = Webhook(raw).sign(MSG_ID, datetime.fromtimestamp(NOW, tz=UTC), BODY.decode())
-    assert verify(_headers(ref), BODY, parse_secrets(raw), now=NOW).webhook_id == MSG_ID
