@@ -1,25 +1,14 @@
 """Stalled dependencies against the handlers' deadlines (issue 10, "Deadlines"), with real sockets.
 
-A loopback endpoint that accepts connections and never answers (support.blackhole) stands in for
-DynamoDB, SQS or Customer.io: the boto3 client of the container (dodo_cio.platform.aws) is pointed at it
-with its service's endpoint variable, moto answers every other AWS call in process, and the
-Customer.io sandbox answers Customer.io where it is not the one stalled.
-
-Everything is scaled down so each case takes a second or two: the fake Lambda context says 4.5 s
-(ingest) or 5 s (retry) are left instead of 12 or 30, each AWS attempt may take 0.2 s to connect
-and 0.3 s to read, and 0.5 s is kept to answer. The slack kept between two steps
-(`dodo_cio.platform.deadline.STEP_SLACK`, 0.25 s) is not scaled: it is the time the code between two calls
-and the wait to be scheduled take, whatever the timeouts. So the ingest cases get 4.5 s, not 3:
-every call ends by 4.0 s, the Customer.io request by 4.0 - 2 x (0.5 + 0.25) = 2.5 s, parking by
-3.25 s, and a payment's first AWS call, the ledger read (dodo_cio.state.summary), by 4.0 - 3 x 0.75 =
-1.75 s; and the retry case 5 s, not 4.5: a 1.2 s request starts only by 4.5 - 2 x 0.75 - 1.2 =
-1.8 s. That leaves a cold start on a busy machine (4 busy loops on 2 cores) more than a second
-before the first request. What is asserted is the deadline the context gave (the answer comes before it), not a
-speed: without the budget the cases where Customer.io stalls run past it (its 5 s read timeout),
-and so does the retry case (one 1 s request per message). A stalled DynamoDB, or SQS after a
-failing Customer.io, ends in time even without it at these timeouts (3 attempts of 0.3 s and
-their backoff, about 1.2 s): those cases pin the answers (503, 500) and that the idempotency
-record is removed. The exact budget of every step is asserted in tests/unit/test_deadline_margins.py.
+A loopback endpoint that accepts connections and never answers (support.blackhole) stands in for DynamoDB,
+SQS or Customer.io (the container's boto3 client is pointed at it with its service's endpoint variable);
+moto and the sandbox answer everything else. Everything is scaled down: the context says 4.5 s (ingest) or
+5 s (retry) are left, each AWS attempt may take 0.2 s to connect and 0.3 s to read, 0.5 s is kept to
+answer; the 0.25 s slack between two steps (`dodo_cio.platform.deadline.STEP_SLACK`) is not scaled, which
+is why 4.5 s and not 3 (a payment's first AWS call, the ledger read, must end by 1.75 s). What is asserted
+is the deadline the context gave, not a speed: without the budget the cases where Customer.io stalls run
+past it, and so does the retry case. The stalled DynamoDB/SQS cases pin the answers (503, 500) and that
+the idempotency record is removed. The exact budget of every step: tests/unit/test_deadline_margins.py.
 """
 
 from __future__ import annotations

@@ -252,16 +252,7 @@ def test_the_listing_says_each_kind_and_that_rejected_ones_need_a_person() -> No
     ]
     assert [item.why for item in items] == kinds
     table = quarantine_ops.format_quarantined(items)
-    assert table.splitlines()[0].split() == [
-        "QUARANTINED",
-        "WEBHOOK",
-        "TYPE",
-        "RECEIVED",
-        "(UTC)",
-        "AGE",
-        "KIND",
-        "REASON",
-    ]
+    assert " ".join(table.splitlines()[0].split()) == "QUARANTINED WEBHOOK TYPE RECEIVED (UTC) AGE KIND REASON"
     assert "by kind: unknown_type 2, rejected 1" in table
     assert "no upgrade fixes them" in table
     assert "no upgrade fixes" not in quarantine_ops.format_quarantined(items[:2])
