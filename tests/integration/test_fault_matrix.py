@@ -284,20 +284,11 @@ class Harness:
             )
         return result
 
-    def depths(self, url: str | None = None) -> tuple[int, int, int]:
-        attrs = self.bridge.sqs.get_queue_attributes(
-            QueueUrl=url or self.bridge.queue_url,
-            AttributeNames=[
-                "ApproximateNumberOfMessages",
-                "ApproximateNumberOfMessagesNotVisible",
-                "ApproximateNumberOfMessagesDelayed",
-            ],
-        )["Attributes"]
-        return (
-            int(attrs["ApproximateNumberOfMessages"]),
-            int(attrs["ApproximateNumberOfMessagesNotVisible"]),
-            int(attrs["ApproximateNumberOfMessagesDelayed"]),
-        )
+    def depths(self) -> tuple[int, ...]:
+        """The retry queue's (visible, in flight, delayed) message counts."""
+        names = [f"ApproximateNumberOfMessages{kind}" for kind in ("", "NotVisible", "Delayed")]
+        attrs = self.bridge.sqs.get_queue_attributes(QueueUrl=self.bridge.queue_url, AttributeNames=names)
+        return tuple(int(attrs["Attributes"][name]) for name in names)
 
     def _empty(self) -> bool:
         if any(self.depths()):

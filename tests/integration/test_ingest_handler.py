@@ -134,45 +134,6 @@ def test_an_older_event_arriving_late_does_not_roll_the_profile_back(bridge) -> 
     ]
 
 
-def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bridge) -> None:
-    import boto3
-
-    from dodo_cio.delivery.parking import ParkedDelivery
-    from dodo_cio.retry.service import RetryProcessor
-    from dodo_cio.retry.verdicts import SqsRecord
-    from dodo_cio.state.table import StateTable
-
-    older = _at(SAMPLES["subscription.active.json"], "2026-10-01T10:00:00Z")
-    newer = _at(SAMPLES["subscription.cancelled.json"], "2026-10-20T10:00:00Z")
-    bridge.sandbox.script(503)
-    assert bridge.send(older)[0] == 202  # parked
-    assert bridge.send(newer)[0] == 200  # went straight through
-    (message,) = bridge.parked()
-    processor = RetryProcessor(
-        bridge.sqs,
-        bridge.queue_url,
-        bridge.dlq_url,
-        state=StateTable("dodo-cio-state", lambda: boto3.client("dynamodb")),
-    )
-    from dodo_cio.delivery.track import TrackClient
-
-    client = TrackClient(bridge.sandbox.base_url, "it-site", "it-api-key-9f8e7d")
-    body = json.dumps(message["body"])
-    (outcome,) = processor.process([SqsRecord("m1", "rh", body, 1)], client)
-    assert outcome.verdict == "delivered"
-    assert ParkedDelivery.from_json(body).ops[0]["action"] == "identify"
-    statuses = [
-        op["attributes"]["subscription_status"]
-        for op in bridge.sandbox.accepted_ops()
-        if op["action"] == "identify" and "subscription_status" in op["attributes"]
-    ]
-    assert statuses == ["cancelled"]
-    assert [op["name"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"] == [
-        "subscription.cancelled",
-        "subscription.active",
-    ]
-
-
 def test_rotated_secret_is_picked_up_without_waiting_for_the_cache(bridge) -> None:
     assert bridge.send(PAYMENT)[0] == 200  # secrets now cached
     new = b"rotated-in-ssm-while-warm-0000000"
