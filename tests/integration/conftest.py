@@ -12,6 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from dodo_cio.delivery.destination import APIS, PIPELINES
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
 from support.aws import (
@@ -23,6 +24,7 @@ from support.aws import (
     fake_credentials,
     put_secrets,
 )
+from support.workspace import use_pipelines
 
 FUNCTIONAL_TIMEOUT_SECONDS = 60
 SECRET_BYTES = b"integration-test-secret-0123456789"
@@ -114,3 +116,11 @@ def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setattr(app, "_service", None)
     yield Bridge(app, sqs, ssm, queue_url, dlq_url, sandbox, quarantine_url)
     parameters.clear_caches()
+
+
+@pytest.fixture(params=APIS)
+def api(request: pytest.FixtureRequest, bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The bridge deployed with CustomerioApi=track, then =pipelines: a test that takes `api` runs on both."""
+    if request.param == PIPELINES:
+        use_pipelines(bridge, monkeypatch)
+    return str(request.param)

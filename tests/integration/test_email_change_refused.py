@@ -17,25 +17,16 @@ from typing import Any
 import pytest
 
 from dodo_cio.delivery.backoff import BackoffPolicy
-from dodo_cio.delivery.destination import APIS, PIPELINES
+from dodo_cio.delivery.destination import PIPELINES
 from dodo_cio.delivery.track import EMAIL_BY_ID_SETTING
 from dodo_cio_local.event_source import SqsEventSource
 from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.emf import emitted_metrics
-from support.workspace import use_pipelines
 
 SAMPLE = Path(__file__).resolve().parents[2] / "events" / "dodo" / "payment.succeeded.json"
 STAND_IN = "stand-in: the email of a person addressed by id cannot change in this workspace"
-
-
-@pytest.fixture(params=APIS)
-def api(request: pytest.FixtureRequest, bridge: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("CUSTOMERIO_IDENTIFIER", "customer_id")  # the person is addressed by id
-    if request.param == PIPELINES:
-        use_pipelines(bridge, monkeypatch)
-    return str(request.param)
 
 
 def refusal(api: str) -> list[ScriptedResponse]:

@@ -39,7 +39,7 @@ from botocore.client import BaseClient
 from botocore.exceptions import EndpointConnectionError
 
 from dodo_cio.delivery.backoff import BackoffPolicy
-from dodo_cio.delivery.destination import APIS, PIPELINES, TRACK
+from dodo_cio.delivery.destination import PIPELINES, TRACK
 from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio.receiving.models import parse_envelope, parse_json
 from dodo_cio_local.event_source import PollResult, SqsEventSource
@@ -49,7 +49,7 @@ from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
 from support.aws import receive_all
 from support.event_source import retry_event_source
-from support.workspace import track_ops_of_calls, track_ops_of_request, use_pipelines
+from support.workspace import track_ops_of_calls, track_ops_of_request
 
 pytestmark = pytest.mark.network
 
@@ -461,14 +461,6 @@ def request_ops(rec: Any) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def template() -> TemplateSettings:
     return read_template()
-
-
-@pytest.fixture(params=APIS)
-def api(request: pytest.FixtureRequest, bridge: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every scenario on both APIs: the bridge deployed with CustomerioApi=track, then =pipelines."""
-    if request.param == PIPELINES:
-        use_pipelines(bridge, monkeypatch)
-    return str(request.param)
 
 
 @pytest.fixture

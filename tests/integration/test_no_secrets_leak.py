@@ -34,7 +34,7 @@ from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.local_run import read_template
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
-from support.aws import SSM_PATH
+from support.aws import SSM_PATH, receive_all
 from support.event_source import retry_event_source
 from support.samples import sample_paths
 
@@ -159,20 +159,10 @@ def capture(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
 
 def peek(sqs: Any, url: str) -> list[dict[str, Any]]:
     """Every visible message with its attributes, made visible again afterwards."""
-    seen: dict[str, dict[str, Any]] = {}
-    handles: list[str] = []
-    while True:
-        got = sqs.receive_message(
-            QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], AttributeNames=["All"]
-        ).get("Messages", [])
-        fresh = [m for m in got if m["MessageId"] not in seen]
-        handles.extend(m["ReceiptHandle"] for m in got)
-        if not fresh:
-            break
-        seen.update({m["MessageId"]: m for m in fresh})
-    for handle in handles:
-        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=0)
-    return list(seen.values())
+    messages = receive_all(sqs, url)
+    for message in messages:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    return messages
 
 
 def drain_with_retry_handler(bridge: Any, cap: Capture) -> None:

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 import dodo_cio.ingest.service
-from dodo_cio.delivery.destination import APIS, PIPELINES
+from dodo_cio.delivery.destination import PIPELINES
 from dodo_cio.state.table import StateTable
 from support.emf import emitted_metrics
 from support.samples import sample_paths
-from support.workspace import Workspace, track_ops_of_calls, use_pipelines
+from support.workspace import Workspace, track_ops_of_calls
 
 pytestmark = pytest.mark.network
 
@@ -40,14 +40,6 @@ def refund(refund_id: str, payment_id: str, amount: int, day: int, currency: str
     doc["timestamp"] = T0.format(day=day)
     doc["data"].update(refund_id=refund_id, payment_id=payment_id, amount=amount, currency=currency)
     return json.dumps(doc).encode()
-
-
-@pytest.fixture(params=APIS)
-def api(request: pytest.FixtureRequest, bridge: Any, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The bridge deployed with CustomerioApi=track, then =pipelines."""
-    if request.param == PIPELINES:
-        use_pipelines(bridge, monkeypatch)
-    return str(request.param)
 
 
 def accepted(bridge: Any) -> list[dict[str, Any]]:
