@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dodo_cio.delivery.destination import PIPELINES, TRACK
+from dodo_cio.state.table import StateTable
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import http_api_event, signed_event
 from support.aws import SSM_PATH
@@ -260,3 +261,93 @@ def test_a_wrong_or_missing_customerio_key_parks_the_event_as_config(
 def test_a_misconfigured_bridge_answers_500_not_a_crash(bridge, monkeypatch: pytest.MonkeyPatch, misconfigure) -> None:
     misconfigure(bridge, monkeypatch)
     assert bridge.send(PAYMENT) == (500, {"error": "bridge misconfigured"})
+
+
+# -- failure paths that only show when something around the handler misbehaves ----------------------
+
+
+def test_forged_requests_force_at_most_one_secret_reread_per_interval(bridge: Any, monkeypatch: Any) -> None:
+    """A bad signature re-reads the secret (it may just have been rotated), but not once per request."""
+    service = bridge.app.service()
+    assert bridge.send(PAYMENT)[0] == 200  # warm: the secrets are cached
+    forced: list[bool] = []
+    fetch = service.secrets._fetch
+
+    def counting(names: list[str], max_age: int, force: bool) -> Any:
+        forced.append(force)
+        return fetch(names, max_age, force)
+
+    monkeypatch.setattr(service.secrets, "_fetch", counting)
+    now = [service.clock()]
+    monkeypatch.setattr(service, "clock", lambda: now[0])
+    for _ in range(100):
+        status, _ = bridge.invoke(signed_event(PAYMENT, b"a-forged-secret-0123456789abcdef"))
+        assert status == 401
+    assert forced.count(True) == 1, "one forced SSM read for 100 forged requests"
+    now[0] += 31  # past the 30 s interval: one more is allowed
+    bridge.invoke(signed_event(PAYMENT, b"a-forged-secret-0123456789abcdef"))
+    assert forced.count(True) == 2
+
+
+def test_a_transform_that_raises_at_cold_start_is_answered_on_every_call(bridge: Any, monkeypatch: Any) -> None:
+    def broken(config: Any) -> Any:
+        raise RuntimeError("a merchant's customize.py bug")
+
+    monkeypatch.setattr(bridge.app, "build_mapping", broken)
+    for _ in range(2):  # not built, so tried again, and answered again
+        response = bridge.app.lambda_handler(signed_event(PAYMENT, bridge.secret), FakeLambdaContext())
+        assert (response["statusCode"], json.loads(response["body"])) == (500, {"error": "bridge misconfigured"})
+    assert bridge.app._service is None
+    assert bridge.sandbox.requests == []
+
+
+# -- which webhooks arrived, per Dodo object (dodo_cio.state.table.Receipt): what `dodo-cio reconcile` reads --
+# Written in the duplicate check's own transaction: a webhook makes no DynamoDB call more than before.
+
+
+def _data(sample: str, **data: Any) -> bytes:
+    return _mutate(SAMPLES[sample], lambda d: d["data"].update(data))
+
+
+def calls(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the DynamoDB calls the ingest container makes from now on."""
+    made: list[str] = []
+    client = bridge.app.service().state.client
+    for name in ("transact_write_items", "get_item", "put_item", "update_item", "batch_get_item"):
+        real = getattr(client, name)
+        monkeypatch.setattr(client, name, lambda *a, _n=name, _r=real, **k: made.append(_n) or _r(*a, **k))
+    return made
+
+
+def test_each_object_keeps_which_webhooks_arrived_at_no_extra_call(
+    bridge: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert bridge.send(_data("dispute.opened.json", dispute_id="dsp_1"), webhook_id="msg_warm")[0] in (200, 202)
+    made = calls(bridge, monkeypatch)
+    assert bridge.send(_data("dispute.opened.json", dispute_id="dsp_2"), webhook_id="msg_d2")[0] in (200, 202)
+    assert made.count("transact_write_items") == 1 and len(made) == 2  # the check's transaction + its completion
+    assert bridge.send(_data("subscription.active.json", subscription_id="sub_r"), webhook_id="msg_s1")[0] == 200
+    assert bridge.send(_data("subscription.on_hold.json", subscription_id="sub_r"), webhook_id="msg_s2")[0] == 200
+    table: StateTable = bridge.app.service().state
+    found = table.read_receipts(["dsp_2", "sub_r", "sub_nobody"])
+    assert found["dsp_2"]["dispute.opened"]["webhook_id"] == "msg_d2"
+    assert {t: r["webhook_id"] for t, r in found["sub_r"].items()} == {
+        "subscription.active": "msg_s1",
+        "subscription.on_hold": "msg_s2",
+    }
+    assert "sub_nobody" not in found
+
+
+def test_an_object_id_dynamodb_cannot_key_gets_no_receipt_rather_than_failing_the_webhook() -> None:
+    from dodo_cio.ingest.service import receipts_for
+    from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_payload
+
+    def event(payment_id: str) -> DodoEvent:
+        envelope = parse_envelope(json.loads(_data("payment.succeeded.json", payment_id=payment_id)))
+        payload = parse_payload(envelope)
+        assert payload is not None
+        return DodoEvent("msg_1", envelope, payload)
+
+    (receipt,) = receipts_for(event("pay_ok"), received_at=5)
+    assert (receipt.object_id, receipt.event_type, receipt.received_at) == ("pay_ok", "payment.succeeded", 5)
+    assert receipts_for(event("pay_" + "x" * 2100), received_at=5) == []  # over DynamoDB's 2,048-byte key
