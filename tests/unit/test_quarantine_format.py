@@ -16,6 +16,7 @@ from dodo_cio.receiving.quarantine import (
     reprocess_request,
 )
 from dodo_cio.receiving.signature import SignatureError, sign, verify
+from support.fake_sqs import FakeSqs
 
 SECRET = b"unit-test-secret-0123456789"
 
@@ -105,18 +106,9 @@ def test_each_kind_round_trips_and_a_message_from_before_kinds_is_unreadable(kin
     assert QuarantinedWebhook.from_dict(doc).kind == "unreadable"
 
 
-class _Sqs:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send_message(self, **kwargs: Any) -> dict[str, Any]:
-        self.sent.append(kwargs)
-        return {"MessageId": "m-1"}
-
-
 def test_quarantine_sends_one_message_with_the_reason_as_attributes() -> None:
-    sqs = _Sqs()
-    assert quarantine(sqs, "https://sqs/q", _item()) == "m-1"
+    sqs = FakeSqs()
+    assert quarantine(sqs, "https://sqs/q", _item()) == "new-1"
     (sent,) = sqs.sent
     assert json.loads(sent["MessageBody"])["format"] == FORMAT
     assert sent["MessageAttributes"]["error_field"]["StringValue"] == "body.data"

@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from dodo_cio.receiving.http_api import request_from_apigw
 from dodo_cio.receiving.signature import (
     MAX_SIGNATURE_ENTRIES,
     SignatureError,
@@ -353,3 +354,29 @@ def test_any_single_byte_change_fails(body: bytes, data: st.DataObject) -> None:
 def test_reference_agrees_on_random_input(body: str, msg_id: str) -> None:
     ref = Webhook(WHSEC).sign(msg_id, datetime.fromtimestamp(NOW, tz=UTC), body)
     assert ref == sign(KEY, msg_id, NOW, body.encode())
+
+
+# --- the raw bytes Dodo signed, from an API Gateway event ------------------------------------------
+
+
+def test_plain_body_is_taken_as_utf8_bytes() -> None:
+    assert request_from_apigw({"body": '{"a":"é"}', "headers": {"X": "1"}}).body == '{"a":"é"}'.encode()
+
+
+def test_base64_body_is_decoded() -> None:
+    raw = b"\xff\x00binary"
+    event = {"body": base64.b64encode(raw).decode(), "isBase64Encoded": True}
+    assert request_from_apigw(event).body == raw
+
+
+def test_invalid_base64_becomes_bytes_no_signature_can_match() -> None:
+    assert request_from_apigw({"body": "!!!", "isBase64Encoded": True}).body.startswith(b"\x00")
+
+
+def test_a_lone_surrogate_does_not_crash() -> None:
+    assert request_from_apigw({"body": "ab\ud83dcd"}).body.startswith(b"ab")
+
+
+def test_missing_body_and_headers() -> None:
+    request = request_from_apigw({})
+    assert (request.body, dict(request.headers)) == (b"", {})
