@@ -19,11 +19,11 @@ import pytest
 from dodo_cio.delivery.backoff import BackoffPolicy
 from dodo_cio.delivery.destination import PIPELINES
 from dodo_cio.delivery.track import EMAIL_BY_ID_SETTING
-from dodo_cio_local.event_source import SqsEventSource
 from dodo_cio_local.handler_modules import load_retry_module
-from dodo_cio_local.lambda_context import FakeLambdaContext
+from dodo_cio_local.local_run import read_template
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.emf import emitted_metrics
+from support.event_source import retry_event_source
 
 SAMPLE = Path(__file__).resolve().parents[2] / "events" / "dodo" / "payment.succeeded.json"
 STAND_IN = "stand-in: the email of a person addressed by id cannot change in this workspace"
@@ -69,12 +69,7 @@ def test_the_retry_path_counts_it_too(
     monkeypatch.setattr(module, "_service", None)
     service = module.service()
     service.policy = BackoffPolicy(base=1, cap=1)
-    source = SqsEventSource(
-        bridge.sqs,
-        bridge.queue_url,
-        module.lambda_handler,
-        context_factory=lambda: FakeLambdaContext(function_name="dodo-customerio-retry"),
-    )
+    source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, read_template())
     bridge.sandbox.script(*refusal(api))
     source.drain(max_polls=10)
     reason, actions = dead_lettered_reason(bridge)

@@ -18,7 +18,8 @@ unless that op is the one dead-lettered.
 Paths per Customer.io fault: `ingest` (the fault answers the ingest handler) and `retry` (ingest gets a
 503 and parks; the fault answers the retry handler's first request). 401 stands for a wrong key an
 operator then fixes (403/404 and 502/504 share 401's and 500's class in status_outcome, unit-tested).
-AWS faults ("unreachable": botocore's EndpointConnectionError) all end delivered exactly once.
+AWS faults ("unreachable": botocore's EndpointConnectionError) all end delivered exactly once (the state
+table unreachable at ingest, a 503: test_deadlines.py and test_summary.py).
 """
 
 from __future__ import annotations
@@ -562,14 +563,6 @@ def _ssm_down_at_cold_start(h: Harness, hook: Webhook) -> None:
     h.dodo_retries_until_2xx(hook, status)
 
 
-def _dynamodb_down_at_ingest(h: Harness, hook: Webhook) -> None:
-    """The duplicate check cannot run: 503, nothing sent or parked, Dodo retries later."""
-    status = _ingest_while_unreachable(h, hook, 503, "the state table was never called", "dynamodb")
-    if h.sandbox.requests or any(h.depths()):
-        h.problems.append("the webhook was sent or parked without the duplicate check")
-    h.dodo_retries_until_2xx(hook, status)
-
-
 def _dynamodb_down_at_retry(h: Harness, hook: Webhook) -> None:
     """Parked; the retry handler's freshness check cannot reach the table -> the identify waits."""
     h.sandbox.script(503)
@@ -603,7 +596,6 @@ def _ssm_down_at_retry(h: Harness, hook: Webhook) -> None:
 AWS_FAULTS: dict[str, tuple[Path_, Callable[[Harness, Webhook], None]]] = {
     "SQS SendMessage down + Customer.io 503": ("ingest", _sqs_down_with_customerio),
     "SSM unreachable at cold start": ("ingest", _ssm_down_at_cold_start),
-    "DynamoDB unreachable at ingest": ("ingest", _dynamodb_down_at_ingest),
     "DynamoDB unreachable at retry": ("retry", _dynamodb_down_at_retry),
     "SSM unreachable at retry": ("retry", _ssm_down_at_retry),
 }
