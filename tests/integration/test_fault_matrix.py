@@ -155,7 +155,6 @@ FAULTS: tuple[Fault, ...] = (
         dlq_status=(413,),
     ),
     Fault("429", (ScriptedResponse(429),)),
-    Fault("429 + Retry-After", (ScriptedResponse(429, headers={"Retry-After": "2"}),)),
     Fault("500", (ScriptedResponse(500),)),
     Fault("503", (ScriptedResponse(503),)),
     # Customer.io processes the request (200) but answers after the client gave up.
@@ -613,7 +612,7 @@ def test_aws_fault(harness: Harness, case: tuple[str, Path_]) -> None:
     h.conclude()
 
 
-# -- what the 429 + Retry-After rows cannot show ------------------------------------------------
+# -- a Retry-After answered to ingest ----------------------------------------------------------------
 
 
 def test_a_retry_after_answered_to_ingest_delays_the_first_retry(bridge: Any) -> None:

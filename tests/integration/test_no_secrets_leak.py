@@ -65,20 +65,10 @@ def _extra_bodies() -> dict[str, bytes]:
     license_key = _doc("license_key.created.json")
     license_key["data"].update(id="lic_leaktest_known_key", key=LICENSE_KEY)
 
-    credit = {
-        "business_id": "bus_Q7kd2LmRw9XpA3tVz8YcE",
-        "type": "credit.added",
-        "timestamp": "2026-10-14T09:21:47.512304Z",
-        "data": {
-            "payload_type": "CreditLedgerEntry",
-            "customer_id": "cus_9LeakTestQw3Er5Ty7",
-            "amount": 500,
-            "reason": "top-up",
-            "api_key": META_API_KEY,
-            "key": LICENSE_KEY,
-            **GENERIC_SECRETS,
-        },
-    }
+    credit = _doc("credit.added.json")
+    credit["data"].update(
+        customer_id="cus_9LeakTestQw3Er5Ty7", reason="top-up", api_key=META_API_KEY, key=LICENSE_KEY, **GENERIC_SECRETS
+    )
     return {
         "payment.metadata-secrets.json": json.dumps(payment).encode(),
         "license_key.known-key.json": json.dumps(license_key).encode(),
@@ -110,7 +100,6 @@ def contains(haystack: str, value: str) -> bool:
 
 @dataclass
 class Outgoing:
-    method: str
     url: str
     headers: dict[str, str]
     body: bytes
@@ -143,7 +132,6 @@ def capture(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
         raw = body or b""
         cap.http.append(
             Outgoing(
-                method,
                 f"{'https' if isinstance(conn, http.client.HTTPSConnection) else 'http'}://{conn.host}:{conn.port}{url}",
                 dict(headers or {}),
                 raw.encode() if isinstance(raw, str) else bytes(raw),
