@@ -19,11 +19,8 @@ import pytest
 from dodo_cio.delivery.backoff import BackoffPolicy
 from dodo_cio.delivery.destination import PIPELINES
 from dodo_cio.delivery.track import EMAIL_BY_ID_SETTING
-from dodo_cio_local.handler_modules import load_retry_module
-from dodo_cio_local.local_run import read_template
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.emf import emitted_metrics
-from support.event_source import retry_event_source
 
 SAMPLE = Path(__file__).resolve().parents[2] / "events" / "dodo" / "payment.succeeded.json"
 STAND_IN = "stand-in: the email of a person addressed by id cannot change in this workspace"
@@ -59,19 +56,13 @@ def test_ingest_dead_letters_the_refused_identify_and_delivers_the_event(
     assert metrics.get("DeadLettered") == 1 and metrics.get("OpsDelivered", 0) >= 1  # the event, at least
 
 
-def test_the_retry_path_counts_it_too(
-    bridge: Any, api: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_the_retry_path_counts_it_too(bridge: Any, api: str, retry: Any, capsys: pytest.CaptureFixture[str]) -> None:
     bridge.sandbox.script(503)  # Customer.io unavailable: the webhook is parked
     assert bridge.send(SAMPLE.read_bytes(), webhook_id="msg_email_change_2") == (202, {"status": "queued"})
     capsys.readouterr()
-    module = load_retry_module()
-    monkeypatch.setattr(module, "_service", None)
-    service = module.service()
-    service.policy = BackoffPolicy(base=1, cap=1)
-    source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, read_template())
+    retry.module.service().policy = BackoffPolicy(base=1, cap=1)
     bridge.sandbox.script(*refusal(api))
-    source.drain(max_polls=10)
+    retry.source.drain(max_polls=10)
     reason, actions = dead_lettered_reason(bridge)
     assert actions == ["identify"] and EMAIL_BY_ID_SETTING in reason
     metrics = emitted_metrics(capsys.readouterr().out)

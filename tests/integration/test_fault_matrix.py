@@ -44,12 +44,9 @@ from dodo_cio.delivery.destination import PIPELINES, TRACK
 from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio.receiving.models import parse_envelope, parse_json
 from dodo_cio_local.event_source import PollResult, SqsEventSource
-from dodo_cio_local.handler_modules import load_retry_module
-from dodo_cio_local.local_run import TemplateSettings, read_template
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
 from support.aws import receive_all
-from support.event_source import retry_event_source
 from support.workspace import track_ops_of_calls, track_ops_of_request
 
 pytestmark = pytest.mark.network
@@ -458,31 +455,22 @@ def request_ops(rec: Any) -> list[dict[str, Any]]:
     return [doc]
 
 
-@pytest.fixture(scope="module")
-def template() -> TemplateSettings:
-    return read_template()
-
-
 @pytest.fixture
 def harness(
-    bridge: Any, api: str, template: TemplateSettings, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    bridge: Any, api: str, retry: Any, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> Iterator[Harness]:
     """Warm ingest and retry containers as template.yaml wires them; the retry one with fast backoff."""
     monkeypatch.setenv("CUSTOMERIO_READ_TIMEOUT", str(READ_TIMEOUT))
-    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
-    module = load_retry_module()
-    monkeypatch.setattr(module, "_service", None)
-    service = module.service()  # the production wiring: settings from env, state records on the table
+    service = retry.module.service()  # the production wiring: settings from env, state records on the table
     assert service.state is not None and service.settings.read_timeout == READ_TIMEOUT
     service.policy = FAST
     service.rng = lambda: 0.0  # no jitter: transient waits are SQS's 1 s minimum
     service.clock = Clock()
-    source = retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, template)
     scenario, _ = request.node.callspec.params["case"]
     if api == PIPELINES and scenario in TRACK_ONLY:
         pytest.skip("Pipelines answers for a whole request: it has no 207")
     assert service.settings.customerio_api == api
-    yield Harness(bridge, module, source, api)
+    yield Harness(bridge, retry.module, retry.source, api)
 
 
 def webhook(tag: str, sample: str) -> Webhook:

@@ -30,12 +30,9 @@ import pytest
 
 from dodo_cio.receiving.signature import SECRET_PREFIX
 from dodo_cio_cli.operator import dead_letters_json, format_dead_letters, list_dead_letters
-from dodo_cio_local.handler_modules import load_retry_module
-from dodo_cio_local.local_run import read_template
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
 from support.aws import SSM_PATH, receive_all
-from support.event_source import retry_event_source
 from support.samples import sample_paths
 
 pytestmark = pytest.mark.network
@@ -115,11 +112,9 @@ class Capture:
 
 
 @pytest.fixture
-def capture(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
+def capture(bridge: Any, retry: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
     """Both handlers' log streams into one buffer, and every HTTP request the bridge sends."""
-    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
-    retry_module = load_retry_module()
-    monkeypatch.setattr(retry_module, "_service", None)  # a cold retry container, built from the environment
+    retry_module = retry.module
     stream = io.StringIO()
     for module in (bridge.app, retry_module):
         monkeypatch.setattr(module.logger.registered_handler, "stream", stream)
@@ -141,7 +136,7 @@ def capture(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Capture]:
 
     # Every HTTP request the bridge makes goes through http.client (the Track client's transport).
     monkeypatch.setattr(http.client.HTTPConnection, "request", spy)
-    cap.retry_module = retry_module  # type: ignore[attr-defined]
+    cap.retry = retry  # type: ignore[attr-defined]
     yield cap
 
 
@@ -154,9 +149,7 @@ def peek(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 
 def drain_with_retry_handler(bridge: Any, cap: Capture) -> None:
-    handler = cap.retry_module.lambda_handler  # type: ignore[attr-defined]
-    source = retry_event_source(bridge.sqs, bridge.queue_url, handler, read_template())
-    results = source.drain(10)
+    results = cap.retry.source.drain(10)  # type: ignore[attr-defined]
     assert all(r.error is None for r in results), [r.summary() for r in results]
     assert sum(r.received for r in results) > 0
     assert sum(len(r.failed) for r in results) == 0, [r.summary() for r in results]

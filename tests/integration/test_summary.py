@@ -200,22 +200,13 @@ def test_an_unreachable_ledger_is_a_503_and_nothing_is_counted(bridge: Any, monk
     assert dodo_cio.ingest.service.LEDGER_ROUNDS >= 2
 
 
-def test_a_parked_summary_never_overwrites_a_newer_one_on_the_retry_path(
-    bridge: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_parked_summary_never_overwrites_a_newer_one_on_the_retry_path(bridge: Any, retry: Any) -> None:
     """pay_1's request fails and is parked; pay_2's goes through; the retry of pay_1 delivers its
     event but not its summary, which the freshness piece `summary` knows is older."""
-    from dodo_cio_local.handler_modules import load_retry_module
-    from dodo_cio_local.local_run import read_template
-    from support.event_source import retry_event_source
-
     bridge.sandbox.script(503)
     assert bridge.send(payment("pay_1", 4900, day=3), webhook_id="msg_1") == (202, {"status": "queued"})
     assert bridge.send(payment("pay_2", 2000, day=4), webhook_id="msg_2")[0] == 200
-    monkeypatch.setenv("DEAD_LETTER_QUEUE_URL", bridge.dlq_url)
-    module = load_retry_module()
-    monkeypatch.setattr(module, "_service", None)
-    retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, read_template()).drain()
+    retry.source.drain()
     assert [op["attributes"]["payments_count"] for op in summaries(bridge)] == [2], "only the newest summary"
     events = [e.name for e in customer(bridge).events]
     assert events.count("payment.succeeded") == 2  # pay_1's event was delivered all the same
