@@ -67,14 +67,6 @@ def test_identify_and_event_go_in_one_batch(bridge) -> None:
     assert actions == ["identify", "identify", "event", "identify"]
 
 
-def test_license_key_is_a_single_entity_op_without_the_key(bridge) -> None:
-    raw = SAMPLES["license_key.created.json"]
-    bridge.send(raw)
-    (request,) = bridge.sandbox.requests
-    assert request.path == "/api/v2/entity"
-    assert json.loads(raw)["data"]["key"].encode() not in request.body
-
-
 def test_a_redelivery_gets_the_stored_answer_marked_replayed_and_nothing_is_sent_again(bridge) -> None:
     first, again = (
         bridge.app.lambda_handler(signed_event(PAYMENT, bridge.secret, webhook_id="msg_same"), FakeLambdaContext())
