@@ -235,7 +235,6 @@ def test_the_listing_marks_quarantined_webhooks_and_hides_emails() -> None:
     items = [quarantine_ops._quarantined({"MessageId": "m1", "Body": body}, now=1_700_000_061)]
     assert items[0].age_seconds == 60 and items[0].kind == "quarantined"
     table = quarantine_ops.format_quarantined(items)
-    assert table.splitlines()[0].startswith("QUARANTINED WEBHOOK")
     assert "msg_q1" in table and "payment.succeeded" in table and "2023-11-14 22:13:21Z" in table
     assert "data.total_amount: must be an email address" in table
     assert EMAIL not in table and "<email>" in table
