@@ -19,7 +19,8 @@ Paths per Customer.io fault: `ingest` (the fault answers the ingest handler) and
 503 and parks; the fault answers the retry handler's first request). 401 stands for a wrong key an
 operator then fixes (403/404 and 502/504 share 401's and 500's class in status_outcome, unit-tested).
 AWS faults ("unreachable": botocore's EndpointConnectionError) all end delivered exactly once (the state
-table unreachable at ingest, a 503: test_deadlines.py and test_summary.py).
+table unreachable at ingest, a 503: test_deadlines.py and test_summary.py). The table of outcomes is
+printed at the end of the module.
 """
 
 from __future__ import annotations
@@ -229,6 +230,9 @@ class Harness:
     dodo_retries: int = 0
     handler_errors: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    wire_sends: int = 0  # for the printed table, with `dlq` and `verdict`
+    dlq: str = "-"
+    verdict: str = "ERROR: raised before its verdict"
 
     @property
     def sandbox(self) -> Any:
@@ -367,6 +371,7 @@ class Harness:
         dead_docs = [json.loads(m["Body"]) for m in dead]
         dead_ops = [op for doc in dead_docs for op in doc.get("ops", [])]
         dead_actions = [op.get("action") for op in dead_ops]
+        self.wire_sends, self.dlq = len(requests), "+".join(map(str, dead_actions)) or "-"
 
         p = self.problems
         if self.handler_errors:
@@ -434,7 +439,27 @@ class Harness:
                 p.append(f"DLQ message attribute error_kind is {kind!r}")
 
     def conclude(self) -> None:
+        self.verdict = "FAIL: " + "; ".join(self.problems) if self.problems else "ok"
         assert not self.problems, "; ".join(self.problems)
+
+
+ROWS: list[tuple[str, ...]] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fault_table(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Prints the matrix once the module is done, past pytest's output capture (no `-s` needed)."""
+    yield
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if ROWS and reporter is not None:
+        rows = [("scenario", "path", "API", "answers to Dodo", "wire sends", "on DLQ", "verdict"), *ROWS]
+        widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line("\nFault matrix (Dodo -> bridge -> Customer.io sandbox; moto SQS/SSM/DynamoDB)")
+            for row in rows:
+                reporter.write_line(" | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    ROWS.clear()
 
 
 def request_ops(rec: Any) -> list[dict[str, Any]]:
@@ -459,11 +484,13 @@ def harness(
     service.rng = lambda: 0.0  # no jitter: transient waits are SQS's 1 s minimum
     now = time.time()
     service.clock = lambda: now  # time stands still for the retry handler
-    scenario, _ = request.node.callspec.params["case"]
+    scenario, path = request.node.callspec.params["case"]
     if api == PIPELINES and scenario in TRACK_ONLY:
         pytest.skip("Pipelines answers for a whole request: it has no 207")
     assert service.settings.customerio_api == api
-    yield Harness(bridge, retry.module, retry.source, api)
+    h = Harness(bridge, retry.module, retry.source, api)
+    yield h
+    ROWS.append((scenario, path, api, " -> ".join(map(str, h.answers)) or "-", str(h.wire_sends), h.dlq, h.verdict))
 
 
 def webhook(tag: str, sample: str) -> Webhook:

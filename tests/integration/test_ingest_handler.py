@@ -99,6 +99,30 @@ def test_duplicate_check_is_keyed_on_the_header_whatever_its_case(bridge) -> Non
     assert len(bridge.sandbox.requests) == 1
 
 
+def test_a_concurrent_duplicate_gets_409_not_2xx(bridge) -> None:
+    """Unit-tested in test_idempotency.py; here the in-progress 409 reaches Dodo through the handler (README)."""
+    import threading
+
+    bridge.sandbox.script(ScriptedResponse(200, action="stall", delay=0.8))
+    results: list[tuple[int, dict[str, Any]]] = []
+    first = threading.Thread(target=lambda: results.append(bridge.send(PAYMENT, webhook_id="msg_concurrent")))
+    first.start()
+    time.sleep(0.3)
+    second = bridge.send(PAYMENT, webhook_id="msg_concurrent")
+    first.join()
+    assert second[0] == 409 and "error" in second[1]
+    assert results == [(200, {"status": "delivered"})]
+    assert len(bridge.sandbox.requests) == 1
+
+
+def test_state_table_unreachable_is_a_503_and_nothing_is_sent(bridge) -> None:
+    import boto3
+
+    boto3.client("dynamodb").delete_table(TableName="dodo-cio-state")
+    assert bridge.send(PAYMENT)[0] == 503
+    assert bridge.sandbox.requests == [] and bridge.parked() == []
+
+
 def _at(raw: bytes, timestamp: str) -> bytes:
     return _mutate(raw, lambda d: d.update(timestamp=timestamp))
 
