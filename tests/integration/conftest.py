@@ -12,7 +12,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from dodo_cio.delivery.destination import APIS, PIPELINES
+from dodo_cio_local.event_source import SqsEventSource
+from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext
+from dodo_cio_local.local_run import read_template
 from support.apigw import signed_event
 from support.aws import (
     SSM_PATH,
@@ -23,6 +27,8 @@ from support.aws import (
     fake_credentials,
     put_secrets,
 )
+from support.event_source import retry_event_source
+from support.workspace import use_pipelines
 
 FUNCTIONAL_TIMEOUT_SECONDS = 60
 SECRET_BYTES = b"integration-test-secret-0123456789"
@@ -114,3 +120,25 @@ def bridge(aws_env: None, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setattr(app, "_service", None)
     yield Bridge(app, sqs, ssm, queue_url, dlq_url, sandbox, quarantine_url)
     parameters.clear_caches()
+
+
+@pytest.fixture(params=APIS)
+def api(request: pytest.FixtureRequest, bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The bridge deployed with CustomerioApi=track, then =pipelines: a test that takes `api` runs on both."""
+    if request.param == PIPELINES:
+        use_pipelines(bridge, monkeypatch)
+    return str(request.param)
+
+
+@dataclass
+class Retry:
+    module: Any  # the retry function's app module; its container is cold until `module.service()` builds it
+    source: SqsEventSource  # the retry queue feeding its handler, as template.yaml wires the event source
+
+
+@pytest.fixture
+def retry(bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> Retry:
+    """The retry function beside the bridge, built from the same environment when first used."""
+    module = load_retry_module()
+    monkeypatch.setattr(module, "_service", None)
+    return Retry(module, retry_event_source(bridge.sqs, bridge.queue_url, module.lambda_handler, read_template()))

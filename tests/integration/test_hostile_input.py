@@ -1,24 +1,16 @@
 """Hostile input through the real ingest handler: never a 5xx, never an invalid Customer.io request.
 
-Hypothesis drives `bridge.invoke(event)` (the Lambda handler in-process, moto for AWS, the Track
-sandbox on loopback) with random bodies, random JSON, random headers and, for every Dodo event
-type, sample payloads whose fields were replaced by random values of random types. Whatever comes
-in, the answer is a 2xx/4xx, and every request the sandbox received was answered 2xx and passes
-the Track v2 contract (strict JSON, the derived schema and the published limits). A 202 is allowed
-only for what no adjustment can make valid (an identifier over 150 bytes, dead-lettered at once)
-and for a signed body the bridge cannot read, which must then be on the quarantine queue byte for
-byte with nothing sent (dodo_cio.receiving.quarantine); headers that fail verification are a 401 (413
-when the body is too large), while a validly signed delivery with odd but legal headers is the
-control group and must be delivered.
+Hypothesis drives the Lambda handler in-process (moto for AWS, the Track sandbox on loopback) with random
+JSON, headers and, for every Dodo event type, sample payloads whose fields were replaced by random
+values (aimed at the fields the mapping reads half of the time; edge values included: huge and negative
+amounts, bare `1e400`/`NaN` tokens, dates past 5138, reserved attribute names, byte limits, lone
+surrogates). Whatever comes in, the answer is a 2xx/4xx and every request the sandbox received was answered
+2xx and passes the Track v2 contract. A 202 is allowed only for what no adjustment can make valid
+(dead-lettered at once) and for a signed body the bridge cannot read (then quarantined byte for byte,
+nothing sent); bad headers are a 401 (413 when the body is too large), and a validly signed delivery with
+odd but legal headers is the control group and must be delivered.
 
-Values are aimed at the fields the mapping reads half of the time, and include edge values (huge
-and negative amounts, bare `1e400`/`NaN` tokens, dates past the year 5138, Customer.io's reserved
-attribute names, 150/1000/32768-byte limits) as well as arbitrary unicode, lone surrogates
-included (sent escaped).
-
-The bridge fixture (moto, state table, SSM) is built once per test function, so each function runs
-many examples against one warm container; every example gets a fresh webhook id (the state table
-deduplicates on it) and a reset sandbox.
+The bridge is built once per test function: each example gets a fresh webhook id and a reset sandbox.
 """
 
 from __future__ import annotations
@@ -28,7 +20,6 @@ import copy
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +31,13 @@ from dodo_cio.mapping.mapper import IdentifierStrategy
 from dodo_cio.platform.times import to_unix_seconds
 from dodo_cio.receiving import events
 from dodo_cio.receiving.quarantine import QuarantinedWebhook
-from dodo_cio.receiving.signature import MAX_SIGNATURE_ENTRIES, MAX_SIGNATURE_HEADER_LENGTH, encodable, sign
+from dodo_cio.receiving.signature import (
+    MAX_SIGNATURE_ENTRIES,
+    MAX_SIGNATURE_HEADER_LENGTH,
+    encodable,
+    sign,
+    signature_headers,
+)
 from dodo_cio_local.sandbox import TrackV2ValidationError, TrackV2Validator
 from support.apigw import http_api_event
 from support.samples import sample_paths
@@ -66,20 +63,6 @@ def _fuzz_settings(max_examples: int) -> Callable[[Any], Any]:
 
 
 # -- plumbing --------------------------------------------------------------------------------------
-
-
-def fresh_id() -> str:
-    return f"msg_hostile_{uuid.uuid4().hex}"
-
-
-def signed_headers(secret: bytes, body: bytes, webhook_id: str | None = None, ts: int | None = None) -> dict[str, str]:
-    webhook_id = webhook_id or fresh_id()
-    ts = int(time.time()) if ts is None else ts
-    return {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": sign(secret, webhook_id, ts, body),
-    }
 
 
 def _reject_constant(name: str) -> Any:
@@ -124,10 +107,6 @@ def sandbox_requests_valid(bridge: Any) -> int:
         except TrackV2ValidationError as exc:
             pytest.fail(f"{exc}\n{where}")
     return len(recorded)
-
-
-def start_example(bridge: Any) -> None:
-    bridge.sandbox.reset()
 
 
 def nothing_happened(bridge: Any) -> None:
@@ -205,15 +184,66 @@ TEXT = st.one_of(
     # Long strings, to cross every byte limit (1000-byte values, 150-byte identifiers, 32 KB ops).
     st.builds(lambda s, n: s * n, st.text(ANY_CHAR, min_size=1, max_size=4), st.integers(40, 2500)),
 )
+EDGE_INTS = [0, -1, -4900, 2**31, 2**53 + 1, 2**63, -(2**63) - 1, 2**64, 10**18, 10**19, 10**308, 10**311, 10**400]
+EDGE_FLOATS = [-0.0, 0.1, 1e308, -1e308, 5e-324, 49.99, 1e20]
+EDGE_NUMBERS = [*EDGE_INTS, -(10**400), *EDGE_FLOATS]
 NUMBERS = st.one_of(
     st.integers(),
     st.integers(min_value=-(10**40), max_value=10**40),
-    st.sampled_from([0, -1, -4900, 2**31, 2**53 + 1, 2**63, -(2**63) - 1, 2**64, 10**18, 10**19, 10**308, 10**400]),
+    st.sampled_from(EDGE_INTS),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from([-0.0, 0.1, 1e308, -1e308, 5e-324, 49.99, 1e20]),
+    st.sampled_from(EDGE_FLOATS),
 )
 SCALARS = st.one_of(st.none(), st.booleans(), NUMBERS, TEXT)
-SPECIAL_KEYS = [
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every node below `value` (dict keys and list indices), depth first."""
+    out: list[tuple[Any, ...]] = []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            out.append((*prefix, key))
+            out.extend(_paths(child, (*prefix, key)))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            out.append((*prefix, index))
+            out.extend(_paths(child, (*prefix, index)))
+    return out
+
+
+def _at(doc: Any, path: tuple[Any, ...]) -> Any:
+    for part in path:
+        doc = doc[part]
+    return doc
+
+
+def _mapped_keys() -> frozenset[str]:
+    """The data keys the default mapping reads: removing one changes what a sample maps to (or makes it unreadable);
+    plus the license `key`, read only to be left out, and `effective_at`, in no sample."""
+    from dodo_cio.mapping.mapper import MappingConfig, map_event
+    from dodo_cio.receiving.models import DodoEvent, PayloadError, parse_envelope, parse_payload
+
+    def ops(doc: dict[str, Any]) -> Any:
+        envelope = parse_envelope(doc)
+        return map_event(DodoEvent("msg_keys", envelope, parse_payload(envelope)), MappingConfig())  # type: ignore[arg-type]
+
+    keys = {"key", "effective_at"}
+    for sample in SAMPLES.values():
+        mapped = ops(sample)
+        for path in (p for p in _paths(sample["data"]) if isinstance(p[-1], str)):
+            changed = copy.deepcopy(sample)
+            del _at(changed["data"], path[:-1])[path[-1]]
+            try:
+                if ops(changed) != mapped:
+                    keys.add(path[-1])
+            except PayloadError:
+                keys.add(path[-1])
+    return frozenset(keys)
+
+
+# Mutations aim at these half of the time.
+MAPPED_KEYS = _mapped_keys()
+SPECIAL_KEYS = [  # besides MAPPED_KEYS
     # Track v2 keys with a meaning of their own, wherever they might land.
     "recipient",
     "from_address",
@@ -231,21 +261,6 @@ SPECIAL_KEYS = [
     "name",
     "type",
     "action",
-    # Dodo fields the mapping reads.
-    "metadata",
-    "customer",
-    "customer_id",
-    "amount",
-    "currency",
-    "total_amount",
-    "created_at",
-    "expires_at",
-    "next_billing_date",
-    "scheduled_change",
-    "cancelled_by",
-    "product_cart",
-    "billing",
-    "card_last_four",
     # Things that must never be forwarded.
     "key",
     "api_key",
@@ -262,7 +277,7 @@ SPECIAL_KEYS = [
     "__proto__",
     "x.y",
 ]
-KEYS = st.one_of(st.sampled_from(SPECIAL_KEYS), st.text(ANY_CHAR, max_size=20))
+KEYS = st.one_of(st.sampled_from([*SPECIAL_KEYS, *sorted(MAPPED_KEYS)]), st.text(ANY_CHAR, max_size=20))
 VALUES = st.recursive(
     SCALARS,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(KEYS, children, max_size=4),
@@ -309,50 +324,16 @@ NEAR_ENVELOPES = st.fixed_dictionaries(
 ONE_IN_15 = st.sampled_from([False] * 14 + [True])
 
 
-# -- 1. random bytes ---------------------------------------------------------------------------------
-
-
-@_fuzz_settings(60)
-@given(
-    body=st.one_of(
-        st.binary(max_size=2048),
-        st.sampled_from([b"", b" ", b"{}", b"[]", b"null", b"\xef\xbb\xbf{}", b"[" * 100_000, b'{"a":' * 50_000]),
-    ),
-    signed=st.booleans(),
-    force_base64=st.booleans(),
-    oversize=ONE_IN_15,
-)
-def test_random_bytes_never_get_a_5xx(bridge, body: bytes, signed: bool, force_base64: bool, oversize: bool) -> None:
-    start_example(bridge)
-    if oversize:
-        body = (body or b"\x00") * (MAX_BODY_BYTES // max(len(body), 1) + 1)
-    headers = signed_headers(bridge.secret, body) if signed else {}
-    status, answer = bridge.invoke(http_api_event(body, headers, base64_body=force_base64))
-    event(f"status {status}")
-    if oversize:
-        assert status == 413, answer
-    elif not signed:
-        assert status == 401, answer
-    else:
-        assert status in {200, 202}, answer
-    if status == 202:
-        kept_whole(bridge, body, answer)
-    elif status != 200:
-        assert "error" in answer
-        nothing_happened(bridge)
-    sandbox_requests_valid(bridge)
-
-
-# -- 2. random JSON, validly signed ------------------------------------------------------------------
+# -- 1. random JSON, validly signed ------------------------------------------------------------------
 
 
 @_fuzz_settings(60)
 @given(doc=st.one_of(JSON_VALUES, ENVELOPES, NEAR_ENVELOPES), ascii_only=st.booleans())
 def test_random_json_never_gets_a_5xx(bridge, doc: Any, ascii_only: bool) -> None:
-    start_example(bridge)
+    bridge.sandbox.reset()
     body = render(doc, ascii_only)
     assume(len(body) <= MAX_BODY_BYTES)
-    status, answer = bridge.invoke(http_api_event(body, signed_headers(bridge.secret, body)))
+    status, answer = bridge.send(body)
     event(f"status {status} {answer.get('status', '')}")
     sandbox_requests_valid(bridge)
     assert status in {200, 202}, answer
@@ -377,7 +358,7 @@ def test_random_json_never_gets_a_5xx(bridge, doc: Any, ascii_only: bool) -> Non
         assert_queued_only_unfixable(bridge)
 
 
-# -- 3. random headers ------------------------------------------------------------------------------
+# -- 2. random headers ------------------------------------------------------------------------------
 
 SIGNATURE_NAMES = {"webhook-id", "webhook-timestamp", "webhook-signature"}
 HEADER_NAMES = st.one_of(
@@ -436,14 +417,14 @@ ODD_VALID_IDS = st.text(ANY_CHAR, min_size=1, max_size=256).filter(lambda s: s.s
     data=st.data(),
 )
 def test_random_headers_get_401_never_a_5xx(bridge, mode: str, data: st.DataObject) -> None:
-    start_example(bridge)
+    bridge.sandbox.reset()
     oversize = data.draw(ONE_IN_15, label="oversize")
     body = PAYMENT if not oversize else PAYMENT + b" " * MAX_BODY_BYTES
     extra = data.draw(st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=6), label="extra headers")
     extra = {k: v for k, v in extra.items() if k.strip().lower() not in SIGNATURE_NAMES}
-    good_id = fresh_id()
     now = int(time.time())
-    headers: dict[str, str] = signed_headers(bridge.secret, body, good_id, now)
+    headers = signature_headers(bridge.secret, body, timestamp=now)
+    good_id = headers["webhook-id"]
 
     if mode == "random_only":
         # Random values under the signature header names (in any case, some left out), nothing signed.
@@ -472,7 +453,7 @@ def test_random_headers_get_401_never_a_5xx(bridge, mode: str, data: st.DataObje
         # The control group: any id a sender may pick (unicode, controls, 256 chars), validly signed,
         # plus the random extra headers, is delivered; the state table keys on it untouched.
         odd_id = data.draw(ODD_VALID_IDS, label="webhook id")
-        headers = signed_headers(bridge.secret, body, odd_id, now)
+        headers = signature_headers(bridge.secret, body, webhook_id=odd_id, timestamp=now)
     else:  # wrong_secret, plus garbage around the entry
         other = data.draw(st.binary(min_size=1, max_size=64).filter(lambda s: s != bridge.secret), label="secret")
         entries = data.draw(st.lists(SIGNATURE_ENTRY, max_size=4), label="more entries")
@@ -494,19 +475,10 @@ def test_random_headers_get_401_never_a_5xx(bridge, mode: str, data: st.DataObje
     nothing_happened(bridge)
 
 
-# -- 4. every event type with random field values ----------------------------------------------------
+# -- 3. every event type with random field values ----------------------------------------------------
 
+# The one family no sample covers.
 MINIMAL_DATA: dict[str, dict[str, Any]] = {
-    events.CUSTOMER_REF: {
-        "payload_type": "CreditLedgerEntry",
-        "customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
-        "amount": 500,
-        "currency": "USD",
-        "balance_after": 1500,
-        "reason": "top-up",
-        "created_at": NOW_ISO,
-        "expires_at": "2027-10-14T09:21:47Z",
-    },
     events.PAYOUT: {"payout_id": "po_1", "amount": 100_000, "currency": "USD", "status": "success"},
 }
 
@@ -536,20 +508,6 @@ def base_body(event_type: str, nested_customer: bool) -> dict[str, Any]:
     return doc
 
 
-def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    """Every node below `value` (dict keys and list indices), depth first."""
-    out: list[tuple[Any, ...]] = []
-    if isinstance(value, dict):
-        for key, child in value.items():
-            out.append((*prefix, key))
-            out.extend(_paths(child, (*prefix, key)))
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            out.append((*prefix, index))
-            out.extend(_paths(child, (*prefix, index)))
-    return out
-
-
 def _containers(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix] if isinstance(value, dict) else []
     if isinstance(value, dict | list):
@@ -559,113 +517,18 @@ def _containers(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...
     return out
 
 
-def _at(doc: Any, path: tuple[Any, ...]) -> Any:
-    for part in path:
-        doc = doc[part]
-    return doc
-
-
-# Fields the default mapping reads: mutations aim at them half of the time.
-MAPPED_KEYS = frozenset(
-    [
-        "activations_limit",
-        "actor_type",
-        "amount",
-        "app_user_id",
-        "billing",
-        "cancel_at_next_billing_date",
-        "cancellation_comment",
-        "cancellation_feedback",
-        "cancelled_at",
-        "cancelled_by",
-        "card_last_four",
-        "card_network",
-        "card_type",
-        "charge_type",
-        "country",
-        "created_at",
-        "currency",
-        "customer",
-        "customer_id",
-        "dispute_id",
-        "dispute_stage",
-        "dispute_status",
-        "effective_at",
-        "email",
-        "error_code",
-        "error_message",
-        "expires_at",
-        "id",
-        "instances_count",
-        "invoice_id",
-        "is_partial",
-        "is_update_payment_method",
-        "key",
-        "metadata",
-        "name",
-        "next_billing_date",
-        "on_demand",
-        "past_due_ends_at",
-        "paused_at",
-        "payment_frequency_count",
-        "payment_frequency_interval",
-        "payment_id",
-        "payment_link",
-        "payment_method",
-        "phone_number",
-        "previous_billing_date",
-        "product_cart",
-        "product_id",
-        "quantity",
-        "reason",
-        "recurring_pre_tax_amount",
-        "refund_id",
-        "remarks",
-        "retry_attempt",
-        "scheduled_change",
-        "settlement_amount",
-        "settlement_currency",
-        "source",
-        "status",
-        "subscription_id",
-        "tax",
-        "tax_inclusive",
-        "total_amount",
-        "trial_period_days",
-    ]
-)
 # Values at the edges of what the mapping does with a field (money, dates, identifiers, byte limits).
 EDGE_VALUES = st.sampled_from(
     [
         None,
         True,
         False,
-        0,
-        -1,
-        -4900,
-        2**63,
-        2**64,
-        10**19,
-        10**308,
-        10**311,
-        10**400,
-        -(10**400),
-        1e308,
-        -1e308,
-        49.99,
-        "",
-        " ",
+        *EDGE_NUMBERS,
+        *SPECIAL_STRINGS,
         "4900",
         "-4900",
-        "99999999999999999999",
-        "KWD",
         "jpy",
-        "XXX",
-        "🚀",
-        "x" * 151,
-        "é" * 600,
         "y" * 40_000,
-        "0001-01-01T00:00:00Z",
         "9999-12-31T23:59:59.999999Z",
         "1700000000",
         "17000000000000",
@@ -675,7 +538,6 @@ EDGE_VALUES = st.sampled_from(
         {"": None},
         {"product_id": 10**400},
         # Number literals Python reads as inf/-inf/0.0/-0.0, and the constants JSON does not have.
-        RAW + "1e400",
         RAW + "-1E999",
         RAW + "1e-400",
         RAW + "-0",
@@ -772,14 +634,14 @@ def test_every_event_type_with_random_fields_is_never_a_5xx_nor_an_invalid_reque
     ascii_only: bool,
     data: st.DataObject,
 ) -> None:
-    start_example(bridge)
+    bridge.sandbox.reset()
     use_container(bridge, monkeypatch, identifier)
     doc = base_body(event_type, nested_customer)
     done = mutate(doc, data)
     body = render(doc, ascii_only)
     assume(len(body) <= MAX_BODY_BYTES)
 
-    status, answer = bridge.invoke(http_api_event(body, signed_headers(bridge.secret, body)))
+    status, answer = bridge.send(body)
 
     event(f"status {status} {answer.get('status', '')}")
     context = f"{event_type} ({identifier}) after {done}: {status} {answer}"
@@ -861,17 +723,7 @@ FOUND: list[tuple[str, dict[str, Any], int]] = [
         _with("payment.succeeded.json", lambda d: d["data"]["metadata"].update(x=RAW + "1e400")),
         202,  # quarantined
     ),
-    # Issue 16: state keys over DynamoDB's 2,048 bytes were answered 503 on every try and never kept.
-    (
-        "a customer_id of 2,100 characters",
-        _with("payment.succeeded.json", lambda d: d["data"]["customer"].update(customer_id="c" * 2100)),
-        202,  # quarantined, kind "rejected"
-    ),
-    (
-        "a payment_id of 2,100 characters",
-        _with("payment.succeeded.json", lambda d: d["data"].update(payment_id="p" * 2100)),
-        202,  # quarantined, kind "rejected"
-    ),
+    # Issue 16 (ids over DynamoDB's 2,048-byte keys are quarantined): tests/integration/test_quarantine.py.
     (
         "a subscription_id of 2,100 characters is not a key: delivered",
         _with("subscription.renewed.json", lambda d: d["data"].update(subscription_id="s" * 2100)),
@@ -882,9 +734,9 @@ FOUND: list[tuple[str, dict[str, Any], int]] = [
 
 def test_inputs_found_by_the_properties(bridge) -> None:
     for label, doc, expected in FOUND:
-        start_example(bridge)
+        bridge.sandbox.reset()
         body = render(doc, ascii_only=True)
-        status, answer = bridge.invoke(http_api_event(body, signed_headers(bridge.secret, body)))
+        status, answer = bridge.send(body)
         assert status == expected, (label, answer)
         sent = sandbox_requests_valid(bridge)
         assert sent == (1 if expected == 200 else 0), label

@@ -9,8 +9,17 @@ from typing import Any
 
 import pytest
 
-from dodo_cio.receiving.signature import sign
+from dodo_cio.delivery.backoff import BackoffPolicy
+from dodo_cio.delivery.budget import Budget
+from dodo_cio.delivery.destination import PIPELINES, TRACK
+from dodo_cio.delivery.track import EMAIL_BY_ID_SETTING
+from dodo_cio.ingest.service import BUDGET_SPENT
+from dodo_cio.state.table import StateTable
+from dodo_cio_local.lambda_context import FakeLambdaContext
+from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import http_api_event, signed_event
+from support.aws import SSM_PATH
+from support.emf import emitted_metrics
 from support.samples import sample_paths
 from support.workspace import use_pipelines
 
@@ -33,13 +42,19 @@ def _mutate(raw: bytes, fn) -> bytes:
 # -- happy path -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLES))
-def test_every_sample_is_delivered_in_one_request(bridge, name: str) -> None:
-    status, body = bridge.send(SAMPLES[name])
-    assert (status, body) == (200, {"status": "delivered"})
-    requests = bridge.sandbox.requests
-    assert len(requests) == 1, "one HTTPS request per webhook"
-    assert requests[0].status == 200
+def test_every_sample_is_delivered_in_one_accepted_request(bridge, api: str) -> None:
+    """One warm container per API, the sandbox reset between samples (a bridge per sample cost a moto setup each)."""
+    for name, raw in SAMPLES.items():
+        bridge.sandbox.reset()
+        assert bridge.send(raw, webhook_id=f"msg_{api}_{name}") == (200, {"status": "delivered"}), name
+        (request,) = bridge.sandbox.requests  # one HTTPS request per webhook
+        assert request.status == 200, name
+        if api == PIPELINES:
+            assert request.path.startswith("/v1/"), name
+            assert {k.lower(): v for k, v in request.headers.items()}["x-strict-mode"] == "1"
+            calls = bridge.sandbox.accepted_calls()
+            assert calls and bridge.sandbox.dropped_calls() == [], name
+            assert [call["userId"] for call in calls if "userId" in call], "each call addresses a person"
     assert bridge.parked() == []
 
 
@@ -54,34 +69,18 @@ def test_identify_and_event_go_in_one_batch(bridge) -> None:
     assert actions == ["identify", "identify", "event", "identify"]
 
 
-def test_license_key_is_a_single_entity_op_without_the_key(bridge) -> None:
-    raw = SAMPLES["license_key.created.json"]
-    bridge.send(raw)
-    (request,) = bridge.sandbox.requests
-    assert request.path == "/api/v2/entity"
-    assert json.loads(raw)["data"]["key"].encode() not in request.body
-
-
-def test_a_redelivered_webhook_is_answered_from_the_first_time_and_not_sent_again(bridge) -> None:
-    first = bridge.send(PAYMENT, webhook_id="msg_same")
-    again = bridge.send(PAYMENT, webhook_id="msg_same")
-    assert first == again == (200, {"status": "delivered"})
+def test_a_redelivery_gets_the_stored_answer_marked_replayed_and_nothing_is_sent_again(bridge) -> None:
+    first, again = (
+        bridge.app.lambda_handler(signed_event(PAYMENT, bridge.secret, webhook_id="msg_same"), FakeLambdaContext())
+        for _ in range(2)
+    )
+    assert (first["statusCode"], json.loads(first["body"])) == (200, {"status": "delivered"})
+    assert "idempotent-replayed" not in first["headers"] and again["headers"]["idempotent-replayed"] == "true"
+    assert (again["statusCode"], again["body"]) == (200, first["body"])  # Dodo sees the same answer
     bridge.send(PAYMENT, webhook_id="msg_other")
     ids = [op["id"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]
     assert len(ids) == 2 and ids[0] != ids[1]
     assert len(bridge.sandbox.requests) == 2
-
-
-def test_only_the_stored_answer_of_a_redelivery_carries_the_replayed_header(bridge) -> None:
-    from dodo_cio_local.lambda_context import FakeLambdaContext
-    from support.apigw import signed_event
-
-    first, again = (
-        bridge.app.lambda_handler(signed_event(PAYMENT, bridge.secret, webhook_id="msg_twice"), FakeLambdaContext())
-        for _ in range(2)
-    )
-    assert "idempotent-replayed" not in first["headers"] and again["headers"]["idempotent-replayed"] == "true"
-    assert first["body"] == again["body"]  # Dodo sees the same answer
 
 
 def test_a_redelivery_of_a_parked_webhook_queues_nothing_more(bridge) -> None:
@@ -90,14 +89,6 @@ def test_a_redelivery_of_a_parked_webhook_queues_nothing_more(bridge) -> None:
     assert bridge.send(PAYMENT, webhook_id="msg_parked_once") == (202, {"status": "queued"})
     assert len(bridge.parked()) == 1
     assert len(bridge.sandbox.requests) == 1
-
-
-def test_a_5xx_answer_is_not_remembered(bridge) -> None:
-    bridge.sandbox.script(503)
-    bridge.sqs.delete_queue(QueueUrl=bridge.queue_url)
-    assert bridge.send(PAYMENT, webhook_id="msg_retry_me")[0] == 500
-    bridge.sqs.create_queue(QueueName=bridge.queue_url.rsplit("/", 1)[1])
-    assert bridge.send(PAYMENT, webhook_id="msg_retry_me") == (200, {"status": "delivered"})
 
 
 def test_duplicate_check_is_keyed_on_the_header_whatever_its_case(bridge) -> None:
@@ -109,9 +100,8 @@ def test_duplicate_check_is_keyed_on_the_header_whatever_its_case(bridge) -> Non
 
 
 def test_a_concurrent_duplicate_gets_409_not_2xx(bridge) -> None:
+    """Unit-tested in test_idempotency.py; here the in-progress 409 reaches Dodo through the handler (README)."""
     import threading
-
-    from dodo_cio_local.sandbox import ScriptedResponse
 
     bridge.sandbox.script(ScriptedResponse(200, action="stall", delay=0.8))
     results: list[tuple[int, dict[str, Any]]] = []
@@ -158,73 +148,6 @@ def test_an_older_event_arriving_late_does_not_roll_the_profile_back(bridge) -> 
     ]
 
 
-def test_a_parked_identify_is_skipped_on_retry_when_a_newer_one_went_through(bridge) -> None:
-    import boto3
-
-    from dodo_cio.delivery.parking import ParkedDelivery
-    from dodo_cio.retry.service import RetryProcessor
-    from dodo_cio.retry.verdicts import SqsRecord
-    from dodo_cio.state.table import StateTable
-
-    older = _at(SAMPLES["subscription.active.json"], "2026-10-01T10:00:00Z")
-    newer = _at(SAMPLES["subscription.cancelled.json"], "2026-10-20T10:00:00Z")
-    bridge.sandbox.script(503)
-    assert bridge.send(older)[0] == 202  # parked
-    assert bridge.send(newer)[0] == 200  # went straight through
-    (message,) = bridge.parked()
-    processor = RetryProcessor(
-        bridge.sqs,
-        bridge.queue_url,
-        bridge.dlq_url,
-        state=StateTable("dodo-cio-state", lambda: boto3.client("dynamodb")),
-    )
-    from dodo_cio.delivery.track import TrackClient
-
-    client = TrackClient(bridge.sandbox.base_url, "it-site", "it-api-key-9f8e7d")
-    body = json.dumps(message["body"])
-    (outcome,) = processor.process([SqsRecord("m1", "rh", body, 1)], client)
-    assert outcome.verdict == "delivered"
-    assert ParkedDelivery.from_json(body).ops[0]["action"] == "identify"
-    statuses = [
-        op["attributes"]["subscription_status"]
-        for op in bridge.sandbox.accepted_ops()
-        if op["action"] == "identify" and "subscription_status" in op["attributes"]
-    ]
-    assert statuses == ["cancelled"]
-    assert [op["name"] for op in bridge.sandbox.accepted_ops() if op["action"] == "event"] == [
-        "subscription.cancelled",
-        "subscription.active",
-    ]
-
-
-def test_base64_encoded_body_is_verified_on_the_raw_bytes(bridge) -> None:
-    status, _ = bridge.invoke(signed_event(PAYMENT, bridge.secret, base64_body=True))
-    assert status == 200
-
-
-def test_header_names_in_any_case(bridge) -> None:
-    event = signed_event(PAYMENT, bridge.secret)
-    event["headers"] = {k.upper() if k.startswith("webhook") else k: v for k, v in event["headers"].items()}
-    assert bridge.invoke(event)[0] == 200
-
-
-def test_rotation_two_secrets_in_ssm(bridge) -> None:
-    from aws_lambda_powertools.utilities import parameters
-
-    new = b"the-new-secret-after-rotation-123"
-    old_value = "whsec_" + base64.b64encode(bridge.secret).decode()
-    new_value = "whsec_" + base64.b64encode(new).decode()
-    bridge.ssm.put_parameter(
-        Name="/dodo-customerio/webhook-secret",
-        Value=f"{old_value}, {new_value}",
-        Type="SecureString",
-        Overwrite=True,
-    )
-    parameters.clear_caches()
-    assert bridge.invoke(signed_event(PAYMENT, new))[0] == 200
-    assert bridge.invoke(signed_event(PAYMENT, bridge.secret))[0] == 200
-
-
 def test_rotated_secret_is_picked_up_without_waiting_for_the_cache(bridge) -> None:
     assert bridge.send(PAYMENT)[0] == 200  # secrets now cached
     new = b"rotated-in-ssm-while-warm-0000000"
@@ -240,76 +163,34 @@ def test_rotated_secret_is_picked_up_without_waiting_for_the_cache(bridge) -> No
 # -- bad input: each answer, a JSON error, nothing queued, nothing sent ------------------------
 
 
-def _assert_rejected(bridge, event: dict[str, Any], status: int) -> dict[str, Any]:
-    got_status, body = bridge.invoke(event)
-    assert got_status == status, body
-    assert "error" in body
-    assert bridge.sandbox.requests == []
-    assert bridge.parked() == []
-    return body
+OVERSIZE = _mutate(PAYMENT, lambda d: d["data"]["metadata"].update(pad="x" * (257 * 1024)))
 
 
-def test_missing_signature_headers(bridge) -> None:
-    _assert_rejected(bridge, http_api_event(PAYMENT, {}), 401)
-
-
-def test_signature_not_base64(bridge) -> None:
-    event = signed_event(PAYMENT, bridge.secret)
-    event["headers"]["webhook-signature"] = "v1,!!!not-base64!!!"
-    _assert_rejected(bridge, event, 401)
-
-
-def test_wrong_secret(bridge) -> None:
-    _assert_rejected(bridge, signed_event(PAYMENT, b"some-other-secret-entirely"), 401)
-
-
-def test_only_v2_entries(bridge) -> None:
-    event = signed_event(PAYMENT, bridge.secret)
-    event["headers"]["webhook-signature"] = event["headers"]["webhook-signature"].replace("v1,", "v2,")
-    _assert_rejected(bridge, event, 401)
-
-
-def test_timestamp_not_a_number(bridge) -> None:
-    event = signed_event(PAYMENT, bridge.secret)
-    event["headers"]["webhook-timestamp"] = "yesterday"
-    _assert_rejected(bridge, event, 401)
-
-
-@pytest.mark.parametrize("offset", [-360, 360])
-def test_timestamp_six_minutes_off(bridge, offset: int) -> None:
-    _assert_rejected(bridge, signed_event(PAYMENT, bridge.secret, timestamp=int(time.time()) + offset), 401)
-
-
-def test_body_changed_after_signing(bridge) -> None:
-    event = signed_event(PAYMENT, bridge.secret)
+def _body_changed(event: dict[str, Any]) -> dict[str, Any]:
     event["body"] = event["body"].replace("4900", "4901")
-    _assert_rejected(bridge, event, 401)
+    return event
 
 
-def test_verification_happens_before_parsing(bridge) -> None:
-    # A body that is not even JSON, with a bad signature, is a 401 (not a 400).
-    _assert_rejected(bridge, signed_event(b"{not json", b"wrong-secret-wrong-secret"), 401)
-
-
-def test_a_signed_bad_body_is_quarantined_not_refused(bridge) -> None:
-    # Every shape of unreadable body, and a re-run after an upgrade: tests/integration/test_quarantine.py.
-    status, answer = bridge.send(_mutate(PAYMENT, lambda d: d["data"].update(total_amount="4900")))
-    assert (status, answer["status"], answer["field"]) == (202, "quarantined", "data.total_amount")
-
-
-def test_body_over_256_kb(bridge) -> None:
-    body = _mutate(PAYMENT, lambda d: d["data"]["metadata"].update(pad="x" * (257 * 1024)))
-    answer = _assert_rejected(bridge, signed_event(body, bridge.secret), 413)
-    assert answer["limit_bytes"] == 256 * 1024
-
-
-def test_unknown_type_is_kept_on_the_quarantine_queue_not_delivered(bridge) -> None:
-    body = _mutate(PAYMENT, lambda d: d.update(type="payment.teleported"))
-    status, answer = bridge.send(body)
-    assert (status, answer["status"], answer["kind"]) == (202, "quarantined", "unknown_type")
-    assert bridge.sandbox.requests == [] and bridge.parked() == []
-    (kept,) = bridge.quarantined()
-    assert kept["body"]["event_type"] == "payment.teleported" and kept["body"]["kind"] == "unknown_type"
+@pytest.mark.parametrize(
+    ("make", "status"),
+    [
+        pytest.param(lambda secret: http_api_event(PAYMENT, {}), 401, id="no signature headers"),
+        pytest.param(lambda secret: signed_event(PAYMENT, b"some-other-secret-entirely"), 401, id="wrong secret"),
+        pytest.param(
+            lambda secret: signed_event(PAYMENT, secret, timestamp=int(time.time()) - 360), 401, id="6 min old"
+        ),
+        pytest.param(lambda secret: _body_changed(signed_event(PAYMENT, secret)), 401, id="body changed after signing"),
+        # Verification comes before parsing: a body that is not even JSON, badly signed, is a 401 (not a 400).
+        pytest.param(lambda secret: signed_event(b"{not json", b"wrong-secret-wrong-secret"), 401, id="unsigned junk"),
+        pytest.param(lambda secret: signed_event(OVERSIZE, secret), 413, id="body over 256 KB"),
+    ],
+)
+def test_bad_input_gets_a_json_error_and_nothing_is_sent_or_queued(bridge, make: Any, status: int) -> None:
+    got, answer = bridge.invoke(make(bridge.secret))
+    assert got == status and "error" in answer, answer
+    assert bridge.sandbox.requests == [] and bridge.parked() == [] and bridge.quarantined() == []
+    if status == 413:
+        assert answer["limit_bytes"] == 256 * 1024
 
 
 def test_payout_is_ignored_by_default(bridge) -> None:
@@ -339,33 +220,11 @@ def test_dispute_for_a_payment_never_seen_is_parked_not_dropped(bridge) -> None:
     assert "pay_unseen" in message["body"]["last_error"]["reason"]
 
 
-def test_refund_with_null_amount_is_delivered_without_amount(bridge) -> None:
-    body = _mutate(SAMPLES["refund.succeeded.json"], lambda d: d["data"].update(amount=None))
-    assert bridge.send(body)[0] == 200
-    (event_op,) = [op for op in bridge.sandbox.accepted_ops() if op["action"] == "event"]
-    assert "amount" not in event_op["attributes"]
-    assert event_op["attributes"]["refund_id"] == "ref_7YbLq4WzTn1KcR9mXd3Vs"
-
-
-def test_unicode_and_very_long_names_are_delivered_within_limits(bridge) -> None:
-    long_name = "Zoë 山田 🚀 " * 200
-
-    def change(d: dict[str, Any]) -> None:
-        d["data"]["customer"]["name"] = long_name
-        d["data"]["metadata"]["note"] = "ü" * 2000
-
-    assert bridge.send(_mutate(PAYMENT, change))[0] == 200
-    identify = next(op for op in bridge.sandbox.accepted_ops() if op["action"] == "identify")
-    assert identify["attributes"]["name"].startswith("Zoë 山田 🚀")
-    assert len(json.dumps(identify["attributes"]["name"], ensure_ascii=False).encode()) <= 1000
-
-
 # -- failures downstream -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status", [500, 503, 429])
-def test_customerio_down_parks_the_event_and_answers_2xx(bridge, status: int) -> None:
-    bridge.sandbox.script(status)
+def test_customerio_down_parks_the_event_and_answers_2xx(bridge) -> None:
+    bridge.sandbox.script(503)
     code, body = bridge.send(PAYMENT, webhook_id="msg_parked")
     assert (code, body) == (202, {"status": "queued"})
     (message,) = bridge.parked()
@@ -373,7 +232,7 @@ def test_customerio_down_parks_the_event_and_answers_2xx(bridge, status: int) ->
     assert parked["webhook_id"] == "msg_parked"
     assert parked["event_type"] == "payment.succeeded"
     assert parked["attempts"] == 1
-    assert parked["last_error"]["kind"] == "transient" and parked["last_error"]["status"] == status
+    assert parked["last_error"]["kind"] == "transient" and parked["last_error"]["status"] == 503
     # the profile, the event, and the commercial summary (dodo_cio.state.summary), all waiting together
     assert [op["action"] for op in parked["ops"]] == ["identify", "event", "identify"]
     assert parked["ops"][2]["_state"] == "summary" and parked["ops"][2]["attributes"]["payments_count"] == 1
@@ -381,156 +240,254 @@ def test_customerio_down_parks_the_event_and_answers_2xx(bridge, status: int) ->
     assert "maya" not in json.dumps(message["attributes"]).lower()
 
 
-def test_read_timeout_parks_the_event(bridge) -> None:
-    from dodo_cio_local.sandbox import ScriptedResponse
-
-    bridge.sandbox.script(ScriptedResponse(200, action="stall", delay=2.0))
-    code, _ = bridge.send(PAYMENT)
-    assert code == 202
-    (message,) = bridge.parked()
-    assert message["body"]["last_error"]["status"] is None
-    assert "timeout" in message["body"]["last_error"]["reason"]
-
-
-def test_bad_credentials_park_as_config_error(bridge) -> None:
+def _store(bridge, name: str, value: str | None) -> None:
+    """Changes an SSM parameter of the bridge (None: deletes it); the next invocation reads it again."""
     from aws_lambda_powertools.utilities import parameters
 
-    bridge.ssm.put_parameter(
-        Name="/dodo-customerio/customerio-api-key", Value="wrong", Type="SecureString", Overwrite=True
-    )
+    if value is None:
+        bridge.ssm.delete_parameter(Name=f"{SSM_PATH}/{name}")
+    else:
+        bridge.ssm.put_parameter(Name=f"{SSM_PATH}/{name}", Value=value, Type="SecureString", Overwrite=True)
     parameters.clear_caches()
-    code, _ = bridge.send(PAYMENT)
-    assert code == 202
+
+
+@pytest.mark.parametrize(
+    ("api", "name", "value", "status"),
+    [
+        pytest.param(TRACK, "customerio-api-key", "wrong", 401, id="track key wrong"),
+        pytest.param(TRACK, "customerio-api-key", None, None, id="track key missing"),
+        pytest.param(PIPELINES, "customerio-pipelines-api-key", None, None, id="pipelines key missing"),
+    ],
+)
+def test_a_wrong_or_missing_customerio_key_parks_the_event_as_config(
+    bridge, monkeypatch: pytest.MonkeyPatch, api: str, name: str, value: str | None, status: int | None
+) -> None:
+    if api == PIPELINES:
+        use_pipelines(bridge, monkeypatch)
+    _store(bridge, name, value)
+    assert bridge.send(PAYMENT) == (202, {"status": "queued"})
     (message,) = bridge.parked()
-    assert message["body"]["last_error"]["kind"] == "config"
-    assert message["body"]["last_error"]["status"] == 401
+    error = message["body"]["last_error"]
+    assert (error["kind"], error["status"]) == ("config", status)
+    if value is None:  # nothing was sent, and the reason names what is missing
+        assert name in error["reason"] and bridge.sandbox.requests == []
 
 
-def test_207_dead_letters_only_the_failed_op_at_once(bridge) -> None:
-    from dodo_cio_local.sandbox import ScriptedResponse
-
-    bridge.sandbox.script(
-        ScriptedResponse(207, body={"errors": [{"batch_index": 0, "reason": "invalid", "field": "attributes"}]})
-    )
-    code, _ = bridge.send(SAMPLES["subscription.active.json"])
-    assert code == 202
-    assert bridge.parked() == []  # permanent: not retried
-    (message,) = bridge.dead_lettered()
-    assert message["body"]["last_error"]["kind"] == "permanent"
-    assert message["body"]["last_error"]["status"] == 207
-    assert "attributes" in message["body"]["last_error"]["reason"]
-    assert [op["action"] for op in message["body"]["ops"]] == ["identify"]
+@pytest.mark.parametrize(
+    "misconfigure",
+    [
+        pytest.param(lambda bridge, env: _store(bridge, "webhook-secret", None), id="webhook secret missing"),
+        pytest.param(lambda bridge, env: env.setenv("CUSTOMERIO_REGION", "mars"), id="bad setting"),
+    ],
+)
+def test_a_misconfigured_bridge_answers_500_not_a_crash(bridge, monkeypatch: pytest.MonkeyPatch, misconfigure) -> None:
+    misconfigure(bridge, monkeypatch)
+    assert bridge.send(PAYMENT) == (500, {"error": "bridge misconfigured"})
 
 
-def test_400_goes_to_the_dlq_with_its_reason(bridge) -> None:
-    bridge.sandbox.script(400)
-    # Nothing waits on the retry queue, so the answer does not say "queued".
-    assert bridge.send(PAYMENT) == (202, {"status": "dead_lettered"})
-    assert bridge.parked() == []
-    (message,) = bridge.dead_lettered()
-    assert (message["body"]["last_error"]["status"], message["body"]["attempts"]) == (400, 1)
-    assert message["attributes"]["error_kind"]["StringValue"] == "permanent"
+# -- failure paths that only show when something around the handler misbehaves ----------------------
 
 
-def test_retry_after_answered_to_ingest_delays_the_parked_message(bridge) -> None:
-    from dodo_cio_local.sandbox import ScriptedResponse
+def test_forged_requests_force_at_most_one_secret_reread_per_interval(bridge: Any, monkeypatch: Any) -> None:
+    """A bad signature re-reads the secret (it may just have been rotated), but not once per request."""
+    service = bridge.app.service()
+    assert bridge.send(PAYMENT)[0] == 200  # warm: the secrets are cached
+    forced: list[bool] = []
+    fetch = service.secrets._fetch
 
-    bridge.sandbox.script(ScriptedResponse(429, headers={"Retry-After": "120"}))
-    assert bridge.send(PAYMENT)[0] == 202
-    assert bridge.parked() == []  # invisible: delayed by the Retry-After
-    attributes = bridge.sqs.get_queue_attributes(QueueUrl=bridge.queue_url, AttributeNames=["All"])["Attributes"]
-    assert attributes["ApproximateNumberOfMessagesDelayed"] == "1"
+    def counting(names: list[str], max_age: int, force: bool) -> Any:
+        forced.append(force)
+        return fetch(names, max_age, force)
 
-
-def test_customerio_and_sqs_both_failing_answers_5xx(bridge) -> None:
-    bridge.sandbox.script(503)
-    bridge.sqs.delete_queue(QueueUrl=bridge.queue_url)
-    code, body = bridge.send(PAYMENT)
-    assert code == 500
-    assert "error" in body
-
-
-def test_missing_webhook_secret_is_a_5xx_not_a_crash(bridge) -> None:
-    from aws_lambda_powertools.utilities import parameters
-
-    bridge.ssm.delete_parameter(Name="/dodo-customerio/webhook-secret")
-    parameters.clear_caches()
-    code, body = bridge.send(PAYMENT)
-    assert (code, body) == (500, {"error": "bridge misconfigured"})
+    monkeypatch.setattr(service.secrets, "_fetch", counting)
+    now = [service.clock()]
+    monkeypatch.setattr(service, "clock", lambda: now[0])
+    for _ in range(100):
+        status, _ = bridge.invoke(signed_event(PAYMENT, b"a-forged-secret-0123456789abcdef"))
+        assert status == 401
+    assert forced.count(True) == 1, "one forced SSM read for 100 forged requests"
+    now[0] += 31  # past the 30 s interval: one more is allowed
+    bridge.invoke(signed_event(PAYMENT, b"a-forged-secret-0123456789abcdef"))
+    assert forced.count(True) == 2
 
 
-def test_missing_customerio_credentials_park_the_event(bridge) -> None:
-    from aws_lambda_powertools.utilities import parameters
+def test_a_transform_that_raises_at_cold_start_is_answered_on_every_call(bridge: Any, monkeypatch: Any) -> None:
+    def broken(config: Any) -> Any:
+        raise RuntimeError("a merchant's customize.py bug")
 
-    bridge.ssm.delete_parameter(Name="/dodo-customerio/customerio-api-key")
-    parameters.clear_caches()
-    code, _ = bridge.send(PAYMENT)
-    assert code == 202
-    (message,) = bridge.parked()
-    assert message["body"]["last_error"]["kind"] == "config"
+    monkeypatch.setattr(bridge.app, "build_mapping", broken)
+    for _ in range(2):  # not built, so tried again, and answered again
+        response = bridge.app.lambda_handler(signed_event(PAYMENT, bridge.secret), FakeLambdaContext())
+        assert (response["statusCode"], json.loads(response["body"])) == (500, {"error": "bridge misconfigured"})
+    assert bridge.app._service is None
     assert bridge.sandbox.requests == []
 
 
-@pytest.fixture
-def pipelines_bridge(bridge, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The same warm container deployed with CustomerioApi=pipelines: the sandbox's /v1, the Pipelines key."""
-    use_pipelines(bridge, monkeypatch)
-    return bridge
+# -- which webhooks arrived, per Dodo object (dodo_cio.state.table.Receipt): what `dodo-cio reconcile` reads --
+# Written in the duplicate check's own transaction: a webhook makes no DynamoDB call more than before.
 
 
-@pytest.mark.parametrize("name", sorted(SAMPLES))
-def test_pipelines_delivers_every_sample_in_one_strict_request(pipelines_bridge, name: str) -> None:
-    status, body = pipelines_bridge.send(SAMPLES[name], webhook_id=f"msg_pl_{name}")
-    assert (status, body) == (200, {"status": "delivered"})
-    (request,) = pipelines_bridge.sandbox.requests
-    assert request.path.startswith("/v1/") and request.status == 200
-    assert {k.lower(): v for k, v in request.headers.items()}["x-strict-mode"] == "1"
-    calls = pipelines_bridge.sandbox.accepted_calls()
-    assert calls and pipelines_bridge.sandbox.dropped_calls() == []
-    assert [call["userId"] for call in calls if "userId" in call], "each call addresses a person"
-    assert pipelines_bridge.parked() == []
+def _data(sample: str, **data: Any) -> bytes:
+    return _mutate(SAMPLES[sample], lambda d: d["data"].update(data))
 
 
-def test_pipelines_without_its_key_parks_as_config_naming_the_parameter(pipelines_bridge) -> None:
-    from aws_lambda_powertools.utilities import parameters
-
-    pipelines_bridge.ssm.delete_parameter(Name="/dodo-customerio/customerio-pipelines-api-key")
-    parameters.clear_caches()
-    code, body = pipelines_bridge.send(PAYMENT)
-    assert (code, body) == (202, {"status": "queued"})
-    (message,) = pipelines_bridge.parked()
-    error = message["body"]["last_error"]
-    assert error["kind"] == "config" and "customerio-pipelines-api-key" in error["reason"]
-    assert pipelines_bridge.sandbox.requests == []
+def calls(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the DynamoDB calls the ingest container makes from now on."""
+    made: list[str] = []
+    client = bridge.app.service().state.client
+    for name in ("transact_write_items", "get_item", "put_item", "update_item", "batch_get_item"):
+        real = getattr(client, name)
+        monkeypatch.setattr(client, name, lambda *a, _n=name, _r=real, **k: made.append(_n) or _r(*a, **k))
+    return made
 
 
-def test_bad_setting_is_answered_with_5xx(bridge, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CUSTOMERIO_REGION", "mars")
-    code, body = bridge.send(PAYMENT)
-    assert (code, body) == (500, {"error": "bridge misconfigured"})
-
-
-def test_signing_helper_matches_header_format() -> None:
-    assert sign(b"k", "msg_1", 1, b"{}").startswith("v1,")
-
-
-def test_logs_hold_no_email_and_no_secret(
-    bridge, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_each_object_keeps_which_webhooks_arrived_at_no_extra_call(
+    bridge: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import io
+    assert bridge.send(_data("dispute.opened.json", dispute_id="dsp_1"), webhook_id="msg_warm")[0] in (200, 202)
+    made = calls(bridge, monkeypatch)
+    assert bridge.send(_data("dispute.opened.json", dispute_id="dsp_2"), webhook_id="msg_d2")[0] in (200, 202)
+    assert made.count("transact_write_items") == 1 and len(made) == 2  # the check's transaction + its completion
+    assert bridge.send(_data("subscription.active.json", subscription_id="sub_r"), webhook_id="msg_s1")[0] == 200
+    assert bridge.send(_data("subscription.on_hold.json", subscription_id="sub_r"), webhook_id="msg_s2")[0] == 200
+    table: StateTable = bridge.app.service().state
+    found = table.read_receipts(["dsp_2", "sub_r", "sub_nobody"])
+    assert found["dsp_2"]["dispute.opened"]["webhook_id"] == "msg_d2"
+    assert {t: r["webhook_id"] for t, r in found["sub_r"].items()} == {
+        "subscription.active": "msg_s1",
+        "subscription.on_hold": "msg_s2",
+    }
+    assert "sub_nobody" not in found
 
-    stream = io.StringIO()
-    monkeypatch.setattr(bridge.app.logger.registered_handler, "stream", stream)
-    bridge.sandbox.script(503)
-    for raw in SAMPLES.values():
-        bridge.send(raw)
-    bridge.invoke(signed_event(PAYMENT, b"wrong-secret-wrong-secret"))
-    out = capsys.readouterr()
-    logs = stream.getvalue() + out.out + out.err
-    assert '"webhook_id"' in logs and '"event_type"' in logs
-    for raw in SAMPLES.values():
-        customer = json.loads(raw)["data"].get("customer") or {}
-        if customer.get("email"):
-            assert customer["email"] not in logs
-    assert base64.b64encode(bridge.secret).decode() not in logs
-    assert "it-api-key" not in logs
+
+def test_an_object_id_dynamodb_cannot_key_gets_no_receipt_rather_than_failing_the_webhook() -> None:
+    from dodo_cio.ingest.service import receipts_for
+    from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_payload
+
+    def event(payment_id: str) -> DodoEvent:
+        envelope = parse_envelope(json.loads(_data("payment.succeeded.json", payment_id=payment_id)))
+        payload = parse_payload(envelope)
+        assert payload is not None
+        return DodoEvent("msg_1", envelope, payload)
+
+    (receipt,) = receipts_for(event("pay_ok"), received_at=5)
+    assert (receipt.object_id, receipt.event_type, receipt.received_at) == ("pay_ok", "payment.succeeded", 5)
+    assert receipts_for(event("pay_" + "x" * 2100), received_at=5) == []  # over DynamoDB's 2,048-byte key
+
+
+# -- inside its part of the Customer.io budget (dodo_cio.delivery.budget), on a clock the test moves ----------
+# Each case breaks the budget on purpose and asserts what was sent, parked and answered, never how long it took.
+
+
+def payment(n: int) -> bytes:
+    return _data("payment.succeeded.json", payment_id=f"pay_budget_{n}")
+
+
+def parked_after_their_delay(bridge: Any, expected: int) -> list[dict[str, Any]]:
+    """Parked messages wait DelaySeconds (the budget's wait, at least 1 s) before SQS shows them."""
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while len(found) < expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+        found += bridge.parked()
+    return found
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(bridge: Any) -> Clock:
+    """The container's budget: 1 request a second, 2 deep, on the test's clock."""
+    clock = Clock()
+    bridge.app.service().budget = Budget(1.0, burst=2, clock=clock)
+    return clock
+
+
+def test_a_spent_share_parks_webhooks_for_the_retry_drain_and_sends_nothing(
+    bridge: Any, clock: Clock, capsys: Any
+) -> None:
+    answers = [bridge.send(payment(n), webhook_id=f"msg_b{n}") for n in range(4)]
+    assert answers == [(200, {"status": "delivered"})] * 2 + [(202, {"status": "queued"})] * 2
+    assert len(bridge.sandbox.requests) == 2  # the burst; the rest were never tried
+    parked = [m["body"] for m in parked_after_their_delay(bridge, 2)]
+    assert [p["webhook_id"] for p in parked] == ["msg_b2", "msg_b3"]
+    assert all(p["last_error"]["reason"] == BUDGET_SPENT and p["attempts"] == 0 for p in parked)
+    assert emitted_metrics(capsys.readouterr().out).get("DeliveryDeferred") == 2
+    clock.now += 1.0  # one second later: one more may go
+    assert bridge.send(payment(9), webhook_id="msg_b9") == (200, {"status": "delivered"})
+
+
+def test_a_429_holds_every_direct_send_for_its_retry_after(bridge: Any, clock: Clock, capsys: Any) -> None:
+    bridge.sandbox.script(ScriptedResponse(429, headers={"Retry-After": "30"}))
+    assert bridge.send(payment(1), webhook_id="msg_t1") == (202, {"status": "queued"})
+    clock.now += 29.0  # refilled, but still inside Customer.io's Retry-After
+    assert bridge.send(payment(2), webhook_id="msg_t2") == (202, {"status": "queued"})
+    assert len(bridge.sandbox.requests) == 1  # the second one did not pile on
+    clock.now += 1.0
+    assert bridge.send(payment(3), webhook_id="msg_t3") == (200, {"status": "delivered"})
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert (metrics.get("CustomerioThrottled"), metrics.get("DeliveryDeferred")) == (1, 1)
+
+
+# -- Customer.io refuses to change the email of a person addressed by id (issue 17, part 3) ----------------
+# The refused identify is dead-lettered at once with a reason naming the workspace setting, the rest of the
+# webhook is delivered, and `EmailChangeRefused` is counted, on both paths and both APIs. The refusal is a
+# stand-in: Customer.io documents the setting ("Allow updates to email using ID") but not its answer, so it
+# is scripted in the documented error shapes (a Track 207 item, a Pipelines strict-mode 400).
+
+
+STAND_IN = "stand-in: the email of a person addressed by id cannot change in this workspace"
+
+
+def refusal(api: str) -> list[ScriptedResponse]:
+    """What the sandbox answers the identify-and-event request: the identify refused, the event accepted."""
+    if api == PIPELINES:  # strict mode refuses the batch; the client halves it: the identify is refused alone
+        refused = ScriptedResponse(400, body={"error": STAND_IN})
+        return [refused, refused]
+    item = {"batch_index": 0, "reason": "stand-in", "field": "email", "message": STAND_IN}
+    return [ScriptedResponse(207, body={"errors": [item]})]
+
+
+def dead_lettered_reason(bridge: Any) -> tuple[str, list[str]]:
+    (message,) = bridge.dead_lettered()
+    body = message["body"]
+    return body["last_error"]["reason"], [op["action"] for op in body["ops"]]
+
+
+def test_ingest_dead_letters_the_refused_identify_and_delivers_the_event(
+    bridge: Any, api: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bridge.sandbox.script(*refusal(api))
+    status, answer = bridge.send(PAYMENT, webhook_id="msg_email_change_1")
+    assert (status, answer) == (202, {"status": "dead_lettered"})  # nothing waits: no retry can fix it
+    reason, actions = dead_lettered_reason(bridge)
+    assert actions == ["identify"]
+    assert f'"{EMAIL_BY_ID_SETTING}"' in reason and STAND_IN in reason
+    assert bridge.parked() == []
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics.get("EmailChangeRefused") == 1
+    assert metrics.get("DeadLettered") == 1 and metrics.get("OpsDelivered", 0) >= 1  # the event, at least
+
+
+def test_the_retry_path_counts_it_too(bridge: Any, api: str, retry: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    bridge.sandbox.script(503)  # Customer.io unavailable: the webhook is parked
+    assert bridge.send(PAYMENT, webhook_id="msg_email_change_2") == (202, {"status": "queued"})
+    capsys.readouterr()
+    retry.module.service().policy = BackoffPolicy(base=1, cap=1)
+    bridge.sandbox.script(*refusal(api))
+    retry.source.drain(max_polls=10)
+    reason, actions = dead_lettered_reason(bridge)
+    assert actions == ["identify"] and EMAIL_BY_ID_SETTING in reason
+    metrics = emitted_metrics(capsys.readouterr().out)
+    assert metrics.get("EmailChangeRefused") == 1
+    assert metrics.get("DeadLettered") == 1 and metrics.get("RetryReparked") is None
+    # The event went out on the retry: the sandbox holds it, whichever API.
+    accepted = bridge.sandbox.accepted_calls() if api == PIPELINES else bridge.sandbox.accepted_ops()
+    names = [op.get("event") or op.get("name") for op in accepted]
+    assert "payment.succeeded" in names, json.dumps(accepted)[:500]

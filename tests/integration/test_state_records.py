@@ -1,4 +1,5 @@
-"""The per-customer state records on moto's DynamoDB: per-piece freshness, the directory, the transaction."""
+"""The per-customer state records on moto's DynamoDB: per-piece freshness, the directory, the transaction, and
+what abandoned checkouts read (the email under customer_id, `t#paid`)."""
 
 from __future__ import annotations
 
@@ -185,3 +186,36 @@ def test_a_cancellation_the_table_cannot_explain_is_unavailable_never_success(
     table.commit(newer)  # as it runs: the other address is noted and the write goes again
     assert newer.committed
     assert table.lookup(["cus_1"], []).customers == {"cus_1": {"email": "b@example.com"}}
+
+
+# -- what abandoned checkouts read ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkout_table(table: StateTable) -> StateTable:
+    """The same table under the customer_id identifier."""
+    return StateTable(table.table_name, lambda: boto3.client("dynamodb"), ident="ident:customer_id")
+
+
+def test_the_email_follows_the_newest_customer_piece_and_a_lookup_never_overwrites_it(
+    checkout_table: StateTable,
+) -> None:
+    table = checkout_table
+    table.commit(plan_for([identify("customer", 100)], emails={"cus_1": "new@example.com"}))
+    table.commit(plan_for([identify("customer", 50)], emails={"cus_1": "old@example.com"}))  # an older webhook
+    table.commit(plan_for([], learned_emails={"cus_1": "api@example.com"}))
+    assert table.lookup(["cus_1"], []).emails == {"cus_1": "new@example.com"}
+    # A customer only Dodo's API told us about: the lookup's email is kept for the next checkout.
+    table.commit(plan_for([], learned_emails={"cus_2": "api@example.com"}))
+    assert table.lookup(["cus_2"], []).emails == {"cus_2": "api@example.com"}
+
+
+def test_paid_keeps_the_newest_payment_even_when_an_older_one_arrives_later(checkout_table: StateTable) -> None:
+    table = checkout_table
+    assert table.commit(plan_for([identify("customer", 200)], paid={"cus_1": 200})) == set()
+    # An older payment delivered late: its t#paid is stale (one more round), its own piece still written.
+    stale = table.commit(plan_for([identify("customer", 300)], paid={"cus_1": 150}))
+    assert stale == {(customer_key("cus_1"), dodo_cio.state.table.PAID_PIECE)}
+    found = table.lookup(["cus_1", "cus_never_paid"], [])
+    assert found.paid == {"cus_1": 200}
+    assert table.commit(plan_for([identify("customer", 150)])) == {(customer_key("cus_1"), "customer")}  # moved to 300

@@ -1,4 +1,5 @@
-"""`dodo-cio dlq` (quarantine listing) and `dodo-cio reprocess` against in-memory fakes: no socket, no moto.
+"""The quarantine format (what is kept of a signed body the bridge could not read, and the re-run request),
+and `dodo-cio dlq` (quarantine listing) and `dodo-cio reprocess` against in-memory fakes: no socket, no moto.
 
 The fakes keep exactly what the commands may change: which messages are deleted, which are made
 visible again, and what the ingest function was asked.
@@ -15,25 +16,39 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from dodo_cio.receiving.quarantine import REPROCESS_KEY, QuarantinedWebhook, reprocess_event
+from dodo_cio.receiving.quarantine import (
+    FORMAT,
+    REPROCESS_KEY,
+    QuarantinedWebhook,
+    QuarantineFormatError,
+    quarantine,
+    reprocess_event,
+    reprocess_request,
+)
+from dodo_cio.receiving.signature import SignatureError, sign, verify
 from dodo_cio_cli import cli, quarantine_ops
 from dodo_cio_cli.aws_calls import OperatorError
+from support import fake_sqs
 from support.fake_sqs import Releasing
 
 EMAIL = "ana.souza@example.com"
+SECRET = b"unit-test-secret-0123456789"
+BODY = b'{"type":"payment.succeeded","data":{"total_amount":"4900"}}'
 
 
-def _item(webhook_id: str, *, detail: str = "must be an integer", event_type: str | None = "payment.succeeded"):
-    return QuarantinedWebhook(
-        webhook_id=webhook_id,
-        webhook_timestamp="1700000000",
-        webhook_signature="v1,c2lnbmF0dXJl",
-        received_at=1_700_000_001,
-        event_type=event_type,
-        error_field="data.total_amount",
-        error_detail=detail,
-        body=b'{"type":"payment.succeeded","data":{"total_amount":"4900"}}',
-    )
+def _item(webhook_id: str = "msg_q1", body: bytes = BODY, **changes: Any) -> QuarantinedWebhook:
+    """A kept webhook, validly signed with SECRET."""
+    fields: dict[str, Any] = {
+        "webhook_id": webhook_id,
+        "webhook_timestamp": "1700000000",
+        "webhook_signature": sign(SECRET, webhook_id, 1_700_000_000, body),
+        "received_at": 1_700_000_001,
+        "event_type": "payment.succeeded",
+        "error_field": "data.total_amount",
+        "error_detail": "must be an integer",
+        "body": body,
+    }
+    return QuarantinedWebhook(**{**fields, **changes})
 
 
 @dataclass
@@ -87,6 +102,112 @@ FUNCTION = "bridge-IngestFunction"
 
 def _queue(*ids: str, **bodies: str) -> FakeSqs:
     return FakeSqs({**{i: _item(f"msg_{i}").to_json() for i in ids}, **bodies})
+
+
+# -- the format -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body", [b'{"a": "\xc3\xa9"}', b"\xff\xfe\x00 not utf-8", b""])
+def test_round_trip_keeps_the_body_byte_for_byte(body: bytes) -> None:
+    item = _item(body=body)
+    again = QuarantinedWebhook.from_json(item.to_json())
+    assert again == item
+
+
+def test_a_utf8_body_is_readable_in_the_message_and_other_bytes_are_base64() -> None:
+    assert _item(body=b'{"x":1}').to_dict()["body"] == '{"x":1}'
+    doc = _item(body=b"\xff").to_dict()
+    assert (doc["body_encoding"], doc["body"]) == ("base64", "/w==")
+
+
+def test_a_body_of_control_characters_is_base64_so_the_largest_body_fits_one_message() -> None:
+    body = b"\x01" * (256 * 1024)
+    doc = _item(body=body).to_dict()
+    assert doc["body_encoding"] == "base64"
+    assert len(_item(body=body).to_json().encode()) < 1024 * 1024  # the quarantine queue's MaximumMessageSize
+    assert QuarantinedWebhook.from_dict(doc).body == body
+
+
+def test_the_kept_headers_verify_the_body_without_the_timestamp_window() -> None:
+    item = _item()
+    now = 1_700_000_000 + 30 * 86_400  # a month later
+    with pytest.raises(SignatureError, match="tolerance"):
+        verify(item.headers(), item.body, [SECRET], now=now)
+    assert verify(item.headers(), item.body, [SECRET], now=now, tolerance_seconds=None).webhook_id == "msg_q1"
+    with pytest.raises(SignatureError, match="no matching signature"):
+        verify(item.headers(), item.body + b" ", [SECRET], now=now, tolerance_seconds=None)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda d: d.update(format="dodo-cio.parked"), "format"),
+        (lambda d: d.update(version=2), "version"),
+        (lambda d: d.pop("webhook_signature"), "webhook_signature"),
+        (lambda d: d.update(error="x"), "error"),
+        (lambda d: d.update(body_encoding="base64", body="%%%"), "base64"),
+        (lambda d: d.update(body_encoding="gzip"), "body_encoding"),
+        (lambda d: d.update(kind="misc"), "kind"),
+    ],
+)
+def test_anything_else_is_refused_with_the_reason(change: Any, problem: str) -> None:
+    doc = _item().to_dict()
+    change(doc)
+    with pytest.raises(QuarantineFormatError, match=problem):
+        QuarantinedWebhook.from_dict(doc)
+    with pytest.raises(QuarantineFormatError, match="not JSON"):
+        QuarantinedWebhook.from_json("{")
+
+
+def test_a_reprocess_event_is_recognised_and_an_api_gateway_event_is_not() -> None:
+    item = _item()
+    assert reprocess_request(json.loads(json.dumps(reprocess_event(item)))) == item
+    assert reprocess_request({"version": "2.0", "body": json.dumps(reprocess_event(item)), "headers": {}}) is None
+    with pytest.raises(QuarantineFormatError):
+        reprocess_request({"dodo_cio_reprocess": "not an object"})
+    assert reprocess_request(["not", "an", "object"]) is None  # the API Gateway reading refuses it
+
+
+@pytest.mark.parametrize("kind", ["unreadable", "unknown_type", "rejected"])
+def test_each_kind_round_trips_and_a_message_from_before_kinds_is_unreadable(kind: str) -> None:
+    item = _item(kind=kind)
+    assert QuarantinedWebhook.from_json(item.to_json()) == item
+    doc = item.to_dict()
+    doc.pop("kind")  # written before issue 16, when only unreadable bodies were quarantined
+    assert QuarantinedWebhook.from_dict(doc).kind == "unreadable"
+
+
+def test_quarantine_sends_one_message_with_the_reason_as_attributes() -> None:
+    sqs = fake_sqs.FakeSqs()
+    assert quarantine(sqs, "https://sqs/q", _item()) == "new-1"
+    (sent,) = sqs.sent
+    assert json.loads(sent["MessageBody"])["format"] == FORMAT
+    assert sent["MessageAttributes"]["error_field"]["StringValue"] == "data.total_amount"
+    assert sent["MessageAttributes"]["event_type"]["StringValue"] == "payment.succeeded"
+    assert sent["MessageAttributes"]["kind"]["StringValue"] == "unreadable"
+    quarantine(sqs, "https://sqs/q", _item(event_type=None, error_field=""))
+    assert "event_type" not in sqs.sent[1]["MessageAttributes"]
+
+
+def test_an_ingest_service_with_state_but_no_duplicate_check_is_refused() -> None:
+    """The state records only commit inside the duplicate check's transaction: never one without the other."""
+    from dodo_cio.configuration.settings import SecretStore, Settings
+    from dodo_cio.ingest.service import IngestService
+    from dodo_cio.mapping.mapper import MappingConfig
+    from dodo_cio.state.table import StateTable
+
+    settings = Settings.from_env({})
+    state = StateTable("t", lambda: None)
+    with pytest.raises(ValueError, match="duplicate check"):
+        IngestService(
+            settings=settings,
+            secrets=SecretStore(settings),
+            mapping=MappingConfig(),
+            metrics=None,  # type: ignore[arg-type]
+            logger=None,  # type: ignore[arg-type]
+            sqs_factory=lambda: None,  # type: ignore[arg-type,return-value]
+            state=state,
+        )
 
 
 # -- classify ---------------------------------------------------------------------------------------
@@ -231,11 +352,10 @@ def test_reprocess_command_needs_a_queue_and_a_function(capsys: pytest.CaptureFi
 
 
 def test_the_listing_marks_quarantined_webhooks_and_hides_emails() -> None:
-    body = _item("msg_q1", detail=f"must be an email address, not {EMAIL}").to_json()
+    body = _item("msg_q1", error_detail=f"must be an email address, not {EMAIL}").to_json()
     items = [quarantine_ops._quarantined({"MessageId": "m1", "Body": body}, now=1_700_000_061)]
     assert items[0].age_seconds == 60 and items[0].kind == "quarantined"
     table = quarantine_ops.format_quarantined(items)
-    assert table.splitlines()[0].startswith("QUARANTINED WEBHOOK")
     assert "msg_q1" in table and "payment.succeeded" in table and "2023-11-14 22:13:21Z" in table
     assert "data.total_amount: must be an email address" in table
     assert EMAIL not in table and "<email>" in table
@@ -252,16 +372,7 @@ def test_the_listing_says_each_kind_and_that_rejected_ones_need_a_person() -> No
     ]
     assert [item.why for item in items] == kinds
     table = quarantine_ops.format_quarantined(items)
-    assert table.splitlines()[0].split() == [
-        "QUARANTINED",
-        "WEBHOOK",
-        "TYPE",
-        "RECEIVED",
-        "(UTC)",
-        "AGE",
-        "KIND",
-        "REASON",
-    ]
+    assert " ".join(table.splitlines()[0].split()) == "QUARANTINED WEBHOOK TYPE RECEIVED (UTC) AGE KIND REASON"
     assert "by kind: unknown_type 2, rejected 1" in table
     assert "no upgrade fixes them" in table
     assert "no upgrade fixes" not in quarantine_ops.format_quarantined(items[:2])

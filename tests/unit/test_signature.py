@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -15,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from dodo_cio.receiving.http_api import request_from_apigw
 from dodo_cio.receiving.signature import (
     MAX_SIGNATURE_ENTRIES,
     SignatureError,
@@ -56,12 +56,6 @@ def _reason(
 # --- interoperability with the reference library -------------------------------------------------
 
 
-def test_reference_signature_verifies_with_ours() -> None:
-    ref = Webhook(WHSEC).sign(MSG_ID, datetime.fromtimestamp(NOW, tz=UTC), BODY.decode())
-    result = verify(_headers(ref), BODY, [KEY], now=NOW)
-    assert result == VerifiedWebhook(webhook_id=MSG_ID, timestamp=NOW)
-
-
 def test_our_signature_verifies_with_reference() -> None:
     now = int(time.time())  # the reference library always uses the real clock
     headers = signature_headers(KEY, BODY, webhook_id=MSG_ID, timestamp=now)
@@ -90,15 +84,6 @@ def test_reference_rejects_what_we_reject_for_wrong_secret() -> None:
 # --- header handling ------------------------------------------------------------------------------
 
 
-def test_header_names_are_case_insensitive() -> None:
-    headers = {
-        "WEBHOOK-ID": MSG_ID,
-        "Webhook-Timestamp": str(NOW),
-        "Webhook-Signature": sign(KEY, MSG_ID, NOW, BODY),
-    }
-    assert verify(headers, BODY, [KEY], now=NOW).webhook_id == MSG_ID
-
-
 def test_header_lookup() -> None:
     assert header(None, "webhook-id") is None
     assert header({}, "webhook-id") is None
@@ -123,11 +108,6 @@ def test_no_headers_at_all() -> None:
 
 
 # --- rotation and several entries -----------------------------------------------------------------
-
-
-def test_two_signatures_old_key_first() -> None:
-    value = f"{sign(OLD_KEY, MSG_ID, NOW, BODY)} {sign(KEY, MSG_ID, NOW, BODY)}"
-    assert verify(_headers(value), BODY, [KEY], now=NOW).timestamp == NOW
 
 
 def test_several_secrets_only_second_matches() -> None:
@@ -162,36 +142,31 @@ def test_not_base64_signature_does_not_match_and_does_not_crash() -> None:
     assert verify(_headers(f"v1,not*base64! {good}"), BODY, [KEY], now=NOW).webhook_id == MSG_ID
 
 
-def test_wrong_secret() -> None:
-    assert _reason(_headers(sign(OLD_KEY, MSG_ID, NOW, BODY))) == "no matching signature"
-
-
-def test_body_changed_after_signing() -> None:
-    headers = _headers(sign(KEY, MSG_ID, NOW, BODY))
-    assert _reason(headers, body=BODY.replace(b"pay_1", b"pay_2")) == "no matching signature"
-    # re-serialising JSON (spacing) is a change too
-    assert _reason(headers, body=BODY.replace(b":", b": ")) == "no matching signature"
-
-
-def test_id_and_timestamp_are_covered() -> None:
-    signature = sign(KEY, MSG_ID, NOW, BODY)
-    assert _reason(_headers(signature, msg_id="msg_other")) == "no matching signature"
-    assert _reason(_headers(signature, ts=NOW + 1)) == "no matching signature"
+@pytest.mark.parametrize(
+    ("body", "msg_id", "ts"),
+    [
+        pytest.param(BODY.replace(b"pay_1", b"pay_2"), MSG_ID, NOW, id="body changed"),
+        pytest.param(BODY.replace(b":", b": "), MSG_ID, NOW, id="JSON re-serialised"),  # spacing is a change too
+        pytest.param(BODY, "msg_other", NOW, id="other webhook id"),
+        pytest.param(BODY, MSG_ID, NOW + 1, id="other timestamp"),
+    ],
+)
+def test_body_id_and_timestamp_are_all_signed(body: bytes, msg_id: str, ts: int) -> None:
+    headers = _headers(sign(KEY, MSG_ID, NOW, BODY), msg_id=msg_id, ts=ts)
+    assert _reason(headers, body=body) == "no matching signature"
 
 
 # --- timestamps -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("offset", [-360, 360, -301, 301])
-def test_timestamp_outside_tolerance(offset: int) -> None:
+@pytest.mark.parametrize("offset", [-360, 360, -301, 301, -300, 0, 300])
+def test_the_timestamp_may_be_five_minutes_off_either_way(offset: int) -> None:
     ts = NOW + offset
-    assert _reason(_headers(sign(KEY, MSG_ID, ts, BODY), ts=ts)) == "timestamp outside tolerance"
-
-
-@pytest.mark.parametrize("offset", [-300, 0, 300])
-def test_timestamp_at_the_edge_is_accepted(offset: int) -> None:
-    ts = NOW + offset
-    assert verify(_headers(sign(KEY, MSG_ID, ts, BODY), ts=ts), BODY, [KEY], now=NOW).timestamp == ts
+    headers = _headers(sign(KEY, MSG_ID, ts, BODY), ts=ts)
+    if abs(offset) > 300:
+        assert _reason(headers) == "timestamp outside tolerance"
+    else:
+        assert verify(headers, BODY, [KEY], now=NOW).timestamp == ts
 
 
 def test_custom_tolerance_and_default_clock() -> None:
@@ -375,9 +350,27 @@ def test_reference_agrees_on_random_input(body: str, msg_id: str) -> None:
     assert ref == sign(KEY, msg_id, NOW, body.encode())
 
 
-def test_random_key_material() -> None:
-    key = os.urandom(32)
-    raw = "whsec_" + base64.b64encode(key).decode()
-    assert parse_secrets(raw) == (key,)
-    ref = Webhook(raw).sign(MSG_ID, datetime.fromtimestamp(NOW, tz=UTC), BODY.decode())
-    assert verify(_headers(ref), BODY, parse_secrets(raw), now=NOW).webhook_id == MSG_ID
+# --- the raw bytes Dodo signed, from an API Gateway event ------------------------------------------
+
+
+def test_plain_body_is_taken_as_utf8_bytes() -> None:
+    assert request_from_apigw({"body": '{"a":"é"}', "headers": {"X": "1"}}).body == '{"a":"é"}'.encode()
+
+
+def test_base64_body_is_decoded() -> None:
+    raw = b"\xff\x00binary"
+    event = {"body": base64.b64encode(raw).decode(), "isBase64Encoded": True}
+    assert request_from_apigw(event).body == raw
+
+
+def test_invalid_base64_becomes_bytes_no_signature_can_match() -> None:
+    assert request_from_apigw({"body": "!!!", "isBase64Encoded": True}).body.startswith(b"\x00")
+
+
+def test_a_lone_surrogate_does_not_crash() -> None:
+    assert request_from_apigw({"body": "ab\ud83dcd"}).body.startswith(b"ab")
+
+
+def test_missing_body_and_headers() -> None:
+    request = request_from_apigw({})
+    assert (request.body, dict(request.headers)) == (b"", {})
