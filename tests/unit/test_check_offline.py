@@ -34,16 +34,6 @@ def _parameter(name: str, value: str, kind: str = "SecureString") -> dict[str, A
 # -- SSM --------------------------------------------------------------------------------------------
 
 
-def test_parameters_all_present_and_secure(ssm: tuple[Any, Stubber]) -> None:
-    client, stub = ssm
-    for name, value in (("webhook-secret", SECRET), ("customerio-site-id", "site"), ("customerio-api-key", "key")):
-        stub.add_response("get_parameter", _parameter(name, value), {"Name": f"{PATH}/{name}", "WithDecryption": True})
-    findings, values = check.check_parameters(client, PATH + "/")
-    assert [f.status for f in findings] == ["ok", "ok", "ok"]
-    assert values == {"webhook-secret": SECRET, "customerio-site-id": "site", "customerio-api-key": "key"}
-    assert all(SECRET not in f.reason and SECRET not in f.hint for f in findings)
-
-
 def test_parameters_missing_plaintext_empty_and_undecryptable_are_each_reported(ssm: tuple[Any, Stubber]) -> None:
     client, stub = ssm
     stub.add_client_error("get_parameter", "ParameterNotFound", "not found")
@@ -300,13 +290,6 @@ def test_a_missing_key_is_a_warning_with_the_command_to_store_it(ssm: tuple[Any,
     assert f"aws ssm put-parameter --type SecureString --name {PATH}/dodo-api-key" in finding.hint
     assert "DodoApiMode" in finding.hint
     assert check.exit_code([finding]) == 0  # the bridge works without it
-
-
-def test_not_needed_when_the_app_owns_the_email_under_customer_id(ssm: tuple[Any, Stubber]) -> None:
-    client, stub = ssm
-    _not_found(stub)
-    finding = check_dodo_api_key(client, PATH, "customer_id", "app")
-    assert finding.status == "ok" and "not needed" in finding.reason
 
 
 @pytest.mark.parametrize(
