@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 from botocore.stub import Stubber
 
 from dodo_cio.delivery.pipelines.client import PIPELINES_HOSTS
@@ -167,23 +168,19 @@ def test_missing_credentials_skip_and_bad_region_fails() -> None:
     assert bad.status == "FAIL" and "'us' or 'eu'" in bad.reason
 
 
-def test_probe_sends_basic_auth_and_does_not_follow_redirects() -> None:
-    session = FakeSession(FakeResponse(200, {"url": EU, "region": "EU", "environment_id": 7}))
-    answer = check.probe_region(EU + "/", "site", "key", session=session)  # type: ignore[arg-type]
-    assert answer == RegionAnswer(200, region="eu", url=EU)
+def test_probe_sends_basic_auth_does_not_follow_redirects_and_reports_bad_answers() -> None:
+    session = FakeSession(
+        FakeResponse(200, {"url": EU, "region": "EU", "environment_id": 7}),
+        FakeResponse(301, headers={"Location": EU}),
+        FakeResponse(200, "<html>"),
+        requests.ConnectionError("refused"),
+    )
+    probe: Any = check.probe_region
+    assert probe(EU + "/", "site", "key", session=session) == RegionAnswer(200, region="eu", url=EU)
     url, kwargs = session.calls[0]
     assert url == f"{EU}/api/v1/accounts/region"
     assert kwargs["allow_redirects"] is False
     assert kwargs["headers"]["Authorization"] == "Basic " + base64.b64encode(b"site:key").decode()
-
-
-def test_probe_reports_redirects_unreadable_answers_and_connection_errors() -> None:
-    import requests
-
-    session = FakeSession(
-        FakeResponse(301, headers={"Location": EU}), FakeResponse(200, "<html>"), requests.ConnectionError("refused")
-    )
-    probe: Any = check.probe_region
     assert probe(US, "s", "k", session=session).location == EU
     assert probe(US, "s", "k", session=session).error == "the answer is not JSON"
     answer = probe(US, "s", "k", session=session)
@@ -407,29 +404,23 @@ def test_no_key_skips_and_bad_settings_fail_before_any_request() -> None:
 # -- the probe itself -------------------------------------------------------------------------------
 
 
-def test_the_probe_is_an_empty_strict_mode_batch_with_the_key_as_the_user() -> None:
-    session = FakeSession(FakeResponse(200))
-    answer = check_pipelines.probe_pipelines(CDP_US + "/", KEY, session=session)  # type: ignore[arg-type]
-    assert answer == PipelinesAnswer(200)
-    ((url, kwargs),) = session.calls
-    assert url == f"{CDP_US}/batch"
-    assert json.loads(kwargs["data"]) == {"batch": []}  # no call in it: nothing to create
-    headers = kwargs["headers"]
-    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
-    assert headers["X-Strict-Mode"] == "1"
-    assert kwargs["allow_redirects"] is False
-
-
-def test_the_probe_reports_redirects_bodies_and_transport_failures() -> None:
-    import requests
-
+def test_the_probe_is_an_empty_strict_mode_batch_and_reports_redirects_bodies_and_transport_failures() -> None:
     session = FakeSession(
+        FakeResponse(200),
         FakeResponse(301, headers={"Location": f"{CDP_EU}/batch"}),
         FakeResponse(400, '{"meta":{"errors":["batch is empty"]}}\n'),
         requests.ConnectionError("refused"),
         requests.Timeout("slow"),
     )
     probe: Any = check_pipelines.probe_pipelines
+    assert probe(CDP_US + "/", KEY, session=session) == PipelinesAnswer(200)
+    url, kwargs = session.calls[0]
+    assert url == f"{CDP_US}/batch"
+    assert json.loads(kwargs["data"]) == {"batch": []}  # no call in it: nothing to create
+    headers = kwargs["headers"]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
+    assert headers["X-Strict-Mode"] == "1"
+    assert kwargs["allow_redirects"] is False
     assert probe(CDP_US, KEY, session=session).location == f"{CDP_EU}/batch"
     assert probe(CDP_US, KEY, session=session) == PipelinesAnswer(400, error='{"meta":{"errors":["batch is empty"]}}')
     assert "cannot reach" in probe(CDP_US, KEY, session=session).error
