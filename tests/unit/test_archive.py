@@ -115,6 +115,10 @@ def _run(monkeypatch: pytest.MonkeyPatch, sqs: FakeSqs, argv: list[str]) -> int:
     return cli.main(argv)
 
 
+def _export_argv(path: Path) -> list[str]:
+    return ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(path)]
+
+
 def _two_queues() -> FakeSqs:
     binary = {"DataType": "Binary", "BinaryValue": b"\x00\xffraw"}
     return _sqs(
@@ -146,9 +150,8 @@ def test_export_writes_every_message_whole_to_a_0600_file_and_leaves_them_queued
     sqs = _two_queues()
     originals = {mid: (m.body, m.attributes) for q in sqs.queues.values() for mid, m in q.items()}
     out = tmp_path / "kept.jsonl"
-    argv = ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)]
 
-    assert _run(monkeypatch, sqs, argv) == 0
+    assert _run(monkeypatch, sqs, _export_argv(out)) == 0
 
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     lines = out.read_text().splitlines()
@@ -191,7 +194,7 @@ def test_export_refuses_to_overwrite_unless_forced_and_the_forced_file_is_0600(
     out = tmp_path / "kept.jsonl"
     out.write_text("an older export\n")
     out.chmod(0o644)
-    argv = ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)]
+    argv = _export_argv(out)
 
     assert _run(monkeypatch, sqs, argv) == 2
     err = capsys.readouterr().err
@@ -207,10 +210,7 @@ def test_export_refuses_to_overwrite_unless_forced_and_the_forced_file_is_0600(
 
 def test_export_of_empty_queues_writes_an_empty_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     out = tmp_path / "kept.jsonl"
-    assert (
-        _run(monkeypatch, _sqs(), ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)])
-        == 0
-    )
+    assert _run(monkeypatch, _sqs(), _export_argv(out)) == 0
     assert out.read_text() == "" and stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
@@ -220,9 +220,7 @@ def test_export_says_when_sqs_counted_more_than_it_wrote(
     sqs = _two_queues()
     sqs.counts[DLQ] = 5  # three more than it hands out: hidden by a concurrent listing, say
     out = tmp_path / "kept.jsonl"
-    assert (
-        _run(monkeypatch, sqs, ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)]) == 1
-    )
+    assert _run(monkeypatch, sqs, _export_argv(out)) == 1
     err = capsys.readouterr().err
     assert "counted about 5" in err and "2 were exported" in err
     assert len(out.read_text().splitlines()) == 3  # what it did read is kept all the same

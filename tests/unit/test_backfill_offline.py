@@ -24,7 +24,6 @@ from dodo_cio.delivery.pipelines.client import PipelinesClient
 from dodo_cio.delivery.track import DeliveryResult, classify_response
 from dodo_cio.mapping.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, map_event
-from dodo_cio.platform.ulid import deterministic_ulid, ulid_time_ms
 from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 from dodo_cio_cli import backfill, backfill_command, backfill_destination, backfill_source, backfill_state
 from dodo_cio_cli.backfill import Backfill, BackfillOptions, Pacer, format_summary
@@ -110,21 +109,6 @@ def test_subscription_identify_matches_what_the_webhook_would_set() -> None:
     assert op["identifiers"] == webhook_identify["identifiers"]
     assert op["attributes"] == webhook_identify["attributes"]
     assert op["attributes"]["subscription_status"] == "active"
-
-
-def test_events_only_when_asked_with_a_stable_dedup_id() -> None:
-    sub = make_subscription(5, "on_hold", make_customer(5))
-    assert [op["action"] for op in OpBuilder(MappingConfig()).build(ACTIVE, sub, NOW).ops] == ["identify"]
-    first = OpBuilder(MappingConfig(), events=True).build(ACTIVE, sub, NOW).ops
-    again = OpBuilder(MappingConfig(), events=True).build(ACTIVE, sub, NOW + 3600).ops
-    event = next(op for op in first if op["action"] == "event")
-    assert event["name"] == "subscription.on_hold"
-    assert event["attributes"]["backfill"] is True
-    created_ms = 1_735_689_600_000 + 5 * 86_400_000 + 5 * 60_000
-    assert event["id"] == deterministic_ulid("backfill:sub_00005", created_ms)
-    assert ulid_time_ms(event["id"]) == created_ms
-    assert event["timestamp"] == created_ms // 1000
-    assert event == next(op for op in again if op["action"] == "event")  # rerun: same id, same event
 
 
 def test_renamed_events_and_statuses_without_a_webhook_type() -> None:
