@@ -523,17 +523,14 @@ def test_without_a_stack_the_environment_chooses(monkeypatch: pytest.MonkeyPatch
         backfill_command._target(_args(), lambda s, r: None)
 
 
-def test_credentials_are_the_chosen_apis_only() -> None:
+def test_the_pipelines_key_in_the_environment_wins_over_the_one_in_ssm() -> None:
+    """Each API's keys from SSM: test_backfill.py's stack runs; the refusals: test_cli.py's usage errors."""
+
     def read(name: str, what: str) -> str:
         return {"customerio-pipelines-api-key": "from-ssm"}.get(name, "")
 
-    pipelines = _pipelines()
-    assert pipelines.credentials(read, {}) == PipelinesCredentials("from-ssm")
-    assert pipelines.credentials(read, {"CUSTOMERIO_PIPELINES_API_KEY": "from-env"}) == PipelinesCredentials("from-env")
-    track_env = {"CUSTOMERIO_SITE_ID": "site", "CUSTOMERIO_API_KEY": "key"}
-    with pytest.raises(BackfillError, match=r"no Customer\.io Pipelines API key.*CUSTOMERIO_PIPELINES_API_KEY"):
-        pipelines.credentials(lambda name, what: "", track_env)  # Track's credentials are no use here
-    assert Destination().credentials(read, track_env) == TrackCredentials("site", "key")
+    env = {"CUSTOMERIO_PIPELINES_API_KEY": "from-env"}
+    assert _pipelines().credentials(read, env) == PipelinesCredentials("from-env")
 
 
 def test_the_state_file_names_a_track_workspace_by_its_site_id_and_a_pipelines_one_by_its_url() -> None:

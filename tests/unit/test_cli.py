@@ -88,7 +88,7 @@ COMMANDS = {"send", "event", "check", "dlq", "redrive", "reconcile", "backfill"}
         pytest.param(
             ["backfill", "--api", "pipelines"],
             TRACK_KEYS,
-            ["no Customer.io Pipelines API key"],
+            ["no Customer.io Pipelines API key", "or set CUSTOMERIO_PIPELINES_API_KEY"],
             id="backfill-pipelines-without-its-key",
         ),
         (["backfill", "--dry-run", "--page-size", "500"], {}, ["--page-size must be 1 to 100"]),
