@@ -291,7 +291,7 @@ def test_rate_limit_paces_requests(tmp_path: Path) -> None:
     assert len(sleeps) >= 2  # three requests at 2 per second: the limiter waited between them
 
 
-def test_dry_run_sends_nothing_and_writes_no_state(tmp_path: Path) -> None:
+def test_dry_run_counts_what_it_would_send_and_masks_the_samples(tmp_path: Path) -> None:
     report, _, _ = _run(MemorySource(12, active=3), None, tmp_path, dry_run=True, sample=2)
     assert report.code == 0 and report.ops == 15 and report.requests == 3
     assert len(report.samples) == 2 and "@example.com" in json.dumps(report.samples)
