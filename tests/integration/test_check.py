@@ -48,8 +48,8 @@ def track_secrets(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
 
 
-def test_a_correct_deployment_passes(
-    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+def test_a_correct_deployment_passes_and_the_strategy_decides_the_dodo_key_warning(
+    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, out = _check(capsys, "--track-url", us_sandbox.base_url)
     assert code == 0, out
@@ -68,10 +68,7 @@ def test_a_correct_deployment_passes(
     assert code == 0 and doc["ok"] is True
     assert [c["status"] for c in doc["checks"]] == ["ok"] * 5 + ["WARN"]  # no dodo-api-key: exit 0 all the same
 
-
-def test_the_strategy_from_the_environment_or_the_options_decides_the_dodo_key_warning(
-    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+    # The strategy from the environment, then the options over it, decides the Dodo key's warning.
     monkeypatch.setenv("CUSTOMERIO_IDENTIFIER", "metadata:app_user_id")  # as `make run` is configured
     code, out = _check(capsys, "--track-url", us_sandbox.base_url)
     assert code == 0 and out.rstrip().endswith("all checks passed, 1 warning")
