@@ -502,21 +502,6 @@ STACK = {
 }
 
 
-def test_resolve_stack_outputs_and_parameters(cfn: tuple[Any, Stubber]) -> None:
-    client, stubber = cfn
-    for _ in range(2):
-        stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
-    outputs = operator.resolve_stack_outputs(client, "bridge", required=("DeadLetterQueueArn", "RetryQueueArn"))
-    assert outputs == {
-        "DeadLetterQueueUrl": DLQ_URL,
-        "DeadLetterQueueArn": DLQ_ARN,
-        "RetryQueueArn": RETRY_ARN,
-    }
-    assert operator.resolve_stack_parameters(client, "bridge", required=("SsmParameterPath",)) == {
-        "SsmParameterPath": "/dodo-customerio"
-    }
-
-
 @pytest.mark.parametrize(
     ("error", "stack", "message"),
     [
