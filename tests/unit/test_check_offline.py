@@ -453,15 +453,8 @@ def test_a_pipelines_run_reads_and_verifies_the_pipelines_key_only(ssm: tuple[An
     assert KEY not in check.findings_json(findings)
 
 
-def test_choose_api_takes_the_flag_then_the_stack_then_the_environment() -> None:
-    stack = {"CustomerioApi": "pipelines"}
-    assert api_choice.choose_api("track", stack, stack=True, env={}) == "track"
-    assert api_choice.choose_api(None, stack, stack=True, env={"CUSTOMERIO_API": "track"}) == "pipelines"
-    # A stack deployed before the parameter existed delivers with Track, whatever the shell says.
-    assert api_choice.choose_api(None, {}, stack=True, env={"CUSTOMERIO_API": "pipelines"}) == "track"
+def test_choose_api_normalises_the_environment_and_names_a_bad_stack_value() -> None:
+    """The order (flag, stack, environment, track): test_check.py's and test_backfill.py's stack runs."""
     assert api_choice.choose_api(None, {}, stack=False, env={"CUSTOMERIO_API": " Pipelines "}) == "pipelines"
-    assert api_choice.choose_api(None, {}, stack=False, env={}) == "track"
-    with pytest.raises(ValueError, match=r"\$CUSTOMERIO_API must be track or pipelines, not 'cdp'"):
-        api_choice.choose_api(None, {}, stack=False, env={"CUSTOMERIO_API": "cdp"})
     with pytest.raises(ValueError, match="the stack's CustomerioApi"):
         api_choice.choose_api(None, {"CustomerioApi": "v2"}, stack=True)
