@@ -510,16 +510,15 @@ def test_the_stack_gives_the_api_url_and_the_whole_default_mapping(
     assert target.mapping.subscription_object_type_id == "3"  # objects, as the bridge writes them
 
 
-def test_without_a_stack_the_environment_chooses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_a_stack_a_bad_pipelines_url_in_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A good one is used: tests/integration/test_summary.py's Pipelines backfill sets only the environment."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
-    monkeypatch.setenv("CUSTOMERIO_PIPELINES_URL", "http://127.0.0.1:9/v1")
-    target = backfill_command._target(_args(), lambda s, r: pytest.fail("no stack, no AWS"))
-    assert (target.destination.api, target.destination.url) == ("pipelines", "http://127.0.0.1:9/v1")
-    assert target.destination.override == "http://127.0.0.1:9/v1"
     monkeypatch.setenv("CUSTOMERIO_PIPELINES_URL", "http://127.0.0.1:9/v2")
     with pytest.raises(BackfillError, match="CUSTOMERIO_PIPELINES_URL must be an http"):
-        backfill_command._target(_args(), lambda s, r: None)
+        backfill_command._target(_args(), lambda s, r: pytest.fail("no stack, no AWS"))
 
 
 def test_the_pipelines_key_in_the_environment_wins_over_the_one_in_ssm() -> None:
