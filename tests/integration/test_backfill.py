@@ -308,9 +308,16 @@ def _calls(cio: TrackSandbox, kind: str) -> list[dict[str, Any]]:
     return [c for c in cio.accepted_calls() if c["type"] == kind]
 
 
-def test_pipelines_customers_and_subscriptions_arrive_as_strict_mode_identify_calls(
+def test_pipelines_dry_run_then_customers_and_subscriptions_arrive_as_strict_mode_identify_calls(
     dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert _backfill(dodo, cio, "--dry-run", "--identifier", "email", "--sample", "1", api="pipelines") == 0
+    out = capsys.readouterr().out
+    assert not cio.requests and not pipelines_env.exists()
+    sample = json.loads(out.split("first 1:\n", 1)[1].splitlines()[0])
+    assert sample["type"] == "identify" and sample["userId"] == "c***@example.com"  # masked
+    assert "shown as the Pipelines API would get it" in out
+
     assert _backfill(dodo, cio, api="pipelines") == 0
     out = capsys.readouterr().out
     preflight, sent = cio.requests[:2], cio.requests[2:]
@@ -370,14 +377,3 @@ def test_pipelines_outage_stops_resumably_and_a_rerun_finishes(
     assert json.loads(pipelines_env.read_text())["listings"]["subscriptions:active"]["next_page"] == 0
     assert _backfill(dodo, cio, "--no-customers", api="pipelines") == 0
     assert len(_calls(cio, "identify")) == sum(1 for s in dodo.subscriptions if s["status"] in LIVE)
-
-
-def test_pipelines_dry_run_shows_the_calls_and_sends_nothing(
-    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _backfill(dodo, cio, "--dry-run", "--identifier", "email", "--sample", "1", api="pipelines") == 0
-    out = capsys.readouterr().out
-    assert not cio.requests and not pipelines_env.exists()
-    sample = json.loads(out.split("first 1:\n", 1)[1].splitlines()[0])
-    assert sample["type"] == "identify" and sample["userId"] == "c***@example.com"  # masked
-    assert "shown as the Pipelines API would get it" in out
