@@ -31,6 +31,7 @@ from dodo_cio_cli.backfill_destination import Destination
 from dodo_cio_cli.backfill_source import BackfillError, Built, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
 from dodo_cio_local.dodo_standin import make_customer, make_subscription
+from support.g4_http import FakeResponse, FakeSession
 from support.g4_stack import FakeStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -367,21 +368,7 @@ URL = "https://cdp.customer.io/v1"
 KEY = "offline-pipelines-key"
 
 
-class Answers:
-    """A requests-style session answering each POST with the next status (then 200); records them."""
-
-    def __init__(self, *statuses: int) -> None:
-        self.statuses = list(statuses)
-        self.posts: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-
-    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any) -> Any:
-        self.posts.append((url, json.loads(data), headers))
-        status = self.statuses.pop(0) if self.statuses else 200
-        body = b"{}" if status == 200 else b'{"meta":{"errors":["refused"]}}'
-        return type("Response", (), {"status_code": status, "headers": {}, "content": body})()
-
-    def close(self) -> None:
-        pass
+REFUSED = '{"meta":{"errors":["refused"]}}'
 
 
 def _pipelines(limits: ApiLimits = PIPELINES_LIMITS) -> Destination:
@@ -391,14 +378,14 @@ def _pipelines(limits: ApiLimits = PIPELINES_LIMITS) -> Destination:
 def test_every_request_a_pipelines_send_makes_is_paced_and_counted() -> None:
     """The client packs one planned request into several (here 2 calls each): each one counts."""
     small = ApiLimits(32_000, 500_000, 2, 1, 1.0)
-    session = Answers()
+    session = FakeSession(*[FakeResponse(200, "{}")] * 3)
     pacer_sleeps: list[float] = []
     pacer = Pacer(1.0, pacer_sleeps.append)
     client = PipelinesClient(URL, KEY, session=session, limits=small, pace=pacer)
     opts = BackfillOptions(statuses=(), page_size=10, rate=1.0, progress=False)
     job = Backfill(MemorySource(6), client, OpBuilder(MappingConfig()), opts, clock=lambda: NOW, pacer=pacer)
     report = job.run()
-    assert report.code == 0 and len(session.posts) == 3
+    assert report.code == 0 and len(session.calls) == 3
     assert report.requests == pacer.requests == 3
     assert len(pacer_sleeps) >= 2  # at one request per second, the 2nd and 3rd waited
 
@@ -422,7 +409,7 @@ def test_the_planner_uses_the_destinations_limits() -> None:
 
 
 def test_a_refused_key_stops_the_run_with_the_pipelines_hint() -> None:
-    client = PipelinesClient(URL, KEY, session=Answers(401))
+    client = PipelinesClient(URL, KEY, session=FakeSession(FakeResponse(401, REFUSED)))
     report, state, _ = _run(MemorySource(5), client, destination=_pipelines(), statuses=())
     assert report.code == 2
     assert "HTTP 401" in report.message and "Pipelines API key" in report.message and "site id" not in report.message
@@ -431,7 +418,8 @@ def test_a_refused_key_stops_the_run_with_the_pipelines_hint() -> None:
 
 def test_a_call_pipelines_refuses_is_that_customers_failure_only() -> None:
     """Pipelines answers 400 for the whole request; the client narrows it down to the call at fault."""
-    client = PipelinesClient(URL, KEY, session=Answers(400, 200, 400, 200, 400))  # 4th call at fault
+    answers = [FakeResponse(s, REFUSED if s == 400 else "{}") for s in (400, 200, 400, 200, 400)]  # 4th at fault
+    client = PipelinesClient(URL, KEY, session=FakeSession(*answers))
     report, state, _ = _run(MemorySource(4), client, destination=_pipelines(), statuses=())
     listing = state.listings["customers"]
     assert report.code == 1 and (listing.delivered, listing.failed) == (3, 1)
