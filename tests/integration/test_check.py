@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import boto3
 import pytest
@@ -88,16 +87,14 @@ def test_stack_settings_dodo_key_queues_and_dead_letters(
 ) -> None:
     sqs = boto3.client("sqs")
     retry_url, dlq_url = create_queues(sqs)
+    settings = {"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", "CustomerioIdentifier": "email"}
     cfn = FakeStack(
-        {"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", "CustomerioTrackUrl": us_sandbox.base_url},
+        {**settings, "CustomerioTrackUrl": us_sandbox.base_url},
         {"RetryQueueUrl": retry_url, "DeadLetterQueueUrl": dlq_url},
     )
-    cfn.parameters["CustomerioIdentifier"] = "email"
-
-    def clients(service: str, region: str | None) -> Any:
-        return cfn if service == "cloudformation" else boto3.client(service)
-
-    monkeypatch.setattr(cli, "_aws", clients)
+    monkeypatch.setattr(
+        cli, "_aws", lambda service, region: cfn if service == "cloudformation" else boto3.client(service)
+    )
     assert cli.main(["check", "--stack", "bridge"]) == 0
     out = capsys.readouterr().out
     assert "checking stack bridge, SSM path /dodo-customerio, Customer.io region us" in out
