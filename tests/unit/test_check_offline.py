@@ -253,32 +253,21 @@ def config(identifier: str, contact_fields: str = "auto") -> MappingConfig:
 
 
 def test_which_deployments_need_the_key() -> None:
+    """Metadata's reason, and customer_id with the app owning the email: tests/integration/test_check.py."""
     by_email = needs_dodo_api_key(config("email"))
     assert by_email is not None and "waits on the retry queue" in by_email and "followed_by_payment" in by_email
-    by_app_id = needs_dodo_api_key(config("metadata:app_user_id"))
-    assert by_app_id is not None and "metadata key 'app_user_id'" in by_app_id
     by_id = needs_dodo_api_key(config("customer_id"))
     assert by_id is not None and "abandoned checkout" in by_id and "without an email" in by_id
     assert needs_dodo_api_key(config("customer_id", "dodo")) == by_id
-    # The app owns the email: under customer_id nothing goes missing without the key.
-    assert needs_dodo_api_key(config("customer_id", "app")) is None
     # Under metadata the app owns it by default, but the person must still be found.
     assert needs_dodo_api_key(config("metadata:app_user_id", "app")) is not None
-
-
-def _not_found(stub: Stubber) -> None:
-    stub.add_client_error(
-        "get_parameter",
-        "ParameterNotFound",
-        "not found",
-        expected_params={"Name": f"{PATH}/dodo-api-key", "WithDecryption": True},
-    )
 
 
 @pytest.mark.parametrize("identifier", ["customer_id", "email", "metadata:app_user_id"])
 def test_a_missing_key_is_a_warning_with_the_command_to_store_it(ssm: tuple[Any, Stubber], identifier: str) -> None:
     client, stub = ssm
-    _not_found(stub)
+    params = {"Name": f"{PATH}/dodo-api-key", "WithDecryption": True}
+    stub.add_client_error("get_parameter", "ParameterNotFound", "not found", expected_params=params)
     finding = check_dodo_api_key(client, PATH, identifier)
     assert (finding.name, finding.status) == (NAME, "WARN")
     assert finding.reason.startswith("not stored: under ")
