@@ -165,11 +165,8 @@ def test_export_writes_every_message_whole_to_a_0600_file_and_leaves_them_queued
         assert doc["attributes"]["SentTimestamp"] == "1700000100000"
         assert int(doc["attributes"]["ApproximateReceiveCount"]) >= 1
         assert set(doc["message_attributes"]) == set(attributes)
-    assert (docs["d1"]["queue"], docs["d2"]["queue"], docs["q1"]["queue"]) == (
-        "dead_letter",
-        "dead_letter",
-        "quarantine",
-    )
+    queues = {message_id: doc["queue"] for message_id, doc in docs.items()}
+    assert queues == {"d1": "dead_letter", "d2": "dead_letter", "q1": "quarantine"}
     assert docs["d1"]["queue_name"] == "bridge-retry-dlq" and docs["q1"]["queue_name"] == "bridge-quarantine"
     assert docs["d1"]["message_attributes"]["error_kind"] == {"DataType": "String", "StringValue": "permanent"}
     assert docs["d1"]["message_attributes"]["blob"] == {"DataType": "Binary", "BinaryValue": "AP9yYXc="}
