@@ -407,7 +407,7 @@ def test_json_is_a_list_of_every_field() -> None:
     assert doc == [LETTER]  # the field names and values the letter was built from, no more
 
 
-# -- replay (the HTTP round trip is in tests/integration/test_cli_send.py) ------------------------
+# -- replay (over real HTTP: tests/integration/test_local_runbook.py, test_replay_pipelines.py) -------
 
 
 ACCEPTED = '{"status":"accepted"}'
@@ -430,18 +430,22 @@ def test_replay_signs_the_exact_bytes_and_keeps_the_webhook_id() -> None:
     assert verify(call["headers"], body, parse_secrets(SECRET)).webhook_id == "msg_original"
 
 
-def test_a_stored_answer_is_said_to_be_one(capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_returns_stored_and_error_answers_with_a_fresh_webhook_id_each(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """The bridge marks the answer to a webhook id it had answered before; replay says nothing was sent again."""
     from dodo_cio.receiving.http_api import REPLAYED_HEADER
     from dodo_cio_cli import cli
 
-    session: Any = FakeSession(FakeResponse(202, ACCEPTED, {REPLAYED_HEADER: "true"}), FakeResponse(202, ACCEPTED))
+    session: Any = FakeSession(FakeResponse(202, ACCEPTED, {REPLAYED_HEADER: "true"}), FakeResponse(401, "no"))
     answer = operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=session)
     assert answer.replayed and tuple(answer) == (202, ACCEPTED)
     assert cli._replay_answer(answer, "msg_1") == 0
     assert "already answered webhook-id msg_1" in capsys.readouterr().out
     fresh = operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=session)
-    assert not fresh.replayed
+    assert tuple(fresh) == (401, "no") and not fresh.replayed  # an error answer is returned, not raised
+    ids = [call["headers"]["webhook-id"] for _, call in session.calls]
+    assert ids[0].startswith("msg_") and ids[1].startswith("msg_") and ids[0] != ids[1]  # none given: a fresh one
 
 
 @pytest.mark.parametrize(
