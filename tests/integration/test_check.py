@@ -106,6 +106,7 @@ def test_stack_settings_dodo_key_queues_and_dead_letters(
     out = capsys.readouterr().out
     assert out.rstrip().endswith("all checks passed"), out
     assert _line(out, "dodo-api-key").split()[0] == "ok" and "dodo-k3y" not in out
+    assert "customers not seen yet are looked up in Dodo's API" in _line(out, "dodo-api-key")
 
     sqs.send_message(QueueUrl=dlq_url, MessageBody="{}")
     assert cli.main(["check", "--stack", "bridge"]) == 1
