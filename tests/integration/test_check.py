@@ -118,7 +118,9 @@ def test_stack_settings_dodo_key_queues_and_dead_letters(
     cfn.parameters["CustomerioRegion"] = "eu"
     sqs.purge_queue(QueueUrl=dlq_url)
     assert cli.main(["check", "--stack", "bridge"]) == 1
-    assert "your workspace is in us; set CustomerioRegion=us" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "your workspace is in us; set CustomerioRegion=us" in out
+    assert "hint: sam deploy --parameter-overrides CustomerioRegion=us" in out
 
 
 # -- a Pipelines deployment (CustomerioApi=pipelines) -----------------------------------------------

@@ -118,14 +118,6 @@ def test_credentials_accepted_in_the_configured_region() -> None:
     assert probe.calls == [US]
 
 
-def test_workspace_in_the_other_region_says_which_setting_to_change() -> None:
-    probe = FakeProbe({"http://proxy": RegionAnswer(200, region="eu", url=EU)})
-    finding = check.check_customerio("us", "http://proxy", "site", "key", probe=probe)
-    assert finding.status == "FAIL"
-    assert finding.reason == "your workspace is in eu; set CustomerioRegion=eu"
-    assert "CustomerioRegion=eu" in finding.hint
-
-
 def test_rejected_by_the_configured_host_but_accepted_by_the_other_region() -> None:
     probe = FakeProbe({EU: RegionAnswer(401, error="Unauthorized"), US: RegionAnswer(200, region="us", url=US)})
     finding = check.check_customerio("eu", None, "site", "key", probe=probe)
