@@ -111,13 +111,6 @@ class FakeProbe:
 US, EU = "https://track.customer.io", "https://track-eu.customer.io"
 
 
-def test_credentials_accepted_in_the_configured_region() -> None:
-    probe = FakeProbe({US: RegionAnswer(200, region="us", url=US)})
-    finding = check.check_customerio("us", None, "site", "key", probe=probe)
-    assert finding.status == "ok" and "workspace region us" in finding.reason
-    assert probe.calls == [US]
-
-
 def test_rejected_by_the_configured_host_but_accepted_by_the_other_region() -> None:
     probe = FakeProbe({EU: RegionAnswer(401, error="Unauthorized"), US: RegionAnswer(200, region="us", url=US)})
     finding = check.check_customerio("eu", None, "site", "key", probe=probe)
