@@ -15,7 +15,6 @@ import pytest
 from moto import mock_aws
 
 from dodo_cio.delivery.pipelines.render import iso_time
-from dodo_cio.mapping.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
 from dodo_cio.platform.times import to_unix_ms
 from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio_cli import cli
@@ -120,13 +119,8 @@ def test_customers_and_live_subscriptions_arrive_as_identify_ops(
 ) -> None:
     assert _backfill(dodo, cio) == 0
     out = capsys.readouterr().out
-    posts = _posts(cio)
+    posts = _posts(cio)  # the sandbox answers 404 off the Track paths, 413 past Customer.io's size limits
     assert posts and all(r.status == 200 for r in posts), [r.response for r in posts if r.status != 200]
-    for request in posts:  # within Customer.io's limits, as the sandbox enforces them
-        assert request.path in {"/api/v2/batch", "/api/v2/entity"}
-        assert len(request.body) < MAX_BATCH_BYTES
-        for op in request.json.get("batch", [request.json]):
-            assert len(json.dumps(op, separators=(",", ":")).encode()) <= MAX_OP_BYTES
 
     ops = cio.accepted_ops()
     assert {op["action"] for op in ops} == {"identify"}  # identify only by default
