@@ -247,7 +247,7 @@ def _line(queue: str, body: str, **changes: Any) -> str:
 def test_restore_sends_each_readable_message_to_its_own_queue_unchanged(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Exported and restored with --local, the queues of `make run`."""
+    """Exported and restored (a dry run first) with --local, the queues of `make run`."""
     sqs = _two_queues()
 
     class Target:
@@ -264,6 +264,12 @@ def test_restore_sends_each_readable_message_to_its_own_queue_unchanged(
     for queue in sqs.queues.values():
         queue.clear()  # day 15: SQS deleted them all
     capsys.readouterr()
+
+    assert cli.main(["restore", str(path), "--local", "--dry-run"]) == 1  # the unreadable dead letter, line 2
+    assert sqs.sent == [] and sqs.deleted == [] and sqs.hidden == set()
+    out = capsys.readouterr().out
+    assert out.count("would be restored (dry run)") == 2
+    assert "would restore 1 to the dead-letter queue and 1 to the quarantine queue" in out
 
     assert cli.main(["restore", str(path), "--local"]) == 1  # the unreadable dead letter is not restored
 
@@ -323,21 +329,6 @@ def test_bad_lines_are_named_by_number_and_never_sent(
         (line,) = [text for text in out.splitlines() if text.startswith(f"line {number}: ")]
         assert "NOT restored" in line and reason in line, line
     assert "7 NOT restored (line 3, 4, 5, 6, 7, 8, 9)" in out
-
-
-def test_dry_run_checks_every_line_and_sends_nothing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "kept.jsonl"
-    path.write_text(_line("dead_letter", _parked("msg_a")) + "\n" + _line("quarantine", _quarantined("msg_b")) + "\n")
-    sqs = _sqs()
-
-    assert _run(monkeypatch, sqs, _restore_argv(path, "--dry-run")) == 0
-
-    assert sqs.sent == [] and sqs.deleted == [] and sqs.hidden == set()
-    out = capsys.readouterr().out
-    assert out.count("would be restored (dry run)") == 2
-    assert "would restore 1 to the dead-letter queue and 1 to the quarantine queue" in out
 
 
 def test_a_quarantined_webhook_past_the_rerun_window_is_not_sent_and_replay_is_named(
