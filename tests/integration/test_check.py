@@ -126,27 +126,15 @@ def test_stack_settings_dodo_key_queues_and_dead_letters(
 # -- a Pipelines deployment (CustomerioApi=pipelines) -----------------------------------------------
 
 
-def _put_pipelines(key: str) -> None:
-    """The webhook secret and a Pipelines key, and no Track site id or key: all such a deployment reads."""
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=None, api_key=None)
-    boto3.client("ssm").put_parameter(
-        Name=f"{SSM_PATH}/customerio-pipelines-api-key", Value=key, Type="SecureString", Overwrite=True
-    )
-
-
 def test_the_stack_chooses_the_api_and_api_can_check_the_other_one(
     aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _put_pipelines(us_sandbox.pipelines_key)
-    cfn = FakeStack(
-        {
-            "SsmParameterPath": SSM_PATH,
-            "CustomerioRegion": "us",
-            "CustomerioApi": "pipelines",
-            "CustomerioPipelinesUrl": us_sandbox.pipelines_url,
-        },
-        {},
-    )
+    # The webhook secret and a Pipelines key, and no Track site id or key: all such a deployment reads.
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=None, api_key=None)
+    key = us_sandbox.pipelines_key
+    boto3.client("ssm").put_parameter(Name=f"{SSM_PATH}/customerio-pipelines-api-key", Value=key, Type="SecureString")
+    pipelines = {"CustomerioApi": "pipelines", "CustomerioPipelinesUrl": us_sandbox.pipelines_url}
+    cfn = FakeStack({"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", **pipelines})
     monkeypatch.setattr(
         cli, "_aws", lambda service, region: cfn if service == "cloudformation" else boto3.client(service)
     )
