@@ -32,10 +32,10 @@ NOW = 1_700_000_005 + 3 * 3600 + 12 * 60  # 3h12m after the first_seen of suppor
 # -- start_redrive ---------------------------------------------------------------------------------
 
 
+# A rate inside the range through the CLI: tests/integration/test_cli_operator.py.
 @pytest.mark.parametrize(
     ("kwargs", "request_fields"),
     [
-        pytest.param({"destination_arn": RETRY_ARN, "rate": 25}, {"DestinationArn": RETRY_ARN}, id="rate-25"),
         pytest.param({"destination_arn": RETRY_ARN, "rate": 1}, {"DestinationArn": RETRY_ARN}, id="lowest-rate"),
         pytest.param({"destination_arn": RETRY_ARN, "rate": 500}, {"DestinationArn": RETRY_ARN}, id="highest-rate"),
         pytest.param({}, {}, id="what-was-not-given-is-left-out"),
@@ -399,7 +399,6 @@ def test_table_has_columns_and_summary() -> None:
     assert "\x1b" not in "\n".join(lines)
     assert lines[3].split()[:3] == ["?", "-", "unreadable"]
     assert lines[-1] == ("3 dead letters - by kind: permanent 2, unreadable 1 - by type: payment.succeeded 2, ? 1")
-    assert operator.format_dead_letters([]) == "no dead letters"
 
 
 def test_json_is_a_list_of_every_field() -> None:
