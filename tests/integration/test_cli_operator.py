@@ -99,7 +99,6 @@ def test_dlq_lists_both_queues_from_the_stack_without_emails_and_consumes_nothin
     assert "HTTP 400: invalid email <email>" in parked and "cus_1" in parked and "msg_kept" not in parked
     assert parked.strip().splitlines()[-1].startswith("2 dead letters - by kind: ")
     assert "QUARANTINED WEBHOOK" in kept and "msg_kept" in kept and "subscription.renewed" in kept
-    assert "data.next_billing_date: must be an ISO-8601 date-time" in kept
     assert "not a quarantined webhook" in kept  # the stray message is shown, not hidden
     assert cli.main(["dlq", "--queue-url", dlq_url, "--quarantine-url", quarantine_url, "--json"]) == 0
     as_json = capsys.readouterr().out
@@ -120,7 +119,6 @@ def test_dlq_lists_both_queues_from_the_stack_without_emails_and_consumes_nothin
     assert (unreadable["event_type"], unreadable["customer_id"], unreadable["webhook_id"]) == ("?", None, None)
     assert unreadable["reason"].startswith("unreadable parked message: not JSON")
     assert unreadable["dead_lettered_at"] == now
-    assert items["quarantine", "quarantined"]["webhook_id"] == "msg_kept"
     assert (_visible(sqs, dlq_url), _visible(sqs, quarantine_url)) == (2, 2), "a listing must not consume"
 
 
