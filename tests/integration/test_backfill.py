@@ -15,7 +15,6 @@ import pytest
 from moto import mock_aws
 
 from dodo_cio.delivery.pipelines.render import iso_time
-from dodo_cio.mapping.limits import MAX_BATCH_BYTES, MAX_OP_BYTES
 from dodo_cio.platform.times import to_unix_ms
 from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio_cli import cli
@@ -120,13 +119,8 @@ def test_customers_and_live_subscriptions_arrive_as_identify_ops(
 ) -> None:
     assert _backfill(dodo, cio) == 0
     out = capsys.readouterr().out
-    posts = _posts(cio)
+    posts = _posts(cio)  # the sandbox answers 404 off the Track paths, 413 past Customer.io's size limits
     assert posts and all(r.status == 200 for r in posts), [r.response for r in posts if r.status != 200]
-    for request in posts:  # within Customer.io's limits, as the sandbox enforces them
-        assert request.path in {"/api/v2/batch", "/api/v2/entity"}
-        assert len(request.body) < MAX_BATCH_BYTES
-        for op in request.json.get("batch", [request.json]):
-            assert len(json.dumps(op, separators=(",", ":")).encode()) <= MAX_OP_BYTES
 
     ops = cio.accepted_ops()
     assert {op["action"] for op in ops} == {"identify"}  # identify only by default
@@ -308,9 +302,16 @@ def _calls(cio: TrackSandbox, kind: str) -> list[dict[str, Any]]:
     return [c for c in cio.accepted_calls() if c["type"] == kind]
 
 
-def test_pipelines_customers_and_subscriptions_arrive_as_strict_mode_identify_calls(
+def test_pipelines_dry_run_then_customers_and_subscriptions_arrive_as_strict_mode_identify_calls(
     dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    assert _backfill(dodo, cio, "--dry-run", "--identifier", "email", "--sample", "1", api="pipelines") == 0
+    out = capsys.readouterr().out
+    assert not cio.requests and not pipelines_env.exists()
+    sample = json.loads(out.split("first 1:\n", 1)[1].splitlines()[0])
+    assert sample["type"] == "identify" and sample["userId"] == "c***@example.com"  # masked
+    assert "shown as the Pipelines API would get it" in out
+
     assert _backfill(dodo, cio, api="pipelines") == 0
     out = capsys.readouterr().out
     preflight, sent = cio.requests[:2], cio.requests[2:]
@@ -370,14 +371,3 @@ def test_pipelines_outage_stops_resumably_and_a_rerun_finishes(
     assert json.loads(pipelines_env.read_text())["listings"]["subscriptions:active"]["next_page"] == 0
     assert _backfill(dodo, cio, "--no-customers", api="pipelines") == 0
     assert len(_calls(cio, "identify")) == sum(1 for s in dodo.subscriptions if s["status"] in LIVE)
-
-
-def test_pipelines_dry_run_shows_the_calls_and_sends_nothing(
-    dodo: DodoStandIn, cio: TrackSandbox, pipelines_env: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert _backfill(dodo, cio, "--dry-run", "--identifier", "email", "--sample", "1", api="pipelines") == 0
-    out = capsys.readouterr().out
-    assert not cio.requests and not pipelines_env.exists()
-    sample = json.loads(out.split("first 1:\n", 1)[1].splitlines()[0])
-    assert sample["type"] == "identify" and sample["userId"] == "c***@example.com"  # masked
-    assert "shown as the Pipelines API would get it" in out

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import boto3
 import pytest
@@ -48,8 +47,8 @@ def track_secrets(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=SITE_ID, api_key=API_KEY)
 
 
-def test_a_correct_deployment_passes(
-    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str]
+def test_a_correct_deployment_passes_and_the_strategy_decides_the_dodo_key_warning(
+    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     code, out = _check(capsys, "--track-url", us_sandbox.base_url)
     assert code == 0, out
@@ -68,10 +67,7 @@ def test_a_correct_deployment_passes(
     assert code == 0 and doc["ok"] is True
     assert [c["status"] for c in doc["checks"]] == ["ok"] * 5 + ["WARN"]  # no dodo-api-key: exit 0 all the same
 
-
-def test_the_strategy_from_the_environment_or_the_options_decides_the_dodo_key_warning(
-    track_secrets: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+    # The strategy from the environment, then the options over it, decides the Dodo key's warning.
     monkeypatch.setenv("CUSTOMERIO_IDENTIFIER", "metadata:app_user_id")  # as `make run` is configured
     code, out = _check(capsys, "--track-url", us_sandbox.base_url)
     assert code == 0 and out.rstrip().endswith("all checks passed, 1 warning")
@@ -91,16 +87,14 @@ def test_stack_settings_dodo_key_queues_and_dead_letters(
 ) -> None:
     sqs = boto3.client("sqs")
     retry_url, dlq_url = create_queues(sqs)
+    settings = {"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", "CustomerioIdentifier": "email"}
     cfn = FakeStack(
-        {"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", "CustomerioTrackUrl": us_sandbox.base_url},
+        {**settings, "CustomerioTrackUrl": us_sandbox.base_url},
         {"RetryQueueUrl": retry_url, "DeadLetterQueueUrl": dlq_url},
     )
-    cfn.parameters["CustomerioIdentifier"] = "email"
-
-    def clients(service: str, region: str | None) -> Any:
-        return cfn if service == "cloudformation" else boto3.client(service)
-
-    monkeypatch.setattr(cli, "_aws", clients)
+    monkeypatch.setattr(
+        cli, "_aws", lambda service, region: cfn if service == "cloudformation" else boto3.client(service)
+    )
     assert cli.main(["check", "--stack", "bridge"]) == 0
     out = capsys.readouterr().out
     assert "checking stack bridge, SSM path /dodo-customerio, Customer.io region us" in out
@@ -112,6 +106,7 @@ def test_stack_settings_dodo_key_queues_and_dead_letters(
     out = capsys.readouterr().out
     assert out.rstrip().endswith("all checks passed"), out
     assert _line(out, "dodo-api-key").split()[0] == "ok" and "dodo-k3y" not in out
+    assert "customers not seen yet are looked up in Dodo's API" in _line(out, "dodo-api-key")
 
     sqs.send_message(QueueUrl=dlq_url, MessageBody="{}")
     assert cli.main(["check", "--stack", "bridge"]) == 1
@@ -123,33 +118,23 @@ def test_stack_settings_dodo_key_queues_and_dead_letters(
     cfn.parameters["CustomerioRegion"] = "eu"
     sqs.purge_queue(QueueUrl=dlq_url)
     assert cli.main(["check", "--stack", "bridge"]) == 1
-    assert "your workspace is in us; set CustomerioRegion=us" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "your workspace is in us; set CustomerioRegion=us" in out
+    assert "hint: sam deploy --parameter-overrides CustomerioRegion=us" in out
 
 
 # -- a Pipelines deployment (CustomerioApi=pipelines) -----------------------------------------------
 
 
-def _put_pipelines(key: str) -> None:
-    """The webhook secret and a Pipelines key, and no Track site id or key: all such a deployment reads."""
-    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=None, api_key=None)
-    boto3.client("ssm").put_parameter(
-        Name=f"{SSM_PATH}/customerio-pipelines-api-key", Value=key, Type="SecureString", Overwrite=True
-    )
-
-
 def test_the_stack_chooses_the_api_and_api_can_check_the_other_one(
     aws_env: None, us_sandbox: TrackSandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _put_pipelines(us_sandbox.pipelines_key)
-    cfn = FakeStack(
-        {
-            "SsmParameterPath": SSM_PATH,
-            "CustomerioRegion": "us",
-            "CustomerioApi": "pipelines",
-            "CustomerioPipelinesUrl": us_sandbox.pipelines_url,
-        },
-        {},
-    )
+    # The webhook secret and a Pipelines key, and no Track site id or key: all such a deployment reads.
+    put_secrets(boto3.client("ssm"), webhook_secret=SECRET, site_id=None, api_key=None)
+    key = us_sandbox.pipelines_key
+    boto3.client("ssm").put_parameter(Name=f"{SSM_PATH}/customerio-pipelines-api-key", Value=key, Type="SecureString")
+    pipelines = {"CustomerioApi": "pipelines", "CustomerioPipelinesUrl": us_sandbox.pipelines_url}
+    cfn = FakeStack({"SsmParameterPath": SSM_PATH, "CustomerioRegion": "us", **pipelines})
     monkeypatch.setattr(
         cli, "_aws", lambda service, region: cfn if service == "cloudformation" else boto3.client(service)
     )

@@ -99,7 +99,6 @@ def test_dlq_lists_both_queues_from_the_stack_without_emails_and_consumes_nothin
     assert "HTTP 400: invalid email <email>" in parked and "cus_1" in parked and "msg_kept" not in parked
     assert parked.strip().splitlines()[-1].startswith("2 dead letters - by kind: ")
     assert "QUARANTINED WEBHOOK" in kept and "msg_kept" in kept and "subscription.renewed" in kept
-    assert "data.next_billing_date: must be an ISO-8601 date-time" in kept
     assert "not a quarantined webhook" in kept  # the stray message is shown, not hidden
     assert cli.main(["dlq", "--queue-url", dlq_url, "--quarantine-url", quarantine_url, "--json"]) == 0
     as_json = capsys.readouterr().out
@@ -120,7 +119,6 @@ def test_dlq_lists_both_queues_from_the_stack_without_emails_and_consumes_nothin
     assert (unreadable["event_type"], unreadable["customer_id"], unreadable["webhook_id"]) == ("?", None, None)
     assert unreadable["reason"].startswith("unreadable parked message: not JSON")
     assert unreadable["dead_lettered_at"] == now
-    assert items["quarantine", "quarantined"]["webhook_id"] == "msg_kept"
     assert (_visible(sqs, dlq_url), _visible(sqs, quarantine_url)) == (2, 2), "a listing must not consume"
 
 
@@ -143,7 +141,7 @@ def test_reprocess_on_moto_deletes_what_was_handled_and_leaves_the_rest_visible(
 ) -> None:
     sqs = boto3.client("sqs")
     url = create_quarantine_queue(sqs)
-    answers = {"msg_ok": 200, "msg_invalid": 422, "msg_rotated": 401, "msg_down": 503}
+    answers = {"msg_ok": 200, "msg_down": 503}  # each answer's verdict: tests/unit/test_quarantine_ops.py
     for webhook_id in answers:
         quarantine(sqs, url, _quarantined(webhook_id))
     stack = FakeStack(outputs={"QuarantineQueueUrl": url, "IngestFunctionName": "bridge-IngestFunction"})
@@ -151,10 +149,6 @@ def test_reprocess_on_moto_deletes_what_was_handled_and_leaves_the_rest_visible(
     monkeypatch.setattr(cli, "_aws", lambda service, region: services[service])
     assert cli.main(["reprocess", "--stack", "bridge"]) == 1
     out = capsys.readouterr().out
-    assert "1 handled and deleted, 3 kept on the queue" in out
+    assert "1 handled and deleted, 1 kept on the queue" in out
     left = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
-    assert sorted(QuarantinedWebhook.from_json(m["Body"]).webhook_id for m in left) == [
-        "msg_down",
-        "msg_invalid",
-        "msg_rotated",
-    ]
+    assert [QuarantinedWebhook.from_json(m["Body"]).webhook_id for m in left] == ["msg_down"]

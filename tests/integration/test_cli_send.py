@@ -1,4 +1,4 @@
-"""`dodo-cio send` and `operator.replay` over real loopback HTTP: exit codes, exact signed bytes, stdin, env secret."""
+"""`dodo-cio send` over real loopback HTTP: exit codes, exact signed bytes, stdin, env secret."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dodo_cio.receiving.signature import parse_secrets, verify
-from dodo_cio_cli import cli, operator
+from dodo_cio_cli import cli
 from support.receiver import Receiver, loopback_receiver
 
 pytestmark = pytest.mark.network
@@ -76,21 +76,3 @@ def test_send_without_a_server_is_a_connection_error(capsys) -> None:
     err = capsys.readouterr().err
     assert "cannot reach" in err
     assert "make run" in err
-
-
-# -- replay (the signing and errors without a socket: tests/unit/test_operator.py) -------------------
-
-BODY = (
-    b'{"business_id":"bus_1","type":"payment.succeeded","timestamp":"2026-10-14T09:21:47.123Z",\n'
-    b'  "data": {"payload_type":"Payment",\t"customer":{"customer_id":"cus_1",'
-    b'"name":"Zo\xc3\xab \xe2\x98\x95"}}}  \n'
-)
-
-
-def test_replay_posts_the_same_bytes_and_returns_error_answers_instead_of_raising(receiver: Receiver) -> None:
-    receiver.status = 401
-    status, _ = operator.replay(BODY, url=receiver.url, secret=SECRET)
-    assert status == 401
-    [(headers, body)] = receiver.received
-    assert body == BODY and verify(headers, body, parse_secrets(SECRET)).webhook_id == headers["webhook-id"]
-    assert headers["webhook-id"].startswith("msg_")  # a fresh one: none was given

@@ -1,4 +1,5 @@
-"""A requests-style session for the probes of `dodo-cio check`: answers in order, records each call."""
+"""A requests-style session (the probes of `dodo-cio check`, replay, a Pipelines client): answers in order,
+records each call."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class FakeResponse:
         self._body = body
         self.headers = headers or {}
         self.text = "" if body is None else str(body)
+        self.content = self.text.encode()
 
     def json(self) -> Any:
         if isinstance(self._body, str):
@@ -35,3 +37,6 @@ class FakeSession:
         return answer
 
     post = get
+
+    def close(self) -> None:
+        pass

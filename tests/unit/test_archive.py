@@ -115,6 +115,10 @@ def _run(monkeypatch: pytest.MonkeyPatch, sqs: FakeSqs, argv: list[str]) -> int:
     return cli.main(argv)
 
 
+def _export_argv(path: Path) -> list[str]:
+    return ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(path)]
+
+
 def _two_queues() -> FakeSqs:
     binary = {"DataType": "Binary", "BinaryValue": b"\x00\xffraw"}
     return _sqs(
@@ -146,9 +150,8 @@ def test_export_writes_every_message_whole_to_a_0600_file_and_leaves_them_queued
     sqs = _two_queues()
     originals = {mid: (m.body, m.attributes) for q in sqs.queues.values() for mid, m in q.items()}
     out = tmp_path / "kept.jsonl"
-    argv = ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)]
 
-    assert _run(monkeypatch, sqs, argv) == 0
+    assert _run(monkeypatch, sqs, _export_argv(out)) == 0
 
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     lines = out.read_text().splitlines()
@@ -162,11 +165,8 @@ def test_export_writes_every_message_whole_to_a_0600_file_and_leaves_them_queued
         assert doc["attributes"]["SentTimestamp"] == "1700000100000"
         assert int(doc["attributes"]["ApproximateReceiveCount"]) >= 1
         assert set(doc["message_attributes"]) == set(attributes)
-    assert (docs["d1"]["queue"], docs["d2"]["queue"], docs["q1"]["queue"]) == (
-        "dead_letter",
-        "dead_letter",
-        "quarantine",
-    )
+    queues = {message_id: doc["queue"] for message_id, doc in docs.items()}
+    assert queues == {"d1": "dead_letter", "d2": "dead_letter", "q1": "quarantine"}
     assert docs["d1"]["queue_name"] == "bridge-retry-dlq" and docs["q1"]["queue_name"] == "bridge-quarantine"
     assert docs["d1"]["message_attributes"]["error_kind"] == {"DataType": "String", "StringValue": "permanent"}
     assert docs["d1"]["message_attributes"]["blob"] == {"DataType": "Binary", "BinaryValue": "AP9yYXc="}
@@ -191,7 +191,7 @@ def test_export_refuses_to_overwrite_unless_forced_and_the_forced_file_is_0600(
     out = tmp_path / "kept.jsonl"
     out.write_text("an older export\n")
     out.chmod(0o644)
-    argv = ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)]
+    argv = _export_argv(out)
 
     assert _run(monkeypatch, sqs, argv) == 2
     err = capsys.readouterr().err
@@ -207,10 +207,7 @@ def test_export_refuses_to_overwrite_unless_forced_and_the_forced_file_is_0600(
 
 def test_export_of_empty_queues_writes_an_empty_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     out = tmp_path / "kept.jsonl"
-    assert (
-        _run(monkeypatch, _sqs(), ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)])
-        == 0
-    )
+    assert _run(monkeypatch, _sqs(), _export_argv(out)) == 0
     assert out.read_text() == "" and stat.S_IMODE(out.stat().st_mode) == 0o600
 
 
@@ -220,9 +217,7 @@ def test_export_says_when_sqs_counted_more_than_it_wrote(
     sqs = _two_queues()
     sqs.counts[DLQ] = 5  # three more than it hands out: hidden by a concurrent listing, say
     out = tmp_path / "kept.jsonl"
-    assert (
-        _run(monkeypatch, sqs, ["dlq", "--queue-url", DLQ, "--quarantine-url", QUARANTINE, "--export", str(out)]) == 1
-    )
+    assert _run(monkeypatch, sqs, _export_argv(out)) == 1
     err = capsys.readouterr().err
     assert "counted about 5" in err and "2 were exported" in err
     assert len(out.read_text().splitlines()) == 3  # what it did read is kept all the same
@@ -252,7 +247,7 @@ def _line(queue: str, body: str, **changes: Any) -> str:
 def test_restore_sends_each_readable_message_to_its_own_queue_unchanged(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Exported and restored with --local, the queues of `make run`."""
+    """Exported and restored (a dry run first) with --local, the queues of `make run`."""
     sqs = _two_queues()
 
     class Target:
@@ -269,6 +264,12 @@ def test_restore_sends_each_readable_message_to_its_own_queue_unchanged(
     for queue in sqs.queues.values():
         queue.clear()  # day 15: SQS deleted them all
     capsys.readouterr()
+
+    assert cli.main(["restore", str(path), "--local", "--dry-run"]) == 1  # the unreadable dead letter, line 2
+    assert sqs.sent == [] and sqs.deleted == [] and sqs.hidden == set()
+    out = capsys.readouterr().out
+    assert out.count("would be restored (dry run)") == 2
+    assert "would restore 1 to the dead-letter queue and 1 to the quarantine queue" in out
 
     assert cli.main(["restore", str(path), "--local"]) == 1  # the unreadable dead letter is not restored
 
@@ -328,21 +329,6 @@ def test_bad_lines_are_named_by_number_and_never_sent(
         (line,) = [text for text in out.splitlines() if text.startswith(f"line {number}: ")]
         assert "NOT restored" in line and reason in line, line
     assert "7 NOT restored (line 3, 4, 5, 6, 7, 8, 9)" in out
-
-
-def test_dry_run_checks_every_line_and_sends_nothing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "kept.jsonl"
-    path.write_text(_line("dead_letter", _parked("msg_a")) + "\n" + _line("quarantine", _quarantined("msg_b")) + "\n")
-    sqs = _sqs()
-
-    assert _run(monkeypatch, sqs, _restore_argv(path, "--dry-run")) == 0
-
-    assert sqs.sent == [] and sqs.deleted == [] and sqs.hidden == set()
-    out = capsys.readouterr().out
-    assert out.count("would be restored (dry run)") == 2
-    assert "would restore 1 to the dead-letter queue and 1 to the quarantine queue" in out
 
 
 def test_a_quarantined_webhook_past_the_rerun_window_is_not_sent_and_replay_is_named(

@@ -24,7 +24,6 @@ from dodo_cio.delivery.pipelines.client import PipelinesClient
 from dodo_cio.delivery.track import DeliveryResult, classify_response
 from dodo_cio.mapping.limits import MAX_BATCH_BYTES, encoded_size
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, map_event
-from dodo_cio.platform.ulid import deterministic_ulid, ulid_time_ms
 from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
 from dodo_cio_cli import backfill, backfill_command, backfill_destination, backfill_source, backfill_state
 from dodo_cio_cli.backfill import Backfill, BackfillOptions, Pacer, format_summary
@@ -32,6 +31,7 @@ from dodo_cio_cli.backfill_destination import Destination
 from dodo_cio_cli.backfill_source import BackfillError, Built, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
 from dodo_cio_local.dodo_standin import make_customer, make_subscription
+from support.g4_http import FakeResponse, FakeSession
 from support.g4_stack import FakeStack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -110,21 +110,6 @@ def test_subscription_identify_matches_what_the_webhook_would_set() -> None:
     assert op["identifiers"] == webhook_identify["identifiers"]
     assert op["attributes"] == webhook_identify["attributes"]
     assert op["attributes"]["subscription_status"] == "active"
-
-
-def test_events_only_when_asked_with_a_stable_dedup_id() -> None:
-    sub = make_subscription(5, "on_hold", make_customer(5))
-    assert [op["action"] for op in OpBuilder(MappingConfig()).build(ACTIVE, sub, NOW).ops] == ["identify"]
-    first = OpBuilder(MappingConfig(), events=True).build(ACTIVE, sub, NOW).ops
-    again = OpBuilder(MappingConfig(), events=True).build(ACTIVE, sub, NOW + 3600).ops
-    event = next(op for op in first if op["action"] == "event")
-    assert event["name"] == "subscription.on_hold"
-    assert event["attributes"]["backfill"] is True
-    created_ms = 1_735_689_600_000 + 5 * 86_400_000 + 5 * 60_000
-    assert event["id"] == deterministic_ulid("backfill:sub_00005", created_ms)
-    assert ulid_time_ms(event["id"]) == created_ms
-    assert event["timestamp"] == created_ms // 1000
-    assert event == next(op for op in again if op["action"] == "event")  # rerun: same id, same event
 
 
 def test_renamed_events_and_statuses_without_a_webhook_type() -> None:
@@ -307,12 +292,11 @@ def test_rate_limit_paces_requests(tmp_path: Path) -> None:
     assert len(sleeps) >= 2  # three requests at 2 per second: the limiter waited between them
 
 
-def test_dry_run_sends_nothing_and_writes_no_state(tmp_path: Path) -> None:
+def test_dry_run_counts_what_it_would_send_and_masks_the_samples(tmp_path: Path) -> None:
     report, _, _ = _run(MemorySource(12, active=3), None, tmp_path, dry_run=True, sample=2)
     assert report.code == 0 and report.ops == 15 and report.requests == 3
     assert len(report.samples) == 2 and "@example.com" in json.dumps(report.samples)
     assert "customer0@example.com" not in json.dumps(report.samples)
-    assert not (tmp_path / "state.json").exists()
     summary = backfill.format_summary(report, BackfillOptions(dry_run=True), elapsed=0.1)
     assert summary.startswith("dry run: nothing was sent") and "12 would send" in summary
 
@@ -331,15 +315,11 @@ def test_a_server_repeating_its_last_page_does_not_loop_forever(tmp_path: Path) 
 # -- state ------------------------------------------------------------------------------------------
 
 
-def test_state_round_trip_and_unreadable_file(tmp_path: Path) -> None:
+def test_state_is_saved_without_a_temporary_file_left_and_an_unreadable_one_is_refused(tmp_path: Path) -> None:
+    """Loading what was saved: the resumed runs here and in tests/integration/test_backfill.py."""
     path = tmp_path / "s.json"
-    assert State.load(path) is None
-    state = State(fingerprint={"a": 1}, started_at=5)
-    state.listing("customers").next_page = 4
-    state.save(path)
-    loaded = State.load(path)
-    assert loaded is not None and loaded.listings["customers"].next_page == 4 and loaded.fingerprint == {"a": 1}
-    assert not list(tmp_path.glob("*.tmp"))
+    State(fingerprint={"a": 1}, started_at=5).save(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
     path.write_text("{not json")
     with pytest.raises(BackfillError, match="unreadable"):
         State.load(path)
@@ -388,21 +368,7 @@ URL = "https://cdp.customer.io/v1"
 KEY = "offline-pipelines-key"
 
 
-class Answers:
-    """A requests-style session answering each POST with the next status (then 200); records them."""
-
-    def __init__(self, *statuses: int) -> None:
-        self.statuses = list(statuses)
-        self.posts: list[tuple[str, dict[str, Any], dict[str, str]]] = []
-
-    def post(self, url: str, *, data: bytes, headers: dict[str, str], timeout: Any) -> Any:
-        self.posts.append((url, json.loads(data), headers))
-        status = self.statuses.pop(0) if self.statuses else 200
-        body = b"{}" if status == 200 else b'{"meta":{"errors":["refused"]}}'
-        return type("Response", (), {"status_code": status, "headers": {}, "content": body})()
-
-    def close(self) -> None:
-        pass
+REFUSED = '{"meta":{"errors":["refused"]}}'
 
 
 def _pipelines(limits: ApiLimits = PIPELINES_LIMITS) -> Destination:
@@ -412,14 +378,14 @@ def _pipelines(limits: ApiLimits = PIPELINES_LIMITS) -> Destination:
 def test_every_request_a_pipelines_send_makes_is_paced_and_counted() -> None:
     """The client packs one planned request into several (here 2 calls each): each one counts."""
     small = ApiLimits(32_000, 500_000, 2, 1, 1.0)
-    session = Answers()
+    session = FakeSession(*[FakeResponse(200, "{}")] * 3)
     pacer_sleeps: list[float] = []
     pacer = Pacer(1.0, pacer_sleeps.append)
     client = PipelinesClient(URL, KEY, session=session, limits=small, pace=pacer)
     opts = BackfillOptions(statuses=(), page_size=10, rate=1.0, progress=False)
     job = Backfill(MemorySource(6), client, OpBuilder(MappingConfig()), opts, clock=lambda: NOW, pacer=pacer)
     report = job.run()
-    assert report.code == 0 and len(session.posts) == 3
+    assert report.code == 0 and len(session.calls) == 3
     assert report.requests == pacer.requests == 3
     assert len(pacer_sleeps) >= 2  # at one request per second, the 2nd and 3rd waited
 
@@ -443,7 +409,7 @@ def test_the_planner_uses_the_destinations_limits() -> None:
 
 
 def test_a_refused_key_stops_the_run_with_the_pipelines_hint() -> None:
-    client = PipelinesClient(URL, KEY, session=Answers(401))
+    client = PipelinesClient(URL, KEY, session=FakeSession(FakeResponse(401, REFUSED)))
     report, state, _ = _run(MemorySource(5), client, destination=_pipelines(), statuses=())
     assert report.code == 2
     assert "HTTP 401" in report.message and "Pipelines API key" in report.message and "site id" not in report.message
@@ -452,7 +418,8 @@ def test_a_refused_key_stops_the_run_with_the_pipelines_hint() -> None:
 
 def test_a_call_pipelines_refuses_is_that_customers_failure_only() -> None:
     """Pipelines answers 400 for the whole request; the client narrows it down to the call at fault."""
-    client = PipelinesClient(URL, KEY, session=Answers(400, 200, 400, 200, 400))  # 4th call at fault
+    answers = [FakeResponse(s, REFUSED if s == 400 else "{}") for s in (400, 200, 400, 200, 400)]  # 4th at fault
+    client = PipelinesClient(URL, KEY, session=FakeSession(*answers))
     report, state, _ = _run(MemorySource(4), client, destination=_pipelines(), statuses=())
     listing = state.listings["customers"]
     assert report.code == 1 and (listing.delivered, listing.failed) == (3, 1)
@@ -527,29 +494,25 @@ def test_the_stack_gives_the_api_url_and_the_whole_default_mapping(
     assert target.mapping.subscription_object_type_id == "3"  # objects, as the bridge writes them
 
 
-def test_without_a_stack_the_environment_chooses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_without_a_stack_a_bad_pipelines_url_in_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A good one is used: tests/integration/test_summary.py's Pipelines backfill sets only the environment."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
-    monkeypatch.setenv("CUSTOMERIO_PIPELINES_URL", "http://127.0.0.1:9/v1")
-    target = backfill_command._target(_args(), lambda s, r: pytest.fail("no stack, no AWS"))
-    assert (target.destination.api, target.destination.url) == ("pipelines", "http://127.0.0.1:9/v1")
-    assert target.destination.override == "http://127.0.0.1:9/v1"
     monkeypatch.setenv("CUSTOMERIO_PIPELINES_URL", "http://127.0.0.1:9/v2")
     with pytest.raises(BackfillError, match="CUSTOMERIO_PIPELINES_URL must be an http"):
-        backfill_command._target(_args(), lambda s, r: None)
+        backfill_command._target(_args(), lambda s, r: pytest.fail("no stack, no AWS"))
 
 
-def test_credentials_are_the_chosen_apis_only() -> None:
+def test_the_pipelines_key_in_the_environment_wins_over_the_one_in_ssm() -> None:
+    """Each API's keys from SSM: test_backfill.py's stack runs; the refusals: test_cli.py's usage errors."""
+
     def read(name: str, what: str) -> str:
         return {"customerio-pipelines-api-key": "from-ssm"}.get(name, "")
 
-    pipelines = _pipelines()
-    assert pipelines.credentials(read, {}) == PipelinesCredentials("from-ssm")
-    assert pipelines.credentials(read, {"CUSTOMERIO_PIPELINES_API_KEY": "from-env"}) == PipelinesCredentials("from-env")
-    track_env = {"CUSTOMERIO_SITE_ID": "site", "CUSTOMERIO_API_KEY": "key"}
-    with pytest.raises(BackfillError, match=r"no Customer\.io Pipelines API key.*CUSTOMERIO_PIPELINES_API_KEY"):
-        pipelines.credentials(lambda name, what: "", track_env)  # Track's credentials are no use here
-    assert Destination().credentials(read, track_env) == TrackCredentials("site", "key")
+    env = {"CUSTOMERIO_PIPELINES_API_KEY": "from-env"}
+    assert _pipelines().credentials(read, env) == PipelinesCredentials("from-env")
 
 
 def test_the_state_file_names_a_track_workspace_by_its_site_id_and_a_pipelines_one_by_its_url() -> None:

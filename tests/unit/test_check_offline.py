@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+import requests
 from botocore.stub import Stubber
 
 from dodo_cio.delivery.pipelines.client import PIPELINES_HOSTS
@@ -32,16 +33,6 @@ def _parameter(name: str, value: str, kind: str = "SecureString") -> dict[str, A
 
 
 # -- SSM --------------------------------------------------------------------------------------------
-
-
-def test_parameters_all_present_and_secure(ssm: tuple[Any, Stubber]) -> None:
-    client, stub = ssm
-    for name, value in (("webhook-secret", SECRET), ("customerio-site-id", "site"), ("customerio-api-key", "key")):
-        stub.add_response("get_parameter", _parameter(name, value), {"Name": f"{PATH}/{name}", "WithDecryption": True})
-    findings, values = check.check_parameters(client, PATH + "/")
-    assert [f.status for f in findings] == ["ok", "ok", "ok"]
-    assert values == {"webhook-secret": SECRET, "customerio-site-id": "site", "customerio-api-key": "key"}
-    assert all(SECRET not in f.reason and SECRET not in f.hint for f in findings)
 
 
 def test_parameters_missing_plaintext_empty_and_undecryptable_are_each_reported(ssm: tuple[Any, Stubber]) -> None:
@@ -120,21 +111,6 @@ class FakeProbe:
 US, EU = "https://track.customer.io", "https://track-eu.customer.io"
 
 
-def test_credentials_accepted_in_the_configured_region() -> None:
-    probe = FakeProbe({US: RegionAnswer(200, region="us", url=US)})
-    finding = check.check_customerio("us", None, "site", "key", probe=probe)
-    assert finding.status == "ok" and "workspace region us" in finding.reason
-    assert probe.calls == [US]
-
-
-def test_workspace_in_the_other_region_says_which_setting_to_change() -> None:
-    probe = FakeProbe({"http://proxy": RegionAnswer(200, region="eu", url=EU)})
-    finding = check.check_customerio("us", "http://proxy", "site", "key", probe=probe)
-    assert finding.status == "FAIL"
-    assert finding.reason == "your workspace is in eu; set CustomerioRegion=eu"
-    assert "CustomerioRegion=eu" in finding.hint
-
-
 def test_rejected_by_the_configured_host_but_accepted_by_the_other_region() -> None:
     probe = FakeProbe({EU: RegionAnswer(401, error="Unauthorized"), US: RegionAnswer(200, region="us", url=US)})
     finding = check.check_customerio("eu", None, "site", "key", probe=probe)
@@ -177,23 +153,19 @@ def test_missing_credentials_skip_and_bad_region_fails() -> None:
     assert bad.status == "FAIL" and "'us' or 'eu'" in bad.reason
 
 
-def test_probe_sends_basic_auth_and_does_not_follow_redirects() -> None:
-    session = FakeSession(FakeResponse(200, {"url": EU, "region": "EU", "environment_id": 7}))
-    answer = check.probe_region(EU + "/", "site", "key", session=session)  # type: ignore[arg-type]
-    assert answer == RegionAnswer(200, region="eu", url=EU)
+def test_probe_sends_basic_auth_does_not_follow_redirects_and_reports_bad_answers() -> None:
+    session = FakeSession(
+        FakeResponse(200, {"url": EU, "region": "EU", "environment_id": 7}),
+        FakeResponse(301, headers={"Location": EU}),
+        FakeResponse(200, "<html>"),
+        requests.ConnectionError("refused"),
+    )
+    probe: Any = check.probe_region
+    assert probe(EU + "/", "site", "key", session=session) == RegionAnswer(200, region="eu", url=EU)
     url, kwargs = session.calls[0]
     assert url == f"{EU}/api/v1/accounts/region"
     assert kwargs["allow_redirects"] is False
     assert kwargs["headers"]["Authorization"] == "Basic " + base64.b64encode(b"site:key").decode()
-
-
-def test_probe_reports_redirects_unreadable_answers_and_connection_errors() -> None:
-    import requests
-
-    session = FakeSession(
-        FakeResponse(301, headers={"Location": EU}), FakeResponse(200, "<html>"), requests.ConnectionError("refused")
-    )
-    probe: Any = check.probe_region
     assert probe(US, "s", "k", session=session).location == EU
     assert probe(US, "s", "k", session=session).error == "the answer is not JSON"
     answer = probe(US, "s", "k", session=session)
@@ -248,14 +220,12 @@ def test_report_and_exit_codes() -> None:
     assert "  FAIL  c  broken" in text and "hint: fix it" in text
     assert text.endswith("1 problem found, 1 check skipped")
     assert '"ok": false' in check.findings_json(bad)
+    # A warning does not fail the run (exit 0, "ok": true): tests/integration/test_check.py's runs.
     warned = [*good, Finding("w", "WARN", "a gap", hint="close it")]
-    assert check.exit_code(warned) == 0  # a warning is not a failure
     text = check.format_report(warned)
     assert "  WARN  w  a gap" in text and "hint: close it" in text
-    assert text.endswith("all checks passed, 1 warning")
     both = [*bad, warned[-1], Finding("v", "WARN", "another")]
     assert check.format_report(both).endswith("1 problem found, 2 warnings, 1 check skipped")
-    assert '"ok": true' in check.findings_json(warned)
 
 
 # -- the optional Dodo API key: needed by which strategies, and a warning, not a failure ---------------
@@ -268,32 +238,21 @@ def config(identifier: str, contact_fields: str = "auto") -> MappingConfig:
 
 
 def test_which_deployments_need_the_key() -> None:
+    """Metadata's reason, and customer_id with the app owning the email: tests/integration/test_check.py."""
     by_email = needs_dodo_api_key(config("email"))
     assert by_email is not None and "waits on the retry queue" in by_email and "followed_by_payment" in by_email
-    by_app_id = needs_dodo_api_key(config("metadata:app_user_id"))
-    assert by_app_id is not None and "metadata key 'app_user_id'" in by_app_id
     by_id = needs_dodo_api_key(config("customer_id"))
     assert by_id is not None and "abandoned checkout" in by_id and "without an email" in by_id
     assert needs_dodo_api_key(config("customer_id", "dodo")) == by_id
-    # The app owns the email: under customer_id nothing goes missing without the key.
-    assert needs_dodo_api_key(config("customer_id", "app")) is None
     # Under metadata the app owns it by default, but the person must still be found.
     assert needs_dodo_api_key(config("metadata:app_user_id", "app")) is not None
-
-
-def _not_found(stub: Stubber) -> None:
-    stub.add_client_error(
-        "get_parameter",
-        "ParameterNotFound",
-        "not found",
-        expected_params={"Name": f"{PATH}/dodo-api-key", "WithDecryption": True},
-    )
 
 
 @pytest.mark.parametrize("identifier", ["customer_id", "email", "metadata:app_user_id"])
 def test_a_missing_key_is_a_warning_with_the_command_to_store_it(ssm: tuple[Any, Stubber], identifier: str) -> None:
     client, stub = ssm
-    _not_found(stub)
+    params = {"Name": f"{PATH}/dodo-api-key", "WithDecryption": True}
+    stub.add_client_error("get_parameter", "ParameterNotFound", "not found", expected_params=params)
     finding = check_dodo_api_key(client, PATH, identifier)
     assert (finding.name, finding.status) == (NAME, "WARN")
     assert finding.reason.startswith("not stored: under ")
@@ -302,27 +261,12 @@ def test_a_missing_key_is_a_warning_with_the_command_to_store_it(ssm: tuple[Any,
     assert check.exit_code([finding]) == 0  # the bridge works without it
 
 
-def test_not_needed_when_the_app_owns_the_email_under_customer_id(ssm: tuple[Any, Stubber]) -> None:
+def test_a_plaintext_dodo_key_fails_like_every_other_parameter_and_is_never_shown(ssm: tuple[Any, Stubber]) -> None:
+    """A SecureString one is ok: tests/integration/test_check.py's stack test."""
     client, stub = ssm
-    _not_found(stub)
-    finding = check_dodo_api_key(client, PATH, "customer_id", "app")
-    assert finding.status == "ok" and "not needed" in finding.reason
-
-
-@pytest.mark.parametrize(
-    ("kind", "identifier", "status", "says"),
-    [
-        ("SecureString", "email", "ok", "looked up in Dodo's API"),
-        ("String", "customer_id", "FAIL", "SecureString"),  # plaintext fails like every other parameter
-    ],
-)
-def test_a_stored_key_is_judged_by_its_type_and_never_shown(
-    ssm: tuple[Any, Stubber], kind: str, identifier: str, status: str, says: str
-) -> None:
-    client, stub = ssm
-    stub.add_response("get_parameter", _parameter("dodo-api-key", "dodo-k3y", kind))
-    finding = check_dodo_api_key(client, PATH, identifier)
-    assert finding.status == status and says in finding.reason + finding.hint
+    stub.add_response("get_parameter", _parameter("dodo-api-key", "dodo-k3y", "String"))
+    finding = check_dodo_api_key(client, PATH, "customer_id")
+    assert finding.status == "FAIL" and "SecureString" in finding.reason + finding.hint
     assert "dodo-k3y" not in check.findings_json([finding])
 
 
@@ -424,29 +368,23 @@ def test_no_key_skips_and_bad_settings_fail_before_any_request() -> None:
 # -- the probe itself -------------------------------------------------------------------------------
 
 
-def test_the_probe_is_an_empty_strict_mode_batch_with_the_key_as_the_user() -> None:
-    session = FakeSession(FakeResponse(200))
-    answer = check_pipelines.probe_pipelines(CDP_US + "/", KEY, session=session)  # type: ignore[arg-type]
-    assert answer == PipelinesAnswer(200)
-    ((url, kwargs),) = session.calls
-    assert url == f"{CDP_US}/batch"
-    assert json.loads(kwargs["data"]) == {"batch": []}  # no call in it: nothing to create
-    headers = kwargs["headers"]
-    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
-    assert headers["X-Strict-Mode"] == "1"
-    assert kwargs["allow_redirects"] is False
-
-
-def test_the_probe_reports_redirects_bodies_and_transport_failures() -> None:
-    import requests
-
+def test_the_probe_is_an_empty_strict_mode_batch_and_reports_redirects_bodies_and_transport_failures() -> None:
     session = FakeSession(
+        FakeResponse(200),
         FakeResponse(301, headers={"Location": f"{CDP_EU}/batch"}),
         FakeResponse(400, '{"meta":{"errors":["batch is empty"]}}\n'),
         requests.ConnectionError("refused"),
         requests.Timeout("slow"),
     )
     probe: Any = check_pipelines.probe_pipelines
+    assert probe(CDP_US + "/", KEY, session=session) == PipelinesAnswer(200)
+    url, kwargs = session.calls[0]
+    assert url == f"{CDP_US}/batch"
+    assert json.loads(kwargs["data"]) == {"batch": []}  # no call in it: nothing to create
+    headers = kwargs["headers"]
+    assert headers["Authorization"] == "Basic " + base64.b64encode(f"{KEY}:".encode()).decode()
+    assert headers["X-Strict-Mode"] == "1"
+    assert kwargs["allow_redirects"] is False
     assert probe(CDP_US, KEY, session=session).location == f"{CDP_EU}/batch"
     assert probe(CDP_US, KEY, session=session) == PipelinesAnswer(400, error='{"meta":{"errors":["batch is empty"]}}')
     assert "cannot reach" in probe(CDP_US, KEY, session=session).error
@@ -481,15 +419,8 @@ def test_a_pipelines_run_reads_and_verifies_the_pipelines_key_only(ssm: tuple[An
     assert KEY not in check.findings_json(findings)
 
 
-def test_choose_api_takes_the_flag_then_the_stack_then_the_environment() -> None:
-    stack = {"CustomerioApi": "pipelines"}
-    assert api_choice.choose_api("track", stack, stack=True, env={}) == "track"
-    assert api_choice.choose_api(None, stack, stack=True, env={"CUSTOMERIO_API": "track"}) == "pipelines"
-    # A stack deployed before the parameter existed delivers with Track, whatever the shell says.
-    assert api_choice.choose_api(None, {}, stack=True, env={"CUSTOMERIO_API": "pipelines"}) == "track"
+def test_choose_api_normalises_the_environment_and_names_a_bad_stack_value() -> None:
+    """The order (flag, stack, environment, track): test_check.py's and test_backfill.py's stack runs."""
     assert api_choice.choose_api(None, {}, stack=False, env={"CUSTOMERIO_API": " Pipelines "}) == "pipelines"
-    assert api_choice.choose_api(None, {}, stack=False, env={}) == "track"
-    with pytest.raises(ValueError, match=r"\$CUSTOMERIO_API must be track or pipelines, not 'cdp'"):
-        api_choice.choose_api(None, {}, stack=False, env={"CUSTOMERIO_API": "cdp"})
     with pytest.raises(ValueError, match="the stack's CustomerioApi"):
         api_choice.choose_api(None, {"CustomerioApi": "v2"}, stack=True)

@@ -14,27 +14,28 @@ import pytest
 import requests
 from botocore.stub import Stubber
 
-from dodo_cio.delivery.parking import LastError, ParkedDelivery
 from dodo_cio.receiving.signature import parse_secrets, verify
 from dodo_cio_cli import operator
 from dodo_cio_cli.aws_calls import OperatorError
 from dodo_cio_cli.operator import DeadLetter
+from support.fake_sqs import parked_body
+from support.g4_http import FakeResponse, FakeSession
 
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry-dlq"
 RETRY_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
 EMAIL = "maya.fernandes@example.com"
 SECRET = "whsec_" + base64.b64encode(b"unit-test-secret-for-operator-01").decode()
-NOW = 1_792_100_000
+NOW = 1_700_000_005 + 3 * 3600 + 12 * 60  # 3h12m after the first_seen of support.fake_sqs.parked_body
 
 
 # -- start_redrive ---------------------------------------------------------------------------------
 
 
+# A rate inside the range through the CLI: tests/integration/test_cli_operator.py.
 @pytest.mark.parametrize(
     ("kwargs", "request_fields"),
     [
-        pytest.param({"destination_arn": RETRY_ARN, "rate": 25}, {"DestinationArn": RETRY_ARN}, id="rate-25"),
         pytest.param({"destination_arn": RETRY_ARN, "rate": 1}, {"DestinationArn": RETRY_ARN}, id="lowest-rate"),
         pytest.param({"destination_arn": RETRY_ARN, "rate": 500}, {"DestinationArn": RETRY_ARN}, id="highest-rate"),
         pytest.param({}, {}, id="what-was-not-given-is-left-out"),
@@ -161,9 +162,8 @@ def test_redrive_status_lists_tasks_or_none(sqs: tuple[Any, Stubber]) -> None:
         "rate": 25,
         "started_at": NOW - 300,
     }
-    assert tasks[1]["status"] == "FAILED"
-    assert tasks[1]["failure_reason"] == "CouldNotDetermineMessageSource"
-    assert tasks[1]["task_handle"] is None
+    failed = (tasks[1]["status"], tasks[1]["failure_reason"], tasks[1]["task_handle"])
+    assert failed == ("FAILED", "CouldNotDetermineMessageSource", None)
 
     text = operator.format_redrive_status(tasks, now=NOW)
     first, second = text.splitlines()
@@ -195,26 +195,8 @@ def test_cancel_redrive(sqs: tuple[Any, Stubber]) -> None:
 # -- list_dead_letters (request shape; the queue behaviour is in tests/integration) -----------------
 
 
-def _parked(**changes: Any) -> ParkedDelivery:
-    fields: dict[str, Any] = {
-        "webhook_id": "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0",
-        "event_type": "payment.succeeded",
-        "event_time": NOW - 3 * 3600 - 20,
-        "first_seen": NOW - 3 * 3600 - 12 * 60,
-        "attempts": 4,
-        "ops": [
-            {
-                "type": "person",
-                "identifiers": {"id": "cus_1"},
-                "action": "identify",
-                "attributes": {"email": EMAIL},
-            }
-        ],
-        "last_error": LastError(kind="permanent", reason=f"HTTP 400: bad email {EMAIL}", status=400, at=NOW - 60),
-        "customer_id": "cus_1",
-    }
-    fields.update(changes)
-    return ParkedDelivery(**fields)
+def _parked(reason: str = f"HTTP 400: bad email {EMAIL}") -> str:
+    return parked_body("msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0", EMAIL, reason=reason, attempts=4)
 
 
 def _message(
@@ -252,22 +234,21 @@ def _receive_params(count: int) -> dict[str, Any]:
 
 def test_list_receives_with_all_attributes_and_releases_every_message(sqs: tuple[Any, Stubber]) -> None:
     client, stubber = sqs
-    moved = _parked(last_error=LastError(kind="transient", reason="HTTP 503", status=503, at=NOW - 7200))
     stubber.add_response(
         "receive_message",
         {
             "Messages": [
-                _message("m1", _parked().to_json()),
+                _message("m1", _parked()),
                 _message(
                     "m2",
-                    moved.to_json(),
+                    _parked("HTTP 503"),
                     attributes={"DeadLetterQueueSourceArn": RETRY_ARN, "ApproximateReceiveCount": "1001"},
                 ),
             ]
         },
         _receive_params(3),
     )
-    stubber.add_response("receive_message", {"Messages": [_message("m1", _parked().to_json())]}, _receive_params(1))
+    stubber.add_response("receive_message", {"Messages": [_message("m1", _parked())]}, _receive_params(1))
     stubber.add_response(
         "change_message_visibility_batch",
         {"Successful": [{"Id": "0"}, {"Id": "1"}, {"Id": "2"}], "Failed": []},
@@ -285,7 +266,7 @@ def test_list_receives_with_all_attributes_and_releases_every_message(sqs: tuple
     first, second = items
     assert first.reason == "HTTP 400: bad email <email>"
     assert (first.kind, first.status, first.attempts) == ("permanent", 400, 4)
-    assert first.dead_lettered_at == NOW - 60
+    assert first.dead_lettered_at == 1_700_000_100  # the time in its last error, not when it was sent
     assert first.age_seconds == 3 * 3600 + 12 * 60
     assert second.reason == "moved by SQS after too many receives; last error: HTTP 503"
     assert second.dead_lettered_at is None
@@ -293,7 +274,7 @@ def test_list_receives_with_all_attributes_and_releases_every_message(sqs: tuple
 
 def test_list_pages_until_the_limit(sqs: tuple[Any, Stubber]) -> None:
     client, stubber = sqs
-    page = [_message(f"m{i}", _parked().to_json()) for i in range(10)]
+    page = [_message(f"m{i}", _parked()) for i in range(10)]
     stubber.add_response("receive_message", {"Messages": page}, _receive_params(10))
     stubber.add_response("receive_message", {"Messages": [_message("m10", "x")]}, _receive_params(2))
     stubber.add_response("receive_message", {}, _receive_params(1))
@@ -418,7 +399,6 @@ def test_table_has_columns_and_summary() -> None:
     assert "\x1b" not in "\n".join(lines)
     assert lines[3].split()[:3] == ["?", "-", "unreadable"]
     assert lines[-1] == ("3 dead letters - by kind: permanent 2, unreadable 1 - by type: payment.succeeded 2, ? 1")
-    assert operator.format_dead_letters([]) == "no dead letters"
 
 
 def test_json_is_a_list_of_every_field() -> None:
@@ -426,60 +406,45 @@ def test_json_is_a_list_of_every_field() -> None:
     assert doc == [LETTER]  # the field names and values the letter was built from, no more
 
 
-# -- replay (the HTTP round trip is in tests/integration/test_cli_send.py) ------------------------
+# -- replay (over real HTTP: tests/integration/test_local_runbook.py, test_replay_pipelines.py) -------
 
 
-class _Response:
-    status_code = 202
-    text = '{"status":"accepted"}'
-    headers: dict[str, str] = {}  # noqa: RUF012 - read only
-
-
-class _Session:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.calls: list[dict[str, Any]] = []
-        self.error = error
-
-    def post(self, url: str, **kwargs: Any) -> _Response:
-        self.calls.append({"url": url, **kwargs})
-        if self.error is not None:
-            raise self.error
-        return _Response()
+ACCEPTED = '{"status":"accepted"}'
 
 
 def test_replay_signs_the_exact_bytes_and_keeps_the_webhook_id() -> None:
-    session = _Session()
+    session = FakeSession(FakeResponse(202, ACCEPTED))
     body = b'{"type":"payment.succeeded",  "data": {"note":"caf\xc3\xa9"}}\n'
     status, text = operator.replay(
         body,
         url="https://example.invalid/webhooks/dodo",
         secret=SECRET,
         webhook_id="msg_original",
-        session=session,
+        session=session,  # type: ignore[arg-type]
     )
-    assert (status, text) == (202, '{"status":"accepted"}')
-    [call] = session.calls
+    assert (status, text) == (202, ACCEPTED)
+    [(_, call)] = session.calls
     assert call["data"] == body and call["timeout"] == 15.0
     assert call["headers"]["content-type"] == "application/json"
     assert verify(call["headers"], body, parse_secrets(SECRET)).webhook_id == "msg_original"
 
 
-def test_a_stored_answer_is_said_to_be_one(capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_returns_stored_and_error_answers_with_a_fresh_webhook_id_each(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """The bridge marks the answer to a webhook id it had answered before; replay says nothing was sent again."""
     from dodo_cio.receiving.http_api import REPLAYED_HEADER
     from dodo_cio_cli import cli
 
-    class Stored(_Response):
-        headers = {REPLAYED_HEADER: "true"}  # noqa: RUF012
-
-    session = _Session()
-    session.post = lambda url, **kwargs: Stored()  # type: ignore[method-assign]
+    session: Any = FakeSession(FakeResponse(202, ACCEPTED, {REPLAYED_HEADER: "true"}), FakeResponse(401, "no"))
     answer = operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=session)
-    assert answer.replayed and tuple(answer) == (202, '{"status":"accepted"}')
+    assert answer.replayed and tuple(answer) == (202, ACCEPTED)
     assert cli._replay_answer(answer, "msg_1") == 0
     assert "already answered webhook-id msg_1" in capsys.readouterr().out
-    fresh = operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=_Session())
-    assert not fresh.replayed
+    fresh = operator.replay(b"{}", url="http://127.0.0.1:3000/webhooks/dodo", secret=SECRET, session=session)
+    assert tuple(fresh) == (401, "no") and not fresh.replayed  # an error answer is returned, not raised
+    ids = [call["headers"]["webhook-id"] for _, call in session.calls]
+    assert ids[0].startswith("msg_") and ids[1].startswith("msg_") and ids[0] != ids[1]  # none given: a fresh one
 
 
 @pytest.mark.parametrize(
@@ -493,7 +458,7 @@ def test_a_stored_answer_is_said_to_be_one(capsys: pytest.CaptureFixture[str]) -
     ],
 )
 def test_replay_errors_are_operator_errors(kwargs: dict[str, Any], error: Exception | None, message: str) -> None:
-    session = _Session(error)
+    session: Any = FakeSession(*([] if error is None else [error]))
     with pytest.raises(OperatorError, match=message):
         operator.replay(b"{}", session=session, **{"url": "http://127.0.0.1:9/", "secret": SECRET, **kwargs})
     assert len(session.calls) == (0 if error is None else 1)  # a usage error sends nothing
@@ -538,21 +503,6 @@ STACK = {
         {"OutputKey": "RetryQueueArn", "OutputValue": RETRY_ARN},
     ],
 }
-
-
-def test_resolve_stack_outputs_and_parameters(cfn: tuple[Any, Stubber]) -> None:
-    client, stubber = cfn
-    for _ in range(2):
-        stubber.add_response("describe_stacks", {"Stacks": [STACK]}, {"StackName": "bridge"})
-    outputs = operator.resolve_stack_outputs(client, "bridge", required=("DeadLetterQueueArn", "RetryQueueArn"))
-    assert outputs == {
-        "DeadLetterQueueUrl": DLQ_URL,
-        "DeadLetterQueueArn": DLQ_ARN,
-        "RetryQueueArn": RETRY_ARN,
-    }
-    assert operator.resolve_stack_parameters(client, "bridge", required=("SsmParameterPath",)) == {
-        "SsmParameterPath": "/dodo-customerio"
-    }
 
 
 @pytest.mark.parametrize(

@@ -7,16 +7,14 @@ import pytest
 from dodo_cio_cli.reconcile import Expected, expected, list_family, queued_objects, reconcile
 
 
+# A succeeded payment, a checkout step and a pending subscription: tests/integration/test_reconcile.py.
 @pytest.mark.parametrize(
     ("family", "item", "event_type"),
     [
-        ("payments", {"payment_id": "p", "status": "succeeded"}, "payment.succeeded"),
-        ("payments", {"payment_id": "p", "status": "requires_payment_method"}, None),
         ("refunds", {"refund_id": "r", "status": "failed"}, "refund.failed"),
         ("refunds", {"refund_id": "r", "status": "pending"}, None),
         ("disputes", {"dispute_id": "d", "dispute_status": "dispute_won"}, "dispute.opened"),
         ("subscriptions", {"subscription_id": "s", "status": "cancelled"}, "subscription.active"),
-        ("subscriptions", {"subscription_id": "s", "status": "pending"}, None),
     ],
 )
 def test_the_webhook_each_state_implies(family: str, item: dict[str, str], event_type: str | None) -> None:
