@@ -19,7 +19,6 @@ from dodo_cio.delivery.pipelines import PipelinesClient
 from dodo_cio.delivery.track import (
     EMAIL_BY_ID_SETTING,
     EMAIL_CHANGE_REFUSED,
-    TrackClient,
     changes_email_by_id,
     classify_response,
     email_change_refusals,
@@ -148,30 +147,6 @@ class Session:
 
     def close(self) -> None:
         pass
-
-
-def test_the_track_client_marks_the_refused_identify() -> None:
-    session = Session(lambda path, doc: Answer(207, body(REFUSED_EMAIL)))
-    result = TrackClient("https://track.example.test", "site", "key", session=session).send([BY_ID, EVENT])
-    assert [r.outcome for r in result.results] == ["permanent", "delivered"]
-    assert email_change_refusals(result.results) == 1
-    assert session.paths == ["/api/v2/batch"]
-
-
-def test_the_pipelines_client_narrows_a_refused_batch_to_the_identify() -> None:
-    """Strict mode refuses the batch with 400; halved, the identify alone is refused, the event goes through."""
-
-    def respond(path: str, doc: dict[str, Any]) -> Answer:
-        if path == "/identify" or path == "/batch":
-            return Answer(400, b'{"error": "stand-in: the email cannot be updated"}')
-        return Answer(200)
-
-    session = Session(respond)
-    result = PipelinesClient("https://cdp.example.test/v1", "key", session=session).send([BY_ID, EVENT])
-    assert [r.outcome for r in result.results] == ["permanent", "delivered"]
-    assert result.results[0].refusal == EMAIL_CHANGE_REFUSED
-    assert EMAIL_BY_ID_SETTING in result.results[0].reason
-    assert session.paths == ["/batch", "/identify", "/track"]
 
 
 @pytest.mark.parametrize("status", [409, 400])

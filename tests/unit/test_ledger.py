@@ -36,25 +36,6 @@ def test_payments_and_refunds_add_up_in_minor_units_and_show_in_major() -> None:
     }
 
 
-@pytest.mark.parametrize(("currency", "minor", "major"), [("JPY", 5000, 5000), ("KWD", 1250, 1.25), ("USD", 4900, 49)])
-def test_each_currency_keeps_its_own_exponent(currency: str, minor: int, major: float) -> None:
-    assert Ledger().with_payment(minor, currency, 1, None).attributes()["total_spent"] == major
-
-
-def test_the_summary_currency_is_the_first_and_others_are_only_listed() -> None:
-    ledger = Ledger().with_payment(4900, "EUR", 1, None).with_payment(5000, "JPY", 2, None)
-    out = ledger.attributes()
-    assert (out["total_spent"], out["total_spent_currency"]) == (49, "EUR")
-    assert out["total_spent_by_currency"] == {"EUR": 49, "JPY": 5000}
-    assert "total_spent_by_currency" not in Ledger().with_payment(1, "EUR", 1, None).attributes()
-
-
-def test_a_refund_first_sets_the_currency_and_nets_out_later() -> None:
-    early = Ledger().with_refund(1500, "USD")
-    assert early.attributes()["total_spent"] == -15 and early.attributes()["payments_count"] == 0
-    assert early.with_payment(4900, "USD", 1, None).attributes()["total_spent"] == 34
-
-
 def test_an_older_payment_counts_but_does_not_become_the_last_one() -> None:
     ledger = Ledger().with_payment(4900, "USD", 200, "card").with_payment(100, "USD", 100, "paypal")
     out = ledger.attributes()
