@@ -444,18 +444,6 @@ def test_payment_event() -> None:
 
 
 @pytest.mark.parametrize(
-    ("currency", "minor", "major", "display"),
-    [("JPY", 4980, 4980, "¥4,980"), ("KWD", 1250, 1.25, "KWD 1.250"), ("EUR", 1250, 12.5, "€12.50")],
-)
-def test_payment_display_follows_the_currency(currency: str, minor: int, major: float, display: str) -> None:
-    raw = data("payment.succeeded.json")
-    raw.update(currency=currency, total_amount=minor, tax=None)
-    out = attrs.payment_attributes(Payment.parse(raw), {})
-    assert (out["total_amount"], out["total_amount_display"]) == (major, display)
-    assert "tax_amount" not in out
-
-
-@pytest.mark.parametrize(
     ("month", "year", "expected"),
     [
         ("08", "2029", (8, 2029, datetime(2029, 9, 1, tzinfo=UTC))),

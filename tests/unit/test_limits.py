@@ -386,14 +386,6 @@ def test_underscore_keys_pass_through_and_do_not_count() -> None:
     assert wire_size(op) == OP_BYTES - 1
 
 
-def test_underscore_keys_survive_when_attributes_are_dropped() -> None:
-    op = make_identify({"list": list(range(500))}, _customer_id="cus_1", _state="customer")
-    result = fit(op)
-    assert result.op["_customer_id"] == "cus_1"
-    assert result.op["_state"] == "customer"
-    assert result.op["attributes"] == {}
-
-
 def test_object_attributes_get_the_identify_limits_and_nothing_else_changes() -> None:
     op = make_object({"note": "x" * 2000, "list": list(range(500)), "status": "active"})
     result = fit(op)

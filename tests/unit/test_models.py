@@ -68,10 +68,6 @@ def payload_error(doc: dict[str, Any]) -> PayloadError:
 # every sample parses
 
 
-def test_samples_are_present() -> None:
-    assert len(SAMPLE_FILES) >= 10
-
-
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
 def test_every_sample_parses_into_its_family(path: Path) -> None:
     raw = path.read_bytes()
@@ -128,25 +124,20 @@ def test_parse_json_returns_the_object() -> None:
     assert parse_json(b' {"a": [1, "\xc3\xa9"]} ') == {"a": [1, "é"]}
 
 
-def _without(doc: dict[str, Any], *path: str) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    target = out
-    for key in path[:-1]:
-        target = target[key]
-    del target[path[-1]]
-    return out
+MISSING: Any = object()  # the key is taken out
 
 
 def _with(doc: dict[str, Any], value: Any, *path: str) -> dict[str, Any]:
+    """A copy of `doc` with the key at `path` set to `value` (taken out when `value` is MISSING)."""
     out = copy.deepcopy(doc)
     target = out
     for key in path[:-1]:
         target = target[key]
-    target[path[-1]] = value
+    if value is MISSING:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
     return out
-
-
-MISSING: Any = object()  # the key is removed from the envelope
 
 
 @pytest.mark.parametrize(
@@ -167,7 +158,7 @@ MISSING: Any = object()  # the key is removed from the envelope
 )
 def test_a_bad_envelope_key_is_named(key: str, value: Any, problem: str | None) -> None:
     doc = load_sample("payment.succeeded.json")
-    err = payload_error(_without(doc, key) if value is MISSING else _with(doc, value, key))
+    err = payload_error(_with(doc, value, key))
     assert err.field == f"body.{key}"
     if problem is not None:
         assert problem in err.problem
@@ -189,7 +180,7 @@ def test_type_is_stripped_and_business_id_optional() -> None:
 
 
 def test_error_message_names_the_field() -> None:
-    err = payload_error(_without(load_sample("payment.succeeded.json"), "data", "customer", "customer_id"))
+    err = payload_error(_with(load_sample("payment.succeeded.json"), MISSING, "data", "customer", "customer_id"))
     assert str(err).startswith("data.customer.customer_id: ")
     assert isinstance(err, ValueError)
 
@@ -219,7 +210,7 @@ REQUIRED_FIELDS = {
 @pytest.mark.parametrize("how", ["missing", "null"])
 def test_required_field_missing(sample: str, key: str, how: str) -> None:
     doc, path = load_sample(sample), key.split(".")
-    doc = _without(doc, "data", *path) if how == "missing" else _with(doc, None, "data", *path)
+    doc = _with(doc, MISSING if how == "missing" else None, "data", *path)
     err = payload_error(doc)
     assert err.field == f"data.{key}"
     assert "required" in err.problem
@@ -265,14 +256,6 @@ def test_required_field_of_wrong_type(sample: str, path: tuple[str, ...], value:
 
 def _customer_ref_doc(data: dict[str, Any], event_type: str = "credit.added") -> dict[str, Any]:
     return {"business_id": "bus_1", "type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": data}
-
-
-@pytest.mark.parametrize("event_type", events.types_of(events.CUSTOMER_REF))
-def test_customer_ref_top_level_id(event_type: str) -> None:
-    ref = parse(_customer_ref_doc({"customer_id": "cus_A", "amount": 10}, event_type))
-    assert isinstance(ref, CustomerRef)
-    assert ref.customer_id == "cus_A"
-    assert ref.raw["amount"] == 10
 
 
 def test_customer_ref_top_level_wins_over_nested() -> None:
@@ -385,7 +368,7 @@ def test_an_optional_field_absent_or_of_the_wrong_type_is_empty(
     sample: str, path: tuple[str, ...], value: Any, field: str, expected: Any
 ) -> None:
     doc = load_sample(sample)
-    payload = parse(_without(doc, "data", *path) if value is MISSING else _with(doc, value, "data", *path))
+    payload = parse(_with(doc, value, "data", *path))
     assert type(payload) is type(parse(doc))  # still parsed
     assert attrgetter(field)(payload) == expected
 
