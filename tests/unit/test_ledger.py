@@ -43,14 +43,6 @@ def test_an_older_payment_counts_but_does_not_become_the_last_one() -> None:
     assert out["last_payment_amount"] == 49
 
 
-def test_every_stamp_is_after_the_last_and_never_before_its_event() -> None:
-    ledger = Ledger().stamped(100)
-    assert ledger.stamp == 100
-    assert ledger.stamped(100).stamp == 101  # two changes in one second do not tie
-    assert ledger.stamped(50).stamp == 101  # an older webhook still replaces the newer summary
-    assert ledger.stamped(500).stamp == 500
-
-
 def test_an_amount_past_any_json_number_is_left_out_not_sent_as_infinity() -> None:
     out = Ledger().with_payment(10**400, "USD", 1, None).with_payment(100, "EUR", 2, None).attributes()
     assert "total_spent" not in out and "last_payment_amount" in out
