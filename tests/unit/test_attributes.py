@@ -20,12 +20,11 @@ from dodo_cio.mapping import payload_fields
 from dodo_cio.mapping import profile as profiles
 from dodo_cio.platform import secret_names
 from dodo_cio.receiving.models import (
-    Customer,
     Payment,
     Refund,
     parse_subscription,
 )
-from support.g1_events import json_len, money_is_complete, no_bare_amount, unix
+from support.g1_events import customer, json_len, money_is_complete, no_bare_amount, unix
 from support.samples import load_sample
 
 PROFILE_VALUE_BYTES = 1000  # Customer.io's identify limit, restated on purpose
@@ -133,10 +132,6 @@ def rich_payment() -> dict[str, Any]:
     )
     pay["metadata"].update(tokens_purchased=500, secret_santa="yes", stripe_secret="sk_live_x", apiKey="k_1")
     return pay
-
-
-def customer(**fields: Any) -> Customer:
-    return Customer.parse({"customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe", **fields}, "data.customer")
 
 
 # -------------------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from dodo_cio.mapping.mapper import (
 )
 from dodo_cio.mapping.profile import CONTACT_FIELDS, customer_profile
 from dodo_cio.platform.env import ConfigError
-from dodo_cio.receiving.models import Customer
 from dodo_cio_cli import backfill_command
 from dodo_cio_cli.backfill_source import Listing, OpBuilder
 from dodo_cio_local.dodo_standin import make_customer
+from support.g1_events import customer
 
 ALL = CONTACT_FIELDS
 NONE: frozenset[str] = frozenset()
@@ -33,10 +33,6 @@ FULL = {
     "name": "Maya Fernandes",
     "phone_number": "+4915112345678",
 }
-
-
-def customer(**fields: Any) -> Customer:
-    return Customer.parse({"customer_id": "cus_maya", **fields}, "data.customer")
 
 
 # -- the profile ------------------------------------------------------------------------------------------

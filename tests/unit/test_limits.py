@@ -53,14 +53,9 @@ def make_op(attributes: dict[str, Any] | None = None, name: str = "payment.succe
 
 
 def make_identify(attributes: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "type": "person",
-        "identifiers": {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"},
-        "action": "identify",
-        "timestamp": 1792055307,
-        "attributes": {} if attributes is None else attributes,
-    }
-    op.update(extra)
+    """The event op above as an identify: no name, no id."""
+    op = make_op(attributes, action="identify", **extra)
+    del op["name"], op["id"]
     return op
 
 

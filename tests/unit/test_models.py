@@ -26,7 +26,7 @@ from dodo_cio.receiving.models import (
     parse_json,
     parse_payload,
 )
-from support.g1_events import unix
+from support.g1_events import customer_ref, unix
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
@@ -254,12 +254,8 @@ def test_required_field_of_wrong_type(sample: str, path: tuple[str, ...], value:
 # CustomerRef: credit / dunning / abandoned checkout / entitlements
 
 
-def _customer_ref_doc(data: dict[str, Any], event_type: str = "credit.added") -> dict[str, Any]:
-    return {"business_id": "bus_1", "type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": data}
-
-
 def test_customer_ref_top_level_wins_over_nested() -> None:
-    ref = parse(_customer_ref_doc({"customer_id": "cus_TOP", "customer": {"customer_id": "cus_NESTED"}}))
+    ref = parse(customer_ref({"customer_id": "cus_TOP", "customer": {"customer_id": "cus_NESTED"}}))
     assert isinstance(ref, CustomerRef)
     assert ref.customer_id == "cus_TOP"
 
@@ -277,7 +273,7 @@ def test_customer_ref_top_level_wins_over_nested() -> None:
     ],
 )
 def test_customer_ref_errors(data: dict[str, Any], field: str) -> None:
-    err = payload_error(_customer_ref_doc(data))
+    err = payload_error(customer_ref(data))
     assert err.field == field
 
 
