@@ -9,14 +9,13 @@ payment is renamed `abandoned_checkout.followed_by_payment`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, Op, map_event
 from dodo_cio.receiving.models import DodoEvent
-from dodo_cio.state.dodo_api import DodoApiConfigError, DodoApiUnavailable
+from dodo_cio.state.dodo_api import DodoApiConfigError
 from dodo_cio.state.identity import Known, Resolver, event_facts, needs_resolution
 from dodo_cio.state.table import PAID_PIECE, customer_key, plan_for
 from support.g1_events import event_of
@@ -62,10 +61,6 @@ def dodo_customer(email: str | None = EMAIL) -> dict[str, Any]:
 
 def resolver(strategy: IdentifierStrategy, directory: Any = None, dodo: Dodo | None = None) -> Resolver:
     return Resolver(strategy, directory, (lambda: dodo) if dodo is not None else None)
-
-
-def wire(op: Op) -> Op:
-    return {k: v for k, v in op.items() if not k.startswith("_")}
 
 
 # -- what the mapping asks for ---------------------------------------------------------------------
@@ -133,42 +128,6 @@ def test_what_a_webhook_teaches_for_checkouts() -> None:
 # -- the email under customer_id -------------------------------------------------------------------
 
 
-def test_the_email_comes_from_the_directory_without_asking_dodo() -> None:
-    _, ops = checkout()
-    dodo = Dodo({CUSTOMER: dodo_customer("other@example.com")})
-    directory = Directory(emails={CUSTOMER: EMAIL})
-    known = Known()
-    ready, unresolved = resolver(ID, directory, dodo).resolve(ops, known)
-    assert unresolved == [] and dodo.asked == [] and directory.calls == [({CUSTOMER}, set())]
-    contact, event = ready
-    assert wire(contact)["attributes"] == {"dodo_customer_id": CUSTOMER, "email": EMAIL}
-    assert event["name"] == "abandoned_checkout.detected" and "_contact" not in event and "_recovery" not in event
-    assert known.learned_emails == {}  # already in the directory: nothing to write
-
-
-def test_a_first_time_customer_gets_the_email_from_dodos_api_and_the_directory_learns_it() -> None:
-    _, ops = checkout()
-    dodo = Dodo({CUSTOMER: dodo_customer()})
-    known = Known()
-    ready, unresolved = resolver(ID, Directory(), dodo).resolve(ops, known)
-    assert unresolved == [] and dodo.asked == [CUSTOMER]
-    assert ready[0]["attributes"]["email"] == EMAIL
-    assert known.learned_emails == {CUSTOMER: EMAIL}
-    plan = plan_for(ready, learned_emails=known.learned_emails)
-    record = plan.records[customer_key(CUSTOMER)]
-    assert record.learned_email == EMAIL and record.email is None  # never over one a webhook stated
-    assert record.pieces == {"contact": checkout_time()}
-
-
-def test_a_lookup_that_failed_for_now_parks_the_identify_and_its_event_together() -> None:
-    _, ops = checkout()
-    dodo = Dodo(fail=DodoApiUnavailable("timed out"))
-    ready, unresolved = resolver(ID, Directory(), dodo).resolve(ops, Known())
-    assert ready == []
-    assert [(u.kind, u.op["action"]) for u in unresolved] == [("transient", "identify"), ("transient", "event")]
-    assert all("_contact" in u.op for u in unresolved)  # still to resolve when retried
-
-
 def test_a_directory_that_cannot_be_read_holds_the_event_since_a_payment_may_be_there() -> None:
     _, ops = checkout()
     ready, unresolved = resolver(ID, Broken(), Dodo({CUSTOMER: dodo_customer()})).resolve(ops, Known())
@@ -223,31 +182,6 @@ def test_without_a_state_table_there_is_nothing_to_check_and_nothing_waits() -> 
     _, ops = checkout(MappingConfig(contact_fields="app"))
     ready, unresolved = resolver(ID).resolve(ops, Known())
     assert unresolved == [] and ready[0]["name"] == "abandoned_checkout.detected"
-
-
-@pytest.mark.parametrize("strategy", [BY_EMAIL, BY_APP_ID], ids=["email", "metadata"])
-def test_parked_until_the_first_payment_then_delivered_renamed(strategy: IdentifierStrategy) -> None:
-    """Under `email` or `metadata:` without a dodo-api-key a first-time customer cannot be addressed:
-    the checkout waits, and once their payment taught the directory who they are, it is late."""
-    config = MappingConfig(identifier=strategy)
-    _, ops = checkout(config)
-    ready, unresolved = resolver(strategy, Directory()).resolve(ops, Known())
-    assert ready == [] and [u.kind for u in unresolved] == ["config"]  # parked, as any unknown customer
-    parked = json.loads(json.dumps(unresolved[0].op))  # as the retry queue keeps it
-
-    # Their first payment, an hour later: the ingest path writes the directory and t#paid.
-    paid = payment()
-    facts = event_facts(paid, config)
-    identifiers = facts.customers[CUSTOMER]
-    directory = Directory({CUSTOMER: identifiers}, paid=facts.paid)
-
-    # The retry path resolves the parked op with the same code.
-    ready, unresolved = resolver(strategy, directory).resolve([parked], Known())
-    assert unresolved == []
-    (event,) = ready
-    assert event["identifiers"] == identifiers
-    assert event["name"] == "abandoned_checkout.followed_by_payment"
-    assert event["attributes"]["customer_paid_at"] == paid.envelope.timestamp
 
 
 def test_a_payment_webhook_claims_the_paid_piece_newest_wins() -> None:
