@@ -44,13 +44,6 @@ def test_this_webhooks_facts_come_before_the_directory() -> None:
     assert ready[0]["identifiers"] == {"email": "a@example.com"} and directory.calls == []
 
 
-def test_directory_resolves_a_dispute_through_its_payment() -> None:
-    directory = Directory({"cus_1": {"email": "a@example.com"}}, {"pay_1": "cus_1"})
-    (op,), unresolved = Resolver(EMAIL, directory).resolve([dispute()], Known())
-    assert unresolved == []
-    assert op["identifiers"] == {"email": "a@example.com"} and op["_customer_id"] == "cus_1"
-
-
 def test_subscription_object_gets_its_relationship() -> None:
     obj = {"type": "object", "identifiers": {"object_type_id": "1", "object_id": "sub_1"}, "action": "identify",
            "cio_relationships": [], "_customer_id": "cus_1"}  # fmt: skip
@@ -73,12 +66,6 @@ def test_dodo_api_resolves_a_payment_and_what_it_learned_is_kept() -> None:
     (op,), unresolved = Resolver(EMAIL, Directory(), lambda: dodo).resolve([dispute()], known)
     assert unresolved == [] and op["identifiers"] == {"email": "b@x.io"} and op["_customer_id"] == "cus_7"
     assert known.learned == {"cus_7": {"email": "b@x.io"}} and known.learned_payments == {"pay_1": "cus_7"}
-
-
-def test_dodo_api_resolves_a_customer_by_its_metadata_key() -> None:
-    dodo = Dodo(customers={"cus_1": {"customer_id": "cus_1", "email": "c@x.io", "metadata": {"uid": "u-1"}}})
-    (op,), _ = Resolver(IdentifierStrategy.parse("metadata:uid"), None, lambda: dodo).resolve([dunning()], Known())
-    assert op["identifiers"] == {"id": "u-1"}
 
 
 @pytest.mark.parametrize(
