@@ -219,22 +219,6 @@ def test_names_that_only_contain_a_secret_word(name: str) -> None:
     assert not secret_names.is_secret_key(name), name
 
 
-@pytest.mark.parametrize(
-    ("name", "words"),
-    [
-        ("X-Api-Key", ["x", "api", "key"]),
-        ("APIKey", ["api", "key"]),
-        ("apiKey", ["api", "key"]),
-        ("card_number", ["card", "number"]),
-        ("user.password", ["user", "password"]),
-        ("cvv2", ["cvv2"]),
-        ("HTTPServerToken", ["http", "server", "token"]),
-    ],
-)
-def test_name_words(name: str, words: list[str]) -> None:
-    assert secret_names.name_words(name) == words
-
-
 # -------------------------------------------------------------------------------------------------
 # the customer profile
 

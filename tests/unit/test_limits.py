@@ -502,9 +502,3 @@ def test_what_is_said_to_fit_surely_fits_and_anything_else_is_measured(value: An
     assert surely_fits(value) is fits
     if fits:
         assert encoded_size(value) <= ATTRIBUTE_VALUE_BYTES
-
-
-@given(st.one_of(st.text(max_size=400), st.integers(), st.floats(), st.booleans(), st.none()))
-def test_a_value_said_to_fit_fits(value: Any) -> None:
-    if surely_fits(value):
-        assert encoded_size(value) <= ATTRIBUTE_VALUE_BYTES
