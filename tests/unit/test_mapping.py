@@ -430,23 +430,6 @@ def test_dispute_mapping() -> None:
     assert "remarks" not in attrs
 
 
-@pytest.mark.parametrize("how", ["null", "missing"])
-def test_dispute_without_customer_is_left_for_resolution_through_its_payment(how: str) -> None:
-    doc = load_sample("dispute.opened.json")
-    if how == "null":
-        doc["data"]["customer"] = None
-    else:
-        del doc["data"]["customer"]
-    ops = ops_of(doc)
-    assert [op["action"] for op in ops] == ["event"]  # no customer object: no profile to identify
-    (event,) = ops
-    assert "identifiers" not in event  # never sent as it is: resolved later or parked
-    assert "_customer_id" not in event
-    assert event["_payment_id"] == "pay_8fTq2WbXn4LcRk7YvP1sD"
-    assert event["name"] == "dispute.opened"
-    assert event["attributes"]["dispute_id"] == "dp_4NcWr8KzQm2XbT6yLd1Vp"
-
-
 def test_license_key_never_carries_the_key() -> None:
     doc = load_sample("license_key.created.json")
     key = doc["data"]["key"]
