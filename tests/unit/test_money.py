@@ -103,10 +103,12 @@ def test_override_table() -> None:
     assert type(to_major(1000, "mga", stripe_style)) is int
     assert format_amount(1000, "MGA", stripe_style) == "MGA 1,000"
     assert to_major(1999, "USD", stripe_style) == 1.999
+    assert format_amount(1999, "USD", stripe_style) == "$1.999"
     assert to_major(1250, "KWD", stripe_style) == 1.25  # untouched codes keep the table value
     assert to_major(1999, "USD", {}) == 19.99
     assert to_major(1999, "USD", None) == 19.99
     assert exponent("XBT", {"XBT": 8}) == 8
+    assert format_amount(1000, "XBT", {"XBT": 8}) == "XBT 0.00001000"
 
 
 @pytest.mark.parametrize("bad", [-1, 9, 2.0, "2", True, None])
@@ -173,11 +175,6 @@ DISPLAYS: dict[str, dict[int, str]] = {
 )
 def test_format_amount(minor: int, currency: str, display: str) -> None:
     assert format_amount(minor, currency) == display
-
-
-def test_format_amount_follows_the_exponent_override() -> None:
-    assert format_amount(1999, "USD", {"USD": 3}) == "$1.999"
-    assert format_amount(1000, "XBT", {"XBT": 8}) == "XBT 0.00001000"
 
 
 def test_every_symbol_is_for_a_known_code() -> None:
