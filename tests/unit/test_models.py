@@ -120,10 +120,6 @@ def test_json_that_is_not_an_object(raw: bytes) -> None:
     assert "object" in json_error(raw).problem
 
 
-def test_parse_json_returns_the_object() -> None:
-    assert parse_json(b' {"a": [1, "\xc3\xa9"]} ') == {"a": [1, "é"]}
-
-
 MISSING: Any = object()  # the key is taken out
 
 
