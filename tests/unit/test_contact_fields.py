@@ -160,8 +160,6 @@ def test_settings_refuse_an_unknown_contact_fields_value(value: str) -> None:
         ("customer_id", "auto", 6, {"email", "name", "first_name", "last_name", "phone"}),
         ("customer_id", "auto", 1, {"email", "name", "first_name", "last_name"}),  # no phone: no removal either
         ("metadata:app_user_id", "auto", 6, set()),
-        ("metadata:app_user_id", "dodo", 6, {"email", "name", "first_name", "last_name", "phone"}),
-        ("email", "app", 6, {"email"}),
     ],
 )
 def test_the_backfill_leaves_the_same_fields_to_the_app(strategy: str, mode: str, n: int, contact: set[str]) -> None:
