@@ -382,11 +382,7 @@ def test_subscription_event_carries_state_and_full_lists() -> None:
 
 def test_payment_event() -> None:
     out = attrs.payment_attributes(Payment.parse(rich_payment()), {})
-    assert (out["total_amount"], out["total_amount_minor"], out["total_amount_currency"]) == (19.99, 1999, "USD")
-    assert out["total_amount_display"] == "$19.99"
-    assert (out["tax_amount"], out["tax_amount_display"]) == (1.66, "$1.66")
-    assert out["settlement_amount_display"] == "$19.99"
-    assert json.dumps(out["total_amount"]) == "19.99"
+    # the amounts: test_mapping's full payment.succeeded dict and test_payment_failed_mapping
     assert out["product_cart"] == [
         {"product_id": "pdt_7LpQz3VbKx9MwR2sYd4Tn", "quantity": 1},
         {"product_id": "pdt_3TmRk8WzQn2LbY6c", "quantity": 2},
