@@ -96,7 +96,7 @@ def test_event_times_are_distinct() -> None:
 
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
-def test_every_body_is_named_after_its_type_has_the_sdks_fields_and_no_real_looking_email(path: Path) -> None:
+def test_every_body_is_named_after_its_type_and_has_no_real_looking_email(path: Path) -> None:
     def emails(value: Any) -> list[str]:
         if isinstance(value, dict):
             return [e for v in value.values() for e in emails(v)]
@@ -106,7 +106,6 @@ def test_every_body_is_named_after_its_type_has_the_sdks_fields_and_no_real_look
 
     doc = _doc(path)
     assert path.name == f"{doc['type']}.json" or path.name.startswith(f"{doc['type']}."), path.name
-    assert _problems(doc) == []  # exactly the fields of Dodo's SDK models, at every depth
     for email in emails(doc):
         assert email.rsplit("@", 1)[1].split(".")[0] == "example", email
 
@@ -120,11 +119,11 @@ def test_signed_events_are_not_stale() -> None:
 
 
 def test_the_whole_check_passes_on_events_dodo(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every body has exactly the fields of Dodo's SDK models at every depth, and the SDK's types are ours."""
     assert sample_bodies.main(["--check"]) == 0, capsys.readouterr().err
 
 
 def test_dodos_sdk_knows_exactly_the_types_dodo_cio_knows() -> None:
-    assert set(sample_bodies.event_models()) == events.ALL_TYPES
     assert sample_bodies.catalogue_problems([*events.ALL_TYPES, "payout.reversed"], events.ALL_TYPES) == [
         "payout.reversed: a webhook type in Dodo's SDK, not in dodo_cio.receiving.events"
     ]
