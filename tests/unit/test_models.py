@@ -74,9 +74,7 @@ def test_every_sample_parses_into_its_family(path: Path) -> None:
     doc = json.loads(raw)
     envelope = parse_envelope(parse_json(raw))
     assert isinstance(envelope, Envelope)
-    assert envelope.type == doc["type"]
-    assert envelope.timestamp == unix(doc["timestamp"])
-    assert envelope.timestamp_ms // 1000 == envelope.timestamp
+    # its type and times: test_mapping's per-sample test (the event name, op timestamp, event id time)
     assert envelope.business_id == doc["business_id"]
     assert envelope.data == doc["data"]
     payload = parse_payload(envelope)
