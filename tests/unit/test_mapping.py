@@ -207,14 +207,6 @@ def test_payment_failed_mapping() -> None:
     assert "invoice_id" not in attrs  # null values are dropped
 
 
-def test_jpy_is_not_divided() -> None:
-    attrs = the_event(ops_of(load_sample("payment.succeeded.jpy.json")))["attributes"]
-    assert amount(attrs, "total_amount") == (4980, 4980, "JPY", "¥4,980")
-    assert {type(attrs["total_amount"]), type(attrs["tax_amount"])} == {int}
-    assert attrs["tax_amount"] == 453
-    assert (attrs["settlement_amount"], attrs["settlement_amount_currency"]) == (33.21, "USD")
-
-
 def test_a_merchants_exponent_override_reaches_the_amounts() -> None:
     """Stripe treats MGA as zero-decimal, ISO as two. Defaults: test_money; upper-cased codes: test_attributes."""
     doc = load_sample("payment.succeeded.json")
