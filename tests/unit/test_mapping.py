@@ -182,8 +182,7 @@ def test_payment_succeeded_full_mapping() -> None:
 
 
 def test_payment_failed_mapping() -> None:
-    identify, event = ops_of(load_sample("payment.failed.json"))
-    assert identify["attributes"]["phone"] == "+4915112345678"
+    _, event = ops_of(load_sample("payment.failed.json"))
     attrs = event["attributes"]
     assert amount(attrs, "total_amount") == (19, 1900, "EUR", "€19.00")
     assert (attrs["tax_amount"], attrs["tax_amount_currency"]) == (3.61, "EUR")
@@ -364,8 +363,7 @@ def test_bad_dates_are_dropped_not_fatal() -> None:
 
 
 def test_refund_mapping() -> None:
-    identify, event = ops_of(load_sample("refund.succeeded.json"))
-    assert identify["attributes"]["email"] == "maya.fernandes@example.com"
+    _, event = ops_of(load_sample("refund.succeeded.json"))
     attrs = event["attributes"]
     assert amount(attrs, "refund_amount") == (24.5, 2450, "USD", "$24.50")
     assert attrs["is_partial"] is True
@@ -387,8 +385,7 @@ def test_refund_without_amount_still_sends_the_event(field: str) -> None:
 
 
 def test_dispute_mapping() -> None:
-    identify, event = ops_of(load_sample("dispute.opened.json"))
-    assert identify["identifiers"] == {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}
+    _, event = ops_of(load_sample("dispute.opened.json"))
     attrs = event["attributes"]
     assert amount(attrs, "dispute_amount") == (49, 4900, "USD", "$49.00")
     assert attrs["dispute_stage"] == "dispute"
