@@ -90,28 +90,10 @@ def test_unreachable_directory_falls_through_to_the_api_or_waits_as_transient() 
     assert item.kind == "transient" and "state table" in item.reason
 
 
-def test_lookups_share_one_budget_and_what_does_not_fit_waits() -> None:
-    """A slow API: the first lookup spends the budget, the second is not started and waits as transient."""
-    from dodo_cio.platform.http import Answer, TransportTimeout
-    from dodo_cio.state.dodo_api import DodoApi
-
-    class Slow:
-        def __init__(self) -> None:
-            self.paths: list[str] = []
-
-        def get(self, path: str, headers: Any, *, deadline: float | None = None, max_bytes: Any = None) -> Answer:
-            import time
-
-            self.paths.append(path)
-            time.sleep(0.3)
-            raise TransportTimeout("read timeout")
-
-        def close(self) -> None:
-            pass
-
-    transport = Slow()
-    api = DodoApi("https://live.dodopayments.com", "sk_test", transport=transport)  # type: ignore[arg-type]
-    resolver = Resolver(EMAIL, Directory(), lambda: api, api_budget=0.25)
-    ready, unresolved = resolver.resolve([dunning("cus_1"), dunning("cus_2")], Known())
-    assert ready == [] and [u.kind for u in unresolved] == ["transient", "transient"]
-    assert len(transport.paths) == 1, "the second lookup had no time left and was never sent"
+def test_lookups_share_one_budget() -> None:
+    """One deadline for every lookup of a resolve; DodoApi sends nothing past it (test_dodo_api_server) and
+    what it did not send waits as transient (test_dodo_api_failures_leave_the_op_waiting_with_a_reason)."""
+    dodo = Dodo()
+    Resolver(EMAIL, Directory(), lambda: dodo, api_budget=0.25).resolve([dunning("cus_1"), dunning("cus_2")], Known())
+    first, second = dodo.deadlines
+    assert first == second
