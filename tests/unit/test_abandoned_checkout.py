@@ -36,20 +36,6 @@ def checkout(config: MappingConfig | None = None, **data: Any) -> tuple[DodoEven
     return event, map_event(event, config or MappingConfig())
 
 
-def payment(event_type: str = "payment.succeeded", timestamp: str = "2026-10-15T19:03:14Z") -> DodoEvent:
-    """A payment of the checkout's customer (an hour after the checkout, by default)."""
-    doc = load_sample(f"{event_type}.json")
-    doc["timestamp"] = timestamp
-    doc["data"]["customer"] = {
-        "customer_id": CUSTOMER,
-        "email": EMAIL,
-        "name": "Maya Fernandes",
-        "phone_number": None,
-        "metadata": {"app_user_id": "user-42"},
-    }
-    return event_of(doc, f"msg_{event_type}")
-
-
 def checkout_time() -> int:
     event, _ = checkout()
     return event.envelope.timestamp
@@ -115,14 +101,14 @@ def test_the_late_name_is_renameable_and_other_types_are_not_noted() -> None:
 
 
 def test_what_a_webhook_teaches_for_checkouts() -> None:
-    paid = payment()
+    paid = event_of(load_sample("payment.succeeded.json"))
     facts = event_facts(paid, MappingConfig())
-    assert facts.emails == {CUSTOMER: EMAIL}
-    assert facts.paid == {CUSTOMER: paid.envelope.timestamp}
+    assert facts.emails == {"cus_2RfYk8HcWq5NzT1mLb9Xe": "maya.fernandes@example.com"}
+    assert facts.paid == {"cus_2RfYk8HcWq5NzT1mLb9Xe": paid.envelope.timestamp}
     # The email is kept only where a checkout may need it; a failed payment is no purchase.
     assert event_facts(paid, MappingConfig(identifier=BY_EMAIL)).emails == {}
     assert event_facts(paid, MappingConfig(contact_fields="app")).emails == {}
-    assert event_facts(payment("payment.failed"), MappingConfig()).paid == {}
+    assert event_facts(event_of(load_sample("payment.failed.json")), MappingConfig()).paid == {}
 
 
 # -- the email under customer_id -------------------------------------------------------------------
