@@ -36,11 +36,6 @@ def checkout(config: MappingConfig | None = None, **data: Any) -> tuple[DodoEven
     return event, map_event(event, config or MappingConfig())
 
 
-def checkout_time() -> int:
-    event, _ = checkout()
-    return event.envelope.timestamp
-
-
 def dodo_customer(email: str | None = EMAIL) -> dict[str, Any]:
     return {"customer_id": CUSTOMER, "email": email, "name": "Maya", "metadata": {"app_user_id": "user-42"}}
 
@@ -149,8 +144,8 @@ def test_an_email_no_source_can_know_does_not_hold_the_checkout(dodo: Dodo | Non
     ids=["never-paid", "paid-before", "same-second", "paid-after", "paid-days-after"],
 )
 def test_a_checkout_the_customer_paid_after_is_renamed(paid_after: int | None, renamed: bool) -> None:
-    at = checkout_time()
-    _, ops = checkout()
+    detected, ops = checkout()
+    at = detected.envelope.timestamp
     paid = {} if paid_after is None else {CUSTOMER: at + paid_after}
     ready, unresolved = resolver(ID, Directory(emails={CUSTOMER: EMAIL}, paid=paid)).resolve(ops, Known())
     assert unresolved == []

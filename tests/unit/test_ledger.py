@@ -10,13 +10,11 @@ import pytest
 from dodo_cio.receiving.models import DodoEvent
 from dodo_cio.state.summary import PAID_PREFIX, REFUNDED_PREFIX, Ledger, Sub, change_for
 from support.g1_events import event_of
-from support.samples import sample_paths
-
-SAMPLES: dict[str, dict[str, Any]] = {p.name: json.loads(p.read_bytes()) for p in sample_paths()}
+from support.samples import load_sample
 
 
 def event(name: str, **data: Any) -> DodoEvent:
-    doc = json.loads(json.dumps(SAMPLES[name]))
+    doc = load_sample(name)
     doc["data"].update(data)
     return event_of(doc)
 

@@ -42,12 +42,8 @@ EXPECTED_CLASS = {
 }
 
 
-def body(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc).encode("utf-8")
-
-
 def parse(doc: dict[str, Any]) -> Payload | None:
-    return parse_payload(parse_envelope(parse_json(body(doc))))
+    return parse_payload(parse_envelope(parse_json(json.dumps(doc).encode())))
 
 
 def json_error(raw: bytes) -> PayloadError:
