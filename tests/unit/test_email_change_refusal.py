@@ -147,19 +147,19 @@ class Session:
         pass
 
 
-@pytest.mark.parametrize("status", [409, 400])
-def test_a_lone_pipelines_call_refused_so_does_not_stop_the_rest(status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "op", "refused"),
+    [(409, BY_ID, True), (400, BY_ID, True), (400, BY_EMAIL, False)],  # by email: a plain permanent failure
+    ids=["409", "400", "400-by-email"],
+)
+def test_a_lone_pipelines_call_refused_does_not_stop_the_rest(status: int, op: dict[str, Any], refused: bool) -> None:
     """A 409 naming the email is the refusal, not a transient answer that would hold back the calls after it."""
     session = Session(lambda path, doc: Answer(status, b"stand-in: email") if path == "/identify" else Answer(200))
     one_per_request = replace(PIPELINES_LIMITS, max_calls_per_request=1)  # each call its own request
     client = PipelinesClient("https://cdp.example.test/v1", "key", session=session, limits=one_per_request)
-    result = client.send([BY_ID, EVENT])
-    assert [r.refusal == EMAIL_CHANGE_REFUSED for r in result.results] == [True, False]
-    assert result.results[1].outcome == "delivered"
+    result = client.send([op, EVENT])
+    assert [(r.outcome, r.refusal == EMAIL_CHANGE_REFUSED) for r in result.results] == [
+        ("permanent", refused),
+        ("delivered", False),
+    ]
     assert session.paths == ["/identify", "/track"]
-
-
-def test_a_pipelines_refusal_of_an_op_addressed_by_email_is_a_plain_permanent_failure() -> None:
-    session = Session(lambda path, doc: Answer(400, b"stand-in: email"))
-    result = PipelinesClient("https://cdp.example.test/v1", "key", session=session).send([BY_EMAIL])
-    assert [(r.outcome, r.refusal) for r in result.results] == [("permanent", "")]
