@@ -34,13 +34,6 @@ def test_payments_and_refunds_add_up_in_minor_units_and_show_in_major() -> None:
     }
 
 
-def test_an_older_payment_counts_but_does_not_become_the_last_one() -> None:
-    ledger = Ledger().with_payment(4900, "USD", 200, "card").with_payment(100, "USD", 100, "paypal")
-    out = ledger.attributes()
-    assert (out["first_payment_at"], out["last_payment_at"], out["last_payment_method"]) == (100, 200, "card")
-    assert out["last_payment_amount"] == 49
-
-
 def test_an_amount_past_any_json_number_is_left_out_not_sent_as_infinity() -> None:
     out = Ledger().with_payment(10**400, "USD", 1, None).with_payment(100, "EUR", 2, None).attributes()
     assert "total_spent" not in out and "last_payment_amount" in out
