@@ -26,7 +26,6 @@ CUSTOMER = "cus_6MbWq2TzKn8RyH4dXc1Lp"  # the samples' customer
 EMAIL = "maya@example.com"
 ID = IdentifierStrategy()
 BY_EMAIL = IdentifierStrategy.parse("email")
-BY_APP_ID = IdentifierStrategy.parse("metadata:app_user_id")
 
 
 def checkout(config: MappingConfig | None = None, **data: Any) -> tuple[DodoEvent, list[Op]]:
@@ -73,12 +72,11 @@ def test_an_email_in_the_payload_is_used_as_it_is() -> None:
     "config",
     [
         MappingConfig(identifier=BY_EMAIL),  # the email is the identifier
-        MappingConfig(identifier=BY_APP_ID),  # the merchant's app owns the person and its email
         MappingConfig(contact_fields="app"),  # the deployment leaves the email to the app
         MappingConfig(send_identify=False),
         MappingConfig(removed_attributes={"abandoned_checkout.detected": frozenset({"email"})}),
     ],
-    ids=["email", "metadata", "contact-app", "no-identify", "email-removed"],
+    ids=["email", "contact-app", "no-identify", "email-removed"],
 )
 def test_no_contact_identify_where_the_bridge_does_not_send_the_email(config: MappingConfig) -> None:
     _, ops = checkout(config)

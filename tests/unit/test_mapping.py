@@ -324,13 +324,9 @@ def test_subscription_cancelled() -> None:
     assert json.dumps(attrs).count("priya.raman@example.co.uk") == 0
 
 
-def test_subscription_renewed_and_on_hold() -> None:
+def test_a_renewal_names_its_payment() -> None:
     *_, renewed = ops_of(load_sample("subscription.renewed.json"))
     assert renewed["attributes"]["payment_id"] == "pay_3LmTq7XbWz1KcR5nYd9Vh"
-    _, identify, on_hold = ops_of(load_sample("subscription.on_hold.json"))
-    assert identify["attributes"]["subscription_status"] == "on_hold"
-    assert on_hold["name"] == "subscription.on_hold"
-    assert "payment_id" not in on_hold["attributes"]
 
 
 def test_subscription_scheduled_change_and_cancel_at_period_end() -> None:
@@ -527,7 +523,6 @@ def test_event_names_rename() -> None:
 def test_ignored_types() -> None:
     config = MappingConfig(ignored_types=frozenset({"payment.succeeded"}))
     assert ops_of(load_sample("payment.succeeded.json"), config) == []
-    assert ops_of(load_sample("payment.succeeded.jpy.json"), config) == []
     assert len(ops_of(load_sample("payment.failed.json"), config)) == 2
 
 
