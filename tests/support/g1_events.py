@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dodo_cio.mapping.mapper import MappingConfig, Op, map_event
-from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_json, parse_payload
+from dodo_cio.receiving.models import Customer, DodoEvent, parse_envelope, parse_json, parse_payload
 
 WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC0"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -28,6 +28,16 @@ def event_of(doc: dict[str, Any], webhook_id: str = WEBHOOK_ID) -> DodoEvent:
 
 def ops_of(doc: dict[str, Any], config: MappingConfig | None = None, webhook_id: str = WEBHOOK_ID) -> list[Op]:
     return map_event(event_of(doc, webhook_id), config or MappingConfig())
+
+
+def customer(**fields: Any) -> Customer:
+    """Dodo's customer object `cus_maya` with `fields`, parsed."""
+    return Customer.parse({"customer_id": "cus_maya", **fields}, "data.customer")
+
+
+def customer_ref(data: dict[str, Any], event_type: str = "credit.added") -> dict[str, Any]:
+    """A body of the families that carry only a customer id (credit, dunning, entitlements...)."""
+    return {"business_id": "bus_1", "type": event_type, "timestamp": "2026-10-14T09:21:47.250Z", "data": data}
 
 
 def json_len(value: Any) -> int:

@@ -39,7 +39,7 @@ class Broken:
 
 
 class Dodo:
-    """Dodo's API: objects by id, or `fail` raised; records what it was asked. Without `payments`
+    """Dodo's API: objects by id, or `fail` raised; records what it was asked, by when. Without `payments`
     a payment lookup is a test failure."""
 
     def __init__(
@@ -50,6 +50,7 @@ class Dodo:
     ) -> None:
         self.customers, self.payments, self.fail = customers or {}, payments, fail
         self.asked: list[str] = []
+        self.deadlines: list[float] = []
 
     def customer(self, customer_id: str, *, deadline: float | None = None) -> dict[str, Any] | None:
         return self._look_up(self.customers, customer_id, deadline)
@@ -61,6 +62,7 @@ class Dodo:
     def _look_up(self, known: dict[str, Any], object_id: str, deadline: float | None) -> dict[str, Any] | None:
         assert deadline is not None, "every lookup runs to the resolver's budget"
         self.asked.append(object_id)
+        self.deadlines.append(deadline)
         if self.fail:
             raise self.fail
         return known.get(object_id)

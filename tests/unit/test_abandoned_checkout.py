@@ -9,14 +9,13 @@ payment is renamed `abandoned_checkout.followed_by_payment`.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, Op, map_event
 from dodo_cio.receiving.models import DodoEvent
-from dodo_cio.state.dodo_api import DodoApiConfigError, DodoApiUnavailable
+from dodo_cio.state.dodo_api import DodoApiConfigError
 from dodo_cio.state.identity import Known, Resolver, event_facts, needs_resolution
 from dodo_cio.state.table import PAID_PIECE, customer_key, plan_for
 from support.g1_events import event_of
@@ -27,7 +26,6 @@ CUSTOMER = "cus_6MbWq2TzKn8RyH4dXc1Lp"  # the samples' customer
 EMAIL = "maya@example.com"
 ID = IdentifierStrategy()
 BY_EMAIL = IdentifierStrategy.parse("email")
-BY_APP_ID = IdentifierStrategy.parse("metadata:app_user_id")
 
 
 def checkout(config: MappingConfig | None = None, **data: Any) -> tuple[DodoEvent, list[Op]]:
@@ -37,35 +35,12 @@ def checkout(config: MappingConfig | None = None, **data: Any) -> tuple[DodoEven
     return event, map_event(event, config or MappingConfig())
 
 
-def payment(event_type: str = "payment.succeeded", timestamp: str = "2026-10-15T19:03:14Z") -> DodoEvent:
-    """A payment of the checkout's customer (an hour after the checkout, by default)."""
-    doc = load_sample(f"{event_type}.json")
-    doc["timestamp"] = timestamp
-    doc["data"]["customer"] = {
-        "customer_id": CUSTOMER,
-        "email": EMAIL,
-        "name": "Maya Fernandes",
-        "phone_number": None,
-        "metadata": {"app_user_id": "user-42"},
-    }
-    return event_of(doc, f"msg_{event_type}")
-
-
-def checkout_time() -> int:
-    event, _ = checkout()
-    return event.envelope.timestamp
-
-
 def dodo_customer(email: str | None = EMAIL) -> dict[str, Any]:
     return {"customer_id": CUSTOMER, "email": email, "name": "Maya", "metadata": {"app_user_id": "user-42"}}
 
 
 def resolver(strategy: IdentifierStrategy, directory: Any = None, dodo: Dodo | None = None) -> Resolver:
     return Resolver(strategy, directory, (lambda: dodo) if dodo is not None else None)
-
-
-def wire(op: Op) -> Op:
-    return {k: v for k, v in op.items() if not k.startswith("_")}
 
 
 # -- what the mapping asks for ---------------------------------------------------------------------
@@ -97,12 +72,11 @@ def test_an_email_in_the_payload_is_used_as_it_is() -> None:
     "config",
     [
         MappingConfig(identifier=BY_EMAIL),  # the email is the identifier
-        MappingConfig(identifier=BY_APP_ID),  # the merchant's app owns the person and its email
         MappingConfig(contact_fields="app"),  # the deployment leaves the email to the app
         MappingConfig(send_identify=False),
         MappingConfig(removed_attributes={"abandoned_checkout.detected": frozenset({"email"})}),
     ],
-    ids=["email", "metadata", "contact-app", "no-identify", "email-removed"],
+    ids=["email", "contact-app", "no-identify", "email-removed"],
 )
 def test_no_contact_identify_where_the_bridge_does_not_send_the_email(config: MappingConfig) -> None:
     _, ops = checkout(config)
@@ -120,53 +94,17 @@ def test_the_late_name_is_renameable_and_other_types_are_not_noted() -> None:
 
 
 def test_what_a_webhook_teaches_for_checkouts() -> None:
-    paid = payment()
+    paid = event_of(load_sample("payment.succeeded.json"))
     facts = event_facts(paid, MappingConfig())
-    assert facts.emails == {CUSTOMER: EMAIL}
-    assert facts.paid == {CUSTOMER: paid.envelope.timestamp}
+    assert facts.emails == {"cus_2RfYk8HcWq5NzT1mLb9Xe": "maya.fernandes@example.com"}
+    assert facts.paid == {"cus_2RfYk8HcWq5NzT1mLb9Xe": paid.envelope.timestamp}
     # The email is kept only where a checkout may need it; a failed payment is no purchase.
     assert event_facts(paid, MappingConfig(identifier=BY_EMAIL)).emails == {}
     assert event_facts(paid, MappingConfig(contact_fields="app")).emails == {}
-    assert event_facts(payment("payment.failed"), MappingConfig()).paid == {}
+    assert event_facts(event_of(load_sample("payment.failed.json")), MappingConfig()).paid == {}
 
 
 # -- the email under customer_id -------------------------------------------------------------------
-
-
-def test_the_email_comes_from_the_directory_without_asking_dodo() -> None:
-    _, ops = checkout()
-    dodo = Dodo({CUSTOMER: dodo_customer("other@example.com")})
-    directory = Directory(emails={CUSTOMER: EMAIL})
-    known = Known()
-    ready, unresolved = resolver(ID, directory, dodo).resolve(ops, known)
-    assert unresolved == [] and dodo.asked == [] and directory.calls == [({CUSTOMER}, set())]
-    contact, event = ready
-    assert wire(contact)["attributes"] == {"dodo_customer_id": CUSTOMER, "email": EMAIL}
-    assert event["name"] == "abandoned_checkout.detected" and "_contact" not in event and "_recovery" not in event
-    assert known.learned_emails == {}  # already in the directory: nothing to write
-
-
-def test_a_first_time_customer_gets_the_email_from_dodos_api_and_the_directory_learns_it() -> None:
-    _, ops = checkout()
-    dodo = Dodo({CUSTOMER: dodo_customer()})
-    known = Known()
-    ready, unresolved = resolver(ID, Directory(), dodo).resolve(ops, known)
-    assert unresolved == [] and dodo.asked == [CUSTOMER]
-    assert ready[0]["attributes"]["email"] == EMAIL
-    assert known.learned_emails == {CUSTOMER: EMAIL}
-    plan = plan_for(ready, learned_emails=known.learned_emails)
-    record = plan.records[customer_key(CUSTOMER)]
-    assert record.learned_email == EMAIL and record.email is None  # never over one a webhook stated
-    assert record.pieces == {"contact": checkout_time()}
-
-
-def test_a_lookup_that_failed_for_now_parks_the_identify_and_its_event_together() -> None:
-    _, ops = checkout()
-    dodo = Dodo(fail=DodoApiUnavailable("timed out"))
-    ready, unresolved = resolver(ID, Directory(), dodo).resolve(ops, Known())
-    assert ready == []
-    assert [(u.kind, u.op["action"]) for u in unresolved] == [("transient", "identify"), ("transient", "event")]
-    assert all("_contact" in u.op for u in unresolved)  # still to resolve when retried
 
 
 def test_a_directory_that_cannot_be_read_holds_the_event_since_a_payment_may_be_there() -> None:
@@ -204,8 +142,8 @@ def test_an_email_no_source_can_know_does_not_hold_the_checkout(dodo: Dodo | Non
     ids=["never-paid", "paid-before", "same-second", "paid-after", "paid-days-after"],
 )
 def test_a_checkout_the_customer_paid_after_is_renamed(paid_after: int | None, renamed: bool) -> None:
-    at = checkout_time()
-    _, ops = checkout()
+    detected, ops = checkout()
+    at = detected.envelope.timestamp
     paid = {} if paid_after is None else {CUSTOMER: at + paid_after}
     ready, unresolved = resolver(ID, Directory(emails={CUSTOMER: EMAIL}, paid=paid)).resolve(ops, Known())
     assert unresolved == []
@@ -223,31 +161,6 @@ def test_without_a_state_table_there_is_nothing_to_check_and_nothing_waits() -> 
     _, ops = checkout(MappingConfig(contact_fields="app"))
     ready, unresolved = resolver(ID).resolve(ops, Known())
     assert unresolved == [] and ready[0]["name"] == "abandoned_checkout.detected"
-
-
-@pytest.mark.parametrize("strategy", [BY_EMAIL, BY_APP_ID], ids=["email", "metadata"])
-def test_parked_until_the_first_payment_then_delivered_renamed(strategy: IdentifierStrategy) -> None:
-    """Under `email` or `metadata:` without a dodo-api-key a first-time customer cannot be addressed:
-    the checkout waits, and once their payment taught the directory who they are, it is late."""
-    config = MappingConfig(identifier=strategy)
-    _, ops = checkout(config)
-    ready, unresolved = resolver(strategy, Directory()).resolve(ops, Known())
-    assert ready == [] and [u.kind for u in unresolved] == ["config"]  # parked, as any unknown customer
-    parked = json.loads(json.dumps(unresolved[0].op))  # as the retry queue keeps it
-
-    # Their first payment, an hour later: the ingest path writes the directory and t#paid.
-    paid = payment()
-    facts = event_facts(paid, config)
-    identifiers = facts.customers[CUSTOMER]
-    directory = Directory({CUSTOMER: identifiers}, paid=facts.paid)
-
-    # The retry path resolves the parked op with the same code.
-    ready, unresolved = resolver(strategy, directory).resolve([parked], Known())
-    assert unresolved == []
-    (event,) = ready
-    assert event["identifiers"] == identifiers
-    assert event["name"] == "abandoned_checkout.followed_by_payment"
-    assert event["attributes"]["customer_paid_at"] == paid.envelope.timestamp
 
 
 def test_a_payment_webhook_claims_the_paid_piece_newest_wins() -> None:

@@ -20,12 +20,11 @@ from dodo_cio.mapping import payload_fields
 from dodo_cio.mapping import profile as profiles
 from dodo_cio.platform import secret_names
 from dodo_cio.receiving.models import (
-    Customer,
     Payment,
     Refund,
     parse_subscription,
 )
-from support.g1_events import json_len, money_is_complete, no_bare_amount, unix
+from support.g1_events import customer, json_len, money_is_complete, no_bare_amount, unix
 from support.samples import load_sample
 
 PROFILE_VALUE_BYTES = 1000  # Customer.io's identify limit, restated on purpose
@@ -135,10 +134,6 @@ def rich_payment() -> dict[str, Any]:
     return pay
 
 
-def customer(**fields: Any) -> Customer:
-    return Customer.parse({"customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe", **fields}, "data.customer")
-
-
 # -------------------------------------------------------------------------------------------------
 # the secret filter
 
@@ -153,8 +148,6 @@ def customer(**fields: Any) -> Customer:
         "apikey",
         "api_key_value",
         "key",
-        "private_key",
-        "privateKey",
         "secret_key",
         "license_key",
         "stripeSecretKey",
@@ -165,20 +158,14 @@ def customer(**fields: Any) -> Customer:
         "webhook.secret",
         "token",
         "access_token",
-        "accessToken",
         "reset_token",
-        "refresh-token",
         "api_tokens",
         "password",
-        "PASSWORD",
-        "user.password",
-        "old_password",
         "password_hash",
         "password_confirmation",
         "passwd",
         "card_number",
         "cardNumber",
-        "CARD_NUMBER",
         "cc_number",
         "cvv",
         "CVC",
@@ -195,25 +182,16 @@ def test_secret_names(name: str) -> None:
     "name",
     [
         "tokens_purchased",
-        "token_count",
         "secret_santa",
-        "secret_menu_item",
         "keyboard",
         "monkey",
-        "turkey",
         "key_count",
-        "keynote",
-        "hotkey",
         "license_key_id",
         "password_reset_at",
         "passport_country",
-        "secretary",
         "japan",
-        "panel",
         "company",
-        "utm_source",
         "app_user_id",
-        "discount_code",
         "plan",
         "",
         "_",
@@ -222,22 +200,6 @@ def test_secret_names(name: str) -> None:
 )
 def test_names_that_only_contain_a_secret_word(name: str) -> None:
     assert not secret_names.is_secret_key(name), name
-
-
-@pytest.mark.parametrize(
-    ("name", "words"),
-    [
-        ("X-Api-Key", ["x", "api", "key"]),
-        ("APIKey", ["api", "key"]),
-        ("apiKey", ["api", "key"]),
-        ("card_number", ["card", "number"]),
-        ("user.password", ["user", "password"]),
-        ("cvv2", ["cvv2"]),
-        ("HTTPServerToken", ["http", "server", "token"]),
-    ],
-)
-def test_name_words(name: str, words: list[str]) -> None:
-    assert secret_names.name_words(name) == words
 
 
 # -------------------------------------------------------------------------------------------------
@@ -251,10 +213,7 @@ def test_name_words(name: str, words: list[str]) -> None:
         ("Chloé Tremblay", ("Chloé Tremblay", "Chloé", "Tremblay")),
         ("Mary Ann van der Berg", ("Mary Ann van der Berg", "Mary", "Ann van der Berg")),
         ("  Haruto   Sato ", ("Haruto Sato", "Haruto", "Sato")),
-        ("Priya", ("Priya", "Priya", None)),
         ("", (None, None, None)),
-        ("   ", (None, None, None)),
-        (None, (None, None, None)),
     ],
 )
 def test_name_is_split_into_first_and_last(name: str | None, expected: tuple[str | None, ...]) -> None:
@@ -423,11 +382,7 @@ def test_subscription_event_carries_state_and_full_lists() -> None:
 
 def test_payment_event() -> None:
     out = attrs.payment_attributes(Payment.parse(rich_payment()), {})
-    assert (out["total_amount"], out["total_amount_minor"], out["total_amount_currency"]) == (19.99, 1999, "USD")
-    assert out["total_amount_display"] == "$19.99"
-    assert (out["tax_amount"], out["tax_amount_display"]) == (1.66, "$1.66")
-    assert out["settlement_amount_display"] == "$19.99"
-    assert json.dumps(out["total_amount"]) == "19.99"
+    # the amounts: test_mapping's full payment.succeeded dict and test_payment_failed_mapping
     assert out["product_cart"] == [
         {"product_id": "pdt_7LpQz3VbKx9MwR2sYd4Tn", "quantity": 1},
         {"product_id": "pdt_3TmRk8WzQn2LbY6c", "quantity": 2},
@@ -441,18 +396,6 @@ def test_payment_event() -> None:
     assert None not in out.values()
     no_bare_amount(out)
     money_is_complete(out)
-
-
-@pytest.mark.parametrize(
-    ("currency", "minor", "major", "display"),
-    [("JPY", 4980, 4980, "¥4,980"), ("KWD", 1250, 1.25, "KWD 1.250"), ("EUR", 1250, 12.5, "€12.50")],
-)
-def test_payment_display_follows_the_currency(currency: str, minor: int, major: float, display: str) -> None:
-    raw = data("payment.succeeded.json")
-    raw.update(currency=currency, total_amount=minor, tax=None)
-    out = attrs.payment_attributes(Payment.parse(raw), {})
-    assert (out["total_amount"], out["total_amount_display"]) == (major, display)
-    assert "tax_amount" not in out
 
 
 @pytest.mark.parametrize(

@@ -1,18 +1,16 @@
 """Contact fields (issue 17): a null, blank or missing email, name or phone from Dodo is unknown, never a
-removal; `CUSTOMERIO_CONTACT_FIELDS` leaves them to the merchant's own app; both APIs and the backfill agree."""
+removal; `CUSTOMERIO_CONTACT_FIELDS` leaves them to the merchant's own app; the backfill agrees. Both APIs:
+tests/integration/test_workspace_contact_fields.py."""
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dodo_cio.configuration.settings import Settings
-from dodo_cio.delivery.pipelines.render import render
-from dodo_cio.mapping.limits import wire_op
 from dodo_cio.mapping.mapper import (
     CONTACT_FIELDS_MODES,
     IdentifierStrategy,
@@ -21,13 +19,11 @@ from dodo_cio.mapping.mapper import (
 )
 from dodo_cio.mapping.profile import CONTACT_FIELDS, customer_profile
 from dodo_cio.platform.env import ConfigError
-from dodo_cio.receiving.models import Customer
 from dodo_cio_cli import backfill_command
 from dodo_cio_cli.backfill_source import Listing, OpBuilder
 from dodo_cio_local.dodo_standin import make_customer
-from support.g1_events import ops_of
+from support.g1_events import customer
 
-SAMPLES = Path(__file__).resolve().parents[2] / "events" / "dodo"
 ALL = CONTACT_FIELDS
 NONE: frozenset[str] = frozenset()
 EMAIL_ONLY = frozenset({"email"})
@@ -37,10 +33,6 @@ FULL = {
     "name": "Maya Fernandes",
     "phone_number": "+4915112345678",
 }
-
-
-def customer(**fields: Any) -> Customer:
-    return Customer.parse({"customer_id": "cus_maya", **fields}, "data.customer")
 
 
 # -- the profile ------------------------------------------------------------------------------------------
@@ -159,46 +151,6 @@ def test_settings_refuse_an_unknown_contact_fields_value(value: str) -> None:
         Settings.from_env({"CUSTOMERIO_CONTACT_FIELDS": value})
 
 
-# -- the ops, on both APIs ---------------------------------------------------------------------------------
-
-
-def _payment(**customer_fields: Any) -> dict[str, Any]:
-    doc = json.loads((SAMPLES / "payment.succeeded.json").read_text())
-    doc["data"]["customer"].update(customer_fields)
-    return doc
-
-
-STRATEGIES = {
-    "customer_id": {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"},
-    "email": {"email": "maya.fernandes@example.com"},
-    "metadata:app_user_id": {"id": "usr_01927"},
-}
-
-
-@pytest.mark.parametrize("mode", CONTACT_FIELDS_MODES)
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_the_identify_carries_the_owned_fields_and_the_identifier_is_unchanged(strategy: str, mode: str) -> None:
-    config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
-    identify, event = ops_of(_payment(phone_number=None), config)
-    assert identify["identifiers"] == event["identifiers"] == STRATEGIES[strategy]
-    attributes = identify["attributes"]
-    assert "phone" not in attributes and None not in attributes.values()
-    sent = config.contact_fields_sent()
-    assert ("email" in attributes) == ("email" in sent)
-    assert ("name" in attributes) == ("first_name" in attributes) == ("name" in sent)
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_a_null_phone_or_name_reaches_neither_api_as_a_removal(strategy: str) -> None:
-    config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields="dodo")
-    identify, _ = ops_of(_payment(phone_number=None, name=None), config)
-    track = wire_op(identify)["attributes"]
-    traits = render(identify).body["traits"]
-    for attributes in (track, traits):
-        assert not {"phone", "name", "first_name", "last_name"} & set(attributes)
-        assert attributes["email"] == "maya.fernandes@example.com"
-
-
 # -- the backfill ------------------------------------------------------------------------------------------
 
 
@@ -208,8 +160,6 @@ def test_a_null_phone_or_name_reaches_neither_api_as_a_removal(strategy: str) ->
         ("customer_id", "auto", 6, {"email", "name", "first_name", "last_name", "phone"}),
         ("customer_id", "auto", 1, {"email", "name", "first_name", "last_name"}),  # no phone: no removal either
         ("metadata:app_user_id", "auto", 6, set()),
-        ("metadata:app_user_id", "dodo", 6, {"email", "name", "first_name", "last_name", "phone"}),
-        ("email", "app", 6, {"email"}),
     ],
 )
 def test_the_backfill_leaves_the_same_fields_to_the_app(strategy: str, mode: str, n: int, contact: set[str]) -> None:

@@ -19,7 +19,6 @@ from dodo_cio.delivery.pipelines import PipelinesClient
 from dodo_cio.delivery.track import (
     EMAIL_BY_ID_SETTING,
     EMAIL_CHANGE_REFUSED,
-    TrackClient,
     changes_email_by_id,
     classify_response,
     email_change_refusals,
@@ -55,9 +54,6 @@ BAD_ADDRESS = body(item(0, "attributes.email", "stand-in: Invalid address"))
 @pytest.mark.parametrize(
     ("op", "expected"),
     [
-        (BY_ID, True),
-        (BY_EMAIL, False),  # under `email` a new address is a new identifier, not a change by id
-        (NO_EMAIL, False),
         (EVENT, False),
         ({**BY_ID, "identifiers": {"cio_id": "a3000001"}}, False),  # by cio_id a change is always allowed
         ({**BY_ID, "attributes": {"email": "  "}}, False),
@@ -78,6 +74,7 @@ def test_only_an_identify_by_id_that_sets_an_email_can_be_refused_so(op: dict[st
     [
         pytest.param(207, body(REFUSED_EMAIL), [BY_ID, EVENT], ["refused", "delivered"], id="207-item-names-email"),
         pytest.param(207, NAMES_E_MAIL, [BY_ID, EVENT], ["refused", "delivered"], id="207-message-names-e-mail"),
+        # under `email` a new address is a new identifier, not a change by id
         pytest.param(207, body(REFUSED_EMAIL), [BY_EMAIL, EVENT], ["permanent", "delivered"], id="207-by-email"),
         pytest.param(207, body(REFUSED_EMAIL), [NO_EMAIL, EVENT], ["permanent", "delivered"], id="207-no-email-set"),
         pytest.param(207, ABOUT_THE_EVENT, [BY_ID, EVENT], ["delivered", "permanent"], id="207-the-event-item"),
@@ -150,43 +147,19 @@ class Session:
         pass
 
 
-def test_the_track_client_marks_the_refused_identify() -> None:
-    session = Session(lambda path, doc: Answer(207, body(REFUSED_EMAIL)))
-    result = TrackClient("https://track.example.test", "site", "key", session=session).send([BY_ID, EVENT])
-    assert [r.outcome for r in result.results] == ["permanent", "delivered"]
-    assert email_change_refusals(result.results) == 1
-    assert session.paths == ["/api/v2/batch"]
-
-
-def test_the_pipelines_client_narrows_a_refused_batch_to_the_identify() -> None:
-    """Strict mode refuses the batch with 400; halved, the identify alone is refused, the event goes through."""
-
-    def respond(path: str, doc: dict[str, Any]) -> Answer:
-        if path == "/identify" or path == "/batch":
-            return Answer(400, b'{"error": "stand-in: the email cannot be updated"}')
-        return Answer(200)
-
-    session = Session(respond)
-    result = PipelinesClient("https://cdp.example.test/v1", "key", session=session).send([BY_ID, EVENT])
-    assert [r.outcome for r in result.results] == ["permanent", "delivered"]
-    assert result.results[0].refusal == EMAIL_CHANGE_REFUSED
-    assert EMAIL_BY_ID_SETTING in result.results[0].reason
-    assert session.paths == ["/batch", "/identify", "/track"]
-
-
-@pytest.mark.parametrize("status", [409, 400])
-def test_a_lone_pipelines_call_refused_so_does_not_stop_the_rest(status: int) -> None:
+@pytest.mark.parametrize(
+    ("status", "op", "refused"),
+    [(409, BY_ID, True), (400, BY_ID, True), (400, BY_EMAIL, False)],  # by email: a plain permanent failure
+    ids=["409", "400", "400-by-email"],
+)
+def test_a_lone_pipelines_call_refused_does_not_stop_the_rest(status: int, op: dict[str, Any], refused: bool) -> None:
     """A 409 naming the email is the refusal, not a transient answer that would hold back the calls after it."""
     session = Session(lambda path, doc: Answer(status, b"stand-in: email") if path == "/identify" else Answer(200))
     one_per_request = replace(PIPELINES_LIMITS, max_calls_per_request=1)  # each call its own request
     client = PipelinesClient("https://cdp.example.test/v1", "key", session=session, limits=one_per_request)
-    result = client.send([BY_ID, EVENT])
-    assert [r.refusal == EMAIL_CHANGE_REFUSED for r in result.results] == [True, False]
-    assert result.results[1].outcome == "delivered"
+    result = client.send([op, EVENT])
+    assert [(r.outcome, r.refusal == EMAIL_CHANGE_REFUSED) for r in result.results] == [
+        ("permanent", refused),
+        ("delivered", False),
+    ]
     assert session.paths == ["/identify", "/track"]
-
-
-def test_a_pipelines_refusal_of_an_op_addressed_by_email_is_a_plain_permanent_failure() -> None:
-    session = Session(lambda path, doc: Answer(400, b"stand-in: email"))
-    result = PipelinesClient("https://cdp.example.test/v1", "key", session=session).send([BY_EMAIL])
-    assert [(r.outcome, r.refusal) for r in result.results] == [("permanent", "")]

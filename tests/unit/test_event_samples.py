@@ -33,7 +33,6 @@ IGNORED = BODIES / sample_bodies.IGNORED
 BODY_FILES = sorted(BODIES.glob("*.json"))
 IGNORED_FILES = sorted(IGNORED.glob("*.json"))
 ALL_FILES = BODY_FILES + IGNORED_FILES
-MAPPED_TYPES = sorted(events.ALL_TYPES - events.PAYOUT_TYPES)
 
 
 def _doc(path: Path) -> dict[str, Any]:
@@ -73,7 +72,7 @@ def _problems(doc: dict[str, Any]) -> list[str]:
 def test_every_type_dodo_cio_knows_has_a_body_named_after_it() -> None:
     assert _types_present(ALL_FILES) == events.ALL_TYPES
     assert len(events.ALL_TYPES) == 48
-    assert {p.stem for p in BODY_FILES} >= set(MAPPED_TYPES)  # events/dodo/<type>.json
+    assert {p.stem for p in BODY_FILES} >= events.ALL_TYPES - events.PAYOUT_TYPES  # events/dodo/<type>.json
     # what the mapping ignores lies in ignored/, and only there
     assert {p.stem for p in IGNORED_FILES} == _types_present(IGNORED_FILES) == events.PAYOUT_TYPES
     assert not _types_present(BODY_FILES) & events.PAYOUT_TYPES
@@ -96,7 +95,7 @@ def test_event_times_are_distinct() -> None:
 
 
 @pytest.mark.parametrize("path", ALL_FILES, ids=lambda p: p.name)
-def test_every_body_is_named_after_its_type_has_the_sdks_fields_and_no_real_looking_email(path: Path) -> None:
+def test_every_body_is_named_after_its_type_and_has_no_real_looking_email(path: Path) -> None:
     def emails(value: Any) -> list[str]:
         if isinstance(value, dict):
             return [e for v in value.values() for e in emails(v)]
@@ -106,7 +105,6 @@ def test_every_body_is_named_after_its_type_has_the_sdks_fields_and_no_real_look
 
     doc = _doc(path)
     assert path.name == f"{doc['type']}.json" or path.name.startswith(f"{doc['type']}."), path.name
-    assert _problems(doc) == []  # exactly the fields of Dodo's SDK models, at every depth
     for email in emails(doc):
         assert email.rsplit("@", 1)[1].split(".")[0] == "example", email
 
@@ -120,11 +118,11 @@ def test_signed_events_are_not_stale() -> None:
 
 
 def test_the_whole_check_passes_on_events_dodo(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every body has exactly the fields of Dodo's SDK models at every depth, and the SDK's types are ours."""
     assert sample_bodies.main(["--check"]) == 0, capsys.readouterr().err
 
 
 def test_dodos_sdk_knows_exactly_the_types_dodo_cio_knows() -> None:
-    assert set(sample_bodies.event_models()) == events.ALL_TYPES
     assert sample_bodies.catalogue_problems([*events.ALL_TYPES, "payout.reversed"], events.ALL_TYPES) == [
         "payout.reversed: a webhook type in Dodo's SDK, not in dodo_cio.receiving.events"
     ]

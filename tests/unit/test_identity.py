@@ -44,13 +44,6 @@ def test_this_webhooks_facts_come_before_the_directory() -> None:
     assert ready[0]["identifiers"] == {"email": "a@example.com"} and directory.calls == []
 
 
-def test_directory_resolves_a_dispute_through_its_payment() -> None:
-    directory = Directory({"cus_1": {"email": "a@example.com"}}, {"pay_1": "cus_1"})
-    (op,), unresolved = Resolver(EMAIL, directory).resolve([dispute()], Known())
-    assert unresolved == []
-    assert op["identifiers"] == {"email": "a@example.com"} and op["_customer_id"] == "cus_1"
-
-
 def test_subscription_object_gets_its_relationship() -> None:
     obj = {"type": "object", "identifiers": {"object_type_id": "1", "object_id": "sub_1"}, "action": "identify",
            "cio_relationships": [], "_customer_id": "cus_1"}  # fmt: skip
@@ -75,12 +68,6 @@ def test_dodo_api_resolves_a_payment_and_what_it_learned_is_kept() -> None:
     assert known.learned == {"cus_7": {"email": "b@x.io"}} and known.learned_payments == {"pay_1": "cus_7"}
 
 
-def test_dodo_api_resolves_a_customer_by_its_metadata_key() -> None:
-    dodo = Dodo(customers={"cus_1": {"customer_id": "cus_1", "email": "c@x.io", "metadata": {"uid": "u-1"}}})
-    (op,), _ = Resolver(IdentifierStrategy.parse("metadata:uid"), None, lambda: dodo).resolve([dunning()], Known())
-    assert op["identifiers"] == {"id": "u-1"}
-
-
 @pytest.mark.parametrize(
     ("dodo", "kind", "words"),
     [
@@ -103,28 +90,10 @@ def test_unreachable_directory_falls_through_to_the_api_or_waits_as_transient() 
     assert item.kind == "transient" and "state table" in item.reason
 
 
-def test_lookups_share_one_budget_and_what_does_not_fit_waits() -> None:
-    """A slow API: the first lookup spends the budget, the second is not started and waits as transient."""
-    from dodo_cio.platform.http import Answer, TransportTimeout
-    from dodo_cio.state.dodo_api import DodoApi
-
-    class Slow:
-        def __init__(self) -> None:
-            self.paths: list[str] = []
-
-        def get(self, path: str, headers: Any, *, deadline: float | None = None, max_bytes: Any = None) -> Answer:
-            import time
-
-            self.paths.append(path)
-            time.sleep(0.3)
-            raise TransportTimeout("read timeout")
-
-        def close(self) -> None:
-            pass
-
-    transport = Slow()
-    api = DodoApi("https://live.dodopayments.com", "sk_test", transport=transport)  # type: ignore[arg-type]
-    resolver = Resolver(EMAIL, Directory(), lambda: api, api_budget=0.25)
-    ready, unresolved = resolver.resolve([dunning("cus_1"), dunning("cus_2")], Known())
-    assert ready == [] and [u.kind for u in unresolved] == ["transient", "transient"]
-    assert len(transport.paths) == 1, "the second lookup had no time left and was never sent"
+def test_lookups_share_one_budget() -> None:
+    """One deadline for every lookup of a resolve; DodoApi sends nothing past it (test_dodo_api_server) and
+    what it did not send waits as transient (test_dodo_api_failures_leave_the_op_waiting_with_a_reason)."""
+    dodo = Dodo()
+    Resolver(EMAIL, Directory(), lambda: dodo, api_budget=0.25).resolve([dunning("cus_1"), dunning("cus_2")], Known())
+    first, second = dodo.deadlines
+    assert first == second

@@ -10,13 +10,11 @@ import pytest
 from dodo_cio.receiving.models import DodoEvent
 from dodo_cio.state.summary import PAID_PREFIX, REFUNDED_PREFIX, Ledger, Sub, change_for
 from support.g1_events import event_of
-from support.samples import sample_paths
-
-SAMPLES: dict[str, dict[str, Any]] = {p.name: json.loads(p.read_bytes()) for p in sample_paths()}
+from support.samples import load_sample
 
 
 def event(name: str, **data: Any) -> DodoEvent:
-    doc = json.loads(json.dumps(SAMPLES[name]))
+    doc = load_sample(name)
     doc["data"].update(data)
     return event_of(doc)
 
@@ -34,40 +32,6 @@ def test_payments_and_refunds_add_up_in_minor_units_and_show_in_major() -> None:
         "last_payment_currency": "USD",
         "last_payment_method": "card",
     }
-
-
-@pytest.mark.parametrize(("currency", "minor", "major"), [("JPY", 5000, 5000), ("KWD", 1250, 1.25), ("USD", 4900, 49)])
-def test_each_currency_keeps_its_own_exponent(currency: str, minor: int, major: float) -> None:
-    assert Ledger().with_payment(minor, currency, 1, None).attributes()["total_spent"] == major
-
-
-def test_the_summary_currency_is_the_first_and_others_are_only_listed() -> None:
-    ledger = Ledger().with_payment(4900, "EUR", 1, None).with_payment(5000, "JPY", 2, None)
-    out = ledger.attributes()
-    assert (out["total_spent"], out["total_spent_currency"]) == (49, "EUR")
-    assert out["total_spent_by_currency"] == {"EUR": 49, "JPY": 5000}
-    assert "total_spent_by_currency" not in Ledger().with_payment(1, "EUR", 1, None).attributes()
-
-
-def test_a_refund_first_sets_the_currency_and_nets_out_later() -> None:
-    early = Ledger().with_refund(1500, "USD")
-    assert early.attributes()["total_spent"] == -15 and early.attributes()["payments_count"] == 0
-    assert early.with_payment(4900, "USD", 1, None).attributes()["total_spent"] == 34
-
-
-def test_an_older_payment_counts_but_does_not_become_the_last_one() -> None:
-    ledger = Ledger().with_payment(4900, "USD", 200, "card").with_payment(100, "USD", 100, "paypal")
-    out = ledger.attributes()
-    assert (out["first_payment_at"], out["last_payment_at"], out["last_payment_method"]) == (100, 200, "card")
-    assert out["last_payment_amount"] == 49
-
-
-def test_every_stamp_is_after_the_last_and_never_before_its_event() -> None:
-    ledger = Ledger().stamped(100)
-    assert ledger.stamp == 100
-    assert ledger.stamped(100).stamp == 101  # two changes in one second do not tie
-    assert ledger.stamped(50).stamp == 101  # an older webhook still replaces the newer summary
-    assert ledger.stamped(500).stamp == 500
 
 
 def test_an_amount_past_any_json_number_is_left_out_not_sent_as_infinity() -> None:
@@ -102,30 +66,6 @@ def monthly(status: str, at: int, amount: int = 2900, *, currency: str = "USD", 
     return Sub(status, at, amount, currency, interval, 1)
 
 
-def test_cancelling_one_of_two_subscriptions_leaves_the_customer_active() -> None:
-    two = Ledger().with_subscription("sub_a", monthly("active", 10))
-    two = two.with_subscription("sub_b", monthly("active", 20, 900))
-    assert (
-        two.attributes(profile_status=True).items()
-        >= {
-            "has_active_subscription": True,
-            "active_subscription_count": 2,
-            "active_subscription_ids": ["sub_a", "sub_b"],
-            "mrr": 38,
-            "mrr_currency": "USD",
-            "subscription_status": "active",
-        }.items()
-    )
-    one = two.with_subscription("sub_b", monthly("cancelled", 30, 900)).attributes(profile_status=True)
-    assert (one["has_active_subscription"], one["active_subscription_count"], one["mrr"]) == (True, 1, 29)
-    assert one["subscription_status"] == "active" and one["active_subscription_ids"] == ["sub_a"]
-    none = two.with_subscription("sub_a", monthly("cancelled", 40)).with_subscription("sub_b", monthly("expired", 41))
-    out = none.attributes(profile_status=True)
-    assert (out["has_active_subscription"], out["active_subscription_count"], out["mrr"]) == (False, 0, 0)
-    assert out["subscription_status"] == "expired"  # of the ended ones, the latest word
-    assert "subscription_status" not in none.attributes()  # object mode: each object has its own
-
-
 @pytest.mark.parametrize(
     ("others", "expected"),
     [(["on_hold", "cancelled"], "on_hold"), (["paused", "past_due"], "past_due"), (["pending", "paused"], "paused")],
@@ -135,6 +75,7 @@ def test_the_person_status_is_the_most_alive_subscription(others: list[str], exp
     for n, status in enumerate(others):
         ledger = ledger.with_subscription(f"sub_{n}", monthly(status, 100 - n))
     assert ledger.attributes(profile_status=True)["subscription_status"] == expected
+    assert "subscription_status" not in ledger.attributes()  # object mode: each object has its own
 
 
 def test_an_older_webhook_of_a_subscription_changes_nothing() -> None:
@@ -163,16 +104,6 @@ def test_mrr_adds_only_the_summary_currency_and_leaves_out_an_unknown_price() ->
     assert "mrr" not in unknown and unknown["active_subscription_count"] == 3
     first = Ledger().with_subscription("a", monthly("active", 1, currency="JPY"))
     assert first.currency == "JPY"  # a subscriber who has not paid yet: their subscription's currency
-
-
-def test_a_subscription_webhook_states_its_subscription_without_a_counted_marker() -> None:
-    change = change_for(event("subscription.renewed.json", payment_frequency_interval="Year"))
-    assert change is not None and change.marker is None and change.subscription is not None
-    sub_id, sub = change.subscription
-    assert (sub.status, sub.interval, sub.at) == ("active", "year", change.event_time)
-    ledger = change.apply(Ledger())
-    assert ledger.attributes()["active_subscription_ids"] == [sub_id]
-    assert Ledger.loads(ledger.dumps()) == ledger
 
 
 def test_hundreds_of_subscription_ids_stay_inside_the_profile_value_limit() -> None:

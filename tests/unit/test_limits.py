@@ -53,14 +53,9 @@ def make_op(attributes: dict[str, Any] | None = None, name: str = "payment.succe
 
 
 def make_identify(attributes: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
-    op: dict[str, Any] = {
-        "type": "person",
-        "identifiers": {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"},
-        "action": "identify",
-        "timestamp": 1792055307,
-        "attributes": {} if attributes is None else attributes,
-    }
-    op.update(extra)
+    """The event op above as an identify: no name, no id."""
+    op = make_op(attributes, action="identify", **extra)
+    del op["name"], op["id"]
     return op
 
 
@@ -193,7 +188,8 @@ def test_result_is_a_copy() -> None:
     ],
 )
 def test_long_event_name_truncated_on_a_character_boundary(name: str) -> None:
-    result = fit(make_op(name=name))
+    result = fit(make_op({"note": "x" * 3000}, name=name))
+    assert result.op["attributes"] == {"note": "x" * 3000}  # an event's data has no per-attribute limits
     out = result.op["name"]
     assert utf8_len(out) <= EVENT_NAME_BYTES
     assert name.startswith(out)
@@ -386,14 +382,6 @@ def test_underscore_keys_pass_through_and_do_not_count() -> None:
     assert wire_size(op) == OP_BYTES - 1
 
 
-def test_underscore_keys_survive_when_attributes_are_dropped() -> None:
-    op = make_identify({"list": list(range(500))}, _customer_id="cus_1", _state="customer")
-    result = fit(op)
-    assert result.op["_customer_id"] == "cus_1"
-    assert result.op["_state"] == "customer"
-    assert result.op["attributes"] == {}
-
-
 def test_object_attributes_get_the_identify_limits_and_nothing_else_changes() -> None:
     op = make_object({"note": "x" * 2000, "list": list(range(500)), "status": "active"})
     result = fit(op)
@@ -425,16 +413,6 @@ def test_op_too_big_outside_attributes_is_unfixable() -> None:
     result = fit(op)
     assert result.unfixable is not None
     assert "32768" in result.unfixable
-
-
-def test_several_changes_give_several_warnings() -> None:
-    attrs = {"n" * 151: 1, "long": "x" * 2000, "list": list(range(500)), "fine": 1}
-    result = fit(make_identify(attrs))
-    assert len(result.warnings) == 3
-    assert set(result.op["attributes"]) == {"long", "fine"}
-    result = fit(make_op(attrs, name="e" * 120))  # an event: only the name is over a limit
-    assert len(result.warnings) == 1
-    assert result.op["attributes"] == attrs
 
 
 # -------------------------------------------------------------------------------------------------
@@ -514,10 +492,4 @@ def test_fitted_op_always_within_limits(attributes: dict[str, Any], name: str, i
 def test_what_is_said_to_fit_surely_fits_and_anything_else_is_measured(value: Any, fits: bool) -> None:
     assert surely_fits(value) is fits
     if fits:
-        assert encoded_size(value) <= ATTRIBUTE_VALUE_BYTES
-
-
-@given(st.one_of(st.text(max_size=400), st.integers(), st.floats(), st.booleans(), st.none()))
-def test_a_value_said_to_fit_fits(value: Any) -> None:
-    if surely_fits(value):
         assert encoded_size(value) <= ATTRIBUTE_VALUE_BYTES

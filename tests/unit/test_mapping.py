@@ -12,15 +12,24 @@ import pytest
 
 from dodo_cio.mapping.mapper import IdentifierStrategy, MappingConfig, MappingConfigError, Op, map_event
 from dodo_cio.platform import secret_names
+from dodo_cio.platform.ulid import ulid_time_ms
 from dodo_cio.receiving import events
 from dodo_cio.receiving.models import DodoEvent
-from support.g1_events import WEBHOOK_ID, event_of, json_len, money_is_complete, no_bare_amount, ops_of, unix
+from support.g1_events import (
+    WEBHOOK_ID,
+    customer_ref,
+    event_of,
+    json_len,
+    money_is_complete,
+    no_bare_amount,
+    ops_of,
+    unix,
+)
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_NAMES = sorted(p.name for p in SAMPLES.glob("*.json"))
 OTHER_WEBHOOK_ID = "msg_2fQxH8mZ3nV7kT1pR9sW4yL6bC1"
 
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 ULID_RE = re.compile(r"[0-7][0-9A-HJKMNP-TV-Z]{25}")
 
 # samples whose customer is a full object (identify expected), read from the bodies themselves
@@ -31,28 +40,13 @@ WITH_CUSTOMER = {
 }
 
 
-def unix_ms(text: str) -> int:
-    return unix(text, timedelta(milliseconds=1))
-
-
-def ulid_time(value: str) -> int:
-    number = 0
-    for char in value[:10]:
-        number = number * 32 + CROCKFORD.index(char)
-    return number
-
-
 def amount(attrs: dict[str, Any], name: str) -> tuple[Any, ...]:
     """The four attributes one amount becomes: major units, minor units, currency, display string."""
     return tuple(attrs[name + suffix] for suffix in ("", "_minor", "_currency", "_display"))
 
 
-def event_ops(ops: list[Op]) -> list[Op]:
-    return [op for op in ops if op["action"] == "event"]
-
-
 def the_event(ops: list[Op]) -> Op:
-    found = event_ops(ops)
+    found = [op for op in ops if op["action"] == "event"]
     assert len(found) == 1
     return found[0]
 
@@ -92,7 +86,7 @@ def test_every_sample_maps_to_well_formed_ops(name: str) -> None:
     event = ops[-1]
     assert event["name"] == doc["type"]
     assert ULID_RE.fullmatch(event["id"])
-    assert ulid_time(event["id"]) == unix_ms(doc["timestamp"])
+    assert ulid_time_ms(event["id"]) == unix(doc["timestamp"], timedelta(milliseconds=1))
     if name in WITH_CUSTOMER:
         identify = ops[0]
         assert "name" not in identify
@@ -104,7 +98,7 @@ def test_every_sample_maps_to_well_formed_ops(name: str) -> None:
     assert the_event(ops_of(copy.deepcopy(doc)))["id"] == event["id"]
     other = the_event(ops_of(doc, webhook_id=OTHER_WEBHOOK_ID))["id"]
     assert other != event["id"]
-    assert ulid_time(other) == ulid_time(event["id"])
+    assert ulid_time_ms(other) == ulid_time_ms(event["id"])
 
     # dates are integer Unix seconds; None: Dodo cleared the date (a removal)
     dates = [(k, v) for op in ops for k, v in op["attributes"].items() if _date_like(k) and v is not None]
@@ -145,16 +139,7 @@ def _date_like(key: str) -> bool:
 
 def test_payment_succeeded_full_mapping() -> None:
     doc = load_sample("payment.succeeded.json")
-    identify, event = ops_of(doc)
-    assert identify["_state"] == "customer"
-    assert identify["attributes"] == {
-        "email": "maya.fernandes@example.com",
-        "name": "Maya Fernandes",
-        "first_name": "Maya",
-        "last_name": "Fernandes",
-        # no phone: Dodo sent phone_number: null, which says it does not know one (never a removal)
-        "dodo_customer_id": "cus_2RfYk8HcWq5NzT1mLb9Xe",
-    }
+    _, event = ops_of(doc)  # the customer identify: test_subscription_active_identify, test_contact_fields
     assert event["attributes"] == {
         "payment_id": "pay_8fTq2WbXn4LcRk7YvP1sD",
         "status": "succeeded",
@@ -197,8 +182,7 @@ def test_payment_succeeded_full_mapping() -> None:
 
 
 def test_payment_failed_mapping() -> None:
-    identify, event = ops_of(load_sample("payment.failed.json"))
-    assert identify["attributes"]["phone"] == "+4915112345678"
+    _, event = ops_of(load_sample("payment.failed.json"))
     attrs = event["attributes"]
     assert amount(attrs, "total_amount") == (19, 1900, "EUR", "€19.00")
     assert (attrs["tax_amount"], attrs["tax_amount_currency"]) == (3.61, "EUR")
@@ -213,32 +197,13 @@ def test_payment_failed_mapping() -> None:
     assert "invoice_id" not in attrs  # null values are dropped
 
 
-def test_jpy_is_not_divided() -> None:
-    attrs = the_event(ops_of(load_sample("payment.succeeded.jpy.json")))["attributes"]
-    assert amount(attrs, "total_amount") == (4980, 4980, "JPY", "¥4,980")
-    assert {type(attrs["total_amount"]), type(attrs["tax_amount"])} == {int}
-    assert attrs["tax_amount"] == 453
-    assert (attrs["settlement_amount"], attrs["settlement_amount_currency"]) == (33.21, "USD")
-
-
-@pytest.mark.parametrize(
-    ("currency", "minor", "exponents", "expected"),
-    [
-        ("KWD", 1250, None, 1.25),  # 3 decimals: fils (every currency's exponent: test_money)
-        ("MGA", 1000, None, 10),  # a whole amount is an integer
-        ("MGA", 123456, {"MGA": 0}, 123456),  # a merchant's override (Stripe treats MGA as zero-decimal)
-        ("usd", 1999, None, 19.99),  # lower-case code still resolves, and goes out upper-case
-    ],
-)
-def test_currency_exponents(currency: str, minor: int, exponents: dict[str, int] | None, expected: float) -> None:
+def test_a_merchants_exponent_override_reaches_the_amounts() -> None:
+    """Stripe treats MGA as zero-decimal, ISO as two. Defaults: test_money; upper-cased codes: test_attributes."""
     doc = load_sample("payment.succeeded.json")
-    doc["data"]["currency"] = currency
-    doc["data"]["total_amount"] = minor
-    attrs = the_event(ops_of(doc, MappingConfig(exponents=exponents or {})))["attributes"]
-    assert attrs["total_amount"] == expected
-    assert type(attrs["total_amount"]) is type(expected)
-    assert attrs["total_amount_minor"] == minor
-    assert attrs["total_amount_currency"] == currency.upper()
+    doc["data"].update(currency="MGA", total_amount=123456)
+    attrs = the_event(ops_of(doc, MappingConfig(exponents={"MGA": 0})))["attributes"]
+    assert amount(attrs, "total_amount") == (123456, 123456, "MGA", "MGA 123,456")
+    assert type(attrs["total_amount"]) is int
 
 
 @pytest.mark.parametrize(
@@ -341,13 +306,8 @@ def test_subscription_active_identify() -> None:
         "subscription_scheduled_change_at": None,
         "subscription_trial_ends_at": None,  # trial_period_days 0: no trial
     }
-    attrs = event["attributes"]
-    assert attrs["status"] == "active"
-    assert attrs["billing_interval"] == "month"
-    assert attrs["billing_interval_count"] == 1
-    assert attrs["next_billing_date"] == unix("2026-10-03T14:06:18.532741Z")
-    assert attrs["cancel_at_period_end"] is False
-    assert attrs["metadata"] == {"app_user_id": "usr_04411", "plan": "pro_monthly"}
+    # the event carries the same state unprefixed (test_attributes' subscription event test)
+    assert event["attributes"]["metadata"] == {"app_user_id": "usr_04411", "plan": "pro_monthly"}
 
 
 def test_subscription_cancelled() -> None:
@@ -364,13 +324,9 @@ def test_subscription_cancelled() -> None:
     assert json.dumps(attrs).count("priya.raman@example.co.uk") == 0
 
 
-def test_subscription_renewed_and_on_hold() -> None:
+def test_a_renewal_names_its_payment() -> None:
     *_, renewed = ops_of(load_sample("subscription.renewed.json"))
     assert renewed["attributes"]["payment_id"] == "pay_3LmTq7XbWz1KcR5nYd9Vh"
-    _, identify, on_hold = ops_of(load_sample("subscription.on_hold.json"))
-    assert identify["attributes"]["subscription_status"] == "on_hold"
-    assert on_hold["name"] == "subscription.on_hold"
-    assert "payment_id" not in on_hold["attributes"]
 
 
 def test_subscription_scheduled_change_and_cancel_at_period_end() -> None:
@@ -403,8 +359,7 @@ def test_bad_dates_are_dropped_not_fatal() -> None:
 
 
 def test_refund_mapping() -> None:
-    identify, event = ops_of(load_sample("refund.succeeded.json"))
-    assert identify["attributes"]["email"] == "maya.fernandes@example.com"
+    _, event = ops_of(load_sample("refund.succeeded.json"))
     attrs = event["attributes"]
     assert amount(attrs, "refund_amount") == (24.5, 2450, "USD", "$24.50")
     assert attrs["is_partial"] is True
@@ -426,31 +381,13 @@ def test_refund_without_amount_still_sends_the_event(field: str) -> None:
 
 
 def test_dispute_mapping() -> None:
-    identify, event = ops_of(load_sample("dispute.opened.json"))
-    assert identify["identifiers"] == {"id": "cus_2RfYk8HcWq5NzT1mLb9Xe"}
+    _, event = ops_of(load_sample("dispute.opened.json"))
     attrs = event["attributes"]
     assert amount(attrs, "dispute_amount") == (49, 4900, "USD", "$49.00")
     assert attrs["dispute_stage"] == "dispute"
     assert attrs["dispute_status"] == "dispute_opened"
     assert attrs["reason"] == "product_not_received"
     assert "remarks" not in attrs
-
-
-@pytest.mark.parametrize("how", ["null", "missing"])
-def test_dispute_without_customer_is_left_for_resolution_through_its_payment(how: str) -> None:
-    doc = load_sample("dispute.opened.json")
-    if how == "null":
-        doc["data"]["customer"] = None
-    else:
-        del doc["data"]["customer"]
-    ops = ops_of(doc)
-    assert [op["action"] for op in ops] == ["event"]  # no customer object: no profile to identify
-    (event,) = ops
-    assert "identifiers" not in event  # never sent as it is: resolved later or parked
-    assert "_customer_id" not in event
-    assert event["_payment_id"] == "pay_8fTq2WbXn4LcRk7YvP1sD"
-    assert event["name"] == "dispute.opened"
-    assert event["attributes"]["dispute_id"] == "dp_4NcWr8KzQm2XbT6yLd1Vp"
 
 
 def test_license_key_never_carries_the_key() -> None:
@@ -476,12 +413,8 @@ def test_license_key_never_carries_the_key() -> None:
         assert key.replace("-", "") not in dump
 
 
-def _customer_ref(data: dict[str, Any], event_type: str = "credit.added") -> dict[str, Any]:
-    return {"business_id": "bus_1", "type": event_type, "timestamp": "2026-10-14T09:21:47.250Z", "data": data}
-
-
 def test_customer_ref_mapping() -> None:
-    doc = _customer_ref(
+    doc = customer_ref(
         {
             "payload_type": "CreditLedgerEntry",
             "business_id": "bus_1",
@@ -514,7 +447,7 @@ def test_customer_ref_mapping() -> None:
 
 
 def test_customer_ref_nested_customer() -> None:
-    doc = _customer_ref({"customer": {"customer_id": "cus_N", "email": "n@example.com"}}, "dunning.started")
+    doc = customer_ref({"customer": {"customer_id": "cus_N", "email": "n@example.com"}}, "dunning.started")
     ops = ops_of(doc)
     assert [op["action"] for op in ops] == ["event"]
     assert ops[0]["identifiers"] == {"id": "cus_N"}
@@ -590,7 +523,6 @@ def test_event_names_rename() -> None:
 def test_ignored_types() -> None:
     config = MappingConfig(ignored_types=frozenset({"payment.succeeded"}))
     assert ops_of(load_sample("payment.succeeded.json"), config) == []
-    assert ops_of(load_sample("payment.succeeded.jpy.json"), config) == []
     assert len(ops_of(load_sample("payment.failed.json"), config)) == 2
 
 
@@ -664,7 +596,7 @@ def test_transform_added_event_gets_its_own_id() -> None:
     assert ULID_RE.fullmatch(added_id)
     assert added_id != default_id
     assert default_id == the_event(ops_of(load_sample("payment.succeeded.json")))["id"]
-    assert ulid_time(added_id) == ulid_time(default_id)
+    assert ulid_time_ms(added_id) == ulid_time_ms(default_id)
     again = ops_of(load_sample("payment.succeeded.json"), config)
     assert again[2]["id"] == added_id  # still deterministic for retries
     other = ops_of(load_sample("payment.succeeded.json"), config, webhook_id=OTHER_WEBHOOK_ID)
@@ -727,13 +659,3 @@ def test_mapping_does_not_mutate_the_payload() -> None:
     map_event(event, config)
     map_event(event, config)
     assert dict(event.data) == before
-
-
-def test_a_bare_id_in_loosely_documented_payloads_is_named_after_its_family() -> None:
-    name = next(
-        n for n in SAMPLE_NAMES if n.startswith("credit.") and "id" in json.loads((SAMPLES / n).read_text())["data"]
-    )
-    event_op = ops_of(load_sample(name))[-1]
-    raw_id = json.loads((SAMPLES / name).read_text())["data"]["id"]
-    assert event_op["attributes"]["credit_id"] == raw_id
-    assert "id" not in event_op["attributes"]

@@ -26,7 +26,7 @@ from dodo_cio.receiving.models import (
     parse_json,
     parse_payload,
 )
-from support.g1_events import unix
+from support.g1_events import customer_ref, unix
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))
@@ -42,12 +42,8 @@ EXPECTED_CLASS = {
 }
 
 
-def body(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc).encode("utf-8")
-
-
 def parse(doc: dict[str, Any]) -> Payload | None:
-    return parse_payload(parse_envelope(parse_json(body(doc))))
+    return parse_payload(parse_envelope(parse_json(json.dumps(doc).encode())))
 
 
 def json_error(raw: bytes) -> PayloadError:
@@ -68,19 +64,13 @@ def payload_error(doc: dict[str, Any]) -> PayloadError:
 # every sample parses
 
 
-def test_samples_are_present() -> None:
-    assert len(SAMPLE_FILES) >= 10
-
-
 @pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
 def test_every_sample_parses_into_its_family(path: Path) -> None:
     raw = path.read_bytes()
     doc = json.loads(raw)
     envelope = parse_envelope(parse_json(raw))
     assert isinstance(envelope, Envelope)
-    assert envelope.type == doc["type"]
-    assert envelope.timestamp == unix(doc["timestamp"])
-    assert envelope.timestamp_ms // 1000 == envelope.timestamp
+    # its type and times: test_mapping's per-sample test (the event name, op timestamp, event id time)
     assert envelope.business_id == doc["business_id"]
     assert envelope.data == doc["data"]
     payload = parse_payload(envelope)
@@ -124,29 +114,20 @@ def test_json_that_is_not_an_object(raw: bytes) -> None:
     assert "object" in json_error(raw).problem
 
 
-def test_parse_json_returns_the_object() -> None:
-    assert parse_json(b' {"a": [1, "\xc3\xa9"]} ') == {"a": [1, "é"]}
-
-
-def _without(doc: dict[str, Any], *path: str) -> dict[str, Any]:
-    out = copy.deepcopy(doc)
-    target = out
-    for key in path[:-1]:
-        target = target[key]
-    del target[path[-1]]
-    return out
+MISSING: Any = object()  # the key is taken out
 
 
 def _with(doc: dict[str, Any], value: Any, *path: str) -> dict[str, Any]:
+    """A copy of `doc` with the key at `path` set to `value` (taken out when `value` is MISSING)."""
     out = copy.deepcopy(doc)
     target = out
     for key in path[:-1]:
         target = target[key]
-    target[path[-1]] = value
+    if value is MISSING:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
     return out
-
-
-MISSING: Any = object()  # the key is removed from the envelope
 
 
 @pytest.mark.parametrize(
@@ -167,7 +148,7 @@ MISSING: Any = object()  # the key is removed from the envelope
 )
 def test_a_bad_envelope_key_is_named(key: str, value: Any, problem: str | None) -> None:
     doc = load_sample("payment.succeeded.json")
-    err = payload_error(_without(doc, key) if value is MISSING else _with(doc, value, key))
+    err = payload_error(_with(doc, value, key))
     assert err.field == f"body.{key}"
     if problem is not None:
         assert problem in err.problem
@@ -189,7 +170,7 @@ def test_type_is_stripped_and_business_id_optional() -> None:
 
 
 def test_error_message_names_the_field() -> None:
-    err = payload_error(_without(load_sample("payment.succeeded.json"), "data", "customer", "customer_id"))
+    err = payload_error(_with(load_sample("payment.succeeded.json"), MISSING, "data", "customer", "customer_id"))
     assert str(err).startswith("data.customer.customer_id: ")
     assert isinstance(err, ValueError)
 
@@ -219,7 +200,7 @@ REQUIRED_FIELDS = {
 @pytest.mark.parametrize("how", ["missing", "null"])
 def test_required_field_missing(sample: str, key: str, how: str) -> None:
     doc, path = load_sample(sample), key.split(".")
-    doc = _without(doc, "data", *path) if how == "missing" else _with(doc, None, "data", *path)
+    doc = _with(doc, MISSING if how == "missing" else None, "data", *path)
     err = payload_error(doc)
     assert err.field == f"data.{key}"
     assert "required" in err.problem
@@ -237,7 +218,6 @@ def test_required_field_missing(sample: str, key: str, how: str) -> None:
         (PAYMENT, ("currency",), 840, "data.currency"),
         (PAYMENT, ("currency",), " ", "data.currency"),
         (PAYMENT, ("customer",), "cus_2RfYk8HcWq5NzT1mLb9Xe", "data.customer"),
-        (PAYMENT, ("customer",), ["cus_2RfYk8HcWq5NzT1mLb9Xe"], "data.customer"),
         (PAYMENT, ("customer", "customer_id"), 7, "data.customer.customer_id"),
         (SUBSCRIPTION, ("subscription_id",), ["sub"], "data.subscription_id"),
         (SUBSCRIPTION, ("status",), 1, "data.status"),
@@ -263,20 +243,8 @@ def test_required_field_of_wrong_type(sample: str, path: tuple[str, ...], value:
 # CustomerRef: credit / dunning / abandoned checkout / entitlements
 
 
-def _customer_ref_doc(data: dict[str, Any], event_type: str = "credit.added") -> dict[str, Any]:
-    return {"business_id": "bus_1", "type": event_type, "timestamp": "2026-10-14T09:21:47Z", "data": data}
-
-
-@pytest.mark.parametrize("event_type", events.types_of(events.CUSTOMER_REF))
-def test_customer_ref_top_level_id(event_type: str) -> None:
-    ref = parse(_customer_ref_doc({"customer_id": "cus_A", "amount": 10}, event_type))
-    assert isinstance(ref, CustomerRef)
-    assert ref.customer_id == "cus_A"
-    assert ref.raw["amount"] == 10
-
-
 def test_customer_ref_top_level_wins_over_nested() -> None:
-    ref = parse(_customer_ref_doc({"customer_id": "cus_TOP", "customer": {"customer_id": "cus_NESTED"}}))
+    ref = parse(customer_ref({"customer_id": "cus_TOP", "customer": {"customer_id": "cus_NESTED"}}))
     assert isinstance(ref, CustomerRef)
     assert ref.customer_id == "cus_TOP"
 
@@ -294,7 +262,7 @@ def test_customer_ref_top_level_wins_over_nested() -> None:
     ],
 )
 def test_customer_ref_errors(data: dict[str, Any], field: str) -> None:
-    err = payload_error(_customer_ref_doc(data))
+    err = payload_error(customer_ref(data))
     assert err.field == field
 
 
@@ -385,7 +353,7 @@ def test_an_optional_field_absent_or_of_the_wrong_type_is_empty(
     sample: str, path: tuple[str, ...], value: Any, field: str, expected: Any
 ) -> None:
     doc = load_sample(sample)
-    payload = parse(_without(doc, "data", *path) if value is MISSING else _with(doc, value, "data", *path))
+    payload = parse(_with(doc, value, "data", *path))
     assert type(payload) is type(parse(doc))  # still parsed
     assert attrgetter(field)(payload) == expected
 

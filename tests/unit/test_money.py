@@ -6,9 +6,9 @@ Amounts leave as JSON numbers a template prints as a person writes them (`49`, `
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -37,12 +37,7 @@ from dodo_cio.mapping.money import (
         (4980, "JPY", 4980),
         (1250, "KWD", 1.25),
         (1, "BHD", 0.001),
-        (123456, "KRW", 123456),
         (1050, "MGA", 10.5),  # ISO: 2 decimals (Stripe treats MGA as zero-decimal)
-        (1000, "MGA", 10),
-        (1000, "HUF", 10),
-        (1000, "TWD", 10),
-        (1000, "IDR", 10),
         (1250, "EUR", 12.5),
         (1000, "CLF", 0.1),
         (1000, "KWD", 1),
@@ -55,24 +50,6 @@ def test_to_major(minor: int, currency: str, expected: float) -> None:
     result = to_major(minor, currency)
     assert result == expected
     assert type(result) is type(expected)
-
-
-@pytest.mark.parametrize(
-    ("minor", "currency", "text"),
-    [
-        (1999, "USD", "19.99"),
-        (1001, "USD", "10.01"),
-        (1, "USD", "0.01"),
-        (110, "USD", "1.1"),
-        (1250, "KWD", "1.25"),
-        (1, "KWD", "0.001"),
-        (-1999, "GBP", "-19.99"),
-        (123456789012345, "USD", "1234567890123.45"),
-    ],
-)
-def test_fractional_amounts_print_as_the_exact_decimal(minor: int, currency: str, text: str) -> None:
-    """No binary noise in the JSON (19.99, never 19.990000000000002)."""
-    assert json.dumps(to_major(minor, currency)) == text
 
 
 def test_unknown_and_empty_codes_default_to_two() -> None:
@@ -122,10 +99,12 @@ def test_override_table() -> None:
     assert type(to_major(1000, "mga", stripe_style)) is int
     assert format_amount(1000, "MGA", stripe_style) == "MGA 1,000"
     assert to_major(1999, "USD", stripe_style) == 1.999
+    assert format_amount(1999, "USD", stripe_style) == "$1.999"
     assert to_major(1250, "KWD", stripe_style) == 1.25  # untouched codes keep the table value
     assert to_major(1999, "USD", {}) == 19.99
     assert to_major(1999, "USD", None) == 19.99
     assert exponent("XBT", {"XBT": 8}) == 8
+    assert format_amount(1000, "XBT", {"XBT": 8}) == "XBT 0.00001000"
 
 
 @pytest.mark.parametrize("bad", [-1, 9, 2.0, "2", True, None])
@@ -135,17 +114,18 @@ def test_override_values_are_validated(bad: object) -> None:
 
 
 def test_large_values_are_exact() -> None:
-    # 1234567890123.45 (USD): test_fractional_amounts_print_as_the_exact_decimal
+    # exact decimals up to 15 digits (1234567890123.45 USD): test_matches_decimal_division
     assert to_major(123456789012345678, "JPY") == 123456789012345678
     # 16 significant digits have no exact float: the nearest one (the minor integer stays exact)
     assert to_major(9007199254740993, "KWD") == float(Decimal("9007199254740.993"))
     assert type(to_major(10**22, "USD")) is float  # whole, but past 2**63: the nearest float
 
 
+@pytest.mark.parametrize("convert", [to_major, format_amount])
 @pytest.mark.parametrize("bad", [True, False, 19.99, "1999", None, Decimal(1999)])
-def test_rejects_non_int(bad: object) -> None:
+def test_rejects_non_int(convert: Any, bad: object) -> None:
     with pytest.raises(TypeError):
-        to_major(bad, "USD")  # type: ignore[arg-type]
+        convert(bad, "USD")
 
 
 @given(minor=st.integers(min_value=-(10**15) + 1, max_value=10**15 - 1), code=st.sampled_from(sorted(EXPONENTS)))
@@ -194,20 +174,9 @@ def test_format_amount(minor: int, currency: str, display: str) -> None:
     assert format_amount(minor, currency) == display
 
 
-def test_format_amount_follows_the_exponent_override() -> None:
-    assert format_amount(1999, "USD", {"USD": 3}) == "$1.999"
-    assert format_amount(1000, "XBT", {"XBT": 8}) == "XBT 0.00001000"
-
-
 def test_every_symbol_is_for_a_known_code() -> None:
     assert all(code in EXPONENTS for code in SYMBOLS)
     assert list(SYMBOLS.values()).count("$") == 1  # only the US dollar is a bare "$"
-
-
-@pytest.mark.parametrize("bad", [True, 19.99, "1999", None])
-def test_format_amount_rejects_non_int(bad: object) -> None:
-    with pytest.raises(TypeError):
-        format_amount(bad, "USD")  # type: ignore[arg-type]
 
 
 @given(minor=st.integers(min_value=-(10**15) + 1, max_value=10**15 - 1), code=st.sampled_from(sorted(EXPONENTS)))
