@@ -202,16 +202,7 @@ def test_function_environment(cfn: dict[str, Any], function: str, own_env: dict[
     assert cfn["Resources"][function]["Properties"]["Environment"]["Variables"] == {**SHARED_ENV, **own_env}
 
 
-def test_every_function_runs_python313_on_arm64_and_traces_as_the_parameter_says(cfn: dict[str, Any]) -> None:
-    functions = resources_of_type(cfn, "AWS::Lambda::Function")
-    assert functions, "no Lambda functions in the translated template"
-    for name, fn in functions.items():
-        assert fn["Properties"]["Runtime"] == "python3.13", name
-        assert fn["Properties"]["Architectures"] == ["arm64"], name
-        assert fn["Properties"].get("TracingConfig") == {"Mode": {"Ref": "TracingMode"}}, name
-
-
-def test_functions_and_layer_are_built_for_the_lambda_platform(
+def test_functions_and_layer_are_built_for_the_lambda_platform_and_trace_as_the_parameter_says(
     cfn: dict[str, Any], sam_template: dict[str, Any]
 ) -> None:
     layer_id, layer = only_resource_of_type(cfn, "AWS::Lambda::LayerVersion")
@@ -228,8 +219,12 @@ def test_functions_and_layer_are_built_for_the_lambda_platform(
     assert "build-BridgeLayer:" in makefile
     assert "--platform manylinux2014_aarch64" in makefile and "--python-version 3.13" in makefile
     assert "--invalidation-mode unchecked-hash" in makefile
+    functions = resources_of_type(cfn, "AWS::Lambda::Function")
+    assert sorted(functions) == ["IngestFunction", "RetryFunction"]
     for name, folder in (("IngestFunction", "ingest"), ("RetryFunction", "retry")):
-        props = cfn["Resources"][name]["Properties"]
+        props = functions[name]["Properties"]
+        assert (props["Runtime"], props["Architectures"]) == ("python3.13", ["arm64"]), name
+        assert props.get("TracingConfig") == {"Mode": {"Ref": "TracingMode"}}, name
         assert props["Handler"] == "app.lambda_handler", name
         assert [ref_name(x) for x in props["Layers"]] == [layer_id], name
         assert sam_template["Resources"][name]["Properties"]["CodeUri"] == f"functions/{folder}/"
@@ -259,16 +254,6 @@ def test_every_log_group_has_retention(cfn: dict[str, Any]) -> None:
 # --- HTTP API -----------------------------------------------------------------------------------------
 
 
-def test_http_api_routes_post_webhooks_dodo_to_ingest(cfn: dict[str, Any]) -> None:
-    api_id, api = only_resource_of_type(cfn, "AWS::ApiGatewayV2::Api")
-    assert api_id == "WebhookApi"
-    paths = api["Properties"]["Body"]["paths"]
-    assert list(paths) == [WEBHOOK_PATH]
-    assert list(paths[WEBHOOK_PATH]) == ["post"]
-    uri = sub_template(paths[WEBHOOK_PATH]["post"]["x-amazon-apigateway-integration"]["uri"]) or ""
-    assert "${IngestFunctionAliaslive}" in uri  # the alias a gradual deploy shifts (README "Deploys that roll back")
-
-
 def test_both_functions_deploy_gradually_through_an_alias_that_alarms_roll_back(cfn: dict[str, Any]) -> None:
     alarms = {"IngestErrorsAlarm", "RetryErrorsAlarm", "ConfigErrorAlarm", "TransformErrorAlarm"}
     alarms.add("DeadLetterQueueArrivalAlarm")  # permanent Customer.io rejections
@@ -282,7 +267,16 @@ def test_both_functions_deploy_gradually_through_an_alias_that_alarms_roll_back(
     assert cfn["Parameters"]["DeploymentType"]["Default"].startswith("Canary")
 
 
-def test_http_api_stage_throttling_and_json_access_log(cfn: dict[str, Any]) -> None:
+def test_http_api_routes_post_webhooks_dodo_to_ingest_with_throttling_and_a_json_access_log(
+    cfn: dict[str, Any],
+) -> None:
+    api_id, api = only_resource_of_type(cfn, "AWS::ApiGatewayV2::Api")
+    assert api_id == "WebhookApi"
+    paths = api["Properties"]["Body"]["paths"]
+    assert list(paths) == [WEBHOOK_PATH]
+    assert list(paths[WEBHOOK_PATH]) == ["post"]
+    uri = sub_template(paths[WEBHOOK_PATH]["post"]["x-amazon-apigateway-integration"]["uri"]) or ""
+    assert "${IngestFunctionAliaslive}" in uri  # the alias a gradual deploy shifts (README "Deploys that roll back")
     _, stage = only_resource_of_type(cfn, "AWS::ApiGatewayV2::Stage")
     props = stage["Properties"]
     assert props["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
