@@ -6,10 +6,7 @@ and a cycle hidden in one is still a cycle for the reader.
 
 The domain's stages, in the order a webhook meets them (README "Where things are"); a module may
 import from its own stage and from earlier ones only. `ingest` and `retry` are the two flows: they
-share a rank but not code.
-
-Across the tree: the layer imports only itself; the handlers only the layer; the CLI the layer;
-the local emulator the CLI and the layer; the test data tools all of those; the benchmarks anything.
+share a rank but not code. Across the tree, MAY_IMPORT says which package may import which.
 """
 
 from __future__ import annotations

@@ -107,24 +107,13 @@ def _checkov(target: Path) -> Results:
     return results
 
 
-@pytest.fixture(scope="module")
-def checkov_results() -> Results:
-    """checkov on template.yaml, as `make scan` runs it."""
-    return _checkov(Path("template.yaml"))
-
-
-@pytest.fixture(scope="module")
-def checkov_translated_results(translated_path: Path) -> Results:
-    """checkov on the translated template: only there does it see the generated role's policies."""
-    return _checkov(translated_path)
-
-
-def test_checkov_passes_with_every_skip_justified_and_used(
-    sam_template: dict[str, Any], checkov_results: Results, checkov_translated_results: Results
-) -> None:
-    both = (checkov_results, checkov_translated_results)
+def test_checkov_passes_with_every_skip_justified_and_used(sam_template: dict[str, Any], translated_path: Path) -> None:
+    """On template.yaml, as `make scan` runs it, and on the translation: only there does checkov see the generated
+    role's policies."""
+    results, translated = _checkov(Path("template.yaml")), _checkov(translated_path)
+    both = (results, translated)
     assert [f"{c['check_id']} {c['resource']}: {c['check_name']}" for r in both for c in r["failed_checks"]] == []
-    assert len(checkov_translated_results["passed_checks"]) > len(checkov_translated_results["skipped_checks"])
+    assert len(translated["passed_checks"]) > len(translated["skipped_checks"])
     unjustified = [
         f"{c['check_id']} {c['resource']}"
         for r in both
@@ -140,9 +129,7 @@ def test_checkov_passes_with_every_skip_justified_and_used(
         for name, res in sam_template["Resources"].items()
         for skip in (res.get("Metadata") or {}).get("checkov", {}).get("skip", [])
     }
-    assert (
-        declared - {(c["resource"].split(".")[-1], c["check_id"]) for c in checkov_results["skipped_checks"]} == set()
-    )
+    assert declared - {(c["resource"].split(".")[-1], c["check_id"]) for c in results["skipped_checks"]} == set()
 
 
 # --- functions and layer ------------------------------------------------------------------------------
