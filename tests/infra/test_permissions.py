@@ -275,17 +275,13 @@ def _iam_like(pattern: str, value: str) -> bool:
 
 
 def _delete_statement(cfn: dict[str, Any]) -> dict[str, Any]:
-    statements = statements_with_action(_role(cfn, "IngestFunction"), "dynamodb:DeleteItem")
-    assert len(statements) == 1, statements
-    return statements[0]
-
-
-def _delete_patterns(cfn: dict[str, Any]) -> list[str]:
-    return [str(p) for p in as_list(_delete_statement(cfn)["Condition"]["ForAllValues:StringLike"][LEADING_KEYS])]
+    (stmt,) = statements_with_action(_role(cfn, "IngestFunction"), "dynamodb:DeleteItem")
+    return stmt
 
 
 def _may_delete(cfn: dict[str, Any], key: str) -> bool:
-    return any(_iam_like(pattern, key) for pattern in _delete_patterns(cfn))
+    patterns = as_list(_delete_statement(cfn)["Condition"]["ForAllValues:StringLike"][LEADING_KEYS])
+    return any(_iam_like(str(pattern), key) for pattern in patterns)
 
 
 @pytest.mark.parametrize(

@@ -299,17 +299,6 @@ def test_the_retry_queue_feeds_the_retry_function_in_batches(cfn: dict[str, Any]
     assert esm["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RetryMaxConcurrency"}
 
 
-def test_retry_path_parameters(cfn: dict[str, Any]) -> None:
-    batch, concurrency = cfn["Parameters"]["RetryBatchSize"], cfn["Parameters"]["RetryMaxConcurrency"]
-    assert int(batch["Default"]) == 50 and int(batch["MinValue"]) >= 1
-    assert 10 < int(batch["MaxValue"]) <= 10000  # Lambda's limit for standard queues; the window is always set
-    assert concurrency["Type"] == "Number" and int(concurrency["Default"]) == 2
-    assert int(concurrency["MinValue"]) == 2 and int(concurrency.get("MaxValue", 1000)) <= 1000  # SQS: 2..1000
-    rate = cfn["Parameters"]["CustomerioRequestsPerSecond"]
-    assert rate["Type"] == "Number" and int(rate["MinValue"]) >= 1
-    assert int(rate["Default"]) == 100  # Customer.io's stated fair-use rate for the Track API
-
-
 def test_retry_queue_keeps_messages_past_the_longest_horizon(cfn: dict[str, Any]) -> None:
     """Nothing may expire silently: the function must see the message after its horizon to dead-letter it.
 
@@ -382,10 +371,6 @@ def test_only_the_retry_queue_redrives_and_only_to_the_dlq(cfn: dict[str, Any]) 
 # --- parameters and outputs ---------------------------------------------------------------------------
 
 
-def _pattern(cfn: dict[str, Any], name: str) -> re.Pattern[str]:
-    return re.compile(cfn["Parameters"][name]["AllowedPattern"])
-
-
 @pytest.mark.parametrize(
     ("name", "good", "bad"),
     [
@@ -405,7 +390,7 @@ def _pattern(cfn: dict[str, Any], name: str) -> re.Pattern[str]:
     ],
 )
 def test_parameter_patterns(cfn: dict[str, Any], name: str, good: list[str], bad: list[str]) -> None:
-    pattern = _pattern(cfn, name)
+    pattern = re.compile(cfn["Parameters"][name]["AllowedPattern"])
     assert pattern.fullmatch(cfn["Parameters"][name]["Default"])
     assert [v for v in good if not pattern.fullmatch(v)] == []
     assert [v for v in bad if pattern.fullmatch(v)] == []
@@ -428,6 +413,14 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
     assert int(params["ApiThrottlingBurstLimit"]["Default"]) == 100
     assert int(params["LogRetentionInDays"]["Default"]) == 30
     assert params["LogLevel"]["Default"] == "INFO"
+    batch, concurrency = params["RetryBatchSize"], params["RetryMaxConcurrency"]
+    assert int(batch["Default"]) == 50 and int(batch["MinValue"]) >= 1
+    assert 10 < int(batch["MaxValue"]) <= 10000  # Lambda's limit for standard queues; the window is always set
+    assert concurrency["Type"] == "Number" and int(concurrency["Default"]) == 2
+    assert int(concurrency["MinValue"]) == 2 and int(concurrency.get("MaxValue", 1000)) <= 1000  # SQS: 2..1000
+    rate = params["CustomerioRequestsPerSecond"]
+    assert rate["Type"] == "Number" and int(rate["MinValue"]) >= 1
+    assert int(rate["Default"]) == 100  # Customer.io's stated fair-use rate for the Track API
     tracing = params["TracingMode"]
     assert (tracing["Type"], tracing["AllowedValues"]) == ("String", ["Active", "PassThrough"])
     assert tracing["Default"] == "PassThrough", "X-Ray was the largest line of the cost: operators opt in"
