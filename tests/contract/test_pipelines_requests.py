@@ -1,10 +1,7 @@
-"""Every request the bridge sends, for every sample, identifier strategy and subscription mode, is one
-Customer.io's published contract accepts: the Track v2 schema (plus the byte limits it cannot express) under
-CUSTOMERIO_API=track, the Pipelines spec in strict mode under CUSTOMERIO_API=pipelines.
-
-The requests are what the deployment's own client makes (the real mapping, identity resolution and op fitting
-before it, `contract.wire`), recorded instead of sent; each is checked by the sandbox's validator for its API
-(the Pipelines one reads the spec copy in this folder, with the two readings issue 12 names).
+"""Every request the bridge sends, for every sample, identifier strategy and subscription mode, is one Customer.io's
+published contract accepts: the Track v2 schema plus its byte limits (CUSTOMERIO_API=track), the Pipelines spec in
+strict mode (CUSTOMERIO_API=pipelines). The requests are the deployment's own client's, after the real mapping,
+identity resolution and op fitting (`contract.wire`), recorded instead of sent and checked by the sandbox's validator.
 """
 
 from __future__ import annotations

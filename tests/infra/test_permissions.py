@@ -232,7 +232,7 @@ def _evaluate(expr: Any, params: dict[str, str], conditions: dict[str, Any]) -> 
     return expr
 
 
-def test_reserved_concurrency_parameter(cfn: dict[str, Any]) -> None:
+def test_reserved_concurrency_parameter(cfn: dict[str, Any], sam_template: dict[str, Any]) -> None:
     param = cfn["Parameters"]["IngestReservedConcurrency"]
     assert param["Type"] == "Number"
     assert int(param["MinValue"]) == 0  # 0 turns the reservation off
@@ -241,6 +241,9 @@ def test_reserved_concurrency_parameter(cfn: dict[str, Any]) -> None:
     assert default >= int(cfn["Parameters"]["ApiThrottlingRateLimit"]["Default"])
     # ...while an account at the default 1,000 quota keeps Lambda's minimum of 100 unreserved executions.
     assert default + 100 <= 1000
+    # CKV_AWS_115 now passes on the ingest function; a leftover skip would hide a regression.
+    skips = sam_template["Resources"]["IngestFunction"]["Metadata"]["checkov"]["skip"]
+    assert "CKV_AWS_115" not in {s["id"] for s in skips}
 
 
 @pytest.mark.parametrize(("value", "reserved"), [("0", None), ("1", "1"), ("50", "50"), ("400", "400")])
@@ -248,12 +251,6 @@ def test_reserved_concurrency_is_wired_and_off_at_zero(cfn: dict[str, Any], valu
     prop = cfn["Resources"]["IngestFunction"]["Properties"]["ReservedConcurrentExecutions"]
     got = _evaluate(prop, {"IngestReservedConcurrency": value}, cfn["Conditions"])
     assert (None if got is _NO_VALUE else got) == reserved
-
-
-def test_checkov_reserved_concurrency_skip_is_gone_from_ingest(sam_template: dict[str, Any]) -> None:
-    """CKV_AWS_115 now passes on the ingest function; a leftover skip would hide a regression."""
-    skips = sam_template["Resources"]["IngestFunction"]["Metadata"]["checkov"]["skip"]
-    assert "CKV_AWS_115" not in {s["id"] for s in skips}
 
 
 # --- DynamoDB: the ingest function deletes only its own idempotency records -----------------------------
