@@ -24,7 +24,6 @@ WEBHOOK_ID = "msg_contract"
 class Sent:
     url: str
     body: bytes
-    headers: dict[str, str]
 
 
 @dataclass
@@ -34,7 +33,7 @@ class Recorder:
     sent: list[Sent] = field(default_factory=list)
 
     def post(self, url: str, data: bytes, headers: dict[str, str], timeout: Any) -> Any:
-        self.sent.append(Sent(url, data, dict(headers)))
+        self.sent.append(Sent(url, data))
 
         class _Response:
             status_code = 200

@@ -67,17 +67,6 @@ def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def ref_name(value: Any) -> str | None:
-    """Logical id behind {"Ref": X} or {"Fn::GetAtt": [X, ...]}, else None."""
-    if isinstance(value, dict):
-        if "Ref" in value:
-            return str(value["Ref"])
-        if "Fn::GetAtt" in value:
-            target = value["Fn::GetAtt"]
-            return str(target[0] if isinstance(target, list) else target.split(".", 1)[0])
-    return None
-
-
 def getatt(value: Any) -> tuple[str, str] | None:
     """(logical id, attribute) of an Fn::GetAtt, else None."""
     if isinstance(value, dict) and "Fn::GetAtt" in value:
@@ -85,6 +74,14 @@ def getatt(value: Any) -> tuple[str, str] | None:
         name, attr = target if isinstance(target, list) else target.split(".", 1)
         return str(name), str(attr)
     return None
+
+
+def ref_name(value: Any) -> str | None:
+    """Logical id behind {"Ref": X} or {"Fn::GetAtt": [X, ...]}, else None."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    target = getatt(value)
+    return target[0] if target else None
 
 
 def sub_template(value: Any) -> str | None:

@@ -107,24 +107,13 @@ def _checkov(target: Path) -> Results:
     return results
 
 
-@pytest.fixture(scope="module")
-def checkov_results() -> Results:
-    """checkov on template.yaml, as `make scan` runs it."""
-    return _checkov(Path("template.yaml"))
-
-
-@pytest.fixture(scope="module")
-def checkov_translated_results(translated_path: Path) -> Results:
-    """checkov on the translated template: only there does it see the generated role's policies."""
-    return _checkov(translated_path)
-
-
-def test_checkov_passes_with_every_skip_justified(
-    checkov_results: Results, checkov_translated_results: Results
-) -> None:
-    both = (checkov_results, checkov_translated_results)
+def test_checkov_passes_with_every_skip_justified_and_used(sam_template: dict[str, Any], translated_path: Path) -> None:
+    """On template.yaml, as `make scan` runs it, and on the translation: only there does checkov see the generated
+    role's policies."""
+    results, translated = _checkov(Path("template.yaml")), _checkov(translated_path)
+    both = (results, translated)
     assert [f"{c['check_id']} {c['resource']}: {c['check_name']}" for r in both for c in r["failed_checks"]] == []
-    assert len(checkov_translated_results["passed_checks"]) > len(checkov_translated_results["skipped_checks"])
+    assert len(translated["passed_checks"]) > len(translated["skipped_checks"])
     unjustified = [
         f"{c['check_id']} {c['resource']}"
         for r in both
@@ -134,17 +123,13 @@ def test_checkov_passes_with_every_skip_justified(
         or c["check_result"]["suppress_comment"] == "No comment provided"
     ]
     assert unjustified == []
-
-
-def test_every_checkov_skip_in_the_template_is_used(sam_template: dict[str, Any], checkov_results: Results) -> None:
-    """A skip for a check that does not run on that resource is dead text: remove it."""
+    # A skip for a check that does not run on that resource is dead text: remove it.
     declared = {
         (name, skip["id"])
         for name, res in sam_template["Resources"].items()
         for skip in (res.get("Metadata") or {}).get("checkov", {}).get("skip", [])
     }
-    used = {(c["resource"].split(".")[-1], c["check_id"]) for c in checkov_results["skipped_checks"]}
-    assert declared - used == set()
+    assert declared - {(c["resource"].split(".")[-1], c["check_id"]) for c in results["skipped_checks"]} == set()
 
 
 # --- functions and layer ------------------------------------------------------------------------------
@@ -204,16 +189,7 @@ def test_function_environment(cfn: dict[str, Any], function: str, own_env: dict[
     assert cfn["Resources"][function]["Properties"]["Environment"]["Variables"] == {**SHARED_ENV, **own_env}
 
 
-def test_every_function_runs_python313_on_arm64_and_traces_as_the_parameter_says(cfn: dict[str, Any]) -> None:
-    functions = resources_of_type(cfn, "AWS::Lambda::Function")
-    assert functions, "no Lambda functions in the translated template"
-    for name, fn in functions.items():
-        assert fn["Properties"]["Runtime"] == "python3.13", name
-        assert fn["Properties"]["Architectures"] == ["arm64"], name
-        assert fn["Properties"].get("TracingConfig") == {"Mode": {"Ref": "TracingMode"}}, name
-
-
-def test_functions_and_layer_are_built_for_the_lambda_platform(
+def test_functions_and_layer_are_built_for_the_lambda_platform_and_trace_as_the_parameter_says(
     cfn: dict[str, Any], sam_template: dict[str, Any]
 ) -> None:
     layer_id, layer = only_resource_of_type(cfn, "AWS::Lambda::LayerVersion")
@@ -224,16 +200,18 @@ def test_functions_and_layer_are_built_for_the_lambda_platform(
     sam_layer = sam_template["Resources"]["BridgeLayer"]
     assert sam_layer["Properties"]["ContentUri"] == "layers/dodo_cio"
     assert sam_layer["Metadata"] == {"BuildMethod": "makefile", "BuildArchitecture": "arm64"}
-    assert (REPO_ROOT / "layers/dodo_cio/requirements.txt").is_file()
-    assert (REPO_ROOT / "layers/dodo_cio/dodo_cio").is_dir()
     # The makefile builds for the Lambda platform (arm64 wheels, CPython 3.13) and ships bytecode
     # that is used without checking file times (a zip does not keep them exactly).
     makefile = (REPO_ROOT / "layers/dodo_cio/Makefile").read_text()
     assert "build-BridgeLayer:" in makefile
     assert "--platform manylinux2014_aarch64" in makefile and "--python-version 3.13" in makefile
     assert "--invalidation-mode unchecked-hash" in makefile
+    functions = resources_of_type(cfn, "AWS::Lambda::Function")
+    assert sorted(functions) == ["IngestFunction", "RetryFunction"]
     for name, folder in (("IngestFunction", "ingest"), ("RetryFunction", "retry")):
-        props = cfn["Resources"][name]["Properties"]
+        props = functions[name]["Properties"]
+        assert (props["Runtime"], props["Architectures"]) == ("python3.13", ["arm64"]), name
+        assert props.get("TracingConfig") == {"Mode": {"Ref": "TracingMode"}}, name
         assert props["Handler"] == "app.lambda_handler", name
         assert [ref_name(x) for x in props["Layers"]] == [layer_id], name
         assert sam_template["Resources"][name]["Properties"]["CodeUri"] == f"functions/{folder}/"
@@ -246,6 +224,8 @@ def test_function_timeouts_and_concurrency(cfn: dict[str, Any]) -> None:
     assert _ingest(cfn)["Properties"]["Timeout"] < 15  # Dodo waits 15 s for the response
     retry = cfn["Resources"]["RetryFunction"]["Properties"]
     assert int(retry["Timeout"]) == 30
+    # Lambda's SQS guidance; Lambda also refuses an event source whose function timeout exceeds it.
+    assert int(_queue(cfn, "RetryQueue")["VisibilityTimeout"]) >= 6 * int(retry["Timeout"])
     # Reserved concurrency makes the SQS pollers over-pull; throttled receives would count towards
     # maxReceiveCount. The event source's MaximumConcurrency bounds the function instead.
     assert "ReservedConcurrentExecutions" not in retry
@@ -261,16 +241,6 @@ def test_every_log_group_has_retention(cfn: dict[str, Any]) -> None:
 # --- HTTP API -----------------------------------------------------------------------------------------
 
 
-def test_http_api_routes_post_webhooks_dodo_to_ingest(cfn: dict[str, Any]) -> None:
-    api_id, api = only_resource_of_type(cfn, "AWS::ApiGatewayV2::Api")
-    assert api_id == "WebhookApi"
-    paths = api["Properties"]["Body"]["paths"]
-    assert list(paths) == [WEBHOOK_PATH]
-    assert list(paths[WEBHOOK_PATH]) == ["post"]
-    uri = sub_template(paths[WEBHOOK_PATH]["post"]["x-amazon-apigateway-integration"]["uri"]) or ""
-    assert "${IngestFunctionAliaslive}" in uri  # the alias a gradual deploy shifts (README "Deploys that roll back")
-
-
 def test_both_functions_deploy_gradually_through_an_alias_that_alarms_roll_back(cfn: dict[str, Any]) -> None:
     alarms = {"IngestErrorsAlarm", "RetryErrorsAlarm", "ConfigErrorAlarm", "TransformErrorAlarm"}
     alarms.add("DeadLetterQueueArrivalAlarm")  # permanent Customer.io rejections
@@ -284,7 +254,16 @@ def test_both_functions_deploy_gradually_through_an_alias_that_alarms_roll_back(
     assert cfn["Parameters"]["DeploymentType"]["Default"].startswith("Canary")
 
 
-def test_http_api_stage_throttling_and_json_access_log(cfn: dict[str, Any]) -> None:
+def test_http_api_routes_post_webhooks_dodo_to_ingest_with_throttling_and_a_json_access_log(
+    cfn: dict[str, Any],
+) -> None:
+    api_id, api = only_resource_of_type(cfn, "AWS::ApiGatewayV2::Api")
+    assert api_id == "WebhookApi"
+    paths = api["Properties"]["Body"]["paths"]
+    assert list(paths) == [WEBHOOK_PATH]
+    assert list(paths[WEBHOOK_PATH]) == ["post"]
+    uri = sub_template(paths[WEBHOOK_PATH]["post"]["x-amazon-apigateway-integration"]["uri"]) or ""
+    assert "${IngestFunctionAliaslive}" in uri  # the alias a gradual deploy shifts (README "Deploys that roll back")
     _, stage = only_resource_of_type(cfn, "AWS::ApiGatewayV2::Stage")
     props = stage["Properties"]
     assert props["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
@@ -318,23 +297,6 @@ def test_the_retry_queue_feeds_the_retry_function_in_batches(cfn: dict[str, Any]
     assert esm["BatchSize"] == {"Ref": "RetryBatchSize"}
     assert int(esm["MaximumBatchingWindowInSeconds"]) == 5  # Lambda requires a window for batches above 10
     assert esm["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "RetryMaxConcurrency"}
-
-
-def test_retry_path_parameters(cfn: dict[str, Any]) -> None:
-    batch, concurrency = cfn["Parameters"]["RetryBatchSize"], cfn["Parameters"]["RetryMaxConcurrency"]
-    assert int(batch["Default"]) == 50 and int(batch["MinValue"]) >= 1
-    assert 10 < int(batch["MaxValue"]) <= 10000  # Lambda's limit for standard queues; the window is always set
-    assert concurrency["Type"] == "Number" and int(concurrency["Default"]) == 2
-    assert int(concurrency["MinValue"]) == 2 and int(concurrency.get("MaxValue", 1000)) <= 1000  # SQS: 2..1000
-    rate = cfn["Parameters"]["CustomerioRequestsPerSecond"]
-    assert rate["Type"] == "Number" and int(rate["MinValue"]) >= 1
-    assert int(rate["Default"]) == 100  # Customer.io's stated fair-use rate for the Track API
-
-
-def test_retry_queue_visibility_covers_six_retry_timeouts(cfn: dict[str, Any]) -> None:
-    # Lambda's SQS guidance; Lambda also refuses an event source whose function timeout exceeds it.
-    timeout = int(cfn["Resources"]["RetryFunction"]["Properties"]["Timeout"])
-    assert int(_queue(cfn, "RetryQueue")["VisibilityTimeout"]) >= 6 * timeout
 
 
 def test_retry_queue_keeps_messages_past_the_longest_horizon(cfn: dict[str, Any]) -> None:
@@ -391,17 +353,14 @@ def test_quarantine_queue_keeps_whole_webhooks_for_the_longest_time(cfn: dict[st
     assert int(props["MaximumMessageSize"]) >= 2 * MAX_BODY_BYTES + 16 * 1024
 
 
-def test_quarantine_queue_is_no_redrive_source_or_target(cfn: dict[str, Any]) -> None:
-    """Its messages are not parked deliveries: they must never reach the retry function or the DLQ."""
+def test_only_the_retry_queue_redrives_and_only_to_the_dlq(cfn: dict[str, Any]) -> None:
+    """The quarantine queue's messages are not parked deliveries: never the retry function's or the DLQ's."""
     props = _queue(cfn, "QuarantineQueue")
     assert "RedrivePolicy" not in props
     assert props["RedriveAllowPolicy"] == {"redrivePermission": "denyAll"}
     for name, queue in resources_of_type(cfn, "AWS::SQS::Queue").items():
         target = (queue["Properties"].get("RedrivePolicy") or {}).get("deadLetterTargetArn")
         assert target is None or getatt(target) != ("QuarantineQueue", "Arn"), name
-
-
-def test_dlq_accepts_only_the_retry_queue(cfn: dict[str, Any]) -> None:
     allow = _queue(cfn, "RetryDeadLetterQueue")["RedriveAllowPolicy"]
     assert allow["redrivePermission"] == "byQueue"
     retry_name = sub_template(_queue(cfn, "RetryQueue")["QueueName"])
@@ -410,10 +369,6 @@ def test_dlq_accepts_only_the_retry_queue(cfn: dict[str, Any]) -> None:
 
 
 # --- parameters and outputs ---------------------------------------------------------------------------
-
-
-def _pattern(cfn: dict[str, Any], name: str) -> re.Pattern[str]:
-    return re.compile(cfn["Parameters"][name]["AllowedPattern"])
 
 
 @pytest.mark.parametrize(
@@ -435,7 +390,7 @@ def _pattern(cfn: dict[str, Any], name: str) -> re.Pattern[str]:
     ],
 )
 def test_parameter_patterns(cfn: dict[str, Any], name: str, good: list[str], bad: list[str]) -> None:
-    pattern = _pattern(cfn, name)
+    pattern = re.compile(cfn["Parameters"][name]["AllowedPattern"])
     assert pattern.fullmatch(cfn["Parameters"][name]["Default"])
     assert [v for v in good if not pattern.fullmatch(v)] == []
     assert [v for v in bad if pattern.fullmatch(v)] == []
@@ -458,6 +413,14 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
     assert int(params["ApiThrottlingBurstLimit"]["Default"]) == 100
     assert int(params["LogRetentionInDays"]["Default"]) == 30
     assert params["LogLevel"]["Default"] == "INFO"
+    batch, concurrency = params["RetryBatchSize"], params["RetryMaxConcurrency"]
+    assert int(batch["Default"]) == 50 and int(batch["MinValue"]) >= 1
+    assert 10 < int(batch["MaxValue"]) <= 10000  # Lambda's limit for standard queues; the window is always set
+    assert concurrency["Type"] == "Number" and int(concurrency["Default"]) == 2
+    assert int(concurrency["MinValue"]) == 2 and int(concurrency.get("MaxValue", 1000)) <= 1000  # SQS: 2..1000
+    rate = params["CustomerioRequestsPerSecond"]
+    assert rate["Type"] == "Number" and int(rate["MinValue"]) >= 1
+    assert int(rate["Default"]) == 100  # Customer.io's stated fair-use rate for the Track API
     tracing = params["TracingMode"]
     assert (tracing["Type"], tracing["AllowedValues"]) == ("String", ["Active", "PassThrough"])
     assert tracing["Default"] == "PassThrough", "X-Ray was the largest line of the cost: operators opt in"
@@ -480,22 +443,20 @@ def test_outputs(cfn: dict[str, Any]) -> None:
     assert outputs["BridgeLayerArn"]["Value"] == {"Ref": layer_id}
 
 
-def test_state_table_keeps_idempotency_records_longer_than_dodo_retries(cfn) -> None:
+def test_state_table_keeps_idempotency_records_and_outlives_a_stack_delete_a_replacement_and_a_delete_call(
+    cfn: dict[str, Any],
+) -> None:
+    """The identity directory and the freshness records exist nowhere else (README "Uninstalling")."""
     from dodo_cio.state.idempotency import EXPIRES_AFTER_SECONDS
 
-    table = cfn["Resources"]["StateTable"]["Properties"]
-    assert table["BillingMode"] == "PAY_PER_REQUEST"
-    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
-    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert EXPIRES_AFTER_SECONDS >= 48 * 3600  # Dodo retries for ~27.5 h; the issue asks for >= 48 h
-
-
-def test_state_table_outlives_a_stack_delete_a_replacement_and_a_delete_call(cfn) -> None:
-    """The identity directory and the freshness records exist nowhere else (README "Uninstalling")."""
     table = cfn["Resources"]["StateTable"]
     assert table.get("DeletionPolicy") == "Retain"  # `sam delete` leaves it
     assert table.get("UpdateReplacePolicy") == "Retain"  # an update that replaces it leaves the old one
     props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert props.get("DeletionProtectionEnabled") is True  # DeleteTable is refused until it is turned off
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     # No fixed name: a new stack of the same name creates its own table beside the retained one (the
