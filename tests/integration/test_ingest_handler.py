@@ -360,21 +360,6 @@ def test_each_object_keeps_which_webhooks_arrived_at_no_extra_call(
     assert "sub_nobody" not in found
 
 
-def test_an_object_id_dynamodb_cannot_key_gets_no_receipt_rather_than_failing_the_webhook() -> None:
-    from dodo_cio.ingest.service import receipts_for
-    from dodo_cio.receiving.models import DodoEvent, parse_envelope, parse_payload
-
-    def event(payment_id: str) -> DodoEvent:
-        envelope = parse_envelope(json.loads(_data("payment.succeeded.json", payment_id=payment_id)))
-        payload = parse_payload(envelope)
-        assert payload is not None
-        return DodoEvent("msg_1", envelope, payload)
-
-    (receipt,) = receipts_for(event("pay_ok"), received_at=5)
-    assert (receipt.object_id, receipt.event_type, receipt.received_at) == ("pay_ok", "payment.succeeded", 5)
-    assert receipts_for(event("pay_" + "x" * 2100), received_at=5) == []  # over DynamoDB's 2,048-byte key
-
-
 # -- inside its part of the Customer.io budget (dodo_cio.delivery.budget), on a clock the test moves ----------
 # Each case breaks the budget on purpose and asserts what was sent, parked and answered, never how long it took.
 
