@@ -34,12 +34,10 @@ from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
 from support.blackhole import BlackHole
 from support.emf import emitted_metrics
-from support.samples import sample_paths
+from support.g12_bodies import PAYMENT
 
 pytestmark = pytest.mark.network
 
-SAMPLES = {p.name: p.read_bytes() for p in sample_paths()}
-PAYMENT = SAMPLES["payment.succeeded.json"]
 INGEST_LEFT_MS = 4_500  # the ingest function's 12 s, scaled down (module docstring)
 RETRY_LEFT_MS = 5_000
 

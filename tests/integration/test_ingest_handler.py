@@ -18,25 +18,11 @@ from dodo_cio.state.table import StateTable
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import http_api_event, signed_event
-from support.aws import SSM_PATH
 from support.emf import emitted_metrics
-from support.samples import sample_paths
+from support.g12_bodies import PAYMENT, SAMPLES, body, changed, with_data
 from support.workspace import use_pipelines
 
 pytestmark = pytest.mark.network
-
-SAMPLES = {p.name: p.read_bytes() for p in sample_paths()}
-PAYMENT = SAMPLES["payment.succeeded.json"]
-
-
-def _body(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc).encode()
-
-
-def _mutate(raw: bytes, fn) -> bytes:
-    doc = json.loads(raw)
-    fn(doc)
-    return _body(doc)
 
 
 # -- happy path -------------------------------------------------------------------------------
@@ -124,7 +110,7 @@ def test_state_table_unreachable_is_a_503_and_nothing_is_sent(bridge) -> None:
 
 
 def _at(raw: bytes, timestamp: str) -> bytes:
-    return _mutate(raw, lambda d: d.update(timestamp=timestamp))
+    return changed(raw, lambda d: d.update(timestamp=timestamp))
 
 
 def test_an_older_event_arriving_late_does_not_roll_the_profile_back(bridge) -> None:
@@ -163,7 +149,7 @@ def test_rotated_secret_is_picked_up_without_waiting_for_the_cache(bridge) -> No
 # -- bad input: each answer, a JSON error, nothing queued, nothing sent ------------------------
 
 
-OVERSIZE = _mutate(PAYMENT, lambda d: d["data"]["metadata"].update(pad="x" * (257 * 1024)))
+OVERSIZE = changed(PAYMENT, lambda d: d["data"]["metadata"].update(pad="x" * (257 * 1024)))
 
 
 def _body_changed(event: dict[str, Any]) -> dict[str, Any]:
@@ -194,16 +180,16 @@ def test_bad_input_gets_a_json_error_and_nothing_is_sent_or_queued(bridge, make:
 
 
 def test_payout_is_ignored_by_default(bridge) -> None:
-    body = _body({"type": "payout.success", "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1"}})
-    status, answer = bridge.send(body)
+    payout = body({"type": "payout.success", "timestamp": "2026-10-14T09:21:47Z", "data": {"payout_id": "po_1"}})
+    status, answer = bridge.send(payout)
     assert (status, answer["status"]) == (200, "ignored")
     assert bridge.sandbox.requests == []
 
 
 def test_dispute_with_null_customer_reaches_the_payments_customer(bridge) -> None:
-    payment = _mutate(SAMPLES["payment.succeeded.json"], lambda d: d["data"].update(payment_id="pay_disputed"))
+    payment = with_data("payment.succeeded.json", payment_id="pay_disputed")
     assert bridge.send(payment)[0] == 200
-    body = _mutate(SAMPLES["dispute.opened.json"], lambda d: d["data"].update(customer=None, payment_id="pay_disputed"))
+    body = with_data("dispute.opened.json", customer=None, payment_id="pay_disputed")
     status, answer = bridge.send(body)
     assert (status, answer["status"]) == (200, "delivered")
     (dispute,) = [op for op in bridge.sandbox.accepted_ops() if op.get("name") == "dispute.opened"]
@@ -211,7 +197,7 @@ def test_dispute_with_null_customer_reaches_the_payments_customer(bridge) -> Non
 
 
 def test_dispute_for_a_payment_never_seen_is_parked_not_dropped(bridge) -> None:
-    body = _mutate(SAMPLES["dispute.opened.json"], lambda d: d["data"].update(customer=None, payment_id="pay_unseen"))
+    body = with_data("dispute.opened.json", customer=None, payment_id="pay_unseen")
     status, answer = bridge.send(body)
     assert (status, answer["status"]) == (202, "queued")
     assert bridge.sandbox.requests == []
@@ -240,17 +226,6 @@ def test_customerio_down_parks_the_event_and_answers_2xx(bridge) -> None:
     assert "maya" not in json.dumps(message["attributes"]).lower()
 
 
-def _store(bridge, name: str, value: str | None) -> None:
-    """Changes an SSM parameter of the bridge (None: deletes it); the next invocation reads it again."""
-    from aws_lambda_powertools.utilities import parameters
-
-    if value is None:
-        bridge.ssm.delete_parameter(Name=f"{SSM_PATH}/{name}")
-    else:
-        bridge.ssm.put_parameter(Name=f"{SSM_PATH}/{name}", Value=value, Type="SecureString", Overwrite=True)
-    parameters.clear_caches()
-
-
 @pytest.mark.parametrize(
     ("api", "name", "value", "status"),
     [
@@ -264,7 +239,7 @@ def test_a_wrong_or_missing_customerio_key_parks_the_event_as_config(
 ) -> None:
     if api == PIPELINES:
         use_pipelines(bridge, monkeypatch)
-    _store(bridge, name, value)
+    bridge.store(name, value)
     assert bridge.send(PAYMENT) == (202, {"status": "queued"})
     (message,) = bridge.parked()
     error = message["body"]["last_error"]
@@ -276,7 +251,7 @@ def test_a_wrong_or_missing_customerio_key_parks_the_event_as_config(
 @pytest.mark.parametrize(
     "misconfigure",
     [
-        pytest.param(lambda bridge, env: _store(bridge, "webhook-secret", None), id="webhook secret missing"),
+        pytest.param(lambda bridge, env: bridge.store("webhook-secret", None), id="webhook secret missing"),
         pytest.param(lambda bridge, env: env.setenv("CUSTOMERIO_REGION", "mars"), id="bad setting"),
     ],
 )
@@ -327,10 +302,6 @@ def test_a_transform_that_raises_at_cold_start_is_answered_on_every_call(bridge:
 # Written in the duplicate check's own transaction: a webhook makes no DynamoDB call more than before.
 
 
-def _data(sample: str, **data: Any) -> bytes:
-    return _mutate(SAMPLES[sample], lambda d: d["data"].update(data))
-
-
 def calls(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the DynamoDB calls the ingest container makes from now on."""
     made: list[str] = []
@@ -344,12 +315,12 @@ def calls(bridge: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_each_object_keeps_which_webhooks_arrived_at_no_extra_call(
     bridge: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert bridge.send(_data("dispute.opened.json", dispute_id="dsp_1"), webhook_id="msg_warm")[0] in (200, 202)
+    assert bridge.send(with_data("dispute.opened.json", dispute_id="dsp_1"), webhook_id="msg_warm")[0] in (200, 202)
     made = calls(bridge, monkeypatch)
-    assert bridge.send(_data("dispute.opened.json", dispute_id="dsp_2"), webhook_id="msg_d2")[0] in (200, 202)
+    assert bridge.send(with_data("dispute.opened.json", dispute_id="dsp_2"), webhook_id="msg_d2")[0] in (200, 202)
     assert made.count("transact_write_items") == 1 and len(made) == 2  # the check's transaction + its completion
-    assert bridge.send(_data("subscription.active.json", subscription_id="sub_r"), webhook_id="msg_s1")[0] == 200
-    assert bridge.send(_data("subscription.on_hold.json", subscription_id="sub_r"), webhook_id="msg_s2")[0] == 200
+    assert bridge.send(with_data("subscription.active.json", subscription_id="sub_r"), webhook_id="msg_s1")[0] == 200
+    assert bridge.send(with_data("subscription.on_hold.json", subscription_id="sub_r"), webhook_id="msg_s2")[0] == 200
     table: StateTable = bridge.app.service().state
     found = table.read_receipts(["dsp_2", "sub_r", "sub_nobody"])
     assert found["dsp_2"]["dispute.opened"]["webhook_id"] == "msg_d2"
@@ -365,7 +336,7 @@ def test_each_object_keeps_which_webhooks_arrived_at_no_extra_call(
 
 
 def payment(n: int) -> bytes:
-    return _data("payment.succeeded.json", payment_id=f"pay_budget_{n}")
+    return with_data("payment.succeeded.json", payment_id=f"pay_budget_{n}")
 
 
 def parked_after_their_delay(bridge: Any, expected: int) -> list[dict[str, Any]]:
