@@ -309,15 +309,6 @@ def test_signature_headers_defaults() -> None:
     assert signature_headers(KEY, BODY)["webhook-id"] != headers["webhook-id"]
 
 
-def test_signature_headers_explicit_values() -> None:
-    headers = signature_headers(KEY, BODY, webhook_id="evt_1", timestamp=NOW)
-    assert headers == {
-        "webhook-id": "evt_1",
-        "webhook-timestamp": str(NOW),
-        "webhook-signature": sign(KEY, "evt_1", NOW, BODY),
-    }
-
-
 # --- properties -----------------------------------------------------------------------------------
 
 ids = st.text(
