@@ -1,14 +1,11 @@
 """Stalled dependencies against the handlers' deadlines (issue 10, "Deadlines"), with real sockets.
 
-A loopback endpoint that accepts connections and never answers (support.blackhole) stands in for DynamoDB,
-SQS or Customer.io (the container's boto3 client is pointed at it with its service's endpoint variable);
-moto and the sandbox answer everything else. Everything is scaled down: the context says 4.5 s (ingest) or
-5 s (retry) are left, each AWS attempt may take 0.2 s to connect and 0.3 s to read, 0.5 s is kept to
-answer; the 0.25 s slack between two steps (`dodo_cio.platform.deadline.STEP_SLACK`) is not scaled, which
-is why 4.5 s and not 3 (a payment's first AWS call, the ledger read, must end by 1.75 s). What is asserted
-is the deadline the context gave, not a speed: without the budget the cases where Customer.io stalls run
-past it, and so does the retry case. The stalled DynamoDB/SQS cases pin the answers (503, 500) and that
-the idempotency record is removed. The exact budget of every step: tests/unit/test_deadline_margins.py.
+A loopback endpoint that accepts connections and never answers (support.blackhole) stands in for DynamoDB, SQS
+or Customer.io; moto and the sandbox answer everything else. Scaled down: 4.5 s (ingest) or 5 s (retry) left,
+0.2 s to connect and 0.3 s to read per AWS attempt, 0.5 s kept to answer; the 0.25 s between two steps
+(`dodo_cio.platform.deadline.STEP_SLACK`) is not scaled, hence 4.5 s (the ledger read must end by 1.75 s).
+What is asserted is the deadline the context gave, not a speed: without the budget the stalled-Customer.io
+and retry cases run past it. The exact budget of every step: tests/unit/test_deadline_margins.py.
 """
 
 from __future__ import annotations

@@ -1,16 +1,12 @@
 """No secret and no customer email leaks: not into logs, not into Customer.io, not into SQS attributes.
 
-Every sample in events/dodo, a payment whose metadata holds secret-looking values, a license key
-whose value is known and a credit event with secret-looking fields go through the real ingest
-handler: once with Customer.io up, once with it down (503: parked), after which the real retry
-handler drains the queue the way Lambda's SQS poller would (one batch dead-lettered by a 400 that
-quotes an address, one delivered). Along the way come a forged signature, a bad payload and a
-webhook secret in SSM that cannot be decoded.
-
-Captured: both handlers' Powertools log streams, stdout/stderr (EMF metrics), every other log
-record at INFO and above (the sandbox's own summary lines excepted: it stands in for Customer.io),
-every HTTP request the bridge made (at the `requests` adapter: full URL, headers, body) and what
-the sandbox received, both queues' messages and the operator's dead-letter listing.
+Every sample, a payment with secret-looking metadata, a license key whose value is known and a credit event with
+secret-looking fields go through the real ingest handler with Customer.io up, then down (parked; the real retry
+handler drains the queue: one half dead-lettered by a 400 that quotes addresses, one delivered), with a forged
+signature, a bad payload and an undecodable webhook secret in SSM along the way. Captured: both handlers' log
+streams, stdout/stderr (EMF metrics), every other log record at INFO and above (the sandbox's own excepted: it
+stands in for Customer.io), every HTTP request the bridge made (at http.client: URL, headers, body) and what the
+sandbox received, both queues' messages and the operator's dead-letter listing.
 """
 
 from __future__ import annotations
