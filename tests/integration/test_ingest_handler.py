@@ -56,10 +56,10 @@ def test_identify_and_event_go_in_one_batch(bridge) -> None:
 
 
 def test_a_redelivery_gets_the_stored_answer_marked_replayed_and_nothing_is_sent_again(bridge) -> None:
-    first, again = (
-        bridge.app.lambda_handler(signed_event(PAYMENT, bridge.secret, webhook_id="msg_same"), FakeLambdaContext())
-        for _ in range(2)
-    )
+    """The redelivery spells the id header `Webhook-Id`: the duplicate check reads it whatever its case."""
+    event = signed_event(PAYMENT, bridge.secret, webhook_id="msg_same")
+    recased = {**event, "headers": {("Webhook-Id" if k == "webhook-id" else k): v for k, v in event["headers"].items()}}
+    first, again = (bridge.app.lambda_handler(e, FakeLambdaContext()) for e in (event, recased))
     assert (first["statusCode"], json.loads(first["body"])) == (200, {"status": "delivered"})
     assert "idempotent-replayed" not in first["headers"] and again["headers"]["idempotent-replayed"] == "true"
     assert (again["statusCode"], again["body"]) == (200, first["body"])  # Dodo sees the same answer
@@ -74,14 +74,6 @@ def test_a_redelivery_of_a_parked_webhook_queues_nothing_more(bridge) -> None:
     assert bridge.send(PAYMENT, webhook_id="msg_parked_once")[0] == 202
     assert bridge.send(PAYMENT, webhook_id="msg_parked_once") == (202, {"status": "queued"})
     assert len(bridge.parked()) == 1
-    assert len(bridge.sandbox.requests) == 1
-
-
-def test_duplicate_check_is_keyed_on_the_header_whatever_its_case(bridge) -> None:
-    bridge.send(PAYMENT, webhook_id="msg_case")
-    event = signed_event(PAYMENT, bridge.secret, webhook_id="msg_case")
-    event["headers"] = {("Webhook-Id" if k == "webhook-id" else k): v for k, v in event["headers"].items()}
-    assert bridge.invoke(event) == (200, {"status": "delivered"})
     assert len(bridge.sandbox.requests) == 1
 
 
