@@ -24,14 +24,6 @@ from support.g12_bodies import PAYMENT, SAMPLES, body, changed
 pytestmark = pytest.mark.network
 
 
-def _is_utf8(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
 def _rerun(bridge: Any, item: QuarantinedWebhook | dict[str, Any]) -> tuple[int, dict[str, Any]]:
     event = reprocess_event(item) if isinstance(item, QuarantinedWebhook) else item
     response = bridge.app.lambda_handler(event, FakeLambdaContext())
@@ -64,7 +56,8 @@ def _kept(bridge: Any) -> QuarantinedWebhook:
 def test_a_signed_body_that_cannot_be_read_is_kept_whole(
     bridge: Any, body: bytes, field: str, event_type: str | None
 ) -> None:
-    event = signed_event(body, bridge.secret, webhook_id="msg_unreadable", base64_body=not _is_utf8(body))
+    # base64-encoded, as API Gateway passes a body that is not UTF-8: the bytes kept are the bytes signed
+    event = signed_event(body, bridge.secret, webhook_id="msg_unreadable", base64_body=True)
     status, answer = bridge.invoke(event)
     assert status == 202 and answer["status"] == "quarantined" and answer["field"] == field, answer
     kept = _kept(bridge)
