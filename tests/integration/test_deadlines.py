@@ -26,7 +26,6 @@ from dodo_cio.platform import aws
 from dodo_cio.platform.http import KeepAliveClient
 from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio_local.event_source import SqsEventSource
-from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
 from support.blackhole import BlackHole
@@ -145,11 +144,10 @@ def parked(tag: str, n_ops: int) -> ParkedDelivery:
 
 
 def test_the_retry_function_returns_before_its_deadline_reporting_what_it_did_not_finish(
-    bridge: Any, stall: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    bridge: Any, retry: Any, stall: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ids = [park(bridge.sqs, bridge.queue_url, parked(tag, 501)) for tag in "abcde"]
-    module = load_retry_module()
-    monkeypatch.setattr(module, "_service", None)  # built from the environment below
+    module = retry.module  # cold: built from the environment below
     timings: list[float] = []
 
     def handler(event: dict[str, Any], context: Any) -> Any:
