@@ -228,8 +228,8 @@ def test_only_a_2xx_counts_as_handled(status: int | None, body: dict[str, Any], 
 # -- reprocess --------------------------------------------------------------------------------------
 
 
-def test_reprocess_deletes_on_2xx_and_keeps_422_401_and_5xx() -> None:
-    sqs = _queue("ok", "invalid", "rotated", "busy", "down")
+def test_reprocess_deletes_on_2xx_and_keeps_422_401_5xx_a_crash_and_what_it_cannot_read() -> None:
+    sqs = _queue("ok", "invalid", "rotated", "busy", "down", "crash", junk='{"format": "something-else"}')
     lam = FakeLambda(
         {
             "msg_ok": answer(200, status="delivered"),
@@ -237,12 +237,13 @@ def test_reprocess_deletes_on_2xx_and_keeps_422_401_and_5xx() -> None:
             "msg_rotated": answer(401, error="invalid signature", reason="no matching signature"),
             "msg_busy": answer(409, error="webhook is being processed"),
             "msg_down": answer(503, error="state table unavailable"),
+            "msg_crash": crashed,
         }
     )
     results = quarantine_ops.reprocess(sqs, lam, QUEUE, FUNCTION)
 
     assert sqs.deleted == ["ok"]
-    assert sorted(sqs.bodies) == ["busy", "down", "invalid", "rotated"]
+    assert sorted(sqs.bodies) == ["busy", "crash", "down", "invalid", "junk", "rotated"]
     assert sqs.hidden == set(), "what stayed must be visible again for the next run"
     by_id = {r.webhook_id: (r.status, r.outcome, r.deleted) for r in results}
     assert by_id == {
@@ -251,30 +252,18 @@ def test_reprocess_deletes_on_2xx_and_keeps_422_401_and_5xx() -> None:
         "msg_rotated": (401, "signature", False),
         "msg_busy": (409, "retry_later", False),
         "msg_down": (503, "retry_later", False),
+        "msg_crash": (None, "retry_later", False),
+        None: (None, "unreadable", False),
     }
-    # Each invoke carries exactly the documented direct-invoke event, synchronously.
+    assert "RuntimeError" in next(r.detail for r in results if r.webhook_id == "msg_crash")
+    # Each invoke carries exactly the documented direct-invoke event, synchronously; the unreadable one none.
+    assert len(lam.calls) == 6
     first = lam.calls[0]
     assert (first["FunctionName"], first["InvocationType"]) == (FUNCTION, "RequestResponse")
     assert json.loads(first["Payload"]) == reprocess_event(_item("msg_ok"))
     text = quarantine_ops.summary(results)
-    assert "1 handled and deleted, 4 kept" in text
+    assert "1 handled and deleted, 6 kept" in text
     assert "webhook-secret" in text and "upgrade" in text  # what to do about the signature and still_invalid ones
-
-
-def test_a_function_that_raises_keeps_the_message() -> None:
-    sqs = _queue("a")
-    (result,) = quarantine_ops.reprocess(sqs, FakeLambda({"msg_a": crashed}), QUEUE, FUNCTION)
-    assert (result.outcome, result.deleted) == ("retry_later", False)
-    assert "RuntimeError" in result.detail
-    assert sqs.deleted == [] and sqs.hidden == set()
-
-
-def test_an_unreadable_message_is_kept_and_never_sent() -> None:
-    sqs = _queue(junk='{"format": "something-else"}')
-    lam = FakeLambda({})
-    (result,) = quarantine_ops.reprocess(sqs, lam, QUEUE, FUNCTION)
-    assert (result.outcome, result.deleted) == ("unreadable", False)
-    assert lam.calls == [] and sqs.deleted == [] and sqs.hidden == set()
 
 
 def test_a_missing_function_stops_the_run_and_leaves_every_message_visible() -> None:
