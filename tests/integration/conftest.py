@@ -79,6 +79,16 @@ class Bridge:
     def quarantined(self) -> list[dict[str, Any]]:
         return drain(self.sqs, self.quarantine_url)
 
+    def store(self, name: str, value: str | None) -> None:
+        """Sets (None: deletes) the bridge's SSM parameter `name`; the next invocation reads it again."""
+        from aws_lambda_powertools.utilities import parameters
+
+        if value is None:
+            self.ssm.delete_parameter(Name=f"{SSM_PATH}/{name}")
+        else:
+            self.ssm.put_parameter(Name=f"{SSM_PATH}/{name}", Value=value, Type="SecureString", Overwrite=True)
+        parameters.clear_caches()
+
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:

@@ -1,14 +1,11 @@
 """Stalled dependencies against the handlers' deadlines (issue 10, "Deadlines"), with real sockets.
 
-A loopback endpoint that accepts connections and never answers (support.blackhole) stands in for DynamoDB,
-SQS or Customer.io (the container's boto3 client is pointed at it with its service's endpoint variable);
-moto and the sandbox answer everything else. Everything is scaled down: the context says 4.5 s (ingest) or
-5 s (retry) are left, each AWS attempt may take 0.2 s to connect and 0.3 s to read, 0.5 s is kept to
-answer; the 0.25 s slack between two steps (`dodo_cio.platform.deadline.STEP_SLACK`) is not scaled, which
-is why 4.5 s and not 3 (a payment's first AWS call, the ledger read, must end by 1.75 s). What is asserted
-is the deadline the context gave, not a speed: without the budget the cases where Customer.io stalls run
-past it, and so does the retry case. The stalled DynamoDB/SQS cases pin the answers (503, 500) and that
-the idempotency record is removed. The exact budget of every step: tests/unit/test_deadline_margins.py.
+A loopback endpoint that accepts connections and never answers (support.blackhole) stands in for DynamoDB, SQS
+or Customer.io; moto and the sandbox answer everything else. Scaled down: 4.5 s (ingest) or 5 s (retry) left,
+0.2 s to connect and 0.3 s to read per AWS attempt, 0.5 s kept to answer; the 0.25 s between two steps
+(`dodo_cio.platform.deadline.STEP_SLACK`) is not scaled, hence 4.5 s (the ledger read must end by 1.75 s).
+What is asserted is the deadline the context gave, not a speed: without the budget the stalled-Customer.io
+and retry cases run past it. The exact budget of every step: tests/unit/test_deadline_margins.py.
 """
 
 from __future__ import annotations
@@ -26,20 +23,17 @@ import pytest
 
 from dodo_cio.delivery.parking import LastError, ParkedDelivery, park
 from dodo_cio.platform import aws
-from dodo_cio.platform.http import KeepAliveClient, TransportError
+from dodo_cio.platform.http import KeepAliveClient
 from dodo_cio.platform.ulid import deterministic_ulid
 from dodo_cio_local.event_source import SqsEventSource
-from dodo_cio_local.handler_modules import load_retry_module
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
 from support.blackhole import BlackHole
 from support.emf import emitted_metrics
-from support.samples import sample_paths
+from support.g12_bodies import PAYMENT
 
 pytestmark = pytest.mark.network
 
-SAMPLES = {p.name: p.read_bytes() for p in sample_paths()}
-PAYMENT = SAMPLES["payment.succeeded.json"]
 INGEST_LEFT_MS = 4_500  # the ingest function's 12 s, scaled down (module docstring)
 RETRY_LEFT_MS = 5_000
 
@@ -150,11 +144,10 @@ def parked(tag: str, n_ops: int) -> ParkedDelivery:
 
 
 def test_the_retry_function_returns_before_its_deadline_reporting_what_it_did_not_finish(
-    bridge: Any, stall: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    bridge: Any, retry: Any, stall: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ids = [park(bridge.sqs, bridge.queue_url, parked(tag, 501)) for tag in "abcde"]
-    module = load_retry_module()
-    monkeypatch.setattr(module, "_service", None)  # built from the environment below
+    module = retry.module  # cold: built from the environment below
     timings: list[float] = []
 
     def handler(event: dict[str, Any], context: Any) -> Any:
@@ -205,8 +198,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\
 
 @dataclass
 class Server:
-    port: int
-    answer_then_close: bool  # answer one request per connection, then hang up (as an idle timeout would)
+    port: int  # it answers one request per connection, then hangs up (as an idle timeout would)
     connections: int = 0
     requests: list[bytes] = field(default_factory=list)
 
@@ -231,9 +223,9 @@ def _read_request(conn: socket.socket) -> bytes:
 
 
 @contextmanager
-def raw_server(*, answer_then_close: bool) -> Iterator[Server]:
+def raw_server() -> Iterator[Server]:
     listener = socket.create_server(("127.0.0.1", 0))
-    server = Server(listener.getsockname()[1], answer_then_close)
+    server = Server(listener.getsockname()[1])
     stop = threading.Event()
 
     def serve() -> None:
@@ -248,10 +240,7 @@ def raw_server(*, answer_then_close: bool) -> Iterator[Server]:
                 request = _read_request(conn)
                 if request:
                     server.requests.append(request)
-                    if server.answer_then_close:
-                        conn.sendall(OK)
-                # Either way the connection is closed now: after an answer that promised keep-alive,
-                # or before any answer at all.
+                    conn.sendall(OK)  # an answer that promised keep-alive; the connection is closed now
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -264,7 +253,7 @@ def raw_server(*, answer_then_close: bool) -> Iterator[Server]:
 
 
 def test_a_connection_closed_while_idle_is_reopened_and_the_request_sent_once() -> None:
-    with raw_server(answer_then_close=True) as server:
+    with raw_server() as server:
         client = KeepAliveClient(f"http://127.0.0.1:{server.port}", connect_timeout=1, read_timeout=2)
         first = client.post("/api/v2/batch", b'{"batch":[]}', {"Content-Type": "application/json"})
         second = client.post("/api/v2/batch", b'{"batch":[1]}', {"Content-Type": "application/json"})
@@ -272,11 +261,3 @@ def test_a_connection_closed_while_idle_is_reopened_and_the_request_sent_once() 
     assert (first.status, second.status) == (200, 200)
     assert server.connections == 2, "the second request went out on a fresh connection"
     assert [r.endswith(b'{"batch":[1]}') for r in server.requests] == [False, True]
-
-
-def test_a_fresh_connection_closed_before_an_answer_is_a_failure_not_a_loop() -> None:
-    with raw_server(answer_then_close=False) as server:
-        client = KeepAliveClient(f"http://127.0.0.1:{server.port}", connect_timeout=1, read_timeout=2)
-        with pytest.raises(TransportError):
-            client.post("/api/v2/batch", b"{}", {"Content-Type": "application/json"})
-    assert server.connections == 1, "a connection that was never idle is not retried"

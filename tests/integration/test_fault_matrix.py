@@ -1,26 +1,20 @@
 """The fault matrix: every way Customer.io or AWS can fail, on both delivery paths and both APIs, end to end.
 
-Each scenario sends one signed Dodo webhook through the real ingest handler (moto for SQS, SSM and the
-state table; the Customer.io sandbox on loopback), injects one fault, clears it, lets "Dodo" resend
-whatever was answered non-2xx (same webhook-id and body, fresh timestamp), drains the retry queue with
-the real retry handler behind the local SQS event source, and checks the outcome rule:
+Each scenario sends one signed Dodo webhook through the real ingest handler (moto for SQS, SSM and the state
+table; the Customer.io sandbox on loopback), injects one fault, clears it, lets "Dodo" resend whatever was
+answered non-2xx (same webhook-id and body), drains the retry queue with the real retry handler, and checks:
+a webhook answered 2xx ends EITHER delivered exactly once OR on the DLQ with its reason (only a permanent
+failure: a 400, the op a 207 names, a single op answered 413 on the retry path); one answered non-2xx is
+delivered exactly once after the fault clears. "Exactly once": the event's ULID id is among the ops the
+sandbox accepted and no other event id was sent for that webhook (Customer.io deduplicates by that id, so a
+resend after a read timeout is no duplicate); the profile ends with the webhook's identify unless that op is
+the one dead-lettered.
 
-* a webhook answered 2xx ends EITHER delivered exactly once OR on the DLQ with its reason, as stated per
-  scenario (the DLQ only for permanent failures: a 400, the op a 207 names, a single op answered 413 by
-  the retry path);
-* a webhook answered non-2xx is sent again once the fault is cleared and is then delivered exactly once.
-
-"Delivered exactly once": the event op's ULID id is among the ops the sandbox accepted and no other event
-id was ever sent for that webhook (Customer.io deduplicates events by that id, so a second wire send of
-the same id after a read timeout is not a duplicate). The profile must end with the webhook's identify
-unless that op is the one dead-lettered.
-
-Paths per Customer.io fault: `ingest` (the fault answers the ingest handler) and `retry` (ingest gets a
-503 and parks; the fault answers the retry handler's first request). 401 stands for a wrong key an
-operator then fixes (403/404 and 502/504 share 401's and 500's class in status_outcome, unit-tested).
-AWS faults ("unreachable": botocore's EndpointConnectionError) all end delivered exactly once (the state
-table unreachable at ingest, a 503: test_deadlines.py and test_summary.py). The table of outcomes is
-printed at the end of the module.
+Paths: `ingest` (the fault answers the ingest handler) and `retry` (ingest gets a 503 and parks; the fault
+answers the retry handler's first request). 401 is a wrong key an operator then fixes; 403/404 and 502/504
+share 401's and 500's class (unit-tested). AWS faults (botocore's EndpointConnectionError) all end delivered
+exactly once; the state table unreachable at ingest (503) is in test_deadlines.py and test_summary.py. The
+table of outcomes is printed at the end of the module.
 """
 
 from __future__ import annotations

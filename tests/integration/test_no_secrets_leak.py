@@ -1,22 +1,17 @@
 """No secret and no customer email leaks: not into logs, not into Customer.io, not into SQS attributes.
 
-Every sample in events/dodo, a payment whose metadata holds secret-looking values, a license key
-whose value is known and a credit event with secret-looking fields go through the real ingest
-handler: once with Customer.io up, once with it down (503: parked), after which the real retry
-handler drains the queue the way Lambda's SQS poller would (one batch dead-lettered by a 400 that
-quotes an address, one delivered). Along the way come a forged signature, a bad payload and a
-webhook secret in SSM that cannot be decoded.
-
-Captured: both handlers' Powertools log streams, stdout/stderr (EMF metrics), every other log
-record at INFO and above (the sandbox's own summary lines excepted: it stands in for Customer.io),
-every HTTP request the bridge made (at the `requests` adapter: full URL, headers, body) and what
-the sandbox received, both queues' messages and the operator's dead-letter listing.
+Every sample, a payment with secret-looking metadata, a license key whose value is known and a credit event with
+secret-looking fields go through the real ingest handler with Customer.io up, then down (parked; the real retry
+handler drains the queue: one half dead-lettered by a 400 that quotes addresses, one delivered), with a forged
+signature, a bad payload and an undecodable webhook secret in SSM along the way. Captured: both handlers' log
+streams, stdout/stderr (EMF metrics), every other log record at INFO and above (the sandbox's own excepted: it
+stands in for Customer.io), every HTTP request the bridge made (at http.client: URL, headers, body) and what the
+sandbox received, both queues' messages and the operator's dead-letter listing.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
 import http.client
 import io
 import json
@@ -33,11 +28,10 @@ from dodo_cio_cli.operator import dead_letters_json, format_dead_letters, list_d
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
 from support.aws import SSM_PATH, receive_all
-from support.samples import sample_paths
+from support.g12_bodies import PAYMENT, SAMPLES
+from support.samples import load_sample
 
 pytestmark = pytest.mark.network
-
-SAMPLES: dict[str, bytes] = {p.name: p.read_bytes() for p in sample_paths()}
 
 LICENSE_KEY = "LK-3c9f0e7a-55b2-4d1e-SECRET-8a6b2c4d9e01"
 META_API_KEY = "sk_live_meta_9Zx8Yw7Vu6Ts5Rq4"
@@ -49,20 +43,16 @@ EXTRA_EMAIL = "lena.okafor+billing@example.org"
 EMAIL_LIKE = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+")
 
 
-def _doc(name: str) -> dict[str, Any]:
-    return copy.deepcopy(json.loads(SAMPLES[name]))
-
-
 def _extra_bodies() -> dict[str, bytes]:
-    payment = _doc("payment.succeeded.json")
+    payment = load_sample("payment.succeeded.json")
     payment["data"]["metadata"].update(api_key=META_API_KEY, secret_token=META_SECRET_TOKEN, plan="pro")
     payment["data"]["customer"].update(email=EXTRA_EMAIL, customer_id="cus_9LeakTestQw3Er5Ty7")
     payment["data"]["payment_id"] = "pay_leaktest_metadata"
 
-    license_key = _doc("license_key.created.json")
+    license_key = load_sample("license_key.created.json")
     license_key["data"].update(id="lic_leaktest_known_key", key=LICENSE_KEY)
 
-    credit = _doc("credit.added.json")
+    credit = load_sample("credit.added.json")
     credit["data"].update(
         customer_id="cus_9LeakTestQw3Er5Ty7", reason="top-up", api_key=META_API_KEY, key=LICENSE_KEY, **GENERIC_SECRETS
     )
@@ -169,8 +159,6 @@ def test_no_secret_and_no_email_leaks_anywhere(
     capsys: pytest.CaptureFixture[str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from aws_lambda_powertools.utilities import parameters
-
     caplog.set_level(logging.INFO)
     monkeypatch.setenv("CUSTOMERIO_IDENTIFIER", identifier)
     cap = capture
@@ -206,23 +194,16 @@ def test_no_secret_and_no_email_leaks_anywhere(
         BODIES.items(), key=lambda item: not isinstance(json.loads(item[1])["data"].get("customer"), dict)
     ):
         assert bridge.send(raw) == (200, {"status": "delivered"}), name
-    assert bridge.send(SAMPLES["payment.succeeded.json"], webhook_id="msg_leak_dup")[0] == 200
-    assert bridge.send(SAMPLES["payment.succeeded.json"], webhook_id="msg_leak_dup")[0] == 200  # replayed
+    assert bridge.send(PAYMENT, webhook_id="msg_leak_dup")[0] == 200
+    assert bridge.send(PAYMENT, webhook_id="msg_leak_dup")[0] == 200  # replayed
     # A forged signature, a payload that names a bad field, a secret SSM holds but cannot be decoded.
-    assert bridge.invoke(signed_event(SAMPLES["payment.succeeded.json"], b"forged-secret-forged-secret"))[0] == 401
-    bad = json.loads(SAMPLES["payment.succeeded.json"])
+    assert bridge.invoke(signed_event(PAYMENT, b"forged-secret-forged-secret"))[0] == 401
+    bad = json.loads(PAYMENT)
     bad["data"]["customer"] = f"{emails[0]} {api_key}"
     assert bridge.send(json.dumps(bad).encode())[:1] == (202,)  # quarantined: kept whole, never logged
-    ssm.put_parameter(
-        Name=f"{SSM_PATH}/webhook-secret",
-        Value=f"{webhook_secret} {UNDECODABLE_SECRET}",
-        Type="SecureString",
-        Overwrite=True,
-    )
-    parameters.clear_caches()
+    bridge.store("webhook-secret", f"{webhook_secret} {UNDECODABLE_SECRET}")
     assert bridge.send(SAMPLES["refund.succeeded.json"]) == (500, {"error": "bridge misconfigured"})
-    ssm.put_parameter(Name=f"{SSM_PATH}/webhook-secret", Value=webhook_secret, Type="SecureString", Overwrite=True)
-    parameters.clear_caches()
+    bridge.store("webhook-secret", webhook_secret)
     # A 400 at ingest: dead-lettered at once, with Customer.io's answer as the reason.
     bridge.sandbox.script(ScriptedResponse(400, body=quoted))
     assert bridge.send(BODIES["payment.metadata-secrets.json"]) == (202, {"status": "dead_lettered"})

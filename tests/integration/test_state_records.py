@@ -127,15 +127,6 @@ def test_a_plan_dynamodb_would_refuse_is_rejected_before_any_call(table: StateTa
     assert calls == []
 
 
-def test_dynamodbs_own_validation_error_is_rejected_not_unavailable(
-    table: StateTable, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Broken on purpose: with the size check off, moto answers ValidationException as DynamoDB does."""
-    monkeypatch.setattr(dodo_cio.state.table, "plan_problem", lambda plan: None)
-    with pytest.raises(StateRejected, match="DynamoDB refused the request"):
-        table.commit(plan_for([identify("customer", 1, customer=LONG)]))
-
-
 def test_a_retry_batch_dead_letters_only_the_op_whose_record_is_refused(
     table: StateTable, monkeypatch: pytest.MonkeyPatch
 ) -> None:

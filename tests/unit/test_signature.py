@@ -67,12 +67,6 @@ def test_our_signature_verifies_with_reference() -> None:
     assert Webhook(WHSEC.removeprefix("whsec_")).verify(BODY, headers, json_parse=False) is None
 
 
-def test_sign_equals_reference_sign() -> None:
-    ref = Webhook(WHSEC).sign("msg_x", datetime.fromtimestamp(NOW, tz=UTC), BODY.decode())
-    assert sign(KEY, "msg_x", NOW, BODY) == ref
-    assert re.fullmatch(r"v1,[A-Za-z0-9+/]{43}=", ref)
-
-
 def test_reference_rejects_what_we_reject_for_wrong_secret() -> None:
     now = int(time.time())
     headers = signature_headers(OLD_KEY, BODY, timestamp=now)
@@ -309,15 +303,6 @@ def test_signature_headers_defaults() -> None:
     assert signature_headers(KEY, BODY)["webhook-id"] != headers["webhook-id"]
 
 
-def test_signature_headers_explicit_values() -> None:
-    headers = signature_headers(KEY, BODY, webhook_id="evt_1", timestamp=NOW)
-    assert headers == {
-        "webhook-id": "evt_1",
-        "webhook-timestamp": str(NOW),
-        "webhook-signature": sign(KEY, "evt_1", NOW, BODY),
-    }
-
-
 # --- properties -----------------------------------------------------------------------------------
 
 ids = st.text(
@@ -348,6 +333,7 @@ def test_any_single_byte_change_fails(body: bytes, data: st.DataObject) -> None:
 def test_reference_agrees_on_random_input(body: str, msg_id: str) -> None:
     ref = Webhook(WHSEC).sign(msg_id, datetime.fromtimestamp(NOW, tz=UTC), body)
     assert ref == sign(KEY, msg_id, NOW, body.encode())
+    assert re.fullmatch(r"v1,[A-Za-z0-9+/]{43}=", ref)
 
 
 # --- the raw bytes Dodo signed, from an API Gateway event ------------------------------------------
