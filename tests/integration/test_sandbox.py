@@ -70,13 +70,9 @@ def test_every_endpoint_requires_basic_auth(
     assert sandbox.accepted_ops() == []
 
 
-def test_region_endpoint(sandbox: TrackSandbox, http: requests.Session) -> None:
+def test_region_endpoint_unknown_path_and_wrong_method(sandbox: TrackSandbox, http: requests.Session) -> None:
     resp = http.get(sandbox.base_url + "/api/v1/accounts/region", timeout=5)
-    assert resp.status_code == 200
-    assert resp.json() == {"url": sandbox.base_url, "region": "eu", "environment_id": 1}
-
-
-def test_unknown_path_and_wrong_method(sandbox: TrackSandbox, http: requests.Session) -> None:
+    assert (resp.status_code, resp.json()) == (200, {"url": sandbox.base_url, "region": "eu", "environment_id": 1})
     assert http.get(sandbox.base_url + "/api/v2/entity", timeout=5).status_code == 405
     assert post(http, sandbox, "/api/v1/nope", {}).status_code == 404
 
@@ -202,13 +198,12 @@ def test_scripted_answers_come_in_order_then_normal(
     assert accepted == [EVENT if api == "track" else {"type": "track", **CALL}]
 
 
-def test_scripted_answers_precede_auth_and_validation(sandbox: TrackSandbox) -> None:
+def test_scripted_answers_precede_auth_and_validation_and_a_scripted_207_is_honoured(
+    sandbox: TrackSandbox, http: requests.Session
+) -> None:
     sandbox.script(200)
-    resp = requests.post(sandbox.base_url + "/api/v2/entity", json={"junk": 1}, timeout=5)
-    assert resp.status_code == 200
-
-
-def test_scripted_207_is_honoured_by_accepted_ops(sandbox: TrackSandbox, http: requests.Session) -> None:
+    assert requests.post(sandbox.base_url + "/api/v2/entity", json={"junk": 1}, timeout=5).status_code == 200
+    sandbox.reset()
     errors = [{"batch_index": 0, "reason": "x", "field": "", "message": "scripted"}]
     sandbox.script(ScriptedResponse(207, body={"errors": errors}))
     assert post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY]}).status_code == 207
@@ -260,16 +255,9 @@ def test_control_endpoints(sandbox: TrackSandbox, http: requests.Session) -> Non
     assert sandbox.requests == []
     assert post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY]}).status_code == 200
 
-    summary = requests.get(base + "/__sandbox/requests", timeout=5).json()
-    assert len(summary) == 1
-    assert summary[0]["method"] == "POST"
-    assert summary[0]["status"] == 200
-    assert summary[0]["op_count"] == 2
-    assert summary[0]["ops"][1] == {
-        "type": "person",
-        "action": "identify",
-        "identifier": "email=a***@example.com",
-    }
+    [summary] = requests.get(base + "/__sandbox/requests", timeout=5).json()
+    assert (summary["method"], summary["status"], summary["op_count"]) == ("POST", 200, 2)
+    assert summary["ops"][1] == {"type": "person", "action": "identify", "identifier": "email=a***@example.com"}
     assert "alice" not in str(summary)
 
     assert requests.post(base + "/__sandbox/config", json={"fail_rate": 1}, timeout=5).json() == {
@@ -298,17 +286,23 @@ def _logged(caplog: pytest.LogCaptureFixture, marker: str) -> list[str]:
         time.sleep(0.01)
 
 
-def test_each_request_is_logged_as_one_masked_line(
-    sandbox: TrackSandbox, http: requests.Session, caplog: pytest.LogCaptureFixture
+def test_each_request_is_logged_as_one_masked_line_on_both_apis(
+    sandbox: TrackSandbox, http: requests.Session, cdp: requests.Session, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="dodo_cio_local.sandbox"):
         post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY, {**EVENT, "action": "nope"}]})
-        [line] = _logged(caplog, "#2 action:invalid_value")  # only this request has an invalid third op
-    assert "POST /api/v2/batch -> 207" in line
-    assert "a***@example.com" in line
-    assert "alice" not in line
-    assert "12.5" not in line  # no bodies
-    assert "\n" not in line
+        call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, {"type": "track", "userId": "u1"}]})
+        [track] = _logged(caplog, "#2 action:invalid_value")  # only this request has an invalid third op
+        [pipelines] = _logged(caplog, "POST /v1/batch")
+    assert "POST /api/v2/batch -> 207" in track and "a***@example.com" in track
+    assert "POST /v1/batch -> 200" in pipelines and "dropped=1" in pipelines
+    summary = requests.get(sandbox.base_url + "/__sandbox/requests", timeout=5).json()[1]
+    assert summary["ops"][0] == {"type": "track", "event": "payment.succeeded", "identifier": "userId=a***@example.com"}
+    assert summary["errors"] == [{"batch_index": 1, "reason": "required", "field": "event"}]
+    for masked in (track, pipelines + str(summary)):
+        assert "alice" not in masked
+        assert "12.5" not in masked  # no bodies
+        assert "\n" not in masked
 
 
 def test_missing_schema_is_a_clear_error(tmp_path: Path) -> None:
@@ -442,18 +436,3 @@ def test_pipelines_limits(sandbox: TrackSandbox, cdp: requests.Session, headers:
     kept = [{"type": "track", **small}] if headers else [{"type": "track", **CALL}, {"type": "track", **small}]
     assert sandbox.accepted_calls() == kept
     assert len(sandbox.dropped_calls()) == (0 if headers else 1 + 17 + 1)
-
-
-def test_pipelines_summaries_and_log_lines_mask_the_user(
-    sandbox: TrackSandbox, cdp: requests.Session, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.INFO, logger="dodo_cio_local.sandbox"):
-        call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, {"type": "track", "userId": "u1"}]})
-        [line] = _logged(caplog, "POST /v1/batch")
-    assert "POST /v1/batch -> 200" in line
-    assert "dropped=1" in line
-    [summary] = requests.get(sandbox.base_url + "/__sandbox/requests", timeout=5).json()
-    assert summary["ops"][0] == {"type": "track", "event": "payment.succeeded", "identifier": "userId=a***@example.com"}
-    assert summary["errors"] == [{"batch_index": 1, "reason": "required", "field": "event"}]
-    assert "alice" not in line + str(summary)
-    assert "12.5" not in line + str(summary)
