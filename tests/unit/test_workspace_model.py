@@ -72,12 +72,6 @@ def test_email_identifier_matches_case_insensitively() -> None:
     assert ws.person(id="Maya@Example.com") is None  # an email is not an id
 
 
-def test_id_attribute_sets_the_identifier_of_an_email_person() -> None:
-    ws = Workspace()
-    ws.apply(identify({"email": "maya@example.com"}, {"id": "cus_1"}))
-    assert ws.person(id="cus_1") == ws.person(email="maya@example.com")
-
-
 @pytest.mark.parametrize("removal", [None, ""])
 def test_none_or_empty_string_removes_an_attribute_and_creates_nothing(removal: Any) -> None:
     ws = Workspace()
@@ -97,12 +91,14 @@ def test_update_only_does_not_create_but_does_update() -> None:
     assert person is not None and person.attributes["plan"] == "pro" and "_update" not in person.attributes
 
 
-def test_unknown_cio_id_is_dropped_not_created() -> None:
+def test_an_unknown_cio_id_or_merge_primary_is_dropped_not_created() -> None:
     ws = Workspace()
     ws.apply(identify({"cio_id": "a3000999"}, {"plan": "pro"}))
     ws.apply(event({"cio_id": "a3000999"}, "paid"))
     assert ws.people == []
-    assert [reason for reason, _ in ws.dropped] == ["no person with cio_id 'a3000999'"] * 2
+    ws.apply_batch([identify({"id": "cus_2"}, {}), merge({"id": "cus_1"}, {"id": "cus_2"})])
+    assert [reason for reason, _ in ws.dropped] == ["no person with cio_id 'a3000999'"] * 2 + ["primary does not exist"]
+    assert ws.person(id="cus_2") is not None  # nothing was merged away
 
 
 def test_snapshots_are_read_only_and_do_not_follow_later_ops() -> None:
@@ -134,19 +130,17 @@ def test_an_identifier_owned_by_another_person_is_a_conflict_not_an_update(name:
     assert conflict.owner_cio_id == owner.cio_id
 
 
-def test_body_identifier_finds_the_person_and_gives_them_the_new_identifier() -> None:
-    # Spec: a new id with an email that already belongs to someone updates that someone.
+def test_identifiers_in_the_body_land_on_the_one_person_without_a_conflict() -> None:
     ws = Workspace()
     ws.apply(identify({"email": "maya@example.com"}, {"plan": "free"}))
+    # Spec: a new id with an email that already belongs to someone updates that someone.
     ws.apply(identify({"id": "cus_9"}, {"email": "maya@example.com", "plan": "pro"}))
-    assert len(ws.people) == 1 and ws.conflicts == []
     assert ws.person(id="cus_9") == ws.person(email="maya@example.com")
-
-
-def test_changing_an_identifier_the_person_holds_is_no_conflict() -> None:
-    ws = Workspace()
-    ws.apply_batch([identify({"id": "c"}, {"email": "o@x.io"}), identify({"id": "c"}, {"email": "n@x.io"})])
-    assert ws.conflicts == [] and ws.person(email="n@x.io") == ws.person(id="c")
+    ws.apply(identify({"email": "maya@example.com"}, {"id": "cus_1"}))  # an id attribute sets the identifier
+    assert ws.person(id="cus_1") == ws.person(email="maya@example.com")
+    ws.apply(identify({"id": "cus_1"}, {"email": "new@example.com"}))  # changing an identifier the person holds
+    assert ws.person(email="new@example.com") == ws.person(id="cus_1")
+    assert len(ws.people) == 1 and ws.conflicts == []
 
 
 # ---- ordering ---------------------------------------------------------------------------------
@@ -240,14 +234,6 @@ def test_merge_fills_missing_attributes_moves_events_and_relationships_then_dele
     assert [o.object_id for o in ws.related_objects(merged)] == ["sub_1"]
     view = ws.object("1", "sub_1")
     assert view is not None and view.people == {merged.cio_id}
-
-
-def test_merge_needs_an_existing_primary() -> None:
-    ws = Workspace()
-    ws.apply(identify({"id": "cus_2"}, {}))
-    ws.apply(merge({"id": "cus_1"}, {"id": "cus_2"}))
-    assert [reason for reason, _ in ws.dropped] == ["primary does not exist"]
-    assert ws.person(id="cus_2") is not None  # nothing was merged away
 
 
 # ---- objects and relationships ----------------------------------------------------------------
