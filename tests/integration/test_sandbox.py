@@ -305,11 +305,6 @@ def test_each_request_is_logged_as_one_masked_line_on_both_apis(
         assert "\n" not in masked
 
 
-def test_missing_schema_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        TrackSandbox(schema_path=tmp_path / "missing.json")
-
-
 # --- rate limit ----------------------------------------------------------------------------------
 
 
@@ -329,13 +324,17 @@ def test_rate_limit_answers_429_with_retry_after_beyond_the_bucket() -> None:
         assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 200
 
 
-def test_rate_limit_is_off_by_default_and_checks_its_arguments(sandbox: TrackSandbox, http: requests.Session) -> None:
+def test_rate_limit_is_off_by_default_and_the_arguments_are_checked(
+    sandbox: TrackSandbox, http: requests.Session, tmp_path: Path
+) -> None:
     assert sandbox.rate_limit is None
     assert {post(http, sandbox, "/api/v2/entity", EVENT).status_code for _ in range(30)} == {200}
     with pytest.raises(ValueError, match="rate_limit"):
         TrackSandbox(rate_limit=0)
     with pytest.raises(ValueError, match="rate_limit_burst"):
         TrackSandbox(rate_limit_burst=5)
+    with pytest.raises(FileNotFoundError):
+        TrackSandbox(schema_path=tmp_path / "missing.json")
 
 
 def test_validate_false_skips_op_validation_but_not_auth_shape_or_limits() -> None:
@@ -397,28 +396,28 @@ def test_every_pipelines_call_is_accepted_with_its_type_from_the_path(
     assert sandbox.accepted_ops() == [], "Pipelines calls are not Track ops"
 
 
-def test_strict_mode_refuses_with_400_and_keeps_nothing(sandbox: TrackSandbox, cdp: requests.Session) -> None:
+def test_strict_mode_refuses_with_400_and_without_it_answers_200_and_drops(
+    sandbox: TrackSandbox, cdp: requests.Session
+) -> None:
+    bad_item = {"type": "track", "userId": "u1", "timestamp": "yesterday"}
+    batch = {"batch": [{"type": "track", **CALL}, bad_item]}
     resp = call(cdp, sandbox, "/track", {"userId": "u1"}, headers=STRICT)
     assert resp.status_code == 400
     assert resp.json() == {"meta": {"errors": ["event: required: 'event' is required"]}}
-    batch = {"batch": [{"type": "track", **CALL}, {"type": "track", "userId": "u1", "timestamp": "yesterday"}]}
     resp = call(cdp, sandbox, "/batch", batch, headers=STRICT)
     assert resp.status_code == 400
     assert all(e.startswith("[batch 1] ") for e in resp.json()["meta"]["errors"])
     assert sandbox.accepted_calls() == []
     assert sandbox.dropped_calls() == []
 
-
-def test_without_strict_mode_it_answers_200_and_drops(sandbox: TrackSandbox, cdp: requests.Session) -> None:
     resp = call(cdp, sandbox, "/track", {"userId": "u1"})
     assert (resp.status_code, resp.json()) == (200, {})
-    bad_item = {"type": "track", "userId": "u1", "timestamp": "yesterday"}
-    assert call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, bad_item]}).status_code == 200
+    assert call(cdp, sandbox, "/batch", batch).status_code == 200
     assert sandbox.accepted_calls() == [{"type": "track", **CALL}]
     dropped = sandbox.dropped_calls()
     assert [c for c, _ in dropped] == [{"type": "track", "userId": "u1"}, bad_item]
     assert [{e.field for e in errors} for _, errors in dropped] == [{"event"}, {"event", "timestamp"}]
-    assert [s.get("dropped") for s in sandbox.summaries()] == [1, 1]
+    assert [s.get("dropped") for s in sandbox.summaries()] == [None, None, 1, 1]
 
 
 @pytest.mark.parametrize("headers", [STRICT, {}], ids=["strict", "lenient"])
