@@ -46,8 +46,8 @@ def local(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalBridge, LocalB
     assert bridge.handler_module._service is None
 
 
-def test_queues_follow_the_template(local) -> None:
-    _, info = local
+def test_queues_follow_the_template_then_status_page_routes_and_binary_bodies(local) -> None:
+    bridge, info = local
     template = read_template()
     sqs = boto3.client("sqs", region_name="us-east-1")
     attrs = sqs.get_queue_attributes(QueueUrl=info.queue_url, AttributeNames=["All"])["Attributes"]
@@ -63,14 +63,6 @@ def test_queues_follow_the_template(local) -> None:
     assert quarantine["MaximumMessageSize"] == str(props["MaximumMessageSize"])
     assert quarantine["MessageRetentionPeriod"] == str(props["MessageRetentionPeriod"])
     assert "RedrivePolicy" not in quarantine
-
-
-def test_routes_status_page_and_binary_bodies(local) -> None:
-    bridge, info = local
-    base = info.webhook_url.rsplit("/webhooks/dodo", 1)[0]
-    assert requests.get(base + "/nope", timeout=5).status_code == 404
-    wrong_method = requests.get(info.webhook_url, timeout=5)
-    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
     page = requests.get(info.status_url, timeout=5).json()
     assert page["webhook_url"] == info.webhook_url
     assert page["sandbox_url"] == info.sandbox_url
@@ -78,6 +70,10 @@ def test_routes_status_page_and_binary_bodies(local) -> None:
     assert page["queues"]["dead_letter_queue"]["visible"] == 0
     assert page["aws"]["endpoint"] == info.aws_endpoint and info.aws_endpoint.startswith("http://127.0.0.1:")
     assert page["aws"]["quarantine_queue_url"] == info.quarantine_url
+    base = info.webhook_url.rsplit("/webhooks/dodo", 1)[0]
+    assert requests.get(base + "/nope", timeout=5).status_code == 404
+    wrong_method = requests.get(info.webhook_url, timeout=5)
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
     # Not UTF-8: travels base64-encoded in the event, verifies, fails JSON parsing, and is kept.
     response = sender.send_webhook(b"\xff\xfe not json", url=info.webhook_url, secret=info.secret)
     assert (response.status_code, response.json()["status"]) == (202, "quarantined")
