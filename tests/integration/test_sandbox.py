@@ -51,6 +51,22 @@ def post(http: requests.Session, sandbox: TrackSandbox, path: str, body: Any, **
     return http.post(sandbox.base_url + path, json=body, **kw)
 
 
+CALL = {"userId": "alice@example.com", "event": "payment.succeeded", "properties": {"amount": 12.5}}
+STRICT = {"X-Strict-Mode": "1"}
+
+
+@pytest.fixture
+def cdp() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.auth = ("sandbox-pipelines-key", "")
+        yield session
+
+
+def call(cdp: requests.Session, sandbox: TrackSandbox, path: str, body: Any, **kw: Any) -> requests.Response:
+    kw.setdefault("timeout", 5)
+    return cdp.post(sandbox.pipelines_url + path, json=body, **kw)
+
+
 # --- auth, routing, region ---------------------------------------------------------------------
 
 
@@ -70,27 +86,19 @@ def test_every_endpoint_requires_basic_auth(
     assert sandbox.accepted_ops() == []
 
 
-def test_region_endpoint_unknown_path_and_wrong_method(sandbox: TrackSandbox, http: requests.Session) -> None:
+def test_region_endpoint_unknown_path_and_wrong_method_on_both_apis(
+    sandbox: TrackSandbox, http: requests.Session, cdp: requests.Session
+) -> None:
     resp = http.get(sandbox.base_url + "/api/v1/accounts/region", timeout=5)
     assert (resp.status_code, resp.json()) == (200, {"url": sandbox.base_url, "region": "eu", "environment_id": 1})
     assert http.get(sandbox.base_url + "/api/v2/entity", timeout=5).status_code == 405
     assert post(http, sandbox, "/api/v1/nope", {}).status_code == 404
-
-
-CALL = {"userId": "alice@example.com", "event": "payment.succeeded", "properties": {"amount": 12.5}}
-STRICT = {"X-Strict-Mode": "1"}
-
-
-@pytest.fixture
-def cdp() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.auth = ("sandbox-pipelines-key", "")
-        yield session
-
-
-def call(cdp: requests.Session, sandbox: TrackSandbox, path: str, body: Any, **kw: Any) -> requests.Response:
-    kw.setdefault("timeout", 5)
-    return cdp.post(sandbox.pipelines_url + path, json=body, **kw)
+    assert call(cdp, sandbox, "/nope", CALL).status_code == 404
+    assert cdp.get(sandbox.pipelines_url + "/track", timeout=5).status_code == 405
+    for headers in ({}, STRICT):
+        resp = cdp.post(sandbox.pipelines_url + "/track", data=b"{nope", headers=headers, timeout=5)
+        assert resp.status_code == 400
+    assert sandbox.accepted_calls() == []
 
 
 # --- /api/v2/entity ----------------------------------------------------------------------------
@@ -147,14 +155,13 @@ def test_a_valid_batch_is_200_and_a_mixed_one_207_with_batch_index(
     assert sandbox.accepted_ops() == [EVENT, IDENTIFY] * 2
 
 
-@pytest.mark.parametrize("body", [{}, {"batch": EVENT}, [EVENT]], ids=["no-batch", "not-array", "bare-list"])
-def test_malformed_batch_envelope_is_400(sandbox: TrackSandbox, http: requests.Session, body: Any) -> None:
-    resp = post(http, sandbox, "/api/v2/batch", body)
-    assert resp.status_code == 400
-    assert "batch_index" not in resp.json()["errors"][0]
-
-
-def test_oversize_batch_and_oversize_item_are_413(sandbox: TrackSandbox, http: requests.Session) -> None:
+def test_a_malformed_envelope_is_400_an_oversize_batch_or_item_413(
+    sandbox: TrackSandbox, http: requests.Session
+) -> None:
+    for body in ({}, {"batch": EVENT}, [EVENT]):  # no batch, not an array, a bare list
+        resp = post(http, sandbox, "/api/v2/batch", body)
+        assert resp.status_code == 400, body
+        assert "batch_index" not in resp.json()["errors"][0]
     chunk = {**EVENT, "attributes": {"blob": "x" * 20_000}}
     resp = post(http, sandbox, "/api/v2/batch", {"batch": [chunk] * 26})  # ~520 kB
     assert resp.status_code == 413
@@ -364,15 +371,6 @@ def test_pipelines_needs_its_key_as_the_user_and_no_password(sandbox: TrackSandb
     resp = requests.post(sandbox.pipelines_url + "/track", json=CALL, auth=auth, headers=STRICT, timeout=5)
     assert resp.status_code == 401
     assert "errors" in resp.json()["meta"]
-    assert sandbox.accepted_calls() == []
-
-
-def test_pipelines_unknown_call_wrong_method_and_not_json(sandbox: TrackSandbox, cdp: requests.Session) -> None:
-    assert call(cdp, sandbox, "/nope", CALL).status_code == 404
-    assert cdp.get(sandbox.pipelines_url + "/track", timeout=5).status_code == 405
-    for headers in ({}, STRICT):
-        resp = cdp.post(sandbox.pipelines_url + "/track", data=b"{nope", headers=headers, timeout=5)
-        assert resp.status_code == 400
     assert sandbox.accepted_calls() == []
 
 
