@@ -138,7 +138,7 @@ class World:
             return {k.removeprefix("subscription_"): v for k, v in attrs.items() if k.startswith("subscription_")}
         obj = ws.object(self.object_type, subscription_id)
         assert obj is not None, f"no object for {subscription_id}"
-        assert ws.relationship(person, self.object_type, subscription_id) is not None
+        assert (self.object_type, subscription_id) in person.objects
         return dict(obj.attributes)
 
 

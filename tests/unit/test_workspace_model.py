@@ -222,7 +222,7 @@ def test_merge_fills_missing_attributes_moves_events_and_relationships_then_dele
             identify({"email": "maya@example.com"}, {"plan": "free", "city": "Pune"}),
             event({"id": "cus_1"}, "first", ULID_1),
             event({"email": "maya@example.com"}, "second", ULID_2),
-            {**identify({"email": "maya@example.com"}, {}), "cio_relationships": [{"identifiers": SUB}]},
+            obj("identify", rels=[{"identifiers": {"email": "maya@example.com"}}]),
         ]
     )
     ws.apply(merge({"id": "cus_1"}, {"email": "maya@example.com"}))
@@ -249,34 +249,14 @@ def test_object_identify_creates_updates_and_removes_attributes() -> None:
     assert ws.object("2", "sub_1") is None
 
 
-def test_object_and_relationship_attributes_follow_the_timestamp_rule() -> None:
+def test_object_attributes_follow_the_timestamp_rule_and_relationships_create_the_person() -> None:
     ws = Workspace()
     for ts, value in ((200, "new"), (100, "old")):
-        rels = [{"identifiers": {"id": "cus_1"}, "relationship_attributes": {"role": value}}]
-        ws.apply({**obj("identify", {"status": value}, rels), "timestamp": ts})
+        ws.apply({**obj("identify", {"status": value}, [{"identifiers": {"id": "cus_1"}}]), "timestamp": ts})
     view, person = ws.object("1", "sub_1"), ws.person(id="cus_1")
     assert view is not None and person is not None
-    assert (view.attributes["status"], ws.relationship(person, "1", "sub_1")) == ("new", {"role": "new"})
-
-
-def test_relationships_from_either_side_create_what_is_missing_and_carry_attributes() -> None:
-    ws = Workspace()
-    rels = [{"identifiers": {"id": "cus_1"}, "relationship_attributes": {"role": "owner"}}]
-    ws.apply(obj("identify", {"status": "active"}, rels))  # the object's side creates the person
-    ws.apply({**identify({"email": "m@example.com"}, {}), "cio_relationships": [{"identifiers": SUB}]})
-    person, other = ws.person(id="cus_1"), ws.person(email="m@example.com")
-    assert person is not None and other is not None
-    assert person.objects == other.objects == {("1", "sub_1")}
-    assert ws.relationship(person, "1", "sub_1") == {"role": "owner"}
-    assert ws.relationship(other, "1", "sub_1") == {}
-    rels = [{"identifiers": {"id": "cus_1"}, "relationship_attributes": {"role": None, "seat": 1}}]
-    ws.apply(obj("identify", rels=rels))
-    assert ws.relationship(person, "1", "sub_1") == {"seat": 1}
-    ws.apply({**identify({"id": "cus_2"}, {}), "cio_relationships": [{"identifiers": {**SUB, "object_id": "sub_2"}}]})
-    person_side = ws.person(id="cus_2")
-    assert person_side is not None
-    [related] = ws.related_objects(person_side)
-    assert (related.type_id, related.object_id, dict(related.attributes)) == ("1", "sub_2", {})
+    assert (view.attributes["status"], view.people, person.objects) == ("new", {person.cio_id}, {("1", "sub_1")})
+    assert [(o.type_id, o.object_id) for o in ws.related_objects(person)] == [("1", "sub_1")]
 
 
 # ---- batches ----------------------------------------------------------------------------------
@@ -318,6 +298,10 @@ NOT_MODELED: dict[str, dict[str, Any]] = {
     "delete": {"type": "person", "identifiers": {"id": "a"}, "action": "delete"},
     "add_relationships": {**obj("add_relationships", rels=[{"identifiers": {"id": "a"}}])},
     "cio_object_id": {"type": "object", "identifiers": {"cio_object_id": "ob1"}, "action": "identify"},
+    "person-side relationships": {**identify({"id": "a"}, {}), "cio_relationships": [{"identifiers": SUB}]},
+    "relationship_attributes": obj(
+        "identify", rels=[{"identifiers": {"id": "a"}, "relationship_attributes": {"r": 1}}]
+    ),
 }
 
 
@@ -356,7 +340,6 @@ def test_the_valid_shapes_used_here_pass_the_contract(contract: TrackV2Validator
     # `required`, so every person identifier matches all three branches and no item can validate.
     ops = [
         identify({"id": "cus_1"}, {"plan": None, "_update": True}, ts=100),
-        {**identify({"email": "m@example.com"}, {}), "cio_relationships": [{"identifiers": SUB}]},
         event({"id": "cus_1"}, "payment.succeeded", ULID_1, amount=49.0),
         merge({"id": "cus_1"}, {"email": "m@example.com"}),
         obj("identify", {"status": "active", "plan": ""}),
@@ -403,13 +386,12 @@ def test_pipelines_track_is_an_event_keyed_by_message_id() -> None:
 
 
 def test_pipelines_group_is_an_object_related_to_the_user() -> None:
-    traits = {"status": "active", "object_type_id": "1", "relationshipAttributes": {"role": "owner"}}
+    traits = {"status": "active", "object_type_id": "1"}
     ws = replay({"type": "group", "userId": "maya@example.com", "groupId": "sub_1", "traits": traits})
     found, person = ws.object("1", "sub_1"), ws.person(email="maya@example.com")
     assert found is not None and person is not None
-    assert dict(found.attributes) == {"status": "active"}  # the type and relationship are not attributes
+    assert dict(found.attributes) == {"status": "active"}  # the type is not an attribute
     assert found.people == {person.cio_id}
-    assert ws.relationship(person, "1", "sub_1") == {"role": "owner"}
 
 
 def test_a_pipelines_request_takes_its_call_type_from_the_batch_or_the_path() -> None:
@@ -426,6 +408,7 @@ def test_a_pipelines_request_takes_its_call_type_from_the_batch_or_the_path() ->
         {"type": "page", "userId": "cus_1", "name": "home"},
         {"type": "identify", "anonymousId": "anon_1", "traits": {}},
         {"type": "track", "userId": "", "event": "x"},
+        {"type": "group", "userId": "u", "groupId": "g", "traits": {"relationshipAttributes": {}}},
     ],
 )
 def test_an_unmodeled_pipelines_call_raises(call: dict[str, Any]) -> None:
