@@ -10,9 +10,10 @@ accepts but does nothing with are listed in `dropped`.
   and `secondary` (id/email/cio_id) and no `identifiers`; event needs `name`. Only what the bridge sends is
   modeled (person identify/event/merge, object identify relating people from the object's side): other valid
   actions (delete, add/delete_relationships, page, devices, suppress...), `cio_object_id`, a person's own
-  `cio_relationships` and `relationship_attributes` raise too, so a test never silently skips them.
+  `cio_relationships`, `relationship_attributes` and `attributes._update` raise too, so a test never
+  silently skips them.
 - [spec] `email` matches case-insensitively; `cio_id` is generated on creation and never changes.
-- [spec] identify creates the person unless `attributes._update` is true. If the op's identifier matches
+- [spec] identify creates the person. If the op's identifier matches
   nobody but the body's `id`/`email` matches someone, that person is updated and gets the op's identifier.
   An `id`/`email` attribute held by a different person is not applied and goes to `conflicts` (Customer.io
   answers 200 and logs an "Attribute Update Failure").
@@ -216,9 +217,8 @@ class Workspace:
 
     def _identify(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
         attrs = _mapping(op, "attributes")
-        update_only = attrs.pop("_update", False) is True
-        if "cio_relationships" in op:
-            raise WorkspaceError("a person's cio_relationships are valid in Customer.io but not modeled here")
+        if "cio_relationships" in op or "_update" in attrs:
+            raise WorkspaceError("a person's cio_relationships or _update are valid in Customer.io but not modeled")
         person = self._find(*ref)
         if person is None and ref[0] == "cio_id":
             self.dropped.append((f"no person with cio_id {ref[1]!r}", op))
@@ -228,8 +228,6 @@ class Workspace:
                 if person is None and name != ref[0] and isinstance(attrs.get(name), str) and attrs[name]:
                     person = self._find(name, attrs[name])
             attrs = {ref[0]: ref[1], **attrs} if person is not None else attrs
-        if person is None and update_only:
-            return
         person = person or self._create(ref, ts)
         for name in [n for n in ("id", "email") if attrs.get(n) not in (None, "")]:  # removals never conflict
             value = attrs[name]

@@ -81,16 +81,6 @@ def test_none_or_empty_string_removes_an_attribute_and_creates_nothing(removal: 
     assert person is not None and dict(person.attributes) == {"id": "cus_1", "seats": 3}
 
 
-def test_update_only_does_not_create_but_does_update() -> None:
-    ws = Workspace()
-    ws.apply(identify({"id": "ghost"}, {"_update": True, "plan": "pro"}))
-    assert ws.people == []
-    ws.apply(identify({"id": "cus_1"}, {}))
-    ws.apply(identify({"id": "cus_1"}, {"_update": True, "plan": "pro"}))
-    person = ws.person(id="cus_1")
-    assert person is not None and person.attributes["plan"] == "pro" and "_update" not in person.attributes
-
-
 def test_an_unknown_cio_id_or_merge_primary_is_dropped_not_created() -> None:
     ws = Workspace()
     ws.apply(identify({"cio_id": "a3000999"}, {"plan": "pro"}))
@@ -298,6 +288,7 @@ NOT_MODELED: dict[str, dict[str, Any]] = {
     "delete": {"type": "person", "identifiers": {"id": "a"}, "action": "delete"},
     "add_relationships": {**obj("add_relationships", rels=[{"identifiers": {"id": "a"}}])},
     "cio_object_id": {"type": "object", "identifiers": {"cio_object_id": "ob1"}, "action": "identify"},
+    "_update": identify({"id": "a"}, {"_update": True}),
     "person-side relationships": {**identify({"id": "a"}, {}), "cio_relationships": [{"identifiers": SUB}]},
     "relationship_attributes": obj(
         "identify", rels=[{"identifiers": {"id": "a"}, "relationship_attributes": {"r": 1}}]
@@ -339,7 +330,7 @@ def test_the_valid_shapes_used_here_pass_the_contract(contract: TrackV2Validator
     # Object-side cio_relationships are left out: the published v2_cio_relationships oneOf has no
     # `required`, so every person identifier matches all three branches and no item can validate.
     ops = [
-        identify({"id": "cus_1"}, {"plan": None, "_update": True}, ts=100),
+        identify({"id": "cus_1"}, {"plan": None}, ts=100),
         event({"id": "cus_1"}, "payment.succeeded", ULID_1, amount=49.0),
         merge({"id": "cus_1"}, {"email": "m@example.com"}),
         obj("identify", {"status": "active", "plan": ""}),
