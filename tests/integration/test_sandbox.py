@@ -267,18 +267,14 @@ def test_control_endpoints(sandbox: TrackSandbox, http: requests.Session) -> Non
     assert summary["ops"][1] == {"type": "person", "action": "identify", "identifier": "email=a***@example.com"}
     assert "alice" not in str(summary)
 
-    assert requests.post(base + "/__sandbox/config", json={"fail_rate": 1}, timeout=5).json() == {
-        "fail_rate": 1.0,
-        "seed": None,
-    }
+    config = requests.post(base + "/__sandbox/config", json={"fail_rate": 1}, timeout=5).json()
+    assert config == {"fail_rate": 1.0, "seed": None}
     try:
         assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 503
     finally:
         requests.post(base + "/__sandbox/config", json={"fail_rate": 0}, timeout=5).raise_for_status()
-    assert requests.post(base + "/__sandbox/config", json={"fail_rate": 3}, timeout=5).status_code == 400
-    assert (
-        requests.post(base + "/__sandbox/script", json={"responses": [{"action": "x"}]}, timeout=5).status_code == 400
-    )
+    for path, refused in (("config", {"fail_rate": 3}), ("script", {"responses": [{"action": "x"}]})):
+        assert requests.post(f"{base}/__sandbox/{path}", json=refused, timeout=5).status_code == 400, path
 
 
 def _logged(caplog: pytest.LogCaptureFixture, marker: str) -> list[str]:
