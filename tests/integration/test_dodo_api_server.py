@@ -36,34 +36,24 @@ def api(dodo: DodoStandIn) -> Iterator[DodoApi]:
 
 
 @pytest.mark.network
-def test_found_customer_and_payment(api: DodoApi, dodo: DodoStandIn) -> None:
+def test_found_and_unknown_customer_and_payment_on_one_kept_connection(api: DodoApi, dodo: DodoStandIn) -> None:
     assert api.customer("cus_00003") == make_customer(3)
+    transport = cast(Any, api)._transport
+    first = transport._conn.sock.getsockname()
     mine = dodo.add_payment({**make_payment(42, make_customer(4)), "payment_id": "pay_dispute"})
     assert api.payment("pay_dispute") == mine
-    assert (dodo.lookups("customers"), dodo.lookups("payments")) == (["cus_00003"], ["pay_dispute"])
-
-
-@pytest.mark.network
-def test_unknown_ids_are_none(api: DodoApi, dodo: DodoStandIn) -> None:
     assert api.customer("cus_nobody") is None
     assert api.payment("pay_nobody") is None
-    assert [(r.path, r.status) for r in dodo.requests] == [
+    assert (dodo.lookups("customers"), dodo.lookups("payments")) == (["cus_00003"], ["pay_dispute"])
+    assert [(r.path, r.status) for r in dodo.requests[2:]] == [
         ("/customers/cus_nobody", 404),
         ("/payments/pay_nobody", 404),
     ]
-
-
-@pytest.mark.network
-def test_the_connection_is_kept_between_calls(api: DodoApi, dodo: DodoStandIn) -> None:
-    assert api.customer("cus_00000") is not None
-    transport = cast(Any, api)._transport
-    first = transport._conn.sock.getsockname()
-    assert api.payment("pay_00000") is not None
     assert transport._conn.sock.getsockname() == first
 
 
 @pytest.mark.network
-def test_wrong_key_is_a_config_error_without_the_key(dodo: DodoStandIn) -> None:
+def test_wrong_key_is_a_config_error_without_the_key_and_nothing_listening_is_unavailable(dodo: DodoStandIn) -> None:
     key = "sk_test_wrong_0123456789"
     client = DodoApi(dodo.base_url, key)
     with pytest.raises(DodoApiConfigError) as caught:
@@ -74,6 +64,10 @@ def test_wrong_key_is_a_config_error_without_the_key(dodo: DodoStandIn) -> None:
     assert key not in message
     assert "other mode" in message and "test_mode" in message
     assert not isinstance(caught.value, DodoApiUnavailable)
+    with DodoStandIn() as gone:
+        url = gone.base_url  # a port that was just free, now closed again
+    with pytest.raises(DodoApiUnavailable, match="connection error"):
+        DodoApi(url, "k", connect_timeout=0.5).customer("cus_00001")
 
 
 @pytest.mark.network
@@ -90,7 +84,13 @@ def test_error_statuses_and_the_next_call_works(api: DodoApi, dodo: DodoStandIn,
 
 
 @pytest.mark.network
-def test_slow_answer_is_unavailable_at_the_read_timeout(dodo: DodoStandIn) -> None:
+def test_the_time_budget_sends_nothing_too_late_and_ends_a_stall_in_time(api: DodoApi, dodo: DodoStandIn) -> None:
+    for left in (-1.0, 0.0, 0.01):  # the deadline passed, or too close for a call
+        with pytest.raises(DodoApiUnavailable, match="not sent"):
+            api.customer("cus_00001", deadline=time.monotonic() + left)
+        with pytest.raises(DodoApiUnavailable, match="not sent"):
+            api.payment("pay_00001", deadline=time.monotonic() + left)
+    assert dodo.requests == []
     client = DodoApi(dodo.base_url, dodo.api_key, read_timeout=0.3)
     dodo.stall("/customers/cus_00001", 5.0)
     start = time.monotonic()
@@ -99,10 +99,6 @@ def test_slow_answer_is_unavailable_at_the_read_timeout(dodo: DodoStandIn) -> No
     assert time.monotonic() - start < 1.5
     assert client.customer("cus_00001") is not None  # a fresh connection; the stall was used up
     client.close()
-
-
-@pytest.mark.network
-def test_deadline_shortens_the_read_timeout(api: DodoApi, dodo: DodoStandIn) -> None:
     dodo.stall("/payments/*", 5.0)
     start = time.monotonic()
     with pytest.raises(DodoApiUnavailable):
@@ -111,17 +107,12 @@ def test_deadline_shortens_the_read_timeout(api: DodoApi, dodo: DodoStandIn) -> 
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("left", [-1.0, 0.0, 0.01])
-def test_deadline_passed_or_too_close_sends_nothing(api: DodoApi, dodo: DodoStandIn, left: float) -> None:
-    with pytest.raises(DodoApiUnavailable, match="not sent"):
-        api.customer("cus_00001", deadline=time.monotonic() + left)
-    with pytest.raises(DodoApiUnavailable, match="not sent"):
-        api.payment("pay_00001", deadline=time.monotonic() + left)
+def test_ids_naming_nothing_are_never_sent_and_an_id_with_slash_stays_one_path_segment(
+    api: DodoApi, dodo: DodoStandIn
+) -> None:
+    for nothing in ("", ".", ".."):  # an empty id would list customers; dots would climb the path
+        assert (api.customer(nothing), api.payment(nothing)) == (None, None), nothing
     assert dodo.requests == []
-
-
-@pytest.mark.network
-def test_id_with_slash_stays_one_path_segment(api: DodoApi, dodo: DodoStandIn) -> None:
     odd = dodo.add_customer({**make_customer(9), "customer_id": "cus/../9?x=1#f"})
     assert api.customer("cus/../9?x=1#f") == odd
     assert dodo.requests[-1].path == "/customers/cus%2F..%2F9%3Fx%3D1%23f"
@@ -129,14 +120,6 @@ def test_id_with_slash_stays_one_path_segment(api: DodoApi, dodo: DodoStandIn) -
     assert api.customer("../payments/pay_00001") is None
     assert dodo.requests[-1].path == "/customers/..%2Fpayments%2Fpay_00001"
     assert dodo.lookups("payments") == []
-
-
-@pytest.mark.network
-@pytest.mark.parametrize("nothing", ["", ".", ".."])
-def test_ids_naming_nothing_are_never_sent(api: DodoApi, dodo: DodoStandIn, nothing: str) -> None:
-    assert api.customer(nothing) is None  # an empty id would list customers; dots would climb the path
-    assert api.payment(nothing) is None
-    assert dodo.requests == []
 
 
 @pytest.mark.network
@@ -149,15 +132,6 @@ def test_transport_caps_the_answer_size(dodo: DodoStandIn) -> None:
     assert answer.status == 200
     assert json.loads(answer.body) == make_customer(1)
     transport.close()
-
-
-@pytest.mark.network
-def test_nothing_listening_is_unavailable() -> None:
-    with DodoStandIn() as gone:
-        url = gone.base_url  # a port that was just free, now closed again
-    client = DodoApi(url, "k", connect_timeout=0.5)
-    with pytest.raises(DodoApiUnavailable, match="connection error"):
-        client.customer("cus_00001")
 
 
 # -------------------------------------------------------------------------------------------------

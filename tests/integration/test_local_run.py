@@ -46,23 +46,8 @@ def local(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[LocalBridge, LocalB
     assert bridge.handler_module._service is None
 
 
-def _send(info: LocalBridgeInfo, path: Path, secret: str = DEV_WEBHOOK_SECRET) -> requests.Response:
-    return sender.send_webhook(path.read_bytes(), url=info.webhook_url, secret=secret)
-
-
-def test_a_webhook_reaches_the_sandbox_through_the_api_gateway_front(local) -> None:
-    """Every sample through the same handler: test_ingest_handler (in process) and test_load (a local run)."""
+def test_queues_follow_the_template_then_status_page_routes_and_binary_bodies(local) -> None:
     bridge, info = local
-    sandbox = bridge.sandbox
-    assert sandbox is not None and info.sandbox_url == sandbox.base_url
-    response = _send(info, PAYMENT)
-    assert (response.status_code, response.json()) == (200, {"status": "delivered"})
-    assert response.headers["apigw-requestid"]
-    assert [r.status for r in sandbox.requests] == [200] and sandbox.accepted_ops()
-
-
-def test_queues_follow_the_template(local) -> None:
-    _, info = local
     template = read_template()
     sqs = boto3.client("sqs", region_name="us-east-1")
     attrs = sqs.get_queue_attributes(QueueUrl=info.queue_url, AttributeNames=["All"])["Attributes"]
@@ -78,14 +63,6 @@ def test_queues_follow_the_template(local) -> None:
     assert quarantine["MaximumMessageSize"] == str(props["MaximumMessageSize"])
     assert quarantine["MessageRetentionPeriod"] == str(props["MessageRetentionPeriod"])
     assert "RedrivePolicy" not in quarantine
-
-
-def test_routes_status_page_and_binary_bodies(local) -> None:
-    bridge, info = local
-    base = info.webhook_url.rsplit("/webhooks/dodo", 1)[0]
-    assert requests.get(base + "/nope", timeout=5).status_code == 404
-    wrong_method = requests.get(info.webhook_url, timeout=5)
-    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
     page = requests.get(info.status_url, timeout=5).json()
     assert page["webhook_url"] == info.webhook_url
     assert page["sandbox_url"] == info.sandbox_url
@@ -93,6 +70,10 @@ def test_routes_status_page_and_binary_bodies(local) -> None:
     assert page["queues"]["dead_letter_queue"]["visible"] == 0
     assert page["aws"]["endpoint"] == info.aws_endpoint and info.aws_endpoint.startswith("http://127.0.0.1:")
     assert page["aws"]["quarantine_queue_url"] == info.quarantine_url
+    base = info.webhook_url.rsplit("/webhooks/dodo", 1)[0]
+    assert requests.get(base + "/nope", timeout=5).status_code == 404
+    wrong_method = requests.get(info.webhook_url, timeout=5)
+    assert (wrong_method.status_code, wrong_method.headers["allow"]) == (405, "POST")
     # Not UTF-8: travels base64-encoded in the event, verifies, fails JSON parsing, and is kept.
     response = sender.send_webhook(b"\xff\xfe not json", url=info.webhook_url, secret=info.secret)
     assert (response.status_code, response.json()["status"]) == (202, "quarantined")
@@ -144,8 +125,6 @@ def test_sandbox_rate_limit_makes_a_workspace_at_its_limit_and_sets_the_budget(m
     from dodo_cio.configuration.settings import Settings
 
     monkeypatch.delenv("CUSTOMERIO_RATE_LIMIT_RPS", raising=False)
-    with pytest.raises(LocalRunError, match="sandbox-rate-limit"):
-        LocalBridge(port=0, sandbox_port=0, sandbox_rate_limit=0)
     bridge = LocalBridge(port=0, sandbox_port=0, secret=DEV_WEBHOOK_SECRET, drain=False, sandbox_rate_limit=3)
     bridge.start()
     try:
@@ -155,14 +134,6 @@ def test_sandbox_rate_limit_makes_a_workspace_at_its_limit_and_sets_the_budget(m
         assert running.ingest_rate_per_container == 1.5
     finally:
         bridge.stop()
-
-
-def test_pipelines_with_real_track_credentials_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
-    bridge = LocalBridge(port=0, sandbox_port=0, customerio_site_id="real-site", customerio_api_key="real-key")
-    with pytest.raises(LocalRunError, match="CUSTOMERIO_API"):
-        bridge.start()
-    assert bridge.info is None
 
 
 def test_real_credentials_skip_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,19 +148,20 @@ def test_real_credentials_skip_the_sandbox(monkeypatch: pytest.MonkeyPatch) -> N
         try:
             assert bridge.sandbox is None and info.sandbox_url is None
             assert info.track_url == url
-            assert _send(info, PAYMENT).json() == {"status": "delivered"}
+            answer = sender.send_webhook(PAYMENT.read_bytes(), url=info.webhook_url, secret=info.secret)
+            assert answer.json() == {"status": "delivered"}
             assert [r.status for r in stand_in.requests] == [200]
         finally:
             bridge.stop()
     assert os.environ["CUSTOMERIO_TRACK_URL"] == url  # the user's setting is left alone
 
 
-def test_a_busy_aws_port_is_a_clear_error_and_leaves_nothing_running() -> None:
+def test_bad_options_are_clear_errors_and_leave_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
-    from dodo_cio_local.local_run import LocalRunError
-
     before = _environ()
+    with pytest.raises(LocalRunError, match="sandbox-rate-limit"):
+        LocalBridge(port=0, sandbox_port=0, sandbox_rate_limit=0)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -198,6 +170,11 @@ def test_a_busy_aws_port_is_a_clear_error_and_leaves_nothing_running() -> None:
             bridge.start()
     assert bridge.info is None and bridge.aws.endpoint is None
     assert _environ() == before
+    monkeypatch.setenv("CUSTOMERIO_API", "pipelines")
+    bridge = LocalBridge(port=0, sandbox_port=0, customerio_site_id="real-site", customerio_api_key="real-key")
+    with pytest.raises(LocalRunError, match="CUSTOMERIO_API"):
+        bridge.start()
+    assert bridge.info is None
 
 
 def test_check_local_checks_what_the_run_emulates_and_delivers_to(local, capsys) -> None:
@@ -215,13 +192,17 @@ def test_check_local_checks_what_the_run_emulates_and_delivers_to(local, capsys)
 
 
 def test_trace_local_shows_a_customers_records_and_what_waits_for_them(local, capsys) -> None:
-    """`dodo-cio trace ID --local`: the directory, the summary, the duplicate check's answer, the parked message."""
+    """A webhook through the API Gateway front to the sandbox, then `dodo-cio trace ID --local`: the directory,
+    the summary, the duplicate check's answer, the parked message. (Every sample through the same handler:
+    test_ingest_handler in process, test_load through a local run.)"""
     bridge, info = local
     base = info.webhook_url.removesuffix("/webhooks/dodo")
     doc = json.loads(PAYMENT.read_bytes())
     customer = doc["data"]["customer"]["customer_id"]
     first = sender.send_webhook(PAYMENT.read_bytes(), url=info.webhook_url, secret=info.secret, webhook_id="msg_tr1")
-    assert first.status_code == 200
+    assert (first.status_code, first.json()) == (200, {"status": "delivered"})
+    assert first.headers["apigw-requestid"]  # through the API Gateway front
+    assert info.sandbox_url == bridge.sandbox.base_url and [r.status for r in bridge.sandbox.requests] == [200]
     bridge.sandbox.script(503)
     doc["data"]["payment_id"] = "pay_trace_2"
     parked = sender.send_webhook(

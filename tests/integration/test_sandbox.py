@@ -51,6 +51,22 @@ def post(http: requests.Session, sandbox: TrackSandbox, path: str, body: Any, **
     return http.post(sandbox.base_url + path, json=body, **kw)
 
 
+CALL = {"userId": "alice@example.com", "event": "payment.succeeded", "properties": {"amount": 12.5}}
+STRICT = {"X-Strict-Mode": "1"}
+
+
+@pytest.fixture
+def cdp() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.auth = ("sandbox-pipelines-key", "")
+        yield session
+
+
+def call(cdp: requests.Session, sandbox: TrackSandbox, path: str, body: Any, **kw: Any) -> requests.Response:
+    kw.setdefault("timeout", 5)
+    return cdp.post(sandbox.pipelines_url + path, json=body, **kw)
+
+
 # --- auth, routing, region ---------------------------------------------------------------------
 
 
@@ -70,44 +86,22 @@ def test_every_endpoint_requires_basic_auth(
     assert sandbox.accepted_ops() == []
 
 
-def test_region_endpoint(sandbox: TrackSandbox, http: requests.Session) -> None:
+def test_region_endpoint_unknown_path_and_wrong_method_on_both_apis(
+    sandbox: TrackSandbox, http: requests.Session, cdp: requests.Session
+) -> None:
     resp = http.get(sandbox.base_url + "/api/v1/accounts/region", timeout=5)
-    assert resp.status_code == 200
-    assert resp.json() == {"url": sandbox.base_url, "region": "eu", "environment_id": 1}
-
-
-def test_unknown_path_and_wrong_method(sandbox: TrackSandbox, http: requests.Session) -> None:
+    assert (resp.status_code, resp.json()) == (200, {"url": sandbox.base_url, "region": "eu", "environment_id": 1})
     assert http.get(sandbox.base_url + "/api/v2/entity", timeout=5).status_code == 405
     assert post(http, sandbox, "/api/v1/nope", {}).status_code == 404
-
-
-CALL = {"userId": "alice@example.com", "event": "payment.succeeded", "properties": {"amount": 12.5}}
-STRICT = {"X-Strict-Mode": "1"}
-
-
-@pytest.fixture
-def cdp() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.auth = ("sandbox-pipelines-key", "")
-        yield session
-
-
-def call(cdp: requests.Session, sandbox: TrackSandbox, path: str, body: Any, **kw: Any) -> requests.Response:
-    kw.setdefault("timeout", 5)
-    return cdp.post(sandbox.pipelines_url + path, json=body, **kw)
+    assert call(cdp, sandbox, "/nope", CALL).status_code == 404
+    assert cdp.get(sandbox.pipelines_url + "/track", timeout=5).status_code == 405
+    for headers in ({}, STRICT):
+        resp = cdp.post(sandbox.pipelines_url + "/track", data=b"{nope", headers=headers, timeout=5)
+        assert resp.status_code == 400
+    assert sandbox.accepted_calls() == []
 
 
 # --- /api/v2/entity ----------------------------------------------------------------------------
-
-
-def test_valid_entity_is_accepted_and_recorded(sandbox: TrackSandbox, http: requests.Session) -> None:
-    resp = post(http, sandbox, "/api/v2/entity", EVENT)
-    assert resp.status_code == 200
-    assert resp.json() == {}
-    assert sandbox.accepted_ops() == [EVENT]
-    [rec] = sandbox.requests
-    assert (rec.method, rec.path, rec.status, rec.json) == ("POST", "/api/v2/entity", 200, EVENT)
-    assert rec.headers["Authorization"].startswith("Basic ")
 
 
 @pytest.mark.parametrize(
@@ -137,9 +131,14 @@ def test_a_refused_entity_names_the_reason_and_field(
 # --- /api/v2/batch -----------------------------------------------------------------------------
 
 
-def test_a_valid_batch_is_200_and_a_mixed_one_207_with_batch_index(
+def test_a_valid_entity_or_batch_is_200_and_recorded_a_mixed_batch_207_with_batch_index(
     sandbox: TrackSandbox, http: requests.Session
 ) -> None:
+    resp = post(http, sandbox, "/api/v2/entity", EVENT)
+    assert (resp.status_code, resp.json()) == (200, {})
+    [rec] = sandbox.requests
+    assert (rec.method, rec.path, rec.status, rec.json) == ("POST", "/api/v2/entity", 200, EVENT)
+    assert rec.headers["Authorization"].startswith("Basic ")
     resp = post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY]})
     assert (resp.status_code, resp.json()) == (200, {})
     bad_name = {k: v for k, v in EVENT.items() if k != "name"}
@@ -148,17 +147,16 @@ def test_a_valid_batch_is_200_and_a_mixed_one_207_with_batch_index(
     errors = resp.json()["errors"]
     assert [(e["batch_index"], e["field"]) for e in errors] == [(1, "name"), (3, "action")]
     assert all({"batch_index", "reason", "field", "message"} <= set(e) for e in errors)
-    assert sandbox.accepted_ops() == [EVENT, IDENTIFY] * 2
+    assert sandbox.accepted_ops() == [EVENT, EVENT, IDENTIFY, EVENT, IDENTIFY]
 
 
-@pytest.mark.parametrize("body", [{}, {"batch": EVENT}, [EVENT]], ids=["no-batch", "not-array", "bare-list"])
-def test_malformed_batch_envelope_is_400(sandbox: TrackSandbox, http: requests.Session, body: Any) -> None:
-    resp = post(http, sandbox, "/api/v2/batch", body)
-    assert resp.status_code == 400
-    assert "batch_index" not in resp.json()["errors"][0]
-
-
-def test_oversize_batch_and_oversize_item_are_413(sandbox: TrackSandbox, http: requests.Session) -> None:
+def test_a_malformed_envelope_is_400_an_oversize_batch_or_item_413(
+    sandbox: TrackSandbox, http: requests.Session
+) -> None:
+    for body in ({}, {"batch": EVENT}, [EVENT]):  # no batch, not an array, a bare list
+        resp = post(http, sandbox, "/api/v2/batch", body)
+        assert resp.status_code == 400, body
+        assert "batch_index" not in resp.json()["errors"][0]
     chunk = {**EVENT, "attributes": {"blob": "x" * 20_000}}
     resp = post(http, sandbox, "/api/v2/batch", {"batch": [chunk] * 26})  # ~520 kB
     assert resp.status_code == 413
@@ -202,13 +200,12 @@ def test_scripted_answers_come_in_order_then_normal(
     assert accepted == [EVENT if api == "track" else {"type": "track", **CALL}]
 
 
-def test_scripted_answers_precede_auth_and_validation(sandbox: TrackSandbox) -> None:
+def test_scripted_answers_precede_auth_and_validation_and_a_scripted_207_is_honoured(
+    sandbox: TrackSandbox, http: requests.Session
+) -> None:
     sandbox.script(200)
-    resp = requests.post(sandbox.base_url + "/api/v2/entity", json={"junk": 1}, timeout=5)
-    assert resp.status_code == 200
-
-
-def test_scripted_207_is_honoured_by_accepted_ops(sandbox: TrackSandbox, http: requests.Session) -> None:
+    assert requests.post(sandbox.base_url + "/api/v2/entity", json={"junk": 1}, timeout=5).status_code == 200
+    sandbox.reset()
     errors = [{"batch_index": 0, "reason": "x", "field": "", "message": "scripted"}]
     sandbox.script(ScriptedResponse(207, body={"errors": errors}))
     assert post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY]}).status_code == 207
@@ -260,30 +257,19 @@ def test_control_endpoints(sandbox: TrackSandbox, http: requests.Session) -> Non
     assert sandbox.requests == []
     assert post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY]}).status_code == 200
 
-    summary = requests.get(base + "/__sandbox/requests", timeout=5).json()
-    assert len(summary) == 1
-    assert summary[0]["method"] == "POST"
-    assert summary[0]["status"] == 200
-    assert summary[0]["op_count"] == 2
-    assert summary[0]["ops"][1] == {
-        "type": "person",
-        "action": "identify",
-        "identifier": "email=a***@example.com",
-    }
+    [summary] = requests.get(base + "/__sandbox/requests", timeout=5).json()
+    assert (summary["method"], summary["status"], summary["op_count"]) == ("POST", 200, 2)
+    assert summary["ops"][1] == {"type": "person", "action": "identify", "identifier": "email=a***@example.com"}
     assert "alice" not in str(summary)
 
-    assert requests.post(base + "/__sandbox/config", json={"fail_rate": 1}, timeout=5).json() == {
-        "fail_rate": 1.0,
-        "seed": None,
-    }
+    config = requests.post(base + "/__sandbox/config", json={"fail_rate": 1}, timeout=5).json()
+    assert config == {"fail_rate": 1.0, "seed": None}
     try:
         assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 503
     finally:
         requests.post(base + "/__sandbox/config", json={"fail_rate": 0}, timeout=5).raise_for_status()
-    assert requests.post(base + "/__sandbox/config", json={"fail_rate": 3}, timeout=5).status_code == 400
-    assert (
-        requests.post(base + "/__sandbox/script", json={"responses": [{"action": "x"}]}, timeout=5).status_code == 400
-    )
+    for path, refused in (("config", {"fail_rate": 3}), ("script", {"responses": [{"action": "x"}]})):
+        assert requests.post(f"{base}/__sandbox/{path}", json=refused, timeout=5).status_code == 400, path
 
 
 def _logged(caplog: pytest.LogCaptureFixture, marker: str) -> list[str]:
@@ -298,22 +284,23 @@ def _logged(caplog: pytest.LogCaptureFixture, marker: str) -> list[str]:
         time.sleep(0.01)
 
 
-def test_each_request_is_logged_as_one_masked_line(
-    sandbox: TrackSandbox, http: requests.Session, caplog: pytest.LogCaptureFixture
+def test_each_request_is_logged_as_one_masked_line_on_both_apis(
+    sandbox: TrackSandbox, http: requests.Session, cdp: requests.Session, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.INFO, logger="dodo_cio_local.sandbox"):
         post(http, sandbox, "/api/v2/batch", {"batch": [EVENT, IDENTIFY, {**EVENT, "action": "nope"}]})
-        [line] = _logged(caplog, "#2 action:invalid_value")  # only this request has an invalid third op
-    assert "POST /api/v2/batch -> 207" in line
-    assert "a***@example.com" in line
-    assert "alice" not in line
-    assert "12.5" not in line  # no bodies
-    assert "\n" not in line
-
-
-def test_missing_schema_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError):
-        TrackSandbox(schema_path=tmp_path / "missing.json")
+        call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, {"type": "track", "userId": "u1"}]})
+        [track] = _logged(caplog, "#2 action:invalid_value")  # only this request has an invalid third op
+        [pipelines] = _logged(caplog, "POST /v1/batch")
+    assert "POST /api/v2/batch -> 207" in track and "a***@example.com" in track
+    assert "POST /v1/batch -> 200" in pipelines and "dropped=1" in pipelines
+    summary = requests.get(sandbox.base_url + "/__sandbox/requests", timeout=5).json()[1]
+    assert summary["ops"][0] == {"type": "track", "event": "payment.succeeded", "identifier": "userId=a***@example.com"}
+    assert summary["errors"] == [{"batch_index": 1, "reason": "required", "field": "event"}]
+    for masked in (track, pipelines + str(summary)):
+        assert "alice" not in masked
+        assert "12.5" not in masked  # no bodies
+        assert "\n" not in masked
 
 
 # --- rate limit ----------------------------------------------------------------------------------
@@ -335,13 +322,17 @@ def test_rate_limit_answers_429_with_retry_after_beyond_the_bucket() -> None:
         assert post(http, sandbox, "/api/v2/entity", EVENT).status_code == 200
 
 
-def test_rate_limit_is_off_by_default_and_checks_its_arguments(sandbox: TrackSandbox, http: requests.Session) -> None:
+def test_rate_limit_is_off_by_default_and_the_arguments_are_checked(
+    sandbox: TrackSandbox, http: requests.Session, tmp_path: Path
+) -> None:
     assert sandbox.rate_limit is None
     assert {post(http, sandbox, "/api/v2/entity", EVENT).status_code for _ in range(30)} == {200}
     with pytest.raises(ValueError, match="rate_limit"):
         TrackSandbox(rate_limit=0)
     with pytest.raises(ValueError, match="rate_limit_burst"):
         TrackSandbox(rate_limit_burst=5)
+    with pytest.raises(FileNotFoundError):
+        TrackSandbox(schema_path=tmp_path / "missing.json")
 
 
 def test_validate_false_skips_op_validation_but_not_auth_shape_or_limits() -> None:
@@ -374,15 +365,6 @@ def test_pipelines_needs_its_key_as_the_user_and_no_password(sandbox: TrackSandb
     assert sandbox.accepted_calls() == []
 
 
-def test_pipelines_unknown_call_wrong_method_and_not_json(sandbox: TrackSandbox, cdp: requests.Session) -> None:
-    assert call(cdp, sandbox, "/nope", CALL).status_code == 404
-    assert cdp.get(sandbox.pipelines_url + "/track", timeout=5).status_code == 405
-    for headers in ({}, STRICT):
-        resp = cdp.post(sandbox.pipelines_url + "/track", data=b"{nope", headers=headers, timeout=5)
-        assert resp.status_code == 400
-    assert sandbox.accepted_calls() == []
-
-
 def test_every_pipelines_call_is_accepted_with_its_type_from_the_path(
     sandbox: TrackSandbox, cdp: requests.Session
 ) -> None:
@@ -403,28 +385,28 @@ def test_every_pipelines_call_is_accepted_with_its_type_from_the_path(
     assert sandbox.accepted_ops() == [], "Pipelines calls are not Track ops"
 
 
-def test_strict_mode_refuses_with_400_and_keeps_nothing(sandbox: TrackSandbox, cdp: requests.Session) -> None:
+def test_strict_mode_refuses_with_400_and_without_it_answers_200_and_drops(
+    sandbox: TrackSandbox, cdp: requests.Session
+) -> None:
+    bad_item = {"type": "track", "userId": "u1", "timestamp": "yesterday"}
+    batch = {"batch": [{"type": "track", **CALL}, bad_item]}
     resp = call(cdp, sandbox, "/track", {"userId": "u1"}, headers=STRICT)
     assert resp.status_code == 400
     assert resp.json() == {"meta": {"errors": ["event: required: 'event' is required"]}}
-    batch = {"batch": [{"type": "track", **CALL}, {"type": "track", "userId": "u1", "timestamp": "yesterday"}]}
     resp = call(cdp, sandbox, "/batch", batch, headers=STRICT)
     assert resp.status_code == 400
     assert all(e.startswith("[batch 1] ") for e in resp.json()["meta"]["errors"])
     assert sandbox.accepted_calls() == []
     assert sandbox.dropped_calls() == []
 
-
-def test_without_strict_mode_it_answers_200_and_drops(sandbox: TrackSandbox, cdp: requests.Session) -> None:
     resp = call(cdp, sandbox, "/track", {"userId": "u1"})
     assert (resp.status_code, resp.json()) == (200, {})
-    bad_item = {"type": "track", "userId": "u1", "timestamp": "yesterday"}
-    assert call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, bad_item]}).status_code == 200
+    assert call(cdp, sandbox, "/batch", batch).status_code == 200
     assert sandbox.accepted_calls() == [{"type": "track", **CALL}]
     dropped = sandbox.dropped_calls()
     assert [c for c, _ in dropped] == [{"type": "track", "userId": "u1"}, bad_item]
     assert [{e.field for e in errors} for _, errors in dropped] == [{"event"}, {"event", "timestamp"}]
-    assert [s.get("dropped") for s in sandbox.summaries()] == [1, 1]
+    assert [s.get("dropped") for s in sandbox.summaries()] == [None, None, 1, 1]
 
 
 @pytest.mark.parametrize("headers", [STRICT, {}], ids=["strict", "lenient"])
@@ -442,18 +424,3 @@ def test_pipelines_limits(sandbox: TrackSandbox, cdp: requests.Session, headers:
     kept = [{"type": "track", **small}] if headers else [{"type": "track", **CALL}, {"type": "track", **small}]
     assert sandbox.accepted_calls() == kept
     assert len(sandbox.dropped_calls()) == (0 if headers else 1 + 17 + 1)
-
-
-def test_pipelines_summaries_and_log_lines_mask_the_user(
-    sandbox: TrackSandbox, cdp: requests.Session, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.INFO, logger="dodo_cio_local.sandbox"):
-        call(cdp, sandbox, "/batch", {"batch": [{"type": "track", **CALL}, {"type": "track", "userId": "u1"}]})
-        [line] = _logged(caplog, "POST /v1/batch")
-    assert "POST /v1/batch -> 200" in line
-    assert "dropped=1" in line
-    [summary] = requests.get(sandbox.base_url + "/__sandbox/requests", timeout=5).json()
-    assert summary["ops"][0] == {"type": "track", "event": "payment.succeeded", "identifier": "userId=a***@example.com"}
-    assert summary["errors"] == [{"batch_index": 1, "reason": "required", "field": "event"}]
-    assert "alice" not in line + str(summary)
-    assert "12.5" not in line + str(summary)

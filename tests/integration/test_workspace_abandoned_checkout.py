@@ -98,16 +98,10 @@ def test_a_lookup_that_failed_for_now_parks_the_checkout_and_the_retry_path_brin
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Dodo's API answers 500 at ingest: identify and event wait together; the retry resolves them the same way."""
-    from dodo_cio.delivery.backoff import BackoffPolicy
     from dodo_cio_local.dodo_standin import DodoStandIn
-    from dodo_cio_local.handler_modules import load_retry_module
 
     with DodoStandIn() as dodo:
         world.use_dodo_api(dodo, monkeypatch)
-        retry = load_retry_module()
-        monkeypatch.setattr(retry, "_service", None)  # built again with the URL, paced as the harness paces it
-        service = retry.service()
-        service.policy, service.rng = BackoffPolicy(base=1, cap=1), lambda: 0.0
         dodo.fail("/customers/cus_maya")
         assert world.send(DETECTED, T0) == 202  # queued: nothing reached Customer.io yet
         assert world.workspace().people == []

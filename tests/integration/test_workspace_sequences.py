@@ -94,7 +94,8 @@ class World:
 
         dodo.add_customer({**copy.deepcopy(CUSTOMER), "created_at": iso(T0 - DAY), "business_id": "bus_1"})
         monkeypatch.setenv("DODO_API_URL", dodo.base_url)
-        monkeypatch.setattr(self.bridge.app, "_service", None)  # built again with the URL
+        monkeypatch.setattr(self.bridge.app, "_service", None)  # both functions built again with the URL
+        paced_retry_service(monkeypatch)
         ssm = self.bridge.ssm
         ssm.put_parameter(Name=f"{SSM_PATH}/dodo-api-key", Value=dodo.api_key, Type="SecureString", Overwrite=True)
 
@@ -138,8 +139,17 @@ class World:
             return {k.removeprefix("subscription_"): v for k, v in attrs.items() if k.startswith("subscription_")}
         obj = ws.object(self.object_type, subscription_id)
         assert obj is not None, f"no object for {subscription_id}"
-        assert ws.relationship(person, self.object_type, subscription_id) is not None
+        assert (self.object_type, subscription_id) in person.objects
         return dict(obj.attributes)
+
+
+def paced_retry_service(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The retry function's service built afresh from the environment, its backoff one second with no jitter."""
+    module = load_retry_module()
+    monkeypatch.setattr(module, "_service", None)
+    service = module.service()
+    service.policy, service.rng = BackoffPolicy(base=1, cap=1), lambda: 0.0
+    return service
 
 
 @pytest.fixture(params=APIS)
@@ -164,16 +174,11 @@ def world(bridge: Any, api: str, monkeypatch: pytest.MonkeyPatch, request: pytes
         monkeypatch.setenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", mode)
     else:
         monkeypatch.delenv("CUSTOMERIO_SUBSCRIPTION_OBJECT_TYPE_ID", raising=False)
-    module = load_retry_module()
-    monkeypatch.setattr(module, "_service", None)
-    service = module.service()
-    service.policy = BackoffPolicy(base=1, cap=1)
-    service.rng = lambda: 0.0
-    assert service.settings.customerio_api == api
+    assert paced_retry_service(monkeypatch).settings.customerio_api == api
     source = SqsEventSource(
         bridge.sqs,
         bridge.queue_url,
-        module.lambda_handler,
+        load_retry_module().lambda_handler,
         context_factory=lambda: FakeLambdaContext(function_name="dodo-customerio-retry"),
     )
     yield World(bridge, source, strategy, mode, api)

@@ -8,32 +8,32 @@ accepts but does nothing with are listed in `dropped`.
 [spec] = Customer.io's Track OpenAPI (v2 op schemas, v1 identify text); [assumed] = our reading.
 - [spec] A person op names exactly one of id/email/cio_id/phone (a non-empty string); merge takes `primary`
   and `secondary` (id/email/cio_id) and no `identifiers`; event needs `name`. Only what the bridge sends is
-  modeled (person identify/event/merge, object identify): other valid actions (delete, add/delete_relationships,
-  page, devices, suppress...) and `cio_object_id` raise too, so a test never silently skips them.
+  modeled (person identify/event/merge, object identify relating people from the object's side): other valid
+  actions (delete, add/delete_relationships, page, devices, suppress...), `cio_object_id`, a person's own
+  `cio_relationships`, `relationship_attributes` and `attributes._update` raise too, so a test never
+  silently skips them.
 - [spec] `email` matches case-insensitively; `cio_id` is generated on creation and never changes.
-- [spec] identify creates the person unless `attributes._update` is true. If the op's identifier matches
+- [spec] identify creates the person. If the op's identifier matches
   nobody but the body's `id`/`email` matches someone, that person is updated and gets the op's identifier.
   An `id`/`email` attribute held by a different person is not applied and goes to `conflicts` (Customer.io
   answers 200 and logs an "Attribute Update Failure").
-- [spec for objects and relationships; assumed for people] an attribute set to None or "" is removed.
+- [spec for objects; assumed for people] an attribute set to None or "" is removed.
 - [spec] `timestamp` (integer Unix seconds) orders rapid attribute updates. [assumed] With
   `order_by_timestamp`, a write or removal is ignored when that attribute was last written by a strictly
-  newer op; no timestamp means "now", newer than any; ties go to the later arrival. Objects and
-  relationships use the same clock.
+  newer op; no timestamp means "now", newer than any; ties go to the later arrival. Objects use the same clock.
 - [spec] An event whose `id` was already seen in the workspace is ignored. [assumed] No dedup window.
 - [spec] merge: `primary` must exist; the secondary is deleted. [assumed] Secondary attributes fill only
-  what the primary lacks; its events and relationships move over (the primary's relationship attributes win).
-- [assumed] event and relationships named from either side create an unknown person addressed by
-  id/email/phone, and any missing object; an unknown cio_id is dropped (the spec says so for identify).
+  what the primary lacks; its events and relationships move over.
+- [assumed] an event or an object's relationship creates an unknown person addressed by id/email/phone;
+  an unknown cio_id is dropped (the spec says so for identify).
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -67,7 +67,6 @@ class Conflict:
     attribute: str
     value: Any
     owner_cio_id: str  # who already holds the value
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -149,8 +148,8 @@ def _mapping(op: Mapping[str, Any], name: str) -> dict[str, Any]:
     return copy.deepcopy(dict(value))
 
 
-def _relationships(op: Mapping[str, Any], parse: Callable[[Any, str], Any]) -> list[Any]:
-    """Validated `cio_relationships` items as (reference, relationship_attributes), before anything changes."""
+def _relationships(op: Mapping[str, Any]) -> list[PersonRef]:
+    """An object's validated `cio_relationships` items, before anything changes."""
     items = op.get("cio_relationships")
     if items is None:
         return []
@@ -158,11 +157,10 @@ def _relationships(op: Mapping[str, Any], parse: Callable[[Any, str], Any]) -> l
         raise WorkspaceError(f"cio_relationships must be a list, got {items!r}")
     if not all(isinstance(item, Mapping) for item in items):
         raise WorkspaceError(f"each cio_relationships item must be an object, got {items!r}")
+    if any("relationship_attributes" in item for item in items):
+        raise WorkspaceError("relationship_attributes are valid in Customer.io but not modeled here")
     where = "cio_relationships[{}].identifiers"
-    return [
-        (parse(it.get("identifiers"), where.format(i)), _mapping(it, "relationship_attributes"))
-        for i, it in enumerate(items)
-    ]
+    return [_one_identifier(it.get("identifiers"), where.format(i), NO_PHONE_IDS) for i, it in enumerate(items)]
 
 
 def _timestamp(op: Mapping[str, Any]) -> float:
@@ -181,7 +179,7 @@ class Workspace:
         self.dropped: list[tuple[str, Mapping[str, Any]]] = []  # (reason, op)
         self._people: dict[str, _Person] = {}  # by cio_id, in creation order
         self._objects: dict[ObjectKey, _Record] = {}
-        self._relations: dict[tuple[str, ObjectKey], _Record] = {}  # (cio_id, object key) -> attributes
+        self._relations: set[tuple[str, ObjectKey]] = set()  # (cio_id, object key)
         self._event_ids: set[str] = set()
         self._next_cio_id = itertools.count(0xA3000001)
 
@@ -210,15 +208,17 @@ class Workspace:
 
     def _identify_object(self, op: Mapping[str, Any], key: ObjectKey) -> None:
         ts, attrs = _timestamp(op), _mapping(op, "attributes")
-        rels = _relationships(op, partial(_one_identifier, allowed=NO_PHONE_IDS))
+        rels = _relationships(op)
         self._objects.setdefault(key, _Record()).write(attrs, ts, self.order_by_timestamp)
-        for ref, rel_attrs in rels:
-            self._link(self._find_or_create(op, ref, ts), key, rel_attrs, ts)
+        for ref in rels:
+            person = self._find_or_create(op, ref, ts)
+            if person is not None:
+                self._relations.add((person.cio_id, key))
 
     def _identify(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
         attrs = _mapping(op, "attributes")
-        update_only = attrs.pop("_update", False) is True
-        rels = _relationships(op, _object_key)
+        if "cio_relationships" in op or "_update" in attrs:
+            raise WorkspaceError("a person's cio_relationships or _update are valid in Customer.io but not modeled")
         person = self._find(*ref)
         if person is None and ref[0] == "cio_id":
             self.dropped.append((f"no person with cio_id {ref[1]!r}", op))
@@ -228,19 +228,14 @@ class Workspace:
                 if person is None and name != ref[0] and isinstance(attrs.get(name), str) and attrs[name]:
                     person = self._find(name, attrs[name])
             attrs = {ref[0]: ref[1], **attrs} if person is not None else attrs
-        if person is None and update_only:
-            return
         person = person or self._create(ref, ts)
         for name in [n for n in ("id", "email") if attrs.get(n) not in (None, "")]:  # removals never conflict
             value = attrs[name]
             owner = self._find(name, value) if isinstance(value, str) else None
             if owner is not None and owner is not person:
                 del attrs[name]
-                reason = f"{name} {value!r} already belongs to another person"
-                self.conflicts.append(Conflict(person.cio_id, name, value, owner.cio_id, reason))
+                self.conflicts.append(Conflict(person.cio_id, name, value, owner.cio_id))
         person.record.write(attrs, ts, self.order_by_timestamp)
-        for key, rel_attrs in rels:
-            self._link(person, key, rel_attrs, ts)
 
     def _event(self, op: Mapping[str, Any], ref: PersonRef, ts: float) -> None:
         name, event_id, attrs = op.get("name"), op.get("id"), _mapping(op, "attributes")
@@ -268,10 +263,8 @@ class Workspace:
         del self._people[secondary.cio_id]  # first, so its id/email can move without a clash
         primary.record.fill_from(secondary.record)
         primary.events.extend(secondary.events)
-        for (cio_id, key), rel in list(self._relations.items()):
-            if cio_id == secondary.cio_id:
-                self._relations.setdefault((primary.cio_id, key), _Record()).fill_from(rel)
-                del self._relations[(cio_id, key)]
+        moved = {(cio_id, key) for cio_id, key in self._relations if cio_id == secondary.cio_id}
+        self._relations = (self._relations - moved) | {(primary.cio_id, key) for _, key in moved}
 
     def _find(self, name: str, value: str) -> _Person | None:
         if name == "cio_id":
@@ -291,12 +284,6 @@ class Workspace:
             self.dropped.append((f"no person with cio_id {ref[1]!r}", op))
             return None
         return person or self._create(ref, ts)
-
-    def _link(self, person: _Person | None, key: ObjectKey, attrs: Mapping[str, Any], ts: float) -> None:
-        """Relate a person to an object (creating the object if needed), writing the relationship's attributes."""
-        if person is not None:
-            self._objects.setdefault(key, _Record())
-            self._relations.setdefault((person.cio_id, key), _Record()).write(attrs, ts, self.order_by_timestamp)
 
     def person(
         self, *, id: str | None = None, email: str | None = None, cio_id: str | None = None, phone: str | None = None
@@ -319,11 +306,6 @@ class Workspace:
 
     def related_objects(self, person: PersonView) -> list[ObjectView]:
         return [self._object_view(key) for cio_id, key in self._relations if cio_id == person.cio_id]
-
-    def relationship(self, person: PersonView, type_id: str, object_id: str) -> Mapping[str, Any] | None:
-        """The relationship's attributes, or None when the two are not related."""
-        rel = self._relations.get((person.cio_id, (type_id, object_id)))
-        return None if rel is None else MappingProxyType(copy.deepcopy(rel.attributes))
 
     def events(self, person: PersonView, name: str | None = None) -> list[Event]:
         """The person's events in arrival order (after a merge: the primary's, then the secondary's)."""
@@ -373,7 +355,7 @@ def track_op_of_call(call: Mapping[str, Any], kind: str | None = None) -> dict[s
 
     identify -> person identify (`traits` as attributes, a null trait removes it); track -> person event
     (`messageId` as the event id, which the model deduplicates on); group -> object identify with one
-    relationship to `userId` (`traits.object_type_id` and `relationshipAttributes` taken out of the traits).
+    relationship to `userId` (`traits.object_type_id` taken out of the traits).
     """
     kind = str(call.get("type") or kind)
     when = _pipelines_seconds(call)
@@ -387,10 +369,9 @@ def track_op_of_call(call: Mapping[str, Any], kind: str | None = None) -> dict[s
     if kind == "group":
         traits = _mapping(call, "traits")
         type_id = traits.pop("object_type_id", None)
+        if "relationshipAttributes" in traits:
+            raise WorkspaceError("relationshipAttributes are valid in Pipelines but not modeled here")
         relationship = {"identifiers": _pipelines_person(call.get("userId"))}
-        extra = traits.pop("relationshipAttributes", None)
-        if extra:
-            relationship["relationship_attributes"] = extra
         return {"type": "object", "action": "identify",
                 "identifiers": {"object_type_id": type_id, "object_id": call.get("groupId")},
                 "attributes": traits, "cio_relationships": [relationship], **when}  # fmt: skip

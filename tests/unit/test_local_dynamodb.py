@@ -32,27 +32,19 @@ def put(name: str, key: str, *, new: bool = True) -> dict[str, Any]:
     return {"Put": item}
 
 
-def ids(client: Any, name: str) -> set[str]:
-    return {i["id"]["S"] for i in client.scan(TableName=name)["Items"]}
-
-
 def test_a_cancelled_transaction_puts_back_only_what_it_touched(table: tuple[Any, str]) -> None:
+    """The rollback's result and ALL_OLD: test_state_records (through the bridge's table); here, that no copy of
+    the table is swapped in, as moto's own transactions do (too slow for a burst)."""
     from moto.dynamodb.models import dynamodb_backends
 
     client, name = table
     client.transact_write_items(TransactItems=[put(name, f"old#{n}") for n in range(50)])
     backend = dynamodb_backends["123456789012"]["us-east-1"]
     before = backend.tables[name]
-    update = {"Update": {"TableName": name, "Key": {"id": {"S": "old#1"}}, "UpdateExpression": "SET n = :two",
-                         "ExpressionAttributeValues": {":two": {"N": "2"}}}}  # fmt: skip
-    with pytest.raises(ClientError) as cancelled:
-        client.transact_write_items(TransactItems=[put(name, "fresh"), update, put(name, "old#7")])
-    reasons = cancelled.value.response["CancellationReasons"]
-    assert [r["Code"] for r in reasons] == ["None", "None", "ConditionalCheckFailed"]
-    assert reasons[2]["Item"]["id"] == {"S": "old#7"}  # ALL_OLD, as the bridge reads stale pieces
-    assert "fresh" not in ids(client, name)
-    assert client.get_item(TableName=name, Key={"id": {"S": "old#1"}})["Item"]["n"] == {"N": "1"}
-    assert backend.tables[name] is before  # rolled back item by item, not by swapping in a copy
+    with pytest.raises(ClientError):
+        client.transact_write_items(TransactItems=[put(name, "fresh"), put(name, "old#7")])
+    assert "Item" not in client.get_item(TableName=name, Key={"id": {"S": "fresh"}})
+    assert backend.tables[name] is before  # rolled back item by item
 
 
 def test_a_retried_transaction_with_its_token_is_answered_as_the_first_was(table: tuple[Any, str]) -> None:

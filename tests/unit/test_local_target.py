@@ -14,23 +14,6 @@ from dodo_cio_cli.aws_calls import OperatorError
 from dodo_cio_cli.local_target import DEFAULT_LOCAL_URL, LOCAL_URL_ENV, discover, local_url, move_messages
 from dodo_cio_local.local_aws import invoke_api
 
-PAGE = {
-    "webhook_url": "http://127.0.0.1:3000/webhooks/dodo",
-    "aws": {
-        "endpoint": "http://127.0.0.1:4020",
-        "region": "us-east-1",
-        "retry_queue_url": "http://127.0.0.1:4020/123456789012/r",
-        "retry_queue_arn": "arn:aws:sqs:us-east-1:123456789012:r",
-        "dead_letter_queue_url": "http://127.0.0.1:4020/123456789012/d",
-        "dead_letter_queue_arn": "arn:aws:sqs:us-east-1:123456789012:d",
-        "quarantine_queue_url": "http://127.0.0.1:4020/123456789012/q",
-        "ssm_parameter_path": "/dodo-customerio",
-        "lambda_endpoint": "http://127.0.0.1:3000",
-        "ingest_function": "dodo-cio-local-IngestFunction",
-    },
-}
-
-
 # -- finding the local run --------------------------------------------------------------------------
 
 
@@ -52,9 +35,15 @@ def test_discover_says_how_to_start_the_local_run_when_nothing_answers() -> None
         discover("http://127.0.0.1:3000", fetch=lambda url, timeout: {"webhook_url": "x"})
 
 
-def test_local_and_stack_exclude_each_other(capsys: pytest.CaptureFixture[str]) -> None:
+def test_local_refuses_stack_and_redrive_refuses_status(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from dodo_cio_cli import local_target
+
     assert cli.main(["dlq", "--local", "--stack", "bridge"]) == 2
     assert "--local and --stack" in capsys.readouterr().err
+    page = {"aws": {"endpoint": "http://127.0.0.1:4020"}}  # a local run found: the refusal is redrive's own
+    monkeypatch.setattr(local_target, "_fetch_status", lambda url, timeout: page)
+    assert cli.main(["redrive", "--local", "--status"]) == 2
+    assert "move tasks" in capsys.readouterr().err
 
 
 # -- the Lambda Invoke API of the local run ---------------------------------------------------------
@@ -157,11 +146,3 @@ def test_move_keeps_body_and_attributes_and_moves_only_what_was_waiting() -> Non
     # The one that came straight back stays on the DLQ: it is not sent round again and again.
     assert [m["Body"] for m in sqs.queues["dlq"]] == ["fails again"]
     assert len(naps) == 2 and all(0 < nap <= 2 for nap in naps)
-
-
-def test_local_redrive_refuses_status_and_cancel(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    from dodo_cio_cli import local_target
-
-    monkeypatch.setattr(local_target, "_fetch_status", lambda url, timeout: PAGE)
-    assert cli.main(["redrive", "--local", "--status"]) == 2
-    assert "move tasks" in capsys.readouterr().err
