@@ -34,6 +34,11 @@ def test_payments_and_refunds_add_up_in_minor_units_and_show_in_major() -> None:
     }
 
 
+@pytest.mark.parametrize(("currency", "minor", "major"), [("JPY", 5000, 5000), ("KWD", 1250, 1.25), ("USD", 4900, 49)])
+def test_each_currency_keeps_its_own_exponent(currency: str, minor: int, major: float) -> None:
+    assert Ledger().with_payment(minor, currency, 1, None).attributes()["total_spent"] == major
+
+
 def test_an_amount_past_any_json_number_is_left_out_not_sent_as_infinity() -> None:
     out = Ledger().with_payment(10**400, "USD", 1, None).with_payment(100, "EUR", 2, None).attributes()
     assert "total_spent" not in out and "last_payment_amount" in out
