@@ -71,6 +71,30 @@ def monthly(status: str, at: int, amount: int = 2900, *, currency: str = "USD", 
     return Sub(status, at, amount, currency, interval, 1)
 
 
+def test_cancelling_one_of_two_subscriptions_leaves_the_customer_active() -> None:
+    two = Ledger().with_subscription("sub_a", monthly("active", 10))
+    two = two.with_subscription("sub_b", monthly("active", 20, 900))
+    assert (
+        two.attributes(profile_status=True).items()
+        >= {
+            "has_active_subscription": True,
+            "active_subscription_count": 2,
+            "active_subscription_ids": ["sub_a", "sub_b"],
+            "mrr": 38,
+            "mrr_currency": "USD",
+            "subscription_status": "active",
+        }.items()
+    )
+    one = two.with_subscription("sub_b", monthly("cancelled", 30, 900)).attributes(profile_status=True)
+    assert (one["has_active_subscription"], one["active_subscription_count"], one["mrr"]) == (True, 1, 29)
+    assert one["subscription_status"] == "active" and one["active_subscription_ids"] == ["sub_a"]
+    none = two.with_subscription("sub_a", monthly("cancelled", 40)).with_subscription("sub_b", monthly("expired", 41))
+    out = none.attributes(profile_status=True)
+    assert (out["has_active_subscription"], out["active_subscription_count"], out["mrr"]) == (False, 0, 0)
+    assert out["subscription_status"] == "expired"  # of the ended ones, the latest word
+    assert "subscription_status" not in none.attributes()  # object mode: each object has its own
+
+
 @pytest.mark.parametrize(
     ("others", "expected"),
     [(["on_hold", "cancelled"], "on_hold"), (["paused", "past_due"], "past_due"), (["pending", "paused"], "paused")],
