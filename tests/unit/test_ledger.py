@@ -135,6 +135,16 @@ def test_mrr_adds_only_the_summary_currency_and_leaves_out_an_unknown_price() ->
     assert first.currency == "JPY"  # a subscriber who has not paid yet: their subscription's currency
 
 
+def test_a_subscription_webhook_states_its_subscription_without_a_counted_marker() -> None:
+    change = change_for(event("subscription.renewed.json", payment_frequency_interval="Year"))
+    assert change is not None and change.marker is None and change.subscription is not None
+    sub_id, sub = change.subscription
+    assert (sub.status, sub.interval, sub.at) == ("active", "year", change.event_time)
+    ledger = change.apply(Ledger())
+    assert ledger.attributes()["active_subscription_ids"] == [sub_id]
+    assert Ledger.loads(ledger.dumps()) == ledger
+
+
 def test_hundreds_of_subscription_ids_stay_inside_the_profile_value_limit() -> None:
     ledger = Ledger()
     for n in range(200):
