@@ -34,6 +34,11 @@ def test_payments_and_refunds_add_up_in_minor_units_and_show_in_major() -> None:
     }
 
 
+@pytest.mark.parametrize(("currency", "minor", "major"), [("JPY", 5000, 5000), ("KWD", 1250, 1.25), ("USD", 4900, 49)])
+def test_each_currency_keeps_its_own_exponent(currency: str, minor: int, major: float) -> None:
+    assert Ledger().with_payment(minor, currency, 1, None).attributes()["total_spent"] == major
+
+
 def test_an_amount_past_any_json_number_is_left_out_not_sent_as_infinity() -> None:
     out = Ledger().with_payment(10**400, "USD", 1, None).with_payment(100, "EUR", 2, None).attributes()
     assert "total_spent" not in out and "last_payment_amount" in out
@@ -64,6 +69,30 @@ def test_a_succeeded_payment_and_a_succeeded_refund_change_the_ledger_and_nothin
 
 def monthly(status: str, at: int, amount: int = 2900, *, currency: str = "USD", interval: str = "month") -> Sub:
     return Sub(status, at, amount, currency, interval, 1)
+
+
+def test_cancelling_one_of_two_subscriptions_leaves_the_customer_active() -> None:
+    two = Ledger().with_subscription("sub_a", monthly("active", 10))
+    two = two.with_subscription("sub_b", monthly("active", 20, 900))
+    assert (
+        two.attributes(profile_status=True).items()
+        >= {
+            "has_active_subscription": True,
+            "active_subscription_count": 2,
+            "active_subscription_ids": ["sub_a", "sub_b"],
+            "mrr": 38,
+            "mrr_currency": "USD",
+            "subscription_status": "active",
+        }.items()
+    )
+    one = two.with_subscription("sub_b", monthly("cancelled", 30, 900)).attributes(profile_status=True)
+    assert (one["has_active_subscription"], one["active_subscription_count"], one["mrr"]) == (True, 1, 29)
+    assert one["subscription_status"] == "active" and one["active_subscription_ids"] == ["sub_a"]
+    none = two.with_subscription("sub_a", monthly("cancelled", 40)).with_subscription("sub_b", monthly("expired", 41))
+    out = none.attributes(profile_status=True)
+    assert (out["has_active_subscription"], out["active_subscription_count"], out["mrr"]) == (False, 0, 0)
+    assert out["subscription_status"] == "expired"  # of the ended ones, the latest word
+    assert "subscription_status" not in none.attributes()  # object mode: each object has its own
 
 
 @pytest.mark.parametrize(
@@ -104,6 +133,16 @@ def test_mrr_adds_only_the_summary_currency_and_leaves_out_an_unknown_price() ->
     assert "mrr" not in unknown and unknown["active_subscription_count"] == 3
     first = Ledger().with_subscription("a", monthly("active", 1, currency="JPY"))
     assert first.currency == "JPY"  # a subscriber who has not paid yet: their subscription's currency
+
+
+def test_a_subscription_webhook_states_its_subscription_without_a_counted_marker() -> None:
+    change = change_for(event("subscription.renewed.json", payment_frequency_interval="Year"))
+    assert change is not None and change.marker is None and change.subscription is not None
+    sub_id, sub = change.subscription
+    assert (sub.status, sub.interval, sub.at) == ("active", "year", change.event_time)
+    ledger = change.apply(Ledger())
+    assert ledger.attributes()["active_subscription_ids"] == [sub_id]
+    assert Ledger.loads(ledger.dumps()) == ledger
 
 
 def test_hundreds_of_subscription_ids_stay_inside_the_profile_value_limit() -> None:
