@@ -21,7 +21,7 @@ from dodo_cio_cli import cli
 from dodo_cio_local.dodo_standin import DodoStandIn
 from dodo_cio_local.sandbox import ScriptedResponse, TrackSandbox
 from support.aws import fake_credentials
-from support.g4_stack import FakeStack
+from support.fake_stack import FakeStack
 
 pytestmark = pytest.mark.network
 

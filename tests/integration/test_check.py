@@ -13,7 +13,7 @@ import pytest
 from dodo_cio_cli import cli
 from dodo_cio_local.sandbox import TrackSandbox
 from support.aws import SSM_PATH, create_queues, put_secrets
-from support.g4_stack import FakeStack
+from support.fake_stack import FakeStack
 
 pytestmark = pytest.mark.network
 

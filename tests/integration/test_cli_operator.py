@@ -22,7 +22,7 @@ from dodo_cio.retry.verdicts import SqsRecord
 from dodo_cio_cli import cli
 from support.aws import create_quarantine_queue, create_queues
 from support.fake_sqs import parked_body
-from support.g4_stack import FakeStack
+from support.fake_stack import FakeStack
 
 EMAIL = "maya.fernandes@example.com"
 

@@ -29,8 +29,8 @@ from dodo_cio_local.event_source import SqsEventSource
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
 from support.blackhole import BlackHole
+from support.bodies import PAYMENT
 from support.emf import emitted_metrics
-from support.g12_bodies import PAYMENT
 
 pytestmark = pytest.mark.network
 

@@ -18,8 +18,8 @@ from dodo_cio.state.table import StateTable
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import http_api_event, signed_event
+from support.bodies import PAYMENT, SAMPLES, body, changed, with_data
 from support.emf import emitted_metrics
-from support.g12_bodies import PAYMENT, SAMPLES, body, changed, with_data
 from support.workspace import use_pipelines
 
 pytestmark = pytest.mark.network

@@ -28,7 +28,7 @@ from dodo_cio_cli.operator import dead_letters_json, format_dead_letters, list_d
 from dodo_cio_local.sandbox import ScriptedResponse
 from support.apigw import signed_event
 from support.aws import SSM_PATH, receive_all
-from support.g12_bodies import PAYMENT, SAMPLES
+from support.bodies import PAYMENT, SAMPLES
 from support.samples import load_sample
 
 pytestmark = pytest.mark.network

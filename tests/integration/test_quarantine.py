@@ -18,8 +18,8 @@ from dodo_cio.receiving.models import PayloadError
 from dodo_cio.receiving.quarantine import QuarantinedWebhook, reprocess_event
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.apigw import signed_event
+from support.bodies import PAYMENT, SAMPLES, body, changed
 from support.emf import emitted_metrics
-from support.g12_bodies import PAYMENT, SAMPLES, body, changed
 
 pytestmark = pytest.mark.network
 

@@ -24,7 +24,7 @@ from dodo_cio.delivery.parking import ParkedDelivery, park
 from dodo_cio_cli import sender
 from dodo_cio_local.event_source import PollResult, SqsEventSource
 from dodo_cio_local.local_run import LocalBridge, read_template
-from support.g3_parked import parked
+from support.parked import parked
 
 pytestmark = pytest.mark.network
 

@@ -18,8 +18,8 @@ from dodo_cio.receiving.models import DodoEvent
 from dodo_cio.state.dodo_api import DodoApiConfigError
 from dodo_cio.state.identity import Known, Resolver, event_facts, needs_resolution
 from dodo_cio.state.table import PAID_PIECE, customer_key, plan_for
-from support.g1_events import event_of
-from support.g1_resolver import Broken, Directory, Dodo
+from support.mapped_events import event_of
+from support.resolver_standins import Broken, Directory, Dodo
 from support.samples import load_sample
 
 CUSTOMER = "cus_6MbWq2TzKn8RyH4dXc1Lp"  # the samples' customer

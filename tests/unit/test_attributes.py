@@ -24,7 +24,7 @@ from dodo_cio.receiving.models import (
     Refund,
     parse_subscription,
 )
-from support.g1_events import customer, json_len, money_is_complete, no_bare_amount, unix
+from support.mapped_events import customer, json_len, money_is_complete, no_bare_amount, unix
 from support.samples import load_sample
 
 PROFILE_VALUE_BYTES = 1000  # Customer.io's identify limit, restated on purpose

@@ -31,8 +31,8 @@ from dodo_cio_cli.backfill_destination import Destination
 from dodo_cio_cli.backfill_source import BackfillError, Built, Listing, OpBuilder
 from dodo_cio_cli.backfill_state import State
 from dodo_cio_local.dodo_standin import make_customer, make_subscription
-from support.g4_http import FakeResponse, FakeSession
-from support.g4_stack import FakeStack
+from support.fake_http import FakeResponse, FakeSession
+from support.fake_stack import FakeStack
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000

@@ -19,7 +19,7 @@ from dodo_cio_cli.check import RegionAnswer
 from dodo_cio_cli.check_dodo_api import check_dodo_api_key, needs_dodo_api_key
 from dodo_cio_cli.check_pipelines import CONTROL_KEY, PipelinesAnswer
 from dodo_cio_cli.findings import Finding
-from support.g4_http import FakeResponse, FakeSession
+from support.fake_http import FakeResponse, FakeSession
 
 PATH = "/dodo-customerio"
 SECRET = "whsec_" + base64.b64encode(b"unit-test-secret-for-check-0001").decode()

@@ -22,7 +22,7 @@ from dodo_cio.platform.env import ConfigError
 from dodo_cio_cli import backfill_command
 from dodo_cio_cli.backfill_source import Listing, OpBuilder
 from dodo_cio_local.dodo_standin import make_customer
-from support.g1_events import customer
+from support.mapped_events import customer
 
 ALL = CONTACT_FIELDS
 NONE: frozenset[str] = frozenset()

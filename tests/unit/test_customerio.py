@@ -20,8 +20,8 @@ from dodo_cio.delivery.track import (
     request_size,
     track_base_url,
 )
-from support.g3_track import TrackSession
 from support.track_ops import event_op, identify_op
+from support.track_session import TrackSession
 
 BASE = "https://track.example.test"
 OP_A = event_op(

@@ -50,9 +50,9 @@ from dodo_cio.state.table import Lookup, StatePlan
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.aws import fake_credentials
 from support.fake_sqs import FakeSqs
-from support.g3_parked import lambda_record, parked, record
-from support.g3_track import TrackSession
+from support.parked import lambda_record, parked, record
 from support.samples import SAMPLES
+from support.track_session import TrackSession
 
 OUTER = 1000.0  # the invocation's deadline, on the fake monotonic clock
 START = 500.0  # the fake monotonic clock when a test starts: far from every window's edge

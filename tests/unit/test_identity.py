@@ -9,7 +9,7 @@ import pytest
 from dodo_cio.mapping.mapper import IdentifierStrategy
 from dodo_cio.state.dodo_api import DodoApiConfigError, DodoApiUnavailable
 from dodo_cio.state.identity import Known, Resolver
-from support.g1_resolver import Broken, Directory, Dodo
+from support.resolver_standins import Broken, Directory, Dodo
 
 EMAIL = IdentifierStrategy.parse("email")
 

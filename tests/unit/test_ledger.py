@@ -9,7 +9,7 @@ import pytest
 
 from dodo_cio.receiving.models import DodoEvent
 from dodo_cio.state.summary import PAID_PREFIX, REFUNDED_PREFIX, Ledger, Sub, change_for
-from support.g1_events import event_of
+from support.mapped_events import event_of
 from support.samples import load_sample
 
 

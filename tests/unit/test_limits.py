@@ -23,7 +23,7 @@ from dodo_cio.mapping.limits import (
     truncate_utf8,
     wire_size,
 )
-from support.g1_events import json_len
+from support.mapped_events import json_len
 
 EVENT_NAME_BYTES = 100
 ATTRIBUTE_NAME_BYTES = 150

@@ -15,7 +15,7 @@ from dodo_cio.platform import secret_names
 from dodo_cio.platform.ulid import ulid_time_ms
 from dodo_cio.receiving import events
 from dodo_cio.receiving.models import DodoEvent
-from support.g1_events import (
+from support.mapped_events import (
     WEBHOOK_ID,
     customer_ref,
     event_of,

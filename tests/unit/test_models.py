@@ -26,7 +26,7 @@ from dodo_cio.receiving.models import (
     parse_json,
     parse_payload,
 )
-from support.g1_events import customer_ref, unix
+from support.mapped_events import customer_ref, unix
 from support.samples import SAMPLES, load_sample
 
 SAMPLE_FILES = sorted(SAMPLES.glob("*.json"))

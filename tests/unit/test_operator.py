@@ -18,8 +18,8 @@ from dodo_cio.receiving.signature import parse_secrets, verify
 from dodo_cio_cli import operator
 from dodo_cio_cli.aws_calls import OperatorError
 from dodo_cio_cli.operator import DeadLetter
+from support.fake_http import FakeResponse, FakeSession
 from support.fake_sqs import parked_body
-from support.g4_http import FakeResponse, FakeSession
 
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry-dlq"
 RETRY_ARN = "arn:aws:sqs:us-east-1:123456789012:bridge-retry"

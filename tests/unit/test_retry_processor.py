@@ -30,9 +30,9 @@ from dodo_cio.retry.verdicts import SqsRecord, failed_message_ids
 from dodo_cio_local.lambda_context import FakeLambdaContext
 from support.emf import emitted_metrics
 from support.fake_sqs import FakeSqs
-from support.g3_parked import lambda_record, parked, record
-from support.g3_track import Answer as TrackAnswer
-from support.g3_track import TrackSession
+from support.parked import lambda_record, parked, record
+from support.track_session import Answer as TrackAnswer
+from support.track_session import TrackSession
 
 RETRY_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry"
 DLQ_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/bridge-retry-dlq"
@@ -53,7 +53,7 @@ ENV = {
 }
 
 
-# -- the sender: the real Track client over support.g3_track's session -------------------------
+# -- the sender: the real Track client over support.track_session's session -------------------------
 
 
 def track(session: TrackSession) -> TrackClient:

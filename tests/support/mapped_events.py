@@ -1,4 +1,4 @@
-"""Dodo bodies as the mapping sees them, and the checks every mapped event passes (group 1's unit tests)."""
+"""Dodo bodies as the mapping sees them, and the checks every mapped event passes."""
 
 from __future__ import annotations
 
