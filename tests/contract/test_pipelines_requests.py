@@ -22,11 +22,18 @@ from support.samples import sample_paths
 KEY = "contract-pipelines-key"
 STRATEGIES = ["customer_id", "email", "metadata:app_user_id"]
 SUBSCRIPTIONS = [p for p in sample_paths() if p.name.startswith("subscription.")]
+EVERY_DEPLOYMENT = pytest.mark.parametrize(
+    ("sample", "strategy", "object_type"),
+    [
+        pytest.param(sample, strategy, object_type, id=f"{sample.name}-{strategy}-{kind}")
+        for kind, object_type in (("profile", None), ("objects", "7"))
+        for strategy in STRATEGIES
+        for sample in sample_paths()
+    ],
+)
 
 
-@pytest.mark.parametrize("object_type", [None, "7"], ids=["profile", "objects"])
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("sample", sample_paths(), ids=lambda p: p.name)
+@EVERY_DEPLOYMENT
 def test_every_request_matches_the_track_v2_schema(
     track_v2_validator: Any, sample: Path, strategy: str, object_type: str | None
 ) -> None:
@@ -69,9 +76,7 @@ def calls_of(sent: list[Sent]) -> list[dict[str, Any]]:
     return calls
 
 
-@pytest.mark.parametrize("object_type", [None, "7"], ids=["profile", "objects"])
-@pytest.mark.parametrize("strategy", STRATEGIES)
-@pytest.mark.parametrize("sample", sample_paths(), ids=lambda p: p.name)
+@EVERY_DEPLOYMENT
 def test_every_request_matches_the_pipelines_spec(
     pipelines_validator: Any, sample: Path, strategy: str, object_type: str | None
 ) -> None:

@@ -36,6 +36,11 @@ def without(op: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in op.items() if k != key}
 
 
+def with_ids(**more: str) -> dict[str, Any]:
+    """The event addressed by its customer id and one more identifier."""
+    return {**EVENT, "identifiers": {"id": "cus_1", **more}}
+
+
 # --- the file itself -------------------------------------------------------------------------
 
 
@@ -84,13 +89,7 @@ def test_valid_ops_pass_entity_and_batch(schema: dict[str, Any], track_v2_valida
     ("op", "field", "reason", "schema_rejects"),
     [
         pytest.param({**EVENT, "action": "payment_completed"}, "action", "invalid_value", True, id="action"),
-        pytest.param(
-            {**EVENT, "identifiers": {"id": "cus_1", "email": "a@example.com"}},
-            "identifiers",
-            "invalid_identifiers",
-            True,
-            id="two-identifiers",
-        ),
+        pytest.param(with_ids(email="a@example.com"), "identifiers", "invalid_identifiers", True, id="two-identifiers"),
         pytest.param(without(EVENT, "name"), "name", "required", True, id="missing-name"),
         pytest.param(without(EVENT, "identifiers"), "identifiers", "required", True, id="no-identifiers"),
         pytest.param({**EVENT, "type": "customer"}, "type", "invalid_value", True, id="bad-type"),
@@ -98,11 +97,7 @@ def test_valid_ops_pass_entity_and_batch(schema: dict[str, Any], track_v2_valida
         pytest.param({**IDENTIFY, "attributes": "not-an-object"}, "attributes", "invalid_type", True, id="attrs"),
         # The rest only the validator refuses.
         pytest.param(
-            {**EVENT, "identifiers": {"id": "cus_1", "anonymous_id": "x"}},
-            "identifiers",
-            "invalid_identifiers",
-            False,
-            id="undocumented-second-identifier",
+            with_ids(anonymous_id="x"), "identifiers", "invalid_identifiers", False, id="undocumented-second-identifier"
         ),
         pytest.param({**EVENT, "name": "n" * 101}, "name", "too_long", False, id="long-name"),
         pytest.param({**EVENT, "identifiers": {"id": "i" * 151}}, "identifiers.id", "too_long", False, id="long-id"),

@@ -282,21 +282,18 @@ def _may_delete(cfn: dict[str, Any], key: str) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("pattern", "value", "matches"),
+    ("pattern", "matching", "not_matching"),
     [
-        ("a*c", "ac", True),
-        ("a*c", "abbbc", True),
-        ("a?c", "abc", True),
-        ("a?c", "ac", False),
-        ("a?c", "abbc", False),
-        ("a.c", "abc", False),  # "." is itself, not a regex wildcard
-        ("A*", "a", False),  # case-sensitive
-        ("*#??", "x#ab", True),
-        ("*#??", "x#abc", False),  # whole value, not a prefix
+        ("a*c", ["ac", "abbbc"], []),
+        ("a?c", ["abc"], ["ac", "abbc"]),
+        ("a.c", [], ["abc"]),  # "." is itself, not a regex wildcard
+        ("A*", [], ["a"]),  # case-sensitive
+        ("*#??", ["x#ab"], ["x#abc"]),  # whole value, not a prefix
     ],
+    ids=["star", "question-mark", "dot", "case", "whole-value"],
 )
-def test_iam_like_follows_string_like(pattern: str, value: str, matches: bool) -> None:
-    assert _iam_like(pattern, value) is matches
+def test_iam_like_follows_string_like(pattern: str, matching: list[str], not_matching: list[str]) -> None:
+    assert [value for value in matching + not_matching if _iam_like(pattern, value)] == matching
 
 
 def test_ingest_may_delete_only_under_the_leading_key_condition(cfn: dict[str, Any]) -> None:
