@@ -22,7 +22,8 @@ from dodo_cio.platform.env import ConfigError
 from dodo_cio_cli import backfill_command
 from dodo_cio_cli.backfill_source import Listing, OpBuilder
 from dodo_cio_local.dodo_standin import make_customer
-from support.mapped_events import customer
+from support.mapped_events import customer, ops_of
+from support.samples import load_sample
 
 ALL = CONTACT_FIELDS
 NONE: frozenset[str] = frozenset()
@@ -111,6 +112,15 @@ def test_who_owns_the_contact_fields_per_strategy(strategy: str, mode: str, owne
     config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
     assert config.contact_owner() == owner
     assert config.contact_fields_sent() == sent
+
+
+@pytest.mark.parametrize("mode", CONTACT_FIELDS_MODES)
+@pytest.mark.parametrize("strategy", ["customer_id", "metadata:app_user_id"])
+def test_the_mapping_sends_what_the_setting_gives_it(strategy: str, mode: str) -> None:
+    """The mapper itself passes the setting on: ignoring it would overwrite an address the app owns."""
+    config = MappingConfig(identifier=IdentifierStrategy.parse(strategy), contact_fields=mode)
+    (identify,) = [op for op in ops_of(load_sample("payment.succeeded.json"), config) if op["action"] == "identify"]
+    assert {"email", "name"} & set(identify["attributes"]) == {"email", "name"} & config.contact_fields_sent()
 
 
 def test_the_default_is_auto() -> None:
