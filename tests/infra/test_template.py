@@ -110,7 +110,8 @@ def _checkov(target: Path) -> Results:
 def test_checkov_passes_with_every_skip_justified_and_used(sam_template: dict[str, Any], translated_path: Path) -> None:
     """On template.yaml, as `make scan` runs it, and on the translation: only there does checkov see the generated
     role's policies."""
-    results, translated = _checkov(Path("template.yaml")), _checkov(translated_path)
+    results = _checkov(Path("template.yaml"))
+    translated = _checkov(translated_path)
     both = (results, translated)
     assert [f"{c['check_id']} {c['resource']}: {c['check_name']}" for r in both for c in r["failed_checks"]] == []
     assert len(translated["passed_checks"]) > len(translated["skipped_checks"])
@@ -413,7 +414,8 @@ def test_parameter_defaults(cfn: dict[str, Any]) -> None:
     assert int(params["ApiThrottlingBurstLimit"]["Default"]) == 100
     assert int(params["LogRetentionInDays"]["Default"]) == 30
     assert params["LogLevel"]["Default"] == "INFO"
-    batch, concurrency = params["RetryBatchSize"], params["RetryMaxConcurrency"]
+    batch = params["RetryBatchSize"]
+    concurrency = params["RetryMaxConcurrency"]
     assert int(batch["Default"]) == 50 and int(batch["MinValue"]) >= 1
     assert 10 < int(batch["MaxValue"]) <= 10000  # Lambda's limit for standard queues; the window is always set
     assert concurrency["Type"] == "Number" and int(concurrency["Default"]) == 2

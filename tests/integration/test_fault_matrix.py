@@ -365,7 +365,8 @@ class Harness:
         dead_docs = [json.loads(m["Body"]) for m in dead]
         dead_ops = [op for doc in dead_docs for op in doc.get("ops", [])]
         dead_actions = [op.get("action") for op in dead_ops]
-        self.wire_sends, self.dlq = len(requests), "+".join(map(str, dead_actions)) or "-"
+        self.wire_sends = len(requests)
+        self.dlq = "+".join(map(str, dead_actions)) or "-"
 
         p = self.problems
         if self.handler_errors:

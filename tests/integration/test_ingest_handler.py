@@ -397,9 +397,11 @@ def refusal(api: str) -> list[ScriptedResponse]:
     return [ScriptedResponse(207, body={"errors": [item]})]
 
 
-def dead_lettered_reason(bridge: Any) -> tuple[str, list[str]]:
+def dead_lettered_reason(bridge: Any, attempts: int) -> tuple[str, list[str]]:
+    """The one dead letter's reason and actions; dead-lettered at the attempt refused, never retried."""
     (message,) = bridge.dead_lettered()
     body = message["body"]
+    assert body["attempts"] == attempts
     return body["last_error"]["reason"], [op["action"] for op in body["ops"]]
 
 
@@ -409,7 +411,7 @@ def test_ingest_dead_letters_the_refused_identify_and_delivers_the_event(
     bridge.sandbox.script(*refusal(api))
     status, answer = bridge.send(PAYMENT, webhook_id="msg_email_change_1")
     assert (status, answer) == (202, {"status": "dead_lettered"})  # nothing waits: no retry can fix it
-    reason, actions = dead_lettered_reason(bridge)
+    reason, actions = dead_lettered_reason(bridge, attempts=1)
     assert actions == ["identify"]
     assert f'"{EMAIL_BY_ID_SETTING}"' in reason and STAND_IN in reason
     assert bridge.parked() == []
@@ -425,7 +427,7 @@ def test_the_retry_path_counts_it_too(bridge: Any, api: str, retry: Any, capsys:
     retry.module.service().policy = BackoffPolicy(base=1, cap=1)
     bridge.sandbox.script(*refusal(api))
     retry.source.drain(max_polls=10)
-    reason, actions = dead_lettered_reason(bridge)
+    reason, actions = dead_lettered_reason(bridge, attempts=2)  # the ingest's and the retry's
     assert actions == ["identify"] and EMAIL_BY_ID_SETTING in reason
     metrics = emitted_metrics(capsys.readouterr().out)
     assert metrics.get("EmailChangeRefused") == 1

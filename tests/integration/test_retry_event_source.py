@@ -74,7 +74,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, step: float = 0.05
 
 
 def test_the_event_is_built_as_lambda_builds_it(retry: RetryQueue) -> None:
-    from aws_lambda_powertools.utilities.parser.models import SqsModel
+    from aws_lambda_powertools.utilities.parser.models import SqsModel, SqsRecordModel
 
     message_id = retry.park(parked("a"))
     seen: list[dict[str, Any]] = []
@@ -85,6 +85,7 @@ def test_the_event_is_built_as_lambda_builds_it(retry: RetryQueue) -> None:
     assert (result.received, result.deleted, result.failed, result.error) == (1, 1, (), None)
     SqsModel.model_validate(seen[0])  # Powertools' model of Lambda's SQS event: every field and attribute Lambda has
     (record,) = seen[0]["Records"]
+    assert set(record) <= {field.alias or name for name, field in SqsRecordModel.model_fields.items()}  # nothing more
     assert record["messageId"] == message_id
     assert record["attributes"]["ApproximateReceiveCount"] == "1"  # SQS's count, as a string
     assert record["messageAttributes"]["event_type"] == {

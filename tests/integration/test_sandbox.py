@@ -337,7 +337,8 @@ def test_rate_limit_is_off_by_default_and_the_arguments_are_checked(
 
 def test_validate_false_skips_op_validation_but_not_auth_shape_or_limits() -> None:
     with TrackSandbox(validate=False) as sandbox, requests.Session() as http, requests.Session() as cdp:
-        http.auth, cdp.auth = AUTH, (sandbox.pipelines_key, "")
+        http.auth = AUTH
+        cdp.auth = (sandbox.pipelines_key, "")
         invalid = {k: v for k, v in EVENT.items() if k != "name"}
         assert post(http, sandbox, "/api/v2/entity", invalid).status_code == 200
         assert post(http, sandbox, "/api/v2/batch", {"batch": [invalid, IDENTIFY]}).status_code == 200

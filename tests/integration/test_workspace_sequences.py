@@ -104,7 +104,8 @@ class World:
     def accepted_ops(self) -> list[dict[str, Any]]:
         """Every op Customer.io accepted, as Track ops in arrival order: the Track requests (all of them on a
         Track deployment; on a Pipelines one only a backfill's, which comes first), then the Pipelines calls."""
-        sandbox, ops = self.bridge.sandbox, []
+        sandbox = self.bridge.sandbox
+        ops = []
         for request in sandbox.requests:
             if not 200 <= request.status < 300 or is_pipelines_path(request.path):
                 continue
@@ -148,7 +149,8 @@ def paced_retry_service(monkeypatch: pytest.MonkeyPatch) -> Any:
     module = load_retry_module()
     monkeypatch.setattr(module, "_service", None)
     service = module.service()
-    service.policy, service.rng = BackoffPolicy(base=1, cap=1), lambda: 0.0
+    service.policy = BackoffPolicy(base=1, cap=1)
+    service.rng = lambda: 0.0
     return service
 
 

@@ -48,7 +48,9 @@ class Dodo:
         payments: dict[str, Any] | None = None,
         fail: Exception | None = None,
     ) -> None:
-        self.customers, self.payments, self.fail = customers or {}, payments, fail
+        self.customers = customers or {}
+        self.payments = payments
+        self.fail = fail
         self.asked: list[str] = []
         self.deadlines: list[float] = []
 

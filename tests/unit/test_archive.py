@@ -6,6 +6,7 @@ which were deleted (none may be), and what was sent to which queue, with which a
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -261,6 +262,7 @@ def test_restore_sends_each_readable_message_to_its_own_queue_unchanged(
     path = tmp_path / "kept.jsonl"
     assert cli.main(["dlq", "--local", "--export", str(path)]) == 0
     assert {r["WaitTimeSeconds"] for r in sqs.receives} == {0}  # moto's short polls miss nothing
+    originals = copy.deepcopy(sqs.queues)
     for queue in sqs.queues.values():
         queue.clear()  # day 15: SQS deleted them all
     capsys.readouterr()
@@ -270,15 +272,19 @@ def test_restore_sends_each_readable_message_to_its_own_queue_unchanged(
     out = capsys.readouterr().out
     assert out.count("would be restored (dry run)") == 2
     assert "would restore 1 to the dead-letter queue and 1 to the quarantine queue" in out
+    readable = tmp_path / "readable.jsonl"
+    readable.write_text("".join(line for n, line in enumerate(path.open(), 1) if n != 2))
+    assert cli.main(["restore", str(readable), "--local", "--dry-run"]) == 0  # all of it could be restored
+    assert sqs.sent == []
+    capsys.readouterr()
 
     assert cli.main(["restore", str(path), "--local"]) == 1  # the unreadable dead letter is not restored
 
     by_queue = {url: [m["MessageBody"] for m in sqs.sent if m["QueueUrl"] == url] for url in (DLQ, QUARANTINE)}
-    originals = _two_queues()
-    assert by_queue == {DLQ: [originals.queues[DLQ]["d1"].body], QUARANTINE: [originals.queues[QUARANTINE]["q1"].body]}
+    assert by_queue == {DLQ: [originals[DLQ]["d1"].body], QUARANTINE: [originals[QUARANTINE]["q1"].body]}
     parked, kept = sqs.sent
-    assert parked["MessageAttributes"] == originals.queues[DLQ]["d1"].attributes  # binary value back as bytes
-    assert kept["MessageAttributes"] == originals.queues[QUARANTINE]["q1"].attributes
+    assert parked["MessageAttributes"] == originals[DLQ]["d1"].attributes  # binary value back as bytes
+    assert kept["MessageAttributes"] == originals[QUARANTINE]["q1"].attributes
     assert set(parked) == {"QueueUrl", "MessageBody", "MessageAttributes"}  # a new message: no delay, no id
 
     out = capsys.readouterr().out
