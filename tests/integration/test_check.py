@@ -96,6 +96,7 @@ def test_stack_settings_dodo_key_queues_and_dead_letters(
         cli, "_aws", lambda service, region: cfn if service == "cloudformation" else boto3.client(service)
     )
     assert cli.main(["check", "--stack", "bridge"]) == 0
+    assert cfn.calls == 1  # parameters and outputs from one DescribeStacks
     out = capsys.readouterr().out
     assert "checking stack bridge, SSM path /dodo-customerio, Customer.io region us" in out
     assert "exists, empty" in _line(out, "dead-letter queue")

@@ -11,9 +11,11 @@ class FakeStack:
     def __init__(self, parameters: dict[str, str] | None = None, outputs: dict[str, str] | None = None) -> None:
         self.parameters = dict(parameters or {})
         self.outputs = dict(outputs or {})
+        self.calls = 0
 
     def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:
         assert kwargs == {"StackName": "bridge"}
+        self.calls += 1
         stack = {
             "StackName": "bridge",
             "StackStatus": "UPDATE_COMPLETE",

@@ -261,9 +261,10 @@ def _target(args: argparse.Namespace, aws: Callable[[str, str | None], Any]) -> 
     if args.stack:
         try:
             cfn = aws("cloudformation", args.region)
-            parameters = operator.resolve_stack_parameters(cfn, args.stack, required=("SsmParameterPath",))
+            stack = operator.resolve_stack(cfn, args.stack, parameters=("SsmParameterPath",))
+            parameters = stack.parameters
             if not (args.no_summary or args.state_table):
-                outputs = operator.resolve_stack_outputs(cfn, args.stack)
+                outputs = stack.outputs
         except operator.OperatorError as exc:
             raise backfill_source.BackfillError(str(exc)) from None
 

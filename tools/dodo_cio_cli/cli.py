@@ -456,8 +456,8 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         if not args.stack:
             raise UsageError("pass --stack NAME (or --local for a running `make run`)")
         cfn = _aws("cloudformation", args.region)
-        outputs = operator.resolve_stack_outputs(cfn, args.stack, required=("StateTableName", "IngestFunctionName"))
-        parameters = operator.resolve_stack_parameters(cfn, args.stack)
+        stack = operator.resolve_stack(cfn, args.stack, outputs=("StateTableName", "IngestFunctionName"))
+        outputs, parameters = stack.outputs, stack.parameters
         sources = trace.Sources(
             dynamodb=_aws("dynamodb", args.region),
             sqs=_aws("sqs", args.region),
@@ -524,8 +524,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     outputs: dict[str, str] | None = None
     if args.stack:
         cfn = _aws("cloudformation", args.region)
-        parameters = operator.resolve_stack_parameters(cfn, args.stack, required=("SsmParameterPath",))
-        outputs = operator.resolve_stack_outputs(cfn, args.stack)
+        stack = operator.resolve_stack(cfn, args.stack, parameters=("SsmParameterPath",))
+        parameters, outputs = stack.parameters, stack.outputs
     ssm_path = args.ssm_path or parameters.get("SsmParameterPath")
     if not ssm_path:
         raise UsageError("pass --stack NAME or --ssm-path PATH (e.g. /dodo-customerio)")
@@ -644,8 +644,8 @@ def _cmd_setup(args: argparse.Namespace) -> int:
         if not args.stack:
             raise UsageError("pass --stack NAME (or --local for a running `make run`)")
         cfn = _aws("cloudformation", args.region)
-        settings = operator.resolve_stack_parameters(cfn, args.stack, required=("SsmParameterPath",))
-        webhook_url = operator.resolve_stack_outputs(cfn, args.stack, required=("WebhookUrl",))["WebhookUrl"]
+        stack = operator.resolve_stack(cfn, args.stack, parameters=("SsmParameterPath",), outputs=("WebhookUrl",))
+        settings, webhook_url = stack.parameters, stack.outputs["WebhookUrl"]
         where, ssm_path, ssm = f"stack {args.stack}", settings["SsmParameterPath"], _aws("ssm", args.region)
         base_url, default_key = args.base_url, ""
         check_argv = ["check", "--stack", args.stack, *(["--region", args.region] if args.region else [])]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_REDRIVE_RATE",
     "DeadLetter",
+    "DeployedStack",
     "OperatorError",
     "call_aws",
     "cancel_redrive",
@@ -43,6 +44,7 @@ __all__ = [
     "read_secret_from_ssm",
     "redrive_status",
     "replay",
+    "resolve_stack",
     "resolve_stack_outputs",
     "resolve_stack_parameters",
     "start_redrive",
@@ -531,31 +533,45 @@ def _missing(stack_name: str, stack: Mapping[str, Any], what: str, keys: Sequenc
     )
 
 
-def resolve_stack_outputs(cfn: CloudFormation, stack_name: str, *, required: Sequence[str] = ()) -> dict[str, str]:
-    """Outputs of the deployed stack (OutputKey -> value), so commands can take `--stack NAME`.
+@dataclass(frozen=True)
+class DeployedStack:
+    """A deployed stack's outputs and parameters, read with one DescribeStacks call."""
 
-    `required` names the outputs the caller needs, e.g. ("DeadLetterQueueUrl",); a missing one is
-    an OperatorError naming it and the stack's status.
+    outputs: dict[str, str]
+    parameters: dict[str, str]
+
+
+def resolve_stack(
+    cfn: CloudFormation, stack_name: str, *, outputs: Sequence[str] = (), parameters: Sequence[str] = ()
+) -> DeployedStack:
+    """Outputs (OutputKey -> value) and parameters of the deployed stack, so commands can take `--stack NAME`.
+
+    `outputs` and `parameters` name the ones the caller needs, e.g. outputs=("DeadLetterQueueUrl",);
+    a missing one is an OperatorError naming it and the stack's status (parameters are checked first).
     """
     stack = _describe_stack(cfn, stack_name)
-    outputs = {
-        str(o["OutputKey"]): str(o.get("OutputValue", "")) for o in stack.get("Outputs") or [] if "OutputKey" in o
-    }
-    missing = [key for key in required if not outputs.get(key)]
-    if missing:
-        _missing(stack_name, stack, "output" if len(missing) == 1 else "outputs", missing)
-    return outputs
+    found = DeployedStack(
+        outputs={
+            str(o["OutputKey"]): str(o.get("OutputValue", "")) for o in stack.get("Outputs") or [] if "OutputKey" in o
+        },
+        parameters={
+            str(p["ParameterKey"]): str(p.get("ResolvedValue") or p.get("ParameterValue", ""))
+            for p in stack.get("Parameters") or []
+            if "ParameterKey" in p
+        },
+    )
+    for what, values, required in (("parameter", found.parameters, parameters), ("output", found.outputs, outputs)):
+        missing = [key for key in required if not values.get(key)]
+        if missing:
+            _missing(stack_name, stack, what if len(missing) == 1 else f"{what}s", missing)
+    return found
+
+
+def resolve_stack_outputs(cfn: CloudFormation, stack_name: str, *, required: Sequence[str] = ()) -> dict[str, str]:
+    """The outputs alone (see `resolve_stack`)."""
+    return resolve_stack(cfn, stack_name, outputs=required).outputs
 
 
 def resolve_stack_parameters(cfn: CloudFormation, stack_name: str, *, required: Sequence[str] = ()) -> dict[str, str]:
-    """Parameters of the deployed stack (e.g. SsmParameterPath for `read_secret_from_ssm`)."""
-    stack = _describe_stack(cfn, stack_name)
-    parameters = {
-        str(p["ParameterKey"]): str(p.get("ResolvedValue") or p.get("ParameterValue", ""))
-        for p in stack.get("Parameters") or []
-        if "ParameterKey" in p
-    }
-    missing = [key for key in required if not parameters.get(key)]
-    if missing:
-        _missing(stack_name, stack, "parameter" if len(missing) == 1 else "parameters", missing)
-    return parameters
+    """The parameters alone (e.g. SsmParameterPath for `read_secret_from_ssm`; see `resolve_stack`)."""
+    return resolve_stack(cfn, stack_name, parameters=required).parameters
