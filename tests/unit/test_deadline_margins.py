@@ -413,7 +413,9 @@ def test_each_invocation_gets_the_time_its_own_context_gives() -> None:
         handler("fail", FakeLambdaContext(remaining_ms=5_000))
     assert deadline.current() is None
     first, second = seen
-    assert first is not None and start + 29.0 < first <= time.monotonic() + 30.0, "replaced, not narrowed"
+    assert first is not None and start + 2.0 < first <= time.monotonic() + 30.0, (
+        "replaced, not narrowed to the stale start + 1.0 (a margin for a busy machine)"
+    )
     assert second is not None and second <= time.monotonic() + 5.0
 
 
